@@ -1,0 +1,40 @@
+"""``python -m nasheur [overrides]``: one super-net job, configured by Hydra.
+
+Thin on purpose: compose, validate (before torch is imported, so a bad command line fails in
+about a second), then hand the typed config to :func:`nasheur.job.run_job`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from nasheur.config import ConfigError, register_configs, register_resolvers, to_config, validate
+
+register_configs()
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="pkg://nasheur.conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    hc = HydraConfig.get()
+    config = to_config(cfg)
+    try:
+        validate(config)
+    except ConfigError as err:
+        if hc.mode == RunMode.MULTIRUN:
+            raise
+        print(f"nasheur: config error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    from nasheur.job import run_job  # imports torch
+
+    record = run_job(config, output_dir=hc.runtime.output_dir, choices=dict(hc.runtime.choices))
+    return record["metrics"]["sparse_kendall_tau"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""The typed schema of one nasheur job, its validation and its identity.
+
+Hydra composes the YAML under ``conf/`` on top of :class:`Config` (registered in the
+ConfigStore as ``nasheur_schema``), so a wrong type or an unknown key fails while composing.
+:func:`validate` then checks ranges and the combinations a search space supports. None of this
+imports torch: a bad command line fails in about a second, before any data is read.
+
+The groups follow the paper's Table 1: ``supernet`` (the mapping f_ws), ``fidelity`` (low
+fidelity), ``protocol`` (the hyper-parameters of P_ws) and ``sampler``; beside them
+``search_space``, ``dataset``, ``ground_truth``, ``eval`` and ``metrics``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value or combination that cannot run; the message names the key."""
+
+
+# Enum members are lower case so that the YAML and the command line read as in the paper.
+class SpaceName(str, Enum):
+    nb201 = "nb201"
+
+
+class OpsOn(str, Enum):
+    edge = "edge"
+    node = "node"
+
+
+class DynamicChannels(str, Enum):
+    fixed = "fixed"
+
+
+class SamplerName(str, Enum):
+    random_nas = "random_nas"
+    random_a = "random_a"
+
+
+class DatasetName(str, Enum):
+    cifar10 = "cifar10"
+    synthetic = "synthetic"
+
+
+class EvalBN(str, Enum):
+    auto = "auto"
+    batch = "batch"
+    running = "running"
+    recalibrate = "recalibrate"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class GTUnit(str, Enum):
+    auto = "auto"
+    percent = "percent"
+    fraction = "fraction"
+
+
+@dataclass
+class SearchSpaceConfig:
+    name: SpaceName = MISSING
+
+
+@dataclass
+class SupernetConfig:
+    """The mapping f_ws from an architecture to a path of the super-net (Table 1, left)."""
+
+    ops_on: OpsOn = OpsOn.edge
+    dynamic_channels: DynamicChannels = DynamicChannels.fixed
+
+
+@dataclass
+class FidelityConfig:
+    """Low-fidelity factors: how much smaller or cheaper the super-net is than f_proxy."""
+
+    layers: int = MISSING  # counted as the benchmark counts depth (NB201: cells per stage)
+    channels: int = MISSING  # initial channels
+    batch_size: int = MISSING
+    train_portion: float = 0.9  # share of the CIFAR-10 training set used to train the super-net
+
+
+@dataclass
+class ProtocolConfig:
+    """Hyper-parameters of the super-net training protocol P_ws."""
+
+    lr: float = MISSING
+    epochs: int = MISSING
+    weight_decay: float = MISSING
+    bn_track: bool = MISSING  # BN tracks running statistics during training
+    bn_affine: bool = MISSING  # BN learns a scale and a shift
+    momentum: float = 0.9
+    grad_clip: float = 5.0
+    lr_min: float = 0.0  # the cosine schedule decays to this
+
+
+@dataclass
+class SamplerConfig:
+    name: SamplerName = MISSING
+
+
+@dataclass
+class DatasetConfig:
+    name: DatasetName = MISSING
+    # cifar10: the `cifar-10-batches-py` folder, or the folder that holds it
+    root: str = "${oc.env:NASHEUR_DATA,data}"
+    val_portion: float = 0.1  # the fixed validation share of the training set
+    split_seed: int = 0  # the train/validation split is the same for every run seed
+    # synthetic: a seeded image set that needs no download (tests, debugging)
+    num_images: int = 2000
+    image_size: int = 16
+    num_classes: int = 10
+
+
+@dataclass
+class GroundTruthConfig:
+    path: str | None = None  # a GT table (CSV); see README "Ground truth"
+    column: str | None = None  # accuracy column; default: the layout's own
+    unit: GTUnit = GTUnit.auto  # auto: the file declares percent or fraction
+
+
+@dataclass
+class EvalConfig:
+    bn: EvalBN = EvalBN.auto
+    pool_size: int = 200
+    recalibrate_batches: int = 10  # training batches per architecture for eval.bn=recalibrate
+
+
+@dataclass
+class MetricsConfig:
+    skdt_threshold: float = 0.001
+    top_n: int = 3
+
+
+@dataclass
+class RunConfig:
+    """How the job runs; none of these change what a full run computes."""
+
+    max_steps_per_epoch: int | None = None  # cut epochs short (debugging); null: full epochs
+    log_every: int = 0  # also log every N steps; 0: per epoch only
+
+
+@dataclass
+class Config:
+    search_space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    ground_truth: GroundTruthConfig = field(default_factory=GroundTruthConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    seed: int = 0
+    device: Device = Device.auto
+
+
+# Keys that do not change what a job computes, left out of its identity (config_hash).
+IDENTITY_EXCLUDED = ("device", "run.log_every")
+
+
+def register_configs() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="nasheur_schema", node=Config)
+
+
+def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
+    """A composed DictConfig (without its `hydra` node) as the typed :class:`Config`."""
+    merged = OmegaConf.merge(OmegaConf.structured(Config), cfg)
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def plain(cfg: Config | DictConfig) -> dict[str, Any]:
+    """The resolved config as JSON-ready plain data (enums as their names)."""
+    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+    return OmegaConf.to_container(node, resolve=True, enum_to_str=True)  # type: ignore[return-value]
+
+
+def config_hash(data: dict[str, Any]) -> str:
+    """A stable hash of a resolved config: the identity of a job and its output folder."""
+    data = json.loads(json.dumps(data))  # a deep copy of plain data
+    for dotted in IDENTITY_EXCLUDED:
+        *parents, last = dotted.split(".")
+        node = data
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(last, None)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _dir_resolver(*, _root_: DictConfig) -> str:
+    """``<space>/<readable overrides>-<config hash>``: a job's folder under the runs root.
+
+    The same config always lands in the same folder, so rerunning a command resumes it.
+    """
+    job = OmegaConf.masked_copy(_root_, [k for k in _root_ if k != "hydra"])
+    data = OmegaConf.to_container(job, resolve=True, enum_to_str=True)
+    overrides = OmegaConf.select(_root_, "hydra.job.override_dirname", default="") or ""
+    readable = re.sub(r"[^A-Za-z0-9=,._+-]", "_", overrides)[:80] or "default"
+    return f"{data['search_space']['name']}/{readable}-{config_hash(data)}"
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("nasheur.job_dir"):
+        OmegaConf.register_new_resolver("nasheur.job_dir", _dir_resolver)
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+def _check(ok: bool, key: str, value: object, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is out of range: expected {expected}")
+
+
+def _check_choice(key: str, value: str, allowed: tuple[str, ...], why: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value} is not supported {why}; allowed values: {', '.join(allowed)}")
+
+
+def validate(cfg: Config) -> None:
+    """Ranges and combinations, checked before any data is read. Raises :class:`ConfigError`."""
+    from nasheur.spaces import space_info
+
+    f, p, d, e, m = cfg.fidelity, cfg.protocol, cfg.dataset, cfg.eval, cfg.metrics
+    _check(0 < f.train_portion <= 1, "fidelity.train_portion", f.train_portion, "0 < value <= 1")
+    _check(f.batch_size >= 2, "fidelity.batch_size", f.batch_size, "an integer >= 2 (BN needs a batch)")
+    _check(f.channels >= 1, "fidelity.channels", f.channels, "an integer >= 1")
+    _check(f.layers >= 1, "fidelity.layers", f.layers, "an integer >= 1")
+    _check(math.isfinite(p.lr) and p.lr > 0, "protocol.lr", p.lr, "a finite value > 0")
+    _check(p.epochs >= 1, "protocol.epochs", p.epochs, "an integer >= 1")
+    _check(math.isfinite(p.weight_decay) and p.weight_decay >= 0, "protocol.weight_decay", p.weight_decay, "a value >= 0")
+    _check(0 <= p.momentum < 1, "protocol.momentum", p.momentum, "0 <= value < 1")
+    _check(math.isfinite(p.grad_clip) and p.grad_clip > 0, "protocol.grad_clip", p.grad_clip, "a value > 0")
+    _check(0 <= p.lr_min <= p.lr, "protocol.lr_min", p.lr_min, f"0 <= value <= protocol.lr ({p.lr})")
+    _check(0 < d.val_portion < 1, "dataset.val_portion", d.val_portion, "0 < value < 1")
+    _check(d.num_images >= 10, "dataset.num_images", d.num_images, "an integer >= 10")
+    _check(d.image_size >= 8, "dataset.image_size", d.image_size, "an integer >= 8")
+    _check(d.num_classes >= 2, "dataset.num_classes", d.num_classes, "an integer >= 2")
+    _check(m.top_n >= 1, "metrics.top_n", m.top_n, "an integer >= 1")
+    _check(e.pool_size >= max(2, m.top_n), "eval.pool_size", e.pool_size, f"an integer >= max(2, metrics.top_n={m.top_n})")
+    _check(e.recalibrate_batches >= 1, "eval.recalibrate_batches", e.recalibrate_batches, "an integer >= 1")
+    _check(m.skdt_threshold > 0 and math.isfinite(m.skdt_threshold), "metrics.skdt_threshold", m.skdt_threshold, "a value > 0")
+    _check(cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
+    steps = cfg.run.max_steps_per_epoch
+    _check(steps is None or steps >= 1, "run.max_steps_per_epoch", steps, "null or an integer >= 1")
+    _check(cfg.run.log_every >= 0, "run.log_every", cfg.run.log_every, "an integer >= 0")
+
+    if e.bn is EvalBN.running and not p.bn_track:
+        raise ConfigError(
+            "eval.bn=running needs protocol.bn_track=true: a super-net that does not track BN "
+            "statistics has none to evaluate with; use eval.bn=auto, batch or recalibrate"
+        )
+
+    space = space_info(cfg.search_space.name.value)
+    why = f"by search_space={space.name}"
+    _check_choice("supernet.ops_on", cfg.supernet.ops_on.value, space.ops_on, why)
+    _check_choice("supernet.dynamic_channels", cfg.supernet.dynamic_channels.value, space.dynamic_channels, why)
+    _check_choice("sampler", cfg.sampler.name.value, space.samplers, why)
+
+    gt = cfg.ground_truth.path
+    if gt is None:
+        raise ConfigError(
+            f"ground_truth.path is not set: search_space={space.name} needs a ground-truth table, "
+            "e.g. ground_truth.path=/data/nb201-cifar10-valid-200ep.csv (see README, 'Ground truth')"
+        )
+    if not Path(gt).is_file():
+        raise ConfigError(f"ground_truth.path={gt}: no such file")

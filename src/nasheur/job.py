@@ -1,0 +1,225 @@
+"""One super-net job: wiring only. Build the parts from the config, train, evaluate, record.
+
+Lifecycle in the job's output folder: ``pool.json`` (the evaluated architectures),
+``checkpoint.pt`` after every epoch, and ``metrics.json`` at the end, ``completed`` or
+``failed`` with the error. Rerunning the same config in the same folder resumes from the
+checkpoint, or returns at once if the job already completed.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from nasheur import __version__
+from nasheur.config import Config, ConfigError, config_hash, plain
+from nasheur.io import atomic_write_json, read_json
+from nasheur.progress import EpochLog
+
+log = logging.getLogger("nasheur")
+
+METRICS = "metrics.json"
+POOL = "pool.json"
+
+
+def pick_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but torch sees no CUDA device; use device=auto or device=cpu")
+    return torch.device(name)
+
+
+def run_job(cfg: Config, *, output_dir: str | Path, choices: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run (or resume) the job of `cfg` in `output_dir`; return its metrics.json record."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = plain(cfg)
+    record: dict[str, Any] = {
+        "status": "running",
+        "config_hash": config_hash(resolved),
+        "config": resolved,
+        "choices": dict(choices or {}),
+        "seed": cfg.seed,
+        "nasheur_version": __version__,
+    }
+    done = out / METRICS
+    if done.is_file():
+        previous = read_json(done)
+        if previous.get("status") == "completed" and previous.get("config_hash") == record["config_hash"]:
+            log.info("already completed: %s (delete it to run again)", done)
+            return previous
+    try:
+        record.update(_run(cfg, out, record["config_hash"]))
+        record["status"] = "completed"
+    except BaseException as err:  # KeyboardInterrupt and SIGTERM too: leave a record
+        record.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+        atomic_write_json(done, record)
+        raise
+    atomic_write_json(done, record)
+    log.info("metrics written to %s", done)
+    return record
+
+
+def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
+    import torch
+
+    from nasheur import metrics
+    from nasheur.data import DeviceLoader, load_image_data
+    from nasheur.evaluation import draw_pool, evaluate_archs, resolve_bn_mode
+    from nasheur.groundtruth import read_table
+    from nasheur.samplers import build_sampler
+    from nasheur.seeding import derive_seed, numpy_rng
+    from nasheur.spaces import get_space
+    from nasheur.supernet import build_supernet
+    from nasheur.training import (
+        CHECKPOINT,
+        build_optimizer,
+        cosine_lr,
+        load_checkpoint,
+        save_checkpoint,
+        train_epoch,
+    )
+
+    wall_start = time.perf_counter()
+    device = pick_device(cfg.device.value)
+    space = get_space(cfg.search_space.name.value)
+
+    # ground truth and the pool first: they are cheap and catch bad input before long work
+    gt = read_table(
+        cfg.ground_truth.path,
+        column=cfg.ground_truth.column,
+        unit=cfg.ground_truth.unit.value,
+        validate_key=space.validate_key,
+    )
+    pool = draw_pool(gt.keys, cfg.eval.pool_size, numpy_rng(cfg.seed, "pool"))
+    atomic_write_json(out / POOL, {"ground_truth": str(cfg.ground_truth.path), "keys": pool})
+
+    d = cfg.dataset
+    data = load_image_data(
+        d.name.value,
+        train_portion=cfg.fidelity.train_portion,
+        val_portion=d.val_portion,
+        split_seed=d.split_seed,
+        root=d.root,
+        num_images=d.num_images,
+        image_size=d.image_size,
+        num_classes=d.num_classes,
+    )
+    if data.val_overlaps_train:
+        log.warning("fidelity.train_portion + dataset.val_portion > 1: the validation share overlaps the training share")
+    batch = cfg.fidelity.batch_size
+    norm = {"mean": data.mean, "std": data.std}
+    train_loader = DeviceLoader(data.train_x.to(device), data.train_y.to(device), batch_size=batch, augment=True, **norm)
+    val_loader = DeviceLoader(data.val_x.to(device), data.val_y.to(device), batch_size=batch, augment=False, **norm)
+
+    torch.manual_seed(derive_seed(cfg.seed, "init"))
+    model = build_supernet(space.name, num_classes=data.num_classes, cfg=cfg).to(device)
+    p = cfg.protocol
+    optimizer = build_optimizer(model, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+    sampler = build_sampler(cfg.sampler.name.value, space)
+
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    ckpt = out / CHECKPOINT
+    if ckpt.is_file():
+        state = load_checkpoint(ckpt, device=device, config_hash=chash)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, start_epoch = list(state["history"]), int(state["epoch"])
+        log.info("resuming from %s after epoch %d of %d", ckpt, start_epoch, p.epochs)
+
+    n_params = sum(t.numel() for t in model.parameters())
+    log.info(
+        "%s super-net: %s parameters, %d training / %d validation images, batch %d, %d steps per epoch, device %s",
+        space.name, f"{n_params:,}", len(data.train_y), len(data.val_y), batch, train_loader.steps_per_epoch, device,
+    )
+    progress = EpochLog(total=p.epochs, done=start_epoch)
+    for epoch in range(start_epoch, p.epochs):
+        lr = cosine_lr(epoch, p.epochs, p.lr, p.lr_min)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(derive_seed(cfg.seed, "torch", epoch))
+        stats = train_epoch(
+            model,
+            optimizer,
+            train_loader,
+            sampler,
+            rng=numpy_rng(cfg.seed, "sampler", epoch),
+            generator=torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, "data", epoch)),
+            grad_clip=p.grad_clip,
+            max_steps=cfg.run.max_steps_per_epoch,
+        )
+        entry = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": stats.loss,
+            "train_acc": stats.acc,
+            "images": stats.images,
+            "seconds": stats.seconds,
+            "images_per_s": stats.images / max(stats.seconds, 1e-9),
+        }
+        history.append(entry)
+        if stats.loss != stats.loss:  # NaN
+            raise FloatingPointError(f"training loss is NaN in epoch {epoch + 1}; lower protocol.lr?")
+        save_checkpoint(ckpt, model=model, optimizer=optimizer, epoch=epoch + 1, history=history, config_hash=chash)
+        progress.epoch(entry)
+
+    bn_mode = resolve_bn_mode(cfg.eval.bn.value, p.bn_track)
+    calib_loader = None
+    if bn_mode == "recalibrate":
+        calib_loader = DeviceLoader(data.train_x.to(device), data.train_y.to(device), batch_size=batch, augment=False, **norm)
+    log.info("evaluating %d architectures (BN: %s)", len(pool), bn_mode)
+    eval_start = time.perf_counter()
+    supernet_acc = evaluate_archs(
+        model,
+        [space.parse(k) for k in pool],
+        val_loader,
+        bn_mode=bn_mode,
+        calib_loader=calib_loader,
+        calib_batches=cfg.eval.recalibrate_batches,
+        calib_seed=derive_seed(cfg.seed, "calibrate"),
+        progress=progress.evaluation(len(pool)),
+    )
+    eval_seconds = time.perf_counter() - eval_start
+    gt_acc = gt.lookup(pool)
+    summary = metrics.summarize(
+        supernet_acc, gt_acc, gt.acc, threshold=cfg.metrics.skdt_threshold, top_n=cfg.metrics.top_n
+    )
+    train_seconds = sum(h["seconds"] for h in history)
+    train_images = sum(h["images"] for h in history)
+    return {
+        "metrics": summary,
+        "untrained": metrics.is_untrained(summary["supernet_acc_mean"]),
+        "archs": [
+            {"key": k, "supernet_acc": float(s), "gt_acc": float(g)}
+            for k, s, g in zip(pool, supernet_acc, gt_acc, strict=True)
+        ],
+        "history": history,
+        "eval": {"bn": bn_mode, "pool_size": len(pool), "val_images": val_loader.num_images},
+        "ground_truth": {"path": str(cfg.ground_truth.path), "architectures": len(gt), "source": gt.source},
+        "data": {
+            "train_images": len(data.train_y),
+            "val_images": len(data.val_y),
+            "val_overlaps_train": data.val_overlaps_train,
+        },
+        "timing": {
+            "wall_seconds": time.perf_counter() - wall_start,
+            "train_seconds": train_seconds,
+            "train_images_per_s": train_images / max(train_seconds, 1e-9),
+            "eval_seconds": eval_seconds,
+            "eval_archs_per_s": len(pool) / max(eval_seconds, 1e-9),
+        },
+        "environment": {
+            "device": str(device),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "parameters": n_params,
+        },
+    }

@@ -1,0 +1,163 @@
+"""Ranking and search metrics of a trained super-net (spec section 5).
+
+``s`` holds super-net accuracies and ``g`` ground-truth (GT) accuracies as fractions, paired
+by architecture: ``s[i]`` and ``g[i]`` belong to the same architecture. Only numpy and scipy
+are used, so analysis tools can import this module without torch or Hydra.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import stats
+
+UNTRAINED_ACC = 0.4
+"""Runs whose mean super-net accuracy is below this are flagged untrained (paper Fig. 6)."""
+
+_BIN_EPS = 1e-9  # 0.93 / 0.001 == 929.999...; the nudge keeps boundary values in their bin.
+_GT_SLACK = 1e-12  # rounding slack when checking that the pool's GT comes from space_gt
+
+
+def _vector(x: ArrayLike, name: str, min_len: int) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.size < min_len:
+        raise ValueError(f"{name} needs at least {min_len} item(s), got {arr.size}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains non-finite values")
+    return arr
+
+
+def _pair(s: ArrayLike, g: ArrayLike, min_len: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    s_arr, g_arr = _vector(s, "s", min_len), _vector(g, "g", min_len)
+    if s_arr.size != g_arr.size:
+        raise ValueError(f"s and g must pair up: lengths {s_arr.size} != {g_arr.size}")
+    return s_arr, g_arr
+
+
+def _threshold(threshold: float) -> float:
+    if not (math.isfinite(threshold) and threshold > 0):
+        raise ValueError(f"threshold must be a finite number > 0, got {threshold}")
+    return float(threshold)
+
+
+def _correlation(fn: Callable, x: np.ndarray, y: np.ndarray) -> float:
+    # A constant input leaves tau-b and rho undefined: return nan without scipy's warning.
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan
+    stat, _ = fn(x, y)
+    return float(stat)
+
+
+def kendall_tau(s: ArrayLike, g: ArrayLike) -> float:
+    """Kendall tau-b between ``s`` and ``g`` (ties corrected); nan if either is constant."""
+    return _correlation(stats.kendalltau, *_pair(s, g))
+
+
+def spearman(s: ArrayLike, g: ArrayLike) -> float:
+    """Spearman rho (average ranks for ties); nan if either input is constant."""
+    return _correlation(stats.spearmanr, *_pair(s, g))
+
+
+def gt_bins(g: ArrayLike, threshold: float = 0.001) -> np.ndarray:
+    """Bin index ``floor(g / threshold + 1e-9)`` per GT accuracy, as int64.
+
+    Architectures in the same ``threshold``-wide bin share a rank; the 1e-9 keeps a value on a
+    bin boundary (0.93 at 0.001) in its own bin despite floating-point division.
+    """
+    t = _threshold(threshold)
+    g_arr = _vector(g, "g", 1)
+    return np.floor(g_arr / t + _BIN_EPS).astype(np.int64)
+
+
+def sparse_kendall_tau(s: ArrayLike, g: ArrayLike, threshold: float = 0.001) -> float:
+    """Sparse Kendall tau (s-KdT): tau-b between ``s`` and ``gt_bins(g, threshold)``."""
+    s_arr, g_arr = _pair(s, g)
+    return _correlation(stats.kendalltau, s_arr, gt_bins(g_arr, threshold).astype(np.float64))
+
+
+def sparse_spearman(s: ArrayLike, g: ArrayLike, threshold: float = 0.001) -> float:
+    """Spearman rho between ``s`` and ``gt_bins(g, threshold)``."""
+    s_arr, g_arr = _pair(s, g)
+    return _correlation(stats.spearmanr, s_arr, gt_bins(g_arr, threshold).astype(np.float64))
+
+
+def top_n_indices(s: ArrayLike, top_n: int) -> np.ndarray:
+    """Indices of the ``top_n`` largest ``s``, best first.
+
+    Ties are broken by the lower index first (a stable sort), so the selection is
+    reproducible whatever the sort implementation.
+    """
+    s_arr = _vector(s, "s", 1)
+    if isinstance(top_n, bool) or not isinstance(top_n, (int, np.integer)):
+        raise ValueError(f"top_n must be an int, got {top_n!r}")
+    if not 1 <= top_n <= s_arr.size:
+        raise ValueError(f"top_n must be in [1, {s_arr.size}], got {top_n}")
+    return np.argsort(-s_arr, kind="stable")[:top_n].astype(np.int64)
+
+
+def p_beat_random(s: ArrayLike, g: ArrayLike, space_gt: ArrayLike, top_n: int = 3) -> float:
+    """Probability P>R that ``top_n`` random architectures are all worse than the search's.
+
+    g* is the best GT accuracy among the ``top_n`` architectures by ``s``. Its rank r is
+    counted in ``space_gt`` (GT of every architecture of the searched (sub-)space) from the
+    best: r = 1 + number of entries strictly greater than g*, so architectures tied with g*
+    do not push it down. With N = len(space_gt), P>R = (1 - r / N) ** top_n.
+    The pool is drawn from the space, so a g* outside the range of ``space_gt`` (beyond a
+    1e-12 rounding slack) means mismatched inputs and raises ``ValueError``.
+    """
+    s_arr, g_arr = _pair(s, g, min_len=1)
+    space = _vector(space_gt, "space_gt", 1)
+    best = g_arr[top_n_indices(s_arr, top_n)].max()
+    if not space.min() - _GT_SLACK <= best <= space.max() + _GT_SLACK:
+        raise ValueError(
+            f"best GT of the top {top_n} ({best}) lies outside space_gt's range "
+            f"[{space.min()}, {space.max()}]: space_gt must hold the GT of the searched space"
+        )
+    rank = min(1 + int(np.count_nonzero(space > best)), space.size)
+    return float((1.0 - rank / space.size) ** top_n)
+
+
+def final_performance(s: ArrayLike, g: ArrayLike, top_n: int = 3) -> float:
+    """Mean GT accuracy of the ``top_n`` architectures by super-net accuracy."""
+    s_arr, g_arr = _pair(s, g, min_len=1)
+    return float(g_arr[top_n_indices(s_arr, top_n)].mean())
+
+
+def _json_safe(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def summarize(
+    s: ArrayLike,
+    g: ArrayLike,
+    space_gt: ArrayLike,
+    *,
+    threshold: float = 0.001,
+    top_n: int = 3,
+) -> dict[str, float | None]:
+    """All per-run metrics as plain floats, keyed as in ``metrics.json``.
+
+    ``supernet_acc_std`` is the population std (ddof=0) over the pool. An undefined
+    correlation (constant input) is ``None`` so that the dict serialises as strict JSON.
+    """
+    s_arr, g_arr = _pair(s, g)
+    return {
+        "supernet_acc_mean": float(s_arr.mean()),
+        "supernet_acc_std": float(s_arr.std(ddof=0)),
+        "kendall_tau": _json_safe(kendall_tau(s_arr, g_arr)),
+        "sparse_kendall_tau": _json_safe(sparse_kendall_tau(s_arr, g_arr, threshold)),
+        "spearman": _json_safe(spearman(s_arr, g_arr)),
+        "sparse_spearman": _json_safe(sparse_spearman(s_arr, g_arr, threshold)),
+        "p_beat_random": p_beat_random(s_arr, g_arr, space_gt, top_n),
+        "final_performance": final_performance(s_arr, g_arr, top_n),
+    }
+
+
+def is_untrained(supernet_acc_mean: float) -> bool:
+    """True when a run's mean super-net accuracy is below ``UNTRAINED_ACC``."""
+    return bool(supernet_acc_mean < UNTRAINED_ACC)

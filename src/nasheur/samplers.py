@@ -1,0 +1,49 @@
+"""Path samplers of P_ws: which architectures one training step trains.
+
+A sampler returns, for one batch, the list of architectures whose gradients are averaged
+into that step: one for Random-NAS and Random-A. Samplers return new immutable specs and
+never edit a stored one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Sampler(Protocol):
+    def step_archs(self, rng: np.random.Generator) -> list[Any]: ...
+
+
+class RandomNAS:
+    """Each choice uniform and independent (the space's own `sample`)."""
+
+    def __init__(self, space: Any) -> None:
+        self.space = space
+
+    def step_archs(self, rng: np.random.Generator) -> list[Any]:
+        return [self.space.sample(rng)]
+
+
+class RandomA:
+    """Uniform over unique architectures (the space's `sample_unique`)."""
+
+    def __init__(self, space: Any) -> None:
+        self.space = space
+
+    def step_archs(self, rng: np.random.Generator) -> list[Any]:
+        return [self.space.sample_unique(rng)]
+
+
+SAMPLERS: dict[str, Callable[[Any], Sampler]] = {
+    "random_nas": RandomNAS,
+    "random_a": RandomA,
+}
+
+
+def build_sampler(name: str, space: Any) -> Sampler:
+    if name not in SAMPLERS:
+        raise KeyError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
+    return SAMPLERS[name](space)

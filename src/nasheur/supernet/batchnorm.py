@@ -1,0 +1,67 @@
+"""Batch norm of a super-net, with the statistics modes that evaluation needs.
+
+The paper's BN factor is two switches: ``protocol.bn_track`` (training updates running
+statistics) and ``protocol.bn_affine`` (a learned scale and shift). Every BN of a super-net is
+this module, so the switches and the evaluation mode (spec section 4) hold everywhere: the
+stem, the cells' ops, the reduction blocks and the head.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class BNStats(str, Enum):
+    """What BN normalises with outside training."""
+
+    running = "running"  # the tracked running statistics (PyTorch's eval mode)
+    batch = "batch"  # each batch's own statistics; the running ones are left untouched
+    calibrate = "calibrate"  # batch statistics, accumulated as an equal-weight running average
+
+
+class SuperBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose running buffers always exist; ``track`` says whether training
+    updates them. With ``track=False`` training and evaluation use batch statistics, as
+    PyTorch does for ``track_running_stats=False``."""
+
+    def __init__(self, num_features: int, *, affine: bool, track: bool) -> None:
+        super().__init__(num_features, affine=affine, track_running_stats=True)
+        self.track = track
+        self.stats = BNStats.running if track else BNStats.batch
+        self._calibrated = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            if self.track:
+                return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, True, self.momentum, self.eps)
+            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        if self.stats is BNStats.batch:
+            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        if self.stats is BNStats.calibrate:
+            self._calibrated += 1  # factor 1/k: the mean of the statistics of k batches
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, True, 1.0 / self._calibrated, self.eps)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+    def start_calibration(self) -> None:
+        self.reset_running_stats()
+        self._calibrated = 0
+        self.stats = BNStats.calibrate
+
+
+def set_bn_stats(model: nn.Module, stats: BNStats) -> None:
+    """Choose what every super-net BN of `model` normalises with outside training."""
+    for m in model.modules():
+        if isinstance(m, SuperBatchNorm2d):
+            if stats is BNStats.calibrate:
+                m.start_calibration()
+            else:
+                m.stats = stats
+
+
+def bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of every BN buffer, to put back after an evaluation that recalibrated them."""
+    return {k: v.clone() for k, v in model.state_dict().items() if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}

@@ -1,0 +1,67 @@
+"""Super-net BN: the track/affine switches and the statistics modes of evaluation."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nasheur.supernet.batchnorm import BNStats, SuperBatchNorm2d, bn_buffers, set_bn_stats
+
+
+def batch_normalised(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    var = x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps)
+
+
+def test_tracking_updates_running_stats_like_pytorch():
+    torch.manual_seed(0)
+    ours, ref = SuperBatchNorm2d(3, affine=True, track=True), nn.BatchNorm2d(3)
+    for _ in range(3):
+        x = torch.randn(8, 3, 4, 4) * 2 + 1
+        torch.testing.assert_close(ours(x), ref(x))
+    torch.testing.assert_close(ours.running_mean, ref.running_mean)
+    torch.testing.assert_close(ours.running_var, ref.running_var)
+    ours.eval(), ref.eval()
+    x = torch.randn(8, 3, 4, 4)
+    torch.testing.assert_close(ours(x), ref(x))  # running mode is PyTorch's eval mode
+
+
+def test_without_tracking_batch_statistics_everywhere_and_buffers_untouched():
+    bn = SuperBatchNorm2d(3, affine=False, track=False)
+    x = torch.randn(8, 3, 4, 4) * 3 - 2
+    torch.testing.assert_close(bn(x), batch_normalised(x), rtol=1e-4, atol=1e-4)
+    assert torch.equal(bn.running_mean, torch.zeros(3)) and torch.equal(bn.running_var, torch.ones(3))
+    bn.eval()
+    assert bn.stats is BNStats.batch
+    torch.testing.assert_close(bn(x), batch_normalised(x), rtol=1e-4, atol=1e-4)
+    assert bn.weight is None and bn.bias is None
+
+
+def test_batch_mode_leaves_tracked_statistics_alone():
+    bn = SuperBatchNorm2d(3, affine=True, track=True)
+    bn(torch.randn(8, 3, 4, 4) + 5)
+    saved = bn_buffers(bn)
+    set_bn_stats(bn, BNStats.batch)
+    bn.eval()
+    x = torch.randn(8, 3, 4, 4)
+    torch.testing.assert_close(bn(x), batch_normalised(x), rtol=1e-4, atol=1e-4)
+    assert all(torch.equal(v, bn.state_dict()[k]) for k, v in saved.items())
+
+
+def test_recalibration_is_the_plain_mean_of_the_batches_statistics():
+    bn = SuperBatchNorm2d(2, affine=True, track=True)
+    bn(torch.randn(8, 2, 4, 4) * 5)  # stale statistics that recalibration must forget
+    bn.eval()
+    set_bn_stats(bn, BNStats.calibrate)
+    batches = [torch.randn(6, 2, 3, 3) * (k + 1) + k for k in range(4)]
+    for b in batches:
+        bn(b)
+    means = torch.stack([b.mean(dim=(0, 2, 3)) for b in batches]).mean(0)
+    variances = torch.stack([b.var(dim=(0, 2, 3), unbiased=True) for b in batches]).mean(0)
+    torch.testing.assert_close(bn.running_mean, means)
+    torch.testing.assert_close(bn.running_var, variances)
+    set_bn_stats(bn, BNStats.running)
+    x = torch.randn(5, 2, 3, 3)
+    expected = (x - means.view(1, 2, 1, 1)) / torch.sqrt(variances.view(1, 2, 1, 1) + bn.eps)
+    torch.testing.assert_close(bn(x), expected, rtol=1e-4, atol=1e-4)

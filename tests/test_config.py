@@ -1,0 +1,148 @@
+"""The Hydra app's composition and validation: bad input fails fast, naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from nasheur.config import (
+    Config,
+    ConfigError,
+    config_hash,
+    plain,
+    register_configs,
+    register_resolvers,
+    to_config,
+    validate,
+)
+from tests.conftest import PYTHON, REPO, run_env
+
+register_configs()
+register_resolvers()
+
+
+def compose_config(overrides: list[str], gt: Path | None = None) -> Config:
+    if gt is not None:
+        overrides = [*overrides, f"ground_truth.path={gt}"]
+    with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
+        cfg = compose(config_name="config", overrides=overrides)
+    return to_config(cfg)
+
+
+@pytest.fixture
+def gt_file(tmp_path: Path) -> Path:
+    path = tmp_path / "gt.csv"
+    path.write_text("# unit: fraction\nkey,accuracy\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,0.1\n")
+    return path
+
+
+def test_nb201_defaults_follow_table_14(gt_file):
+    cfg = compose_config([], gt_file)
+    validate(cfg)
+    assert cfg.search_space.name.value == "nb201"
+    assert (cfg.fidelity.layers, cfg.fidelity.channels, cfg.fidelity.batch_size) == (5, 16, 128)
+    assert cfg.fidelity.train_portion == 0.9
+    p = cfg.protocol
+    assert (p.lr, p.epochs, p.weight_decay, p.bn_track, p.bn_affine) == (0.025, 1000, 0.003, False, True)
+    assert (p.momentum, p.grad_clip) == (0.9, 5.0)
+    assert cfg.supernet.ops_on.value == "edge"
+    assert cfg.eval.pool_size == 200 and cfg.metrics.skdt_threshold == 0.001 and cfg.metrics.top_n == 3
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["sampler=random_a"],
+        ["sampler=random_nas", "supernet.ops_on=node"],
+        ["dataset=synthetic"],
+        ["eval.bn=batch"],
+        ["eval.bn=recalibrate"],
+        ["eval.bn=running", "protocol.bn_track=true"],
+        ["device=cpu", "seed=3"],
+    ],
+)
+def test_every_offered_option_validates(overrides, gt_file):
+    validate(compose_config(overrides, gt_file))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["fidelity.train_portion=1.5"], "fidelity.train_portion"),
+        (["fidelity.train_portion=0"], "fidelity.train_portion"),
+        (["fidelity.batch_size=1"], "fidelity.batch_size"),
+        (["protocol.lr=-0.1"], "protocol.lr"),
+        (["protocol.epochs=0"], "protocol.epochs"),
+        (["protocol.weight_decay=-1"], "protocol.weight_decay"),
+        (["eval.pool_size=2", "metrics.top_n=3"], "eval.pool_size"),
+        (["metrics.skdt_threshold=0"], "metrics.skdt_threshold"),
+        (["eval.bn=running"], "protocol.bn_track"),
+        (["dataset.val_portion=1.0"], "dataset.val_portion"),
+        (["seed=-1"], "seed"),
+    ],
+)
+def test_out_of_range_values_name_the_key(overrides, key, gt_file):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(compose_config(overrides, gt_file))
+
+
+def test_missing_ground_truth_names_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"ground_truth\.path"):
+        validate(compose_config([]))
+    with pytest.raises(ConfigError, match="no such file"):
+        validate(compose_config([f"ground_truth.path={tmp_path / 'absent.csv'}"]))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["protocol.lr=abc"], "protocol.lr"),
+        (["protocol.bn_track=maybe"], "protocol.bn_track"),
+        (["eval.bn=foo"], "auto, batch, running, recalibrate"),
+        (["supernet.dynamic_channels=shuffle"], "fixed"),
+        (["supernet.nonesuch=1"], "nonesuch"),
+        (["sampler=nonesuch"], "random_a"),
+        (["search_space=nonesuch"], "nb201"),
+    ],
+)
+def test_compose_errors_name_the_key_and_allowed_values(overrides, expected):
+    with pytest.raises(Exception) as info:
+        compose_config(overrides)
+    message = f"{info.value} {info.value.__cause__}"  # Hydra wraps OmegaConf's error
+    assert expected in message
+
+
+def test_config_hash_ignores_device_but_not_results(gt_file):
+    base = plain(compose_config([], gt_file))
+    assert config_hash(base) == config_hash(plain(compose_config(["device=cpu"], gt_file)))
+    assert config_hash(base) != config_hash(plain(compose_config(["seed=1"], gt_file)))
+    assert config_hash(base) != config_hash(plain(compose_config(["protocol.lr=0.05"], gt_file)))
+
+
+def test_schema_round_trips_through_plain_data(gt_file):
+    cfg = compose_config(["sampler=random_a"], gt_file)
+    again = to_config(OmegaConf.create(plain(cfg)))
+    assert plain(again) == plain(cfg)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("sampler=nonesuch", "sampler"), ("protocol.lr=abc", "protocol.lr"), ("fidelity.train_portion=1.5", "fidelity.train_portion")],
+)
+def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
+    """The acceptance commands: a non-zero exit whose message names the key (no data read)."""
+    proc = subprocess.run(
+        [PYTHON, "-m", "nasheur", override],
+        cwd=REPO,
+        env=run_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert key in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr or key in proc.stderr

@@ -1,0 +1,285 @@
+"""Tests of nasheur.metrics against scipy, a brute-force tau-b and hand-computed answers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from nasheur import metrics as M
+
+SEEDS = range(25)
+
+
+def brute_tau_b(x, y) -> float:
+    """Textbook tau-b: (C - D) / sqrt((n0 - n1)(n0 - n2)), O(n^2) over all pairs.
+
+    n0 = number of pairs, n1 = pairs tied in x, n2 = pairs tied in y (a pair tied in both
+    counts in n1 and n2 and is neither concordant nor discordant).
+    """
+    n = len(x)
+    conc = disc = tied_x = tied_y = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            tied_x += dx == 0
+            tied_y += dy == 0
+            if dx * dy > 0:
+                conc += 1
+            elif dx * dy < 0:
+                disc += 1
+    n0 = n * (n - 1) // 2
+    return (conc - disc) / math.sqrt((n0 - tied_x) * (n0 - tied_y))
+
+
+def _random_pair(seed: int, n: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    s = rng.uniform(0.1, 0.9, n)
+    g = 0.8 * s + rng.normal(0, 0.05, n)
+    return s, g
+
+
+# --- agreement with scipy and with the brute force ------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_matches_scipy_continuous(seed):
+    s, g = _random_pair(seed)
+    assert M.kendall_tau(s, g) == pytest.approx(stats.kendalltau(s, g)[0], abs=1e-12)
+    assert M.spearman(s, g) == pytest.approx(stats.spearmanr(s, g)[0], abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_matches_scipy_with_ties(seed):
+    s, g = _random_pair(seed)
+    s, g = np.round(s, 1), np.round(g, 2)  # many ties in both
+    assert M.kendall_tau(s, g) == pytest.approx(stats.kendalltau(s, g)[0], abs=1e-12)
+    assert M.spearman(s, g) == pytest.approx(stats.spearmanr(s, g)[0], abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_matches_brute_force_tau_b(seed):
+    rng = np.random.default_rng(1000 + seed)
+    n = int(rng.integers(3, 25))
+    x = rng.integers(0, 4, n)
+    y = rng.integers(0, 4, n)
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        x[0], y[0] = x[0] + 1, y[0] + 1  # keep tau-b defined
+    assert M.kendall_tau(x, y) == pytest.approx(brute_tau_b(x, y), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_sparse_matches_integer_bins(seed):
+    # GT on a 0.0001 grid: g = k / 10000, so its 0.001 bin is k // 10 in exact integer
+    # arithmetic (one in ten values sits exactly on a bin boundary).
+    rng = np.random.default_rng(2000 + seed)
+    k = rng.integers(8500, 8700, 80)
+    g = k / 10000
+    s = k / 10000 + rng.normal(0, 0.01, k.size)
+    bins = k // 10
+    assert np.array_equal(M.gt_bins(g), bins)
+    assert M.sparse_kendall_tau(s, g) == pytest.approx(brute_tau_b(s, bins), abs=1e-12)
+    assert M.sparse_spearman(s, g) == pytest.approx(stats.spearmanr(s, bins)[0], abs=1e-12)
+    coarse = k // 100  # threshold 0.01
+    assert M.sparse_kendall_tau(s, g, threshold=0.01) == pytest.approx(
+        brute_tau_b(s, coarse), abs=1e-12
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_paired_by_architecture(seed):
+    # Shuffling the pool (both lists together) changes nothing: pairs, not positions, count.
+    s, g = _random_pair(seed)
+    perm = np.random.default_rng(seed).permutation(s.size)
+    space = np.concatenate([g, [0.0, 1.0]])
+    a, b = M.summarize(s, g, space), M.summarize(s[perm], g[perm], space)
+    assert a == pytest.approx(b, abs=1e-12)
+
+
+# --- hand-computed correlations ----------------------------------------------------------------
+
+
+def test_perfect_and_reversed_order():
+    s, g = [0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]
+    assert M.kendall_tau(s, g) == pytest.approx(1.0)
+    assert M.spearman(s, g) == pytest.approx(1.0)
+    assert M.kendall_tau(s, g[::-1]) == pytest.approx(-1.0)
+    assert M.spearman(s, g[::-1]) == pytest.approx(-1.0)
+
+
+def test_tau_b_with_ties_by_hand():
+    # s = [1, 2, 2, 3], g = [1, 2, 3, 3]; the 6 pairs: (0,1) (0,2) (0,3) (1,3) concordant,
+    # (1,2) tied in s only, (2,3) tied in g only. tau-b = (4 - 0) / sqrt((6-1)(6-1)) = 0.8.
+    assert M.kendall_tau([1, 2, 2, 3], [1, 2, 3, 3]) == pytest.approx(0.8)
+
+
+def test_spearman_by_hand():
+    # Rank differences d = [0, 1, 1, 0]: rho = 1 - 6 * 2 / (4 * (16 - 1)) = 0.8.
+    assert M.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+
+
+def test_shared_bin_by_hand():
+    # g = [0.9001, 0.9005, 0.95] -> bins [900, 900, 950]. With s increasing, pair (0,1) is
+    # tied in the bins only, (0,2) and (1,2) are concordant: C = 2, D = 0, n0 = 3, n1 = 0,
+    # n2 = 1, so s-KdT = 2 / sqrt(3 * 2) = 0.8165; the plain tau on g is 1.
+    s, g = [0.1, 0.2, 0.3], [0.9001, 0.9005, 0.95]
+    assert list(M.gt_bins(g)) == [900, 900, 950]
+    assert M.kendall_tau(s, g) == pytest.approx(1.0)
+    assert M.sparse_kendall_tau(s, g) == pytest.approx(2 / math.sqrt(6))
+
+
+def test_bin_boundaries():
+    # Plain division falls just short of some boundaries (0.7 / 0.001 == 699.999...), which is
+    # why the +1e-9 nudge exists; every boundary must land in its own bin.
+    assert math.floor(0.7 / 0.001) == 699
+    assert math.floor(0.29 / 0.01) == 28
+    assert M.gt_bins([0.7, 0.93]).tolist() == [700, 930]
+    assert M.gt_bins([0.29], threshold=0.01).tolist() == [29]
+    assert M.gt_bins([0.93 - 1e-7, 0.9309999]).tolist() == [929, 930]
+    assert M.gt_bins(np.arange(1001) / 1000).tolist() == list(range(1001))
+    assert M.gt_bins([0.93], threshold=0.01).tolist() == [93]
+    assert M.gt_bins([0.5]).dtype == np.int64
+
+
+def test_larger_threshold_merges_more():
+    # At 0.001 the bins 931, 938, 945 are distinct, so reversed s gives -1. At 0.01 they are
+    # 93, 93, 94: pair (0,1) is tied in the bins only and the other two are discordant,
+    # so tau-b = -2 / sqrt(3 * 2).
+    s, g = [0.3, 0.2, 0.1], [0.931, 0.938, 0.945]
+    assert M.sparse_kendall_tau(s, g) == pytest.approx(-1.0)
+    assert M.gt_bins(g, threshold=0.01).tolist() == [93, 93, 94]
+    assert M.sparse_kendall_tau(s, g, threshold=0.01) == pytest.approx(-2 / math.sqrt(6))
+
+
+def test_constant_input_is_nan():
+    assert math.isnan(M.kendall_tau([0.5, 0.5, 0.5], [0.1, 0.2, 0.3]))
+    assert math.isnan(M.spearman([0.1, 0.2, 0.3], [0.7, 0.7, 0.7]))
+    assert math.isnan(M.sparse_kendall_tau([0.1, 0.2, 0.3], [0.9001, 0.9002, 0.9009]))
+
+
+# --- top-n, P>R and final performance ---------------------------------------------------------
+
+
+def test_top_n_indices_stable():
+    s = [0.5, 0.9, 0.5, 0.9, 0.1]
+    assert M.top_n_indices(s, 1).tolist() == [1]
+    assert M.top_n_indices(s, 3).tolist() == [1, 3, 0]
+    assert M.top_n_indices(s, 5).tolist() == [1, 3, 0, 2, 4]
+
+
+SPACE = np.arange(1, 11) / 10  # N = 10 architectures, GT 0.1 .. 1.0
+
+
+def test_p_beat_random_best_of_space():
+    # Top 3 by s are indices 0, 1, 2 whose best GT is 1.0, the best of the space: r = 1.
+    s, g = [0.9, 0.8, 0.7, 0.1], [0.3, 1.0, 0.2, 0.9]
+    assert M.p_beat_random(s, g, SPACE) == pytest.approx((1 - 1 / 10) ** 3)
+
+
+def test_p_beat_random_worst_of_space():
+    s, g = [0.9, 0.8, 0.7, 0.1], [0.1, 0.1, 0.1, 1.0]
+    assert M.p_beat_random(s, g, SPACE) == 0.0
+
+
+def test_p_beat_random_middle_by_hand():
+    # Best GT of the top 3 is 0.7; 0.8, 0.9, 1.0 beat it, so r = 4: (1 - 4/10)^3 = 0.216.
+    s, g = [0.9, 0.8, 0.7, 0.1], [0.7, 0.2, 0.5, 1.0]
+    assert M.p_beat_random(s, g, SPACE) == pytest.approx(0.216)
+    # n = 1: only index 0 is taken; n = 2 with its own exponent.
+    assert M.p_beat_random(s, g, SPACE, top_n=1) == pytest.approx(0.6)
+    assert M.p_beat_random(s, g, SPACE, top_n=2) == pytest.approx(0.36)
+
+
+def test_p_beat_random_ties():
+    # Ties in s: top-1 is the lower index (0, GT 0.5), not index 1 (GT 1.0): r = 6.
+    s, g = [0.5, 0.5, 0.1], [0.5, 1.0, 0.9]
+    assert M.p_beat_random(s, g, SPACE, top_n=1) == pytest.approx(1 - 6 / 10)
+    # Ties in the space: only strictly better entries count, so g* = 0.9 has r = 1.
+    assert M.p_beat_random([1.0, 0.0], [0.9, 0.5], [0.9, 0.9, 0.8, 0.5], top_n=2) == (
+        pytest.approx(0.75**2)
+    )
+
+
+def test_final_performance_by_hand():
+    s, g = [0.2, 0.9, 0.5, 0.7, 0.1], [0.91, 0.93, 0.80, 0.86, 0.95]
+    assert M.final_performance(s, g) == pytest.approx((0.93 + 0.86 + 0.80) / 3)
+    assert M.final_performance(s, g, top_n=1) == pytest.approx(0.93)
+
+
+# --- summarize and untrained flag -------------------------------------------------------------
+
+KEYS = {
+    "supernet_acc_mean",
+    "supernet_acc_std",
+    "kendall_tau",
+    "sparse_kendall_tau",
+    "spearman",
+    "sparse_spearman",
+    "p_beat_random",
+    "final_performance",
+}
+
+
+def test_summarize_values():
+    s, g = [0.2, 0.4, 0.6, 0.8], [0.90, 0.92, 0.91, 0.95]
+    out = M.summarize(s, g, SPACE.tolist() + g)
+    assert set(out) == KEYS
+    assert all(type(v) is float for v in out.values())
+    assert out["supernet_acc_mean"] == pytest.approx(0.5)
+    assert out["supernet_acc_std"] == pytest.approx(math.sqrt(0.05))  # ddof = 0
+    assert out["kendall_tau"] == pytest.approx(M.kendall_tau(s, g))
+    assert out["final_performance"] == pytest.approx((0.95 + 0.91 + 0.92) / 3)
+    json.dumps(out, allow_nan=False)
+
+
+def test_summarize_constant_s_is_json_safe():
+    out = M.summarize([0.3, 0.3, 0.3], [0.90, 0.92, 0.91], [0.90, 0.91, 0.92, 0.93])
+    assert set(out) == KEYS
+    for key in ("kendall_tau", "sparse_kendall_tau", "spearman", "sparse_spearman"):
+        assert out[key] is None
+    assert out["supernet_acc_std"] == 0.0
+    assert json.loads(json.dumps(out, allow_nan=False))["kendall_tau"] is None
+
+
+def test_is_untrained():
+    assert M.UNTRAINED_ACC == 0.4
+    assert M.is_untrained(0.39)
+    assert not M.is_untrained(0.4)
+    assert not M.is_untrained(0.9)
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: M.kendall_tau([0.1, 0.2], [0.1, 0.2, 0.3]),
+        lambda: M.kendall_tau([0.1], [0.2]),
+        lambda: M.spearman([], []),
+        lambda: M.spearman([0.1, math.nan], [0.1, 0.2]),
+        lambda: M.kendall_tau([0.1, 0.2], [0.1, math.inf]),
+        lambda: M.kendall_tau([[0.1, 0.2]], [[0.1, 0.2]]),
+        lambda: M.sparse_kendall_tau([0.1, 0.2], [0.1, 0.2], threshold=0),
+        lambda: M.sparse_spearman([0.1, 0.2], [0.1, 0.2], threshold=-0.01),
+        lambda: M.gt_bins([0.1], threshold=math.nan),
+        lambda: M.gt_bins([]),
+        lambda: M.top_n_indices([0.1, 0.2], 0),
+        lambda: M.top_n_indices([0.1, 0.2], 3),
+        lambda: M.top_n_indices([0.1, 0.2], 1.5),
+        lambda: M.final_performance([], [], top_n=1),
+        lambda: M.final_performance([0.1, 0.2], [0.1, 0.2], top_n=3),
+        lambda: M.p_beat_random([0.1, 0.2], [0.1, 0.2], [], top_n=1),
+        lambda: M.p_beat_random([0.1, 0.2], [0.1, 0.2], [0.1, 0.2], top_n=0),
+        lambda: M.p_beat_random([0.1, 0.2, 0.3], [0.1, 0.2, 0.3], SPACE, top_n=4),
+        lambda: M.p_beat_random([0.1, 0.2], [0.1, 0.99], [0.1, 0.5], top_n=2),  # g* > space
+        lambda: M.p_beat_random([0.1, 0.2], [0.01, 0.02], [0.1, 0.5], top_n=2),  # g* < space
+        lambda: M.summarize([0.1, 0.2], [0.1, 0.2], SPACE, threshold=0),
+    ],
+)
+def test_invalid_input_raises(call):
+    with pytest.raises(ValueError):
+        call()

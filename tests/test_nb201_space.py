@@ -1,0 +1,145 @@
+"""NAS-Bench-201 space: encodings, the official uniqueness rule, f_proxy parameter counts."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+
+import numpy as np
+import pytest
+
+from nasheur.spaces import get_space, space_names
+from nasheur.spaces.nb201 import EDGES, NUM_ARCHS, OPS, NB201Arch, has_path, parse, to_str, unique_str
+
+SPACE = get_space("nb201")
+ALL = SPACE.enumerate()
+
+
+def n_params(module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def expected_params(arch: NB201Arch, channels: int = 16, layers: int = 5) -> int:
+    """Independent count: the all-`none` network (spec: 73,306 at C=16, N=5) plus, for every
+    cell, ReLU-Conv-BN ops of k*k*C*C conv weights and 2C BN parameters."""
+    assert (channels, layers) == (16, 5)
+    total = 73_306
+    for width in (16, 32, 64):
+        for op in arch.op_names():
+            k = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}.get(op)
+            if k:
+                total += layers * (k * k * width * width + 2 * width)
+    return total
+
+
+def test_registry_names_the_space():
+    assert "nb201" in space_names()
+    assert SPACE.name == "nb201"
+
+
+def test_enumeration_and_string_round_trip():
+    assert len(ALL) == NUM_ARCHS == 15_625
+    keys = [to_str(a) for a in ALL]
+    assert len(set(keys)) == NUM_ARCHS
+    assert all(parse(k) == a for k, a in zip(keys, ALL, strict=True))
+
+
+def test_official_string_layout():
+    arch = NB201Arch((3, 0, 1, 1, 3, 4))
+    assert str(arch) == "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|"
+    assert EDGES == ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "|nor_conv_3x3~0|+|none~0|skip_connect~1|",
+        "|conv~0|+|none~0|skip_connect~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|",
+        "|nor_conv_3x3~1|+|none~0|skip_connect~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|",
+    ],
+)
+def test_malformed_strings_are_rejected(bad):
+    with pytest.raises(ValueError, match="not an NB201 arch string"):
+        parse(bad)
+
+
+def test_unique_count_and_disconnected_cells():
+    assert len({unique_str(a) for a in ALL}) == 6_466
+    assert SPACE.num_unique() == 6_466
+    assert sum(not has_path(a) for a in ALL) == 341
+
+
+def test_uniqueness_rule_on_hand_made_cases():
+    # a skip from node 0 to 1 then conv 1->3 equals conv 0->3 when everything else is none
+    via_skip = parse("|skip_connect~0|+|none~0|none~1|+|none~0|nor_conv_3x3~1|none~2|")
+    direct = parse("|none~0|+|none~0|none~1|+|nor_conv_3x3~0|none~1|none~2|")
+    assert unique_str(via_skip) == unique_str(direct)
+    # ops on a zero node are zero: conv on node 1 fed only by `none` adds nothing
+    dead = parse("|none~0|+|none~0|none~1|+|nor_conv_3x3~0|nor_conv_1x1~1|none~2|")
+    assert unique_str(dead) == unique_str(direct)
+    assert unique_str(direct) != unique_str(parse("|none~0|+|none~0|none~1|+|nor_conv_1x1~0|none~1|none~2|"))
+
+
+def test_shared_table_reproduces_the_known_facts(shared_nb201_csv):
+    with open(shared_nb201_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    archs = [parse(r["arch_str"]) for r in rows]
+    assert len(set(archs)) == 15_625
+    assert len({unique_str(a) for a in archs}) == 6_466
+    no_path = [r for r, a in zip(rows, archs, strict=True) if not has_path(a)]
+    assert len(no_path) == 341
+    assert {float(r["test_acc"]) for r in no_path} == {10.0}
+
+
+def test_known_parameter_counts():
+    conv3 = parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+    none = parse("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    assert n_params(SPACE.standalone(conv3)) == 1_531_546
+    assert n_params(SPACE.standalone(none)) == 73_306
+
+
+def test_parameter_counts_of_many_cells():
+    rng = np.random.default_rng(0)
+    picks = [ALL[i] for i in rng.choice(len(ALL), size=60, replace=False)]
+    picks += [NB201Arch((o,) * 6) for o in range(len(OPS))]
+    for arch in picks:
+        assert n_params(SPACE.standalone(arch)) == expected_params(arch), str(arch)
+
+
+def test_standalone_forward_and_macro_overrides():
+    import torch
+
+    net = SPACE.standalone(str(ALL[1234]), channels=8, layers=1, num_classes=7)
+    assert net(torch.randn(2, 3, 16, 16)).shape == (2, 7)
+    with pytest.raises(TypeError, match="unknown NB201 macro"):
+        SPACE.standalone(ALL[0], depth=3)
+
+
+def test_sampling_is_seeded_and_returns_new_specs():
+    a = [SPACE.sample(np.random.default_rng(5)) for _ in range(2)]
+    assert a[0] == a[1]
+    draws = {SPACE.sample(np.random.default_rng(s)) for s in range(50)}
+    assert len(draws) > 40
+    arch = draws.pop()
+    with pytest.raises(AttributeError):
+        arch.ops = (0,) * 6  # frozen: a sampler can never edit a stored spec
+
+
+def test_random_a_is_uniform_over_unique_cells():
+    rng = np.random.default_rng(0)
+    n = 20_000
+    classes = [unique_str(SPACE.sample_unique(rng)) for _ in range(n)]
+    # Random-NAS gives the all-disconnected class (hundreds of encodings) far more weight
+    dead = unique_str(NB201Arch((0,) * 6))
+    share_a = classes.count(dead) / n
+    share_nas = sum(unique_str(a) == dead for a in ALL) / len(ALL)
+    assert share_a < 5 / 6_466  # about 1/6,466 expected
+    assert share_nas > 0.01
+    assert len(set(classes)) > 5_000  # 20,000 uniform draws over 6,466 classes cover ~95%
+
+
+def test_every_cell_key_is_distinct_from_its_siblings():
+    for ops in itertools.islice(itertools.product(range(5), repeat=6), 0, 15_625, 997):
+        arch = NB201Arch(ops)
+        assert SPACE.key(arch) == str(arch) and SPACE.parse(SPACE.key(arch)) == arch
