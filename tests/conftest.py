@@ -27,3 +27,44 @@ def run_env(tmp_path: Path) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def write_nb201_gt(path: Path, n: int = 60, seed: int = 0) -> Path:
+    """A small GT table of random NB201 cells, made by the test (no benchmark file needed)."""
+    import numpy as np
+
+    from nasheur.spaces import get_space
+
+    space = get_space("nb201")
+    rng = np.random.default_rng(seed)
+    archs = space.enumerate()
+    picks = rng.choice(len(archs), size=n, replace=False)
+    rows = [f"{space.key(archs[i])},{rng.uniform(0.1, 0.95):.6f}" for i in picks]
+    path.write_text("# unit: fraction\nkey,accuracy\n" + "\n".join(rows) + "\n")
+    return path
+
+
+# a job small enough for a test: tiny images, a 4-channel super-net, a few steps per epoch
+TINY_JOB = [
+    "search_space=nb201",
+    "dataset=synthetic",
+    "dataset.num_images=160",
+    "dataset.image_size=8",
+    "fidelity.channels=4",
+    "fidelity.layers=1",
+    "fidelity.batch_size=16",
+    "protocol.epochs=3",
+    "eval.pool_size=12",
+    "device=cpu",
+]
+
+
+def compose_job(overrides: list[str]):
+    from hydra import compose, initialize_config_module
+
+    from nasheur.config import register_configs, register_resolvers, to_config
+
+    register_configs()
+    register_resolvers()
+    with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
+        return to_config(compose(config_name="config", overrides=overrides))

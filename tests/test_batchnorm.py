@@ -31,7 +31,9 @@ def test_without_tracking_batch_statistics_everywhere_and_buffers_untouched():
     bn = SuperBatchNorm2d(3, affine=False, track=False)
     x = torch.randn(8, 3, 4, 4) * 3 - 2
     torch.testing.assert_close(bn(x), batch_normalised(x), rtol=1e-4, atol=1e-4)
-    assert torch.equal(bn.running_mean, torch.zeros(3)) and torch.equal(bn.running_var, torch.ones(3))
+    assert torch.equal(bn.running_mean, torch.zeros(3)) and torch.equal(
+        bn.running_var, torch.ones(3)
+    )
     bn.eval()
     assert bn.stats is BNStats.batch
     torch.testing.assert_close(bn(x), batch_normalised(x), rtol=1e-4, atol=1e-4)

@@ -6,37 +6,24 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from nasheur.config import (
-    Config,
-    ConfigError,
-    config_hash,
-    plain,
-    register_configs,
-    register_resolvers,
-    to_config,
-    validate,
-)
-from tests.conftest import PYTHON, REPO, run_env
-
-register_configs()
-register_resolvers()
+from nasheur.config import Config, ConfigError, config_hash, plain, to_config, validate
+from tests.conftest import PYTHON, REPO, compose_job, run_env
 
 
 def compose_config(overrides: list[str], gt: Path | None = None) -> Config:
     if gt is not None:
         overrides = [*overrides, f"ground_truth.path={gt}"]
-    with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
-        cfg = compose(config_name="config", overrides=overrides)
-    return to_config(cfg)
+    return compose_job(overrides)
 
 
 @pytest.fixture
 def gt_file(tmp_path: Path) -> Path:
     path = tmp_path / "gt.csv"
-    path.write_text("# unit: fraction\nkey,accuracy\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,0.1\n")
+    path.write_text(
+        "# unit: fraction\nkey,accuracy\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,0.1\n"
+    )
     return path
 
 
@@ -47,10 +34,18 @@ def test_nb201_defaults_follow_table_14(gt_file):
     assert (cfg.fidelity.layers, cfg.fidelity.channels, cfg.fidelity.batch_size) == (5, 16, 128)
     assert cfg.fidelity.train_portion == 0.9
     p = cfg.protocol
-    assert (p.lr, p.epochs, p.weight_decay, p.bn_track, p.bn_affine) == (0.025, 1000, 0.003, False, True)
+    assert (p.lr, p.epochs, p.weight_decay, p.bn_track, p.bn_affine) == (
+        0.025,
+        1000,
+        0.003,
+        False,
+        True,
+    )
     assert (p.momentum, p.grad_clip) == (0.9, 5.0)
     assert cfg.supernet.ops_on.value == "edge"
-    assert cfg.eval.pool_size == 200 and cfg.metrics.skdt_threshold == 0.001 and cfg.metrics.top_n == 3
+    assert (
+        cfg.eval.pool_size == 200 and cfg.metrics.skdt_threshold == 0.001 and cfg.metrics.top_n == 3
+    )
 
 
 @pytest.mark.parametrize(
@@ -131,7 +126,11 @@ def test_schema_round_trips_through_plain_data(gt_file):
 
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("sampler=nonesuch", "sampler"), ("protocol.lr=abc", "protocol.lr"), ("fidelity.train_portion=1.5", "fidelity.train_portion")],
+    [
+        ("sampler=nonesuch", "sampler"),
+        ("protocol.lr=abc", "protocol.lr"),
+        ("fidelity.train_portion=1.5", "fidelity.train_portion"),
+    ],
 )
 def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
     """The acceptance commands: a non-zero exit whose message names the key (no data read)."""

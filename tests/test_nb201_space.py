@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from nasheur.spaces import get_space, space_names
-from nasheur.spaces.nb201 import EDGES, NUM_ARCHS, OPS, NB201Arch, has_path, parse, to_str, unique_str
+from nasheur.spaces.nb201 import (
+    EDGES,
+    NUM_ARCHS,
+    OPS,
+    NB201Arch,
+    has_path,
+    parse,
+    to_str,
+    unique_str,
+)
 
 SPACE = get_space("nb201")
 ALL = SPACE.enumerate()
@@ -46,7 +55,10 @@ def test_enumeration_and_string_round_trip():
 
 def test_official_string_layout():
     arch = NB201Arch((3, 0, 1, 1, 3, 4))
-    assert str(arch) == "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|"
+    assert (
+        str(arch)
+        == "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|"
+    )
     assert EDGES == ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 
 
@@ -78,7 +90,9 @@ def test_uniqueness_rule_on_hand_made_cases():
     # ops on a zero node are zero: conv on node 1 fed only by `none` adds nothing
     dead = parse("|none~0|+|none~0|none~1|+|nor_conv_3x3~0|nor_conv_1x1~1|none~2|")
     assert unique_str(dead) == unique_str(direct)
-    assert unique_str(direct) != unique_str(parse("|none~0|+|none~0|none~1|+|nor_conv_1x1~0|none~1|none~2|"))
+    assert unique_str(direct) != unique_str(
+        parse("|none~0|+|none~0|none~1|+|nor_conv_1x1~0|none~1|none~2|")
+    )
 
 
 def test_shared_table_reproduces_the_known_facts(shared_nb201_csv):
@@ -93,7 +107,9 @@ def test_shared_table_reproduces_the_known_facts(shared_nb201_csv):
 
 
 def test_known_parameter_counts():
-    conv3 = parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+    conv3 = parse(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    )
     none = parse("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
     assert n_params(SPACE.standalone(conv3)) == 1_531_546
     assert n_params(SPACE.standalone(none)) == 73_306

@@ -16,7 +16,14 @@ SPACE = get_space("nb201")
 
 def supernet(ops_on="edge", affine=True, track=True, channels=4, layers=2):
     torch.manual_seed(0)
-    return NB201SuperNet(channels=channels, layers=layers, num_classes=10, ops_on=ops_on, bn_affine=affine, bn_track=track)
+    return NB201SuperNet(
+        channels=channels,
+        layers=layers,
+        num_classes=10,
+        ops_on=ops_on,
+        bn_affine=affine,
+        bn_track=track,
+    )
 
 
 def path_state(net: NB201SuperNet, arch: NB201Arch) -> dict[str, torch.Tensor]:
@@ -39,11 +46,14 @@ def net_mode(net: NB201SuperNet) -> str:
     return "edge" if len(cell.op_sets) == 6 else "node"
 
 
-@pytest.mark.parametrize("key", [
-    "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|",
-    "|none~0|+|nor_conv_1x1~0|none~1|+|none~0|nor_conv_3x3~1|skip_connect~2|",
-    "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|",
+        "|none~0|+|nor_conv_1x1~0|none~1|+|none~0|nor_conv_3x3~1|skip_connect~2|",
+        "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+    ],
+)
 def test_a_path_of_the_edge_supernet_is_the_standalone_cell(key):
     arch = parse(key)
     net = supernet()
@@ -95,7 +105,11 @@ def test_a_step_changes_only_the_sampled_path(ops_on):
     # off the path nothing moved at all, buffers included
     for name, value in net.state_dict().items():
         parts = name.split(".")
-        if parts[0] == "blocks" and parts[2] == "op_sets" and int(parts[3]) * 10 + int(parts[4]) not in used:
+        if (
+            parts[0] == "blocks"
+            and parts[2] == "op_sets"
+            and int(parts[3]) * 10 + int(parts[4]) not in used
+        ):
             assert torch.equal(before[name], value), name
     untouched = [p for name, p in net.named_parameters() if "op_sets" in name and p.grad is None]
     assert untouched and all(p not in opt.state for p in untouched)
@@ -106,7 +120,9 @@ def test_bn_settings_apply_to_every_batch_norm():
 
     net = supernet(affine=False, track=False)
     bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert bns and all(isinstance(m, SuperBatchNorm2d) and m.weight is None and not m.track for m in bns)
+    assert bns and all(
+        isinstance(m, SuperBatchNorm2d) and m.weight is None and not m.track for m in bns
+    )
     before = {k: v.clone() for k, v in net.state_dict().items() if "running" in k}
     net.train()
     net(torch.randn(4, 3, 16, 16), SPACE.sample(np.random.default_rng(0)))

@@ -19,6 +19,11 @@ register_configs()
 register_resolvers()
 
 
+def _choices(hc) -> dict[str, str | None]:
+    """The option chosen in each of nasheur's own groups (Hydra's internals left out)."""
+    return {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/")}
+
+
 @hydra.main(version_base="1.3", config_path="pkg://nasheur.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
@@ -32,7 +37,7 @@ def main(cfg: DictConfig) -> float | None:
         raise SystemExit(2) from None
     from nasheur.job import run_job  # imports torch
 
-    record = run_job(config, output_dir=hc.runtime.output_dir, choices=dict(hc.runtime.choices))
+    record = run_job(config, output_dir=hc.runtime.output_dir, choices=_choices(hc))
     return record["metrics"]["sparse_kendall_tau"]
 
 

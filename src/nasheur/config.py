@@ -233,7 +233,9 @@ def _check(ok: bool, key: str, value: object, expected: str) -> None:
 
 def _check_choice(key: str, value: str, allowed: tuple[str, ...], why: str) -> None:
     if value not in allowed:
-        raise ConfigError(f"{key}={value} is not supported {why}; allowed values: {', '.join(allowed)}")
+        raise ConfigError(
+            f"{key}={value} is not supported {why}; allowed values: {', '.join(allowed)}"
+        )
 
 
 def validate(cfg: Config) -> None:
@@ -242,23 +244,52 @@ def validate(cfg: Config) -> None:
 
     f, p, d, e, m = cfg.fidelity, cfg.protocol, cfg.dataset, cfg.eval, cfg.metrics
     _check(0 < f.train_portion <= 1, "fidelity.train_portion", f.train_portion, "0 < value <= 1")
-    _check(f.batch_size >= 2, "fidelity.batch_size", f.batch_size, "an integer >= 2 (BN needs a batch)")
+    _check(
+        f.batch_size >= 2, "fidelity.batch_size", f.batch_size, "an integer >= 2 (BN needs a batch)"
+    )
     _check(f.channels >= 1, "fidelity.channels", f.channels, "an integer >= 1")
     _check(f.layers >= 1, "fidelity.layers", f.layers, "an integer >= 1")
     _check(math.isfinite(p.lr) and p.lr > 0, "protocol.lr", p.lr, "a finite value > 0")
     _check(p.epochs >= 1, "protocol.epochs", p.epochs, "an integer >= 1")
-    _check(math.isfinite(p.weight_decay) and p.weight_decay >= 0, "protocol.weight_decay", p.weight_decay, "a value >= 0")
+    _check(
+        math.isfinite(p.weight_decay) and p.weight_decay >= 0,
+        "protocol.weight_decay",
+        p.weight_decay,
+        "a value >= 0",
+    )
     _check(0 <= p.momentum < 1, "protocol.momentum", p.momentum, "0 <= value < 1")
-    _check(math.isfinite(p.grad_clip) and p.grad_clip > 0, "protocol.grad_clip", p.grad_clip, "a value > 0")
-    _check(0 <= p.lr_min <= p.lr, "protocol.lr_min", p.lr_min, f"0 <= value <= protocol.lr ({p.lr})")
+    _check(
+        math.isfinite(p.grad_clip) and p.grad_clip > 0,
+        "protocol.grad_clip",
+        p.grad_clip,
+        "a value > 0",
+    )
+    _check(
+        0 <= p.lr_min <= p.lr, "protocol.lr_min", p.lr_min, f"0 <= value <= protocol.lr ({p.lr})"
+    )
     _check(0 < d.val_portion < 1, "dataset.val_portion", d.val_portion, "0 < value < 1")
     _check(d.num_images >= 10, "dataset.num_images", d.num_images, "an integer >= 10")
     _check(d.image_size >= 8, "dataset.image_size", d.image_size, "an integer >= 8")
     _check(d.num_classes >= 2, "dataset.num_classes", d.num_classes, "an integer >= 2")
     _check(m.top_n >= 1, "metrics.top_n", m.top_n, "an integer >= 1")
-    _check(e.pool_size >= max(2, m.top_n), "eval.pool_size", e.pool_size, f"an integer >= max(2, metrics.top_n={m.top_n})")
-    _check(e.recalibrate_batches >= 1, "eval.recalibrate_batches", e.recalibrate_batches, "an integer >= 1")
-    _check(m.skdt_threshold > 0 and math.isfinite(m.skdt_threshold), "metrics.skdt_threshold", m.skdt_threshold, "a value > 0")
+    _check(
+        e.pool_size >= max(2, m.top_n),
+        "eval.pool_size",
+        e.pool_size,
+        f"an integer >= max(2, metrics.top_n={m.top_n})",
+    )
+    _check(
+        e.recalibrate_batches >= 1,
+        "eval.recalibrate_batches",
+        e.recalibrate_batches,
+        "an integer >= 1",
+    )
+    _check(
+        m.skdt_threshold > 0 and math.isfinite(m.skdt_threshold),
+        "metrics.skdt_threshold",
+        m.skdt_threshold,
+        "a value > 0",
+    )
     _check(cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
     steps = cfg.run.max_steps_per_epoch
     _check(steps is None or steps >= 1, "run.max_steps_per_epoch", steps, "null or an integer >= 1")
@@ -273,7 +304,12 @@ def validate(cfg: Config) -> None:
     space = space_info(cfg.search_space.name.value)
     why = f"by search_space={space.name}"
     _check_choice("supernet.ops_on", cfg.supernet.ops_on.value, space.ops_on, why)
-    _check_choice("supernet.dynamic_channels", cfg.supernet.dynamic_channels.value, space.dynamic_channels, why)
+    _check_choice(
+        "supernet.dynamic_channels",
+        cfg.supernet.dynamic_channels.value,
+        space.dynamic_channels,
+        why,
+    )
     _check_choice("sampler", cfg.sampler.name.value, space.samplers, why)
 
     gt = cfg.ground_truth.path

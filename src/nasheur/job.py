@@ -32,11 +32,15 @@ def pick_device(name: str):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda but torch sees no CUDA device; use device=auto or device=cpu")
+        raise ConfigError(
+            "device=cuda but torch sees no CUDA device; use device=auto or device=cpu"
+        )
     return torch.device(name)
 
 
-def run_job(cfg: Config, *, output_dir: str | Path, choices: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_job(
+    cfg: Config, *, output_dir: str | Path, choices: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Run (or resume) the job of `cfg` in `output_dir`; return its metrics.json record."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -52,19 +56,52 @@ def run_job(cfg: Config, *, output_dir: str | Path, choices: dict[str, Any] | No
     done = out / METRICS
     if done.is_file():
         previous = read_json(done)
-        if previous.get("status") == "completed" and previous.get("config_hash") == record["config_hash"]:
+        if (
+            previous.get("status") == "completed"
+            and previous.get("config_hash") == record["config_hash"]
+        ):
             log.info("already completed: %s (delete it to run again)", done)
             return previous
     try:
         record.update(_run(cfg, out, record["config_hash"]))
         record["status"] = "completed"
     except BaseException as err:  # KeyboardInterrupt and SIGTERM too: leave a record
-        record.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+        record.update(
+            status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()
+        )
         atomic_write_json(done, record)
         raise
     atomic_write_json(done, record)
-    log.info("metrics written to %s", done)
+    log.info("summary\n%s", summary_table(record, done))
     return record
+
+
+def summary_table(record: dict[str, Any], path: Path) -> str:
+    """A few lines a person reads at the end of a job."""
+    m, t = record["metrics"], record["timing"]
+
+    def num(v: float | None, pct: bool = False) -> str:
+        return "n/a" if v is None else (f"{100 * v:.2f}%" if pct else f"{v:.4f}")
+
+    rows = [
+        (
+            "super-net accuracy",
+            f"{num(m['supernet_acc_mean'], True)} ± {num(m['supernet_acc_std'], True)}"
+            + ("  (untrained)" if record["untrained"] else ""),
+        ),
+        ("sparse Kendall tau", num(m["sparse_kendall_tau"])),
+        ("Kendall tau", num(m["kendall_tau"])),
+        ("sparse Spearman", num(m["sparse_spearman"])),
+        ("Spearman", num(m["spearman"])),
+        ("P>R", num(m["p_beat_random"])),
+        ("final performance", num(m["final_performance"], True)),
+        ("wall time", f"{t['wall_seconds']:.1f} s"),
+        ("training", f"{t['train_images_per_s']:,.0f} images/s"),
+        ("evaluation", f"{t['eval_archs_per_s']:.2f} architectures/s"),
+        ("metrics", str(path)),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
 def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
@@ -113,11 +150,17 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
         num_classes=d.num_classes,
     )
     if data.val_overlaps_train:
-        log.warning("fidelity.train_portion + dataset.val_portion > 1: the validation share overlaps the training share")
+        log.warning(
+            "fidelity.train_portion + dataset.val_portion > 1: the validation share overlaps the training share"
+        )
     batch = cfg.fidelity.batch_size
     norm = {"mean": data.mean, "std": data.std}
-    train_loader = DeviceLoader(data.train_x.to(device), data.train_y.to(device), batch_size=batch, augment=True, **norm)
-    val_loader = DeviceLoader(data.val_x.to(device), data.val_y.to(device), batch_size=batch, augment=False, **norm)
+    train_loader = DeviceLoader(
+        data.train_x.to(device), data.train_y.to(device), batch_size=batch, augment=True, **norm
+    )
+    val_loader = DeviceLoader(
+        data.val_x.to(device), data.val_y.to(device), batch_size=batch, augment=False, **norm
+    )
 
     torch.manual_seed(derive_seed(cfg.seed, "init"))
     model = build_supernet(space.name, num_classes=data.num_classes, cfg=cfg).to(device)
@@ -138,7 +181,13 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
     n_params = sum(t.numel() for t in model.parameters())
     log.info(
         "%s super-net: %s parameters, %d training / %d validation images, batch %d, %d steps per epoch, device %s",
-        space.name, f"{n_params:,}", len(data.train_y), len(data.val_y), batch, train_loader.steps_per_epoch, device,
+        space.name,
+        f"{n_params:,}",
+        len(data.train_y),
+        len(data.val_y),
+        batch,
+        train_loader.steps_per_epoch,
+        device,
     )
     progress = EpochLog(total=p.epochs, done=start_epoch)
     for epoch in range(start_epoch, p.epochs):
@@ -152,7 +201,9 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
             train_loader,
             sampler,
             rng=numpy_rng(cfg.seed, "sampler", epoch),
-            generator=torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, "data", epoch)),
+            generator=torch.Generator(device=device).manual_seed(
+                derive_seed(cfg.seed, "data", epoch)
+            ),
             grad_clip=p.grad_clip,
             max_steps=cfg.run.max_steps_per_epoch,
         )
@@ -167,14 +218,29 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
         }
         history.append(entry)
         if stats.loss != stats.loss:  # NaN
-            raise FloatingPointError(f"training loss is NaN in epoch {epoch + 1}; lower protocol.lr?")
-        save_checkpoint(ckpt, model=model, optimizer=optimizer, epoch=epoch + 1, history=history, config_hash=chash)
+            raise FloatingPointError(
+                f"training loss is NaN in epoch {epoch + 1}; lower protocol.lr?"
+            )
+        save_checkpoint(
+            ckpt,
+            model=model,
+            optimizer=optimizer,
+            epoch=epoch + 1,
+            history=history,
+            config_hash=chash,
+        )
         progress.epoch(entry)
 
     bn_mode = resolve_bn_mode(cfg.eval.bn.value, p.bn_track)
     calib_loader = None
     if bn_mode == "recalibrate":
-        calib_loader = DeviceLoader(data.train_x.to(device), data.train_y.to(device), batch_size=batch, augment=False, **norm)
+        calib_loader = DeviceLoader(
+            data.train_x.to(device),
+            data.train_y.to(device),
+            batch_size=batch,
+            augment=False,
+            **norm,
+        )
     log.info("evaluating %d architectures (BN: %s)", len(pool), bn_mode)
     eval_start = time.perf_counter()
     supernet_acc = evaluate_archs(
@@ -203,7 +269,11 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
         ],
         "history": history,
         "eval": {"bn": bn_mode, "pool_size": len(pool), "val_images": val_loader.num_images},
-        "ground_truth": {"path": str(cfg.ground_truth.path), "architectures": len(gt), "source": gt.source},
+        "ground_truth": {
+            "path": str(cfg.ground_truth.path),
+            "architectures": len(gt),
+            "source": gt.source,
+        },
         "data": {
             "train_images": len(data.train_y),
             "val_images": len(data.val_y),

@@ -44,6 +44,12 @@ class EpochLog:
         def report(done: int) -> None:
             if done in marks:
                 spent = time.perf_counter() - start
-                log.info("evaluated %d/%d architectures  %.1f s  eta %s", done, total, spent, _clock(spent / done * (total - done)))
+                log.info(
+                    "evaluated %d/%d architectures  %.1f s  eta %s",
+                    done,
+                    total,
+                    spent,
+                    _clock(spent / done * (total - done)),
+                )
 
         return report

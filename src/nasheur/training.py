@@ -26,7 +26,9 @@ def cosine_lr(epoch: int, epochs: int, lr: float, lr_min: float) -> float:
     return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs))
 
 
-def build_optimizer(model: nn.Module, *, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
+def build_optimizer(
+    model: nn.Module, *, lr: float, momentum: float, weight_decay: float
+) -> torch.optim.SGD:
     # Parameters off the sampled path have no gradient in a step, and SGD skips them: their
     # weights, momentum buffers and weight decay stay as they were (single-path semantics).
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)

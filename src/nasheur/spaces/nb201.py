@@ -7,10 +7,11 @@ lives in :mod:`nasheur.spaces.nb201_net`, the super-net in :mod:`nasheur.superne
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -32,7 +33,9 @@ class NB201Arch:
         if len(self.ops) != len(EDGES) or not all(
             isinstance(o, int) and 0 <= o < len(OPS) for o in self.ops
         ):
-            raise ValueError(f"an NB201 cell has {len(EDGES)} op indices in [0, {len(OPS)}): {self.ops}")
+            raise ValueError(
+                f"an NB201 cell has {len(EDGES)} op indices in [0, {len(OPS)}): {self.ops}"
+            )
 
     def __str__(self) -> str:
         return to_str(self)
@@ -114,7 +117,9 @@ class NB201Space:
     dynamic_channels = ("fixed",)
     samplers = ("random_nas", "random_a")
     # f_proxy macro settings of the benchmark: C=16 initial channels, N=5 cells per stage
-    macro_defaults: dict[str, Any] = {"channels": 16, "layers": 5, "num_classes": 10}
+    macro_defaults: ClassVar[Mapping[str, int]] = MappingProxyType(
+        {"channels": 16, "layers": 5, "num_classes": 10}
+    )
 
     def key(self, arch: NB201Arch | str) -> str:
         return to_str(self._arch(arch))
@@ -160,7 +165,9 @@ class NB201Space:
 
         unknown = set(macro) - set(self.macro_defaults)
         if unknown:
-            raise TypeError(f"unknown NB201 macro settings {sorted(unknown)}; known: {sorted(self.macro_defaults)}")
+            raise TypeError(
+                f"unknown NB201 macro settings {sorted(unknown)}; known: {sorted(self.macro_defaults)}"
+            )
         return NB201Network(self._arch(arch), **{**self.macro_defaults, **macro})
 
     @staticmethod

@@ -49,7 +49,9 @@ class ResidualReduction(nn.Module):
         super().__init__()
         self.conv_a = relu_conv_bn(c_in, c_out, 3, 2, bn)
         self.conv_b = relu_conv_bn(c_out, c_out, 3, 1, bn)
-        self.shortcut = nn.Sequential(nn.AvgPool2d(2, stride=2), nn.Conv2d(c_in, c_out, 1, bias=False))
+        self.shortcut = nn.Sequential(
+            nn.AvgPool2d(2, stride=2), nn.Conv2d(c_in, c_out, 1, bias=False)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
@@ -86,16 +88,24 @@ class NB201Cell(nn.Module):
 
 
 class NB201Network(nn.Module):
-    def __init__(self, arch: NB201Arch, channels: int = 16, layers: int = 5, num_classes: int = 10) -> None:
+    def __init__(
+        self, arch: NB201Arch, channels: int = 16, layers: int = 5, num_classes: int = 10
+    ) -> None:
         super().__init__()
         bn = nn.BatchNorm2d
         self.stem = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1, bias=False), bn(channels))
         blocks: list[nn.Module] = []
         for item in stage_widths(channels, layers):
-            blocks.append(ResidualReduction(*item, bn) if isinstance(item, tuple) else NB201Cell(arch, item, bn))
+            blocks.append(
+                ResidualReduction(*item, bn)
+                if isinstance(item, tuple)
+                else NB201Cell(arch, item, bn)
+            )
         self.blocks = nn.Sequential(*blocks)
         width = channels * 4
-        self.head = nn.Sequential(bn(width), nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Sequential(
+            bn(width), nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
         self.classifier = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -37,14 +37,34 @@ class SuperBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             if self.track:
-                return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, True, self.momentum, self.eps)
+                return F.batch_norm(
+                    x,
+                    self.running_mean,
+                    self.running_var,
+                    self.weight,
+                    self.bias,
+                    True,
+                    self.momentum,
+                    self.eps,
+                )
             return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
         if self.stats is BNStats.batch:
             return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
         if self.stats is BNStats.calibrate:
             self._calibrated += 1  # factor 1/k: the mean of the statistics of k batches
-            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, True, 1.0 / self._calibrated, self.eps)
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+            return F.batch_norm(
+                x,
+                self.running_mean,
+                self.running_var,
+                self.weight,
+                self.bias,
+                True,
+                1.0 / self._calibrated,
+                self.eps,
+            )
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+        )
 
     def start_calibration(self) -> None:
         self.reset_running_stats()
@@ -64,4 +84,8 @@ def set_bn_stats(model: nn.Module, stats: BNStats) -> None:
 
 def bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
     """A copy of every BN buffer, to put back after an evaluation that recalibrated them."""
-    return {k: v.clone() for k, v in model.state_dict().items() if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    return {
+        k: v.clone()
+        for k, v in model.state_dict().items()
+        if k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    }

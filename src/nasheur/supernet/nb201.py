@@ -70,7 +70,9 @@ class NB201SuperNet(nn.Module):
             for item in stage_widths(channels, layers)
         )
         width = channels * 4
-        self.head = nn.Sequential(bn(width), nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Sequential(
+            bn(width), nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
         self.classifier = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor, arch: NB201Arch) -> torch.Tensor:

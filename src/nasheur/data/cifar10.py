@@ -1,0 +1,117 @@
+"""CIFAR-10 training images from the standard python-format release, read without blind pickle.
+
+The release ``cifar-10-python.tar.gz`` extracts to a folder ``cifar-10-batches-py`` holding
+``data_batch_1`` .. ``data_batch_5`` (10,000 images each) and ``test_batch``. Each batch is a
+Python 2 pickle of a dict with ``b"data"`` (uint8, 10000 x 3072, channel-major rows of 32 x 32)
+and ``b"labels"`` (a list of ints in 0..9). The batches are unpickled through
+:func:`nasheur.safe_pickle.safe_load` with numpy's array globals as the only allowed globals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nasheur.safe_pickle import LATIN1_BYTES_GLOBALS, NUMPY_ARRAY_GLOBALS, safe_load
+
+__all__ = [
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "DatasetNotFoundError",
+    "load_cifar10_train",
+]
+
+#: Per-channel mean and standard deviation of the CIFAR-10 training images (RGB, in [0, 1]).
+CIFAR10_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
+
+FOLDER_NAME = "cifar-10-batches-py"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+IMAGE_SHAPE = (3, 32, 32)
+NUM_CLASSES = 10
+
+# numpy arrays (both numpy 1.x and 2.x spellings) plus the latin-1 `_codecs.encode` that
+# Python 3 uses for bytes at protocol 2 (for batches re-saved by Python 3); nothing else.
+_ALLOWED = {**NUMPY_ARRAY_GLOBALS, **LATIN1_BYTES_GLOBALS}
+
+_HOW_TO_GET = (
+    "Download cifar-10-python.tar.gz from the CIFAR-10 page of Alex Krizhevsky "
+    "(https://www.cs.toronto.edu/~kriz/cifar.html), extract it so that the folder "
+    f"{FOLDER_NAME}/ appears under a directory of your choice, and point the run at that "
+    "directory with dataset.root=<directory> (or use dataset=synthetic, which needs no download)."
+)
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The image data set is not where the configuration says it is."""
+
+
+def _resolve_folder(root: str | Path) -> Path:
+    root = Path(root).expanduser()
+    candidates = [root] if root.name == FOLDER_NAME else [root / FOLDER_NAME, root]
+    for folder in candidates:
+        if (folder / TRAIN_FILES[0]).is_file():
+            return folder
+    for folder in candidates:
+        if folder.is_dir() and folder.name == FOLDER_NAME:
+            return folder  # the folder exists; the per-file check below names what is missing
+    looked = " or ".join(str(c) for c in candidates)
+    raise DatasetNotFoundError(
+        f"CIFAR-10 not found: expected the batches {', '.join(TRAIN_FILES)} in {looked}. "
+        + _HOW_TO_GET
+    )
+
+
+def _get(batch: dict[Any, Any], name: str, path: Path) -> Any:
+    for key in (name.encode(), name):
+        if key in batch:
+            return batch[key]
+    raise ValueError(f"{path}: not a CIFAR-10 batch (no {name!r} entry)")
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with path.open("rb") as f:
+        batch = safe_load(f, _ALLOWED, source=str(path), encoding="bytes")
+    if not isinstance(batch, dict):
+        raise ValueError(f"{path}: not a CIFAR-10 batch (a {type(batch).__name__}, not a dict)")
+    data = _get(batch, "data", path)
+    labels = _get(batch, "labels", path)
+    row = int(np.prod(IMAGE_SHAPE))
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
+        raise ValueError(f"{path}: 'data' must be a 2-D uint8 array (N, {row})")
+    if data.shape[1] != row:
+        raise ValueError(f"{path}: 'data' has shape {data.shape}; expected (N, {row})")
+    labels_arr = np.asarray(labels)
+    if labels_arr.ndim != 1 or labels_arr.shape[0] != data.shape[0]:
+        raise ValueError(
+            f"{path}: {labels_arr.shape} labels for {data.shape[0]} images; expected one per image"
+        )
+    if not np.issubdtype(labels_arr.dtype, np.integer):
+        raise ValueError(f"{path}: labels must be integers, got dtype {labels_arr.dtype}")
+    if labels_arr.size and (labels_arr.min() < 0 or labels_arr.max() >= NUM_CLASSES):
+        raise ValueError(f"{path}: labels must lie in 0..{NUM_CLASSES - 1}")
+    images = data.reshape((data.shape[0], *IMAGE_SHAPE))
+    return images, labels_arr.astype(np.int64)
+
+
+def load_cifar10_train(root: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The 50,000 CIFAR-10 training images and labels, in the release's order.
+
+    ``root`` is the ``cifar-10-batches-py`` folder itself or the directory that contains it.
+    Returns ``(images, labels)``: uint8 of shape (N, 3, 32, 32) (RGB, NCHW) and int64 (N,).
+    Raises :class:`DatasetNotFoundError` when the folder or a batch file is missing and
+    :class:`ValueError` (naming the file) when a batch is malformed or unsafe.
+    """
+    folder = _resolve_folder(root)
+    missing = [name for name in TRAIN_FILES if not (folder / name).is_file()]
+    if missing:
+        raise DatasetNotFoundError(
+            f"CIFAR-10 incomplete: missing {', '.join(str(folder / m) for m in missing)}. "
+            + _HOW_TO_GET
+        )
+    parts = [_read_batch(folder / name) for name in TRAIN_FILES]
+    images = np.ascontiguousarray(np.concatenate([p[0] for p in parts]))
+    labels = np.concatenate([p[1] for p in parts])
+    return images, labels

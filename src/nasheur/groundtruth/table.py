@@ -1,0 +1,325 @@
+"""Ground-truth accuracies as a plain CSV table (pure numpy + csv; never imports torch).
+
+Two layouts are read:
+
+a) the project's own cache format, written by :func:`write_table`::
+
+       # unit: fraction
+       # source: NAS-Bench-201-v1_1-096897.pth
+       # sha256: ...
+       key,accuracy
+       <key>,<accuracy>
+
+   Leading ``# name: value`` lines are metadata. The header must contain ``key`` and the value
+   column (``accuracy`` unless ``column=`` names another); other columns are ignored. The unit
+   (``percent`` or ``fraction``) comes from the ``# unit:`` line or from ``unit=``.
+
+b) the NAS-Bench-201 table layout ``index,arch_str,valid_acc,test_acc`` (percent), keyed by
+   ``arch_str``; the default value column is ``valid_acc`` (``column="test_acc"`` picks the
+   other).
+
+Accuracies are stored as float64 fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+
+from nasheur.io import atomic_path
+
+__all__ = ["GroundTruth", "GroundTruthError", "read_table", "write_table"]
+
+UNITS = ("percent", "fraction")
+
+# layout name -> (key column, default value column, header it is recognised by, implied unit)
+_OWN_KEY, _OWN_VALUE = "key", "accuracy"
+_NB201_HEADER = ("index", "arch_str", "valid_acc", "test_acc")
+_NB201_KEY, _NB201_VALUE = "arch_str", "valid_acc"
+_ACCEPTED_HEADERS = (
+    f"'{_OWN_KEY},{_OWN_VALUE}[,...]' (the project's layout, with a '# unit:' line), "
+    f"'{','.join(_NB201_HEADER)}' (NAS-Bench-201 table, percent)"
+)
+
+
+class GroundTruthError(ValueError):
+    """A ground-truth file is malformed; the message names the file and line."""
+
+
+@dataclass(frozen=True, eq=False)
+class GroundTruth:
+    """Stand-alone accuracy (a fraction in [0, 1]) per architecture key."""
+
+    keys: tuple[str, ...]
+    acc: np.ndarray
+    source: str = ""
+    meta: Mapping[str, str] = field(default_factory=dict)
+    _index: Mapping[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        keys = tuple(self.keys)
+        acc = np.array(self.acc, dtype=np.float64, copy=True).reshape(-1)
+        if len(keys) != acc.shape[0]:
+            raise ValueError(f"{len(keys)} keys but {acc.shape[0]} accuracies")
+        index: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            if k in index:
+                raise ValueError(f"duplicate key {k!r} in {self.source or 'ground truth'}")
+            index[k] = i
+        acc.flags.writeable = False
+        object.__setattr__(self, "keys", keys)
+        object.__setattr__(self, "acc", acc)
+        object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+        object.__setattr__(self, "_index", MappingProxyType(index))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def index(self, key: str) -> int:
+        try:
+            return self._index[key]
+        except KeyError:
+            raise KeyError(
+                f"{key!r} has no ground truth in {self.source or 'this table'}"
+            ) from None
+
+    def __getitem__(self, key: str) -> float:
+        return float(self.acc[self.index(key)])
+
+    def lookup(self, keys: Iterable[str]) -> np.ndarray:
+        """Accuracies of ``keys`` in their order (a new float64 array); KeyError if one is absent."""
+        idx = np.fromiter((self.index(k) for k in keys), dtype=np.int64)
+        return self.acc[idx]
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+
+
+def _err(source: str, line: int | None, msg: str) -> GroundTruthError:
+    where = f"{source}:{line}" if line is not None else source
+    return GroundTruthError(f"{where}: {msg}")
+
+
+def _parse_meta(text: str) -> tuple[str, str] | None:
+    body = text.lstrip("#").strip()
+    name, sep, value = body.partition(":")
+    if not sep or not name.strip() or " " in name.strip():
+        return None
+    return name.strip(), value.strip()
+
+
+def _normalise_unit(value: str, source: str, what: str) -> str:
+    unit = value.strip().lower()
+    if unit not in UNITS:
+        raise GroundTruthError(f"{source}: {what} {value!r} is not one of {', '.join(UNITS)}")
+    return unit
+
+
+def read_table(
+    path: str | os.PathLike[str],
+    *,
+    column: str | None = None,
+    unit: str = "auto",
+    validate_key: Callable[[str], None] | None = None,
+) -> GroundTruth:
+    """Read a ground-truth table (either layout; see the module docstring).
+
+    ``unit`` is ``"percent"``, ``"fraction"`` or ``"auto"`` (the file's ``# unit:`` line; the
+    NB201 layout implies percent). ``validate_key(key)`` may raise :class:`ValueError` to reject
+    a key (a search space's check); the error is re-raised naming the line. Every problem raises
+    :class:`GroundTruthError` (a :class:`ValueError`) naming the file, the 1-based line and the
+    key: unknown header, unknown column, empty or duplicate key, a value that is not a finite
+    number in range (percent in [0, 100], fraction in [0, 1]), an empty table.
+    """
+    source = str(path)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"ground-truth file not found: {source}") from None
+
+    # ---- metadata comments and the header row
+    meta: dict[str, str] = {}
+    meta_line: dict[str, int] = {}
+    header_at = None
+    for i, raw in enumerate(lines):
+        text = raw.strip()
+        if not text:
+            continue
+        if text.startswith("#"):
+            parsed = _parse_meta(text)
+            if parsed is not None:
+                meta[parsed[0]] = parsed[1]
+                meta_line[parsed[0]] = i + 1
+            continue
+        header_at = i
+        break
+    if header_at is None:
+        raise _err(source, None, f"no header row; accepted headers: {_ACCEPTED_HEADERS}")
+    header_lineno = header_at + 1
+    header = [h.strip() for h in next(csv.reader([lines[header_at]]))]
+
+    # ---- layout
+    if tuple(header[: len(_NB201_HEADER)]) == _NB201_HEADER:
+        layout, key_col, default_col, implied_unit = "nb201", _NB201_KEY, _NB201_VALUE, "percent"
+    elif _OWN_KEY in header:
+        layout, key_col, default_col, implied_unit = "own", _OWN_KEY, _OWN_VALUE, None
+    else:
+        raise _err(
+            source,
+            header_lineno,
+            f"unknown layout, header {','.join(header)!r}; accepted headers: {_ACCEPTED_HEADERS}",
+        )
+    value_col = default_col if column is None else column
+    available = [
+        h for h in header if h and h != key_col and not (layout == "nb201" and h == "index")
+    ]
+    if value_col == key_col or value_col not in header:
+        what = "column" if column is not None else "default column"
+        raise _err(
+            source,
+            header_lineno,
+            f"{what} {value_col!r} not in the header; available columns: {', '.join(available)}",
+        )
+    if len(set(header)) != len(header):
+        raise _err(source, header_lineno, f"repeated column name in header {header}")
+    key_i, val_i = header.index(key_col), header.index(value_col)
+
+    # ---- unit
+    declared = None
+    if "unit" in meta:
+        declared = _normalise_unit(meta["unit"], f"{source}:{meta_line['unit']}", "'# unit:'")
+    elif implied_unit is not None:
+        declared = implied_unit
+    if unit == "auto":
+        if declared is None:
+            raise _err(
+                source,
+                None,
+                "the accuracy unit is not declared: add a '# unit: percent' (or fraction) line "
+                "before the header, or pass ground_truth.unit=percent|fraction",
+            )
+        the_unit = declared
+    else:
+        the_unit = _normalise_unit(unit, source, "ground_truth.unit")
+        if declared is not None and declared != the_unit:
+            raise _err(
+                source,
+                meta_line.get("unit"),
+                f"the file declares unit {declared!r} but ground_truth.unit={the_unit!r}",
+            )
+    scale, upper = (100.0, 100.0) if the_unit == "percent" else (1.0, 1.0)
+
+    # ---- rows
+    keys: list[str] = []
+    values: list[float] = []
+    seen: dict[str, int] = {}
+    need = max(key_i, val_i) + 1
+    reader = csv.reader(lines[header_at + 1 :])
+    for row in reader:
+        lineno = header_lineno + reader.line_num
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue  # blank line
+        if len(row) < need:
+            raise _err(source, lineno, f"{len(row)} fields, expected {len(header)}: {row!r}")
+        key = row[key_i].strip()
+        if not key:
+            raise _err(source, lineno, "empty key")
+        if key in seen:
+            raise _err(source, lineno, f"duplicate key {key!r} (first on line {seen[key]})")
+        text = row[val_i].strip()
+        try:
+            v = float(text)
+        except ValueError:
+            raise _err(
+                source, lineno, f"key {key!r}: {value_col} {text!r} is not a number"
+            ) from None
+        if not math.isfinite(v):
+            raise _err(source, lineno, f"key {key!r}: {value_col} {text!r} is not finite")
+        if not 0.0 <= v <= upper:
+            raise _err(
+                source,
+                lineno,
+                f"key {key!r}: {value_col} {text!r} is outside [0, {upper:g}] (unit {the_unit})",
+            )
+        if validate_key is not None:
+            try:
+                validate_key(key)
+            except ValueError as exc:
+                raise _err(source, lineno, f"key {key!r} rejected: {exc}") from exc
+        seen[key] = lineno
+        keys.append(key)
+        values.append(v)
+    if not keys:
+        raise _err(source, None, "the table has no rows")
+    acc = np.asarray(values, dtype=np.float64)
+    if scale != 1.0:
+        acc = acc / scale
+    return GroundTruth(keys=tuple(keys), acc=acc, source=source, meta=meta)
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+
+
+def write_table(
+    path: str | os.PathLike[str],
+    keys: Sequence[str],
+    acc_fraction: Sequence[float] | np.ndarray,
+    *,
+    meta: Mapping[str, str],
+) -> None:
+    """Write the project's layout atomically: ``# unit: fraction``, the ``meta`` lines, the rows.
+
+    Accuracies are written with ``repr`` so that :func:`read_table` gets back the very same
+    floats. Keys must be non-empty, unique and free of line breaks; accuracies finite fractions
+    in [0, 1]; meta names single words without ``:``.
+    """
+    keys = [str(k) for k in keys]
+    acc = np.asarray(acc_fraction, dtype=np.float64).reshape(-1)
+    if len(keys) != acc.shape[0]:
+        raise ValueError(f"{len(keys)} keys but {acc.shape[0]} accuracies")
+    if not keys:
+        raise ValueError("nothing to write: no keys")
+    seen: set[str] = set()
+    for k in keys:
+        if not k.strip() or k != k.strip() or "\n" in k or "\r" in k:
+            raise ValueError(f"unwritable key {k!r} (empty, padded or with a line break)")
+        if k in seen:
+            raise ValueError(f"duplicate key {k!r}")
+        seen.add(k)
+    bad = ~(np.isfinite(acc) & (acc >= 0.0) & (acc <= 1.0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"accuracy of {keys[i]!r} is {acc[i]!r}; expected a fraction in [0, 1]")
+    lines = ["# unit: fraction"]
+    for name, value in meta.items():
+        name, value = str(name), str(value)
+        if not name or any(c in name for c in ": \t\r\n#") or "\n" in value or "\r" in value:
+            raise ValueError(f"unwritable meta entry {name!r}: {value!r}")
+        if name == "unit":
+            if value.strip().lower() != "fraction":
+                raise ValueError(f"meta unit={value!r}, but the table is written in fractions")
+            continue
+        lines.append(f"# {name}: {value}")
+    _atomic_write(Path(path), lines, keys, acc)
+
+
+def _atomic_write(path: Path, comment_lines: list[str], keys: list[str], acc: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        for line in comment_lines:
+            f.write(line + "\n")
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow([_OWN_KEY, _OWN_VALUE])
+        writer.writerows(zip(keys, map(repr, acc.tolist()), strict=True))

@@ -1,0 +1,82 @@
+"""`python -m nasheur` as a user runs it: the acceptance runs and a SIGKILL in the middle."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PYTHON, REPO, TINY_JOB, run_env, write_nb201_gt
+
+pytestmark = pytest.mark.slow
+
+
+def nasheur(args: list[str], env: dict[str, str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PYTHON, "-m", "nasheur", *args], cwd=REPO, env=env, capture_output=True, text=True, **kw
+    )
+
+
+def only_metrics(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("metrics.json"))
+
+
+def test_acceptance_run_on_the_real_nb201_table(shared_nb201_csv, tmp_path):
+    env = run_env(tmp_path)
+    args = [
+        "search_space=nb201",
+        "dataset=synthetic",
+        f"ground_truth.path={shared_nb201_csv}",
+        "protocol.epochs=2",
+    ]
+    proc = nasheur(args, env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (path,) = only_metrics(tmp_path / "runs")
+    rec = json.loads(path.read_text())
+    assert rec["status"] == "completed" and len(rec["archs"]) == 200
+    assert rec["ground_truth"]["architectures"] == 15_625
+    assert all(v is not None for v in rec["metrics"].values())
+    assert (
+        "epoch 2/2" in proc.stderr + proc.stdout
+        and "sparse Kendall tau" in proc.stderr + proc.stdout
+    )
+
+
+def test_sigkill_then_the_same_command_resumes_to_identical_metrics(tmp_path):
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    args = [*TINY_JOB, "dataset.num_images=480", "protocol.epochs=6", f"ground_truth.path={gt}"]
+
+    whole_env = run_env(tmp_path / "whole")
+    assert nasheur(args, whole_env, timeout=600).returncode == 0
+    (whole,) = only_metrics(tmp_path / "whole")
+
+    env = run_env(tmp_path / "killed")
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "nasheur", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "killed").rglob("checkpoint.pt")):
+        assert proc.poll() is None, "the job ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (ckpt,) = (tmp_path / "killed").rglob("checkpoint.pt")
+    assert not (ckpt.parent / "metrics.json").exists()
+
+    again = nasheur(args, env, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from" in again.stderr + again.stdout
+    (resumed,) = only_metrics(tmp_path / "killed")
+    a, b = json.loads(whole.read_text()), json.loads(resumed.read_text())
+    assert b["metrics"] == a["metrics"] and b["archs"] == a["archs"]
+    assert [h["train_loss"] for h in b["history"]] == [h["train_loss"] for h in a["history"]]

@@ -1,0 +1,373 @@
+"""Image data: synthetic set, CIFAR-10 reader (safe unpickling), splits and the device loader."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from nasheur.data import (
+    DatasetNotFoundError,
+    DeviceLoader,
+    load_cifar10_train,
+    load_image_data,
+    make_synthetic,
+    split_train_val,
+)
+from nasheur.data.loader import PAD
+from nasheur.safe_pickle import NUMPY_ARRAY_GLOBALS, UnsafePickleError, safe_load
+
+# ----------------------------------------------------------------------------- synthetic
+
+
+def test_synthetic_shapes_and_balance():
+    x, y = make_synthetic(103, 16, 10, seed=0)
+    assert x.shape == (103, 3, 16, 16) and x.dtype == np.uint8
+    assert y.shape == (103,) and y.dtype == np.int64
+    counts = np.bincount(y, minlength=10)
+    assert counts.max() - counts.min() <= 1 and counts.sum() == 103
+    assert y.min() >= 0 and y.max() < 10
+
+
+def test_synthetic_deterministic():
+    a = make_synthetic(300, 16, 5, seed=3)
+    b = make_synthetic(300, 16, 5, seed=3)
+    c = make_synthetic(300, 16, 5, seed=4)
+    assert a[0].tobytes() == b[0].tobytes() and np.array_equal(a[1], b[1])
+    assert a[0].tobytes() != c[0].tobytes()
+
+
+def test_synthetic_pixel_statistics():
+    # about the documented normalisation constants (mean 0.5, std 0.25 in [0, 1] units)
+    x, _ = make_synthetic(500, 32, 10, seed=0)
+    v = x.astype(np.float64) / 255
+    assert 0.45 < v.mean() < 0.55
+    assert 0.18 < v.std() < 0.32
+
+
+def test_synthetic_has_class_structure():
+    # nearest class mean (on a held-out half) beats chance clearly: the classes are learnable
+    x, y = make_synthetic(2000, 16, 10, seed=1)
+    f = x.reshape(len(x), -1).astype(np.float64)
+    tr, te = slice(0, 1000), slice(1000, 2000)
+    means = np.stack([f[tr][y[tr] == c].mean(0) for c in range(10)])
+    pred = np.argmin(((f[te][:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    acc = (pred == y[te]).mean()
+    assert acc > 0.2, acc
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+
+
+def _write_fake_cifar(folder, n_per_batch=20):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    all_x, all_y = [], []
+    for i in range(1, 6):
+        data = rng.integers(0, 256, size=(n_per_batch, 3072), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, 10, size=n_per_batch)]
+        batch = {
+            b"batch_label": f"training batch {i} of 5".encode(),
+            b"labels": labels,
+            b"data": data,
+            b"filenames": [f"img_{i}_{j}.png".encode() for j in range(n_per_batch)],
+        }
+        with open(folder / f"data_batch_{i}", "wb") as f:
+            pickle.dump(batch, f, protocol=2)
+        all_x.append(data.reshape(-1, 3, 32, 32))
+        all_y.append(np.asarray(labels))
+    return np.concatenate(all_x), np.concatenate(all_y)
+
+
+def test_cifar_reads_fake_release(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    x_ref, y_ref = _write_fake_cifar(folder)
+    for root in (tmp_path, folder, str(folder)):
+        x, y = load_cifar10_train(root)
+        assert x.shape == (100, 3, 32, 32) and x.dtype == np.uint8
+        assert y.dtype == np.int64
+        assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref)
+
+
+def test_load_image_data_cifar_from_fake_release(tmp_path):
+    x_ref, y_ref = _write_fake_cifar(tmp_path / "cifar-10-batches-py")
+    d = load_image_data("cifar10", train_portion=0.9, val_portion=0.1, root=str(tmp_path))
+    assert d.train_x.shape == (90, 3, 32, 32) and d.val_x.shape == (10, 3, 32, 32)
+    assert d.num_classes == 10 and d.image_size == 32 and d.mean[0] == 0.4914
+    split = split_train_val(100, 0.9, 0.1, seed=0)
+    assert np.array_equal(d.val_x.numpy(), x_ref[split.val_idx])
+    assert np.array_equal(d.train_y.numpy(), y_ref[split.train_idx])
+
+
+def test_cifar_missing_folder_names_path(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_cifar10_train(missing)
+    msg = str(info.value)
+    assert str(missing / "cifar-10-batches-py") in msg
+    assert "cifar-10-python.tar.gz" in msg and "dataset.root=" in msg
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_cifar_missing_batch_file(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_fake_cifar(folder)
+    (folder / "data_batch_4").unlink()
+    with pytest.raises(DatasetNotFoundError, match="data_batch_4"):
+        load_cifar10_train(tmp_path)
+
+
+def test_cifar_wrong_shape_names_file(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_fake_cifar(folder)
+    with open(folder / "data_batch_2", "wb") as f:
+        pickle.dump({b"data": np.zeros((4, 100), np.uint8), b"labels": [0] * 4}, f, protocol=2)
+    with pytest.raises(ValueError, match="data_batch_2"):
+        load_cifar10_train(folder)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_cifar_refuses_code_in_pickle(tmp_path, capfd):
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_fake_cifar(folder)
+    with open(folder / "data_batch_3", "wb") as f:
+        pickle.dump({b"data": _Evil(), b"labels": []}, f, protocol=2)
+    with pytest.raises(UnsafePickleError) as info:
+        load_cifar10_train(folder)
+    msg = str(info.value)
+    assert "data_batch_3" in msg
+    assert f"{os.system.__module__}.system" in msg  # posix.system on Linux
+    assert "pwned" not in capfd.readouterr().out
+
+
+def test_safe_load_numpy_protocols_and_forms():
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    obj = {"a": arr, "s": np.float64(2.5), "d": np.dtype("int16")}
+    for proto in (2, 4, 5):
+        out = safe_load(
+            io.BytesIO(pickle.dumps(obj, protocol=proto)),
+            {**NUMPY_ARRAY_GLOBALS, ("_codecs", "encode"): __import__("codecs").encode},
+            source="mem",
+        )
+        assert np.array_equal(out["a"], arr) and out["s"] == 2.5 and out["d"] == np.int16
+    # module -> names form, and pair form
+    import collections
+
+    data = pickle.dumps(collections.OrderedDict(a=1))
+    assert safe_load(io.BytesIO(data), {"collections": {"OrderedDict"}}, source="m") == {"a": 1}
+    assert safe_load(io.BytesIO(data), [("collections", "OrderedDict")], source="m") == {"a": 1}
+    with pytest.raises(UnsafePickleError, match=r"src\.bin.*collections\.OrderedDict"):
+        safe_load(io.BytesIO(data), NUMPY_ARRAY_GLOBALS, source="src.bin")
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def test_split_sizes_and_disjoint():
+    s = split_train_val(1000, 0.5, 0.1, seed=0)
+    assert len(s.train_idx) == 500 and len(s.val_idx) == 100
+    assert s.train_idx.dtype == np.int64 and s.val_idx.dtype == np.int64
+    assert not set(s.train_idx.tolist()) & set(s.val_idx.tolist())
+    assert not s.val_overlaps_train
+    full = split_train_val(1000, 0.9, 0.1, seed=0)
+    assert sorted(np.concatenate([full.train_idx, full.val_idx]).tolist()) == list(range(1000))
+    assert not full.val_overlaps_train
+
+
+def test_split_val_fixed_across_portions_and_overlap():
+    a = split_train_val(1000, 0.25, seed=7)
+    b = split_train_val(1000, 0.9, seed=7)
+    c = split_train_val(1000, 1.0, seed=7)
+    assert np.array_equal(a.val_idx, b.val_idx) and np.array_equal(a.val_idx, c.val_idx)
+    assert np.array_equal(b.train_idx[:250], a.train_idx)
+    assert c.val_overlaps_train and set(c.val_idx.tolist()) <= set(c.train_idx.tolist())
+
+
+def test_split_deterministic_and_seeded():
+    a = split_train_val(500, 0.5, seed=1)
+    b = split_train_val(500, 0.5, seed=1)
+    c = split_train_val(500, 0.5, seed=2)
+    assert np.array_equal(a.train_idx, b.train_idx) and np.array_equal(a.val_idx, b.val_idx)
+    assert not np.array_equal(a.train_idx, c.train_idx)
+
+
+@pytest.mark.parametrize(
+    ("train", "val", "name"),
+    [
+        (0.0, 0.1, "fidelity.train_portion"),
+        (1.5, 0.1, "fidelity.train_portion"),
+        (-0.1, 0.1, "fidelity.train_portion"),
+        (0.5, 0.0, "dataset.val_portion"),
+        (0.5, 1.0, "dataset.val_portion"),
+        (float("nan"), 0.1, "fidelity.train_portion"),
+    ],
+)
+def test_split_range_errors(train, val, name):
+    with pytest.raises(ValueError, match=name):
+        split_train_val(100, train, val)
+
+
+def test_load_image_data_synthetic_and_unknown():
+    d = load_image_data("synthetic", train_portion=0.5, num_images=200, image_size=8)
+    assert d.train_x.shape == (100, 3, 8, 8) and d.train_x.dtype == torch.uint8
+    assert d.val_x.shape == (20, 3, 8, 8) and d.val_y.dtype == torch.int64
+    assert d.image_size == 8 and d.num_classes == 10 and not d.val_overlaps_train
+    assert d.mean == (0.5, 0.5, 0.5) and d.std == (0.25, 0.25, 0.25)
+    with pytest.raises(ValueError, match="cifar10, synthetic"):
+        load_image_data("imagenet", train_portion=0.5)
+    with pytest.raises(DatasetNotFoundError, match=r"dataset\.root"):
+        load_image_data("cifar10", train_portion=0.5, root=None)
+
+
+# ----------------------------------------------------------------------------- DeviceLoader
+
+MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+
+
+def _norm(x_u8):
+    m = torch.tensor(MEAN).view(1, 3, 1, 1)
+    s = torch.tensor(STD).view(1, 3, 1, 1)
+    return (x_u8.float() / 255 - m) / s
+
+
+def _indexed_set(n, size=8):
+    """Images whose pixel (0, 0, 0) encodes the index (so a batch reveals which images it holds)."""
+    x = torch.randint(0, 256, (n, 3, size, size), generator=torch.Generator().manual_seed(0))
+    x = x.to(torch.uint8)
+    x[:, 0, 0, 0] = torch.arange(n, dtype=torch.uint8)
+    return x, torch.arange(n, dtype=torch.int64)
+
+
+def test_train_batches_no_augment_permutation_order():
+    x, y = _indexed_set(50)
+    loader = DeviceLoader(x, y, batch_size=8, mean=MEAN, std=STD, augment=False)
+    assert len(loader) == loader.steps_per_epoch == 6 and loader.num_images == 50
+    g = torch.Generator().manual_seed(5)
+    perm = torch.randperm(50, generator=torch.Generator().manual_seed(5))
+    seen = []
+    for step, (xb, yb) in enumerate(loader.train_batches(g)):
+        assert xb.shape == (8, 3, 8, 8) and xb.dtype == torch.float32
+        idx = perm[step * 8 : (step + 1) * 8]
+        assert torch.equal(yb, idx)
+        torch.testing.assert_close(xb, _norm(x[idx]))
+        seen.extend(yb.tolist())
+    assert len(seen) == 48 and len(set(seen)) == 48  # distinct, drop_last
+
+
+def test_train_batches_small_set_single_batch_and_reseeding():
+    x, y = _indexed_set(5)
+    loader = DeviceLoader(x, y, batch_size=8, mean=MEAN, std=STD, augment=True)
+    assert loader.steps_per_epoch == 1
+    batches = list(loader.train_batches(torch.Generator().manual_seed(0)))
+    assert len(batches) == 1 and sorted(batches[0][1].tolist()) == [0, 1, 2, 3, 4]
+    again = list(loader.train_batches(torch.Generator().manual_seed(0)))
+    assert torch.equal(batches[0][0], again[0][0])
+
+
+def test_augmentation_shift_and_flip():
+    s, n = 16, 400
+    r0, c0 = 8, 1  # a single bright pixel near the left edge
+    x = torch.zeros((n, 3, s, s), dtype=torch.uint8)
+    x[:, :, r0, c0] = 255
+    y = torch.zeros(n, dtype=torch.int64)
+    loader = DeviceLoader(x, y, batch_size=n, mean=(0, 0, 0), std=(1, 1, 1), augment=True)
+    ((xb, _),) = list(loader.train_batches(torch.Generator().manual_seed(1)))
+    assert xb.shape == (n, 3, s, s)
+    assert torch.all((xb == 0) | (xb == 1))  # padding is black; no values were mixed
+    row_shifts, col_shifts, flipped, plain = set(), set(), 0, 0
+    for img in xb:
+        assert torch.equal(img[0], img[1]) and torch.equal(img[0], img[2])
+        pos = img[0].nonzero()
+        assert len(pos) <= 1  # the pixel moved (or left the crop); nothing else appeared
+        if len(pos) == 0:
+            continue
+        r, c = pos[0].tolist()
+        assert abs(r - r0) <= PAD
+        row_shifts.add(r - r0)
+        if c < s // 2:  # not mirrored: the pixel stays near the left edge
+            assert abs(c - c0) <= PAD
+            col_shifts.add(c - c0)
+            plain += 1
+        else:  # mirrored: near the right edge
+            assert abs((s - 1 - c) - c0) <= PAD
+            flipped += 1
+    assert row_shifts == set(range(-PAD, PAD + 1))
+    assert len(col_shifts) >= PAD + 1
+    assert flipped > n // 4 and plain > n // 4
+    # with augment=False the same images come back untouched
+    loader = DeviceLoader(x, y, batch_size=n, mean=(0, 0, 0), std=(1, 1, 1), augment=False)
+    ((xb, _),) = list(loader.train_batches(torch.Generator().manual_seed(1)))
+    assert torch.equal(xb, x.float() / 255)
+
+
+def test_flip_only_mirrors():
+    # with every crop at the centre offset the augmentation is a pure (random) flip
+    s, n = 6, 64
+    x = torch.randint(0, 256, (n, 3, s, s), generator=torch.Generator().manual_seed(2))
+    x = x.to(torch.uint8)
+    y = torch.arange(n)
+    loader = DeviceLoader(x, y, batch_size=n, mean=(0, 0, 0), std=(1, 1, 1), augment=True)
+    centre = torch.full((n, 2), PAD, dtype=torch.int64)
+    flips = torch.arange(n) % 2 == 1
+    out = loader._crop_flip(x, centre, flips)
+    assert torch.equal(out[~flips], x[~flips])
+    assert torch.equal(out[flips], x[flips].flip(-1))
+    # and a shift with no flip is a plain translation with zero fill
+    shift = torch.tensor([[PAD + 1, PAD - 2]]).expand(n, 2)
+    out = loader._crop_flip(x, shift, torch.zeros(n, dtype=torch.bool))
+    assert torch.equal(out[:, :, : s - 1, 2:], x[:, :, 1:, : s - 2])
+    assert torch.all(out[:, :, s - 1, :] == 0) and torch.all(out[:, :, :, :2] == 0)
+
+
+def test_augment_off_is_identity_on_values():
+    x, y = _indexed_set(16)
+    loader = DeviceLoader(x, y, batch_size=16, mean=MEAN, std=STD, augment=False)
+    ((xb, yb),) = list(loader.train_batches(torch.Generator().manual_seed(3)))
+    torch.testing.assert_close(xb, _norm(x[yb]))
+
+
+@pytest.mark.parametrize(
+    ("n", "bs", "valid"), [(10, 4, [4, 4, 2]), (3, 8, [3]), (8, 4, [4, 4]), (1, 1, [1])]
+)
+def test_eval_batches_cover_once(n, bs, valid):
+    x, y = _indexed_set(n)
+    loader = DeviceLoader(x, y, batch_size=bs, mean=MEAN, std=STD, augment=True)
+    counted = []
+    batches = list(loader.eval_batches())
+    assert [b[2] for b in batches] == valid and loader.eval_steps == len(valid)
+    for xb, yb, n_valid in batches:
+        assert xb.shape[0] == bs and yb.shape[0] == bs
+        torch.testing.assert_close(xb, _norm(x[yb]))  # no augmentation
+        counted.extend(yb[:n_valid].tolist())
+    assert counted == list(range(n))
+
+
+def test_loader_rejects_bad_input():
+    x, y = _indexed_set(4)
+    with pytest.raises(ValueError):
+        DeviceLoader(x.float(), y, batch_size=2, mean=MEAN, std=STD, augment=False)
+    with pytest.raises(ValueError):
+        DeviceLoader(x, y[:3], batch_size=2, mean=MEAN, std=STD, augment=False)
+    with pytest.raises(ValueError):
+        DeviceLoader(x, y, batch_size=0, mean=MEAN, std=STD, augment=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_loader_on_cuda_with_cuda_generator():
+    x, y = _indexed_set(50)
+    x, y = x.cuda(), y.cuda()
+    loader = DeviceLoader(x, y, batch_size=8, mean=MEAN, std=STD, augment=True)
+    g = torch.Generator(device=x.device).manual_seed(0)
+    batches = list(loader.train_batches(g))
+    assert len(batches) == 6 and batches[0][0].is_cuda
+    cpu_g = torch.Generator().manual_seed(0)
+    assert len(list(loader.train_batches(cpu_g))) == 6
+    assert sum(b[2] for b in loader.eval_batches()) == 50

@@ -1,0 +1,103 @@
+"""Evaluation: the pool, and each BN mode computing what it names."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nasheur.data import DeviceLoader
+from nasheur.evaluation import draw_pool, evaluate_archs, resolve_bn_mode
+from nasheur.spaces import get_space
+from nasheur.supernet.batchnorm import bn_buffers
+from nasheur.supernet.nb201 import NB201SuperNet
+
+SPACE = get_space("nb201")
+KEYS = [SPACE.key(a) for a in SPACE.enumerate()[::50]]
+
+
+def test_pool_is_seeded_distinct_and_order_free():
+    a = draw_pool(KEYS, 20, np.random.default_rng(1))
+    assert a == draw_pool(list(reversed(KEYS)), 20, np.random.default_rng(1))
+    assert len(set(a)) == 20 and set(a) <= set(KEYS)
+    assert a != draw_pool(KEYS, 20, np.random.default_rng(2))
+    with pytest.raises(ValueError, match="pool_size"):
+        draw_pool(KEYS, len(KEYS) + 1, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(
+    ("mode", "track", "expected"),
+    [
+        ("auto", True, "running"),
+        ("auto", False, "batch"),
+        ("batch", True, "batch"),
+        ("recalibrate", False, "recalibrate"),
+    ],
+)
+def test_auto_mode_is_the_papers_bn_factor(mode, track, expected):
+    assert resolve_bn_mode(mode, track) == expected
+
+
+def setup(track: bool):
+    torch.manual_seed(0)
+    net = NB201SuperNet(
+        channels=4, layers=1, num_classes=10, ops_on="edge", bn_affine=True, bn_track=track
+    )
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (40,), generator=g)
+    loader = DeviceLoader(
+        images, labels, batch_size=16, mean=(0.5,) * 3, std=(0.25,) * 3, augment=False
+    )
+    net.train()
+    for x, _ in loader.train_batches(torch.Generator().manual_seed(1)):  # give BN some history
+        net(x, SPACE.sample(np.random.default_rng(0)))
+    return net, loader, [SPACE.sample(np.random.default_rng(s)) for s in range(4)]
+
+
+def manual_accuracy(net, loader, arch, train_mode: bool) -> float:
+    net.train(train_mode)
+    hits = 0
+    with torch.no_grad():
+        for x, y, n in loader.eval_batches():
+            hits += int((net(x, arch).argmax(1)[:n] == y[:n]).sum())
+    return hits / loader.num_images
+
+
+def test_batch_mode_uses_each_batchs_statistics_and_keeps_running_ones():
+    net, loader, archs = setup(track=True)
+    saved = bn_buffers(net)
+    acc = evaluate_archs(net, archs, loader, bn_mode="batch")
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in saved.items())
+    # train mode of an untracked copy normalises with batch statistics too
+    twin = NB201SuperNet(
+        channels=4, layers=1, num_classes=10, ops_on="edge", bn_affine=True, bn_track=False
+    )
+    twin.load_state_dict(net.state_dict())
+    assert list(acc) == [manual_accuracy(twin, loader, a, train_mode=True) for a in archs]
+
+
+def test_running_mode_is_pytorch_eval_mode():
+    net, loader, archs = setup(track=True)
+    acc = evaluate_archs(net, archs, loader, bn_mode="running")
+    assert list(acc) == [manual_accuracy(net, loader, a, train_mode=False) for a in archs]
+
+
+def test_recalibration_restores_the_trained_statistics_afterwards():
+    net, loader, archs = setup(track=False)
+    saved = bn_buffers(net)
+    acc = evaluate_archs(
+        net, archs, loader, bn_mode="recalibrate", calib_loader=loader, calib_batches=2
+    )
+    assert ((acc >= 0) & (acc <= 1)).all()
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in saved.items())
+    again = evaluate_archs(
+        net, archs, loader, bn_mode="recalibrate", calib_loader=loader, calib_batches=2
+    )
+    assert np.array_equal(acc, again)  # the same K batches for every architecture, every time
+
+
+def test_evaluation_leaves_no_module_in_training_mode():
+    net, loader, archs = setup(track=False)
+    evaluate_archs(net, archs[:1], loader, bn_mode="batch")
+    assert not any(m.training for m in net.modules())

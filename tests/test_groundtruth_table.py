@@ -1,0 +1,195 @@
+"""Ground-truth tables: the project's CSV layout, the NB201 layout, and every rejection."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nasheur.groundtruth import GroundTruth, GroundTruthError, read_table, write_table
+
+NB201_CSV = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201-cifar10-valid-200ep.csv"
+)
+needs_nb201 = pytest.mark.skipif(not NB201_CSV.is_file(), reason=f"{NB201_CSV} not present")
+
+
+def _write(tmp_path, text, name="gt.csv"):
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+# ----------------------------------------------------------------------------- round trip
+
+
+def test_round_trip_exact(tmp_path):
+    rng = np.random.default_rng(0)
+    keys = [f"arch{i}" for i in range(500)] + ["|nor_conv_3x3~0|+|none~0|skip_connect~1|"]
+    acc = np.concatenate([rng.random(500), [1.0 / 3.0]])
+    acc[0], acc[1] = 0.0, 1.0
+    path = tmp_path / "sub" / "gt.csv"
+    write_table(path, keys, acc, meta={"source": "x.pth", "sha256": "ab" * 32})
+    gt = read_table(path)
+    assert gt.keys == tuple(keys)
+    assert np.array_equal(gt.acc, acc)  # bit-exact
+    assert gt.meta["unit"] == "fraction" and gt.meta["sha256"] == "ab" * 32
+    assert gt.meta["source"] == "x.pth" and gt.source == str(path)
+    assert not list(path.parent.glob("*.tmp"))  # the temporary file is gone
+    # overwriting replaces atomically
+    write_table(path, keys[:2], acc[:2], meta={})
+    assert len(read_table(path)) == 2
+
+
+def test_groundtruth_api():
+    gt = GroundTruth(keys=("a", "b", "c"), acc=np.array([0.1, 0.5, 0.9]), source="mem")
+    assert len(gt) == 3 and "b" in gt and "z" not in gt
+    assert gt["c"] == 0.9 and gt.index("b") == 1
+    assert np.array_equal(gt.lookup(["c", "a"]), [0.9, 0.1])
+    assert gt.acc.dtype == np.float64
+    with pytest.raises(ValueError):
+        gt.acc[0] = 0.3  # read-only
+    with pytest.raises(KeyError, match="mem"):
+        gt["z"]
+    with pytest.raises(ValueError, match="duplicate"):
+        GroundTruth(keys=("a", "a"), acc=np.array([0.1, 0.2]))
+
+
+def test_write_rejects_bad_input(tmp_path):
+    p = tmp_path / "x.csv"
+    with pytest.raises(ValueError):
+        write_table(p, ["a", "b"], [0.1], meta={})
+    with pytest.raises(ValueError):
+        write_table(p, ["a"], [1.5], meta={})
+    with pytest.raises(ValueError):
+        write_table(p, ["a", "a"], [0.1, 0.2], meta={})
+    with pytest.raises(ValueError):
+        write_table(p, ["a"], [0.1], meta={"unit": "percent"})
+    assert not p.exists()
+
+
+# ----------------------------------------------------------------------------- units
+
+
+def test_unit_declared_in_file(tmp_path):
+    p = _write(tmp_path, "# unit: percent\nkey,accuracy\na,93.5\nb,10\n")
+    gt = read_table(p)
+    assert gt["a"] == pytest.approx(0.935) and gt["b"] == 0.1
+    p2 = _write(tmp_path, "# unit: fraction\nkey,accuracy,extra\na,0.25,zzz\n", "f.csv")
+    assert read_table(p2)["a"] == 0.25
+
+
+def test_unit_from_argument_and_conflicts(tmp_path):
+    p = _write(tmp_path, "key,accuracy\na,93.5\n")
+    with pytest.raises(GroundTruthError, match=r"# unit: percent.*ground_truth\.unit="):
+        read_table(p)
+    assert read_table(p, unit="percent")["a"] == pytest.approx(0.935)
+    with pytest.raises(GroundTruthError, match=r"gt\.csv:2: key 'a'"):
+        read_table(p, unit="fraction")  # 93.5 is not a fraction
+    q = _write(tmp_path, "# unit: fraction\nkey,accuracy\na,0.5\n", "q.csv")
+    with pytest.raises(GroundTruthError, match="declares unit"):
+        read_table(q, unit="percent")
+    assert read_table(q, unit="fraction")["a"] == 0.5
+    with pytest.raises(GroundTruthError):
+        read_table(q, unit="permille")
+
+
+def test_other_column(tmp_path):
+    p = _write(tmp_path, "# unit: percent\nkey,accuracy,test\na,50,60\n")
+    assert read_table(p, column="test")["a"] == 0.6
+    with pytest.raises(GroundTruthError, match=r"'nope'.*available columns: accuracy, test"):
+        read_table(p, column="nope")
+
+
+# ----------------------------------------------------------------------------- NB201 file
+
+
+@needs_nb201
+def test_nb201_shared_file():
+    valid = read_table(NB201_CSV)
+    test = read_table(NB201_CSV, column="test_acc")
+    assert len(valid) == len(test) == 15625
+    assert valid.keys == test.keys
+    for gt in (valid, test):
+        assert np.all((gt.acc >= 0) & (gt.acc <= 1))
+    assert int(np.sum(test.acc == 0.10)) >= 341
+    first = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
+    assert first in valid and valid.index(first) == 0
+    assert valid[first] == pytest.approx(0.8198266666)
+    assert test[first] == pytest.approx(0.8152)
+    with pytest.raises(GroundTruthError, match="available columns: valid_acc, test_acc"):
+        read_table(NB201_CSV, column="train_acc")
+
+
+@needs_nb201
+def test_nb201_reads_without_torch():
+    code = (
+        "import sys; from nasheur.groundtruth.table import read_table; "
+        f"g = read_table({str(NB201_CSV)!r}); assert len(g) == 15625; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_nb201_layout_small(tmp_path):
+    p = _write(
+        tmp_path,
+        "index,arch_str,valid_acc,test_acc\n0,|a~0|,90.5,90.0\n1,|b~0|,10.0,100\n",
+    )
+    gt = read_table(p)
+    assert gt["|a~0|"] == pytest.approx(0.905) and gt["|b~0|"] == 0.1
+    assert read_table(p, column="test_acc")["|b~0|"] == 1.0
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("body", "pattern"),
+    [
+        ("# unit: percent\nkey,accuracy\na,50\n,60\n", r"gt\.csv:4: empty key"),
+        (
+            "# unit: percent\nkey,accuracy\na,50\nb,60\na,70\n",
+            r"gt\.csv:5: duplicate key 'a'.*line 3",
+        ),
+        ("# unit: percent\nkey,accuracy\na,fifty\n", r"gt\.csv:3: key 'a'.*not a number"),
+        ("# unit: percent\nkey,accuracy\na,nan\n", r"gt\.csv:3: key 'a'.*not finite"),
+        ("# unit: percent\nkey,accuracy\na,inf\n", r"gt\.csv:3: key 'a'.*not finite"),
+        ("# unit: percent\nkey,accuracy\na,50\nb,100.5\n", r"gt\.csv:4: key 'b'.*outside"),
+        ("# unit: percent\nkey,accuracy\na,-1\n", r"gt\.csv:3: key 'a'.*outside"),
+        ("# unit: fraction\nkey,accuracy\na,1.2\n", r"gt\.csv:3: key 'a'.*outside"),
+        ("# unit: percent\nkey,accuracy\na\n", r"gt\.csv:3: 1 fields"),
+        ("# unit: percent\nname,score\na,50\n", r"gt\.csv:2: unknown layout.*arch_str"),
+        ("# unit: percent\nkey,accuracy\n", r"no rows"),
+        ("# unit: percent\n", r"no header"),
+        ("", r"no header"),
+        ("index,arch_str,valid_acc,test_acc\n0,|a~0|,101,50\n", r"gt\.csv:2: key '\|a~0\|'"),
+        ("# unit: percent\nkey,score\na,50\n", r"gt\.csv:2: default column 'accuracy'"),
+    ],
+)
+def test_read_errors_name_line(tmp_path, body, pattern):
+    p = _write(tmp_path, body)
+    with pytest.raises(GroundTruthError, match=pattern) as info:
+        read_table(p)
+    assert str(p) in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_validate_key_rejection(tmp_path):
+    p = _write(tmp_path, "# unit: fraction\nkey,accuracy\ngood,0.5\nbad,0.6\n")
+
+    def only_good(key: str) -> None:
+        if key != "good":
+            raise ValueError(f"{key} is not in the space")
+
+    with pytest.raises(GroundTruthError, match=r"gt\.csv:4: key 'bad' rejected: bad is not in"):
+        read_table(p, validate_key=only_good)
+    assert len(read_table(p, validate_key=lambda k: None)) == 2
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"absent\.csv"):
+        read_table(tmp_path / "absent.csv")

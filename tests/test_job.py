@@ -1,0 +1,111 @@
+"""One job end to end on synthetic data: its record, its resume and its failure record."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import nasheur.training as training
+from nasheur.config import config_hash, plain, validate
+from nasheur.job import run_job
+from nasheur.training import CHECKPOINT
+from tests.conftest import TINY_JOB, compose_job, write_nb201_gt
+
+METRIC_KEYS = {
+    "supernet_acc_mean",
+    "supernet_acc_std",
+    "kendall_tau",
+    "sparse_kendall_tau",
+    "spearman",
+    "sparse_spearman",
+    "p_beat_random",
+    "final_performance",
+}
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    cfg = compose_job([*TINY_JOB, f"ground_truth.path={gt}"])
+    validate(cfg)
+    return cfg
+
+
+def read(folder) -> dict:
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def test_a_job_writes_the_documented_record(tiny, tmp_path):
+    out = tmp_path / "job"
+    run_job(tiny, output_dir=out, choices={"sampler": "random_nas"})
+    rec = read(out)
+    assert rec["status"] == "completed"
+    assert rec["config_hash"] == config_hash(plain(tiny)) and rec["config"] == plain(tiny)
+    assert rec["choices"] == {"sampler": "random_nas"} and rec["seed"] == 0
+    assert set(rec["metrics"]) == METRIC_KEYS
+    assert len(rec["archs"]) == 12 and set(rec["archs"][0]) == {"key", "supernet_acc", "gt_acc"}
+    assert [h["epoch"] for h in rec["history"]] == [1, 2, 3]
+    assert {"wall_seconds", "train_images_per_s"} <= set(rec["timing"])
+    pool = json.loads((out / "pool.json").read_text())["keys"]
+    assert pool == [a["key"] for a in rec["archs"]]
+    for a in rec["archs"]:
+        assert 0 <= a["supernet_acc"] <= 1 and 0 <= a["gt_acc"] <= 1
+    assert 0 <= rec["metrics"]["p_beat_random"] <= 1
+
+
+def test_seed_changes_the_pool_and_the_run(tiny, tmp_path):
+    run_job(tiny, output_dir=tmp_path / "a")
+    tiny.seed = 1
+    run_job(tiny, output_dir=tmp_path / "b")
+    assert [a["key"] for a in read(tmp_path / "a")["archs"]] != [
+        a["key"] for a in read(tmp_path / "b")["archs"]
+    ]
+
+
+def test_an_interrupted_job_resumes_to_the_same_metrics(tiny, tmp_path, monkeypatch):
+    run_job(tiny, output_dir=tmp_path / "whole")
+
+    calls = {"n": 0}
+    original = training.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        original(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed after epoch 2")
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(tiny, output_dir=tmp_path / "resumed")
+    failed = read(tmp_path / "resumed")
+    assert failed["status"] == "failed" and "killed after epoch 2" in failed["error"]
+
+    monkeypatch.setattr(training, "save_checkpoint", original)
+    run_job(tiny, output_dir=tmp_path / "resumed")
+    whole, resumed = read(tmp_path / "whole"), read(tmp_path / "resumed")
+    assert resumed["status"] == "completed"
+    assert resumed["metrics"] == whole["metrics"]
+    assert resumed["archs"] == whole["archs"]
+    strip = lambda h: [(e["epoch"], e["lr"], e["train_loss"], e["train_acc"]) for e in h]  # noqa: E731
+    assert strip(resumed["history"]) == strip(whole["history"])
+
+
+def test_a_completed_job_is_not_run_again(tiny, tmp_path):
+    out = tmp_path / "job"
+    first = run_job(tiny, output_dir=out)
+    (out / CHECKPOINT).unlink()  # would be needed if it trained again
+    assert run_job(tiny, output_dir=out) == first
+
+
+def test_a_failing_job_records_the_error(tmp_path):
+    gt = tmp_path / "gt.csv"
+    gt.write_text(
+        "# unit: fraction\nkey,accuracy\n|nor_conv_3x3~0|+|bogus~0|none~1|+|none~0|none~1|none~2|,0.5\n"
+    )
+    cfg = compose_job([*TINY_JOB, f"ground_truth.path={gt}"])
+    with pytest.raises(ValueError, match=r"gt\.csv:3: .*unknown op 'bogus'"):
+        run_job(cfg, output_dir=tmp_path / "job")
+    rec = read(tmp_path / "job")
+    assert rec["status"] == "failed" and "bogus" in rec["error"]
+    assert not (tmp_path / "job" / CHECKPOINT).exists()  # it failed before training
