@@ -205,6 +205,11 @@ def config_hash(data: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def _short_override(item: str) -> str:
+    key, _, value = item.partition("=")
+    return f"{key.rpartition('.')[2]}={value}"
+
+
 def _dir_resolver(*, _root_: DictConfig) -> str:
     """``<space>/<readable overrides>-<config hash>``: a job's folder under the runs root.
 
@@ -213,7 +218,9 @@ def _dir_resolver(*, _root_: DictConfig) -> str:
     job = OmegaConf.masked_copy(_root_, [k for k in _root_ if k != "hydra"])
     data = OmegaConf.to_container(job, resolve=True, enum_to_str=True)
     overrides = OmegaConf.select(_root_, "hydra.job.override_dirname", default="") or ""
-    readable = re.sub(r"[^A-Za-z0-9=,._+-]", "_", overrides)[:80] or "default"
+    # `protocol.lr=0.05,seed=1` reads as `lr=0.05,seed=1`; the hash keeps folders distinct
+    short = ",".join(_short_override(item) for item in overrides.split(",") if item)
+    readable = re.sub(r"[^A-Za-z0-9=,._+-]", "_", short)[:100].rstrip(",") or "default"
     return f"{data['search_space']['name']}/{readable}-{config_hash(data)}"
 
 
