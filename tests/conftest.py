@@ -50,9 +50,9 @@ TINY_JOB = [
     "dataset=synthetic",
     "dataset.num_images=160",
     "dataset.image_size=8",
-    "fidelity.channels=4",
-    "fidelity.layers=1",
-    "fidelity.batch_size=16",
+    "fidelity.baseline.channels=4",  # the values follow their baseline
+    "fidelity.baseline.layers=1",
+    "fidelity.baseline.batch_size=16",
     "protocol.epochs=3",
     "eval.pool_size=12",
     "device=cpu",
@@ -68,3 +68,14 @@ def compose_job(overrides: list[str]):
     register_resolvers()
     with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
         return to_config(compose(config_name="config", overrides=overrides))
+
+
+def nb201_supernet(**kw):
+    """A small NB201 super-net (4 channels, 1 cell per stage) with the given factors."""
+    import torch
+
+    from nasheur.supernet import SupernetSpec, build_supernet
+
+    spec = SupernetSpec(**{"channels": 4, "layers": 1, "num_classes": 10, **kw})
+    torch.manual_seed(0)
+    return build_supernet("nb201", spec)

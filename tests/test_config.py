@@ -52,6 +52,10 @@ def test_nb201_defaults_follow_table_14(gt_file):
     "overrides",
     [
         ["sampler=random_a"],
+        ["sampler=fairnas"],
+        ["supernet.ofa_kernel=true", "supernet.wsbn=true"],
+        ["supernet.path_dropout=0.2", "supernet.global_dropout=0.2"],
+        ["fidelity.compensate_epochs=true", "fidelity.channels=8"],
         ["sampler=random_nas", "supernet.ops_on=node"],
         ["dataset=synthetic"],
         ["eval.bn=batch"],
@@ -78,6 +82,8 @@ def test_every_offered_option_validates(overrides, gt_file):
         (["eval.bn=running"], "protocol.bn_track"),
         (["dataset.val_portion=1.0"], "dataset.val_portion"),
         (["seed=-1"], "seed"),
+        (["supernet.path_dropout=1.0"], "supernet.path_dropout"),
+        (["supernet.global_dropout=-0.1"], "supernet.global_dropout"),
     ],
 )
 def test_out_of_range_values_name_the_key(overrides, key, gt_file):

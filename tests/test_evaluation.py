@@ -10,7 +10,7 @@ from nasheur.data import DeviceLoader
 from nasheur.evaluation import draw_pool, evaluate_archs, resolve_bn_mode
 from nasheur.spaces import get_space
 from nasheur.supernet.batchnorm import bn_buffers
-from nasheur.supernet.nb201 import NB201SuperNet
+from tests.conftest import nb201_supernet
 
 SPACE = get_space("nb201")
 KEYS = [SPACE.key(a) for a in SPACE.enumerate()[::50]]
@@ -39,10 +39,7 @@ def test_auto_mode_is_the_papers_bn_factor(mode, track, expected):
 
 
 def setup(track: bool):
-    torch.manual_seed(0)
-    net = NB201SuperNet(
-        channels=4, layers=1, num_classes=10, ops_on="edge", bn_affine=True, bn_track=track
-    )
+    net = nb201_supernet(bn_track=track)
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8, generator=g)
     labels = torch.randint(0, 10, (40,), generator=g)
@@ -70,9 +67,7 @@ def test_batch_mode_uses_each_batchs_statistics_and_keeps_running_ones():
     acc = evaluate_archs(net, archs, loader, bn_mode="batch")
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in saved.items())
     # train mode of an untracked copy normalises with batch statistics too
-    twin = NB201SuperNet(
-        channels=4, layers=1, num_classes=10, ops_on="edge", bn_affine=True, bn_track=False
-    )
+    twin = nb201_supernet(bn_track=False)
     twin.load_state_dict(net.state_dict())
     assert list(acc) == [manual_accuracy(twin, loader, a, train_mode=True) for a in archs]
 

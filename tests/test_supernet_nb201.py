@@ -1,51 +1,48 @@
-"""f_ws on NB201: each single path computes its cell's f_proxy, and shares what it should."""
+"""f_ws on NB201: each single path computes its cell's f_proxy, shares what it should, and each
+mapping factor (ops on node/edge, OFA kernel, WSBN, dropout, BN switches) does what it claims."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
+from nasheur.samplers import build_sampler
 from nasheur.spaces import get_space
 from nasheur.spaces.nb201 import EDGES, OPS, NB201Arch, parse
-from nasheur.supernet.nb201 import POSITION_OF_EDGE, NB201SuperNet, SuperCell
+from nasheur.supernet.batchnorm import SuperBatchNorm2d
+from nasheur.supernet.nb201 import CONV_KERNEL, POSITION_OF_EDGE, SuperCell
 from nasheur.training import build_optimizer
+from tests.conftest import nb201_supernet
 
 SPACE = get_space("nb201")
+MIXED = parse("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|avg_pool_3x3~1|nor_conv_1x1~2|")
 
 
-def supernet(ops_on="edge", affine=True, track=True, channels=4, layers=2):
-    torch.manual_seed(0)
-    return NB201SuperNet(
-        channels=channels,
-        layers=layers,
-        num_classes=10,
-        ops_on=ops_on,
-        bn_affine=affine,
-        bn_track=track,
-    )
+def cells(net) -> list[SuperCell]:
+    return [b for b in net.blocks if isinstance(b, SuperCell)]
 
 
-def path_state(net: NB201SuperNet, arch: NB201Arch) -> dict[str, torch.Tensor]:
+def path_state(net, arch: NB201Arch, ops_on: str) -> dict[str, torch.Tensor]:
     """The super-net weights of `arch`, named as in the stand-alone network."""
-    state = {}
-    for name, value in net.state_dict().items():
-        parts = name.split(".")
-        if parts[0] == "blocks" and parts[2] == "op_sets":
-            block, pos, op, rest = parts[1], int(parts[3]), int(parts[4]), parts[5:]
-            for e in range(len(EDGES)):
-                if POSITION_OF_EDGE[net_mode(net)][e] == pos and arch.ops[e] == op:
-                    state[".".join(["blocks", block, "edges", str(e), *rest])] = value
-        else:
-            state[name] = value
+    state = {k: v for k, v in net.state_dict().items() if "op_sets" not in k}
+    for i, block in enumerate(net.blocks):
+        if not isinstance(block, SuperCell):
+            continue
+        for e, (_, src) in enumerate(EDGES):
+            name = OPS[arch.ops[e]]
+            if name not in CONV_KERNEL:
+                continue
+            op_set = block.op_sets[POSITION_OF_EDGE[ops_on][e]]
+            state[f"blocks.{i}.edges.{e}.1.weight"] = op_set.weight(name).detach()
+            bn = op_set.bns[name].slots[op_set.slot[src]]
+            for k, v in bn.state_dict().items():
+                state[f"blocks.{i}.edges.{e}.2.{k}"] = v
     return state
 
 
-def net_mode(net: NB201SuperNet) -> str:
-    cell = next(b for b in net.blocks if isinstance(b, SuperCell))
-    return "edge" if len(cell.op_sets) == 6 else "node"
-
-
+@pytest.mark.parametrize("ops_on", ["edge", "node"])
 @pytest.mark.parametrize(
     "key",
     [
@@ -54,71 +51,177 @@ def net_mode(net: NB201SuperNet) -> str:
         "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
     ],
 )
-def test_a_path_of_the_edge_supernet_is_the_standalone_cell(key):
+def test_a_path_of_the_supernet_is_the_standalone_cell(key, ops_on):
     arch = parse(key)
-    net = supernet()
-    standalone = SPACE.standalone(arch, channels=4, layers=2)
-    missing, unexpected = standalone.load_state_dict(path_state(net, arch), strict=False)
-    assert not unexpected
-    assert all(k.endswith("num_batches_tracked") for k in missing)
+    net = nb201_supernet(ops_on=ops_on, bn_track=True)
+    standalone = SPACE.standalone(arch, channels=4, layers=1)
+    missing, unexpected = standalone.load_state_dict(path_state(net, arch, ops_on), strict=False)
+    assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing)
     x = torch.randn(8, 3, 16, 16)
-    net.train()
-    standalone.train()
+    net.train(), standalone.train()
     torch.testing.assert_close(net(x, arch), standalone(x), rtol=1e-5, atol=1e-5)
 
 
 def test_node_mapping_shares_one_op_set_per_destination_node():
-    edge, node = supernet("edge"), supernet("node")
-    cell_e = next(b for b in edge.blocks if isinstance(b, SuperCell))
-    cell_n = next(b for b in node.blocks if isinstance(b, SuperCell))
-    assert len(cell_e.op_sets) == 6 and len(cell_n.op_sets) == 3
-    per_conv = lambda c: sum(p.numel() for p in c.parameters())  # noqa: E731
-    assert per_conv(cell_e) == 2 * per_conv(cell_n)
-    # edges 3<-0 and 3<-1 use the same conv in node mode: same weights, same output
-    arch_a = NB201Arch((0, 0, 0, 3, 0, 0))
-    arch_b = NB201Arch((1, 0, 0, 0, 3, 0))  # node1 = skip(node0), then conv on 3<-1
+    edge, node = nb201_supernet(ops_on="edge"), nb201_supernet(ops_on="node")
+    assert len(cells(edge)[0].op_sets) == 6 and len(cells(node)[0].op_sets) == 3
+    n = lambda c: sum(p.numel() for p in c.parameters())  # noqa: E731
+    assert n(cells(edge)[0]) == 2 * n(cells(node)[0])
+    # conv on 3<-0 and conv on 3<-1 (node 1 a skip of node 0) read the same input: node
+    # mapping gives them one kernel and one BN, edge mapping two of each
+    arch_a, arch_b = NB201Arch((0, 0, 0, 3, 0, 0)), NB201Arch((1, 0, 0, 0, 3, 0))
     x = torch.randn(4, 3, 16, 16)
-    node.eval()
+    node.train(), edge.train()
     torch.testing.assert_close(node(x, arch_a), node(x, arch_b))
-    edge.eval()
     assert not torch.allclose(edge(x, arch_a), edge(x, arch_b))
 
 
-@pytest.mark.parametrize("ops_on", ["edge", "node"])
-def test_a_step_changes_only_the_sampled_path(ops_on):
-    net = supernet(ops_on, track=False)
+@pytest.mark.parametrize(
+    "factors",
+    [
+        {"ops_on": "edge"},
+        {"ops_on": "node"},
+        {"ofa_kernel": True},
+        {"ops_on": "node", "wsbn": True},
+    ],
+)
+def test_a_step_changes_only_the_sampled_path(factors):
+    """SGD with momentum and weight decay moves exactly the parameters that got a gradient."""
+    net = nb201_supernet(**factors)
     opt = build_optimizer(net, lr=0.1, momentum=0.9, weight_decay=3e-3)
-    arch = parse("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|avg_pool_3x3~1|nor_conv_1x1~2|")
-    before = {k: v.clone() for k, v in net.state_dict().items()}
+    before = {k: v.clone() for k, v in net.named_parameters()}
     x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
     for _ in range(2):  # two steps: momentum buffers exist from the second on
         opt.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(net(x, arch), y).backward()
+        F.cross_entropy(net(x, MIXED), y).backward()
         opt.step()
-    after = dict(net.named_parameters())
-    used = {POSITION_OF_EDGE[ops_on][e] * 10 + o for e, o in enumerate(arch.ops)}
-    for name, value in after.items():
-        parts = name.split(".")
-        if parts[0] == "blocks" and parts[2] == "op_sets":
-            on_path = int(parts[3]) * 10 + int(parts[4]) in used
-            assert on_path != torch.equal(before[name], value), name
-    # off the path nothing moved at all, buffers included
-    for name, value in net.state_dict().items():
-        parts = name.split(".")
-        if (
-            parts[0] == "blocks"
-            and parts[2] == "op_sets"
-            and int(parts[3]) * 10 + int(parts[4]) not in used
-        ):
-            assert torch.equal(before[name], value), name
-    untouched = [p for name, p in net.named_parameters() if "op_sets" in name and p.grad is None]
+    with_grad = {k for k, v in net.named_parameters() if v.grad is not None}
+    changed = {k for k, v in net.named_parameters() if not torch.equal(before[k], v)}
+    assert changed == with_grad
+    untouched = [p for k, p in net.named_parameters() if k not in changed]
     assert untouched and all(p not in opt.state for p in untouched)
 
 
-def test_bn_settings_apply_to_every_batch_norm():
-    from nasheur.supernet.batchnorm import SuperBatchNorm2d
+def test_the_path_of_a_step_is_the_sampled_ops():
+    net = nb201_supernet(ops_on="edge")
+    x, y = torch.randn(4, 3, 8, 8), torch.zeros(4, dtype=torch.long)
+    F.cross_entropy(net(x, MIXED), y).backward()
+    got = [
+        k
+        for k, v in net.named_parameters()
+        if v.grad is not None and k.startswith("blocks.0.op_sets.")
+    ]
+    # MIXED: nor_conv_3x3 on edge 0, nor_conv_1x1 on edge 5; everything else is parameter-free
+    assert sorted(got) == sorted(
+        [
+            "blocks.0.op_sets.0.convs.nor_conv_3x3",
+            "blocks.0.op_sets.0.bns.nor_conv_3x3.slots.0.weight",
+            "blocks.0.op_sets.0.bns.nor_conv_3x3.slots.0.bias",
+            "blocks.0.op_sets.5.convs.nor_conv_1x1",
+            "blocks.0.op_sets.5.bns.nor_conv_1x1.slots.0.weight",
+            "blocks.0.op_sets.5.bns.nor_conv_1x1.slots.0.bias",
+        ]
+    )
 
-    net = supernet(affine=False, track=False)
+
+def test_ofa_kernel_is_the_centre_crop_at_init_and_shares_gradients():
+    net = nb201_supernet(ofa_kernel=True)
+    op_set = cells(net)[0].op_sets[0]
+    big, small = op_set.weight("nor_conv_3x3"), op_set.weight("nor_conv_1x1")
+    assert small.shape[-1] == 1 and torch.equal(small, big[:, :, 1:2, 1:2])
+    assert not hasattr(op_set, "convs")
+    for op in (2, 3):  # a path through the 1x1 only, then the 3x3 only
+        net.zero_grad(set_to_none=True)
+        arch = NB201Arch((op, 0, 0, 1, 0, 0))  # edge 1<-0 carries the conv; node 3 skips node 0
+        arch = NB201Arch((op, 0, 0, 0, 1, 0))
+        net.train()
+        net(torch.randn(4, 3, 8, 8), arch).sum().backward()
+        grad = op_set.kernel.weight.grad
+        assert grad is not None and grad.abs().sum() > 0
+        if op == 2:  # the 1x1 reaches only the centre of the shared kernel
+            assert grad[:, :, 0, 0].abs().sum() == 0 and grad[:, :, 1, 1].abs().sum() > 0
+
+
+def test_wsbn_keeps_one_bn_per_input_node():
+    net = nb201_supernet(ops_on="node", wsbn=True, bn_track=True)
+    node3 = cells(net)[0].op_sets[2]  # node 3 reads nodes 0, 1 and 2
+    assert (
+        len(node3.bns["nor_conv_3x3"].slots) == 3
+        and len(cells(net)[0].op_sets[0].bns["nor_conv_3x3"].slots) == 1
+    )
+    net.train()
+    net(torch.randn(8, 3, 8, 8) * 3, NB201Arch((1, 0, 0, 0, 3, 0)))  # conv 3<-1 only
+    slots = node3.bns["nor_conv_3x3"].slots
+    assert not torch.equal(slots[1].running_mean, torch.zeros(4))  # the slot of input 1 moved
+    assert torch.equal(slots[0].running_mean, torch.zeros(4)) and torch.equal(
+        slots[2].running_mean, torch.zeros(4)
+    )
+    untracked = nb201_supernet(ops_on="node", wsbn=True, bn_track=False)
+    assert all(not m.track for m in untracked.modules() if isinstance(m, SuperBatchNorm2d))
+    untracked.train()
+    untracked(torch.randn(8, 3, 8, 8) * 3, NB201Arch((1, 0, 0, 0, 3, 0)))
+    assert all(
+        torch.equal(m.running_mean, torch.zeros(4))
+        for m in untracked.modules()
+        if isinstance(m, SuperBatchNorm2d) and m.num_features == 4
+    )
+
+
+@pytest.mark.parametrize(
+    "factors",
+    [{"path_dropout": 0.5}, {"global_dropout": 0.5}, {"path_dropout": 0.2, "global_dropout": 0.2}],
+)
+def test_dropout_acts_in_training_only(factors):
+    plain, dropped = nb201_supernet(), nb201_supernet(**factors)
+    dropped.load_state_dict(plain.state_dict())
+    x = torch.randn(8, 3, 8, 8)
+    plain.eval(), dropped.eval()
+    torch.testing.assert_close(dropped(x, MIXED), plain(x, MIXED))  # evaluation is unchanged
+    dropped.train(), plain.train()
+    torch.manual_seed(1)
+    assert not torch.allclose(dropped(x, MIXED), plain(x, MIXED))
+
+
+def test_path_dropout_is_per_sample_and_rescaled():
+    from nasheur.supernet.dropout import drop_path
+
+    torch.manual_seed(0)
+    x = torch.ones(10_000, 2, 2, 2)
+    y = drop_path(x, 0.2, training=True)
+    per_sample = y.flatten(1)
+    assert ((per_sample == 0).all(1) | (per_sample == 1.25).all(1)).all()  # whole samples, 1/keep
+    assert abs((per_sample[:, 0] == 0).float().mean().item() - 0.2) < 0.02  # the rate drops
+    assert torch.equal(drop_path(x, 0.2, training=False), x)
+
+
+def test_fairnas_gives_every_op_of_every_position_one_gradient_per_step():
+    net = nb201_supernet()
+    sampler = build_sampler("fairnas", SPACE)
+    rng = np.random.default_rng(0)
+    paths = sampler.step_archs(rng)
+    assert len(paths) == len(OPS)
+    for e in range(len(EDGES)):
+        assert sorted(p.ops[e] for p in paths) == list(range(len(OPS)))
+    calls: dict[tuple[int, str], int] = {}
+    for pos, op_set in enumerate(cells(net)[0].op_sets):
+
+        def hook(module, args, pos=pos):
+            name = OPS[args[1]]
+            calls[(pos, name)] = calls.get((pos, name), 0) + 1
+
+        op_set.register_forward_pre_hook(hook)
+    net.train()
+    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
+    for arch in paths:  # the training step: one pass per path, gradients averaged
+        (F.cross_entropy(net(x, arch), y) / len(paths)).backward()
+    # every op except `none` (which never runs) ran exactly once on every edge
+    assert calls == {(pos, name): 1 for pos in range(6) for name in OPS if name != "none"}
+    again = sampler.step_archs(np.random.default_rng(0))
+    assert again == paths and paths[0] is not again[0]  # new specs each time, same draw
+
+
+def test_bn_switches_apply_to_every_batch_norm():
+    net = nb201_supernet(bn_affine=False, bn_track=False)
     bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and all(
         isinstance(m, SuperBatchNorm2d) and m.weight is None and not m.track for m in bns
@@ -127,9 +230,3 @@ def test_bn_settings_apply_to_every_batch_norm():
     net.train()
     net(torch.randn(4, 3, 16, 16), SPACE.sample(np.random.default_rng(0)))
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items() if "running" in k)
-
-
-def test_all_ops_of_the_op_set_exist_in_every_position():
-    net = supernet("edge")
-    cell = next(b for b in net.blocks if isinstance(b, SuperCell))
-    assert all(len(ops) == len(OPS) for ops in cell.op_sets)

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from nasheur.spaces.nb201 import NB201Arch
-from nasheur.supernet.nb201 import NB201SuperNet
 from nasheur.training import (
     CheckpointMismatch,
     build_optimizer,
@@ -18,6 +17,7 @@ from nasheur.training import (
     load_checkpoint,
     save_checkpoint,
 )
+from tests.conftest import nb201_supernet
 
 
 def test_cosine_schedule():
@@ -28,11 +28,9 @@ def test_cosine_schedule():
     assert all(a > b for a, b in itertools.pairwise(lrs))
 
 
-def small_net() -> NB201SuperNet:
+def small_net():
     torch.manual_seed(0)
-    return NB201SuperNet(
-        channels=4, layers=1, num_classes=10, ops_on="edge", bn_affine=True, bn_track=True
-    )
+    return nb201_supernet(bn_track=True)
 
 
 def test_checkpoint_round_trip(tmp_path):

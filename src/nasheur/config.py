@@ -45,6 +45,7 @@ class DynamicChannels(str, Enum):
 class SamplerName(str, Enum):
     random_nas = "random_nas"
     random_a = "random_a"
+    fairnas = "fairnas"
 
 
 class DatasetName(str, Enum):
@@ -82,16 +83,33 @@ class SupernetConfig:
 
     ops_on: OpsOn = OpsOn.edge
     dynamic_channels: DynamicChannels = DynamicChannels.fixed
+    ofa_kernel: bool = False  # ops differing only in kernel size share one kernel
+    wsbn: bool = False  # a shared op keeps one BN per input it reads from
+    path_dropout: float = 0.0  # drop probability of every edge output, per sample, training only
+    global_dropout: float = 0.0  # dropout before the classifier, training only
+
+
+@dataclass
+class FidelityBaseline:
+    """The space's paper setting, against which low fidelity is measured."""
+
+    layers: int = MISSING
+    channels: int = MISSING
+    batch_size: int = MISSING
+    train_portion: float = MISSING
 
 
 @dataclass
 class FidelityConfig:
-    """Low-fidelity factors: how much smaller or cheaper the super-net is than f_proxy."""
+    """Low-fidelity factors: how much smaller or cheaper the super-net is than its baseline."""
 
+    baseline: FidelityBaseline = field(default_factory=FidelityBaseline)
     layers: int = MISSING  # counted as the benchmark counts depth (NB201: cells per stage)
     channels: int = MISSING  # initial channels
     batch_size: int = MISSING
-    train_portion: float = 0.9  # share of the CIFAR-10 training set used to train the super-net
+    train_portion: float = MISSING  # share of the CIFAR-10 training set that trains the super-net
+    # prolong the epochs in inverse proportion to the compute saved (paper Table 4)
+    compensate_epochs: bool = False
 
 
 @dataclass
@@ -256,6 +274,9 @@ def validate(cfg: Config) -> None:
     )
     _check(f.channels >= 1, "fidelity.channels", f.channels, "an integer >= 1")
     _check(f.layers >= 1, "fidelity.layers", f.layers, "an integer >= 1")
+    s = cfg.supernet
+    _check(0 <= s.path_dropout < 1, "supernet.path_dropout", s.path_dropout, "0 <= rate < 1")
+    _check(0 <= s.global_dropout < 1, "supernet.global_dropout", s.global_dropout, "0 <= rate < 1")
     _check(math.isfinite(p.lr) and p.lr > 0, "protocol.lr", p.lr, "a finite value > 0")
     _check(p.epochs >= 1, "protocol.epochs", p.epochs, "an integer >= 1")
     _check(

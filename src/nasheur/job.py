@@ -110,11 +110,12 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
     from nasheur import metrics
     from nasheur.data import DeviceLoader, load_image_data
     from nasheur.evaluation import draw_pool, evaluate_archs, resolve_bn_mode
+    from nasheur.fidelity import effective_epochs
     from nasheur.groundtruth import read_table
     from nasheur.samplers import build_sampler
     from nasheur.seeding import derive_seed, numpy_rng
     from nasheur.spaces import get_space
-    from nasheur.supernet import build_supernet
+    from nasheur.supernet import build_supernet, spec_from_config
     from nasheur.training import (
         CHECKPOINT,
         build_optimizer,
@@ -163,8 +164,15 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
     )
 
     torch.manual_seed(derive_seed(cfg.seed, "init"))
-    model = build_supernet(space.name, num_classes=data.num_classes, cfg=cfg).to(device)
+    model = build_supernet(space.name, spec_from_config(cfg, data.num_classes)).to(device)
     p = cfg.protocol
+    epochs = effective_epochs(p.epochs, cfg.fidelity)
+    if epochs != p.epochs:
+        log.info("fidelity.compensate_epochs: %d epochs instead of %d", epochs, p.epochs)
+    if cfg.supernet.wsbn and space.name == "nb201" and cfg.supernet.ops_on.value == "edge":
+        log.warning(
+            "supernet.wsbn=true with ops on edges: every op set reads from one node, so WSBN changes nothing"
+        )
     optimizer = build_optimizer(model, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
     sampler = build_sampler(cfg.sampler.name.value, space)
 
@@ -176,7 +184,7 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history, start_epoch = list(state["history"]), int(state["epoch"])
-        log.info("resuming from %s after epoch %d of %d", ckpt, start_epoch, p.epochs)
+        log.info("resuming from %s after epoch %d of %d", ckpt, start_epoch, epochs)
 
     n_params = sum(t.numel() for t in model.parameters())
     log.info(
@@ -189,9 +197,9 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
         train_loader.steps_per_epoch,
         device,
     )
-    progress = EpochLog(total=p.epochs, done=start_epoch)
-    for epoch in range(start_epoch, p.epochs):
-        lr = cosine_lr(epoch, p.epochs, p.lr, p.lr_min)
+    progress = EpochLog(total=epochs, done=start_epoch)
+    for epoch in range(start_epoch, epochs):
+        lr = cosine_lr(epoch, epochs, p.lr, p.lr_min)
         for group in optimizer.param_groups:
             group["lr"] = lr
         torch.manual_seed(derive_seed(cfg.seed, "torch", epoch))
@@ -268,6 +276,7 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
             for k, s, g in zip(pool, supernet_acc, gt_acc, strict=True)
         ],
         "history": history,
+        "epochs": epochs,
         "eval": {"bn": bn_mode, "pool_size": len(pool), "val_images": val_loader.num_images},
         "ground_truth": {
             "path": str(cfg.ground_truth.path),

@@ -1,7 +1,7 @@
 """Path samplers of P_ws: which architectures one training step trains.
 
 A sampler returns, for one batch, the list of architectures whose gradients are averaged
-into that step: one for Random-NAS and Random-A. Samplers return new immutable specs and
+into that step: one for Random-NAS and Random-A, one per op for FairNAS. Samplers return new immutable specs and
 never edit a stored one.
 """
 
@@ -37,9 +37,22 @@ class RandomA:
         return [self.space.sample_unique(rng)]
 
 
+class FairNAS:
+    """Per batch one topology, then o paths in which every op position takes every op exactly
+    once (the space's `fair_paths`); their gradients are averaged into one step, as the
+    paper's text says (the authors' code summed them)."""
+
+    def __init__(self, space: Any) -> None:
+        self.space = space
+
+    def step_archs(self, rng: np.random.Generator) -> list[Any]:
+        return self.space.fair_paths(rng)
+
+
 SAMPLERS: dict[str, Callable[[Any], Sampler]] = {
     "random_nas": RandomNAS,
     "random_a": RandomA,
+    "fairnas": FairNAS,
 }
 
 

@@ -115,7 +115,7 @@ class NB201Space:
     name = "nb201"
     ops_on = ("edge", "node")
     dynamic_channels = ("fixed",)
-    samplers = ("random_nas", "random_a")
+    samplers = ("random_nas", "random_a", "fairnas")
     # f_proxy macro settings of the benchmark: C=16 initial channels, N=5 cells per stage
     macro_defaults: ClassVar[Mapping[str, int]] = MappingProxyType(
         {"channels": 16, "layers": 5, "num_classes": 10}
@@ -155,6 +155,12 @@ class NB201Space:
         """
         members = self._classes[int(rng.integers(len(self._classes)))]
         return members[int(rng.integers(len(members)))]
+
+    def fair_paths(self, rng: np.random.Generator) -> list[NB201Arch]:
+        """FairNAS: the topology is fixed (6 edges), so one pass per op, in which every edge
+        takes every op exactly once, in an order drawn per edge."""
+        perms = [rng.permutation(len(OPS)) for _ in EDGES]
+        return [NB201Arch(tuple(int(p[k]) for p in perms)) for k in range(len(OPS))]
 
     def num_unique(self) -> int:
         return len(self._classes)

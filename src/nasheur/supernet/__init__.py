@@ -1,23 +1,60 @@
-"""f_ws: super-nets whose single paths are the architectures of a search space."""
+"""f_ws: super-nets whose single paths are the architectures of a search space.
+
+Every super-net is built from one :class:`SupernetSpec`, the mapping factors of the paper's
+Table 1 plus the size the fidelity chose. Each factor has its own module here:
+``batchnorm.py`` (BN track/affine and WSBN), ``ofa.py`` (OFA kernel), ``dropout.py`` (path and
+global dropout); ops on node or edge is each space's own position map (``nb201.py``).
+"""
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
+# search space -> "module:Class" of its super-net; the class takes a SupernetSpec
+_REGISTRY: dict[str, str] = {
+    "nb201": "nasheur.supernet.nb201:NB201SuperNet",
+}
 
-def build_supernet(space: str, *, num_classes: int, cfg: Any) -> nn.Module:
-    """The super-net of `space` for a validated :class:`nasheur.config.Config`."""
-    if space == "nb201":
-        from nasheur.supernet.nb201 import NB201SuperNet
 
-        return NB201SuperNet(
-            channels=cfg.fidelity.channels,
-            layers=cfg.fidelity.layers,
-            num_classes=num_classes,
-            ops_on=cfg.supernet.ops_on.value,
-            bn_affine=cfg.protocol.bn_affine,
-            bn_track=cfg.protocol.bn_track,
-        )
-    raise KeyError(f"no super-net for search space {space!r}")
+@dataclass(frozen=True)
+class SupernetSpec:
+    channels: int
+    layers: int
+    num_classes: int
+    ops_on: str = "edge"
+    dynamic_channels: str = "fixed"
+    ofa_kernel: bool = False
+    wsbn: bool = False
+    path_dropout: float = 0.0
+    global_dropout: float = 0.0
+    bn_affine: bool = True
+    bn_track: bool = False
+
+
+def spec_from_config(cfg: Any, num_classes: int) -> SupernetSpec:
+    """The spec of a validated :class:`nasheur.config.Config`."""
+    s, p = cfg.supernet, cfg.protocol
+    return SupernetSpec(
+        channels=cfg.fidelity.channels,
+        layers=cfg.fidelity.layers,
+        num_classes=num_classes,
+        ops_on=s.ops_on.value,
+        dynamic_channels=s.dynamic_channels.value,
+        ofa_kernel=s.ofa_kernel,
+        wsbn=s.wsbn,
+        path_dropout=s.path_dropout,
+        global_dropout=s.global_dropout,
+        bn_affine=p.bn_affine,
+        bn_track=p.bn_track,
+    )
+
+
+def build_supernet(space: str, spec: SupernetSpec) -> nn.Module:
+    if space not in _REGISTRY:
+        raise KeyError(f"no super-net for search space {space!r}; known: {', '.join(_REGISTRY)}")
+    module, _, cls = _REGISTRY[space].partition(":")
+    return getattr(importlib.import_module(module), cls)(spec)

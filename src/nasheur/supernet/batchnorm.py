@@ -72,6 +72,21 @@ class SuperBatchNorm2d(nn.BatchNorm2d):
         self.stats = BNStats.calibrate
 
 
+class WSBatchNorm(nn.Module):
+    """WSBN (mapping factor): a shared op keeps one BN, affine parameters and statistics,
+    per input it reads from ("incoming edge"). Each slot is a SuperBatchNorm2d, so the BN
+    switches and evaluation modes hold for every slot."""
+
+    def __init__(self, num_features: int, slots: int, *, affine: bool, track: bool) -> None:
+        super().__init__()
+        self.slots = nn.ModuleList(
+            SuperBatchNorm2d(num_features, affine=affine, track=track) for _ in range(slots)
+        )
+
+    def forward(self, x: torch.Tensor, slot: int) -> torch.Tensor:
+        return self.slots[slot](x)
+
+
 def set_bn_stats(model: nn.Module, stats: BNStats) -> None:
     """Choose what every super-net BN of `model` normalises with outside training."""
     for m in model.modules():

@@ -1,11 +1,15 @@
 """f_ws for NAS-Bench-201: the super-net whose single paths are the benchmark's cells.
 
 The macro skeleton is f_proxy's (:mod:`nasheur.spaces.nb201_net`) at the fidelity's channels
-and layers. Each cell holds *op sets* (one module per candidate op); `supernet.ops_on` decides
-which edges share an op set:
+and layers. A cell holds *op sets*, one module per candidate op; `supernet.ops_on` decides which
+edges share an op set:
 
 * ``edge``: one op set per edge (6 per cell), the benchmark's own mapping;
 * ``node``: one op set per destination node (3 per cell), shared by the node's incoming edges.
+
+Within an op set, ``nor_conv_1x1`` and ``nor_conv_3x3`` share one kernel under the OFA kernel,
+and their BN keeps one slot per input node under WSBN (with ops on edges every op set reads
+from a single node, so WSBN changes nothing there). Path dropout acts on every edge output.
 """
 
 from __future__ import annotations
@@ -13,27 +17,75 @@ from __future__ import annotations
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nasheur.spaces.nb201 import EDGES, NONE, OPS, NB201Arch
-from nasheur.spaces.nb201_net import ResidualReduction, make_op, stage_widths
-from nasheur.supernet.batchnorm import SuperBatchNorm2d
+from nasheur.spaces.nb201_net import ResidualReduction, avg_pool_3x3, stage_widths
+from nasheur.supernet import SupernetSpec
+from nasheur.supernet.batchnorm import SuperBatchNorm2d, WSBatchNorm
+from nasheur.supernet.dropout import drop_path
+from nasheur.supernet.ofa import OFAKernel
 
 # for each edge (EDGES order), the op set it uses
 POSITION_OF_EDGE: dict[str, tuple[int, ...]] = {
     "edge": tuple(range(len(EDGES))),
     "node": tuple(dst - 1 for dst, _ in EDGES),
 }
+CONV_KERNEL = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
+
+
+class OpSet(nn.Module):
+    """The candidate ops of one position: ReLU-Conv-BN 1x1 and 3x3, 3x3 average pool, skip."""
+
+    def __init__(self, channels: int, sources: tuple[int, ...], spec: SupernetSpec) -> None:
+        super().__init__()
+        self.slot = (
+            {src: i for i, src in enumerate(sources)} if spec.wsbn else dict.fromkeys(sources, 0)
+        )
+        slots = len(sources) if spec.wsbn else 1
+        if spec.ofa_kernel:
+            self.kernel = OFAKernel(channels, channels, tuple(CONV_KERNEL.values()))
+        else:
+            self.convs = nn.ParameterDict(
+                {
+                    name: nn.Conv2d(channels, channels, k, bias=False).weight
+                    for name, k in CONV_KERNEL.items()
+                }
+            )
+        self.bns = nn.ModuleDict(
+            {
+                name: WSBatchNorm(channels, slots, affine=spec.bn_affine, track=spec.bn_track)
+                for name in CONV_KERNEL
+            }
+        )
+        self.pool = avg_pool_3x3()
+
+    def weight(self, name: str) -> torch.Tensor:
+        if hasattr(self, "kernel"):
+            return self.kernel.kernel(CONV_KERNEL[name])
+        return self.convs[name]
+
+    def forward(self, x: torch.Tensor, op: int, src: int) -> torch.Tensor:
+        name = OPS[op]
+        if name == "skip_connect":
+            return x
+        if name == "avg_pool_3x3":
+            return self.pool(x)
+        y = F.conv2d(F.relu(x), self.weight(name), padding=CONV_KERNEL[name] // 2)
+        return self.bns[name](y, self.slot[src])
 
 
 class SuperCell(nn.Module):
-    def __init__(self, channels: int, ops_on: str, bn) -> None:
+    def __init__(self, channels: int, spec: SupernetSpec) -> None:
         super().__init__()
-        self.position = POSITION_OF_EDGE[ops_on]
-        # `none` never runs: its slot holds an Identity so that op indices line up with OPS
+        self.position = POSITION_OF_EDGE[spec.ops_on]
+        self.path_dropout = spec.path_dropout
+        sources: dict[int, list[int]] = {}
+        for e, (_, src) in enumerate(EDGES):
+            sources.setdefault(self.position[e], []).append(src)
         self.op_sets = nn.ModuleList(
-            nn.ModuleList(make_op(name, channels, bn) or nn.Identity() for name in OPS)
-            for _ in range(max(self.position) + 1)
+            OpSet(channels, tuple(sources[p]), spec) for p in sorted(sources)
         )
 
     def forward(self, x: torch.Tensor, arch: NB201Arch) -> torch.Tensor:
@@ -44,7 +96,11 @@ class SuperCell(nn.Module):
                 op = arch.ops[e]
                 if dst != node or op == NONE:
                     continue
-                y = self.op_sets[self.position[e]][op](nodes[src])
+                y = drop_path(
+                    self.op_sets[self.position[e]](nodes[src], op, src),
+                    self.path_dropout,
+                    self.training,
+                )
                 total = y if total is None else total + y
             # a node with only `none` inputs is zero; later ops still run on it, as in f_proxy
             nodes.append(torch.zeros_like(x) if total is None else total)
@@ -52,31 +108,23 @@ class SuperCell(nn.Module):
 
 
 class NB201SuperNet(nn.Module):
-    def __init__(
-        self,
-        *,
-        channels: int,
-        layers: int,
-        num_classes: int,
-        ops_on: str,
-        bn_affine: bool,
-        bn_track: bool,
-    ) -> None:
+    def __init__(self, spec: SupernetSpec) -> None:
         super().__init__()
-        bn = partial(SuperBatchNorm2d, affine=bn_affine, track=bn_track)
-        self.stem = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1, bias=False), bn(channels))
+        bn = partial(SuperBatchNorm2d, affine=spec.bn_affine, track=spec.bn_track)
+        c = spec.channels
+        self.stem = nn.Sequential(nn.Conv2d(3, c, 3, padding=1, bias=False), bn(c))
         self.blocks = nn.ModuleList(
-            ResidualReduction(*item, bn) if isinstance(item, tuple) else SuperCell(item, ops_on, bn)
-            for item in stage_widths(channels, layers)
+            ResidualReduction(*item, bn) if isinstance(item, tuple) else SuperCell(item, spec)
+            for item in stage_widths(c, spec.layers)
         )
-        width = channels * 4
         self.head = nn.Sequential(
-            bn(width), nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+            bn(4 * c), nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(1), nn.Flatten()
         )
-        self.classifier = nn.Linear(width, num_classes)
+        self.dropout = nn.Dropout(spec.global_dropout)
+        self.classifier = nn.Linear(4 * c, spec.num_classes)
 
     def forward(self, x: torch.Tensor, arch: NB201Arch) -> torch.Tensor:
         x = self.stem(x)
         for block in self.blocks:
             x = block(x, arch) if isinstance(block, SuperCell) else block(x)
-        return self.classifier(self.head(x))
+        return self.classifier(self.dropout(self.head(x)))
