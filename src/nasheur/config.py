@@ -30,7 +30,9 @@ class ConfigError(ValueError):
 
 # Enum members are lower case so that the YAML and the command line read as in the paper.
 class SpaceName(str, Enum):
+    nb101 = "nb101"
     nb201 = "nb201"
+    darts_nds = "darts_nds"
 
 
 class OpsOn(str, Enum):
@@ -40,6 +42,9 @@ class OpsOn(str, Enum):
 
 class DynamicChannels(str, Enum):
     fixed = "fixed"
+    shuffle = "shuffle"
+    interpolate = "interpolate"
+    disabled = "disabled"
 
 
 class SamplerName(str, Enum):
@@ -83,6 +88,8 @@ class SupernetConfig:
 
     ops_on: OpsOn = OpsOn.edge
     dynamic_channels: DynamicChannels = DynamicChannels.fixed
+    # NB101 with dynamic_channels=disabled: the sub-space trained (spaces/nb101.py says which)
+    subspace: int | None = None
     ofa_kernel: bool = False  # ops differing only in kernel size share one kernel
     wsbn: bool = False  # a shared op keeps one BN per input it reads from
     path_dropout: float = 0.0  # drop probability of every edge output, per sample, training only
@@ -339,6 +346,12 @@ def validate(cfg: Config) -> None:
         why,
     )
     _check_choice("sampler", cfg.sampler.name.value, space.samplers, why)
+    if cfg.supernet.subspace is not None and "disabled" not in space.dynamic_channels:
+        raise ConfigError(
+            f"supernet.subspace is only for dynamic_channels=disabled, which search_space={space.name} does not have"
+        )
+    if hasattr(space, "validate_config"):  # rules only one space has
+        space.validate_config(cfg)
 
     gt = cfg.ground_truth.path
     if gt is None:

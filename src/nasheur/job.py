@@ -128,6 +128,8 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
     wall_start = time.perf_counter()
     device = pick_device(cfg.device.value)
     space = get_space(cfg.search_space.name.value)
+    if hasattr(space, "for_config"):  # e.g. an NB101 sub-space chosen by the config
+        space = space.for_config(cfg)
 
     # ground truth and the pool first: they are cheap and catch bad input before long work
     gt = read_table(
@@ -136,7 +138,12 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
         unit=cfg.ground_truth.unit.value,
         validate_key=space.validate_key,
     )
-    pool = draw_pool(gt.keys, cfg.eval.pool_size, numpy_rng(cfg.seed, "pool"))
+    # the architectures searched: those of the (sub-)space that have GT; P>R counts among them
+    searched = (
+        [k for k in gt.keys if space.in_space(k)] if hasattr(space, "in_space") else list(gt.keys)
+    )
+    space_gt = gt.lookup(searched)
+    pool = draw_pool(searched, cfg.eval.pool_size, numpy_rng(cfg.seed, "pool"))
     atomic_write_json(out / POOL, {"ground_truth": str(cfg.ground_truth.path), "keys": pool})
 
     d = cfg.dataset
@@ -264,7 +271,11 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
     eval_seconds = time.perf_counter() - eval_start
     gt_acc = gt.lookup(pool)
     summary = metrics.summarize(
-        supernet_acc, gt_acc, gt.acc, threshold=cfg.metrics.skdt_threshold, top_n=cfg.metrics.top_n
+        supernet_acc,
+        gt_acc,
+        space_gt,
+        threshold=cfg.metrics.skdt_threshold,
+        top_n=cfg.metrics.top_n,
     )
     train_seconds = sum(h["seconds"] for h in history)
     train_images = sum(h["images"] for h in history)

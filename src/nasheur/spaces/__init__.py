@@ -12,7 +12,9 @@ from typing import Any
 
 # name -> "module:Class"; the names are the values of `search_space=`
 _REGISTRY: dict[str, str] = {
+    "nb101": "nasheur.spaces.nb101:NB101Space",
     "nb201": "nasheur.spaces.nb201:NB201Space",
+    "darts_nds": "nasheur.spaces.darts:DartsSpace",
 }
 
 

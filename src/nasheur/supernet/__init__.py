@@ -16,7 +16,9 @@ from torch import nn
 
 # search space -> "module:Class" of its super-net; the class takes a SupernetSpec
 _REGISTRY: dict[str, str] = {
+    "nb101": "nasheur.supernet.nb101:NB101SuperNet",
     "nb201": "nasheur.supernet.nb201:NB201SuperNet",
+    "darts_nds": "nasheur.supernet.darts:DartsSuperNet",
 }
 
 
@@ -27,6 +29,7 @@ class SupernetSpec:
     num_classes: int
     ops_on: str = "edge"
     dynamic_channels: str = "fixed"
+    subspace: int | None = None
     ofa_kernel: bool = False
     wsbn: bool = False
     path_dropout: float = 0.0
@@ -44,6 +47,7 @@ def spec_from_config(cfg: Any, num_classes: int) -> SupernetSpec:
         num_classes=num_classes,
         ops_on=s.ops_on.value,
         dynamic_channels=s.dynamic_channels.value,
+        subspace=s.subspace,
         ofa_kernel=s.ofa_kernel,
         wsbn=s.wsbn,
         path_dropout=s.path_dropout,
