@@ -23,6 +23,7 @@ def test_every_package_folder_is_listed_in_pyproject():
         for p in (REPO / "src").rglob("__init__.py")
     }
     assert found | {"nasheur.conf"} == listed
+    assert "hydra_plugins.nasheur_ablation" in found
 
 
 def test_conf_is_the_installed_nasheur_conf():

@@ -180,6 +180,15 @@ class RunConfig:
 
 
 @dataclass
+class ExperimentConfig:
+    """Set by `+experiment=<name>`: which sweep a job belongs to and what its table shows."""
+
+    name: str = "multirun"  # the sweep's folder: runs/sweeps/<name>
+    table: str | None = None  # the paper table its results fill
+    factors: list[str] = field(default_factory=list)  # config keys whose values name a row
+
+
+@dataclass
 class Config:
     search_space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
@@ -191,18 +200,25 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     seed: int = 0
     device: Device = Device.auto
 
 
 # Keys that do not change what a job computes, left out of its identity (config_hash).
-IDENTITY_EXCLUDED = ("device", "run.log_every")
+IDENTITY_EXCLUDED = ("device", "run.log_every", "experiment")
 
 
 def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    # importing the sweeper stores `hydra/sweeper=ablation`; registering it by hand matters for
+    # editable installs, whose import hook hides it from Hydra's walk of `hydra_plugins`
+    from hydra_plugins.nasheur_ablation.ablation_sweeper import AblationSweeper
 
     ConfigStore.instance().store(name="nasheur_schema", node=Config)
+    Plugins.instance().register(AblationSweeper)
 
 
 def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
@@ -236,15 +252,21 @@ def _short_override(item: str) -> str:
 
 
 def _dir_resolver(*, _root_: DictConfig) -> str:
-    """``<space>/<readable overrides>-<config hash>``: a job's folder under the runs root.
+    """``<space>/<readable>-<config hash>``: a job's folder under the runs (or sweep) root.
 
-    The same config always lands in the same folder, so rerunning a command resumes it.
+    The same config always lands in the same folder, so rerunning a command resumes it. The
+    readable part names the experiment's factors and the seed in a sweep, else the overrides.
     """
     job = OmegaConf.masked_copy(_root_, [k for k in _root_ if k != "hydra"])
     data = OmegaConf.to_container(job, resolve=True, enum_to_str=True)
-    overrides = OmegaConf.select(_root_, "hydra.job.override_dirname", default="") or ""
+    factors = data.get("experiment", {}).get("factors") or []
+    if factors:
+        items = [f"{key}={OmegaConf.select(job, key)}" for key in (*factors, "seed")]
+    else:
+        overrides = OmegaConf.select(_root_, "hydra.job.override_dirname", default="") or ""
+        items = [i for i in overrides.split(",") if i and not i.startswith("+experiment=")]
     # `protocol.lr=0.05,seed=1` reads as `lr=0.05,seed=1`; the hash keeps folders distinct
-    short = ",".join(_short_override(item) for item in overrides.split(",") if item)
+    short = ",".join(_short_override(item) for item in items)
     readable = re.sub(r"[^A-Za-z0-9=,._+-]", "_", short)[:100].rstrip(",") or "default"
     return f"{data['search_space']['name']}/{readable}-{config_hash(data)}"
 

@@ -1,0 +1,395 @@
+"""The paper's tables from merged metrics.json records (numpy/scipy only, no torch).
+
+A table is a list of blocks, one per experiment (e.g. Table 11: batch norm, learning rate,
+epochs, weight decay, sampler). A block's rows are the values of the experiment's factors
+(`experiment.factors` in each record's config); its columns are the search spaces, each with
+the paper's four metrics: super-net accuracy, sparse Kendall tau, P>R and final performance.
+
+Each cell aggregates the completed runs (seeds) of one row and space: mean ± std over seeds,
+and for the ranking metrics a 95% bootstrap interval over architectures and seeds (resample
+the runs, then each run's pool), which the paper lacks. Runs whose mean super-net accuracy is
+below 0.4 are marked untrained (†); a cell without a completed run is missing (—); failed and
+missing runs are counted beside the table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from nasheur import metrics
+
+SPACES = ("nb101", "nb201", "darts_nds")
+SPACE_TITLES = {"nb101": "NAS-Bench-101", "nb201": "NAS-Bench-201", "darts_nds": "DARTS-NDS"}
+
+# table -> its blocks (experiments) in the paper's order, with their titles
+TABLES: dict[str, list[tuple[str, str]]] = {
+    "11": [
+        ("bn_ablation", "Batch norm"),
+        ("lr_ablation", "Learning rate"),
+        ("epochs_ablation", "Epochs"),
+        ("wd_ablation", "Weight decay"),
+        ("sampler_ablation", "Sampling"),
+    ],
+    "12": [
+        ("layers_ablation", "Number of layers"),
+        ("portion_ablation", "Train portion"),
+        ("batch_size_ablation", "Batch size"),
+        ("channels_ablation", "Number of channels"),
+    ],
+    "13": [
+        ("ofa_ablation", "OFA kernel"),
+        ("wsbn_ablation", "WSBN"),
+        ("path_dropout_ablation", "Path dropout rate"),
+        ("global_dropout_ablation", "Global dropout"),
+    ],
+    "9": [("ops_on_ablation", "Ops on node or edge")],
+    "5": [("dynamic_channels_ablation", "Dynamic channels (NB101)")],
+    "4": [("low_fidelity_budget", "Low fidelity under the same budget (NB201)")],
+    "14": [("best", "Best settings")],
+    "10": [("final_search", "Final search")],
+}
+RANKING = ("kendall_tau", "sparse_kendall_tau", "spearman", "sparse_spearman")
+COLUMNS = ("supernet_acc_mean", "sparse_kendall_tau", "p_beat_random", "final_performance")
+METRICS = tuple(dict.fromkeys((*COLUMNS, *RANKING)))  # each once
+METRICS = tuple(dict.fromkeys((*COLUMNS, *RANKING)))  # each once
+TITLES = {
+    "supernet_acc_mean": "Super-net acc.",
+    "sparse_kendall_tau": "S-KdT",
+    "p_beat_random": "P>R",
+    "final_performance": "Final perf. (%)",
+}
+
+
+def select(data: dict[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+@dataclass
+class Cell:
+    runs: int = 0
+    failed: int = 0
+    untrained: int = 0
+    mean: dict[str, float | None] = field(default_factory=dict)
+    std: dict[str, float | None] = field(default_factory=dict)
+    ci: dict[str, tuple[float, float] | None] = field(default_factory=dict)
+
+
+@dataclass
+class Block:
+    experiment: str
+    title: str
+    factors: list[str]
+    rows: list[tuple[Any, ...]]
+    cells: dict[tuple[tuple[Any, ...], str], Cell]
+
+
+@dataclass
+class Table:
+    table: str
+    blocks: list[Block]
+    spaces: list[str]
+    notes: list[str]
+
+
+def _bootstrap(
+    runs: Sequence[dict[str, Any]], n: int, rng: np.random.Generator
+) -> dict[str, tuple[float, float] | None]:
+    """95% intervals of the ranking metrics' mean over runs, resampling runs then architectures."""
+    pools = []
+    for r in runs:
+        s = np.array([a["supernet_acc"] for a in r["archs"]], dtype=float)
+        g = np.array([a["gt_acc"] for a in r["archs"]], dtype=float)
+        t = float(select(r, "config.metrics.skdt_threshold") or 0.001)
+        pools.append((s, g, t))
+    if not pools or n <= 0:
+        return dict.fromkeys(RANKING)
+    draws: dict[str, list[float]] = {m: [] for m in RANKING}
+    for _ in range(n):
+        picked = [pools[i] for i in rng.integers(len(pools), size=len(pools))]
+        values: dict[str, list[float]] = {m: [] for m in RANKING}
+        for s, g, t in picked:
+            idx = rng.integers(len(s), size=len(s))
+            s_b, g_b = s[idx], g[idx]
+            values["kendall_tau"].append(metrics.kendall_tau(s_b, g_b))
+            values["sparse_kendall_tau"].append(metrics.sparse_kendall_tau(s_b, g_b, t))
+            values["spearman"].append(metrics.spearman(s_b, g_b))
+            values["sparse_spearman"].append(metrics.sparse_spearman(s_b, g_b, t))
+        for m in RANKING:
+            v = np.array(values[m])
+            if np.isfinite(v).all():
+                draws[m].append(float(v.mean()))
+    return {
+        m: (tuple(np.percentile(d, [2.5, 97.5]).tolist()) if d else None) for m, d in draws.items()
+    }  # type: ignore[misc]
+
+
+def _cell(records: Sequence[dict[str, Any]], bootstrap: int, rng: np.random.Generator) -> Cell:
+    done = [r for r in records if r.get("status") == "completed"]
+    cell = Cell(runs=len(done), failed=sum(r.get("status") != "completed" for r in records))
+    cell.untrained = sum(bool(r.get("untrained")) for r in done)
+    for m in METRICS:
+        values = [select(r, f"metrics.{m}") for r in done]
+        values = [float(v) for v in values if v is not None]
+        cell.mean[m] = float(np.mean(values)) if values else None
+        cell.std[m] = float(np.std(values)) if values else None
+    cell.ci = _bootstrap(done, bootstrap, rng) if done else dict.fromkeys(RANKING)
+    return cell
+
+
+def _row_key(record: dict[str, Any], factors: Sequence[str]) -> tuple[Any, ...]:
+    return tuple(select(record.get("config", {}), f) for f in factors)
+
+
+def _order(values: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    def key(row: tuple[Any, ...]) -> tuple:
+        return tuple(
+            (0, v, "")
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+            else (1, 0, str(v))
+            for v in row
+        )
+
+    return sorted(set(values), key=key)
+
+
+def build_table(
+    records: Sequence[dict[str, Any]], table: str, *, bootstrap: int = 200, seed: int = 0
+) -> Table:
+    if table not in TABLES and table != "3":
+        raise KeyError(f"unknown table {table!r}; known: {', '.join([*TABLES, '3'])}")
+    rng = np.random.default_rng(seed)
+    by_experiment: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        name = select(r, "config.experiment.name")
+        if name:
+            by_experiment[name].append(r)
+    spaces = [s for s in SPACES if any(select(r, "config.search_space.name") == s for r in records)]
+    blocks, notes = [], []
+    for experiment, title in TABLES[table]:
+        recs = by_experiment.get(experiment, [])
+        if not recs:
+            notes.append(f"{title}: no runs of +experiment={experiment} in the given folders")
+            continue
+        factors = list(select(recs[0], "config.experiment.factors") or [])
+        grouped: dict[tuple[tuple[Any, ...], str], list[dict[str, Any]]] = defaultdict(list)
+        for r in recs:
+            grouped[(_row_key(r, factors), select(r, "config.search_space.name"))].append(r)
+        rows = _order(k[0] for k in grouped)
+        cells = {k: _cell(v, bootstrap, rng) for k, v in grouped.items()}
+        if experiment == "dynamic_channels_ablation":
+            _add_subspace_mean(rows, cells, factors, grouped)
+        failed = sum(c.failed for c in cells.values())
+        if failed:
+            notes.append(f"{title}: {failed} failed run(s) left out")
+        blocks.append(Block(experiment, title, factors, rows, cells))
+    return Table(table, blocks, spaces, notes)
+
+
+def _add_subspace_mean(rows, cells, factors, grouped) -> None:
+    """`disabled` dynamic channels: a row with the mean over the sub-spaces (Tables 5-7)."""
+    if "supernet.subspace" not in factors:
+        return
+    i = factors.index("supernet.subspace")
+    subs = [r for r in rows if r[i] is not None]
+    for space in {k[1] for k in grouped}:
+        parts = [cells[(r, space)] for r in subs if (r, space) in cells and cells[(r, space)].runs]
+        if not parts:
+            continue
+        mean_row = tuple(
+            "disabled"
+            if f == "supernet.dynamic_channels"
+            else ("mean" if f == "supernet.subspace" else None)
+            for f in factors
+        )
+        cell = Cell(runs=sum(c.runs for c in parts), untrained=sum(c.untrained for c in parts))
+        for m in METRICS:
+            values = [c.mean[m] for c in parts if c.mean.get(m) is not None]
+            cell.mean[m] = float(np.mean(values)) if values else None
+            cell.std[m] = float(np.std(values)) if values else None
+        cell.ci = dict.fromkeys(RANKING)
+        cells[(mean_row, space)] = cell
+        if mean_row not in rows:
+            rows.append(mean_row)
+
+
+def correlation_table(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Table 3: across all completed runs of a space, the Spearman correlation of each ranking
+    metric with the final performance (the paper's Fig. 6 uses Spearman between metrics)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for space in SPACES:
+        done = [
+            r
+            for r in records
+            if r.get("status") == "completed" and select(r, "config.search_space.name") == space
+        ]
+        if len(done) < 3:
+            continue
+        final = np.array(
+            [select(r, "metrics.final_performance") or np.nan for r in done], dtype=float
+        )
+        row: dict[str, float | None] = {}
+        for m in RANKING:
+            v = np.array(
+                [
+                    np.nan if select(r, f"metrics.{m}") is None else select(r, f"metrics.{m}")
+                    for r in done
+                ],
+                dtype=float,
+            )
+            ok = np.isfinite(v) & np.isfinite(final)
+            rho = stats.spearmanr(v[ok], final[ok]).statistic if ok.sum() >= 3 else float("nan")
+            row[m] = None if not math.isfinite(rho) else float(rho)
+        row["runs"] = len(done)
+        out[space] = row
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# rendering
+
+
+def _fmt_row(factors: Sequence[str], row: tuple[Any, ...]) -> str:
+    parts = []
+    for f, v in zip(factors, row, strict=True):
+        if v is None:
+            continue
+        name = f.rpartition(".")[2]
+        parts.append(f"{name}={str(v).lower() if isinstance(v, bool) else v}")
+    return ", ".join(parts) or "baseline"
+
+
+def _fmt_cell(cell: Cell | None, metric: str) -> str:
+    if cell is None or not cell.runs or cell.mean.get(metric) is None:
+        return "—"
+    mark = "†" if cell.untrained else ""
+    mean, std = cell.mean[metric], cell.std[metric] or 0.0
+    if metric == "final_performance":
+        text = f"{100 * mean:.2f}±{100 * std:.2f}"
+    elif metric == "supernet_acc_mean":
+        text = f"{mean:.3f}±{std:.2f}"
+    elif metric in RANKING and cell.ci.get(metric):
+        lo, hi = cell.ci[metric]  # type: ignore[misc]
+        text = f"{mean:.3f} [{lo:.2f}, {hi:.2f}]"
+    else:
+        text = f"{mean:.3f}"
+    return text + mark + ("" if cell.runs >= 3 else f" (n={cell.runs})")
+
+
+def to_markdown(t: Table) -> str:
+    if t.table == "3":
+        raise ValueError("use correlation_markdown for table 3")
+    head = ["Factor and setting"] + [
+        f"{SPACE_TITLES[s]} {TITLES[m]}" for s in t.spaces for m in COLUMNS
+    ]
+    lines = [f"## Table {t.table}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for b in t.blocks:
+        lines.append(f"| **{b.title}** |" + " |" * (len(head) - 1))
+        for row in b.rows:
+            cells = [_fmt_cell(b.cells.get((row, s)), m) for s in t.spaces for m in COLUMNS]
+            lines.append("| " + " | ".join([_fmt_row(b.factors, row), *cells]) + " |")
+    lines += [
+        "",
+        "mean ± std over seeds; [95% bootstrap interval over architectures and seeds]; "
+        "† untrained run(s) (super-net accuracy < 0.4); — missing; (n=k) fewer than 3 runs",
+    ]
+    lines += [f"- {n}" for n in t.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _blank(v: float | None) -> float | str:
+    return "" if v is None else v
+
+
+def to_csv(t: Table) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    stats_cols = [f"{m}_{k}" for m in METRICS for k in ("mean", "std")]
+    ci_cols = [f"{m}_ci_{k}" for m in RANKING for k in ("low", "high")]
+    w.writerow(
+        ["table", "block", "row", "space", "runs", "failed", "untrained", *stats_cols, *ci_cols]
+    )
+    for b in t.blocks:
+        for row in b.rows:
+            for s in t.spaces:
+                c = b.cells.get((row, s))
+                if c is None:
+                    w.writerow([t.table, b.experiment, _fmt_row(b.factors, row), s, 0, 0, 0])
+                    continue
+                vals = [_blank(getattr(c, k)[m]) for m in METRICS for k in ("mean", "std")]
+                cis = [
+                    _blank(None if c.ci.get(m) is None else c.ci[m][i])
+                    for m in RANKING
+                    for i in (0, 1)
+                ]  # type: ignore[index]
+                w.writerow(
+                    [
+                        t.table,
+                        b.experiment,
+                        _fmt_row(b.factors, row),
+                        s,
+                        c.runs,
+                        c.failed,
+                        c.untrained,
+                        *vals,
+                        *cis,
+                    ]
+                )
+    return buf.getvalue()
+
+
+def _tex(text: str) -> str:
+    return (
+        text.replace("_", r"\_")
+        .replace("±", r"$\pm$")
+        .replace("†", r"$^\dagger$")
+        .replace("—", "--")
+        .replace(">", r"$>$")
+    )
+
+
+def to_latex(t: Table) -> str:
+    cols = len(t.spaces) * len(COLUMNS)
+    lines = [r"\begin{tabular}{l" + "c" * cols + "}", r"\toprule"]
+    lines.append(
+        " & "
+        + " & ".join(rf"\multicolumn{{{len(COLUMNS)}}}{{c}}{{{SPACE_TITLES[s]}}}" for s in t.spaces)
+        + r" \\"
+    )
+    lines.append(
+        "Factor & " + " & ".join(_tex(TITLES[m]) for _ in t.spaces for m in COLUMNS) + r" \\"
+    )
+    lines.append(r"\midrule")
+    for b in t.blocks:
+        lines.append(rf"\multicolumn{{{cols + 1}}}{{l}}{{\textit{{{_tex(b.title)}}}}} \\")
+        for row in b.rows:
+            cells = [_tex(_fmt_cell(b.cells.get((row, s)), m)) for s in t.spaces for m in COLUMNS]
+            lines.append(_tex(_fmt_row(b.factors, row)) + " & " + " & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def correlation_markdown(table3: dict[str, dict[str, float | None]]) -> str:
+    head = ["Corr. of Perf.", "KdT", "S-KdT", "SpR", "S-SpR", "runs"]
+    lines = ["## Table 3", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for space, row in table3.items():
+        vals = ["—" if row[m] is None else f"{row[m]:.2f}" for m in RANKING]
+        lines.append("| " + " | ".join([SPACE_TITLES[space], *vals, str(row["runs"])]) + " |")
+    lines += [
+        "",
+        "Spearman correlation across all runs of a space between each metric and the final performance.",
+    ]
+    return "\n".join(lines) + "\n"
