@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from nasheur import metrics
 
@@ -251,7 +250,7 @@ def correlation_table(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, 
                 dtype=float,
             )
             ok = np.isfinite(v) & np.isfinite(final)
-            rho = stats.spearmanr(v[ok], final[ok]).statistic if ok.sum() >= 3 else float("nan")
+            rho = metrics.spearman(v[ok], final[ok]) if ok.sum() >= 3 else float("nan")
             row[m] = None if not math.isfinite(rho) else float(rho)
         row["runs"] = len(done)
         out[space] = row

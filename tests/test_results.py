@@ -1,0 +1,152 @@
+"""Merging metrics.json records into tables: rows, cells, missing and failed runs, formats."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nasheur.results import load_records
+from nasheur.results.tables import build_table, correlation_table, to_csv, to_latex, to_markdown
+from tests.conftest import PYTHON, REPO
+
+
+def record(
+    space: str,
+    seed: int,
+    lr: float,
+    *,
+    acc: float = 0.7,
+    status: str = "completed",
+    skdt_shift: float = 0.0,
+) -> dict:
+    rng = np.random.default_rng(seed)
+    g = rng.uniform(0.8, 0.95, size=30)
+    s = g + rng.normal(0, 0.02 + skdt_shift, size=30)
+    rec = {
+        "status": status,
+        "seed": seed,
+        "config": {
+            "search_space": {"name": space},
+            "protocol": {"lr": lr},
+            "metrics": {"skdt_threshold": 0.001},
+            "experiment": {"name": "lr_ablation", "table": "11", "factors": ["protocol.lr"]},
+        },
+    }
+    if status == "completed":
+        rec.update(
+            metrics={
+                "supernet_acc_mean": acc,
+                "supernet_acc_std": 0.1,
+                "kendall_tau": 0.5,
+                "sparse_kendall_tau": 0.5 - skdt_shift,
+                "spearman": 0.6,
+                "sparse_spearman": 0.6,
+                "p_beat_random": 0.9,
+                "final_performance": 0.93 - skdt_shift,
+            },
+            untrained=acc < 0.4,
+            archs=[
+                {"key": str(i), "supernet_acc": float(a), "gt_acc": float(b)}
+                for i, (a, b) in enumerate(zip(s, g, strict=True))
+            ],
+        )
+    else:
+        rec["error"] = "RuntimeError: boom"
+    return rec
+
+
+def write(folder: Path, records: list[dict]) -> Path:
+    for i, r in enumerate(records):
+        (folder / f"job{i}").mkdir(parents=True)
+        (folder / f"job{i}" / "metrics.json").write_text(json.dumps(r))
+    return folder
+
+
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    recs = [record("nb201", s, lr) for lr in (0.025, 0.1) for s in range(3)]
+    recs += [record("nb101", s, 0.025, acc=0.2) for s in range(3)]  # untrained
+    recs += [record("nb101", 0, 0.1), record("nb101", 1, 0.1, status="failed")]  # one failure
+    return write(tmp_path / "sweep", recs)
+
+
+def test_cells_aggregate_seeds_and_mark_what_is_special(sweep):
+    table = build_table(load_records([sweep]), "11", bootstrap=50)
+    (block,) = table.blocks
+    assert block.rows == [(0.025,), (0.1,)] and table.spaces == ["nb101", "nb201"]
+    nb201 = block.cells[((0.025,), "nb201")]
+    assert nb201.runs == 3 and nb201.mean["supernet_acc_mean"] == pytest.approx(0.7)
+    lo, hi = nb201.ci["sparse_kendall_tau"]
+    assert -1 <= lo <= hi <= 1
+    assert block.cells[((0.025,), "nb101")].untrained == 3
+    partial = block.cells[((0.1,), "nb101")]
+    assert partial.runs == 1 and partial.failed == 1
+    md = to_markdown(table)
+    assert "†" in md and "(n=1)" in md and "1 failed run(s) left out" in md
+    assert "Learning rate" in md and "no runs of +experiment=bn_ablation" in md
+
+
+def test_a_missing_cell_is_shown_as_missing(tmp_path):
+    recs = [record("nb201", s, 0.025) for s in range(3)] + [record("nb101", 0, 0.1)]
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0)
+    row = next(line for line in to_markdown(table).splitlines() if line.startswith("| lr=0.1"))
+    assert row.count("—") == 4  # NB201 has no lr=0.1 run: its four columns are missing
+
+
+def test_csv_and_latex_carry_the_same_numbers(sweep):
+    table = build_table(load_records([sweep]), "11", bootstrap=0)
+    rows = list(csv.DictReader(io.StringIO(to_csv(table))))
+    assert len(rows) == 4  # 2 settings x 2 spaces
+    cell = next(r for r in rows if r["row"] == "lr=0.025" and r["space"] == "nb201")
+    assert float(cell["supernet_acc_mean_mean"]) == pytest.approx(0.7) and cell["runs"] == "3"
+    tex = to_latex(table)
+    assert r"\begin{tabular}" in tex and "0.700" in tex and r"$\pm$" in tex
+
+
+def test_table_3_correlates_each_metric_with_final_performance(tmp_path):
+    recs = [record("nb201", s, 0.025, skdt_shift=0.01 * s) for s in range(6)]
+    t3 = correlation_table(load_records([write(tmp_path / "s", recs)]))
+    assert t3["nb201"]["sparse_kendall_tau"] == pytest.approx(1.0)  # both fall with the shift
+    assert t3["nb201"]["kendall_tau"] is None  # constant across runs: undefined
+
+
+def test_the_command_writes_every_format_and_survives_a_failed_job(sweep, tmp_path):
+    out = tmp_path / "tables"
+    proc = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "nasheur.results",
+            "table",
+            str(sweep),
+            "--table",
+            "11",
+            "--out",
+            str(out),
+            "--bootstrap",
+            "20",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name for p in out.iterdir()} == {"table-11.md", "table-11.csv", "table-11.tex"}
+    assert "## Table 11" in proc.stdout
+    show = subprocess.run(
+        [PYTHON, "-m", "nasheur.results", "show", str(sweep)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        show.returncode == 0 and "1 failed" in show.stdout and "RuntimeError: boom" in show.stdout
+    )
