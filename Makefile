@@ -33,3 +33,25 @@ format:
 
 clean:
 	rm -rf build dist *.egg-info src/*.egg-info .pytest_cache .ruff_cache
+
+# SLURM (launch/README.md): a one-node cluster on this machine, the tests that need one, and
+# sweeps through the launcher profile with this site's settings (launch/site.env).
+.PHONY: slurm-up slurm-down test-slurm sweep sweep-debug
+
+slurm-up:
+	bash launch/slurm/start_cluster.sh
+
+slurm-down:
+	bash launch/slurm/stop_cluster.sh
+
+# where there is no sbatch the tests are collected and skipped (exit 0), never "no tests" (5)
+test-slurm:
+	$(PYTEST) -q -m slurm
+
+# make sweep ARGS="ground_truth.path=/data/nb201-cifar10-valid-200ep.csv seed=0,1,2"
+sweep:
+	bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm $(ARGS)
+
+# the same sweep, each job cut to one short epoch (conf/preset/debug.yaml)
+sweep-debug:
+	bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm +preset=debug $(ARGS)

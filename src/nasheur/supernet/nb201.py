@@ -66,13 +66,20 @@ class OpSet(nn.Module):
             return self.kernel.kernel(CONV_KERNEL[name])
         return self.convs[name]
 
-    def forward(self, x: torch.Tensor, op: int, src: int) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, op: int, src: int, x_relu: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Op `op` on input node `src`; `x_relu`, ReLU(x) if the caller has it already."""
         name = OPS[op]
         if name == "skip_connect":
             return x
         if name == "avg_pool_3x3":
             return self.pool(x)
-        y = F.conv2d(F.relu(x), self.weight(name), padding=CONV_KERNEL[name] // 2)
+        y = F.conv2d(
+            F.relu(x) if x_relu is None else x_relu,
+            self.weight(name),
+            padding=CONV_KERNEL[name] // 2,
+        )
         return self.bns[name](y, self.slot[src])
 
 

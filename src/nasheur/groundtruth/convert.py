@@ -1,0 +1,437 @@
+"""Official benchmark files -> the project's ground-truth table, and a cache of that table.
+
+Formats (detected from the name, else from the first bytes):
+
+=============  ===========================================  ==========  ===========
+format         file                                         benchmark   space
+=============  ===========================================  ==========  ===========
+``nb101``      ``nasbench_only108.tfrecord``,               nb101       nb101
+               ``nasbench_full.tfrecord``
+``nb201-pth``  ``NAS-Bench-201-v1_0-e61699.pth``,           nb201       nb201
+               ``NAS-Bench-201-v1_1-096897.pth``
+``nats-pbz2``  ``NATS-tss-v1_0-3ffb9*.pickle.pbz2``         nats-tss    nb201
+``nats-dir``   a ``NATS-tss-v1_0-3ffb9-simple/`` folder     nats-tss    nb201
+               (with ``meta.pickle.pbz2``)
+``nds-json``   NDS ``DARTS.json``                           nds-darts   darts_nds
+``table``      a CSV table (:mod:`nasheur.groundtruth.table`)
+=============  ===========================================  ==========  ===========
+
+Protocol options: NAS-Bench-101 takes ``metric`` ``test`` (default) or ``valid`` (dataset
+``cifar10`` only); NAS-Bench-201 / NATS take ``dataset`` ``cifar10`` (default, metric ``test``)
+or ``cifar10-valid`` (metric ``valid`` by default, or ``test``); NDS has ``cifar10``/``test``
+only.
+
+The written table's header records ``source`` (the file's name), ``sha256`` (of the file; of a
+folder: the sha256 of the lines ``<relative posix name>\\0<file sha256>\\n`` over its regular
+files in sorted name order), ``source_bytes``, ``benchmark``, ``space``, ``dataset``, ``metric``,
+``split`` (the exact field read), ``epochs``, and the seeds or repeats averaged.
+
+:func:`load_ground_truth` converts an official file once into a cache table whose name comes
+from the source's name, size and modification time (never from a checksum, so a multi-GB file
+is not re-hashed to find its cache) and the protocol; later calls read the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nasheur.groundtruth.table import GroundTruth, GroundTruthError, read_table, write_table
+
+__all__ = [
+    "FORMATS",
+    "cache_path",
+    "convert_file",
+    "default_output",
+    "detect_format",
+    "load_ground_truth",
+    "read_source",
+    "source_sha256",
+]
+
+FORMATS = ("nb101", "nb201-pth", "nats-pbz2", "nats-dir", "nds-json", "table")
+CACHE_DIRNAME = ".nasheur-gt-cache"
+NATS_META = "meta.pickle.pbz2"
+_CHUNK = 1 << 20
+
+_BY_SUFFIX = {
+    ".tfrecord": "nb101",
+    ".pth": "nb201-pth",
+    ".pbz2": "nats-pbz2",
+    ".json": "nds-json",
+    ".csv": "table",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# format detection
+
+
+def _looks_like_tfrecord(head: bytes) -> bool:
+    if len(head) < 12:
+        return False
+    from nasheur.groundtruth.nb101 import masked_crc32c
+
+    return masked_crc32c(head[:8]) == int.from_bytes(head[8:12], "little")
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """One of :data:`FORMATS`; :class:`GroundTruthError` when none fits."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / NATS_META).is_file():
+            return "nats-dir"
+        raise GroundTruthError(
+            f"{p}: a folder, but not a NATS-Bench -simple folder (no {NATS_META} in it)"
+        )
+    if not p.exists():
+        raise FileNotFoundError(f"ground-truth file not found: {p}")
+    fmt = _BY_SUFFIX.get(p.suffix.lower())
+    if fmt is not None:
+        return fmt
+    with open(p, "rb") as f:
+        head = f.read(64)
+    if head.startswith(b"BZh"):
+        return "nats-pbz2"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return "nb201-pth"  # torch's zip container, or a legacy torch.save pickle
+    if _looks_like_tfrecord(head):
+        return "nb101"
+    text = head.lstrip()
+    if text[:1] in (b"[", b"{"):
+        return "nds-json"
+    if head and all(b in b"\t\r\n" or 32 <= b < 127 for b in head):
+        return "table"
+    raise GroundTruthError(
+        f"{p}: unknown ground-truth format; expected a .tfrecord (NAS-Bench-101), .pth "
+        "(NAS-Bench-201), .pickle.pbz2 or -simple folder (NATS-Bench), .json (NDS) or .csv table"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# protocol options per format
+
+
+@dataclass(frozen=True)
+class _Protocol:
+    dataset: str | None
+    metric: str | None
+    tag: str  # goes into file names
+
+
+def _protocol(fmt: str, dataset: str | None, metric: str | None, column: str | None) -> _Protocol:
+    if fmt == "nb101":
+        if dataset not in (None, "cifar10"):
+            raise GroundTruthError(f"NAS-Bench-101 has dataset cifar10 only, not {dataset!r}")
+        metric = "test" if metric is None else metric
+        if metric not in ("test", "valid"):
+            raise GroundTruthError(f"NAS-Bench-101 metric {metric!r}: one of test, valid")
+        return _Protocol("cifar10", metric, metric)
+    if fmt in ("nb201-pth", "nats-pbz2", "nats-dir"):
+        from nasheur.groundtruth.nb201 import _DEFAULT_METRIC, resolve_protocol
+
+        dataset, metric, _ = resolve_protocol(dataset, metric)
+        tag = dataset if metric == _DEFAULT_METRIC[dataset] else f"{dataset}-{metric}"
+        return _Protocol(dataset, metric, tag)
+    if fmt == "nds-json":
+        if dataset not in (None, "cifar10"):
+            raise GroundTruthError(f"NDS DARTS has dataset cifar10 only, not {dataset!r}")
+        if metric not in (None, "test"):
+            raise GroundTruthError(f"NDS DARTS records test errors only, not metric {metric!r}")
+        return _Protocol("cifar10", "test", "test")
+    return _Protocol(dataset, metric, column or "table")
+
+
+# --------------------------------------------------------------------------------------------
+# checksums and stamps
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _folder_files(folder: Path) -> list[tuple[str, Path]]:
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if d != CACHE_DIRNAME]
+        for name in names:
+            full = Path(root, name)
+            if full.is_file():
+                files.append((full.relative_to(folder).as_posix(), full))
+    files.sort()
+    return files
+
+
+def source_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file, or of a folder (see the module docstring)."""
+    p = Path(path)
+    if not p.is_dir():
+        return _file_sha256(p)
+    h = hashlib.sha256()
+    for rel, full in _folder_files(p):
+        h.update(f"{rel}\0{_file_sha256(full)}\n".encode())
+    return h.hexdigest()
+
+
+def _stamp(p: Path) -> tuple[int, str]:
+    """(bytes, a short text that changes when the source changes) from stat calls only."""
+    if not p.is_dir():
+        st = p.stat()
+        return st.st_size, f"{st.st_size}-{st.st_mtime_ns}"
+    size = 0
+    count = 0
+    newest = p.stat().st_mtime_ns
+    with os.scandir(p) as it:  # the -simple folder is flat
+        for entry in it:
+            if entry.is_file():
+                st = entry.stat()
+                size += st.st_size
+                count += 1
+                newest = max(newest, st.st_mtime_ns)
+    return size, f"{count}f-{size}-{newest}"
+
+
+# --------------------------------------------------------------------------------------------
+# reading any source into a GroundTruth with a full header
+
+
+def read_source(
+    path: str | os.PathLike[str],
+    *,
+    dataset: str | None = None,
+    metric: str | None = None,
+    column: str | None = None,
+    unit: str = "auto",
+    fmt: str | None = None,
+) -> GroundTruth:
+    """Read any supported file; the result's ``meta`` is the header a converted table gets."""
+    p = Path(path)
+    fmt = detect_format(p) if fmt is None else fmt
+    proto = _protocol(fmt, dataset, metric, column)
+    size, _ = _stamp(p)
+    sha = None
+    if fmt == "nb101":
+        from nasheur.groundtruth.nb101 import read_nb101
+
+        res = read_nb101(p, metric=proto.metric or "test", compute_sha256=True)
+        gt, sha = res.gt, res.sha256
+    elif fmt in ("nb201-pth", "nats-pbz2", "nats-dir"):
+        from nasheur.groundtruth import nb201
+
+        reader = {
+            "nb201-pth": nb201.read_nb201_pth,
+            "nats-pbz2": nb201.read_nats_pbz2,
+            "nats-dir": nb201.read_nats_folder,
+        }[fmt]
+        gt = reader(p, dataset=proto.dataset, metric=proto.metric).gt
+    elif fmt == "nds-json":
+        from nasheur.groundtruth.nds import read_nds
+
+        gt = read_nds(p).gt
+    elif fmt == "table":
+        gt = read_table(p, column=column, unit=unit)
+        _check_table_protocol(gt, dataset, metric)
+    else:
+        raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+    if sha is None:
+        sha = source_sha256(p)
+
+    meta: dict[str, str] = {"source": p.name, "sha256": sha, "source_bytes": str(size)}
+    if fmt == "table":
+        previous = {k: v for k, v in gt.meta.items() if k != "unit"}
+        for name in ("source", "sha256", "source_bytes"):
+            if name in previous:
+                meta[f"upstream_{name}"] = previous.pop(name)
+        meta.update(previous)
+    else:
+        meta.update(gt.meta)
+    meta["converter"] = f"nasheur.groundtruth {_version()}"
+    return GroundTruth(keys=gt.keys, acc=gt.acc, source=str(p), meta=meta)
+
+
+def _version() -> str:
+    from nasheur import __version__
+
+    return __version__
+
+
+def _check_table_protocol(gt: GroundTruth, dataset: str | None, metric: str | None) -> None:
+    for name, wanted in (("dataset", dataset), ("metric", metric)):
+        have = gt.meta.get(name)
+        if wanted is not None and have is not None and have != wanted:
+            raise GroundTruthError(
+                f"{gt.source}: the table was made for {name} {have!r}, but "
+                f"ground_truth.{name}={wanted!r}"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# conversion to a file
+
+
+def default_output(
+    path: str | os.PathLike[str],
+    *,
+    dataset: str | None = None,
+    metric: str | None = None,
+    column: str | None = None,
+) -> Path:
+    """``<file>.<dataset-or-metric>.gt.csv`` beside the input (a folder: beside the folder)."""
+    p = Path(os.path.normpath(path))
+    proto = _protocol(detect_format(p), dataset, metric, column)
+    return p.with_name(f"{p.name}.{proto.tag}.gt.csv")
+
+
+def convert_file(
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    dataset: str | None = None,
+    metric: str | None = None,
+    column: str | None = None,
+    unit: str = "auto",
+) -> tuple[Path, GroundTruth]:
+    """Read ``path`` and write its table to ``out`` (default :func:`default_output`)."""
+    gt = read_source(path, dataset=dataset, metric=metric, column=column, unit=unit)
+    target = (
+        default_output(path, dataset=dataset, metric=metric, column=column)
+        if out is None
+        else Path(out)
+    )
+    write_table(target, gt.keys, gt.acc, meta=gt.meta)
+    return target, gt
+
+
+# --------------------------------------------------------------------------------------------
+# the cache
+
+
+def _user_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "nasheur" / "gt"
+
+
+def _writable_dir(folder: Path) -> bool:
+    """Whether ``folder`` exists or can be made, and may be written (its mode bits honoured,
+    so that a folder without write bits is left alone even by root)."""
+
+    def may_write(d: Path) -> bool:
+        try:
+            mode = d.stat().st_mode
+        except OSError:
+            return False
+        return (
+            stat.S_ISDIR(mode)
+            and bool(mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+            and os.access(d, os.W_OK | os.X_OK)
+        )
+
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not may_write(existing):
+        return False
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return may_write(folder)
+
+
+def _cache_dirs(p: Path, cache_dir: str | os.PathLike[str] | None) -> list[tuple[Path, bool]]:
+    """Candidate folders, in order, with whether their names need the source path's hash."""
+    if cache_dir is not None:
+        return [(Path(cache_dir), True)]
+    return [(p.parent / CACHE_DIRNAME, False), (_user_cache_dir(), True)]
+
+
+def _cache_name(p: Path, stamp: str, tag: str, with_path: bool) -> str:
+    parts = [p.name]
+    if with_path:
+        parts.append(hashlib.sha256(str(p.resolve()).encode()).hexdigest()[:12])
+    parts += [stamp, tag, "gt.csv"]
+    return ".".join(parts)
+
+
+def cache_path(
+    path: str | os.PathLike[str],
+    *,
+    dataset: str | None = None,
+    metric: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Where :func:`load_ground_truth` keeps (or would write) the cache of ``path``."""
+    p = Path(os.path.normpath(path))
+    proto = _protocol(detect_format(p), dataset, metric, None)
+    _, stamp = _stamp(p)
+    candidates = _cache_dirs(p, cache_dir)
+    for folder, with_path in candidates:
+        f = folder / _cache_name(p, stamp, proto.tag, with_path)
+        if f.is_file():
+            return f
+    for folder, with_path in candidates:
+        if _writable_dir(folder):
+            return folder / _cache_name(p, stamp, proto.tag, with_path)
+    folder, with_path = candidates[-1]
+    return folder / _cache_name(p, stamp, proto.tag, with_path)
+
+
+def load_ground_truth(
+    path: str | os.PathLike[str],
+    *,
+    dataset: str | None = None,
+    metric: str | None = None,
+    column: str | None = None,
+    unit: str = "auto",
+    validate_key: Callable[[str], None] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> GroundTruth:
+    """Ground truth from a CSV table or an official benchmark file (cached).
+
+    A CSV table is read with :func:`read_table` (``column``, ``unit``, ``validate_key``); when
+    its header names a ``dataset`` / ``metric`` they must agree with the ones given. Any other
+    supported file is converted once into a cache table (``cache_dir``; default
+    ``<file's folder>/.nasheur-gt-cache/``, else ``$XDG_CACHE_HOME`` or ``~/.cache`` +
+    ``/nasheur/gt`` when that folder cannot be written), which later calls read. ``column`` and
+    ``unit`` apply to CSV tables only. ``validate_key`` checks every key, on the first call too.
+    """
+    p = Path(os.path.normpath(path))
+    fmt = detect_format(p)
+    if fmt == "table":
+        gt = read_table(p, column=column, unit=unit, validate_key=validate_key)
+        _check_table_protocol(gt, dataset, metric)
+        return gt
+    if column is not None or unit != "auto":
+        raise GroundTruthError(
+            f"{p}: ground_truth.column and ground_truth.unit apply to CSV tables only; "
+            f"this is a {fmt} benchmark file (accuracies are converted to fractions)"
+        )
+    target = cache_path(p, dataset=dataset, metric=metric, cache_dir=cache_dir)
+    if not target.is_file():
+        gt = read_source(p, dataset=dataset, metric=metric, fmt=fmt)
+        try:
+            write_table(target, gt.keys, gt.acc, meta=gt.meta)
+        except OSError as exc:
+            import warnings
+
+            warnings.warn(
+                f"could not write the ground-truth cache {target}: {exc}; converting {p} "
+                "again next time",
+                stacklevel=2,
+            )
+            if validate_key is not None:
+                for key in gt.keys:
+                    try:
+                        validate_key(key)
+                    except ValueError as err:
+                        raise GroundTruthError(f"{p}: key {key!r} rejected: {err}") from err
+            return gt
+    return read_table(target, validate_key=validate_key)

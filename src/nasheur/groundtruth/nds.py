@@ -1,0 +1,136 @@
+"""NDS (Radosavovic et al.) ``DARTS.json`` ground truth for the DARTS-NDS space.
+
+The file is JSON: either a list of jobs, or a dict of such lists (e.g. ``{"top": [...],
+"mid": [...]}``), which are concatenated in the dict's order. Each job has
+``net.genotype`` in the form ``{normal: [[op, input], ...], normal_concat, reduce,
+reduce_concat}`` and ``test_ep_top1``: the top-1 test **error** in percent after each epoch.
+
+Ground truth of a job: ``(100 - test_ep_top1[-1]) / 100``. Jobs whose genotypes have the same
+canonical key (:meth:`nasheur.spaces.darts_genotype.Genotype.key`: both cells, every op paired
+with its input, the two terms of a node in sorted order) are repeats of one network and are
+averaged; the repeat count is kept.
+
+The training budget recorded in the table's header is ``optim.max_ep`` where jobs carry it,
+else the length of ``test_ep_top1``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nasheur.groundtruth.table import GroundTruth, GroundTruthError
+from nasheur.spaces.darts_genotype import from_nds
+
+__all__ = ["NDSGroundTruth", "iter_jobs", "read_nds"]
+
+
+@dataclass(frozen=True, eq=False)
+class NDSGroundTruth:
+    """Ground truth plus the number of jobs averaged per genotype (aligned with keys)."""
+
+    gt: GroundTruth
+    repeats: np.ndarray  # int64
+    jobs: int  # jobs read
+
+
+def iter_jobs(obj: Any, source: str) -> list[tuple[str, Any]]:
+    """``(label, job)`` for each job; labels are ``"3"`` for a list, ``"top[3]"`` for a dict."""
+    if isinstance(obj, list):
+        return [(str(i), job) for i, job in enumerate(obj)]
+    if isinstance(obj, Mapping):
+        jobs: list[tuple[str, Any]] = []
+        for name, value in obj.items():
+            if not isinstance(value, list):
+                raise GroundTruthError(
+                    f"{source}: the entry {name!r} is not a list of jobs (an NDS file is a list "
+                    "of jobs or a dict of such lists)"
+                )
+            jobs.extend((f"{name}[{i}]", job) for i, job in enumerate(value))
+        return jobs
+    raise GroundTruthError(f"{source}: expected a JSON list of jobs or a dict of such lists")
+
+
+def _job_value(job: Any, label: str, source: str) -> tuple[str, float, int, int | None]:
+    """(canonical key, accuracy fraction, epochs recorded, optim.max_ep or None)."""
+    where = f"{source}: job {label}"
+    if not isinstance(job, Mapping):
+        raise GroundTruthError(f"{where} is not a JSON object")
+    net = job.get("net")
+    genotype = net.get("genotype") if isinstance(net, Mapping) else None
+    if not isinstance(genotype, Mapping):
+        raise GroundTruthError(f"{where} has no net.genotype")
+    try:
+        key = from_nds(genotype).key()
+    except ValueError as exc:
+        raise GroundTruthError(f"{where}: bad genotype: {exc}") from None
+    curve = job.get("test_ep_top1")
+    if not isinstance(curve, list) or not curve:
+        raise GroundTruthError(f"{where} has no test_ep_top1 (per-epoch top-1 errors)")
+    last = curve[-1]
+    if isinstance(last, bool) or not isinstance(last, (int, float)) or not math.isfinite(last):
+        raise GroundTruthError(f"{where}: the last test_ep_top1 {last!r} is not a number")
+    if not 0.0 <= last <= 100.0:
+        raise GroundTruthError(f"{where}: the last test_ep_top1 {last!r} is not an error in %")
+    optim = job.get("optim")
+    max_ep = optim.get("max_ep") if isinstance(optim, Mapping) else None
+    max_ep = (
+        int(max_ep) if isinstance(max_ep, (int, float)) and not isinstance(max_ep, bool) else None
+    )
+    return key, (100.0 - float(last)) / 100.0, len(curve), max_ep
+
+
+def _summary(values: list[int]) -> str:
+    lo, hi = min(values), max(values)
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def read_nds(path: str | os.PathLike[str]) -> NDSGroundTruth:
+    """Ground truth of an NDS ``DARTS.json`` (see the module docstring)."""
+    source = str(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise GroundTruthError(f"{source}: not JSON: {exc}") from None
+    jobs = iter_jobs(obj, source)
+    if not jobs:
+        raise GroundTruthError(f"{source}: no jobs")
+    sums: dict[str, list[float]] = {}
+    curve_lens: list[int] = []
+    max_eps: list[int] = []
+    for label, job in jobs:
+        key, value, n_ep, max_ep = _job_value(job, label, source)
+        curve_lens.append(n_ep)
+        if max_ep is not None:
+            max_eps.append(max_ep)
+        entry = sums.get(key)
+        if entry is None:
+            sums[key] = [value, 1.0]
+        else:
+            entry[0] += value
+            entry[1] += 1.0
+    keys = tuple(sums)
+    table = np.array(list(sums.values()), dtype=np.float64)
+    repeats = table[:, 1].astype(np.int64)
+    acc = table[:, 0] / table[:, 1]
+    epochs = _summary(max_eps) if len(max_eps) == len(jobs) else _summary(curve_lens)
+    lo, hi = int(repeats.min()), int(repeats.max())
+    meta = {
+        "benchmark": "nds-darts",
+        "space": "darts_nds",
+        "dataset": "cifar10",
+        "metric": "test",
+        "split": "100-test_ep_top1[-1]",
+        "epochs": epochs,
+        "repeats": str(lo) if lo == hi else f"{lo}-{hi} (mean {repeats.mean():.4f})",
+        "jobs": str(len(jobs)),
+    }
+    gt = GroundTruth(keys=keys, acc=acc, source=source, meta=meta)
+    return NDSGroundTruth(gt=gt, repeats=repeats, jobs=len(jobs))

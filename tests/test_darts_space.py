@@ -1,0 +1,253 @@
+"""DARTS-NDS space: keys, the NDS genotype form, sampling (Random-NAS, FairNAS) and f_proxy
+parameter counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from nasheur.spaces import get_space, space_names
+from nasheur.spaces.darts import SLOTS, as_genotype
+from nasheur.spaces.darts_genotype import NODES, OPS, Cell, Genotype, from_nds, parse_key
+from nasheur.spaces.darts_net import cell_plan
+
+SPACE = get_space("darts_nds")
+
+DARTS_V2 = Genotype(
+    Cell(
+        (
+            ("sep_conv_3x3", 0),
+            ("sep_conv_3x3", 1),
+            ("sep_conv_3x3", 0),
+            ("sep_conv_3x3", 1),
+            ("sep_conv_3x3", 1),
+            ("skip_connect", 0),
+            ("skip_connect", 0),
+            ("dil_conv_3x3", 2),
+        )
+    ),
+    Cell(
+        (
+            ("max_pool_3x3", 0),
+            ("max_pool_3x3", 1),
+            ("skip_connect", 2),
+            ("max_pool_3x3", 1),
+            ("max_pool_3x3", 0),
+            ("skip_connect", 2),
+            ("skip_connect", 2),
+            ("max_pool_3x3", 1),
+        )
+    ),
+)
+DARTS_V2_KEY = (
+    "normal[sep_conv_3x3~0+sep_conv_3x3~1|sep_conv_3x3~0+sep_conv_3x3~1"
+    "|skip_connect~0+sep_conv_3x3~1|skip_connect~0+dil_conv_3x3~2]"
+    "reduce[max_pool_3x3~0+max_pool_3x3~1|max_pool_3x3~1+skip_connect~2"
+    "|max_pool_3x3~0+skip_connect~2|max_pool_3x3~1+skip_connect~2]"
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny convs run fastest on one thread (and the test machine may be shared)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def n_params(module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def expected_params(g: Genotype, channels: int, layers: int, num_classes: int = 10) -> int:
+    """Independent count of f_proxy: stem, preprocessing (a factorized reduce has as many
+    weights as a conv1x1), the ops of each cell, the classifier."""
+    per_op = {
+        "sep_conv_3x3": lambda c: 2 * (9 * c + c * c + 2 * c),
+        "sep_conv_5x5": lambda c: 2 * (25 * c + c * c + 2 * c),
+        "dil_conv_3x3": lambda c: 9 * c + c * c + 2 * c,
+        "dil_conv_5x5": lambda c: 25 * c + c * c + 2 * c,
+        "max_pool_3x3": lambda c: 0,
+        "avg_pool_3x3": lambda c: 0,
+    }
+    total = 27 * 3 * channels + 2 * 3 * channels
+    for c_pp, c_p, c, reduction, _ in cell_plan(channels, layers):
+        total += c_pp * c + 2 * c + c_p * c + 2 * c
+        for op, inp in (g.reduce if reduction else g.normal).pairs:
+            if op == "skip_connect":
+                total += c * c + 2 * c if reduction and inp < 2 else 0
+            else:
+                total += per_op[op](c)
+    return total + 4 * cell_plan(channels, layers)[-1][2] * num_classes + num_classes
+
+
+def test_registry_and_class_attributes():
+    assert "darts_nds" in space_names() and SPACE.name == "darts_nds"
+    assert SPACE.ops_on == ("edge", "node") and SPACE.dynamic_channels == ("fixed",)
+    assert SPACE.samplers == ("random_nas", "fairnas")  # the paper runs no Random-A here
+    assert not hasattr(SPACE, "enumerate") and not hasattr(SPACE, "sample_unique")
+    assert "none" not in OPS and len(OPS) == 7
+
+
+def test_key_of_darts_v2_and_round_trips():
+    assert SPACE.key(DARTS_V2) == DARTS_V2_KEY == DARTS_V2.key()
+    assert SPACE.unique_key(DARTS_V2) == DARTS_V2_KEY
+    canonical = SPACE.parse(DARTS_V2_KEY)
+    assert canonical == DARTS_V2.canonical() and canonical.key() == DARTS_V2_KEY
+    nds = DARTS_V2.to_nds()
+    assert nds["normal"][7] == ["dil_conv_3x3", 2] and nds["reduce_concat"] == [2, 3, 4, 5]
+    assert from_nds(nds) == DARTS_V2
+    # every form the space accepts gives the same key
+    for form in (DARTS_V2, DARTS_V2_KEY, nds):
+        assert SPACE.key(form) == DARTS_V2_KEY
+    SPACE.validate_key(DARTS_V2_KEY)
+
+
+def _swap_terms(cell: Cell, node: int) -> Cell:
+    pairs = list(cell.pairs)
+    pairs[2 * node], pairs[2 * node + 1] = pairs[2 * node + 1], pairs[2 * node]
+    return Cell(tuple(pairs), cell.concat)
+
+
+def _set(cell: Cell, slot: int, pair: tuple[str, int]) -> Cell:
+    pairs = list(cell.pairs)
+    pairs[slot] = pair
+    return Cell(tuple(pairs), cell.concat)
+
+
+def test_swapped_terms_are_the_same_network_and_key():
+    for node in range(NODES):
+        swapped = Genotype(_swap_terms(DARTS_V2.normal, node), _swap_terms(DARTS_V2.reduce, node))
+        assert swapped != DARTS_V2 and SPACE.key(swapped) == DARTS_V2_KEY
+        assert SPACE.key(swapped.to_nds()) == DARTS_V2_KEY  # through the NDS form too
+
+
+def test_the_reduce_cell_and_the_op_input_pairing_are_part_of_the_key():
+    other_reduce = Genotype(DARTS_V2.normal, _set(DARTS_V2.reduce, 0, ("avg_pool_3x3", 0)))
+    assert SPACE.key(other_reduce) != DARTS_V2_KEY  # the authors' hash ignored the reduce cell
+    # node 2 of the normal cell: sep3x3<-1, skip<-0; pairing the ops the other way round
+    pairs = list(DARTS_V2.normal.pairs)
+    pairs[4], pairs[5] = ("sep_conv_3x3", 0), ("skip_connect", 1)
+    repaired = Genotype(Cell(tuple(pairs)), DARTS_V2.reduce)
+    same_multisets = sorted(op for op, _ in repaired.normal.pairs) == sorted(
+        op for op, _ in DARTS_V2.normal.pairs
+    ) and sorted(i for _, i in repaired.normal.pairs) == sorted(i for _, i in DARTS_V2.normal.pairs)
+    assert same_multisets and SPACE.key(repaired) != DARTS_V2_KEY
+    concat = Genotype(Cell(DARTS_V2.normal.pairs, (2, 3, 5)), DARTS_V2.reduce)
+    assert (
+        SPACE.key(concat) != DARTS_V2_KEY and SPACE.parse(SPACE.key(concat)) == concat.canonical()
+    )
+
+
+def test_keys_are_collision_free_over_many_samples():
+    rng = np.random.default_rng(0)
+    samples = [SPACE.sample(rng) for _ in range(3000)]
+    canon = {g.canonical() for g in samples}
+    keys = {SPACE.key(g) for g in samples}
+    assert len(keys) == len(canon)
+    for g in samples[:300]:
+        assert SPACE.parse(SPACE.key(g)) == g.canonical()
+        assert SPACE.key(from_nds(g.to_nds())) == SPACE.key(g)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "normal[]reduce[]",
+        DARTS_V2_KEY.replace("sep_conv_3x3~0+sep_conv_3x3~1", "sep_conv_3x3~1+sep_conv_3x3~0", 1),
+        DARTS_V2_KEY.replace("dil_conv_3x3~2", "dil_conv_3x3~5"),
+        DARTS_V2_KEY.replace("max_pool_3x3~0+max_pool_3x3~1", "none~0+max_pool_3x3~1"),
+    ],
+)
+def test_malformed_or_non_canonical_keys_are_rejected(bad):
+    with pytest.raises(ValueError, match="DARTS genotype key"):
+        SPACE.validate_key(bad)
+
+
+def test_as_genotype_rejects_other_types():
+    with pytest.raises(TypeError, match="DARTS architecture"):
+        as_genotype(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs 'normal' and 'reduce'"):
+        as_genotype({"normal": DARTS_V2.to_nds()["normal"]})
+
+
+def test_known_parameter_counts_of_darts_v2():
+    assert n_params(SPACE.standalone(DARTS_V2)) == 3_349_342
+    assert n_params(SPACE.standalone(DARTS_V2, auxiliary=True)) == 3_825_768
+    assert expected_params(DARTS_V2, 36, 20) == 3_349_342  # the independent count agrees
+    small = n_params(SPACE.standalone(DARTS_V2, channels=4, layers=3))
+    for form in (DARTS_V2.to_nds(), DARTS_V2_KEY):  # every form builds the same network
+        assert n_params(SPACE.standalone(form, channels=4, layers=3)) == small
+
+
+def test_parameter_counts_of_sampled_genotypes():
+    rng = np.random.default_rng(1)
+    for _ in range(6):
+        g = SPACE.sample(rng)
+        assert n_params(SPACE.standalone(g, channels=8, layers=5)) == expected_params(g, 8, 5)
+
+
+def test_standalone_forward_macro_settings_and_auxiliary_head():
+    rng = np.random.default_rng(2)
+    net = SPACE.standalone(SPACE.sample(rng), channels=4, layers=3, num_classes=7)
+    assert net(torch.randn(2, 3, 8, 8)).shape == (2, 7)
+    aux_net = SPACE.standalone(DARTS_V2, channels=4, layers=6, auxiliary=True)
+    aux_net.train()
+    logits, aux = aux_net.forward_aux(torch.randn(2, 3, 32, 32))
+    assert logits.shape == aux.shape == (2, 10)
+    aux_net.eval()
+    assert aux_net.forward_aux(torch.randn(2, 3, 32, 32))[1] is None
+    with pytest.raises(TypeError, match="unknown DARTS macro"):
+        SPACE.standalone(DARTS_V2, depth=3)
+    assert dict(SPACE.macro_defaults) == {
+        "channels": 36,
+        "layers": 20,
+        "auxiliary": False,
+        "num_classes": 10,
+    }
+
+
+def test_reductions_sit_at_a_third_and_two_thirds():
+    plan = cell_plan(36, 20)
+    assert [i for i, p in enumerate(plan) if p[3]] == [6, 13]
+    assert [i for i, p in enumerate(cell_plan(36, 12)) if p[3]] == [4, 8]
+    assert [p[2] for p in plan[:7]] == [36] * 6 + [72]
+
+
+def test_sampling_is_seeded_uniform_and_returns_new_specs():
+    a = [SPACE.sample(np.random.default_rng(5)) for _ in range(2)]
+    assert a[0] == a[1] and a[0] is not a[1]
+    rng = np.random.default_rng(0)
+    draws = [SPACE.sample(rng) for _ in range(4000)]
+    last_node_inputs = Counter(inp for g in draws for _, inp in g.normal.pairs[6:8])
+    assert set(last_node_inputs) == {0, 1, 2, 3, 4}
+    assert all(abs(n / 8000 - 0.2) < 0.03 for n in last_node_inputs.values())
+    ops = Counter(op for g in draws for op, _ in g.reduce.pairs)
+    assert set(ops) == set(OPS) and all(abs(n / 32000 - 1 / 7) < 0.02 for n in ops.values())
+    # the two inputs of a node may coincide, as in NDS (node 0: probability 1/2)
+    same = sum(g.normal.pairs[0][1] == g.normal.pairs[1][1] for g in draws) / len(draws)
+    assert abs(same - 0.5) < 0.05
+    with pytest.raises(AttributeError):
+        draws[0].normal = draws[1].normal  # frozen: a sampler never edits a stored spec
+
+
+def test_fairnas_paths_share_a_topology_and_cover_every_op_once_per_slot():
+    paths = SPACE.fair_paths(np.random.default_rng(3))
+    assert len(paths) == len(OPS)
+    for cell in ("normal", "reduce"):
+        cells = [getattr(p, cell) for p in paths]
+        assert len({tuple(i for _, i in c.pairs) for c in cells}) == 1  # one topology
+        for slot in range(SLOTS):
+            assert sorted(c.pairs[slot][0] for c in cells) == sorted(OPS)
+    again = SPACE.fair_paths(np.random.default_rng(3))
+    assert again == paths and again[0] is not paths[0]
+    assert SPACE.fair_paths(np.random.default_rng(4)) != paths
+
+
+def test_parse_key_is_the_genotype_module_parser():
+    assert parse_key(DARTS_V2_KEY) == SPACE.parse(DARTS_V2_KEY)

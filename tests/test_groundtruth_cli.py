@@ -1,0 +1,197 @@
+"""``python -m nasheur.groundtruth convert|show`` on every official format (fixtures made here)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nasheur.groundtruth import read_table, source_sha256, write_table
+from tests.test_groundtruth_loaders import (
+    ARCHS,
+    FEWER,
+    HASH_A,
+    HASH_B,
+    NDS_JOBS,
+    expected_nb201,
+    expected_nds,
+    nats_infos,
+    nb101_rows,
+    nb201_dict,
+    write_nb101,
+    write_pbz2,
+)
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nasheur.groundtruth", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _nb101_expected(metric: str) -> dict[str, float]:
+    col = 3 if metric == "test" else 2
+    rows = [r for r in nb101_rows() if r[1] == 108]
+    return {h: float(np.mean([r[col] for r in rows if r[0] == h])) for h in (HASH_A, HASH_B)}
+
+
+def _make(kind: str, tmp_path: Path) -> Path:
+    if kind == "nb101":
+        path = tmp_path / "nasbench_only108.tfrecord"
+        write_nb101(path)
+    elif kind == "nb201":
+        import torch
+
+        path = tmp_path / "NAS-Bench-201-v1_0-e61699.pth"
+        torch.save(nb201_dict(), path)
+    elif kind == "nats":
+        path = write_pbz2(
+            tmp_path / "NATS-tss-v1_0-3ffb9.pickle.pbz2",
+            {
+                "meta_archs": list(ARCHS),
+                "arch2infos": {i: nats_infos(i) for i in range(len(ARCHS))},
+                "evaluated_indexes": list(range(len(ARCHS))),
+            },
+        )
+    elif kind == "nats-dir":
+        path = tmp_path / "NATS-tss-v1_0-3ffb9-simple"
+        path.mkdir()
+        write_pbz2(path / "meta.pickle.pbz2", {"meta_archs": list(ARCHS)})
+        for i in range(len(ARCHS)):
+            write_pbz2(path / f"{i:06d}.pickle.pbz2", nats_infos(i))
+    elif kind == "nds":
+        path = tmp_path / "DARTS.json"
+        path.write_text(json.dumps({"top": NDS_JOBS[:1], "mid": NDS_JOBS[1:]}))
+    else:
+        raise AssertionError(kind)
+    return path
+
+
+# kind, extra args, default output suffix, expected header, expected {key: accuracy}
+CASES = [
+    (
+        "nb101",
+        ["--metric", "valid"],
+        ".valid.gt.csv",
+        {"benchmark": "nb101", "space": "nb101", "metric": "valid", "epochs": "108"},
+        lambda: _nb101_expected("valid"),
+    ),
+    (
+        "nb201",
+        ["--dataset", "cifar10-valid"],
+        ".cifar10-valid.gt.csv",
+        {"benchmark": "nb201", "space": "nb201", "dataset": "cifar10-valid", "epochs": "200"},
+        lambda: dict(zip(ARCHS, expected_nb201("cifar10-valid", "x-valid", FEWER), strict=True)),
+    ),
+    (
+        "nats",
+        [],
+        ".cifar10.gt.csv",
+        {"benchmark": "nats-tss", "space": "nb201", "dataset": "cifar10", "metric": "test"},
+        lambda: dict(zip(ARCHS, expected_nb201("cifar10", "ori-test"), strict=True)),
+    ),
+    (
+        "nats-dir",
+        ["--dataset", "cifar10-valid", "--metric", "test"],
+        ".cifar10-valid-test.gt.csv",
+        {"benchmark": "nats-tss", "dataset": "cifar10-valid", "metric": "test"},
+        lambda: dict(zip(ARCHS, expected_nb201("cifar10-valid", "ori-test", FEWER), strict=True)),
+    ),
+    (
+        "nds",
+        [],
+        ".test.gt.csv",
+        {"benchmark": "nds-darts", "space": "darts_nds", "epochs": "100", "repeats": "1-2"},
+        lambda: {k: v for k, (v, _) in expected_nds().items()},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "args", "suffix", "header", "expected"), CASES, ids=[c[0] for c in CASES]
+)
+def test_convert_each_format(tmp_path, kind, args, suffix, header, expected):
+    src = _make(kind, tmp_path)
+    done = run_cli("convert", src, *args)
+    assert done.returncode == 0, done.stderr
+    out = src.with_name(src.name + suffix)
+    assert out.is_file() and str(out) in done.stdout
+
+    gt = read_table(out)
+    want = expected()
+    assert set(gt.keys) == set(want)
+    for key, value in want.items():
+        assert gt[key] == pytest.approx(value, abs=1e-15)
+    meta = gt.meta
+    assert meta["source"] == src.name and meta["unit"] == "fraction"
+    assert meta["sha256"] == (source_sha256(src) if src.is_dir() else _sha(src))
+    for name, value in header.items():
+        assert meta[name] == value or meta[name].startswith(value), (name, meta[name])
+    assert "seeds" in meta or "repeats" in meta
+    if kind.startswith("nb201") or kind.startswith("nats"):
+        assert meta["seeds"] == "777,888,999"
+
+
+def test_convert_out_and_show(tmp_path):
+    src = _make("nb101", tmp_path)
+    out = tmp_path / "tables" / "nb101.csv"
+    done = run_cli("convert", src, "--out", out)
+    assert done.returncode == 0, done.stderr
+    shown = run_cli("show", out)
+    assert shown.returncode == 0, shown.stderr
+    assert f"# sha256: {_sha(src)}" in shown.stdout
+    assert "# epochs: 108" in shown.stdout and "# metric: test" in shown.stdout
+    assert "rows: 2" in shown.stdout
+
+    # a CSV table is re-written; its provenance moves to upstream_*
+    again = tmp_path / "again.csv"
+    done = run_cli("convert", out, "--out", again)
+    assert done.returncode == 0, done.stderr
+    meta = read_table(again).meta
+    assert meta["sha256"] == _sha(out) and meta["upstream_sha256"] == _sha(src)
+    assert meta["benchmark"] == "nb101"
+
+
+def test_convert_plain_nb201_layout_table(tmp_path):
+    src = tmp_path / "nb201.csv"
+    src.write_text(
+        "index,arch_str,valid_acc,test_acc\n"
+        + "".join(f"{i},{a},{50 + i},{60 + i}\n" for i, a in enumerate(ARCHS))
+    )
+    out = tmp_path / "out.csv"
+    done = run_cli("convert", src, "--column", "test_acc", "--out", out)
+    assert done.returncode == 0, done.stderr
+    gt = read_table(out)
+    assert gt.keys == tuple(ARCHS)
+    np.testing.assert_allclose(gt.acc, [(60 + i) / 100 for i in range(len(ARCHS))])
+
+
+def test_convert_errors_are_reported(tmp_path):
+    src = _make("nb101", tmp_path)
+    blob = bytearray(src.read_bytes())
+    blob[40] ^= 1  # inside the first record's data
+    src.write_bytes(bytes(blob))
+    done = run_cli("convert", src)
+    assert done.returncode == 1
+    assert "error:" in done.stderr and "byte offset 0" in done.stderr
+    assert "Traceback" not in done.stderr
+
+    done = run_cli("convert", tmp_path / "missing.pth")
+    assert done.returncode == 1 and "not found" in done.stderr
+
+    table = tmp_path / "t.csv"
+    write_table(table, ["a"], [0.5], meta={"dataset": "cifar10"})
+    done = run_cli("show", table)
+    assert done.returncode == 0 and "rows: 1" in done.stdout

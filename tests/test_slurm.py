@@ -1,0 +1,274 @@
+"""The SLURM launcher profile (`hydra/launcher=slurm`) on a real cluster.
+
+A two-job sweep, a preempted job that is requeued and resumes from its checkpoint, and a job
+killed outright, which the launcher must report instead of waiting for it. CI starts a one-node
+cluster first (`bash launch/slurm/start_cluster.sh`); where sbatch is absent or sinfo fails,
+every test here is skipped. The jobs ask for partition `debug` (NASHEUR_TEST_SLURM_PARTITION
+picks another), one CPU, no GPU option.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from nasheur.results.collect import load_records
+from tests.conftest import PYTHON, REPO, TINY_JOB, run_env, write_nb201_gt
+
+pytestmark = pytest.mark.slurm
+
+PARTITION = os.environ.get("NASHEUR_TEST_SLURM_PARTITION", "debug")
+# every wait of one test draws on this many seconds, so that a test never runs much longer
+TEST_BUDGET_S = 270
+
+
+def _sh(*cmd: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> None:
+    if shutil.which("sbatch") is None:
+        pytest.skip("no SLURM here: sbatch is not on PATH (bash launch/slurm/start_cluster.sh)")
+    try:
+        proc = _sh("sinfo", "-h", "-o", "%P %a %D %t")
+    except (OSError, subprocess.TimeoutExpired) as err:
+        pytest.skip(f"sinfo failed: {err}")
+    if proc.returncode != 0:
+        pytest.skip(f"sinfo failed: {(proc.stderr or proc.stdout).strip()}")
+
+
+@pytest.fixture
+def env(cluster, tmp_path) -> dict[str, str]:
+    """run_env plus the launcher profile's variables, whatever the caller's site.env says."""
+    env = {k: v for k, v in run_env(tmp_path).items() if not k.startswith("NASHEUR_SLURM_")}
+    env.update(
+        NASHEUR_SLURM_PARTITION=PARTITION,
+        NASHEUR_SLURM_GPUS="null",  # no --gpus-per-node at all
+        NASHEUR_SLURM_CPUS="1",
+        NASHEUR_SLURM_MEM_GB="2",
+        # above 10 minutes: submitit then reads an early USR2 as a preemption, not a time-out
+        NASHEUR_SLURM_TIME_MIN="15",
+        NASHEUR_SLURM_ARRAY_PARALLELISM="2",
+        NASHEUR_SLURM_MAX_NUM_TIMEOUT="3",
+        OMP_NUM_THREADS="1",
+    )
+    return env
+
+
+class Budget:
+    """Seconds left to a test: each wait takes at most its own limit and what is left."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def __call__(self, limit: float) -> float:
+        return max(1.0, min(limit, self.end - time.monotonic()))
+
+
+@pytest.fixture
+def budget() -> Budget:
+    return Budget(TEST_BUDGET_S)
+
+
+@pytest.fixture
+def submitit_folder(tmp_path) -> Iterator[Path]:
+    """A fresh submitit folder for the test; its jobs are cancelled (by id) when it ends."""
+    folder = tmp_path / "submitit"
+    yield folder
+    ids = job_ids(folder)
+    if ids:
+        _sh("scancel", *ids)
+
+
+def job_ids(folder: Path) -> list[str]:
+    """The SLURM ids of the jobs submitted into a submitit folder (`<id>` or `<id>_<task>`)."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_dir() and re.fullmatch(r"\d+(_\d+)?", p.name) and any(p.glob("*_submitted.pkl"))
+    )
+
+
+def sweep_args(folder: Path, gt: Path, *overrides: str) -> list[str]:
+    # the overrides are one block after -m: the profile, its folder, the job, the sweep
+    return [
+        "-m",
+        "hydra/launcher=slurm",
+        f"hydra.launcher.submitit_folder={folder}/%j",
+        *TINY_JOB,
+        f"ground_truth.path={gt}",
+        *overrides,
+    ]
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """`python -m nasheur -m ...` in the background: it submits, then waits for its jobs."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [PYTHON, "-m", "nasheur", *args],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def wait_until(what: str, ok: Callable[[], object], timeout: float, proc=None):
+    """Poll ok() (bounded); fail early if the launcher process ended meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = ok()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the launcher exited ({proc.returncode}) while waiting for {what}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.25)
+
+
+def tail(path: Path, n: int = 3000) -> str:
+    return path.read_text(errors="replace")[-n:] if path.is_file() else f"({path} is missing)"
+
+
+def job_state(job_id: str) -> str:
+    proc = _sh("squeue", "-h", "-j", job_id, "-o", "%T")
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def accounted_states(job_id: str) -> list[str]:
+    """Every state sacct recorded for the job, requeued runs included."""
+    proc = _sh("sacct", "-n", "-X", "-P", "--duplicates", "-j", job_id, "-o", "State")
+    return [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
+
+
+def test_a_two_job_sweep_runs_on_slurm_and_merges(env, submitit_folder, budget, tmp_path):
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    log = tmp_path / "launcher.log"
+    proc = start(sweep_args(submitit_folder, gt, "seed=0,1"), env, log)
+    assert finish(proc, timeout=budget(240)) == 0, tail(log)
+
+    records = load_records([tmp_path / "runs"])
+    assert [r["status"] for r in records] == ["completed", "completed"], tail(log)
+    assert sorted(r["seed"] for r in records) == [0, 1]
+    assert len({Path(r["path"]).parent for r in records}) == 2  # one folder per job
+    for r in records:
+        assert [h["epoch"] for h in r["history"]] == [1, 2, 3]
+        assert len(r["archs"]) == 12
+
+    # both ran as one SLURM array, each task with its own submitit log, both accounted
+    ids = job_ids(submitit_folder)
+    assert len(ids) == 2 and len({i.split("_")[0] for i in ids}) == 1, ids
+    for job_id in ids:
+        assert list((submitit_folder / job_id).glob("*_log.out")), job_id
+        wait_until(
+            f"sacct to record {job_id} as completed",
+            lambda j=job_id: accounted_states(j) == ["COMPLETED"],
+            budget(30),
+        )
+
+
+def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(
+    env, submitit_folder, budget, tmp_path
+):
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    log = tmp_path / "launcher.log"
+    # about a second per epoch on one CPU: time to preempt it after its first checkpoint
+    args = sweep_args(submitit_folder, gt, "dataset.num_images=800", "protocol.epochs=20", "seed=0")
+    proc = start(args, env, log)
+    try:
+        ckpt = wait_until(
+            "the first checkpoint",
+            lambda: next((tmp_path / "runs").rglob("checkpoint.pt"), None),
+            budget(120),
+            proc,
+        )
+        (job_id,) = job_ids(submitit_folder)
+        assert not (ckpt.parent / "metrics.json").exists()
+
+        # what SLURM does before preempting a job: USR2; submitit requeues it and exits
+        assert _sh("scancel", "--signal=USR2", job_id).returncode == 0
+        wait_until(
+            "the requeued job to pend", lambda: job_state(job_id) == "PENDING", budget(60), proc
+        )
+        # a requeued job waits a while before it may start again: let it start now
+        wait_until(
+            "the requeued job to be released",
+            lambda: _sh("scontrol", "update", f"JobId={job_id}", "StartTime=now").returncode == 0,
+            budget(30),
+            proc,
+        )
+        assert finish(proc, timeout=budget(240)) == 0, tail(log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    folder = ckpt.parent
+    record = json.loads((folder / "metrics.json").read_text())
+    assert record["status"] == "completed", record.get("error")
+    assert [h["epoch"] for h in record["history"]] == list(range(1, 21))
+    job_log = (folder / "nasheur.log").read_text()
+    assert re.search(r"resuming from \S+checkpoint\.pt after epoch [1-9]\d* of 20", job_log), (
+        job_log[-3000:]
+    )
+    # submitit says so in the job's log (Hydra's logging) or in its own stderr
+    logs = job_log + "".join(p.read_text() for p in (submitit_folder / job_id).glob("*_log.*"))
+    assert f"Requeued job {job_id}" in logs, logs[-3000:]
+    # the accounting keeps both runs: the requeued one, then the completed one
+    wait_until(
+        "sacct to record both runs",
+        lambda: accounted_states(job_id) == ["REQUEUED", "COMPLETED"],
+        budget(30),
+    )
+
+
+def test_a_killed_job_is_reported_not_waited_for(env, submitit_folder, budget, tmp_path):
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    log = tmp_path / "launcher.log"
+    args = sweep_args(submitit_folder, gt, "dataset.num_images=800", "protocol.epochs=40", "seed=0")
+    proc = start(args, env, log)
+    try:
+        ckpt = wait_until(
+            "the first checkpoint",
+            lambda: next((tmp_path / "runs").rglob("checkpoint.pt"), None),
+            budget(120),
+            proc,
+        )
+        (job_id,) = job_ids(submitit_folder)
+        # the job's process dies at once, as under the OOM killer: it writes nothing more, and
+        # only SLURM's accounting (sacct) can tell the launcher that the job is over
+        assert _sh("scancel", "--signal=KILL", job_id).returncode == 0
+        assert finish(proc, timeout=budget(120)) != 0, tail(log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert job_id in tail(log), tail(log)
+    assert not (ckpt.parent / "metrics.json").exists()
+    wait_until(
+        "sacct to record the job as failed",
+        lambda: accounted_states(job_id)[-1:] in (["FAILED"], ["CANCELLED"]),
+        budget(30),
+    )
