@@ -78,8 +78,8 @@ def test_an_interrupted_job_resumes_to_the_same_metrics(tiny, tmp_path, monkeypa
     monkeypatch.setattr(training, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         run_job(tiny, output_dir=tmp_path / "resumed")
-    failed = read(tmp_path / "resumed")
-    assert failed["status"] == "failed" and "killed after epoch 2" in failed["error"]
+    stopped = read(tmp_path / "resumed")
+    assert stopped["status"] == "interrupted" and "killed after epoch 2" in stopped["error"]
 
     monkeypatch.setattr(training, "save_checkpoint", original)
     run_job(tiny, output_dir=tmp_path / "resumed")

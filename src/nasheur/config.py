@@ -151,11 +151,26 @@ class DatasetConfig:
     num_classes: int = 10
 
 
+class GTDataset(str, Enum):
+    cifar10 = "cifar10"
+    cifar10_valid = "cifar10-valid"
+
+
+class GTMetric(str, Enum):
+    test = "test"
+    valid = "valid"
+
+
 @dataclass
 class GroundTruthConfig:
-    path: str | None = None  # a GT table (CSV); see README "Ground truth"
-    column: str | None = None  # accuracy column; default: the layout's own
-    unit: GTUnit = GTUnit.auto  # auto: the file declares percent or fraction
+    # a GT table (CSV) or an official benchmark file: NB101 .tfrecord, NB201 / NATS .pth,
+    # .pickle.pbz2 or -simple/ folder, NDS DARTS.json (README "Ground truth")
+    path: str | None = None
+    column: str | None = None  # CSV tables: accuracy column; default: the layout's own
+    unit: GTUnit = GTUnit.auto  # CSV tables: auto = the file declares percent or fraction
+    dataset: GTDataset | None = None  # NB201/NATS: cifar10 (default) or cifar10-valid
+    metric: GTMetric | None = None  # test (default) or valid accuracy
+    cache_dir: str | None = None  # converted tables; default: beside the file
 
 
 @dataclass
@@ -206,7 +221,7 @@ class Config:
 
 
 # Keys that do not change what a job computes, left out of its identity (config_hash).
-IDENTITY_EXCLUDED = ("device", "run.log_every", "experiment")
+IDENTITY_EXCLUDED = ("device", "run.log_every", "experiment", "ground_truth.cache_dir")
 
 
 def register_configs() -> None:
@@ -381,5 +396,5 @@ def validate(cfg: Config) -> None:
             f"ground_truth.path is not set: search_space={space.name} needs a ground-truth table, "
             "e.g. ground_truth.path=/data/nb201-cifar10-valid-200ep.csv (see README, 'Ground truth')"
         )
-    if not Path(gt).is_file():
-        raise ConfigError(f"ground_truth.path={gt}: no such file")
+    if not Path(gt).exists():
+        raise ConfigError(f"ground_truth.path={gt}: no such file or folder")

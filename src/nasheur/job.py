@@ -65,9 +65,13 @@ def run_job(
     try:
         record.update(_run(cfg, out, record["config_hash"]))
         record["status"] = "completed"
-    except BaseException as err:  # KeyboardInterrupt and SIGTERM too: leave a record
+    except BaseException as err:  # leave a record whatever ended the job
+        # stopped from outside (Ctrl-C, submitit's requeue on preemption): it resumes later
+        stopped = isinstance(err, (KeyboardInterrupt, SystemExit))
         record.update(
-            status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()
+            status="interrupted" if stopped else "failed",
+            error=f"{type(err).__name__}: {err}",
+            traceback=traceback.format_exc(),
         )
         atomic_write_json(done, record)
         raise
@@ -111,7 +115,7 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
     from nasheur.data import DeviceLoader, load_image_data
     from nasheur.evaluation import draw_pool, evaluate_archs, resolve_bn_mode
     from nasheur.fidelity import effective_epochs
-    from nasheur.groundtruth import read_table
+    from nasheur.groundtruth import load_ground_truth
     from nasheur.samplers import build_sampler
     from nasheur.seeding import derive_seed, numpy_rng
     from nasheur.spaces import get_space
@@ -132,11 +136,15 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
         space = space.for_config(cfg)
 
     # ground truth and the pool first: they are cheap and catch bad input before long work
-    gt = read_table(
-        cfg.ground_truth.path,
-        column=cfg.ground_truth.column,
-        unit=cfg.ground_truth.unit.value,
+    g = cfg.ground_truth
+    gt = load_ground_truth(
+        g.path,
+        dataset=None if g.dataset is None else g.dataset.value,
+        metric=None if g.metric is None else g.metric.value,
+        column=g.column,
+        unit=g.unit.value,
         validate_key=space.validate_key,
+        cache_dir=g.cache_dir,
     )
     # the architectures searched: those of the (sub-)space that have GT; P>R counts among them
     searched = (
