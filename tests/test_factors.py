@@ -12,43 +12,69 @@ from nasheur.config import validate
 from nasheur.fidelity import compensation, effective_epochs
 from nasheur.job import run_job
 from tests.conftest import TINY_JOB, compose_job, write_nb201_gt
+from tests.test_darts_job import write_darts_gt, write_darts_json
 
-# space -> factor -> overrides that switch it away from the default (on top of TINY_JOB)
-FACTORS: dict[str, dict[str, list[str]]] = {
-    "nb201": {
-        "ops_on": ["supernet.ops_on=node"],
-        "ofa_kernel": ["supernet.ofa_kernel=true"],
-        "wsbn": ["supernet.wsbn=true", "supernet.ops_on=node"],
-        "path_dropout": ["supernet.path_dropout=0.2"],
-        "global_dropout": ["supernet.global_dropout=0.2"],
-        "layers": ["fidelity.layers=2"],
-        "channels": ["fidelity.channels=2"],
-        "batch_size": ["fidelity.batch_size=8"],
-        "train_portion": ["fidelity.train_portion=0.5"],
-        "compensate_epochs": ["fidelity.channels=2", "fidelity.compensate_epochs=true"],
-        "batch_norm": ["protocol.bn_track=true", "protocol.bn_affine=false"],
-        "learning_rate": ["protocol.lr=0.1"],
-        "epochs": ["protocol.epochs=2"],
-        "weight_decay": ["protocol.weight_decay=0"],
-        "random_a": ["sampler=random_a"],
-        "fairnas": ["sampler=fairnas"],
-    },
+# factor -> overrides that switch it away from the default (on top of TINY_JOB)
+COMMON: dict[str, list[str]] = {
+    "ofa_kernel": ["supernet.ofa_kernel=true"],
+    "path_dropout": ["supernet.path_dropout=0.2"],
+    "global_dropout": ["supernet.global_dropout=0.2"],
+    "layers": ["fidelity.layers=2"],
+    "channels": ["fidelity.channels=2"],
+    "batch_size": ["fidelity.batch_size=8"],
+    "train_portion": ["fidelity.train_portion=0.5"],
+    "compensate_epochs": ["fidelity.channels=2", "fidelity.compensate_epochs=true"],
+    "batch_norm": ["protocol.bn_track=true", "protocol.bn_affine=false"],
+    "learning_rate": ["protocol.lr=0.1"],
+    "epochs": ["protocol.epochs=2"],
+    "weight_decay": ["protocol.weight_decay=0"],
+    "fairnas": ["sampler=fairnas"],
 }
+# space -> (its own overrides, GT writer, its factors where the paper applies them)
+SPACES = {
+    "nb201": (
+        [],
+        lambda tmp: write_nb201_gt(tmp / "gt.csv"),
+        {
+            **COMMON,
+            "ops_on": ["supernet.ops_on=node"],
+            "wsbn": ["supernet.wsbn=true", "supernet.ops_on=node"],
+            "random_a": ["sampler=random_a"],
+        },
+    ),
+    "darts_nds": (
+        ["fidelity.baseline.layers=3"],
+        lambda tmp: write_darts_gt(write_darts_json(tmp / "DARTS.json"), tmp / "gt.csv"),
+        {
+            **COMMON,
+            "ops_on": ["supernet.ops_on=node"],
+            "wsbn": ["supernet.wsbn=false"],  # the DARTS default is on (Table 14)
+        },
+    ),
+}
+FACTORS = {space: factors for space, (_, _, factors) in SPACES.items()}
+# NB201 runs in the fast suite; the other spaces take longer and run with the slow suite
 CASES = [
-    (space, name, overrides)
+    pytest.param(
+        space,
+        name,
+        overrides,
+        id=f"{space}-{name}",
+        marks=() if space == "nb201" else pytest.mark.slow,
+    )
     for space, factors in FACTORS.items()
     for name, overrides in factors.items()
 ]
 
 
-@pytest.mark.parametrize(
-    ("space", "factor", "overrides"), CASES, ids=[f"{s}-{f}" for s, f, _ in CASES]
-)
+@pytest.mark.parametrize(("space", "factor", "overrides"), CASES)
 def test_each_factor_runs_end_to_end(space, factor, overrides, tmp_path):
-    gt = write_nb201_gt(tmp_path / "gt.csv")
+    extra, write_gt, _ = SPACES[space]
+    gt = write_gt(tmp_path)
     cfg = compose_job(
         [
             *TINY_JOB,
+            *extra,
             f"search_space={space}",
             "protocol.epochs=1",
             "eval.pool_size=6",
