@@ -55,3 +55,34 @@ sweep:
 # the same sweep, each job cut to one short epoch (conf/preset/debug.yaml)
 sweep-debug:
 	bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm +preset=debug $(ARGS)
+
+# The paper's tables. `make sweep-11 LAUNCHER=slurm ARGS="ground_truth.path=... dataset.root=..."`
+# runs every experiment of Table 11 (one sweep each, under runs/sweeps/<experiment>);
+# `make table-11` merges whatever those sweeps have finished into tables/table-11.{md,csv,tex}.
+# Relaunching a sweep skips completed jobs, resumes interrupted ones and reruns failed ones.
+LAUNCHER ?= local
+SWEEPS ?= $(or $(NASHEUR_RUNS),runs)/sweeps
+TABLES ?= tables
+EXPERIMENTS_3 := $(EXPERIMENTS_11) $(EXPERIMENTS_12) $(EXPERIMENTS_13)
+EXPERIMENTS_4 := low_fidelity_budget
+EXPERIMENTS_5 := dynamic_channels_ablation
+EXPERIMENTS_9 := ops_on_ablation
+EXPERIMENTS_10 := final_search
+EXPERIMENTS_11 := bn_ablation lr_ablation epochs_ablation wd_ablation sampler_ablation
+EXPERIMENTS_12 := layers_ablation portion_ablation batch_size_ablation channels_ablation
+EXPERIMENTS_13 := ofa_ablation wsbn_ablation path_dropout_ablation global_dropout_ablation
+EXPERIMENTS_14 := best
+
+.PHONY: bench
+sweep-%:
+	@test -n "$(EXPERIMENTS_$*)" || { echo "no experiments for table $*" >&2; exit 2; }
+	for e in $(EXPERIMENTS_$*); do \
+	  bash launch/with_site_env.sh $(PYTHON) -m nasheur +experiment=$$e hydra/launcher=$(LAUNCHER) $(ARGS) -m || exit $$?; \
+	done
+
+table-%:
+	$(PYTHON) -m nasheur.results table $(SWEEPS) --table $* --out $(TABLES)
+
+# training images/s, evaluation architectures/s, operators and host time per step (bench.json)
+bench:
+	$(PYTHON) -m nasheur.bench --out bench.json $(ARGS)

@@ -1,0 +1,90 @@
+"""A sweep as a user runs it: `python -m nasheur +experiment=... -m`, with one job failing on
+purpose, relaunched, and merged into its table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.conftest import PYTHON, REPO, TINY_JOB, run_env, write_nb201_gt
+
+pytestmark = pytest.mark.slow
+
+
+def nasheur(args, env, **kw):
+    return subprocess.run(
+        [PYTHON, "-m", "nasheur", *args], cwd=REPO, env=env, capture_output=True, text=True, **kw
+    )
+
+
+def test_a_sweep_with_a_failed_job_still_gives_its_table(tmp_path):
+    good = write_nb201_gt(tmp_path / "good.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text(good.read_text() + "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|,0.5\n")
+    env = run_env(tmp_path)
+    args = [
+        "+experiment=bn_ablation",
+        "search_space=nb201",
+        "seed=0",
+        *TINY_JOB,
+        "protocol.epochs=1",
+        "eval.pool_size=6",
+        f"ground_truth.path={good},{bad}",
+        "-m",
+    ]
+    first = nasheur(args, env, timeout=900)
+    assert first.returncode != 0  # the sweep reports its failures ...
+    assert "4 of 8 jobs failed" in first.stderr + first.stdout
+    sweep = tmp_path / "runs" / "sweeps" / "bn_ablation"
+    records = [json.loads(p.read_text()) for p in sweep.rglob("metrics.json")]
+    assert (
+        sorted(r["status"] for r in records) == ["completed"] * 4 + ["failed"] * 4
+    )  # ... after running all
+
+    again = nasheur(args, env, timeout=900)  # relaunch: completed jobs are skipped
+    assert "4 already completed, 4 to run" in again.stderr + again.stdout
+    manifest = json.loads((sweep / "sweep.json").read_text())["jobs"]
+    assert sorted(j["state_at_launch"] for j in manifest) == ["completed"] * 4 + ["failed"] * 4
+
+    table = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "nasheur.results",
+            "table",
+            str(sweep),
+            "--table",
+            "11",
+            "--bootstrap",
+            "10",
+            "--out",
+            str(tmp_path / "t"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert table.returncode == 0, table.stderr
+    assert "**Batch norm**" in table.stdout and "bn_track=false, bn_affine=true" in table.stdout
+    assert "4 failed run(s) left out" in table.stdout
+    assert (tmp_path / "t" / "table-11.tex").is_file()
+
+
+def test_a_bad_value_fails_the_sweep_before_any_job_runs(tmp_path):
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    args = [
+        "+experiment=lr_ablation",
+        "search_space=nb201",
+        "seed=0",
+        *TINY_JOB,
+        f"ground_truth.path={gt}",
+        "fidelity.train_portion=0.5,1.5",
+        "-m",
+    ]
+    proc = nasheur(args, run_env(tmp_path), timeout=300)
+    assert proc.returncode != 0 and "fidelity.train_portion" in proc.stderr + proc.stdout
+    assert "nothing was launched" in proc.stderr + proc.stdout
+    assert not list((tmp_path / "runs").rglob("metrics.json"))
