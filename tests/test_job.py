@@ -109,3 +109,25 @@ def test_a_failing_job_records_the_error(tmp_path):
     rec = read(tmp_path / "job")
     assert rec["status"] == "failed" and "bogus" in rec["error"]
     assert not (tmp_path / "job" / CHECKPOINT).exists()  # it failed before training
+
+
+def test_bf16_autocast_runs_and_is_recorded(tmp_path):
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    cfg = compose_job(
+        [
+            *TINY_JOB,
+            "protocol.epochs=1",
+            "eval.pool_size=6",
+            "run.bf16=true",
+            f"ground_truth.path={gt}",
+        ]
+    )
+    rec = run_job(cfg, output_dir=tmp_path / "job")
+    assert rec["status"] == "completed" and rec["config"]["run"]["bf16"] is True
+    assert rec["config_hash"] != config_hash(
+        plain(
+            compose_job(
+                [*TINY_JOB, "protocol.epochs=1", "eval.pool_size=6", f"ground_truth.path={gt}"]
+            )
+        )
+    )

@@ -188,10 +188,11 @@ class MetricsConfig:
 
 @dataclass
 class RunConfig:
-    """How the job runs; none of these change what a full run computes."""
+    """How the job runs: debugging cuts, logging and arithmetic precision."""
 
     max_steps_per_epoch: int | None = None  # cut epochs short (debugging); null: full epochs
     log_every: int = 0  # also log every N steps; 0: per epoch only
+    bf16: bool = False  # bfloat16 autocast in training and evaluation (TF32 is on for CUDA anyway)
 
 
 @dataclass

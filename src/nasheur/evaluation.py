@@ -46,12 +46,14 @@ def evaluate_archs(
     calib_batches: int = 10,
     calib_seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    bf16: bool = False,
 ) -> np.ndarray:
     """Top-1 accuracy (fraction) of each architecture on the validation share."""
     model.eval()
     device = next(model.parameters()).device
     saved = bn_buffers(model) if bn_mode == "recalibrate" else None
     hits = []
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     for i, arch in enumerate(archs):
         if bn_mode == "recalibrate":
             set_bn_stats(model, BNStats.calibrate)
@@ -60,13 +62,15 @@ def evaluate_archs(
             for b, (x, _) in enumerate(calib_loader.train_batches(gen)):
                 if b >= calib_batches:
                     break
-                model(x, arch)
+                with autocast:
+                    model(x, arch)
             set_bn_stats(model, BNStats.running)
         else:
             set_bn_stats(model, BNStats(bn_mode))
         count = torch.zeros((), device=device, dtype=torch.long)
         for x, y, n_valid in val_loader.eval_batches():
-            pred = model(x, arch).argmax(1)
+            with autocast:
+                pred = model(x, arch).argmax(1)
             count += (pred[:n_valid] == y[:n_valid]).sum()
         hits.append(count)
         if progress is not None:

@@ -131,6 +131,10 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
 
     wall_start = time.perf_counter()
     device = pick_device(cfg.device.value)
+    if device.type == "cuda":  # TF32 matrix units: the speed of mixed precision, float32 range
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     space = get_space(cfg.search_space.name.value)
     if hasattr(space, "for_config"):  # e.g. an NB101 sub-space chosen by the config
         space = space.for_config(cfg)
@@ -229,6 +233,7 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
             ),
             grad_clip=p.grad_clip,
             max_steps=cfg.run.max_steps_per_epoch,
+            bf16=cfg.run.bf16,
         )
         entry = {
             "epoch": epoch + 1,
@@ -275,6 +280,7 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
         calib_batches=cfg.eval.recalibrate_batches,
         calib_seed=derive_seed(cfg.seed, "calibrate"),
         progress=progress.evaluation(len(pool)),
+        bf16=cfg.run.bf16,
     )
     eval_seconds = time.perf_counter() - eval_start
     gt_acc = gt.lookup(pool)

@@ -66,6 +66,7 @@ def train_epoch(
     generator: torch.Generator,
     grad_clip: float,
     max_steps: int | None = None,
+    bf16: bool = False,
 ) -> EpochStats:
     """One pass over the training share; one optimizer step per batch.
 
@@ -84,8 +85,9 @@ def train_epoch(
         archs = sampler.step_archs(rng)
         optimizer.zero_grad(set_to_none=True)
         for arch in archs:
-            logits = model(x, arch)
-            loss = F.cross_entropy(logits, y)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = model(x, arch)
+            loss = F.cross_entropy(logits.float(), y)
             (loss / len(archs)).backward()
             loss_sum += loss.detach() * len(y)
             hits += (logits.detach().argmax(1) == y).sum()
