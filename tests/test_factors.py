@@ -13,6 +13,7 @@ from nasheur.fidelity import compensation, effective_epochs
 from nasheur.job import run_job
 from tests.conftest import TINY_JOB, compose_job, write_nb201_gt
 from tests.test_darts_job import write_darts_gt, write_darts_json
+from tests.test_nb101_job import write_nb101_gt
 
 # factor -> overrides that switch it away from the default (on top of TINY_JOB)
 COMMON: dict[str, list[str]] = {
@@ -40,6 +41,20 @@ SPACES = {
             "ops_on": ["supernet.ops_on=node"],
             "wsbn": ["supernet.wsbn=true", "supernet.ops_on=node"],
             "random_a": ["sampler=random_a"],
+        },
+    ),
+    "nb101": (
+        ["fidelity.baseline.channels=8"],
+        lambda tmp: write_nb101_gt(tmp / "gt.csv"),
+        {
+            **COMMON,
+            "channels": ["fidelity.channels=4"],
+            "compensate_epochs": ["fidelity.channels=4", "fidelity.compensate_epochs=true"],
+            "wsbn": ["supernet.wsbn=true"],
+            "random_a": ["sampler=random_a"],
+            "dynamic_fixed": ["supernet.dynamic_channels=fixed"],
+            "dynamic_shuffle": ["supernet.dynamic_channels=shuffle"],
+            "dynamic_disabled": ["supernet.dynamic_channels=disabled", "supernet.subspace=2"],
         },
     ),
     "darts_nds": (

@@ -1,0 +1,134 @@
+"""Every experiment of the paper composes, and its sweep has the jobs the paper's tables need:
+their number (settings x spaces x 3 seeds, worked out from the paper here, not by the code)
+and the overrides of each."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from hydra_plugins.nasheur_ablation.ablation_sweeper import expand
+from nasheur.config import register_configs, register_resolvers
+from tests.conftest import REPO
+
+register_configs()
+register_resolvers()
+
+ALL = ("nb101", "nb201", "darts_nds")
+# experiment -> (settings per space, the spaces): from Tables 4, 5-7, 9-14 and spec section 2
+EXPECTED: dict[str, tuple[dict[str, int], tuple[str, ...]]] = {
+    "bn_ablation": ({s: 4 for s in ALL}, ALL),
+    "lr_ablation": ({s: 7 for s in ALL}, ALL),
+    "epochs_ablation": ({"nb101": 7, "nb201": 11, "darts_nds": 7}, ALL),
+    "wd_ablation": ({"nb101": 5, "nb201": 5, "darts_nds": 4}, ALL),
+    "sampler_ablation": ({"nb101": 3, "nb201": 3}, ("nb101", "nb201")),
+    "layers_ablation": ({s: 3 for s in ALL}, ALL),
+    "portion_ablation": ({s: 4 for s in ALL}, ALL),
+    "batch_size_ablation": ({s: 3 for s in ALL}, ALL),
+    "channels_ablation": ({s: 3 for s in ALL}, ALL),
+    "ofa_ablation": ({s: 2 for s in ALL}, ALL),
+    "wsbn_ablation": ({s: 2 for s in ALL}, ALL),
+    "path_dropout_ablation": ({s: 4 for s in ALL}, ALL),
+    "global_dropout_ablation": ({s: 2 for s in ALL}, ALL),
+    "ops_on_ablation": ({"nb201": 2, "darts_nds": 2}, ("nb201", "darts_nds")),
+    "low_fidelity_budget": ({"nb201": 12}, ("nb201",)),
+    "dynamic_channels_ablation": (
+        {"nb101": 3 + 4},
+        ("nb101",),
+    ),  # 3 strategies + 4 sub-spaces  # 4 factors x 3 values (two share a config)
+    "best": ({s: 1 for s in ALL}, ALL),
+    "final_search": ({s: 2 for s in ALL}, ALL),
+}
+# baselines of Table 14: (layers, channels, batch size)
+BASE = {"nb101": (3, 128, 256), "nb201": (5, 16, 128), "darts_nds": (12, 36, 256)}
+
+
+def compose_experiment(name: str, extra: list[str] | None = None):
+    with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
+        return compose(
+            config_name="config",
+            overrides=[f"+experiment={name}", *(extra or [])],
+            return_hydra_config=True,
+        )
+
+
+def baselines(spaces) -> dict:
+    with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
+        return {
+            s: OmegaConf.to_container(
+                compose(config_name="config", overrides=[f"search_space={s}"]).fidelity.baseline
+            )
+            for s in spaces
+        }
+
+
+def plan(name: str) -> list[list[str]]:
+    cfg = compose_experiment(name)
+    sw = cfg.hydra.sweeper
+    assert sw._target_.endswith("AblationSweeper")
+    spaces = list(sw.spaces)
+    return expand(spaces, list(sw.seeds), OmegaConf.to_container(sw.blocks), baselines(spaces))
+
+
+def test_every_experiment_file_is_tested():
+    files = {p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml")}
+    assert files == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_sweep_size_and_overrides(name):
+    per_space, spaces = EXPECTED[name]
+    jobs = plan(name)
+    counts = Counter(
+        next(i.split("=")[1] for i in job if i.startswith("search_space=")) for job in jobs
+    )
+    assert dict(counts) == {s: 3 * per_space[s] for s in spaces}
+    for job in jobs:
+        assert job[0].startswith("search_space=") and any(i.startswith("seed=") for i in job)
+    seeds = Counter(next(i for i in job if i.startswith("seed=")) for job in jobs)
+    assert set(seeds) == {"seed=0", "seed=1", "seed=2"} and len(set(seeds.values())) == 1
+    cfg = compose_experiment(name)
+    assert cfg.experiment.name == name and cfg.experiment.table
+
+
+def test_relative_fidelity_values_follow_each_space():
+    jobs = plan("layers_ablation")
+    layers = {(j[0], j[1]) for j in jobs}
+    for space, (n, _, _) in BASE.items():
+        assert {v for s, v in layers if s == f"search_space={space}"} == {
+            f"fidelity.layers={n - k}" for k in range(3)
+        }
+    batches = {(j[0], j[1]) for j in plan("batch_size_ablation")}
+    for space, (_, _, b) in BASE.items():
+        assert {v for s, v in batches if s == f"search_space={space}"} == {
+            f"fidelity.batch_size={b // k}" for k in (1, 2, 4)
+        }
+
+
+def test_command_line_restricts_spaces_and_seeds_and_adds_its_own_overrides():
+    sw = compose_experiment("bn_ablation").hydra.sweeper
+    jobs = expand(
+        ["nb201"],
+        ["0"],
+        OmegaConf.to_container(sw.blocks),
+        baselines(["nb201"]),
+        [["protocol.epochs=2"]],
+    )
+    assert len(jobs) == 4 and all(j[-1] == "protocol.epochs=2" and "seed=0" in j for j in jobs)
+
+
+def test_experiment_configs_validate_for_every_space(tmp_path: Path):
+    from nasheur.config import to_config, validate
+
+    gt = tmp_path / "gt.csv"
+    gt.write_text("# unit: fraction\nkey,accuracy\nx,0.5\n")
+    for name in sorted(EXPECTED):
+        for job in plan(name)[:: max(1, len(plan(name)) // 6)]:
+            cfg = compose_experiment(name, [*job, f"ground_truth.path={gt}"])
+            OmegaConf.set_struct(cfg, False)
+            cfg.pop("hydra")
+            validate(to_config(cfg))

@@ -1,0 +1,92 @@
+"""NB101 jobs end to end on synthetic data, once per dynamic-channel strategy, with a GT table
+of random valid specs made by the test (no benchmark file, no enumeration needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nasheur.config import validate
+from nasheur.job import run_job
+from tests.conftest import TINY_JOB, compose_job
+
+# on top of TINY_JOB: the NB101 space at 8 stem channels (every vertex keeps >= 1 channel)
+NB101_TINY = ["search_space=nb101", "fidelity.baseline.channels=8"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is fastest, and immune to a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_nb101_gt(path: Path, n: int = 60, seed: int = 0) -> Path:
+    """A GT table (``# unit: fraction``, ``key,accuracy``) of the hashes of `n` distinct random
+    valid NB101 specs (Random-NAS draws), with random accuracies."""
+    import numpy as np
+
+    from nasheur.spaces import get_space
+
+    space = get_space("nb101")
+    rng = np.random.default_rng(seed)
+    keys: dict[str, None] = {}
+    while len(keys) < n:
+        keys[space.key(space.sample(rng))] = None
+    rows = [f"{k},{rng.uniform(0.1, 0.95):.6f}" for k in keys]
+    path.write_text("# unit: fraction\nkey,accuracy\n" + "\n".join(rows) + "\n")
+    return path
+
+
+CASES = {
+    "fixed": ["supernet.dynamic_channels=fixed"],
+    "shuffle": ["supernet.dynamic_channels=shuffle"],
+    "interpolate": ["supernet.dynamic_channels=interpolate"],
+    "disabled": ["supernet.dynamic_channels=disabled", "supernet.subspace=2"],
+    # the other factors and samplers on top of a strategy
+    "fixed-fairnas-all-factors": [
+        "supernet.dynamic_channels=fixed",
+        "sampler=fairnas",
+        "supernet.ofa_kernel=true",
+        "supernet.wsbn=true",
+        "supernet.path_dropout=0.1",
+        "supernet.global_dropout=0.1",
+        "protocol.bn_track=true",
+    ],
+    "disabled-random-a": [
+        "supernet.dynamic_channels=disabled",
+        "supernet.subspace=1",
+        "sampler=random_a",
+    ],
+}
+
+
+@pytest.mark.parametrize("channels", list(CASES.values()), ids=list(CASES))
+def test_an_nb101_job_completes(channels, tmp_path):
+    gt = write_nb101_gt(tmp_path / "gt.csv")
+    cfg = compose_job(
+        [*TINY_JOB, *NB101_TINY, "protocol.epochs=1", f"ground_truth.path={gt}", *channels]
+    )
+    validate(cfg)
+    run_job(cfg, output_dir=tmp_path / "job")
+    rec = json.loads((tmp_path / "job" / "metrics.json").read_text())
+    assert rec["status"] == "completed"
+    assert rec["config"]["search_space"]["name"] == "nb101"
+    assert rec["config"]["supernet"]["dynamic_channels"] == channels[0].split("=")[1]
+    assert len(rec["archs"]) == 12
+    sub = rec["config"]["supernet"]["subspace"]
+    if sub is not None:
+        from nasheur.spaces import get_space
+
+        space = get_space("nb101")
+        # the pool and P>R's N are inside the sub-space
+        assert all(space.parse(a["key"]).output_inputs() == sub for a in rec["archs"])
+        gt_keys = [line.split(",")[0] for line in gt.read_text().splitlines()[2:]]
+        in_sub = [k for k in gt_keys if space.parse(k).output_inputs() == sub]
+        assert rec["ground_truth"]["architectures"] == len(gt_keys) > len(in_sub) >= 12

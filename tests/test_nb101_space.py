@@ -1,0 +1,516 @@
+"""NAS-Bench-101 space: the official hash and pruning rules, the width rule and f_proxy
+parameter counts, the samplers, the sub-spaces of dynamic_channels=disabled, and (slow) the
+enumeration of all 423,624 architectures."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from nasheur.config import ConfigError, validate
+from nasheur.spaces import get_space, space_names
+from nasheur.spaces.nb101 import (
+    CONV1X1,
+    CONV3X3,
+    INPUT,
+    MAXPOOL3X3,
+    NUM_UNIQUE,
+    OPS,
+    OUTPUT,
+    SUBSPACES,
+    Catalogue,
+    NB101Space,
+    NB101Spec,
+    NB101SubSpace,
+    build_catalogue,
+    canonical,
+    make_spec,
+    random_spec,
+    read_catalogue,
+    save_catalogue,
+    spec_hash,
+    vertex_widths,
+)
+from tests.conftest import compose_job
+
+SPACE = get_space("nb101")
+C3, C1, MP = CONV3X3, CONV1X1, MAXPOOL3X3
+
+# spec section 1: the known hash and the known parameter counts
+HASHED = (
+    [
+        [0, 1, 0, 1, 0, 0, 0],
+        [0, 0, 1, 1, 1, 0, 0],
+        [0, 0, 0, 1, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 1, 0],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0, 0],
+    ],
+    [INPUT, C3, C1, C1, C3, C1, OUTPUT],
+)
+README = (
+    [
+        [0, 1, 1, 1, 1, 0, 0],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 1, 0],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0, 0],
+    ],
+    [INPUT, C3, C1, MP, C3, C3, OUTPUT],
+)
+
+
+# architectures by vertex count and by k (interior vertices feeding the output)
+VERTEX_COUNTS = {2: 1, 3: 6, 4: 84, 5: 2441, 6: 62010, 7: 359082}
+SUBSPACE_SIZES = {0: 1, 1: 120933, 2: 201441, 3: 90782, 4: 10467}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is fastest, and immune to a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def small_catalogue():
+    """Every unique architecture of at most 5 vertices (2,532), enumerated here."""
+    return build_catalogue(max_vertices=5, workers=1)
+
+
+def n_params(module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def relabel(matrix, ops, where):
+    """Vertex v moved to where[v]."""
+    n = len(matrix)
+    new = [[0] * n for _ in range(n)]
+    new_ops = [None] * n
+    for s in range(n):
+        new_ops[where[s]] = ops[s]
+        for d in range(n):
+            if matrix[s][d]:
+                new[where[s]][where[d]] = 1
+    return new, new_ops
+
+
+def order_preserving_relabellings(matrix, ops):
+    n = len(matrix)
+    for perm in itertools.permutations(range(1, n - 1)):
+        where = (0, *perm, n - 1)
+        m, o = relabel(matrix, ops, where)
+        if all(m[s][d] == 0 for s in range(n) for d in range(s + 1)):
+            yield m, o
+
+
+# ---------------------------------------------------------------------------------------------
+# hash and pruning
+
+
+def test_registry_names_the_space():
+    assert "nb101" in space_names() and SPACE.name == "nb101"
+    assert NB101Space.ops_on == ("node",)
+    assert set(NB101Space.dynamic_channels) == {"fixed", "shuffle", "interpolate", "disabled"}
+
+
+def test_the_known_hash():
+    assert spec_hash(*HASHED) == "ff92c322c5d9d3d587d9c146a63d0807"
+    assert SPACE.key(HASHED) == SPACE.unique_key(HASHED) == "ff92c322c5d9d3d587d9c146a63d0807"
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.bool_])
+def test_numpy_matrices_hash_as_python_ints(dtype):
+    assert spec_hash(np.array(HASHED[0], dtype=dtype), np.array(HASHED[1])) == spec_hash(*HASHED)
+
+
+def test_the_hash_ignores_the_order_of_interior_vertices():
+    rng = np.random.default_rng(0)
+    for spec in [make_spec(*HASHED), make_spec(*README)] + [random_spec(rng) for _ in range(20)]:
+        h = spec_hash(spec.matrix, spec.ops)
+        relabellings = list(order_preserving_relabellings(spec.matrix, spec.ops))
+        assert relabellings
+        assert {spec_hash(m, o) for m, o in relabellings} == {h}
+        # and every relabelling has the same canonical encoding
+        assert {canonical(make_spec(m, o)) for m, o in relabellings} == {canonical(spec)}
+
+
+def test_the_hash_tells_different_architectures_apart():
+    m, ops = HASHED
+    assert spec_hash(m, [INPUT, C3, C1, C1, C3, MP, OUTPUT]) != spec_hash(m, ops)
+    moved = [row[:] for row in m]
+    moved[0][3] = 0  # vertex 3 still has inputs 1 and 2
+    assert spec_hash(moved, ops) != spec_hash(m, ops)
+
+
+def test_pruning_drops_vertices_off_every_path():
+    # vertex 2 has no input (unreachable), vertex 3 reaches nothing (dead end)
+    m = [
+        [0, 1, 0, 1, 0],
+        [0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0],
+    ]
+    spec = make_spec(m, [INPUT, C3, C1, MP, OUTPUT])
+    p = spec.pruned()
+    assert p.matrix == ((0, 1, 0), (0, 0, 1), (0, 0, 0)) and p.ops == (INPUT, C3, OUTPUT)
+    assert spec_hash(m, spec.ops) == spec_hash(p.matrix, p.ops)
+    assert p.pruned() is p
+
+
+def test_pruning_before_counting_edges():
+    # 7 vertices, 10 edges; two of them run into vertex 5, which reaches nothing
+    m = [[0] * 7 for _ in range(7)]
+    for s, d in [(0, 1), (1, 2), (2, 3), (3, 4), (4, 6), (0, 6), (1, 6), (2, 6), (0, 5), (1, 5)]:
+        m[s][d] = 1
+    spec = make_spec(m, [INPUT, C3, C3, C3, C3, C3, OUTPUT])
+    assert spec.num_edges == 10 and spec.is_valid()
+    assert spec.pruned().num_edges == 8 and spec.pruned().num_vertices == 6
+    m[3][6] = m[0][2] = 1  # now 10 edges on paths
+    assert not make_spec(m, spec.ops).is_valid()
+    with pytest.raises(ValueError, match="10 edges"):
+        spec_hash(m, spec.ops)
+
+
+@pytest.mark.parametrize(
+    ("matrix", "ops", "match"),
+    [
+        ([[0, 0, 0], [0, 0, 1], [0, 0, 0]], [INPUT, C3, OUTPUT], "disconnected"),
+        ([[0, 1, 0], [0, 0, 0], [0, 0, 0]], [INPUT, C3, OUTPUT], "disconnected"),
+        ([[0, 1], [1, 0]], [INPUT, OUTPUT], "upper triangular"),
+        ([[0, 2], [0, 0]], [INPUT, OUTPUT], "0 or 1"),
+        ([[0, 1, 0], [0, 0, 1], [0, 0, 0]], [INPUT, "conv5x5", OUTPUT], "unknown NB101 ops"),
+        ([[0, 1, 0], [0, 0, 1], [0, 0, 0]], [C3, C3, OUTPUT], "start with"),
+        ([[0, 1], [0, 0]], [INPUT, C3, OUTPUT], "2 vertices but 3 ops"),
+    ],
+)
+def test_invalid_specs_raise(matrix, ops, match):
+    with pytest.raises(ValueError, match=match):
+        spec_hash(matrix, ops)
+
+
+def test_more_than_7_vertices_after_pruning_is_invalid():
+    n = 8
+    m = [[1 if d == s + 1 else 0 for d in range(n)] for s in range(n)]
+    with pytest.raises(ValueError, match="8 vertices"):
+        spec_hash(m, [INPUT, *[C3] * 6, OUTPUT])
+
+
+def test_specs_are_immutable_values():
+    spec = make_spec(*HASHED)
+    with pytest.raises(AttributeError):
+        spec.ops = ()  # type: ignore[misc]
+    assert isinstance(spec.matrix, tuple) and isinstance(spec.matrix[0], tuple)
+    assert spec == make_spec(*HASHED) and hash(spec) == hash(make_spec(*HASHED))
+
+
+def test_keys_parse_back_to_the_canonical_encoding():
+    key = SPACE.key(README)
+    spec = SPACE.parse(key)
+    assert spec == canonical(make_spec(*README)) and SPACE.key(spec) == key
+    with pytest.raises(ValueError, match="not an NB101 key"):
+        SPACE.validate_key("ff92c322")
+
+
+# ---------------------------------------------------------------------------------------------
+# widths and f_proxy
+
+
+def widths_by_hand(matrix, c_out):
+    """The NB101 rule, written again: an even split over the vertices feeding the output (the
+    remainder to the first), then every other vertex the maximum of its successors."""
+    n = len(matrix)
+    w = [0] * n
+    feed = [v for v in range(1, n - 1) if matrix[v][n - 1]]
+    for i, v in enumerate(feed):
+        w[v] = c_out // len(feed) + (i < c_out % len(feed))
+    for v in reversed(range(1, n - 1)):
+        if v not in feed:
+            w[v] = max(w[d] for d in range(v + 1, n - 1) if matrix[v][d])
+    return w[1:-1]
+
+
+def expected_params(spec: NB101Spec, channels: int, layers: int, classes: int = 10) -> int:
+    """Counted from the widths: convs k*k*c_in*c_out without bias, BN 2c, linear with bias."""
+    n = spec.num_vertices
+    total = 3 * 9 * channels + 2 * channels + 4 * channels * classes + classes
+    c_in = channels
+    for stack in range(3):
+        c_out = channels * 2**stack
+        for _ in range(layers):
+            w = [c_in, *widths_by_hand(spec.matrix, c_out), c_out]
+            for v in range(1, n):
+                if spec.matrix[0][v]:
+                    total += c_in * w[v] + 2 * w[v]
+            for v in range(1, n - 1):
+                k = {C3: 3, C1: 1}.get(spec.ops[v])
+                if k:
+                    total += k * k * w[v] * w[v] + 2 * w[v]
+            c_in = c_out
+    return total
+
+
+def test_known_parameter_counts():
+    assert n_params(SPACE.standalone(README)) == 2_694_282
+    assert n_params(SPACE.standalone(HASHED)) == 6_315_018
+    assert n_params(SPACE.standalone(SPACE.key(HASHED))) == 6_315_018  # by hash
+    assert n_params(SPACE.standalone(make_spec(*HASHED))) == 6_315_018  # by spec
+
+
+def test_parameter_counts_follow_the_width_rule():
+    rng = np.random.default_rng(3)
+    for spec in [make_spec(*README), *(random_spec(rng) for _ in range(8))]:
+        assert n_params(SPACE.standalone(spec)) == expected_params(spec, 128, 3)
+        assert n_params(SPACE.standalone(spec, channels=12, layers=1)) == expected_params(
+            spec, 12, 1
+        )
+
+
+def test_width_rule_cases():
+    m = README[0]
+    assert vertex_widths(m, 64, 128) == [64, 32, 32, 32, 32, 32, 128]
+    three = [
+        [0, 1, 1, 1, 0],
+        [0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0],
+    ]
+    assert vertex_widths(three, 128, 128) == [128, 43, 43, 42, 128]  # remainder to the first
+    chain = [[0, 1, 0, 0], [0, 0, 1, 1], [0, 0, 0, 1], [0, 0, 0, 0]]
+    # vertex 1 feeds the output and vertex 2: it keeps its own share
+    assert vertex_widths(chain, 8, 9) == [8, 5, 4, 9]
+    inner = [[0, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0] * 5]
+    assert vertex_widths(inner, 8, 9) == [8, 5, 5, 4, 9]  # max of its successors
+    with pytest.raises(ValueError, match="at least one channel"):
+        vertex_widths(three, 2, 2)
+
+
+def test_the_standalone_network_runs():
+    import torch
+
+    net = SPACE.standalone(HASHED, channels=8, layers=1)
+    assert net(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+    with pytest.raises(TypeError, match="unknown NB101 macro"):
+        SPACE.standalone(HASHED, stacks=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# samplers
+
+
+def test_random_nas_oversamples_architectures_with_many_encodings():
+    rng = np.random.default_rng(0)
+    counts = Counter(random_spec(rng) for _ in range(2000))
+    assert all(s.is_valid() and s.pruned() is s for s in counts)
+    bare = make_spec([[0, 1], [0, 0]], [INPUT, OUTPUT])  # input -> output: many encodings
+    single = make_spec([[0, 1, 0], [0, 0, 1], [0, 0, 0]], [INPUT, C3, OUTPUT])
+    # uniform sampling would see each about 2000 / 423,624 = 0.005 times
+    assert counts[bare] > 120 and counts[single] > 20
+    assert counts[bare] > 2 * counts[single]
+
+
+def test_random_a_is_uniform_over_unique_architectures(small_catalogue):
+    keep = small_catalogue.vertices <= 4  # the 91 architectures of at most 4 vertices
+    cat = Catalogue(*(getattr(small_catalogue, f)[keep] for f in Catalogue.FIELDS))
+    space = NB101Space(catalogue=cat)
+    rng = np.random.default_rng(0)
+    seen = Counter(space.sample_unique(rng) for _ in range(50 * len(cat)))
+    archs = list(cat)
+    assert len(archs) == 91
+    assert set(seen) == set(archs)  # every architecture, and only those
+    assert stats.chisquare([seen[a] for a in archs]).pvalue > 1e-3
+    # Random-NAS on the same architectures is far from uniform (the V=2 graph alone ~10%)
+    nas = Counter(random_spec(rng) for _ in range(1000))
+    assert max(nas.values()) > 50
+
+
+def test_the_unique_architectures_are_listed_without_hashing():
+    start = time.process_time()
+    archs = SPACE.enumerate()  # one representative per isomorphism class, no MD5 at all
+    assert len(archs) == SPACE.num_unique() == NUM_UNIQUE
+    assert time.process_time() - start < 20
+    assert Counter(archs.vertices.tolist()) == VERTEX_COUNTS
+    assert Counter(archs.output_inputs.tolist()) == SUBSPACE_SIZES
+    rng = np.random.default_rng(0)
+    for spec in (SPACE.sample_unique(rng) for _ in range(20)):
+        assert spec.is_valid() and canonical(spec) == spec
+    for k in SUBSPACES:
+        sub = NB101SubSpace(k)
+        assert len(sub.enumerate()) == SUBSPACE_SIZES[k]
+        assert all(sub.sample_unique(rng).output_inputs() == k for _ in range(10))
+
+
+def test_the_small_enumeration_matches_brute_force(small_catalogue):
+    assert Counter(small_catalogue.vertices.tolist()) == {2: 1, 3: 6, 4: 84, 5: 2441}
+    n = 5
+    slots = [(s, d) for d in range(n) for s in range(d)]
+    brute = set()
+    for bits in range(1 << len(slots)):
+        m = [[0] * n for _ in range(n)]
+        for b, (s, d) in enumerate(slots):
+            m[s][d] = (bits >> b) & 1
+        spec = make_spec(m, [INPUT, C3, C3, C3, OUTPUT])
+        if not spec.is_valid():
+            continue
+        p = spec.pruned()
+        for labels in itertools.product(OPS, repeat=p.num_vertices - 2):
+            brute.add(spec_hash(p.matrix, [INPUT, *labels, OUTPUT]))
+    assert brute == set(small_catalogue.keys())
+    # every entry is its own canonical encoding and parses back
+    space = NB101Space(catalogue=small_catalogue)
+    for i in range(0, len(small_catalogue), 97):
+        spec = small_catalogue[i]
+        assert canonical(spec) == spec and space.parse(small_catalogue.key(i)) == spec
+
+
+def test_fairnas_gives_every_vertex_each_op_once():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        paths = SPACE.fair_paths(rng)
+        assert len(paths) == 3 and len({p.matrix for p in paths}) == 1
+        for v in range(1, paths[0].num_vertices - 1):
+            assert sorted(p.ops[v] for p in paths) == sorted(OPS)
+    again = SPACE.fair_paths(np.random.default_rng(1))
+    first = SPACE.fair_paths(np.random.default_rng(1))
+    assert again == first and again[0] is not first[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# sub-spaces (dynamic_channels=disabled)
+
+
+def sub_cfg(*overrides):
+    return compose_job(
+        ["search_space=nb101", "dataset=synthetic", "ground_truth.path=/dev/null", *overrides]
+    )
+
+
+@pytest.mark.parametrize("k", SUBSPACES)
+def test_a_subspace_has_fixed_widths_and_its_samplers_stay_inside(k, small_catalogue):
+    cfg = sub_cfg("supernet.dynamic_channels=disabled", f"supernet.subspace={k}")
+    space = SPACE.for_config(cfg)
+    assert isinstance(space, NB101SubSpace) and space.subspace == k
+    rng = np.random.default_rng(k)
+    drawn = [space.sample(rng) for _ in range(30)]
+    drawn += [p for _ in range(5) for p in space.fair_paths(rng)]
+    for spec in drawn:
+        assert spec.output_inputs() == k and space.contains(spec)
+        # 12, 24, 48 channels are divisible by every k: one width for every vertex
+        for c_out in (12, 24, 48):
+            assert set(vertex_widths(spec.matrix, 7, c_out)[1:-1]) == {c_out // k}
+        # 128 is not divisible by 3: the rule's remainder, at most one channel apart
+        assert set(vertex_widths(spec.matrix, 64, 128)[1:-1]) <= {128 // k, -(-128 // k)}
+        assert space.in_space(SPACE.key(spec))
+    others = [s for s in (random_spec(rng) for _ in range(40)) if s.output_inputs() != k]
+    assert others and not any(space.in_space(SPACE.key(s)) for s in others)
+    small = NB101SubSpace(k, catalogue=small_catalogue)
+    if (small_catalogue.output_inputs == k).any():
+        assert all(small.sample_unique(rng).output_inputs() == k for _ in range(20))
+
+
+def test_subspace_sizes_of_the_small_enumeration(small_catalogue):
+    sizes = Counter(small_catalogue.output_inputs.tolist())
+    assert sum(len(NB101SubSpace(k, small_catalogue).enumerate()) for k in SUBSPACES) == (
+        len(small_catalogue) - sizes[0]
+    )
+    assert sizes[0] == 1  # input -> output alone: in no sub-space
+
+
+def test_for_config_without_disabled_is_the_whole_space():
+    assert SPACE.for_config(sub_cfg("supernet.dynamic_channels=fixed")) is SPACE
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["supernet.dynamic_channels=disabled"], r"supernet.subspace=None .* 1, 2, 3, 4"),
+        (["supernet.dynamic_channels=disabled", "supernet.subspace=5"], r"subspace=5.*1, 2, 3, 4"),
+        (["supernet.dynamic_channels=disabled", "supernet.subspace=0"], "supernet.subspace=0"),
+        (["supernet.dynamic_channels=fixed", "supernet.subspace=2"], "supernet.subspace=2 needs"),
+        (["fidelity.channels=3"], "fidelity.channels=3"),
+        (["supernet.ops_on=edge"], "supernet.ops_on"),
+    ],
+)
+def test_bad_nb101_configs_fail_validation(overrides, match, tmp_path):
+    gt = tmp_path / "gt.csv"
+    gt.write_text("key,accuracy\n")
+    cfg = compose_job(["search_space=nb101", f"ground_truth.path={gt}", *overrides])
+    with pytest.raises(ConfigError, match=match):
+        validate(cfg)
+
+
+def test_the_paper_defaults():
+    cfg = sub_cfg()
+    s, f, p = cfg.supernet, cfg.fidelity, cfg.protocol
+    assert (s.ops_on.value, s.dynamic_channels.value, s.subspace) == ("node", "interpolate", None)
+    assert (s.ofa_kernel, s.wsbn, s.path_dropout, s.global_dropout) == (False, False, 0, 0)
+    assert (f.layers, f.channels, f.batch_size, f.train_portion) == (3, 128, 256, 0.75)
+    assert (p.lr, p.epochs, p.weight_decay, p.bn_track, p.bn_affine) == (
+        0.025,
+        400,
+        1e-3,
+        False,
+        True,
+    )
+    assert (p.momentum, p.grad_clip, p.lr_min) == (0.9, 5.0, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the full enumeration
+
+
+@pytest.mark.slow
+def test_the_full_enumeration(tmp_path, monkeypatch):
+    import nasheur.spaces.nb101 as nb101
+
+    monkeypatch.setenv("NASHEUR_CACHE", str(tmp_path))
+    nb101._catalogue_at.cache_clear()
+    try:
+        start = time.perf_counter()
+        cat = nb101.catalogue()
+        built = time.perf_counter() - start
+        path = tmp_path / nb101.CACHE_FILE
+        print(f"enumeration {built:.1f} s, cache {path.stat().st_size / 1e6:.1f} MB")
+        assert len(cat) == NUM_UNIQUE == len(set(cat.hashes.tolist()))
+        assert Counter(cat.vertices.tolist()) == VERTEX_COUNTS
+        assert Counter(cat.output_inputs.tolist()) == SUBSPACE_SIZES
+        # the cache reads back the same, and answers lookups
+        again = read_catalogue(path)
+        assert (again.hashes == cat.hashes).all() and (again.matrices == cat.matrices).all()
+        key = "ff92c322c5d9d3d587d9c146a63d0807"
+        i = cat.find(key)
+        spec = cat[i]
+        assert spec_hash(spec.matrix, spec.ops) == key
+        assert canonical(make_spec(*HASHED)) == spec
+        rng = np.random.default_rng(0)
+        for j in rng.choice(len(cat), 200, replace=False):
+            s = cat[int(j)]
+            assert spec_hash(s.matrix, s.ops) == cat.key(int(j)) and canonical(s) == s
+        space = NB101Space()
+        assert space.num_unique() == NUM_UNIQUE
+        draws = [space.key(space.sample_unique(rng)) for _ in range(50)]
+        assert len(set(draws)) == 50
+        sub = NB101SubSpace(4)
+        assert len(sub.enumerate()) == 10467 and sub.in_space(SPACE.key(sub.enumerate()[0]))
+        # the hash-free listing is the catalogue, entry for entry
+        listed = nb101.unique_archs()
+        assert (listed.matrices == cat.matrices).all() and (listed.ops == cat.ops).all()
+        # a saved copy round-trips through the atomic writer
+        save_catalogue(cat, tmp_path / "copy.npz")
+        assert (read_catalogue(tmp_path / "copy.npz").ops == cat.ops).all()
+    finally:
+        nb101._catalogue_at.cache_clear()

@@ -1,0 +1,471 @@
+"""f_ws on NB101: a single path computes its cell's f_proxy; each dynamic-channel strategy
+gives every vertex its NB101 width and shares the weights it claims to; the other mapping
+factors (OFA kernel, WSBN, dropout, BN switches) and FairNAS do what they claim."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nasheur.samplers import build_sampler
+from nasheur.spaces import get_space
+from nasheur.spaces.nb101 import (
+    CONV1X1,
+    CONV3X3,
+    INPUT,
+    MAXPOOL3X3,
+    OPS,
+    OUTPUT,
+    NB101Spec,
+    make_spec,
+    random_spec,
+    vertex_widths,
+)
+from nasheur.supernet import SupernetSpec, build_supernet
+from nasheur.supernet.batchnorm import BNStats, SuperBatchNorm2d, set_bn_stats
+from nasheur.supernet.channels import InterpolateChannels, SlicedBatchNorm2d
+from nasheur.supernet.nb101 import SuperCell
+from nasheur.training import build_optimizer
+
+SPACE = get_space("nb101")
+C3, C1, MP = CONV3X3, CONV1X1, MAXPOOL3X3
+
+# V=4: input feeds vertices 1 and 2, both feed the output (k=2): widths c_out/2
+TWO = make_spec([[0, 1, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]], [INPUT, C3, C1, OUTPUT])
+# k=1: a chain with a max-pool and input -> output (every vertex at full width)
+ONE = make_spec(
+    [[0, 1, 0, 0, 1], [0, 0, 1, 1, 0], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]],
+    [INPUT, C3, MP, C1, OUTPUT],
+)
+# k=3 with inner vertices and an edge input -> output; at c_out 8 the widths are
+# 3, 2, 3, 3, 2 (vertex 1 feeds vertex 2 truncated to 2 channels)
+THREE = make_spec(
+    [
+        [0, 1, 0, 1, 0, 0, 1],
+        [0, 0, 1, 0, 1, 0, 0],
+        [0, 0, 0, 0, 0, 1, 0],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0, 0],
+    ],
+    [INPUT, C3, C1, MP, C3, C1, OUTPUT],
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is fastest, and immune to a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def supernet(**kw):
+    spec = SupernetSpec(
+        **{
+            "channels": 8,
+            "layers": 1,
+            "num_classes": 10,
+            "ops_on": "node",
+            "dynamic_channels": "fixed",
+            **kw,
+        }
+    )
+    torch.manual_seed(0)
+    return build_supernet("nb101", spec)
+
+
+def cells(net) -> list[SuperCell]:
+    return [b for b in net.blocks if isinstance(b, SuperCell)]
+
+
+def path_state(net, arch: NB101Spec) -> dict[str, torch.Tensor]:
+    """The super-net weights of `arch` under fixed slicing, named as in f_proxy."""
+    state = {k: v for k, v in net.state_dict().items() if k.startswith(("stem.", "classifier."))}
+    n = arch.num_vertices
+
+    def put(prefix: str, conv: torch.Tensor, bn, width: int | None) -> None:
+        state[f"{prefix}.0.weight"] = conv[:width].detach()
+        for name, t in bn.state_dict().items():
+            state[f"{prefix}.1.{name}"] = t[:width] if t.dim() else t
+
+    for i, block in enumerate(net.blocks):
+        if not isinstance(block, SuperCell):
+            continue
+        widths = vertex_widths(arch.matrix, block.c_in, block.c_out)
+        for v in range(1, n):
+            if not arch.matrix[0][v]:
+                continue
+            if v == n - 1:
+                put(f"blocks.{i}.proj.{v}", block.out_proj[0].weight, block.out_proj[1], None)
+            else:
+                pos = block.positions[v - 1]
+                put(f"blocks.{i}.proj.{v}", pos.proj, pos.proj_bn.slots[0], widths[v])
+        for v in range(1, n - 1):
+            op = arch.ops[v]
+            if op == MP:
+                continue
+            pos, w = block.positions[v - 1], widths[v]
+            preds = [u for u in range(v) if arch.matrix[u][v]]
+            put(
+                f"blocks.{i}.ops.{v}",
+                pos.weight(op)[:, :w],
+                pos.bns[op].slots[pos.slot(preds)],
+                w,
+            )
+    return state
+
+
+@pytest.mark.parametrize(
+    ("arch", "factors"),
+    [
+        (TWO, {}),
+        (THREE, {}),
+        (THREE, {"wsbn": True, "ofa_kernel": True}),
+        (TWO, {"dynamic_channels": "disabled", "subspace": 2}),
+        (THREE, {"dynamic_channels": "disabled", "subspace": 3}),
+        (ONE, {"dynamic_channels": "interpolate"}),  # full width: no resampling
+        (ONE, {"dynamic_channels": "shuffle"}),  # full width: the whole layer in order
+    ],
+    ids=["fixed-k2", "fixed-k3", "fixed-ofa-wsbn", "disabled-k2", "disabled-k3", "interp", "shuf"],
+)
+def test_a_path_of_the_supernet_is_the_standalone_cell(arch, factors):
+    net = supernet(bn_track=True, **factors)
+    standalone = SPACE.standalone(arch, channels=8, layers=1)
+    result = standalone.load_state_dict(path_state(net, arch), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    x = torch.randn(6, 3, 8, 8)
+    net.train(), standalone.train()
+    torch.testing.assert_close(net(x, arch), standalone(x), rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# dynamic channels
+
+
+def record_widths(net):
+    """Wrap the strategy: record (c_max, width) of every vertex and the width of every op
+    output."""
+    strategy = net.strategy
+    drawn, outs = [], []
+    draw, conv = strategy.draw, strategy.conv_bn_relu
+
+    def draw_(c_max, c, device):
+        drawn.append((c_max, c))
+        return draw(c_max, c, device)
+
+    def conv_(x, *args):
+        y = conv(x, *args)
+        outs.append((x.shape[1], y.shape[1]))
+        return y
+
+    strategy.draw, strategy.conv_bn_relu = draw_, conv_
+    return drawn, outs
+
+
+@pytest.mark.parametrize(
+    ("mode", "subspace", "arch"),
+    [
+        ("fixed", None, THREE),
+        ("shuffle", None, THREE),
+        ("interpolate", None, THREE),
+        ("disabled", 3, THREE),
+        ("disabled", 2, TWO),
+    ],
+)
+def test_every_vertex_gets_its_nb101_width(mode, subspace, arch):
+    net = supernet(channels=12, dynamic_channels=mode, subspace=subspace)
+    drawn, outs = record_widths(net)
+    net.train()
+    assert net(torch.randn(4, 3, 8, 8), arch).shape == (4, 10)
+    want, want_out = [], []
+    for cell in cells(net):
+        widths = vertex_widths(arch.matrix, cell.c_in, cell.c_out)
+        c_max = cell.c_out if subspace is None else math.ceil(cell.c_out / subspace)
+        for v in range(1, arch.num_vertices - 1):
+            want.append((c_max, widths[v]))
+            assert cell.positions[v - 1].c_max == c_max
+            if arch.ops[v] != MP:
+                want_out.append((widths[v], widths[v]))
+    assert drawn == want and outs == want_out
+
+
+def one_step(net, arch, seed=0, lr=0.1):
+    """One SGD step without momentum or weight decay; the parameters before it."""
+    before = {k: v.detach().clone() for k, v in net.named_parameters()}
+    opt = build_optimizer(net, lr=lr, momentum=0.0, weight_decay=0.0)
+    torch.manual_seed(seed)
+    x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 10, (8,))
+    net.train()
+    opt.zero_grad(set_to_none=True)
+    F.cross_entropy(net(x, arch), y).backward()
+    opt.step()
+    return before
+
+
+def changed_rows_cols(before, after):
+    diff = (before != after).reshape(before.shape[0], before.shape[1], -1).any(-1)
+    return sorted(set(diff.any(1).nonzero().flatten().tolist())), sorted(
+        set(diff.any(0).nonzero().flatten().tolist())
+    )
+
+
+def test_fixed_trains_exactly_the_first_channels():
+    net = supernet()
+    before = one_step(net, TWO)  # stack 1: c_out 8, vertices 1 and 2 at width 4 of 8
+    p = dict(net.named_parameters())
+    cell = "blocks.0.positions"
+    for pos, op in ((0, C3), (1, C1)):
+        rows, cols = changed_rows_cols(
+            before[f"{cell}.{pos}.convs.{op}"], p[f"{cell}.{pos}.convs.{op}"]
+        )
+        assert rows == cols == [0, 1, 2, 3]  # the first 4 output (and input) channels only
+        proj_rows, _ = changed_rows_cols(before[f"{cell}.{pos}.proj"], p[f"{cell}.{pos}.proj"])
+        assert proj_rows == [0, 1, 2, 3]
+        bn = p[f"{cell}.{pos}.bns.{op}.slots.0.weight"]
+        assert (
+            bn != before[f"{cell}.{pos}.bns.{op}.slots.0.weight"]
+        ).nonzero().flatten().tolist() == [0, 1, 2, 3]
+    # stack 3 (c_out 32): width 16 of 32
+    rows, _ = changed_rows_cols(
+        before["blocks.4.positions.0.convs." + C3], p["blocks.4.positions.0.convs." + C3]
+    )
+    assert rows == list(range(16))
+    # nothing else of those positions, nothing of the unused ones
+    assert torch.equal(before[f"{cell}.0.convs.{C1}"], p[f"{cell}.0.convs.{C1}"])
+    for pos in (2, 3, 4):
+        assert all(
+            torch.equal(before[k], v) for k, v in p.items() if k.startswith(f"{cell}.{pos}.")
+        )
+
+
+def test_shuffle_trains_a_random_subset_drawn_with_the_global_rng():
+    subsets = []
+    for seed in range(6):
+        net = supernet(dynamic_channels="shuffle")
+        before = one_step(net, TWO, seed=seed)
+        key = f"blocks.0.positions.0.convs.{C3}"
+        rows, cols = changed_rows_cols(before[key], dict(net.named_parameters())[key])
+        assert len(rows) == 4 and rows == cols  # one subset for both channel axes
+        subsets.append(tuple(rows))
+    assert len(set(subsets)) > 1 and any(s != (0, 1, 2, 3) for s in subsets)
+    # the same RNG state draws the same subsets: a resumed run repeats the uninterrupted one
+    net = supernet(dynamic_channels="shuffle")
+    x = torch.randn(4, 3, 8, 8)
+    torch.manual_seed(7)
+    a = net(x, TWO)
+    torch.manual_seed(7)
+    torch.testing.assert_close(net(x, TWO), a)
+
+
+def test_interpolate_trains_every_channel_and_resamples_linearly():
+    net = supernet(dynamic_channels="interpolate")
+    before = one_step(net, TWO)
+    key = f"blocks.0.positions.0.convs.{C3}"
+    rows, cols = changed_rows_cols(before[key], dict(net.named_parameters())[key])
+    assert rows == cols == list(range(8))  # a width-4 vertex reaches all 8 channels
+    s = InterpolateChannels()
+    like = torch.zeros(())
+    torch.testing.assert_close(s.matrix(8, 8, like), torch.eye(8))
+    down = s.matrix(8, 4, like)
+    assert down.shape == (4, 8) and (down >= 0).all()
+    torch.testing.assert_close(down.sum(1), torch.ones(4))  # weighted means of neighbours
+    # 8 -> 4 is the mean of channel pairs weighted by a triangle window
+    assert (down[1, :2] < down[1, 2:4].min()).all() and down[1, 6:].sum() == 0
+    up = s.matrix(4, 8, like)
+    ramp = torch.arange(4.0)
+    torch.testing.assert_close(up @ ramp, torch.tensor([0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3]))
+    x = torch.randn(2, 8, 3, 3)
+    assert s.resample(x, 3).shape == (2, 3, 3, 3) and s.resample(x, 8) is x
+
+
+def test_disabled_builds_one_supernet_per_subspace(caplog):
+    full, two = supernet(), supernet(dynamic_channels="disabled", subspace=2)
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(two) < n(full)
+    assert [c.positions[0].c_max for c in cells(two)] == [4, 8, 16]
+    with pytest.raises(ValueError, match="sub-space 2 got an architecture with 3"):
+        two(torch.randn(2, 3, 8, 8), THREE)
+    with caplog.at_level(logging.WARNING, logger="nasheur"):
+        three = supernet(channels=8, dynamic_channels="disabled", subspace=3)
+    assert "not divisible by 3" in caplog.text
+    assert [c.positions[0].c_max for c in cells(three)] == [3, 6, 11]
+    three.train()
+    assert three(torch.randn(2, 3, 8, 8), THREE).shape == (2, 10)
+    with pytest.raises(ValueError, match=r"needs supernet\.subspace"):
+        supernet(dynamic_channels="disabled")
+
+
+def test_sliced_batch_norm_updates_exactly_its_channels():
+    bn = SlicedBatchNorm2d(6, affine=True, track=True)
+    bn.train()
+    x = torch.randn(8, 2, 4, 4) * 3 + 5
+    bn(x, torch.tensor([1, 4]))
+    moved = (bn.running_mean != 0).nonzero().flatten().tolist()
+    assert moved == [1, 4]
+    bn(x, slice(0, 2))
+    assert (bn.running_mean != 0).nonzero().flatten().tolist() == [0, 1, 4]
+    set_bn_stats(bn, BNStats.calibrate)
+    bn.eval()
+    bn(x, torch.tensor([2, 3]))
+    torch.testing.assert_close(bn.running_mean[2:4], x.mean((0, 2, 3)))
+    assert torch.equal(bn.running_mean[[0, 1, 4, 5]], torch.zeros(4))  # reset, not touched
+
+
+# ---------------------------------------------------------------------------------------------
+# single path and the other factors
+
+
+@pytest.mark.parametrize(
+    "factors",
+    [
+        {},
+        {"dynamic_channels": "shuffle"},
+        {"dynamic_channels": "interpolate"},
+        {"dynamic_channels": "disabled", "subspace": 3},
+        {"ofa_kernel": True},
+        {"wsbn": True},
+    ],
+)
+def test_a_step_changes_only_the_sampled_path(factors):
+    """SGD with momentum and weight decay moves exactly the parameters that got a gradient."""
+    net = supernet(**factors)
+    opt = build_optimizer(net, lr=0.1, momentum=0.9, weight_decay=1e-3)
+    before = {k: v.clone() for k, v in net.named_parameters()}
+    x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 10, (8,))
+    net.train()
+    for _ in range(2):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x, THREE), y).backward()
+        opt.step()
+    with_grad = {k for k, v in net.named_parameters() if v.grad is not None}
+    changed = {k for k, v in net.named_parameters() if not torch.equal(before[k], v)}
+    assert changed == with_grad
+    # THREE's vertex 3 (position 2) is a max-pool: only its input projection trains
+    assert {k for k in with_grad if k.startswith("blocks.0.positions.2.")} == {
+        "blocks.0.positions.2.proj",
+        *(f"blocks.0.positions.2.proj_bn.slots.0.{p}" for p in ("weight", "bias")),
+    }
+    assert "blocks.0.positions.0.convs." + C1 not in with_grad  # vertex 1 is a conv3x3
+    untouched = [p for k, p in net.named_parameters() if k not in changed]
+    # no momentum either (an optimizer may hold zero buffers for every parameter)
+    assert untouched and all(
+        not opt.state.get(p, {}).get("momentum_buffer", torch.zeros(1)).any() for p in untouched
+    )
+
+
+def test_ofa_kernel_is_the_centre_crop_at_init_and_shares_gradients():
+    net = supernet(ofa_kernel=True)
+    pos = cells(net)[0].positions[0]
+    big, small = pos.weight(C3), pos.weight(C1)
+    assert small.shape[-1] == 1 and torch.equal(small, big[:, :, 1:2, 1:2])
+    assert not hasattr(pos, "convs")
+    for op in (C1, C3):
+        net.zero_grad(set_to_none=True)
+        arch = make_spec(TWO.matrix, [INPUT, op, C1, OUTPUT])
+        net.train()
+        net(torch.randn(4, 3, 8, 8), arch).sum().backward()
+        grad = pos.kernel.weight.grad
+        assert grad is not None and grad.abs().sum() > 0
+        if op == C1:  # the 1x1 reaches only the centre of the shared kernel
+            assert grad[:, :, 0, 0].abs().sum() == 0 and grad[:, :, 1, 1].abs().sum() > 0
+
+
+def test_wsbn_keeps_one_bn_per_set_of_incoming_vertices():
+    net = supernet(wsbn=True, bn_track=True)
+    cell = cells(net)[0]
+    assert [len(p.bns[C3].slots) for p in cell.positions] == [1, 3, 7, 15, 31]
+    assert len(cells(supernet())[0].positions[4].bns[C3].slots) == 1  # without WSBN
+    # vertex 2 reads vertices {0, 1} in A and {1} in B: slots 0b11 - 1 = 2 and 0b10 - 1 = 1
+    a = make_spec([[0, 1, 1, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]], [INPUT, MP, C3, OUTPUT])
+    b = make_spec([[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]], [INPUT, MP, C3, OUTPUT])
+    slots = cell.positions[1].bns[C3].slots
+    net.train()
+    x = torch.randn(8, 3, 8, 8) * 3
+    net(x, a)
+    moved = [i for i, s in enumerate(slots) if not torch.equal(s.running_mean, torch.zeros(8))]
+    assert moved == [2]
+    net(x, b)
+    moved = [i for i, s in enumerate(slots) if not torch.equal(s.running_mean, torch.zeros(8))]
+    assert moved == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "factors",
+    [{"path_dropout": 0.5}, {"global_dropout": 0.5}, {"path_dropout": 0.2, "global_dropout": 0.2}],
+)
+def test_dropout_acts_in_training_only(factors):
+    plain, dropped = supernet(), supernet(**factors)
+    dropped.load_state_dict(plain.state_dict())
+    x = torch.randn(8, 3, 8, 8)
+    plain.eval(), dropped.eval()
+    torch.testing.assert_close(dropped(x, THREE), plain(x, THREE))
+    plain.train(), dropped.train()
+    torch.manual_seed(1)
+    assert not torch.allclose(dropped(x, THREE), plain(x, THREE))
+
+
+def test_bn_switches_apply_to_every_batch_norm():
+    for affine, track in ((False, False), (True, True)):
+        net = supernet(bn_affine=affine, bn_track=track, wsbn=True)
+        bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert bns and all(
+            isinstance(m, SuperBatchNorm2d)
+            and (m.weight is not None) == affine
+            and m.track == track
+            for m in bns
+        )
+    untracked = supernet(bn_track=False)
+    before = {k: v.clone() for k, v in untracked.state_dict().items() if "running" in k}
+    untracked.train()
+    untracked(torch.randn(4, 3, 8, 8), THREE)
+    assert all(
+        torch.equal(before[k], v) for k, v in untracked.state_dict().items() if "running" in k
+    )
+
+
+def test_fairnas_gives_every_op_of_every_position_one_pass_per_step():
+    net = supernet()
+    paths = build_sampler("fairnas", SPACE).step_archs(np.random.default_rng(5))
+    assert len(paths) == len(OPS)
+    cell = cells(net)[0]
+    owner = {id(p.bns[op]): (i, op) for i, p in enumerate(cell.positions) for op in (C3, C1)}
+    calls: Counter = Counter()
+    conv = net.strategy.conv_bn_relu
+
+    def conv_(x, weight, bn, *rest):
+        if id(bn) in owner:
+            calls[owner[id(bn)]] += 1
+        return conv(x, weight, bn, *rest)
+
+    net.strategy.conv_bn_relu = conv_
+    for i, p in enumerate(cell.positions):
+        p.pool.register_forward_hook(lambda *_, i=i: calls.update([(i, MP)]))
+    net.train()
+    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
+    for arch in paths:
+        (F.cross_entropy(net(x, arch), y) / len(paths)).backward()
+    used = range(paths[0].num_vertices - 2)
+    assert calls == {(i, op): 1 for i in used for op in OPS}
+
+
+def test_random_specs_run_under_every_strategy():
+    rng = np.random.default_rng(0)
+    archs = [random_spec(rng) for _ in range(6)]
+    for mode in ("fixed", "shuffle", "interpolate"):
+        net = supernet(dynamic_channels=mode)
+        net.train()
+        for arch in archs:
+            assert net(torch.randn(2, 3, 8, 8), arch).shape == (2, 10)
+    with pytest.raises(ValueError, match="ops on nodes only"):
+        supernet(ops_on="edge")
