@@ -79,3 +79,14 @@ def nb201_supernet(**kw):
     spec = SupernetSpec(**{"channels": 4, "layers": 1, "num_classes": 10, **kw})
     torch.manual_seed(0)
     return build_supernet("nb201", spec)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Test tensors are tiny: one intra-op thread is fastest, and immune to a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from nasheur.config import ConfigError, validate
 from nasheur.job import run_job
@@ -22,15 +21,6 @@ from tests.conftest import TINY_JOB, compose_job
 SPACE = get_space("darts_nds")
 # on top of TINY_JOB: a DARTS job small enough for a test (3 cells: normal, reduce, reduce)
 TINY_DARTS = ["search_space=darts_nds", "fidelity.baseline.layers=3"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs run fastest on one thread (and the test machine may be shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _swap_all_terms(g: Genotype) -> Genotype:

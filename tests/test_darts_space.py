@@ -50,15 +50,6 @@ DARTS_V2_KEY = (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs run fastest on one thread (and the test machine may be shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def n_params(module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 

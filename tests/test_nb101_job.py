@@ -16,17 +16,6 @@ from tests.conftest import TINY_JOB, compose_job
 NB101_TINY = ["search_space=nb101", "fidelity.baseline.channels=8"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is fastest, and immune to a busy machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write_nb101_gt(path: Path, n: int = 60, seed: int = 0) -> Path:
     """A GT table (``# unit: fraction``, ``key,accuracy``) of the hashes of `n` distinct random
     valid NB101 specs (Random-NAS draws), with random accuracies."""

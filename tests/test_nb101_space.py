@@ -73,17 +73,6 @@ VERTEX_COUNTS = {2: 1, 3: 6, 4: 84, 5: 2441, 6: 62010, 7: 359082}
 SUBSPACE_SIZES = {0: 1, 1: 120933, 2: 201441, 3: 90782, 4: 10467}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is fastest, and immune to a busy machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def small_catalogue():
     """Every unique architecture of at most 5 vertices (2,532), enumerated here."""

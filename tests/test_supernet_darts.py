@@ -14,7 +14,6 @@ from nasheur.spaces import get_space
 from nasheur.spaces.darts_genotype import OPS, Cell, Genotype
 from nasheur.spaces.darts_net import DIL_KERNEL, SEP_KERNEL
 from nasheur.supernet import SupernetSpec, build_supernet
-from nasheur.supernet.batchnorm import SuperBatchNorm2d
 from nasheur.supernet.darts import (
     NUM_EDGES,
     SEP_PARTS,
@@ -55,15 +54,6 @@ TWICE = Genotype(
         )
     ),
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs run fastest on one thread (and the test machine may be shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def supernet(**kw) -> DartsSuperNet:
@@ -308,33 +298,6 @@ def test_wsbn_keeps_one_bn_per_input_in_node_mode_and_is_a_no_op_on_edges():
     assert [k for k, _ in on.named_parameters()] == [k for k, _ in off.named_parameters()]
     x = torch.randn(4, 3, 8, 8)
     torch.testing.assert_close(on(x, TWICE), off(x, TWICE))
-
-
-@pytest.mark.parametrize(
-    "factors",
-    [{"path_dropout": 0.5}, {"global_dropout": 0.5}, {"path_dropout": 0.2, "global_dropout": 0.2}],
-)
-def test_dropout_acts_in_training_only(factors):
-    plain, dropped = supernet(), supernet(**factors)
-    dropped.load_state_dict(plain.state_dict())
-    x = torch.randn(8, 3, 8, 8)
-    plain.eval(), dropped.eval()
-    torch.testing.assert_close(dropped(x, DARTS_V2), plain(x, DARTS_V2))
-    plain.train(), dropped.train()
-    torch.manual_seed(1)
-    assert not torch.allclose(dropped(x, DARTS_V2), plain(x, DARTS_V2))
-
-
-def test_bn_switches_apply_to_every_batch_norm():
-    net = supernet(ops_on="node", wsbn=True, bn_affine=False, bn_track=False)
-    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert bns and all(
-        isinstance(m, SuperBatchNorm2d) and m.weight is None and not m.track for m in bns
-    )
-    before = {k: v.clone() for k, v in net.state_dict().items() if "running" in k}
-    net.train()
-    net(torch.randn(4, 3, 8, 8), TWICE)
-    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items() if "running" in k)
 
 
 @pytest.mark.parametrize(("layers", "size"), [(1, 8), (2, 8), (3, 9), (4, 10)])

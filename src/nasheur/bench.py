@@ -38,8 +38,21 @@ from nasheur.spaces import get_space
 from nasheur.supernet import SupernetSpec, build_supernet
 from nasheur.training import build_optimizer
 
-# paper settings (Table 14): channels, layers, batch size
-PAPER = {"nb201": (16, 5, 128), "nb101": (128, 3, 256), "darts_nds": (36, 12, 256)}
+SPACES = ("nb201", "nb101", "darts_nds")
+
+
+def paper_settings(name: str) -> tuple[SupernetSpec, int]:
+    """The super-net spec and batch size of a space's paper defaults (conf/, Table 14)."""
+    from hydra import compose, initialize_config_module
+
+    from nasheur.config import register_configs, register_resolvers, to_config
+    from nasheur.supernet import spec_from_config
+
+    register_configs()
+    register_resolvers()
+    with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
+        cfg = to_config(compose(config_name="config", overrides=[f"search_space={name}"]))
+    return spec_from_config(cfg, num_classes=10), cfg.fidelity.batch_size
 
 
 class OpCounter(TorchDispatchMode):
@@ -200,18 +213,15 @@ def time_evaluation(
 
 
 def _model(name: str, device: torch.device) -> nn.Module:
-    channels, layers, _ = PAPER[name]
     torch.manual_seed(0)
-    return build_supernet(name, SupernetSpec(channels=channels, layers=layers, num_classes=10)).to(
-        device
-    )
+    return build_supernet(name, paper_settings(name)[0]).to(device)
 
 
 def _shared_worker(args: tuple[str, str, int, Any]) -> float:
     name, device_name, steps, barrier = args
     device = torch.device(device_name)
     model = _model(name, device)
-    _, _, batch = PAPER[name]
+    batch = paper_settings(name)[1]
     barrier.wait()
     return time_training(model, get_space(name), batch, 32, device, steps).images_per_s
 
@@ -260,8 +270,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         except (KeyError, ModuleNotFoundError) as err:
             print(f"skipping {name}: {err}", file=sys.stderr)
             continue
-        channels, layers, batch = PAPER[name]
-        entry: dict[str, Any] = {"channels": channels, "layers": layers, "batch_size": batch}
+        spec, batch = paper_settings(name)
+        channels, layers = spec.channels, spec.layers
+        entry: dict[str, Any] = {"spec": asdict(spec), "batch_size": batch}
         model = _model(name, device)
         entry["train"] = asdict(time_training(model, space, batch, 32, device, args.steps))
         if name == "nb201":
@@ -302,7 +313,7 @@ def _line(name: str, e: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m nasheur.bench", description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--spaces", nargs="+", default=list(PAPER))
+    p.add_argument("--spaces", nargs="+", default=list(SPACES))
     p.add_argument(
         "--steps",
         type=int,

@@ -1,0 +1,85 @@
+"""What every super-net must do, whatever its space (parametrised over the registry)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nasheur.spaces import get_space
+from nasheur.supernet import SupernetSpec, build_supernet
+from nasheur.supernet.batchnorm import SuperBatchNorm2d
+
+# the smallest size each space's macro skeleton allows
+TINY = {
+    "nb101": {"channels": 8, "layers": 1, "ops_on": "node"},
+    "nb201": {"channels": 4, "layers": 1},
+    "darts_nds": {"channels": 4, "layers": 3},
+}
+
+
+def tiny(space: str, **factors):
+    torch.manual_seed(0)
+    return build_supernet(space, SupernetSpec(**TINY[space], num_classes=10, **factors))
+
+
+def arch_of(space: str):
+    return get_space(space).sample(np.random.default_rng(3))
+
+
+@pytest.mark.parametrize("space", TINY)
+@pytest.mark.parametrize(
+    "factors",
+    [{"path_dropout": 0.5}, {"global_dropout": 0.5}, {"path_dropout": 0.2, "global_dropout": 0.2}],
+)
+def test_dropout_acts_in_training_only(space, factors):
+    plain, dropped = tiny(space), tiny(space, **factors)
+    dropped.load_state_dict(plain.state_dict())
+    x, arch = torch.randn(8, 3, 8, 8), arch_of(space)
+    plain.eval(), dropped.eval()
+    torch.testing.assert_close(dropped(x, arch), plain(x, arch))  # evaluation is unchanged
+    plain.train(), dropped.train()
+    torch.manual_seed(1)
+    assert not torch.allclose(dropped(x, arch), plain(x, arch))
+
+
+@pytest.mark.parametrize("space", TINY)
+def test_bn_switches_apply_to_every_batch_norm(space):
+    for affine, track in ((False, True), (True, False)):
+        bns = [
+            m
+            for m in tiny(space, bn_affine=affine, bn_track=track, wsbn=True).modules()
+            if isinstance(m, torch.nn.BatchNorm2d)
+        ]
+        assert bns and all(
+            isinstance(m, SuperBatchNorm2d)
+            and (m.weight is not None) == affine
+            and m.track == track
+            for m in bns
+        )
+    net = tiny(space, bn_affine=False, bn_track=False)
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(
+        isinstance(m, SuperBatchNorm2d) and m.weight is None and not m.track for m in bns
+    )
+    before = {k: v.clone() for k, v in net.state_dict().items() if "running" in k}
+    net.train()
+    net(torch.randn(4, 3, 8, 8), arch_of(space))
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items() if "running" in k)
+
+
+@pytest.mark.parametrize("space", TINY)
+def test_a_step_moves_only_parameters_that_got_a_gradient(space):
+    from nasheur.training import build_optimizer
+
+    net = tiny(space)
+    opt = build_optimizer(net, lr=0.1, momentum=0.9, weight_decay=3e-3)
+    before = {k: v.clone() for k, v in net.named_parameters()}
+    x, y, arch = torch.randn(8, 3, 8, 8), torch.randint(0, 10, (8,)), arch_of(space)
+    for _ in range(2):
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(net(x, arch), y).backward()
+        opt.step()
+    with_grad = {k for k, v in net.named_parameters() if v.grad is not None}
+    changed = {k for k, v in net.named_parameters() if not torch.equal(before[k], v)}
+    assert changed == with_grad and len(with_grad) < len(before)  # a path, not the whole net
