@@ -131,3 +131,22 @@ def test_bf16_autocast_runs_and_is_recorded(tmp_path):
             )
         )
     )
+
+
+def test_a_job_reads_an_official_benchmark_file_through_the_cache(tmp_path):
+    import torch
+
+    from tests.test_groundtruth_loaders import nb201_dict
+
+    pth = tmp_path / "NAS-Bench-201-v1_1-096897.pth"
+    torch.save(nb201_dict(), pth)
+    overrides = [
+        *TINY_JOB,
+        "protocol.epochs=1",
+        "eval.pool_size=4",
+        f"ground_truth.path={pth}",
+        "ground_truth.dataset=cifar10-valid",
+    ]
+    rec = run_job(compose_job(overrides), output_dir=tmp_path / "job")
+    assert rec["status"] == "completed" and rec["ground_truth"]["architectures"] == 4
+    assert list((tmp_path / ".nasheur-gt-cache").glob("*.csv"))  # converted once, beside the file

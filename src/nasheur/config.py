@@ -151,9 +151,7 @@ class DatasetConfig:
     num_classes: int = 10
 
 
-class GTDataset(str, Enum):
-    cifar10 = "cifar10"
-    cifar10_valid = "cifar10-valid"
+GT_DATASETS = ("cifar10", "cifar10-valid")  # a plain string: "cifar10-valid" is no enum name
 
 
 class GTMetric(str, Enum):
@@ -168,7 +166,7 @@ class GroundTruthConfig:
     path: str | None = None
     column: str | None = None  # CSV tables: accuracy column; default: the layout's own
     unit: GTUnit = GTUnit.auto  # CSV tables: auto = the file declares percent or fraction
-    dataset: GTDataset | None = None  # NB201/NATS: cifar10 (default) or cifar10-valid
+    dataset: str | None = None  # NB201/NATS: cifar10 (default) or cifar10-valid
     metric: GTMetric | None = None  # test (default) or valid accuracy
     cache_dir: str | None = None  # converted tables; default: beside the file
 
@@ -303,8 +301,9 @@ def _check(ok: bool, key: str, value: object, expected: str) -> None:
 
 def _check_choice(key: str, value: str, allowed: tuple[str, ...], why: str) -> None:
     if value not in allowed:
+        where = f" {why}" if why else ""
         raise ConfigError(
-            f"{key}={value} is not supported {why}; allowed values: {', '.join(allowed)}"
+            f"{key}={value} is not supported{where}; allowed values: {', '.join(allowed)}"
         )
 
 
@@ -397,5 +396,7 @@ def validate(cfg: Config) -> None:
             f"ground_truth.path is not set: search_space={space.name} needs a ground-truth table, "
             "e.g. ground_truth.path=/data/nb201-cifar10-valid-200ep.csv (see README, 'Ground truth')"
         )
+    if cfg.ground_truth.dataset is not None:
+        _check_choice("ground_truth.dataset", cfg.ground_truth.dataset, GT_DATASETS, "")
     if not Path(gt).exists():
         raise ConfigError(f"ground_truth.path={gt}: no such file or folder")

@@ -143,7 +143,7 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
     g = cfg.ground_truth
     gt = load_ground_truth(
         g.path,
-        dataset=None if g.dataset is None else g.dataset.value,
+        dataset=g.dataset,
         metric=None if g.metric is None else g.metric.value,
         column=g.column,
         unit=g.unit.value,
