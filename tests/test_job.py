@@ -150,3 +150,19 @@ def test_a_job_reads_an_official_benchmark_file_through_the_cache(tmp_path):
     rec = run_job(compose_job(overrides), output_dir=tmp_path / "job")
     assert rec["status"] == "completed" and rec["ground_truth"]["architectures"] == 4
     assert list((tmp_path / ".nasheur-gt-cache").glob("*.csv"))  # converted once, beside the file
+
+
+def test_a_folder_of_another_config_is_refused_and_left_intact(tiny, tmp_path):
+    from nasheur.training import CheckpointMismatch
+
+    out = tmp_path / "job"
+    run_job(tiny, output_dir=out)
+    before = (out / "metrics.json").read_bytes()
+    tiny.protocol.lr = 0.05
+    with pytest.raises(CheckpointMismatch, match="another config"):
+        run_job(tiny, output_dir=out)
+    assert (out / "metrics.json").read_bytes() == before
+    (out / "metrics.json").unlink()  # an interrupted job of the first config: its checkpoint
+    with pytest.raises(CheckpointMismatch, match="another config"):
+        run_job(tiny, output_dir=out)
+    assert not (out / "metrics.json").exists()

@@ -19,6 +19,7 @@ from nasheur import __version__
 from nasheur.config import Config, ConfigError, config_hash, plain
 from nasheur.io import atomic_write_json, read_json
 from nasheur.progress import EpochLog
+from nasheur.training import CheckpointMismatch
 
 log = logging.getLogger("nasheur")
 
@@ -56,15 +57,20 @@ def run_job(
     done = out / METRICS
     if done.is_file():
         previous = read_json(done)
-        if (
-            previous.get("status") == "completed"
-            and previous.get("config_hash") == record["config_hash"]
-        ):
+        if previous.get("config_hash") != record["config_hash"]:
+            # never overwrite another config's record: that folder is not this job's
+            raise CheckpointMismatch(
+                f"{out} holds a job of another config (hash {previous.get('config_hash')}, this "
+                f"one {record['config_hash']}); use another output folder (hydra.run.dir=...)"
+            )
+        if previous.get("status") == "completed":
             log.info("already completed: %s (delete it to run again)", done)
             return previous
     try:
         record.update(_run(cfg, out, record["config_hash"]))
         record["status"] = "completed"
+    except CheckpointMismatch:
+        raise  # the folder belongs to another config: leave its files alone
     except BaseException as err:  # leave a record whatever ended the job
         # stopped from outside (Ctrl-C, submitit's requeue on preemption): it resumes later
         stopped = isinstance(err, (KeyboardInterrupt, SystemExit))
