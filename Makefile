@@ -73,7 +73,7 @@ EXPERIMENTS_12 := layers_ablation portion_ablation batch_size_ablation channels_
 EXPERIMENTS_13 := ofa_ablation wsbn_ablation path_dropout_ablation global_dropout_ablation
 EXPERIMENTS_14 := best
 
-.PHONY: bench
+.PHONY: bench figures
 sweep-%:
 	@test -n "$(EXPERIMENTS_$*)" || { echo "no experiments for table $*" >&2; exit 2; }
 	for e in $(EXPERIMENTS_$*); do \
@@ -86,3 +86,8 @@ table-%:
 # training images/s, evaluation architectures/s, operators and host time per step (bench.json)
 bench:
 	$(PYTHON) -m nasheur.bench --out bench.json $(ARGS)
+
+# the paper's figures (Fig. 4, 6, 9, 12, 17 and a scatter) from all runs: figures/*.png, *.pdf
+RUNS ?= $(or $(NASHEUR_RUNS),runs)
+figures:
+	$(PYTHON) -m nasheur.results figures $(RUNS) --out figures

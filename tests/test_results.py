@@ -150,3 +150,23 @@ def test_the_command_writes_every_format_and_survives_a_failed_job(sweep, tmp_pa
     assert (
         show.returncode == 0 and "1 failed" in show.stdout and "RuntimeError: boom" in show.stdout
     )
+
+
+def test_the_figures_command_draws_what_the_runs_allow(sweep, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "figs"
+    proc = subprocess.run(
+        [PYTHON, "-m", "nasheur.results", "figures", str(sweep), "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "rank_disorder-nb201.png",
+        "rank_disorder-nb201.pdf",
+        "accuracy_scatter-nb101.png",
+    } <= names
+    assert "skipped bn_histograms" in proc.stderr  # these runs have no BN settings to compare

@@ -2,9 +2,11 @@
 
     python -m nasheur.results table runs/sweeps/bn_ablation --table 11 [--out tables/]
     python -m nasheur.results show runs/sweeps/bn_ablation
+    python -m nasheur.results figures runs/sweeps --out figures/
 
 `table` prints the paper table as Markdown (and with --out also writes table-<id>.md, .csv and
-.tex); `show` lists every job with its status and metrics. Both read files only.
+.tex); `show` lists every job with its status and metrics; `figures` draws the paper's figures
+(matplotlib: `pip install -e ".[figures]"`). All read files only.
 """
 
 from __future__ import annotations
@@ -71,6 +73,52 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+MULTI_RUN_FIGURES = ("bn_histograms", "metric_vs_epochs", "metric_pairs", "factor_influence")
+JOB_FIGURES = ("rank_disorder", "accuracy_scatter")
+
+
+def _figures(args: argparse.Namespace) -> int:
+    from nasheur.results import figures  # matplotlib only here: `table` and `show` work without it
+
+    records = load_records(args.folders)
+    done = [r for r in records if r.get("status") == "completed"]
+    out, written = Path(args.out), []
+    for name in MULTI_RUN_FIGURES:
+        if args.only and name not in args.only:
+            continue
+        try:
+            written += getattr(figures, name)(records, out / name)
+        except ValueError as err:
+            print(f"skipped {name}: {err}", file=sys.stderr)
+    # the job figures: the given records, else the best run (sparse Kendall tau) of each space
+    jobs = (
+        [r for r in done if r["path"] in {str(Path(p).resolve()) for p in args.record}]
+        if args.record
+        else []
+    )
+    if not args.record:
+        best: dict[str, dict] = {}
+        for r in done:
+            space, tau = (
+                select(r, "config.search_space.name"),
+                select(r, "metrics.sparse_kendall_tau"),
+            )
+            if tau is not None and (
+                space not in best or tau > best[space]["metrics"]["sparse_kendall_tau"]
+            ):
+                best[space] = r
+        jobs = list(best.values())
+    for r in jobs:
+        for name in JOB_FIGURES:
+            if not args.only or name in args.only:
+                written += getattr(figures, name)(
+                    r, out / f"{name}-{select(r, 'config.search_space.name')}"
+                )
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    return 0 if written else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m nasheur.results", description=__doc__.splitlines()[0]
@@ -86,6 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("show", help="list the jobs of folders with their status and metrics")
     s.add_argument("folders", nargs="+")
     s.set_defaults(run=_show)
+    f = sub.add_parser("figures", help="the paper's figures from jobs and sweeps (PNG and PDF)")
+    f.add_argument("folders", nargs="+")
+    f.add_argument("--out", default="figures")
+    f.add_argument("--only", nargs="*", default=[], choices=[*MULTI_RUN_FIGURES, *JOB_FIGURES])
+    f.add_argument(
+        "--record",
+        nargs="*",
+        default=[],
+        help="metrics.json of jobs to draw Fig. 4 and the scatter for",
+    )
+    f.set_defaults(run=_figures)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

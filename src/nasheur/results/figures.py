@@ -1,0 +1,473 @@
+"""The paper's figures from merged metrics.json records (numpy/scipy/matplotlib, no torch).
+
+Every function takes the records that `collect.load_records` returns (or one record) and an
+output path stem, writes `<stem>.png` and `<stem>.pdf` atomically and returns both paths:
+
+- `rank_disorder(record, stem)`: Fig. 4, GT rank (left) against super-net rank (right) of
+  each pool architecture, one line per architecture coloured by its GT rank.
+- `accuracy_scatter(record, stem)`: super-net accuracy against GT accuracy of the pool,
+  Kendall tau and sparse Kendall tau in the title.
+- `bn_histograms(records, stem)`: Fig. 9, per space, histograms of per-architecture
+  super-net accuracy for each (`protocol.bn_track`, `protocol.bn_affine`) setting, pooled
+  over seeds.
+- `metric_vs_epochs(records, stem)`: Fig. 12, per space, mean ± std over seeds of super-net
+  accuracy, sparse Kendall tau and final performance against `protocol.epochs`.
+- `metric_pairs(records, stem)`: Fig. 6, per space, pairwise scatter plots across runs of
+  super-net accuracy (untrained runs, mean accuracy < 0.4, left out), final performance and
+  sparse Kendall tau, plus their Spearman correlation matrix.
+- `factor_influence(records, stem)`: Fig. 17, per space, the difference in final performance
+  (percent points) between each experiment's rows and that experiment's baseline row.
+
+Only completed runs are used. When the data a figure needs is absent, a ValueError names
+what is missing. matplotlib is imported inside the functions (Agg backend), so importing
+this module needs only numpy and scipy.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nasheur import metrics
+from nasheur.io import atomic_path
+from nasheur.results.tables import SPACE_TITLES, SPACES, select
+
+FORMATS = ("png", "pdf")
+DPI = 150
+
+PAIR_METRICS = ("supernet_acc_mean", "final_performance", "sparse_kendall_tau")
+LABELS = {
+    "supernet_acc_mean": "Super-net accuracy",
+    "sparse_kendall_tau": "Sparse Kendall tau",
+    "final_performance": "Final performance (%)",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, stem: str | Path) -> list[Path]:
+    """Write `<stem>.png` and `<stem>.pdf` atomically, close the figure, return the paths."""
+    plt = _plt()
+    stem = Path(stem)
+    written = []
+    try:
+        for fmt in FORMATS:
+            path = stem.with_name(f"{stem.name}.{fmt}")
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight")
+            written.append(path)
+    finally:
+        plt.close(fig)
+    return written
+
+
+def _completed(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("status") == "completed"]
+
+
+def _space(record: dict[str, Any]) -> str | None:
+    return select(record, "config.search_space.name")
+
+
+def _title(space: str | None) -> str:
+    return SPACE_TITLES.get(space or "", str(space))
+
+
+def _pool(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    archs = record.get("archs") or []
+    s = np.array([a.get("supernet_acc", np.nan) for a in archs], dtype=float)
+    g = np.array([a.get("gt_acc", np.nan) for a in archs], dtype=float)
+    ok = np.isfinite(s) & np.isfinite(g)
+    return s[ok], g[ok]
+
+
+def _metric(record: dict[str, Any], name: str) -> float:
+    v = select(record, f"metrics.{name}")
+    return float("nan") if v is None else float(v)
+
+
+def _spaces_in(records: Sequence[dict[str, Any]]) -> list[str]:
+    present = {_space(r) for r in records}
+    known = [s for s in SPACES if s in present]
+    return known + sorted(str(s) for s in present - set(known) if s is not None)
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """1 = best (highest); ties broken by order, so every architecture gets its own rank."""
+    order = np.argsort(-x, kind="stable")
+    r = np.empty(len(x), dtype=int)
+    r[order] = np.arange(1, len(x) + 1)
+    return r
+
+
+def _single(record: dict[str, Any], what: str, min_archs: int = 2):
+    if not isinstance(record, dict):
+        raise TypeError(f"{what}: expected one record (a dict), got {type(record).__name__}")
+    if record.get("status") != "completed":
+        raise ValueError(f"{what}: the record is not completed (status={record.get('status')!r})")
+    s, g = _pool(record)
+    if len(s) < min_archs:
+        raise ValueError(
+            f"{what}: the record has {len(s)} architecture(s) with super-net and GT accuracy "
+            f"in `archs`; at least {min_archs} are needed"
+        )
+    return s, g
+
+
+def _fmt(v: Any) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def _sort_key(v: Any) -> tuple:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (0, float(v), "")
+    return (1, 0.0, _fmt(v))
+
+
+# ---------------------------------------------------------------------------------------------
+# single-run figures
+
+
+def rank_disorder(record: dict[str, Any], stem: str | Path) -> list[Path]:
+    """Fig. 4: each architecture's GT rank (left) joined to its super-net rank (right)."""
+    s, g = _single(record, "rank_disorder")
+    plt = _plt()
+    gt_rank, sn_rank = _ranks(g), _ranks(s)
+    n = len(s)
+    cmap = plt.get_cmap("viridis")
+    fig, ax = plt.subplots(figsize=(3.6, 5.0))
+    for i in np.argsort(-gt_rank):  # best drawn last, on top
+        colour = cmap((gt_rank[i] - 1) / max(n - 1, 1))
+        ax.plot([0, 1], [gt_rank[i], sn_rank[i]], color=colour, lw=0.8, alpha=0.8)
+    ax.scatter(np.zeros(n), gt_rank, s=6, color="k", zorder=3)
+    ax.scatter(np.ones(n), sn_rank, s=6, color="k", zorder=3)
+    ax.set_xlim(-0.15, 1.15)
+    ax.set_ylim(n + 0.5, 0.5)  # rank 1 at the top
+    ax.set_xticks([0, 1], ["GT rank", "Super-net rank"])
+    ax.set_ylabel("rank (1 = best)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    for side in ("top", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+    tau = metrics.kendall_tau(s, g)
+    ax.set_title(f"{_title(_space(record))}: {n} architectures\nKendall tau {tau:.3f}", fontsize=9)
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(1, max(n, 2)))
+    bar = fig.colorbar(sm, ax=ax, fraction=0.06, pad=0.02)
+    bar.set_label("GT rank")
+    bar.locator = MaxNLocator(integer=True)
+    bar.update_ticks()
+    return _save(fig, stem)
+
+
+def accuracy_scatter(record: dict[str, Any], stem: str | Path) -> list[Path]:
+    """Super-net accuracy against GT accuracy of the pool; KdT and sparse KdT in the title."""
+    s, g = _single(record, "accuracy_scatter")
+    plt = _plt()
+    threshold = float(select(record, "config.metrics.skdt_threshold") or 0.001)
+    tau = metrics.kendall_tau(s, g)
+    stau = metrics.sparse_kendall_tau(s, g, threshold)
+    fig, ax = plt.subplots(figsize=(4.4, 4.0))
+    ax.scatter(100 * g, 100 * s, s=12, alpha=0.7, edgecolors="none")
+    ax.set_xlabel("GT accuracy (%)")
+    ax.set_ylabel("Super-net accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.set_title(
+        f"{_title(_space(record))}: KdT {tau:.3f}, sparse KdT {stau:.3f} (n={len(s)})", fontsize=9
+    )
+    return _save(fig, stem)
+
+
+# ---------------------------------------------------------------------------------------------
+# figures over many runs
+
+
+def _grid(plt, n: int, width: float = 4.0, height: float = 3.2, ncols: int | None = None):
+    ncols = ncols or n
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    return fig, axes
+
+
+def bn_histograms(records: Sequence[dict[str, Any]], stem: str | Path) -> list[Path]:
+    """Fig. 9: per space, one histogram of per-architecture super-net accuracy per BN setting
+    (`protocol.bn_track`, `protocol.bn_affine`), architectures of all seeds pooled."""
+    pools: dict[str, dict[tuple[Any, Any], list[np.ndarray]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for r in _completed(records):
+        track = select(r, "config.protocol.bn_track")
+        affine = select(r, "config.protocol.bn_affine")
+        s, _ = _pool(r)
+        if track is None or affine is None or not len(s) or _space(r) is None:
+            continue
+        pools[_space(r)][(track, affine)].append(s)
+    if not pools:
+        raise ValueError(
+            "bn_histograms: no completed run with config.protocol.bn_track, "
+            "config.protocol.bn_affine and a non-empty `archs` pool"
+        )
+    plt = _plt()
+    spaces = [s for s in _spaces_in(_completed(records)) if s in pools]
+    fig, axes = _grid(plt, len(spaces))
+    for ax, space in zip(axes.flat, spaces, strict=False):
+        settings = sorted(pools[space], key=lambda k: (_sort_key(k[0]), _sort_key(k[1])))
+        values = {k: 100 * np.concatenate(pools[space][k]) for k in settings}
+        lo = min(v.min() for v in values.values())
+        hi = max(v.max() for v in values.values())
+        bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 31)
+        for k in settings:
+            label = f"track={_fmt(k[0])}, affine={_fmt(k[1])} (runs={len(pools[space][k])})"
+            ax.hist(values[k], bins=bins, alpha=0.5, label=label)
+        ax.set_title(_title(space))
+        ax.set_xlabel("Super-net accuracy (%)")
+        ax.set_ylabel("architectures")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(spaces) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _save(fig, stem)
+
+
+def metric_vs_epochs(records: Sequence[dict[str, Any]], stem: str | Path) -> list[Path]:
+    """Fig. 12: per space (rows), mean ± std over seeds of super-net accuracy, sparse Kendall
+    tau and final performance (columns) against `protocol.epochs`."""
+    names = ("supernet_acc_mean", "sparse_kendall_tau", "final_performance")
+    data: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in _completed(records):
+        epochs = select(r, "config.protocol.epochs")
+        if epochs is None or _space(r) is None:
+            continue
+        data[_space(r)][int(epochs)].append(r)
+    if not data:
+        raise ValueError("metric_vs_epochs: no completed run with config.protocol.epochs")
+    plt = _plt()
+    spaces = [s for s in _spaces_in(_completed(records)) if s in data]
+    fig, axes = plt.subplots(
+        len(spaces), len(names), figsize=(3.6 * len(names), 2.8 * len(spaces)), squeeze=False
+    )
+    for row, space in enumerate(spaces):
+        xs = sorted(data[space])
+        for col, name in enumerate(names):
+            ax = axes[row, col]
+            scale = 100.0 if name == "final_performance" else 1.0
+            mean, std = [], []
+            for x in xs:
+                v = np.array([_metric(r, name) for r in data[space][x]], dtype=float)
+                v = v[np.isfinite(v)] * scale
+                mean.append(v.mean() if len(v) else np.nan)
+                std.append(v.std() if len(v) else np.nan)
+            mean_a, std_a = np.array(mean), np.array(std)
+            ax.plot(xs, mean_a, marker="o", ms=3)
+            ax.fill_between(xs, mean_a - std_a, mean_a + std_a, alpha=0.25)
+            ax.grid(alpha=0.3)
+            if row == len(spaces) - 1:
+                ax.set_xlabel("epochs")
+            if row == 0:
+                ax.set_title(LABELS[name])
+            if col == 0:
+                ax.set_ylabel(_title(space))
+    fig.tight_layout()
+    return _save(fig, stem)
+
+
+def metric_pairs(records: Sequence[dict[str, Any]], stem: str | Path) -> list[Path]:
+    """Fig. 6: per space (rows), across runs, the three pairwise scatter plots of super-net
+    accuracy, final performance and sparse Kendall tau, and the Spearman correlation matrix
+    of the three. Untrained runs (mean super-net accuracy < 0.4) are left out."""
+    by_space: dict[str, np.ndarray] = {}
+    for space in _spaces_in(_completed(records)):
+        rows = []
+        for r in _completed(records):
+            if _space(r) != space:
+                continue
+            v = [_metric(r, m) for m in PAIR_METRICS]
+            if np.isfinite(v).all() and not metrics.is_untrained(v[0]):
+                rows.append(v)
+        if len(rows) >= 3:
+            by_space[space] = np.array(rows)
+    if not by_space:
+        raise ValueError(
+            "metric_pairs: no search space has 3 or more completed, trained runs (mean "
+            "super-net accuracy >= 0.4) with supernet_acc_mean, final_performance and "
+            "sparse_kendall_tau"
+        )
+    plt = _plt()
+    pairs = [(0, 1), (0, 2), (2, 1)]  # (x, y) indices into PAIR_METRICS
+    scale = np.array([1.0, 100.0, 1.0])
+    fig, axes = plt.subplots(len(by_space), 4, figsize=(14, 3.2 * len(by_space)), squeeze=False)
+    for row, (space, v) in enumerate(by_space.items()):
+        v = v * scale
+        for col, (i, j) in enumerate(pairs):
+            ax = axes[row, col]
+            ax.scatter(v[:, i], v[:, j], s=14, alpha=0.7, edgecolors="none")
+            rho = metrics.spearman(v[:, i], v[:, j])
+            ax.set_xlabel(LABELS[PAIR_METRICS[i]])
+            ax.set_ylabel(LABELS[PAIR_METRICS[j]])
+            ax.set_title(f"{_title(space)}: Spearman {rho:.2f} (runs={len(v)})", fontsize=9)
+            ax.grid(alpha=0.3)
+        k = len(PAIR_METRICS)
+        corr = np.ones((k, k))
+        for i in range(k):
+            for j in range(i + 1, k):
+                corr[i, j] = corr[j, i] = metrics.spearman(v[:, i], v[:, j])
+        ax = axes[row, 3]
+        im = ax.imshow(corr, vmin=-1, vmax=1, cmap="RdBu_r")
+        short = ["Acc.", "Final perf.", "S-KdT"]
+        ax.set_xticks(range(k), short)
+        ax.set_yticks(range(k), short)
+        for i in range(k):
+            for j in range(k):
+                text = "—" if not np.isfinite(corr[i, j]) else f"{corr[i, j]:.2f}"
+                dark = np.isfinite(corr[i, j]) and abs(corr[i, j]) > 0.6
+                ax.text(
+                    j, i, text, ha="center", va="center", fontsize=9, color="w" if dark else "k"
+                )
+        ax.set_title(f"{_title(space)}: Spearman correlation", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return _save(fig, stem)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fig. 17: influence of each factor
+
+
+def _defaults(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], Any]:
+    """The default value of each (space, factor), learnt from runs of experiments that do
+    not vary the factor: their most common value (they run at the space's default)."""
+    counts: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    factors = {f for r in records for f in (select(r, "config.experiment.factors") or [])}
+    for r in records:
+        varied = set(select(r, "config.experiment.factors") or [])
+        for f in factors - varied:
+            v = select(r.get("config", {}), f)
+            if v is not None:
+                counts[(_space(r), f)][_fmt(v)] += 1
+    return {k: c.most_common(1)[0][0] for k, c in counts.items()}
+
+
+def _baseline_value(
+    record: dict[str, Any],
+    factor: str,
+    learnt: Mapping[tuple[str, str], Any],
+    given: Mapping[str, Any],
+) -> Any:
+    space = _space(record)
+    if factor in given:
+        v = given[factor]
+        return _fmt(v[space] if isinstance(v, Mapping) else v)
+    if factor.startswith("fidelity."):
+        v = select(record, f"config.fidelity.baseline.{factor.partition('.')[2]}")
+        if v is not None:
+            return _fmt(v)
+    return learnt.get((space, factor))
+
+
+def factor_influence(
+    records: Sequence[dict[str, Any]],
+    stem: str | Path,
+    *,
+    baselines: Mapping[str, Any] | None = None,
+) -> list[Path]:
+    """Fig. 17: per space, one bar per non-baseline row of each experiment: its mean final
+    performance minus the baseline row's (percent points), means over seeds.
+
+    The baseline row is the row whose every factor equals the space's default:
+    1. `baselines[factor]` when given (a value, or a mapping space -> value);
+    2. for a `fidelity.<name>` factor, the record's `config.fidelity.baseline.<name>`;
+    3. otherwise the most common value of the factor among the given runs of experiments
+       that do not vary it (those run at the default).
+    An experiment with no such row (or whose default cannot be told) is left out with a
+    warning.
+    """
+    given = dict(baselines or {})
+    done = [r for r in _completed(records) if select(r, "config.experiment.name") and _space(r)]
+    learnt = _defaults(done)
+    groups: dict[tuple[str, str], dict[tuple, list[float]]] = defaultdict(lambda: defaultdict(list))
+    base_rows: dict[tuple[str, str], tuple | None] = {}
+    factors_of: dict[str, list[str]] = {}
+    for r in done:
+        exp, space = select(r, "config.experiment.name"), _space(r)
+        factors = list(select(r, "config.experiment.factors") or [])
+        if not factors:
+            continue
+        factors_of[exp] = factors
+        row = tuple(_fmt(select(r.get("config", {}), f)) for f in factors)
+        v = _metric(r, "final_performance")
+        if np.isfinite(v):
+            groups[(space, exp)][row].append(v)
+        base = tuple(_baseline_value(r, f, learnt, given) for f in factors)
+        if None not in base:
+            base_rows.setdefault((space, exp), base)
+    bars: dict[str, list[tuple[str, str, float, float]]] = defaultdict(list)
+    for (space, exp), rows in groups.items():
+        base = base_rows.get((space, exp))
+        if base is None or base not in rows:
+            warnings.warn(
+                f"factor_influence: {exp} on {space}: no baseline row "
+                f"({'default unknown' if base is None else 'no run at ' + str(base)}); left out",
+                stacklevel=2,
+            )
+            continue
+        ref = float(np.mean(rows[base]))
+        for row in sorted(rows, key=lambda t: tuple(_sort_key(x) for x in t)):
+            if row == base:
+                continue
+            label = ", ".join(
+                f"{f.rpartition('.')[2]}={x}"
+                for f, x, b in zip(factors_of[exp], row, base, strict=True)
+                if x != b
+            )
+            diffs = 100 * (np.array(rows[row]) - ref)
+            bars[space].append((exp, label, float(diffs.mean()), float(np.std(rows[row]) * 100)))
+    if not bars:
+        raise ValueError(
+            "factor_influence: no experiment has both a baseline row and another row with "
+            "completed runs (config.experiment.{name,factors} and metrics.final_performance)"
+        )
+    plt = _plt()
+    spaces = [s for s in _spaces_in(done) if s in bars]
+    height = max(len(b) for b in bars.values())
+    fig, axes = plt.subplots(
+        1, len(spaces), figsize=(5.0 * len(spaces), 1.5 + 0.28 * height), squeeze=False
+    )
+    exps = sorted({b[0] for bs in bars.values() for b in bs})
+    colour = {e: plt.get_cmap("tab20")(i % 20) for i, e in enumerate(exps)}
+    for ax, space in zip(axes[0], spaces, strict=True):
+        items = sorted(bars[space], key=lambda b: b[0])
+        y = np.arange(len(items))
+        ax.barh(
+            y,
+            [b[2] for b in items],
+            xerr=[b[3] for b in items],
+            color=[colour[b[0]] for b in items],
+            error_kw={"lw": 0.8},
+        )
+        ax.set_yticks(y, [b[1] for b in items], fontsize=7)
+        ax.invert_yaxis()
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_xlabel("Δ final performance vs. baseline (pp)")
+        ax.set_title(_title(space))
+        ax.grid(axis="x", alpha=0.3)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colour[e]) for e in exps]
+    fig.legend(handles, exps, loc="lower center", ncol=min(len(exps), 4), fontsize=7)
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * math.ceil(len(exps) / 4), 1, 1))
+    return _save(fig, stem)
