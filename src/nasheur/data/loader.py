@@ -70,6 +70,7 @@ class DeviceLoader:
         self.batch_size = int(batch_size)
         self.augment = bool(augment)
         self.device = images_u8.device
+        self._normalized: torch.Tensor | None = None  # eval_batches' float copy, made once
         shape = (1, channels, 1, 1)
         self._mean = torch.tensor([float(m) for m in mean], device=self.device).view(shape)
         self._std = torch.tensor([float(s) for s in std], device=self.device).view(shape)
@@ -143,15 +144,19 @@ class DeviceLoader:
         The last partial batch is completed by wrapping around to the start of the set (tiled
         when the set is smaller than a batch); only its first ``n_valid`` rows are new images,
         so count predictions only for ``x[:n_valid]``. Every image is counted exactly once.
+        The normalised set is made on the first call and kept: a pool evaluates it once per
+        architecture.
         """
+        if self._normalized is None:
+            self._normalized = self.normalize(self.images)
         n, bs = self.num_images, self.batch_size
         for start in range(0, n, bs):
             n_valid = min(bs, n - start)
             if n_valid == bs:
-                x = self.images[start : start + bs]
+                x = self._normalized[start : start + bs]
                 y = self.labels[start : start + bs]
             else:
                 idx = torch.arange(start, start + bs, device=self.device) % n
-                x = self.images.index_select(0, idx)
+                x = self._normalized.index_select(0, idx)
                 y = self.labels.index_select(0, idx)
-            yield self.normalize(x), y, n_valid
+            yield x, y, n_valid
