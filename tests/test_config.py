@@ -13,6 +13,9 @@ from tests.conftest import PYTHON, REPO, compose_job, run_env
 
 
 def compose_config(overrides: list[str], gt: Path | None = None) -> Config:
+    """NB201 unless ``overrides`` name another space (the app's own default is embedded)."""
+    if not any(o.startswith("search_space=") for o in overrides):
+        overrides = ["search_space=nb201", *overrides]
     if gt is not None:
         overrides = [*overrides, f"ground_truth.path={gt}"]
     return compose_job(overrides)
@@ -91,6 +94,37 @@ def test_every_offered_option_validates(overrides, gt_file):
 def test_out_of_range_values_name_the_key(overrides, key, gt_file):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(compose_config(overrides, gt_file))
+
+
+def test_the_default_is_the_embedded_benchmark_with_its_shipped_table():
+    from nasheur.config import ground_truth_path
+    from nasheur.groundtruth.embedded import TABLE
+
+    cfg = compose_job([])
+    validate(cfg)
+    assert cfg.search_space.name.value == "embedded" and cfg.dataset.name.value == "procedural"
+    assert cfg.ground_truth.path is None and ground_truth_path(cfg) == str(TABLE)
+    # the baseline is the size of its GT networks; the default super-net is one cell deep
+    base = cfg.fidelity.baseline
+    assert (base.channels, base.layers, base.batch_size) == (8, 3, 32)
+    assert (cfg.fidelity.channels, cfg.fidelity.layers, cfg.fidelity.batch_size) == (8, 1, 32)
+    assert (cfg.dataset.image_size, cfg.dataset.num_classes) == (12, 10)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "dataset"),
+    [
+        (["search_space=nb201"], "cifar10"),
+        (["search_space=nb101"], "cifar10"),
+        (["search_space=darts_nds"], "cifar10"),
+        (["search_space=embedded"], "procedural"),
+        (["search_space=nb201", "dataset=synthetic"], "synthetic"),  # the command line wins
+        (["search_space=embedded", "dataset=synthetic"], "synthetic"),
+        (["dataset=cifar10"], "cifar10"),
+    ],
+)
+def test_each_space_brings_its_dataset(overrides, dataset):
+    assert compose_job(overrides).dataset.name.value == dataset
 
 
 def test_missing_ground_truth_names_the_key(tmp_path):

@@ -116,7 +116,7 @@ def test_each_factor_runs_end_to_end(space, factor, overrides, tmp_path):
 
 
 def test_compensation_is_the_inverse_of_the_compute_saved():
-    cfg = compose_job(["fidelity.channels=8"])  # NB201 baseline 16
+    cfg = compose_job(["search_space=nb201", "fidelity.channels=8"])  # NB201 baseline 16
     assert compensation(cfg.fidelity) == 2 and effective_epochs(100, cfg.fidelity) == 100
     cfg.fidelity.compensate_epochs = True
     assert effective_epochs(100, cfg.fidelity) == 200

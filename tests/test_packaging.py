@@ -56,3 +56,6 @@ def test_the_wheel_carries_every_config(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for yaml in (REPO / "conf").rglob("*.yaml"):
         assert "nasheur/conf/" + yaml.relative_to(REPO / "conf").as_posix() in names
+    # the embedded benchmark's ground truth, so that `python -m nasheur` runs from a wheel
+    for table in ("embedded-gt.csv", "embedded-gt.per-seed.csv"):
+        assert f"nasheur/groundtruth/embedded/{table}" in names

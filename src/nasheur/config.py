@@ -33,6 +33,7 @@ class SpaceName(str, Enum):
     nb101 = "nb101"
     nb201 = "nb201"
     darts_nds = "darts_nds"
+    embedded = "embedded"  # NB201 cells, small, on procedural data: the fresh-machine default
 
 
 class OpsOn(str, Enum):
@@ -56,6 +57,7 @@ class SamplerName(str, Enum):
 class DatasetName(str, Enum):
     cifar10 = "cifar10"
     synthetic = "synthetic"
+    procedural = "procedural"  # the embedded benchmark's texture images (no download)
 
 
 class EvalBN(str, Enum):
@@ -145,7 +147,8 @@ class DatasetConfig:
     root: str = "${oc.env:NASHEUR_DATA,data}"
     val_portion: float = 0.1  # the fixed validation share of the training set
     split_seed: int = 0  # the train/validation split is the same for every run seed
-    # synthetic: a seeded image set that needs no download (tests, debugging)
+    augment: bool = True  # random crop (4-pixel padding) and horizontal flip of training images
+    # synthetic / procedural: seeded image sets that need no download
     num_images: int = 2000
     image_size: int = 16
     num_classes: int = 10
@@ -307,6 +310,16 @@ def _check_choice(key: str, value: str, allowed: tuple[str, ...], why: str) -> N
         )
 
 
+def ground_truth_path(cfg: Config) -> str | None:
+    """``ground_truth.path``, or the table a space ships with (embedded) when it is null."""
+    if cfg.ground_truth.path is not None:
+        return cfg.ground_truth.path
+    from nasheur.spaces import space_info
+
+    shipped = getattr(space_info(cfg.search_space.name.value), "shipped_ground_truth", None)
+    return None if shipped is None else str(shipped())
+
+
 def validate(cfg: Config) -> None:
     """Ranges and combinations, checked before any data is read. Raises :class:`ConfigError`."""
     from nasheur.spaces import space_info
@@ -390,7 +403,7 @@ def validate(cfg: Config) -> None:
     if hasattr(space, "validate_config"):  # rules only one space has
         space.validate_config(cfg)
 
-    gt = cfg.ground_truth.path
+    gt = ground_truth_path(cfg)
     if gt is None:
         raise ConfigError(
             f"ground_truth.path is not set: search_space={space.name} needs a ground-truth table, "

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nasheur import __version__
-from nasheur.config import Config, ConfigError, config_hash, plain
+from nasheur.config import Config, ConfigError, config_hash, ground_truth_path, plain
 from nasheur.io import atomic_write_json, read_json
 from nasheur.progress import EpochLog
 from nasheur.training import CheckpointMismatch
@@ -125,6 +125,7 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
     from nasheur.samplers import build_sampler
     from nasheur.seeding import derive_seed, numpy_rng
     from nasheur.spaces import get_space
+    from nasheur.spaces.nb201 import NB201Space
     from nasheur.supernet import build_supernet, spec_from_config
     from nasheur.training import (
         CHECKPOINT,
@@ -147,8 +148,9 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
 
     # ground truth and the pool first: they are cheap and catch bad input before long work
     g = cfg.ground_truth
+    gt_path = ground_truth_path(cfg)
     gt = load_ground_truth(
-        g.path,
+        gt_path,
         dataset=g.dataset,
         metric=None if g.metric is None else g.metric.value,
         column=g.column,
@@ -162,7 +164,7 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
     )
     space_gt = gt.lookup(searched)
     pool = draw_pool(searched, cfg.eval.pool_size, numpy_rng(cfg.seed, "pool"))
-    atomic_write_json(out / POOL, {"ground_truth": str(cfg.ground_truth.path), "keys": pool})
+    atomic_write_json(out / POOL, {"ground_truth": str(gt_path), "keys": pool})
 
     d = cfg.dataset
     data = load_image_data(
@@ -182,7 +184,11 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
     batch = cfg.fidelity.batch_size
     norm = {"mean": data.mean, "std": data.std}
     train_loader = DeviceLoader(
-        data.train_x.to(device), data.train_y.to(device), batch_size=batch, augment=True, **norm
+        data.train_x.to(device),
+        data.train_y.to(device),
+        batch_size=batch,
+        augment=d.augment,
+        **norm,
     )
     val_loader = DeviceLoader(
         data.val_x.to(device), data.val_y.to(device), batch_size=batch, augment=False, **norm
@@ -194,7 +200,7 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
     epochs = effective_epochs(p.epochs, cfg.fidelity)
     if epochs != p.epochs:
         log.info("fidelity.compensate_epochs: %d epochs instead of %d", epochs, p.epochs)
-    if cfg.supernet.wsbn and space.name == "nb201" and cfg.supernet.ops_on.value == "edge":
+    if cfg.supernet.wsbn and isinstance(space, NB201Space) and cfg.supernet.ops_on.value == "edge":
         log.warning(
             "supernet.wsbn=true with ops on edges: every op set reads from one node, so WSBN changes nothing"
         )
@@ -310,7 +316,7 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
         "epochs": epochs,
         "eval": {"bn": bn_mode, "pool_size": len(pool), "val_images": val_loader.num_images},
         "ground_truth": {
-            "path": str(cfg.ground_truth.path),
+            "path": str(gt_path),
             "architectures": len(gt),
             "source": gt.source,
         },

@@ -1,8 +1,10 @@
-"""``python -m nasheur.groundtruth convert|show``: make and inspect ground-truth tables.
+"""``python -m nasheur.groundtruth convert|build|show``: make and inspect ground-truth tables.
 
 python -m nasheur.groundtruth convert <file or folder> [--out table.csv]
     [--dataset cifar10|cifar10-valid] [--metric test|valid] [--column NAME]
     [--unit auto|percent|fraction]
+python -m nasheur.groundtruth build --out table.csv [--space embedded --archs 300 ...]
+    (stand-alone training for a space without a benchmark; ``build --help`` lists the options)
 python -m nasheur.groundtruth show <table.csv>
 """
 
@@ -52,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=("auto", "percent", "fraction"),
         help="CSV input only: the unit of the accuracy column",
     )
+    # the builder parses its own options (nasheur.groundtruth.builder)
+    build = sub.add_parser(
+        "build",
+        add_help=False,
+        help="train stand-alone networks of a sample of a space and write their GT table",
+    )
+    build.add_argument("options", nargs="*", help="see `build --help`")
     show = sub.add_parser("show", help="print a table's header and row count")
     show.add_argument("table")
     show.add_argument("--column", help="the accuracy column (default: the layout's own)")
@@ -88,6 +97,11 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["build"]:  # the builder parses its own options, --help included
+        from nasheur.groundtruth.builder import build_main
+
+        return build_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return _convert(args) if args.command == "convert" else _show(args)

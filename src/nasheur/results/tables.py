@@ -26,8 +26,13 @@ import numpy as np
 
 from nasheur import metrics
 
-SPACES = ("nb101", "nb201", "darts_nds")
-SPACE_TITLES = {"nb101": "NAS-Bench-101", "nb201": "NAS-Bench-201", "darts_nds": "DARTS-NDS"}
+SPACES = ("nb101", "nb201", "darts_nds", "embedded")  # the paper's three, then nasheur's own
+SPACE_TITLES = {
+    "nb101": "NAS-Bench-101",
+    "nb201": "NAS-Bench-201",
+    "darts_nds": "DARTS-NDS",
+    "embedded": "Embedded (NB201 cells, procedural)",
+}
 
 # table -> its blocks (experiments) in the paper's order, with their titles
 TABLES: dict[str, list[tuple[str, str]]] = {

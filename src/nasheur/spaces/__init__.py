@@ -15,6 +15,7 @@ _REGISTRY: dict[str, str] = {
     "nb101": "nasheur.spaces.nb101:NB101Space",
     "nb201": "nasheur.spaces.nb201:NB201Space",
     "darts_nds": "nasheur.spaces.darts:DartsSpace",
+    "embedded": "nasheur.spaces.embedded:EmbeddedSpace",
 }
 
 

@@ -19,6 +19,7 @@ _REGISTRY: dict[str, str] = {
     "nb101": "nasheur.supernet.nb101:NB101SuperNet",
     "nb201": "nasheur.supernet.nb201:NB201SuperNet",
     "darts_nds": "nasheur.supernet.darts:DartsSuperNet",
+    "embedded": "nasheur.supernet.nb201:NB201SuperNet",  # NB201 cells at a small size
 }
 
 

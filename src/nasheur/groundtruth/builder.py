@@ -1,0 +1,631 @@
+"""Build a ground-truth table by stand-alone training (f_proxy under P_proxy).
+
+For a search space whose class can ``sample_unique`` and ``standalone``, draw a seeded sample
+of unique architectures, train each one's stand-alone network on a generated image set for
+several seeds, and record its top-1 accuracy on a held-out test set generated separately (with
+another seed) from the training images. The GT of an architecture is the mean over seeds.
+
+P_proxy: SGD with momentum 0.9 (Nesterov), learning rate 0.1 decayed by a per-step cosine to
+zero, weight decay 5e-4, cross-entropy, the space's own macro settings; BN in training mode
+while training and with its running statistics at test time. The defaults (:class:`BuildSettings`)
+are those of the shipped embedded table: 2 epochs over 1,200 procedural 12x12 images at batch
+32 without augmentation, tested on 1,000 images of another seed, one CPU thread.
+
+The build is resumable. Every finished (architecture, seed) result is appended as one JSON line
+to a progress file (``<stem>.progress.jsonl`` beside ``<stem>.csv``, or ``--progress``) and
+fsync'ed; the file opens with the build's settings. Running the same build again skips the
+results already there (a half-written last line from a crash is dropped), and a build with
+other settings refuses to reuse the file. At the end it writes:
+
+* ``<stem>.csv``: the table (:func:`nasheur.groundtruth.table.write_table`), mean accuracy
+  over seeds, with header lines for the data, the protocol, the seed-to-seed Kendall tau (mean
+  over pairs of seeds), the p90 - p10 spread in accuracy points and the command that
+  regenerates it;
+* ``<stem>.per-seed.csv``: ``key,seed,accuracy`` for every result.
+
+Every result depends only on (settings, architecture, seed), never on the order of the work,
+so an interrupted and resumed build writes the same table as an uninterrupted one (CPU, the
+same number of threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import math
+import os
+import shlex
+import sys
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nasheur.io import atomic_path
+
+__all__ = [
+    "PROGRESS_FORMAT",
+    "BuildMismatchError",
+    "BuildResult",
+    "BuildSettings",
+    "build",
+    "build_main",
+    "mean_pairwise_kendall",
+    "per_seed_path",
+    "progress_path",
+    "sample_architectures",
+    "spread_points",
+    "train_standalone",
+]
+
+PROGRESS_FORMAT = 1
+DATASETS = ("procedural", "synthetic")
+
+
+class BuildMismatchError(RuntimeError):
+    """The progress file was written by a build with other settings."""
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Everything that determines the table (and nothing that does not)."""
+
+    space: str = "embedded"
+    archs: int = 300  # unique architectures
+    seeds: tuple[int, ...] = (0, 1)
+    arch_seed: int = 0  # the sample of architectures
+    # data: stand-alone training images and a held-out test set generated with another seed
+    dataset: str = "procedural"
+    train_images: int = 1200
+    test_images: int = 1000
+    image_size: int = 12
+    num_classes: int = 10
+    data_seed: int = 0  # the training images (the super-net's data set uses the same)
+    test_seed: int = 1  # the held-out test images
+    # P_proxy
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    augment: bool = False  # random crop (pad 4) + horizontal flip
+    # f_proxy macro settings beyond the space's defaults (num_classes follows the data)
+    macro: tuple[tuple[str, Any], ...] = ()
+    threads: int = 1  # torch CPU threads (results are reproducible at a fixed count)
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}")
+        for name in ("archs", "train_images", "test_images", "epochs", "batch_size", "threads"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
+        if self.dataset == "procedural" and self.data_seed == self.test_seed:
+            raise ValueError("data_seed and test_seed must differ (the test set is held out)")
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        object.__setattr__(self, "macro", tuple(sorted((str(k), v) for k, v in self.macro)))
+
+    def as_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["seeds"] = list(self.seeds)
+        d["macro"] = {k: v for k, v in self.macro}
+        return d
+
+    def protocol_text(self) -> str:
+        return (
+            f"SGD momentum {self.momentum}{' nesterov' if self.nesterov else ''}, lr {self.lr} "
+            f"per-step cosine to 0, weight decay {self.weight_decay}, batch {self.batch_size}, "
+            f"{self.epochs} epochs, "
+            + ("random crop (pad 4) + horizontal flip" if self.augment else "no augmentation")
+        )
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    table: Path
+    per_seed: Path
+    keys: tuple[str, ...]
+    accuracy: np.ndarray  # mean over seeds (fraction)
+    per_seed_acc: np.ndarray  # (archs, seeds)
+    meta: Mapping[str, str]
+    trained: int  # results trained by this call (the others came from the progress file)
+
+
+def _stem(out: str | os.PathLike[str]) -> Path:
+    path = Path(out)
+    return path.with_suffix("") if path.suffix.lower() == ".csv" else path
+
+
+def progress_path(out: str | os.PathLike[str]) -> Path:
+    """``table.csv`` -> ``table.progress.jsonl`` (beside the table)."""
+    stem = _stem(out)
+    return stem.with_name(stem.name + ".progress.jsonl")
+
+
+def per_seed_path(out: str | os.PathLike[str]) -> Path:
+    """``table.csv`` -> ``table.per-seed.csv``: ``key,seed,accuracy`` of every result."""
+    stem = _stem(out)
+    return stem.with_name(stem.name + ".per-seed.csv")
+
+
+# --------------------------------------------------------------------------------------------
+# the space and its sample
+
+
+def sample_architectures(space: Any, count: int, seed: int) -> list[str]:
+    """``count`` keys of distinct unique architectures, drawn with ``sample_unique``."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xA5C4]))
+    keys: list[str] = []
+    seen: set[str] = set()
+    tries = 0
+    while len(keys) < count:
+        tries += 1
+        if tries > 50 * count + 1000:
+            raise ValueError(f"could not draw {count} distinct architectures of {space.name}")
+        arch = space.sample_unique(rng)
+        u = space.unique_key(arch)
+        if u in seen:
+            continue
+        seen.add(u)
+        keys.append(space.key(arch))
+    return keys
+
+
+# --------------------------------------------------------------------------------------------
+# data and training
+
+
+@dataclass(frozen=True, eq=False)
+class _Data:
+    train_x: Any
+    train_y: Any
+    test_x: Any
+    test_y: Any
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def _make_data(s: BuildSettings) -> _Data:
+    import torch
+
+    if s.dataset == "procedural":
+        from nasheur.data.procedural import PROCEDURAL_MEAN, PROCEDURAL_STD, make_procedural
+
+        tx, ty = make_procedural(s.train_images, s.image_size, s.num_classes, s.data_seed)
+        vx, vy = make_procedural(s.test_images, s.image_size, s.num_classes, s.test_seed)
+        mean, std = PROCEDURAL_MEAN, PROCEDURAL_STD
+    else:  # synthetic: the seed also draws the classes, so split one generated set
+        from nasheur.data.synthetic import SYNTHETIC_MEAN, SYNTHETIC_STD, make_synthetic
+
+        x, y = make_synthetic(
+            s.train_images + s.test_images, s.image_size, s.num_classes, s.data_seed
+        )
+        tx, ty, vx, vy = (
+            x[: s.train_images],
+            y[: s.train_images],
+            x[s.train_images :],
+            y[s.train_images :],
+        )
+        mean, std = SYNTHETIC_MEAN, SYNTHETIC_STD
+
+    def t(a: np.ndarray) -> Any:
+        return torch.from_numpy(np.ascontiguousarray(a))
+
+    return _Data(t(tx), t(ty), t(vx), t(vy), tuple(mean), tuple(std))
+
+
+def _seed_for(seed: int, key: str, *more: int) -> int:
+    state = np.random.SeedSequence([int(seed), zlib.crc32(key.encode()), *more])
+    return int(state.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def train_standalone(space: Any, key: str, seed: int, s: BuildSettings, data: _Data) -> float:
+    """Train f_proxy of ``key`` under P_proxy with ``seed``; its top-1 test accuracy (fraction)."""
+    import torch
+    import torch.nn.functional as F
+
+    from nasheur.data.loader import DeviceLoader
+
+    macro = dict(s.macro)
+    if "num_classes" in getattr(space, "macro_defaults", {}):
+        macro.setdefault("num_classes", s.num_classes)
+    torch.manual_seed(_seed_for(seed, key, 0))
+    net = space.standalone(space.parse(key) if hasattr(space, "parse") else key, **macro)
+    opt = torch.optim.SGD(
+        net.parameters(),
+        lr=s.lr,
+        momentum=s.momentum,
+        nesterov=s.nesterov,
+        weight_decay=s.weight_decay,
+    )
+    norm = {"mean": data.mean, "std": data.std}
+    train = DeviceLoader(
+        data.train_x, data.train_y, batch_size=s.batch_size, augment=s.augment, **norm
+    )
+    test = DeviceLoader(data.test_x, data.test_y, batch_size=256, augment=False, **norm)
+    total = s.epochs * train.steps_per_epoch
+    step = 0
+    net.train()
+    for epoch in range(s.epochs):
+        gen = torch.Generator().manual_seed(_seed_for(seed, key, 1, epoch))
+        for x, y in train.train_batches(gen):
+            for group in opt.param_groups:
+                group["lr"] = 0.5 * s.lr * (1.0 + math.cos(math.pi * step / total))
+            loss = F.cross_entropy(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+        if not math.isfinite(float(loss.detach())):
+            raise FloatingPointError(f"{key} seed {seed}: the training loss is not finite")
+    net.eval()
+    hits = 0
+    with torch.no_grad():
+        for x, y, n_valid in test.eval_batches():
+            hits += int((net(x)[:n_valid].argmax(1) == y[:n_valid]).sum())
+    return hits / test.num_images
+
+
+# --------------------------------------------------------------------------------------------
+# statistics
+
+
+def mean_pairwise_kendall(per_seed: np.ndarray) -> float:
+    """Mean Kendall tau-b between the columns (seeds) of an (archs, seeds) accuracy matrix."""
+    from nasheur.metrics import kendall_tau
+
+    cols = range(per_seed.shape[1])
+    taus = [kendall_tau(per_seed[:, a], per_seed[:, b]) for a, b in itertools.combinations(cols, 2)]
+    return float(np.mean(taus)) if taus else float("nan")
+
+
+def spread_points(acc: np.ndarray) -> float:
+    """90th minus 10th percentile (numpy's linear interpolation), in accuracy points."""
+    return float(100.0 * (np.percentile(acc, 90) - np.percentile(acc, 10)))
+
+
+# --------------------------------------------------------------------------------------------
+# the progress file
+
+
+def _read_progress(path: Path, settings: BuildSettings) -> dict[tuple[str, int], float]:
+    """Results already in ``path`` (creating it with the settings line if absent)."""
+    header = {"format": PROGRESS_FORMAT, "settings": settings.as_json()}
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(header, sort_keys=True) + "\n", encoding="utf-8")
+        return {}
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    complete, tail = lines[:-1], lines[-1]
+    if tail:  # a line cut short by a crash: drop it before appending more
+        with open(path, "r+b") as f:
+            f.truncate(len(raw) - len(tail))
+            f.flush()
+            os.fsync(f.fileno())
+    if not complete:
+        raise BuildMismatchError(f"{path}: no settings line; delete it to start over")
+    try:
+        first = json.loads(complete[0])
+    except json.JSONDecodeError:
+        raise BuildMismatchError(f"{path}: unreadable settings line; delete it") from None
+    if first != json.loads(json.dumps(header, sort_keys=True)):
+        old = first.get("settings", {}) if isinstance(first, dict) else {}
+        new = header["settings"]
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise BuildMismatchError(
+            f"{path} belongs to a build with other settings (differing: {', '.join(diff) or 'format'}); "
+            "refusing to mix results. Use the same settings, another --out, or delete the file."
+        )
+    done: dict[tuple[str, int], float] = {}
+    for line in complete[1:]:
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        done[(rec["key"], int(rec["seed"]))] = float(rec["accuracy"])
+    return done
+
+
+def _append(path: Path, record: Mapping[str, Any]) -> None:
+    data = (json.dumps(dict(record), sort_keys=True) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------------------------
+# the build
+
+
+@dataclass
+class _Progress:
+    total: int
+    done: int
+    start: float = field(default_factory=time.perf_counter)
+    trained: int = 0
+
+    def line(self, key: str, seed: int, acc: float, seconds: float) -> str:
+        rate = (time.perf_counter() - self.start) / max(self.trained, 1)
+        left = (self.total - self.done) * rate
+        return (
+            f"[{self.done}/{self.total}] seed {seed} acc {100 * acc:.2f}% ({seconds:.1f} s) "
+            f"{key}  eta {left / 60:.1f} min"
+        )
+
+
+def build(
+    out: str | os.PathLike[str],
+    settings: BuildSettings,
+    *,
+    limit: int | None = None,
+    command: str | None = None,
+    progress: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] | None = print,
+) -> BuildResult | None:
+    """Run (or continue) the build of ``settings`` into ``out``.
+
+    ``limit`` stops after training that many new results (returning None if the build is not
+    complete yet); rerun to continue. ``command`` is recorded as the table's ``regenerate``
+    line. ``progress`` puts the progress file elsewhere than beside ``out``. Returns the
+    finished table's contents.
+    """
+    import torch
+
+    out = Path(out)
+    from nasheur.spaces import get_space
+
+    space = get_space(settings.space)
+    for need in ("sample_unique", "standalone", "unique_key", "key"):
+        if not hasattr(space, need):
+            raise TypeError(f"search space {settings.space!r} has no {need}(): cannot build GT")
+    keys = sample_architectures(space, settings.archs, settings.arch_seed)
+    progress = Path(progress) if progress is not None else progress_path(out)
+    done = _read_progress(progress, settings)
+    unknown = {k for k, _ in done} - set(keys)
+    if unknown:
+        raise BuildMismatchError(f"{progress}: results for architectures outside this build")
+    todo = [(k, s) for k in keys for s in settings.seeds if (k, s) not in done]
+    state = _Progress(total=len(keys) * len(settings.seeds), done=len(done))
+    if todo and (limit is None or limit > 0):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(settings.threads)
+        try:
+            data = _make_data(settings)
+            for key, seed in todo:
+                if limit is not None and state.trained >= limit:
+                    break
+                t0 = time.perf_counter()
+                acc = train_standalone(space, key, seed, settings, data)
+                seconds = time.perf_counter() - t0
+                _append(progress, {"key": key, "seed": seed, "accuracy": acc, "seconds": seconds})
+                done[(key, seed)] = acc
+                state.done += 1
+                state.trained += 1
+                if log is not None:
+                    log(state.line(key, seed, acc, seconds))
+        finally:
+            torch.set_num_threads(threads)
+    if len(done) < state.total:
+        return None
+    return _write_outputs(out, settings, keys, done, command, trained=state.trained)
+
+
+def _write_outputs(
+    out: Path,
+    s: BuildSettings,
+    keys: list[str],
+    done: Mapping[tuple[str, int], float],
+    command: str | None,
+    *,
+    trained: int,
+) -> BuildResult:
+    from nasheur.groundtruth.table import write_table
+
+    per_seed = np.array([[done[(k, seed)] for seed in s.seeds] for k in keys], dtype=np.float64)
+    acc = per_seed.mean(axis=1)
+    side = per_seed_path(out)
+    tau = mean_pairwise_kendall(per_seed) if len(s.seeds) > 1 else float("nan")
+    macro = {k: v for k, v in s.macro}
+    meta = {
+        "source": "nasheur.groundtruth.builder (stand-alone training, P_proxy)",
+        "space": s.space,
+        "archs": str(len(keys)),
+        "seeds": " ".join(str(x) for x in s.seeds),
+        "accuracy": f"mean over seeds of top-1 on {s.test_images} held-out test images",
+        "per_seed": side.name,
+        "seed_kendall_tau": f"{tau:.4f}",
+        "spread_p90_p10": f"{spread_points(acc):.2f}",
+        "dataset": (
+            f"{s.dataset} image_size={s.image_size} num_classes={s.num_classes} "
+            f"train_images={s.train_images} data_seed={s.data_seed} "
+            f"test_images={s.test_images} test_seed={s.test_seed}"
+        ),
+        "macro": " ".join(f"{k}={v}" for k, v in macro.items()) or "space defaults",
+        "epochs": str(s.epochs),
+        "protocol": s.protocol_text(),
+        "arch_seed": str(s.arch_seed),
+        "threads": str(s.threads),
+        "regenerate": command or "python -m nasheur.groundtruth build " + _cli_args(s, out),
+    }
+    with atomic_path(side) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["key", "seed", "accuracy"])
+        for k, row in zip(keys, per_seed, strict=True):
+            for seed, a in zip(s.seeds, row, strict=True):
+                writer.writerow([k, seed, repr(float(a))])
+    write_table(out, keys, acc, meta=meta)
+    return BuildResult(
+        table=out,
+        per_seed=side,
+        keys=tuple(keys),
+        accuracy=acc,
+        per_seed_acc=per_seed,
+        meta=meta,
+        trained=trained,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+
+def _cli_args(s: BuildSettings, out: Path | str) -> str:
+    args: list[str] = [f"--space {s.space}"]
+    pairs = [
+        ("archs", s.archs),
+        ("seeds", ",".join(str(x) for x in s.seeds)),
+        ("arch-seed", s.arch_seed),
+        ("dataset", s.dataset),
+        ("train-images", s.train_images),
+        ("test-images", s.test_images),
+        ("image-size", s.image_size),
+        ("num-classes", s.num_classes),
+        ("data-seed", s.data_seed),
+        ("test-seed", s.test_seed),
+        ("epochs", s.epochs),
+        ("batch-size", s.batch_size),
+        ("lr", s.lr),
+        ("weight-decay", s.weight_decay),
+        ("threads", s.threads),
+    ]
+    args += [f"--{name} {value}" for name, value in pairs]
+    if s.augment:
+        args.append("--augment")
+    args += [f"--macro {k}={v}" for k, v in s.macro]
+    args.append(f"--out {shlex.quote(str(out))}")
+    return " ".join(args)
+
+
+def _parse_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = BuildSettings()
+    p = argparse.ArgumentParser(
+        prog="python -m nasheur.groundtruth build",
+        description=(
+            "Build a ground-truth table by stand-alone training of a seeded sample of unique "
+            "architectures over several seeds (resumable: rerun the same command to continue)."
+        ),
+    )
+    p.add_argument("--out", required=True, help="the table to write (CSV)")
+    p.add_argument("--space", default=d.space, help="search space (default: %(default)s)")
+    p.add_argument("--archs", type=int, default=d.archs, help="unique architectures")
+    p.add_argument(
+        "--seeds", default=",".join(map(str, d.seeds)), help="training seeds, comma-separated"
+    )
+    p.add_argument("--arch-seed", type=int, default=d.arch_seed, help="seed of the sample")
+    p.add_argument("--dataset", choices=DATASETS, default=d.dataset)
+    p.add_argument("--train-images", type=int, default=d.train_images)
+    p.add_argument("--test-images", type=int, default=d.test_images)
+    p.add_argument("--image-size", type=int, default=d.image_size)
+    p.add_argument("--num-classes", type=int, default=d.num_classes)
+    p.add_argument("--data-seed", type=int, default=d.data_seed)
+    p.add_argument("--test-seed", type=int, default=d.test_seed)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--augment", action="store_true", help="train with random crop (pad 4) and flip")
+    p.add_argument(
+        "--macro",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="f_proxy macro setting over the space's default (repeatable), e.g. channels=8",
+    )
+    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
+    p.add_argument(
+        "--limit", type=int, default=None, help="stop after this many new results (resume later)"
+    )
+    p.add_argument(
+        "--progress", help="the progress file (default: <out stem>.progress.jsonl beside --out)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no per-result lines")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> BuildSettings:
+    macro = []
+    for item in args.macro:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--macro expects KEY=VALUE, got {item!r}")
+        macro.append((name.strip(), _parse_value(value.strip())))
+    return BuildSettings(
+        space=args.space,
+        archs=args.archs,
+        seeds=tuple(int(x) for x in str(args.seeds).split(",") if x.strip()),
+        arch_seed=args.arch_seed,
+        dataset=args.dataset,
+        train_images=args.train_images,
+        test_images=args.test_images,
+        image_size=args.image_size,
+        num_classes=args.num_classes,
+        data_seed=args.data_seed,
+        test_seed=args.test_seed,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        augment=args.augment,
+        macro=tuple(macro),
+        threads=args.threads,
+    )
+
+
+def build_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m nasheur.groundtruth build ...``: 0 when the table is written, 3 when
+    ``--limit`` stopped the build early (rerun to continue), 1 on an error."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+        command = "python -m nasheur.groundtruth build " + _cli_args(settings, args.out)
+        start = time.perf_counter()
+        result = build(
+            args.out,
+            settings,
+            limit=args.limit,
+            command=command,
+            progress=args.progress,
+            log=None if args.quiet else lambda m: print(m, flush=True),
+        )
+    except (BuildMismatchError, ValueError, TypeError, KeyError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if result is None:
+        print(f"stopped after --limit {args.limit} results; rerun the same command to continue")
+        return 3
+    m = result.meta
+    print(
+        f"wrote {len(result.keys)} architectures x {len(settings.seeds)} seeds to {result.table} "
+        f"(+ {result.per_seed.name}); seed Kendall tau {m['seed_kendall_tau']}, "
+        f"p90-p10 spread {m['spread_p90_p10']} points; {result.trained} trained in "
+        f"{time.perf_counter() - start:.0f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(build_main())

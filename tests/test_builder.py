@@ -1,0 +1,187 @@
+"""The ground-truth builder: stand-alone training of a seeded sample, resumable, into a table."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from nasheur.groundtruth import builder
+from nasheur.groundtruth.builder import (
+    BuildMismatchError,
+    BuildSettings,
+    build,
+    build_main,
+    mean_pairwise_kendall,
+    per_seed_path,
+    progress_path,
+    sample_architectures,
+    spread_points,
+)
+from nasheur.groundtruth.table import read_table
+from nasheur.spaces.nb201 import parse
+
+# three architectures, two seeds, one epoch of 48 tiny images: about a second in all
+TINY = BuildSettings(
+    space="embedded",
+    archs=3,
+    seeds=(0, 1),
+    train_images=48,
+    test_images=32,
+    image_size=8,
+    epochs=1,
+    batch_size=16,
+    macro=(("channels", 4), ("layers", 1)),
+)
+TINY_ARGS = [
+    "--archs", "3",
+    "--seeds", "0,1",
+    "--train-images", "48",
+    "--test-images", "32",
+    "--image-size", "8",
+    "--epochs", "1",
+    "--batch-size", "16",
+    "--macro", "channels=4",
+    "--macro", "layers=1",
+]  # fmt: skip
+
+
+def _count_trainings(monkeypatch) -> list[tuple[str, int]]:
+    calls: list[tuple[str, int]] = []
+    real = builder.train_standalone
+
+    def counting(space, key, seed, settings, data):
+        calls.append((key, seed))
+        return real(space, key, seed, settings, data)
+
+    monkeypatch.setattr(builder, "train_standalone", counting)
+    return calls
+
+
+def _results(path) -> list[dict]:
+    lines = path.read_text().splitlines()
+    return [json.loads(line) for line in lines[1:] if line.strip()]
+
+
+def test_build_writes_a_table_with_its_statistics(tmp_path):
+    out = tmp_path / "gt.csv"
+    result = build(out, TINY, log=None)
+    assert result is not None and result.trained == 6
+    gt = read_table(out, validate_key=parse)
+    assert len(gt) == 3 and all(parse(k) for k in gt.keys)
+    m = gt.meta
+    assert m["archs"] == "3" and m["seeds"] == "0 1" and m["epochs"] == "1"
+    assert m["per_seed"] == "gt.per-seed.csv"
+    assert "procedural" in m["dataset"] and "test_seed=1" in m["dataset"]
+    assert "nesterov" in m["protocol"] and "lr 0.1" in m["protocol"]
+    assert m["regenerate"].startswith("python -m nasheur.groundtruth build ")
+    for name in ("seed_kendall_tau", "spread_p90_p10"):
+        float(m[name])  # a number (the tau of three tiny runs may be nan on ties)
+    # the sidecar: one row per (architecture, seed); the table holds their mean
+    with open(per_seed_path(out), newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and {int(r["seed"]) for r in rows} == {0, 1}
+    for key in gt.keys:
+        accs = [float(r["accuracy"]) for r in rows if r["key"] == key]
+        assert len(accs) == 2 and gt[key] == pytest.approx(np.mean(accs), abs=0)
+    assert float(m["spread_p90_p10"]) == pytest.approx(spread_points(gt.acc), abs=0.005)
+
+
+def test_killed_build_resumes_without_redoing_and_matches(tmp_path, monkeypatch):
+    whole = build(tmp_path / "a" / "gt.csv", TINY, command="regen", log=None)
+    assert whole is not None
+
+    out = tmp_path / "b" / "gt.csv"
+    assert build(out, TINY, limit=2, command="regen", log=None) is None
+    first = [(r["key"], r["seed"]) for r in _results(progress_path(out))]
+    assert len(first) == 2 and not out.exists()
+
+    calls = _count_trainings(monkeypatch)
+    resumed = build(out, TINY, command="regen", log=None)
+    assert resumed is not None and resumed.trained == 4
+    assert len(calls) == 4 and not set(calls) & set(first)
+    # the interrupted build's table and sidecar are those of the uninterrupted one
+    assert out.read_bytes() == (tmp_path / "a" / "gt.csv").read_bytes()
+    assert per_seed_path(out).read_bytes() == per_seed_path(tmp_path / "a" / "gt.csv").read_bytes()
+
+    calls.clear()  # a finished build only rewrites its outputs
+    assert build(out, TINY, command="regen", log=None) is not None and calls == []
+
+
+def test_a_half_written_last_line_is_dropped(tmp_path):
+    out = tmp_path / "gt.csv"
+    build(out, TINY, limit=1, log=None)
+    with open(progress_path(out), "a") as f:
+        f.write('{"accuracy": 0.5, "key": "|none~0|+')  # a crash mid-write
+    result = build(out, TINY, log=None)
+    assert result is not None and result.trained == 5
+    assert len(_results(progress_path(out))) == 6
+
+
+def test_changed_settings_refuse_to_mix(tmp_path, capsys):
+    out = tmp_path / "gt.csv"
+    build(out, TINY, limit=1, log=None)
+    other = BuildSettings(**{**TINY.__dict__, "epochs": 2})
+    with pytest.raises(BuildMismatchError, match="epochs"):
+        build(out, other, log=None)
+    # the command line says so and fails
+    args = ["--out", str(out), *TINY_ARGS, "--lr", "0.05"]
+    assert build_main(args) == 1
+    assert "refusing to mix" in capsys.readouterr().err
+    assert len(_results(progress_path(out))) == 1  # nothing was added
+
+
+def test_command_line_limit_then_resume(tmp_path, capsys):
+    out = tmp_path / "cli.csv"
+    progress = tmp_path / "elsewhere" / "cli.progress.jsonl"
+    args = ["--out", str(out), "--progress", str(progress), "--quiet", *TINY_ARGS]
+    assert build_main([*args, "--limit", "4"]) == 3
+    assert "rerun the same command" in capsys.readouterr().out
+    assert build_main(args) == 0
+    text = capsys.readouterr().out
+    assert "wrote 3 architectures x 2 seeds" in text
+    gt = read_table(out)
+    assert len(gt) == 3 and not progress_path(out).exists() and progress.exists()
+    # the recorded command rebuilds the same settings
+    regen = gt.meta["regenerate"].split()
+    assert regen[:4] == ["python", "-m", "nasheur.groundtruth", "build"]
+    parsed = builder.settings_from_args(builder._parser().parse_args(regen[4:]))
+    assert parsed == TINY
+
+
+def test_any_space_with_standalone_and_sample_unique(tmp_path):
+    settings = BuildSettings(**{**TINY.__dict__, "space": "nb201", "archs": 2})
+    result = build(tmp_path / "nb201.csv", settings, log=None)
+    assert result is not None and len(read_table(tmp_path / "nb201.csv")) == 2
+
+
+def test_sample_is_seeded_and_unique():
+    from nasheur.spaces.embedded import EmbeddedSpace
+
+    space = EmbeddedSpace()
+    keys = sample_architectures(space, 40, seed=3)
+    assert keys == sample_architectures(space, 40, seed=3)
+    assert keys != sample_architectures(space, 40, seed=4)
+    assert len({space.unique_key(k) for k in keys}) == 40
+
+
+def test_statistics():
+    per_seed = np.array([[0.1, 0.2], [0.2, 0.1], [0.3, 0.4], [0.4, 0.3]])
+    # pairs: 2 discordant, 4 concordant of 6 -> tau-b 1/3
+    assert mean_pairwise_kendall(per_seed) == pytest.approx(1 / 3)
+    three = np.column_stack([per_seed, per_seed[:, 0]])
+    assert mean_pairwise_kendall(three) == pytest.approx((1 / 3 + 1 + 1 / 3) / 3)
+    assert spread_points(np.linspace(0.0, 1.0, 11)) == pytest.approx(80.0)
+    assert math.isnan(mean_pairwise_kendall(per_seed[:, :1]))
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="data_seed and test_seed"):
+        BuildSettings(data_seed=1, test_seed=1)
+    with pytest.raises(ValueError, match="dataset"):
+        BuildSettings(dataset="cifar10")
+    with pytest.raises(ValueError, match="seeds"):
+        BuildSettings(seeds=(0, 0))
