@@ -5,8 +5,8 @@
 #
 #   launch/with_site_env.sh python -m nasheur -m hydra/launcher=slurm seed=0,1,2 ...
 #
-# A variable already set in the calling environment wins over the file, so that one run can
-# change one value: NASHEUR_SLURM_TIME_MIN=60 make sweep ARGS=...
+# A NASHEUR_* variable already set in the calling environment wins over the file, so that one
+# run can change one value: NASHEUR_SLURM_TIME_MIN=60 make sweep ARGS=...
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 file=${NASHEUR_SITE_ENV:-$here/site.env}
@@ -15,7 +15,7 @@ if [[ -f $file ]]; then
     declare -A caller=()
     while IFS='=' read -r name value; do
         caller[$name]=$value
-    done < <(env | grep -E '^NASHEUR_SLURM_[A-Z0-9_]*=' || true)
+    done < <(env | grep -E '^NASHEUR_[A-Z0-9_]*=' || true)
     set -a
     # shellcheck disable=SC1090
     . "$file"

@@ -17,9 +17,17 @@ def shared_nb201_csv() -> Path:
     return SHARED_NB201
 
 
+@pytest.fixture(autouse=True)
+def _no_ground_truth_env(monkeypatch):
+    """Tests see no NASHEUR_GT_<SPACE> of the developer's shell unless they set one."""
+    for key in [k for k in os.environ if k.startswith("NASHEUR_GT_")]:
+        monkeypatch.delenv(key)
+
+
 def run_env(tmp_path: Path) -> dict[str, str]:
     """Environment for a `python -m nasheur` subprocess writing under tmp_path."""
-    env = dict(os.environ)
+    # a developer's own NASHEUR_GT_<SPACE> must not leak into the runs a test checks
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NASHEUR_GT_")}
     env["NASHEUR_RUNS"] = str(tmp_path / "runs")
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("OMP_NUM_THREADS", "2")

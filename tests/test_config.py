@@ -127,8 +127,25 @@ def test_each_space_brings_its_dataset(overrides, dataset):
     assert compose_job(overrides).dataset.name.value == dataset
 
 
+def test_ground_truth_per_space_from_the_environment(gt_file, tmp_path, monkeypatch):
+    from nasheur.config import ground_truth_path
+
+    monkeypatch.setenv("NASHEUR_GT_NB201", str(gt_file))
+    cfg = compose_config([])
+    validate(cfg)  # no ground_truth.path: $NASHEUR_GT_NB201 names the file
+    assert ground_truth_path(cfg) == str(gt_file)
+    other = tmp_path / "other.csv"
+    other.write_text(gt_file.read_text())
+    assert ground_truth_path(compose_config([], other)) == str(other)  # the key wins
+    with pytest.raises(ConfigError, match="NASHEUR_GT_NB101"):  # one variable per space
+        validate(compose_config(["search_space=nb101"]))
+    monkeypatch.setenv("NASHEUR_GT_NB201", str(tmp_path / "absent.csv"))
+    with pytest.raises(ConfigError, match="no such file"):
+        validate(compose_config([]))
+
+
 def test_missing_ground_truth_names_the_key(tmp_path):
-    with pytest.raises(ConfigError, match=r"ground_truth\.path"):
+    with pytest.raises(ConfigError, match=r"ground_truth\.path.*NASHEUR_GT_NB201"):
         validate(compose_config([]))
     with pytest.raises(ConfigError, match="no such file"):
         validate(compose_config([f"ground_truth.path={tmp_path / 'absent.csv'}"]))

@@ -121,6 +121,57 @@ def test_command_line_restricts_spaces_and_seeds_and_adds_its_own_overrides():
     assert len(jobs) == 4 and all(j[-1] == "protocol.epochs=2" and "seed=0" in j for j in jobs)
 
 
+def test_the_embedded_space_takes_the_blocks_of_nb201():
+    from nasheur.spaces import space_info
+
+    sw = compose_experiment("epochs_ablation").hydra.sweeper
+    blocks = OmegaConf.to_container(sw.blocks)
+    family = {"embedded": space_info("embedded").paper_space}
+    jobs = expand(["embedded"], ["0"], blocks, baselines(["embedded"]), paper_space=family)
+    assert len(jobs) == EXPECTED["epochs_ablation"][0]["nb201"]  # 11, with nb201's extra block
+    assert len(expand(["embedded"], ["0"], blocks, baselines(["embedded"]))) == 7
+    layers = plan_for("layers_ablation", ["embedded"])
+    assert {j[1] for j in layers} == {"fidelity.layers=3", "fidelity.layers=2", "fidelity.layers=1"}
+
+
+def plan_for(name: str, spaces: list[str]) -> list[list[str]]:
+    sw = compose_experiment(name).hydra.sweeper
+    return expand(spaces, list(sw.seeds), OmegaConf.to_container(sw.blocks), baselines(spaces))
+
+
+def _sweeper(name: str, extra: list[str] | None = None):
+    from hydra_plugins.nasheur_ablation.ablation_sweeper import AblationSweeper
+
+    cfg = compose_experiment(name, extra)
+    sw = cfg.hydra.sweeper
+    sweeper = AblationSweeper(list(sw.spaces), list(sw.seeds), OmegaConf.to_container(sw.blocks))
+    sweeper.config = cfg
+    return sweeper
+
+
+def test_a_sweep_without_any_ground_truth_runs_on_the_embedded_default(
+    tmp_path: Path, monkeypatch, caplog
+):
+    from hydra.errors import HydraException
+
+    with caplog.at_level("WARNING"):
+        assert _sweeper("bn_ablation")._spaces_with_ground_truth() == ["embedded"]
+    assert "NASHEUR_GT_NB101" in caplog.text and "search_space=embedded" in caplog.text
+    gt = tmp_path / "gt.csv"
+    gt.write_text("x")
+    for space in ("nb101", "nb201"):
+        monkeypatch.setenv(f"NASHEUR_GT_{space.upper()}", str(gt))
+    # some spaces have GT and one has not: a forgotten variable stops the sweep, named
+    with pytest.raises(HydraException, match="NASHEUR_GT_DARTS_NDS"):
+        _sweeper("bn_ablation")._spaces_with_ground_truth()
+    assert _sweeper("sampler_ablation")._spaces_with_ground_truth() == ["nb101", "nb201"]
+    monkeypatch.setenv("NASHEUR_GT_DARTS_NDS", str(gt))
+    assert _sweeper("bn_ablation")._spaces_with_ground_truth() == list(ALL)
+    monkeypatch.delenv("NASHEUR_GT_NB101")
+    explicit = _sweeper("bn_ablation", [f"ground_truth.path={gt}"])
+    assert explicit._spaces_with_ground_truth() == list(ALL)  # validation checks the file
+
+
 def test_experiment_configs_validate_for_every_space(tmp_path: Path):
     from nasheur.config import to_config, validate
 

@@ -152,6 +152,22 @@ def test_the_command_writes_every_format_and_survives_a_failed_job(sweep, tmp_pa
     )
 
 
+def test_show_of_one_job_prints_its_summary(tmp_path):
+    rec = record("embedded", 0, 0.05)
+    rec["timing"] = {"wall_seconds": 61.5, "train_images_per_s": 1800.0, "eval_archs_per_s": 5.2}
+    folder = write(tmp_path / "job", [rec])
+    show = subprocess.run(
+        [PYTHON, "-m", "nasheur.results", "show", str(folder)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert show.returncode == 0, show.stderr
+    for line in ("super-net accuracy  70.00% ± 10.00%", "sparse Kendall tau  0.5000", "61.5 s"):
+        assert line in show.stdout
+
+
 def test_the_figures_command_draws_what_the_runs_allow(sweep, tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "figs"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -310,14 +311,29 @@ def _check_choice(key: str, value: str, allowed: tuple[str, ...], why: str) -> N
         )
 
 
-def ground_truth_path(cfg: Config) -> str | None:
-    """``ground_truth.path``, or the table a space ships with (embedded) when it is null."""
-    if cfg.ground_truth.path is not None:
-        return cfg.ground_truth.path
+def ground_truth_env(space: str) -> str:
+    """The environment variable that names a space's ground truth: ``NASHEUR_GT_NB201`` etc."""
+    return f"NASHEUR_GT_{space.upper()}"
+
+
+def resolve_ground_truth(space: str, path: str | None) -> str | None:
+    """The GT file of ``space``: ``path`` if set, else ``$NASHEUR_GT_<SPACE>`` (one per space,
+    so that a sweep over several spaces finds each one's file, e.g. from launch/site.env), else
+    the table the space ships with (embedded); None when there is none."""
+    if path is not None:
+        return path
+    from_env = os.environ.get(ground_truth_env(space), "").strip()
+    if from_env:
+        return from_env
     from nasheur.spaces import space_info
 
-    shipped = getattr(space_info(cfg.search_space.name.value), "shipped_ground_truth", None)
+    shipped = getattr(space_info(space), "shipped_ground_truth", None)
     return None if shipped is None else str(shipped())
+
+
+def ground_truth_path(cfg: Config) -> str | None:
+    """The GT file of a job (:func:`resolve_ground_truth` of its space and ground_truth.path)."""
+    return resolve_ground_truth(cfg.search_space.name.value, cfg.ground_truth.path)
 
 
 def validate(cfg: Config) -> None:
@@ -407,7 +423,8 @@ def validate(cfg: Config) -> None:
     if gt is None:
         raise ConfigError(
             f"ground_truth.path is not set: search_space={space.name} needs a ground-truth table, "
-            "e.g. ground_truth.path=/data/nb201-cifar10-valid-200ep.csv (see README, 'Ground truth')"
+            "e.g. ground_truth.path=/data/NAS-Bench-201-v1_1-096897.pth, or the environment "
+            f"variable {ground_truth_env(space.name)} (see README, 'Ground truth')"
         )
     if cfg.ground_truth.dataset is not None:
         _check_choice("ground_truth.dataset", cfg.ground_truth.dataset, GT_DATASETS, "")

@@ -19,6 +19,7 @@ from nasheur import __version__
 from nasheur.config import Config, ConfigError, config_hash, ground_truth_path, plain
 from nasheur.io import atomic_write_json, read_json
 from nasheur.progress import EpochLog
+from nasheur.results.summary import summary_table
 from nasheur.training import CheckpointMismatch
 
 log = logging.getLogger("nasheur")
@@ -84,34 +85,6 @@ def run_job(
     atomic_write_json(done, record)
     log.info("summary\n%s", summary_table(record, done))
     return record
-
-
-def summary_table(record: dict[str, Any], path: Path) -> str:
-    """A few lines a person reads at the end of a job."""
-    m, t = record["metrics"], record["timing"]
-
-    def num(v: float | None, pct: bool = False) -> str:
-        return "n/a" if v is None else (f"{100 * v:.2f}%" if pct else f"{v:.4f}")
-
-    rows = [
-        (
-            "super-net accuracy",
-            f"{num(m['supernet_acc_mean'], True)} ± {num(m['supernet_acc_std'], True)}"
-            + ("  (untrained)" if record["untrained"] else ""),
-        ),
-        ("sparse Kendall tau", num(m["sparse_kendall_tau"])),
-        ("Kendall tau", num(m["kendall_tau"])),
-        ("sparse Spearman", num(m["sparse_spearman"])),
-        ("Spearman", num(m["spearman"])),
-        ("P>R", num(m["p_beat_random"])),
-        ("final performance", num(m["final_performance"], True)),
-        ("wall time", f"{t['wall_seconds']:.1f} s"),
-        ("training", f"{t['train_images_per_s']:,.0f} images/s"),
-        ("evaluation", f"{t['eval_archs_per_s']:.2f} architectures/s"),
-        ("metrics", str(path)),
-    ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
 def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
@@ -246,6 +219,10 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
             grad_clip=p.grad_clip,
             max_steps=cfg.run.max_steps_per_epoch,
             bf16=cfg.run.bf16,
+            on_step=progress.steps(
+                min(train_loader.steps_per_epoch, cfg.run.max_steps_per_epoch or 1 << 62),
+                cfg.run.log_every,
+            ),
         )
         entry = {
             "epoch": epoch + 1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,11 +68,13 @@ def train_epoch(
     grad_clip: float,
     max_steps: int | None = None,
     bf16: bool = False,
+    on_step: Callable[[int], None] | None = None,
 ) -> EpochStats:
     """One pass over the training share; one optimizer step per batch.
 
     The step averages the gradients of the architectures the sampler returns for the batch.
     Losses and hits accumulate on the device: the host reads them once, at the end.
+    ``on_step(steps done)`` follows every step (a progress display; it reads nothing back).
     """
     model.train()
     start = time.perf_counter()
@@ -95,6 +98,8 @@ def train_epoch(
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip, foreach=True)
         optimizer.step()
         steps += 1
+        if on_step is not None:
+            on_step(steps)
     loss_value, hit_value = float(loss_sum), int(hits)  # the epoch's one host sync
     return EpochStats(
         loss=loss_value / max(images, 1),

@@ -6,6 +6,11 @@ sweep is the union of the blocks, times the spaces, times the seeds; everything 
 the space's baseline. A block may be limited to some spaces (``_spaces``). Values of the
 low-fidelity keys may be relative to the space's baseline: ``base``, ``base-1``, ``base/2``.
 
+Each space's ground truth comes from ``ground_truth.path`` or ``$NASHEUR_GT_<SPACE>``. Where
+none of the experiment's spaces has one and the command line names no space (a fresh machine),
+the sweep runs on the composed default, the embedded benchmark, and says so; where only some
+have one, it stops and names the missing variables.
+
 Before launching anything it composes and validates every job, so a bad value fails the sweep
 at once. Jobs whose folder already holds a completed ``metrics.json`` of the same config are
 skipped; interrupted ones resume from their checkpoint and failed ones run again, so the same
@@ -74,17 +79,20 @@ def expand(
     blocks: Sequence[dict[str, Any]],
     baselines: dict[str, Any],
     extra: Sequence[Sequence[str]] = ((),),
+    paper_space: dict[str, str] | None = None,
 ) -> list[list[str]]:
     """The jobs of a sweep: for every space, the union of its blocks (each the cartesian product
     of its keys' values, relative fidelity values resolved against the space's baseline), times
-    the seeds, times the command line's own sweep (`extra`). Duplicates are dropped."""
+    the seeds, times the command line's own sweep (`extra`). Duplicates are dropped. A block's
+    ``_spaces`` also admits a space whose ``paper_space`` is listed (embedded: nb201)."""
     jobs: list[list[str]] = []
     seen: set[tuple[tuple[str, str], ...]] = set()
     for space in spaces:
         baseline = OmegaConf.create(baselines.get(space) or {})
         for block in blocks or [{}]:
             only = block.get("_spaces")
-            if only is not None and space not in only:
+            family = (paper_space or {}).get(space, space)
+            if only is not None and space not in only and family not in only:
                 continue
             keys = [k for k in block if k != "_spaces"]
             for combo in itertools.product(*(block[k] for k in keys)):
@@ -167,10 +175,43 @@ class AblationSweeper(Sweeper):
     def plan(self, arguments: list[str]) -> list[list[str]]:
         """Every job's overrides: blocks x spaces x seeds x the command line's own sweep."""
         assert self.config is not None
+        from nasheur.spaces import space_info
+
         extra, cli_spaces, cli_seeds = self._command_line(arguments)
-        spaces = cli_spaces or self.spaces or [str(self.config.search_space.name)]
+        spaces = cli_spaces or self._spaces_with_ground_truth()
         baselines = {space: OmegaConf.to_container(self._baseline(space)) for space in spaces}
-        return expand(spaces, cli_seeds or self.seeds, self.blocks, baselines, extra)
+        family = {s: getattr(space_info(s), "paper_space", s) for s in spaces}
+        return expand(spaces, cli_seeds or self.seeds, self.blocks, baselines, extra, family)
+
+    def _spaces_with_ground_truth(self) -> list[str]:
+        """The experiment's spaces; the composed default (embedded) where none has GT here."""
+        from nasheur.config import ground_truth_env, resolve_ground_truth
+
+        assert self.config is not None
+        name = self.config.search_space.name  # an enum member in the typed config
+        default = str(getattr(name, "value", name))
+        if not self.spaces:
+            return [default]
+        if OmegaConf.select(self.config, "ground_truth.path") is not None:
+            return self.spaces  # one file for every space: validation checks it fits
+        missing = [s for s in self.spaces if resolve_ground_truth(s, None) is None]
+        if not missing:
+            return self.spaces
+        envs = ", ".join(ground_truth_env(s) for s in missing)
+        if len(missing) < len(self.spaces):
+            raise HydraException(
+                f"no ground truth for search_space {', '.join(missing)}: set {envs} (e.g. in "
+                "launch/site.env), or restrict the sweep with search_space=<space>; nothing was "
+                "launched"
+            )
+        log.warning(
+            "none of this experiment's spaces (%s) has a ground truth here (%s unset): "
+            "sweeping search_space=%s, the default, instead (README, 'The embedded benchmark')",
+            ", ".join(self.spaces),
+            envs,
+            default,
+        )
+        return [default]
 
     def _baseline(self, space: str) -> DictConfig:
         assert self.config is not None and self.hydra_context is not None

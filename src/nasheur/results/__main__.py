@@ -52,6 +52,12 @@ def _show(args: argparse.Namespace) -> int:
     if not records:
         print("no metrics.json found", file=sys.stderr)
         return 1
+    one = records[0]
+    if len(records) == 1 and one.get("status") == "completed" and "timing" in one:
+        from nasheur.results.summary import summary_table  # one job: its end-of-job summary
+
+        print(summary_table(one, Path(one["path"])))
+        return 0
     head = f"{'status':<10} {'space':<10} {'seed':>4} {'acc':>7} {'s-KdT':>7} {'P>R':>6} {'final':>7}  job"
     print(head)
     for r in records:

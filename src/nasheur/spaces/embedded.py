@@ -21,6 +21,7 @@ class EmbeddedSpace(NB201Space):
     """NB201 cells at the embedded macro size; keys are the official NB201 strings."""
 
     name = "embedded"
+    paper_space = "nb201"  # a sweep's blocks for nb201 apply here too (same cells, same ops)
     ops_on = ("edge", "node")
     dynamic_channels = ("fixed",)
     samplers = ("random_nas", "random_a", "fairnas")

@@ -1,0 +1,175 @@
+"""The README's quick start, command by command, so that it cannot rot.
+
+Every command of its ``bash`` blocks runs here in order, in a fresh folder, as a newcomer would
+type it: the local ones in the slow suite, the SLURM ones in the SLURM suite, and the two
+``make`` lines in CI (``.ci/run``). ``export`` lines set the variables to the test's own small
+files (a fake CIFAR-10 release and an NB201 table), since the README's paths are examples.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, run_env, write_nb201_gt
+
+CI_ONLY = ("make install", "make test")
+
+
+def quick_start() -> str:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index("## Quick start")
+    end = text.index("\n## ", start + 1)
+    return text[start:end]
+
+
+def commands() -> list[str]:
+    """The commands of the quick start's bash blocks: continuations joined, comments cut."""
+    out: list[str] = []
+    for block in re.findall(r"```bash\n(.*?)```", quick_start(), flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line and not line.startswith("#"):
+                out.append(line)
+    return out
+
+
+def is_slurm(command: str) -> bool:
+    return "hydra/launcher=slurm" in command or "site.env" in command
+
+
+def test_the_quick_start_is_what_the_tests_run():
+    cmds = commands()
+    assert cmds[:2] == list(CI_ONLY)
+    ci = (REPO / ".ci" / "run").read_text()
+    assert all(c in ci for c in CI_ONLY)  # CI runs the install and the tests
+    exports = [c for c in cmds if c.startswith("export ")]
+    assert {c.split()[1].split("=")[0] for c in exports} <= set(_test_values(Path("x")))
+    # the steps the issue asks for are all there: default, local sweep + table, GPU, SLURM
+    assert "python -m nasheur" in cmds
+    assert any("+experiment=" in c and c.endswith("-m") and not is_slurm(c) for c in cmds)
+    assert any(c.startswith("python -m nasheur.results table") for c in cmds)
+    assert any(c.startswith("python -m nasheur.results figures") for c in cmds)
+    assert any(is_slurm(c) and "+experiment=" in c for c in cmds)
+
+
+def _test_values(tmp: Path) -> dict[str, str]:
+    return {"NASHEUR_DATA": str(tmp / "data"), "NASHEUR_GT_NB201": str(tmp / "gt.csv")}
+
+
+def _run_in_order(cmds: list[str], cwd: Path, env: dict[str, str], timeout: float) -> dict:
+    """Run ``cmds`` one after the other as a shell would; their outputs by command."""
+    outputs = {}
+    for command in cmds:
+        if command.startswith("export "):
+            name = command.split()[1].split("=")[0]
+            env[name] = _test_values(cwd)[name]
+            continue
+        proc = subprocess.run(
+            ["bash", "-c", command],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        text = proc.stdout + proc.stderr
+        assert proc.returncode == 0, f"{command}\n{text[-3000:]}"
+        outputs[command] = text
+    return outputs
+
+
+def _newcomer_folder(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    from tests.test_data import _write_fake_cifar
+
+    _write_fake_cifar(tmp_path / "data" / "cifar-10-batches-py", n_per_batch=40)
+    write_nb201_gt(tmp_path / "gt.csv", n=40)
+    shutil.copytree(REPO / "launch", tmp_path / "launch")  # the site profile and its wrapper
+    env = run_env(tmp_path)
+    env.pop("NASHEUR_RUNS")  # runs/ of the folder the newcomer is in, as the README says
+    return tmp_path, env
+
+
+@pytest.mark.slow
+def test_the_local_quick_start_runs(tmp_path):
+    cwd, env = _newcomer_folder(tmp_path)
+    local = [c for c in commands() if c not in CI_ONLY and not is_slurm(c)]
+    out = _run_in_order(local, cwd, env, timeout=1500)
+
+    # the default: a progress line per epoch, the summary, and a super-net that learned a ranking
+    default = out["python -m nasheur"]
+    assert "epoch 8/8" in default and "sparse Kendall tau" in default
+    (record,) = [json.loads(p.read_text()) for p in (cwd / "runs" / "embedded").rglob("*.json")
+                 if p.name == "metrics.json"]  # fmt: skip
+    assert record["status"] == "completed" and len(record["archs"]) == 200
+    assert record["metrics"]["sparse_kendall_tau"] >= 0.2
+    assert "sparse Kendall tau" in out["python -m nasheur.results show runs/embedded"]
+
+    # the local sweep ran on the embedded benchmark, and its table and figure were made
+    sweep = cwd / "runs" / "sweeps" / "bn_ablation"
+    records = [json.loads(p.read_text()) for p in sweep.rglob("metrics.json")]
+    assert len(records) == 12 and {r["status"] for r in records} == {"completed"}
+    assert {r["config"]["search_space"]["name"] for r in records} == {"embedded"}
+    table = next(v for k, v in out.items() if k.startswith("python -m nasheur.results table"))
+    assert "**Batch norm**" in table and "bn_track=true, bn_affine=false" in table
+    assert (cwd / "tables" / "table-11.md").is_file()
+    assert list((cwd / "figures").glob("*.png")) and list((cwd / "figures").glob("*.pdf"))
+
+    # the CIFAR-10 debugging run read the exported data and ground truth
+    (debug,) = [json.loads(p.read_text()) for p in (cwd / "runs" / "nb201").rglob("metrics.json")]
+    assert debug["status"] == "completed"
+    assert debug["ground_truth"]["path"] == str(cwd / "gt.csv")
+
+
+@pytest.mark.slurm
+def test_the_slurm_quick_start_runs(tmp_path):
+    from tests.test_slurm import job_ids
+
+    if shutil.which("sbatch") is None:
+        pytest.skip("no SLURM here: sbatch is not on PATH (bash launch/slurm/start_cluster.sh)")
+    cwd, env = _newcomer_folder(tmp_path)
+    env.update(  # the test cluster's profile wins over the copied site.env (the caller's does)
+        NASHEUR_SLURM_PARTITION="debug",
+        NASHEUR_SLURM_GPUS="null",
+        NASHEUR_SLURM_CPUS="1",
+        NASHEUR_SLURM_MEM_GB="2",
+        NASHEUR_SLURM_TIME_MIN="15",
+        NASHEUR_SLURM_ARRAY_PARALLELISM="2",
+        OMP_NUM_THREADS="1",
+    )
+    slurm = [c for c in commands() if is_slurm(c)]
+    sweep = cwd / "runs" / "sweeps" / "bn_ablation"
+    try:
+        _run_in_order(slurm, cwd, env, timeout=900)
+    finally:
+        ids = job_ids(sweep / ".submitit")
+        if ids:
+            subprocess.run(["scancel", *ids], capture_output=True, check=False)
+    assert (cwd / "launch" / "site.env").is_file()
+    records = [json.loads(p.read_text()) for p in sweep.rglob("metrics.json")]
+    assert len(records) == 12 and {r["status"] for r in records} == {"completed"}
+    assert job_ids(sweep / ".submitit")  # they went through SLURM
+
+
+def test_site_env_values_yield_to_the_callers(tmp_path):
+    site = tmp_path / "site.env"
+    site.write_text("NASHEUR_SLURM_CPUS=8\nNASHEUR_GT_NB201=/site/gt.pth\nNASHEUR_SLURM_QOS=\n")
+    env = {**run_env(tmp_path), "NASHEUR_SITE_ENV": str(site), "NASHEUR_GT_NB201": "/mine.csv"}
+    env.pop("NASHEUR_SLURM_CPUS", None)
+    proc = subprocess.run(
+        ["bash", str(REPO / "launch" / "with_site_env.sh"), "env"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = set(proc.stdout.splitlines())
+    assert "NASHEUR_SLURM_CPUS=8" in lines  # from the file
+    assert "NASHEUR_GT_NB201=/mine.csv" in lines  # the caller's value wins
+    assert not any(line.startswith("NASHEUR_SLURM_QOS=") for line in lines)  # empty: unset
