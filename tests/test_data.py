@@ -19,6 +19,7 @@ from nasheur.data import (
     split_train_val,
 )
 from nasheur.data.loader import PAD
+from nasheur.data.procedural import make_procedural
 from nasheur.safe_pickle import NUMPY_ARRAY_GLOBALS, UnsafePickleError, safe_load
 
 # ----------------------------------------------------------------------------- synthetic
@@ -33,10 +34,11 @@ def test_synthetic_shapes_and_balance():
     assert y.min() >= 0 and y.max() < 10
 
 
-def test_synthetic_deterministic():
-    a = make_synthetic(300, 16, 5, seed=3)
-    b = make_synthetic(300, 16, 5, seed=3)
-    c = make_synthetic(300, 16, 5, seed=4)
+@pytest.mark.parametrize("make", [make_synthetic, make_procedural])
+def test_generated_sets_are_deterministic_and_seeded(make):
+    a = make(300, 16, 5, seed=3)
+    b = make(300, 16, 5, seed=3)
+    c = make(300, 16, 5, seed=4)
     assert a[0].tobytes() == b[0].tobytes() and np.array_equal(a[1], b[1])
     assert a[0].tobytes() != c[0].tobytes()
 

@@ -98,14 +98,6 @@ def test_procedural_shapes_and_balance():
     assert x3.shape == (30, 3, 16, 16) and set(np.unique(y3)) == {0, 1, 2}
 
 
-def test_procedural_is_deterministic_and_seeded():
-    a = make_procedural(200, 12, 10, seed=3)
-    b = make_procedural(200, 12, 10, seed=3)
-    c = make_procedural(200, 12, 10, seed=4)
-    assert a[0].tobytes() == b[0].tobytes() and np.array_equal(a[1], b[1])
-    assert a[0].tobytes() != c[0].tobytes()
-
-
 def test_procedural_bytes_are_pinned():
     # the shipped ground truth was measured on these images: a change of the generator (or of
     # numpy's PCG64 streams) must show up here, and then the table must be rebuilt

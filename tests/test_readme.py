@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_env, write_nb201_gt
+from tests.test_slurm import TEST_PROFILE, cluster, job_ids  # noqa: F401 (cluster: a fixture)
 
 CI_ONLY = ("make install", "make test")
 
@@ -108,6 +109,8 @@ def test_the_local_quick_start_runs(tmp_path):
                  if p.name == "metrics.json"]  # fmt: skip
     assert record["status"] == "completed" and len(record["archs"]) == 200
     assert record["metrics"]["sparse_kendall_tau"] >= 0.2
+    header = record["ground_truth"]["header"]  # the shipped table, named in the record
+    assert header["space"] == "embedded" and float(header["seed_kendall_tau"]) >= 0.6
     assert "sparse Kendall tau" in out["python -m nasheur.results show runs/embedded"]
 
     # the local sweep ran on the embedded benchmark, and its table and figure were made
@@ -127,21 +130,10 @@ def test_the_local_quick_start_runs(tmp_path):
 
 
 @pytest.mark.slurm
+@pytest.mark.usefixtures("cluster")  # skips where no cluster answers
 def test_the_slurm_quick_start_runs(tmp_path):
-    from tests.test_slurm import job_ids
-
-    if shutil.which("sbatch") is None:
-        pytest.skip("no SLURM here: sbatch is not on PATH (bash launch/slurm/start_cluster.sh)")
     cwd, env = _newcomer_folder(tmp_path)
-    env.update(  # the test cluster's profile wins over the copied site.env (the caller's does)
-        NASHEUR_SLURM_PARTITION="debug",
-        NASHEUR_SLURM_GPUS="null",
-        NASHEUR_SLURM_CPUS="1",
-        NASHEUR_SLURM_MEM_GB="2",
-        NASHEUR_SLURM_TIME_MIN="15",
-        NASHEUR_SLURM_ARRAY_PARALLELISM="2",
-        OMP_NUM_THREADS="1",
-    )
+    env.update(TEST_PROFILE)  # the test cluster's profile wins over the copied site.env
     slurm = [c for c in commands() if is_slurm(c)]
     sweep = cwd / "runs" / "sweeps" / "bn_ablation"
     try:

@@ -61,6 +61,17 @@ def record(
     return rec
 
 
+def results(*args: str) -> subprocess.CompletedProcess:
+    """``python -m nasheur.results ...`` as a user runs it."""
+    return subprocess.run(
+        [PYTHON, "-m", "nasheur.results", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def write(folder: Path, records: list[dict]) -> Path:
     for i, r in enumerate(records):
         (folder / f"job{i}").mkdir(parents=True)
@@ -140,13 +151,7 @@ def test_the_command_writes_every_format_and_survives_a_failed_job(sweep, tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert {p.name for p in out.iterdir()} == {"table-11.md", "table-11.csv", "table-11.tex"}
     assert "## Table 11" in proc.stdout
-    show = subprocess.run(
-        [PYTHON, "-m", "nasheur.results", "show", str(sweep)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    show = results("show", str(sweep))
     assert (
         show.returncode == 0 and "1 failed" in show.stdout and "RuntimeError: boom" in show.stdout
     )
@@ -156,13 +161,7 @@ def test_show_of_one_job_prints_its_summary(tmp_path):
     rec = record("embedded", 0, 0.05)
     rec["timing"] = {"wall_seconds": 61.5, "train_images_per_s": 1800.0, "eval_archs_per_s": 5.2}
     folder = write(tmp_path / "job", [rec])
-    show = subprocess.run(
-        [PYTHON, "-m", "nasheur.results", "show", str(folder)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    show = results("show", str(folder))
     assert show.returncode == 0, show.stderr
     for line in ("super-net accuracy  70.00% ± 10.00%", "sparse Kendall tau  0.5000", "61.5 s"):
         assert line in show.stdout

@@ -34,6 +34,20 @@ def _sh(*cmd: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
+# the launcher profile of the one-node test cluster (environment variables of site.env)
+TEST_PROFILE = {
+    "NASHEUR_SLURM_PARTITION": PARTITION,
+    "NASHEUR_SLURM_GPUS": "null",  # no --gpus-per-node at all
+    "NASHEUR_SLURM_CPUS": "1",
+    "NASHEUR_SLURM_MEM_GB": "2",
+    # above 10 minutes: submitit then reads an early USR2 as a preemption, not a time-out
+    "NASHEUR_SLURM_TIME_MIN": "15",
+    "NASHEUR_SLURM_ARRAY_PARALLELISM": "2",
+    "NASHEUR_SLURM_MAX_NUM_TIMEOUT": "3",
+    "OMP_NUM_THREADS": "1",
+}
+
+
 @pytest.fixture(scope="module")
 def cluster() -> None:
     if shutil.which("sbatch") is None:
@@ -50,17 +64,7 @@ def cluster() -> None:
 def env(cluster, tmp_path) -> dict[str, str]:
     """run_env plus the launcher profile's variables, whatever the caller's site.env says."""
     env = {k: v for k, v in run_env(tmp_path).items() if not k.startswith("NASHEUR_SLURM_")}
-    env.update(
-        NASHEUR_SLURM_PARTITION=PARTITION,
-        NASHEUR_SLURM_GPUS="null",  # no --gpus-per-node at all
-        NASHEUR_SLURM_CPUS="1",
-        NASHEUR_SLURM_MEM_GB="2",
-        # above 10 minutes: submitit then reads an early USR2 as a preemption, not a time-out
-        NASHEUR_SLURM_TIME_MIN="15",
-        NASHEUR_SLURM_ARRAY_PARALLELISM="2",
-        NASHEUR_SLURM_MAX_NUM_TIMEOUT="3",
-        OMP_NUM_THREADS="1",
-    )
+    env.update(TEST_PROFILE)
     return env
 
 

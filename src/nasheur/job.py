@@ -296,6 +296,8 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
             "path": str(gt_path),
             "architectures": len(gt),
             "source": gt.source,
+            # the table's header: protocol, and the source's sha256 for converted benchmarks
+            "header": dict(gt.meta),
         },
         "data": {
             "train_images": len(data.train_y),
