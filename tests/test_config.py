@@ -203,3 +203,6 @@ def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
     assert proc.returncode != 0
     assert key in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr or key in proc.stderr
+    # nothing is left behind: no run folder for a job that never started
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not any(p.is_file() for p in runs.rglob("*"))

@@ -6,7 +6,10 @@ about a second), then hand the typed config to :func:`nasheur.job.run_job`.
 
 from __future__ import annotations
 
+import logging
+import shutil
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -24,6 +27,19 @@ def _choices(hc) -> dict[str, str | None]:
     return {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/")}
 
 
+def _drop_empty_run_folder(folder: Path) -> None:
+    """Remove the folder Hydra made for a job that never started (only its own files in it):
+    a rejected command line should leave nothing behind."""
+    if not folder.is_dir() or {p.name for p in folder.iterdir()} - {".hydra", "nasheur.log"}:
+        return
+    logging.shutdown()  # close the log file before it goes
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()  # runs/<space>/ if this was its only job
+    except OSError:
+        pass
+
+
 @hydra.main(version_base="1.3", config_path="pkg://nasheur.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
@@ -34,6 +50,7 @@ def main(cfg: DictConfig) -> float | None:
         if hc.mode == RunMode.MULTIRUN:
             raise
         print(f"nasheur: config error: {err}", file=sys.stderr)
+        _drop_empty_run_folder(Path(hc.runtime.output_dir))
         raise SystemExit(2) from None
     from nasheur.job import run_job  # imports torch
 
