@@ -56,8 +56,8 @@ sweep:
 sweep-debug:
 	bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm +preset=debug $(ARGS)
 
-# The paper's tables. `make sweep-11 LAUNCHER=slurm ARGS="ground_truth.path=... dataset.root=..."`
-# runs every experiment of Table 11 (one sweep each, under runs/sweeps/<experiment>);
+# The paper's tables. `make sweep-11 LAUNCHER=slurm` (with NASHEUR_DATA and NASHEUR_GT_<SPACE>
+# set in launch/site.env) runs every experiment of Table 11 (one sweep each, under runs/sweeps/<experiment>);
 # `make table-11` merges whatever those sweeps have finished into tables/table-11.{md,csv,tex}.
 # Relaunching a sweep skips completed jobs, resumes interrupted ones and reruns failed ones.
 LAUNCHER ?= local
