@@ -8,8 +8,9 @@ low-fidelity keys may be relative to the space's baseline: ``base``, ``base-1``,
 
 Each space's ground truth comes from ``ground_truth.path`` or ``$NASHEUR_GT_<SPACE>``. Where
 none of the experiment's spaces has one and the command line names no space (a fresh machine),
-the sweep runs on the composed default, the embedded benchmark, and says so; where only some
-have one, it stops and names the missing variables.
+the sweep runs on the composed default, the embedded benchmark (if the experiment applies to
+NB201, whose cells it has), and says so; otherwise, or where only some spaces have one, it
+stops and names the missing variables.
 
 Before launching anything it composes and validates every job, so a bad value fails the sweep
 at once. Jobs whose folder already holds a completed ``metrics.json`` of the same config are
@@ -184,8 +185,10 @@ class AblationSweeper(Sweeper):
         return expand(spaces, cli_seeds or self.seeds, self.blocks, baselines, extra, family)
 
     def _spaces_with_ground_truth(self) -> list[str]:
-        """The experiment's spaces; the composed default (embedded) where none has GT here."""
+        """The experiment's spaces; where none has GT here, the composed default (embedded),
+        if the experiment applies to the space it stands in for (nb201)."""
         from nasheur.config import ground_truth_env, resolve_ground_truth
+        from nasheur.spaces import space_info
 
         assert self.config is not None
         name = self.config.search_space.name  # an enum member in the typed config
@@ -198,7 +201,8 @@ class AblationSweeper(Sweeper):
         if not missing:
             return self.spaces
         envs = ", ".join(ground_truth_env(s) for s in missing)
-        if len(missing) < len(self.spaces):
+        family = getattr(space_info(default), "paper_space", default)
+        if len(missing) < len(self.spaces) or family not in self.spaces:
             raise HydraException(
                 f"no ground truth for search_space {', '.join(missing)}: set {envs} (e.g. in "
                 "launch/site.env), or restrict the sweep with search_space=<space>; nothing was "
