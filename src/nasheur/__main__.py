@@ -6,6 +6,7 @@ about a second), then hand the typed config to :func:`nasheur.job.run_job`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import sys
@@ -34,10 +35,8 @@ def _drop_empty_run_folder(folder: Path) -> None:
         return
     logging.shutdown()  # close the log file before it goes
     shutil.rmtree(folder, ignore_errors=True)
-    try:
-        folder.parent.rmdir()  # runs/<space>/ if this was its only job
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):  # runs/<space>/ too, if this was its only job
+        folder.parent.rmdir()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nasheur.conf", config_name="config")
