@@ -59,7 +59,7 @@ from nasheur.supernet import SupernetSpec
 from nasheur.supernet.batchnorm import SuperBatchNorm2d
 from nasheur.supernet.channels import SlicedBatchNorm2d, SlotBatchNorm, make_strategy
 from nasheur.supernet.dropout import drop_path
-from nasheur.supernet.ofa import OFAKernel
+from nasheur.supernet.ofa import ConvOps
 
 log = logging.getLogger("nasheur")
 
@@ -79,36 +79,21 @@ def _cell_plan(
     return widths, preds, feeders
 
 
-class Position(nn.Module):
+class Position(ConvOps):
     """Interior vertex `vertex` of a cell: its candidate ops and input projection at c_max."""
 
     def __init__(self, vertex: int, c_in: int, c_max: int, spec: SupernetSpec) -> None:
-        super().__init__()
-        self.vertex, self.c_max, self.wsbn = vertex, c_max, spec.wsbn
         slots = 2**vertex - 1 if spec.wsbn else 1
-        if spec.ofa_kernel:
-            self.kernel = OFAKernel(c_max, c_max, tuple(CONV_KERNEL.values()))
-        else:
-            self.convs = nn.ParameterDict(
-                {
-                    name: nn.Conv2d(c_max, c_max, k, bias=False).weight
-                    for name, k in CONV_KERNEL.items()
-                }
-            )
-        self.bns = nn.ModuleDict(
-            {
-                name: SlotBatchNorm(c_max, slots, affine=spec.bn_affine, track=spec.bn_track)
-                for name in CONV_KERNEL
-            }
+        super().__init__(
+            c_max,
+            CONV_KERNEL,
+            spec.ofa_kernel,
+            partial(SlotBatchNorm, c_max, slots, affine=spec.bn_affine, track=spec.bn_track),
         )
+        self.vertex, self.c_max, self.wsbn = vertex, c_max, spec.wsbn
         self.pool = max_pool_3x3()
         self.proj = nn.Conv2d(c_in, c_max, 1, bias=False).weight
         self.proj_bn = SlotBatchNorm(c_max, 1, affine=spec.bn_affine, track=spec.bn_track)
-
-    def weight(self, op: str) -> torch.Tensor:
-        if hasattr(self, "kernel"):
-            return self.kernel.kernel(CONV_KERNEL[op])
-        return self.convs[op]
 
     def slot(self, preds: list[int]) -> int:
         """WSBN: the slot of this set of incoming vertices (0 without WSBN)."""

@@ -25,7 +25,7 @@ from nasheur.spaces.nb201_net import ResidualReduction, avg_pool_3x3, stage_widt
 from nasheur.supernet import SupernetSpec
 from nasheur.supernet.batchnorm import SuperBatchNorm2d, WSBatchNorm
 from nasheur.supernet.dropout import drop_path
-from nasheur.supernet.ofa import OFAKernel
+from nasheur.supernet.ofa import ConvOps
 
 # for each edge (EDGES order), the op set it uses
 POSITION_OF_EDGE: dict[str, tuple[int, ...]] = {
@@ -35,36 +35,21 @@ POSITION_OF_EDGE: dict[str, tuple[int, ...]] = {
 CONV_KERNEL = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
 
 
-class OpSet(nn.Module):
+class OpSet(ConvOps):
     """The candidate ops of one position: ReLU-Conv-BN 1x1 and 3x3, 3x3 average pool, skip."""
 
     def __init__(self, channels: int, sources: tuple[int, ...], spec: SupernetSpec) -> None:
-        super().__init__()
+        slots = len(sources) if spec.wsbn else 1
+        super().__init__(
+            channels,
+            CONV_KERNEL,
+            spec.ofa_kernel,
+            partial(WSBatchNorm, channels, slots, affine=spec.bn_affine, track=spec.bn_track),
+        )
         self.slot = (
             {src: i for i, src in enumerate(sources)} if spec.wsbn else dict.fromkeys(sources, 0)
         )
-        slots = len(sources) if spec.wsbn else 1
-        if spec.ofa_kernel:
-            self.kernel = OFAKernel(channels, channels, tuple(CONV_KERNEL.values()))
-        else:
-            self.convs = nn.ParameterDict(
-                {
-                    name: nn.Conv2d(channels, channels, k, bias=False).weight
-                    for name, k in CONV_KERNEL.items()
-                }
-            )
-        self.bns = nn.ModuleDict(
-            {
-                name: WSBatchNorm(channels, slots, affine=spec.bn_affine, track=spec.bn_track)
-                for name in CONV_KERNEL
-            }
-        )
         self.pool = avg_pool_3x3()
-
-    def weight(self, name: str) -> torch.Tensor:
-        if hasattr(self, "kernel"):
-            return self.kernel.kernel(CONV_KERNEL[name])
-        return self.convs[name]
 
     def forward(
         self, x: torch.Tensor, op: int, src: int, x_relu: torch.Tensor | None = None

@@ -9,6 +9,7 @@ the shared kernel.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -30,3 +31,34 @@ class OFAKernel(nn.Module):
         s = (self.size - k) // 2
         crop = self.weight[:, :, s : s + k, s : s + k]
         return (crop.reshape(-1, k * k) @ self.transforms[str(k)]).reshape(crop.shape)
+
+
+class ConvOps(nn.Module):
+    """The conv ops of a position whose ops differ only in kernel size (NB101, NB201): their
+    kernels, one OFA kernel for all (``supernet.ofa_kernel``) or one per op, and a BN per op
+    (``make_bn``, the space's BN with its WSBN slots)."""
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_of: Mapping[str, int],
+        ofa: bool,
+        make_bn: Callable[[], nn.Module],
+    ) -> None:
+        super().__init__()
+        self.kernel_of = dict(kernel_of)
+        if ofa:
+            self.kernel = OFAKernel(channels, channels, tuple(kernel_of.values()))
+        else:
+            self.convs = nn.ParameterDict(
+                {
+                    name: nn.Conv2d(channels, channels, k, bias=False).weight
+                    for name, k in kernel_of.items()
+                }
+            )
+        self.bns = nn.ModuleDict({name: make_bn() for name in kernel_of})
+
+    def weight(self, op: str) -> torch.Tensor:
+        if hasattr(self, "kernel"):
+            return self.kernel.kernel(self.kernel_of[op])
+        return self.convs[op]
