@@ -130,7 +130,10 @@ def test_each_space_brings_its_dataset(overrides, dataset):
 def test_ground_truth_per_space_from_the_environment(gt_file, tmp_path, monkeypatch):
     from nasheur.config import ground_truth_path
 
+    embedded = compose_job([])
+    before = config_hash(plain(embedded))
     monkeypatch.setenv("NASHEUR_GT_NB201", str(gt_file))
+    assert config_hash(plain(embedded)) == before  # another space's variable changes nothing
     cfg = compose_config([])
     validate(cfg)  # no ground_truth.path: $NASHEUR_GT_NB201 names the file
     assert ground_truth_path(cfg) == str(gt_file)
@@ -139,6 +142,11 @@ def test_ground_truth_per_space_from_the_environment(gt_file, tmp_path, monkeypa
     assert ground_truth_path(compose_config([], other)) == str(other)  # the key wins
     with pytest.raises(ConfigError, match="NASHEUR_GT_NB101"):  # one variable per space
         validate(compose_config(["search_space=nb101"]))
+    # the file is part of a job's identity however it is named
+    by_env = config_hash(plain(cfg))
+    assert by_env == config_hash(plain(compose_config([], gt_file)))
+    monkeypatch.setenv("NASHEUR_GT_NB201", str(other))
+    assert config_hash(plain(compose_config([]))) not in (by_env, config_hash(plain(embedded)))
     monkeypatch.setenv("NASHEUR_GT_NB201", str(tmp_path / "absent.csv"))
     with pytest.raises(ConfigError, match="no such file"):
         validate(compose_config([]))

@@ -252,8 +252,15 @@ def plain(cfg: Config | DictConfig) -> dict[str, Any]:
 
 
 def config_hash(data: dict[str, Any]) -> str:
-    """A stable hash of a resolved config: the identity of a job and its output folder."""
+    """A stable hash of a resolved config: the identity of a job and its output folder.
+
+    A ground truth named by the environment counts as if ``ground_truth.path`` named it."""
     data = json.loads(json.dumps(data))  # a deep copy of plain data
+    gt, space = data.get("ground_truth"), data.get("search_space", {}).get("name")
+    if isinstance(gt, dict) and gt.get("path") is None and space:
+        # a file named by $NASHEUR_GT_<SPACE> is part of the identity, as ground_truth.path is:
+        # another file is another job, and the same file names the same job either way
+        gt["path"] = os.environ.get(ground_truth_env(space), "").strip() or None
     for dotted in IDENTITY_EXCLUDED:
         *parents, last = dotted.split(".")
         node = data
