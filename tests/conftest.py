@@ -98,3 +98,29 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def write_fake_cifar(folder: Path, n_per_batch: int = 20):
+    """A CIFAR-10 python release in miniature (5 pickled batches of random images), made here;
+    returns its images and labels."""
+    import pickle
+
+    import numpy as np
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    all_x, all_y = [], []
+    for i in range(1, 6):
+        data = rng.integers(0, 256, size=(n_per_batch, 3072), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, 10, size=n_per_batch)]
+        batch = {
+            b"batch_label": f"training batch {i} of 5".encode(),
+            b"labels": labels,
+            b"data": data,
+            b"filenames": [f"img_{i}_{j}.png".encode() for j in range(n_per_batch)],
+        }
+        with open(folder / f"data_batch_{i}", "wb") as f:
+            pickle.dump(batch, f, protocol=2)
+        all_x.append(data.reshape(-1, 3, 32, 32))
+        all_y.append(np.asarray(labels))
+    return np.concatenate(all_x), np.concatenate(all_y)

@@ -21,6 +21,7 @@ from nasheur.data import (
 from nasheur.data.loader import PAD
 from nasheur.data.procedural import make_procedural
 from nasheur.safe_pickle import NUMPY_ARRAY_GLOBALS, UnsafePickleError, safe_load
+from tests.conftest import write_fake_cifar
 
 # ----------------------------------------------------------------------------- synthetic
 
@@ -65,29 +66,9 @@ def test_synthetic_has_class_structure():
 # ----------------------------------------------------------------------------- CIFAR-10
 
 
-def _write_fake_cifar(folder, n_per_batch=20):
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    all_x, all_y = [], []
-    for i in range(1, 6):
-        data = rng.integers(0, 256, size=(n_per_batch, 3072), dtype=np.uint8)
-        labels = [int(v) for v in rng.integers(0, 10, size=n_per_batch)]
-        batch = {
-            b"batch_label": f"training batch {i} of 5".encode(),
-            b"labels": labels,
-            b"data": data,
-            b"filenames": [f"img_{i}_{j}.png".encode() for j in range(n_per_batch)],
-        }
-        with open(folder / f"data_batch_{i}", "wb") as f:
-            pickle.dump(batch, f, protocol=2)
-        all_x.append(data.reshape(-1, 3, 32, 32))
-        all_y.append(np.asarray(labels))
-    return np.concatenate(all_x), np.concatenate(all_y)
-
-
 def test_cifar_reads_fake_release(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
-    x_ref, y_ref = _write_fake_cifar(folder)
+    x_ref, y_ref = write_fake_cifar(folder)
     for root in (tmp_path, folder, str(folder)):
         x, y = load_cifar10_train(root)
         assert x.shape == (100, 3, 32, 32) and x.dtype == np.uint8
@@ -96,7 +77,7 @@ def test_cifar_reads_fake_release(tmp_path):
 
 
 def test_load_image_data_cifar_from_fake_release(tmp_path):
-    x_ref, y_ref = _write_fake_cifar(tmp_path / "cifar-10-batches-py")
+    x_ref, y_ref = write_fake_cifar(tmp_path / "cifar-10-batches-py")
     d = load_image_data("cifar10", train_portion=0.9, val_portion=0.1, root=str(tmp_path))
     assert d.train_x.shape == (90, 3, 32, 32) and d.val_x.shape == (10, 3, 32, 32)
     assert d.num_classes == 10 and d.image_size == 32 and d.mean[0] == 0.4914
@@ -117,7 +98,7 @@ def test_cifar_missing_folder_names_path(tmp_path):
 
 def test_cifar_missing_batch_file(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
-    _write_fake_cifar(folder)
+    write_fake_cifar(folder)
     (folder / "data_batch_4").unlink()
     with pytest.raises(DatasetNotFoundError, match="data_batch_4"):
         load_cifar10_train(tmp_path)
@@ -125,7 +106,7 @@ def test_cifar_missing_batch_file(tmp_path):
 
 def test_cifar_wrong_shape_names_file(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
-    _write_fake_cifar(folder)
+    write_fake_cifar(folder)
     with open(folder / "data_batch_2", "wb") as f:
         pickle.dump({b"data": np.zeros((4, 100), np.uint8), b"labels": [0] * 4}, f, protocol=2)
     with pytest.raises(ValueError, match="data_batch_2"):
@@ -139,7 +120,7 @@ class _Evil:
 
 def test_cifar_refuses_code_in_pickle(tmp_path, capfd):
     folder = tmp_path / "cifar-10-batches-py"
-    _write_fake_cifar(folder)
+    write_fake_cifar(folder)
     with open(folder / "data_batch_3", "wb") as f:
         pickle.dump({b"data": _Evil(), b"labels": []}, f, protocol=2)
     with pytest.raises(UnsafePickleError) as info:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_env, write_nb201_gt
+from tests.conftest import REPO, run_env, write_fake_cifar, write_nb201_gt
 from tests.test_slurm import TEST_PROFILE, cluster, job_ids  # noqa: F401 (cluster: a fixture)
 
 CI_ONLY = ("make install", "make test")
@@ -86,9 +86,7 @@ def _run_in_order(cmds: list[str], cwd: Path, env: dict[str, str], timeout: floa
 
 
 def _newcomer_folder(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    from tests.test_data import _write_fake_cifar
-
-    _write_fake_cifar(tmp_path / "data" / "cifar-10-batches-py", n_per_batch=40)
+    write_fake_cifar(tmp_path / "data" / "cifar-10-batches-py", n_per_batch=40)
     write_nb201_gt(tmp_path / "gt.csv", n=40)
     shutil.copytree(REPO / "launch", tmp_path / "launch")  # the site profile and its wrapper
     env = run_env(tmp_path)

@@ -260,7 +260,7 @@ def config_hash(data: dict[str, Any]) -> str:
     if isinstance(gt, dict) and gt.get("path") is None and space:
         # a file named by $NASHEUR_GT_<SPACE> is part of the identity, as ground_truth.path is:
         # another file is another job, and the same file names the same job either way
-        gt["path"] = os.environ.get(ground_truth_env(space), "").strip() or None
+        gt["path"] = ground_truth_from_env(space)
     for dotted in IDENTITY_EXCLUDED:
         *parents, last = dotted.split(".")
         node = data
@@ -323,13 +323,18 @@ def ground_truth_env(space: str) -> str:
     return f"NASHEUR_GT_{space.upper()}"
 
 
+def ground_truth_from_env(space: str) -> str | None:
+    """``$NASHEUR_GT_<SPACE>``, or None where it is unset or empty."""
+    return os.environ.get(ground_truth_env(space), "").strip() or None
+
+
 def resolve_ground_truth(space: str, path: str | None) -> str | None:
     """The GT file of ``space``: ``path`` if set, else ``$NASHEUR_GT_<SPACE>`` (one per space,
     so that a sweep over several spaces finds each one's file, e.g. from launch/site.env), else
     the table the space ships with (embedded); None when there is none."""
     if path is not None:
         return path
-    from_env = os.environ.get(ground_truth_env(space), "").strip()
+    from_env = ground_truth_from_env(space)
     if from_env:
         return from_env
     from nasheur.spaces import space_info

@@ -27,6 +27,7 @@ __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "DATASET_NAMES",
+    "GENERATED",
     "SYNTHETIC_MEAN",
     "SYNTHETIC_STD",
     "DatasetNotFoundError",
@@ -40,6 +41,11 @@ __all__ = [
 ]
 
 DATASET_NAMES = ("cifar10", "synthetic", "procedural")
+# the generated sets: name -> (make(num_images, image_size, num_classes, seed), mean, std)
+GENERATED = {
+    "synthetic": (make_synthetic, SYNTHETIC_MEAN, SYNTHETIC_STD),
+    "procedural": (make_procedural, PROCEDURAL_MEAN, PROCEDURAL_STD),
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,12 +96,10 @@ def load_image_data(
             )
         images, labels = load_cifar10_train(root)
         mean, std, classes = CIFAR10_MEAN, CIFAR10_STD, 10
-    elif name == "synthetic":
-        images, labels = make_synthetic(num_images, image_size, num_classes, data_seed)
-        mean, std, classes = SYNTHETIC_MEAN, SYNTHETIC_STD, int(num_classes)
-    elif name == "procedural":
-        images, labels = make_procedural(num_images, image_size, num_classes, data_seed)
-        mean, std, classes = PROCEDURAL_MEAN, PROCEDURAL_STD, int(num_classes)
+    elif name in GENERATED:
+        make, mean, std = GENERATED[name]
+        images, labels = make(num_images, image_size, num_classes, data_seed)
+        classes = int(num_classes)
     else:
         raise ValueError(
             f"unknown dataset {name!r}; allowed: {', '.join(DATASET_NAMES)} (dataset=<name>)"

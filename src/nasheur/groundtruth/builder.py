@@ -196,25 +196,16 @@ class _Data:
 def _make_data(s: BuildSettings) -> _Data:
     import torch
 
-    if s.dataset == "procedural":
-        from nasheur.data.procedural import PROCEDURAL_MEAN, PROCEDURAL_STD, make_procedural
+    from nasheur.data import GENERATED
 
-        tx, ty = make_procedural(s.train_images, s.image_size, s.num_classes, s.data_seed)
-        vx, vy = make_procedural(s.test_images, s.image_size, s.num_classes, s.test_seed)
-        mean, std = PROCEDURAL_MEAN, PROCEDURAL_STD
+    make, mean, std = GENERATED[s.dataset]
+    if s.dataset == "procedural":  # the test images are drawn with their own seed
+        tx, ty = make(s.train_images, s.image_size, s.num_classes, s.data_seed)
+        vx, vy = make(s.test_images, s.image_size, s.num_classes, s.test_seed)
     else:  # synthetic: the seed also draws the classes, so split one generated set
-        from nasheur.data.synthetic import SYNTHETIC_MEAN, SYNTHETIC_STD, make_synthetic
-
-        x, y = make_synthetic(
-            s.train_images + s.test_images, s.image_size, s.num_classes, s.data_seed
-        )
-        tx, ty, vx, vy = (
-            x[: s.train_images],
-            y[: s.train_images],
-            x[s.train_images :],
-            y[s.train_images :],
-        )
-        mean, std = SYNTHETIC_MEAN, SYNTHETIC_STD
+        x, y = make(s.train_images + s.test_images, s.image_size, s.num_classes, s.data_seed)
+        n = s.train_images
+        tx, ty, vx, vy = x[:n], y[:n], x[n:], y[n:]
 
     def t(a: np.ndarray) -> Any:
         return torch.from_numpy(np.ascontiguousarray(a))
