@@ -3,15 +3,25 @@ changing what is computed), and the benchmark's counters work."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasheur.bench import OpCounter, PlainNB201SuperNet, main
+from nasheur.bench import (
+    OpCounter,
+    PlainNB201SuperNet,
+    count_python_calls,
+    fast_step,
+    main,
+    plain_step,
+    shared_gpu,
+)
 from nasheur.spaces import get_space
 from nasheur.spaces.nb201 import OPS
-from nasheur.training import build_optimizer
+from nasheur.training import TrainStep, build_optimizer
 from tests.conftest import nb201_supernet
 
 SPACE = get_space("nb201")
@@ -35,6 +45,8 @@ def copy_into_fast(plain: PlainNB201SuperNet, fast) -> None:
 
 
 def test_fast_and_plain_paths_give_the_same_parameters():
+    """The job's step (TrainStep: shared ReLUs, foreach SGD with primed buffers, foreach
+    clipping over a cached parameter list) against the plain per-edge, per-parameter one."""
     torch.manual_seed(0)
     plain = PlainNB201SuperNet(4, 1, zero_as_mul=False).double()
     fast = nb201_supernet(bn_track=True, bn_affine=True).double()
@@ -43,15 +55,16 @@ def test_fast_and_plain_paths_give_the_same_parameters():
         plain.parameters(), lr=0.1, momentum=0.9, weight_decay=3e-3, foreach=False
     )
     opt_fast = build_optimizer(fast, lr=0.1, momentum=0.9, weight_decay=3e-3)
+    fast_step = TrainStep(fast, opt_fast, grad_clip=0.5)  # small: it clips
     rng = np.random.default_rng(0)
     for _ in range(4):
         arch = SPACE.sample(rng)
         x, y = torch.randn(8, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (8,))
-        for model, opt, foreach in ((plain, opt_plain, False), (fast, opt_fast, True)):
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x, arch), y).backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 0.5, foreach=foreach)  # small: it clips
-            opt.step()
+        opt_plain.zero_grad(set_to_none=True)
+        F.cross_entropy(plain(x, arch), y).backward()
+        nn.utils.clip_grad_norm_(plain.parameters(), 0.5, foreach=False)
+        opt_plain.step()
+        fast_step(x, y, [arch])
     again = nb201_supernet(bn_track=True, bn_affine=True).double()
     copy_into_fast(plain, again)  # the plain weights, named as the fast super-net's
     for (name, a), b in zip(fast.state_dict().items(), again.state_dict().values(), strict=True):
@@ -59,61 +72,54 @@ def test_fast_and_plain_paths_give_the_same_parameters():
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
 
 
-def test_the_fast_step_dispatches_at_most_half_the_plain_steps_operators():
+def _counts(step, model, x, y, rng) -> tuple[int, int]:
+    """Operators and Python calls of ten steps on the paths `rng` samples, after two."""
+    ops = calls = 0
+    for i in range(12):
+        archs = [SPACE.sample(rng)]
+        if i < 2:  # momentum buffers exist after the first steps
+            step(x, y, archs)
+            continue
+        counter = OpCounter()
+        with counter:
+            step(x, y, archs)
+        ops += counter.count
+        calls += count_python_calls(lambda archs=archs: step(x, y, archs))
+    return ops, calls
+
+
+def test_the_fast_step_dispatches_at_most_half_the_plain_steps_operators_and_calls():
     """The target of the speed issue, as the benchmark counts it, at NB201's depth (5 cells per
-    stage; the count does not depend on the width), summed over a few sampled paths."""
+    stage; the count does not depend on the width), summed over a few sampled paths; and the
+    Python calls, the host work a GPU cannot hide (the plain step walks every module twice)."""
     torch.manual_seed(0)
     plain, fast = PlainNB201SuperNet(4, 5), nb201_supernet(layers=5)
     x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
-    totals = []
-    for model, opt, foreach in (
-        (
-            plain,
-            torch.optim.SGD(
-                plain.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3, foreach=False
-            ),
-            False,
-        ),
-        (fast, build_optimizer(fast, lr=0.1, momentum=0.9, weight_decay=1e-3), True),
-    ):
-        rng, count = np.random.default_rng(1), 0
-        for i in range(12):
-            arch = SPACE.sample(rng)
-            counter = OpCounter()
-            with counter:
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(model(x, arch), y).backward()
-                nn.utils.clip_grad_norm_(model.parameters(), 5.0, foreach=foreach)
-                opt.step()
-            count += counter.count if i >= 2 else 0  # momentum buffers exist after the first steps
-        totals.append(count)
-    assert totals[1] <= 0.5 * totals[0], totals
+    plain_ops, plain_calls = _counts(plain_step(plain), plain, x, y, np.random.default_rng(1))
+    ops, calls = _counts(fast_step(fast), fast, x, y, np.random.default_rng(1))
+    assert ops <= 0.5 * plain_ops, (ops, plain_ops)
+    assert calls <= 0.5 * plain_calls, (calls, plain_calls)
 
 
 def test_the_benchmark_writes_a_report(tmp_path):
     out = tmp_path / "bench.json"
-    assert (
-        main(
-            [
-                "--device",
-                "cpu",
-                "--spaces",
-                "nb201",
-                "--steps",
-                "1",
-                "--eval-images",
-                "64",
-                "--eval-archs",
-                "1",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    import json
-
+    args = ["--device", "cpu", "--spaces", "nb201", "embedded", "--steps", "1", "--batch-size", "8"]
+    args += ["--eval-images", "64", "--eval-archs", "1", "--out", str(out)]
+    assert main(args) == 0
     report = json.loads(out.read_text())
-    nb201 = report["spaces"]["nb201"]
-    assert report["device_type"] == "cpu" and nb201["train"]["images_per_s"] > 0
-    assert nb201["train"]["ops_per_step"] > 0 and nb201["eval"]["archs_per_s"] > 0
+    assert report["device_type"] == "cpu" and set(report["spaces"]) == {"nb201", "embedded"}
+    for name, entry in report["spaces"].items():
+        train, evaluation = entry["train"], entry["eval"]
+        assert train["images_per_s"] > 0 and evaluation["archs_per_s"] > 0, name
+        assert train["ops_per_step"] > evaluation["ops_per_batch"] > 0, name
+        assert train["python_calls_per_step"] > 0 and evaluation["python_calls_per_batch"] > 0
+    # each space at its own images: the paper's 32 pixels, the embedded benchmark's 12
+    assert report["spaces"]["nb201"]["image_size"] == 32
+    assert report["spaces"]["embedded"]["image_size"] == 12
+    assert report["spaces"]["nb201"]["ops_per_step_vs_plain"] <= 0.5
+
+
+def test_k_processes_share_a_device_and_their_rates_add_up():
+    """The several-jobs-per-GPU measure, run on the CPU: K spawned trainers, one rate each."""
+    rates = shared_gpu("embedded", torch.device("cpu"), batch=8, steps=1, ks=(2,), bf16=False)
+    assert list(rates) == [2] and rates[2] > 0

@@ -96,3 +96,66 @@ def test_evaluation_leaves_no_module_in_training_mode():
     net, loader, archs = setup(track=False)
     evaluate_archs(net, archs[:1], loader, bn_mode="batch")
     assert not any(m.training for m in net.modules())
+
+
+class ReplayOnCPU:
+    """CapturedForward's contract, kept on the CPU: a static input and a static output that
+    each call refreshes in place (a replay writes into the buffers of the capture)."""
+
+    def __init__(self, predict, example):
+        self.predict, self.x = predict, example.clone()
+        self.out = predict(self.x)
+        self.captures = 1
+
+    def __call__(self, x):
+        self.x.copy_(x)
+        self.out.copy_(self.predict(self.x))
+        return self.out
+
+
+@pytest.mark.parametrize("mode", ["batch", "running", "recalibrate"])
+def test_a_captured_forward_gives_the_plain_accuracies(mode):
+    """40 images in batches of 16: the last batch is partial, and every arch is captured anew."""
+    net, loader, archs = setup(track=True)
+    kwargs = {"bn_mode": mode, "calib_loader": loader, "calib_batches": 2}
+    plain = evaluate_archs(net, archs, loader, **kwargs)
+    made = []
+
+    def capture(predict, example):
+        made.append(ReplayOnCPU(predict, example))
+        return made[-1]
+
+    replayed = evaluate_archs(net, archs, loader, cuda_graphs=True, capture=capture, **kwargs)
+    assert np.array_equal(plain, replayed) and len(made) == len(archs)
+
+
+def test_cuda_graphs_refuse_a_cpu_batch_by_name():
+    net, loader, archs = setup(track=False)
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        evaluate_archs(net, archs[:1], loader, bn_mode="batch", cuda_graphs=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("space", ["nb201", "nb101", "darts_nds"])
+@pytest.mark.parametrize(("mode", "bf16"), [("batch", False), ("running", False), ("batch", True)])
+def test_cuda_graphs_give_the_eager_accuracies_on_cuda(space, mode, bf16):
+    from nasheur.bench import paper_settings
+    from nasheur.supernet import build_supernet
+
+    settings = paper_settings(space)
+    torch.manual_seed(0)
+    net = build_supernet(space, settings.spec).cuda()
+    sp = get_space(space)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (300, 3, 32, 32), dtype=torch.uint8, generator=g).cuda()
+    labels = torch.randint(0, 10, (300,), generator=g).cuda()
+    loader = DeviceLoader(
+        images, labels, batch_size=64, mean=(0.5,) * 3, std=(0.25,) * 3, augment=False
+    )
+    net.train()
+    for x, _ in loader.train_batches(torch.Generator(device="cuda").manual_seed(1)):
+        net(x, sp.sample(np.random.default_rng(0)))  # BN history for the running mode
+    archs = [sp.sample(np.random.default_rng(s)) for s in range(3)]
+    eager = evaluate_archs(net, archs, loader, bn_mode=mode, bf16=bf16)
+    graphed = evaluate_archs(net, archs, loader, bn_mode=mode, bf16=bf16, cuda_graphs=True)
+    np.testing.assert_array_equal(eager, graphed)

@@ -1,19 +1,24 @@
 """``make bench`` / ``python -m nasheur.bench``: how fast super-nets train and evaluate.
 
-For each search space at its paper settings (Table 14 channels, layers and batch size), with
-synthetic images already resident on the device, it measures
+For each search space at its defaults (for the three benchmarks the paper's Table 14 channels,
+layers and batch size, on 32-pixel images; `embedded` at its own), with synthetic images
+already resident on the device, it measures
 
-* training images/s of the project's single-path step (sampler, forward, backward, clipping,
-  SGD), and of a plain reference step (a module list per edge, per-parameter SGD and clipping,
-  `none` as a multiplication by zero) where the space has one (NB201);
-* dispatched operators per training step (counted with a TorchDispatchMode) and host time per
-  step (wall time of the Python that issues a step, without waiting for the device);
+* training images/s of the step that jobs run (:class:`nasheur.training.TrainStep`: sampler,
+  forward, backward, clipping, SGD), and of a plain reference step (a module list per edge,
+  per-parameter SGD and clipping, `none` as a multiplication by zero) where the space has one
+  (NB201);
+* per training step, averaged over a few sampled paths: dispatched operators (counted with a
+  TorchDispatchMode) and Python calls (counted with a profile hook), the host work that
+  bounds a GPU step and that no kernel speed hides; both mean the same on a CPU-only machine;
+* host time per step (wall time of the Python that issues a step, without waiting for the
+  device; on a CPU it includes the arithmetic);
 * evaluation: architectures/s on `--eval-images` validation images with batch statistics at
-  the training batch size;
+  the training batch size, and the operators and Python calls per batch;
 * on CUDA, the aggregate training throughput of K processes sharing the GPU (K = 1, 2, 4, 8).
 
 It writes a JSON report (device, versions, settings, numbers). A benchmark, not a test: no
-number here is asserted anywhere.
+number here is asserted anywhere (tests/test_bench.py asserts the counts' ratios only).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import multiprocessing as mp
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,13 +42,23 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from nasheur.io import atomic_write_json
 from nasheur.spaces import get_space
 from nasheur.supernet import SupernetSpec, build_supernet
-from nasheur.training import build_optimizer
+from nasheur.training import TrainStep, allow_tf32, build_optimizer
 
-SPACES = ("nb201", "nb101", "darts_nds")
+SPACES = ("nb201", "nb101", "darts_nds", "embedded")
+COUNTED_STEPS = 8  # steps whose operators and Python calls are counted (then averaged)
+MARGINAL = 4  # architectures whose evaluation's operators and Python calls are counted
 
 
-def paper_settings(name: str) -> tuple[SupernetSpec, int]:
-    """The super-net spec and batch size of a space's paper defaults (conf/, Table 14)."""
+@dataclass(frozen=True)
+class Settings:
+    spec: SupernetSpec
+    batch_size: int
+    image_size: int
+
+
+def paper_settings(name: str) -> Settings:
+    """The super-net spec, batch size and image size of a space's defaults (conf/; for the
+    three benchmarks the paper's, Table 14)."""
     from hydra import compose, initialize_config_module
 
     from nasheur.config import register_configs, register_resolvers, to_config
@@ -52,7 +68,8 @@ def paper_settings(name: str) -> tuple[SupernetSpec, int]:
     register_resolvers()
     with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
         cfg = to_config(compose(config_name="config", overrides=[f"search_space={name}"]))
-    return spec_from_config(cfg, num_classes=10), cfg.fidelity.batch_size
+    image = 32 if cfg.dataset.name == "cifar10" else cfg.dataset.image_size
+    return Settings(spec_from_config(cfg, num_classes=10), cfg.fidelity.batch_size, image)
 
 
 class OpCounter(TorchDispatchMode):
@@ -127,6 +144,7 @@ class _Zero(nn.Module):
 class StepResult:
     images_per_s: float
     ops_per_step: float
+    python_calls_per_step: float
     host_ms_per_step: float
     seconds: float
 
@@ -136,7 +154,51 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def count_python_calls(fn: Callable[[], object]) -> int:
+    """Python and builtin function calls made while `fn` runs: the host work of a step that
+    no kernel speed hides, and a count that, like the operator count, means the same on any
+    machine."""
+    calls = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal calls
+        if event in ("call", "c_call"):
+            calls += 1
+
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def plain_step(
+    model: nn.Module, clip: float = 5.0
+) -> Callable[[torch.Tensor, torch.Tensor, list], Any]:
+    """The reference's step: per-parameter SGD and clipping over ``model.parameters()``."""
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-3, foreach=False
+    )
+
+    def step(x: torch.Tensor, y: torch.Tensor, archs: list) -> None:
+        opt.zero_grad(set_to_none=True)
+        for arch in archs:
+            F.cross_entropy(model(x, arch), y).backward()
+        nn.utils.clip_grad_norm_(model.parameters(), clip, foreach=False)
+        opt.step()
+
+    return step
+
+
+def fast_step(model: nn.Module, clip: float = 5.0, bf16: bool = False) -> TrainStep:
+    """The project's step, as jobs run it (:class:`nasheur.training.TrainStep`)."""
+    opt = build_optimizer(model, lr=0.025, momentum=0.9, weight_decay=3e-3)
+    return TrainStep(model, opt, grad_clip=clip, bf16=bf16)
+
+
 def time_training(
+    step_fn: Callable[[torch.Tensor, torch.Tensor, list], Any],
     model: nn.Module,
     space: Any,
     batch: int,
@@ -144,31 +206,24 @@ def time_training(
     device: torch.device,
     steps: int,
     *,
-    plain: bool = False,
+    count: bool = True,
 ) -> StepResult:
     model.train()
-    if plain:
-        opt: torch.optim.Optimizer = torch.optim.SGD(
-            model.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-3, foreach=False
-        )
-    else:
-        opt = build_optimizer(model, lr=0.025, momentum=0.9, weight_decay=3e-3)
     x = torch.randn(batch, 3, image, image, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     rng = np.random.default_rng(0)
 
     def step() -> None:
-        arch = space.sample(rng)
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x, arch), y).backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 5.0, foreach=not plain)
-        opt.step()
+        step_fn(x, y, [space.sample(rng)])
 
-    for _ in range(2):  # warm-up: allocator, cuDNN algorithm choice
+    for _ in range(2):  # warm-up: allocator, cuDNN algorithm choice, momentum buffers
         step()
-    counter = OpCounter()
-    with counter:
-        step()
+    counter, calls = OpCounter(), 0
+    if count:  # averaged over a few paths: a step's count depends on its architecture
+        with counter:
+            for _ in range(COUNTED_STEPS):
+                step()
+        calls = count_python_calls(lambda: [step() for _ in range(COUNTED_STEPS)])
     _sync(device)
     host = 0.0
     start = time.perf_counter()
@@ -178,7 +233,22 @@ def time_training(
         host += time.perf_counter() - t0
     _sync(device)
     seconds = time.perf_counter() - start
-    return StepResult(batch * steps / seconds, counter.count, 1000 * host / steps, seconds)
+    return StepResult(
+        batch * steps / seconds,
+        counter.count / COUNTED_STEPS,
+        calls / COUNTED_STEPS,
+        1000 * host / steps,
+        seconds,
+    )
+
+
+@dataclass
+class EvalResult:
+    archs_per_s: float
+    seconds_per_arch: float
+    images: int
+    ops_per_batch: float
+    python_calls_per_batch: float
 
 
 @torch.no_grad()
@@ -190,7 +260,11 @@ def time_evaluation(
     device: torch.device,
     images: int,
     archs: int,
-) -> float:
+    bf16: bool = False,
+    cuda_graphs: bool = False,
+) -> EvalResult:
+    """The job's evaluation (batch statistics at the training batch size) of `archs` sampled
+    architectures on `images` random validation images."""
     from nasheur.data import DeviceLoader
     from nasheur.evaluation import evaluate_archs
 
@@ -204,38 +278,60 @@ def time_evaluation(
     )
     rng = np.random.default_rng(0)
     pool = [space.sample(rng) for _ in range(archs)]
-    evaluate_archs(model, pool[:1], loader, bn_mode="batch")  # warm-up
+
+    def evaluate(some: list) -> None:
+        evaluate_archs(model, some, loader, bn_mode="batch", bf16=bf16, cuda_graphs=cuda_graphs)
+
+    evaluate(pool[:1])  # warm-up
+    # per batch, the work that one more architecture adds, averaged over MARGINAL of them (a
+    # job evaluates its whole pool in one call, whose own set-up hundreds of archs share)
+    extra = [space.sample(rng) for _ in range(1 + MARGINAL)]
+    per = MARGINAL * -(-images // batch)
+    counters = [OpCounter(), OpCounter()]
+    for some, counter in zip((extra[:1], extra), counters, strict=True):
+        with counter:
+            evaluate(some)
+    ops = (counters[1].count - counters[0].count) / per
+    calls = count_python_calls(lambda: evaluate(extra)) - count_python_calls(
+        lambda: evaluate(extra[:1])
+    )
+    calls /= per
     _sync(device)
     start = time.perf_counter()
-    evaluate_archs(model, pool, loader, bn_mode="batch")
+    evaluate(pool)
     _sync(device)
-    return archs / (time.perf_counter() - start)
+    rate = archs / (time.perf_counter() - start)
+    return EvalResult(rate, 1.0 / rate, images, ops, calls)
 
 
 def _model(name: str, device: torch.device) -> nn.Module:
     torch.manual_seed(0)
-    return build_supernet(name, paper_settings(name)[0]).to(device)
+    return build_supernet(name, paper_settings(name).spec).to(device)
 
 
-def _shared_worker(args: tuple[str, str, int, Any]) -> float:
-    name, device_name, steps, barrier = args
+def _shared_worker(args: tuple[str, str, int, int, bool, Any]) -> float:
+    name, device_name, batch, steps, bf16, barrier = args
     device = torch.device(device_name)
+    allow_tf32(device)
     model = _model(name, device)
-    batch = paper_settings(name)[1]
+    image = paper_settings(name).image_size
+    step_fn = fast_step(model, bf16=bf16)
     barrier.wait()
-    return time_training(model, get_space(name), batch, 32, device, steps).images_per_s
+    return time_training(
+        step_fn, model, get_space(name), batch, image, device, steps, count=False
+    ).images_per_s
 
 
 def shared_gpu(
-    name: str, device: torch.device, steps: int, ks: tuple[int, ...]
+    name: str, device: torch.device, batch: int, steps: int, ks: tuple[int, ...], bf16: bool
 ) -> dict[int, float]:
     """Aggregate images/s of K processes training on one GPU at once."""
     ctx = mp.get_context("spawn")
     out = {}
     for k in ks:
-        barrier = ctx.Manager().Barrier(k)
-        with ctx.Pool(k) as pool:
-            rates = pool.map(_shared_worker, [(name, str(device), steps, barrier)] * k)
+        with ctx.Manager() as manager, ctx.Pool(k) as pool:
+            barrier = manager.Barrier(k)  # all K set up, then start stepping together
+            rates = pool.map(_shared_worker, [(name, str(device), batch, steps, bf16, barrier)] * k)
         out[k] = float(sum(rates))
     return out
 
@@ -244,10 +340,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(
         args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     )
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+    allow_tf32(device)
     report: dict[str, Any] = {
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"
@@ -260,7 +353,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "steps": args.steps,
             "eval_images": args.eval_images,
             "eval_archs": args.eval_archs,
-            "image_size": 32,
+            "bf16": args.bf16,
+            "eval_cuda_graphs": args.eval_graphs,
+            "counted_steps": COUNTED_STEPS,
+            "marginal_archs": MARGINAL,
         },
         "spaces": {},
     }
@@ -270,29 +366,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         except (KeyError, ModuleNotFoundError) as err:
             print(f"skipping {name}: {err}", file=sys.stderr)
             continue
-        spec, batch = paper_settings(name)
-        channels, layers = spec.channels, spec.layers
-        entry: dict[str, Any] = {"spec": asdict(spec), "batch_size": batch}
+        settings = paper_settings(name)
+        spec, image = settings.spec, settings.image_size
+        batch = args.batch_size or settings.batch_size
+        entry: dict[str, Any] = {"spec": asdict(spec), "batch_size": batch, "image_size": image}
         model = _model(name, device)
-        entry["train"] = asdict(time_training(model, space, batch, 32, device, args.steps))
+        entry["train"] = asdict(
+            time_training(
+                fast_step(model, bf16=args.bf16), model, space, batch, image, device, args.steps
+            )
+        )
         if name == "nb201":
             torch.manual_seed(0)
-            plain = PlainNB201SuperNet(channels, layers).to(device)
+            plain = PlainNB201SuperNet(spec.channels, spec.layers).to(device)
             entry["train_plain"] = asdict(
-                time_training(plain, space, batch, 32, device, args.steps, plain=True)
+                time_training(plain_step(plain), plain, space, batch, image, device, args.steps)
             )
-            entry["ops_ratio_vs_plain"] = (
-                entry["train"]["ops_per_step"] / entry["train_plain"]["ops_per_step"]
+            for key in ("ops_per_step", "python_calls_per_step"):
+                entry[f"{key}_vs_plain"] = entry["train"][key] / entry["train_plain"][key]
+        entry["eval"] = asdict(
+            time_evaluation(
+                model,
+                space,
+                batch,
+                image,
+                device,
+                args.eval_images,
+                args.eval_archs,
+                args.bf16,
+                args.eval_graphs,
             )
-        rate = time_evaluation(model, space, batch, 32, device, args.eval_images, args.eval_archs)
-        entry["eval"] = {
-            "archs_per_s": rate,
-            "seconds_per_arch": 1.0 / rate,
-            "images": args.eval_images,
-        }
+        )
         if device.type == "cuda" and args.shared:
             entry["shared_gpu_images_per_s"] = shared_gpu(
-                name, device, args.steps, tuple(args.shared)
+                name, device, batch, args.steps, tuple(args.shared), args.bf16
             )
         report["spaces"][name] = entry
         print(_line(name, entry), file=sys.stderr)
@@ -303,10 +410,22 @@ def _line(name: str, e: dict[str, Any]) -> str:
     t = e["train"]
     text = (
         f"{name}: train {t['images_per_s']:,.0f} img/s, {t['ops_per_step']:.0f} ops/step, "
-        f"host {t['host_ms_per_step']:.1f} ms/step; eval {e['eval']['seconds_per_arch']:.3f} s/arch"
+        f"{t['python_calls_per_step']:,.0f} Python calls/step, host {t['host_ms_per_step']:.1f} "
+        f"ms/step; eval {e['eval']['seconds_per_arch']:.3f} s/arch, "
+        f"{e['eval']['ops_per_batch']:.0f} ops and "
+        f"{e['eval']['python_calls_per_batch']:,.0f} Python calls per batch"
     )
     if "train_plain" in e:
-        text += f"; plain step {e['train_plain']['ops_per_step']:.0f} ops (ratio {e['ops_ratio_vs_plain']:.2f})"
+        p = e["train_plain"]
+        text += (
+            f"; plain step {p['images_per_s']:,.0f} img/s, {p['ops_per_step']:.0f} ops "
+            f"(x{e['ops_per_step_vs_plain']:.2f}), {p['python_calls_per_step']:,.0f} Python "
+            f"calls (x{e['python_calls_per_step_vs_plain']:.2f})"
+        )
+    if "shared_gpu_images_per_s" in e:
+        text += "; shared GPU " + ", ".join(
+            f"K={k}: {v:,.0f}" for k, v in e["shared_gpu_images_per_s"].items()
+        )
     return text
 
 
@@ -331,9 +450,20 @@ def main(argv: list[str] | None = None) -> int:
         default=[1, 2, 4, 8],
         help="K processes per GPU (CUDA only)",
     )
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="default: each space's (paper) batch size"
+    )
+    p.add_argument("--bf16", action="store_true", help="train under bf16 autocast (run.bf16)")
+    p.add_argument(
+        "--eval-graphs",
+        action="store_true",
+        help="evaluate each architecture by replaying a CUDA graph of its forward (CUDA only)",
+    )
     p.add_argument("--out", default="bench.json")
     args = p.parse_args(argv)
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    if args.eval_graphs and not cuda:
+        p.error("--eval-graphs needs CUDA")
     args.steps = args.steps or (50 if cuda else 3)
     args.eval_images = args.eval_images or (10_000 if cuda else 512)
     args.eval_archs = args.eval_archs or (20 if cuda else 2)

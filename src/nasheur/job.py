@@ -102,6 +102,7 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
     from nasheur.supernet import build_supernet, spec_from_config
     from nasheur.training import (
         CHECKPOINT,
+        allow_tf32,
         build_optimizer,
         cosine_lr,
         load_checkpoint,
@@ -111,10 +112,7 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
 
     wall_start = time.perf_counter()
     device = pick_device(cfg.device.value)
-    if device.type == "cuda":  # TF32 matrix units: the speed of mixed precision, float32 range
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+    allow_tf32(device)
     space = get_space(cfg.search_space.name.value)
     if hasattr(space, "for_config"):  # e.g. an NB101 sub-space chosen by the config
         space = space.for_config(cfg)

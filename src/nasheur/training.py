@@ -27,6 +27,15 @@ def cosine_lr(epoch: int, epochs: int, lr: float, lr_min: float) -> float:
     return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs))
 
 
+def allow_tf32(device: torch.device) -> None:
+    """On CUDA, TF32 matrix units (the speed of mixed precision, float32 range) and cuDNN
+    autotuning; nothing elsewhere."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+
 def build_optimizer(
     model: nn.Module, *, lr: float, momentum: float, weight_decay: float
 ) -> torch.optim.SGD:
@@ -57,6 +66,54 @@ class EpochStats:
     seconds: float
 
 
+class TrainStep:
+    """One optimizer step of P_ws, the code that jobs run and `make bench` times.
+
+    The step averages the gradients of the architectures the sampler returns for the batch
+    (one for single-path sampling, several for FairNAS), clips their norm and updates. It
+    reads nothing back to the host: the loss (times the batch size) and the hits it returns
+    stay on the device.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        grad_clip: float,
+        bf16: bool = False,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.grad_clip = grad_clip
+        self.bf16 = bf16
+        # model.parameters() walks every module on each call: thousands of Python calls per
+        # step with a super-net's hundreds of modules, host time that a GPU step cannot hide
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.device_type = self.params[0].device.type
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, archs: list[Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum: torch.Tensor | None = None
+        hits: torch.Tensor | None = None
+        for arch in archs:
+            with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16):
+                logits = self.model(x, arch)
+            # the loss in float32 at least (bf16 logits are cast up; float64 stays)
+            loss = F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), y)
+            (loss / len(archs)).backward()
+            step_loss = loss.detach() * len(y)
+            step_hits = (logits.detach().argmax(1) == y).sum()
+            loss_sum = step_loss if loss_sum is None else loss_sum + step_loss
+            hits = step_hits if hits is None else hits + step_hits
+        nn.utils.clip_grad_norm_(self.params, self.grad_clip, foreach=True)
+        self.optimizer.step()
+        assert loss_sum is not None and hits is not None, "a step needs an architecture"
+        return loss_sum, hits
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -70,33 +127,25 @@ def train_epoch(
     bf16: bool = False,
     on_step: Callable[[int], None] | None = None,
 ) -> EpochStats:
-    """One pass over the training share; one optimizer step per batch.
+    """One pass over the training share; one :class:`TrainStep` per batch.
 
-    The step averages the gradients of the architectures the sampler returns for the batch.
     Losses and hits accumulate on the device: the host reads them once, at the end.
     ``on_step(steps done)`` follows every step (a progress display; it reads nothing back).
     """
     model.train()
     start = time.perf_counter()
-    device = next(model.parameters()).device
-    loss_sum = torch.zeros((), device=device)
-    hits = torch.zeros((), device=device, dtype=torch.long)
+    step_fn = TrainStep(model, optimizer, grad_clip=grad_clip, bf16=bf16)
+    loss_sum = torch.zeros((), device=step_fn.params[0].device)
+    hits = torch.zeros((), device=loss_sum.device, dtype=torch.long)
     images = steps = 0
     for step, (x, y) in enumerate(loader.train_batches(generator)):
         if max_steps is not None and step >= max_steps:
             break
         archs = sampler.step_archs(rng)
-        optimizer.zero_grad(set_to_none=True)
-        for arch in archs:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = model(x, arch)
-            loss = F.cross_entropy(logits.float(), y)
-            (loss / len(archs)).backward()
-            loss_sum += loss.detach() * len(y)
-            hits += (logits.detach().argmax(1) == y).sum()
-            images += len(y)
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip, foreach=True)
-        optimizer.step()
+        step_loss, step_hits = step_fn(x, y, archs)
+        loss_sum += step_loss
+        hits += step_hits
+        images += len(y) * len(archs)
         steps += 1
         if on_step is not None:
             on_step(steps)

@@ -8,6 +8,7 @@ stem, the cells' ops, the reduction blocks and the head.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import Enum
 
 import torch
@@ -87,9 +88,10 @@ class WSBatchNorm(nn.Module):
         return self.slots[slot](x)
 
 
-def set_bn_stats(model: nn.Module, stats: BNStats) -> None:
-    """Choose what every super-net BN of `model` normalises with outside training."""
-    for m in model.modules():
+def set_bn_stats(model: nn.Module | Iterable[nn.Module], stats: BNStats) -> None:
+    """Choose what every super-net BN of `model` (a model, or its modules listed once by a
+    caller that sets them often) normalises with outside training."""
+    for m in model.modules() if isinstance(model, nn.Module) else model:
         if isinstance(m, SuperBatchNorm2d):
             if stats is BNStats.calibrate:
                 m.start_calibration()

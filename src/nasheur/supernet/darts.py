@@ -180,22 +180,33 @@ class OpSet(nn.Module):
             return self.fr_bn.slots[self.fr_slot[src]]
         return self.bns[f"{name}_bn{which}"].slots[self.slot[src]]
 
-    def forward(self, x: torch.Tensor, name: str, src: int) -> torch.Tensor:
+    def reads_relu(self, name: str, src: int) -> bool:
+        """Whether op `name` starts with ReLU of its input `src` (the convs, the strided skip)."""
+        return (
+            name in SEP_KERNEL
+            or name in DIL_KERNEL
+            or (name == "skip_connect" and src in self.strided)
+        )
+
+    def forward(
+        self, x: torch.Tensor, name: str, src: int, x_relu: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Op `name` on input `src`; `x_relu`, ReLU(x) if the caller has it already."""
         stride = 2 if src in self.strided else 1
         c = self.channels
+        if x_relu is None and self.reads_relu(name, src):
+            x_relu = F.relu(x)
         if name in SEP_KERNEL:
             k = SEP_KERNEL[name]
             slot = self.slot[src]
-            y = F.conv2d(
-                F.relu(x), self.weight(name, "dw1"), stride=stride, padding=k // 2, groups=c
-            )
+            y = F.conv2d(x_relu, self.weight(name, "dw1"), stride=stride, padding=k // 2, groups=c)
             y = self.bns[f"{name}_bn1"](F.conv2d(y, self.weight(name, "pw1")), slot)
             y = F.conv2d(F.relu(y), self.weight(name, "dw2"), padding=k // 2, groups=c)
             return self.bns[f"{name}_bn2"](F.conv2d(y, self.weight(name, "pw2")), slot)
         if name in DIL_KERNEL:
             k = DIL_KERNEL[name]
             y = F.conv2d(
-                F.relu(x),
+                x_relu,
                 self.weight(name, "dw"),
                 stride=stride,
                 padding=DILATION * (k // 2),
@@ -210,7 +221,7 @@ class OpSet(nn.Module):
         if name == "skip_connect":
             if stride == 1:
                 return x
-            x = F.relu(x)
+            x = x_relu
             y = torch.cat(
                 [
                     F.conv2d(x, self.fr_convs["conv_1"], stride=2),
@@ -249,11 +260,18 @@ class SuperCell(nn.Module):
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, cell: Cell) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
+        # ReLU(state), computed once and shared by every op that starts with it: the same
+        # values and, ReLU's backward being a mask, the same gradients, for fewer ops per step
+        relu: dict[int, torch.Tensor] = {}
+        op_sets = tuple(self.op_sets)
         for node in range(NODES):
             total = None
             for slot in (2 * node, 2 * node + 1):
                 op, inp = cell.pairs[slot]
-                y = self.op_sets[position_of(self.ops_on, slot, inp)](states[inp], op, inp)
+                op_set = op_sets[position_of(self.ops_on, slot, inp)]
+                if inp not in relu and op_set.reads_relu(op, inp):
+                    relu[inp] = F.relu(states[inp])
+                y = op_set(states[inp], op, inp, relu.get(inp))
                 y = drop_path(y, self.path_dropout, self.training)
                 total = y if total is None else total + y
             states.append(total)

@@ -33,6 +33,7 @@ POSITION_OF_EDGE: dict[str, tuple[int, ...]] = {
     "node": tuple(dst - 1 for dst, _ in EDGES),
 }
 CONV_KERNEL = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
+CONV_OPS = frozenset(OPS.index(name) for name in CONV_KERNEL)
 
 
 class OpSet(ConvOps):
@@ -79,20 +80,29 @@ class SuperCell(nn.Module):
         self.op_sets = nn.ModuleList(
             OpSet(channels, tuple(sources[p]), spec) for p in sorted(sources)
         )
+        # per destination node, its incoming edges as (edge, source, op set index), built once:
+        # the step's Python is host time that a GPU step cannot hide
+        self.incoming = tuple(
+            tuple((e, src, self.position[e]) for e, (dst, src) in enumerate(EDGES) if dst == node)
+            for node in range(1, 4)
+        )
 
     def forward(self, x: torch.Tensor, arch: NB201Arch) -> torch.Tensor:
         nodes = [x]
-        for node in range(1, 4):
+        # ReLU(node), computed once and shared by every conv reading the node: the same values
+        # and, ReLU's backward being a mask, the same gradients, for fewer ops per step
+        relu: dict[int, torch.Tensor] = {}
+        op_sets = tuple(self.op_sets)
+        for incoming in self.incoming:
             total = None
-            for e, (dst, src) in enumerate(EDGES):
+            for e, src, position in incoming:
                 op = arch.ops[e]
-                if dst != node or op == NONE:
+                if op == NONE:
                     continue
-                y = drop_path(
-                    self.op_sets[self.position[e]](nodes[src], op, src),
-                    self.path_dropout,
-                    self.training,
-                )
+                if op in CONV_OPS and src not in relu:
+                    relu[src] = F.relu(nodes[src])
+                y = op_sets[position](nodes[src], op, src, relu.get(src))
+                y = drop_path(y, self.path_dropout, self.training)
                 total = y if total is None else total + y
             # a node with only `none` inputs is zero; later ops still run on it, as in f_proxy
             nodes.append(torch.zeros_like(x) if total is None else total)

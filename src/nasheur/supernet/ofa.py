@@ -47,6 +47,7 @@ class ConvOps(nn.Module):
     ) -> None:
         super().__init__()
         self.kernel_of = dict(kernel_of)
+        self.ofa = ofa  # a flag, not hasattr: a missing module attribute costs an exception
         if ofa:
             self.kernel = OFAKernel(channels, channels, tuple(kernel_of.values()))
         else:
@@ -59,6 +60,6 @@ class ConvOps(nn.Module):
         self.bns = nn.ModuleDict({name: make_bn() for name in kernel_of})
 
     def weight(self, op: str) -> torch.Tensor:
-        if hasattr(self, "kernel"):
+        if self.ofa:
             return self.kernel.kernel(self.kernel_of[op])
         return self.convs[op]
