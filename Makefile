@@ -7,7 +7,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 PYTEST ?= $(PYTHON) -m pytest
 
-.PHONY: install test test-slow test-all lint format clean
+.PHONY: install test test-slow test-all test-cuda lint format clean
 
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install $(TORCH)
@@ -22,6 +22,12 @@ test-slow:
 
 test-all:
 	$(PYTEST) -q
+
+# on a GPU node: the tests that need CUDA (the device loader, CUDA-graph evaluation, a job)
+test-cuda:
+	@$(PYTHON) -c "import sys, torch; sys.exit(not torch.cuda.is_available())" || \
+		{ echo "test-cuda: torch sees no CUDA device here" >&2; exit 1; }
+	$(PYTEST) -q -m cuda
 
 lint:
 	$(PYTHON) -m ruff check src tests

@@ -10,6 +10,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_NB201 = REPO.parent / "shared" / "data" / "nb201-cifar10-valid-200ep.csv"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` are skipped where torch sees no CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def shared_nb201_csv() -> Path:
     if not SHARED_NB201.is_file():

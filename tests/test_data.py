@@ -343,7 +343,7 @@ def test_loader_rejects_bad_input():
         DeviceLoader(x, y, batch_size=0, mean=MEAN, std=STD, augment=False)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_loader_on_cuda_with_cuda_generator():
     x, y = _indexed_set(50)
     x, y = x.cuda(), y.cuda()

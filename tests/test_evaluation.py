@@ -135,7 +135,7 @@ def test_cuda_graphs_refuse_a_cpu_batch_by_name():
         evaluate_archs(net, archs[:1], loader, bn_mode="batch", cuda_graphs=True)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 @pytest.mark.parametrize("space", ["nb201", "nb101", "darts_nds"])
 @pytest.mark.parametrize(("mode", "bf16"), [("batch", False), ("running", False), ("batch", True)])
 def test_cuda_graphs_give_the_eager_accuracies_on_cuda(space, mode, bf16):
