@@ -4,8 +4,10 @@ changing what is computed), and the benchmark's counters work."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -123,3 +125,15 @@ def test_k_processes_share_a_device_and_their_rates_add_up():
     """The several-jobs-per-GPU measure, run on the CPU: K spawned trainers, one rate each."""
     rates = shared_gpu("embedded", torch.device("cpu"), batch=8, steps=1, ks=(2,), bf16=False)
     assert list(rates) == [2] and rates[2] > 0
+
+
+def test_the_gpu_check_says_plainly_when_there_is_no_gpu(tmp_path):
+    import subprocess
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the check would run in earnest")
+    script = Path(__file__).resolve().parents[1] / "launch" / "gpu_check.sh"
+    done = subprocess.run(
+        ["bash", str(script), str(tmp_path / "out")], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1 and "torch sees no CUDA device" in done.stderr
