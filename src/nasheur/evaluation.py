@@ -50,14 +50,16 @@ class CapturedForward:
         if example.device.type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device; the batches are on {example.device}")
         self.x = example.clone()
+        # warm-up and capture on one side stream: cuDNN chooses its algorithms, and the
+        # per-stream library handles (cuBLAS) are made, outside the capture
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # cuDNN chooses its algorithms here, outside the capture
+        with torch.cuda.stream(side):
             predict(self.x)
-        torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, stream=side):
             self.out = predict(self.x)
+        torch.cuda.current_stream().wait_stream(side)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self.x.copy_(x)
