@@ -304,17 +304,18 @@ def time_evaluation(
     return EvalResult(rate, 1.0 / rate, images, ops, calls)
 
 
-def _model(name: str, device: torch.device) -> nn.Module:
+def _model(name: str, spec: SupernetSpec, device: torch.device) -> nn.Module:
     torch.manual_seed(0)
-    return build_supernet(name, paper_settings(name).spec).to(device)
+    return build_supernet(name, spec).to(device)
 
 
 def _shared_worker(args: tuple[str, str, int, int, bool, Any]) -> float:
     name, device_name, batch, steps, bf16, barrier = args
     device = torch.device(device_name)
     allow_tf32(device)
-    model = _model(name, device)
-    image = paper_settings(name).image_size
+    settings = paper_settings(name)
+    model = _model(name, settings.spec, device)
+    image = settings.image_size
     step_fn = fast_step(model, bf16=bf16)
     barrier.wait()
     return time_training(
@@ -370,7 +371,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         spec, image = settings.spec, settings.image_size
         batch = args.batch_size or settings.batch_size
         entry: dict[str, Any] = {"spec": asdict(spec), "batch_size": batch, "image_size": image}
-        model = _model(name, device)
+        model = _model(name, spec, device)
         entry["train"] = asdict(
             time_training(
                 fast_step(model, bf16=args.bf16), model, space, batch, image, device, args.steps
