@@ -121,6 +121,22 @@ def test_the_benchmark_writes_a_report(tmp_path):
     assert report["spaces"]["nb201"]["ops_per_step_vs_plain"] <= 0.5
 
 
+@pytest.mark.cuda
+def test_the_benchmark_times_the_gpus_kernels(tmp_path):
+    """On CUDA the report holds the profiler's kernel time per step and per architecture, in
+    milliseconds and seconds: a step's kernels fit in its wall time (other sampled paths than
+    the timed ones, so with slack; a unit slip would be a factor of 1000)."""
+    out = tmp_path / "bench.json"
+    args = ["--device", "cuda", "--spaces", "nb201", "--steps", "5", "--shared"]
+    assert main([*args, "--eval-images", "512", "--eval-archs", "2", "--out", str(out)]) == 0
+    entry = json.loads(out.read_text())["spaces"]["nb201"]
+    train = entry["train"]
+    wall_ms = 1000 * entry["batch_size"] / train["images_per_s"]
+    assert 0 < train["device_ms_per_step"] <= 3 * wall_ms
+    assert train["top_kernels_ms_per_step"] and entry["train_plain"]["device_ms_per_step"] > 0
+    assert 0 < entry["eval"]["device_s_per_arch"] < entry["eval"]["seconds_per_arch"] * 3
+
+
 def test_k_processes_share_a_device_and_their_rates_add_up():
     """The several-jobs-per-GPU measure, run on the CPU: K spawned trainers, one rate each."""
     rates = shared_gpu("embedded", torch.device("cpu"), batch=8, steps=1, ks=(2,), bf16=False)

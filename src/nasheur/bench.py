@@ -147,11 +147,45 @@ class StepResult:
     python_calls_per_step: float
     host_ms_per_step: float
     seconds: float
+    # CUDA only: kernel time per step (the GPU's busy time; a step bound by the host shows
+    # wall time per step well above it) and the kernels that take most of it
+    device_ms_per_step: float | None = None
+    top_kernels_ms_per_step: dict[str, float] | None = None
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+PROFILED_STEPS = 10  # steps whose kernels the profiler times (CUDA)
+
+
+def device_time_per_step(
+    fn: Callable[[], object], steps: int, top: int = 12
+) -> tuple[float, dict[str, float]]:
+    """Milliseconds of device (kernel) time per call of `fn`, in all and for the `top`
+    kernels, from torch.profiler: what the device does for a step, apart from any time it
+    waits for the host."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.cuda.is_available()
+    activities = [ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * cuda
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            fn()
+        if cuda:
+            torch.cuda.synchronize()
+    # kernels only: a CPU operator's "self device time" repeats its kernels' time
+    rows = [
+        (e.key, e.self_device_time_total)
+        for e in prof.key_averages()
+        if e.device_type != DeviceType.CPU
+    ]
+    rows = sorted((r for r in rows if r[1] > 0), key=lambda r: -r[1])
+    total = sum(t for _, t in rows) / 1000 / steps  # profiler times are microseconds
+    return total, {k[:80]: t / 1000 / steps for k, t in rows[:top]}
 
 
 def count_python_calls(fn: Callable[[], object]) -> int:
@@ -233,13 +267,21 @@ def time_training(
         host += time.perf_counter() - t0
     _sync(device)
     seconds = time.perf_counter() - start
-    return StepResult(
+    result = StepResult(
         batch * steps / seconds,
         counter.count / COUNTED_STEPS,
         calls / COUNTED_STEPS,
         1000 * host / steps,
         seconds,
     )
+    if count and device.type == "cuda":
+        try:  # a measure to read, not one to die for: a profiler that fails leaves a note
+            result.device_ms_per_step, result.top_kernels_ms_per_step = device_time_per_step(
+                step, PROFILED_STEPS
+            )
+        except Exception as err:
+            print(f"profiler: {type(err).__name__}: {err}", file=sys.stderr)
+    return result
 
 
 @dataclass
@@ -249,6 +291,7 @@ class EvalResult:
     images: int
     ops_per_batch: float
     python_calls_per_batch: float
+    device_s_per_arch: float | None = None  # CUDA: kernel time, as for training
 
 
 @torch.no_grad()
@@ -301,7 +344,14 @@ def time_evaluation(
     evaluate(pool)
     _sync(device)
     rate = archs / (time.perf_counter() - start)
-    return EvalResult(rate, 1.0 / rate, images, ops, calls)
+    result = EvalResult(rate, 1.0 / rate, images, ops, calls)
+    if device.type == "cuda":
+        try:
+            ms, _ = device_time_per_step(lambda: evaluate(pool[:2]), 1)
+            result.device_s_per_arch = ms / 1000 / 2
+        except Exception as err:
+            print(f"profiler: {type(err).__name__}: {err}", file=sys.stderr)
+    return result
 
 
 def _model(name: str, spec: SupernetSpec, device: torch.device) -> nn.Module:
@@ -412,14 +462,15 @@ def _line(name: str, e: dict[str, Any]) -> str:
     text = (
         f"{name}: train {t['images_per_s']:,.0f} img/s, {t['ops_per_step']:.0f} ops/step, "
         f"{t['python_calls_per_step']:,.0f} Python calls/step, host {t['host_ms_per_step']:.1f} "
-        f"ms/step; eval {e['eval']['seconds_per_arch']:.3f} s/arch, "
+        f"ms/step{_device_ms(t)}; eval {e['eval']['seconds_per_arch']:.3f} s/arch{_device_s(e)}, "
         f"{e['eval']['ops_per_batch']:.0f} ops and "
         f"{e['eval']['python_calls_per_batch']:,.0f} Python calls per batch"
     )
     if "train_plain" in e:
         p = e["train_plain"]
         text += (
-            f"; plain step {p['images_per_s']:,.0f} img/s, {p['ops_per_step']:.0f} ops "
+            f"; plain step {p['images_per_s']:,.0f} img/s{_device_ms(p)}, "
+            f"{p['ops_per_step']:.0f} ops "
             f"(x{e['ops_per_step_vs_plain']:.2f}), {p['python_calls_per_step']:,.0f} Python "
             f"calls (x{e['python_calls_per_step_vs_plain']:.2f})"
         )
@@ -428,6 +479,16 @@ def _line(name: str, e: dict[str, Any]) -> str:
             f"K={k}: {v:,.0f}" for k, v in e["shared_gpu_images_per_s"].items()
         )
     return text
+
+
+def _device_ms(t: dict[str, Any]) -> str:
+    ms = t.get("device_ms_per_step")
+    return "" if ms is None else f", GPU busy {ms:.2f} ms/step"
+
+
+def _device_s(e: dict[str, Any]) -> str:
+    s = e["eval"].get("device_s_per_arch")
+    return "" if s is None else f" (GPU busy {s:.3f})"
 
 
 def main(argv: list[str] | None = None) -> int:
