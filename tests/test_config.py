@@ -65,6 +65,7 @@ def test_nb201_defaults_follow_table_14(gt_file):
         ["eval.bn=recalibrate"],
         ["eval.bn=running", "protocol.bn_track=true"],
         ["device=cpu", "seed=3"],
+        ["run.eval_graphs=false", "run.eval_streams=4", "run.channels_last=true"],
     ],
 )
 def test_every_offered_option_validates(overrides, gt_file):
@@ -89,6 +90,7 @@ def test_every_offered_option_validates(overrides, gt_file):
         (["supernet.subspace=2"], "supernet.subspace"),
         (["supernet.path_dropout=1.0"], "supernet.path_dropout"),
         (["supernet.global_dropout=-0.1"], "supernet.global_dropout"),
+        (["run.eval_streams=0"], "run.eval_streams"),
     ],
 )
 def test_out_of_range_values_name_the_key(overrides, key, gt_file):
@@ -180,6 +182,9 @@ def test_compose_errors_name_the_key_and_allowed_values(overrides, expected):
 def test_config_hash_ignores_device_but_not_results(gt_file):
     base = plain(compose_config([], gt_file))
     assert config_hash(base) == config_hash(plain(compose_config(["device=cpu"], gt_file)))
+    # the speed knobs change no accuracy (channels_last: float rounding, as the device does)
+    speed = ["run.eval_graphs=false", "run.eval_streams=4", "run.channels_last=true"]
+    assert config_hash(base) == config_hash(plain(compose_config(speed, gt_file)))
     assert config_hash(base) != config_hash(plain(compose_config(["seed=1"], gt_file)))
     assert config_hash(base) != config_hash(plain(compose_config(["protocol.lr=0.05"], gt_file)))
 

@@ -113,20 +113,38 @@ class ReplayOnCPU:
         return self.out
 
 
+@pytest.mark.parametrize("streams", [1, 3])
 @pytest.mark.parametrize("mode", ["batch", "running", "recalibrate"])
-def test_a_captured_forward_gives_the_plain_accuracies(mode):
-    """40 images in batches of 16: the last batch is partial, and every arch is captured anew."""
+def test_a_captured_forward_gives_the_plain_accuracies(mode, streams):
+    """40 images in batches of 16: the last batch is partial, and every arch is captured anew;
+    with 3 streams, 4 architectures make a group of 3 (sharing each batch) and one of 1."""
     net, loader, archs = setup(track=True)
     kwargs = {"bn_mode": mode, "calib_loader": loader, "calib_batches": 2}
     plain = evaluate_archs(net, archs, loader, **kwargs)
-    made = []
+    made, done = [], []
 
     def capture(predict, example):
         made.append(ReplayOnCPU(predict, example))
         return made[-1]
 
-    replayed = evaluate_archs(net, archs, loader, cuda_graphs=True, capture=capture, **kwargs)
+    replayed = evaluate_archs(
+        net,
+        archs,
+        loader,
+        cuda_graphs=True,
+        streams=streams,
+        capture=capture,
+        progress=done.append,
+        **kwargs,
+    )
     assert np.array_equal(plain, replayed) and len(made) == len(archs)
+    assert done == [1, 2, 3, 4]
+
+
+def test_streams_must_be_positive():
+    net, loader, archs = setup(track=False)
+    with pytest.raises(ValueError, match="streams must be at least 1"):
+        evaluate_archs(net, archs, loader, bn_mode="batch", streams=0)
 
 
 def test_cuda_graphs_refuse_a_cpu_batch_by_name():
@@ -157,5 +175,8 @@ def test_cuda_graphs_give_the_eager_accuracies_on_cuda(space, mode, bf16):
         net(x, sp.sample(np.random.default_rng(0)))  # BN history for the running mode
     archs = [sp.sample(np.random.default_rng(s)) for s in range(3)]
     eager = evaluate_archs(net, archs, loader, bn_mode=mode, bf16=bf16)
-    graphed = evaluate_archs(net, archs, loader, bn_mode=mode, bf16=bf16, cuda_graphs=True)
-    np.testing.assert_array_equal(eager, graphed)
+    for streams in (1, 2):  # 3 archs on 2 streams: a group of 2 that share batches, then 1
+        graphed = evaluate_archs(
+            net, archs, loader, bn_mode=mode, bf16=bf16, cuda_graphs=True, streams=streams
+        )
+        np.testing.assert_array_equal(eager, graphed)

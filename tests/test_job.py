@@ -133,6 +133,21 @@ def test_bf16_autocast_runs_and_is_recorded(tmp_path):
     )
 
 
+def test_a_channels_last_job_is_the_same_job(tmp_path):
+    """run.channels_last keeps the job's identity (folder and hash) and its arithmetic: the
+    same accuracies up to float rounding, on the CPU too."""
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    base = [*TINY_JOB, "protocol.epochs=1", "eval.pool_size=6", f"ground_truth.path={gt}"]
+    recs = [
+        run_job(compose_job([*base, f"run.channels_last={v}"]), output_dir=tmp_path / v)
+        for v in ("false", "true")
+    ]
+    assert all(r["status"] == "completed" for r in recs)
+    assert recs[0]["config_hash"] == recs[1]["config_hash"]
+    accs = [[a["supernet_acc"] for a in r["archs"]] for r in recs]
+    assert accs[0] == pytest.approx(accs[1], abs=0.05)  # one epoch: a flip or two, no more
+
+
 def test_a_job_reads_an_official_benchmark_file_through_the_cache(tmp_path):
     import torch
 

@@ -241,6 +241,7 @@ def time_training(
     steps: int,
     *,
     count: bool = True,
+    profile: bool = True,
 ) -> StepResult:
     model.train()
     x = torch.randn(batch, 3, image, image, device=device)
@@ -274,7 +275,7 @@ def time_training(
         1000 * host / steps,
         seconds,
     )
-    if count and device.type == "cuda":
+    if profile and device.type == "cuda":
         try:  # a measure to read, not one to die for: a profiler that fails leaves a note
             result.device_ms_per_step, result.top_kernels_ms_per_step = device_time_per_step(
                 step, PROFILED_STEPS
@@ -305,6 +306,8 @@ def time_evaluation(
     archs: int,
     bf16: bool = False,
     cuda_graphs: bool = False,
+    streams: int = 1,
+    count: bool = True,
 ) -> EvalResult:
     """The job's evaluation (batch statistics at the training batch size) of `archs` sampled
     architectures on `images` random validation images."""
@@ -323,22 +326,32 @@ def time_evaluation(
     pool = [space.sample(rng) for _ in range(archs)]
 
     def evaluate(some: list) -> None:
-        evaluate_archs(model, some, loader, bn_mode="batch", bf16=bf16, cuda_graphs=cuda_graphs)
+        evaluate_archs(
+            model,
+            some,
+            loader,
+            bn_mode="batch",
+            bf16=bf16,
+            cuda_graphs=cuda_graphs,
+            streams=streams,
+        )
 
     evaluate(pool[:1])  # warm-up
     # per batch, the work that one more architecture adds, averaged over MARGINAL of them (a
     # job evaluates its whole pool in one call, whose own set-up hundreds of archs share)
     extra = [space.sample(rng) for _ in range(1 + MARGINAL)]
     per = MARGINAL * -(-images // batch)
-    counters = [OpCounter(), OpCounter()]
-    for some, counter in zip((extra[:1], extra), counters, strict=True):
-        with counter:
-            evaluate(some)
-    ops = (counters[1].count - counters[0].count) / per
-    calls = count_python_calls(lambda: evaluate(extra)) - count_python_calls(
-        lambda: evaluate(extra[:1])
-    )
-    calls /= per
+    ops = calls = 0.0
+    if count:
+        counters = [OpCounter(), OpCounter()]
+        for some, counter in zip((extra[:1], extra), counters, strict=True):
+            with counter:
+                evaluate(some)
+        ops = (counters[1].count - counters[0].count) / per
+        calls = count_python_calls(lambda: evaluate(extra)) - count_python_calls(
+            lambda: evaluate(extra[:1])
+        )
+        calls /= per
     _sync(device)
     start = time.perf_counter()
     evaluate(pool)
@@ -354,27 +367,36 @@ def time_evaluation(
     return result
 
 
-def _model(name: str, spec: SupernetSpec, device: torch.device) -> nn.Module:
+def _model(
+    name: str, spec: SupernetSpec, device: torch.device, channels_last: bool = False
+) -> nn.Module:
     torch.manual_seed(0)
-    return build_supernet(name, spec).to(device)
+    model = build_supernet(name, spec).to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def _shared_worker(args: tuple[str, str, int, int, bool, Any]) -> float:
-    name, device_name, batch, steps, bf16, barrier = args
+def _shared_worker(args: tuple[str, str, int, int, bool, bool, Any]) -> float:
+    name, device_name, batch, steps, bf16, channels_last, barrier = args
     device = torch.device(device_name)
     allow_tf32(device)
     settings = paper_settings(name)
-    model = _model(name, settings.spec, device)
+    model = _model(name, settings.spec, device, channels_last)
     image = settings.image_size
     step_fn = fast_step(model, bf16=bf16)
     barrier.wait()
     return time_training(
-        step_fn, model, get_space(name), batch, image, device, steps, count=False
+        step_fn, model, get_space(name), batch, image, device, steps, count=False, profile=False
     ).images_per_s
 
 
 def shared_gpu(
-    name: str, device: torch.device, batch: int, steps: int, ks: tuple[int, ...], bf16: bool
+    name: str,
+    device: torch.device,
+    batch: int,
+    steps: int,
+    ks: tuple[int, ...],
+    bf16: bool,
+    channels_last: bool = False,
 ) -> dict[int, float]:
     """Aggregate images/s of K processes training on one GPU at once."""
     ctx = mp.get_context("spawn")
@@ -382,7 +404,8 @@ def shared_gpu(
     for k in ks:
         with ctx.Manager() as manager, ctx.Pool(k) as pool:
             barrier = manager.Barrier(k)  # all K set up, then start stepping together
-            rates = pool.map(_shared_worker, [(name, str(device), batch, steps, bf16, barrier)] * k)
+            work = (name, str(device), batch, steps, bf16, channels_last, barrier)
+            rates = pool.map(_shared_worker, [work] * k)
         out[k] = float(sum(rates))
     return out
 
@@ -406,6 +429,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "eval_archs": args.eval_archs,
             "bf16": args.bf16,
             "eval_cuda_graphs": args.eval_graphs,
+            "eval_streams": args.eval_streams,
+            "channels_last": args.channels_last,
+            "quick": args.quick,
             "counted_steps": COUNTED_STEPS,
             "marginal_archs": MARGINAL,
         },
@@ -421,13 +447,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         spec, image = settings.spec, settings.image_size
         batch = args.batch_size or settings.batch_size
         entry: dict[str, Any] = {"spec": asdict(spec), "batch_size": batch, "image_size": image}
-        model = _model(name, spec, device)
+        model = _model(name, spec, device, args.channels_last)
+        count = not args.quick
         entry["train"] = asdict(
             time_training(
-                fast_step(model, bf16=args.bf16), model, space, batch, image, device, args.steps
+                fast_step(model, bf16=args.bf16),
+                model,
+                space,
+                batch,
+                image,
+                device,
+                args.steps,
+                count=count,
             )
         )
-        if name == "nb201":
+        if name == "nb201" and count:
             torch.manual_seed(0)
             plain = PlainNB201SuperNet(spec.channels, spec.layers).to(device)
             entry["train_plain"] = asdict(
@@ -446,11 +480,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 args.eval_archs,
                 args.bf16,
                 args.eval_graphs,
+                args.eval_streams,
+                count,
             )
         )
         if device.type == "cuda" and args.shared:
             entry["shared_gpu_images_per_s"] = shared_gpu(
-                name, device, batch, args.steps, tuple(args.shared), args.bf16
+                name, device, batch, args.steps, tuple(args.shared), args.bf16, args.channels_last
             )
         report["spaces"][name] = entry
         print(_line(name, entry), file=sys.stderr)
@@ -520,6 +556,20 @@ def main(argv: list[str] | None = None) -> int:
         "--eval-graphs",
         action="store_true",
         help="evaluate each architecture by replaying a CUDA graph of its forward (CUDA only)",
+    )
+    p.add_argument(
+        "--eval-streams",
+        type=int,
+        default=1,
+        help="with --eval-graphs: architectures evaluated at once, a CUDA stream each",
+    )
+    p.add_argument(
+        "--channels-last", action="store_true", help="NHWC super-nets (run.channels_last)"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="rates and GPU kernel times only: no operator or Python-call counts, no plain step",
     )
     p.add_argument("--out", default="bench.json")
     args = p.parse_args(argv)

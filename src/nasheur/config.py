@@ -195,6 +195,10 @@ class RunConfig:
     max_steps_per_epoch: int | None = None  # cut epochs short (debugging); null: full epochs
     log_every: int = 0  # also log every N steps; 0: per epoch only
     bf16: bool = False  # bfloat16 autocast in training and evaluation (TF32 is on for CUDA anyway)
+    # speed knobs that leave the arithmetic as it is (README, "Speed")
+    eval_graphs: bool = True  # CUDA: replay a CUDA graph of each architecture's eval forward
+    eval_streams: int = 1  # with eval_graphs: architectures evaluated at once, a stream each
+    channels_last: bool = False  # NHWC layout (cuDNN's NHWC kernels; other float rounding)
 
 
 @dataclass
@@ -224,7 +228,15 @@ class Config:
 
 
 # Keys that do not change what a job computes, left out of its identity (config_hash).
-IDENTITY_EXCLUDED = ("device", "run.log_every", "experiment", "ground_truth.cache_dir")
+IDENTITY_EXCLUDED = (
+    "device",
+    "run.log_every",
+    "run.eval_graphs",
+    "run.eval_streams",
+    "run.channels_last",
+    "experiment",
+    "ground_truth.cache_dir",
+)
 
 
 def register_configs() -> None:
@@ -407,6 +419,7 @@ def validate(cfg: Config) -> None:
     steps = cfg.run.max_steps_per_epoch
     _check(steps is None or steps >= 1, "run.max_steps_per_epoch", steps, "null or an integer >= 1")
     _check(cfg.run.log_every >= 0, "run.log_every", cfg.run.log_every, "an integer >= 0")
+    _check(cfg.run.eval_streams >= 1, "run.eval_streams", cfg.run.eval_streams, "an integer >= 1")
 
     if e.bn is EvalBN.running and not p.bn_track:
         raise ConfigError(

@@ -9,6 +9,7 @@ for every architecture first. ``auto`` is ``running`` when the super-net tracks 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -80,17 +81,22 @@ def evaluate_archs(
     progress: Callable[[int], None] | None = None,
     bf16: bool = False,
     cuda_graphs: bool = False,
+    streams: int = 1,
     capture: Callable[..., Callable[[torch.Tensor], torch.Tensor]] = CapturedForward,
 ) -> np.ndarray:
     """Top-1 accuracy (fraction) of each architecture on the validation share.
 
     ``cuda_graphs``: each architecture's validation forward is captured once and replayed
     per batch (:class:`CapturedForward`, or ``capture``); the accuracies are those of the
-    plain forward."""
+    plain forward. ``streams``: with CUDA graphs, that many architectures go through each
+    batch at once, each replaying on its own CUDA stream, so that the small kernels of one
+    architecture leave room on the GPU for another's (not under ``recalibrate``, whose
+    architectures share the BN buffers they rewrite)."""
+    if streams < 1:
+        raise ValueError(f"streams must be at least 1, not {streams}")
     model.eval()
     device = next(model.parameters()).device
     saved = bn_buffers(model) if bn_mode == "recalibrate" else None
-    hits = []
     # autocast's cache of cast weights cannot live across a graph's capture and replays
     autocast = torch.autocast(
         device.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=not cuda_graphs
@@ -98,33 +104,84 @@ def evaluate_archs(
     bns = [m for m in model.modules() if isinstance(m, SuperBatchNorm2d)]  # walked once
     if bn_mode != "recalibrate":
         set_bn_stats(bns, BNStats(bn_mode))
-    for i, arch in enumerate(archs):
+    group = streams if cuda_graphs and bn_mode != "recalibrate" else 1
+    lanes = _Lanes(group, device)
+    hits: list[torch.Tensor] = []
+    for start in range(0, len(archs), group):
+        some = archs[start : start + group]
         if bn_mode == "recalibrate":
-            set_bn_stats(bns, BNStats.calibrate)
-            # the same K batches for every architecture
-            gen = torch.Generator(device=device).manual_seed(calib_seed)
-            for b, (x, _) in enumerate(calib_loader.train_batches(gen)):
-                if b >= calib_batches:
-                    break
-                with autocast:
-                    model(x, arch)
-            set_bn_stats(bns, BNStats.running)
-        count = torch.zeros((), device=device, dtype=torch.long)
-
-        def predict(x: torch.Tensor, arch: Any = arch) -> torch.Tensor:
-            with autocast:
-                return model(x, arch).argmax(1)
-
-        forward = predict
+            _recalibrate(model, bns, some[0], calib_loader, calib_batches, calib_seed, autocast)
+        predicts = [_predictor(model, arch, autocast) for arch in some]
+        forwards = list(predicts)
+        counts = [torch.zeros((), device=device, dtype=torch.long) for _ in some]
         for b, (x, y, n_valid) in enumerate(val_loader.eval_batches()):
-            if cuda_graphs and b == 0:
-                forward = capture(predict, x)
-            pred = forward(x)
-            count += (pred[:n_valid] == y[:n_valid]).sum()
-        hits.append(count)
+            for j, lane in enumerate(lanes.enter(len(some))):
+                with lane:
+                    if cuda_graphs and b == 0:
+                        forwards[j] = capture(predicts[j], x)
+                    counts[j] += (forwards[j](x)[:n_valid] == y[:n_valid]).sum()
+            lanes.join()
+        hits.extend(counts)
         if progress is not None:
-            progress(i + 1)
+            for i in range(start, start + len(some)):
+                progress(i + 1)
     if saved is not None:
         model.load_state_dict(saved, strict=False)
     set_bn_stats(bns, BNStats.running)
     return torch.stack(hits).cpu().numpy().astype(np.float64) / val_loader.num_images
+
+
+def _predictor(model: nn.Module, arch: Any, autocast: Any) -> Callable[[torch.Tensor], Any]:
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        with autocast:
+            return model(x, arch).argmax(1)
+
+    return predict
+
+
+def _recalibrate(
+    model: nn.Module,
+    bns: list[SuperBatchNorm2d],
+    arch: Any,
+    calib_loader: Any,
+    calib_batches: int,
+    calib_seed: int,
+    autocast: Any,
+) -> None:
+    """Re-estimate the running statistics on `arch`'s path: the same K training batches for
+    every architecture."""
+    device = next(model.parameters()).device
+    set_bn_stats(bns, BNStats.calibrate)
+    gen = torch.Generator(device=device).manual_seed(calib_seed)
+    for b, (x, _) in enumerate(calib_loader.train_batches(gen)):
+        if b >= calib_batches:
+            break
+        with autocast:
+            model(x, arch)
+    set_bn_stats(bns, BNStats.running)
+
+
+class _Lanes:
+    """Where the architectures of a group run: on CUDA with a group of several, one side
+    stream each, which starts after the work already queued (the batch) and which the main
+    stream waits for before the next batch; otherwise in line, on the current stream."""
+
+    def __init__(self, size: int, device: torch.device) -> None:
+        self.streams = (
+            [torch.cuda.Stream(device) for _ in range(size)]
+            if size > 1 and device.type == "cuda"
+            else []
+        )
+
+    def enter(self, n: int) -> list[Any]:
+        if not self.streams:
+            return [contextlib.nullcontext()] * n
+        main = torch.cuda.current_stream()
+        for s in self.streams[:n]:
+            s.wait_stream(main)
+        return [torch.cuda.stream(s) for s in self.streams[:n]]
+
+    def join(self) -> None:
+        main = torch.cuda.current_stream() if self.streams else None
+        for s in self.streams:
+            main.wait_stream(s)

@@ -167,6 +167,8 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
 
     torch.manual_seed(derive_seed(cfg.seed, "init"))
     model = build_supernet(space.name, spec_from_config(cfg, data.num_classes)).to(device)
+    if cfg.run.channels_last:  # the 4-d weights NHWC; convolutions then give NHWC outputs
+        model = model.to(memory_format=torch.channels_last)
     p = cfg.protocol
     epochs = effective_epochs(p.epochs, cfg.fidelity)
     if epochs != p.epochs:
@@ -268,6 +270,8 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
         calib_seed=derive_seed(cfg.seed, "calibrate"),
         progress=progress.evaluation(len(pool)),
         bf16=cfg.run.bf16,
+        cuda_graphs=cfg.run.eval_graphs and device.type == "cuda",
+        streams=cfg.run.eval_streams,
     )
     eval_seconds = time.perf_counter() - eval_start
     gt_acc = gt.lookup(pool)
