@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# On a GPU node: the speed benchmark, then the tests that need CUDA, most telling first, each
-# stage under its own time limit and writing its report into DIR as it ends (so a cut-off run
-# still leaves the stages it finished). usage: bash launch/gpu_check.sh [DIR]  (default: gpu-check/)
-#   1. NB201 at the paper's settings, the reference: one job (with the GPU's kernel
-#      time per step), the plain step, and K = 1, 2, 4, 8 jobs sharing the GPU
-#   2. NB201 evaluation replaying a CUDA graph per architecture
-#   3. NB201 under bf16 autocast
-#   4. make test-cuda's tests (device loader, CUDA-graph evaluation, the bench's kernel times,
-#      a job with and without bf16)
-#   5. the other spaces
-# All logs go to DIR/bench.log and DIR/test-cuda.log, reports to DIR/bench-*.json.
+# On a GPU node: the speed benchmark and the tests that need CUDA, most telling first, each
+# stage under its own time limit and appending to DIR as it ends (a cut-off run keeps the
+# stages it finished). Needs nasheur installed (make install), as on any node.
+#   usage: bash launch/gpu_check.sh [DIR [STAGE...]]    (default: gpu-check/, every stage)
+# Stages (NB201 at the paper's settings, batch 128, unless named otherwise):
+#   bench    the job's step and evaluation, the plain step, K = 1, 2, 4, 8 jobs per GPU
+#   eager    evaluation without CUDA graphs, for comparison
+#   nhwc     run.channels_last=true, and K = 8
+#   bf16     run.bf16=true
+#   tests    make test-cuda's tests
+#   mps      K = 4, 8 jobs per GPU under CUDA MPS (where nvidia-cuda-mps-control exists)
+#   others   embedded, nb101, darts_nds
+# Logs: DIR/bench.log, DIR/test-cuda.log; reports: DIR/bench-<stage>.json.
 set -uo pipefail
 out=${1:-gpu-check}
+shift || true
+stages=${*:-bench eager nhwc bf16 tests mps others}
 py=${PYTHON:-python3}
 steps=${STEPS:-200}
+known=" bench eager nhwc bf16 tests mps others "
+for s in $stages; do  # a misspelt stage fails now, not after the stages before it
+    [[ $known == *" $s "* ]] || { echo "gpu_check: no stage $s (stages:$known)" >&2; exit 2; }
+done
 mkdir -p "$out"
 "$py" -c "import sys, torch; sys.exit(not torch.cuda.is_available())" ||
     { echo "gpu_check: torch sees no CUDA device here" >&2; exit 1; }
@@ -22,16 +30,35 @@ rc=0
 stage() {  # stage LOG SECONDS COMMAND...: run under a time limit, append to LOG, keep going
     local log=$1 secs=$2
     shift 2
-    echo "== $* (limit ${secs}s)" | tee -a "$log"
+    echo "== $(date +%T) $* (limit ${secs}s)" | tee -a "$log"
     timeout "$secs" "$@" 2>&1 | tee -a "$log" || { echo "== failed: rc ${PIPESTATUS[0]}" | tee -a "$log"; rc=1; }
 }
 bench=("$py" -m nasheur.bench --steps "$steps")
-stage "$out/bench.log" 300 "${bench[@]}" --spaces nb201 --out "$out/bench-nb201.json"
-stage "$out/bench.log" 120 "${bench[@]}" --spaces nb201 --eval-graphs --shared \
-    --out "$out/bench-nb201-graphs.json"
-stage "$out/bench.log" 120 "${bench[@]}" --spaces nb201 --bf16 --shared --eval-archs 5 \
-    --out "$out/bench-nb201-bf16.json"
-stage "$out/test-cuda.log" 240 "$py" -m pytest -q -m cuda -p no:cacheprovider
-stage "$out/bench.log" 240 "${bench[@]}" --spaces embedded nb101 darts_nds --shared \
-    --out "$out/bench-others.json"
+quick=("${bench[@]}" --spaces nb201 --quick)
+for s in $stages; do
+    case $s in
+    bench) stage "$out/bench.log" 420 "${bench[@]}" --spaces nb201 --out "$out/bench-bench.json" ;;
+    eager) stage "$out/bench.log" 120 "${quick[@]}" --no-eval-graphs --shared --out "$out/bench-eager.json" ;;
+    nhwc) stage "$out/bench.log" 180 "${quick[@]}" --channels-last --shared 8 --out "$out/bench-nhwc.json" ;;
+    bf16) stage "$out/bench.log" 120 "${quick[@]}" --bf16 --shared --out "$out/bench-bf16.json" ;;
+    tests) stage "$out/test-cuda.log" 300 "$py" -m pytest -q -m cuda -p no:cacheprovider ;;
+    mps)
+        if command -v nvidia-cuda-mps-control >/dev/null; then
+            export CUDA_MPS_PIPE_DIRECTORY=${TMPDIR:-/tmp}/nasheur-mps-$$ CUDA_MPS_LOG_DIRECTORY=${TMPDIR:-/tmp}/nasheur-mps-log-$$
+            mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+            if nvidia-cuda-mps-control -d; then
+                stage "$out/bench.log" 240 "${quick[@]}" --eval-archs 2 --shared 4 8 --out "$out/bench-mps.json"
+                echo quit | nvidia-cuda-mps-control
+            else
+                echo "== mps: the daemon did not start" | tee -a "$out/bench.log"
+            fi
+            unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+        else
+            echo "== mps: no nvidia-cuda-mps-control here" | tee -a "$out/bench.log"
+        fi
+        ;;
+    others) stage "$out/bench.log" 420 "${bench[@]}" --spaces embedded nb101 darts_nds --shared \
+        --out "$out/bench-others.json" ;;
+    esac
+done
 exit $rc

@@ -16,6 +16,7 @@ from nasheur.bench import (
     OpCounter,
     PlainNB201SuperNet,
     count_python_calls,
+    device_time_per_step,
     fast_step,
     main,
     plain_step,
@@ -121,6 +122,17 @@ def test_the_benchmark_writes_a_report(tmp_path):
     assert report["spaces"]["nb201"]["ops_per_step_vs_plain"] <= 0.5
 
 
+def test_the_profiler_splits_a_steps_host_time_by_operator():
+    """Without CUDA no kernel time, and the host's time per call by operator, in ms."""
+    a = torch.randn(64, 64)
+    calls = []
+    kernels, top, host = device_time_per_step(lambda: calls.append(a @ a), 3)
+    assert len(calls) == 3
+    if not torch.cuda.is_available():
+        assert kernels == 0 and top == {}
+    assert "aten::mm" in host and 0 < host["aten::mm"] < 1000
+
+
 @pytest.mark.cuda
 def test_the_benchmark_times_the_gpus_kernels(tmp_path):
     """On CUDA the report holds the profiler's kernel time per step and per architecture, in
@@ -134,6 +146,7 @@ def test_the_benchmark_times_the_gpus_kernels(tmp_path):
     wall_ms = 1000 * entry["batch_size"] / train["images_per_s"]
     assert 0 < train["device_ms_per_step"] <= 3 * wall_ms
     assert train["top_kernels_ms_per_step"] and entry["train_plain"]["device_ms_per_step"] > 0
+    assert "aten::convolution" in train["top_host_ops_ms_per_step"]
     assert 0 < entry["eval"]["device_s_per_arch"] < entry["eval"]["seconds_per_arch"] * 3
 
 
@@ -153,3 +166,6 @@ def test_the_gpu_check_says_plainly_when_there_is_no_gpu(tmp_path):
         ["bash", str(script), str(tmp_path / "out")], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 1 and "torch sees no CUDA device" in done.stderr
+    bad = [*done.args[:3], "bench", "nhcw"]  # a misspelt stage: named, before any work
+    done = subprocess.run(bad, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "no stage nhcw" in done.stderr

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from nasheur.config import RunConfig
 from nasheur.io import atomic_write_json
 from nasheur.spaces import get_space
 from nasheur.supernet import SupernetSpec, build_supernet
@@ -151,6 +152,7 @@ class StepResult:
     # wall time per step well above it) and the kernels that take most of it
     device_ms_per_step: float | None = None
     top_kernels_ms_per_step: dict[str, float] | None = None
+    top_host_ops_ms_per_step: dict[str, float] | None = None  # under the profiler
 
 
 def _sync(device: torch.device) -> None:
@@ -163,10 +165,11 @@ PROFILED_STEPS = 10  # steps whose kernels the profiler times (CUDA)
 
 def device_time_per_step(
     fn: Callable[[], object], steps: int, top: int = 12
-) -> tuple[float, dict[str, float]]:
-    """Milliseconds of device (kernel) time per call of `fn`, in all and for the `top`
-    kernels, from torch.profiler: what the device does for a step, apart from any time it
-    waits for the host."""
+) -> tuple[float, dict[str, float], dict[str, float]]:
+    """Milliseconds per call of `fn`, from torch.profiler: device (kernel) time in all and
+    for the `top` kernels (what the device does for a step, apart from any time it waits for
+    the host), and the host's own time in its `top` operators (profiled, so inflated alike:
+    read them as shares, to see which operators cost the host most)."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
@@ -185,7 +188,12 @@ def device_time_per_step(
     ]
     rows = sorted((r for r in rows if r[1] > 0), key=lambda r: -r[1])
     total = sum(t for _, t in rows) / 1000 / steps  # profiler times are microseconds
-    return total, {k[:80]: t / 1000 / steps for k, t in rows[:top]}
+    host = sorted(
+        ((e.key, e.self_cpu_time_total) for e in prof.key_averages()),
+        key=lambda r: -r[1],
+    )
+    per_step = {k[:80]: t / 1000 / steps for k, t in rows[:top]}
+    return total, per_step, {k[:80]: t / 1000 / steps for k, t in host[:top]}
 
 
 def count_python_calls(fn: Callable[[], object]) -> int:
@@ -277,9 +285,11 @@ def time_training(
     )
     if profile and device.type == "cuda":
         try:  # a measure to read, not one to die for: a profiler that fails leaves a note
-            result.device_ms_per_step, result.top_kernels_ms_per_step = device_time_per_step(
-                step, PROFILED_STEPS
-            )
+            (
+                result.device_ms_per_step,
+                result.top_kernels_ms_per_step,
+                result.top_host_ops_ms_per_step,
+            ) = device_time_per_step(step, PROFILED_STEPS)
         except Exception as err:
             print(f"profiler: {type(err).__name__}: {err}", file=sys.stderr)
     return result
@@ -360,7 +370,7 @@ def time_evaluation(
     result = EvalResult(rate, 1.0 / rate, images, ops, calls)
     if device.type == "cuda":
         try:
-            ms, _ = device_time_per_step(lambda: evaluate(pool[:2]), 1)
+            ms, _, _ = device_time_per_step(lambda: evaluate(pool[:2]), 1)
             result.device_s_per_arch = ms / 1000 / 2
         except Exception as err:
             print(f"profiler: {type(err).__name__}: {err}", file=sys.stderr)
@@ -552,19 +562,26 @@ def main(argv: list[str] | None = None) -> int:
         "--batch-size", type=int, default=None, help="default: each space's (paper) batch size"
     )
     p.add_argument("--bf16", action="store_true", help="train under bf16 autocast (run.bf16)")
+    job = RunConfig()  # the job's defaults, so that the benchmark times what jobs run
     p.add_argument(
         "--eval-graphs",
-        action="store_true",
-        help="evaluate each architecture by replaying a CUDA graph of its forward (CUDA only)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="replay a CUDA graph of each architecture's evaluation forward (run.eval_graphs; "
+        f"default: {str(job.eval_graphs).lower()} on CUDA, where alone it works)",
     )
     p.add_argument(
         "--eval-streams",
         type=int,
-        default=1,
-        help="with --eval-graphs: architectures evaluated at once, a CUDA stream each",
+        default=job.eval_streams,
+        help="with CUDA graphs: architectures evaluated at once, a CUDA stream each "
+        "(run.eval_streams; default: %(default)s)",
     )
     p.add_argument(
-        "--channels-last", action="store_true", help="NHWC super-nets (run.channels_last)"
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=job.channels_last,
+        help="NHWC super-nets (run.channels_last; default: %(default)s)",
     )
     p.add_argument(
         "--quick",
@@ -576,6 +593,10 @@ def main(argv: list[str] | None = None) -> int:
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     if args.eval_graphs and not cuda:
         p.error("--eval-graphs needs CUDA")
+    if args.eval_graphs is None:
+        args.eval_graphs = cuda and job.eval_graphs
+    if args.eval_streams < 1:
+        p.error(f"--eval-streams must be at least 1, not {args.eval_streams}")
     args.steps = args.steps or (50 if cuda else 3)
     args.eval_images = args.eval_images or (10_000 if cuda else 512)
     args.eval_archs = args.eval_archs or (20 if cuda else 2)

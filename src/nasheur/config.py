@@ -197,7 +197,7 @@ class RunConfig:
     bf16: bool = False  # bfloat16 autocast in training and evaluation (TF32 is on for CUDA anyway)
     # speed knobs that leave the arithmetic as it is (README, "Speed")
     eval_graphs: bool = True  # CUDA: replay a CUDA graph of each architecture's eval forward
-    eval_streams: int = 1  # with eval_graphs: architectures evaluated at once, a stream each
+    eval_streams: int = 4  # with eval_graphs: architectures evaluated at once, a stream each
     channels_last: bool = False  # NHWC layout (cuDNN's NHWC kernels; other float rounding)
 
 
