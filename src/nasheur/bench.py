@@ -180,18 +180,12 @@ def device_time_per_step(
             fn()
         if cuda:
             torch.cuda.synchronize()
+    events = prof.key_averages()
     # kernels only: a CPU operator's "self device time" repeats its kernels' time
-    rows = [
-        (e.key, e.self_device_time_total)
-        for e in prof.key_averages()
-        if e.device_type != DeviceType.CPU
-    ]
+    rows = [(e.key, e.self_device_time_total) for e in events if e.device_type != DeviceType.CPU]
     rows = sorted((r for r in rows if r[1] > 0), key=lambda r: -r[1])
     total = sum(t for _, t in rows) / 1000 / steps  # profiler times are microseconds
-    host = sorted(
-        ((e.key, e.self_cpu_time_total) for e in prof.key_averages()),
-        key=lambda r: -r[1],
-    )
+    host = sorted(((e.key, e.self_cpu_time_total) for e in events), key=lambda r: -r[1])
     per_step = {k[:80]: t / 1000 / steps for k, t in rows[:top]}
     return total, per_step, {k[:80]: t / 1000 / steps for k, t in host[:top]}
 

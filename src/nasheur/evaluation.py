@@ -110,7 +110,8 @@ def evaluate_archs(
     for start in range(0, len(archs), group):
         some = archs[start : start + group]
         if bn_mode == "recalibrate":
-            _recalibrate(model, bns, some[0], calib_loader, calib_batches, calib_seed, autocast)
+            gen = torch.Generator(device=device).manual_seed(calib_seed)
+            _recalibrate(model, bns, some[0], calib_loader, calib_batches, gen, autocast)
         predicts = [_predictor(model, arch, autocast) for arch in some]
         forwards = list(predicts)
         counts = [torch.zeros((), device=device, dtype=torch.long) for _ in some]
@@ -145,14 +146,12 @@ def _recalibrate(
     arch: Any,
     calib_loader: Any,
     calib_batches: int,
-    calib_seed: int,
+    gen: torch.Generator,
     autocast: Any,
 ) -> None:
-    """Re-estimate the running statistics on `arch`'s path: the same K training batches for
-    every architecture."""
-    device = next(model.parameters()).device
+    """Re-estimate the running statistics on `arch`'s path from the K training batches that
+    `gen` draws (seeded alike for every architecture: the same batches for all)."""
     set_bn_stats(bns, BNStats.calibrate)
-    gen = torch.Generator(device=device).manual_seed(calib_seed)
     for b, (x, _) in enumerate(calib_loader.train_batches(gen)):
         if b >= calib_batches:
             break
@@ -182,6 +181,7 @@ class _Lanes:
         return [torch.cuda.stream(s) for s in self.streams[:n]]
 
     def join(self) -> None:
-        main = torch.cuda.current_stream() if self.streams else None
-        for s in self.streams:
-            main.wait_stream(s)
+        if self.streams:
+            main = torch.cuda.current_stream()
+            for s in self.streams:
+                main.wait_stream(s)
