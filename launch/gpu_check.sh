@@ -5,14 +5,17 @@
 #   usage: bash launch/gpu_check.sh [DIR [STAGE...]]    (default: gpu-check/, every stage)
 # Stages (NB201 at the paper's settings, batch 128, unless named otherwise):
 #   bench    the job's step and evaluation, the plain step, K = 1, 2, 4, 8 jobs per GPU
-#   eager    evaluation without CUDA graphs, for comparison
+#   eager    evaluation one batch at a time without CUDA graphs (the plain forward), and with
+#            eval_speed=graphs (graphs, 4 streams, no packing), for comparison
 #   nhwc     run.channels_last=true, and K = 8
 #   bf16     run.bf16=true
 #   tests    make test-cuda's tests
-#   mps      K = 4, 8 jobs per GPU under CUDA MPS (where nvidia-cuda-mps-control exists)
+#   mps      K = 1, 2, 4, 8 jobs per GPU under CUDA MPS (launch/with_mps.sh; where
+#            nvidia-cuda-mps-control exists)
 #   others   embedded, nb101, darts_nds
 # Logs: DIR/bench.log, DIR/test-cuda.log; reports: DIR/bench-<stage>.json.
 set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:-gpu-check}
 shift || true
 stages=${*:-bench eager nhwc bf16 tests mps others}
@@ -38,21 +41,19 @@ quick=("${bench[@]}" --spaces nb201 --quick)
 for s in $stages; do
     case $s in
     bench) stage "$out/bench.log" 420 "${bench[@]}" --spaces nb201 --out "$out/bench-bench.json" ;;
-    eager) stage "$out/bench.log" 120 "${quick[@]}" --no-eval-graphs --shared --out "$out/bench-eager.json" ;;
+    eager)
+        stage "$out/bench.log" 120 "${quick[@]}" --no-eval-graphs --eval-pack 1 --shared \
+            --out "$out/bench-eager.json"
+        stage "$out/bench.log" 120 "${quick[@]}" --eval-graphs --eval-streams 4 --eval-pack 1 \
+            --shared --out "$out/bench-graphs.json"
+        ;;
     nhwc) stage "$out/bench.log" 180 "${quick[@]}" --channels-last --shared 8 --out "$out/bench-nhwc.json" ;;
     bf16) stage "$out/bench.log" 120 "${quick[@]}" --bf16 --shared --out "$out/bench-bf16.json" ;;
     tests) stage "$out/test-cuda.log" 300 "$py" -m pytest -q -m cuda -p no:cacheprovider ;;
     mps)
         if command -v nvidia-cuda-mps-control >/dev/null; then
-            export CUDA_MPS_PIPE_DIRECTORY=${TMPDIR:-/tmp}/nasheur-mps-$$ CUDA_MPS_LOG_DIRECTORY=${TMPDIR:-/tmp}/nasheur-mps-log-$$
-            mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-            if nvidia-cuda-mps-control -d; then
-                stage "$out/bench.log" 240 "${quick[@]}" --eval-archs 2 --shared 4 8 --out "$out/bench-mps.json"
-                echo quit | nvidia-cuda-mps-control
-            else
-                echo "== mps: the daemon did not start" | tee -a "$out/bench.log"
-            fi
-            unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+            stage "$out/bench.log" 240 bash "$here/with_mps.sh" "${quick[@]}" --eval-archs 2 \
+                --shared 1 2 4 8 --out "$out/bench-mps.json"
         else
             echo "== mps: no nvidia-cuda-mps-control here" | tee -a "$out/bench.log"
         fi

@@ -66,6 +66,7 @@ def test_nb201_defaults_follow_table_14(gt_file):
         ["eval.bn=running", "protocol.bn_track=true"],
         ["device=cpu", "seed=3"],
         ["run.eval_graphs=false", "run.eval_streams=4", "run.channels_last=true"],
+        ["run.eval_pack=1"],
     ],
 )
 def test_every_offered_option_validates(overrides, gt_file):
@@ -91,6 +92,7 @@ def test_every_offered_option_validates(overrides, gt_file):
         (["supernet.path_dropout=1.0"], "supernet.path_dropout"),
         (["supernet.global_dropout=-0.1"], "supernet.global_dropout"),
         (["run.eval_streams=0"], "run.eval_streams"),
+        (["run.eval_pack=0"], "run.eval_pack"),
     ],
 )
 def test_out_of_range_values_name_the_key(overrides, key, gt_file):
@@ -183,7 +185,12 @@ def test_config_hash_ignores_device_but_not_results(gt_file):
     base = plain(compose_config([], gt_file))
     assert config_hash(base) == config_hash(plain(compose_config(["device=cpu"], gt_file)))
     # the speed knobs change no accuracy (channels_last: float rounding, as the device does)
-    speed = ["run.eval_graphs=false", "run.eval_streams=4", "run.channels_last=true"]
+    speed = [
+        "run.eval_graphs=false",
+        "run.eval_streams=4",
+        "run.eval_pack=2",
+        "run.channels_last=true",
+    ]
     assert config_hash(base) == config_hash(plain(compose_config(speed, gt_file)))
     assert config_hash(base) != config_hash(plain(compose_config(["seed=1"], gt_file)))
     assert config_hash(base) != config_hash(plain(compose_config(["protocol.lr=0.05"], gt_file)))

@@ -9,7 +9,7 @@ import torch
 from nasheur.data import DeviceLoader
 from nasheur.evaluation import draw_pool, evaluate_archs, resolve_bn_mode
 from nasheur.spaces import get_space
-from nasheur.supernet.batchnorm import bn_buffers
+from nasheur.supernet.batchnorm import batch_stats_norm, bn_buffers
 from tests.conftest import nb201_supernet
 
 SPACE = get_space("nb201")
@@ -147,6 +147,69 @@ def test_streams_must_be_positive():
         evaluate_archs(net, archs, loader, bn_mode="batch", streams=0)
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("affine", [True, False])
+def test_packed_batch_statistics_are_each_batchs_own(layout, affine):
+    """Three batches interleaved row by row and normalised in one call give, batch by batch,
+    what BN over each batch alone gives (PyTorch's batch_norm as the reference)."""
+    g = torch.Generator().manual_seed(0)
+    batches = [
+        torch.randn(5, 3, 4, 4, generator=g, dtype=torch.float64) * (1 + i) for i in range(3)
+    ]
+    w, b = (torch.randn(3, generator=g, dtype=torch.float64) for _ in range(2))
+    w, b = (w, b) if affine else (None, None)
+    packed = torch.stack(batches, 1).flatten(0, 1).contiguous(memory_format=layout)
+    out = batch_stats_norm(packed, w, b, 1e-5, groups=3).view(5, 3, 3, 4, 4)
+    for i, x in enumerate(batches):
+        ref = torch.nn.functional.batch_norm(x, None, None, w, b, True, 0.0, 1e-5)
+        torch.testing.assert_close(out[:, i], ref, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="15 rows do not split into 2"):
+        batch_stats_norm(packed, w, b, 1e-5, groups=2)
+
+
+class Float64Batches:
+    """A loader's batches in float64, so that packed and unpacked forwards can only differ in
+    rounding far below any argmax tie."""
+
+    def __init__(self, loader):
+        self.loader, self.num_images = loader, loader.num_images
+
+    def eval_batches(self):
+        for x, y, n in self.loader.eval_batches():
+            yield x.double(), y, n
+
+    def train_batches(self, generator):
+        for x, y in self.loader.train_batches(generator):
+            yield x.double(), y
+
+
+@pytest.mark.parametrize("pack", [2, 3, 4])
+@pytest.mark.parametrize("mode", ["batch", "running", "recalibrate"])
+def test_packed_evaluation_gives_the_unpacked_accuracies(mode, pack):
+    """40 images in batches of 16 (the last partial): 3 batches make a pack of 2 and one
+    padded with an uncounted batch, or one pack of 3 (asked for 3, or for at most 4)."""
+    net, loader, archs = setup(track=True)
+    net.double()
+    loader = Float64Batches(loader)
+    kwargs = {"bn_mode": mode, "calib_loader": loader, "calib_batches": 2}
+    plain = evaluate_archs(net, archs, loader, **kwargs)
+    if mode == "batch":  # architectures that differ, so a mixed-up pack would show
+        assert len(set(plain)) > 1
+    packed = evaluate_archs(net, archs, loader, pack=pack, **kwargs)
+    np.testing.assert_array_equal(plain, packed)
+    captured = evaluate_archs(
+        net, archs, loader, pack=pack, cuda_graphs=True, streams=3, capture=ReplayOnCPU, **kwargs
+    )
+    np.testing.assert_array_equal(plain, captured)
+    assert all(m.groups == 1 for m in net.modules() if hasattr(m, "groups"))
+
+
+def test_pack_must_be_positive():
+    net, loader, archs = setup(track=False)
+    with pytest.raises(ValueError, match="pack must be at least 1"):
+        evaluate_archs(net, archs, loader, bn_mode="batch", pack=0)
+
+
 def test_cuda_graphs_refuse_a_cpu_batch_by_name():
     net, loader, archs = setup(track=False)
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
@@ -180,3 +243,10 @@ def test_cuda_graphs_give_the_eager_accuracies_on_cuda(space, mode, bf16):
             net, archs, loader, bn_mode=mode, bf16=bf16, cuda_graphs=True, streams=streams
         )
         np.testing.assert_array_equal(eager, graphed)
+    # 5 batches packed 3 at a time (the last pack padded): larger convolutions may pick other
+    # cuDNN algorithms, so allow one image of rounding at an argmax tie per architecture
+    for graphs in (False, True):
+        packed = evaluate_archs(
+            net, archs, loader, bn_mode=mode, bf16=bf16, cuda_graphs=graphs, streams=2, pack=3
+        )
+        assert np.abs(packed - eager).max() <= 1 / loader.num_images, (eager, packed)

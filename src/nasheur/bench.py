@@ -55,6 +55,7 @@ class Settings:
     spec: SupernetSpec
     batch_size: int
     image_size: int
+    run: RunConfig  # how the space's jobs run (its eval_speed)
 
 
 def paper_settings(name: str) -> Settings:
@@ -70,7 +71,7 @@ def paper_settings(name: str) -> Settings:
     with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
         cfg = to_config(compose(config_name="config", overrides=[f"search_space={name}"]))
     image = 32 if cfg.dataset.name == "cifar10" else cfg.dataset.image_size
-    return Settings(spec_from_config(cfg, num_classes=10), cfg.fidelity.batch_size, image)
+    return Settings(spec_from_config(cfg, num_classes=10), cfg.fidelity.batch_size, image, cfg.run)
 
 
 class OpCounter(TorchDispatchMode):
@@ -311,6 +312,7 @@ def time_evaluation(
     bf16: bool = False,
     cuda_graphs: bool = False,
     streams: int = 1,
+    pack: int = 1,
     count: bool = True,
 ) -> EvalResult:
     """The job's evaluation (batch statistics at the training batch size) of `archs` sampled
@@ -338,6 +340,7 @@ def time_evaluation(
             bf16=bf16,
             cuda_graphs=cuda_graphs,
             streams=streams,
+            pack=pack,
         )
 
     evaluate(pool[:1])  # warm-up
@@ -369,6 +372,17 @@ def time_evaluation(
         except Exception as err:
             print(f"profiler: {type(err).__name__}: {err}", file=sys.stderr)
     return result
+
+
+def eval_settings(args: argparse.Namespace, run: RunConfig, device: torch.device) -> dict[str, Any]:
+    """How to evaluate a space: the command line's choices, else the space's own (the
+    eval_speed its jobs run with); CUDA graphs only on CUDA."""
+    graphs = run.eval_graphs if args.eval_graphs is None else args.eval_graphs
+    return {
+        "cuda_graphs": graphs and device.type == "cuda",
+        "streams": args.eval_streams or run.eval_streams,
+        "pack": args.eval_pack or run.eval_pack,
+    }
 
 
 def _model(
@@ -432,8 +446,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "eval_images": args.eval_images,
             "eval_archs": args.eval_archs,
             "bf16": args.bf16,
+            # evaluation: null takes each space's own (its eval_speed; entry "eval_settings")
             "eval_cuda_graphs": args.eval_graphs,
             "eval_streams": args.eval_streams,
+            "eval_pack": args.eval_pack,
             "channels_last": args.channels_last,
             "quick": args.quick,
             "counted_steps": COUNTED_STEPS,
@@ -473,6 +489,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             for key in ("ops_per_step", "python_calls_per_step"):
                 entry[f"{key}_vs_plain"] = entry["train"][key] / entry["train_plain"][key]
+        evaluation = eval_settings(args, settings.run, device)
+        entry["eval_settings"] = evaluation
         entry["eval"] = asdict(
             time_evaluation(
                 model,
@@ -483,9 +501,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 args.eval_images,
                 args.eval_archs,
                 args.bf16,
-                args.eval_graphs,
-                args.eval_streams,
-                count,
+                **evaluation,
+                count=count,
             )
         )
         if device.type == "cuda" and args.shared:
@@ -562,14 +579,21 @@ def main(argv: list[str] | None = None) -> int:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="replay a CUDA graph of each architecture's evaluation forward (run.eval_graphs; "
-        f"default: {str(job.eval_graphs).lower()} on CUDA, where alone it works)",
+        "default: each space's, on CUDA, where alone it works)",
     )
     p.add_argument(
         "--eval-streams",
         type=int,
-        default=job.eval_streams,
+        default=None,
         help="with CUDA graphs: architectures evaluated at once, a CUDA stream each "
-        "(run.eval_streams; default: %(default)s)",
+        "(run.eval_streams; default: each space's)",
+    )
+    p.add_argument(
+        "--eval-pack",
+        type=int,
+        default=None,
+        help="validation batches per forward, each with its own BN statistics "
+        "(run.eval_pack; default: each space's)",
     )
     p.add_argument(
         "--channels-last",
@@ -587,10 +611,9 @@ def main(argv: list[str] | None = None) -> int:
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     if args.eval_graphs and not cuda:
         p.error("--eval-graphs needs CUDA")
-    if args.eval_graphs is None:
-        args.eval_graphs = cuda and job.eval_graphs
-    if args.eval_streams < 1:
-        p.error(f"--eval-streams must be at least 1, not {args.eval_streams}")
+    for flag, value in (("--eval-streams", args.eval_streams), ("--eval-pack", args.eval_pack)):
+        if value is not None and value < 1:
+            p.error(f"{flag} must be at least 1, not {value}")
     args.steps = args.steps or (50 if cuda else 3)
     args.eval_images = args.eval_images or (10_000 if cuda else 512)
     args.eval_archs = args.eval_archs or (20 if cuda else 2)

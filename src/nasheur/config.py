@@ -198,6 +198,7 @@ class RunConfig:
     # speed knobs that leave the arithmetic as it is (README, "Speed")
     eval_graphs: bool = True  # CUDA: replay a CUDA graph of each architecture's eval forward
     eval_streams: int = 4  # with eval_graphs: architectures evaluated at once, a stream each
+    eval_pack: int = 1  # validation batches per forward, each normalised with its own statistics
     channels_last: bool = False  # NHWC layout (cuDNN's NHWC kernels; other float rounding)
 
 
@@ -233,6 +234,7 @@ IDENTITY_EXCLUDED = (
     "run.log_every",
     "run.eval_graphs",
     "run.eval_streams",
+    "run.eval_pack",
     "run.channels_last",
     "experiment",
     "ground_truth.cache_dir",
@@ -420,6 +422,7 @@ def validate(cfg: Config) -> None:
     _check(steps is None or steps >= 1, "run.max_steps_per_epoch", steps, "null or an integer >= 1")
     _check(cfg.run.log_every >= 0, "run.log_every", cfg.run.log_every, "an integer >= 0")
     _check(cfg.run.eval_streams >= 1, "run.eval_streams", cfg.run.eval_streams, "an integer >= 1")
+    _check(cfg.run.eval_pack >= 1, "run.eval_pack", cfg.run.eval_pack, "an integer >= 1")
 
     if e.bn is EvalBN.running and not p.bn_track:
         raise ConfigError(

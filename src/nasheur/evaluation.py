@@ -17,7 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from nasheur.supernet.batchnorm import BNStats, SuperBatchNorm2d, bn_buffers, set_bn_stats
+from nasheur.supernet.batchnorm import (
+    BNStats,
+    SuperBatchNorm2d,
+    bn_buffers,
+    set_bn_groups,
+    set_bn_stats,
+)
 
 
 def resolve_bn_mode(eval_bn: str, bn_track: bool) -> str:
@@ -82,6 +88,7 @@ def evaluate_archs(
     bf16: bool = False,
     cuda_graphs: bool = False,
     streams: int = 1,
+    pack: int = 1,
     capture: Callable[..., Callable[[torch.Tensor], torch.Tensor]] = CapturedForward,
 ) -> np.ndarray:
     """Top-1 accuracy (fraction) of each architecture on the validation share.
@@ -91,9 +98,14 @@ def evaluate_archs(
     plain forward. ``streams``: with CUDA graphs, that many architectures go through each
     batch at once, each replaying on its own CUDA stream, so that the small kernels of one
     architecture leave room on the GPU for another's (not under ``recalibrate``, whose
-    architectures share the BN buffers they rewrite)."""
+    architectures share the BN buffers they rewrite). ``pack``: that many validation batches
+    go through one forward, each normalised with its own statistics under ``batch``
+    (:func:`~nasheur.supernet.batchnorm.batch_stats_norm`), so the kernels run at a size that
+    fills a GPU while the statistics stay those of the training batch size."""
     if streams < 1:
         raise ValueError(f"streams must be at least 1, not {streams}")
+    if pack < 1:
+        raise ValueError(f"pack must be at least 1, not {pack}")
     model.eval()
     device = next(model.parameters()).device
     saved = bn_buffers(model) if bn_mode == "recalibrate" else None
@@ -104,6 +116,7 @@ def evaluate_archs(
     bns = [m for m in model.modules() if isinstance(m, SuperBatchNorm2d)]  # walked once
     if bn_mode != "recalibrate":
         set_bn_stats(bns, BNStats(bn_mode))
+    pack, packs = _packed_batches(val_loader, pack)  # the same for every architecture: made once
     group = streams if cuda_graphs and bn_mode != "recalibrate" else 1
     lanes = _Lanes(group, device)
     hits: list[torch.Tensor] = []
@@ -115,13 +128,16 @@ def evaluate_archs(
         predicts = [_predictor(model, arch, autocast) for arch in some]
         forwards = list(predicts)
         counts = [torch.zeros((), device=device, dtype=torch.long) for _ in some]
-        for b, (x, y, n_valid) in enumerate(val_loader.eval_batches()):
+        set_bn_groups(bns, pack)
+        for b, (x, y, valid) in enumerate(packs):
             for j, lane in enumerate(lanes.enter(len(some))):
                 with lane:
                     if cuda_graphs and b == 0:
                         forwards[j] = capture(predicts[j], x)
-                    counts[j] += (forwards[j](x)[:n_valid] == y[:n_valid]).sum()
+                    predicted = forwards[j](x).view(-1, pack).t()  # (pack, batch size)
+                    counts[j] += ((predicted == y) & valid).sum()
             lanes.join()
+        set_bn_groups(bns, 1)
         hits.extend(counts)
         if progress is not None:
             for i in range(start, start + len(some)):
@@ -130,6 +146,31 @@ def evaluate_archs(
         model.load_state_dict(saved, strict=False)
     set_bn_stats(bns, BNStats.running)
     return torch.stack(hits).cpu().numpy().astype(np.float64) / val_loader.num_images
+
+
+def _packed_batches(
+    val_loader: Any, pack: int
+) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]:
+    """The validation batches, at most `pack` at a time, as evenly as that allows (20 batches
+    at most 16 a pack make 2 packs of 10, not 16 and 4): the pack size, and per pack
+    ``(x, y, valid)`` with x the batches interleaved row by row (row ``i * pack + g`` is row i
+    of batch g, as :func:`~nasheur.supernet.batchnorm.batch_stats_norm` reads them), y and
+    ``valid`` (the rows to count) of shape ``(pack, batch size)``. A last pack that lacks
+    batches repeats one, uncounted."""
+    batches = list(val_loader.eval_batches())
+    n_packs = -(-len(batches) // pack)
+    pack = -(-len(batches) // n_packs)
+    out = []
+    for start in range(0, len(batches), pack):
+        some = batches[start : start + pack]
+        counted = [n_valid for _, _, n_valid in some] + [0] * (pack - len(some))
+        some += [some[-1]] * (pack - len(some))
+        x = some[0][0] if pack == 1 else torch.stack([b[0] for b in some], 1).flatten(0, 1)
+        y = torch.stack([b[1] for b in some])
+        rows = torch.arange(y.shape[1], device=y.device)
+        valid = rows < torch.tensor(counted, device=y.device)[:, None]
+        out.append((x, y, valid))
+    return pack, out
 
 
 def _predictor(model: nn.Module, arch: Any, autocast: Any) -> Callable[[torch.Tensor], Any]:

@@ -272,6 +272,7 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
         bf16=cfg.run.bf16,
         cuda_graphs=cfg.run.eval_graphs and device.type == "cuda",
         streams=cfg.run.eval_streams,
+        pack=cfg.run.eval_pack,
     )
     eval_seconds = time.perf_counter() - eval_start
     gt_acc = gt.lookup(pool)

@@ -24,6 +24,41 @@ class BNStats(str, Enum):
     calibrate = "calibrate"  # batch statistics, accumulated as an equal-weight running average
 
 
+def batch_stats_norm(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    eps: float,
+    groups: int = 1,
+) -> torch.Tensor:
+    """BN with the statistics of the batch itself, or, for ``groups`` > 1, of each of the
+    ``groups`` batches packed into `x` interleaved (row ``i * groups + g`` is row i of batch
+    g): each batch normalised as if it came alone, so that evaluation can run several batches
+    in one forward without changing what batch statistics mean (spec section 4)."""
+    if groups == 1:
+        return F.batch_norm(x, None, None, weight, bias, True, 0.0, eps)
+    n, c = x.shape[:2]
+    if n % groups:
+        raise ValueError(f"{n} rows do not split into {groups} packed batches")
+    if x.is_contiguous():
+        # batch g's channel k is channel g * c + k of this view: one BN call, no copy
+        wide = x.view(n // groups, groups * c, *x.shape[2:])
+        w = None if weight is None else weight.repeat(groups)
+        b = None if bias is None else bias.repeat(groups)
+        return F.batch_norm(wide, None, None, w, b, True, 0.0, eps).view(x.shape)
+    # another layout (NHWC): the statistics of each batch, by hand
+    per = x.unflatten(0, (n // groups, groups))  # (rows, groups, c, ...)
+    dims = (0, *range(3, per.dim()))
+    var, mean = torch.var_mean(per, dim=dims, keepdim=True, correction=0)
+    y = (per - mean) * torch.rsqrt(var + eps)
+    shape = (1, 1, c) + (1,) * (per.dim() - 3)
+    if weight is not None:
+        y = y * weight.view(shape)
+    if bias is not None:
+        y = y + bias.view(shape)
+    return y.flatten(0, 1)
+
+
 class SuperBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose running buffers always exist; ``track`` says whether training
     updates them. With ``track=False`` training and evaluation use batch statistics, as
@@ -33,6 +68,7 @@ class SuperBatchNorm2d(nn.BatchNorm2d):
         super().__init__(num_features, affine=affine, track_running_stats=True)
         self.track = track
         self.stats = BNStats.running if track else BNStats.batch
+        self.groups = 1  # batches packed in an evaluation input (batch statistics only)
         self._calibrated = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -50,7 +86,7 @@ class SuperBatchNorm2d(nn.BatchNorm2d):
                 )
             return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
         if self.stats is BNStats.batch:
-            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+            return batch_stats_norm(x, self.weight, self.bias, self.eps, self.groups)
         if self.stats is BNStats.calibrate:
             self._calibrated += 1  # factor 1/k: the mean of the statistics of k batches
             return F.batch_norm(
@@ -97,6 +133,13 @@ def set_bn_stats(model: nn.Module | Iterable[nn.Module], stats: BNStats) -> None
                 m.start_calibration()
             else:
                 m.stats = stats
+
+
+def set_bn_groups(modules: Iterable[nn.Module], groups: int) -> None:
+    """How many interleaved batches the next evaluation inputs pack (:func:`batch_stats_norm`)."""
+    for m in modules:
+        if isinstance(m, SuperBatchNorm2d):
+            m.groups = groups
 
 
 def bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:

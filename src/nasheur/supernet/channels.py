@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasheur.supernet.batchnorm import BNStats, SuperBatchNorm2d
+from nasheur.supernet.batchnorm import BNStats, SuperBatchNorm2d, batch_stats_norm
 
 STRATEGIES = ("fixed", "shuffle", "interpolate", "disabled")
 
@@ -75,7 +75,7 @@ class SlicedBatchNorm2d(SuperBatchNorm2d):
             self._write_back(sel, mean, var)
             return out
         if self.stats is BNStats.batch:
-            return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
+            return batch_stats_norm(x, weight, bias, self.eps, self.groups)
         if self.stats is BNStats.calibrate:
             self._calibrated += 1
             out = F.batch_norm(x, mean, var, weight, bias, True, 1.0 / self._calibrated, self.eps)

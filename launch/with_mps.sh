@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Run a command under a private CUDA MPS daemon, so that the processes it starts share the GPU
+# with their kernels running side by side instead of taking turns (README, "Several jobs per
+# GPU"). For K sweep points in one allocation on a site that does not grant MPS itself:
+#
+#   srun --gres=gpu:1 bash launch/with_mps.sh bash -c \
+#       'for s in 0 1 2 3; do python -m nasheur +experiment=bn_ablation seed=$s hydra/launcher=local -m & done; wait'
+#
+# The daemon's pipe and log folders are private to this run (under TMPDIR) and the daemon is
+# stopped when the command ends, however it ends; the command's exit status is returned.
+# Where nvidia-cuda-mps-control is missing, or the daemon does not start, the command runs
+# without MPS, with a note on stderr. With MPS a CUDA error in one process can stop the others.
+set -uo pipefail
+[[ $# -ge 1 ]] || { echo "usage: with_mps.sh COMMAND [ARG...]" >&2; exit 2; }
+control=${NASHEUR_MPS_CONTROL:-nvidia-cuda-mps-control}
+if ! command -v "$control" >/dev/null; then
+    echo "with_mps: no $control here; running without MPS" >&2
+    exec "$@"
+fi
+dir=$(mktemp -d "${TMPDIR:-/tmp}/nasheur-mps.XXXXXX")
+export CUDA_MPS_PIPE_DIRECTORY=$dir/pipe CUDA_MPS_LOG_DIRECTORY=$dir/log
+mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+if ! "$control" -d; then
+    echo "with_mps: the MPS daemon did not start (logs: $CUDA_MPS_LOG_DIRECTORY); running without MPS" >&2
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    exec "$@"
+fi
+stop() { echo quit | "$control" >/dev/null 2>&1; rm -rf "$dir"; }
+trap stop EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+"$@"
