@@ -146,8 +146,10 @@ def test_the_benchmark_times_the_gpus_kernels(tmp_path):
     wall_ms = 1000 * entry["batch_size"] / train["images_per_s"]
     assert 0 < train["device_ms_per_step"] <= 3 * wall_ms
     assert train["top_kernels_ms_per_step"] and entry["train_plain"]["device_ms_per_step"] > 0
-    assert "aten::convolution" in train["top_host_ops_ms_per_step"]
+    # which convolution operator tops the host's list varies (cudnn_convolution, its backward)
+    assert any("convolution" in op for op in train["top_host_ops_ms_per_step"])
     assert 0 < entry["eval"]["device_s_per_arch"] < entry["eval"]["seconds_per_arch"] * 3
+    assert entry["eval"]["top_kernels_ms_per_arch"]
 
 
 def test_k_processes_share_a_device_and_their_rates_add_up():

@@ -298,6 +298,7 @@ class EvalResult:
     ops_per_batch: float
     python_calls_per_batch: float
     device_s_per_arch: float | None = None  # CUDA: kernel time, as for training
+    top_kernels_ms_per_arch: dict[str, float] | None = None
 
 
 @torch.no_grad()
@@ -367,8 +368,9 @@ def time_evaluation(
     result = EvalResult(rate, 1.0 / rate, images, ops, calls)
     if device.type == "cuda":
         try:
-            ms, _, _ = device_time_per_step(lambda: evaluate(pool[:2]), 1)
+            ms, top, _ = device_time_per_step(lambda: evaluate(pool[:2]), 1)
             result.device_s_per_arch = ms / 1000 / 2
+            result.top_kernels_ms_per_arch = {k: v / 2 for k, v in top.items()}
         except Exception as err:
             print(f"profiler: {type(err).__name__}: {err}", file=sys.stderr)
     return result
