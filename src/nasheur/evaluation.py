@@ -117,6 +117,7 @@ def evaluate_archs(
     if bn_mode != "recalibrate":
         set_bn_stats(bns, BNStats(bn_mode))
     pack, packs = _packed_batches(val_loader, pack)  # the same for every architecture: made once
+    set_bn_groups(bns, pack)
     group = streams if cuda_graphs and bn_mode != "recalibrate" else 1
     lanes = _Lanes(group, device)
     hits: list[torch.Tensor] = []
@@ -128,7 +129,6 @@ def evaluate_archs(
         predicts = [_predictor(model, arch, autocast) for arch in some]
         forwards = list(predicts)
         counts = [torch.zeros((), device=device, dtype=torch.long) for _ in some]
-        set_bn_groups(bns, pack)
         for b, (x, y, valid) in enumerate(packs):
             for j, lane in enumerate(lanes.enter(len(some))):
                 with lane:
@@ -137,7 +137,6 @@ def evaluate_archs(
                     predicted = forwards[j](x).view(-1, pack).t()  # (pack, batch size)
                     counts[j] += ((predicted == y) & valid).sum()
             lanes.join()
-        set_bn_groups(bns, 1)
         hits.extend(counts)
         if progress is not None:
             for i in range(start, start + len(some)):
@@ -145,6 +144,7 @@ def evaluate_archs(
     if saved is not None:
         model.load_state_dict(saved, strict=False)
     set_bn_stats(bns, BNStats.running)
+    set_bn_groups(bns, 1)
     return torch.stack(hits).cpu().numpy().astype(np.float64) / val_loader.num_images
 
 

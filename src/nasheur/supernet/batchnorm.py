@@ -84,7 +84,7 @@ class SuperBatchNorm2d(nn.BatchNorm2d):
                     self.momentum,
                     self.eps,
                 )
-            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+            return batch_stats_norm(x, self.weight, self.bias, self.eps)
         if self.stats is BNStats.batch:
             return batch_stats_norm(x, self.weight, self.bias, self.eps, self.groups)
         if self.stats is BNStats.calibrate:

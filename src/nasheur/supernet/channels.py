@@ -70,7 +70,7 @@ class SlicedBatchNorm2d(SuperBatchNorm2d):
         mean, var = take(self.running_mean, sel, 0), take(self.running_var, sel, 0)
         if self.training:
             if not self.track:
-                return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
+                return batch_stats_norm(x, weight, bias, self.eps)
             out = F.batch_norm(x, mean, var, weight, bias, True, self.momentum, self.eps)
             self._write_back(sel, mean, var)
             return out
