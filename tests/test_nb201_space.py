@@ -15,6 +15,7 @@ from nasheur.spaces.nb201 import (
     OPS,
     NB201Arch,
     has_path,
+    live_nodes,
     parse,
     to_str,
     unique_str,
@@ -80,6 +81,26 @@ def test_unique_count_and_disconnected_cells():
     assert len({unique_str(a) for a in ALL}) == 6_466
     assert SPACE.num_unique() == 6_466
     assert sum(not has_path(a) for a in ALL) == 341
+
+
+def test_live_nodes_counts():
+    """Node 2 reaches the output only through 3<-2: dead in 5^5 cells. Node 1 is dead when
+    3<-1 is `none` and 2<-1 is `none` or node 2 dead: 5^6 * 1/5 * (1/5 + 4/5 * 1/5) cells.
+    Node 0 is dead exactly in the 341 cells without an input-to-output path."""
+    live = [live_nodes(a) for a in ALL]
+    assert all(n[3] for n in live)
+    assert sum(not n[2] for n in live) == 5**5
+    assert sum(not n[1] for n in live) == 5**6 * 9 // 125 == 1_125
+    assert all(n[0] == has_path(a) for n, a in zip(live, ALL, strict=True))
+    assert live_nodes(
+        parse("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|avg_pool_3x3~2|")
+    ) == (True, True, True, True)
+    assert live_nodes(parse("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")) == (
+        True,
+        False,
+        False,
+        True,
+    )
 
 
 def test_uniqueness_rule_on_hand_made_cases():

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nasheur.bench import OpCounter
 from nasheur.samplers import build_sampler
 from nasheur.spaces import get_space
 from nasheur.spaces.nb201 import EDGES, OPS, NB201Arch, parse
@@ -49,6 +50,7 @@ def path_state(net, arch: NB201Arch, ops_on: str) -> dict[str, torch.Tensor]:
         "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|",
         "|none~0|+|nor_conv_1x1~0|none~1|+|none~0|nor_conv_3x3~1|skip_connect~2|",
         "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|avg_pool_3x3~0|none~1|none~2|",
     ],
 )
 def test_a_path_of_the_supernet_is_the_standalone_cell(key, ops_on):
@@ -60,6 +62,42 @@ def test_a_path_of_the_supernet_is_the_standalone_cell(key, ops_on):
     x = torch.randn(8, 3, 16, 16)
     net.train(), standalone.train()
     torch.testing.assert_close(net(x, arch), standalone(x), rtol=1e-5, atol=1e-5)
+    # with the running statistics that forward left in both (the last key's node 2 reaches
+    # nothing, which evaluation skips)
+    net.eval(), standalone.eval()
+    torch.testing.assert_close(net(x, arch), standalone(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        # node 2 reaches nothing (3<-2 is none); node 1 feeds only node 2
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|avg_pool_3x3~0|none~1|none~2|",
+        # node 1 reaches nothing, node 2 does
+        "|nor_conv_1x1~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|nor_conv_3x3~2|",
+    ],
+)
+def test_nodes_that_reach_nothing_are_skipped_without_changing_a_step(key):
+    """Without running statistics to update, a forward skips the ops of nodes from which no
+    path reaches the output; the output and every gradient are those of the full cell."""
+    arch = parse(key)
+    full, lean = nb201_supernet(bn_track=True), nb201_supernet(bn_track=False)
+    lean.load_state_dict(full.state_dict())
+    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    counted = []
+    for net in (full, lean):
+        net.train()
+        counter = OpCounter()
+        with counter:
+            F.cross_entropy(net(x, arch), y).backward()
+        counted.append(counter.count)
+    torch.testing.assert_close(lean(x, arch), full(x, arch), rtol=0, atol=0)
+    grads = lambda net: {k: p.grad for k, p in net.named_parameters() if p.grad is not None}  # noqa: E731
+    g_full, g_lean = grads(full), grads(lean)
+    assert g_full.keys() == g_lean.keys()
+    for k in g_full:
+        torch.testing.assert_close(g_lean[k], g_full[k], rtol=0, atol=0)
+    assert counted[1] < counted[0]
 
 
 def test_node_mapping_shares_one_op_set_per_destination_node():
@@ -179,8 +217,18 @@ def test_path_dropout_is_per_sample_and_rescaled():
     assert torch.equal(drop_path(x, 0.2, training=False), x)
 
 
-def test_fairnas_gives_every_op_of_every_position_one_gradient_per_step():
-    net = nb201_supernet()
+def reaches_output(arch: NB201Arch, node: int) -> bool:
+    """Whether a path of ops other than `none` leads from `node` to the output (node 3)."""
+    return node == 3 or any(
+        reaches_output(arch, dst)
+        for e, (dst, src) in enumerate(EDGES)
+        if src == node and OPS[arch.ops[e]] != "none"
+    )
+
+
+@pytest.mark.parametrize("bn_track", [True, False])
+def test_fairnas_runs_every_op_of_every_position_once_per_step(bn_track):
+    net = nb201_supernet(bn_track=bn_track)
     sampler = build_sampler("fairnas", SPACE)
     rng = np.random.default_rng(0)
     paths = sampler.step_archs(rng)
@@ -199,7 +247,15 @@ def test_fairnas_gives_every_op_of_every_position_one_gradient_per_step():
     x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
     for arch in paths:  # the training step: one pass per path, gradients averaged
         (F.cross_entropy(net(x, arch), y) / len(paths)).backward()
-    # every op except `none` (which never runs) ran exactly once on every edge
-    assert calls == {(pos, name): 1 for pos in range(6) for name in OPS if name != "none"}
+    # every op except `none` (which never runs) on every edge: once, except that without
+    # running statistics to update an op whose output reaches nothing is skipped
+    expected = {
+        (e, OPS[arch.ops[e]]): 1
+        for arch in paths
+        for e, (dst, _) in enumerate(EDGES)
+        if arch.ops[e] != 0 and (bn_track or reaches_output(arch, dst))
+    }
+    assert calls == expected
+    assert (len(expected) == 6 * 4) == bn_track  # this draw has a path with a dead node
     again = sampler.step_archs(np.random.default_rng(0))
     assert again == paths and paths[0] is not again[0]  # new specs each time, same draw

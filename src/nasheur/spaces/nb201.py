@@ -6,6 +6,7 @@ lives in :mod:`nasheur.spaces.nb201_net`, the super-net in :mod:`nasheur.superne
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -107,6 +108,17 @@ def has_path(arch: NB201Arch) -> bool:
     for e, (dst, src) in enumerate(EDGES):
         reach[dst] = reach[dst] or (reach[src] and arch.ops[e] != NONE)
     return reach[-1]
+
+
+@functools.cache  # 15,625 cells at most; a super-net asks once per cell of a forward
+def live_nodes(arch: NB201Arch) -> tuple[bool, ...]:
+    """Per node, whether a path without `none` leads from it to the output node. What a node
+    that is not live computes reaches nothing the cell returns, so a forward may skip it."""
+    live = [False] * (NUM_NODES - 1) + [True]
+    for e in reversed(range(len(EDGES))):  # EDGES is ordered by destination node
+        dst, src = EDGES[e]
+        live[src] = live[src] or (live[dst] and arch.ops[e] != NONE)
+    return tuple(live)
 
 
 class NB201Space:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasheur.spaces.nb201 import EDGES, NONE, OPS, NB201Arch
+from nasheur.spaces.nb201 import EDGES, NONE, OPS, NB201Arch, live_nodes
 from nasheur.spaces.nb201_net import ResidualReduction, avg_pool_3x3, stage_widths
 from nasheur.supernet import SupernetSpec
 from nasheur.supernet.batchnorm import SuperBatchNorm2d, WSBatchNorm
@@ -74,6 +74,10 @@ class SuperCell(nn.Module):
         super().__init__()
         self.position = POSITION_OF_EDGE[spec.ops_on]
         self.path_dropout = spec.path_dropout
+        # A node from which no path without `none` reaches the output changes neither the
+        # output nor any gradient, so the forward skips it, except where training updates
+        # running BN statistics: there the BNs of its ops see their batches as before.
+        self.skip_dead_in_training = not spec.bn_track
         sources: dict[int, list[int]] = {}
         for e, (_, src) in enumerate(EDGES):
             sources.setdefault(self.position[e], []).append(src)
@@ -88,12 +92,16 @@ class SuperCell(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, arch: NB201Arch) -> torch.Tensor:
-        nodes = [x]
+        nodes: list[torch.Tensor | None] = [x]
         # ReLU(node), computed once and shared by every conv reading the node: the same values
         # and, ReLU's backward being a mask, the same gradients, for fewer ops per step
         relu: dict[int, torch.Tensor] = {}
         op_sets = tuple(self.op_sets)
-        for incoming in self.incoming:
+        live = live_nodes(arch) if self.skip_dead_in_training or not self.training else None
+        for node, incoming in enumerate(self.incoming, start=1):
+            if live is not None and not live[node]:
+                nodes.append(None)  # only `none` edges and nodes not live read it
+                continue
             total = None
             for e, src, position in incoming:
                 op = arch.ops[e]
