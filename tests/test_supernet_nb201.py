@@ -18,6 +18,8 @@ from nasheur.training import build_optimizer
 from tests.conftest import nb201_supernet
 
 SPACE = get_space("nb201")
+# four pools, of two nodes
+POOLS = "|avg_pool_3x3~0|+|avg_pool_3x3~0|avg_pool_3x3~1|+|avg_pool_3x3~0|nor_conv_1x1~1|skip_connect~2|"
 MIXED = parse("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|avg_pool_3x3~1|nor_conv_1x1~2|")
 
 
@@ -51,6 +53,7 @@ def path_state(net, arch: NB201Arch, ops_on: str) -> dict[str, torch.Tensor]:
         "|none~0|+|nor_conv_1x1~0|none~1|+|none~0|nor_conv_3x3~1|skip_connect~2|",
         "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
         "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|avg_pool_3x3~0|none~1|none~2|",
+        POOLS,
     ],
 )
 def test_a_path_of_the_supernet_is_the_standalone_cell(key, ops_on):
@@ -98,6 +101,17 @@ def test_nodes_that_reach_nothing_are_skipped_without_changing_a_step(key):
     for k in g_full:
         torch.testing.assert_close(g_lean[k], g_full[k], rtol=0, atol=0)
     assert counted[1] < counted[0]
+
+
+def test_a_node_is_pooled_once_for_all_its_pool_edges():
+    net = nb201_supernet()
+    calls = []
+    for cell in cells(net):
+        for op_set in cell.op_sets:
+            op_set.pool.register_forward_hook(lambda *args: calls.append(1))
+    net.train()
+    net(torch.randn(4, 3, 8, 8), parse(POOLS)).sum().backward()
+    assert len(calls) == 2 * len(cells(net))  # node 0 (3 pool edges) and node 1 (1)
 
 
 def test_node_mapping_shares_one_op_set_per_destination_node():

@@ -6,12 +6,17 @@ import itertools
 import math
 import pickle
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
+from nasheur.spaces import get_space
 from nasheur.spaces.nb201 import NB201Arch
 from nasheur.training import (
     CheckpointMismatch,
+    TrainStep,
     build_optimizer,
     cosine_lr,
     load_checkpoint,
@@ -72,3 +77,50 @@ def test_a_checkpoint_that_asks_for_code_is_not_unpickled(tmp_path, capsys):
     with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(path, device=torch.device("cpu"), config_hash="abc")
     assert "executed" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "momentum, clip, fairnas",
+    [(0.9, 0.5, False), (0.9, 100.0, False), (0.0, 0.5, False), (0.9, 0.5, True)],
+)
+def test_the_step_updates_as_pytorchs_own_optimizer_does(momentum, clip, fairnas):
+    """TrainStep lists the path's parameters once for the clipping, the update and the release
+    of gradients; PyTorch's `zero_grad`, `clip_grad_norm_` and `SGD.step` over every parameter
+    give the same bits: parameters, momentum buffers, and parameters off the path untouched."""
+    space, rng = get_space("nb201"), np.random.default_rng(0)
+    ours, theirs = nb201_supernet(), nb201_supernet()
+    kw = {"lr": 0.1, "momentum": momentum, "weight_decay": 3e-3}
+    opt_ours, opt_theirs = build_optimizer(ours, **kw), build_optimizer(theirs, **kw)
+    step = TrainStep(ours, opt_ours, grad_clip=clip)
+    next(ours.parameters()).grad = torch.ones_like(next(ours.parameters()))  # stale: cleared
+    ours.train(), theirs.train()
+    for _ in range(3):
+        archs = space.fair_paths(rng) if fairnas else [space.sample(rng)]
+        x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 10, (8,))
+        step(x, y, archs)
+        opt_theirs.zero_grad(set_to_none=True)
+        for arch in archs:
+            (F.cross_entropy(theirs(x, arch), y) / len(archs)).backward()
+        nn.utils.clip_grad_norm_(theirs.parameters(), clip, foreach=True)
+        opt_theirs.step()
+        assert all(p.grad is None for p in ours.parameters())
+    for (name, a), b in zip(ours.named_parameters(), theirs.parameters(), strict=True):
+        assert torch.equal(a, b), name
+        if momentum:
+            assert torch.equal(
+                opt_ours.state[a]["momentum_buffer"], opt_theirs.state[b]["momentum_buffer"]
+            ), name
+
+
+def test_another_optimizer_takes_its_own_step():
+    net = nb201_supernet()
+    opt = torch.optim.Adam(net.parameters(), lr=0.1)
+    before = {k: v.clone() for k, v in net.named_parameters()}
+    arch = NB201Arch((3, 0, 0, 0, 1, 0))  # node 1 = conv(node 0); output = node 1
+    TrainStep(net, opt, grad_clip=5.0)(
+        torch.randn(4, 3, 8, 8), torch.zeros(4, dtype=torch.long), [arch]
+    )
+    moved = {p for k, p in net.named_parameters() if not torch.equal(before[k], p)}
+    assert len(moved) > 10 and moved <= set(opt.state)  # Adam's update, Adam's state
+    assert len(opt.state) < len(list(net.parameters()))  # for the path only
+    assert all(p.grad is None for p in net.parameters())

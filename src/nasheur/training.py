@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.sgd import sgd as sgd_update
 
 from nasheur.io import atomic_path
 from nasheur.samplers import Sampler
@@ -72,7 +73,7 @@ class TrainStep:
     The step averages the gradients of the architectures the sampler returns for the batch
     (one for single-path sampling, several for FairNAS), clips their norm and updates. It
     reads nothing back to the host: the loss (times the batch size) and the hits it returns
-    stay on the device.
+    stay on the device. It leaves every gradient None, as it found them.
     """
 
     def __init__(
@@ -91,11 +92,14 @@ class TrainStep:
         # step with a super-net's hundreds of modules, host time that a GPU step cannot hide
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.device_type = self.params[0].device.type
+        self._clean = False  # whether every gradient is None (the first step makes sure)
 
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, archs: list[Any]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        self.optimizer.zero_grad(set_to_none=True)
+        if not self._clean:
+            self.optimizer.zero_grad(set_to_none=True)
+        self._clean = False
         loss_sum: torch.Tensor | None = None
         hits: torch.Tensor | None = None
         for arch in archs:
@@ -108,10 +112,65 @@ class TrainStep:
             step_hits = (logits.detach().argmax(1) == y).sum()
             loss_sum = step_loss if loss_sum is None else loss_sum + step_loss
             hits = step_hits if hits is None else hits + step_hits
-        nn.utils.clip_grad_norm_(self.params, self.grad_clip, foreach=True)
-        self.optimizer.step()
+        # the sampled path's parameters: those with a gradient, listed once for the clipping,
+        # the update and the release, where each of `clip_grad_norm_`, `SGD.step` and
+        # `zero_grad` would walk all of the super-net's parameters again
+        path = [p for p in self.params if p.grad is not None]
+        grads = [p.grad for p in path]
+        with torch.no_grad():
+            clip_grad_norm(grads, self.grad_clip)
+            stepped = sgd_step(self.optimizer, path, grads)
+        if not stepped:
+            self.optimizer.step()
+        for p in path:
+            p.grad = None
+        self._clean = True
         assert loss_sum is not None and hits is not None, "a step needs an architecture"
         return loss_sum, hits
+
+
+def clip_grad_norm(grads: list[torch.Tensor], max_norm: float) -> None:
+    """Scale `grads` in place so that their joint L2 norm is at most `max_norm`: the
+    arithmetic of ``torch.nn.utils.clip_grad_norm_(foreach=True)`` on one device (the norm of
+    the per-tensor norms; factor ``min(1, max_norm / (norm + 1e-6))``), without a host sync."""
+    if not grads:
+        return
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+    torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
+
+
+def sgd_step(
+    optimizer: torch.optim.Optimizer, params: list[torch.Tensor], grads: list[torch.Tensor]
+) -> bool:
+    """The update of ``torch.optim.SGD.step`` (its own functional form, so the same
+    arithmetic) on `params` alone; False, doing nothing, for another optimizer or setting,
+    which then takes its own step."""
+    if type(optimizer) is not torch.optim.SGD or len(optimizer.param_groups) != 1:
+        return False
+    group = optimizer.param_groups[0]
+    if group.get("fused") or group.get("differentiable"):
+        return False
+    if not params:
+        return True
+    state = optimizer.state
+    bufs = [state[p].get("momentum_buffer") for p in params]
+    sgd_update(
+        params,
+        grads,
+        bufs,
+        weight_decay=group["weight_decay"],
+        momentum=group["momentum"],
+        lr=group["lr"],
+        dampening=group["dampening"],
+        nesterov=group["nesterov"],
+        maximize=group["maximize"],
+        foreach=group["foreach"],
+        has_sparse_grad=False,
+    )
+    if group["momentum"]:  # buffers that the first update made (build_optimizer primes them)
+        for p, buf in zip(params, bufs, strict=True):
+            state[p]["momentum_buffer"] = buf
+    return True
 
 
 def train_epoch(

@@ -34,6 +34,7 @@ POSITION_OF_EDGE: dict[str, tuple[int, ...]] = {
 }
 CONV_KERNEL = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
 CONV_OPS = frozenset(OPS.index(name) for name in CONV_KERNEL)
+AVG_POOL = OPS.index("avg_pool_3x3")
 
 
 class OpSet(ConvOps):
@@ -94,8 +95,11 @@ class SuperCell(nn.Module):
     def forward(self, x: torch.Tensor, arch: NB201Arch) -> torch.Tensor:
         nodes: list[torch.Tensor | None] = [x]
         # ReLU(node), computed once and shared by every conv reading the node: the same values
-        # and, ReLU's backward being a mask, the same gradients, for fewer ops per step
+        # and, ReLU's backward being a mask, the same gradients, for fewer ops per step; the
+        # parameter-free 3x3 pool of a node likewise (its backward then sums the gradients
+        # of the edges first: the same gradients up to rounding)
         relu: dict[int, torch.Tensor] = {}
+        pooled: dict[int, torch.Tensor] = {}
         op_sets = tuple(self.op_sets)
         live = live_nodes(arch) if self.skip_dead_in_training or not self.training else None
         for node, incoming in enumerate(self.incoming, start=1):
@@ -107,9 +111,14 @@ class SuperCell(nn.Module):
                 op = arch.ops[e]
                 if op == NONE:
                     continue
-                if op in CONV_OPS and src not in relu:
-                    relu[src] = F.relu(nodes[src])
-                y = op_sets[position](nodes[src], op, src, relu.get(src))
+                if op == AVG_POOL:
+                    if src not in pooled:
+                        pooled[src] = op_sets[position](nodes[src], op, src)
+                    y = pooled[src]
+                else:
+                    if op in CONV_OPS and src not in relu:
+                        relu[src] = F.relu(nodes[src])
+                    y = op_sets[position](nodes[src], op, src, relu.get(src))
                 y = drop_path(y, self.path_dropout, self.training)
                 total = y if total is None else total + y
             # a node with only `none` inputs is zero; later ops still run on it, as in f_proxy
