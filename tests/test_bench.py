@@ -15,6 +15,7 @@ from torch import nn
 from nasheur.bench import (
     OpCounter,
     PlainNB201SuperNet,
+    aggregate_rate,
     count_python_calls,
     device_time_per_step,
     fast_step,
@@ -152,10 +153,17 @@ def test_the_benchmark_times_the_gpus_kernels(tmp_path):
     assert entry["eval"]["top_kernels_ms_per_arch"]
 
 
-def test_k_processes_share_a_device_and_their_rates_add_up():
-    """The several-jobs-per-GPU measure, run on the CPU: K spawned trainers, one rate each."""
+def test_k_processes_share_a_device():
+    """The several-jobs-per-GPU measure, run on the CPU: K spawned trainers, one rate for all."""
     rates = shared_gpu("embedded", torch.device("cpu"), batch=8, steps=1, ks=(2,), bf16=False)
     assert list(rates) == [2] and rates[2] > 0
+
+
+def test_the_aggregate_rate_spans_all_runs():
+    """Two runs of 100 images in 1 s each, the second starting half a second late: 200 images
+    in 1.5 s, not the 200 images/s that adding their rates would claim."""
+    assert aggregate_rate([(100, 10.0, 11.0), (100, 10.5, 11.5)]) == pytest.approx(200 / 1.5)
+    assert aggregate_rate([(128, 3.0, 5.0)]) == 64.0
 
 
 def test_the_gpu_check_says_plainly_when_there_is_no_gpu(tmp_path):

@@ -149,6 +149,8 @@ class StepResult:
     python_calls_per_step: float
     host_ms_per_step: float
     seconds: float
+    # wall-clock (time.time) start and end of the timed steps: comparable across processes
+    window: tuple[float, float] = (0.0, 0.0)
     # CUDA only: kernel time per step (the GPU's busy time; a step bound by the host shows
     # wall time per step well above it) and the kernels that take most of it
     device_ms_per_step: float | None = None
@@ -264,7 +266,7 @@ def time_training(
         calls = count_python_calls(lambda: [step() for _ in range(COUNTED_STEPS)])
     _sync(device)
     host = 0.0
-    start = time.perf_counter()
+    wall_start, start = time.time(), time.perf_counter()
     for _ in range(steps):
         t0 = time.perf_counter()
         step()
@@ -277,6 +279,7 @@ def time_training(
         calls / COUNTED_STEPS,
         1000 * host / steps,
         seconds,
+        (wall_start, wall_start + seconds),
     )
     if profile and device.type == "cuda":
         try:  # a measure to read, not one to die for: a profiler that fails leaves a note
@@ -395,7 +398,8 @@ def _model(
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def _shared_worker(args: tuple[str, str, int, int, bool, bool, Any]) -> float:
+def _shared_worker(args: tuple[str, str, int, int, bool, bool, Any]) -> tuple[int, float, float]:
+    """One of K trainers: the images it trained and the wall-clock window it took."""
     name, device_name, batch, steps, bf16, channels_last, barrier = args
     device = torch.device(device_name)
     allow_tf32(device)
@@ -404,9 +408,10 @@ def _shared_worker(args: tuple[str, str, int, int, bool, bool, Any]) -> float:
     image = settings.image_size
     step_fn = fast_step(model, bf16=bf16)
     barrier.wait()
-    return time_training(
+    result = time_training(
         step_fn, model, get_space(name), batch, image, device, steps, count=False, profile=False
-    ).images_per_s
+    )
+    return batch * steps, *result.window
 
 
 def shared_gpu(
@@ -418,16 +423,24 @@ def shared_gpu(
     bf16: bool,
     channels_last: bool = False,
 ) -> dict[int, float]:
-    """Aggregate images/s of K processes training on one GPU at once."""
+    """Aggregate images/s of K processes training on one GPU at once: all their images over
+    the wall-clock span from the first start to the last end (not the sum of each one's rate,
+    which would count a process's solo tail, after others stopped, as shared throughput)."""
     ctx = mp.get_context("spawn")
     out = {}
     for k in ks:
         with ctx.Manager() as manager, ctx.Pool(k) as pool:
             barrier = manager.Barrier(k)  # all K set up, then start stepping together
             work = (name, str(device), batch, steps, bf16, channels_last, barrier)
-            rates = pool.map(_shared_worker, [work] * k)
-        out[k] = float(sum(rates))
+            out[k] = aggregate_rate(pool.map(_shared_worker, [work] * k))
     return out
+
+
+def aggregate_rate(runs: list[tuple[int, float, float]]) -> float:
+    """Images per second of runs ``(images, start, end)`` taken together: every image over
+    the span from the first start to the last end."""
+    span = max(end for _, _, end in runs) - min(start for _, start, _ in runs)
+    return float(sum(n for n, _, _ in runs) / span)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

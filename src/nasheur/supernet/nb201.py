@@ -14,6 +14,7 @@ from a single node, so WSBN changes nothing there). Path dropout acts on every e
 
 from __future__ import annotations
 
+import functools
 from functools import partial
 
 import torch
@@ -70,6 +71,25 @@ class OpSet(ConvOps):
         return self.bns[name](y, self.slot[src])
 
 
+@functools.cache  # per arch, mapping and mode; the step's Python is host time a GPU cannot hide
+def cell_plan(
+    ops: tuple[int, ...], position: tuple[int, ...], skip_dead: bool
+) -> tuple[tuple[tuple[int, int, int], ...] | None, ...]:
+    """Per node after the input: None for a node skipped as not live (``skip_dead``), else its
+    incoming edges to compute, as (source node, op, op set index), `none` left out."""
+    live = live_nodes(NB201Arch(ops)) if skip_dead else (True,) * len(ops)
+    return tuple(
+        tuple(
+            (src, ops[e], position[e])
+            for e, (dst, src) in enumerate(EDGES)
+            if dst == node and ops[e] != NONE
+        )
+        if live[node]
+        else None
+        for node in range(1, 4)
+    )
+
+
 class SuperCell(nn.Module):
     def __init__(self, channels: int, spec: SupernetSpec) -> None:
         super().__init__()
@@ -85,14 +105,9 @@ class SuperCell(nn.Module):
         self.op_sets = nn.ModuleList(
             OpSet(channels, tuple(sources[p]), spec) for p in sorted(sources)
         )
-        # per destination node, its incoming edges as (edge, source, op set index), built once:
-        # the step's Python is host time that a GPU step cannot hide
-        self.incoming = tuple(
-            tuple((e, src, self.position[e]) for e, (dst, src) in enumerate(EDGES) if dst == node)
-            for node in range(1, 4)
-        )
 
     def forward(self, x: torch.Tensor, arch: NB201Arch) -> torch.Tensor:
+        plan = cell_plan(arch.ops, self.position, self.skip_dead_in_training or not self.training)
         nodes: list[torch.Tensor | None] = [x]
         # ReLU(node), computed once and shared by every conv reading the node: the same values
         # and, ReLU's backward being a mask, the same gradients, for fewer ops per step; the
@@ -101,16 +116,12 @@ class SuperCell(nn.Module):
         relu: dict[int, torch.Tensor] = {}
         pooled: dict[int, torch.Tensor] = {}
         op_sets = tuple(self.op_sets)
-        live = live_nodes(arch) if self.skip_dead_in_training or not self.training else None
-        for node, incoming in enumerate(self.incoming, start=1):
-            if live is not None and not live[node]:
-                nodes.append(None)  # only `none` edges and nodes not live read it
+        for edges in plan:
+            if edges is None:
+                nodes.append(None)  # not live: only `none` edges and nodes not live read it
                 continue
             total = None
-            for e, src, position in incoming:
-                op = arch.ops[e]
-                if op == NONE:
-                    continue
+            for src, op, position in edges:
                 if op == AVG_POOL:
                     if src not in pooled:
                         pooled[src] = op_sets[position](nodes[src], op, src)
