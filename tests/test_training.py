@@ -124,3 +124,16 @@ def test_another_optimizer_takes_its_own_step():
     assert len(moved) > 10 and moved <= set(opt.state)  # Adam's update, Adam's state
     assert len(opt.state) < len(list(net.parameters()))  # for the path only
     assert all(p.grad is None for p in net.parameters())
+
+
+def test_an_optimizer_of_some_parameters_moves_only_those():
+    net = nb201_supernet()
+    head = list(net.classifier.parameters())
+    opt = build_optimizer(net.classifier, lr=0.1, momentum=0.9, weight_decay=3e-3)
+    before = {k: v.clone() for k, v in net.named_parameters()}
+    arch = NB201Arch((3, 0, 0, 0, 1, 0))
+    TrainStep(net, opt, grad_clip=5.0)(
+        torch.randn(4, 3, 8, 8), torch.zeros(4, dtype=torch.long), [arch]
+    )
+    moved = {p for k, p in net.named_parameters() if not torch.equal(before[k], p)}
+    assert moved == set(head)

@@ -93,6 +93,10 @@ class TrainStep:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.device_type = self.params[0].device.type
         self._clean = False  # whether every gradient is None (the first step makes sure)
+        # the path's update goes straight to SGD's arithmetic only where the optimizer holds
+        # exactly the model's trainable parameters (else its own step decides what moves)
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        self._update_path = held == {id(p) for p in self.params}
 
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, archs: list[Any]
@@ -119,7 +123,7 @@ class TrainStep:
         grads = [p.grad for p in path]
         with torch.no_grad():
             clip_grad_norm(grads, self.grad_clip)
-            stepped = sgd_step(self.optimizer, path, grads)
+            stepped = self._update_path and sgd_step(self.optimizer, path, grads)
         if not stepped:
             self.optimizer.step()
         for p in path:
