@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasheur.spaces.nb201 import EDGES, NONE, OPS, NB201Arch, live_nodes
+from nasheur.spaces.nb201 import EDGES, NONE, NUM_NODES, OPS, NB201Arch, live_nodes
 from nasheur.spaces.nb201_net import ResidualReduction, avg_pool_3x3, stage_widths
 from nasheur.supernet import SupernetSpec
 from nasheur.supernet.batchnorm import SuperBatchNorm2d, WSBatchNorm
@@ -77,7 +77,7 @@ def cell_plan(
 ) -> tuple[tuple[tuple[int, int, int], ...] | None, ...]:
     """Per node after the input: None for a node skipped as not live (``skip_dead``), else its
     incoming edges to compute, as (source node, op, op set index), `none` left out."""
-    live = live_nodes(NB201Arch(ops)) if skip_dead else (True,) * len(ops)
+    live = live_nodes(NB201Arch(ops)) if skip_dead else (True,) * NUM_NODES
     return tuple(
         tuple(
             (src, ops[e], position[e])
@@ -86,7 +86,7 @@ def cell_plan(
         )
         if live[node]
         else None
-        for node in range(1, 4)
+        for node in range(1, NUM_NODES)
     )
 
 
