@@ -104,6 +104,7 @@ def test_the_step_updates_as_pytorchs_own_optimizer_does(momentum, clip, fairnas
         nn.utils.clip_grad_norm_(theirs.parameters(), clip, foreach=True)
         opt_theirs.step()
         assert all(p.grad is None for p in ours.parameters())
+    assert len(opt_ours.state) == len(opt_theirs.state)  # no state where SGD keeps none
     for (name, a), b in zip(ours.named_parameters(), theirs.parameters(), strict=True):
         assert torch.equal(a, b), name
         if momentum:

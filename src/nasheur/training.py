@@ -157,7 +157,8 @@ def sgd_step(
     if not params:
         return True
     state = optimizer.state
-    bufs = [state[p].get("momentum_buffer") for p in params]
+    # as SGD.step: buffers only with momentum (no empty state entries without)
+    bufs = [state[p].get("momentum_buffer") for p in params] if group["momentum"] else []
     sgd_update(
         params,
         grads,
@@ -171,7 +172,7 @@ def sgd_step(
         foreach=group["foreach"],
         has_sparse_grad=False,
     )
-    if group["momentum"]:  # buffers that the first update made (build_optimizer primes them)
+    if bufs:  # buffers that the first update made (build_optimizer primes them)
         for p, buf in zip(params, bufs, strict=True):
             state[p]["momentum_buffer"] = buf
     return True

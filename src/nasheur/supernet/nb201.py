@@ -14,8 +14,7 @@ from a single node, so WSBN changes nothing there). Path dropout acts on every e
 
 from __future__ import annotations
 
-import functools
-from functools import partial
+from functools import cache, partial
 
 import torch
 import torch.nn.functional as F
@@ -71,7 +70,7 @@ class OpSet(ConvOps):
         return self.bns[name](y, self.slot[src])
 
 
-@functools.cache  # per arch, mapping and mode; the step's Python is host time a GPU cannot hide
+@cache  # per arch, mapping and mode; the step's Python is host time a GPU cannot hide
 def cell_plan(
     ops: tuple[int, ...], position: tuple[int, ...], skip_dead: bool
 ) -> tuple[tuple[tuple[int, int, int], ...] | None, ...]:
