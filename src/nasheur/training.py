@@ -93,10 +93,7 @@ class TrainStep:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.device_type = self.params[0].device.type
         self._clean = False  # whether every gradient is None (the first step makes sure)
-        # the path's update goes straight to SGD's arithmetic only where the optimizer holds
-        # exactly the model's trainable parameters (else its own step decides what moves)
-        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        self._update_path = held == {id(p) for p in self.params}
+        self._update_path = updates_path(optimizer, self.params)
 
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, archs: list[Any]
@@ -121,10 +118,10 @@ class TrainStep:
         # `zero_grad` would walk all of the super-net's parameters again
         path = [p for p in self.params if p.grad is not None]
         grads = [p.grad for p in path]
-        with torch.no_grad():
-            clip_grad_norm(grads, self.grad_clip)
-            stepped = self._update_path and sgd_step(self.optimizer, path, grads)
-        if not stepped:
+        clip_grad_norm(grads, self.grad_clip)
+        if self._update_path:
+            sgd_step(self.optimizer, path, grads)
+        else:
             self.optimizer.step()
         for p in path:
             p.grad = None
@@ -133,6 +130,7 @@ class TrainStep:
         return loss_sum, hits
 
 
+@torch.no_grad()
 def clip_grad_norm(grads: list[torch.Tensor], max_norm: float) -> None:
     """Scale `grads` in place so that their joint L2 norm is at most `max_norm`: the
     arithmetic of ``torch.nn.utils.clip_grad_norm_(foreach=True)`` on one device (the norm of
@@ -143,19 +141,26 @@ def clip_grad_norm(grads: list[torch.Tensor], max_norm: float) -> None:
     torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
 
 
-def sgd_step(
-    optimizer: torch.optim.Optimizer, params: list[torch.Tensor], grads: list[torch.Tensor]
-) -> bool:
-    """The update of ``torch.optim.SGD.step`` (its own functional form, so the same
-    arithmetic) on `params` alone; False, doing nothing, for another optimizer or setting,
-    which then takes its own step."""
+def updates_path(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> bool:
+    """Whether :func:`sgd_step` can stand for ``optimizer.step()``: a plain (not fused, not
+    differentiable) SGD of one group that holds exactly `params` (else the optimizer's own
+    step decides what moves)."""
     if type(optimizer) is not torch.optim.SGD or len(optimizer.param_groups) != 1:
         return False
     group = optimizer.param_groups[0]
-    if group.get("fused") or group.get("differentiable"):
-        return False
+    held = {id(p) for p in group["params"]}
+    return not (group.get("fused") or group.get("differentiable")) and held == set(map(id, params))
+
+
+@torch.no_grad()
+def sgd_step(
+    optimizer: torch.optim.Optimizer, params: list[torch.Tensor], grads: list[torch.Tensor]
+) -> None:
+    """The update of ``torch.optim.SGD.step`` (its own functional form, so the same
+    arithmetic) on `params` alone (see :func:`updates_path`)."""
     if not params:
-        return True
+        return
+    group = optimizer.param_groups[0]
     state = optimizer.state
     # as SGD.step: buffers only with momentum (no empty state entries without)
     bufs = [state[p].get("momentum_buffer") for p in params] if group["momentum"] else []
@@ -175,7 +180,6 @@ def sgd_step(
     if bufs:  # buffers that the first update made (build_optimizer primes them)
         for p, buf in zip(params, bufs, strict=True):
             state[p]["momentum_buffer"] = buf
-    return True
 
 
 def train_epoch(
