@@ -79,7 +79,7 @@ EXPERIMENTS_12 := layers_ablation portion_ablation batch_size_ablation channels_
 EXPERIMENTS_13 := ofa_ablation wsbn_ablation path_dropout_ablation global_dropout_ablation
 EXPERIMENTS_14 := best
 
-.PHONY: bench figures
+.PHONY: bench host-instructions figures
 sweep-%:
 	@test -n "$(EXPERIMENTS_$*)" || { echo "no experiments for table $*" >&2; exit 2; }
 	for e in $(EXPERIMENTS_$*); do \
@@ -92,6 +92,11 @@ table-%:
 # training images/s, evaluation architectures/s, operators and host time per step (bench.json)
 bench:
 	$(PYTHON) -m nasheur.bench --out bench.json $(ARGS)
+
+# the host's work per training step in instructions, under valgrind (host_instructions.json):
+# exact on any CPU, to compare two versions of the step without a GPU
+host-instructions:
+	$(PYTHON) -m nasheur.host_instructions --out host_instructions.json $(ARGS)
 
 # the paper's figures (Fig. 4, 6, 9, 12, 17 and a scatter) from all runs: figures/*.png, *.pdf
 RUNS ?= $(or $(NASHEUR_RUNS),runs)

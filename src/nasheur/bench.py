@@ -390,9 +390,11 @@ def eval_settings(args: argparse.Namespace, run: RunConfig, device: torch.device
     }
 
 
-def _model(
+def seeded_supernet(
     name: str, spec: SupernetSpec, device: torch.device, channels_last: bool = False
 ) -> nn.Module:
+    """Space `name`'s super-net of `spec`, initialised from seed 0 (the same weights in every
+    process that times it)."""
     torch.manual_seed(0)
     model = build_supernet(name, spec).to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
@@ -404,7 +406,7 @@ def _shared_worker(args: tuple[str, str, int, int, bool, bool, Any]) -> tuple[in
     device = torch.device(device_name)
     allow_tf32(device)
     settings = paper_settings(name)
-    model = _model(name, settings.spec, device, channels_last)
+    model = seeded_supernet(name, settings.spec, device, channels_last)
     image = settings.image_size
     step_fn = fast_step(model, bf16=bf16)
     barrier.wait()
@@ -482,7 +484,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         spec, image = settings.spec, settings.image_size
         batch = args.batch_size or settings.batch_size
         entry: dict[str, Any] = {"spec": asdict(spec), "batch_size": batch, "image_size": image}
-        model = _model(name, spec, device, args.channels_last)
+        model = seeded_supernet(name, spec, device, args.channels_last)
         count = not args.quick
         entry["train"] = asdict(
             time_training(
