@@ -112,16 +112,14 @@ class SuperBatchNorm2d(nn.BatchNorm2d):
 class WSBatchNorm(nn.Module):
     """WSBN (mapping factor): a shared op keeps one BN, affine parameters and statistics,
     per input it reads from ("incoming edge"). Each slot is a SuperBatchNorm2d, so the BN
-    switches and evaluation modes hold for every slot."""
+    switches and evaluation modes hold for every slot. A container, not called: op sets
+    look up the slot of an op and input once (their `bn_at`) and call it directly."""
 
     def __init__(self, num_features: int, slots: int, *, affine: bool, track: bool) -> None:
         super().__init__()
         self.slots = nn.ModuleList(
             SuperBatchNorm2d(num_features, affine=affine, track=track) for _ in range(slots)
         )
-
-    def forward(self, x: torch.Tensor, slot: int) -> torch.Tensor:
-        return self.slots[slot](x)
 
 
 def set_bn_stats(model: nn.Module | Iterable[nn.Module], stats: BNStats) -> None:

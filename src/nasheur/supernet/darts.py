@@ -94,6 +94,10 @@ def position_sources(ops_on: str) -> list[tuple[int, ...]]:
     raise ValueError(f"ops_on={ops_on!r}: one of edge, node")
 
 
+# the BNs of the conv ops: a sep conv has two (after each pointwise conv), a dil conv one
+BN_PARTS = {**{name: ("1", "2") for name in SEP_KERNEL}, **{name: ("",) for name in DIL_KERNEL}}
+
+
 def position_of(ops_on: str, slot: int, inp: int) -> int:
     """The op set used by op slot `slot` (node slot // 2) when it reads input `inp`."""
     return edge_index(slot // 2, inp) if ops_on == "edge" else slot
@@ -147,13 +151,13 @@ class OpSet(nn.Module):
                 convs[f"{name}_dw"] = _conv_weight(c, 1, k)
                 convs[f"{name}_pw"] = _conv_weight(c, c, 1)
             self.convs = nn.ParameterDict(convs)
-        bns: dict[str, nn.Module] = {}
-        for name in SEP_KERNEL:
-            bns[f"{name}_bn1"] = bn(n_slots)
-            bns[f"{name}_bn2"] = bn(n_slots)
-        for name in DIL_KERNEL:
-            bns[f"{name}_bn"] = bn(n_slots)
-        self.bns = nn.ModuleDict(bns)
+        self.bns = nn.ModuleDict(
+            {
+                f"{name}_bn{which}": bn(n_slots)
+                for name, parts in BN_PARTS.items()
+                for which in parts
+            }
+        )
         reduced = tuple(s for s in sources if s in self.strided)
         if reduced:  # the stride-2 skip: a factorized reduce, BN slots per strided input
             self.fr_slot, n_fr = slot_map(reduced)
@@ -162,6 +166,15 @@ class OpSet(nn.Module):
                 {"conv_1": _conv_weight(a, c, 1), "conv_2": _conv_weight(b, c, 1)}
             )
             self.fr_bn = bn(n_fr)
+        # the BN (WSBN slot) of each op, part and input, looked up once, as in NB201's op sets
+        self.bn_at: dict[tuple[str, str, int], nn.Module] = {
+            (name, which, src): self.bns[f"{name}_bn{which}"].slots[self.slot[src]]
+            for name, parts in BN_PARTS.items()
+            for which in parts
+            for src in sources
+        }
+        for src in reduced:
+            self.bn_at["skip_connect", "", src] = self.fr_bn.slots[self.fr_slot[src]]
 
     def weight(self, name: str, part: str) -> torch.Tensor:
         """The conv weight of `part` (dw1, pw1, dw2, pw2 of a sep conv; dw, pw of a dil conv)."""
@@ -176,9 +189,7 @@ class OpSet(nn.Module):
 
     def bn_of(self, name: str, src: int, which: str = "") -> nn.Module:
         """The BN slot that op `name` uses reading input `src` (which: 1 or 2 for sep convs)."""
-        if name == "skip_connect":
-            return self.fr_bn.slots[self.fr_slot[src]]
-        return self.bns[f"{name}_bn{which}"].slots[self.slot[src]]
+        return self.bn_at[name, which, src]
 
     def reads_relu(self, name: str, src: int) -> bool:
         """Whether op `name` starts with ReLU of its input `src` (the convs, the strided skip)."""
@@ -198,11 +209,10 @@ class OpSet(nn.Module):
             x_relu = F.relu(x)
         if name in SEP_KERNEL:
             k = SEP_KERNEL[name]
-            slot = self.slot[src]
             y = F.conv2d(x_relu, self.weight(name, "dw1"), stride=stride, padding=k // 2, groups=c)
-            y = self.bns[f"{name}_bn1"](F.conv2d(y, self.weight(name, "pw1")), slot)
+            y = self.bn_at[name, "1", src](F.conv2d(y, self.weight(name, "pw1")))
             y = F.conv2d(F.relu(y), self.weight(name, "dw2"), padding=k // 2, groups=c)
-            return self.bns[f"{name}_bn2"](F.conv2d(y, self.weight(name, "pw2")), slot)
+            return self.bn_at[name, "2", src](F.conv2d(y, self.weight(name, "pw2")))
         if name in DIL_KERNEL:
             k = DIL_KERNEL[name]
             y = F.conv2d(
@@ -213,7 +223,7 @@ class OpSet(nn.Module):
                 dilation=DILATION,
                 groups=c,
             )
-            return self.bns[f"{name}_bn"](F.conv2d(y, self.weight(name, "pw")), self.slot[src])
+            return self.bn_at[name, "", src](F.conv2d(y, self.weight(name, "pw")))
         if name == "max_pool_3x3":
             return F.max_pool2d(x, 3, stride=stride, padding=1)
         if name == "avg_pool_3x3":
@@ -229,7 +239,7 @@ class OpSet(nn.Module):
                 ],
                 dim=1,
             )
-            return self.fr_bn(y, self.fr_slot[src])
+            return self.bn_at[name, "", src](y)
         raise ValueError(f"unknown DARTS op {name!r}")
 
 
