@@ -3,6 +3,8 @@ mapping factor (ops on node/edge, OFA kernel, WSBN, dropout, BN switches) does w
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from nasheur.bench import OpCounter
 from nasheur.samplers import build_sampler
 from nasheur.spaces import get_space
 from nasheur.spaces.nb201 import EDGES, OPS, NB201Arch, parse
-from nasheur.supernet.batchnorm import SuperBatchNorm2d
+from nasheur.supernet.batchnorm import BNStats, SuperBatchNorm2d, set_bn_stats
 from nasheur.supernet.nb201 import CONV_KERNEL, POSITION_OF_EDGE, SuperCell
 from nasheur.training import build_optimizer
 from tests.conftest import nb201_supernet
@@ -101,6 +103,72 @@ def test_nodes_that_reach_nothing_are_skipped_without_changing_a_step(key):
     for k in g_full:
         torch.testing.assert_close(g_lean[k], g_full[k], rtol=0, atol=0)
     assert counted[1] < counted[0]
+
+
+# all-zero nodes: node 1 (its only input is `none`), with a conv and a pool reading it
+ZERO_1 = "|none~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+# nodes 1 and 2 zero (2 skips 1), node 3 only a conv of node 2 and a pool of node 1: the cell
+# gives the BN's bias everywhere
+ZERO_12 = "|none~0|+|none~0|skip_connect~1|+|none~0|avg_pool_3x3~1|nor_conv_1x1~2|"
+# the output node zero, and so every later cell's input
+ZERO_OUT = "|none~0|+|none~0|skip_connect~1|+|none~0|avg_pool_3x3~1|skip_connect~2|"
+
+
+def randomised(net):
+    """`net` with every parameter (the BN biases, zero at init, too) drawn at random."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.5)
+    return net
+
+
+@pytest.mark.parametrize("key", [ZERO_1, ZERO_12, ZERO_OUT])
+@pytest.mark.parametrize(
+    "factors",
+    [{}, {"ops_on": "node", "wsbn": True}, {"bn_affine": False}, {"bn_track": True}],
+)
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_evaluation_skips_the_ops_that_read_all_zero_nodes_bit_for_bit(key, factors, layout):
+    """With batch statistics an op of an all-zero node gives nothing (skip, pool) or its BN's
+    bias (conv): evaluation takes those shortcuts, and its logits are bit for bit those of
+    the full forward (the training-mode forward, which runs every op, with the same batch
+    statistics), with fewer operators."""
+    arch = parse(key)
+    net = randomised(nb201_supernet(**factors)).double().to(memory_format=layout)
+    x = torch.randn(8, 3, 16, 16, dtype=torch.float64).to(memory_format=layout)
+    full = copy.deepcopy(net)  # training mode would move a tracking net's running statistics
+    counters = [OpCounter(), OpCounter()]
+    with torch.no_grad():
+        with counters[0]:
+            expected = full.train()(x, arch)
+        net.eval()
+        set_bn_stats(net, BNStats.batch)
+        with counters[1]:
+            got = net(x, arch)
+    assert torch.equal(got, expected)
+    assert counters[1].count < counters[0].count
+
+
+@pytest.mark.parametrize("key", [ZERO_1, ZERO_12, ZERO_OUT])
+@pytest.mark.parametrize("mode", [BNStats.batch, BNStats.running])
+def test_evaluation_of_all_zero_nodes_is_the_standalone_cells(key, mode):
+    """Against f_proxy with the path's weights, in float64: with batch statistics and with
+    running ones (where a conv of a zero node runs, on zeros made for it)."""
+    arch = parse(key)
+    net = randomised(nb201_supernet(bn_track=True)).double()
+    x = torch.randn(8, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        for _ in range(3):  # running statistics of every op of every edge
+            for ops in ((2, 2, 2, 2, 2, 2), (3, 3, 3, 3, 3, 3)):
+                net.train()(x, NB201Arch(ops))
+    standalone = SPACE.standalone(arch, channels=4, layers=1).double()
+    standalone.load_state_dict(path_state(net, arch, "edge"), strict=False)
+    net.eval()
+    set_bn_stats(net, mode)
+    with torch.no_grad():
+        expected = (standalone.train() if mode is BNStats.batch else standalone.eval())(x)
+        torch.testing.assert_close(net(x, arch), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_a_node_is_pooled_once_for_all_its_pool_edges():

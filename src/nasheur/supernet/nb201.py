@@ -23,7 +23,7 @@ from torch import nn
 from nasheur.spaces.nb201 import EDGES, NONE, NUM_NODES, OPS, NB201Arch, live_nodes
 from nasheur.spaces.nb201_net import ResidualReduction, avg_pool_3x3, stage_widths
 from nasheur.supernet import SupernetSpec
-from nasheur.supernet.batchnorm import SuperBatchNorm2d, WSBatchNorm
+from nasheur.supernet.batchnorm import BNStats, SuperBatchNorm2d, WSBatchNorm
 from nasheur.supernet.dropout import drop_path
 from nasheur.supernet.ofa import ConvOps
 
@@ -123,13 +123,25 @@ class SuperCell(nn.Module):
         relu: dict[int, torch.Tensor] = {}
         pooled: dict[int, torch.Tensor] = {}
         op_sets = tuple(self.op_sets)
-        for edges in plan:
+        # Evaluation knows which nodes are all zero (only `none` inputs, or skips and pools of
+        # such nodes; 7.5% of the conv and pool edges over the space) and skips the ops that
+        # read them (see `_of_zeros`). Not in training, where the path's parameters must get
+        # their (zero) gradients and path dropout draws its masks; not under autocast, where
+        # a term's dtype decides the node's.
+        zeros: set[int] | None = (
+            None if self.training or torch.is_autocast_enabled(x.device.type) else set()
+        )
+        for node, edges in enumerate(plan, 1):
             if edges is None:
                 nodes.append(None)  # not live: only `none` edges and nodes not live read it
                 continue
             total = None
             for src, op, position in edges:
-                if op == AVG_POOL:
+                if zeros is not None and src in zeros:
+                    y = self._of_zeros(x, nodes, op_sets[position], op, src)
+                    if y is None:
+                        continue
+                elif op == AVG_POOL:
                     if src not in pooled:
                         pooled[src] = op_sets[position](nodes[src], op, src)
                     y = pooled[src]
@@ -139,9 +151,37 @@ class SuperCell(nn.Module):
                     y = op_sets[position](nodes[src], op, src, relu.get(src))
                 y = drop_path(y, self.path_dropout, self.training)
                 total = y if total is None else total + y
-            # a node with only `none` inputs is zero; later ops still run on it, as in f_proxy
-            nodes.append(torch.zeros_like(x) if total is None else total)
-        return nodes[-1]
+            if total is None and zeros is not None:
+                zeros.add(node)  # made when an op needs it (`_of_zeros`)
+                nodes.append(None)
+            elif total is None:
+                # a node with only `none` inputs is zero; later ops still run on it, as in f_proxy
+                nodes.append(torch.zeros_like(x))
+            elif total.shape != x.shape:  # only BN biases (`_of_zeros`): 0 + b is b exactly
+                nodes.append(torch.zeros_like(x) + total)
+            else:
+                nodes.append(total)
+        out = nodes[-1]
+        return torch.zeros_like(x) if out is None else out
+
+    @staticmethod
+    def _of_zeros(
+        x: torch.Tensor, nodes: list[torch.Tensor | None], op_set: OpSet, op: int, src: int
+    ) -> torch.Tensor | None:
+        """What op `op` gives for the all-zero node `src` in evaluation: None for a skip or a
+        pool (a zero term, which leaves a sum as it is), and for a conv whose BN normalises
+        with batch statistics the BN's bias, as a (1, C, 1, 1) view that the node's sum
+        broadcasts (None without affine): the conv of zeros is zero, its batch mean and
+        variance are zero, so the BN gives 0 * invstd * weight + bias = bias, bit for bit
+        (for finite weights). Other BN modes get the zero node made and the op run."""
+        if op not in CONV_OPS:
+            return None
+        bn = op_set.bn_at[OPS[op], src]
+        if bn.stats is BNStats.batch and not bn.training:
+            return None if bn.bias is None else bn.bias.view(1, -1, 1, 1)
+        if nodes[src] is None:
+            nodes[src] = torch.zeros_like(x)
+        return op_set(nodes[src], op, src)
 
 
 class NB201SuperNet(nn.Module):
