@@ -171,3 +171,31 @@ def test_module_imports_without_matplotlib_or_torch():
         "assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_fig_12_draws_its_own_experiments_runs_and_other_settings_apart(records, monkeypatch):
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, stem: drawn.setdefault("fig", fig) and [])
+    # a one-epoch-per-job try of epochs_ablation at another learning rate, beside the sweep
+    tries = [
+        _record("nb201", s, "epochs_ablation", ["protocol.epochs"], {"protocol.lr": 0.2})
+        for s in range(2)
+    ]
+    figures.metric_vs_epochs([*records, *tries], "unused")
+    ax = drawn["fig"].axes[1]  # NB201's row, the sparse Kendall tau column
+    (x_main, y_main), (x_try, y_try) = (line.get_data() for line in ax.lines)
+    # the other experiments' runs also ran 100 epochs; the point is the mean of this one's
+    own = [
+        r["metrics"]["sparse_kendall_tau"]
+        for r in records
+        if r.get("config", {}).get("experiment", {}).get("name") == "epochs_ablation"
+        and r["config"]["search_space"]["name"] == "nb201"
+        and r["config"]["protocol"]["epochs"] == 100
+    ]
+    assert list(x_main) == [50, 100, 200] and y_main[1] == pytest.approx(np.mean(own))
+    assert list(x_try) == [100]
+    assert y_try[0] == pytest.approx(np.mean([r["metrics"]["sparse_kendall_tau"] for r in tries]))
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "runs",
+        "runs [protocol.lr=0.2]",
+    ]

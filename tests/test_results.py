@@ -185,3 +185,98 @@ def test_the_figures_command_draws_what_the_runs_allow(sweep, tmp_path):
         "accuracy_scatter-nb101.png",
     } <= names
     assert "skipped bn_histograms" in proc.stderr  # these runs have no BN settings to compare
+
+
+def _with(rec: dict, **config: object) -> dict:
+    """`rec` with dotted config keys set (``protocol__epochs=1`` sets protocol.epochs)."""
+    rec = json.loads(json.dumps(rec))
+    for key, value in config.items():
+        node = rec["config"]
+        *parents, last = key.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return rec
+
+
+def test_runs_of_another_setting_are_shown_apart_not_averaged(tmp_path):
+    # the real sweep, and a one-epoch try of it with worse numbers beside it in the same folder
+    main = [_with(record("nb201", s, 0.025), protocol__epochs=400) for s in range(3)]
+    debug = [_with(record("nb201", s, 0.025, acc=0.2), protocol__epochs=1) for s in range(2)]
+    table = build_table(load_records([write(tmp_path / "s", main + debug)]), "11", bootstrap=0)
+    first, second = table.blocks
+    assert first.title == "Learning rate" and second.title == "Learning rate [protocol.epochs=1]"
+    assert first.cells[((0.025,), "nb201")].runs == 3
+    assert first.cells[((0.025,), "nb201")].mean["supernet_acc_mean"] == pytest.approx(0.7)
+    assert second.cells[((0.025,), "nb201")].mean["supernet_acc_mean"] == pytest.approx(0.2)
+    assert any("shown apart" in n for n in table.notes)
+
+
+def test_a_job_found_twice_counts_once(tmp_path):
+    recs = [dict(record("nb201", s, 0.025), config_hash=f"h{s}") for s in range(3)]
+    recs.append(dict(record("nb201", 0, 0.025, acc=0.1), config_hash="h0"))  # a copy of seed 0
+    recs[-1]["status"] = "failed"  # ... left unfinished: the completed one counts
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0)
+    cell = table.blocks[0].cells[((0.025,), "nb201")]
+    assert (cell.runs, cell.failed) == (3, 0)
+    assert cell.mean["supernet_acc_mean"] == pytest.approx(0.7)
+    assert any("counted once" in n for n in table.notes)
+
+
+def test_low_fidelity_rows_are_levels_of_each_spaces_baseline(tmp_path):
+    # Table 12's batch size: the three spaces' baselines differ (256, 128, 256), so the
+    # absolute 128 is NB101's /2 but NB201's baseline; a row is one level in every space
+    recs = []
+    for space, base in (("nb101", 256), ("nb201", 128), ("darts_nds", 256)):
+        for div, acc in ((1, 0.7), (2, 0.5), (4, 0.3)):
+            for s in range(3):
+                rec = _with(
+                    record(space, s, 0.025, acc=acc),
+                    fidelity__batch_size=base // div,
+                    fidelity__baseline__batch_size=base,
+                    experiment__name="batch_size_ablation",
+                    experiment__factors=["fidelity.batch_size"],
+                )
+                recs.append(rec)
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "12", bootstrap=0)
+    (block,) = table.blocks
+    assert block.rows == [("base",), ("base/2",), ("base/4",)]
+    for space in ("nb101", "nb201", "darts_nds"):
+        assert block.cells[(("base/2",), space)].mean["supernet_acc_mean"] == pytest.approx(0.5)
+    md = to_markdown(table)
+    assert "| batch_size=base/2 |" in md  # absolute values differ across the spaces
+    one = build_table(load_records([write(tmp_path / "one", recs[9:18])]), "12", bootstrap=0)
+    assert "| batch_size=base/2 (64) |" in to_markdown(one)  # NB201 alone: 128 / 2
+
+
+def test_super_net_accuracy_is_shown_with_the_pools_std(sweep):
+    # the paper prints super-net accuracy as mean ± std over the pool's architectures (spec 5):
+    # every run here has pool std 0.1 and the same mean, so the seeds' std would be 0.00
+    md = to_markdown(build_table(load_records([sweep]), "11", bootstrap=0))
+    row = next(line for line in md.splitlines() if line.startswith("| lr=0.025"))
+    assert "0.700±0.10" in row
+    rows = list(csv.DictReader(io.StringIO(to_csv(build_table(load_records([sweep]), "11")))))
+    assert float(rows[0]["supernet_acc_std_mean"]) == pytest.approx(0.1)
+
+
+def test_the_sub_space_mean_is_per_seed_then_over_seeds(tmp_path):
+    # two sub-spaces, two seeds: seed 0 gives (0.90, 0.96), seed 1 gives (0.92, 0.94); the
+    # per-seed means are 0.93 and 0.93, so the std over seeds is 0 (over sub-spaces it is not)
+    recs = []
+    for seed, finals in ((0, (0.90, 0.96)), (1, (0.92, 0.94))):
+        for sub, final in zip((1, 2), finals, strict=True):
+            rec = _with(
+                record("nb101", seed, 0.025),
+                supernet__dynamic_channels="disabled",
+                supernet__subspace=sub,
+                experiment__name="dynamic_channels_ablation",
+                experiment__factors=["supernet.dynamic_channels", "supernet.subspace"],
+            )
+            rec["metrics"]["final_performance"] = final
+            recs.append(rec)
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "5", bootstrap=0)
+    (block,) = table.blocks
+    mean = block.cells[(("disabled", "mean"), "nb101")]
+    assert mean.runs == 2
+    assert mean.mean["final_performance"] == pytest.approx(0.93)
+    assert mean.std["final_performance"] == pytest.approx(0.0, abs=1e-12)

@@ -18,8 +18,11 @@ output path stem, writes `<stem>.png` and `<stem>.pdf` atomically and returns bo
 - `factor_influence(records, stem)`: Fig. 17, per space, the difference in final performance
   (percent points) between each experiment's rows and that experiment's baseline row.
 
-Only completed runs are used. When the data a figure needs is absent, a ValueError names
-what is missing. matplotlib is imported inside the functions (Agg backend), so importing
+Only completed runs are used, each job once. Fig. 9 and Fig. 12 take the runs of their own
+experiment (`bn_ablation`, `epochs_ablation`) where the records hold any, else every run. Runs
+whose settings differ beyond what a figure varies and the seed (a debug try beside the real
+sweep) are drawn apart, labelled with what differs (:mod:`nasheur.results.settings`). When
+the data a figure needs is absent, a ValueError names what is missing. matplotlib is imported inside the functions (Agg backend), so importing
 this module needs only numpy and scipy.
 """
 
@@ -36,6 +39,7 @@ import numpy as np
 
 from nasheur import metrics
 from nasheur.io import atomic_path
+from nasheur.results.settings import distinct_jobs, setting_labels
 from nasheur.results.tables import SPACE_TITLES, SPACES, select
 
 FORMATS = ("png", "pdf")
@@ -79,7 +83,19 @@ def _save(fig, stem: str | Path) -> list[Path]:
 
 
 def _completed(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("status") == "completed"]
+    """The completed runs, each job once."""
+    return [r for r in distinct_jobs(list(records))[0] if r.get("status") == "completed"]
+
+
+def _of_experiment(records: Sequence[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The completed runs of experiment `name` if there are any, else all completed runs."""
+    done = _completed(records)
+    own = [r for r in done if select(r, "config.experiment.name") == name]
+    return own or done
+
+
+def _with_setting(label: str, name: str) -> str:
+    return f"{name} [{label}]" if label else name
 
 
 def _space(record: dict[str, Any]) -> str | None:
@@ -209,32 +225,36 @@ def _grid(plt, n: int, width: float = 4.0, height: float = 3.2, ncols: int | Non
 def bn_histograms(records: Sequence[dict[str, Any]], stem: str | Path) -> list[Path]:
     """Fig. 9: per space, one histogram of per-architecture super-net accuracy per BN setting
     (`protocol.bn_track`, `protocol.bn_affine`), architectures of all seeds pooled."""
-    pools: dict[str, dict[tuple[Any, Any], list[np.ndarray]]] = defaultdict(
+    pools: dict[str, dict[tuple[Any, Any, str], list[np.ndarray]]] = defaultdict(
         lambda: defaultdict(list)
     )
-    for r in _completed(records):
+    done = _of_experiment(records, "bn_ablation")
+    labels = setting_labels(done, ("protocol.bn_track", "protocol.bn_affine"))
+    for r, setting in zip(done, labels, strict=True):
         track = select(r, "config.protocol.bn_track")
         affine = select(r, "config.protocol.bn_affine")
         s, _ = _pool(r)
         if track is None or affine is None or not len(s) or _space(r) is None:
             continue
-        pools[_space(r)][(track, affine)].append(s)
+        pools[_space(r)][(track, affine, setting)].append(s)
     if not pools:
         raise ValueError(
             "bn_histograms: no completed run with config.protocol.bn_track, "
             "config.protocol.bn_affine and a non-empty `archs` pool"
         )
     plt = _plt()
-    spaces = [s for s in _spaces_in(_completed(records)) if s in pools]
+    spaces = [s for s in _spaces_in(done) if s in pools]
     fig, axes = _grid(plt, len(spaces))
     for ax, space in zip(axes.flat, spaces, strict=False):
-        settings = sorted(pools[space], key=lambda k: (_sort_key(k[0]), _sort_key(k[1])))
+        settings = sorted(pools[space], key=lambda k: (k[2], _sort_key(k[0]), _sort_key(k[1])))
         values = {k: 100 * np.concatenate(pools[space][k]) for k in settings}
         lo = min(v.min() for v in values.values())
         hi = max(v.max() for v in values.values())
         bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 31)
         for k in settings:
-            label = f"track={_fmt(k[0])}, affine={_fmt(k[1])} (runs={len(pools[space][k])})"
+            label = _with_setting(
+                k[2], f"track={_fmt(k[0])}, affine={_fmt(k[1])} (runs={len(pools[space][k])})"
+            )
             ax.hist(values[k], bins=bins, alpha=0.5, label=label)
         ax.set_title(_title(space))
         ax.set_xlabel("Super-net accuracy (%)")
@@ -250,33 +270,41 @@ def metric_vs_epochs(records: Sequence[dict[str, Any]], stem: str | Path) -> lis
     """Fig. 12: per space (rows), mean ± std over seeds of super-net accuracy, sparse Kendall
     tau and final performance (columns) against `protocol.epochs`."""
     names = ("supernet_acc_mean", "sparse_kendall_tau", "final_performance")
-    data: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for r in _completed(records):
+    # space -> setting -> epochs -> runs
+    data: dict[str, dict[str, dict[int, list[dict[str, Any]]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
+    done = _of_experiment(records, "epochs_ablation")
+    for r, setting in zip(done, setting_labels(done, ("protocol.epochs",)), strict=True):
         epochs = select(r, "config.protocol.epochs")
         if epochs is None or _space(r) is None:
             continue
-        data[_space(r)][int(epochs)].append(r)
+        data[_space(r)][setting][int(epochs)].append(r)
     if not data:
         raise ValueError("metric_vs_epochs: no completed run with config.protocol.epochs")
     plt = _plt()
-    spaces = [s for s in _spaces_in(_completed(records)) if s in data]
+    spaces = [s for s in _spaces_in(done) if s in data]
     fig, axes = plt.subplots(
         len(spaces), len(names), figsize=(3.6 * len(names), 2.8 * len(spaces)), squeeze=False
     )
     for row, space in enumerate(spaces):
-        xs = sorted(data[space])
         for col, name in enumerate(names):
             ax = axes[row, col]
             scale = 100.0 if name == "final_performance" else 1.0
-            mean, std = [], []
-            for x in xs:
-                v = np.array([_metric(r, name) for r in data[space][x]], dtype=float)
-                v = v[np.isfinite(v)] * scale
-                mean.append(v.mean() if len(v) else np.nan)
-                std.append(v.std() if len(v) else np.nan)
-            mean_a, std_a = np.array(mean), np.array(std)
-            ax.plot(xs, mean_a, marker="o", ms=3)
-            ax.fill_between(xs, mean_a - std_a, mean_a + std_a, alpha=0.25)
+            for setting in sorted(data[space]):  # the main setting ("") first
+                runs = data[space][setting]
+                xs = sorted(runs)
+                mean, std = [], []
+                for x in xs:
+                    v = np.array([_metric(r, name) for r in runs[x]], dtype=float)
+                    v = v[np.isfinite(v)] * scale
+                    mean.append(v.mean() if len(v) else np.nan)
+                    std.append(v.std() if len(v) else np.nan)
+                mean_a, std_a = np.array(mean), np.array(std)
+                ax.plot(xs, mean_a, marker="o", ms=3, label=_with_setting(setting, "runs"))
+                ax.fill_between(xs, mean_a - std_a, mean_a + std_a, alpha=0.25)
+            if len(data[space]) > 1:
+                ax.legend(fontsize=6)
             ax.grid(alpha=0.3)
             if row == len(spaces) - 1:
                 ax.set_xlabel("epochs")
@@ -401,6 +429,12 @@ def factor_influence(
     given = dict(baselines or {})
     done = [r for r in _completed(records) if select(r, "config.experiment.name") and _space(r)]
     learnt = _defaults(done)
+    setting_of: dict[int, str] = {}
+    for exp in {select(r, "config.experiment.name") for r in done}:
+        runs = [r for r in done if select(r, "config.experiment.name") == exp]
+        factors = select(runs[0], "config.experiment.factors") or []
+        for r, label in zip(runs, setting_labels(runs, factors), strict=True):
+            setting_of[id(r)] = label
     groups: dict[tuple[str, str], dict[tuple, list[float]]] = defaultdict(lambda: defaultdict(list))
     base_rows: dict[tuple[str, str], tuple | None] = {}
     factors_of: dict[str, list[str]] = {}
@@ -409,6 +443,7 @@ def factor_influence(
         factors = list(select(r, "config.experiment.factors") or [])
         if not factors:
             continue
+        exp = _with_setting(setting_of[id(r)], exp)  # another setting: bars of their own
         factors_of[exp] = factors
         row = tuple(_fmt(select(r.get("config", {}), f)) for f in factors)
         v = _metric(r, "final_performance")

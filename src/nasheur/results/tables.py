@@ -7,16 +7,27 @@ the paper's four metrics: super-net accuracy, sparse Kendall tau, P>R and final 
 
 Each cell aggregates the completed runs (seeds) of one row and space: mean ± std over seeds,
 and for the ranking metrics a 95% bootstrap interval over architectures and seeds (resample
-the runs, then each run's pool), which the paper lacks. Runs whose mean super-net accuracy is
-below 0.4 are marked untrained (†); a cell without a completed run is missing (—); failed and
-missing runs are counted beside the table.
+the runs, then each run's pool), which the paper lacks. Super-net accuracy is shown as the
+paper shows it, mean ± std over the pool's architectures (each a mean over seeds; the CSV also
+has the std over seeds). Runs whose mean super-net accuracy is below 0.4 are marked untrained
+(†); a cell without a completed run is missing (—); failed, unreadable and duplicate records
+are counted beside the table.
+
+Rows of the low-fidelity factors that each space counts from its own baseline (layers,
+channels, batch size) are the level relative to the run's `fidelity.baseline` (``base``,
+``base-1``, ``base/2``), as in the paper's Table 12, so that one row holds the same level of
+every space; the absolute value follows where the row's runs share it. Runs of an experiment
+whose settings differ beyond the factors and the seed (a debug try beside the real sweep) go
+in a block of their own, titled with what differs (:mod:`nasheur.results.settings`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from nasheur import metrics
+from nasheur.results.settings import distinct_jobs, setting_labels
 
 SPACES = ("nb101", "nb201", "darts_nds", "embedded")  # the paper's three, then nasheur's own
 SPACE_TITLES = {
@@ -63,8 +75,11 @@ TABLES: dict[str, list[tuple[str, str]]] = {
 }
 RANKING = ("kendall_tau", "sparse_kendall_tau", "spearman", "sparse_spearman")
 COLUMNS = ("supernet_acc_mean", "sparse_kendall_tau", "p_beat_random", "final_performance")
-METRICS = tuple(dict.fromkeys((*COLUMNS, *RANKING)))  # each once
-METRICS = tuple(dict.fromkeys((*COLUMNS, *RANKING)))  # each once
+METRICS = tuple(dict.fromkeys((*COLUMNS, "supernet_acc_std", *RANKING)))  # each once
+_LEVEL = re.compile(r"base(?:[-+/*]\d+)?")
+# low-fidelity factors whose rows are levels relative to each space's baseline: by difference
+# (cells) or by ratio (widths, batch sizes), as the paper's Table 12 labels them
+RELATIVE = {"fidelity.layers": "-", "fidelity.channels": "/", "fidelity.batch_size": "/"}
 TITLES = {
     "supernet_acc_mean": "Super-net acc.",
     "sparse_kendall_tau": "S-KdT",
@@ -99,6 +114,7 @@ class Block:
     factors: list[str]
     rows: list[tuple[Any, ...]]
     cells: dict[tuple[tuple[Any, ...], str], Cell]
+    labels: dict[tuple[Any, ...], str] = field(default_factory=dict)  # row -> its printed name
 
 
 @dataclass
@@ -154,20 +170,76 @@ def _cell(records: Sequence[dict[str, Any]], bootstrap: int, rng: np.random.Gene
     return cell
 
 
+def level(record: dict[str, Any], factor: str) -> Any:
+    """The row value of `factor` in `record`: its value, or for a factor in `RELATIVE` its
+    level against the run's ``fidelity.baseline`` (``base``, ``base-1``, ``base/2``; the
+    value itself where it is no such level)."""
+    config = record.get("config", {})
+    value = select(config, factor)
+    how = RELATIVE.get(factor)
+    base = select(config, f"fidelity.baseline.{factor.partition('.')[2]}")
+    if how is None or not all(isinstance(v, int) and v > 0 for v in (value, base)):
+        return value
+    if value == base:
+        return "base"
+    if how == "-":
+        return f"base{value - base:+d}"
+    if base % value == 0:
+        return f"base/{base // value}"
+    if value % base == 0:
+        return f"base*{value // base}"
+    return value
+
+
 def _row_key(record: dict[str, Any], factors: Sequence[str]) -> tuple[Any, ...]:
-    return tuple(select(record.get("config", {}), f) for f in factors)
+    return tuple(level(record, f) for f in factors)
+
+
+def _level_order(v: str) -> tuple:
+    """base, then base-1, base-2, ... or base/2, base/4, ...; base+k and base*k before base."""
+    if v == "base":
+        return (0,)
+    sign = -1 if v[4] in "+*" else 1
+    return (sign, sign * int(v[5:]))
 
 
 def _order(values: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     def key(row: tuple[Any, ...]) -> tuple:
         return tuple(
-            (0, v, "")
+            (0, v, ())
             if isinstance(v, (int, float)) and not isinstance(v, bool)
-            else (1, 0, str(v))
+            else (1, 0, _level_order(v))
+            if isinstance(v, str) and _LEVEL.fullmatch(v)
+            else (2, 0, (str(v),))
             for v in row
         )
 
     return sorted(set(values), key=key)
+
+
+def _row_labels(
+    factors: Sequence[str], grouped: dict[tuple[tuple[Any, ...], str], list[dict[str, Any]]]
+) -> dict[tuple[Any, ...], str]:
+    """Each row's printed name; a relative level is followed by the absolute value where all
+    the row's runs (every space) share it (``layers=base-2 (3)``)."""
+    values: dict[tuple[Any, ...], list[set[str]]] = {}
+    for (row, _), recs in grouped.items():
+        sets = values.setdefault(row, [set() for _ in factors])
+        for r in recs:
+            for i, f in enumerate(factors):
+                sets[i].add(json.dumps(select(r.get("config", {}), f)))
+    labels = {}
+    for row, sets in values.items():
+        shown = []
+        for f, v, absolute in zip(factors, row, sets, strict=True):
+            if v is None:
+                continue
+            text = _fmt_value(v)
+            if f in RELATIVE and isinstance(v, str) and len(absolute) == 1:
+                text += f" ({json.loads(next(iter(absolute)))})"
+            shown.append(f"{f.rpartition('.')[2]}={text}")
+        labels[row] = ", ".join(shown) or "baseline"
+    return labels
 
 
 def build_table(
@@ -176,6 +248,8 @@ def build_table(
     if table not in TABLES and table != "3":
         raise KeyError(f"unknown table {table!r}; known: {', '.join([*TABLES, '3'])}")
     rng = np.random.default_rng(seed)
+    broken = sum(r.get("status") == "broken" for r in records)
+    records, copies = distinct_jobs(records)
     by_experiment: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         name = select(r, "config.experiment.name")
@@ -183,51 +257,99 @@ def build_table(
             by_experiment[name].append(r)
     spaces = [s for s in SPACES if any(select(r, "config.search_space.name") == s for r in records)]
     blocks, notes = [], []
+    if broken:
+        notes.append(f"{broken} metrics.json file(s) could not be read (`show` names them)")
+    if copies:
+        notes.append(f"{copies} copy(ies) of a job found twice (the same config_hash) counted once")
     for experiment, title in TABLES[table]:
         recs = by_experiment.get(experiment, [])
         if not recs:
             notes.append(f"{title}: no runs of +experiment={experiment} in the given folders")
             continue
         factors = list(select(recs[0], "config.experiment.factors") or [])
-        grouped: dict[tuple[tuple[Any, ...], str], list[dict[str, Any]]] = defaultdict(list)
-        for r in recs:
-            grouped[(_row_key(r, factors), select(r, "config.search_space.name"))].append(r)
-        rows = _order(k[0] for k in grouped)
-        cells = {k: _cell(v, bootstrap, rng) for k, v in grouped.items()}
-        if experiment == "dynamic_channels_ablation":
-            _add_subspace_mean(rows, cells, factors, grouped)
-        failed = sum(c.failed for c in cells.values())
-        if failed:
-            notes.append(f"{title}: {failed} failed run(s) left out")
-        blocks.append(Block(experiment, title, factors, rows, cells))
+        by_setting: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r, label in zip(recs, setting_labels(recs, factors), strict=True):
+            by_setting[label].append(r)
+        for label in sorted(by_setting):  # the main setting ("") first
+            block = _block(experiment, title, factors, by_setting[label], bootstrap, rng)
+            if label:
+                block.title = f"{title} [{label}]"
+                notes.append(
+                    f"{block.title}: {len(by_setting[label])} run(s) whose settings differ from "
+                    "the main sweep's beyond the factors and the seed, shown apart"
+                )
+            failed = sum(c.failed for c in block.cells.values())
+            if failed:
+                notes.append(f"{block.title}: {failed} failed run(s) left out")
+            blocks.append(block)
     return Table(table, blocks, spaces, notes)
 
 
-def _add_subspace_mean(rows, cells, factors, grouped) -> None:
-    """`disabled` dynamic channels: a row with the mean over the sub-spaces (Tables 5-7)."""
+def _block(
+    experiment: str,
+    title: str,
+    factors: list[str],
+    recs: Sequence[dict[str, Any]],
+    bootstrap: int,
+    rng: np.random.Generator,
+) -> Block:
+    grouped: dict[tuple[tuple[Any, ...], str], list[dict[str, Any]]] = defaultdict(list)
+    for r in recs:
+        grouped[(_row_key(r, factors), select(r, "config.search_space.name"))].append(r)
+    rows = _order(k[0] for k in grouped)
+    cells = {k: _cell(v, bootstrap, rng) for k, v in grouped.items()}
+    labels = _row_labels(factors, grouped)
+    if experiment == "dynamic_channels_ablation":
+        _add_subspace_mean(rows, cells, labels, factors, grouped)
+    return Block(experiment, title, factors, rows, cells, labels)
+
+
+def _add_subspace_mean(rows, cells, labels, factors, grouped) -> None:
+    """`disabled` dynamic channels: a row with the mean over the sub-spaces (Tables 5-7).
+
+    Per seed the mean over the sub-spaces (the seed's one number for the whole space), then
+    mean ± std of those over the seeds that ran every sub-space, like any other row."""
     if "supernet.subspace" not in factors:
         return
     i = factors.index("supernet.subspace")
-    subs = [r for r in rows if r[i] is not None]
+    mean_row = tuple(
+        "disabled"
+        if f == "supernet.dynamic_channels"
+        else ("mean" if f == "supernet.subspace" else None)
+        for f in factors
+    )
     for space in {k[1] for k in grouped}:
-        parts = [cells[(r, space)] for r in subs if (r, space) in cells and cells[(r, space)].runs]
-        if not parts:
+        by_seed: dict[Any, dict[Any, dict[str, Any]]] = defaultdict(
+            dict
+        )  # seed -> sub-space -> run
+        subs = set()
+        for (row, sp), recs in grouped.items():
+            if sp != space or row[i] is None:
+                continue
+            subs.add(row[i])
+            for r in recs:
+                if r.get("status") == "completed":
+                    by_seed[r.get("seed")][row[i]] = r
+        complete = [runs for runs in by_seed.values() if set(runs) == subs]
+        if not complete:
             continue
-        mean_row = tuple(
-            "disabled"
-            if f == "supernet.dynamic_channels"
-            else ("mean" if f == "supernet.subspace" else None)
-            for f in factors
+        cell = Cell(
+            runs=len(complete),
+            untrained=sum(any(r.get("untrained") for r in runs.values()) for runs in complete),
         )
-        cell = Cell(runs=sum(c.runs for c in parts), untrained=sum(c.untrained for c in parts))
         for m in METRICS:
-            values = [c.mean[m] for c in parts if c.mean.get(m) is not None]
-            cell.mean[m] = float(np.mean(values)) if values else None
-            cell.std[m] = float(np.std(values)) if values else None
+            per_seed = []
+            for runs in complete:
+                values = [select(r, f"metrics.{m}") for r in runs.values()]
+                if all(v is not None for v in values):
+                    per_seed.append(float(np.mean(values)))
+            cell.mean[m] = float(np.mean(per_seed)) if per_seed else None
+            cell.std[m] = float(np.std(per_seed)) if per_seed else None
         cell.ci = dict.fromkeys(RANKING)
         cells[(mean_row, space)] = cell
         if mean_row not in rows:
             rows.append(mean_row)
+            labels[mean_row] = "dynamic_channels=disabled, subspace=mean"
 
 
 def correlation_table(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
@@ -266,14 +388,12 @@ def correlation_table(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, 
 # rendering
 
 
-def _fmt_row(factors: Sequence[str], row: tuple[Any, ...]) -> str:
-    parts = []
-    for f, v in zip(factors, row, strict=True):
-        if v is None:
-            continue
-        name = f.rpartition(".")[2]
-        parts.append(f"{name}={str(v).lower() if isinstance(v, bool) else v}")
-    return ", ".join(parts) or "baseline"
+def _fmt_value(v: Any) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def _fmt_row(block: Block, row: tuple[Any, ...]) -> str:
+    return block.labels[row]
 
 
 def _fmt_cell(cell: Cell | None, metric: str) -> str:
@@ -283,8 +403,8 @@ def _fmt_cell(cell: Cell | None, metric: str) -> str:
     mean, std = cell.mean[metric], cell.std[metric] or 0.0
     if metric == "final_performance":
         text = f"{100 * mean:.2f}±{100 * std:.2f}"
-    elif metric == "supernet_acc_mean":
-        text = f"{mean:.3f}±{std:.2f}"
+    elif metric == "supernet_acc_mean":  # ± the pool's std, as the paper prints it
+        text = f"{mean:.3f}±{cell.mean.get('supernet_acc_std') or 0.0:.2f}"
     elif metric in RANKING and cell.ci.get(metric):
         lo, hi = cell.ci[metric]  # type: ignore[misc]
         text = f"{mean:.3f} [{lo:.2f}, {hi:.2f}]"
@@ -304,9 +424,10 @@ def to_markdown(t: Table) -> str:
         lines.append(f"| **{b.title}** |" + " |" * (len(head) - 1))
         for row in b.rows:
             cells = [_fmt_cell(b.cells.get((row, s)), m) for s in t.spaces for m in COLUMNS]
-            lines.append("| " + " | ".join([_fmt_row(b.factors, row), *cells]) + " |")
+            lines.append("| " + " | ".join([_fmt_row(b, row), *cells]) + " |")
     lines += [
         "",
+        "super-net accuracy: mean ± std over the pool's architectures; final performance: "
         "mean ± std over seeds; [95% bootstrap interval over architectures and seeds]; "
         "† untrained run(s) (super-net accuracy < 0.4); — missing; (n=k) fewer than 3 runs",
     ]
@@ -331,7 +452,7 @@ def to_csv(t: Table) -> str:
             for s in t.spaces:
                 c = b.cells.get((row, s))
                 if c is None:
-                    w.writerow([t.table, b.experiment, _fmt_row(b.factors, row), s, 0, 0, 0])
+                    w.writerow([t.table, b.experiment, _fmt_row(b, row), s, 0, 0, 0])
                     continue
                 vals = [_blank(getattr(c, k)[m]) for m in METRICS for k in ("mean", "std")]
                 cis = [
@@ -343,7 +464,7 @@ def to_csv(t: Table) -> str:
                     [
                         t.table,
                         b.experiment,
-                        _fmt_row(b.factors, row),
+                        _fmt_row(b, row),
                         s,
                         c.runs,
                         c.failed,
@@ -381,7 +502,7 @@ def to_latex(t: Table) -> str:
         lines.append(rf"\multicolumn{{{cols + 1}}}{{l}}{{\textit{{{_tex(b.title)}}}}} \\")
         for row in b.rows:
             cells = [_tex(_fmt_cell(b.cells.get((row, s)), m)) for s in t.spaces for m in COLUMNS]
-            lines.append(_tex(_fmt_row(b.factors, row)) + " & " + " & ".join(cells) + r" \\")
+            lines.append(_tex(_fmt_row(b, row)) + " & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,102 @@
+"""Which runs may be merged: the same job counted once, and runs of one setting apart from
+runs of another.
+
+A sweep folder can hold more than one sweep of an experiment: a first try with
+``+preset=debug`` or ``protocol.epochs=1`` beside the real one, or a copy of a job folder.
+Averaging those as if they were seeds would give a number that no setting has. So a run's
+*setting* is its resolved config without the seed, the factors a table or figure varies and
+the keys outside a job's identity (`nasheur.config.IDENTITY_EXCLUDED`: device, speed options,
+the experiment's name). Per search space the setting that most runs share is the main one;
+every other setting is named by the keys where it differs from the main one
+(``protocol.epochs=1``), and the tables and figures show it apart, under that name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from nasheur.config import IDENTITY_EXCLUDED
+
+SHOWN_KEYS = 3  # keys named in a setting's label; more are counted ("+2 more")
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict) or not data:
+        return {prefix: data} if prefix else {}
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def setting(record: dict[str, Any], varied: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """The record's setting: its config as sorted (dotted key, JSON value) pairs, without the
+    seed, the `varied` keys (and their sub-keys) and the keys outside a job's identity."""
+    skip = ("seed", *IDENTITY_EXCLUDED, *varied)
+    flat = _flat(record.get("config") or {})
+    return tuple(
+        sorted(
+            (k, json.dumps(v, sort_keys=True))
+            for k, v in flat.items()
+            if not any(k == s or k.startswith(s + ".") for s in skip)
+        )
+    )
+
+
+def _label(this: tuple[tuple[str, str], ...], main: tuple[tuple[str, str], ...]) -> str:
+    a, b = dict(this), dict(main)
+    diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    shown = [f"{k}={json.loads(a[k]) if k in a else '(unset)'}" for k in diff[:SHOWN_KEYS]]
+    more = len(diff) - SHOWN_KEYS
+    return ", ".join(shown) + (f", +{more} more" if more > 0 else "")
+
+
+def setting_labels(records: Sequence[dict[str, Any]], varied: Iterable[str]) -> list[str]:
+    """For each record, "" when it has its search space's main setting (the one most of the
+    space's records share), else the keys where its setting differs (``protocol.epochs=1``).
+    Two settings that differ only beyond the first keys named still get distinct labels."""
+    varied = tuple(varied)
+    settings = [setting(r, varied) for r in records]
+    by_space: dict[Any, Counter] = defaultdict(Counter)
+    for r, s in zip(records, settings, strict=True):
+        by_space[_space(r)][s] += 1
+    # the most common setting; among equals, the first in sorted order (no dependence on
+    # the order the files were found in)
+    main = {
+        space: min(counts, key=lambda s, c=counts: (-c[s], s)) for space, counts in by_space.items()
+    }
+    labels: dict[tuple[Any, tuple[tuple[str, str], ...]], str] = {}
+    taken: set[tuple[Any, str]] = set()
+    for space, counts in by_space.items():
+        for s in sorted(counts):
+            if s == main[space]:
+                labels[(space, s)] = ""
+                continue
+            label, n = _label(s, main[space]), 1
+            while (space, label) in taken:  # distinct settings, equal short labels
+                n += 1
+                label = f"{_label(s, main[space])} (#{n})"
+            taken.add((space, label))
+            labels[(space, s)] = label
+    return [labels[(_space(r), s)] for r, s in zip(records, settings, strict=True)]
+
+
+def distinct_jobs(records: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The records with each job (its `config_hash`, which covers the seed) once, and how many
+    copies were dropped; a completed copy is kept over an unfinished one. Records without a
+    hash (not written by a job) are all kept."""
+    kept: dict[Any, dict[str, Any]] = {}
+    for i, r in enumerate(records):
+        key = r.get("config_hash") or ("no hash", i)
+        held = kept.get(key)
+        if held is None or (held.get("status") != "completed" and r.get("status") == "completed"):
+            kept[key] = r
+    return list(kept.values()), len(records) - len(kept)
+
+
+def _space(record: dict[str, Any]) -> Any:
+    config = record.get("config") or {}
+    return (config.get("search_space") or {}).get("name")
