@@ -171,7 +171,7 @@ class GroundTruthConfig:
     column: str | None = None  # CSV tables: accuracy column; default: the layout's own
     unit: GTUnit = GTUnit.auto  # CSV tables: auto = the file declares percent or fraction
     dataset: str | None = None  # NB201/NATS: cifar10 (default) or cifar10-valid
-    metric: GTMetric | None = None  # test (default) or valid accuracy
+    metric: GTMetric | None = None  # test or valid; None: the file's default (see conf/)
     cache_dir: str | None = None  # converted tables; default: beside the file
 
 

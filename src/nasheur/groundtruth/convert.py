@@ -19,7 +19,9 @@ format         file                                         benchmark   space
 Protocol options: NAS-Bench-101 takes ``metric`` ``test`` (default) or ``valid`` (dataset
 ``cifar10`` only); NAS-Bench-201 / NATS take ``dataset`` ``cifar10`` (default, metric ``test``)
 or ``cifar10-valid`` (metric ``valid`` by default, or ``test``); NDS has ``cifar10``/``test``
-only.
+only. A CSV table in the NB201 layout maps ``metric`` to its column (``test`` -> ``test_acc``,
+``valid`` -> ``valid_acc``, the default); a table in the project's layout must agree with the
+``dataset`` / ``metric`` its header names.
 
 The written table's header records ``source`` (the file's name), ``sha256`` (of the file; of a
 folder: the sha256 of the lines ``<relative posix name>\\0<file sha256>\\n`` over its regular
@@ -143,7 +145,7 @@ def _protocol(fmt: str, dataset: str | None, metric: str | None, column: str | N
         if metric not in (None, "test"):
             raise GroundTruthError(f"NDS DARTS records test errors only, not metric {metric!r}")
         return _Protocol("cifar10", "test", "test")
-    return _Protocol(dataset, metric, column or "table")
+    return _Protocol(dataset, metric, column or metric or "table")
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,7 +239,7 @@ def read_source(
 
         gt = read_nds(p).gt
     elif fmt == "table":
-        gt = read_table(p, column=column, unit=unit)
+        gt = read_table(p, column=column, metric=metric, unit=unit)
         _check_table_protocol(gt, dataset, metric)
     else:
         raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
@@ -396,8 +398,9 @@ def load_ground_truth(
 ) -> GroundTruth:
     """Ground truth from a CSV table or an official benchmark file (cached).
 
-    A CSV table is read with :func:`read_table` (``column``, ``unit``, ``validate_key``); when
-    its header names a ``dataset`` / ``metric`` they must agree with the ones given. Any other
+    A CSV table is read with :func:`read_table` (``column``, ``metric``, ``unit``,
+    ``validate_key``): in the NB201 layout ``metric`` picks the column; when its header names a
+    ``dataset`` / ``metric`` they must agree with the ones given. Any other
     supported file is converted once into a cache table (``cache_dir``; default
     ``<file's folder>/.nasheur-gt-cache/``, else ``$XDG_CACHE_HOME`` or ``~/.cache`` +
     ``/nasheur/gt`` when that folder cannot be written), which later calls read. ``column`` and
@@ -406,7 +409,7 @@ def load_ground_truth(
     p = Path(os.path.normpath(path))
     fmt = detect_format(p)
     if fmt == "table":
-        gt = read_table(p, column=column, unit=unit, validate_key=validate_key)
+        gt = read_table(p, column=column, metric=metric, unit=unit, validate_key=validate_key)
         _check_table_protocol(gt, dataset, metric)
         return gt
     if column is not None or unit != "auto":

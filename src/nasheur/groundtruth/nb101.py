@@ -17,13 +17,14 @@ File layout (facts about the public format):
 * ``ModelMetrics``: field 1 repeated ``EvaluationData`` (sub-message), field 2 int32
   ``trainable_parameters``, field 3 double ``total_time``. ``EvaluationData``: fields 1-5 doubles
   ``current_epoch``, ``training_time``, ``train_accuracy``, ``validation_accuracy``,
-  ``test_accuracy``; field 6 string ``checkpoint_path``. The last entry (index 2 in the
-  released files) is the final evaluation. Accuracies are fractions.
+  ``test_accuracy``; field 6 string ``checkpoint_path``. A run has 3 evaluations (start,
+  halfway, end); index 2 is the final one. Accuracies are fractions.
 
 Ground truth (:func:`read_nb101`): over the records trained for 108 epochs, the mean across
 repeats of the final test accuracy (``metric="test"``) or final validation accuracy
-(``metric="valid"``), keyed by the official module hash. The number of repeats and the
-trainable parameters of each hash come along in :class:`NB101GroundTruth`.
+(``metric="valid"``), keyed by the official module hash; a run without exactly 3 evaluations
+is an error, not guessed at. The number of repeats and the trainable parameters of each hash
+come along in :class:`NB101GroundTruth`.
 
 CRC32C is computed by the first available of: the optional ``crc32c`` or ``google_crc32c``
 packages (never required), a numpy routine that runs the byte-wise table over a whole batch of
@@ -64,6 +65,7 @@ __all__ = [
 
 METRICS = ("test", "valid")
 FINAL_EPOCHS = 108
+FINAL_EVAL, N_EVALS = 2, 3  # evaluations at the start, halfway and end of a run
 
 
 class TFRecordError(GroundTruthError):
@@ -448,10 +450,12 @@ def decode_model_metrics(buf: bytes) -> ModelMetrics:
     return ModelMetrics(tuple(_decode_eval(buf, a, b) for a, b in spans), params, total)
 
 
-def _final_metrics(buf: bytes) -> tuple[EvaluationData | None, int]:
-    """The last evaluation and the parameter count, decoding nothing else."""
+def _final_metrics(buf: bytes) -> tuple[EvaluationData | None, int, int]:
+    """The final evaluation (None unless there are exactly 3), the parameter count and the
+    number of evaluations, decoding nothing else."""
     spans, params, _ = _scan_metrics(buf)
-    return (_decode_eval(buf, *spans[-1]) if spans else None), params
+    final = _decode_eval(buf, *spans[FINAL_EVAL]) if len(spans) == N_EVALS else None
+    return final, params, len(spans)
 
 
 # --------------------------------------------------------------------------------------------
@@ -580,14 +584,16 @@ def read_nb101(
                 "module hash"
             )
         try:
-            final, n_params = _final_metrics(b64decode(row[4], validate=True))
+            final, n_params, n_evals = _final_metrics(b64decode(row[4], validate=True))
         except (binascii.Error, TypeError, ValueError) as exc:
             raise TFRecordError(
                 f"{source}: record at byte offset {offset}: bad ModelMetrics: {exc}"
             ) from None
         if final is None:
+            # with more or fewer, which one is final is unknown: refuse rather than guess
             raise TFRecordError(
-                f"{source}: record at byte offset {offset} ({module_hash}) has no evaluation"
+                f"{source}: record at byte offset {offset} ({module_hash}) has {n_evals} "
+                f"evaluations, expected {N_EVALS} (the final one is index {FINAL_EVAL})"
             )
         test, valid = final.test_accuracy, final.validation_accuracy
         if not (0.0 <= test <= 1.0 and 0.0 <= valid <= 1.0):
@@ -617,13 +623,14 @@ def read_nb101(
     valid_mean = table[:, 1] / table[:, 2]
     params = np.fromiter((v[3] for v in acc.values()), dtype=np.int64, count=len(keys))
     values = test_mean if metric == "test" else valid_mean
+    field = "test_accuracy" if metric == "test" else "validation_accuracy"
     lo, hi = int(repeats.min()), int(repeats.max())
     meta = {
         "benchmark": "nb101",
         "space": "nb101",
         "dataset": "cifar10",
         "metric": metric,
-        "split": f"evaluation_data[-1].{'test' if metric == 'test' else 'validation'}_accuracy",
+        "split": f"evaluation_data[{FINAL_EVAL}].{field}",
         "epochs": str(epochs),
         "repeats": str(lo) if lo == hi else f"{lo}-{hi} (mean {repeats.mean():.4f})",
         "records": str(records),

@@ -15,8 +15,9 @@ a) the project's own cache format, written by :func:`write_table`::
    (``percent`` or ``fraction``) comes from the ``# unit:`` line or from ``unit=``.
 
 b) the NAS-Bench-201 table layout ``index,arch_str,valid_acc,test_acc`` (percent), keyed by
-   ``arch_str``; the default value column is ``valid_acc`` (``column="test_acc"`` picks the
-   other).
+   ``arch_str``; the default value column is ``valid_acc`` (``column="test_acc"`` or
+   ``metric="test"`` picks the other). The result's ``meta`` records the ``column`` read and,
+   for those two, the ``metric``.
 
 Accuracies are stored as float64 fractions in [0, 1].
 """
@@ -43,6 +44,7 @@ UNITS = ("percent", "fraction")
 _OWN_KEY, _OWN_VALUE = "key", "accuracy"
 _NB201_HEADER = ("index", "arch_str", "valid_acc", "test_acc")
 _NB201_KEY, _NB201_VALUE = "arch_str", "valid_acc"
+_NB201_METRIC_COLUMN = {"test": "test_acc", "valid": "valid_acc"}
 _ACCEPTED_HEADERS = (
     f"'{_OWN_KEY},{_OWN_VALUE}[,...]' (the project's layout, with a '# unit:' line), "
     f"'{','.join(_NB201_HEADER)}' (NAS-Bench-201 table, percent)"
@@ -130,10 +132,16 @@ def read_table(
     path: str | os.PathLike[str],
     *,
     column: str | None = None,
+    metric: str | None = None,
     unit: str = "auto",
     validate_key: Callable[[str], None] | None = None,
 ) -> GroundTruth:
     """Read a ground-truth table (either layout; see the module docstring).
+
+    ``metric`` (``"test"`` or ``"valid"``) picks the NB201 layout's column (``test_acc`` or
+    ``valid_acc``); a ``column`` that names another one is an error. The project's layout has
+    one accuracy per table, so there ``metric`` is left to the caller to compare with the
+    header's ``# metric:`` line.
 
     ``unit`` is ``"percent"``, ``"fraction"`` or ``"auto"`` (the file's ``# unit:`` line; the
     NB201 layout implies percent). ``validate_key(key)`` may raise :class:`ValueError` to reject
@@ -181,6 +189,21 @@ def read_table(
             header_lineno,
             f"unknown layout, header {','.join(header)!r}; accepted headers: {_ACCEPTED_HEADERS}",
         )
+    if layout == "nb201" and metric is not None:
+        wanted = _NB201_METRIC_COLUMN.get(metric)
+        if wanted is None:
+            raise _err(
+                source,
+                header_lineno,
+                f"metric {metric!r}: one of {', '.join(_NB201_METRIC_COLUMN)}",
+            )
+        if column is not None and column != wanted:
+            raise _err(
+                source,
+                header_lineno,
+                f"column {column!r} contradicts metric {metric!r} (its column is {wanted!r})",
+            )
+        column = wanted
     value_col = default_col if column is None else column
     available = [
         h for h in header if h and h != key_col and not (layout == "nb201" and h == "index")
@@ -266,6 +289,11 @@ def read_table(
     acc = np.asarray(values, dtype=np.float64)
     if scale != 1.0:
         acc = acc / scale
+    if layout == "nb201":  # provenance: which of the file's accuracies this is
+        meta["column"] = value_col
+        for name, col in _NB201_METRIC_COLUMN.items():
+            if col == value_col:
+                meta["metric"] = name
     return GroundTruth(keys=tuple(keys), acc=acc, source=source, meta=meta)
 
 

@@ -117,17 +117,29 @@ def _pairs(value: Any, what: str) -> tuple[Pair, ...]:
     return tuple(pairs)
 
 
+def _concat(value: Any, what: str) -> tuple[int, ...]:
+    # a JSON string ("2345") or number (5) would reach Cell's range check as a TypeError
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise ValueError(f"{what} {value!r} must be a list of node numbers")
+    for c in value:
+        if isinstance(c, bool) or not isinstance(c, int):
+            raise ValueError(f"{what}: {c!r} is not an integer node number")
+    if not value or any(not 2 <= c < NODES + 2 for c in value) or len(set(value)) != len(value):
+        raise ValueError(f"{what} {value!r} must name distinct nodes among 2..{NODES + 1}")
+    return tuple(value)
+
+
 def from_nds(genotype: Mapping[str, Any]) -> Genotype:
     """Parse the NDS ``net.genotype`` form; ValueError names what is wrong."""
     try:
         return Genotype(
             Cell(
                 _pairs(genotype["normal"], "normal"),
-                tuple(genotype.get("normal_concat", DEFAULT_CONCAT)),
+                _concat(genotype.get("normal_concat", DEFAULT_CONCAT), "normal_concat"),
             ),
             Cell(
                 _pairs(genotype["reduce"], "reduce"),
-                tuple(genotype.get("reduce_concat", DEFAULT_CONCAT)),
+                _concat(genotype.get("reduce_concat", DEFAULT_CONCAT), "reduce_concat"),
             ),
         )
     except KeyError as err:

@@ -1,0 +1,179 @@
+"""Format details of the ground-truth readers: NDS concat lists, the NB201 CSV layout's
+metric, and the NB101 evaluation count (fixtures from the loader tests' own writers)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import numpy as np
+import pytest
+
+from nasheur.groundtruth import GroundTruthError, load_ground_truth, read_table
+from nasheur.groundtruth.convert import convert_file, default_output
+from nasheur.groundtruth.nb101 import TFRecordError, read_nb101
+from nasheur.groundtruth.nds import read_nds
+from nasheur.spaces.darts_genotype import from_nds, parse_key
+from tests.test_groundtruth_loaders import (
+    ADJ,
+    G1,
+    HASH_A,
+    NDS_JOBS,
+    OPS,
+    evaluation_data,
+    model_metrics,
+    nb101_record,
+    tfrecord_bytes,
+)
+
+# ============================================================================ NDS concat
+
+
+BAD_CONCATS = [
+    pytest.param(5, id="int"),
+    pytest.param("2345", id="string"),
+    pytest.param([2, "3"], id="string-item"),
+    pytest.param([2.0, 3.0], id="float-items"),
+    pytest.param([True, 3], id="bool-item"),
+    pytest.param([1, 2], id="cell-input"),
+    pytest.param([2, 6], id="past-last-node"),
+    pytest.param([2, 2], id="repeated"),
+    pytest.param([], id="empty"),
+    pytest.param(None, id="null"),
+]
+
+
+@pytest.mark.parametrize("which", ["normal_concat", "reduce_concat"])
+@pytest.mark.parametrize("concat", BAD_CONCATS)
+def test_nds_bad_concat_names_file_and_job(tmp_path, which, concat):
+    jobs = json.loads(json.dumps(NDS_JOBS))
+    jobs[1]["net"]["genotype"][which] = concat
+    path = tmp_path / "DARTS.json"
+    path.write_text(json.dumps(jobs))
+    with pytest.raises(ValueError, match=r"must|integer") as parsed:
+        from_nds(jobs[1]["net"]["genotype"])
+    assert not isinstance(parsed.value, TypeError)
+    where = f"{path}: job 1: bad genotype: {which}"
+    with pytest.raises(GroundTruthError, match=re.escape(where)):
+        read_nds(path)
+
+
+def test_nds_other_concat_lists_are_read(tmp_path):
+    # any order of a subset of the nodes 2..5 is valid; the key sorts it
+    genotype = json.loads(json.dumps(G1))
+    genotype["normal_concat"] = [5, 3]
+    genotype["reduce_concat"] = [5, 4, 3, 2]
+    g = from_nds(genotype)
+    assert g.normal.concat == (5, 3) and g.reduce.concat == (5, 4, 3, 2)
+    key = g.key()
+    assert "concat=3,5" in key and key.count("concat=") == 1  # the reduce cell has the default
+    assert parse_key(key).normal.concat == (3, 5)
+
+
+# ============================================================================ NB201 CSV metric
+
+# percent values whose valid and test columns differ, so that a mix-up shows
+NB201_ROWS = [
+    ("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|", 81.5, 80.25),
+    ("|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|none~0|none~1|none~2|", 10.0, 12.5),
+]
+
+
+@pytest.fixture
+def nb201_csv(tmp_path):
+    path = tmp_path / "nb201.csv"
+    path.write_text(
+        "index,arch_str,valid_acc,test_acc\n"
+        + "".join(f"{i},{a},{v},{t}\n" for i, (a, v, t) in enumerate(NB201_ROWS))
+    )
+    return path
+
+
+def _expected(col: int) -> list[float]:
+    return [row[col] / 100 for row in NB201_ROWS]
+
+
+@pytest.mark.parametrize(
+    ("metric", "column", "col"),
+    [(None, None, 1), ("valid", None, 1), ("test", None, 2), ("test", "test_acc", 2)],
+)
+def test_nb201_layout_metric_picks_column(nb201_csv, metric, column, col):
+    gt = load_ground_truth(nb201_csv, metric=metric, column=column)
+    assert gt.keys == tuple(row[0] for row in NB201_ROWS)
+    np.testing.assert_allclose(gt.acc, _expected(col), rtol=0, atol=1e-15)
+    name = "valid" if col == 1 else "test"
+    assert gt.meta["metric"] == name and gt.meta["column"] == f"{name}_acc"
+
+
+def test_nb201_layout_metric_conflicts(nb201_csv):
+    with pytest.raises(GroundTruthError, match=r"nb201\.csv:1: column 'valid_acc'.*metric 'test'"):
+        load_ground_truth(nb201_csv, metric="test", column="valid_acc")
+    with pytest.raises(GroundTruthError, match=r"nb201\.csv:1: metric 'train'"):
+        read_table(nb201_csv, metric="train")
+
+
+def test_nb201_layout_converted_table_records_the_column(nb201_csv, tmp_path):
+    out, _ = convert_file(nb201_csv, tmp_path / "out.csv", metric="test")
+    header = [line for line in out.read_text().splitlines() if line.startswith("#")]
+    assert "# column: test_acc" in header and "# metric: test" in header
+    again = load_ground_truth(out, metric="test")
+    np.testing.assert_allclose(again.acc, _expected(2), rtol=0, atol=1e-15)
+    with pytest.raises(GroundTruthError, match=r"metric 'test'.*metric='valid'"):
+        load_ground_truth(out, metric="valid")
+    # converting for each metric does not overwrite the other's default output
+    assert default_output(nb201_csv, metric="test") != default_output(nb201_csv, metric="valid")
+
+
+def test_own_layout_keeps_its_column(tmp_path):
+    # the project's layout has one accuracy: metric is checked against its header, not mapped
+    path = tmp_path / "gt.csv"
+    path.write_text("# unit: percent\nkey,accuracy\na,50\n")
+    assert load_ground_truth(path, metric="test")["a"] == 0.5
+    assert "column" not in read_table(path).meta
+    path.write_text("# unit: percent\n# metric: valid\nkey,accuracy\na,50\n")
+    with pytest.raises(GroundTruthError, match=r"metric 'valid'.*metric='test'"):
+        load_ground_truth(path, metric="test")
+
+
+def test_shared_nb201_table_metric(shared_nb201_csv):
+    first = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
+    # the values of its first row (tests/../shared/data/nb201-cifar10-valid-200ep.csv)
+    assert load_ground_truth(shared_nb201_csv, metric="test")[first] == pytest.approx(0.8152)
+    assert load_ground_truth(shared_nb201_csv)[first] == pytest.approx(0.8198266666)
+
+
+# ============================================================================ NB101 evaluations
+
+
+def _record(evals: list[bytes], h: str = HASH_A, epochs: int = 108) -> bytes:
+    metrics = model_metrics(evals, 1234, 99.0)
+    return json.dumps([h, epochs, ADJ, OPS, base64.b64encode(metrics).decode()]).encode()
+
+
+def _evals(n: int) -> list[bytes]:
+    # evaluation k has test accuracy 0.1 * (k + 1): index 2 reads 0.3, the last 0.1 * n
+    return [evaluation_data(float(k), 0.5, 0.05 * (k + 1), 0.1 * (k + 1)) for k in range(n)]
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 4, 5])
+def test_nb101_wrong_evaluation_count_is_named(tmp_path, n):
+    good = nb101_record(HASH_A, 108, 0.91, 0.90, 1234, 0)
+    blob, offsets = tfrecord_bytes([good, _record(_evals(n))])
+    path = tmp_path / "nasbench_only108.tfrecord"
+    path.write_bytes(blob)
+    where = f"{path}: record at byte offset {offsets[1]} ({HASH_A}) has {n} evaluations"
+    with pytest.raises(TFRecordError, match=re.escape(where) + ".*expected 3"):
+        read_nb101(path)
+
+
+def test_nb101_reads_index_2_of_three(tmp_path):
+    blob, _ = tfrecord_bytes([_record(_evals(3)), _record(_evals(3)[::-1])])
+    path = tmp_path / "nasbench_only108.tfrecord"
+    path.write_bytes(blob)
+    res = read_nb101(path)
+    # index 2 is 0.3 in the first run and 0.1 in the reversed one
+    assert res.gt[HASH_A] == pytest.approx((0.3 + 0.1) / 2, abs=1e-15)
+    assert res.valid[0] == pytest.approx((0.15 + 0.05) / 2, abs=1e-15)
+    assert res.repeats.tolist() == [2]
+    assert res.gt.meta["split"] == "evaluation_data[2].test_accuracy"
