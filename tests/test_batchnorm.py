@@ -67,3 +67,32 @@ def test_recalibration_is_the_plain_mean_of_the_batches_statistics():
     x = torch.randn(5, 2, 3, 3)
     expected = (x - means.view(1, 2, 1, 1)) / torch.sqrt(variances.view(1, 2, 1, 1) + bn.eps)
     torch.testing.assert_close(bn(x), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_recalibration_on_random_subsets_averages_each_channel_over_its_own_batches():
+    # `shuffle` hands each batch another subset of the channels: a channel's statistics are
+    # the mean over the batches that used it, whatever batch it first appeared in
+    from nasheur.supernet.channels import SlicedBatchNorm2d
+
+    bn = SlicedBatchNorm2d(6, affine=True, track=True)
+    bn(torch.randn(8, 6, 4, 4) * 5)  # stale statistics that recalibration must forget
+    bn.eval()
+    set_bn_stats(bn, BNStats.calibrate)
+    subsets = [[0, 1, 2], [2, 3, 4], [1, 2, 5], [0, 4, 5]]
+    used: dict[int, list[torch.Tensor]] = {c: [] for c in range(6)}
+    for k, subset in enumerate(subsets):
+        x = torch.randn(6, 3, 3, 3, dtype=torch.float32) * (k + 2) + 3 * k
+        bn(x, torch.tensor(subset))
+        for j, c in enumerate(subset):
+            used[c].append(x[:, j])
+    for c, parts in used.items():
+        mean = torch.stack([p.mean() for p in parts]).mean()
+        var = torch.stack([p.var(unbiased=True) for p in parts]).mean()
+        torch.testing.assert_close(bn.running_mean[c], mean)
+        torch.testing.assert_close(bn.running_var[c], var)
+    # a new calibration forgets the counts of the last one
+    set_bn_stats(bn, BNStats.calibrate)
+    x = torch.randn(6, 2, 3, 3)
+    bn(x, torch.tensor([3, 5]))
+    torch.testing.assert_close(bn.running_mean[[3, 5]], x.mean(dim=(0, 2, 3)))
+    torch.testing.assert_close(bn.running_mean[[0, 1, 2, 4]], torch.zeros(4))

@@ -79,3 +79,42 @@ def test_an_nb101_job_completes(channels, tmp_path):
         gt_keys = [line.split(",")[0] for line in gt.read_text().splitlines()[2:]]
         in_sub = [k for k in gt_keys if space.parse(k).output_inputs() == sub]
         assert rec["ground_truth"]["architectures"] == len(gt_keys) > len(in_sub) >= 12
+
+
+def test_a_shuffle_job_stopped_in_evaluation_resumes_to_the_same_accuracies(tmp_path, monkeypatch):
+    # `shuffle` draws channel subsets in evaluation too: from the job's own evaluation stream,
+    # so a job resumed after its last epoch (no epoch runs, no epoch seeds torch) measures
+    # what the uninterrupted job measured; and one batch per forward without graphs, whatever
+    # run.eval_pack says (not part of the job's identity)
+    import nasheur.evaluation
+
+    gt = write_nb101_gt(tmp_path / "gt.csv")
+    cfg = compose_job(
+        [
+            *TINY_JOB,
+            *NB101_TINY,
+            "protocol.epochs=1",
+            f"ground_truth.path={gt}",
+            "supernet.dynamic_channels=shuffle",
+            "run.eval_pack=4",
+        ]
+    )
+    validate(cfg)
+    whole = run_job(cfg, output_dir=tmp_path / "whole")
+    evaluate = nasheur.evaluation.evaluate_archs
+    seen = {}
+
+    def stop(*args, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt("stopped in evaluation")
+
+    monkeypatch.setattr(nasheur.evaluation, "evaluate_archs", stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(cfg, output_dir=tmp_path / "resumed")
+    assert seen["pack"] == 1 and seen["cuda_graphs"] is False
+    monkeypatch.setattr(nasheur.evaluation, "evaluate_archs", evaluate)
+    resumed = run_job(cfg, output_dir=tmp_path / "resumed")
+    assert whole["status"] == resumed["status"] == "completed"
+    assert [a["supernet_acc"] for a in resumed["archs"]] == [
+        a["supernet_acc"] for a in whole["archs"]
+    ]

@@ -259,6 +259,15 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
             **norm,
         )
     log.info("evaluating %d architectures (BN: %s)", len(pool), bn_mode)
+    # evaluation's own random stream (`shuffle` draws its channel subsets from torch's): a
+    # job resumed after its last epoch evaluates as the uninterrupted one does
+    torch.manual_seed(derive_seed(cfg.seed, "evaluate"))
+    # `shuffle` draws a subset per forward: one batch per forward and no captured graph (no
+    # draw frozen in or replayed from one), so that the eval_speed keys, which are not part
+    # of a job's identity, cannot change what it measures
+    random_forward = cfg.supernet.dynamic_channels.value == "shuffle"  # NB101 only (validate)
+    if random_forward and (cfg.run.eval_graphs or cfg.run.eval_pack > 1):
+        log.info("dynamic_channels=shuffle: evaluating one batch per forward, without CUDA graphs")
     eval_start = time.perf_counter()
     supernet_acc = evaluate_archs(
         model,
@@ -270,9 +279,9 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
         calib_seed=derive_seed(cfg.seed, "calibrate"),
         progress=progress.evaluation(len(pool)),
         bf16=cfg.run.bf16,
-        cuda_graphs=cfg.run.eval_graphs and device.type == "cuda",
+        cuda_graphs=cfg.run.eval_graphs and device.type == "cuda" and not random_forward,
         streams=cfg.run.eval_streams,
-        pack=cfg.run.eval_pack,
+        pack=1 if random_forward else cfg.run.eval_pack,
     )
     eval_seconds = time.perf_counter() - eval_start
     gt_acc = gt.lookup(pool)

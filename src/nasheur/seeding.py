@@ -10,7 +10,7 @@ import zlib
 
 import numpy as np
 
-STREAMS = ("init", "data", "sampler", "torch", "pool", "calibrate")
+STREAMS = ("init", "data", "sampler", "torch", "pool", "calibrate", "evaluate")
 
 
 def _stream_id(stream: str) -> int:

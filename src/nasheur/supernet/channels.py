@@ -10,8 +10,9 @@ one super-net vertex must serve several widths. The strategies (``supernet.dynam
 ``shuffle``
     a random subset of C of the C_max channels, used in channel order (so a vertex at full
     width uses the whole layer unchanged), drawn anew for every vertex at every forward pass
-    with torch's global RNG (seeded per epoch by the job, so a resumed run draws the same
-    subsets); kernels, projections and BN take the same subset.
+    with torch's global RNG (seeded per epoch and for the evaluation by the job, so a resumed
+    run draws the same subsets); kernels, projections and BN take the same subset. BN
+    recalibration counts each channel's batches on its own.
 ``interpolate``
     the C_max channels resampled linearly to C, on the *activations*: the vertex's C-channel
     input is resampled to C_max channels, the op runs at full width (its whole C_max x C_max
@@ -61,6 +62,8 @@ class SlicedBatchNorm2d(SuperBatchNorm2d):
     a selection of its channels with their own affine parameters and statistics; updates of
     the running statistics land in exactly those channels."""
 
+    _channel_counts: torch.Tensor | None = None  # per channel, while calibrating a subset
+
     def forward(self, x: torch.Tensor, sel: Selection = None) -> torch.Tensor:
         if sel is None:
             return super().forward(x)
@@ -77,11 +80,43 @@ class SlicedBatchNorm2d(SuperBatchNorm2d):
         if self.stats is BNStats.batch:
             return batch_stats_norm(x, weight, bias, self.eps, self.groups)
         if self.stats is BNStats.calibrate:
+            if isinstance(sel, torch.Tensor):
+                return self._calibrate_subset(x, sel, weight, bias)
+            # a slice is the same [:C] in every batch of one architecture: the module's count
+            # of batches is each of its channels' count
             self._calibrated += 1
             out = F.batch_norm(x, mean, var, weight, bias, True, 1.0 / self._calibrated, self.eps)
             self._write_back(sel, mean, var)
             return out
         return F.batch_norm(x, mean, var, weight, bias, False, 0.0, self.eps)
+
+    def _calibrate_subset(
+        self,
+        x: torch.Tensor,
+        sel: torch.Tensor,
+        weight: torch.Tensor | None,
+        bias: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Calibration on a random subset (``shuffle``): each channel's statistics are the
+        equal-weight mean over the batches that used it, so a channel is counted on its own
+        (a count per module would weigh a channel's first batch against the reset values)."""
+        if self._channel_counts is None or self._channel_counts.device != x.device:
+            self._channel_counts = torch.zeros(self.num_features, device=x.device)
+        # this batch's statistics (mean, unbiased variance, as BN's running update uses)
+        batch_mean = torch.zeros(len(sel), device=x.device, dtype=self.running_mean.dtype)
+        batch_var = torch.ones_like(batch_mean)
+        out = F.batch_norm(x, batch_mean, batch_var, weight, bias, True, 1.0, self.eps)
+        with torch.no_grad():
+            counts = self._channel_counts[sel] + 1
+            self._channel_counts[sel] = counts
+            mean, var = self.running_mean[sel], self.running_var[sel]
+            self.running_mean[sel] = mean + (batch_mean - mean) / counts
+            self.running_var[sel] = var + (batch_var - var) / counts
+        return out
+
+    def start_calibration(self) -> None:
+        super().start_calibration()
+        self._channel_counts = None
 
     @torch.no_grad()
     def _write_back(self, sel: Selection, mean: torch.Tensor, var: torch.Tensor) -> None:
