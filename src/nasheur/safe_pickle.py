@@ -19,15 +19,21 @@ Allow-lists combine with dict unpacking, e.g. ``{**NUMPY_ARRAY_GLOBALS, **LATIN1
 from __future__ import annotations
 
 import codecs
+import contextlib
+import contextvars
 import importlib
 import pickle
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import IO, Any
+
+import numpy as np
 
 __all__ = [
     "LATIN1_BYTES_GLOBALS",
     "NUMPY_ARRAY_GLOBALS",
+    "UnpickledArray",
     "UnsafePickleError",
+    "checking_numpy",
     "safe_load",
 ]
 
@@ -116,7 +122,8 @@ def safe_load(
     """
     table = _normalise(allowed)
     try:
-        return _AllowListUnpickler(fileobj, table, source, encoding=encoding).load()
+        with checking_numpy(source):
+            return _AllowListUnpickler(fileobj, table, source, encoding=encoding).load()
     except UnsafePickleError as exc:
         if str(exc).startswith(f"{source}:"):
             raise
@@ -126,11 +133,122 @@ def safe_load(
 
 # --------------------------------------------------------------------------------------------
 # numpy
+#
+# numpy's own unpickling trusts the file: BUILD runs ``dtype.__setstate__`` with file-supplied
+# state (flags, fields, offsets, subarray), and ``scalar`` / ``_frombuffer`` / ``ndarray`` BUILD
+# then interpret raw file bytes through that dtype, so a crafted dtype (an object dtype whose
+# flags were cleared, a field offset far outside the item) makes reads crash or touch arbitrary
+# memory. The stand-ins below admit only plain dtypes (no pointers, fields or subarrays), make
+# every array or scalar from a fresh copy of a checked dtype (never the file's dtype object,
+# which a later BUILD could change), and re-check each dtype the file made when the load ends.
+
+_PLAIN_KINDS = "biufcSU"  # bool, integers, floats, complex, bytes, str
+_made_dtypes: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "_made_dtypes", default=None
+)
+
+
+class _Guarded:
+    """A stand-in a pickle may call but never modify (BUILD on it would set attributes)."""
+
+    __slots__ = ("_fn", "_name")
+
+    def __init__(self, name: str, fn: Callable[..., Any]):
+        self._name = name
+        self._fn = fn
+
+    def __call__(self, *args: Any) -> Any:
+        return self._fn(*args)
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafePickleError(f"refusing to modify the global {self._name} (BUILD on it)")
+
+    def __repr__(self) -> str:
+        return f"<restricted stand-in for {self._name}>"
+
+
+def _plain_dtype(dt: Any) -> np.dtype:
+    """A fresh dtype equal to ``dt`` if ``dt`` is a plain, unaltered dtype; refuses anything else."""
+    if not isinstance(dt, np.dtype):
+        raise UnsafePickleError(f"refusing {type(dt).__name__} where a numpy dtype belongs")
+    try:
+        fresh = np.dtype(dt.str)
+    except (TypeError, ValueError):
+        fresh = None
+    # equal reduce states: same kind, byte order, size, alignment, flags; no fields or subarray
+    if fresh is None or fresh.kind not in _PLAIN_KINDS or dt.__reduce__() != fresh.__reduce__():
+        raise UnsafePickleError(
+            f"refusing the numpy dtype {dt!r} (only plain bool/int/float/complex/bytes/str "
+            "dtypes are allowed; object, structured and altered dtypes are not)"
+        )
+    return fresh
+
+
+def _make_dtype(spec: Any, *_align_copy: Any) -> np.dtype:
+    """Stand-in for ``numpy.dtype(spec, align, copy)``, the first half of a pickled dtype."""
+    if isinstance(spec, bytes):  # Python 2 pickles read with encoding="bytes"
+        spec = spec.decode("latin-1")
+    try:
+        kind = np.dtype(spec).kind if isinstance(spec, str) else None
+    except (TypeError, ValueError):
+        kind = None
+    if kind is None or kind not in _PLAIN_KINDS:
+        raise UnsafePickleError(
+            f"refusing the numpy dtype {spec!r} (only plain bool/int/float/complex/bytes/str "
+            "dtypes are allowed)"
+        )
+    # a private copy: the BUILD that follows must never reach numpy's shared dtype objects
+    dt = np.dtype(spec, False, True)
+    made = _made_dtypes.get()
+    if made is not None:
+        made.append(dt)
+    return dt
+
+
+@contextlib.contextmanager
+def checking_numpy(source: str) -> Iterator[None]:
+    """Refuse (``UnsafePickleError``) a load whose dtypes a BUILD altered; wraps every load.
+
+    Arrays and scalars never hold the file's dtype objects, but a dtype the file left in its
+    data (e.g. a dict value) is returned as is, so each one is checked once the load is done.
+    """
+    made: list[Any] = []
+    reset = _made_dtypes.set(made)
+    try:
+        yield
+        for dt in made:
+            try:
+                _plain_dtype(dt)
+            except UnsafePickleError as exc:
+                raise UnsafePickleError(f"{source}: {exc}") from None
+    finally:
+        _made_dtypes.reset(reset)
+
+
+class UnpickledArray(np.ndarray):
+    """What :func:`safe_load` gives for an array pickled at protocol <= 4.
+
+    A plain ``ndarray`` subclass whose BUILD state is checked before numpy sees it; nothing else
+    differs. Pickling it writes a plain ``ndarray``; ``np.asarray`` gives a plain view.
+    """
+
+    def __setstate__(self, state: Any) -> None:
+        # (version, shape, dtype, is_fortran, raw bytes); old numpy wrote it without the version
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise UnsafePickleError("refusing an ndarray state that is not numpy's")
+        *head, shape, dtype, fortran, raw = state
+        if not isinstance(raw, (bytes, bytearray, str)):  # a list: an object array
+            raise UnsafePickleError(
+                f"refusing ndarray data of type {type(raw).__name__} (object arrays are not "
+                "allowed)"
+            )
+        super().__setstate__((*head, shape, _plain_dtype(dtype), fortran, raw))
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return self.view(np.ndarray).__reduce_ex__(protocol)
 
 
 def _numpy_array_globals() -> dict[tuple[str, str], Any]:
-    import numpy as np
-
     # numpy >= 2 keeps its internals in numpy._core (numpy.core is a deprecated alias that warns);
     # numpy 1.x has only numpy.core. Resolve whichever exists without touching the other.
     try:
@@ -140,23 +258,49 @@ def _numpy_array_globals() -> dict[tuple[str, str], Any]:
         multiarray = importlib.import_module("numpy.core.multiarray")
         numeric = importlib.import_module("numpy.core.numeric")
 
+    def refuse_ndarray(*args: Any) -> Any:
+        raise UnsafePickleError(
+            "refusing to call numpy.ndarray (pickled arrays name it only as _reconstruct's "
+            "first argument)"
+        )
+
+    ndarray_ref = _Guarded("numpy.ndarray", refuse_ndarray)
+
+    def reconstruct(subtype: Any, *_shape_typecode: Any) -> UnpickledArray:
+        # numpy writes _reconstruct(ndarray, (0,), b"b"); the BUILD that follows sets everything
+        if subtype is not ndarray_ref:
+            raise UnsafePickleError(f"refusing _reconstruct of {subtype!r} (only numpy.ndarray)")
+        return UnpickledArray((0,), dtype=np.int8)
+
+    def scalar(dtype: Any, *data: Any) -> Any:
+        return multiarray.scalar(_plain_dtype(dtype), *data)
+
+    def frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> Any:
+        return numeric._frombuffer(buffer, _plain_dtype(dtype), shape, order)
+
     table: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
+        ("numpy", "ndarray"): ndarray_ref,
+        ("numpy", "dtype"): _Guarded("numpy.dtype", _make_dtype),
     }
     for prefix in ("numpy.core", "numpy._core"):
-        # protocol <= 4 arrays: _reconstruct(ndarray, (0,), b"b") then __setstate__
-        table[(f"{prefix}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        # protocol <= 4 arrays: _reconstruct(ndarray, (0,), b"b") then BUILD
+        table[(f"{prefix}.multiarray", "_reconstruct")] = _Guarded(
+            f"{prefix}.multiarray._reconstruct", reconstruct
+        )
         # numpy scalars (e.g. a float64 stored in a dict)
-        table[(f"{prefix}.multiarray", "scalar")] = multiarray.scalar
+        table[(f"{prefix}.multiarray", "scalar")] = _Guarded(f"{prefix}.multiarray.scalar", scalar)
         # protocol 5 arrays: _frombuffer(buffer, dtype, shape, order)
-        table[(f"{prefix}.numeric", "_frombuffer")] = numeric._frombuffer
+        table[(f"{prefix}.numeric", "_frombuffer")] = _Guarded(
+            f"{prefix}.numeric._frombuffer", frombuffer
+        )
     return table
 
 
 #: Globals needed for plain numpy arrays, dtypes and scalars as pickled by numpy 1.x and 2.x
-#: (protocols 2 to 5), mapped onto the installed numpy's objects. Object arrays are not covered:
-#: their elements are ordinary pickled objects and need their own entries.
+#: (protocols 2 to 5), mapped onto restricted stand-ins (see above) over the installed numpy.
+#: Only plain dtypes (bool, integers, floats, complex, bytes, str) load; object and structured
+#: dtypes, and dtypes a BUILD altered, raise :class:`UnsafePickleError` before any element is
+#: read.
 NUMPY_ARRAY_GLOBALS: Mapping[tuple[str, str], Any] = _numpy_array_globals()
 
 
@@ -170,6 +314,17 @@ def _latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") ->
     return obj.encode("latin-1", errors)
 
 
-#: Python 3 writes ``bytes`` at pickle protocol <= 2 as ``_codecs.encode(str, "latin1")``; this
-#: maps that global onto a stand-in that accepts nothing but that use.
-LATIN1_BYTES_GLOBALS: Mapping[tuple[str, str], Any] = {("_codecs", "encode"): _latin1_encode}
+def _empty_bytes(*args: Any) -> bytes:
+    """Stand-in for ``bytes()``; with arguments it could allocate any size, so none are taken."""
+    if args:
+        raise UnsafePickleError("refusing bytes() with arguments (only b'' is pickled so)")
+    return b""
+
+
+#: Python 3 writes ``bytes`` at pickle protocol <= 2 as ``_codecs.encode(str, "latin1")``, and
+#: ``b""`` as ``__builtin__.bytes()``; this maps those globals onto stand-ins that accept
+#: nothing but those uses.
+LATIN1_BYTES_GLOBALS: Mapping[tuple[str, str], Any] = {
+    ("_codecs", "encode"): _Guarded("_codecs.encode", _latin1_encode),
+    ("__builtin__", "bytes"): _Guarded("__builtin__.bytes", _empty_bytes),
+}

@@ -66,7 +66,9 @@ from nasheur.groundtruth.table import GroundTruth, GroundTruthError
 from nasheur.safe_pickle import (
     LATIN1_BYTES_GLOBALS,
     NUMPY_ARRAY_GLOBALS,
+    UnpickledArray,
     UnsafePickleError,
+    checking_numpy,
     safe_load,
 )
 
@@ -100,6 +102,9 @@ _PICKLE_GLOBALS: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "set"): set,  # sets at protocol <= 3
     ("builtins", "frozenset"): frozenset,
+    # protocol 2 spells builtins "__builtin__"; find_class sees the raw name
+    ("__builtin__", "set"): set,
+    ("__builtin__", "frozenset"): frozenset,
 }
 
 
@@ -190,17 +195,35 @@ def load_pth(path: str | os.PathLike[str]) -> Any:
     import torch
 
     try:
-        with _gc_paused(), torch.serialization.safe_globals(_torch_numpy_globals()):
+        with (
+            _gc_paused(),
+            checking_numpy(str(path)),
+            torch.serialization.safe_globals(_torch_numpy_globals()),
+        ):
             return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except UnsafePickleError as exc:  # from a numpy stand-in, or checking_numpy
+        if str(exc).startswith(f"{path}:"):
+            raise
+        raise UnsafePickleError(f"{path}: {exc}") from None
     except pickle.UnpicklingError as exc:
         detail = str(exc)
         marker = "WeightsUnpickler error:"
         if marker in detail:
             detail = detail.split(marker, 1)[1].strip().splitlines()[0]
             detail = detail.split(" Please use", 1)[0]
+        if detail.startswith("Unsupported operand"):  # an opcode torch does not know: damage
+            raise GroundTruthError(
+                f"{path}: not a readable torch.save file (corrupt pickle: {detail})"
+            ) from None
         raise UnsafePickleError(
             f"{path}: refused by torch.load(weights_only=True): {detail} (nothing in it was "
             "executed; nasheur never loads benchmark files with weights_only=False)"
+        ) from None
+    except Exception as exc:  # a damaged zip or stream (torch says RuntimeError, EOFError ...)
+        raise GroundTruthError(
+            f"{path}: not a readable torch.save file ({type(exc).__name__}: {exc})"
         ) from None
 
 
@@ -209,10 +232,13 @@ def _torch_numpy_globals() -> list[Any]:
     for (module, name), obj in NUMPY_ARRAY_GLOBALS.items():
         if isinstance(obj, type) or callable(obj):
             allowed.append((obj, f"{module}.{name}"))
-    for kind in (np.float64, np.float32, np.float16, np.int64, np.int32, np.int16, np.int8):
-        allowed.append(type(np.dtype(kind)))
-    for kind in (np.uint8, np.uint16, np.uint32, np.uint64, np.bool_):
-        allowed.append(type(np.dtype(kind)))
+    # torch BUILDs only allow-listed types: every plain dtype's class (the stand-ins and
+    # checking_numpy refuse a dtype such a BUILD altered)
+    for code in "?bBhHiIlLqQefdgFDGSU":
+        allowed.append(type(np.dtype(code)))
+    allowed.append(UnpickledArray)  # what _reconstruct gives; its BUILD checks the state
+    # b"" at protocol 2 (an empty array's data); torch reads "__builtin__" as "builtins"
+    allowed.append((LATIN1_BYTES_GLOBALS[("__builtin__", "bytes")], "builtins.bytes"))
     return allowed
 
 
@@ -221,10 +247,12 @@ def load_pbz2(path: str | os.PathLike[str]) -> Any:
     try:
         with bz2.open(path, "rb") as f, _gc_paused():
             return safe_load(io.BufferedReader(f, 1 << 20), _PICKLE_GLOBALS, source=str(path))
-    except (OSError, EOFError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise GroundTruthError(f"{path}: not a readable bz2-compressed pickle: {exc}") from None
+    except (UnsafePickleError, FileNotFoundError):
+        raise
+    except Exception as exc:  # bad bz2 data, or a damaged pickle inside (UnpicklingError ...)
+        raise GroundTruthError(
+            f"{path}: not a readable bz2-compressed pickle ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,6 +294,10 @@ def _seeds_of(results: Mapping[str, Any], dataset: str, where: str) -> list[Any]
         raise GroundTruthError(f"{where}: 'all_results' is not a dict")
     listed = results.get("dataset_seed")
     if isinstance(listed, Mapping) and dataset in listed:
+        if not isinstance(listed[dataset], (list, tuple, set, frozenset)):
+            raise GroundTruthError(
+                f"{where}: dataset_seed[{dataset!r}] = {listed[dataset]!r} is not a list of seeds"
+            )
         seeds = list(listed[dataset])
     else:
         seeds = [
@@ -281,6 +313,14 @@ def _seeds_of(results: Mapping[str, Any], dataset: str, where: str) -> list[Any]
             f"{where}: no results for dataset {dataset!r} (datasets: {', '.join(have)})"
         )
     return seeds
+
+
+def _number(kind: type, value: Any, what: str) -> Any:
+    """``int(value)`` / ``float(value)``, or a GroundTruthError naming ``what``."""
+    try:
+        return kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise GroundTruthError(f"{what} = {value!r} is not a number") from None
 
 
 def _arch_accuracy(
@@ -301,17 +341,19 @@ def _arch_accuracy(
         if not isinstance(run, Mapping):
             raise GroundTruthError(f"{here}: the run is not a ResultsCount state dict")
         epochs = run.get("epochs")
-        if epochs is not None and int(epochs) != EPOCHS:
-            raise GroundTruthError(
-                f"{here}: trained for {epochs} epochs, not {EPOCHS} (a 12-epoch entry?)"
-            )
-        last = (int(epochs) if epochs is not None else EPOCHS) - 1
+        if epochs is not None:
+            epochs = _number(int, epochs, f"{here}: epochs")
+            if epochs != EPOCHS:
+                raise GroundTruthError(
+                    f"{here}: trained for {epochs} epochs, not {EPOCHS} (a 12-epoch entry?)"
+                )
+        last = EPOCHS - 1
         evals = run.get("eval_acc1es")
         key = f"{eval_name}@{last}"
         if not isinstance(evals, Mapping) or key not in evals:
-            have = sorted(evals)[:8] if isinstance(evals, Mapping) else []
+            have = sorted(evals, key=str)[:8] if isinstance(evals, Mapping) else []
             raise GroundTruthError(f"{here}: no eval_acc1es[{key!r}] (has {have} ...)")
-        v = float(evals[key])
+        v = _number(float, evals[key], f"{here}: eval_acc1es[{key!r}]")
         if not 0.0 <= v <= 100.0:
             raise GroundTruthError(f"{here}: eval_acc1es[{key!r}] = {v!r} is not a percentage")
         values.append(v)
@@ -414,6 +456,7 @@ def _from_dict(
         raise GroundTruthError(f"{source}: no 'arch2infos' dict{hint}")
 
     def entries() -> Iterator[tuple[int, Any]]:
+        keys: dict[int, Any] = {}
         for key, value in infos.items():
             try:
                 index = int(key)
@@ -421,6 +464,12 @@ def _from_dict(
                 raise GroundTruthError(
                     f"{source}: arch2infos key {key!r} is not an index"
                 ) from None
+            if index in keys:  # e.g. 0 and "0": neither may silently win
+                raise GroundTruthError(
+                    f"{source}: arch2infos has two entries for architecture {index} "
+                    f"(keys {keys[index]!r} and {key!r})"
+                )
+            keys[index] = key
             yield index, value
 
     return _build(source, archs, entries(), dataset=dataset, metric=metric, benchmark=benchmark)

@@ -1,0 +1,363 @@
+"""Crafted numpy pickles are refused while loading; genuine numpy pickles still load; damaged
+NAS-Bench-201 files give errors that name the file and the entry.
+
+The malicious pickles are written here by hand: a ``_Reduce`` object makes the pickler emit a
+chosen callable, arguments and BUILD state (the same opcodes numpy writes, with a state numpy
+never writes), and raw opcodes are appended where a pickler cannot produce them.
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import pickle
+import pickletools
+import struct
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from nasheur.groundtruth import GroundTruthError
+from nasheur.groundtruth.nb201 import load_pbz2, load_pth, read_nats_folder, read_nats_pbz2
+from nasheur.safe_pickle import (
+    LATIN1_BYTES_GLOBALS,
+    NUMPY_ARRAY_GLOBALS,
+    UnpickledArray,
+    UnsafePickleError,
+    safe_load,
+)
+from tests.test_groundtruth_loaders import ARCHS, nats_infos, nb201_dict, write_pbz2
+
+try:  # numpy >= 2
+    from numpy._core import multiarray, numeric
+except ImportError:  # numpy 1.x
+    from numpy.core import multiarray, numeric
+
+ALLOWED = {**NUMPY_ARRAY_GLOBALS, **LATIN1_BYTES_GLOBALS}
+FAKE_POINTER = struct.pack("<Q", 0x4141414141414141)
+
+# numpy's dtype state: (version, byte order, subarray, names, fields, elsize, alignment, flags)
+OBJECT_FLAGS = 63  # what numpy sets for an object dtype (refcounted items, list pickle, ...)
+
+
+class _Reduce:
+    """Pickles as ``reduce_value`` (callable, args[, state]): numpy's opcodes, chosen contents."""
+
+    def __init__(self, *reduce_value):
+        self.reduce_value = reduce_value
+
+    def __reduce__(self):
+        return self.reduce_value
+
+
+def crafted_dtype(spec: str, *, byteorder="<", subarray=None, names=None, fields=None, flags=0):
+    """``numpy.dtype(spec, False, True)`` then BUILD with the given state."""
+    state = (3, byteorder, subarray, names, fields, -1, -1, flags)
+    return _Reduce(np.dtype, (spec, False, True), state)
+
+
+def frombuffer(raw: bytes, dtype) -> _Reduce:  # how protocol 5 writes an array
+    return _Reduce(numeric._frombuffer, (raw, dtype, (1,), "C"))
+
+
+def reconstructed(raw, dtype, shape=(1,)) -> _Reduce:  # how protocol <= 4 writes an array
+    return _Reduce(multiarray._reconstruct, (np.ndarray, (0,), b"b"), (1, shape, dtype, False, raw))
+
+
+def load(data: bytes, source: str = "crafted.pkl"):
+    return safe_load(io.BytesIO(data), ALLOWED, source=source)
+
+
+# object dtypes: an object array's items are pointers, here pointing at 0x4141414141414141
+OBJECT_CLEARED = crafted_dtype("O8", byteorder="|", flags=0)  # flags cleared: numpy copies bytes
+F8_AS_OBJECT = crafted_dtype("f8", flags=OBJECT_FLAGS)  # a float dtype claiming object items
+F8_SUBARRAY = crafted_dtype("f8", subarray=(np.dtype("<f8"), (100_000,)))  # reads 800 kB from 8
+F8_FAR_FIELD = crafted_dtype("f8", names=("a",), fields={"a": (np.dtype("<f8"), 1 << 30)})
+VOID_FAR_FIELD = crafted_dtype(
+    "V8", byteorder="|", names=("a",), fields={"a": (np.dtype("<f8"), 1 << 30)}
+)
+
+CRAFTED = {
+    "object dtype, _frombuffer": frombuffer(FAKE_POINTER, OBJECT_CLEARED),
+    "object dtype, ndarray BUILD": reconstructed(FAKE_POINTER, OBJECT_CLEARED),
+    "object dtype, list payload": reconstructed([1], crafted_dtype("O8", byteorder="|", flags=63)),
+    "float dtype with object flags, _frombuffer": frombuffer(FAKE_POINTER, F8_AS_OBJECT),
+    "float dtype with object flags, ndarray BUILD": reconstructed(FAKE_POINTER, F8_AS_OBJECT),
+    "float dtype with object flags, scalar": _Reduce(multiarray.scalar, (F8_AS_OBJECT, b"\0" * 8)),
+    "float dtype with a subarray, _frombuffer": frombuffer(b"\0" * 8, F8_SUBARRAY),
+    "float dtype with a subarray, ndarray BUILD": reconstructed(b"\0" * 8, F8_SUBARRAY),
+    "float dtype with a far field, left in the data": {"dtype": F8_FAR_FIELD},
+    "structured dtype with a far field": frombuffer(b"\0" * 8, VOID_FAR_FIELD),
+    "plain dtype, list payload (object array)": reconstructed([1.0], crafted_dtype("f8")),
+    "numpy.ndarray called directly": _Reduce(np.ndarray, ((4,), crafted_dtype("f8"))),
+    "_reconstruct of another type": _Reduce(multiarray._reconstruct, (np.dtype, (0,), b"b")),
+}
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+@pytest.mark.parametrize("name", list(CRAFTED))
+def test_crafted_numpy_pickles_are_refused_while_loading(name, protocol):
+    data = pickle.dumps([1.5, CRAFTED[name]], protocol=protocol)
+    with pytest.raises(UnsafePickleError, match=r"^crafted\.pkl: refusing"):
+        load(data)
+
+
+def test_crafted_pickles_crash_nothing_in_a_fresh_interpreter():
+    """The audit's three payloads, which crashed numpy (exit -11) before being refused."""
+    payloads = [
+        _Reduce(multiarray.scalar, (OBJECT_CLEARED, FAKE_POINTER)),  # crashed inside the load
+        frombuffer(FAKE_POINTER, OBJECT_CLEARED),
+        reconstructed(FAKE_POINTER, OBJECT_CLEARED),
+    ]
+    script = textwrap.dedent(
+        """
+        import io, sys
+        from nasheur.safe_pickle import NUMPY_ARRAY_GLOBALS, UnsafePickleError, safe_load
+        for data in sys.stdin.buffer.read().split(b"--next--"):
+            try:
+                print(repr(safe_load(io.BytesIO(data), NUMPY_ARRAY_GLOBALS, source="x")))
+            except UnsafePickleError:
+                print("refused")
+        """
+    )
+    data = b"--next--".join(pickle.dumps(p, protocol=2) for p in payloads)
+    done = subprocess.run(
+        [sys.executable, "-c", script], input=data, capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().split() == ["refused"] * 3
+
+
+def _memo_index_of_first_dtype(data: bytes) -> int:
+    """The memo slot numpy.dtype's result is stored in (the BINPUT after its REDUCE)."""
+    seen_global = seen_reduce = False
+    for op, arg, _ in pickletools.genops(data):
+        if op.name == "GLOBAL" and arg == "numpy dtype":
+            seen_global = True
+        elif seen_global and op.name == "REDUCE":
+            seen_reduce = True
+        elif seen_reduce and op.name == "BINPUT":
+            return arg
+    raise AssertionError("no memoized dtype")
+
+
+def test_dtype_altered_after_its_array_was_made_is_refused():
+    dtype = crafted_dtype("f8")
+    data = pickle.dumps([frombuffer(FAKE_POINTER, dtype), dtype], protocol=2)
+    assert isinstance(load(data)[0], np.ndarray)  # genuine so far
+    # then: GET that dtype, BUILD it into a float dtype with object items, POP
+    evil_state = pickle.dumps((3, "<", None, None, None, -1, -1, OBJECT_FLAGS), protocol=2)[2:-1]
+    get = b"h" + bytes([_memo_index_of_first_dtype(data)])
+    tampered = data[:-1] + get + evil_state + b"b0."
+    with pytest.raises(UnsafePickleError, match=r"crafted\.pkl: refusing the numpy dtype"):
+        load(tampered)
+
+
+def test_stand_ins_cannot_be_modified_by_build():
+    encode = LATIN1_BYTES_GLOBALS[("_codecs", "encode")]
+    # _codecs.encode, then BUILD({"__defaults__": ("latin1", "ignore")}) on it
+    state = pickle.dumps({"__defaults__": ("latin1", "ignore")}, protocol=2)[2:-1]
+    data = b"\x80\x02c_codecs\nencode\n" + state + b"b."
+    with pytest.raises(UnsafePickleError, match=r"crafted\.pkl: refusing to modify"):
+        load(data)
+    with pytest.raises(UnsafePickleError):
+        encode("é", "utf-8")  # still the restricted stand-in, defaults untouched
+    assert encode("é", "latin1") == b"\xe9"
+
+
+# ----------------------------------------------------------------------------- genuine data
+
+
+def genuine_numpy() -> dict:
+    return {
+        "f8": np.linspace(0.0, 1.0, 12).reshape(3, 4),
+        "f8_fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+        "i8": np.arange(-5, 5, dtype=np.int64),
+        ">i4": np.arange(4, dtype=">i4"),
+        "u1": np.arange(250, 256, dtype=np.uint8),
+        "bool": np.array([True, False, True]),
+        "c16": np.array([1 + 2j, -3j]),
+        "S": np.array([b"ab", b"cde"]),
+        "U": np.array(["ab", "héllo"]),
+        "0d": np.array(2.5),
+        "empty": np.zeros((0, 3), dtype=np.float32),
+        "scalars": [np.float64(0.125), np.int64(-7), np.bool_(True), np.str_("x"), np.uint8(3)],
+        "dtypes": [np.dtype("int16"), np.dtype(">f8"), np.dtype("S5"), np.dtype("U3")],
+    }
+
+
+def _assert_same(got, want):
+    if isinstance(want, np.ndarray):
+        assert isinstance(got, np.ndarray)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.flags.f_contiguous == want.flags.f_contiguous
+        np.testing.assert_array_equal(got, want)
+    elif isinstance(want, list):
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert type(g) is type(w) and g == w
+    else:
+        raise AssertionError(type(want))
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_genuine_numpy_pickles_load_equal(protocol):
+    data = pickle.dumps(genuine_numpy(), protocol=protocol)
+    want = pickle.loads(data)  # numpy's own (trusting) unpickling of our own data
+    spellings = [data]
+    if protocol == 2:  # numpy 1.x's spelling of the same globals
+        spellings.append(data.replace(b"numpy._core.", b"numpy.core."))
+    for spelling in spellings:
+        got = load(spelling)
+        assert got.keys() == want.keys()
+        for key in want:
+            _assert_same(got[key], want[key])
+    # arrays written at protocol <= 4 come back as a checked subclass that re-pickles plainly
+    kinds = {type(got[k]) for k in want if isinstance(want[k], np.ndarray)}
+    assert kinds == ({np.ndarray} if protocol == 5 else {UnpickledArray})
+    assert type(pickle.loads(pickle.dumps(got["f8"]))) is np.ndarray
+
+
+def test_pth_with_tensors_and_numpy_goes_through_torch_and_checks_numpy(tmp_path):
+    import torch
+
+    good = tmp_path / "good.pth"
+    torch.save({"t": torch.ones(2), **genuine_numpy()}, good)  # a tensor: torch.load's path
+    want = pickle.loads(pickle.dumps(genuine_numpy(), protocol=2))  # numpy's own unpickling
+    got = load_pth(good)
+    assert torch.equal(got["t"], torch.ones(2))
+    for key in want:
+        _assert_same(got[key], want[key])
+
+    for name, crafted in [
+        ("object", frombuffer(FAKE_POINTER, OBJECT_CLEARED)),
+        ("flags", reconstructed(FAKE_POINTER, F8_AS_OBJECT)),
+        ("left", {"dtype": F8_FAR_FIELD}),  # a dtype BUILD altered, returned as data
+    ]:
+        path = tmp_path / f"evil-{name}.pth"
+        torch.save({"t": torch.ones(2), "x": crafted}, path)
+        with pytest.raises(UnsafePickleError, match=rf"evil-{name}\.pth.*refusing"):
+            load_pth(path)
+
+
+def test_crafted_numpy_inside_nats_file_is_refused(tmp_path):
+    obj = {"meta_archs": list(ARCHS), "arch2infos": {0: nats_infos(0)}}
+    obj["arch2infos"][0]["200"]["extra"] = frombuffer(FAKE_POINTER, OBJECT_CLEARED)
+    path = write_pbz2(tmp_path / "evil.pickle.pbz2", obj)
+    with pytest.raises(UnsafePickleError, match=r"evil\.pickle\.pbz2: refusing the numpy dtype"):
+        read_nats_pbz2(path)
+
+
+# ----------------------------------------------------------------------------- NB201 errors
+
+
+def _pbz2(tmp_path, obj, protocol=4):
+    path = tmp_path / "NATS-tss-v1_0-3ffb9.pickle.pbz2"
+    with bz2.open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=protocol)
+    return path
+
+
+def _run(obj):
+    return obj["arch2infos"][0]["full"]["all_results"][("cifar10", 777)]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda o: _run(o)["eval_acc1es"].update({"ori-test@199": "abc"}),
+            r"architecture 0, cifar10 seed 777: eval_acc1es\['ori-test@199'\] = 'abc' is not a "
+            "number",
+        ),
+        (
+            lambda o: _run(o)["eval_acc1es"].update({"ori-test@199": None}),
+            r"architecture 0, cifar10 seed 777: eval_acc1es\['ori-test@199'\] = None is not",
+        ),
+        (
+            lambda o: _run(o).update(epochs="x"),
+            r"architecture 0, cifar10 seed 777: epochs = 'x' is not a number",
+        ),
+        (
+            lambda o: o["arch2infos"][0]["full"]["dataset_seed"].update(cifar10=777),
+            r"architecture 0: dataset_seed\['cifar10'\] = 777 is not a list of seeds",
+        ),
+        (
+            lambda o: _run(o).update(eval_acc1es={1: 2.0, "a": 3.0}),
+            r"architecture 0, cifar10 seed 777: no eval_acc1es\['ori-test@199'\] \(has \[1, 'a'\]",
+        ),
+        (
+            lambda o: o["arch2infos"].update({"0": o["arch2infos"][0]}),
+            r"arch2infos has two entries for architecture 0 \(keys 0 and '0'\)",
+        ),
+    ],
+)
+def test_nb201_bad_entries_name_file_and_entry(tmp_path, change, message):
+    obj = nb201_dict()
+    change(obj)
+    path = _pbz2(tmp_path, obj)
+    with pytest.raises(GroundTruthError, match=r"NATS-tss-v1_0-3ffb9\.pickle\.pbz2: " + message):
+        read_nats_pbz2(path)
+
+
+def test_damaged_pickle_inside_bz2_names_the_file(tmp_path):
+    good = pickle.dumps(nb201_dict(), protocol=4)
+    path = tmp_path / "cut.pickle.pbz2"
+    path.write_bytes(bz2.compress(good[: len(good) // 2]))
+    with pytest.raises(GroundTruthError, match=r"cut\.pickle\.pbz2: not a readable .*truncated"):
+        load_pbz2(path)
+    path.write_bytes(bz2.compress(b"\x80\x04\xff garbage"))
+    with pytest.raises(GroundTruthError, match=r"cut\.pickle\.pbz2: not a readable"):
+        load_pbz2(path)
+
+
+def test_damaged_file_in_simple_folder_is_named(tmp_path):
+    folder = tmp_path / "NATS-tss-v1_0-3ffb9-simple"
+    folder.mkdir()
+    write_pbz2(folder / "meta.pickle.pbz2", {"meta_archs": list(ARCHS)})
+    for i in range(len(ARCHS)):
+        write_pbz2(folder / f"{i:06d}.pickle.pbz2", nats_infos(i))
+    whole = pickle.dumps(nats_infos(2), protocol=4)
+    (folder / "000002.pickle.pbz2").write_bytes(bz2.compress(whole[:-40]))
+    with pytest.raises(GroundTruthError, match=r"000002\.pickle\.pbz2: not a readable"):
+        read_nats_folder(folder)
+
+
+def test_damaged_pth_is_reported_as_damaged_with_its_path(tmp_path):
+    import torch
+
+    obj = {"t": torch.ones(2), "a": list(range(100))}  # a tensor: the torch.load path
+    zipped = tmp_path / "zip.pth"
+    torch.save(obj, zipped)
+    zipped.write_bytes(zipped.read_bytes()[:-100])  # the zip's directory is gone
+    with pytest.raises(GroundTruthError, match=r"zip\.pth: not a readable torch\.save file"):
+        load_pth(zipped)
+
+    legacy = tmp_path / "legacy.pth"
+    torch.save(obj, legacy, _use_new_zipfile_serialization=False)
+    legacy.write_bytes(legacy.read_bytes()[:200] + b"garbage" * 10)
+    with pytest.raises(GroundTruthError, match=r"legacy\.pth: not a readable.*corrupt"):
+        load_pth(legacy)
+
+
+def test_protocol_2_sets_load_on_the_fast_path(tmp_path, monkeypatch):
+    import torch
+
+    obj = nb201_dict()
+    obj["evaluated_indexes"] = set(range(len(ARCHS)))  # __builtin__.set at protocol 2
+    obj["frozen"] = frozenset({1})
+    pth = tmp_path / "sets.pth"
+    torch.save(obj, pth)  # torch.save writes protocol 2
+    assert b"c__builtin__\nset\n" in pickle.dumps(obj, protocol=2)
+
+    def no_torch_load(*args, **kwargs):
+        raise AssertionError("the plain fast path should have read this file")
+
+    monkeypatch.setattr(torch, "load", no_torch_load)
+    got = load_pth(pth)
+    assert got["evaluated_indexes"] == set(range(len(ARCHS))) and got["frozen"] == {1}
+    nats = _pbz2(tmp_path, obj, protocol=2)
+    assert read_nats_pbz2(nats).gt.keys == tuple(ARCHS)
