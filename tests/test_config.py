@@ -93,6 +93,7 @@ def test_every_offered_option_validates(overrides, gt_file):
         (["supernet.global_dropout=-0.1"], "supernet.global_dropout"),
         (["run.eval_streams=0"], "run.eval_streams"),
         (["run.eval_pack=0"], "run.eval_pack"),
+        (["dataset=procedural", "dataset.num_classes=11"], "dataset.num_classes"),
     ],
 )
 def test_out_of_range_values_name_the_key(overrides, key, gt_file):
@@ -226,3 +227,10 @@ def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
     # nothing is left behind: no run folder for a job that never started
     runs = tmp_path / "runs"
     assert not runs.exists() or not any(p.is_file() for p in runs.rglob("*"))
+
+
+def test_the_procedural_class_limit_is_its_number_of_textures():
+    from nasheur.config import PROCEDURAL_CLASSES
+    from nasheur.data.procedural import TEXTURES
+
+    assert len(TEXTURES) == PROCEDURAL_CLASSES

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import nasheur.training as training
-from nasheur.config import config_hash, plain, validate
+from nasheur.config import ConfigError, config_hash, plain, validate
 from nasheur.job import run_job
 from nasheur.training import CHECKPOINT
 from tests.conftest import TINY_JOB, compose_job, write_nb201_gt
@@ -178,9 +178,50 @@ def test_a_folder_of_another_config_is_refused_and_left_intact(tiny, tmp_path):
         run_job(tiny, output_dir=out)
     assert (out / "metrics.json").read_bytes() == before
     (out / "metrics.json").unlink()  # an interrupted job of the first config: its checkpoint
+    pool = (out / "pool.json").read_bytes()
+    tiny.seed = 1  # another pool too: the refusal comes before the pool is written
     with pytest.raises(CheckpointMismatch, match="another config"):
         run_job(tiny, output_dir=out)
     assert not (out / "metrics.json").exists()
+    assert (out / "pool.json").read_bytes() == pool
+
+
+def test_a_damaged_checkpoint_fails_the_job_naming_the_file(tiny, tmp_path):
+    out = tmp_path / "job"
+    run_job(tiny, output_dir=out)
+    (out / "metrics.json").unlink()  # as if stopped after its last checkpoint
+    ckpt = out / CHECKPOINT
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # truncated
+    with pytest.raises(training.UnreadableCheckpoint, match=r"checkpoint\.pt: unreadable.*delete"):
+        run_job(tiny, output_dir=out)
+    rec = read(out)
+    assert rec["status"] == "failed" and str(ckpt) in rec["error"]
+
+
+def test_an_unreadable_record_is_named_and_left_alone(tiny, tmp_path):
+    from nasheur.training import CheckpointMismatch
+
+    out = tmp_path / "job"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"status": "compl')
+    with pytest.raises(CheckpointMismatch, match=r"metrics\.json: unreadable"):
+        run_job(tiny, output_dir=out)
+    assert (out / "metrics.json").read_text() == '{"status": "compl'
+
+
+@pytest.mark.parametrize(
+    "overrides, share",
+    [(["fidelity.batch_size=200"], "training"), (["dataset.val_portion=0.05"], "validation")],
+)
+def test_a_batch_larger_than_a_share_fails_before_training(tmp_path, overrides, share):
+    # 160 images: 144 for training, 16 (or 8) for validation; no silent smaller batch
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    cfg = compose_job([*TINY_JOB, f"ground_truth.path={gt}", *overrides])
+    validate(cfg)
+    with pytest.raises(ConfigError, match=rf"fidelity\.batch_size=\d+ exceeds the \d+ {share}"):
+        run_job(cfg, output_dir=tmp_path / "job")
+    assert read(tmp_path / "job")["status"] == "failed"
+    assert not (tmp_path / "job" / CHECKPOINT).exists()
 
 
 @pytest.mark.cuda

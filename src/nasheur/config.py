@@ -55,6 +55,9 @@ class SamplerName(str, Enum):
     fairnas = "fairnas"
 
 
+PROCEDURAL_CLASSES = 10  # the textures of nasheur.data.procedural (its MAX_CLASSES)
+
+
 class DatasetName(str, Enum):
     cifar10 = "cifar10"
     synthetic = "synthetic"
@@ -398,6 +401,13 @@ def validate(cfg: Config) -> None:
     _check(d.num_images >= 10, "dataset.num_images", d.num_images, "an integer >= 10")
     _check(d.image_size >= 8, "dataset.image_size", d.image_size, "an integer >= 8")
     _check(d.num_classes >= 2, "dataset.num_classes", d.num_classes, "an integer >= 2")
+    if d.name is DatasetName.procedural:  # one class per texture of nasheur.data.procedural
+        _check(
+            d.num_classes <= PROCEDURAL_CLASSES,
+            "dataset.num_classes",
+            d.num_classes,
+            f"an integer <= {PROCEDURAL_CLASSES} with dataset=procedural",
+        )
     _check(m.top_n >= 1, "metrics.top_n", m.top_n, "an integer >= 1")
     _check(
         e.pool_size >= max(2, m.top_n),

@@ -57,7 +57,13 @@ def run_job(
     }
     done = out / METRICS
     if done.is_file():
-        previous = read_json(done)
+        try:
+            previous = read_json(done)
+        except (OSError, ValueError) as exc:  # not this project's atomic writes: left alone
+            raise CheckpointMismatch(
+                f"{done}: unreadable ({type(exc).__name__}: {exc}); move it away or use another "
+                "output folder (hydra.run.dir=...)"
+            ) from None
         if previous.get("config_hash") != record["config_hash"]:
             # never overwrite another config's record: that folder is not this job's
             raise CheckpointMismatch(
@@ -117,7 +123,31 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
     if hasattr(space, "for_config"):  # e.g. an NB101 sub-space chosen by the config
         space = space.for_config(cfg)
 
-    # ground truth and the pool first: they are cheap and catch bad input before long work
+    # a checkpoint of another config in this folder: refused before anything is written here
+    ckpt = out / CHECKPOINT
+    state = load_checkpoint(ckpt, device=device, config_hash=chash) if ckpt.is_file() else None
+
+    # the data, the ground truth and the pool first: they catch bad input before long work
+    # (the data before a benchmark file's first, slower conversion)
+    d = cfg.dataset
+    data = load_image_data(
+        d.name.value,
+        train_portion=cfg.fidelity.train_portion,
+        val_portion=d.val_portion,
+        split_seed=d.split_seed,
+        root=d.root,
+        num_images=d.num_images,
+        image_size=d.image_size,
+        num_classes=d.num_classes,
+    )
+    batch = cfg.fidelity.batch_size
+    for share, n in (("training", len(data.train_y)), ("validation", len(data.val_y))):
+        if n < batch:  # a smaller batch, or repeated images in one, would change what BN sees
+            raise ConfigError(
+                f"fidelity.batch_size={batch} exceeds the {n} {share} images of the split "
+                f"(fidelity.train_portion={cfg.fidelity.train_portion}, "
+                f"dataset.val_portion={d.val_portion}); lower it or use more images"
+            )
     g = cfg.ground_truth
     gt_path = ground_truth_path(cfg)
     gt = load_ground_truth(
@@ -137,22 +167,10 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
     pool = draw_pool(searched, cfg.eval.pool_size, numpy_rng(cfg.seed, "pool"))
     atomic_write_json(out / POOL, {"ground_truth": str(gt_path), "keys": pool})
 
-    d = cfg.dataset
-    data = load_image_data(
-        d.name.value,
-        train_portion=cfg.fidelity.train_portion,
-        val_portion=d.val_portion,
-        split_seed=d.split_seed,
-        root=d.root,
-        num_images=d.num_images,
-        image_size=d.image_size,
-        num_classes=d.num_classes,
-    )
     if data.val_overlaps_train:
         log.warning(
             "fidelity.train_portion + dataset.val_portion > 1: the validation share overlaps the training share"
         )
-    batch = cfg.fidelity.batch_size
     norm = {"mean": data.mean, "std": data.std}
     train_loader = DeviceLoader(
         data.train_x.to(device),
@@ -182,9 +200,7 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
 
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    ckpt = out / CHECKPOINT
-    if ckpt.is_file():
-        state = load_checkpoint(ckpt, device=device, config_hash=chash)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history, start_epoch = list(state["history"]), int(state["epoch"])

@@ -4,6 +4,7 @@ cross-entropy, one sampled path per step, and a checkpoint at the end of every e
 from __future__ import annotations
 
 import math
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -249,7 +250,11 @@ def save_checkpoint(
 
 
 class CheckpointMismatch(RuntimeError):
-    pass
+    """The folder's checkpoint belongs to another config: its files are left alone."""
+
+
+class UnreadableCheckpoint(RuntimeError):
+    """The folder's checkpoint is damaged or not a nasheur checkpoint (the job fails)."""
 
 
 def load_checkpoint(path: Path, *, device: torch.device, config_hash: str) -> dict[str, Any]:
@@ -257,7 +262,20 @@ def load_checkpoint(path: Path, *, device: torch.device, config_hash: str) -> di
 
     A checkpoint of another config is refused rather than mixed into this run.
     """
-    state = torch.load(path, map_location=device, weights_only=True)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's refusal of a global it does not allow
+        raise UnreadableCheckpoint(
+            f"{path}: refused, it holds objects a checkpoint of nasheur never holds (nothing in "
+            f"it was run: {str(exc).splitlines()[0][:200]}); delete it to restart the job"
+        ) from None
+    except Exception as exc:  # a truncated or damaged file (torch says RuntimeError, EOFError)
+        raise UnreadableCheckpoint(
+            f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc}); delete it to restart "
+            "the job from its first epoch"
+        ) from None
+    if not isinstance(state, dict):
+        raise UnreadableCheckpoint(f"{path}: a {type(state).__name__}, not a nasheur checkpoint")
     if state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointMismatch(f"{path}: unknown checkpoint format {state.get('format')!r}")
     if state.get("config_hash") != config_hash:

@@ -9,12 +9,18 @@ and ``b"labels"`` (a list of ints in 0..9). The batches are unpickled through
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nasheur.safe_pickle import LATIN1_BYTES_GLOBALS, NUMPY_ARRAY_GLOBALS, safe_load
+from nasheur.safe_pickle import (
+    LATIN1_BYTES_GLOBALS,
+    NUMPY_ARRAY_GLOBALS,
+    UnsafePickleError,
+    safe_load,
+)
 
 __all__ = [
     "CIFAR10_MEAN",
@@ -73,7 +79,19 @@ def _get(batch: dict[Any, Any], name: str, path: Path) -> Any:
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with path.open("rb") as f:
-        batch = safe_load(f, _ALLOWED, source=str(path), encoding="bytes")
+        try:
+            batch = safe_load(f, _ALLOWED, source=str(path), encoding="bytes")
+        except UnsafePickleError:
+            raise
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+            raise ValueError(
+                f"{path}: a damaged or truncated CIFAR-10 batch ({type(exc).__name__}: {exc}); "
+                "extract cifar-10-python.tar.gz again"
+            ) from None
+        if f.read(1):
+            raise ValueError(
+                f"{path}: data after the batch's end; extract cifar-10-python.tar.gz again"
+            )
     if not isinstance(batch, dict):
         raise ValueError(f"{path}: not a CIFAR-10 batch (a {type(batch).__name__}, not a dict)")
     data = _get(batch, "data", path)
