@@ -69,7 +69,6 @@ sweep-debug:
 LAUNCHER ?= local
 SWEEPS ?= $(or $(NASHEUR_RUNS),runs)/sweeps
 TABLES ?= tables
-EXPERIMENTS_3 := $(EXPERIMENTS_11) $(EXPERIMENTS_12) $(EXPERIMENTS_13)
 EXPERIMENTS_4 := low_fidelity_budget
 EXPERIMENTS_5 := dynamic_channels_ablation
 EXPERIMENTS_9 := ops_on_ablation
@@ -78,10 +77,12 @@ EXPERIMENTS_11 := bn_ablation lr_ablation epochs_ablation wd_ablation sampler_ab
 EXPERIMENTS_12 := layers_ablation portion_ablation batch_size_ablation channels_ablation
 EXPERIMENTS_13 := ofa_ablation wsbn_ablation path_dropout_ablation global_dropout_ablation
 EXPERIMENTS_14 := best
+# after the tables it lists: := expands them here
+EXPERIMENTS_3 := $(EXPERIMENTS_11) $(EXPERIMENTS_12) $(EXPERIMENTS_13)
 
 .PHONY: bench host-instructions figures
 sweep-%:
-	@test -n "$(EXPERIMENTS_$*)" || { echo "no experiments for table $*" >&2; exit 2; }
+	@test -n "$(strip $(EXPERIMENTS_$*))" || { echo "no experiments for table $*" >&2; exit 2; }
 	for e in $(EXPERIMENTS_$*); do \
 	  bash launch/with_site_env.sh $(PYTHON) -m nasheur +experiment=$$e hydra/launcher=$(LAUNCHER) $(ARGS) -m || exit $$?; \
 	done

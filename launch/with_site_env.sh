@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run a command with the site's SLURM settings: export the variables of launch/site.env (or of
-# the file named by NASHEUR_SITE_ENV), drop those left empty (an empty value would not parse;
-# unset means "the profile's default"), then run the command. The make targets use it:
+# the file named by NASHEUR_SITE_ENV), drop those left empty (unset means "the default"),
+# then run the command. The make targets use it:
 #
 #   launch/with_site_env.sh python -m nasheur -m hydra/launcher=slurm seed=0,1,2 ...
 #
@@ -28,7 +28,9 @@ elif [[ -n ${NASHEUR_SITE_ENV:-} ]]; then
     exit 2
 fi
 for name in $(compgen -e); do
-    if [[ $name == NASHEUR_SLURM_* && -z ${!name} ]]; then
+    # every NASHEUR_* variable left empty (SLURM options, NASHEUR_DATA, NASHEUR_GT_*) takes
+    # its default, as site.env.example says
+    if [[ $name == NASHEUR_* && -z ${!name} ]]; then
         unset "$name"
     fi
 done

@@ -234,3 +234,28 @@ def test_the_procedural_class_limit_is_its_number_of_textures():
     from nasheur.data.procedural import TEXTURES
 
     assert len(TEXTURES) == PROCEDURAL_CLASSES
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(None, None), ("", None), ("null", None), ("proj_7", "proj_7"), ("a,b", "a,b")],
+)
+def test_the_slurm_profile_reads_site_values_as_text_and_null_as_left_out(
+    value, expected, monkeypatch
+):
+    # `null` in launch/site.env leaves an sbatch option out, for the text options too (a
+    # literal "null" would reach sbatch as --account=null); a partition list stays text
+    from hydra import compose, initialize_config_module
+
+    from nasheur.config import register_configs, register_resolvers
+
+    for name in ("ACCOUNT", "PARTITION"):
+        monkeypatch.delenv(f"NASHEUR_SLURM_{name}", raising=False)
+        if value is not None:
+            monkeypatch.setenv(f"NASHEUR_SLURM_{name}", value)
+    register_configs()
+    register_resolvers()
+    with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+        assert cfg.hydra.launcher.account == expected
+        assert cfg.hydra.launcher.partition == ("gpu" if not value else expected)

@@ -204,3 +204,19 @@ def test_every_experiment_runs_on_the_embedded_benchmark(name):
         OmegaConf.set_struct(cfg, False)
         cfg.pop("hydra")
         validate(to_config(cfg))
+
+
+@pytest.mark.parametrize(
+    "table, blocks", [("3", ("11", "12", "13")), ("11", ("11",)), ("13", ("13",))]
+)
+def test_each_tables_make_target_sweeps_its_experiments(table, blocks):
+    import subprocess
+
+    from nasheur.results.tables import TABLES
+
+    proc = subprocess.run(
+        ["make", "-n", f"sweep-{table}"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    swept = proc.stdout.split("for e in", 1)[1].split(";", 1)[0].split()
+    assert swept == [name for t in blocks for name, _ in TABLES[t]]

@@ -148,7 +148,9 @@ def test_the_slurm_quick_start_runs(tmp_path):
 
 def test_site_env_values_yield_to_the_callers(tmp_path):
     site = tmp_path / "site.env"
-    site.write_text("NASHEUR_SLURM_CPUS=8\nNASHEUR_GT_NB201=/site/gt.pth\nNASHEUR_SLURM_QOS=\n")
+    site.write_text(
+        "NASHEUR_SLURM_CPUS=8\nNASHEUR_GT_NB201=/site/gt.pth\nNASHEUR_SLURM_QOS=\nNASHEUR_DATA=\n"
+    )
     env = {**run_env(tmp_path), "NASHEUR_SITE_ENV": str(site), "NASHEUR_GT_NB201": "/mine.csv"}
     env.pop("NASHEUR_SLURM_CPUS", None)
     proc = subprocess.run(
@@ -162,4 +164,5 @@ def test_site_env_values_yield_to_the_callers(tmp_path):
     lines = set(proc.stdout.splitlines())
     assert "NASHEUR_SLURM_CPUS=8" in lines  # from the file
     assert "NASHEUR_GT_NB201=/mine.csv" in lines  # the caller's value wins
-    assert not any(line.startswith("NASHEUR_SLURM_QOS=") for line in lines)  # empty: unset
+    for name in ("NASHEUR_SLURM_QOS", "NASHEUR_DATA"):  # empty: unset, the default
+        assert not any(line.startswith(f"{name}=") for line in lines)

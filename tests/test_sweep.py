@@ -88,3 +88,24 @@ def test_a_bad_value_fails_the_sweep_before_any_job_runs(tmp_path):
     assert proc.returncode != 0 and "fidelity.train_portion" in proc.stderr + proc.stdout
     assert "nothing was launched" in proc.stderr + proc.stdout
     assert not list((tmp_path / "runs").rglob("metrics.json"))
+
+
+def test_relative_levels_follow_the_command_lines_baseline(tmp_path):
+    # TINY_JOB sets fidelity.baseline.channels=4: base, base/2, base/4 are 4, 2 and 1 here,
+    # not NB201's 16, 8 and 4
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    args = [
+        "+experiment=channels_ablation",
+        "search_space=nb201",
+        "seed=0",
+        *TINY_JOB,
+        "protocol.epochs=1",
+        "eval.pool_size=4",
+        f"ground_truth.path={gt}",
+        "-m",
+    ]
+    proc = nasheur(args, run_env(tmp_path), timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sweep = tmp_path / "runs" / "sweeps" / "channels_ablation"
+    records = [json.loads(p.read_text()) for p in sweep.rglob("metrics.json")]
+    assert sorted(r["config"]["fidelity"]["channels"] for r in records) == [1, 2, 4]

@@ -313,9 +313,21 @@ def _dir_resolver(*, _root_: DictConfig) -> str:
     return f"{data['search_space']['name']}/{readable}-{config_hash(data)}"
 
 
+def _site_option(name: str, default: Any = None) -> Any:
+    """An sbatch option from the environment (launch/site.env): the variable's text as it is
+    (a partition list such as ``dev,gpu`` included), `default` when it is unset or empty, and
+    None, which leaves the option out, when it is ``null``."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    return None if value == "null" else value
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("nasheur.job_dir"):
         OmegaConf.register_new_resolver("nasheur.job_dir", _dir_resolver)
+    if not OmegaConf.has_resolver("nasheur.site"):
+        OmegaConf.register_new_resolver("nasheur.site", _site_option)
 
 
 # ---------------------------------------------------------------------------------------------

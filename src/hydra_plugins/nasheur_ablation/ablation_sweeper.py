@@ -180,7 +180,12 @@ class AblationSweeper(Sweeper):
 
         extra, cli_spaces, cli_seeds = self._command_line(arguments)
         spaces = cli_spaces or self._spaces_with_ground_truth()
-        baselines = {space: OmegaConf.to_container(self._baseline(space)) for space in spaces}
+        # each space's baseline as its jobs see it: with the experiment and the command line's
+        # fixed overrides (fidelity.baseline.channels=64 makes base/2 mean 32)
+        fixed = [o for dim in zip(*extra) if len(set(dim)) == 1 for o in dim[:1]]
+        baselines = {
+            space: OmegaConf.to_container(self._baseline(space, fixed)) for space in spaces
+        }
         family = {s: getattr(space_info(s), "paper_space", s) for s in spaces}
         return expand(spaces, cli_seeds or self.seeds, self.blocks, baselines, extra, family)
 
@@ -217,10 +222,10 @@ class AblationSweeper(Sweeper):
         )
         return [default]
 
-    def _baseline(self, space: str) -> DictConfig:
+    def _baseline(self, space: str, overrides: list[str]) -> DictConfig:
         assert self.config is not None and self.hydra_context is not None
         cfg = self.hydra_context.config_loader.load_sweep_config(
-            self.config, [f"search_space={space}"]
+            self.config, [*overrides, f"search_space={space}"]
         )
         return cfg.fidelity.baseline
 

@@ -6,7 +6,7 @@ A sweep folder can hold more than one sweep of an experiment: a first try with
 Averaging those as if they were seeds would give a number that no setting has. So a run's
 *setting* is its resolved config without the seed, the factors a table or figure varies and
 the keys outside a job's identity (`nasheur.config.IDENTITY_EXCLUDED`: device, speed options,
-the experiment's name). Per search space the setting that most runs share is the main one;
+the experiment's name). Per search space the setting with the most completed runs is the main one;
 every other setting is named by the keys where it differs from the main one
 (``protocol.epochs=1``), and the tables and figures show it apart, under that name.
 """
@@ -55,22 +55,25 @@ def _label(this: tuple[tuple[str, str], ...], main: tuple[tuple[str, str], ...])
 
 
 def setting_labels(records: Sequence[dict[str, Any]], varied: Iterable[str]) -> list[str]:
-    """For each record, "" when it has its search space's main setting (the one most of the
-    space's records share), else the keys where its setting differs (``protocol.epochs=1``).
+    """For each record, "" when it has its search space's main setting (the one with the most
+    completed runs, then the most runs), else the keys where its setting differs (``protocol.epochs=1``).
     Two settings that differ only beyond the first keys named still get distinct labels."""
     varied = tuple(varied)
     settings = [setting(r, varied) for r in records]
-    by_space: dict[Any, Counter] = defaultdict(Counter)
+    runs: dict[Any, Counter] = defaultdict(Counter)  # space -> setting -> runs
+    done: dict[Any, Counter] = defaultdict(Counter)  # space -> setting -> completed runs
     for r, s in zip(records, settings, strict=True):
-        by_space[_space(r)][s] += 1
-    # the most common setting; among equals, the first in sorted order (no dependence on
-    # the order the files were found in)
+        runs[_space(r)][s] += 1
+        done[_space(r)][s] += r.get("status") == "completed"
+    # the setting with the most completed runs, then the most runs; among equals, the first
+    # in sorted order (no dependence on the order the files were found in)
     main = {
-        space: min(counts, key=lambda s, c=counts: (-c[s], s)) for space, counts in by_space.items()
+        space: min(counts, key=lambda s, c=counts, d=done[space]: (-d[s], -c[s], s))
+        for space, counts in runs.items()
     }
     labels: dict[tuple[Any, tuple[tuple[str, str], ...]], str] = {}
     taken: set[tuple[Any, str]] = set()
-    for space, counts in by_space.items():
+    for space, counts in runs.items():
         for s in sorted(counts):
             if s == main[space]:
                 labels[(space, s)] = ""
