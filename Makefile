@@ -54,7 +54,7 @@ slurm-down:
 test-slurm:
 	$(PYTEST) -q -m slurm
 
-# make sweep ARGS="ground_truth.path=/data/nb201-cifar10-valid-200ep.csv seed=0,1,2"
+# make sweep ARGS="search_space=nb201 ground_truth.path=/data/nb201-cifar10-valid-200ep.csv seed=0,1,2"
 sweep:
 	bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm $(ARGS)
 

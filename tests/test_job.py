@@ -236,3 +236,19 @@ def test_a_job_runs_on_cuda(tmp_path, bf16):
     assert all(v == v for v in rec["metrics"].values())  # no NaN
     # one epoch learns: on the CPU this job's super-net scores 0.19 on average (chance: 0.1)
     assert rec["metrics"]["supernet_acc_mean"] > 0.12
+
+
+def test_a_table_of_another_space_is_refused(tmp_path):
+    # an NB201-layout table holds NAS-Bench-201's CIFAR-10 accuracies; its cells are valid
+    # keys of the embedded space too, which must not be ranked against them unnoticed
+    table = tmp_path / "nb201.csv"
+    table.write_text(
+        "index,arch_str,valid_acc,test_acc\n"
+        "0,|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|,80.1,79.5\n"
+        "1,|avg_pool_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|,60.2,61.0\n"
+    )
+    cfg = compose_job(["protocol.epochs=1", f"ground_truth.path={table}", "device=cpu"])
+    assert cfg.search_space.name.value == "embedded"
+    with pytest.raises(ConfigError, match="search_space=nb201, not of search_space=embedded"):
+        validate(cfg)
+    validate(compose_job([*TINY_JOB, f"ground_truth.path={table}"]))  # nb201: its own

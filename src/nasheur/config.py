@@ -480,3 +480,16 @@ def validate(cfg: Config) -> None:
         _check_choice("ground_truth.dataset", cfg.ground_truth.dataset, GT_DATASETS, "")
     if not Path(gt).exists():
         raise ConfigError(f"ground_truth.path={gt}: no such file or folder")
+    from nasheur.groundtruth.convert import space_of_file  # numpy only, read on demand
+
+    try:
+        made_for = space_of_file(gt)
+    except (OSError, ValueError) as exc:  # an unknown format (GroundTruthError), unreadable
+        raise ConfigError(f"ground_truth.path={gt}: {exc}") from None
+    if made_for is not None and made_for != space.name:
+        # NB201 cells are embedded keys too: without this, the embedded super-net would be
+        # ranked against NAS-Bench-201's CIFAR-10 accuracies without a word
+        raise ConfigError(
+            f"ground_truth.path={gt} holds architectures of search_space={made_for}, not of "
+            f"search_space={space.name}; set search_space={made_for} or another table"
+        )

@@ -182,7 +182,7 @@ class AblationSweeper(Sweeper):
         spaces = cli_spaces or self._spaces_with_ground_truth()
         # each space's baseline as its jobs see it: with the experiment and the command line's
         # fixed overrides (fidelity.baseline.channels=64 makes base/2 mean 32)
-        fixed = [o for dim in zip(*extra) if len(set(dim)) == 1 for o in dim[:1]]
+        fixed = [o for dim in zip(*extra, strict=True) if len(set(dim)) == 1 for o in dim[:1]]
         baselines = {
             space: OmegaConf.to_container(self._baseline(space, fixed)) for space in spaces
         }

@@ -42,7 +42,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nasheur.groundtruth.table import GroundTruth, GroundTruthError, read_table, write_table
+from nasheur.groundtruth.table import (
+    GroundTruth,
+    GroundTruthError,
+    declared_space,
+    read_table,
+    write_table,
+)
 
 __all__ = [
     "FORMATS",
@@ -79,6 +85,24 @@ def _looks_like_tfrecord(head: bytes) -> bool:
     from nasheur.groundtruth.nb101 import masked_crc32c
 
     return masked_crc32c(head[:8]) == int.from_bytes(head[8:12], "little")
+
+
+# the search space of each benchmark format's architectures
+_SPACE_OF_FORMAT = {
+    "nb101": "nb101",
+    "nb201-pth": "nb201",
+    "nats-pbz2": "nb201",
+    "nats-dir": "nb201",
+    "nds-json": "darts_nds",
+}
+
+
+def space_of_file(path: str | os.PathLike[str]) -> str | None:
+    """The search space whose architectures a ground-truth file holds, known without reading
+    it through: from a benchmark file's format, or from a table's head
+    (:func:`~nasheur.groundtruth.table.declared_space`); None when a table does not say."""
+    fmt = detect_format(path)
+    return declared_space(path) if fmt == "table" else _SPACE_OF_FORMAT[fmt]
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:

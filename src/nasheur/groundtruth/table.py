@@ -128,6 +128,25 @@ def _normalise_unit(value: str, source: str, what: str) -> str:
     return unit
 
 
+def declared_space(path: str | os.PathLike[str]) -> str | None:
+    """The search space a table says it holds, read from its head alone (a large table is not
+    read through): its ``# space:`` line, or ``nb201`` for NAS-Bench-201's own layout; None
+    when it does not say."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        for raw in f:
+            text = raw.strip()
+            if not text:
+                continue
+            if text.startswith("#"):
+                parsed = _parse_meta(text)
+                if parsed is not None and parsed[0] == "space":
+                    return parsed[1]
+                continue
+            header = tuple(h.strip() for h in next(csv.reader([text])))
+            return "nb201" if header[: len(_NB201_HEADER)] == _NB201_HEADER else None
+    return None
+
+
 def read_table(
     path: str | os.PathLike[str],
     *,
@@ -290,6 +309,7 @@ def read_table(
     if scale != 1.0:
         acc = acc / scale
     if layout == "nb201":  # provenance: which of the file's accuracies this is
+        meta.setdefault("space", "nb201")  # the layout is NAS-Bench-201's own table
         meta["column"] = value_col
         for name, col in _NB201_METRIC_COLUMN.items():
             if col == value_col:
