@@ -104,7 +104,6 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
     from nasheur.samplers import build_sampler
     from nasheur.seeding import derive_seed, numpy_rng
     from nasheur.spaces import get_space
-    from nasheur.spaces.nb201 import NB201Space
     from nasheur.supernet import build_supernet, spec_from_config
     from nasheur.training import (
         CHECKPOINT,
@@ -191,9 +190,9 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
     epochs = effective_epochs(p.epochs, cfg.fidelity)
     if epochs != p.epochs:
         log.info("fidelity.compensate_epochs: %d epochs instead of %d", epochs, p.epochs)
-    if cfg.supernet.wsbn and isinstance(space, NB201Space) and cfg.supernet.ops_on.value == "edge":
+    if cfg.supernet.wsbn and cfg.supernet.ops_on.value == "edge":  # NB201, DARTS-NDS
         log.warning(
-            "supernet.wsbn=true with ops on edges: every op set reads from one node, so WSBN changes nothing"
+            "supernet.wsbn=true with ops on edges: every op set reads from one input, so WSBN changes nothing"
         )
     optimizer = build_optimizer(model, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
     sampler = build_sampler(cfg.sampler.name.value, space)
