@@ -58,7 +58,8 @@ test-slurm:
 sweep:
 	bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm $(ARGS)
 
-# the same sweep, each job cut to one short epoch (conf/preset/debug.yaml)
+# the same sweep, each job cut to one epoch of 5 steps (conf/preset/debug.yaml; an experiment's
+# own values win, e.g. the epochs of epochs_ablation)
 sweep-debug:
 	bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm +preset=debug $(ARGS)
 
