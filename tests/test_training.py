@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import pickle
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from nasheur.spaces.nb201 import NB201Arch
 from nasheur.training import (
     CheckpointMismatch,
     TrainStep,
+    UnreadableCheckpoint,
     build_optimizer,
     cosine_lr,
     load_checkpoint,
@@ -74,9 +74,12 @@ class Payload:
 def test_a_checkpoint_that_asks_for_code_is_not_unpickled(tmp_path, capsys):
     path = tmp_path / "checkpoint.pt"
     torch.save({"format": 1, "config_hash": "abc", "model": Payload()}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(
+        UnreadableCheckpoint, match=r"checkpoint\.pt: refused.*GLOBAL print"
+    ) as info:
         load_checkpoint(path, device=torch.device("cpu"), config_hash="abc")
     assert "executed" not in capsys.readouterr().out
+    assert "weights_only" not in str(info.value)  # no advice to load it unsafely
 
 
 @pytest.mark.parametrize(

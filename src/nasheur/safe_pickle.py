@@ -35,6 +35,7 @@ __all__ = [
     "UnsafePickleError",
     "checking_numpy",
     "safe_load",
+    "torch_refusal",
 ]
 
 _IMPORT = object()  # marker: resolve the global by importing it
@@ -129,6 +130,17 @@ def safe_load(
             raise
         # raised by a restricted stand-in (e.g. LATIN1_BYTES_GLOBALS): add the file's name
         raise UnsafePickleError(f"{source}: {exc}") from None
+
+
+def torch_refusal(exc: BaseException) -> str:
+    """What ``torch.load(weights_only=True)`` refused, from its UnpicklingError: the line that
+    names the global or opcode, without torch's advice to load the file unsafely."""
+    detail = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker not in detail:
+        return detail.strip().splitlines()[0] if detail.strip() else type(exc).__name__
+    detail = detail.split(marker, 1)[1].strip().splitlines()[0]
+    return detail.split(" Please use", 1)[0]
 
 
 # --------------------------------------------------------------------------------------------

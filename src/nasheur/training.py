@@ -18,6 +18,7 @@ from torch import nn
 from torch.optim.sgd import sgd as sgd_update
 
 from nasheur.io import atomic_path
+from nasheur.safe_pickle import torch_refusal
 from nasheur.samplers import Sampler
 
 CHECKPOINT = "checkpoint.pt"
@@ -266,8 +267,8 @@ def load_checkpoint(path: Path, *, device: torch.device, config_hash: str) -> di
         state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's refusal of a global it does not allow
         raise UnreadableCheckpoint(
-            f"{path}: refused, it holds objects a checkpoint of nasheur never holds (nothing in "
-            f"it was run: {str(exc).splitlines()[0][:200]}); delete it to restart the job"
+            f"{path}: refused, it holds what a checkpoint of nasheur never holds (nothing in it "
+            f"was run: {torch_refusal(exc)}); delete it to restart the job"
         ) from None
     except Exception as exc:  # a truncated or damaged file (torch says RuntimeError, EOFError)
         raise UnreadableCheckpoint(

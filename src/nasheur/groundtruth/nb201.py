@@ -70,6 +70,7 @@ from nasheur.safe_pickle import (
     UnsafePickleError,
     checking_numpy,
     safe_load,
+    torch_refusal,
 )
 
 __all__ = [
@@ -208,11 +209,7 @@ def load_pth(path: str | os.PathLike[str]) -> Any:
             raise
         raise UnsafePickleError(f"{path}: {exc}") from None
     except pickle.UnpicklingError as exc:
-        detail = str(exc)
-        marker = "WeightsUnpickler error:"
-        if marker in detail:
-            detail = detail.split(marker, 1)[1].strip().splitlines()[0]
-            detail = detail.split(" Please use", 1)[0]
+        detail = torch_refusal(exc)
         if detail.startswith("Unsupported operand"):  # an opcode torch does not know: damage
             raise GroundTruthError(
                 f"{path}: not a readable torch.save file (corrupt pickle: {detail})"
