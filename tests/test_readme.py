@@ -86,7 +86,8 @@ def _run_in_order(cmds: list[str], cwd: Path, env: dict[str, str], timeout: floa
 
 
 def _newcomer_folder(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    write_fake_cifar(tmp_path / "data" / "cifar-10-batches-py", n_per_batch=40)
+    # 1,280 images: a validation share (10%) as large as NB201's batch of 128
+    write_fake_cifar(tmp_path / "data" / "cifar-10-batches-py", n_per_batch=256)
     write_nb201_gt(tmp_path / "gt.csv", n=40)
     shutil.copytree(REPO / "launch", tmp_path / "launch")  # the site profile and its wrapper
     env = run_env(tmp_path)
