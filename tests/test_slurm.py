@@ -251,7 +251,11 @@ def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(
 def test_a_killed_job_is_reported_not_waited_for(env, submitit_folder, budget, tmp_path):
     gt = write_nb201_gt(tmp_path / "gt.csv")
     log = tmp_path / "launcher.log"
-    args = sweep_args(submitit_folder, gt, "dataset.num_images=800", "protocol.epochs=40", "seed=0")
+    # long enough to be killed midway on a fast machine too (40 epochs here took 8 s): the
+    # kill, not the epochs, ends it
+    args = sweep_args(
+        submitit_folder, gt, "dataset.num_images=800", "protocol.epochs=2000", "seed=0"
+    )
     proc = start(args, env, log)
     try:
         ckpt = wait_until(
