@@ -356,12 +356,11 @@ def test_loader_on_cuda_with_cuda_generator():
     assert sum(b[2] for b in loader.eval_batches()) == 50
 
 
-@pytest.mark.parametrize("damage", ["truncated", "trailing"])
-def test_a_damaged_cifar_batch_is_named(tmp_path, damage):
+def test_a_truncated_cifar_batch_is_named(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     write_fake_cifar(folder)
     batch = folder / "data_batch_3"
     data = batch.read_bytes()
-    batch.write_bytes(data[: len(data) // 2] if damage == "truncated" else data + b"junk")
+    batch.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"data_batch_3: .*extract cifar-10-python\.tar\.gz again"):
         load_cifar10_train(tmp_path)

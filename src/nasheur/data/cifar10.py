@@ -88,10 +88,6 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 f"{path}: a damaged or truncated CIFAR-10 batch ({type(exc).__name__}: {exc}); "
                 "extract cifar-10-python.tar.gz again"
             ) from None
-        if f.read(1):
-            raise ValueError(
-                f"{path}: data after the batch's end; extract cifar-10-python.tar.gz again"
-            )
     if not isinstance(batch, dict):
         raise ValueError(f"{path}: not a CIFAR-10 batch (a {type(batch).__name__}, not a dict)")
     data = _get(batch, "data", path)
