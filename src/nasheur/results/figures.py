@@ -321,9 +321,10 @@ def metric_pairs(records: Sequence[dict[str, Any]], stem: str | Path) -> list[Pa
     accuracy, final performance and sparse Kendall tau, and the Spearman correlation matrix
     of the three. Untrained runs (mean super-net accuracy < 0.4) are left out."""
     by_space: dict[str, np.ndarray] = {}
-    for space in _spaces_in(_completed(records)):
+    done = _completed(records)
+    for space in _spaces_in(done):
         rows = []
-        for r in _completed(records):
+        for r in done:
             if _space(r) != space:
                 continue
             v = [_metric(r, m) for m in PAIR_METRICS]
