@@ -76,6 +76,21 @@ def test_cifar_reads_fake_release(tmp_path):
         assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref)
 
 
+def test_a_cifar_subset_is_read_and_said(tmp_path, caplog, monkeypatch):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_fake_cifar(folder, n_per_batch=20)
+    with caplog.at_level("WARNING", logger="nasheur"):
+        load_cifar10_train(folder)
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert str(folder) in said and "data_batch_1 20, " in said and "not 10,000" in said
+    caplog.clear()
+    # batches of the release's size (made small here): nothing to say
+    monkeypatch.setattr("nasheur.data.cifar10.IMAGES_PER_BATCH", 20)
+    with caplog.at_level("WARNING", logger="nasheur"):
+        load_cifar10_train(folder)
+    assert not caplog.records
+
+
 def test_load_image_data_cifar_from_fake_release(tmp_path):
     x_ref, y_ref = write_fake_cifar(tmp_path / "cifar-10-batches-py")
     d = load_image_data("cifar10", train_portion=0.9, val_portion=0.1, root=str(tmp_path))

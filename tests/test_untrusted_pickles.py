@@ -277,6 +277,24 @@ def _run(obj):
             lambda o: _run(o)["eval_acc1es"].update({"ori-test@199": None}),
             r"architecture 0, cifar10 seed 777: eval_acc1es\['ori-test@199'\] = None is not",
         ),
+        (  # a number as text is a foreign file's, not a value to convert
+            lambda o: _run(o)["eval_acc1es"].update({"ori-test@199": "93.5"}),
+            r"architecture 0, cifar10 seed 777: eval_acc1es\['ori-test@199'\] = '93.5' is not a "
+            "number",
+        ),
+        (  # float(True) would read as 1%
+            lambda o: _run(o)["eval_acc1es"].update({"ori-test@199": True}),
+            r"architecture 0, cifar10 seed 777: eval_acc1es\['ori-test@199'\] = True is not a "
+            "number",
+        ),
+        (
+            lambda o: _run(o).update(epochs=200.5),
+            r"architecture 0, cifar10 seed 777: epochs = 200.5 is not a whole number",
+        ),
+        (
+            lambda o: _run(o).update(epochs="200"),
+            r"architecture 0, cifar10 seed 777: epochs = '200' is not a number",
+        ),
         (
             lambda o: _run(o).update(epochs="x"),
             r"architecture 0, cifar10 seed 777: epochs = 'x' is not a number",

@@ -9,6 +9,7 @@ and ``b"labels"`` (a list of ints in 0..9). The batches are unpickled through
 
 from __future__ import annotations
 
+import logging
 import pickle
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,9 @@ FOLDER_NAME = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 IMAGE_SHAPE = (3, 32, 32)
 NUM_CLASSES = 10
+IMAGES_PER_BATCH = 10_000
+
+log = logging.getLogger("nasheur")
 
 # numpy arrays (both numpy 1.x and 2.x spellings) plus the latin-1 `_codecs.encode` that
 # Python 3 uses for bytes at protocol 2 (for batches re-saved by Python 3); nothing else.
@@ -126,6 +130,21 @@ def load_cifar10_train(root: str | Path) -> tuple[np.ndarray, np.ndarray]:
             + _HOW_TO_GET
         )
     parts = [_read_batch(folder / name) for name in TRAIN_FILES]
+    # A subset (a test's, a quick try's) is allowed, but said: the split, the batches per
+    # epoch and so every number of the run then differ from a run on the release.
+    short = [
+        f"{name} {len(p[1]):,}"
+        for name, p in zip(TRAIN_FILES, parts, strict=True)
+        if len(p[1]) != IMAGES_PER_BATCH
+    ]
+    if short:
+        log.warning(
+            "CIFAR-10 at %s is not the release: images per batch %s, not %s; "
+            "its numbers are not comparable with runs on the 50,000 training images",
+            folder,
+            ", ".join(short),
+            f"{IMAGES_PER_BATCH:,}",
+        )
     images = np.ascontiguousarray(np.concatenate([p[0] for p in parts]))
     labels = np.concatenate([p[1] for p in parts])
     return images, labels

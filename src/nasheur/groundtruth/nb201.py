@@ -313,11 +313,19 @@ def _seeds_of(results: Mapping[str, Any], dataset: str, where: str) -> list[Any]
 
 
 def _number(kind: type, value: Any, what: str) -> Any:
-    """``int(value)`` / ``float(value)``, or a GroundTruthError naming ``what``."""
+    """`value` as `kind` (int or float), or a GroundTruthError naming ``what``.
+
+    Only numbers pass: the benchmark stores floats and ints, so a bool or a text ("93.5")
+    is a damaged or foreign file, not a value to convert; an int must be whole."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise GroundTruthError(f"{what} = {value!r} is not a number")
     try:
-        return kind(value)
+        number = kind(value)
     except (TypeError, ValueError, OverflowError):
         raise GroundTruthError(f"{what} = {value!r} is not a number") from None
+    if kind is int and number != value:
+        raise GroundTruthError(f"{what} = {value!r} is not a whole number")
+    return number
 
 
 def _arch_accuracy(
