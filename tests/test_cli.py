@@ -80,3 +80,22 @@ def test_sigkill_then_the_same_command_resumes_to_identical_metrics(tmp_path):
     a, b = json.loads(whole.read_text()), json.loads(resumed.read_text())
     assert b["metrics"] == a["metrics"] and b["archs"] == a["archs"]
     assert [h["train_loss"] for h in b["history"]] == [h["train_loss"] for h in a["history"]]
+
+
+def test_a_refused_folder_keeps_its_own_hydra_record(tmp_path):
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    folder = tmp_path / "job"
+    args = [*TINY_JOB, "protocol.epochs=1", f"ground_truth.path={gt}", f"hydra.run.dir={folder}"]
+    env = run_env(tmp_path)
+    assert nasheur(args, env, timeout=600).returncode == 0
+    hydra = folder / ".hydra"
+    before = {f.name: f.read_bytes() for f in hydra.glob("*.yaml")}
+    assert set(before) == {"config.yaml", "hydra.yaml", "overrides.yaml"}
+    metrics = (folder / "metrics.json").read_bytes()
+
+    refused = nasheur([*args, "protocol.lr=0.05"], env, timeout=600)
+    assert refused.returncode == 1
+    assert "nasheur: refused:" in refused.stderr and "another config" in refused.stderr
+    # Hydra wrote the refused job's config there; the folder's own is back
+    assert {f.name: f.read_bytes() for f in hydra.glob("*.yaml")} == before
+    assert (folder / "metrics.json").read_bytes() == metrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -184,6 +185,24 @@ def test_a_folder_of_another_config_is_refused_and_left_intact(tiny, tmp_path):
         run_job(tiny, output_dir=out)
     assert not (out / "metrics.json").exists()
     assert (out / "pool.json").read_bytes() == pool
+
+
+def test_on_claimed_runs_only_for_the_folder_s_own_config(tiny, tmp_path):
+    from nasheur.training import CheckpointMismatch
+
+    out, claims = tmp_path / "job", []
+    run_job(tiny, output_dir=out, on_claimed=lambda: claims.append(sorted(os.listdir(out))))
+    assert claims == [[]]  # before anything was written in the folder
+    (out / "metrics.json").unlink()  # stopped after its last checkpoint: resumed, claimed
+    run_job(tiny, output_dir=out, on_claimed=lambda: claims.append("resumed"))
+    assert claims[1:] == ["resumed"]
+    tiny.protocol.lr = 0.05
+    for folder_holds in ("metrics.json", "checkpoint.pt"):
+        if folder_holds == "checkpoint.pt":
+            (out / "metrics.json").unlink()
+        with pytest.raises(CheckpointMismatch, match="another config"):
+            run_job(tiny, output_dir=out, on_claimed=lambda: claims.append("refused"))
+    assert "refused" not in claims
 
 
 def test_a_damaged_checkpoint_fails_the_job_naming_the_file(tiny, tmp_path):

@@ -18,9 +18,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from nasheur.config import ConfigError, register_configs, register_resolvers, to_config, validate
+from nasheur.io import atomic_path
 
 register_configs()
 register_resolvers()
+log = logging.getLogger("nasheur")
 
 
 def _choices(hc) -> dict[str, str | None]:
@@ -39,6 +41,32 @@ def _drop_empty_run_folder(folder: Path) -> None:
         folder.parent.rmdir()
 
 
+CLAIMED = "claimed"  # a copy of Hydra's record of the job that owns the folder
+
+
+def _keep_hydra_record(record: Path | None) -> None:
+    """Copy Hydra's record (`.hydra/*.yaml`) of the job that now owns the folder to
+    `.hydra/claimed/`, which Hydra never writes."""
+    if record is None or not record.is_dir():
+        return
+    kept = record / CLAIMED
+    kept.mkdir(exist_ok=True)
+    for f in record.glob("*.yaml"):
+        with atomic_path(kept / f.name) as tmp:
+            shutil.copyfile(f, tmp)
+
+
+def _restore_hydra_record(record: Path | None) -> bool:
+    """Put back the owner's record that Hydra overwrote with a refused job's, if kept."""
+    kept = None if record is None else record / CLAIMED
+    if kept is None or not kept.is_dir():
+        return False
+    for f in kept.glob("*.yaml"):
+        with atomic_path(record / f.name) as tmp:
+            shutil.copyfile(f, tmp)
+    return True
+
+
 @hydra.main(version_base="1.3", config_path="pkg://nasheur.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
@@ -52,8 +80,26 @@ def main(cfg: DictConfig) -> float | None:
         _drop_empty_run_folder(Path(hc.runtime.output_dir))
         raise SystemExit(2) from None
     from nasheur.job import run_job  # imports torch
+    from nasheur.training import CheckpointMismatch
 
-    record = run_job(config, output_dir=hc.runtime.output_dir, choices=_choices(hc))
+    out = Path(hc.runtime.output_dir)
+    # Hydra has written this job's config into the folder's `.hydra/` already: if the folder
+    # holds another config's job, which is refused, its own record is put back
+    hydra_record = None if hc.output_subdir is None else out / hc.output_subdir
+    try:
+        record = run_job(
+            config,
+            output_dir=out,
+            choices=_choices(hc),
+            on_claimed=lambda: _keep_hydra_record(hydra_record),
+        )
+    except CheckpointMismatch as err:
+        if _restore_hydra_record(hydra_record):
+            log.info("%s: put back the record of the folder's own job", hydra_record)
+        if hc.mode == RunMode.MULTIRUN:
+            raise
+        print(f"nasheur: refused: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     return record["metrics"]["sparse_kendall_tau"]
 
 

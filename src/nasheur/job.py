@@ -12,6 +12,7 @@ import logging
 import platform
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,17 @@ def pick_device(name: str):
 
 
 def run_job(
-    cfg: Config, *, output_dir: str | Path, choices: dict[str, Any] | None = None
+    cfg: Config,
+    *,
+    output_dir: str | Path,
+    choices: dict[str, Any] | None = None,
+    on_claimed: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) the job of `cfg` in `output_dir`; return its metrics.json record."""
+    """Run (or resume) the job of `cfg` in `output_dir`; return its metrics.json record.
+
+    ``on_claimed()`` runs once the folder is known to be this config's (no record or
+    checkpoint of another), before anything is written there; a folder of another config
+    raises :class:`CheckpointMismatch` instead."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     resolved = plain(cfg)
@@ -74,7 +83,7 @@ def run_job(
             log.info("already completed: %s (delete it to run again)", done)
             return previous
     try:
-        record.update(_run(cfg, out, record["config_hash"]))
+        record.update(_run(cfg, out, record["config_hash"], on_claimed))
         record["status"] = "completed"
     except CheckpointMismatch:
         raise  # the folder belongs to another config: leave its files alone
@@ -93,7 +102,9 @@ def run_job(
     return record
 
 
-def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
+def _run(
+    cfg: Config, out: Path, chash: str, on_claimed: Callable[[], None] | None
+) -> dict[str, Any]:
     import torch
 
     from nasheur import metrics
@@ -125,6 +136,8 @@ def _run(cfg: Config, out: Path, chash: str) -> dict[str, Any]:
     # a checkpoint of another config in this folder: refused before anything is written here
     ckpt = out / CHECKPOINT
     state = load_checkpoint(ckpt, device=device, config_hash=chash) if ckpt.is_file() else None
+    if on_claimed is not None:
+        on_claimed()
 
     # the data, the ground truth and the pool first: they catch bad input before long work
     # (the data before a benchmark file's first, slower conversion)
