@@ -144,6 +144,30 @@ def test_factor_influence_given_baselines(tmp_path):
     _check(paths, tmp_path, "f")
 
 
+def _with(record, final, **supernet):
+    record["config"]["supernet"] = dict(supernet)
+    record["metrics"]["final_performance"] = final
+    return record
+
+
+def test_a_factor_held_at_one_value_is_part_of_the_baseline():
+    wsbn = ["supernet.wsbn", "supernet.ops_on"]
+    records = [  # WSBN measured with ops on nodes; the space's default is ops on edges
+        _with(_record("nb201", s, "wsbn_ablation", wsbn), f, wsbn=on, ops_on="node")
+        for s in range(2)
+        for on, f in ((False, 0.90 + s / 100), (True, 0.93 + s / 100))
+    ] + [
+        _with(_record("nb201", s, "lr_ablation", ["protocol.lr"]), 0.9, wsbn=False, ops_on="edge")
+        for s in range(2)
+    ]
+    bars = figures.influence_bars(records, baselines={"protocol.lr": 0.025})
+    ((exp, label, mean, _),) = bars["nb201"]
+    assert (exp, label) == ("wsbn_ablation", "wsbn=true") and mean == pytest.approx(3.0)
+    # an experiment of one row varies nothing: left out, said, as before
+    with pytest.warns(UserWarning, match="wsbn_ablation on nb201: no baseline row"):
+        assert not figures.influence_bars([r for r in records[:4] if r["seed"] == 0][1:2])
+
+
 def test_missing_data_raises(records, tmp_path):
     empty_pool = {**records[0], "archs": []}
     with pytest.raises(ValueError, match="architecture"):

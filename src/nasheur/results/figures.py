@@ -410,6 +410,16 @@ def _baseline_value(
     return learnt.get((space, factor))
 
 
+def _held_fixed(base: tuple | None, rows: Iterable[tuple]) -> tuple | None:
+    """`base` with each factor that an experiment holds at one value in all its rows set to
+    that value: a condition of the experiment, not a factor it varies (WSBN is measured with
+    ops on nodes, so its baseline is WSBN off with ops on nodes, not the space's default)."""
+    values = [set(v) for v in zip(*rows, strict=True)]
+    if base is None or all(len(v) == 1 for v in values):  # one row: nothing varied
+        return base
+    return tuple(next(iter(v)) if len(v) == 1 else b for b, v in zip(base, values, strict=True))
+
+
 def factor_influence(
     records: Sequence[dict[str, Any]],
     stem: str | Path,
@@ -424,63 +434,18 @@ def factor_influence(
     2. for a `fidelity.<name>` factor, the record's `config.fidelity.baseline.<name>`;
     3. otherwise the most common value of the factor among the given runs of experiments
        that do not vary it (those run at the default).
-    An experiment with no such row (or whose default cannot be told) is left out with a
-    warning.
+    A factor that an experiment holds at one value (WSBN's ops on nodes) takes that value in
+    the baseline row. An experiment with no such row (or whose default cannot be told) is
+    left out with a warning.
     """
-    given = dict(baselines or {})
-    done = [r for r in _completed(records) if select(r, "config.experiment.name") and _space(r)]
-    learnt = _defaults(done)
-    setting_of: dict[int, str] = {}
-    for exp in {select(r, "config.experiment.name") for r in done}:
-        runs = [r for r in done if select(r, "config.experiment.name") == exp]
-        factors = select(runs[0], "config.experiment.factors") or []
-        for r, label in zip(runs, setting_labels(runs, factors), strict=True):
-            setting_of[id(r)] = label
-    groups: dict[tuple[str, str], dict[tuple, list[float]]] = defaultdict(lambda: defaultdict(list))
-    base_rows: dict[tuple[str, str], tuple | None] = {}
-    factors_of: dict[str, list[str]] = {}
-    for r in done:
-        exp, space = select(r, "config.experiment.name"), _space(r)
-        factors = list(select(r, "config.experiment.factors") or [])
-        if not factors:
-            continue
-        exp = _with_setting(setting_of[id(r)], exp)  # another setting: bars of their own
-        factors_of[exp] = factors
-        row = tuple(_fmt(select(r.get("config", {}), f)) for f in factors)
-        v = _metric(r, "final_performance")
-        if np.isfinite(v):
-            groups[(space, exp)][row].append(v)
-        base = tuple(_baseline_value(r, f, learnt, given) for f in factors)
-        if None not in base:
-            base_rows.setdefault((space, exp), base)
-    bars: dict[str, list[tuple[str, str, float, float]]] = defaultdict(list)
-    for (space, exp), rows in groups.items():
-        base = base_rows.get((space, exp))
-        if base is None or base not in rows:
-            warnings.warn(
-                f"factor_influence: {exp} on {space}: no baseline row "
-                f"({'default unknown' if base is None else 'no run at ' + str(base)}); left out",
-                stacklevel=2,
-            )
-            continue
-        ref = float(np.mean(rows[base]))
-        for row in sorted(rows, key=lambda t: tuple(_sort_key(x) for x in t)):
-            if row == base:
-                continue
-            label = ", ".join(
-                f"{f.rpartition('.')[2]}={x}"
-                for f, x, b in zip(factors_of[exp], row, base, strict=True)
-                if x != b
-            )
-            diffs = 100 * (np.array(rows[row]) - ref)
-            bars[space].append((exp, label, float(diffs.mean()), float(np.std(rows[row]) * 100)))
+    bars = influence_bars(records, baselines=baselines)
     if not bars:
         raise ValueError(
             "factor_influence: no experiment has both a baseline row and another row with "
             "completed runs (config.experiment.{name,factors} and metrics.final_performance)"
         )
     plt = _plt()
-    spaces = [s for s in _spaces_in(done) if s in bars]
+    spaces = [s for s in SPACES if s in bars] + sorted(set(bars) - set(SPACES))
     height = max(len(b) for b in bars.values())
     fig, axes = plt.subplots(
         1, len(spaces), figsize=(5.0 * len(spaces), 1.5 + 0.28 * height), squeeze=False
@@ -507,3 +472,60 @@ def factor_influence(
     fig.legend(handles, exps, loc="lower center", ncol=min(len(exps), 4), fontsize=7)
     fig.tight_layout(rect=(0, 0.04 + 0.03 * math.ceil(len(exps) / 4), 1, 1))
     return _save(fig, stem)
+
+
+Bar = tuple[str, str, float, float]  # experiment (setting), row label, mean, std (pp)
+
+
+def influence_bars(
+    records: Sequence[dict[str, Any]], *, baselines: Mapping[str, Any] | None = None
+) -> dict[str, list[Bar]]:
+    """The bars of Fig. 17 (:func:`factor_influence`) per space."""
+    given = dict(baselines or {})
+    done = [r for r in _completed(records) if select(r, "config.experiment.name") and _space(r)]
+    learnt = _defaults(done)
+    setting_of: dict[int, str] = {}
+    for exp in {select(r, "config.experiment.name") for r in done}:
+        runs = [r for r in done if select(r, "config.experiment.name") == exp]
+        factors = select(runs[0], "config.experiment.factors") or []
+        for r, label in zip(runs, setting_labels(runs, factors), strict=True):
+            setting_of[id(r)] = label
+    groups: dict[tuple[str, str], dict[tuple, list[float]]] = defaultdict(lambda: defaultdict(list))
+    base_rows: dict[tuple[str, str], tuple | None] = {}
+    factors_of: dict[str, list[str]] = {}
+    for r in done:
+        exp, space = select(r, "config.experiment.name"), _space(r)
+        factors = list(select(r, "config.experiment.factors") or [])
+        if not factors:
+            continue
+        exp = _with_setting(setting_of[id(r)], exp)  # another setting: bars of their own
+        factors_of[exp] = factors
+        row = tuple(_fmt(select(r.get("config", {}), f)) for f in factors)
+        v = _metric(r, "final_performance")
+        if np.isfinite(v):
+            groups[(space, exp)][row].append(v)
+        base = tuple(_baseline_value(r, f, learnt, given) for f in factors)
+        if None not in base:
+            base_rows.setdefault((space, exp), base)
+    bars: dict[str, list[Bar]] = defaultdict(list)
+    for (space, exp), rows in groups.items():
+        base = _held_fixed(base_rows.get((space, exp)), rows)
+        if base is None or base not in rows:
+            warnings.warn(
+                f"factor_influence: {exp} on {space}: no baseline row "
+                f"({'default unknown' if base is None else 'no run at ' + str(base)}); left out",
+                stacklevel=2,
+            )
+            continue
+        ref = float(np.mean(rows[base]))
+        for row in sorted(rows, key=lambda t: tuple(_sort_key(x) for x in t)):
+            if row == base:
+                continue
+            label = ", ".join(
+                f"{f.rpartition('.')[2]}={x}"
+                for f, x, b in zip(factors_of[exp], row, base, strict=True)
+                if x != b
+            )
+            diffs = 100 * (np.array(rows[row]) - ref)
+            bars[space].append((exp, label, float(diffs.mean()), float(np.std(rows[row]) * 100)))
+    return dict(bars)
