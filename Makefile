@@ -64,11 +64,14 @@ sweep-debug:
 	bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm +preset=debug $(ARGS)
 
 # The paper's tables. `make sweep-11 LAUNCHER=slurm` (with NASHEUR_DATA and NASHEUR_GT_<SPACE>
-# set in launch/site.env) runs every experiment of Table 11 (one sweep each, under runs/sweeps/<experiment>);
+# set in launch/site.env) runs every experiment of Table 11 (one sweep each, under
+# runs/sweeps/<experiment>; on a cluster all at once, launch/sweep_experiments.sh);
 # `make table-11` merges whatever those sweeps have finished into tables/table-11.{md,csv,tex}.
 # Relaunching a sweep skips completed jobs, resumes interrupted ones and reruns failed ones.
 LAUNCHER ?= local
-SWEEPS ?= $(or $(NASHEUR_RUNS),runs)/sweeps
+# the runs folder: $NASHEUR_RUNS from the environment or launch/site.env, else runs/
+RUNS ?= $(or $(shell bash launch/with_site_env.sh printenv NASHEUR_RUNS 2>/dev/null),runs)
+SWEEPS ?= $(RUNS)/sweeps
 TABLES ?= tables
 EXPERIMENTS_4 := low_fidelity_budget
 EXPERIMENTS_5 := dynamic_channels_ablation
@@ -84,9 +87,8 @@ EXPERIMENTS_3 := $(EXPERIMENTS_11) $(EXPERIMENTS_12) $(EXPERIMENTS_13)
 .PHONY: bench host-instructions figures
 sweep-%:
 	@test -n "$(strip $(EXPERIMENTS_$*))" || { echo "no experiments for table $*" >&2; exit 2; }
-	for e in $(EXPERIMENTS_$*); do \
-	  bash launch/with_site_env.sh $(PYTHON) -m nasheur +experiment=$$e hydra/launcher=$(LAUNCHER) $(ARGS) -m || exit $$?; \
-	done
+	PYTHON="$(PYTHON)" bash launch/with_site_env.sh bash launch/sweep_experiments.sh \
+	  "$(LAUNCHER)" "$(ARGS)" $(EXPERIMENTS_$*)
 
 table-%:
 	$(PYTHON) -m nasheur.results table $(SWEEPS) --table $* --out $(TABLES)
@@ -101,6 +103,5 @@ host-instructions:
 	$(PYTHON) -m nasheur.host_instructions --out host_instructions.json $(ARGS)
 
 # the paper's figures (Fig. 4, 6, 9, 12, 17 and a scatter) from all runs: figures/*.png, *.pdf
-RUNS ?= $(or $(NASHEUR_RUNS),runs)
 figures:
 	$(PYTHON) -m nasheur.results figures $(RUNS) --out figures

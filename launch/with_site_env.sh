@@ -5,8 +5,9 @@
 #
 #   launch/with_site_env.sh python -m nasheur -m hydra/launcher=slurm seed=0,1,2 ...
 #
-# A NASHEUR_* variable already set in the calling environment wins over the file, so that one
-# run can change one value: NASHEUR_SLURM_TIME_MIN=60 make sweep ARGS=...
+# A NASHEUR_* variable already set (not empty) in the calling environment wins over the file,
+# so that one run can change one value: NASHEUR_SLURM_TIME_MIN=60 make sweep ARGS=...
+# An empty one says nothing: the file's value holds.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 file=${NASHEUR_SITE_ENV:-$here/site.env}
@@ -14,7 +15,7 @@ if [[ -f $file ]]; then
     # remember what the caller set, read the file, then put the caller's values back
     declare -A caller=()
     while IFS='=' read -r name value; do
-        caller[$name]=$value
+        [[ -n $value ]] && caller[$name]=$value
     done < <(env | grep -E '^NASHEUR_[A-Z0-9_]*=' || true)
     set -a
     # shellcheck disable=SC1090

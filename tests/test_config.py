@@ -238,6 +238,38 @@ def test_the_procedural_class_limit_is_its_number_of_textures():
 
 @pytest.mark.parametrize(
     "value, expected",
+    [(None, 4), ("", 4), (" ", 4), ("null", None), ("7", 7), ("seven", "not a whole number")],
+)
+def test_the_slurm_profile_reads_site_counts(value, expected, monkeypatch):
+    # an empty value takes the default however the file was sourced (by hand too); null
+    # leaves the option out where submitit allows it, and is named where it does not
+    from hydra import compose, initialize_config_module
+    from omegaconf.errors import InterpolationResolutionError
+
+    from nasheur.config import register_configs, register_resolvers
+
+    for name in ("CPUS", "TIME_MIN"):
+        monkeypatch.delenv(f"NASHEUR_SLURM_{name}", raising=False)
+        if value is not None:
+            monkeypatch.setenv(f"NASHEUR_SLURM_{name}", value)
+    register_configs()
+    register_resolvers()
+    with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+        if isinstance(expected, str):
+            with pytest.raises(InterpolationResolutionError, match="NASHEUR_SLURM_CPUS='seven'"):
+                _ = cfg.hydra.launcher.cpus_per_task
+            return
+        assert cfg.hydra.launcher.cpus_per_task == expected
+        if value == "null":
+            with pytest.raises(InterpolationResolutionError, match="NASHEUR_SLURM_TIME_MIN=null"):
+                _ = cfg.hydra.launcher.timeout_min
+        else:
+            assert cfg.hydra.launcher.timeout_min == (1440 if expected == 4 else expected)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
     [(None, None), ("", None), ("null", None), ("proj_7", "proj_7"), ("a,b", "a,b")],
 )
 def test_the_slurm_profile_reads_site_values_as_text_and_null_as_left_out(

@@ -206,17 +206,67 @@ def test_every_experiment_runs_on_the_embedded_benchmark(name):
         validate(to_config(cfg))
 
 
+FAKE_PYTHON = """#!/usr/bin/env bash
+# stands for python: notes its arguments; the experiment named in FAIL fails
+echo "$*" >> "$CALLS"
+[[ " $* " == *" +experiment=$FAIL "* ]] && exit 3
+exit 0
+"""
+
+
 @pytest.mark.parametrize(
-    "table, blocks", [("3", ("11", "12", "13")), ("11", ("11",)), ("13", ("13",))]
+    "table, blocks, launcher",
+    [("3", ("11", "12", "13"), "local"), ("11", ("11",), "slurm"), ("13", ("13",), "local")],
 )
-def test_each_tables_make_target_sweeps_its_experiments(table, blocks):
+def test_each_tables_make_target_sweeps_its_experiments(tmp_path, table, blocks, launcher):
+    import os
     import subprocess
 
     from nasheur.results.tables import TABLES
 
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    names = [name for t in blocks for name, _ in TABLES[t]]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("NASHEUR_")},
+        "CALLS": str(tmp_path / "calls"),
+        "FAIL": names[0],  # the first fails: the others still run
+        "NASHEUR_RUNS": str(tmp_path / "runs"),
+        "NASHEUR_SITE_ENV": str(tmp_path / "site.env"),
+    }
+    (tmp_path / "site.env").write_text("")
     proc = subprocess.run(
-        ["make", "-n", f"sweep-{table}"], cwd=REPO, capture_output=True, text=True, timeout=60
+        ["make", "-s", f"sweep-{table}", f"PYTHON={fake}", f"LAUNCHER={launcher}", "ARGS=seed=0"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert sorted(calls) == sorted(
+        f"-m nasheur +experiment={n} hydra/launcher={launcher} seed=0 -m" for n in names
+    )
+    assert f"sweep {names[0]}: failed (exit status 3)" in proc.stderr
+    assert f"sweep {names[-1]}: done" in proc.stdout
+    if launcher != "local":  # started at once, each sweep's output in its own log
+        assert (tmp_path / "runs" / "sweeps" / f"{names[0]}.launch.log").is_file()
+
+
+def test_the_tables_targets_read_the_runs_folder_of_site_env(tmp_path):
+    import os
+    import subprocess
+
+    (tmp_path / "site.env").write_text(f"NASHEUR_RUNS={tmp_path / 'site-runs'}\n")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("NASHEUR_")},
+        "NASHEUR_SITE_ENV": str(tmp_path / "site.env"),
+    }
+    proc = subprocess.run(
+        ["make", "-n", "table-11", "figures"], cwd=REPO, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
-    swept = proc.stdout.split("for e in", 1)[1].split(";", 1)[0].split()
-    assert swept == [name for t in blocks for name, _ in TABLES[t]]
+    assert f"table {tmp_path / 'site-runs'}/sweeps --table 11" in proc.stdout
+    assert f"figures {tmp_path / 'site-runs'} --out" in proc.stdout

@@ -153,7 +153,7 @@ def test_site_env_values_yield_to_the_callers(tmp_path):
         "NASHEUR_SLURM_CPUS=8\nNASHEUR_GT_NB201=/site/gt.pth\nNASHEUR_SLURM_QOS=\nNASHEUR_DATA=\n"
     )
     env = {**run_env(tmp_path), "NASHEUR_SITE_ENV": str(site), "NASHEUR_GT_NB201": "/mine.csv"}
-    env.pop("NASHEUR_SLURM_CPUS", None)
+    env["NASHEUR_SLURM_CPUS"] = ""  # exported but empty: says nothing, the file's value holds
     proc = subprocess.run(
         ["bash", str(REPO / "launch" / "with_site_env.sh"), "env"],
         env=env,

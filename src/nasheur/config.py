@@ -323,11 +323,29 @@ def _site_option(name: str, default: Any = None) -> Any:
     return None if value == "null" else value
 
 
+def _site_count(name: str, default: int | None, need: str = "") -> int | None:
+    """A whole-number sbatch option from the environment: `default` when the variable is
+    unset or empty, None (the option left out) when it is ``null``, unless `need` says why
+    the option cannot be left out; anything else must be a whole number."""
+    value = _site_option(name, default)
+    if value is None or isinstance(value, int):
+        if value is None and need:
+            raise ValueError(f"{name}=null: {need}; give a whole number or unset it")
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a whole number (or null)") from None
+
+
 def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("nasheur.job_dir"):
-        OmegaConf.register_new_resolver("nasheur.job_dir", _dir_resolver)
-    if not OmegaConf.has_resolver("nasheur.site"):
-        OmegaConf.register_new_resolver("nasheur.site", _site_option)
+    for name, resolver in (
+        ("nasheur.job_dir", _dir_resolver),
+        ("nasheur.site", _site_option),
+        ("nasheur.site_count", _site_count),
+    ):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 # ---------------------------------------------------------------------------------------------
