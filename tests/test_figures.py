@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from nasheur.results import figures
+from nasheur.results.tables import select
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SPACES = ("nb201", "darts_nds")
@@ -179,6 +180,9 @@ def test_missing_data_raises(records, tmp_path):
         figures.bn_histograms(no_bn, tmp_path / "x")
     with pytest.raises(ValueError, match="epochs"):
         figures.metric_vs_epochs([records[-1]], tmp_path / "x")
+    one_count = [r for r in records if select(r, "config.experiment.name") == "bn_ablation"]
+    with pytest.raises(ValueError, match=r"two or more values of protocol\.epochs"):
+        figures.metric_vs_epochs(one_count, tmp_path / "x")  # a dot per space: no figure
     untrained = [r for r in records if r.get("metrics", {}).get("supernet_acc_mean", 1) < 0.4]
     with pytest.raises(ValueError, match="trained runs"):
         figures.metric_pairs(untrained, tmp_path / "x")

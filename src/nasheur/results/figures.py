@@ -280,8 +280,18 @@ def metric_vs_epochs(records: Sequence[dict[str, Any]], stem: str | Path) -> lis
         if epochs is None or _space(r) is None:
             continue
         data[_space(r)][setting][int(epochs)].append(r)
+    # a curve needs two epoch counts at least (the runs of another experiment, all at one
+    # count, would draw a dot per space)
+    data = {
+        space: by_setting
+        for space, by_setting in data.items()
+        if len({e for runs in by_setting.values() for e in runs}) > 1
+    }
     if not data:
-        raise ValueError("metric_vs_epochs: no completed run with config.protocol.epochs")
+        raise ValueError(
+            "metric_vs_epochs: no completed runs at two or more values of protocol.epochs "
+            "(+experiment=epochs_ablation)"
+        )
     plt = _plt()
     spaces = [s for s in _spaces_in(done) if s in data]
     fig, axes = plt.subplots(
