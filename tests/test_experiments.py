@@ -109,6 +109,20 @@ def test_relative_fidelity_values_follow_each_space():
         }
 
 
+def test_table_4_takes_the_paper_s_nb201_channels_and_halves_another_space_s():
+    nb201 = {o for j in plan("low_fidelity_budget") for o in j if o.startswith("fidelity.ch")}
+    assert nb201 == {"fidelity.channels=16", "fidelity.channels=8", "fidelity.channels=4"}
+    sw = compose_experiment("low_fidelity_budget").hydra.sweeper
+    blocks = OmegaConf.to_container(sw.blocks)
+    family = {"embedded": "nb201"}
+    embedded = expand(["embedded"], ["0"], blocks, baselines(["embedded"]), paper_space=family)
+    assert {o for j in embedded for o in j if o.startswith("fidelity.ch")} == {
+        "fidelity.channels=8",  # the embedded baseline's 8, not twice it
+        "fidelity.channels=4",
+        "fidelity.channels=2",
+    }
+
+
 def test_command_line_restricts_spaces_and_seeds_and_adds_its_own_overrides():
     sw = compose_experiment("bn_ablation").hydra.sweeper
     jobs = expand(
