@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -280,3 +282,214 @@ def test_the_sub_space_mean_is_per_seed_then_over_seeds(tmp_path):
     assert mean.runs == 2
     assert mean.mean["final_performance"] == pytest.approx(0.93)
     assert mean.std["final_performance"] == pytest.approx(0.0, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# `show`: every job, finished or not; n=1 cells; folders without records
+
+
+def _sweep_of_every_state(root: Path) -> Path:
+    """A sweep folder as a bad night leaves it: sweep.json lists 7 jobs, written as the sweeper
+    writes them (relative to where the sweep was launched). 3 completed, 1 failed, 1 killed
+    after its checkpoint (no metrics.json), 1 whose folder holds only Hydra's .hydra/, and 1
+    that never got a folder."""
+    sweep = root / "runs" / "sweeps" / "lr_ablation"
+    listed = []
+    for seed in range(7):
+        name = f"lr=0.1,seed={seed}-hash{seed}"
+        folder = sweep / "nb201" / name
+        listed.append(
+            {
+                "overrides": ["search_space=nb201", "protocol.lr=0.1", f"seed={seed}"],
+                "folder": f"runs/sweeps/lr_ablation/nb201/{name}",
+                "config_hash": f"hash{seed}",
+                "state_at_launch": "new",
+            }
+        )
+        if seed < 4:
+            rec = dict(record("nb201", seed, 0.1), config_hash=f"hash{seed}")
+            if seed == 3:
+                rec = dict(record("nb201", seed, 0.1, status="failed"), config_hash=f"hash{seed}")
+                rec["error"] = "RuntimeError: boom\nthe rest of a long message"
+            folder.mkdir(parents=True)
+            (folder / "metrics.json").write_text(json.dumps(rec))
+        elif seed == 4:  # killed: a checkpoint, no record
+            folder.mkdir(parents=True)
+            for name_ in ("checkpoint.pt", "pool.json", "nasheur.log"):
+                (folder / name_).write_text("x")
+        elif seed == 5:  # composed by Hydra, never started
+            (folder / ".hydra").mkdir(parents=True)
+    (sweep / "sweep.json").write_text(json.dumps({"jobs": listed}))
+    return sweep
+
+
+def test_show_lists_the_jobs_that_did_not_complete(tmp_path):
+    sweep = _sweep_of_every_state(tmp_path)
+    show = results("show", str(sweep))
+    assert show.returncode == 0, show.stderr
+    out = show.stdout
+    assert "7 job(s): 3 completed, 1 failed, 1 without a record, 2 not started" in out
+    lines = out.splitlines()
+    line = next(x for x in lines if "seed=3-hash3" in x)
+    assert "RuntimeError: boom" in line and "the rest" not in out  # the error's first line
+    assert "checkpoint.pt" in next(x for x in lines if "seed=4-hash4" in x)
+    assert "still running" in out  # files alone cannot tell a killed job from a running one
+    assert ".hydra/ only" in next(x for x in lines if "seed=5-hash5" in x)
+    assert "folder missing" in next(x for x in lines if "seed=6-hash6" in x)
+    assert "seed=0-hash0" not in out  # compact: the completed ones are counted, not listed
+    every = results("show", str(sweep), "--all").stdout
+    assert "nb201/lr=0.1,seed=0-hash0" in every and "0.700" in every
+
+
+def test_show_reads_sweep_json_tolerantly(tmp_path):
+    # jobs keyed by folder (launches merged), an absolute folder from another machine, and
+    # extra keys: each listed job is found in this sweep folder or counted as not started
+    from nasheur.results.collect import NOT_STARTED, find_jobs
+
+    sweep = _sweep_of_every_state(tmp_path)
+    listed = json.loads((sweep / "sweep.json").read_text())["jobs"]
+    keyed = {f"/cluster/home/me/{j['folder']}": {**j, "launches": 2} for j in listed}
+    (sweep / "sweep.json").write_text(json.dumps({"jobs": keyed}))
+    jobs, notes = find_jobs([sweep])
+    assert not notes and len(jobs) == 7
+    assert [j.state for j in jobs].count(NOT_STARTED) == 2
+    assert all(j.folder.parent == (sweep / "nb201").resolve() for j in jobs)
+    (sweep / "sweep.json").write_text("{not json")
+    jobs, notes = find_jobs([sweep])
+    assert len(jobs) == 6 and "sweep.json" in notes[0]  # what the folders show, and a note
+
+
+def test_show_of_a_job_of_a_sweep_is_not_the_one_job_summary(tmp_path):
+    # one completed record, but sweep.json lists two more jobs: they are shown, not hidden
+    # behind the single job's summary
+    sweep = _sweep_of_every_state(tmp_path)
+    for folder in sweep.glob("nb201/*"):
+        if folder.name != "lr=0.1,seed=0-hash0":
+            shutil.rmtree(folder)
+    rec = json.loads((sweep / "nb201" / "lr=0.1,seed=0-hash0" / "metrics.json").read_text())
+    rec["timing"] = {"wall_seconds": 61.5, "train_images_per_s": 1800.0, "eval_archs_per_s": 5.2}
+    (sweep / "nb201" / "lr=0.1,seed=0-hash0" / "metrics.json").write_text(json.dumps(rec))
+    show = results("show", str(sweep))
+    assert show.returncode == 0, show.stderr
+    assert "7 job(s): 1 completed, 6 not started" in show.stdout
+
+
+def test_show_says_when_a_failed_job_ran_again_since_its_record(tmp_path):
+    folder = write(tmp_path / "s", [record("nb201", 0, 0.1, status="failed")]) / "job0"
+    (folder / "checkpoint.pt").write_text("x")
+    old = (folder / "metrics.json").stat().st_mtime - 60
+    os.utime(folder / "metrics.json", (old, old))
+    show = results("show", str(tmp_path / "s"))
+    assert "run again since this record" in show.stdout
+
+
+def test_show_lists_a_few_of_each_state_unless_asked_for_all(tmp_path):
+    recs = [record("nb201", s, 0.1, status="failed") for s in range(25)]
+    folder = write(tmp_path / "s", recs)
+    out = results("show", str(folder)).stdout
+    assert "25 job(s): 25 failed" in out and "and 5 more (--all lists them)" in out
+    assert results("show", str(folder), "--all").stdout.count("RuntimeError: boom") == 25
+
+
+def test_a_single_run_has_no_std_over_seeds(tmp_path):
+    # n=1: the std over seeds is undefined, not 0; the pool's std (super-net accuracy) is
+    # defined for one run and stays
+    recs = [record("nb201", s, 0.025) for s in range(3)] + [record("nb201", 0, 0.1)]
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0)
+    one = table.blocks[0].cells[((0.1,), "nb201")]
+    assert one.runs == 1 and one.std["final_performance"] is None
+    md = to_markdown(table)
+    row = next(line for line in md.splitlines() if line.startswith("| lr=0.1 |"))
+    assert "| 93.00 (n=1) |" in row and "0.700±0.10 (n=1)" in row
+    three = next(line for line in md.splitlines() if line.startswith("| lr=0.025 |"))
+    assert "93.00±0.00 |" in three  # three equal runs: std 0, shown
+    rows = list(csv.DictReader(io.StringIO(to_csv(table))))
+    cell = next(r for r in rows if r["row"] == "lr=0.1")
+    assert cell["final_performance_std"] == "" and cell["supernet_acc_mean_std"] == ""
+    assert float(cell["final_performance_mean"]) == pytest.approx(0.93)
+    tex = next(x for x in to_latex(table).splitlines() if x.startswith("lr=0.1 &"))
+    assert "93.00 (n=1)" in tex and "0.700$\\pm$0.10" in tex
+
+
+def test_a_sub_space_mean_of_one_seed_has_no_std(tmp_path):
+    recs = [
+        _with(
+            record("nb101", 0, 0.025),
+            supernet__dynamic_channels="disabled",
+            supernet__subspace=sub,
+            experiment__name="dynamic_channels_ablation",
+            experiment__factors=["supernet.dynamic_channels", "supernet.subspace"],
+        )
+        for sub in (1, 2)
+    ]
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "5", bootstrap=0)
+    mean = table.blocks[0].cells[(("disabled", "mean"), "nb101")]
+    assert mean.runs == 1 and mean.std["final_performance"] is None
+
+
+def test_table_and_show_say_when_a_folder_holds_no_records(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    table = results("table", str(empty), "--table", "11")
+    assert table.returncode == 1 and "no metrics.json under" in table.stderr
+    assert "## Table" not in table.stdout
+    show = results("show", str(empty))
+    assert show.returncode == 1 and "no jobs under" in show.stderr
+    t3 = results("table", str(empty), "--table", "3")
+    assert t3.returncode == 1 and "no metrics.json under" in t3.stderr
+
+
+def test_table_and_show_say_when_every_run_failed(tmp_path):
+    recs = [record("nb201", s, 0.1, status="failed") for s in range(2)]
+    recs.append(record("nb201", 2, 0.1, status="interrupted"))
+    folder = write(tmp_path / "s", recs)
+    out = tmp_path / "tables"
+    table = results("table", str(folder), "--table", "11", "--out", str(out))
+    assert table.returncode == 1
+    assert "no completed run: Table 11's 3 run(s) are 2 failed, 1 interrupted" in table.stderr
+    assert "show" in table.stderr and not out.exists()  # no empty table written
+    t3 = results("table", str(folder), "--table", "3")
+    assert t3.returncode == 1 and "no completed run" in t3.stderr
+    show = results("show", str(folder))
+    assert show.returncode == 0 and "3 job(s): 2 failed, 1 interrupted" in show.stdout
+    assert "no job completed" in show.stdout
+
+
+def test_table_says_when_a_block_has_only_failed_runs(tmp_path):
+    ok = [record("nb201", s, 0.1) for s in range(3)]
+    bad = [
+        _with(record("nb201", s, 0.1, status="failed"), experiment__name="bn_ablation")
+        for s in range(2)
+    ]
+    table = build_table(load_records([write(tmp_path / "s", ok + bad)]), "11", bootstrap=0)
+    assert (table.completed, table.unfinished) == (3, 2)
+    md = to_markdown(table)
+    assert "Batch norm: no completed run, only 2 failed run(s)" in md
+
+
+def test_table_says_when_no_record_is_of_its_experiments(tmp_path):
+    folder = write(tmp_path / "s", [record("nb201", s, 0.1) for s in range(3)])
+    table = results("table", str(folder), "--table", "13")
+    assert table.returncode == 1 and "is of Table 13's experiments" in table.stderr
+
+
+def test_show_of_a_copied_sweep_looks_in_the_copy(tmp_path):
+    # sweep.json names the folders where the sweep ran (absolute here); in a copy of the sweep
+    # folder, a job missing from the copy is not started there, even if the original has it
+    from nasheur.results.collect import NOT_STARTED, find_jobs
+
+    sweep = _sweep_of_every_state(tmp_path / "cluster")
+    listed = json.loads((sweep / "sweep.json").read_text())["jobs"]
+    for j in listed:
+        j["folder"] = str(tmp_path / "cluster" / j["folder"])
+    (sweep / "sweep.json").write_text(json.dumps({"jobs": listed}))
+    copy = tmp_path / "laptop" / "lr_ablation"
+    shutil.copytree(sweep, copy)
+    shutil.rmtree(copy / "nb201" / "lr=0.1,seed=0-hash0")
+    jobs, _ = find_jobs([copy])
+    assert all(copy.resolve() in j.folder.parents for j in jobs)
+    assert [j.folder.name for j in jobs if j.state == NOT_STARTED] == [
+        "lr=0.1,seed=0-hash0",
+        "lr=0.1,seed=5-hash5",
+        "lr=0.1,seed=6-hash6",
+    ]

@@ -5,7 +5,8 @@
     python -m nasheur.results figures runs/sweeps --out figures/
 
 `table` prints the paper table as Markdown (and with --out also writes table-<id>.md, .csv and
-.tex); `show` lists every job with its status and metrics; `figures` draws the paper's figures
+.tex); `show` counts the jobs in each state and lists those that did not complete (with --all
+every job, the completed ones with their metrics); `figures` draws the paper's figures
 (matplotlib: `pip install -e ".[figures]"`). All read files only.
 """
 
@@ -13,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from nasheur.io import atomic_write_text
-from nasheur.results.collect import load_records
+from nasheur.results.collect import NO_RECORD, NOT_STARTED, Job, find_jobs, load_records
+from nasheur.results.settings import distinct_jobs
 from nasheur.results.tables import (
     TABLES,
     build_table,
@@ -29,13 +32,45 @@ from nasheur.results.tables import (
 )
 
 
+def _folders(args: argparse.Namespace) -> str:
+    return " ".join(str(f) for f in args.folders)
+
+
 def _table(args: argparse.Namespace) -> int:
     records = load_records(args.folders)
+    show = f"`python -m nasheur.results show {_folders(args)}` lists the jobs"
+    if not records:
+        print(f"no metrics.json under {_folders(args)}: no job there has ended", file=sys.stderr)
+        print(f"nothing to merge ({show})", file=sys.stderr)
+        return 1
     if args.table == "3":
+        done = [r for r in records if r.get("status") == "completed"]
+        if not done:
+            print(_none_completed("the", distinct_jobs(records)[0]), file=sys.stderr)
+            print(f"nothing to merge ({show} and their errors)", file=sys.stderr)
+            return 1
         text = correlation_markdown(correlation_table(records))
         outputs = {"md": text}
     else:
         table = build_table(records, args.table, bootstrap=args.bootstrap, seed=args.seed)
+        if not table.completed:
+            names = [name for name, _ in TABLES[args.table]]
+            experiments = ", ".join(names)
+            if not table.unfinished:
+                print(
+                    f"none of the {len(records)} record(s) under {_folders(args)} is of "
+                    f"Table {args.table}'s experiments ({experiments})"
+                    + (f"; {table.broken} could not be read" if table.broken else ""),
+                    file=sys.stderr,
+                )
+            else:
+                ours = [r for r in records if select(r, "config.experiment.name") in names]
+                print(
+                    _none_completed(f"Table {args.table}'s", distinct_jobs(ours)[0]),
+                    file=sys.stderr,
+                )
+            print(f"nothing to merge ({show} and their errors)", file=sys.stderr)
+            return 1
         text = to_markdown(table)
         outputs = {"md": text, "csv": to_csv(table), "tex": to_latex(table)}
     print(text, end="")
@@ -47,35 +82,144 @@ def _table(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(args: argparse.Namespace) -> int:
-    records = load_records(args.folders)
-    if not records:
-        print("no metrics.json found", file=sys.stderr)
-        return 1
-    one = records[0]
-    if len(records) == 1 and one.get("status") == "completed" and "timing" in one:
-        from nasheur.results.summary import summary_table  # one job: its end-of-job summary
-
-        print(summary_table(one, Path(one["path"])))
-        return 0
-    head = f"{'status':<10} {'space':<10} {'seed':>4} {'acc':>7} {'s-KdT':>7} {'P>R':>6} {'final':>7}  job"
-    print(head)
-    for r in records:
-        m = r.get("metrics") or {}
-        num = lambda key, scale=1.0, width=7, m=m: (  # noqa: E731
-            f"{'-':>{width}}" if m.get(key) is None else f"{scale * m[key]:>{width}.3f}"
-        )
-        print(
-            f"{r.get('status', '?'):<10} {select(r, 'config.search_space.name') or '?':<10} {r.get('seed', '?'):>4} "
-            f"{num('supernet_acc_mean')} {num('sparse_kendall_tau')} {num('p_beat_random', width=6)} "
-            f"{num('final_performance', 100)}  {Path(r['path']).parent}"
-        )
-        if r.get("status") == "failed":
-            print(f"{'':<10} error: {r.get('error', '')[:200]}")
+def _none_completed(whose: str, records: list[dict]) -> str:
+    """``no completed run: Table 11's 4 run(s) are 3 failed, 1 interrupted``."""
     counts: dict[str, int] = {}
     for r in records:
-        counts[r.get("status", "?")] = counts.get(r.get("status", "?"), 0) + 1
-    print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        status = str(r.get("status") or "unknown")
+        if status != "completed":
+            counts[status] = counts.get(status, 0) + 1
+    return f"no completed run: {whose} {len(records)} run(s) are " + ", ".join(
+        f"{n} {s}" for s, n in sorted(counts.items())
+    )
+
+
+# the states in the order `show` counts and lists them: their names, what they mean
+STATES = {
+    "completed": ("completed", ""),
+    "failed": ("failed", "relaunching the sweep runs them again"),
+    "interrupted": ("interrupted", "stopped from outside; relaunching resumes them"),
+    "broken": ("unreadable", "metrics.json could not be read"),
+    NO_RECORD: (
+        "without a record",
+        "a checkpoint, pool or log but no metrics.json: stopped without one (killed, out of "
+        "time) or still running; the files cannot tell which",
+    ),
+    NOT_STARTED: (
+        "not started",
+        "composed (listed in sweep.json, or Hydra's .hydra/ alone) but no job file yet",
+    ),
+}
+LISTED = 20  # jobs listed per state without --all
+
+
+def _where(folder: Path, roots: list[Path]) -> str:
+    """The folder relative to the given folder it is in (``nb201/lr=0.1,seed=0-1a2b``)."""
+    for root in roots:
+        try:
+            rel = folder.relative_to(root)
+        except ValueError:
+            continue
+        return str(rel) if rel.parts else str(folder)
+    return str(folder)
+
+
+def _ago(stamp: float | None) -> str:
+    if stamp is None:
+        return ""
+    s = max(time.time() - stamp, 0.0)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= size:
+            return f"{s / size:.0f} {unit} ago"
+    return f"{s:.0f} s ago"
+
+
+def _detail(job: Job) -> str:
+    """What a listed job's line says after its folder."""
+    if job.state == NOT_STARTED:
+        if not job.folder.is_dir():
+            return "folder missing"
+        return "Hydra's .hydra/ only" if (job.folder / ".hydra").is_dir() else "no job files"
+    if job.state == NO_RECORD:
+        written = _ago(job.modified)
+        return ", ".join(job.files) + (f"; checkpoint/pool written {written}" if written else "")
+    parts = [job.error] if job.error else []
+    if job.resumed:
+        parts.append(f"run again since this record (checkpoint/pool written {_ago(job.modified)})")
+    return "; ".join(parts)
+
+
+def _metrics_line(r: dict) -> str:
+    m = r.get("metrics") or {}
+
+    def num(key: str, scale: float = 1.0, width: int = 7) -> str:
+        v = m.get(key)
+        return f"{'-':>{width}}" if v is None else f"{scale * v:>{width}.3f}"
+
+    return (
+        f"{select(r, 'config.search_space.name') or '?':<10} {r.get('seed', '?'):>4} "
+        f"{num('supernet_acc_mean')} {num('sparse_kendall_tau')} {num('p_beat_random', width=6)} "
+        f"{num('final_performance', 100)}"
+    )
+
+
+def _show(args: argparse.Namespace) -> int:
+    jobs, notes = find_jobs(args.folders)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not jobs:
+        print(
+            f"no jobs under {_folders(args)}: no metrics.json, checkpoint.pt, pool.json or "
+            "nasheur.log, and no job listed in a sweep.json",
+            file=sys.stderr,
+        )
+        return 1
+    if len(jobs) == 1 and jobs[0].state == "completed" and "timing" in (jobs[0].record or {}):
+        from nasheur.results.summary import summary_table  # one job: its end-of-job summary
+
+        one = jobs[0].record
+        print(summary_table(one, Path(one["path"])))  # type: ignore[index]
+        return 0
+    roots = [Path(f).resolve() for f in args.folders]
+    by_state: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_state.setdefault(job.state, []).append(job)
+    order = [*STATES, *sorted(set(by_state) - set(STATES))]
+    states = [s for s in order if s in by_state]
+    print(
+        f"{len(jobs)} job(s): "
+        + ", ".join(f"{len(by_state[s])} {STATES.get(s, (s,))[0]}" for s in states)
+    )
+    if "completed" not in by_state:
+        records = sum(j.record is not None for j in jobs)
+        print(
+            "no job completed: "
+            + (
+                "no job has a metrics.json yet"
+                if not records
+                else f"the {records} metrics.json record(s) are of jobs that did not complete"
+            )
+        )
+    for state in states:
+        listed = by_state[state]
+        if state == "completed":
+            if not args.all:
+                continue
+            print(f"\ncompleted ({len(listed)}):")
+            print(
+                f"  {'space':<10} {'seed':>4} {'acc':>7} {'s-KdT':>7} {'P>R':>6} {'final':>7}  job"
+            )
+            for job in listed:
+                print(f"  {_metrics_line(job.record or {})}  {_where(job.folder, roots)}")
+            continue
+        name, meaning = STATES.get(state, (f"status {state!r}", ""))
+        print(f"\n{name} ({len(listed)})" + (f": {meaning}" if meaning else ""))
+        shown = listed if args.all else listed[:LISTED]
+        for job in shown:
+            detail = _detail(job)
+            print(f"  {_where(job.folder, roots)}" + (f"  {detail}" if detail else ""))
+        if len(shown) < len(listed):
+            print(f"  ... and {len(listed) - len(shown)} more (--all lists them)")
     return 0
 
 
@@ -137,8 +281,16 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (0: none)")
     t.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     t.set_defaults(run=_table)
-    s = sub.add_parser("show", help="list the jobs of folders with their status and metrics")
-    s.add_argument("folders", nargs="+")
+    s = sub.add_parser(
+        "show",
+        help="count the jobs of folders by state and list those that did not complete",
+    )
+    s.add_argument("folders", nargs="+", help="job or sweep folders")
+    s.add_argument(
+        "--all",
+        action="store_true",
+        help=f"list every job (the completed ones with their metrics), not only the first {LISTED} per state",
+    )
     s.set_defaults(run=_show)
     f = sub.add_parser("figures", help="the paper's figures from jobs and sweeps (PNG and PDF)")
     f.add_argument("folders", nargs="+")

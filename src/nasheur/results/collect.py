@@ -1,13 +1,30 @@
-"""Find and read the `metrics.json` records of jobs and sweeps (no torch: runs anywhere)."""
+"""Find and read the `metrics.json` records of jobs and sweeps (no torch: runs anywhere).
+
+`load_records` reads the records, the jobs that ended (completed, failed, interrupted).
+`find_jobs` finds every job it can, recorded or not: besides the records, the job folders
+that hold a checkpoint, a pool or a log but no record (the job stopped without one, killed or
+out of time, or it is still running: files alone cannot tell them apart), and the jobs that a
+sweep's ``sweep.json`` lists whose folders are missing or hold nothing of a job (not started).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 METRICS = "metrics.json"
+SWEEP = "sweep.json"  # the sweeper's list of a sweep's jobs (and their state at launch)
+# a job's own files besides its record: written once it runs (the log from its start)
+JOB_FILES = ("checkpoint.pt", "pool.json", "nasheur.log")
+PROGRESS_FILES = ("checkpoint.pt", "pool.json")  # rewritten as the job goes (a resumed one too)
+HYDRA = ".hydra"  # Hydra writes it before the job starts
+
+NO_RECORD = "no record"  # job files, no metrics.json: stopped without a record, or running
+NOT_STARTED = "not started"  # listed in sweep.json; its folder missing or without job files
 
 
 def find_records(folders: Iterable[str | Path]) -> list[Path]:
@@ -29,6 +46,157 @@ def load_records(folders: Iterable[str | Path]) -> list[dict[str, Any]]:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as err:
             record = {"status": "broken", "error": f"{type(err).__name__}: {err}"}
+        if not isinstance(record, dict):
+            record = {"status": "broken", "error": "not a JSON object"}
         record["path"] = str(path)
         records.append(record)
     return records
+
+
+@dataclass
+class Job:
+    """One job as its folder shows it.
+
+    `state` is the record's status (``completed``, ``failed``, ``interrupted``, ``broken``
+    for an unreadable record), else :data:`NO_RECORD` or :data:`NOT_STARTED`."""
+
+    folder: Path
+    state: str
+    record: dict[str, Any] | None = None
+    overrides: list[str] = field(default_factory=list)  # from sweep.json, where it lists the job
+    files: list[str] = field(default_factory=list)  # the job's own files there (JOB_FILES)
+    modified: float | None = None  # when a checkpoint or pool was last written (epoch seconds)
+    resumed: bool = False  # a checkpoint or pool written after the record: run again since
+
+    @property
+    def error(self) -> str:
+        """The first line of the record's error, cut at 200 characters ("" where none)."""
+        text = str((self.record or {}).get("error") or "").strip()
+        line = text.splitlines()[0] if text else ""
+        return line if len(line) <= 200 else line[:199] + "…"
+
+
+def _scan(folder: Path) -> tuple[dict[Path, set[str]], list[Path]]:
+    """The folders under `folder` that hold a job's files or Hydra's record (with the names
+    found), and the sweep.json files."""
+    jobs: dict[Path, set[str]] = {}
+    manifests: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        here = set(files)
+        names = {n for n in (*JOB_FILES, METRICS) if n in here}
+        if HYDRA in dirs:
+            names.add(HYDRA)
+            dirs.remove(HYDRA)  # Hydra's own record: nothing of ours below
+        if names:
+            jobs[Path(root).resolve()] = names
+        if SWEEP in here:
+            manifests.append(Path(root) / SWEEP)
+    return jobs, manifests
+
+
+def read_manifest(path: Path) -> list[dict[str, Any]]:
+    """The jobs that a sweep.json lists: ``{"jobs": [{"overrides", "folder", "config_hash",
+    "state_at_launch", ...}]}``, read tolerantly (``jobs`` may also map each folder to its
+    entry); entries without a folder are left out. Raises ValueError if it cannot be read."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: unreadable ({type(err).__name__}: {err})") from None
+    jobs = data.get("jobs") if isinstance(data, dict) else data
+    if isinstance(jobs, dict):  # keyed by folder
+        jobs = [
+            {"folder": k, **v} if isinstance(v, dict) else {"folder": k} for k, v in jobs.items()
+        ]
+    if not isinstance(jobs, list):
+        raise ValueError(f"{path}: no list of jobs")
+    return [j for j in jobs if isinstance(j, dict) and j.get("folder")]
+
+
+def _listed_folder(raw: str, sweep_dir: Path) -> Path:
+    """Where a folder that sweep.json names is in this sweep folder. The sweeper writes it as
+    Hydra composed it (``runs/sweeps/<experiment>/<space>/<job>``, relative to where the sweep
+    was launched, or absolute), and the sweep folder may have been moved or copied since: the
+    path as written where it lies in this sweep folder, else the path from the sweep folder
+    where that exists, else the sweep folder's own ``<space>/<job>``."""
+    path = Path(raw)
+    sweep = sweep_dir.resolve()
+    written = path.resolve()
+    if written == sweep or sweep in written.parents:
+        return written
+    if not path.is_absolute() and (sweep / path).is_dir():
+        return (sweep / path).resolve()
+    return (sweep / Path(*path.parts[-2:])).resolve()
+
+
+def _newest(paths: list[Path]) -> float | None:
+    """When the newest of the files was written; None where none can be read (a file replaced
+    or removed meanwhile is skipped)."""
+    stamps = []
+    for path in paths:
+        try:
+            stamps.append(path.stat().st_mtime)
+        except OSError:
+            continue
+    return max(stamps) if stamps else None
+
+
+def find_jobs(folders: Iterable[str | Path]) -> tuple[list[Job], list[str]]:
+    """Every job under the given job or sweep folders, sorted by folder, and notes on what
+    could not be read (a sweep.json). See the module's docstring for the states."""
+    folders = [Path(f) for f in folders]
+    jobs: dict[Path, Job] = {}
+    for r in load_records(folders):
+        folder = Path(r["path"]).parent
+        jobs[folder] = Job(folder, str(r.get("status") or "unknown"), record=r)
+    notes: list[str] = []
+    seen: dict[Path, set[str]] = {}
+    manifests: list[Path] = []
+    for folder in folders:
+        if folder.is_dir():
+            found, listed = _scan(folder)
+            seen.update(found)
+            manifests += listed
+    for folder, names in seen.items():
+        files = sorted(n for n in JOB_FILES if n in names)
+        modified = _newest([folder / n for n in PROGRESS_FILES if n in names])
+        job = jobs.get(folder)
+        if job is not None:  # recorded: note a checkpoint or pool written after the record
+            job.files, job.modified = files, modified
+            recorded = _newest([Path(job.record["path"])])  # type: ignore[index]
+            job.resumed = (
+                job.state != "completed"
+                and None not in (modified, recorded)
+                and modified > recorded  # type: ignore[operator]
+            )
+        elif files:
+            jobs[folder] = Job(folder, NO_RECORD, files=files, modified=modified)
+        else:  # Hydra's record only: composed, never started
+            jobs[folder] = Job(folder, NOT_STARTED)
+    # a listed job is also found by its config hash: its record's, else the end of its
+    # folder's name (``<readable>-<hash>``, whatever the readable part says)
+    by_hash: dict[Any, Job] = {}
+    for j in jobs.values():
+        chash = (j.record or {}).get("config_hash") or j.folder.name.rpartition("-")[2]
+        by_hash.setdefault(chash, j)
+    by_name = {}
+    for j in jobs.values():
+        by_name.setdefault(j.folder.name, j)
+    for manifest in sorted(set(manifests)):
+        try:
+            listed = read_manifest(manifest)
+        except ValueError as err:
+            notes.append(str(err))
+            continue
+        for entry in listed:
+            folder = _listed_folder(str(entry["folder"]), manifest.parent)
+            job = (
+                jobs.get(folder)
+                or by_hash.get(str(entry.get("config_hash")))
+                or by_name.get(Path(str(entry["folder"])).name)
+            )
+            if job is None:
+                job = jobs[folder] = Job(folder, NOT_STARTED)
+            overrides = entry.get("overrides")
+            if isinstance(overrides, list) and not job.overrides:
+                job.overrides = [str(o) for o in overrides]
+    return sorted(jobs.values(), key=lambda j: str(j.folder)), notes

@@ -5,8 +5,9 @@ epochs, weight decay, sampler). A block's rows are the values of the experiment'
 (`experiment.factors` in each record's config); its columns are the search spaces, each with
 the paper's four metrics: super-net accuracy, sparse Kendall tau, P>R and final performance.
 
-Each cell aggregates the completed runs (seeds) of one row and space: mean ± std over seeds,
-and for the ranking metrics a 95% bootstrap interval over architectures and seeds (resample
+Each cell aggregates the completed runs (seeds) of one row and space: mean ± std over seeds
+(population std; no std for a single run, where it is undefined, rather than 0), and for the
+ranking metrics a 95% bootstrap interval over architectures and seeds (resample
 the runs, then each run's pool), which the paper lacks. Super-net accuracy is shown as the
 paper shows it, mean ± std over the pool's architectures (each a mean over seeds; the CSV also
 has the std over seeds). Runs whose mean super-net accuracy is below 0.4 are marked untrained
@@ -123,6 +124,9 @@ class Table:
     blocks: list[Block]
     spaces: list[str]
     notes: list[str]
+    completed: int = 0  # completed runs of the table's experiments (each job once)
+    unfinished: int = 0  # and their runs that did not complete (failed, interrupted)
+    broken: int = 0  # unreadable metrics.json files (of any experiment)
 
 
 def _bootstrap(
@@ -165,9 +169,14 @@ def _cell(records: Sequence[dict[str, Any]], bootstrap: int, rng: np.random.Gene
         values = [select(r, f"metrics.{m}") for r in done]
         values = [float(v) for v in values if v is not None]
         cell.mean[m] = float(np.mean(values)) if values else None
-        cell.std[m] = float(np.std(values)) if values else None
+        cell.std[m] = _std(values)
     cell.ci = _bootstrap(done, bootstrap, rng) if done else dict.fromkeys(RANKING)
     return cell
+
+
+def _std(values: Sequence[float]) -> float | None:
+    """The std over runs (seeds): None for fewer than two, where it is undefined (not 0)."""
+    return float(np.std(values)) if len(values) >= 2 else None
 
 
 def level(record: dict[str, Any], factor: str) -> Any:
@@ -261,11 +270,18 @@ def build_table(
         notes.append(f"{broken} metrics.json file(s) could not be read (`show` names them)")
     if copies:
         notes.append(f"{copies} copy(ies) of a job found twice (the same config_hash) counted once")
+    completed = unfinished = 0
     for experiment, title in TABLES[table]:
         recs = by_experiment.get(experiment, [])
         if not recs:
             notes.append(f"{title}: no runs of +experiment={experiment} in the given folders")
             continue
+        done = sum(r.get("status") == "completed" for r in recs)
+        completed, unfinished = completed + done, unfinished + len(recs) - done
+        if not done:
+            notes.append(
+                f"{title}: no completed run, only {_unfinished(recs)} (`show` lists their errors)"
+            )
         factors = list(select(recs[0], "config.experiment.factors") or [])
         by_setting: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r, label in zip(recs, setting_labels(recs, factors), strict=True):
@@ -278,11 +294,21 @@ def build_table(
                     f"{block.title}: {len(by_setting[label])} run(s) whose settings differ from "
                     "the main sweep's beyond the factors and the seed, shown apart"
                 )
-            failed = sum(c.failed for c in block.cells.values())
-            if failed:
-                notes.append(f"{block.title}: {failed} failed run(s) left out")
+            left_out = [r for r in by_setting[label] if r.get("status") != "completed"]
+            if left_out and done:  # none done: said above
+                notes.append(f"{block.title}: {_unfinished(left_out)} left out")
             blocks.append(block)
-    return Table(table, blocks, spaces, notes)
+    return Table(table, blocks, spaces, notes, completed, unfinished, broken)
+
+
+def _unfinished(records: Sequence[dict[str, Any]]) -> str:
+    """``3 failed run(s)``, ``1 failed, 2 interrupted run(s)``: the records that did not
+    complete, by status."""
+    counts: dict[str, int] = defaultdict(int)
+    for r in records:
+        if r.get("status") != "completed":
+            counts[str(r.get("status") or "unknown")] += 1
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + " run(s)"
 
 
 def _block(
@@ -344,7 +370,7 @@ def _add_subspace_mean(rows, cells, labels, factors, grouped) -> None:
                 if all(v is not None for v in values):
                     per_seed.append(float(np.mean(values)))
             cell.mean[m] = float(np.mean(per_seed)) if per_seed else None
-            cell.std[m] = float(np.std(per_seed)) if per_seed else None
+            cell.std[m] = _std(per_seed)
         cell.ci = dict.fromkeys(RANKING)
         cells[(mean_row, space)] = cell
         if mean_row not in rows:
@@ -400,11 +426,12 @@ def _fmt_cell(cell: Cell | None, metric: str) -> str:
     if cell is None or not cell.runs or cell.mean.get(metric) is None:
         return "—"
     mark = "†" if cell.untrained else ""
-    mean, std = cell.mean[metric], cell.std[metric] or 0.0
-    if metric == "final_performance":
-        text = f"{100 * mean:.2f}±{100 * std:.2f}"
+    mean, std = cell.mean[metric], cell.std.get(metric)
+    if metric == "final_performance":  # ± the std over seeds: none for a single run
+        text = f"{100 * mean:.2f}" + ("" if std is None else f"±{100 * std:.2f}")
     elif metric == "supernet_acc_mean":  # ± the pool's std, as the paper prints it
-        text = f"{mean:.3f}±{cell.mean.get('supernet_acc_std') or 0.0:.2f}"
+        pool = cell.mean.get("supernet_acc_std")  # defined for a single run too
+        text = f"{mean:.3f}" + ("" if pool is None else f"±{pool:.2f}")
     elif metric in RANKING and cell.ci.get(metric):
         lo, hi = cell.ci[metric]  # type: ignore[misc]
         text = f"{mean:.3f} [{lo:.2f}, {hi:.2f}]"
@@ -428,7 +455,8 @@ def to_markdown(t: Table) -> str:
     lines += [
         "",
         "super-net accuracy: mean ± std over the pool's architectures; final performance: "
-        "mean ± std over seeds; [95% bootstrap interval over architectures and seeds]; "
+        "mean ± std over seeds (no ± for a single run); "
+        "[95% bootstrap interval over architectures and seeds]; "
         "† untrained run(s) (super-net accuracy < 0.4); — missing; (n=k) fewer than 3 runs",
     ]
     lines += [f"- {n}" for n in t.notes]
@@ -517,4 +545,6 @@ def correlation_markdown(table3: dict[str, dict[str, float | None]]) -> str:
         "",
         "Spearman correlation across all runs of a space between each metric and the final performance.",
     ]
+    if not table3:
+        lines.append("- no search space has 3 completed runs: nothing to correlate")
     return "\n".join(lines) + "\n"
