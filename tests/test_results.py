@@ -493,3 +493,61 @@ def test_show_of_a_copied_sweep_looks_in_the_copy(tmp_path):
         "lr=0.1,seed=5-hash5",
         "lr=0.1,seed=6-hash6",
     ]
+
+
+def test_each_experiment_keeps_its_baseline_runs(tmp_path):
+    # the baseline job of every one-factor sweep has the same config (the experiment's name is
+    # outside a job's identity): each experiment's sweep ran its own, and each table block
+    # needs it, while Table 3 counts the job once
+    lr = [
+        dict(record("nb201", s, lr), config_hash=f"{lr}-{s}")
+        for s in range(3)
+        for lr in (0.025, 0.1)
+    ]
+    sampler = [
+        _with(
+            dict(
+                record("nb201", s, 0.025),
+                config_hash=f"{0.025 if name == 'random_nas' else name}-{s}",
+            ),
+            sampler__name=name,
+            experiment__name="sampler_ablation",
+            experiment__factors=["sampler.name"],
+        )
+        for s in range(3)
+        for name in ("random_nas", "fairnas")
+    ]
+    table = build_table(load_records([write(tmp_path / "s", lr + sampler)]), "11", bootstrap=0)
+    rows = {b.title: {row: c.runs for (row, _), c in b.cells.items()} for b in table.blocks}
+    assert rows["Learning rate"] == {(0.025,): 3, (0.1,): 3}
+    assert rows["Sampling"] == {("random_nas",): 3, ("fairnas",): 3}
+    assert not any("counted once" in n for n in table.notes)
+    assert correlation_table(load_records([tmp_path / "s"]))["nb201"]["runs"] == 9
+
+
+def test_the_main_setting_is_the_real_sweep_not_a_short_try_of_it(tmp_path):
+    # as many completed runs each: the one that trained more images per run is the main one
+    def run(s, steps, pool):
+        rec = _with(record("nb201", s, 0.025), eval__pool_size=pool, run__max_steps_per_epoch=steps)
+        rec["history"] = [{"epoch": 1, "images": 32 * (steps or 70)}]
+        return rec
+
+    real = [run(s, None, 200) for s in range(3)]
+    debug = [run(s, 5, 20) for s in range(3)]  # sorts first: "20" < "200"
+    table = build_table(load_records([write(tmp_path / "s", debug + real)]), "11", bootstrap=0)
+    first, second = table.blocks
+    assert first.title == "Learning rate"
+    assert second.title == "Learning rate [eval.pool_size=20, run.max_steps_per_epoch=5]"
+    assert "None" not in "".join(b.title for b in table.blocks)
+
+
+def test_table_3_is_written_in_every_format(tmp_path):
+    recs = [record("nb201", s, 0.025, skdt_shift=0.01 * s) for s in range(6)]
+    write(tmp_path / "s", recs)
+    proc = results("table", str(tmp_path / "s"), "--table", "3", "--out", str(tmp_path / "t"))
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "t" / "table-3.csv").read_text())))
+    assert [(r["space"], r["runs"], r["kendall_tau"]) for r in rows] == [("nb201", "6", "")]
+    assert float(rows[0]["sparse_kendall_tau"]) == pytest.approx(1.0)
+    tex = (tmp_path / "t" / "table-3.tex").read_text()
+    assert "\\begin{tabular}" in tex and " & 1.00 & " in tex

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from nasheur.io import atomic_write_text
@@ -23,6 +24,8 @@ from nasheur.results.settings import distinct_jobs
 from nasheur.results.tables import (
     TABLES,
     build_table,
+    correlation_csv,
+    correlation_latex,
     correlation_markdown,
     correlation_table,
     select,
@@ -49,8 +52,9 @@ def _table(args: argparse.Namespace) -> int:
             print(_none_completed("the", distinct_jobs(records)[0]), file=sys.stderr)
             print(f"nothing to merge ({show} and their errors)", file=sys.stderr)
             return 1
-        text = correlation_markdown(correlation_table(records))
-        outputs = {"md": text}
+        table3 = correlation_table(records)
+        text = correlation_markdown(table3)
+        outputs = {"md": text, "csv": correlation_csv(table3), "tex": correlation_latex(table3)}
     else:
         table = build_table(records, args.table, bootstrap=args.bootstrap, seed=args.seed)
         if not table.completed:
@@ -237,9 +241,13 @@ def _figures(args: argparse.Namespace) -> int:
         if args.only and name not in args.only:
             continue
         try:
-            written += getattr(figures, name)(records, out / name)
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always", UserWarning)
+                written += getattr(figures, name)(records, out / name)
         except ValueError as err:
             print(f"skipped {name}: {err}", file=sys.stderr)
+        for w in said:  # what a figure left out, as a note rather than Python's warning format
+            print(f"note: {w.message}", file=sys.stderr)
     # the job figures: the given records, else the best run (sparse Kendall tau) of each space
     jobs = (
         [r for r in done if r["path"] in {str(Path(p).resolve()) for p in args.record}]
@@ -271,12 +279,22 @@ def _figures(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m nasheur.results", description=__doc__.splitlines()[0]
+        prog="python -m nasheur.results",
+        description="Merge the metrics.json files of finished or partial sweeps into the "
+        "paper's tables and figures (reads files only). README: 'Sweeps and the paper's tables'.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("table", help="merge sweep folders into a paper table")
     t.add_argument("folders", nargs="+", help="job or sweep folders (searched for metrics.json)")
-    t.add_argument("--table", required=True, choices=[*TABLES, "3"])
+    fed_by = "; ".join(
+        f"{t}: {', '.join(name for name, _ in experiments)}" for t, experiments in TABLES.items()
+    )
+    t.add_argument(
+        "--table",
+        required=True,
+        choices=[*TABLES, "3"],
+        help=f"the paper table, from the runs of its experiments ({fed_by}; 3: all runs)",
+    )
     t.add_argument("--out", help="folder for table-<id>.md/.csv/.tex")
     t.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (0: none)")
     t.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")

@@ -82,9 +82,12 @@ def _save(fig, stem: str | Path) -> list[Path]:
     return written
 
 
-def _completed(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The completed runs, each job once."""
-    return [r for r in distinct_jobs(list(records))[0] if r.get("status") == "completed"]
+def _completed(
+    records: Iterable[dict[str, Any]], *, per_experiment: bool = True
+) -> list[dict[str, Any]]:
+    """The completed runs, each job once (per experiment: each keeps its baseline runs)."""
+    kept = distinct_jobs(list(records), per_experiment=per_experiment)[0]
+    return [r for r in kept if r.get("status") == "completed"]
 
 
 def _of_experiment(records: Sequence[dict[str, Any]], name: str) -> list[dict[str, Any]]:
@@ -331,7 +334,7 @@ def metric_pairs(records: Sequence[dict[str, Any]], stem: str | Path) -> list[Pa
     accuracy, final performance and sparse Kendall tau, and the Spearman correlation matrix
     of the three. Untrained runs (mean super-net accuracy < 0.4) are left out."""
     by_space: dict[str, np.ndarray] = {}
-    done = _completed(records)
+    done = _completed(records, per_experiment=False)  # across runs: a job once
     for space in _spaces_in(done):
         rows = []
         for r in done:

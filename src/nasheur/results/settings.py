@@ -46,10 +46,22 @@ def setting(record: dict[str, Any], varied: Iterable[str]) -> tuple[tuple[str, s
     )
 
 
+def _images(record: dict[str, Any]) -> float:
+    """The training images of a run, from its history (0 where it has none)."""
+    history = record.get("history") or []
+    return float(sum(h.get("images") or 0 for h in history if isinstance(h, dict)))
+
+
+def _spelt(value_json: str) -> str:
+    """A config value as the command line spells it: `true`, `null`, `node`."""
+    value = json.loads(value_json)
+    return value if isinstance(value, str) else value_json
+
+
 def _label(this: tuple[tuple[str, str], ...], main: tuple[tuple[str, str], ...]) -> str:
     a, b = dict(this), dict(main)
     diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-    shown = [f"{k}={json.loads(a[k]) if k in a else '(unset)'}" for k in diff[:SHOWN_KEYS]]
+    shown = [f"{k}={_spelt(a[k]) if k in a else '(unset)'}" for k in diff[:SHOWN_KEYS]]
     more = len(diff) - SHOWN_KEYS
     return ", ".join(shown) + (f", +{more} more" if more > 0 else "")
 
@@ -65,10 +77,17 @@ def setting_labels(records: Sequence[dict[str, Any]], varied: Iterable[str]) -> 
     for r, s in zip(records, settings, strict=True):
         runs[_space(r)][s] += 1
         done[_space(r)][s] += r.get("status") == "completed"
-    # the setting with the most completed runs, then the most runs; among equals, the first
-    # in sorted order (no dependence on the order the files were found in)
+    # the setting with the most completed runs, then the most runs, then the most training
+    # images per run (a `+preset=debug` try of 5 steps an epoch beside the real sweep); among
+    # equals, the first in sorted order (no dependence on the order the files were found in)
+    images: dict[Any, Counter] = defaultdict(Counter)  # space -> setting -> images trained
+    for r, s in zip(records, settings, strict=True):
+        images[_space(r)][s] += _images(r)
     main = {
-        space: min(counts, key=lambda s, c=counts, d=done[space]: (-d[s], -c[s], s))
+        space: min(
+            counts,
+            key=lambda s, c=counts, d=done[space], n=images[space]: (-d[s], -c[s], -n[s] / c[s], s),
+        )
         for space, counts in runs.items()
     }
     labels: dict[tuple[Any, tuple[tuple[str, str], ...]], str] = {}
@@ -87,13 +106,22 @@ def setting_labels(records: Sequence[dict[str, Any]], varied: Iterable[str]) -> 
     return [labels[(_space(r), s)] for r, s in zip(records, settings, strict=True)]
 
 
-def distinct_jobs(records: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+def distinct_jobs(
+    records: Sequence[dict[str, Any]], *, per_experiment: bool = False
+) -> tuple[list[dict[str, Any]], int]:
     """The records with each job (its `config_hash`, which covers the seed) once, and how many
     copies were dropped; a completed copy is kept over an unfinished one. Records without a
-    hash (not written by a job) are all kept."""
+    hash (not written by a job) are all kept.
+
+    `per_experiment`: once per experiment. The experiment's name is outside a job's identity,
+    so the baseline job of every one-factor sweep has the same hash; each experiment's table
+    and figures need their own copy (its baseline row), while measures across all runs
+    (Table 3, Fig. 6) count the job once."""
     kept: dict[Any, dict[str, Any]] = {}
     for i, r in enumerate(records):
-        key = r.get("config_hash") or ("no hash", i)
+        key: Any = r.get("config_hash") or ("no hash", i)
+        if per_experiment:
+            key = (((r.get("config") or {}).get("experiment") or {}).get("name"), key)
         held = kept.get(key)
         if held is None or (held.get("status") != "completed" and r.get("status") == "completed"):
             kept[key] = r

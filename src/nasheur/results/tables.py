@@ -258,7 +258,7 @@ def build_table(
         raise KeyError(f"unknown table {table!r}; known: {', '.join([*TABLES, '3'])}")
     rng = np.random.default_rng(seed)
     broken = sum(r.get("status") == "broken" for r in records)
-    records, copies = distinct_jobs(records)
+    records, copies = distinct_jobs(records, per_experiment=True)
     by_experiment: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         name = select(r, "config.experiment.name")
@@ -382,6 +382,7 @@ def correlation_table(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, 
     """Table 3: across all completed runs of a space, the Spearman correlation of each ranking
     metric with the final performance (the paper's Fig. 6 uses Spearman between metrics)."""
     out: dict[str, dict[str, float | None]] = {}
+    records = distinct_jobs(records)[0]  # a job in two experiments' sweeps counts once
     for space in SPACES:
         done = [
             r
@@ -535,8 +536,36 @@ def to_latex(t: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
+CORRELATION_HEAD = ["Corr. of Perf.", "KdT", "S-KdT", "SpR", "S-SpR", "runs"]
+
+
+def correlation_csv(table3: dict[str, dict[str, float | None]]) -> str:
+    """Table 3 as CSV: one row per space, the correlations unrounded (empty: undefined)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["space", *RANKING, "runs"])
+    for space, row in table3.items():
+        w.writerow([space, *("" if row[m] is None else row[m] for m in RANKING), row["runs"]])
+    return buf.getvalue()
+
+
+def correlation_latex(table3: dict[str, dict[str, float | None]]) -> str:
+    """Table 3 as a LaTeX tabular (the Markdown's rounding)."""
+    lines = [
+        "\\begin{tabular}{l" + "c" * (len(CORRELATION_HEAD) - 1) + "}",
+        "\\toprule",
+        " & ".join(CORRELATION_HEAD) + " \\\\",
+        "\\midrule",
+    ]
+    for space, row in table3.items():
+        vals = ["--" if row[m] is None else f"{row[m]:.2f}" for m in RANKING]
+        lines.append(" & ".join([SPACE_TITLES[space], *vals, str(row["runs"])]) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
 def correlation_markdown(table3: dict[str, dict[str, float | None]]) -> str:
-    head = ["Corr. of Perf.", "KdT", "S-KdT", "SpR", "S-SpR", "runs"]
+    head = CORRELATION_HEAD
     lines = ["## Table 3", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for space, row in table3.items():
         vals = ["—" if row[m] is None else f"{row[m]:.2f}" for m in RANKING]
