@@ -229,6 +229,67 @@ def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
     assert not runs.exists() or not any(p.is_file() for p in runs.rglob("*"))
 
 
+@pytest.mark.parametrize(
+    ("overrides", "said"),
+    [
+        (["+experiment=bn_ablation"], "config error: +experiment=bn_ablation is a sweep: add -m"),
+        (["hydra/launcher=slurm"], "config error: hydra/launcher=slurm takes effect in a sweep"),
+        (["+preset=debug", "eval.pool_size=500"], "input error: eval.pool_size=500 exceeds"),
+        (["+preset=debug", "device=cuda"], "input error: device=cuda but torch sees no CUDA"),
+    ],
+)
+def test_what_a_single_run_cannot_do_is_said_in_one_line(overrides, said, tmp_path):
+    if "device=cuda" in overrides:
+        pytest.importorskip("torch")
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a CUDA device is here")
+    proc = subprocess.run(
+        [PYTHON, "-m", "nasheur", *overrides],
+        cwd=REPO,
+        env=run_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"nasheur: {said}" in proc.stderr and "Traceback" not in proc.stderr
+    runs = tmp_path / "runs"  # found before training: nothing left behind
+    assert not runs.exists() or not any(p.is_file() for p in runs.rglob("*")), [
+        str(p) for p in runs.rglob("*")
+    ]
+
+
+def test_a_job_folder_spells_values_as_the_command_line_and_is_found_by_its_hash(
+    tmp_path, monkeypatch
+):
+    from hydra import compose, initialize_config_module
+
+    from nasheur.config import register_configs, register_resolvers
+
+    monkeypatch.setenv("NASHEUR_RUNS", str(tmp_path))
+    register_configs()
+    register_resolvers()
+    sweep = ["+experiment=wsbn_ablation", "supernet.wsbn=true", "supernet.ops_on=node", "seed=1"]
+    with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
+        cfg = compose("config", overrides=sweep, return_hydra_config=True)
+        name, chash = str(cfg.hydra.sweep.subdir).split("/")[1].rsplit("-", 1)
+        assert name == "wsbn=true,ops_on=node,seed=1"  # not wsbn=True,ops_on=OpsOn.node
+        # a folder of the same config under another name (an older version's) is the job's
+        old = tmp_path / "sweeps" / "wsbn_ablation" / "embedded" / f"wsbn=True,seed=1-{chash}"
+        old.mkdir(parents=True)
+        cfg = compose("config", overrides=sweep, return_hydra_config=True)
+        assert str(cfg.hydra.sweep.subdir) == f"embedded/{old.name}"
+        # a single run: the same config spelt otherwise on the command line
+        cfg = compose("config", overrides=["protocol.lr=0.05"], return_hydra_config=True)
+        first = Path(str(cfg.hydra.run.dir))
+        assert first.name.startswith("lr=0.05-")
+        (first.parent / f"x-{first.name.rsplit('-', 1)[1]}").mkdir(parents=True)
+        cfg = compose("config", overrides=["protocol.lr=0.050"], return_hydra_config=True)
+        assert Path(str(cfg.hydra.run.dir)) == first.parent / f"x-{first.name.rsplit('-', 1)[1]}"
+
+
 def test_the_procedural_class_limit_is_its_number_of_textures():
     from nasheur.config import PROCEDURAL_CLASSES
     from nasheur.data.procedural import TEXTURES

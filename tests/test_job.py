@@ -192,7 +192,7 @@ def test_on_claimed_runs_only_for_the_folder_s_own_config(tiny, tmp_path):
 
     out, claims = tmp_path / "job", []
     run_job(tiny, output_dir=out, on_claimed=lambda: claims.append(sorted(os.listdir(out))))
-    assert claims == [[]]  # before anything was written in the folder
+    assert claims == [["job.lock"]]  # before anything but the job's lock was written there
     (out / "metrics.json").unlink()  # stopped after its last checkpoint: resumed, claimed
     run_job(tiny, output_dir=out, on_claimed=lambda: claims.append("resumed"))
     assert claims[1:] == ["resumed"]
@@ -271,3 +271,169 @@ def test_a_table_of_another_space_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="search_space=nb201, not of search_space=embedded"):
         validate(cfg)
     validate(compose_job([*TINY_JOB, f"ground_truth.path={table}"]))  # nb201: its own
+
+
+# ---------------------------------------------------------------------------------------------
+# SIGTERM (scancel, kill) and a second copy of a running job
+
+
+def _signal_after_epoch(monkeypatch, sig, epoch=1):
+    """Deliver `sig` to this process right after the given epoch's checkpoint."""
+    import signal
+
+    original, calls = training.save_checkpoint, {"n": 0}
+
+    def save_then_signal(*args, **kwargs):
+        original(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == epoch:
+            signal.raise_signal(sig)
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_signal)
+
+
+@pytest.fixture
+def submitit_like_handlers():
+    """SIGTERM and USR2 handlers as submitit installs them in a SLURM job: SIGTERM is logged
+    and ignored; USR2 requeues the job (for which SLURM sends it SIGTERM) and exits with -1."""
+    import signal
+    import sys
+
+    seen: list[str] = []
+
+    def bypass(signum, frame):
+        seen.append("SIGTERM bypassed")
+
+    def checkpoint_and_try_requeue(signum, frame):
+        seen.append("requeue")
+        signal.raise_signal(signal.SIGTERM)  # `scontrol requeue` ends the running job: SIGTERM
+        seen.append("requeued")
+        sys.exit(-1)
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGUSR2)
+    signal.signal(signal.SIGTERM, bypass)
+    signal.signal(signal.SIGUSR2, checkpoint_and_try_requeue)
+    yield seen, bypass, checkpoint_and_try_requeue
+    signal.signal(signal.SIGTERM, before[0])
+    signal.signal(signal.SIGUSR2, before[1])
+
+
+def test_sigterm_ends_a_job_as_interrupted(tiny, tmp_path, monkeypatch, submitit_like_handlers):
+    import signal
+
+    seen, bypass, requeue = submitit_like_handlers
+    _signal_after_epoch(monkeypatch, signal.SIGTERM)
+    with pytest.raises(SystemExit) as stop:
+        run_job(tiny, output_dir=tmp_path / "job")
+    assert stop.value.code == 128 + signal.SIGTERM  # not trained on until SIGKILL
+    rec = read(tmp_path / "job")
+    assert rec["status"] == "interrupted" and rec["error"].startswith("Terminated: SIGTERM")
+    assert "Terminated" in rec["traceback"]
+    assert seen == []  # submitit's handler did not swallow it
+    # the job's handlers are gone with it: submitit's are back
+    assert signal.getsignal(signal.SIGTERM) is bypass
+    assert signal.getsignal(signal.SIGUSR2) is requeue
+    monkeypatch.undo()
+    assert run_job(tiny, output_dir=tmp_path / "job")["status"] == "completed"  # it resumes
+
+
+def test_submitits_requeue_still_ends_the_job_its_own_way(
+    tiny, tmp_path, monkeypatch, submitit_like_handlers
+):
+    import signal
+
+    seen, bypass, _ = submitit_like_handlers
+    _signal_after_epoch(monkeypatch, signal.SIGUSR2)
+    with pytest.raises(SystemExit) as stop:
+        run_job(tiny, output_dir=tmp_path / "job")
+    # the SIGTERM that follows `scontrol requeue` went to submitit's handler, which let the
+    # requeue finish: the job ends with submitit's exit, requeued
+    assert seen == ["requeue", "SIGTERM bypassed", "requeued"]
+    assert stop.value.code == -1 and type(stop.value) is SystemExit
+    rec = read(tmp_path / "job")
+    assert rec["status"] == "interrupted" and rec["error"] == "SystemExit: -1"
+    assert signal.getsignal(signal.SIGTERM) is bypass
+
+
+def test_a_job_refuses_a_folder_that_a_running_job_holds(tiny, tmp_path, monkeypatch):
+    from nasheur.job import FolderBusy
+    from nasheur.jobguard import hold_folder
+
+    out = tmp_path / "job"
+    run_job(tiny, output_dir=out)
+    (out / "metrics.json").unlink()  # stopped after its last checkpoint: resumable
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "job.lock"}
+    monkeypatch.setenv("SLURM_JOB_ID", "4243")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    with hold_folder(out) as holder:  # another open of the lock file: another job, for flock
+        held = json.loads((out / "job.lock").read_text())
+        assert held == holder and held["pid"] == os.getpid() and held["slurm_job_id"] == "4243"
+        assert {"host", "started", "slurm_array_job_id", "slurm_array_task_id"} <= set(held)
+        with pytest.raises(FolderBusy) as refused:
+            run_job(tiny, output_dir=out, on_claimed=lambda: pytest.fail("claimed"))
+    message = str(refused.value)
+    assert str(out) in message and f"pid {os.getpid()}" in message
+    assert "SLURM job 4242_1" in message and "\n" not in message
+    # nothing of the folder was touched: no record, the checkpoint and pool as they were
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "job.lock"} == before
+    assert run_job(tiny, output_dir=out)["status"] == "completed"  # free again: it resumes
+
+
+def test_a_file_system_without_locks_runs_the_job_with_a_warning(
+    tiny, tmp_path, monkeypatch, caplog
+):
+    import errno
+
+    import nasheur.jobguard as jobguard
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(jobguard.fcntl, "flock", no_locks)
+    with caplog.at_level("WARNING", logger="nasheur"):
+        assert run_job(tiny, output_dir=tmp_path / "job")["status"] == "completed"
+    assert "refuses locks" in caplog.text and "No locks available" in caplog.text
+    assert jobguard.folder_holder(tmp_path / "job") is None
+
+
+@pytest.mark.slow
+def test_sigterm_and_a_second_copy_of_a_running_job_from_the_command_line(tmp_path):
+    """`kill <pid>` of `python -m nasheur` leaves an interrupted record and exit status 143;
+    the same command run while it runs is refused in one line and touches nothing."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import PYTHON, REPO, run_env
+
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    # many epochs of about a second: the job runs until the test stops it
+    args = [*TINY_JOB, "dataset.num_images=800", "protocol.epochs=2000", f"ground_truth.path={gt}"]
+    cmd = [PYTHON, "-m", "nasheur", *args]
+    env = run_env(tmp_path)
+    log = (tmp_path / "first.log").open("w")
+    first = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while not list((tmp_path / "runs").rglob("checkpoint.pt")):
+            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint"
+            time.sleep(0.25)
+        (ckpt,) = (tmp_path / "runs").rglob("checkpoint.pt")
+        second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 1, second.stderr[-3000:]
+        refusal = [line for line in second.stderr.splitlines() if line.startswith("nasheur:")]
+        assert len(refusal) == 1 and "in use by a running job" in refusal[0], second.stderr
+        assert f"pid {first.pid}" in refusal[0] and str(ckpt.parent) in refusal[0]
+        assert not (ckpt.parent / "metrics.json").exists()
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=120) == 128 + signal.SIGTERM
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        log.close()
+    rec = read(ckpt.parent)
+    assert rec["status"] == "interrupted" and rec["error"].startswith("Terminated: SIGTERM")
+    assert "resuming" not in (ckpt.parent / "nasheur.log").read_text()

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -254,7 +255,12 @@ def test_a_killed_job_is_reported_not_waited_for(env, submitit_folder, budget, t
     # long enough to be killed midway on a fast machine too (40 epochs here took 8 s): the
     # kill, not the epochs, ends it
     args = sweep_args(
-        submitit_folder, gt, "dataset.num_images=800", "protocol.epochs=2000", "seed=0"
+        submitit_folder,
+        gt,
+        "hydra/sweeper=ablation",
+        "dataset.num_images=800",
+        "protocol.epochs=2000",
+        "seed=0",
     )
     proc = start(args, env, log)
     try:
@@ -266,17 +272,81 @@ def test_a_killed_job_is_reported_not_waited_for(env, submitit_folder, budget, t
         )
         (job_id,) = job_ids(submitit_folder)
         # the job's process dies at once, as under the OOM killer: it writes nothing more, and
-        # only SLURM's accounting (sacct) can tell the launcher that the job is over
-        assert _sh("scancel", "--signal=KILL", job_id).returncode == 0
-        assert finish(proc, timeout=budget(120)) != 0, tail(log)
+        # only SLURM's accounting (sacct) can tell the launcher that the job is over. (Not
+        # `scancel --signal=KILL`: SLURM cancels the job then, SIGTERM first.) The job runs on
+        # this machine, and its lock file names its process.
+        pid = json.loads((ckpt.parent / "job.lock").read_text())["pid"]
+        os.kill(pid, signal.SIGKILL)
+        assert finish(proc, timeout=budget(120)) == 1, tail(log)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert job_id in tail(log), tail(log)
+    out = tail(log)
+    assert f"job {job_id} ended without a result (state: FAILED" in out, out
+    assert "1 job: 1 no record" in out and "Traceback" not in out, out
     assert not (ckpt.parent / "metrics.json").exists()
     wait_until(
         "sacct to record the job as failed",
         lambda: accounted_states(job_id)[-1:] in (["FAILED"], ["CANCELLED"]),
         budget(30),
     )
+
+
+def test_a_running_job_is_left_alone_and_a_cancelled_one_recorded(
+    env, submitit_folder, budget, tmp_path
+):
+    """A plain `scancel` (SIGTERM, then SIGKILL after KillWait) leaves an `interrupted`
+    record, and the sweep reports it in a summary once its other job is done; the same job
+    launched again while it runs is not submitted a second time."""
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    log = tmp_path / "launcher.log"
+    # the ablation sweeper (hydra/sweeper=ablation), one long job and one short one
+    ours = ["hydra/sweeper=ablation", "seed=0", "dataset.num_images=800"]
+    proc = start(sweep_args(submitit_folder, gt, *ours, "protocol.epochs=2000,3"), env, log)
+    try:
+        folder = wait_until(
+            "the long job's first checkpoint",
+            lambda: next(
+                (
+                    c.parent
+                    for c in (tmp_path / "runs").rglob("checkpoint.pt")
+                    if "epochs: 2000" in (c.parent / ".hydra" / "config.yaml").read_text()
+                ),
+                None,
+            ),
+            budget(120),
+            proc,
+        )
+        holder = json.loads((folder / "job.lock").read_text())  # who runs it: its SLURM job
+        job_id = f"{holder['slurm_array_job_id']}_{holder['slurm_array_task_id']}"
+        assert job_id in job_ids(submitit_folder)
+
+        # the same job launched again while it runs: left to it, nothing submitted
+        again_log = tmp_path / "again.log"
+        again = start(
+            sweep_args(submitit_folder, gt, *ours, "protocol.epochs=2000"), env, again_log
+        )
+        assert finish(again, timeout=budget(60)) == 0, tail(again_log)
+        assert "1 running elsewhere" in tail(again_log), tail(again_log)
+        assert len(job_ids(submitit_folder)) == 2, job_ids(submitit_folder)
+        listed = json.loads((folder.parents[1] / "sweep.json").read_text())["jobs"]
+        assert [j["state_at_launch"] for j in listed if j["folder"].endswith(folder.name)] == [
+            "running"
+        ]
+
+        # scancel as a user types it: SIGTERM ends the job as interrupted, at once
+        assert _sh("scancel", job_id).returncode == 0
+        assert finish(proc, timeout=budget(120)) == 1, tail(log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    record = json.loads((folder / "metrics.json").read_text())
+    assert record["status"] == "interrupted", record.get("error")
+    assert record["error"].startswith("Terminated: SIGTERM")
+    out = tail(log, 6000)
+    assert "Traceback" not in out, out
+    assert f"job {job_id} ended without a result (state: CANCELLED" in out, out
+    assert "1 completed, 1 interrupted" in out, out  # the short job was waited for
+    assert "Run the same command again" in out, out

@@ -85,8 +85,10 @@ def test_a_bad_value_fails_the_sweep_before_any_job_runs(tmp_path):
         "-m",
     ]
     proc = nasheur(args, run_env(tmp_path), timeout=300)
-    assert proc.returncode != 0 and "fidelity.train_portion" in proc.stderr + proc.stdout
-    assert "nothing was launched" in proc.stderr + proc.stdout
+    assert proc.returncode == 2 and "fidelity.train_portion" in proc.stderr
+    # one message, as a single job's config error, not Hydra's traceback
+    assert proc.stderr.startswith("nasheur: config error: 7 of 14 jobs have a bad config")
+    assert "nothing was launched" in proc.stderr and "Traceback" not in proc.stderr
     assert not list((tmp_path / "runs").rglob("metrics.json"))
 
 
@@ -109,3 +111,53 @@ def test_relative_levels_follow_the_command_lines_baseline(tmp_path):
     sweep = tmp_path / "runs" / "sweeps" / "channels_ablation"
     records = [json.loads(p.read_text()) for p in sweep.rglob("metrics.json")]
     assert sorted(r["config"]["fidelity"]["channels"] for r in records) == [1, 2, 4]
+    # it ends with a summary: what completed, where, and how to read it
+    tail = proc.stdout.strip().splitlines()[-4:]
+    assert tail[0] == "nasheur: sweep channels_ablation: 3 jobs: 3 completed", tail
+    assert tail[2:] == [
+        f"  python -m nasheur.results show {sweep}",
+        f"  python -m nasheur.results table {sweep} --table 12",
+    ]
+
+
+def test_launches_side_by_side_into_one_sweep_folder_all_stay_listed(tmp_path):
+    # README's several jobs per GPU: `for s in 0 1; do python -m nasheur ... seed=$s -m & done`
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    env = run_env(tmp_path)
+    procs = []
+    for seed in (0, 1):
+        args = [
+            "+experiment=bn_ablation",
+            *TINY_JOB,
+            "protocol.epochs=1",
+            "eval.pool_size=4",
+            f"ground_truth.path={gt}",
+            "protocol.bn_track=true",
+            "protocol.bn_affine=false,true",
+            f"seed={seed}",
+            "hydra/launcher=local",
+            "-m",
+        ]
+        procs.append(
+            subprocess.Popen(
+                [PYTHON, "-m", "nasheur", *args],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outputs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[-2000:] for o in outputs]
+    manifest = json.loads((tmp_path / "runs" / "sweeps" / "bn_ablation" / "sweep.json").read_text())
+    jobs = manifest["jobs"]
+    assert len(jobs) == 4 and len({j["folder"] for j in jobs}) == 4
+    assert sorted(o for j in jobs for o in j["overrides"] if o.startswith("seed=")) == [
+        "seed=0",
+        "seed=0",
+        "seed=1",
+        "seed=1",
+    ]
+    for job in jobs:  # each factor named once per job: the command line's values
+        assert [o for o in job["overrides"] if "bn_track" in o] == ["protocol.bn_track=true"]

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from nasheur.config import ConfigError, register_configs, register_resolvers, to_config, validate
 from nasheur.io import atomic_path
+from nasheur.jobguard import LOCK
 
 register_configs()
 register_resolvers()
@@ -30,10 +31,14 @@ def _choices(hc) -> dict[str, str | None]:
     return {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/")}
 
 
+# what a job's folder holds before its job has done anything: Hydra's record, the log, the lock
+START_FILES = {".hydra", "nasheur.log", LOCK}
+
+
 def _drop_empty_run_folder(folder: Path) -> None:
     """Remove the folder Hydra made for a job that never started (only its own files in it):
     a rejected command line should leave nothing behind."""
-    if not folder.is_dir() or {p.name for p in folder.iterdir()} - {".hydra", "nasheur.log"}:
+    if not folder.is_dir() or {p.name for p in folder.iterdir()} - START_FILES:
         return
     logging.shutdown()  # close the log file before it goes
     shutil.rmtree(folder, ignore_errors=True)
@@ -67,22 +72,67 @@ def _restore_hydra_record(record: Path | None) -> bool:
     return True
 
 
+def _sweep_only(hc, config) -> None:
+    """A single run (no -m) of what only a sweep does: refused, not run here quietly."""
+    launcher = hc.runtime.choices.get("hydra/launcher")
+    if launcher not in (None, "basic", "local"):
+        raise ConfigError(
+            f"hydra/launcher={launcher} takes effect in a sweep only; without -m this job would "
+            "run here, on this machine. Add -m to submit it (a sweep of one job)"
+        )
+    if config.experiment.table is not None:
+        raise ConfigError(
+            f"+experiment={config.experiment.name} is a sweep: add -m (without it only one job "
+            "of it, the baseline, would run)"
+        )
+
+
 @hydra.main(version_base="1.3", config_path="pkg://nasheur.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     config = to_config(cfg)
+    out = Path(hc.runtime.output_dir)
     try:
         validate(config)
+        if hc.mode != RunMode.MULTIRUN:
+            _sweep_only(hc, config)
     except ConfigError as err:
         if hc.mode == RunMode.MULTIRUN:
             raise
         print(f"nasheur: config error: {err}", file=sys.stderr)
-        _drop_empty_run_folder(Path(hc.runtime.output_dir))
+        _drop_empty_run_folder(out)
         raise SystemExit(2) from None
+    if hc.mode == RunMode.MULTIRUN:
+        return _run(hc, config, out)
+    # one job on the command line: bad input found by the job (data, ground truth, device)
+    # is said in one line, like a config error, and a folder made only for it goes again
+    from nasheur.data import DatasetNotFoundError
+    from nasheur.groundtruth.table import GroundTruthError
+    from nasheur.safe_pickle import UnsafePickleError
+
+    new = not out.is_dir() or not {p.name for p in out.iterdir()} - START_FILES
+    try:
+        return _run(hc, config, out)
+    except (ConfigError, DatasetNotFoundError, GroundTruthError, UnsafePickleError) as err:
+        print(f"nasheur: input error: {err}", file=sys.stderr)
+        if new:  # its failed record says what the line above says
+            for name in ("metrics.json", "pool.json"):
+                (out / name).unlink(missing_ok=True)
+            _drop_empty_run_folder(out)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(
+            f"nasheur: interrupted; the same command resumes from the last epoch's checkpoint "
+            f"in {out}",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
+
+
+def _run(hc, config, out: Path) -> float | None:
     from nasheur.job import run_job  # imports torch
     from nasheur.training import CheckpointMismatch
 
-    out = Path(hc.runtime.output_dir)
     # Hydra has written this job's config into the folder's `.hydra/` already: if the folder
     # holds another config's job, which is refused, its own record is put back
     hydra_record = None if hc.output_subdir is None else out / hc.output_subdir

@@ -568,7 +568,13 @@ def _device_s(e: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m nasheur.bench", description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--spaces", nargs="+", default=list(SPACES))
+    p.add_argument(
+        "--spaces",
+        nargs="+",
+        default=list(SPACES),
+        choices=list(SPACES),
+        help="the search spaces to time, each at its paper settings (default: all)",
+    )
     p.add_argument(
         "--steps",
         type=int,
@@ -623,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="rates and GPU kernel times only: no operator or Python-call counts, no plain step",
     )
-    p.add_argument("--out", default="bench.json")
+    p.add_argument("--out", default="bench.json", help="the JSON report (default: %(default)s)")
     args = p.parse_args(argv)
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     if args.eval_graphs and not cuda:

@@ -293,24 +293,43 @@ def _short_override(item: str) -> str:
     return f"{key.rpartition('.')[2]}={value}"
 
 
-def _dir_resolver(*, _root_: DictConfig) -> str:
-    """``<space>/<readable>-<config hash>``: a job's folder under the runs (or sweep) root.
+def _dir_value(value: Any) -> str:
+    """A value as the command line spells it: ``true``, ``null``, ``random_nas``."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return str(value)
 
-    The same config always lands in the same folder, so rerunning a command resumes it. The
-    readable part names the experiment's factors and the seed in a sweep, else the overrides.
+
+def _dir_resolver(root: str = "", *, _root_: DictConfig) -> str:
+    """``<space>/<readable>-<config hash>``: a job's folder under `root` (the runs folder or
+    the sweep's).
+
+    The same config always lands in the same folder, so rerunning a command resumes it: the
+    folder under `root` whose name ends in the config's hash is the job's whatever its
+    readable part says (another spelling of a value, a folder named by an older version).
+    The readable part names the experiment's factors and the seed in a sweep, else the
+    overrides.
     """
     job = OmegaConf.masked_copy(_root_, [k for k in _root_ if k != "hydra"])
     data = OmegaConf.to_container(job, resolve=True, enum_to_str=True)
     factors = data.get("experiment", {}).get("factors") or []
     if factors:
-        items = [f"{key}={OmegaConf.select(job, key)}" for key in (*factors, "seed")]
+        plain_job = OmegaConf.create(data)
+        items = [
+            f"{key}={_dir_value(OmegaConf.select(plain_job, key))}" for key in (*factors, "seed")
+        ]
     else:
         overrides = OmegaConf.select(_root_, "hydra.job.override_dirname", default="") or ""
         items = [i for i in overrides.split(",") if i and not i.startswith("+experiment=")]
     # `protocol.lr=0.05,seed=1` reads as `lr=0.05,seed=1`; the hash keeps folders distinct
     short = ",".join(_short_override(item) for item in items)
     readable = re.sub(r"[^A-Za-z0-9=,._+-]", "_", short)[:100].rstrip(",") or "default"
-    return f"{data['search_space']['name']}/{readable}-{config_hash(data)}"
+    space, chash = data["search_space"]["name"], config_hash(data)
+    if root:
+        existing = sorted(Path(root, space).glob(f"*-{chash}"))
+        if len(existing) == 1 and existing[0].is_dir():
+            return f"{space}/{existing[0].name}"
+    return f"{space}/{readable}-{chash}"
 
 
 def _site_option(name: str, default: Any = None) -> Any:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nasheur.config import ConfigError
 from nasheur.supernet.batchnorm import (
     BNStats,
     SuperBatchNorm2d,
@@ -36,7 +37,7 @@ def draw_pool(keys: Sequence[str], size: int, rng: np.random.Generator) -> list[
     """`size` distinct architectures with ground truth, drawn uniformly with the run's seed."""
     ordered = sorted(keys)  # independent of the GT file's row order
     if size > len(ordered):
-        raise ValueError(
+        raise ConfigError(
             f"eval.pool_size={size} exceeds the {len(ordered)} architectures that have ground truth"
         )
     return [ordered[i] for i in rng.choice(len(ordered), size=size, replace=False)]

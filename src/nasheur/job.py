@@ -1,9 +1,11 @@
 """One super-net job: wiring only. Build the parts from the config, train, evaluate, record.
 
-Lifecycle in the job's output folder: ``pool.json`` (the evaluated architectures),
+Lifecycle in the job's output folder: ``job.lock`` held while it runs (a second copy of the
+job refuses at once; :mod:`nasheur.jobguard`), ``pool.json`` (the evaluated architectures),
 ``checkpoint.pt`` after every epoch, and ``metrics.json`` at the end, ``completed`` or
-``failed`` with the error. Rerunning the same config in the same folder resumes from the
-checkpoint, or returns at once if the job already completed.
+``failed`` with the error, or ``interrupted`` (Ctrl-C, SIGTERM, submitit's requeue).
+Rerunning the same config in the same folder resumes from the checkpoint, or returns at once
+if the job already completed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from nasheur import __version__
 from nasheur.config import Config, ConfigError, config_hash, ground_truth_path, plain
 from nasheur.io import atomic_write_json, read_json
+from nasheur.jobguard import FolderLocked, Terminated, hold_folder, stop_on_sigterm
 from nasheur.progress import EpochLog
 from nasheur.results.summary import summary_table
 from nasheur.training import CheckpointMismatch
@@ -27,6 +30,11 @@ log = logging.getLogger("nasheur")
 
 METRICS = "metrics.json"
 POOL = "pool.json"
+
+
+class FolderBusy(CheckpointMismatch, FolderLocked):
+    """A running job holds the folder: refused before anything is read or written there (a
+    refusal, like a folder of another config: ``python -m nasheur`` says so in one line)."""
 
 
 def pick_device(name: str):
@@ -50,11 +58,24 @@ def run_job(
 ) -> dict[str, Any]:
     """Run (or resume) the job of `cfg` in `output_dir`; return its metrics.json record.
 
-    ``on_claimed()`` runs once the folder is known to be this config's (no record or
-    checkpoint of another), before anything is written there; a folder of another config
-    raises :class:`CheckpointMismatch` instead."""
+    The job holds the folder's lock while it runs; where another running job holds it, it
+    raises :class:`FolderBusy` at once and touches nothing. ``on_claimed()`` runs once the
+    folder is known to be this config's (no record or checkpoint of another), before anything
+    is written there; a folder of another config raises :class:`CheckpointMismatch` instead.
+    SIGTERM ends the job as ``interrupted`` (:class:`~nasheur.jobguard.Terminated`, exit status
+    143)."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with hold_folder(out, refused=FolderBusy):
+        return _run_held(cfg, out, choices, on_claimed)
+
+
+def _run_held(
+    cfg: Config,
+    out: Path,
+    choices: dict[str, Any] | None,
+    on_claimed: Callable[[], None] | None,
+) -> dict[str, Any]:
     resolved = plain(cfg)
     record: dict[str, Any] = {
         "status": "running",
@@ -82,22 +103,26 @@ def run_job(
         if previous.get("status") == "completed":
             log.info("already completed: %s (delete it to run again)", done)
             return previous
-    try:
-        record.update(_run(cfg, out, record["config_hash"], on_claimed))
-        record["status"] = "completed"
-    except CheckpointMismatch:
-        raise  # the folder belongs to another config: leave its files alone
-    except BaseException as err:  # leave a record whatever ended the job
-        # stopped from outside (Ctrl-C, submitit's requeue on preemption): it resumes later
-        stopped = isinstance(err, (KeyboardInterrupt, SystemExit))
-        record.update(
-            status="interrupted" if stopped else "failed",
-            error=f"{type(err).__name__}: {err}",
-            traceback=traceback.format_exc(),
-        )
+    with stop_on_sigterm():
+        try:
+            record.update(_run(cfg, out, record["config_hash"], on_claimed))
+            record["status"] = "completed"
+        except CheckpointMismatch:
+            raise  # the folder belongs to another config: leave its files alone
+        except BaseException as err:  # leave a record whatever ended the job
+            # stopped from outside (Ctrl-C, SIGTERM, submitit's requeue on preemption): it
+            # resumes later
+            stopped = isinstance(err, (KeyboardInterrupt, SystemExit))
+            record.update(
+                status="interrupted" if stopped else "failed",
+                error=f"{type(err).__name__}: {err}",
+                traceback=traceback.format_exc(),
+            )
+            atomic_write_json(done, record)
+            if isinstance(err, Terminated):
+                log.warning("recorded as interrupted: %s", done)
+            raise
         atomic_write_json(done, record)
-        raise
-    atomic_write_json(done, record)
     log.info("summary\n%s", summary_table(record, done))
     return record
 
@@ -219,14 +244,18 @@ def _run(
         log.info("resuming from %s after epoch %d of %d", ckpt, start_epoch, epochs)
 
     n_params = sum(t.numel() for t in model.parameters())
+    steps = min(train_loader.steps_per_epoch, cfg.run.max_steps_per_epoch or 1 << 62)
     log.info(
-        "%s super-net: %s parameters, %d training / %d validation images, batch %d, %d steps per epoch, device %s",
+        "%s super-net: %s parameters, %d training / %d validation images, batch %d, %d steps per epoch%s, device %s",
         space.name,
         f"{n_params:,}",
         len(data.train_y),
         len(data.val_y),
         batch,
-        train_loader.steps_per_epoch,
+        steps,
+        f" (run.max_steps_per_epoch; {train_loader.steps_per_epoch} in the share)"
+        if steps < train_loader.steps_per_epoch
+        else "",
         device,
     )
     progress = EpochLog(total=epochs, done=start_epoch)
@@ -247,10 +276,7 @@ def _run(
             grad_clip=p.grad_clip,
             max_steps=cfg.run.max_steps_per_epoch,
             bf16=cfg.run.bf16,
-            on_step=progress.steps(
-                min(train_loader.steps_per_epoch, cfg.run.max_steps_per_epoch or 1 << 62),
-                cfg.run.log_every,
-            ),
+            on_step=progress.steps(steps, cfg.run.log_every),
         )
         entry = {
             "epoch": epoch + 1,

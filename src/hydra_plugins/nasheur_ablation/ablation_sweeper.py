@@ -12,20 +12,32 @@ the sweep runs on the composed default, the embedded benchmark (if the experimen
 NB201, whose cells it has), and says so; otherwise, or where only some spaces have one, it
 stops and names the missing variables.
 
+A value that the command line gives for a key that a block sweeps replaces the block's values
+(``+experiment=bn_ablation protocol.bn_track=true`` runs the two ``bn_track=true`` rows, each
+job listed with its one value), as ``search_space=`` and ``seed=`` restrict the spaces and
+seeds; in the other blocks it applies to every job.
+
 Before launching anything it composes and validates every job, so a bad value fails the sweep
 at once. Jobs whose folder already holds a completed ``metrics.json`` of the same config are
-skipped; interrupted ones resume from their checkpoint and failed ones run again, so the same
-command relaunched after a bad night finishes the sweep. A failing job does not stop the
-others; the sweep reports the failures at the end.
+skipped, and jobs whose folder a running job holds (``job.lock``: another launch's copy) are
+left to it; interrupted ones resume from their checkpoint and failed ones run again, so the
+same command relaunched after a bad night finishes the sweep. ``sweep.json`` merges the jobs of
+every launch into the sweep folder (keyed by folder, the latest launch's state wins). A failing
+job does not stop the others; the sweep ends with a summary (what completed, what failed, where
+the results are and how to read them). The sweeper's own errors end it with one message and
+exit status 2 (a bad plan, nothing launched) or 1 (jobs that did not complete).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
 import re
-from collections.abc import Sequence
+import shlex
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,9 +50,24 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from nasheur.io import atomic_path, atomic_write_json
+from nasheur.jobguard import FolderLocked, Terminated, describe_holder, exclusive, folder_holder
+
 log = logging.getLogger(__name__)
 
 _RELATIVE = re.compile(r"^base(?:([-/*])(\d+))?$")
+MANIFEST = "sweep.json"
+MANIFEST_LOCK = ".sweep.json.lock"
+RUNNING = "running"  # the state of a job whose folder a running job holds
+
+
+class SweepError(HydraException):
+    """An error of the sweep itself: ``sweep`` prints it as one message and exits with
+    `status` (2: the plan is wrong and nothing was launched; 1: jobs did not complete)."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -66,7 +93,7 @@ def _resolve(key: str, value: Any, baseline: DictConfig) -> Any:
     name = key.rpartition(".")[2]
     base = OmegaConf.select(baseline, name)
     if base is None:
-        raise HydraException(f"{key}={value}: relative values need fidelity.baseline.{name}")
+        raise SweepError(f"{key}={value}: relative values need fidelity.baseline.{name}")
     op, n = match.group(1), int(match.group(2) or 0)
     if op is None:
         return base
@@ -81,11 +108,16 @@ def expand(
     baselines: dict[str, Any],
     extra: Sequence[Sequence[str]] = ((),),
     paper_space: dict[str, str] | None = None,
+    pinned: dict[str, Sequence[Any]] | None = None,
 ) -> list[list[str]]:
     """The jobs of a sweep: for every space, the union of its blocks (each the cartesian product
     of its keys' values, relative fidelity values resolved against the space's baseline), times
     the seeds, times the command line's own sweep (`extra`). Duplicates are dropped. A block's
-    ``_spaces`` also admits a space whose ``paper_space`` is listed (embedded: nb201)."""
+    ``_spaces`` also admits a space whose ``paper_space`` is listed (embedded: nb201).
+
+    `pinned` holds the command line's values of keys that blocks sweep: they replace a block's
+    values of the key, and in a block without the key they are swept with it, so that every
+    job names each key once."""
     jobs: list[list[str]] = []
     seen: set[tuple[tuple[str, str], ...]] = set()
     for space in spaces:
@@ -95,6 +127,7 @@ def expand(
             family = (paper_space or {}).get(space, space)
             if only is not None and space not in only and family not in only:
                 continue
+            block = {**block, **dict(pinned or {})}
             keys = [k for k in block if k != "_spaces"]
             for combo in itertools.product(*(block[k] for k in keys)):
                 items = [
@@ -148,37 +181,59 @@ class AblationSweeper(Sweeper):
 
     # ------------------------------------------------------------------ planning
 
+    def _swept_keys(self) -> set[str]:
+        return {k for block in self.blocks for k in block if k != "_spaces"}
+
     def _command_line(
         self, arguments: list[str]
-    ) -> tuple[list[list[str]], list[str] | None, list[str] | None]:
-        """The command line's own sweep (cartesian), and its search_space / seed restrictions."""
+    ) -> tuple[list[list[str]], list[str] | None, list[str] | None, dict[str, list[Any]]]:
+        """The command line's own sweep (cartesian), its search_space / seed restrictions, and
+        its values of the keys that the experiment's blocks sweep (typed, in order)."""
         assert self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        dims: list[list[str]] = []
+        swept = self._swept_keys()
+        dims: dict[str, list[str]] = {}  # a key given twice: the last value, as Hydra applies it
+        pinned: dict[str, list[Any]] = {}
         spaces = seeds = None
         for o in parser.parse_overrides(arguments):
             key = o.get_key_element()
+            if o.is_sweep_override() and not o.is_discrete_sweep():
+                raise SweepError(f"{key}: only lists of values can be swept here")
             values = (
                 list(o.sweep_string_iterator())
                 if o.is_sweep_override()
                 else [o.get_value_element_as_str()]
             )
-            if o.is_sweep_override() and not o.is_discrete_sweep():
-                raise HydraException(f"{key}: only lists of values can be swept here")
             if key == "search_space":
                 spaces = values
             elif key == "seed":
                 seeds = values
+            elif o.key_or_group in swept and o.package is None:
+                if o.is_delete():
+                    raise SweepError(f"{key}: the experiment sweeps this key; it cannot be deleted")
+                pinned[o.key_or_group] = (
+                    list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
+                )
             else:
-                dims.append([f"{key}={v}" for v in values])
-        return [list(x) for x in itertools.product(*dims)], spaces, seeds
+                dims.pop(key, None)
+                dims[key] = [f"{key}={v}" for v in values]
+        return [list(x) for x in itertools.product(*dims.values())], spaces, seeds, pinned
 
     def plan(self, arguments: list[str]) -> list[list[str]]:
         """Every job's overrides: blocks x spaces x seeds x the command line's own sweep."""
         assert self.config is not None
         from nasheur.spaces import space_info
 
-        extra, cli_spaces, cli_seeds = self._command_line(arguments)
+        extra, cli_spaces, cli_seeds, pinned = self._command_line(arguments)
+        for key, values in pinned.items():
+            ours = sorted({_fmt(v) for b in self.blocks if key in b for v in b[key]}, key=str)
+            log.info(
+                "%s: the command line's %s replace%s the experiment's %s",
+                key,
+                ", ".join(_fmt(v) for v in values),
+                "s" if len(values) == 1 else "",
+                ", ".join(ours),
+            )
         spaces = cli_spaces or self._spaces_with_ground_truth()
         # each space's baseline as its jobs see it: with the experiment and the command line's
         # fixed overrides (fidelity.baseline.channels=64 makes base/2 mean 32)
@@ -187,7 +242,9 @@ class AblationSweeper(Sweeper):
             space: OmegaConf.to_container(self._baseline(space, fixed)) for space in spaces
         }
         family = {s: getattr(space_info(s), "paper_space", s) for s in spaces}
-        return expand(spaces, cli_seeds or self.seeds, self.blocks, baselines, extra, family)
+        return expand(
+            spaces, cli_seeds or self.seeds, self.blocks, baselines, extra, family, pinned
+        )
 
     def _spaces_with_ground_truth(self) -> list[str]:
         """The experiment's spaces; where none has GT here, the composed default (embedded),
@@ -208,7 +265,7 @@ class AblationSweeper(Sweeper):
         envs = ", ".join(ground_truth_env(s) for s in missing)
         family = getattr(space_info(default), "paper_space", default)
         if len(missing) < len(self.spaces) or family not in self.spaces:
-            raise HydraException(
+            raise SweepError(
                 f"no ground truth for search_space {', '.join(missing)}: set {envs} (e.g. in "
                 "launch/site.env), or restrict the sweep with search_space=<space>; nothing was "
                 "launched"
@@ -238,7 +295,12 @@ class AblationSweeper(Sweeper):
         assert self.config is not None and self.hydra_context is not None
         checked, errors, folders = [], [], set()
         for job in jobs:
-            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, job)
+            try:
+                cfg = self.hydra_context.config_loader.load_sweep_config(self.config, job)
+            except HydraException as err:  # a value of the wrong type, a key it does not know
+                cause = str(err.__cause__ or "").strip().splitlines()[:1]
+                errors.append(f"  {' '.join(job)}: {'; '.join([str(err).strip(), *cause])}")
+                continue
             folder = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
             if folder in folders:  # two rows of one config (e.g. two blocks' baselines): one job
                 continue
@@ -253,56 +315,319 @@ class AblationSweeper(Sweeper):
                 continue
             checked.append((job, folder, config_hash(plain(typed))))
         if errors:
-            raise HydraException(
+            raise SweepError(
                 f"{len(errors)} of {len(jobs)} jobs have a bad config; nothing was launched:\n"
                 + "\n".join(errors[:20])
+                + (f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else "")
             )
         return checked
 
     # ------------------------------------------------------------------ running
 
     def sweep(self, arguments: list[str]) -> Any:
+        """Plan, check, launch, report. The sweep's own errors end it with one message on
+        stderr and exit status 2 (nothing launched) or 1 (jobs that did not complete), not
+        with Hydra's traceback."""
+        try:
+            return self._sweep(arguments)
+        except SweepError as err:
+            sys.stdout.flush()
+            kind = "config error: " if err.status == 2 else ""
+            print(f"nasheur: {kind}{err}", file=sys.stderr, flush=True)
+            raise SystemExit(err.status) from None
+
+    def _sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None
         jobs = self._check(self.plan(arguments))
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        todo, done = [], 0
-        manifest = []
+        with atomic_path(sweep_dir / "multirun.yaml") as tmp:  # launches side by side too
+            OmegaConf.save(self.config, tmp)
+        outcomes: list[_Outcome] = []
+        todo: list[_Outcome] = []
         for job, folder, chash in jobs:
-            state = _state(folder, chash)
-            manifest.append(
-                {
-                    "overrides": job,
-                    "folder": str(folder),
-                    "config_hash": chash,
-                    "state_at_launch": state,
-                }
-            )
-            if state == "completed" and self.skip_completed:
-                done += 1
+            holder = folder_holder(folder)
+            state = RUNNING if holder is not None else _state(folder, chash)
+            outcome = _Outcome(job, folder, chash, before=state)
+            outcomes.append(outcome)
+            if state == RUNNING:
+                outcome.after = "running elsewhere"
+                outcome.detail = describe_holder(holder or {})
+            elif state == "completed" and self.skip_completed:
+                outcome.after = "completed"
             else:
-                todo.append(job)
-        _write_manifest(sweep_dir, manifest)
+                outcome.launched = True
+                todo.append(outcome)
+        merge_manifest(
+            sweep_dir,
+            [
+                {
+                    "overrides": o.overrides,
+                    "folder": str(o.folder),
+                    "config_hash": o.config_hash,
+                    "state_at_launch": o.before,
+                }
+                for o in outcomes
+            ],
+        )
+        elsewhere = [o for o in outcomes if o.before == RUNNING]
         log.info(
-            "sweep of %d jobs: %d already completed, %d to run, in %s",
+            "sweep of %d jobs: %d already completed, %d to run%s, in %s",
             len(jobs),
-            done,
+            sum(o.before == "completed" and not o.launched for o in outcomes),
             len(todo),
+            f", {len(elsewhere)} running elsewhere (left to them)" if elsewhere else "",
             sweep_dir,
         )
+        for o in elsewhere[:20]:
+            log.info("  running elsewhere: %s (%s)", o.folder, o.detail)
         size = self.max_batch_size or max(len(todo), 1)
         results: list[JobReturn] = []
-        for start in range(0, len(todo), size):
-            results.extend(self.launcher.launch(todo[start : start + size], initial_job_idx=start))
-        failed = [r for r in results if r.status == JobStatus.FAILED]
-        if failed:
-            lines = [f"  {' '.join(r.overrides)}: {r._return_value!r}" for r in failed[:20]]
-            raise HydraException(
-                f"{len(failed)} of {len(todo)} jobs failed (their metrics.json say why; the others "
-                "completed). Run the same command again to retry them:\n" + "\n".join(lines)
+        stopped: str | None = None
+        try:
+            with _each_job_settled():
+                for start in range(0, len(todo), size):
+                    batch = [o.overrides for o in todo[start : start + size]]
+                    results.extend(self.launcher.launch(batch, initial_job_idx=start))
+        except _uncompleted_errors() as err:  # a launcher that gave up at its first such job
+            stopped = _uncompleted_line(err)
+        except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C, SIGTERM (jobs in this process)
+            _settle(todo, results, pending="not run")
+            what = (
+                "Ctrl-C"
+                if isinstance(err, KeyboardInterrupt)
+                else "SIGTERM"
+                if isinstance(err, Terminated)
+                else f"exit status {err.code}"
             )
+            lines = _summary(self.config, sweep_dir, outcomes, todo, stopped=f"stopped by {what}")
+            lines.append("the same command resumes the sweep")
+            sys.stdout.flush()
+            print("\n".join(lines), file=sys.stderr, flush=True)
+            raise
+        _settle(todo, results)
+        sys.stdout.flush()
+        print("\n".join(_summary(self.config, sweep_dir, outcomes, todo, stopped)), flush=True)
+        message = _failure_message(todo, stopped)
+        if message:
+            raise SweepError(message, status=1)
         return [results]
+
+
+@dataclass
+class _Outcome:
+    """One job of the sweep: its state at launch and, once the launch returned, after it."""
+
+    overrides: list[str]
+    folder: Path
+    config_hash: str
+    before: str
+    after: str = ""  # one of _ORDER
+    detail: str = ""  # the error's first line, a SLURM state, who holds the folder
+    launched: bool = False  # by this launch
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    line = f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _settle(
+    todo: list[_Outcome], results: Sequence[JobReturn], pending: str = "not finished"
+) -> None:
+    """Each launched job's state after the launch: its JobReturn (in launch order) and its
+    folder's metrics.json; `pending` for a job without a result and without a record."""
+    for i, o in enumerate(todo):
+        r = results[i] if i < len(results) else None
+        recorded = _recorded(o.folder, o.config_hash)
+        value = None if r is None else r._return_value
+        if isinstance(value, FolderLocked):  # another copy started first: left to it
+            o.after, o.detail = "running elsewhere", describe_holder(value.holder)
+        elif isinstance(value, _NoResult):
+            o.after = recorded if recorded in ("interrupted", "failed") else "no record"
+            o.detail = str(value)
+        elif r is not None and r.status == JobStatus.COMPLETED:
+            o.after = "completed"
+        elif r is not None:
+            o.after = "interrupted" if recorded == "interrupted" else "failed"
+            o.detail = _first_line(value) if isinstance(value, BaseException) else repr(value)
+        else:  # the launch stopped before this job's result: what its folder says
+            o.after = recorded if recorded in ("completed", "interrupted") else pending
+
+
+# a job's state after the launch (`no record`: its cluster ended it without a metrics.json;
+# `not finished`: the launcher stopped waiting before its result, and it may still run in
+# SLURM; `not run`: the sweep was stopped before it)
+_ORDER = (
+    "completed",
+    "failed",
+    "interrupted",
+    "no record",
+    "running elsewhere",
+    "not finished",
+    "not run",
+)
+
+
+def _summary(
+    config: DictConfig,
+    sweep_dir: Path,
+    outcomes: list[_Outcome],
+    todo: list[_Outcome],
+    stopped: str | None = None,
+) -> list[str]:
+    """The end of a sweep: the count of each state, the jobs that did not complete, where the
+    results are and the commands that read them."""
+    counts = {s: sum(o.after == s for o in outcomes) for s in _ORDER}
+    before = sum(o.after == "completed" and not o.launched for o in outcomes)
+    parts = []
+    for state, n in counts.items():
+        if n:
+            note = f" ({before} before this launch)" if state == "completed" and before else ""
+            parts.append(f"{n} {state}{note}")
+    name = OmegaConf.select(config, "experiment.name") or sweep_dir.name
+    n = len(outcomes)
+    lines = [
+        f"nasheur: sweep {name}: {n} job{'s' if n != 1 else ''}: "
+        + (", ".join(parts) or "none")
+        + (f"; {stopped}" if stopped else "")
+    ]
+    listed = [o for o in outcomes if o.after != "completed"]
+    for o in listed[:20]:
+        try:
+            where = o.folder.relative_to(sweep_dir)
+        except ValueError:
+            where = o.folder
+        lines.append(f"  {o.after}: {where}" + (f": {o.detail}" if o.detail else ""))
+    if len(listed) > 20:
+        lines.append(f"  ... and {len(listed) - 20} more")
+    where = shlex.quote(str(sweep_dir))
+    lines.append(f"results in {sweep_dir} (sweep.json lists its jobs); read them with")
+    lines.append(f"  python -m nasheur.results show {where}")
+    table = OmegaConf.select(config, "experiment.table")
+    if table is not None:
+        lines.append(f"  python -m nasheur.results table {where} --table {table}")
+    return lines
+
+
+_UNFINISHED = ("failed", "interrupted", "no record", "not finished", "not run")
+
+
+def _failure_message(todo: list[_Outcome], stopped: str | None) -> str | None:
+    """The error that ends a sweep whose launched jobs did not all complete, or None."""
+    launched = len(todo)
+    bad = [o for o in todo if o.after in _UNFINISHED]
+    if not bad and not stopped:
+        return None
+    counts = {s: sum(o.after == s for o in bad) for s in _UNFINISHED}
+    jobs = "job" if launched == 1 else "jobs"
+    notes = []
+    if counts["failed"] and counts["failed"] == len(bad):
+        head = f"{counts['failed']} of {launched} {jobs} failed"
+    else:
+        head = f"{len(bad)} of {launched} {jobs} did not complete"
+        notes.append(", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    if counts["failed"]:
+        notes.append("metrics.json says why")
+    others = launched - len(bad)
+    if stopped:
+        notes.append(
+            f"the launcher stopped waiting: {stopped}; the other jobs may still be running in "
+            "SLURM (squeue)"
+        )
+    elif others and all(o.after == "completed" for o in todo if o not in bad):
+        notes.append("the others completed" if others > 1 else "the other one completed")
+    them = "it" if len(bad) == 1 and not stopped else "them"
+    return f"{head} ({'; '.join(n for n in notes if n)}). " + (
+        f"Run the same command again to retry {them} (completed jobs are skipped, interrupted "
+        "ones resume from their checkpoint, running ones are left alone)"
+    )
+
+
+# ------------------------------------------------------------------ submitit
+
+
+class _NoResult(RuntimeError):
+    """A job that its cluster ended without a result (scancel, a lost node, the OOM killer)."""
+
+
+def _uncompleted_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from submitit.core.utils import UncompletedJobError
+    except ImportError:
+        return ()
+    return (UncompletedJobError,)
+
+
+def _uncompleted_line(err: BaseException) -> str:
+    """``SLURM job 123_4 ended without a result (state: CANCELLED by 0)`` from submitit's
+    message (which goes on with the job's whole error stream)."""
+    text = str(err)
+    job = re.search(r"Job (\S+)", text)
+    state = re.search(r"\(state: ([^)]*)\)", text)
+    if job is None:
+        return _first_line(err)
+    return f"job {job.group(1)} ended without a result" + (
+        f" (state: {state.group(1)})" if state else ""
+    )
+
+
+class _Settled:
+    """A submitit job whose results() gives a failed JobReturn, instead of raising, when the
+    cluster ended it without a result: the launcher then goes on waiting for the others."""
+
+    def __init__(self, job: Any, overrides: Any) -> None:
+        self._job = job
+        self._overrides = list(overrides) if overrides is not None else None
+
+    def results(self) -> list[Any]:
+        try:
+            return self._job.results()
+        except _uncompleted_errors() as err:
+            value = _NoResult(_uncompleted_line(err))
+            return [
+                JobReturn(overrides=self._overrides, status=JobStatus.FAILED, _return_value=value)
+            ]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._job, name)
+
+
+@contextlib.contextmanager
+def _each_job_settled() -> Iterator[None]:
+    """hydra-submitit-launcher waits for its jobs in turn, and the first that SLURM ended
+    without a result (``scancel``, a lost node) raises submitit's UncompletedJobError out of
+    ``launch``, while the array's other jobs still run. Within this context submitit's
+    ``map_array`` hands out :class:`_Settled` jobs, so each such job becomes a failed result and
+    the launcher waits for all."""
+    try:
+        import submitit
+    except ImportError:
+        yield
+        return
+    cls = submitit.AutoExecutor
+    own = cls.__dict__.get("map_array")
+    original = cls.map_array
+
+    def map_array(executor: Any, fn: Any, *iterables: Any) -> list[Any]:
+        jobs = original(executor, fn, *iterables)
+        overrides = list(iterables[0]) if iterables else []
+        if len(overrides) != len(jobs):
+            overrides = [None] * len(jobs)
+        return [_Settled(job, o) for job, o in zip(jobs, overrides, strict=True)]
+
+    cls.map_array = map_array
+    try:
+        yield
+    finally:
+        if own is not None:
+            cls.map_array = own
+        else:
+            del cls.map_array
+
+
+# ------------------------------------------------------------------ folders and sweep.json
 
 
 def _state(folder: Path, chash: str) -> str:
@@ -313,12 +638,51 @@ def _state(folder: Path, chash: str) -> str:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return "broken"
+    if not isinstance(record, dict):
+        return "broken"
     if record.get("config_hash") != chash:
         return "other-config"
     return str(record.get("status", "unknown"))
 
 
-def _write_manifest(sweep_dir: Path, manifest: list[dict[str, Any]]) -> None:
-    from nasheur.io import atomic_write_json
+def _recorded(folder: Path, chash: str) -> str | None:
+    """The status that the job's own metrics.json records, or None (no record of it)."""
+    state = _state(folder, chash)
+    return state if (folder / "metrics.json").is_file() and state != "other-config" else None
 
-    atomic_write_json(sweep_dir / "sweep.json", {"jobs": manifest})
+
+def _manifest_key(folder: Any) -> str:
+    """A job's key in sweep.json: ``<space>/<job folder>`` (its folder's last two parts, the
+    config hash among them), the same whatever directory a launch ran from."""
+    return "/".join(Path(str(folder)).parts[-2:])
+
+
+def _read_manifest(path: Path) -> list[dict[str, Any]]:
+    """The jobs a sweep.json lists (a list, or a mapping of folder to entry); [] if none."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, json.JSONDecodeError) as err:
+        log.warning("%s: unreadable (%s); written anew with this launch's jobs", path, err)
+        return []
+    jobs = data.get("jobs") if isinstance(data, dict) else data
+    if isinstance(jobs, dict):
+        jobs = [
+            {"folder": k, **v} if isinstance(v, dict) else {"folder": k} for k, v in jobs.items()
+        ]
+    if not isinstance(jobs, list):
+        return []
+    return [j for j in jobs if isinstance(j, dict) and j.get("folder")]
+
+
+def merge_manifest(sweep_dir: Path, entries: list[dict[str, Any]]) -> None:
+    """Merge a launch's jobs into the sweep folder's sweep.json, keyed by job folder (this
+    launch's entry replaces an earlier one, in its place), under a lock, so that launches
+    into the same sweep folder, side by side too, each add their jobs."""
+    path = Path(sweep_dir) / MANIFEST
+    with exclusive(Path(sweep_dir) / MANIFEST_LOCK):
+        merged = {_manifest_key(j["folder"]): j for j in _read_manifest(path)}
+        for entry in entries:
+            merged[_manifest_key(entry["folder"])] = entry
+        atomic_write_json(path, {"jobs": list(merged.values())})

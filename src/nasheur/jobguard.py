@@ -1,0 +1,304 @@
+"""What guards a running job: its hold on its folder, and SIGTERM ending it as interrupted.
+
+**The folder lock.** A job holds an exclusive ``flock`` on ``<folder>/job.lock`` while it
+runs, so that a second copy of it (the same sweep launched twice, a job requeued while another
+launch's copy runs) refuses at once instead of training the same folder twice. ``flock`` is
+kept by the open file description, so other opens and closes of the file in the same process
+do not drop it (unlike POSIX ``lockf``); NFS emulates it with byte-range locks, so it holds
+across nodes too. A lock held by a process that died is released by the kernel (no stale
+locks); the file stays, with the details of the job that holds (or last held) it: host, pid,
+SLURM job, start time. Where the file system refuses locks, the job warns and runs unlocked.
+Nothing here imports torch: the sweeper asks :func:`folder_holder` before it launches a job.
+
+**SIGTERM.** ``scancel`` (SIGTERM, then SIGKILL after SLURM's KillWait) and a plain ``kill``
+end a job within :func:`stop_on_sigterm` at once with :class:`Terminated`, a ``SystemExit``
+with status 128 + 15, so that the job records ``interrupted`` (it resumes when run again).
+submitit installs a handler that ignores SIGTERM, because requeueing a job on a preemption or
+a time-out (its ``USR2`` handler runs ``scontrol requeue``) makes SLURM send the job SIGTERM:
+once that handler has started, SIGTERM is left to submitit's handler, and the job ends the way
+submitit ends it (``SystemExit: -1``), requeued.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locks, with a warning
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger("nasheur")
+
+LOCK = "job.lock"
+# the lock is also taken, shared and for an instant, by a sweep asking whether a job runs: a
+# job that finds it taken tries again for about this long before it refuses
+RETRIES = 10
+RETRY_S = 0.05
+# a file system that does not lock (some network file systems, or locking turned off there)
+_UNSUPPORTED = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
+_HELD = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES}
+
+
+class FolderLocked(RuntimeError):
+    """A running job holds the folder: it is refused before anything is written there."""
+
+    def __init__(self, folder: str | Path, holder: dict[str, Any] | None = None) -> None:
+        self.folder = str(folder)
+        self.holder = dict(holder or {})
+        super().__init__(
+            f"{self.folder} is in use by a running job ({describe_holder(self.holder)}); left "
+            "it alone. Wait for that job to end (or stop it), then run the same command again"
+        )
+
+    def __reduce__(self):  # pickled as it was built (a job's result travels through submitit)
+        return (type(self), (self.folder, self.holder))
+
+
+def holder_details() -> dict[str, Any]:
+    """What the lock file records about this process."""
+    details: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid()}
+    for key, var in (
+        ("slurm_job_id", "SLURM_JOB_ID"),
+        ("slurm_array_job_id", "SLURM_ARRAY_JOB_ID"),
+        ("slurm_array_task_id", "SLURM_ARRAY_TASK_ID"),
+    ):
+        if os.environ.get(var):
+            details[key] = os.environ[var]
+    details["started"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return details
+
+
+def describe_holder(holder: dict[str, Any]) -> str:
+    """``pid 123 on node7, SLURM job 456_2, since 2026-01-02T03:04:05+00:00``."""
+    if not holder:
+        return "no details recorded yet"
+    parts = []
+    if holder.get("pid") is not None:
+        parts.append(
+            f"pid {holder['pid']}" + (f" on {holder['host']}" if holder.get("host") else "")
+        )
+    if holder.get("slurm_array_job_id") and holder.get("slurm_array_task_id") is not None:
+        parts.append(f"SLURM job {holder['slurm_array_job_id']}_{holder['slurm_array_task_id']}")
+    elif holder.get("slurm_job_id"):
+        parts.append(f"SLURM job {holder['slurm_job_id']}")
+    if holder.get("started"):
+        parts.append(f"since {holder['started']}")
+    return ", ".join(parts) or "no details recorded"
+
+
+def _read_details(fd: int) -> dict[str, Any]:
+    try:
+        data = json.loads(os.pread(fd, 65536, 0).decode("utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _try_lock(fd: int, operation: int) -> bool:
+    """Take the lock without blocking: True, or False where another holds it. Raises OSError
+    where the file system refuses locks (errno in _UNSUPPORTED) or on other errors."""
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno in _HELD:
+            return False
+        raise
+    return True
+
+
+@contextlib.contextmanager
+def hold_folder(
+    folder: str | Path, *, refused: type[FolderLocked] = FolderLocked
+) -> Iterator[dict[str, Any] | None]:
+    """Hold `folder` for a job: an exclusive lock on its ``job.lock``, with this process's
+    details written in it, until the context ends. Raises `refused` at once (after a few
+    tries within a second) where another process holds it; where the file system cannot
+    lock, warns and yields None."""
+    path = Path(folder) / LOCK
+    if fcntl is None:
+        log.warning("%s: no file locks here; a second copy of this job would not be stopped", path)
+        yield None
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            locked = _lock_exclusive(fd)
+        except OSError as err:
+            if err.errno not in _UNSUPPORTED:
+                raise
+            log.warning(
+                "%s: the file system refuses locks (%s); running without one, so a second copy "
+                "of this job would not be stopped",
+                path,
+                os.strerror(err.errno or 0),
+            )
+            locked = None
+        if locked is False:
+            raise refused(folder, _read_details(fd))
+        if locked is None:
+            yield None
+            return
+        details = holder_details()
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(details) + "\n").encode("utf-8"), 0)
+        except OSError as err:  # the lock holds all the same
+            log.warning("%s: could not record this job's details (%s)", path, err)
+        try:
+            yield details
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _lock_exclusive(fd: int) -> bool:
+    """The exclusive lock, tried a few times: a sweep's look (a shared lock) lasts an instant."""
+    for attempt in range(RETRIES):
+        if _try_lock(fd, fcntl.LOCK_EX):
+            return True
+        if attempt + 1 < RETRIES:
+            time.sleep(RETRY_S)
+    return False
+
+
+def folder_holder(folder: str | Path) -> dict[str, Any] | None:
+    """The details of the running job that holds `folder` (``{}`` if it recorded none yet),
+    or None where no job holds it (no lock file, a free lock, or no locks on this file
+    system). It asks with a shared lock, taken and dropped at once."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(Path(folder) / LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            free = _try_lock(fd, fcntl.LOCK_SH)
+        except OSError:
+            return None
+        if free:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        return _read_details(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path) -> Iterator[None]:
+    """An exclusive lock on `path` (created if missing) for the context, waiting for it; where
+    the file system refuses locks, a warning and no lock. For short read-modify-write steps,
+    such as the merge of a sweep's ``sweep.json`` by launches that run side by side."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            locked = True
+        except OSError as err:
+            if err.errno not in _UNSUPPORTED:
+                raise
+            log.warning("%s: the file system refuses locks (%s)", path, os.strerror(err.errno or 0))
+            locked = False
+        try:
+            yield
+        finally:
+            if locked:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------- SIGTERM
+
+
+class Terminated(SystemExit):
+    """SIGTERM ended the job (``scancel``, ``kill``): exit status 128 + 15; it resumes when
+    the same command runs again."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(128 + int(signum))
+        self.signum = int(signum)
+
+    def __str__(self) -> str:
+        return (
+            f"{signal.Signals(self.signum).name} (stopped from outside: scancel, kill; the same "
+            "command resumes it)"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.signum,))
+
+
+def preemption_signal() -> signal.Signals | None:
+    """The signal on which submitit requeues a job (``$SUBMITIT_PREEMPT_SIGNAL``, USR2)."""
+    name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
+    return getattr(signal, f"SIG{name}", None)
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Within the context, SIGTERM raises :class:`Terminated` in the main thread (once; a
+    repeated SIGTERM while the job ends is logged). If submitit's requeue handler (on
+    :func:`preemption_signal`) has started, SIGTERM goes to the previous handler instead. The
+    previous handlers come back when the context ends. Outside the main thread, or where the
+    SIGTERM handler was not set from Python, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None:  # set outside Python: it cannot be put back
+        yield
+        return
+    usr = preemption_signal()
+    previous_usr = signal.getsignal(usr) if usr is not None else None
+    wrap_usr = callable(previous_usr) and usr != signal.SIGTERM
+    state = {"requeueing": False, "stopping": False}
+
+    def on_sigterm(signum, frame):
+        if state["requeueing"]:  # SLURM ends a job that submitit just requeued: its handler
+            if callable(previous):
+                previous(signum, frame)
+            return
+        if state["stopping"]:
+            log.warning("SIGTERM again: the job is already stopping")
+            return
+        state["stopping"] = True
+        log.warning(
+            "SIGTERM: stopping the job; metrics.json records it as interrupted and the same "
+            "command resumes it from its last checkpoint"
+        )
+        raise Terminated(signum)
+
+    def on_preemption(signum, frame):
+        state["requeueing"] = True
+        previous_usr(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    if wrap_usr:
+        signal.signal(usr, on_preemption)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if wrap_usr:
+            signal.signal(usr, previous_usr)

@@ -1,0 +1,329 @@
+"""The ablation sweeper in this process, with a stand-in launcher: what it plans, what it
+launches and leaves alone, its sweep.json, its summary and its errors (no job trains here;
+tests/test_sweep.py and tests/test_slurm.py run real sweeps)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf
+
+from hydra_plugins.nasheur_ablation.ablation_sweeper import AblationSweeper, merge_manifest
+from nasheur.jobguard import hold_folder
+from tests.conftest import TINY_JOB, write_nb201_gt
+
+
+class StandIn:
+    """A launcher that runs nothing: each job's outcome comes from `outcome(overrides)`
+    (``completed`` writes a completed metrics.json in the job's folder; ``failed`` a failed
+    one and a failed JobReturn; an exception is raised out of launch)."""
+
+    def __init__(self, sweeper: AblationSweeper, outcome=lambda overrides: "completed"):
+        self.sweeper = sweeper
+        self.outcome = outcome
+        self.launched: list[list[str]] = []
+
+    def launch(self, job_overrides, initial_job_idx):
+        from nasheur.config import config_hash, plain, to_config
+
+        returns = []
+        for overrides in job_overrides:
+            self.launched.append(list(overrides))
+            what = self.outcome(list(overrides))
+            if isinstance(what, BaseException):
+                raise what
+            loader = self.sweeper.hydra_context.config_loader
+            cfg = loader.load_sweep_config(self.sweeper.config, list(overrides))
+            folder = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+            job = OmegaConf.to_container(cfg, resolve=False)
+            job.pop("hydra")
+            chash = config_hash(plain(to_config(OmegaConf.create(job))))
+            folder.mkdir(parents=True, exist_ok=True)
+            record = {"status": what, "config_hash": chash}
+            if what == "failed":
+                record["error"] = "RuntimeError: boom"
+            (folder / "metrics.json").write_text(json.dumps(record))
+            status = JobStatus.COMPLETED if what == "completed" else JobStatus.FAILED
+            value = 0.5 if what == "completed" else RuntimeError("boom")
+            returns.append(JobReturn(overrides=overrides, status=status, _return_value=value))
+        return returns
+
+
+def sweeper_for(overrides: list[str], outcome=lambda o: "completed"):
+    """An AblationSweeper set up as `python -m nasheur <overrides> -m` sets it up, with a
+    stand-in launcher, and the command line's task overrides."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.types import HydraContext, RunMode
+
+    from nasheur.config import register_configs, register_resolvers
+
+    register_configs()
+    register_resolvers()
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path("pkg://nasheur.conf"))
+    cfg = loader.load_configuration(
+        config_name="config", overrides=list(overrides), run_mode=RunMode.MULTIRUN
+    )
+    sw = cfg.hydra.sweeper
+    sweeper = AblationSweeper(
+        list(sw.spaces),
+        list(sw.seeds),
+        OmegaConf.to_container(sw.blocks),
+        sw.max_batch_size,
+        sw.skip_completed,
+    )
+    sweeper.setup(
+        hydra_context=HydraContext(config_loader=loader, callbacks=Callbacks(cfg)),
+        task_function=lambda c: None,
+        config=cfg,
+    )
+    sweeper.launcher = StandIn(sweeper, outcome)
+    return sweeper, OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False)
+
+
+@pytest.fixture
+def args(tmp_path, monkeypatch) -> list[str]:
+    """bn_ablation on NB201, one seed, with a small GT table: 4 jobs."""
+    monkeypatch.setenv("NASHEUR_RUNS", str(tmp_path / "runs"))
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    return ["+experiment=bn_ablation", *TINY_JOB, "seed=0", f"ground_truth.path={gt}"]
+
+
+def sweep_dir(tmp_path: Path) -> Path:
+    return tmp_path / "runs" / "sweeps" / "bn_ablation"
+
+
+def listed(tmp_path: Path) -> list[dict]:
+    return json.loads((sweep_dir(tmp_path) / "sweep.json").read_text())["jobs"]
+
+
+def keys(job: list[str]) -> list[str]:
+    return [o.split("=", 1)[0] for o in job]
+
+
+# ---------------------------------------------------------------------------------------------
+# a factor pinned on the command line
+
+
+def test_a_pinned_factor_restricts_the_experiments_values(args):
+    sweeper, task = sweeper_for([*args, "protocol.bn_track=true"])
+    jobs = sweeper.plan(task)
+    assert len(jobs) == 2  # bn_track=true x bn_affine=false,true
+    for job in jobs:
+        assert keys(job).count("protocol.bn_track") == 1, job  # one value, not false and True
+        assert "protocol.bn_track=true" in job
+    assert sorted(o for job in jobs for o in job if o.startswith("protocol.bn_affine=")) == [
+        "protocol.bn_affine=false",
+        "protocol.bn_affine=true",
+    ]
+    # a list restricts to those values; the jobs are the full sweep's own, named alike
+    sweeper, task = sweeper_for([*args, "protocol.bn_affine=true,false"])
+    both = sweeper.plan(task)
+    assert len(both) == 4 and all(keys(j).count("protocol.bn_affine") == 1 for j in both)
+    full, task = sweeper_for(args)
+    assert sorted(map(sorted, both)) == sorted(map(sorted, full.plan(task)))
+
+
+def test_a_pinned_factor_takes_levels_and_groups(args):
+    sweeper, task = sweeper_for(
+        [
+            *[a for a in args if a != "+experiment=bn_ablation"],
+            "+experiment=layers_ablation",
+            "fidelity.baseline.layers=3",
+            "fidelity.layers=2",
+        ]
+    )
+    (job,) = sweeper.plan(task)  # base-1 of 3, alone
+    assert [o for o in job if o.startswith("fidelity.layers")] == ["fidelity.layers=2"]
+    sweeper, task = sweeper_for(
+        [
+            *[a for a in args if a != "+experiment=bn_ablation"],
+            "+experiment=sampler_ablation",
+            "sampler=fairnas",
+        ]
+    )
+    (job,) = sweeper.plan(task)
+    assert [o for o in job if o.startswith("sampler")] == ["sampler=fairnas"]
+
+
+def test_a_key_no_block_sweeps_still_applies_to_every_job(args):
+    sweeper, task = sweeper_for([*args, "protocol.lr=0.05,0.1"])
+    jobs = sweeper.plan(task)
+    assert len(jobs) == 8 and all(keys(j).count("protocol.lr") == 1 for j in jobs)
+
+
+# ---------------------------------------------------------------------------------------------
+# the end of a sweep, its errors
+
+
+def test_a_sweep_that_succeeds_ends_with_a_summary(args, tmp_path, capsys):
+    sweeper, task = sweeper_for(args)
+    sweeper.sweep(task)
+    out = capsys.readouterr().out
+    where = sweep_dir(tmp_path)
+    assert "sweep bn_ablation: 4 jobs: 4 completed" in out
+    assert f"python -m nasheur.results show {where}" in out
+    assert f"python -m nasheur.results table {where} --table 11" in out
+    sweeper, task = sweeper_for(args)  # again: nothing to run, the same summary
+    sweeper.sweep(task)
+    assert sweeper.launcher.launched == []
+    assert "4 jobs: 4 completed (4 before this launch)" in capsys.readouterr().out
+
+
+def test_sweep_errors_are_one_clean_message(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NASHEUR_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("NASHEUR_GT_NB201", str(write_nb201_gt(tmp_path / "gt.csv")))
+    sweeper, task = sweeper_for(["+experiment=bn_ablation"])
+    with pytest.raises(SystemExit) as stop:
+        sweeper.sweep(task)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nasheur: config error: no ground truth for search_space nb101")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_the_failure_of_a_sweeps_only_job_is_worded_for_one(args, capsys):
+    sweeper, task = sweeper_for(
+        [*args, "protocol.bn_track=true", "protocol.bn_affine=true"], lambda o: "failed"
+    )
+    with pytest.raises(SystemExit) as stop:
+        sweeper.sweep(task)
+    assert stop.value.code == 1
+    captured = capsys.readouterr()
+    assert "1 job: 1 failed" in captured.out and "RuntimeError: boom" in captured.out
+    assert "nasheur: 1 of 1 job failed" in captured.err
+    assert "others" not in captured.err and "retry it" in captured.err
+
+
+def test_failures_among_others_say_what_the_others_did(args, capsys):
+    sweeper, task = sweeper_for(
+        args, lambda o: "failed" if "protocol.bn_track=true" in o else "completed"
+    )
+    with pytest.raises(SystemExit):
+        sweeper.sweep(task)
+    err = capsys.readouterr().err
+    assert "2 of 4 jobs failed (metrics.json says why; the others completed)" in err
+
+
+def test_a_launcher_that_gives_up_on_a_cancelled_job_is_reported_cleanly(args, capsys):
+    from submitit.core.utils import UncompletedJobError
+
+    cancelled = UncompletedJobError(
+        "Job 4242_1 (task: 0) with path /x/4242_1_0_result.pkl\n"
+        "has not produced any output (state: CANCELLED by 0)\nError stream produced:\n..."
+    )
+    sweeper, task = sweeper_for(
+        args, lambda o: cancelled if "protocol.bn_track=true" in o else "completed"
+    )
+    with pytest.raises(SystemExit) as stop:
+        sweeper.sweep(task)
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert "job 4242_1 ended without a result (state: CANCELLED by 0)" in err
+    assert "may still be running in SLURM" in err and "Run the same command again" in err
+    assert "Error stream" not in err and "Traceback" not in err
+
+
+def test_each_submitit_job_ended_without_a_result_becomes_a_failed_result():
+    # hydra-submitit-launcher waits for its jobs in turn (`[j.results()[0] for j in jobs]`):
+    # the first cancelled one must not end the wait for the others
+    import submitit
+    from submitit.core.utils import UncompletedJobError
+
+    from hydra_plugins.nasheur_ablation.ablation_sweeper import _each_job_settled, _NoResult
+
+    class Job:
+        def __init__(self, n):
+            self.n = n
+
+        def results(self):
+            if self.n == 1:
+                raise UncompletedJobError("Job 7_1 (task: 0) with path p\n(state: CANCELLED)")
+            return [JobReturn(status=JobStatus.COMPLETED, _return_value=self.n)]
+
+    class Executor:
+        def _internal_process_submissions(self, submissions):
+            return [Job(n) for n in range(len(submissions))]
+
+    original = submitit.AutoExecutor.map_array
+    with _each_job_settled():
+        jobs = submitit.AutoExecutor.map_array(Executor(), print, [["a=0"], ["a=1"], ["a=2"]])
+        results = [j.results()[0] for j in jobs]
+    assert submitit.AutoExecutor.map_array is original  # put back
+    completed, failed = JobStatus.COMPLETED, JobStatus.FAILED
+    assert [r.status for r in results] == [completed, failed, completed]
+    assert isinstance(results[1]._return_value, _NoResult) and results[1].overrides == ["a=1"]
+    assert "job 7_1 ended without a result (state: CANCELLED)" in str(results[1]._return_value)
+
+
+# ---------------------------------------------------------------------------------------------
+# jobs running elsewhere; sweep.json
+
+
+def test_a_job_whose_folder_a_running_job_holds_is_not_launched_again(args, tmp_path, capsys):
+    first, task = sweeper_for(args)
+    first.sweep(task)
+    folders = sorted(p.parent for p in sweep_dir(tmp_path).rglob("metrics.json"))
+    for f in folders[:2]:  # two jobs of this sweep are running again (their metrics.json gone)
+        (f / "metrics.json").unlink()
+    capsys.readouterr()
+    with hold_folder(folders[0]), hold_folder(folders[1]):
+        again, task = sweeper_for(args)
+        again.sweep(task)
+        manifest = {Path(j["folder"]).name: j["state_at_launch"] for j in listed(tmp_path)}
+    assert again.launcher.launched == []  # left to the jobs that hold them
+    assert [manifest[f.name] for f in folders] == ["running", "running", "completed", "completed"]
+    out = capsys.readouterr().out
+    assert "4 jobs: 2 completed (2 before this launch), 2 running elsewhere" in out
+    assert "pid " in out  # who holds them
+
+
+def test_sweep_json_merges_the_launches_into_one_sweep_folder(args, tmp_path):
+    for seed in (0, 1):
+        sweeper, task = sweeper_for([*args, f"seed={seed}"])
+        sweeper.sweep(task)
+    jobs = listed(tmp_path)
+    assert len(jobs) == 8 and len({j["folder"] for j in jobs}) == 8
+    assert {o for j in jobs for o in j["overrides"] if o.startswith("seed=")} == {
+        "seed=0",
+        "seed=1",
+    }
+    sweeper, task = sweeper_for([*args, "seed=0"])  # again: seed 0's entries, updated in place
+    sweeper.sweep(task)
+    again = listed(tmp_path)
+    assert [j["folder"] for j in again] == [j["folder"] for j in jobs]
+    assert sorted(j["state_at_launch"] for j in again) == ["completed"] * 4 + ["new"] * 4
+
+
+def _merge_many(sweep: str, first: int, barrier) -> None:
+    barrier.wait()
+    for i in range(first, first + 10):
+        merge_manifest(Path(sweep), [{"folder": f"runs/nb201/job{i}", "state_at_launch": "new"}])
+
+
+def test_sweep_json_keeps_every_entry_of_launches_side_by_side(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(4)
+    procs = [
+        ctx.Process(target=_merge_many, args=(str(tmp_path), 10 * k, barrier)) for k in range(4)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    jobs = json.loads((tmp_path / "sweep.json").read_text())["jobs"]
+    assert sorted(j["folder"] for j in jobs) == sorted(f"runs/nb201/job{i}" for i in range(40))
+
+
+def test_a_key_given_twice_is_listed_once_with_its_last_value(args):
+    sweeper, task = sweeper_for([*args, "protocol.epochs=1", "protocol.epochs=2"])
+    jobs = sweeper.plan(task)
+    assert all(
+        [o for o in j if o.startswith("protocol.epochs")] == ["protocol.epochs=2"] for j in jobs
+    )
