@@ -25,9 +25,9 @@ known=" bench eager nhwc bf16 tests mps others "
 for s in $stages; do  # a misspelt stage fails now, not after the stages before it
     [[ $known == *" $s "* ]] || { echo "gpu_check: no stage $s (stages:$known)" >&2; exit 2; }
 done
-mkdir -p "$out"
 "$py" -c "import sys, torch; sys.exit(not torch.cuda.is_available())" ||
     { echo "gpu_check: torch sees no CUDA device here" >&2; exit 1; }
+mkdir -p "$out"  # only once there is something to write there
 "$py" -c "import torch; print(torch.__version__, torch.cuda.get_device_name())" | tee "$out/device.txt"
 rc=0
 stage() {  # stage LOG SECONDS COMMAND...: run under a time limit, append to LOG, keep going

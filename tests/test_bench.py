@@ -176,6 +176,7 @@ def test_the_gpu_check_says_plainly_when_there_is_no_gpu(tmp_path):
         ["bash", str(script), str(tmp_path / "out")], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 1 and "torch sees no CUDA device" in done.stderr
+    assert not (tmp_path / "out").exists()  # no empty report folder left behind
     bad = [*done.args[:3], "bench", "nhcw"]  # a misspelt stage: named, before any work
     done = subprocess.run(bad, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no stage nhcw" in done.stderr
