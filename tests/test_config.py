@@ -290,6 +290,22 @@ def test_a_job_folder_spells_values_as_the_command_line_and_is_found_by_its_hash
         assert Path(str(cfg.hydra.run.dir)) == first.parent / f"x-{first.name.rsplit('-', 1)[1]}"
 
 
+def test_a_command_line_sweep_is_checked_whole_before_any_job_runs(tmp_path):
+    # no experiment: the command line's own sweep, through the same sweeper
+    proc = subprocess.run(
+        [PYTHON, "-m", "nasheur", "+preset=debug", "protocol.lr=0.07,-1,0.06", "-m"],
+        cwd=REPO,
+        env=run_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "1 of 3 jobs have a bad config; nothing was launched" in proc.stderr
+    assert "protocol.lr=-1" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.json"))
+
+
 def test_the_procedural_class_limit_is_its_number_of_textures():
     from nasheur.config import PROCEDURAL_CLASSES
     from nasheur.data.procedural import TEXTURES

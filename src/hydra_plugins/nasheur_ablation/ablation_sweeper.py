@@ -5,6 +5,9 @@ An experiment (``conf/experiment/*.yaml``) names the spaces it applies to, the s
 sweep is the union of the blocks, times the spaces, times the seeds; everything else stays at
 the space's baseline. A block may be limited to some spaces (``_spaces``). Values of the
 low-fidelity keys may be relative to the space's baseline: ``base``, ``base-1``, ``base/2``.
+It is the default sweeper (``conf/config.yaml``): without an experiment (no blocks, no spaces,
+no seeds) a sweep is the command line's own, at the composed space and seed unless
+``search_space=`` or ``seed=`` list others.
 
 Each space's ground truth comes from ``ground_truth.path`` or ``$NASHEUR_GT_<SPACE>``. Where
 none of the experiment's spaces has one and the command line names no space (a fresh machine),
@@ -74,7 +77,7 @@ class SweepError(HydraException):
 class AblationSweeperConf:
     _target_: str = "hydra_plugins.nasheur_ablation.ablation_sweeper.AblationSweeper"
     spaces: list[str] = field(default_factory=list)  # empty: the composed search space only
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: list[int] | None = None  # None: the composed seed (seed=0,1 on the command line wins)
     blocks: list[Any] = field(default_factory=list)  # [{key: [values], _spaces: [...]}, ...]
     max_batch_size: int | None = None  # jobs handed to the launcher at once (None: all)
     skip_completed: bool = True
@@ -154,13 +157,13 @@ class AblationSweeper(Sweeper):
     def __init__(
         self,
         spaces: Sequence[str],
-        seeds: Sequence[int],
+        seeds: Sequence[int] | None,
         blocks: Sequence[Any],
         max_batch_size: int | None = None,
         skip_completed: bool = True,
     ) -> None:
         self.spaces = list(spaces)
-        self.seeds = list(seeds)
+        self.seeds = None if seeds is None else list(seeds)  # None: the composed seed
         self.blocks = [dict(b) for b in blocks]
         self.max_batch_size = max_batch_size
         self.skip_completed = skip_completed
@@ -242,9 +245,8 @@ class AblationSweeper(Sweeper):
             space: OmegaConf.to_container(self._baseline(space, fixed)) for space in spaces
         }
         family = {s: getattr(space_info(s), "paper_space", s) for s in spaces}
-        return expand(
-            spaces, cli_seeds or self.seeds, self.blocks, baselines, extra, family, pinned
-        )
+        seeds = cli_seeds or self.seeds or [self.config.seed]
+        return expand(spaces, seeds, self.blocks, baselines, extra, family, pinned)
 
     def _spaces_with_ground_truth(self) -> list[str]:
         """The experiment's spaces; where none has GT here, the composed default (embedded),
