@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 import zlib
 
@@ -128,9 +129,15 @@ def test_factor_influence_baseline_rule():
         _record("nb201", 0, "lr_ablation", ["protocol.lr"], {"protocol.lr": 0.1}),
         _record("nb201", 0, "lr_ablation", ["protocol.lr"], {"protocol.lr": 0.025}),
     ]
-    # the lr default cannot be learnt from one experiment alone: left out, then nothing left
+    # from one experiment alone the default comes from the space's config (NB201: 0.025)
+    ((exp, label, _, _),) = figures.influence_bars(records)["nb201"]
+    assert (exp, label) == ("lr_ablation", "lr=0.1")
+    # a space without a config: the default cannot be told; left out, then nothing left
+    unknown = copy.deepcopy(records)
+    for r in unknown:
+        r["config"]["search_space"]["name"] = "nosuch"
     with pytest.warns(UserWarning, match="lr_ablation"), pytest.raises(ValueError):
-        figures.factor_influence(records, "/nonexistent/x")
+        figures.factor_influence(unknown, "/nonexistent/x")
     learnt = figures._defaults([*records, _record("nb201", 0, "other", ["protocol.epochs"])])
     assert learnt[("nb201", "protocol.lr")] == "0.025"
 
@@ -167,6 +174,24 @@ def test_a_factor_held_at_one_value_is_part_of_the_baseline():
     # an experiment of one row varies nothing: left out, said, as before
     with pytest.warns(UserWarning, match="wsbn_ablation on nb201: no baseline row"):
         assert not figures.influence_bars([r for r in records[:4] if r["seed"] == 0][1:2])
+
+
+def test_a_sweep_alone_takes_its_factors_default_from_the_space_s_config():
+    # one experiment's runs only: nothing to learn the default from, so the space's composed
+    # config says it (embedded: BN tracks no statistics, affine on)
+    bn = ["protocol.bn_track", "protocol.bn_affine"]
+    records = [
+        _record("embedded", s, "bn_ablation", bn, {bn[0]: t, bn[1]: a})
+        for s in range(2)
+        for t in (False, True)
+        for a in (False, True)
+    ]
+    bars = figures.influence_bars(records)
+    assert sorted(label for _, label, _, _ in bars["embedded"]) == [
+        "bn_affine=false",
+        "bn_track=true",
+        "bn_track=true, bn_affine=false",
+    ]
 
 
 def test_missing_data_raises(records, tmp_path):

@@ -28,6 +28,7 @@ this module needs only numpy and scipy.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections import Counter, defaultdict
@@ -420,7 +421,29 @@ def _baseline_value(
         v = select(record, f"config.fidelity.baseline.{factor.partition('.')[2]}")
         if v is not None:
             return _fmt(v)
-    return learnt.get((space, factor))
+    learnt_value = learnt.get((space, factor))
+    return learnt_value if learnt_value is not None else _space_default(space, factor)
+
+
+@functools.cache
+def _space_default(space: Any, factor: str) -> Any:
+    """The value of `factor` in the space's composed default config (its Table 14 setting),
+    for a sweep found alone, with no other experiment's runs to learn the default from; None
+    where it cannot be composed (an unknown space, a key of no config)."""
+    try:
+        from hydra import compose, initialize_config_module
+        from omegaconf import OmegaConf
+
+        from nasheur.config import register_configs, register_resolvers
+
+        register_configs()
+        register_resolvers()
+        with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
+            cfg = compose("config", overrides=[f"search_space={space}"])
+        value = OmegaConf.select(cfg, factor)
+    except Exception:  # a figure does without a default it cannot learn
+        return None
+    return None if value is None else _fmt(getattr(value, "value", value))
 
 
 def _held_fixed(base: tuple | None, rows: Iterable[tuple]) -> tuple | None:
