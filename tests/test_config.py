@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
 
@@ -203,6 +204,18 @@ def test_schema_round_trips_through_plain_data(gt_file):
     assert plain(again) == plain(cfg)
 
 
+def nasheur_cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """``python -m nasheur ARGS`` as a user runs it, with runs under `tmp_path`."""
+    return subprocess.run(
+        [PYTHON, "-m", "nasheur", *args],
+        cwd=REPO,
+        env=run_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 @pytest.mark.parametrize(
     ("override", "key"),
     [
@@ -213,14 +226,7 @@ def test_schema_round_trips_through_plain_data(gt_file):
 )
 def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
     """The acceptance commands: a non-zero exit whose message names the key (no data read)."""
-    proc = subprocess.run(
-        [PYTHON, "-m", "nasheur", override],
-        cwd=REPO,
-        env=run_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = nasheur_cli([override], tmp_path)
     assert proc.returncode != 0
     assert key in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr or key in proc.stderr
@@ -245,14 +251,7 @@ def test_what_a_single_run_cannot_do_is_said_in_one_line(overrides, said, tmp_pa
 
         if torch.cuda.is_available():
             pytest.skip("a CUDA device is here")
-    proc = subprocess.run(
-        [PYTHON, "-m", "nasheur", *overrides],
-        cwd=REPO,
-        env=run_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = nasheur_cli([*overrides], tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"nasheur: {said}" in proc.stderr and "Traceback" not in proc.stderr
     runs = tmp_path / "runs"  # found before training: nothing left behind
@@ -292,14 +291,7 @@ def test_a_job_folder_spells_values_as_the_command_line_and_is_found_by_its_hash
 
 def test_a_command_line_sweep_is_checked_whole_before_any_job_runs(tmp_path):
     # no experiment: the command line's own sweep, through the same sweeper
-    proc = subprocess.run(
-        [PYTHON, "-m", "nasheur", "+preset=debug", "protocol.lr=0.07,-1,0.06", "-m"],
-        cwd=REPO,
-        env=run_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = nasheur_cli(["+preset=debug", "protocol.lr=0.07,-1,0.06", "-m"], tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "1 of 3 jobs have a bad config; nothing was launched" in proc.stderr
     assert "protocol.lr=-1" in proc.stderr and "Traceback" not in proc.stderr
@@ -313,6 +305,23 @@ def test_the_procedural_class_limit_is_its_number_of_textures():
     assert len(TEXTURES) == PROCEDURAL_CLASSES
 
 
+@contextlib.contextmanager
+def slurm_profile(monkeypatch, value: str | None, *names: str):
+    """The config with hydra/launcher=slurm, NASHEUR_SLURM_<name> set to `value` (None: unset)."""
+    from hydra import compose, initialize_config_module
+
+    from nasheur.config import register_configs, register_resolvers
+
+    for name in names:
+        monkeypatch.delenv(f"NASHEUR_SLURM_{name}", raising=False)
+        if value is not None:
+            monkeypatch.setenv(f"NASHEUR_SLURM_{name}", value)
+    register_configs()
+    register_resolvers()
+    with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
+        yield compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+
+
 @pytest.mark.parametrize(
     "value, expected",
     [(None, 4), ("", 4), (" ", 4), ("null", None), ("7", 7), ("seven", "not a whole number")],
@@ -320,19 +329,9 @@ def test_the_procedural_class_limit_is_its_number_of_textures():
 def test_the_slurm_profile_reads_site_counts(value, expected, monkeypatch):
     # an empty value takes the default however the file was sourced (by hand too); null
     # leaves the option out where submitit allows it, and is named where it does not
-    from hydra import compose, initialize_config_module
     from omegaconf.errors import InterpolationResolutionError
 
-    from nasheur.config import register_configs, register_resolvers
-
-    for name in ("CPUS", "TIME_MIN"):
-        monkeypatch.delenv(f"NASHEUR_SLURM_{name}", raising=False)
-        if value is not None:
-            monkeypatch.setenv(f"NASHEUR_SLURM_{name}", value)
-    register_configs()
-    register_resolvers()
-    with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
-        cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    with slurm_profile(monkeypatch, value, "CPUS", "TIME_MIN") as cfg:
         if isinstance(expected, str):
             with pytest.raises(InterpolationResolutionError, match="NASHEUR_SLURM_CPUS='seven'"):
                 _ = cfg.hydra.launcher.cpus_per_task
@@ -354,17 +353,6 @@ def test_the_slurm_profile_reads_site_values_as_text_and_null_as_left_out(
 ):
     # `null` in launch/site.env leaves an sbatch option out, for the text options too (a
     # literal "null" would reach sbatch as --account=null); a partition list stays text
-    from hydra import compose, initialize_config_module
-
-    from nasheur.config import register_configs, register_resolvers
-
-    for name in ("ACCOUNT", "PARTITION"):
-        monkeypatch.delenv(f"NASHEUR_SLURM_{name}", raising=False)
-        if value is not None:
-            monkeypatch.setenv(f"NASHEUR_SLURM_{name}", value)
-    register_configs()
-    register_resolvers()
-    with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
-        cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    with slurm_profile(monkeypatch, value, "ACCOUNT", "PARTITION") as cfg:
         assert cfg.hydra.launcher.account == expected
         assert cfg.hydra.launcher.partition == ("gpu" if not value else expected)
