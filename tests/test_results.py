@@ -333,12 +333,26 @@ def test_show_lists_the_jobs_that_did_not_complete(tmp_path):
     line = next(x for x in lines if "seed=3-hash3" in x)
     assert "RuntimeError: boom" in line and "the rest" not in out  # the error's first line
     assert "checkpoint.pt" in next(x for x in lines if "seed=4-hash4" in x)
-    assert "still running" in out  # files alone cannot tell a killed job from a running one
+    assert "no job holds the folder: stopped without a record" in out
     assert ".hydra/ only" in next(x for x in lines if "seed=5-hash5" in x)
     assert "folder missing" in next(x for x in lines if "seed=6-hash6" in x)
     assert "seed=0-hash0" not in out  # compact: the completed ones are counted, not listed
     every = results("show", str(sweep), "--all").stdout
     assert "nb201/lr=0.1,seed=0-hash0" in every and "0.700" in every
+
+
+def test_show_tells_a_running_job_from_a_stopped_one(tmp_path):
+    from nasheur.jobguard import hold_folder
+
+    sweep = _sweep_of_every_state(tmp_path)
+    stopped = next(sweep.rglob("*seed=4-hash4"))
+    failed = next(sweep.rglob("*seed=3-hash3"))  # failed, then run again: running now
+    with hold_folder(stopped), hold_folder(failed):
+        out = results("show", str(sweep)).stdout
+    assert "7 job(s): 3 completed, 2 running, 2 not started" in out
+    assert f"pid {os.getpid()}" in next(x for x in out.splitlines() if "seed=4-hash4" in x)
+    again = results("show", str(sweep)).stdout  # the lock released: stopped again
+    assert "1 failed, 1 without a record" in again
 
 
 def test_show_reads_sweep_json_tolerantly(tmp_path):

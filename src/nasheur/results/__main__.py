@@ -19,7 +19,15 @@ import warnings
 from pathlib import Path
 
 from nasheur.io import atomic_write_text
-from nasheur.results.collect import NO_RECORD, NOT_STARTED, Job, find_jobs, load_records
+from nasheur.jobguard import describe_holder
+from nasheur.results.collect import (
+    NO_RECORD,
+    NOT_STARTED,
+    RUNNING,
+    Job,
+    find_jobs,
+    load_records,
+)
 from nasheur.results.settings import distinct_jobs
 from nasheur.results.tables import (
     TABLES,
@@ -104,10 +112,12 @@ STATES = {
     "failed": ("failed", "relaunching the sweep runs them again"),
     "interrupted": ("interrupted", "stopped from outside; relaunching resumes them"),
     "broken": ("unreadable", "metrics.json could not be read"),
+    RUNNING: ("running", "a running job holds the folder (job.lock): relaunching leaves it be"),
     NO_RECORD: (
         "without a record",
-        "a checkpoint, pool or log but no metrics.json: stopped without one (killed, out of "
-        "time) or still running; the files cannot tell which",
+        "a checkpoint, pool or log but no metrics.json, and no job holds the folder: stopped "
+        "without a record (killed, out of time); relaunching resumes them (on a file system "
+        "without locks a running job looks the same)",
     ),
     NOT_STARTED: (
         "not started",
@@ -144,6 +154,8 @@ def _detail(job: Job) -> str:
         if not job.folder.is_dir():
             return "folder missing"
         return "Hydra's .hydra/ only" if (job.folder / ".hydra").is_dir() else "no job files"
+    if job.state == RUNNING:
+        return describe_holder(job.holder or {})
     if job.state == NO_RECORD:
         written = _ago(job.modified)
         return ", ".join(job.files) + (f"; checkpoint/pool written {written}" if written else "")

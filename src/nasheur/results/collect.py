@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nasheur.jobguard import folder_holder
+
 METRICS = "metrics.json"
 SWEEP = "sweep.json"  # the sweeper's list of a sweep's jobs (and their state at launch)
 # a job's own files besides its record: written once it runs (the log from its start)
@@ -23,7 +25,9 @@ JOB_FILES = ("checkpoint.pt", "pool.json", "nasheur.log")
 PROGRESS_FILES = ("checkpoint.pt", "pool.json")  # rewritten as the job goes (a resumed one too)
 HYDRA = ".hydra"  # Hydra writes it before the job starts
 
-NO_RECORD = "no record"  # job files, no metrics.json: stopped without a record, or running
+RUNNING = "running"  # a running job holds the folder (job.lock)
+NO_RECORD = "no record"  # job files, no metrics.json: stopped without a record (or running
+# on a file system without locks)
 NOT_STARTED = "not started"  # listed in sweep.json; its folder missing or without job files
 
 
@@ -67,6 +71,7 @@ class Job:
     files: list[str] = field(default_factory=list)  # the job's own files there (JOB_FILES)
     modified: float | None = None  # when a checkpoint or pool was last written (epoch seconds)
     resumed: bool = False  # a checkpoint or pool written after the record: run again since
+    holder: dict[str, Any] | None = None  # who runs it (host, pid, SLURM job), when RUNNING
 
     @property
     def error(self) -> str:
@@ -172,6 +177,12 @@ def find_jobs(folders: Iterable[str | Path]) -> tuple[list[Job], list[str]]:
             jobs[folder] = Job(folder, NO_RECORD, files=files, modified=modified)
         else:  # Hydra's record only: composed, never started
             jobs[folder] = Job(folder, NOT_STARTED)
+    # a job that runs holds its folder's lock, whatever its files or last record say
+    for job in jobs.values():
+        if job.state != "completed" and job.folder.is_dir():
+            holder = folder_holder(job.folder)
+            if holder is not None:
+                job.state, job.holder = RUNNING, holder
     # a listed job is also found by its config hash: its record's, else the end of its
     # folder's name (``<readable>-<hash>``, whatever the readable part says)
     by_hash: dict[Any, Job] = {}
