@@ -49,26 +49,26 @@ def _drop_empty_run_folder(folder: Path) -> None:
 CLAIMED = "claimed"  # a copy of Hydra's record of the job that owns the folder
 
 
+def _copy_yaml(src: Path, dst: Path) -> None:
+    """Each ``src/*.yaml`` written atomically into `dst`."""
+    dst.mkdir(exist_ok=True)
+    for f in src.glob("*.yaml"):
+        with atomic_path(dst / f.name) as tmp:
+            shutil.copyfile(f, tmp)
+
+
 def _keep_hydra_record(record: Path | None) -> None:
     """Copy Hydra's record (`.hydra/*.yaml`) of the job that now owns the folder to
     `.hydra/claimed/`, which Hydra never writes."""
-    if record is None or not record.is_dir():
-        return
-    kept = record / CLAIMED
-    kept.mkdir(exist_ok=True)
-    for f in record.glob("*.yaml"):
-        with atomic_path(kept / f.name) as tmp:
-            shutil.copyfile(f, tmp)
+    if record is not None and record.is_dir():
+        _copy_yaml(record, record / CLAIMED)
 
 
 def _restore_hydra_record(record: Path | None) -> bool:
     """Put back the owner's record that Hydra overwrote with a refused job's, if kept."""
-    kept = None if record is None else record / CLAIMED
-    if kept is None or not kept.is_dir():
+    if record is None or not (record / CLAIMED).is_dir():
         return False
-    for f in kept.glob("*.yaml"):
-        with atomic_path(record / f.name) as tmp:
-            shutil.copyfile(f, tmp)
+    _copy_yaml(record / CLAIMED, record)
     return True
 
 

@@ -660,22 +660,16 @@ def _manifest_key(folder: Any) -> str:
 
 
 def _read_manifest(path: Path) -> list[dict[str, Any]]:
-    """The jobs a sweep.json lists (a list, or a mapping of folder to entry); [] if none."""
+    """The jobs a sweep.json lists (:func:`nasheur.results.collect.read_manifest`); [] if none."""
+    from nasheur.results.collect import read_manifest
+
+    if not path.is_file():
+        return []
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        return read_manifest(path)
+    except ValueError as err:
+        log.warning("%s; written anew with this launch's jobs", err)
         return []
-    except (OSError, json.JSONDecodeError) as err:
-        log.warning("%s: unreadable (%s); written anew with this launch's jobs", path, err)
-        return []
-    jobs = data.get("jobs") if isinstance(data, dict) else data
-    if isinstance(jobs, dict):
-        jobs = [
-            {"folder": k, **v} if isinstance(v, dict) else {"folder": k} for k, v in jobs.items()
-        ]
-    if not isinstance(jobs, list):
-        return []
-    return [j for j in jobs if isinstance(j, dict) and j.get("folder")]
 
 
 def merge_manifest(sweep_dir: Path, entries: list[dict[str, Any]]) -> None:

@@ -124,7 +124,12 @@ def _metric(record: dict[str, Any], name: str) -> float:
 
 
 def _spaces_in(records: Sequence[dict[str, Any]]) -> list[str]:
-    present = {_space(r) for r in records}
+    return _in_order({_space(r) for r in records})
+
+
+def _in_order(present: Iterable[Any]) -> list[str]:
+    """The spaces in the paper's order, others after them by name."""
+    present = set(present)
     known = [s for s in SPACES if s in present]
     return known + sorted(str(s) for s in present - set(known) if s is not None)
 
@@ -425,25 +430,31 @@ def _baseline_value(
     return learnt_value if learnt_value is not None else _space_default(space, factor)
 
 
-@functools.cache
 def _space_default(space: Any, factor: str) -> Any:
     """The value of `factor` in the space's composed default config (its Table 14 setting),
     for a sweep found alone, with no other experiment's runs to learn the default from; None
     where it cannot be composed (an unknown space, a key of no config)."""
+    from omegaconf import OmegaConf
+
+    cfg = _space_config(space)
+    value = None if cfg is None else OmegaConf.select(cfg, factor)
+    return None if value is None else _fmt(getattr(value, "value", value))
+
+
+@functools.cache
+def _space_config(space: Any) -> Any:
+    """The space's composed default config, once per space; None if it cannot be composed."""
     try:
         from hydra import compose, initialize_config_module
-        from omegaconf import OmegaConf
 
         from nasheur.config import register_configs, register_resolvers
 
         register_configs()
         register_resolvers()
         with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
-            cfg = compose("config", overrides=[f"search_space={space}"])
-        value = OmegaConf.select(cfg, factor)
+            return compose("config", overrides=[f"search_space={space}"])
     except Exception:  # a figure does without a default it cannot learn
         return None
-    return None if value is None else _fmt(getattr(value, "value", value))
 
 
 def _held_fixed(base: tuple | None, rows: Iterable[tuple]) -> tuple | None:
@@ -481,7 +492,7 @@ def factor_influence(
             "completed runs (config.experiment.{name,factors} and metrics.final_performance)"
         )
     plt = _plt()
-    spaces = [s for s in SPACES if s in bars] + sorted(set(bars) - set(SPACES))
+    spaces = _in_order(bars)
     height = max(len(b) for b in bars.values())
     fig, axes = plt.subplots(
         1, len(spaces), figsize=(5.0 * len(spaces), 1.5 + 0.28 * height), squeeze=False
