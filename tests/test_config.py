@@ -356,3 +356,18 @@ def test_the_slurm_profile_reads_site_values_as_text_and_null_as_left_out(
     with slurm_profile(monkeypatch, value, "ACCOUNT", "PARTITION") as cfg:
         assert cfg.hydra.launcher.account == expected
         assert cfg.hydra.launcher.partition == ("gpu" if not value else expected)
+
+
+@pytest.mark.parametrize(
+    ("space", "published"),
+    [
+        ("nb101", "nasbench_only108.tfrecord"),
+        ("nb201", "NAS-Bench-201-v1_1-096897.pth"),
+        ("darts_nds", "DARTS.json"),
+    ],
+)
+def test_a_missing_ground_truth_names_the_spaces_own_file(space, published, monkeypatch):
+    # spec section 6: each benchmark's published file; an NB201 file named for NB101 misleads
+    monkeypatch.delenv(f"NASHEUR_GT_{space.upper()}", raising=False)
+    with pytest.raises(ConfigError, match=f"ground_truth.path=/data/{published}"):
+        validate(compose_config([f"search_space={space}"]))

@@ -409,6 +409,14 @@ def resolve_ground_truth(space: str, path: str | None) -> str | None:
     return None if shipped is None else str(shipped())
 
 
+# the published file a user most likely has, per space (spec section 6), for error messages
+GT_EXAMPLE_FILE = {
+    "nb101": "nasbench_only108.tfrecord",
+    "nb201": "NAS-Bench-201-v1_1-096897.pth",
+    "darts_nds": "DARTS.json",
+}
+
+
 def ground_truth_path(cfg: Config) -> str | None:
     """The GT file of a job (:func:`resolve_ground_truth` of its space and ground_truth.path)."""
     return resolve_ground_truth(cfg.search_space.name.value, cfg.ground_truth.path)
@@ -510,8 +518,8 @@ def validate(cfg: Config) -> None:
     if gt is None:
         raise ConfigError(
             f"ground_truth.path is not set: search_space={space.name} needs a ground-truth table, "
-            "e.g. ground_truth.path=/data/NAS-Bench-201-v1_1-096897.pth, or the environment "
-            f"variable {ground_truth_env(space.name)} (see README, 'Ground truth')"
+            f"e.g. ground_truth.path=/data/{GT_EXAMPLE_FILE.get(space.name, 'table.csv')}, or "
+            f"the environment variable {ground_truth_env(space.name)} (see README, 'Ground truth')"
         )
     if cfg.ground_truth.dataset is not None:
         _check_choice("ground_truth.dataset", cfg.ground_truth.dataset, GT_DATASETS, "")

@@ -6,11 +6,13 @@ epochs, weight decay, sampler). A block's rows are the values of the experiment'
 the paper's four metrics: super-net accuracy, sparse Kendall tau, P>R and final performance.
 
 Each cell aggregates the completed runs (seeds) of one row and space: mean ± std over seeds
-(population std; no std for a single run, where it is undefined, rather than 0), and for the
-ranking metrics a 95% bootstrap interval over architectures and seeds (resample
-the runs, then each run's pool), which the paper lacks. Super-net accuracy is shown as the
-paper shows it, mean ± std over the pool's architectures (each a mean over seeds; the CSV also
-has the std over seeds). Runs whose mean super-net accuracy is below 0.4 are marked untrained
+(population std, numpy's ddof=0; no std for a single run, where it is undefined, rather than
+0), and for the ranking metrics a 95% bootstrap interval over architectures and seeds
+(resample the runs, then each run's pool), which the paper lacks. A run whose correlation is
+undefined (all its super-net accuracies equal) is left out of that metric's mean, and the cell
+says over how many runs the mean is (``n=2 of 3``). Super-net accuracy is shown as the paper
+shows it, the mean over seeds of each run's mean ± the mean over seeds of each run's std over
+its pool (the CSV also has the std over seeds). Runs whose mean super-net accuracy is below 0.4 are marked untrained
 (†); a cell without a completed run is missing (—); failed, unreadable and duplicate records
 are counted beside the table.
 
@@ -103,6 +105,7 @@ class Cell:
     runs: int = 0
     failed: int = 0
     untrained: int = 0
+    counts: dict[str, int] = field(default_factory=dict)  # runs with the metric defined
     mean: dict[str, float | None] = field(default_factory=dict)
     std: dict[str, float | None] = field(default_factory=dict)
     ci: dict[str, tuple[float, float] | None] = field(default_factory=dict)
@@ -135,10 +138,12 @@ def _bootstrap(
     """95% intervals of the ranking metrics' mean over runs, resampling runs then architectures."""
     pools = []
     for r in runs:
-        s = np.array([a["supernet_acc"] for a in r["archs"]], dtype=float)
-        g = np.array([a["gt_acc"] for a in r["archs"]], dtype=float)
+        pairs = [(a.get("supernet_acc"), a.get("gt_acc")) for a in r.get("archs") or []]
+        sg = np.array([p for p in pairs if None not in p], dtype=float).reshape(-1, 2)
+        sg = sg[np.isfinite(sg).all(axis=1)]  # a record from elsewhere may lack a value
         t = float(select(r, "config.metrics.skdt_threshold") or 0.001)
-        pools.append((s, g, t))
+        if len(sg):
+            pools.append((sg[:, 0], sg[:, 1], t))
     if not pools or n <= 0:
         return dict.fromkeys(RANKING)
     draws: dict[str, list[float]] = {m: [] for m in RANKING}
@@ -168,6 +173,7 @@ def _cell(records: Sequence[dict[str, Any]], bootstrap: int, rng: np.random.Gene
     for m in METRICS:
         values = [select(r, f"metrics.{m}") for r in done]
         values = [float(v) for v in values if v is not None]
+        cell.counts[m] = len(values)
         cell.mean[m] = float(np.mean(values)) if values else None
         cell.std[m] = _std(values)
     cell.ci = _bootstrap(done, bootstrap, rng) if done else dict.fromkeys(RANKING)
@@ -369,26 +375,31 @@ def _add_subspace_mean(rows, cells, labels, factors, grouped) -> None:
                 values = [select(r, f"metrics.{m}") for r in runs.values()]
                 if all(v is not None for v in values):
                     per_seed.append(float(np.mean(values)))
+            cell.counts[m] = len(per_seed)
             cell.mean[m] = float(np.mean(per_seed)) if per_seed else None
             cell.std[m] = _std(per_seed)
         cell.ci = dict.fromkeys(RANKING)
         cells[(mean_row, space)] = cell
-        if mean_row not in rows:
-            rows.append(mean_row)
+        if mean_row not in rows:  # right after the last sub-space row it averages
+            last = max(n for n, row in enumerate(rows) if row[i] is not None)
+            rows.insert(last + 1, mean_row)
             labels[mean_row] = "dynamic_channels=disabled, subspace=mean"
 
 
 def correlation_table(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """Table 3: across all completed runs of a space, the Spearman correlation of each ranking
-    metric with the final performance (the paper's Fig. 6 uses Spearman between metrics)."""
+    """Table 3: across the completed, trained runs of a space, the Spearman correlation of each
+    ranking metric with the final performance. The paper computes it "in the same setting as
+    Figure 6", whose runs exclude super-nets below 40% accuracy; so do the table and
+    `figures.metric_pairs` here (the rows count the runs left out as ``untrained``)."""
     out: dict[str, dict[str, float | None]] = {}
     records = distinct_jobs(records)[0]  # a job in two experiments' sweeps counts once
     for space in SPACES:
-        done = [
+        completed = [
             r
             for r in records
             if r.get("status") == "completed" and select(r, "config.search_space.name") == space
         ]
+        done = [r for r in completed if not r.get("untrained")]
         if len(done) < 3:
             continue
         final = np.array(
@@ -407,6 +418,7 @@ def correlation_table(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, 
             rho = metrics.spearman(v[ok], final[ok]) if ok.sum() >= 3 else float("nan")
             row[m] = None if not math.isfinite(rho) else float(rho)
         row["runs"] = len(done)
+        row["untrained"] = len(completed) - len(done)
         out[space] = row
     return out
 
@@ -433,12 +445,17 @@ def _fmt_cell(cell: Cell | None, metric: str) -> str:
     elif metric == "supernet_acc_mean":  # ± the pool's std, as the paper prints it
         pool = cell.mean.get("supernet_acc_std")  # defined for a single run too
         text = f"{mean:.3f}" + ("" if pool is None else f"±{pool:.2f}")
-    elif metric in RANKING and cell.ci.get(metric):
-        lo, hi = cell.ci[metric]  # type: ignore[misc]
-        text = f"{mean:.3f} [{lo:.2f}, {hi:.2f}]"
-    else:
+    elif metric in RANKING:  # ± the std over seeds (the paper's Table 4), then the interval
+        text = f"{mean:.3f}" + ("" if std is None else f"±{std:.2f}")
+        if cell.ci.get(metric):
+            lo, hi = cell.ci[metric]  # type: ignore[misc]
+            text += f" [{lo:.2f}, {hi:.2f}]"
+    else:  # P>R, printed plain in the paper
         text = f"{mean:.3f}"
-    return text + mark + ("" if cell.runs >= 3 else f" (n={cell.runs})")
+    n = cell.counts.get(metric, cell.runs)  # runs where the metric is defined
+    if n < cell.runs:  # an undefined correlation (a collapsed super-net) is not averaged
+        return text + mark + f" (n={n} of {cell.runs})"
+    return text + mark + ("" if n >= 3 else f" (n={n})")
 
 
 def to_markdown(t: Table) -> str:
@@ -458,7 +475,10 @@ def to_markdown(t: Table) -> str:
         "super-net accuracy: mean ± std over the pool's architectures; final performance: "
         "mean ± std over seeds (no ± for a single run); "
         "[95% bootstrap interval over architectures and seeds]; "
-        "† untrained run(s) (super-net accuracy < 0.4); — missing; (n=k) fewer than 3 runs",
+        "± over seeds: population std (ddof=0); "
+        "† untrained run(s) (super-net accuracy < 0.4); — missing; (n=k) fewer than 3 runs; "
+        "(n=k of m) the metric is undefined in m-k of the cell's runs (all their super-net "
+        "accuracies equal), which its mean leaves out",
     ]
     lines += [f"- {n}" for n in t.notes]
     return "\n".join(lines) + "\n"
@@ -536,16 +556,17 @@ def to_latex(t: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-CORRELATION_HEAD = ["Corr. of Perf.", "KdT", "S-KdT", "SpR", "S-SpR", "runs"]
+CORRELATION_HEAD = ["Corr. of Perf.", "KdT", "S-KdT", "SpR", "S-SpR", "runs", "untrained"]
 
 
 def correlation_csv(table3: dict[str, dict[str, float | None]]) -> str:
     """Table 3 as CSV: one row per space, the correlations unrounded (empty: undefined)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["space", *RANKING, "runs"])
+    w.writerow(["space", *RANKING, "runs", "untrained"])
     for space, row in table3.items():
-        w.writerow([space, *("" if row[m] is None else row[m] for m in RANKING), row["runs"]])
+        values = ("" if row[m] is None else row[m] for m in RANKING)
+        w.writerow([space, *values, row["runs"], row["untrained"]])
     return buf.getvalue()
 
 
@@ -559,7 +580,8 @@ def correlation_latex(table3: dict[str, dict[str, float | None]]) -> str:
     ]
     for space, row in table3.items():
         vals = ["--" if row[m] is None else f"{row[m]:.2f}" for m in RANKING]
-        lines.append(" & ".join([SPACE_TITLES[space], *vals, str(row["runs"])]) + " \\\\")
+        counts = [str(row["runs"]), str(row["untrained"])]
+        lines.append(" & ".join([SPACE_TITLES[space], *vals, *counts]) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(lines) + "\n"
 
@@ -569,11 +591,13 @@ def correlation_markdown(table3: dict[str, dict[str, float | None]]) -> str:
     lines = ["## Table 3", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for space, row in table3.items():
         vals = ["—" if row[m] is None else f"{row[m]:.2f}" for m in RANKING]
-        lines.append("| " + " | ".join([SPACE_TITLES[space], *vals, str(row["runs"])]) + " |")
+        counts = [str(row["runs"]), str(row["untrained"])]
+        lines.append("| " + " | ".join([SPACE_TITLES[space], *vals, *counts]) + " |")
     lines += [
         "",
-        "Spearman correlation across all runs of a space between each metric and the final performance.",
+        "Spearman correlation across the trained runs of a space between each metric and the "
+        "final performance; untrained runs (super-net accuracy < 0.4) are left out, as in Fig. 6.",
     ]
     if not table3:
-        lines.append("- no search space has 3 completed runs: nothing to correlate")
+        lines.append("- no search space has 3 completed, trained runs: nothing to correlate")
     return "\n".join(lines) + "\n"

@@ -12,7 +12,10 @@ one super-net vertex must serve several widths. The strategies (``supernet.dynam
     width uses the whole layer unchanged), drawn anew for every vertex at every forward pass
     with torch's global RNG (seeded per epoch and for the evaluation by the job, so a resumed
     run draws the same subsets); kernels, projections and BN take the same subset. BN
-    recalibration counts each channel's batches on its own.
+    recalibration counts each channel's batches on its own. Evaluation draws anew per batch
+    too, so an architecture's super-net accuracy is an average over subsets (the authors'
+    code drew per forward as well). A term from another vertex, truncated to C as in f_proxy,
+    is added position by position: its channels are that vertex's subset, not this one's.
 ``interpolate``
     the C_max channels resampled linearly to C, on the *activations*: the vertex's C-channel
     input is resampled to C_max channels, the op runs at full width (its whole C_max x C_max

@@ -37,8 +37,8 @@ Factors, each at one place:
 * WSBN: every BN of an op (the two of a sep conv, the one of a dil conv, the one of the
   stride-2 skip) keeps one slot, affine parameters and statistics, per input id that the op
   set serves. With ops on edges every op set serves a single input, so WSBN changes nothing
-  there (the paper's best DARTS-NDS setting, Table 14, has WSBN on with ops on edges); nothing
-  is logged about it.
+  there (the paper's best DARTS-NDS setting, Table 14, has WSBN on with ops on edges); the
+  job notes it in its log at info level, not as a warning.
 * Path dropout (``drop_path``) on every op output, per sample, training only, scaled by 1/keep;
   global dropout before the classifier.
 * ``bn_affine`` / ``bn_track`` on every BN (stem, preprocessing, ops): each is a
