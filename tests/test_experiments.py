@@ -284,3 +284,26 @@ def test_the_tables_targets_read_the_runs_folder_of_site_env(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f"table {tmp_path / 'site-runs'}/sweeps --table 11" in proc.stdout
     assert f"figures {tmp_path / 'site-runs'} --out" in proc.stdout
+
+
+def test_table_4_runs_at_twice_each_spaces_batch_size():
+    # paper Table 4: NB201 at batch 256 (twice Table 14's 128), halved twice in its batch block;
+    # the embedded fallback at twice its own 32, not at NB201's 256 (8 steps per epoch)
+    def batches(jobs):
+        return Counter(o for j in jobs for o in j if o.startswith("fidelity.batch_size"))
+
+    assert batches(plan("low_fidelity_budget")) == {
+        "fidelity.batch_size=256": 3 * 10,  # the reference and the 9 other reductions, 3 seeds
+        "fidelity.batch_size=128": 3,
+        "fidelity.batch_size=64": 3,
+    }
+    sw = compose_experiment("low_fidelity_budget").hydra.sweeper
+    blocks = OmegaConf.to_container(sw.blocks)
+    embedded = expand(
+        ["embedded"], ["0"], blocks, baselines(["embedded"]), paper_space={"embedded": "nb201"}
+    )
+    assert batches(embedded) == {
+        "fidelity.batch_size=64": 10,
+        "fidelity.batch_size=32": 1,
+        "fidelity.batch_size=16": 1,
+    }

@@ -626,3 +626,15 @@ def test_the_sub_space_mean_row_follows_its_sub_spaces(tmp_path):
         ("fixed", None),
         ("shuffle", None),
     ]
+
+
+def test_a_cell_validated_on_training_images_is_marked(tmp_path):
+    # the embedded fallback holds 25% out: a train portion of 0.9 overlaps the validation share
+    recs = [record("nb201", s, 0.025) for s in range(3)]
+    recs[1]["data"] = {"val_overlaps_train": True}
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0)
+    assert table.blocks[0].cells[((0.025,), "nb201")].overlapping == 1
+    row = next(x for x in to_markdown(table).splitlines() if x.startswith("| lr=0.025 |"))
+    assert "93.00±0.00‡ |" in row
+    (cell,) = csv.DictReader(io.StringIO(to_csv(table)))
+    assert cell["val_overlaps_train"] == "1"

@@ -105,6 +105,7 @@ class Cell:
     runs: int = 0
     failed: int = 0
     untrained: int = 0
+    overlapping: int = 0  # runs whose validation share overlaps their training share
     counts: dict[str, int] = field(default_factory=dict)  # runs with the metric defined
     mean: dict[str, float | None] = field(default_factory=dict)
     std: dict[str, float | None] = field(default_factory=dict)
@@ -170,6 +171,7 @@ def _cell(records: Sequence[dict[str, Any]], bootstrap: int, rng: np.random.Gene
     done = [r for r in records if r.get("status") == "completed"]
     cell = Cell(runs=len(done), failed=sum(r.get("status") != "completed" for r in records))
     cell.untrained = sum(bool(r.get("untrained")) for r in done)
+    cell.overlapping = sum(bool(select(r, "data.val_overlaps_train")) for r in done)
     for m in METRICS:
         values = [select(r, f"metrics.{m}") for r in done]
         values = [float(v) for v in values if v is not None]
@@ -438,7 +440,7 @@ def _fmt_row(block: Block, row: tuple[Any, ...]) -> str:
 def _fmt_cell(cell: Cell | None, metric: str) -> str:
     if cell is None or not cell.runs or cell.mean.get(metric) is None:
         return "—"
-    mark = "†" if cell.untrained else ""
+    mark = ("†" if cell.untrained else "") + ("‡" if cell.overlapping else "")
     mean, std = cell.mean[metric], cell.std.get(metric)
     if metric == "final_performance":  # ± the std over seeds: none for a single run
         text = f"{100 * mean:.2f}" + ("" if std is None else f"±{100 * std:.2f}")
@@ -476,7 +478,8 @@ def to_markdown(t: Table) -> str:
         "mean ± std over seeds (no ± for a single run); "
         "[95% bootstrap interval over architectures and seeds]; "
         "± over seeds: population std (ddof=0); "
-        "† untrained run(s) (super-net accuracy < 0.4); — missing; (n=k) fewer than 3 runs; "
+        "† untrained run(s) (super-net accuracy < 0.4); ‡ validated partly on training images "
+        "(train portion + validation portion > 1); — missing; (n=k) fewer than 3 runs; "
         "(n=k of m) the metric is undefined in m-k of the cell's runs (all their super-net "
         "accuracies equal), which its mean leaves out",
     ]
@@ -494,14 +497,25 @@ def to_csv(t: Table) -> str:
     stats_cols = [f"{m}_{k}" for m in METRICS for k in ("mean", "std")]
     ci_cols = [f"{m}_ci_{k}" for m in RANKING for k in ("low", "high")]
     w.writerow(
-        ["table", "block", "row", "space", "runs", "failed", "untrained", *stats_cols, *ci_cols]
+        [
+            "table",
+            "block",
+            "row",
+            "space",
+            "runs",
+            "failed",
+            "untrained",
+            "val_overlaps_train",
+            *stats_cols,
+            *ci_cols,
+        ]
     )
     for b in t.blocks:
         for row in b.rows:
             for s in t.spaces:
                 c = b.cells.get((row, s))
                 if c is None:
-                    w.writerow([t.table, b.experiment, _fmt_row(b, row), s, 0, 0, 0])
+                    w.writerow([t.table, b.experiment, _fmt_row(b, row), s, 0, 0, 0, 0])
                     continue
                 vals = [_blank(getattr(c, k)[m]) for m in METRICS for k in ("mean", "std")]
                 cis = [
@@ -518,6 +532,7 @@ def to_csv(t: Table) -> str:
                         c.runs,
                         c.failed,
                         c.untrained,
+                        c.overlapping,
                         *vals,
                         *cis,
                     ]
@@ -530,6 +545,7 @@ def _tex(text: str) -> str:
         text.replace("_", r"\_")
         .replace("±", r"$\pm$")
         .replace("†", r"$^\dagger$")
+        .replace("‡", r"$^\ddagger$")
         .replace("—", "--")
         .replace(">", r"$>$")
     )
