@@ -371,3 +371,18 @@ def test_a_missing_ground_truth_names_the_spaces_own_file(space, published, monk
     monkeypatch.delenv(f"NASHEUR_GT_{space.upper()}", raising=False)
     with pytest.raises(ConfigError, match=f"ground_truth.path=/data/{published}"):
         validate(compose_config([f"search_space={space}"]))
+
+
+def test_a_rejected_run_in_a_fresh_folder_leaves_no_runs_folder(tmp_path):
+    # the default ./runs is Hydra's doing: a command line refused before the job started
+    # leaves neither it nor runs/<space>/ behind; a root the user named stays
+    env = {k: v for k, v in run_env(tmp_path).items() if k != "NASHEUR_RUNS"}
+    args = [PYTHON, "-m", "nasheur", "search_space=nb101"]  # no ground truth: refused
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "ground_truth.path is not set" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+    named = tmp_path / "mine"
+    named.mkdir()
+    env["NASHEUR_RUNS"] = str(named)
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and named.is_dir() and list(named.iterdir()) == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -42,8 +43,14 @@ def _drop_empty_run_folder(folder: Path) -> None:
         return
     logging.shutdown()  # close the log file before it goes
     shutil.rmtree(folder, ignore_errors=True)
+    named_root = os.environ.get("NASHEUR_RUNS")
+    root = Path(named_root or "runs").resolve()
+    if folder.resolve().parent.parent != root:
+        return  # hydra.run.dir named another place: its parents are the user's
     with contextlib.suppress(OSError):  # runs/<space>/ too, if this was its only job
         folder.parent.rmdir()
+        if not named_root:  # and the ./runs that Hydra made for it (not a root one named)
+            root.rmdir()
 
 
 CLAIMED = "claimed"  # a copy of Hydra's record of the job that owns the folder
