@@ -252,3 +252,63 @@ def test_fig_12_draws_its_own_experiments_runs_and_other_settings_apart(records,
         "runs",
         "runs [protocol.lr=0.2]",
     ]
+
+
+def test_fig_9_needs_two_bn_settings_in_a_space(records, tmp_path):
+    lr_only = [_record("nb201", s, "lr_ablation", ["protocol.lr"]) for s in range(3)]
+    with pytest.warns(UserWarning, match="one BN setting"), pytest.raises(ValueError, match="two"):
+        figures.bn_histograms(lr_only, tmp_path / "x")
+    assert not list(tmp_path.iterdir())
+
+
+def test_fig_17_error_bars_combine_both_rows_spreads():
+    # baseline lr=0.025: finals 0.90, 0.92 (std 0.01); lr=0.1: 0.93, 0.93 (std 0)
+    recs = []
+    for seed, (base, other) in enumerate(((0.90, 0.93), (0.92, 0.93))):
+        for lr, final in ((0.025, base), (0.1, other)):
+            r = _record("nb201", seed, "lr_ablation", ["protocol.lr"], {"protocol.lr": lr})
+            r["metrics"]["final_performance"] = final
+            recs.append(r)
+    ((_, _, mean, spread),) = figures.influence_bars(recs)["nb201"]
+    assert mean == pytest.approx(2.0) and spread == pytest.approx(1.0)  # pp: not 0
+
+
+def test_the_figures_command_skips_what_it_cannot_draw_and_picks_a_defined_best_run(
+    records, tmp_path
+):
+    import json
+    import subprocess
+
+    from tests.conftest import PYTHON, REPO
+
+    best = copy.deepcopy(records[0])
+    best["metrics"]["sparse_kendall_tau"] = 0.99
+    best["archs"] = []  # a record without its pool: the per-run figures cannot be drawn
+    undefined = copy.deepcopy(records[1])
+    undefined["metrics"]["sparse_kendall_tau"] = float("nan")
+    for i, r in enumerate([best, undefined, records[2]]):
+        (tmp_path / "s" / f"job{i}").mkdir(parents=True)
+        (tmp_path / "s" / f"job{i}" / "metrics.json").write_text(json.dumps(r))
+    proc = subprocess.run(
+        [PYTHON, "-m", "nasheur.results", "figures", str(tmp_path / "s"), "--out", str(tmp_path)]
+        + ["--only", "rank_disorder"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "skipped rank_disorder" in proc.stderr and "0 architecture" in proc.stderr
+    assert proc.returncode == 1  # nothing drawn: the best defined run has no pool
+    # without that run the best defined one is job2, not job1 (whose tau is NaN)
+    (tmp_path / "s" / "job0" / "metrics.json").unlink()
+    proc = subprocess.run(
+        [PYTHON, "-m", "nasheur.results", "figures", str(tmp_path / "s"), "--out", str(tmp_path)]
+        + ["--only", "rank_disorder"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "rank_disorder-nb201.png").exists()

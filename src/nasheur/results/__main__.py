@@ -13,10 +13,12 @@ every job, the completed ones with their metrics); `figures` draws the paper's f
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 from nasheur.io import atomic_write_text
 from nasheur.jobguard import describe_holder
@@ -243,6 +245,32 @@ MULTI_RUN_FIGURES = ("bn_histograms", "metric_vs_epochs", "metric_pairs", "facto
 JOB_FIGURES = ("rank_disorder", "accuracy_scatter")
 
 
+def _draw(name: str, draw: Any, *args: Any) -> list[Path]:
+    """One figure: its files, or none with the reason printed; what it left out as notes."""
+    try:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always", UserWarning)
+            written = draw(*args)
+    except ValueError as err:
+        print(f"skipped {name}: {err}", file=sys.stderr)
+        written = []
+    for w in said:  # what a figure left out, as a note rather than Python's warning format
+        print(f"note: {w.message}", file=sys.stderr)
+    return written
+
+
+def _best_runs(done: list[dict]) -> list[dict]:
+    """The run of each space with the highest sparse Kendall tau (an undefined one never)."""
+    best: dict[str, dict] = {}
+    for r in done:
+        space, tau = select(r, "config.search_space.name"), select(r, "metrics.sparse_kendall_tau")
+        if tau is None or not math.isfinite(tau):
+            continue
+        if space not in best or tau > best[space]["metrics"]["sparse_kendall_tau"]:
+            best[space] = r
+    return list(best.values())
+
+
 def _figures(args: argparse.Namespace) -> int:
     from nasheur.results import figures  # matplotlib only here: `table` and `show` work without it
 
@@ -250,39 +278,20 @@ def _figures(args: argparse.Namespace) -> int:
     done = [r for r in records if r.get("status") == "completed"]
     out, written = Path(args.out), []
     for name in MULTI_RUN_FIGURES:
-        if args.only and name not in args.only:
-            continue
-        try:
-            with warnings.catch_warnings(record=True) as said:
-                warnings.simplefilter("always", UserWarning)
-                written += getattr(figures, name)(records, out / name)
-        except ValueError as err:
-            print(f"skipped {name}: {err}", file=sys.stderr)
-        for w in said:  # what a figure left out, as a note rather than Python's warning format
-            print(f"note: {w.message}", file=sys.stderr)
+        if not args.only or name in args.only:
+            written += _draw(name, getattr(figures, name), records, out / name)
     # the job figures: the given records, else the best run (sparse Kendall tau) of each space
-    jobs = (
-        [r for r in done if r["path"] in {str(Path(p).resolve()) for p in args.record}]
-        if args.record
-        else []
-    )
-    if not args.record:
-        best: dict[str, dict] = {}
-        for r in done:
-            space, tau = (
-                select(r, "config.search_space.name"),
-                select(r, "metrics.sparse_kendall_tau"),
-            )
-            if tau is not None and (
-                space not in best or tau > best[space]["metrics"]["sparse_kendall_tau"]
-            ):
-                best[space] = r
-        jobs = list(best.values())
+    if args.record:
+        wanted = {str(Path(p).resolve()) for p in args.record}
+        jobs = [r for r in done if r["path"] in wanted]
+    else:
+        jobs = _best_runs(done)
     for r in jobs:
+        space = select(r, "config.search_space.name")
         for name in JOB_FIGURES:
             if not args.only or name in args.only:
-                written += getattr(figures, name)(
-                    r, out / f"{name}-{select(r, 'config.search_space.name')}"
+                written += _draw(
+                    f"{name} of {r['path']}", getattr(figures, name), r, out / f"{name}-{space}"
                 )
     for path in written:
         print(f"wrote {path}", file=sys.stderr)

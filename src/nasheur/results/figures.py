@@ -246,10 +246,18 @@ def bn_histograms(records: Sequence[dict[str, Any]], stem: str | Path) -> list[P
         if track is None or affine is None or not len(s) or _space(r) is None:
             continue
         pools[_space(r)][(track, affine, setting)].append(s)
+    for space in list(pools):  # a comparison of BN settings needs two of them
+        if len({k[:2] for k in pools[space]}) < 2:
+            warnings.warn(
+                f"bn_histograms: {_title(space)} has runs of one BN setting only; left out "
+                "(+experiment=bn_ablation runs all four)",
+                stacklevel=2,
+            )
+            del pools[space]
     if not pools:
         raise ValueError(
-            "bn_histograms: no completed run with config.protocol.bn_track, "
-            "config.protocol.bn_affine and a non-empty `archs` pool"
+            "bn_histograms: no search space has completed runs of two or more BN settings "
+            "(config.protocol.bn_track, config.protocol.bn_affine) with a non-empty `archs` pool"
         )
     plt = _plt()
     spaces = [s for s in _spaces_in(done) if s in pools]
@@ -316,6 +324,12 @@ def metric_vs_epochs(records: Sequence[dict[str, Any]], stem: str | Path) -> lis
                 mean, std = [], []
                 for x in xs:
                     v = np.array([_metric(r, name) for r in runs[x]], dtype=float)
+                    if not np.isfinite(v).any():
+                        warnings.warn(
+                            f"metric_vs_epochs: {_title(space)}, {LABELS[name]} at {x} epochs "
+                            f"is undefined in all {len(v)} run(s); no point drawn",
+                            stacklevel=2,
+                        )
                     v = v[np.isfinite(v)] * scale
                     mean.append(v.mean() if len(v) else np.nan)
                     std.append(v.std() if len(v) else np.nan)
@@ -351,6 +365,12 @@ def metric_pairs(records: Sequence[dict[str, Any]], stem: str | Path) -> list[Pa
                 rows.append(v)
         if len(rows) >= 3:
             by_space[space] = np.array(rows)
+        else:
+            warnings.warn(
+                f"metric_pairs: {_title(space)} has {len(rows)} trained run(s) with all three "
+                "metrics, fewer than 3; its row is left out",
+                stacklevel=2,
+            )
     if not by_space:
         raise ValueError(
             "metric_pairs: no search space has 3 or more completed, trained runs (mean "
@@ -474,7 +494,8 @@ def factor_influence(
     baselines: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Fig. 17: per space, one bar per non-baseline row of each experiment: its mean final
-    performance minus the baseline row's (percent points), means over seeds.
+    performance minus the baseline row's (percent points), means over seeds; the error bar
+    combines both rows' stds over seeds (sqrt(std_row^2 + std_base^2)).
 
     The baseline row is the row whose every factor equals the space's default:
     1. `baselines[factor]` when given (a value, or a mapping space -> value);
@@ -574,5 +595,7 @@ def influence_bars(
                 if x != b
             )
             diffs = 100 * (np.array(rows[row]) - ref)
-            bars[space].append((exp, label, float(diffs.mean()), float(np.std(rows[row]) * 100)))
+            # the spread of a difference of two means over independent runs: both rows' stds
+            spread = 100 * math.hypot(np.std(rows[row]), np.std(rows[base]))
+            bars[space].append((exp, label, float(diffs.mean()), float(spread)))
     return dict(bars)
