@@ -228,6 +228,43 @@ def test_an_unreadable_record_is_named_and_left_alone(tiny, tmp_path):
     assert (out / "metrics.json").read_text() == '{"status": "compl'
 
 
+@pytest.mark.parametrize("name", ["metrics.json", "checkpoint.pt", "pool.json"])
+def test_a_folder_where_a_job_writes_a_file_is_refused_before_any_work(tiny, tmp_path, name):
+    from nasheur.training import CheckpointMismatch
+
+    out = tmp_path / "job"
+    (out / name).mkdir(parents=True)  # would fail the job's write after hours of training
+    with pytest.raises(CheckpointMismatch, match=rf"{name}: a folder"):
+        run_job(tiny, output_dir=out)
+    assert {p.name for p in out.iterdir()} <= {name, "job.lock"}  # nothing else written
+
+
+def test_a_record_that_is_not_an_object_is_named_and_left_alone(tiny, tmp_path):
+    from nasheur.training import CheckpointMismatch
+
+    out = tmp_path / "job"
+    out.mkdir()
+    (out / "metrics.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointMismatch, match=r"metrics\.json: a JSON list, not a job record"):
+        run_job(tiny, output_dir=out)
+    assert (out / "metrics.json").read_text() == "[1, 2]"
+
+
+def test_a_checkpoint_without_its_parts_fails_the_job_naming_them(tiny, tmp_path):
+    import torch
+
+    out = tmp_path / "job"
+    run_job(tiny, output_dir=out)
+    (out / "metrics.json").unlink()  # as if stopped after its last checkpoint
+    ckpt = out / CHECKPOINT
+    state = torch.load(ckpt, weights_only=True)
+    del state["model"]
+    torch.save(state, ckpt)
+    with pytest.raises(training.UnreadableCheckpoint, match=r"checkpoint\.pt: no valid model"):
+        run_job(tiny, output_dir=out)
+    assert read(out)["status"] == "failed"
+
+
 @pytest.mark.parametrize(
     "overrides, share",
     [(["fidelity.batch_size=200"], "training"), (["dataset.val_portion=0.05"], "validation")],

@@ -243,6 +243,35 @@ def test_pth_with_tensors_and_numpy_goes_through_torch_and_checks_numpy(tmp_path
             load_pth(path)
 
 
+class _Direct:
+    """Pickles as a call of `cls` itself, looked up by its own name, with `args` and `state`."""
+
+    def __init__(self, cls, args, state=None):
+        self.cls, self.args, self.state = cls, args, state
+
+    def __reduce__(self):
+        return (self.cls, self.args) if self.state is None else (self.cls, self.args, self.state)
+
+
+@pytest.mark.parametrize("what", ["dtype class", "array class"])
+def test_a_pth_cannot_make_the_types_torch_may_build_by_their_names(tmp_path, what):
+    # torch may BUILD a dtype or an UnpickledArray that the stand-ins made; a file that names
+    # their classes itself would make one past the stand-ins' checks: a dtype whose field lies
+    # far outside the item (read out of bounds), an array with any state
+    import torch
+
+    far = (3, "|", None, ("a",), {"a": (np.dtype("f8"), 1 << 20)}, 8, 1, 0)
+    crafted = (
+        _Direct(np.dtypes.BytesDType, (8,), far)
+        if what == "dtype class"
+        else _Direct(UnpickledArray, ((4,), np.dtype("f8")))
+    )
+    path = tmp_path / "evil.pth"
+    torch.save({"t": torch.ones(2), "x": crafted}, path)  # a tensor: torch.load's path
+    with pytest.raises(UnsafePickleError, match=r"evil\.pth.*(Unsupported global|refus)"):
+        load_pth(path)
+
+
 def test_crafted_numpy_inside_nats_file_is_refused(tmp_path):
     obj = {"meta_archs": list(ARCHS), "arch2infos": {0: nats_infos(0)}}
     obj["arch2infos"][0]["200"]["extra"] = frombuffer(FAKE_POINTER, OBJECT_CLEARED)
@@ -379,3 +408,26 @@ def test_protocol_2_sets_load_on_the_fast_path(tmp_path, monkeypatch):
     assert got["evaluated_indexes"] == set(range(len(ARCHS))) and got["frozen"] == {1}
     nats = _pbz2(tmp_path, obj, protocol=2)
     assert read_nats_pbz2(nats).gt.keys == tuple(ARCHS)
+
+
+def test_a_refusal_names_the_global_and_never_advises_loading_unsafely(tmp_path):
+    # torch's message for a blocked module (os, posix) has no "WeightsUnpickler error:" line
+    # and opens with advice to retry with weights_only=False: the error names the global
+    import os
+
+    import torch
+
+    from nasheur.training import UnreadableCheckpoint, load_checkpoint
+
+    path = tmp_path / "evil.pt"
+    torch.save({"x": _Direct(os.system, ("true",))}, path)
+    for load, error in (
+        (load_pth, UnsafePickleError),
+        (
+            lambda p: load_checkpoint(p, device=torch.device("cpu"), config_hash="x"),
+            UnreadableCheckpoint,
+        ),
+    ):
+        with pytest.raises(error) as info:
+            load(path)
+        assert "system" in str(info.value) and "will likely succeed" not in str(info.value)

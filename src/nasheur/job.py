@@ -24,7 +24,7 @@ from nasheur.io import atomic_write_json, read_json
 from nasheur.jobguard import FolderLocked, Terminated, hold_folder, stop_on_sigterm
 from nasheur.progress import EpochLog
 from nasheur.results.summary import summary_table
-from nasheur.training import CheckpointMismatch
+from nasheur.training import CHECKPOINT, CheckpointMismatch
 
 log = logging.getLogger("nasheur")
 
@@ -86,6 +86,12 @@ def _run_held(
         "nasheur_version": __version__,
     }
     done = out / METRICS
+    for path in (done, out / CHECKPOINT, out / POOL):  # before any work: a job would train
+        if path.exists() and not path.is_file():  # for hours and then fail to write there
+            raise CheckpointMismatch(
+                f"{path}: a folder or other non-file where the job writes a file; move it "
+                "away or use another output folder (hydra.run.dir=...)"
+            )
     if done.is_file():
         try:
             previous = read_json(done)
@@ -94,6 +100,11 @@ def _run_held(
                 f"{done}: unreadable ({type(exc).__name__}: {exc}); move it away or use another "
                 "output folder (hydra.run.dir=...)"
             ) from None
+        if not isinstance(previous, dict):
+            raise CheckpointMismatch(
+                f"{done}: a JSON {type(previous).__name__}, not a job record; move it away or "
+                "use another output folder (hydra.run.dir=...)"
+            )
         if previous.get("config_hash") != record["config_hash"]:
             # never overwrite another config's record: that folder is not this job's
             raise CheckpointMismatch(
@@ -142,7 +153,6 @@ def _run(
     from nasheur.spaces import get_space
     from nasheur.supernet import build_supernet, spec_from_config
     from nasheur.training import (
-        CHECKPOINT,
         allow_tf32,
         build_optimizer,
         cosine_lr,

@@ -137,10 +137,19 @@ def torch_refusal(exc: BaseException) -> str:
     names the global or opcode, without torch's advice to load the file unsafely."""
     detail = str(exc)
     marker = "WeightsUnpickler error:"
-    if marker not in detail:
-        return detail.strip().splitlines()[0] if detail.strip() else type(exc).__name__
-    detail = detail.split(marker, 1)[1].strip().splitlines()[0]
-    return detail.split(" Please use", 1)[0]
+    if marker in detail:
+        detail = detail.split(marker, 1)[1].strip().splitlines()[0]
+        return detail.split(" Please use", 1)[0]
+    # other refusals (a blocked module, torch >= 2.6) put the reason on a line of its own,
+    # between the advice to load unsafely and a pointer to the documentation
+    lines = [line.strip() for line in detail.splitlines() if line.strip()]
+    said = [
+        line
+        for line in lines
+        if not line.startswith(("Weights only load failed", "Check the documentation"))
+        and "weights_only" not in line
+    ]
+    return said[0] if said else type(exc).__name__
 
 
 # --------------------------------------------------------------------------------------------

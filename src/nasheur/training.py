@@ -285,4 +285,11 @@ def load_checkpoint(path: Path, *, device: torch.device, config_hash: str) -> di
             f"this run {config_hash}); refusing to resume into it. Use another output folder "
             "(hydra.run.dir=...) or delete the checkpoint."
         )
+    parts = {"model": dict, "optimizer": dict, "history": list, "epoch": int}
+    wrong = [k for k, kind in parts.items() if not isinstance(state.get(k), kind)]
+    if wrong:
+        raise UnreadableCheckpoint(
+            f"{path}: no valid {', '.join(wrong)} in it; delete it to restart the job from "
+            "its first epoch"
+        )
     return state

@@ -54,6 +54,7 @@ import gc
 import io
 import os
 import pickle
+import secrets
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -224,16 +225,23 @@ def load_pth(path: str | os.PathLike[str]) -> Any:
         ) from None
 
 
+# torch's allow-list serves two ends: the names a pickle may look up, and the types whose
+# instances it may BUILD (or NEWOBJ). The types below must be BUILT (a dtype made by the
+# `numpy.dtype` stand-in, an array made by `_reconstruct`) but never looked up: under their
+# own names a file could make one directly, past the stand-ins' checks (a dtype with fields
+# at any offset, read out of bounds). So they go in under a name no file can know.
+_BUILD_ONLY = f"nasheur-build-only-{secrets.token_hex(16)}"
+
+
 def _torch_numpy_globals() -> list[Any]:
     allowed: list[Any] = []
     for (module, name), obj in NUMPY_ARRAY_GLOBALS.items():
         if isinstance(obj, type) or callable(obj):
             allowed.append((obj, f"{module}.{name}"))
-    # torch BUILDs only allow-listed types: every plain dtype's class (the stand-ins and
-    # checking_numpy refuse a dtype such a BUILD altered)
-    for code in "?bBhHiIlLqQefdgFDGSU":
-        allowed.append(type(np.dtype(code)))
-    allowed.append(UnpickledArray)  # what _reconstruct gives; its BUILD checks the state
+    # every plain dtype's class (the stand-ins and checking_numpy refuse a dtype such a
+    # BUILD altered), and what _reconstruct gives, whose BUILD checks the state
+    for i, cls in enumerate([*(type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFDGSU"), UnpickledArray]):
+        allowed.append((cls, f"{_BUILD_ONLY}.{i}"))
     # b"" at protocol 2 (an empty array's data); torch reads "__builtin__" as "builtins"
     allowed.append((LATIN1_BYTES_GLOBALS[("__builtin__", "bytes")], "builtins.bytes"))
     return allowed
