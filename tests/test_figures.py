@@ -286,29 +286,17 @@ def test_the_figures_command_skips_what_it_cannot_draw_and_picks_a_defined_best_
     best["archs"] = []  # a record without its pool: the per-run figures cannot be drawn
     undefined = copy.deepcopy(records[1])
     undefined["metrics"]["sparse_kendall_tau"] = float("nan")
+    args = [PYTHON, "-m", "nasheur.results", "figures", str(tmp_path / "s")]
+    args += ["--out", str(tmp_path), "--only", "rank_disorder"]
     for i, r in enumerate([best, undefined, records[2]]):
         (tmp_path / "s" / f"job{i}").mkdir(parents=True)
         (tmp_path / "s" / f"job{i}" / "metrics.json").write_text(json.dumps(r))
-    proc = subprocess.run(
-        [PYTHON, "-m", "nasheur.results", "figures", str(tmp_path / "s"), "--out", str(tmp_path)]
-        + ["--only", "rank_disorder"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert "Traceback" not in proc.stderr, proc.stderr
     assert "skipped rank_disorder" in proc.stderr and "0 architecture" in proc.stderr
     assert proc.returncode == 1  # nothing drawn: the best defined run has no pool
     # without that run the best defined one is job2, not job1 (whose tau is NaN)
     (tmp_path / "s" / "job0" / "metrics.json").unlink()
-    proc = subprocess.run(
-        [PYTHON, "-m", "nasheur.results", "figures", str(tmp_path / "s"), "--out", str(tmp_path)]
-        + ["--only", "rank_disorder"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "rank_disorder-nb201.png").exists()
