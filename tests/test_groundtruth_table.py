@@ -168,6 +168,7 @@ def test_nb201_layout_small(tmp_path):
         ("", r"no header"),
         ("index,arch_str,valid_acc,test_acc\n0,|a~0|,101,50\n", r"gt\.csv:2: key '\|a~0\|'"),
         ("# unit: percent\nkey,score\na,50\n", r"gt\.csv:2: default column 'accuracy'"),
+        ("# unit: fraction\nkey,accuracy\na,0.9_1\n", r"gt\.csv:3: key 'a'.*not a number"),
     ],
 )
 def test_read_errors_name_line(tmp_path, body, pattern):
@@ -193,3 +194,17 @@ def test_validate_key_rejection(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"absent\.csv"):
         read_table(tmp_path / "absent.csv")
+
+
+def test_bytes_that_are_not_utf8_name_the_file_and_line(tmp_path):
+    from nasheur.groundtruth.table import declared_space
+
+    p = tmp_path / "gt.csv"
+    p.write_bytes(b"# unit: percent\nkey,accuracy\na,50\nb\xff,60\n")
+    with pytest.raises(GroundTruthError, match=r"gt\.csv:4: not UTF-8 text \(byte 0xff\)"):
+        read_table(p)
+    p.write_bytes(b"# space: nb\xff201\nkey,accuracy\n")
+    with pytest.raises(GroundTruthError, match=r"gt\.csv:1: not UTF-8"):
+        declared_space(p)
+    p.write_bytes(b"\xef\xbb\xbf# space: nb201\nkey,accuracy\n" + b"a,1\n" * 20000)  # BOM, long
+    assert declared_space(p) == "nb201"

@@ -239,6 +239,16 @@ def test_a_folder_where_a_job_writes_a_file_is_refused_before_any_work(tiny, tmp
     assert {p.name for p in out.iterdir()} <= {name, "job.lock"}  # nothing else written
 
 
+def test_a_resumed_job_removes_what_a_killed_write_left(tiny, tmp_path):
+    out = tmp_path / "job"
+    run_job(tiny, output_dir=out)
+    (out / "metrics.json").unlink()  # stopped after its last checkpoint ...
+    stale = out / ".checkpoint.pt.k1ll3d__.tmp"  # ... and killed while writing the next
+    stale.write_bytes(b"x" * 1000)
+    run_job(tiny, output_dir=out)
+    assert not stale.exists() and not list(out.glob(".*.tmp"))
+
+
 def test_a_record_that_is_not_an_object_is_named_and_left_alone(tiny, tmp_path):
     from nasheur.training import CheckpointMismatch
 

@@ -31,6 +31,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporaries that `atomic_path` left in `folder` when its process was killed
+    mid-write (a checkpoint's can be as large as the checkpoint). Only for a folder whose
+    writer holds it alone (a job under its lock). Returns what it removed."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if tmp.is_file():
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
 def _fsync_dir(folder: Path) -> None:
     """Make the rename itself durable (POSIX)."""
     if os.name != "posix":

@@ -20,7 +20,7 @@ from typing import Any
 
 from nasheur import __version__
 from nasheur.config import Config, ConfigError, config_hash, ground_truth_path, plain
-from nasheur.io import atomic_write_json, read_json
+from nasheur.io import atomic_write_json, read_json, remove_stale_temporaries
 from nasheur.jobguard import FolderLocked, Terminated, hold_folder, stop_on_sigterm
 from nasheur.progress import EpochLog
 from nasheur.results.summary import summary_table
@@ -173,6 +173,8 @@ def _run(
     state = load_checkpoint(ckpt, device=device, config_hash=chash) if ckpt.is_file() else None
     if on_claimed is not None:
         on_claimed()
+    for tmp in remove_stale_temporaries(out):  # ours, under the lock: a write that was killed
+        log.info("removed %s, left by a write that was stopped", tmp.name)
 
     # the data, the ground truth and the pool first: they catch bad input before long work
     # (the data before a benchmark file's first, slower conversion)

@@ -128,22 +128,35 @@ def _normalise_unit(value: str, source: str, what: str) -> str:
     return unit
 
 
+def _decode(data: bytes, source: str) -> str:
+    """`data` as UTF-8 text (a byte-order mark dropped); bytes that are not UTF-8 raise
+    :class:`GroundTruthError` naming the file and line."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise _err(source, line, f"not UTF-8 text (byte {data[exc.start]:#04x})") from None
+
+
 def declared_space(path: str | os.PathLike[str]) -> str | None:
     """The search space a table says it holds, read from its head alone (a large table is not
     read through): its ``# space:`` line, or ``nb201`` for NAS-Bench-201's own layout; None
     when it does not say."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        for raw in f:
-            text = raw.strip()
-            if not text:
-                continue
-            if text.startswith("#"):
-                parsed = _parse_meta(text)
-                if parsed is not None and parsed[0] == "space":
-                    return parsed[1]
-                continue
-            header = tuple(h.strip() for h in next(csv.reader([text])))
-            return "nb201" if header[: len(_NB201_HEADER)] == _NB201_HEADER else None
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)  # the comment lines and the header
+    if len(head) == 1 << 16:  # more follows: whole lines only (no character cut in two)
+        head = head[: head.rfind(b"\n") + 1]
+    for raw in _decode(head, str(path)).splitlines():
+        text = raw.strip()
+        if not text:
+            continue
+        if text.startswith("#"):
+            parsed = _parse_meta(text)
+            if parsed is not None and parsed[0] == "space":
+                return parsed[1]
+            continue
+        header = tuple(h.strip() for h in next(csv.reader([text])))
+        return "nb201" if header[: len(_NB201_HEADER)] == _NB201_HEADER else None
     return None
 
 
@@ -171,8 +184,8 @@ def read_table(
     """
     source = str(path)
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            lines = f.read().splitlines()
+        with open(path, "rb") as f:
+            lines = _decode(f.read(), source).splitlines()
     except FileNotFoundError:
         raise FileNotFoundError(f"ground-truth file not found: {source}") from None
 
@@ -282,6 +295,8 @@ def read_table(
             raise _err(source, lineno, f"duplicate key {key!r} (first on line {seen[key]})")
         text = row[val_i].strip()
         try:
+            if "_" in text:  # Python's float() reads 0.9_1 as 0.91; a table never means that
+                raise ValueError(text)
             v = float(text)
         except ValueError:
             raise _err(
