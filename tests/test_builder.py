@@ -121,6 +121,31 @@ def test_a_half_written_last_line_is_dropped(tmp_path):
     assert len(_results(progress_path(out))) == 6
 
 
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ("garbage", "not a result line"),
+        ('{"key": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "seed": 0}', "no 'accuracy'"),
+        ('{"key": "k", "seed": 0, "accuracy": NaN}', "accuracy nan"),
+    ],
+)
+def test_a_damaged_progress_line_is_named(tmp_path, line, said):
+    out = tmp_path / "gt.csv"
+    build(out, TINY, limit=1, log=None)
+    with open(progress_path(out), "a") as f:
+        f.write(line + "\n")
+    with pytest.raises(BuildMismatchError, match=rf"progress\.jsonl:3: .*{said}"):
+        build(out, TINY, log=None)
+
+
+def test_a_macro_setting_f_proxy_does_not_take_leaves_no_progress_file(tmp_path, capsys):
+    out = tmp_path / "gt.csv"
+    assert build_main(["--out", str(out), *TINY_ARGS, "--macro", "foo=1"]) == 1
+    assert "foo" in capsys.readouterr().err
+    assert not progress_path(out).exists()  # the corrected command starts cleanly
+    assert build_main(["--out", str(out), "--quiet", *TINY_ARGS]) == 0
+
+
 def test_changed_settings_refuse_to_mix(tmp_path, capsys):
     out = tmp_path / "gt.csv"
     build(out, TINY, limit=1, log=None)

@@ -86,7 +86,8 @@ class BuildSettings:
     test_images: int = 1000
     image_size: int = 12
     num_classes: int = 10
-    data_seed: int = 0  # the training images (the super-net's data set uses the same)
+    data_seed: int = 0  # the training images (the super-net's data set has this seed too, but
+    # draws 3,000 images where this draws 1,200, and the images differ with the count)
     test_seed: int = 1  # the held-out test images
     # P_proxy
     epochs: int = 2
@@ -218,6 +219,14 @@ def _seed_for(seed: int, key: str, *more: int) -> int:
     return int(state.generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
+def _standalone(space: Any, key: str, s: BuildSettings) -> Any:
+    """f_proxy of ``key`` at the build's macro settings."""
+    macro = dict(s.macro)
+    if "num_classes" in getattr(space, "macro_defaults", {}):
+        macro.setdefault("num_classes", s.num_classes)
+    return space.standalone(space.parse(key) if hasattr(space, "parse") else key, **macro)
+
+
 def train_standalone(space: Any, key: str, seed: int, s: BuildSettings, data: _Data) -> float:
     """Train f_proxy of ``key`` under P_proxy with ``seed``; its top-1 test accuracy (fraction)."""
     import torch
@@ -225,11 +234,8 @@ def train_standalone(space: Any, key: str, seed: int, s: BuildSettings, data: _D
 
     from nasheur.data.loader import DeviceLoader
 
-    macro = dict(s.macro)
-    if "num_classes" in getattr(space, "macro_defaults", {}):
-        macro.setdefault("num_classes", s.num_classes)
     torch.manual_seed(_seed_for(seed, key, 0))
-    net = space.standalone(space.parse(key) if hasattr(space, "parse") else key, **macro)
+    net = _standalone(space, key, s)
     opt = torch.optim.SGD(
         net.parameters(),
         lr=s.lr,
@@ -318,11 +324,21 @@ def _read_progress(path: Path, settings: BuildSettings) -> dict[tuple[str, int],
             "refusing to mix results. Use the same settings, another --out, or delete the file."
         )
     done: dict[tuple[str, int], float] = {}
-    for line in complete[1:]:
+    for n, line in enumerate(complete[1:], 2):
         if not line.strip():
             continue
-        rec = json.loads(line)
-        done[(rec["key"], int(rec["seed"]))] = float(rec["accuracy"])
+        try:
+            rec = json.loads(line)
+            key, seed, acc = rec["key"], int(rec["seed"]), float(rec["accuracy"])
+            if not isinstance(key, str) or not math.isfinite(acc) or not 0 <= acc <= 1:
+                raise ValueError(f"accuracy {acc!r} of key {key!r}")
+        except (ValueError, TypeError, KeyError) as exc:  # JSONDecodeError is a ValueError
+            what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise BuildMismatchError(
+                f"{path}:{n}: not a result line ({what}); remove the line (or the file) and run "
+                "again"
+            ) from None
+        done[(key, seed)] = acc
     return done
 
 
@@ -382,6 +398,10 @@ def build(
         if not hasattr(space, need):
             raise TypeError(f"search space {settings.space!r} has no {need}(): cannot build GT")
     keys = sample_architectures(space, settings.archs, settings.arch_seed)
+    try:  # a macro setting f_proxy does not take fails here, before a progress file exists
+        _standalone(space, keys[0], settings)
+    except TypeError as exc:
+        raise ValueError(f"--macro {dict(settings.macro)}: {exc}") from None
     progress = Path(progress) if progress is not None else progress_path(out)
     done = _read_progress(progress, settings)
     unknown = {k for k, _ in done} - set(keys)
