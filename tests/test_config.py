@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 from pathlib import Path
 
@@ -386,3 +387,33 @@ def test_a_rejected_run_in_a_fresh_folder_leaves_no_runs_folder(tmp_path):
     env["NASHEUR_RUNS"] = str(named)
     proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and named.is_dir() and list(named.iterdir()) == []
+
+
+def test_keys_nothing_reads_are_not_part_of_a_jobs_identity(gt_file):
+    # a generated data set reads no folder ($NASHEUR_DATA exported for CIFAR-10 must not move
+    # every embedded job to a new folder); recalibration batches count only under recalibrate
+    def identity(overrides, gt=None):
+        return config_hash(plain(compose_config(overrides, gt) if gt else compose_job(overrides)))
+
+    embedded = identity([])
+    assert identity(["dataset.root=/elsewhere"]) == embedded
+    assert identity(["eval.recalibrate_batches=3"]) == embedded
+    recal = identity(["eval.bn=recalibrate"])
+    assert identity(["eval.bn=recalibrate", "eval.recalibrate_batches=3"]) != recal
+    # nb201 trains on CIFAR-10, whose folder is read
+    assert identity(["dataset.root=/elsewhere"], gt_file) != identity([], gt_file)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "said"),
+    [
+        (["dataset.num_images=50"], "dataset.num_images=50 applies to generated images"),
+        (["fidelity.baseline.batch_size=-1"], "fidelity.baseline.batch_size=-1 is out of range"),
+        (["fidelity.baseline.train_portion=2"], "fidelity.baseline.train_portion=2.0 is out"),
+        (["fidelity.baseline.layers=0"], "fidelity.baseline.layers=0 is out of range"),
+        (["metrics.skdt_threshold=10"], "metrics.skdt_threshold=10.0 is out of range"),
+    ],
+)
+def test_values_that_would_be_ignored_or_meaningless_are_refused(gt_file, overrides, said):
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        validate(compose_config(overrides, gt_file))

@@ -173,3 +173,17 @@ def test_a_tiny_darts_job_completes(overrides, gt_from, tmp_path):
     assert all(a["gt_acc"] == pytest.approx(gt[a["key"]]) for a in rec["archs"])
     assert rec["ground_truth"]["architectures"] == 30
     assert all(v is not None for v in rec["metrics"].values())
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("ground_truth.metric=valid", "ground_truth.metric=valid: NDS DARTS records test errors"),
+        ("ground_truth.dataset=cifar10-valid", "ground_truth.dataset=cifar10-valid: NDS DARTS"),
+    ],
+)
+def test_a_protocol_the_benchmark_file_lacks_is_refused_naming_the_key(tmp_path, override, said):
+    data = write_darts_json(tmp_path / "DARTS.json", n=5)
+    cfg = compose_job(["search_space=darts_nds", f"ground_truth.path={data}", override])
+    with pytest.raises(ConfigError, match=said):
+        validate(cfg)  # before any data is read

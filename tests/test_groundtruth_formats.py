@@ -126,9 +126,15 @@ def test_nb201_layout_converted_table_records_the_column(nb201_csv, tmp_path):
 
 
 def test_own_layout_keeps_its_column(tmp_path):
-    # the project's layout has one accuracy: metric is checked against its header, not mapped
+    # the project's layout has one accuracy: metric is checked against its header, not mapped;
+    # a header that names none cannot honour one (a job would record a protocol never applied)
     path = tmp_path / "gt.csv"
     path.write_text("# unit: percent\nkey,accuracy\na,50\n")
+    assert load_ground_truth(path)["a"] == 0.5
+    for key, value in (("metric", "test"), ("dataset", "cifar10")):
+        with pytest.raises(GroundTruthError, match=rf"ground_truth\.{key}='{value}'.*does not say"):
+            load_ground_truth(path, **{key: value})
+    path.write_text("# unit: percent\n# metric: test\nkey,accuracy\na,50\n")
     assert load_ground_truth(path, metric="test")["a"] == 0.5
     assert "column" not in read_table(path).meta
     path.write_text("# unit: percent\n# metric: valid\nkey,accuracy\na,50\n")

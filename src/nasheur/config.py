@@ -268,6 +268,20 @@ def plain(cfg: Config | DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(node, resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
+def _inactive_keys(data: dict[str, Any]) -> tuple[str, ...]:
+    """Keys that nothing reads under this config, left out of its identity: otherwise an
+    exported $NASHEUR_DATA, say, would give every procedural job a new folder."""
+    dataset = data.get("dataset", {}).get("name")
+    keys: list[str] = []
+    if dataset == "cifar10":  # sizes of generated image sets
+        keys += ["dataset.num_images", "dataset.image_size", "dataset.num_classes"]
+    elif dataset is not None:  # generated: no folder is read
+        keys.append("dataset.root")
+    if data.get("eval", {}).get("bn") != "recalibrate":
+        keys.append("eval.recalibrate_batches")
+    return tuple(keys)
+
+
 def config_hash(data: dict[str, Any]) -> str:
     """A stable hash of a resolved config: the identity of a job and its output folder.
 
@@ -278,7 +292,7 @@ def config_hash(data: dict[str, Any]) -> str:
         # a file named by $NASHEUR_GT_<SPACE> is part of the identity, as ground_truth.path is:
         # another file is another job, and the same file names the same job either way
         gt["path"] = ground_truth_from_env(space)
-    for dotted in IDENTITY_EXCLUDED:
+    for dotted in IDENTITY_EXCLUDED + _inactive_keys(data):
         *parents, last = dotted.split(".")
         node = data
         for p in parents:
@@ -427,6 +441,16 @@ def validate(cfg: Config) -> None:
     from nasheur.spaces import space_info
 
     f, p, d, e, m = cfg.fidelity, cfg.protocol, cfg.dataset, cfg.eval, cfg.metrics
+    b = f.baseline  # first: the values that follow it would be named instead
+    _check(b.layers >= 1, "fidelity.baseline.layers", b.layers, "an integer >= 1")
+    _check(b.channels >= 1, "fidelity.baseline.channels", b.channels, "an integer >= 1")
+    _check(b.batch_size >= 2, "fidelity.baseline.batch_size", b.batch_size, "an integer >= 2")
+    _check(
+        0 < b.train_portion <= 1,
+        "fidelity.baseline.train_portion",
+        b.train_portion,
+        "0 < value <= 1",
+    )
     _check(0 < f.train_portion <= 1, "fidelity.train_portion", f.train_portion, "0 < value <= 1")
     _check(
         f.batch_size >= 2, "fidelity.batch_size", f.batch_size, "an integer >= 2 (BN needs a batch)"
@@ -458,6 +482,13 @@ def validate(cfg: Config) -> None:
     _check(d.num_images >= 10, "dataset.num_images", d.num_images, "an integer >= 10")
     _check(d.image_size >= 8, "dataset.image_size", d.image_size, "an integer >= 8")
     _check(d.num_classes >= 2, "dataset.num_classes", d.num_classes, "an integer >= 2")
+    if d.name is DatasetName.cifar10:  # the sizes of generated image sets mean nothing here
+        for key in ("num_images", "image_size", "num_classes"):
+            if getattr(d, key) != getattr(DatasetConfig, key):
+                raise ConfigError(
+                    f"dataset.{key}={getattr(d, key)} applies to generated images "
+                    "(dataset=procedural or synthetic), not to dataset=cifar10"
+                )
     if d.name is DatasetName.procedural:  # one class per texture of nasheur.data.procedural
         _check(
             d.num_classes <= PROCEDURAL_CLASSES,
@@ -479,10 +510,10 @@ def validate(cfg: Config) -> None:
         "an integer >= 1",
     )
     _check(
-        m.skdt_threshold > 0 and math.isfinite(m.skdt_threshold),
+        0 < m.skdt_threshold < 1,  # accuracies are fractions: a bin of 1 holds them all
         "metrics.skdt_threshold",
         m.skdt_threshold,
-        "a value > 0",
+        "0 < value < 1 (a fraction of accuracy: 0.001 is 0.1%)",
     )
     _check(cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
     steps = cfg.run.max_steps_per_epoch
@@ -525,12 +556,24 @@ def validate(cfg: Config) -> None:
         _check_choice("ground_truth.dataset", cfg.ground_truth.dataset, GT_DATASETS, "")
     if not Path(gt).exists():
         raise ConfigError(f"ground_truth.path={gt}: no such file or folder")
-    from nasheur.groundtruth.convert import space_of_file  # numpy only, read on demand
+    from nasheur.groundtruth.convert import check_protocol, space_of_file  # numpy only
 
     try:
         made_for = space_of_file(gt)
     except (OSError, ValueError) as exc:  # an unknown format (GroundTruthError), unreadable
         raise ConfigError(f"ground_truth.path={gt}: {exc}") from None
+    g = cfg.ground_truth
+    metric = None if g.metric is None else g.metric.value
+    if g.dataset is not None or metric is not None:
+        try:
+            check_protocol(gt, g.dataset, metric)
+        except ValueError as exc:  # GroundTruthError
+            given = [
+                f"ground_truth.{k}={v}"
+                for k, v in (("dataset", g.dataset), ("metric", metric))
+                if v
+            ]
+            raise ConfigError(f"{', '.join(given)}: {exc}") from None
     if made_for is not None and made_for != space.name:
         # NB201 cells are embedded keys too: without this, the embedded super-net would be
         # ranked against NAS-Bench-201's CIFAR-10 accuracies without a word

@@ -326,6 +326,15 @@ def _run(
             augment=False,
             **norm,
         )
+        if cfg.eval.recalibrate_batches > calib_loader.steps_per_epoch:
+            log.warning(
+                "eval.recalibrate_batches=%d, but the training share holds %d batches of %d: "
+                "each architecture is recalibrated on those %d",
+                cfg.eval.recalibrate_batches,
+                calib_loader.steps_per_epoch,
+                batch,
+                calib_loader.steps_per_epoch,
+            )
     log.info("evaluating %d architectures (BN: %s)", len(pool), bn_mode)
     # evaluation's own random stream (`shuffle` draws its channel subsets from torch's): a
     # job resumed after its last epoch evaluates as the uninterrupted one does

@@ -105,6 +105,14 @@ def space_of_file(path: str | os.PathLike[str]) -> str | None:
     return declared_space(path) if fmt == "table" else _SPACE_OF_FORMAT[fmt]
 
 
+def check_protocol(path: str | os.PathLike[str], dataset: str | None, metric: str | None) -> None:
+    """Raise :class:`GroundTruthError` where a benchmark file has no such dataset or metric,
+    known from its format alone (a table's own header is checked when it is read)."""
+    fmt = detect_format(path)
+    if fmt != "table":
+        _protocol(fmt, dataset, metric, None)
+
+
 def detect_format(path: str | os.PathLike[str]) -> str:
     """One of :data:`FORMATS`; :class:`GroundTruthError` when none fits."""
     p = Path(path)
@@ -290,9 +298,20 @@ def _version() -> str:
 
 
 def _check_table_protocol(gt: GroundTruth, dataset: str | None, metric: str | None) -> None:
+    """A table holds one protocol's accuracies: a dataset or metric asked for must be the one
+    its header names (the NB201 layout's metric is the column read). One the header does not
+    name cannot be applied, and a job would record a protocol its numbers never had."""
     for name, wanted in (("dataset", dataset), ("metric", metric)):
         have = gt.meta.get(name)
-        if wanted is not None and have is not None and have != wanted:
+        if wanted is None:
+            continue
+        if have is None:
+            raise GroundTruthError(
+                f"{gt.source}: ground_truth.{name}={wanted!r}, but the table does not say which "
+                f"{name} its accuracies are of, so it cannot be applied; leave "
+                f"ground_truth.{name} unset, or add a '# {name}: {wanted}' line to the table"
+            )
+        if have != wanted:
             raise GroundTruthError(
                 f"{gt.source}: the table was made for {name} {have!r}, but "
                 f"ground_truth.{name}={wanted!r}"
