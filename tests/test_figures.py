@@ -209,7 +209,10 @@ def test_missing_data_raises(records, tmp_path):
     with pytest.raises(ValueError, match=r"two or more values of protocol\.epochs"):
         figures.metric_vs_epochs(one_count, tmp_path / "x")  # a dot per space: no figure
     untrained = [r for r in records if r.get("metrics", {}).get("supernet_acc_mean", 1) < 0.4]
-    with pytest.raises(ValueError, match="trained runs"):
+    with (
+        pytest.raises(ValueError, match="trained runs"),
+        pytest.warns(UserWarning, match="left out"),
+    ):
         figures.metric_pairs(untrained, tmp_path / "x")
     with pytest.raises(ValueError, match="baseline"):
         figures.factor_influence([], tmp_path / "x")
