@@ -303,3 +303,11 @@ def test_the_figures_command_skips_what_it_cannot_draw_and_picks_a_defined_best_
     proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "rank_disorder-nb201.png").exists()
+
+
+def test_fig_6_leaves_out_a_debug_try_beside_a_sweep(records, tmp_path):
+    bn = [r for r in records if select(r, "config.experiment.name") == "bn_ablation"]
+    try_ = copy.deepcopy(bn[0])
+    try_["seed"], try_["config"]["protocol"]["epochs"] = 99, 1
+    with pytest.warns(UserWarning, match="1 run.* of another setting"):
+        assert figures.metric_pairs([*bn, try_], tmp_path / "x")

@@ -638,3 +638,16 @@ def test_a_cell_validated_on_training_images_is_marked(tmp_path):
     assert "93.00±0.00‡ |" in row
     (cell,) = csv.DictReader(io.StringIO(to_csv(table)))
     assert cell["val_overlaps_train"] == "1"
+
+
+def test_table_3_leaves_out_a_debug_try_beside_a_sweep(tmp_path):
+    # six runs of the sweep and three of a 1-epoch try of it: the try's numbers (placed to
+    # reverse the correlation) are another setting, never mixed into Table 3
+    sweep = [record("nb201", s, 0.025, skdt_shift=0.01 * s) for s in range(6)]
+    tries = [_with(record("nb201", 10 + s, 0.025), protocol__epochs=1) for s in range(3)]
+    for i, r in enumerate(tries):
+        r["metrics"]["sparse_kendall_tau"] = 0.9 - 0.1 * i
+        r["metrics"]["final_performance"] = 0.80 + 0.01 * i
+    t3 = correlation_table(load_records([write(tmp_path / "s", sweep + tries)]))
+    assert (t3["nb201"]["runs"], t3["nb201"]["other_settings"]) == (6, 3)
+    assert t3["nb201"]["sparse_kendall_tau"] == pytest.approx(1.0)

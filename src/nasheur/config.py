@@ -268,16 +268,16 @@ def plain(cfg: Config | DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(node, resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
-def _inactive_keys(data: dict[str, Any]) -> tuple[str, ...]:
+def inactive_keys(data: dict[str, Any]) -> tuple[str, ...]:
     """Keys that nothing reads under this config, left out of its identity: otherwise an
     exported $NASHEUR_DATA, say, would give every procedural job a new folder."""
-    dataset = data.get("dataset", {}).get("name")
+    dataset = (data.get("dataset") or {}).get("name")
     keys: list[str] = []
     if dataset == "cifar10":  # sizes of generated image sets
         keys += ["dataset.num_images", "dataset.image_size", "dataset.num_classes"]
     elif dataset is not None:  # generated: no folder is read
         keys.append("dataset.root")
-    if data.get("eval", {}).get("bn") != "recalibrate":
+    if (data.get("eval") or {}).get("bn") != "recalibrate":
         keys.append("eval.recalibrate_batches")
     return tuple(keys)
 
@@ -292,7 +292,7 @@ def config_hash(data: dict[str, Any]) -> str:
         # a file named by $NASHEUR_GT_<SPACE> is part of the identity, as ground_truth.path is:
         # another file is another job, and the same file names the same job either way
         gt["path"] = ground_truth_from_env(space)
-    for dotted in IDENTITY_EXCLUDED + _inactive_keys(data):
+    for dotted in IDENTITY_EXCLUDED + inactive_keys(data):
         *parents, last = dotted.split(".")
         node = data
         for p in parents:

@@ -40,7 +40,7 @@ import numpy as np
 
 from nasheur import metrics
 from nasheur.io import atomic_path
-from nasheur.results.settings import distinct_jobs, setting_labels
+from nasheur.results.settings import distinct_jobs, main_settings, setting_labels
 from nasheur.results.tables import SPACE_TITLES, SPACES, select
 
 FORMATS = ("png", "pdf")
@@ -352,9 +352,17 @@ def metric_vs_epochs(records: Sequence[dict[str, Any]], stem: str | Path) -> lis
 def metric_pairs(records: Sequence[dict[str, Any]], stem: str | Path) -> list[Path]:
     """Fig. 6: per space (rows), across runs, the three pairwise scatter plots of super-net
     accuracy, final performance and sparse Kendall tau, and the Spearman correlation matrix
-    of the three. Untrained runs (mean super-net accuracy < 0.4) are left out."""
+    of the three. Untrained runs (mean super-net accuracy < 0.4) are left out, and
+    so are runs of another setting than their experiment's main sweep (`main_settings`)."""
     by_space: dict[str, np.ndarray] = {}
     done = _completed(records, per_experiment=False)  # across runs: a job once
+    done, other = main_settings(done)  # not a debug try beside a sweep
+    if other:
+        warnings.warn(
+            f"metric_pairs: {other} run(s) of another setting than their experiment's main "
+            "sweep left out",
+            stacklevel=2,
+        )
     for space in _spaces_in(done):
         rows = []
         for r in done:

@@ -6,9 +6,10 @@ A sweep folder can hold more than one sweep of an experiment: a first try with
 Averaging those as if they were seeds would give a number that no setting has. So a run's
 *setting* is its resolved config without the seed, the factors a table or figure varies and
 the keys outside a job's identity (`nasheur.config.IDENTITY_EXCLUDED`: device, speed options,
-the experiment's name). Per search space the setting with the most completed runs is the main one;
-every other setting is named by the keys where it differs from the main one
-(``protocol.epochs=1``), and the tables and figures show it apart, under that name.
+the experiment's name; and the keys nothing reads under the config, `inactive_keys`). Per
+search space the setting with the most completed runs is the main one; every other setting
+is named by the keys where it differs from the main one (``protocol.epochs=1``), and the
+tables and figures show it apart, under that name.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from nasheur.config import IDENTITY_EXCLUDED
+from nasheur.config import IDENTITY_EXCLUDED, inactive_keys
 
 SHOWN_KEYS = 3  # keys named in a setting's label; more are counted ("+2 more")
 
@@ -35,8 +36,9 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
 def setting(record: dict[str, Any], varied: Iterable[str]) -> tuple[tuple[str, str], ...]:
     """The record's setting: its config as sorted (dotted key, JSON value) pairs, without the
     seed, the `varied` keys (and their sub-keys) and the keys outside a job's identity."""
-    skip = ("seed", *IDENTITY_EXCLUDED, *varied)
-    flat = _flat(record.get("config") or {})
+    config = record.get("config") or {}
+    skip = ("seed", *IDENTITY_EXCLUDED, *inactive_keys(config), *varied)
+    flat = _flat(config)
     return tuple(
         sorted(
             (k, json.dumps(v, sort_keys=True))
@@ -104,6 +106,26 @@ def setting_labels(records: Sequence[dict[str, Any]], varied: Iterable[str]) -> 
             taken.add((space, label))
             labels[(space, s)] = label
     return [labels[(_space(r), s)] for r, s in zip(records, settings, strict=True)]
+
+
+def main_settings(records: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The records of each experiment's main setting, and how many of other settings were left
+    out (a debug try beside a real sweep): for measures across experiments (Table 3, Fig. 6),
+    which would otherwise mix them in. Records of no experiment (a plain run, a `-m` sweep
+    without ``+experiment``) are all kept: nothing says which of them a try is."""
+    by_experiment: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        experiment = (r.get("config") or {}).get("experiment") or {}
+        by_experiment[experiment.get("name") if experiment.get("factors") else None].append(r)
+    kept, left_out = list(by_experiment.pop(None, [])), 0
+    for recs in by_experiment.values():
+        factors = recs[0]["config"]["experiment"]["factors"]
+        for r, label in zip(recs, setting_labels(recs, factors), strict=True):
+            if label:
+                left_out += 1
+            else:
+                kept.append(r)
+    return kept, left_out
 
 
 def distinct_jobs(

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from nasheur import metrics
-from nasheur.results.settings import distinct_jobs, setting_labels
+from nasheur.results.settings import distinct_jobs, main_settings, setting_labels
 
 SPACES = ("nb101", "nb201", "darts_nds", "embedded")  # the paper's three, then nasheur's own
 SPACE_TITLES = {
@@ -395,12 +395,14 @@ def correlation_table(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, 
     `figures.metric_pairs` here (the rows count the runs left out as ``untrained``)."""
     out: dict[str, dict[str, float | None]] = {}
     records = distinct_jobs(records)[0]  # a job in two experiments' sweeps counts once
+    main = {id(r) for r in main_settings(records)[0]}  # not a debug try beside a sweep
     for space in SPACES:
-        completed = [
+        every = [
             r
             for r in records
             if r.get("status") == "completed" and select(r, "config.search_space.name") == space
         ]
+        completed = [r for r in every if id(r) in main]
         done = [r for r in completed if not r.get("untrained")]
         if len(done) < 3:
             continue
@@ -421,6 +423,7 @@ def correlation_table(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, 
             row[m] = None if not math.isfinite(rho) else float(rho)
         row["runs"] = len(done)
         row["untrained"] = len(completed) - len(done)
+        row["other_settings"] = len(every) - len(completed)
         out[space] = row
     return out
 
@@ -572,17 +575,27 @@ def to_latex(t: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-CORRELATION_HEAD = ["Corr. of Perf.", "KdT", "S-KdT", "SpR", "S-SpR", "runs", "untrained"]
+CORRELATION_HEAD = [
+    "Corr. of Perf.",
+    "KdT",
+    "S-KdT",
+    "SpR",
+    "S-SpR",
+    "runs",
+    "untrained",
+    "other settings",
+]
+_COUNTS = ("runs", "untrained", "other_settings")  # Table 3's counts of runs, in its order
 
 
 def correlation_csv(table3: dict[str, dict[str, float | None]]) -> str:
     """Table 3 as CSV: one row per space, the correlations unrounded (empty: undefined)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["space", *RANKING, "runs", "untrained"])
+    w.writerow(["space", *RANKING, *_COUNTS])
     for space, row in table3.items():
         values = ("" if row[m] is None else row[m] for m in RANKING)
-        w.writerow([space, *values, row["runs"], row["untrained"]])
+        w.writerow([space, *values, *(row[c] for c in _COUNTS)])
     return buf.getvalue()
 
 
@@ -596,7 +609,7 @@ def correlation_latex(table3: dict[str, dict[str, float | None]]) -> str:
     ]
     for space, row in table3.items():
         vals = ["--" if row[m] is None else f"{row[m]:.2f}" for m in RANKING]
-        counts = [str(row["runs"]), str(row["untrained"])]
+        counts = [str(row[c]) for c in _COUNTS]
         lines.append(" & ".join([SPACE_TITLES[space], *vals, *counts]) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(lines) + "\n"
@@ -607,12 +620,13 @@ def correlation_markdown(table3: dict[str, dict[str, float | None]]) -> str:
     lines = ["## Table 3", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for space, row in table3.items():
         vals = ["—" if row[m] is None else f"{row[m]:.2f}" for m in RANKING]
-        counts = [str(row["runs"]), str(row["untrained"])]
+        counts = [str(row[c]) for c in _COUNTS]
         lines.append("| " + " | ".join([SPACE_TITLES[space], *vals, *counts]) + " |")
     lines += [
         "",
         "Spearman correlation across the trained runs of a space between each metric and the "
-        "final performance; untrained runs (super-net accuracy < 0.4) are left out, as in Fig. 6.",
+        "final performance; untrained runs (super-net accuracy < 0.4) are left out, as in Fig. 6, "
+        "and so are runs of another setting than their experiment's main sweep (a debug try).",
     ]
     if not table3:
         lines.append("- no search space has 3 completed, trained runs: nothing to correlate")
