@@ -417,3 +417,14 @@ def test_keys_nothing_reads_are_not_part_of_a_jobs_identity(gt_file):
 def test_values_that_would_be_ignored_or_meaningless_are_refused(gt_file, overrides, said):
     with pytest.raises(ConfigError, match=re.escape(said)):
         validate(compose_config(overrides, gt_file))
+
+
+def test_an_embedded_table_must_say_its_space(tmp_path):
+    # embedded keys are NB201 cells: a table that does not say its space could be NB201's
+    table = tmp_path / "gt.csv"
+    rows = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,0.1\n"
+    table.write_text("# unit: fraction\nkey,accuracy\n" + rows)
+    with pytest.raises(ConfigError, match="'# space: embedded' line"):
+        validate(compose_job([f"ground_truth.path={table}"]))
+    table.write_text("# unit: fraction\n# space: embedded\nkey,accuracy\n" + rows)
+    validate(compose_job([f"ground_truth.path={table}"]))

@@ -574,6 +574,16 @@ def validate(cfg: Config) -> None:
                 if v
             ]
             raise ConfigError(f"{', '.join(given)}: {exc}") from None
+    stands_in_for = getattr(space, "paper_space", None)
+    if made_for is None and stands_in_for is not None:
+        # its keys are another space's (embedded: NB201 cells): a table that does not say
+        # which space it measured could be that space's benchmark
+        raise ConfigError(
+            f"ground_truth.path={gt} does not say which search space it measured; a table for "
+            f"search_space={space.name}, whose keys are {stands_in_for} cells, must say so in "
+            f"a '# space: {space.name}' line (the builder, python -m nasheur.groundtruth build, "
+            "writes it)"
+        )
     if made_for is not None and made_for != space.name:
         # NB201 cells are embedded keys too: without this, the embedded super-net would be
         # ranked against NAS-Bench-201's CIFAR-10 accuracies without a word
