@@ -41,7 +41,7 @@ import numpy as np
 from nasheur import metrics
 from nasheur.io import atomic_path
 from nasheur.results.settings import distinct_jobs, main_settings, setting_labels
-from nasheur.results.tables import SPACE_TITLES, SPACES, select
+from nasheur.results.tables import SPACE_TITLES, SPACES, pool_accuracies, select
 
 FORMATS = ("png", "pdf")
 DPI = 150
@@ -110,14 +110,6 @@ def _title(space: str | None) -> str:
     return SPACE_TITLES.get(space or "", str(space))
 
 
-def _pool(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    archs = record.get("archs") or []
-    s = np.array([a.get("supernet_acc", np.nan) for a in archs], dtype=float)
-    g = np.array([a.get("gt_acc", np.nan) for a in archs], dtype=float)
-    ok = np.isfinite(s) & np.isfinite(g)
-    return s[ok], g[ok]
-
-
 def _metric(record: dict[str, Any], name: str) -> float:
     v = select(record, f"metrics.{name}")
     return float("nan") if v is None else float(v)
@@ -147,7 +139,7 @@ def _single(record: dict[str, Any], what: str, min_archs: int = 2):
         raise TypeError(f"{what}: expected one record (a dict), got {type(record).__name__}")
     if record.get("status") != "completed":
         raise ValueError(f"{what}: the record is not completed (status={record.get('status')!r})")
-    s, g = _pool(record)
+    s, g = pool_accuracies(record)
     if len(s) < min_archs:
         raise ValueError(
             f"{what}: the record has {len(s)} architecture(s) with super-net and GT accuracy "
@@ -242,7 +234,7 @@ def bn_histograms(records: Sequence[dict[str, Any]], stem: str | Path) -> list[P
     for r, setting in zip(done, labels, strict=True):
         track = select(r, "config.protocol.bn_track")
         affine = select(r, "config.protocol.bn_affine")
-        s, _ = _pool(r)
+        s, _ = pool_accuracies(r)
         if track is None or affine is None or not len(s) or _space(r) is None:
             continue
         pools[_space(r)][(track, affine, setting)].append(s)

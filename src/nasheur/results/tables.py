@@ -133,18 +133,26 @@ class Table:
     broken: int = 0  # unreadable metrics.json files (of any experiment)
 
 
+def pool_accuracies(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """A run's (super-net, GT) accuracies of its pool, paired by architecture; an architecture
+    without both values (a record written elsewhere) is left out."""
+    archs = record.get("archs") or []
+    s = np.array([a.get("supernet_acc", np.nan) for a in archs], dtype=float)
+    g = np.array([a.get("gt_acc", np.nan) for a in archs], dtype=float)
+    ok = np.isfinite(s) & np.isfinite(g)
+    return s[ok], g[ok]
+
+
 def _bootstrap(
     runs: Sequence[dict[str, Any]], n: int, rng: np.random.Generator
 ) -> dict[str, tuple[float, float] | None]:
     """95% intervals of the ranking metrics' mean over runs, resampling runs then architectures."""
     pools = []
     for r in runs:
-        pairs = [(a.get("supernet_acc"), a.get("gt_acc")) for a in r.get("archs") or []]
-        sg = np.array([p for p in pairs if None not in p], dtype=float).reshape(-1, 2)
-        sg = sg[np.isfinite(sg).all(axis=1)]  # a record from elsewhere may lack a value
+        s, g = pool_accuracies(r)
         t = float(select(r, "config.metrics.skdt_threshold") or 0.001)
-        if len(sg):
-            pools.append((sg[:, 0], sg[:, 1], t))
+        if len(s):
+            pools.append((s, g, t))
     if not pools or n <= 0:
         return dict.fromkeys(RANKING)
     draws: dict[str, list[float]] = {m: [] for m in RANKING}
