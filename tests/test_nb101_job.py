@@ -118,3 +118,61 @@ def test_a_shuffle_job_stopped_in_evaluation_resumes_to_the_same_accuracies(tmp_
     assert [a["supernet_acc"] for a in resumed["archs"]] == [
         a["supernet_acc"] for a in whole["archs"]
     ]
+
+
+def write_keys_gt(path: Path, specs, seed: int = 0) -> list[str]:
+    """A GT table of the given specs' hashes with random accuracies; their keys."""
+    import numpy as np
+
+    from nasheur.spaces import get_space
+
+    space = get_space("nb101")
+    keys = list(dict.fromkeys(space.key(s) for s in specs))
+    rng = np.random.default_rng(seed)
+    rows = [f"{k},{rng.uniform(0.1, 0.95):.6f}" for k in keys]
+    path.write_text("# unit: fraction\nkey,accuracy\n" + "\n".join(rows) + "\n")
+    return keys
+
+
+def test_table_7_and_table_6_jobs_search_a_random_subset_or_a_subspace(tmp_path):
+    # Table 7's baseline trains and searches a random subset as large as sub-space 4; Table 6's
+    # "test N" trains the same way and draws the pool from sub-space 4 itself
+    import numpy as np
+
+    from nasheur.spaces import get_space
+    from nasheur.spaces.nb101 import NB101SubSpace
+
+    space = get_space("nb101")
+    base = [*TINY_JOB, *NB101_TINY, "protocol.epochs=1", "supernet.dynamic_channels=fixed"]
+    subset_keys = ["supernet.random_subspace=true", "supernet.subspace=4"]
+    subset = space.for_config(compose_job([*base, *subset_keys, "ground_truth.path=/dev/null"]))
+    rng = np.random.default_rng(0)
+    members = [subset.enumerate()[int(i)] for i in rng.choice(len(subset.enumerate()), 20)]
+    others = [s for s in (space.sample(rng) for _ in range(60)) if not subset.contains(s)][:20]
+    sub4 = NB101SubSpace(4).enumerate()
+    in_sub4 = [sub4[int(i)] for i in rng.choice(len(sub4), 16)]
+    keys = write_keys_gt(tmp_path / "gt.csv", [*members, *others, *in_sub4])
+    member_keys = {space.key(s) for s in members}
+    sub4_keys = {k for k in keys if space.parse(k).output_inputs() == 4}
+    assert len(member_keys) >= 12 and len(sub4_keys) >= 16
+
+    records = {}
+    for name, extra in (("subset", []), ("subset-test-on-subspace", ["eval.pool_from=subspace"])):
+        cfg = compose_job([*base, *subset_keys, f"ground_truth.path={tmp_path / 'gt.csv'}", *extra])
+        validate(cfg)
+        records[name] = run_job(cfg, output_dir=tmp_path / name)
+        assert records[name]["status"] == "completed", records[name].get("error")
+    rec = records["subset"]
+    assert {a["key"] for a in rec["archs"]} <= member_keys  # the gt keys in the subset only
+    assert rec["eval"]["searched"]["architectures"] == len(member_keys & set(keys))
+    assert rec["eval"]["trained_on"] == rec["eval"]["searched"]["space"]
+    assert rec["eval"]["trained_on"] == "NB101RandomSubset(size_of=4, size=10467)"
+    rec = records["subset-test-on-subspace"]
+    assert {a["key"] for a in rec["archs"]} <= sub4_keys
+    assert rec["eval"]["searched"] == {
+        "space": "NB101SubSpace(subspace=4)",
+        "architectures": len(sub4_keys),
+    }
+    # the same super-net (the same seed and training keys), another pool
+    losses = [[h["train_loss"] for h in r["history"]] for r in records.values()]
+    assert losses[0] == losses[1]

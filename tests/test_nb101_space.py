@@ -24,6 +24,7 @@ from nasheur.spaces.nb101 import (
     OUTPUT,
     SUBSPACES,
     Catalogue,
+    NB101RandomSubset,
     NB101Space,
     NB101Spec,
     NB101SubSpace,
@@ -423,6 +424,77 @@ def test_for_config_without_disabled_is_the_whole_space():
     assert SPACE.for_config(sub_cfg("supernet.dynamic_channels=fixed")) is SPACE
 
 
+# ---------------------------------------------------------------------------------------------
+# Table 7's baseline: a random subset as large as a sub-space (supernet.random_subspace)
+
+
+def subset_cfg(k, *overrides):
+    return sub_cfg("supernet.random_subspace=true", f"supernet.subspace={k}", *overrides)
+
+
+def test_a_random_subset_is_as_large_as_its_subspace_and_mixes_every_width():
+    subset = SPACE.for_config(subset_cfg(4))
+    assert isinstance(subset, NB101RandomSubset)
+    members = subset.enumerate()
+    assert len(members) == SUBSPACE_SIZES[4] == 10467
+    assert len(set(subset.indices.tolist())) == len(members)
+    # drawn uniformly from the whole space: each sub-space's share is hypergeometric around
+    # its share of the space (5 standard deviations)
+    ks = Counter(SPACE.enumerate().output_inputs[subset.indices].tolist())
+    n, total = len(members), NUM_UNIQUE
+    for k, size in SUBSPACE_SIZES.items():
+        mean = n * size / total
+        sd = np.sqrt(n * (size / total) * (1 - size / total) * (total - n) / (total - 1))
+        assert abs(ks.get(k, 0) - mean) <= 5 * sd + 1, (k, ks.get(k, 0), mean)
+    assert {1, 2, 3, 4} <= set(ks)
+    # the seed draws the subset: the same seed the same one, another seed another
+    again = SPACE.for_config(subset_cfg(4))
+    other = SPACE.for_config(subset_cfg(4, "seed=1"))
+    assert np.array_equal(again.indices, subset.indices)
+    assert not np.array_equal(other.indices, subset.indices)
+    assert len(SPACE.for_config(subset_cfg(1)).enumerate()) == SUBSPACE_SIZES[1]
+
+
+def test_the_random_subsets_samplers_stay_inside():
+    subset = SPACE.for_config(subset_cfg(3))
+    rng = np.random.default_rng(0)
+    for spec in [subset.sample_unique(rng) for _ in range(20)]:
+        assert subset.contains(spec) and subset.in_space(SPACE.key(spec))
+    # Random-NAS inside is the full space's Random-NAS with the non-members dropped
+    drawn = [subset.sample(np.random.default_rng(5)) for _ in range(1)]
+    rng = np.random.default_rng(5)
+    first = next(s for s in iter(lambda: random_spec(rng), None) if subset.contains(s))
+    assert drawn == [first]
+    rng = np.random.default_rng(6)
+    inside = [subset.sample(rng) for _ in range(15)]
+    assert all(subset.contains(s) and subset.in_space(SPACE.key(s)) for s in inside)
+    outside = [s for s in (random_spec(rng) for _ in range(60)) if not subset.contains(s)]
+    assert outside and not any(subset.in_space(SPACE.key(s)) for s in outside)
+    with pytest.raises(ValueError, match="FairNAS"):
+        subset.fair_paths(rng)
+
+
+def test_random_subset_membership_by_hash_and_by_spec_agree(small_catalogue):
+    for k in SUBSPACES:
+        subset = NB101RandomSubset(k, np.random.default_rng(k), catalogue=small_catalogue)
+        chosen = set(subset.indices.tolist())
+        assert len(chosen) == int((small_catalogue.output_inputs == k).sum())
+        for i in range(len(small_catalogue)):
+            assert subset.contains(small_catalogue[i]) == (i in chosen)
+            assert (small_catalogue.key(i).encode() in subset._members) == (i in chosen)
+
+
+def test_pool_from_subspace_draws_the_pool_from_the_subspace():
+    cfg = subset_cfg(2, "eval.pool_from=subspace")
+    pool = SPACE.for_pool(cfg)
+    assert isinstance(SPACE.for_config(cfg), NB101RandomSubset)
+    assert isinstance(pool, NB101SubSpace) and pool.subspace == 2
+    assert isinstance(SPACE.for_pool(subset_cfg(2)), NB101RandomSubset)
+    assert SPACE.for_pool(sub_cfg()) is SPACE
+    cfg = sub_cfg("supernet.dynamic_channels=disabled", "supernet.subspace=3")
+    assert SPACE.for_pool(cfg).subspace == 3
+
+
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
@@ -430,6 +502,24 @@ def test_for_config_without_disabled_is_the_whole_space():
         (["supernet.dynamic_channels=disabled", "supernet.subspace=5"], r"subspace=5.*1, 2, 3, 4"),
         (["supernet.dynamic_channels=disabled", "supernet.subspace=0"], "supernet.subspace=0"),
         (["supernet.dynamic_channels=fixed", "supernet.subspace=2"], "supernet.subspace=2 needs"),
+        (["supernet.random_subspace=true"], r"subspace=None .*random_subspace=true.* 1, 2, 3, 4"),
+        (
+            ["supernet.random_subspace=true", "supernet.subspace=5"],
+            r"subspace=5 .*random_subspace=true",
+        ),
+        (
+            [
+                "supernet.dynamic_channels=disabled",
+                "supernet.subspace=2",
+                "supernet.random_subspace=true",
+            ],
+            "random_subspace=true needs dynamic channels",
+        ),
+        (
+            ["supernet.random_subspace=true", "supernet.subspace=2", "sampler=fairnas"],
+            "sampler=fairnas cannot stay inside a random subset",
+        ),
+        (["eval.pool_from=subspace"], "eval.pool_from=subspace .* supernet.subspace"),
         (["fidelity.channels=3"], "fidelity.channels=3"),
         (["supernet.ops_on=edge"], "supernet.ops_on"),
     ],

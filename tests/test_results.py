@@ -651,3 +651,69 @@ def test_table_3_leaves_out_a_debug_try_beside_a_sweep(tmp_path):
     t3 = correlation_table(load_records([write(tmp_path / "s", sweep + tries)]))
     assert (t3["nb201"]["runs"], t3["nb201"]["other_settings"]) == (6, 3)
     assert t3["nb201"]["sparse_kendall_tau"] == pytest.approx(1.0)
+
+
+def test_tables_5_6_and_7_split_the_dynamic_channels_sweep(tmp_path):
+    # the sweep's four blocks: strategies, disabled sub-spaces, Table 7's random subsets as
+    # large, and those tested on the sub-space (Table 6); each block's sparse Kendall tau is
+    # set so that every mean can be worked out by hand
+    factors = [
+        "supernet.dynamic_channels",
+        "supernet.subspace",
+        "supernet.random_subspace",
+        "eval.pool_from",
+    ]
+    blocks = {  # (dynamic channels, random subset, pool from) -> tau of sub-space k, seed s
+        ("fixed", False, "searched", None): lambda k, s: 0.1,
+        ("disabled", False, "searched", 1): lambda k, s: 0.40 + 0.01 * s,
+        ("disabled", False, "searched", 2): lambda k, s: 0.50 + 0.01 * s,
+        ("interpolate", True, "searched", 1): lambda k, s: 0.20,
+        ("interpolate", True, "searched", 2): lambda k, s: 0.24,
+        ("interpolate", True, "subspace", 1): lambda k, s: 0.30 - 0.02 * s,
+        ("interpolate", True, "subspace", 2): lambda k, s: 0.36,
+    }
+    recs = []
+    for (dyn, random_subset, pool_from, sub), tau in blocks.items():
+        for seed in (0, 1, 2):
+            r = _with(
+                record("nb101", seed, 0.025),
+                supernet__dynamic_channels=dyn,
+                supernet__subspace=sub,
+                supernet__random_subspace=random_subset,
+                eval__pool_from=pool_from,
+                experiment__name="dynamic_channels_ablation",
+                experiment__factors=factors,
+            )
+            r["metrics"]["sparse_kendall_tau"] = tau(sub, seed)
+            recs.append(r)
+    records = load_records([write(tmp_path / "s", recs)])
+
+    t5 = build_table(records, "5", bootstrap=0)
+    (b5,) = t5.blocks
+    assert b5.rows == [("disabled", 1), ("disabled", 2), ("disabled", "mean"), ("fixed", None)]
+    mean = b5.cells[(("disabled", "mean"), "nb101")]
+    assert mean.runs == 3 and mean.mean["sparse_kendall_tau"] == pytest.approx(0.46)
+
+    t7 = build_table(records, "7", bootstrap=0)
+    baseline, disabled = t7.blocks
+    assert "random subset" in baseline.title and "disabled" in disabled.title
+    assert baseline.rows == [("interpolate", 1), ("interpolate", 2), ("interpolate", "mean")]
+    assert disabled.rows == [("disabled", 1), ("disabled", 2), ("disabled", "mean")]
+    cell = baseline.cells[(("interpolate", "mean"), "nb101")]
+    assert cell.mean["sparse_kendall_tau"] == pytest.approx(0.22)
+    assert cell.std["sparse_kendall_tau"] == pytest.approx(0.0, abs=1e-12)
+
+    t6 = build_table(records, "6", bootstrap=0)
+    (b6,) = t6.blocks
+    taus = [b6.cells[(row, "nb101")].mean["sparse_kendall_tau"] for row in b6.rows]
+    assert [b6.labels[row][:16] for row in b6.rows] == [
+        "train Y, test Y ",
+        "train Y, test N ",
+        "train N, test N ",
+    ]
+    # Y/N: per seed (0.30 - 0.02 s + 0.36) / 2, then the mean over seeds 0, 1, 2
+    assert taus == pytest.approx([0.22, 0.32, 0.46])
+    yn = b6.cells[(b6.rows[1], "nb101")]
+    assert yn.std["sparse_kendall_tau"] == pytest.approx(np.std([0.33, 0.32, 0.31]))
+    for t in (t5, t6, t7):
+        assert "train Y, test N" in to_markdown(t6) and to_csv(t) and to_latex(t)

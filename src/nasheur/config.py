@@ -71,6 +71,11 @@ class EvalBN(str, Enum):
     recalibrate = "recalibrate"
 
 
+class PoolFrom(str, Enum):
+    searched = "searched"  # the architectures the super-net trains on
+    subspace = "subspace"  # NB101 sub-space supernet.subspace (Table 6: test N)
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -96,6 +101,9 @@ class SupernetConfig:
     dynamic_channels: DynamicChannels = DynamicChannels.fixed
     # NB101 with dynamic_channels=disabled: the sub-space trained (spaces/nb101.py says which)
     subspace: int | None = None
+    # NB101 with dynamic channels: train on a random subset of the space as large as sub-space
+    # `subspace` (Table 7's baseline), drawn from the seed
+    random_subspace: bool = False
     ofa_kernel: bool = False  # ops differing only in kernel size share one kernel
     wsbn: bool = False  # a shared op keeps one BN per input it reads from
     path_dropout: float = 0.0  # drop probability of every edge output, per sample, training only
@@ -183,6 +191,7 @@ class EvalConfig:
     bn: EvalBN = EvalBN.auto
     pool_size: int = 200
     recalibrate_batches: int = 10  # training batches per architecture for eval.bn=recalibrate
+    pool_from: PoolFrom = PoolFrom.searched  # where the pool is drawn and P>R counts
 
 
 @dataclass
@@ -268,9 +277,15 @@ def plain(cfg: Config | DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(node, resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
+# keys added to the config after jobs had run, with their defaults: at the default they are
+# left out of a job's identity (inactive_keys), so that those jobs keep their folders
+ADDED_KEYS: dict[str, Any] = {"supernet.random_subspace": False, "eval.pool_from": "searched"}
+
+
 def inactive_keys(data: dict[str, Any]) -> tuple[str, ...]:
-    """Keys that nothing reads under this config, left out of its identity: otherwise an
-    exported $NASHEUR_DATA, say, would give every procedural job a new folder."""
+    """Keys left out of a config's identity: those that nothing reads under it (otherwise an
+    exported $NASHEUR_DATA, say, would give every procedural job a new folder), and those of
+    `ADDED_KEYS` at their defaults."""
     dataset = (data.get("dataset") or {}).get("name")
     keys: list[str] = []
     if dataset == "cifar10":  # sizes of generated image sets
@@ -279,6 +294,10 @@ def inactive_keys(data: dict[str, Any]) -> tuple[str, ...]:
         keys.append("dataset.root")
     if (data.get("eval") or {}).get("bn") != "recalibrate":
         keys.append("eval.recalibrate_batches")
+    for dotted, default in ADDED_KEYS.items():
+        section, _, key = dotted.partition(".")
+        if (data.get(section) or {}).get(key, default) == default:
+            keys.append(dotted)
     return tuple(keys)
 
 
@@ -538,10 +557,17 @@ def validate(cfg: Config) -> None:
         why,
     )
     _check_choice("sampler", cfg.sampler.name.value, space.samplers, why)
-    if cfg.supernet.subspace is not None and "disabled" not in space.dynamic_channels:
-        raise ConfigError(
-            f"supernet.subspace is only for dynamic_channels=disabled, which search_space={space.name} does not have"
-        )
+    if "disabled" not in space.dynamic_channels:  # a space without sub-spaces
+        for key, value, default in (
+            ("supernet.subspace", cfg.supernet.subspace, None),
+            ("supernet.random_subspace", cfg.supernet.random_subspace, False),
+            ("eval.pool_from", e.pool_from.value, "searched"),
+        ):
+            if value != default:
+                raise ConfigError(
+                    f"{key}={_dir_value(value)} needs sub-spaces (NB101's, of "
+                    f"dynamic_channels=disabled), which search_space={space.name} does not have"
+                )
     if hasattr(space, "validate_config"):  # rules only one space has
         space.validate_config(cfg)
 

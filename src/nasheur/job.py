@@ -138,6 +138,12 @@ def _run_held(
     return record
 
 
+def describe_space(space: Any) -> str:
+    """A space as metrics.json names it: its repr where it has one (an NB101 sub-space or
+    random subset says which), else its name."""
+    return repr(space) if type(space).__repr__ is not object.__repr__ else space.name
+
+
 def _run(
     cfg: Config, out: Path, chash: str, on_claimed: Callable[[], None] | None
 ) -> dict[str, Any]:
@@ -164,9 +170,11 @@ def _run(
     wall_start = time.perf_counter()
     device = pick_device(cfg.device.value)
     allow_tf32(device)
-    space = get_space(cfg.search_space.name.value)
-    if hasattr(space, "for_config"):  # e.g. an NB101 sub-space chosen by the config
-        space = space.for_config(cfg)
+    # the space trained on, and the one the pool comes from: the same unless eval.pool_from
+    # says otherwise (NB101: a sub-space or a random subset chosen by the config)
+    space = pool_space = get_space(cfg.search_space.name.value)
+    if hasattr(space, "for_config"):
+        space, pool_space = space.for_config(cfg), space.for_pool(cfg)
 
     # a checkpoint of another config in this folder: refused before anything is written here
     ckpt = out / CHECKPOINT
@@ -210,8 +218,15 @@ def _run(
     )
     # the architectures searched: those of the (sub-)space that have GT; P>R counts among them
     searched = (
-        [k for k in gt.keys if space.in_space(k)] if hasattr(space, "in_space") else list(gt.keys)
+        [k for k in gt.keys if pool_space.in_space(k)]
+        if hasattr(pool_space, "in_space")
+        else list(gt.keys)
     )
+    if not searched:
+        raise ConfigError(
+            f"ground_truth.path={gt_path}: none of its {len(gt)} architectures is in the "
+            f"space searched ({describe_space(pool_space)})"
+        )
     space_gt = gt.lookup(searched)
     pool = draw_pool(searched, cfg.eval.pool_size, numpy_rng(cfg.seed, "pool"))
     atomic_write_json(out / POOL, {"ground_truth": str(gt_path), "keys": pool})
@@ -348,7 +363,7 @@ def _run(
     eval_start = time.perf_counter()
     supernet_acc = evaluate_archs(
         model,
-        [space.parse(k) for k in pool],
+        [pool_space.parse(k) for k in pool],
         val_loader,
         bn_mode=bn_mode,
         calib_loader=calib_loader,
@@ -380,7 +395,14 @@ def _run(
         ],
         "history": history,
         "epochs": epochs,
-        "eval": {"bn": bn_mode, "pool_size": len(pool), "val_images": val_loader.num_images},
+        "eval": {
+            "bn": bn_mode,
+            "pool_size": len(pool),
+            "val_images": val_loader.num_images,
+            # the space trained on and the one searched (P>R's N: its architectures with GT)
+            "trained_on": describe_space(space),
+            "searched": {"space": describe_space(pool_space), "architectures": len(searched)},
+        },
         "ground_truth": {
             "path": str(gt_path),
             "architectures": len(gt),

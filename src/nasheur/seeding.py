@@ -10,7 +10,7 @@ import zlib
 
 import numpy as np
 
-STREAMS = ("init", "data", "sampler", "torch", "pool", "calibrate", "evaluate")
+STREAMS = ("init", "data", "sampler", "torch", "pool", "calibrate", "evaluate", "subset")
 
 
 def _stream_id(stream: str) -> int:

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from nasheur import metrics
+from nasheur.config import ADDED_KEYS
 from nasheur.results.settings import distinct_jobs, main_settings, setting_labels
 
 SPACES = ("nb101", "nb201", "darts_nds", "embedded")  # the paper's three, then nasheur's own
@@ -72,10 +73,32 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     ],
     "9": [("ops_on_ablation", "Ops on node or edge")],
     "5": [("dynamic_channels_ablation", "Dynamic channels (NB101)")],
+    "6": [("dynamic_channels_ablation", "Dynamic channels in training and in testing (NB101)")],
+    "7": [("dynamic_channels_ablation", "Sub-spaces and random subsets as large (NB101)")],
     "4": [("low_fidelity_budget", "Low fidelity under the same budget (NB201)")],
     "14": [("best", "Best settings")],
     "10": [("final_search", "Final search")],
 }
+# Tables 5-7 share dynamic_channels_ablation: each shows the runs of some of its blocks, as
+# sections (a title, the factor values its runs have; those factors are not shown as rows)
+_TABLE_5_RUNS = {"supernet.random_subspace": False, "eval.pool_from": "searched"}
+_BASELINE_RUNS = {"supernet.random_subspace": True, "eval.pool_from": "searched"}
+_TEST_ON_SUBSPACE = {"supernet.random_subspace": True, "eval.pool_from": "subspace"}
+_DISABLED_RUNS = {"supernet.dynamic_channels": "disabled", **_TABLE_5_RUNS}
+SECTIONS: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {
+    ("5", "dynamic_channels_ablation"): [("", _TABLE_5_RUNS)],
+    ("7", "dynamic_channels_ablation"): [
+        ("baseline, random subsets as large as each sub-space, dynamic channels", _BASELINE_RUNS),
+        ("dynamic channels disabled, one super-net per sub-space", _DISABLED_RUNS),
+    ],
+}
+# Table 6: one row per section, the mean over the sub-spaces; (training, testing) with
+# dynamic channels, Y or N
+TABLE_6 = (
+    (("Y", "Y"), _BASELINE_RUNS),
+    (("Y", "N"), _TEST_ON_SUBSPACE),
+    (("N", "N"), _DISABLED_RUNS),
+)
 RANKING = ("kendall_tau", "sparse_kendall_tau", "spearman", "sparse_spearman")
 COLUMNS = ("supernet_acc_mean", "sparse_kendall_tau", "p_beat_random", "final_performance")
 METRICS = tuple(dict.fromkeys((*COLUMNS, "supernet_acc_std", *RANKING)))  # each once
@@ -201,6 +224,8 @@ def level(record: dict[str, Any], factor: str) -> Any:
     value itself where it is no such level)."""
     config = record.get("config", {})
     value = select(config, factor)
+    if value is None:  # a record written before the key existed: the key's default
+        value = ADDED_KEYS.get(factor)
     how = RELATIVE.get(factor)
     base = select(config, f"fidelity.baseline.{factor.partition('.')[2]}")
     if how is None or not all(isinstance(v, int) and v > 0 for v in (value, base)):
@@ -303,18 +328,70 @@ def build_table(
         for r, label in zip(recs, setting_labels(recs, factors), strict=True):
             by_setting[label].append(r)
         for label in sorted(by_setting):  # the main setting ("") first
-            block = _block(experiment, title, factors, by_setting[label], bootstrap, rng)
+            shown = f"{title} [{label}]" if label else title
             if label:
-                block.title = f"{title} [{label}]"
                 notes.append(
-                    f"{block.title}: {len(by_setting[label])} run(s) whose settings differ from "
+                    f"{shown}: {len(by_setting[label])} run(s) whose settings differ from "
                     "the main sweep's beyond the factors and the seed, shown apart"
                 )
             left_out = [r for r in by_setting[label] if r.get("status") != "completed"]
             if left_out and done:  # none done: said above
-                notes.append(f"{block.title}: {_unfinished(left_out)} left out")
-            blocks.append(block)
+                notes.append(f"{shown}: {_unfinished(left_out)} left out")
+            for block in _blocks(table, experiment, factors, by_setting[label], bootstrap, rng):
+                block.title = ": ".join(t for t in (shown, block.title) if t)
+                blocks.append(block)
     return Table(table, blocks, spaces, notes, completed, unfinished, broken)
+
+
+def _runs_with(records: Sequence[dict[str, Any]], values: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in records if all(level(r, k) == v for k, v in values.items())]
+
+
+def _blocks(
+    table: str,
+    experiment: str,
+    factors: list[str],
+    recs: Sequence[dict[str, Any]],
+    bootstrap: int,
+    rng: np.random.Generator,
+) -> list[Block]:
+    """The blocks (titled within the experiment's title) of an experiment's runs in `table`:
+    one of all its runs, its sections (:data:`SECTIONS`), or Table 6's rows."""
+    if table == "6":
+        return [_table_6(experiment, factors, recs, bootstrap, rng)]
+    blocks = []
+    for title, values in SECTIONS.get((table, experiment), [("", {})]):
+        shown = [f for f in factors if f not in values or f == "supernet.dynamic_channels"]
+        runs = _runs_with(recs, values)
+        if runs or not title:
+            blocks.append(_block(experiment, title, shown, runs, bootstrap, rng))
+    return blocks
+
+
+def _table_6(
+    experiment: str,
+    factors: list[str],
+    recs: Sequence[dict[str, Any]],
+    bootstrap: int,
+    rng: np.random.Generator,
+) -> Block:
+    """Table 6: per (training, testing) with dynamic channels, the mean over the sub-spaces
+    (a row per strategy if the runs used several)."""
+    block = Block(experiment, "", ["train", "test"], [], {})
+    for (train, test), values in TABLE_6:
+        shown = [f for f in factors if f not in values or f == "supernet.dynamic_channels"]
+        part = _block(experiment, "", shown, _runs_with(recs, values), bootstrap, rng)
+        for row in part.rows:
+            if "mean" not in row:
+                continue
+            strategy = row[shown.index("supernet.dynamic_channels")]
+            name = (train, test, strategy)
+            block.rows.append(name)
+            block.labels[name] = f"train {train}, test {test} (dynamic_channels={strategy})"
+            for space in SPACES:
+                if (row, space) in part.cells:
+                    block.cells[(name, space)] = part.cells[(row, space)]
+    return block
 
 
 def _unfinished(records: Sequence[dict[str, Any]]) -> str:
@@ -347,53 +424,63 @@ def _block(
 
 
 def _add_subspace_mean(rows, cells, labels, factors, grouped) -> None:
-    """`disabled` dynamic channels: a row with the mean over the sub-spaces (Tables 5-7).
+    """Rows of sub-spaces (`supernet.subspace` set: `disabled` dynamic channels, or Table 7's
+    random subsets as large): after each group of them that agrees on the other factors, a
+    row with the mean over the sub-spaces (Tables 5-7).
 
     Per seed the mean over the sub-spaces (the seed's one number for the whole space), then
     mean ± std of those over the seeds that ran every sub-space, like any other row."""
     if "supernet.subspace" not in factors:
         return
     i = factors.index("supernet.subspace")
-    mean_row = tuple(
-        "disabled"
-        if f == "supernet.dynamic_channels"
-        else ("mean" if f == "supernet.subspace" else None)
-        for f in factors
-    )
-    for space in {k[1] for k in grouped}:
-        by_seed: dict[Any, dict[Any, dict[str, Any]]] = defaultdict(
-            dict
-        )  # seed -> sub-space -> run
-        subs = set()
-        for (row, sp), recs in grouped.items():
-            if sp != space or row[i] is None:
+    groups: dict[tuple[Any, ...], None] = {}  # the other factors' values, in row order
+    for row in rows:
+        if row[i] is not None:
+            groups[row[:i] + row[i + 1 :]] = None
+    for rest in groups:
+        mean_row = (*rest[:i], "mean", *rest[i:])
+        members = [r for r in rows if r[i] is not None and r[:i] + r[i + 1 :] == rest]
+        for space in {k[1] for k in grouped}:
+            cell = _subspace_mean({row: grouped.get((row, space), []) for row in members}, i)
+            if cell is None:
                 continue
-            subs.add(row[i])
-            for r in recs:
-                if r.get("status") == "completed":
-                    by_seed[r.get("seed")][row[i]] = r
-        complete = [runs for runs in by_seed.values() if set(runs) == subs]
-        if not complete:
-            continue
-        cell = Cell(
-            runs=len(complete),
-            untrained=sum(any(r.get("untrained") for r in runs.values()) for runs in complete),
-        )
-        for m in METRICS:
-            per_seed = []
-            for runs in complete:
-                values = [select(r, f"metrics.{m}") for r in runs.values()]
-                if all(v is not None for v in values):
-                    per_seed.append(float(np.mean(values)))
-            cell.counts[m] = len(per_seed)
-            cell.mean[m] = float(np.mean(per_seed)) if per_seed else None
-            cell.std[m] = _std(per_seed)
-        cell.ci = dict.fromkeys(RANKING)
-        cells[(mean_row, space)] = cell
-        if mean_row not in rows:  # right after the last sub-space row it averages
-            last = max(n for n, row in enumerate(rows) if row[i] is not None)
-            rows.insert(last + 1, mean_row)
-            labels[mean_row] = "dynamic_channels=disabled, subspace=mean"
+            cells[(mean_row, space)] = cell
+            if mean_row not in rows:  # right after the last sub-space row it averages
+                rows.insert(rows.index(members[-1]) + 1, mean_row)
+                labels[mean_row] = ", ".join(
+                    f"{f.rpartition('.')[2]}={_fmt_value(v)}"
+                    for f, v in zip(factors, mean_row, strict=True)
+                    if v is not None
+                )
+
+
+def _subspace_mean(by_row: dict[tuple[Any, ...], list[dict[str, Any]]], i: int) -> Cell | None:
+    """The mean cell of one group's sub-space rows (`i`: the sub-space's place in a row), or
+    None when no seed ran every sub-space."""
+    by_seed: dict[Any, dict[Any, dict[str, Any]]] = defaultdict(dict)  # seed -> sub-space -> run
+    subs = {row[i] for row, recs in by_row.items() if recs}
+    for row, recs in by_row.items():
+        for r in recs:
+            if r.get("status") == "completed":
+                by_seed[r.get("seed")][row[i]] = r
+    complete = [runs for runs in by_seed.values() if subs and set(runs) == subs]
+    if not complete:
+        return None
+    cell = Cell(
+        runs=len(complete),
+        untrained=sum(any(r.get("untrained") for r in runs.values()) for runs in complete),
+    )
+    for m in METRICS:
+        per_seed = []
+        for runs in complete:
+            values = [select(r, f"metrics.{m}") for r in runs.values()]
+            if all(v is not None for v in values):
+                per_seed.append(float(np.mean(values)))
+        cell.counts[m] = len(per_seed)
+        cell.mean[m] = float(np.mean(per_seed)) if per_seed else None
+        cell.std[m] = _std(per_seed)
+    cell.ci = dict.fromkeys(RANKING)
+    return cell
 
 
 def correlation_table(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | None]]:

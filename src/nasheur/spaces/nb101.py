@@ -324,6 +324,11 @@ def canonical(spec: NB101Spec) -> NB101Spec:
     """The encoding of the spec's architecture that the enumeration stores: the pruned spec
     relabelled (interior vertices permuted, the matrix kept upper triangular) to the smallest
     bitmask, then the smallest labelling in product order."""
+    return _spec_from(*canonical_code(spec))
+
+
+def canonical_code(spec: NB101Spec) -> tuple[int, int, int]:
+    """(vertex count, bitmask, op code) of :func:`canonical`: a catalogue entry's fields."""
     p = valid_pruned(spec)
     n = p.num_vertices
     edges = [(s, d) for s in range(n) for d in range(n) if p.matrix[s][d]]
@@ -341,7 +346,7 @@ def canonical(spec: NB101Spec) -> NB101Spec:
         if best is None or cand < best:
             best = cand
     assert best is not None  # the identity always qualifies
-    return _spec_from(n, *best)
+    return (n, *best)
 
 
 def _popcount(x: np.ndarray, nbits: int) -> np.ndarray:
@@ -775,6 +780,11 @@ def random_spec(rng: np.random.Generator) -> NB101Spec:
 Arch = NB101Spec | str | tuple[Any, Sequence[str]]
 
 
+def _value(choice: Any) -> Any:
+    """An enum config value's string (validated configs hold enums, tests plain strings)."""
+    return getattr(choice, "value", choice)
+
+
 class NB101Space:
     """The NB101 space: keys are the official hashes; 423,624 unique architectures.
 
@@ -889,25 +899,52 @@ class NB101Space:
 
     @staticmethod
     def validate_config(cfg: Any) -> None:
-        """NB101's own rules: ``supernet.subspace`` goes with ``dynamic_channels=disabled``
-        and names an existing sub-space; every vertex keeps at least one channel."""
+        """NB101's own rules: ``supernet.subspace`` names an existing sub-space and goes with
+        ``dynamic_channels=disabled`` (its own super-net) or with ``supernet.random_subspace``
+        (a random subset as large, Table 7's baseline); ``eval.pool_from=subspace`` needs a
+        sub-space; every vertex keeps at least one channel."""
         from nasheur.config import ConfigError
 
-        mode = getattr(cfg.supernet.dynamic_channels, "value", cfg.supernet.dynamic_channels)
+        mode = _value(cfg.supernet.dynamic_channels)
         sub = cfg.supernet.subspace
+        random_subset = cfg.supernet.random_subspace
         ids = ", ".join(map(str, SUBSPACES))
-        if mode == "disabled" and sub not in SUBSPACES:
+        if mode == "disabled" and random_subset:
+            raise ConfigError(
+                "supernet.random_subspace=true needs dynamic channels (a random subset mixes "
+                "every width), not supernet.dynamic_channels=disabled; use fixed, shuffle or "
+                "interpolate"
+            )
+        if (mode == "disabled" or random_subset) and sub not in SUBSPACES:
+            what = (
+                "each sub-space trains its own super-net"
+                if mode == "disabled"
+                else "the random subset is as large as sub-space k"
+            )
             raise ConfigError(
                 f"supernet.subspace={sub!r} is not an NB101 sub-space: with "
-                f"supernet.dynamic_channels=disabled each sub-space trains its own super-net; "
-                f"allowed values of supernet.subspace: {ids} (k, the number of interior "
-                "vertices wired to the output)"
+                f"{'supernet.dynamic_channels=disabled' if mode == 'disabled' else 'supernet.random_subspace=true'} "
+                f"{what}; allowed values of supernet.subspace: {ids} (k, the number of "
+                "interior vertices wired to the output)"
             )
-        if mode != "disabled" and sub is not None:
+        if mode != "disabled" and not random_subset and sub is not None:
             raise ConfigError(
                 f"supernet.subspace={sub!r} needs supernet.dynamic_channels=disabled (it is "
-                f"{mode}); use supernet.subspace=null, or dynamic_channels=disabled with "
-                f"supernet.subspace in {ids}"
+                f"{mode}) or supernet.random_subspace=true (a random subset as large, Table 7's "
+                f"baseline); use supernet.subspace=null, or one of those with supernet.subspace "
+                f"in {ids}"
+            )
+        if random_subset and _value(cfg.sampler.name) == "fairnas":
+            raise ConfigError(
+                "sampler=fairnas cannot stay inside a random subset (supernet.random_subspace="
+                "true): its paths give every vertex of one topology every op, and a random "
+                "subset holds few of them; use sampler=random_nas or random_a"
+            )
+        if _value(cfg.eval.pool_from) == "subspace" and sub is None:
+            raise ConfigError(
+                "eval.pool_from=subspace draws the pool from sub-space supernet.subspace, which "
+                f"is null; set supernet.subspace (one of {ids}) with supernet.random_subspace="
+                "true or dynamic_channels=disabled, or eval.pool_from=searched"
             )
         need = sub if mode == "disabled" else max(SUBSPACES)
         if cfg.fidelity.channels < need:
@@ -917,12 +954,27 @@ class NB101Space:
             )
 
     def for_config(self, cfg: Any) -> NB101Space:
-        """The space a job searches: a sub-space with ``dynamic_channels=disabled``."""
-        mode = getattr(cfg.supernet.dynamic_channels, "value", cfg.supernet.dynamic_channels)
-        if mode != "disabled":
-            return self
+        """The space a job trains on: the whole space, sub-space k with
+        ``dynamic_channels=disabled``, or with ``supernet.random_subspace`` a random subset
+        as large, drawn from the run's seed."""
         self.validate_config(cfg)
-        return NB101SubSpace(cfg.supernet.subspace, catalogue=self._catalogue)
+        if _value(cfg.supernet.dynamic_channels) == "disabled":
+            return NB101SubSpace(cfg.supernet.subspace, catalogue=self._catalogue)
+        if cfg.supernet.random_subspace:
+            from nasheur.seeding import numpy_rng
+
+            rng = numpy_rng(cfg.seed, "subset")
+            return NB101RandomSubset(cfg.supernet.subspace, rng, catalogue=self._catalogue)
+        return self
+
+    def for_pool(self, cfg: Any) -> NB101Space:
+        """The space the pool is drawn from, and among whose architectures P>R counts: the
+        training space (:meth:`for_config`), or with ``eval.pool_from=subspace`` sub-space
+        ``supernet.subspace`` (Table 6: trained with dynamic channels, tested without)."""
+        if _value(cfg.eval.pool_from) == "subspace":
+            self.validate_config(cfg)
+            return NB101SubSpace(cfg.supernet.subspace, catalogue=self._catalogue)
+        return self.for_config(cfg)
 
     # f_proxy --------------------------------------------------------------------------------
     def standalone(self, arch: Arch, **macro: Any):
@@ -980,3 +1032,61 @@ class NB101SubSpace(NB101Space):
             spec = random_spec(rng)
             if spec.output_inputs() == self.subspace:
                 return spec
+
+
+class NB101RandomSubset(NB101Space):
+    """Table 7's baseline for sub-space k: as many architectures as sub-space k holds, drawn
+    uniformly without replacement from the whole space (the others dropped), so that a
+    super-net with dynamic channels is compared with sub-space k's at the same size. Its
+    architectures have every width. `rng` draws the subset; a job passes one seeded by its
+    seed, so each seed draws its own subset (the paper repeats the draw with 3 seeds).
+
+    Random-NAS stays inside by rejection (the full space's distribution restricted to the
+    subset), Random-A draws the members uniformly; FairNAS has no such restriction (the config
+    refuses it). ``in_space(key)`` says whether a GT key belongs here (the pool and P>R's N).
+    """
+
+    def __init__(
+        self, size_of: int, rng: np.random.Generator, catalogue: Catalogue | None = None
+    ) -> None:
+        if size_of not in SUBSPACES:
+            raise ValueError(
+                f"no NB101 sub-space {size_of!r}; sub-spaces: {', '.join(map(str, SUBSPACES))}"
+            )
+        super().__init__(catalogue)
+        self.size_of = size_of
+        cat = self._archs()
+        size = int(np.count_nonzero(cat.output_inputs == size_of))
+        self.indices = np.sort(rng.choice(len(cat), size=size, replace=False))
+        entries = (cat.vertices[self.indices], cat.matrices[self.indices], cat.ops[self.indices])
+        self._codes = frozenset(zip(*(a.tolist() for a in entries), strict=True))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size_of={self.size_of}, size={len(self.indices)})"
+
+    def contains(self, spec: NB101Spec) -> bool:
+        return canonical_code(spec) in self._codes
+
+    def in_space(self, key: str) -> bool:
+        spec = _KEYED.get(key)
+        if spec is not None:
+            return self.contains(spec)
+        return key.encode() in self._members
+
+    @cached_property
+    def _members(self) -> frozenset[bytes]:
+        return frozenset(self._hashed().hashes[self.indices].tolist())
+
+    def enumerate(self) -> Sequence[NB101Spec]:
+        return CatalogueView(self._archs(), self.indices)
+
+    def sample(self, rng: np.random.Generator) -> NB101Spec:
+        """Random-NAS inside the subset: drawn as in the full space, rejected until a member
+        (about 40 draws for the size of sub-space 4, 2.5% of the space)."""
+        while True:
+            spec = random_spec(rng)
+            if self.contains(spec):
+                return spec
+
+    def fair_paths(self, rng: np.random.Generator) -> list[NB101Spec]:
+        raise ValueError("FairNAS cannot stay inside a random subset of NB101 (sampler=fairnas)")

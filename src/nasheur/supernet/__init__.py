@@ -48,7 +48,8 @@ def spec_from_config(cfg: Any, num_classes: int) -> SupernetSpec:
         num_classes=num_classes,
         ops_on=s.ops_on.value,
         dynamic_channels=s.dynamic_channels.value,
-        subspace=s.subspace,
+        # the super-net of a sub-space; a random subset as large (random_subspace) has them all
+        subspace=None if s.random_subspace else s.subspace,
         ofa_kernel=s.ofa_kernel,
         wsbn=s.wsbn,
         path_dropout=s.path_dropout,
