@@ -97,6 +97,19 @@ def test_unit_from_argument_and_conflicts(tmp_path):
         read_table(q, unit="permille")
 
 
+def test_a_percent_table_of_fractions_is_refused(tmp_path):
+    # fractions read as percent would put every architecture in one 0.1% bin
+    p = _write(tmp_path, "# unit: percent\nkey,accuracy\na,0.935\nb,0.91\n")
+    with pytest.raises(GroundTruthError, match=r"gt\.csv:1: .*look like fractions.*fraction"):
+        read_table(p)
+    q = _write(tmp_path, "key,accuracy\na,0.935\nb,1\n", "q.csv")
+    with pytest.raises(GroundTruthError, match=r"q\.csv:1: .*no accuracy exceeds 1"):
+        read_table(q, unit="percent")
+    assert read_table(q, unit="fraction")["b"] == 1.0
+    r = _write(tmp_path, "# unit: percent\nkey,accuracy\na,0.5\nb,1.5\n", "r.csv")
+    assert read_table(r)["b"] == pytest.approx(0.015)  # one value above 1: percent it is
+
+
 def test_other_column(tmp_path):
     p = _write(tmp_path, "# unit: percent\nkey,accuracy,test\na,50,60\n")
     assert read_table(p, column="test")["a"] == 0.6

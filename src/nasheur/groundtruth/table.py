@@ -321,6 +321,15 @@ def read_table(
     if not keys:
         raise _err(source, None, "the table has no rows")
     acc = np.asarray(values, dtype=np.float64)
+    if the_unit == "percent" and acc.max() <= 1.0:
+        # no classifier of a benchmark scores at most 1%: these are fractions, and read as
+        # percent every architecture would sit in one sparse-Kendall bin
+        raise _err(
+            source,
+            meta_line.get("unit") or header_lineno,
+            f"the table is read in percent, but no {value_col} exceeds 1: they look like "
+            "fractions; declare '# unit: fraction' (or ground_truth.unit=fraction)",
+        )
     if scale != 1.0:
         acc = acc / scale
     if layout == "nb201":  # provenance: which of the file's accuracies this is
