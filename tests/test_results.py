@@ -717,3 +717,17 @@ def test_tables_5_6_and_7_split_the_dynamic_channels_sweep(tmp_path):
     assert yn.std["sparse_kendall_tau"] == pytest.approx(np.std([0.33, 0.32, 0.31]))
     for t in (t5, t6, t7):
         assert "train Y, test N" in to_markdown(t6) and to_csv(t) and to_latex(t)
+
+    # a section in which no seed ran every sub-space: its row is there, empty
+    def missing(r):
+        c = r["config"]
+        return c["eval"]["pool_from"] == "subspace" and (c["supernet"]["subspace"], r["seed"]) in {
+            (1, 0),
+            (1, 1),
+            (2, 2),
+        }
+
+    part = [r for r in records if not missing(r)]
+    (b6,) = build_table(part, "6", bootstrap=0).blocks
+    assert b6.rows[1] == ("Y", "N", None) and (b6.rows[1], "nb101") not in b6.cells
+    assert "| train Y, test N | — |" in to_markdown(build_table(part, "6", bootstrap=0))

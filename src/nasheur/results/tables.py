@@ -376,14 +376,16 @@ def _table_6(
     rng: np.random.Generator,
 ) -> Block:
     """Table 6: per (training, testing) with dynamic channels, the mean over the sub-spaces
-    (a row per strategy if the runs used several)."""
+    (a row per strategy if the runs used several; an empty row where no seed ran them all)."""
     block = Block(experiment, "", ["train", "test"], [], {})
     for (train, test), values in TABLE_6:
         shown = [f for f in factors if f not in values or f == "supernet.dynamic_channels"]
         part = _block(experiment, "", shown, _runs_with(recs, values), bootstrap, rng)
-        for row in part.rows:
-            if "mean" not in row:
-                continue
+        means = [row for row in part.rows if "mean" in row]
+        if not means:
+            block.rows.append((train, test, None))
+            block.labels[(train, test, None)] = f"train {train}, test {test}"
+        for row in means:
             strategy = row[shown.index("supernet.dynamic_channels")]
             name = (train, test, strategy)
             block.rows.append(name)
