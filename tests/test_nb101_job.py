@@ -70,6 +70,8 @@ def test_an_nb101_job_completes(channels, tmp_path):
     assert rec["config"]["supernet"]["dynamic_channels"] == channels[0].split("=")[1]
     assert len(rec["archs"]) == 12
     sub = rec["config"]["supernet"]["subspace"]
+    searched = "nb101" if sub is None else f"NB101SubSpace(subspace={sub})"
+    assert rec["eval"]["trained_on"] == rec["eval"]["searched"]["space"] == searched
     if sub is not None:
         from nasheur.spaces import get_space
 
@@ -173,6 +175,11 @@ def test_table_7_and_table_6_jobs_search_a_random_subset_or_a_subspace(tmp_path)
         "space": "NB101SubSpace(subspace=4)",
         "architectures": len(sub4_keys),
     }
+    from nasheur.results.summary import summary_table
+
+    assert f"(among the {len(sub4_keys)} of NB101SubSpace(subspace=4))" in summary_table(
+        rec, tmp_path
+    )
     # the same super-net (the same seed and training keys), another pool
     losses = [[h["train_loss"] for h in r["history"]] for r in records.values()]
     assert losses[0] == losses[1]

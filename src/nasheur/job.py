@@ -139,9 +139,11 @@ def _run_held(
 
 
 def describe_space(space: Any) -> str:
-    """A space as metrics.json names it: its repr where it has one (an NB101 sub-space or
-    random subset says which), else its name."""
-    return repr(space) if type(space).__repr__ is not object.__repr__ else space.name
+    """A space as metrics.json names it: its name, or for a part of it (an NB101 sub-space or
+    random subset) its repr, which says which."""
+    from nasheur.spaces import get_space
+
+    return space.name if type(space) is type(get_space(space.name)) else repr(space)
 
 
 def _run(
