@@ -94,6 +94,13 @@ def test_sweep_size_and_overrides(name):
     assert cfg.experiment.name == name and cfg.experiment.table
 
 
+def test_the_final_search_keeps_100_architectures_on_nb201_only():
+    # Table 10's note: on NAS-Bench-201 the search samples 100 final architectures
+    for job in plan("final_search"):
+        pool = [i for i in job if i.startswith("eval.pool_size=")]
+        assert pool == (["eval.pool_size=100"] if job[0] == "search_space=nb201" else [])
+
+
 def test_relative_fidelity_values_follow_each_space():
     jobs = plan("layers_ablation")
     layers = {(j[0], j[1]) for j in jobs}
