@@ -93,7 +93,6 @@ def test_every_offered_option_validates(overrides, gt_file):
         (["supernet.dynamic_channels=shuffle"], "supernet.dynamic_channels"),
         (["supernet.subspace=2"], "supernet.subspace"),
         (["supernet.random_subspace=true"], "supernet.random_subspace=true needs sub-spaces"),
-        (["eval.pool_from=subspace"], "eval.pool_from=subspace needs sub-spaces"),
         (["supernet.path_dropout=1.0"], "supernet.path_dropout"),
         (["supernet.global_dropout=-0.1"], "supernet.global_dropout"),
         (["run.eval_streams=0"], "run.eval_streams"),
@@ -205,11 +204,8 @@ def test_config_hash_ignores_device_but_not_results(gt_file):
 def test_keys_added_later_keep_the_identity_of_jobs_run_before_them(gt_file):
     base = plain(compose_config([], gt_file))
     older = json.loads(json.dumps(base))  # a config written before the keys existed
-    del older["supernet"]["random_subspace"], older["eval"]["pool_from"]
+    del older["supernet"]["random_subspace"]
     assert config_hash(older) == config_hash(base)
-    assert config_hash(base) != config_hash(
-        {**base, "eval": {**base["eval"], "pool_from": "subspace"}}
-    )
     changed = {**base, "supernet": {**base["supernet"], "random_subspace": True}}
     assert config_hash(base) != config_hash(changed)
 

@@ -142,6 +142,32 @@ def test_factor_influence_baseline_rule():
     assert learnt[("nb201", "protocol.lr")] == "0.025"
 
 
+def test_factor_influence_of_a_sweep_whose_factors_grew():
+    # Table 5 runs written before supernet.random_subspace existed (two factors, no key),
+    # beside Table 7 runs of the same experiment written after (three factors): one set of
+    # rows, the old runs at the key's default, NB101's default (interpolate) the baseline
+    old = ["supernet.dynamic_channels", "supernet.subspace"]
+    new = [*old, "supernet.random_subspace"]
+    records = []
+    for seed in range(2):
+        for dyn in ("fixed", "interpolate"):
+            cfg = {"supernet": {"dynamic_channels": dyn, "subspace": None}}
+            records.append(_record("nb101", seed, "dynamic_channels_ablation", old))
+            records[-1]["config"].update(cfg)
+        r = _record("nb101", seed, "dynamic_channels_ablation", new)
+        r["config"]["supernet"] = {
+            "dynamic_channels": "interpolate",
+            "subspace": 2,
+            "random_subspace": True,
+        }
+        records.append(r)
+    bars = figures.influence_bars(records)["nb101"]
+    assert sorted(label for _, label, _, _ in bars) == [
+        "dynamic_channels=fixed",
+        "subspace=2, random_subspace=true",
+    ]
+
+
 def test_factor_influence_given_baselines(tmp_path):
     records = [
         _record("nb201", s, "lr_ablation", ["protocol.lr"], {"protocol.lr": lr})

@@ -484,25 +484,33 @@ def test_random_subset_membership_by_hash_and_by_spec_agree(small_catalogue):
             assert (small_catalogue.key(i).encode() in subset._members) == (i in chosen)
 
 
-def test_pool_from_subspace_draws_the_pool_from_the_subspace():
-    cfg = subset_cfg(2, "eval.pool_from=subspace")
-    pool = SPACE.for_pool(cfg)
-    assert isinstance(SPACE.for_config(cfg), NB101RandomSubset)
-    assert isinstance(pool, NB101SubSpace) and pool.subspace == 2
-    assert isinstance(SPACE.for_pool(subset_cfg(2)), NB101RandomSubset)
-    assert SPACE.for_pool(sub_cfg()) is SPACE
-    cfg = sub_cfg("supernet.dynamic_channels=disabled", "supernet.subspace=3")
-    assert SPACE.for_pool(cfg).subspace == 3
+def test_a_random_subset_job_also_evaluates_its_subspace():
+    subset = SPACE.for_config(subset_cfg(2))
+    (extra,) = SPACE.extra_pools(subset).values()
+    assert isinstance(extra, NB101SubSpace) and extra.subspace == 2
+    assert SPACE.extra_pools(SPACE) == {}
+    disabled = SPACE.for_config(
+        sub_cfg("supernet.dynamic_channels=disabled", "supernet.subspace=3")
+    )
+    assert SPACE.extra_pools(disabled) == {}
+
+
+def test_each_sub_space_size_draws_its_own_subset():
+    # one seed, two sizes: independent draws, not one nested in the other
+    small, large = (SPACE.for_config(subset_cfg(k)) for k in (4, 3))
+    inside = np.isin(small.indices, large.indices).mean()
+    expected = len(large.indices) / NUM_UNIQUE  # about 21% for independent draws
+    assert abs(inside - expected) < 0.05
 
 
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        (["supernet.dynamic_channels=disabled"], r"supernet.subspace=None .* 1, 2, 3, 4"),
+        (["supernet.dynamic_channels=disabled"], r"supernet.subspace=null .* 1, 2, 3, 4"),
         (["supernet.dynamic_channels=disabled", "supernet.subspace=5"], r"subspace=5.*1, 2, 3, 4"),
         (["supernet.dynamic_channels=disabled", "supernet.subspace=0"], "supernet.subspace=0"),
         (["supernet.dynamic_channels=fixed", "supernet.subspace=2"], "supernet.subspace=2 needs"),
-        (["supernet.random_subspace=true"], r"subspace=None .*random_subspace=true.* 1, 2, 3, 4"),
+        (["supernet.random_subspace=true"], r"subspace=null .*random_subspace=true.* 1, 2, 3, 4"),
         (
             ["supernet.random_subspace=true", "supernet.subspace=5"],
             r"subspace=5 .*random_subspace=true",
@@ -519,7 +527,6 @@ def test_pool_from_subspace_draws_the_pool_from_the_subspace():
             ["supernet.random_subspace=true", "supernet.subspace=2", "sampler=fairnas"],
             "sampler=fairnas cannot stay inside a random subset",
         ),
-        (["eval.pool_from=subspace"], "eval.pool_from=subspace .* supernet.subspace"),
         (["fidelity.channels=3"], "fidelity.channels=3"),
         (["supernet.ops_on=edge"], "supernet.ops_on"),
     ],

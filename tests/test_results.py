@@ -262,11 +262,12 @@ def test_super_net_accuracy_is_shown_with_the_pools_std(sweep):
 
 
 def test_the_sub_space_mean_is_per_seed_then_over_seeds(tmp_path):
-    # two sub-spaces, two seeds: seed 0 gives (0.90, 0.96), seed 1 gives (0.92, 0.94); the
-    # per-seed means are 0.93 and 0.93, so the std over seeds is 0 (over sub-spaces it is not)
+    # four sub-spaces, two seeds: seed 0 gives (0.90, 0.96, 0.90, 0.96), seed 1 gives (0.92,
+    # 0.94, 0.92, 0.94); the per-seed means are 0.93 and 0.93, so the std over seeds is 0
+    # (over sub-spaces it is not)
     recs = []
-    for seed, finals in ((0, (0.90, 0.96)), (1, (0.92, 0.94))):
-        for sub, final in zip((1, 2), finals, strict=True):
+    for seed, finals in ((0, (0.90, 0.96) * 2), (1, (0.92, 0.94) * 2)):
+        for sub, final in zip((1, 2, 3, 4), finals, strict=True):
             rec = _with(
                 record("nb101", seed, 0.025),
                 supernet__dynamic_channels="disabled",
@@ -434,7 +435,7 @@ def test_a_sub_space_mean_of_one_seed_has_no_std(tmp_path):
             experiment__name="dynamic_channels_ablation",
             experiment__factors=["supernet.dynamic_channels", "supernet.subspace"],
         )
-        for sub in (1, 2)
+        for sub in (1, 2, 3, 4)
     ]
     table = build_table(load_records([write(tmp_path / "s", recs)]), "5", bootstrap=0)
     mean = table.blocks[0].cells[(("disabled", "mean"), "nb101")]
@@ -607,25 +608,34 @@ def test_a_record_without_a_ground_truth_value_does_not_stop_the_table(tmp_path)
 
 
 def test_the_sub_space_mean_row_follows_its_sub_spaces(tmp_path):
-    recs = [
-        _with(
-            record("nb101", seed, 0.025),
-            supernet__dynamic_channels=dyn,
-            supernet__subspace=sub,
-            experiment__name="dynamic_channels_ablation",
-            experiment__factors=["supernet.dynamic_channels", "supernet.subspace"],
-        )
-        for seed in (0, 1)
-        for dyn, sub in (("disabled", 1), ("disabled", 2), ("fixed", None), ("shuffle", None))
-    ]
-    table = build_table(load_records([write(tmp_path / "s", recs)]), "5", bootstrap=0)
+    def runs(subspaces):
+        return [
+            _with(
+                record("nb101", seed, 0.025),
+                supernet__dynamic_channels=dyn,
+                supernet__subspace=sub,
+                experiment__name="dynamic_channels_ablation",
+                experiment__factors=["supernet.dynamic_channels", "supernet.subspace"],
+            )
+            for seed in (0, 1)
+            for dyn, sub in [
+                *(("disabled", k) for k in subspaces),
+                ("fixed", None),
+                ("shuffle", None),
+            ]
+        ]
+
+    table = build_table(load_records([write(tmp_path / "s", runs((1, 2, 3, 4)))]), "5", bootstrap=0)
     assert table.blocks[0].rows == [
-        ("disabled", 1),
-        ("disabled", 2),
+        *(("disabled", k) for k in (1, 2, 3, 4)),
         ("disabled", "mean"),
         ("fixed", None),
         ("shuffle", None),
     ]
+    # sub-space 4 not run yet: a mean of 1-3 would look like the whole space's; none is given
+    table = build_table(load_records([write(tmp_path / "t", runs((1, 2, 3)))]), "5", bootstrap=0)
+    assert ("disabled", "mean") not in table.blocks[0].rows
+    assert any("no mean, no seed completed every sub-space (1, 2, 3, 4)" in n for n in table.notes)
 
 
 def test_a_cell_validated_on_training_images_is_marked(tmp_path):
@@ -654,80 +664,96 @@ def test_table_3_leaves_out_a_debug_try_beside_a_sweep(tmp_path):
 
 
 def test_tables_5_6_and_7_split_the_dynamic_channels_sweep(tmp_path):
-    # the sweep's four blocks: strategies, disabled sub-spaces, Table 7's random subsets as
-    # large, and those tested on the sub-space (Table 6); each block's sparse Kendall tau is
-    # set so that every mean can be worked out by hand
-    factors = [
-        "supernet.dynamic_channels",
-        "supernet.subspace",
-        "supernet.random_subspace",
-        "eval.pool_from",
-    ]
-    blocks = {  # (dynamic channels, random subset, pool from) -> tau of sub-space k, seed s
-        ("fixed", False, "searched", None): lambda k, s: 0.1,
-        ("disabled", False, "searched", 1): lambda k, s: 0.40 + 0.01 * s,
-        ("disabled", False, "searched", 2): lambda k, s: 0.50 + 0.01 * s,
-        ("interpolate", True, "searched", 1): lambda k, s: 0.20,
-        ("interpolate", True, "searched", 2): lambda k, s: 0.24,
-        ("interpolate", True, "subspace", 1): lambda k, s: 0.30 - 0.02 * s,
-        ("interpolate", True, "subspace", 2): lambda k, s: 0.36,
+    # the sweep's three blocks: strategies, disabled sub-spaces, and Table 7's random subsets
+    # as large, each of which also evaluated a pool of its sub-space (Table 6's test N); the
+    # sparse Kendall taus are set so that every mean can be worked out by hand. The Table 5
+    # runs were written before the random subsets existed (two factors, no such key), and
+    # their folders sort first.
+    old_factors = ["supernet.dynamic_channels", "supernet.subspace"]
+    factors = [*old_factors, "supernet.random_subspace"]
+    taus = {  # (dynamic channels, random subset, sub-space) -> tau for seed s (and 2nd pool)
+        ("fixed", False, None): lambda s: 0.1,
+        **{("disabled", False, k): lambda s, k=k: 0.40 + 0.02 * k + 0.01 * s for k in (1, 2, 3, 4)},
+        **{("interpolate", True, k): lambda s, k=k: 0.20 + 0.01 * k for k in (1, 2, 3, 4)},
     }
     recs = []
-    for (dyn, random_subset, pool_from, sub), tau in blocks.items():
+    for (dyn, random_subset, sub), tau in taus.items():
         for seed in (0, 1, 2):
-            r = _with(
-                record("nb101", seed, 0.025),
-                supernet__dynamic_channels=dyn,
-                supernet__subspace=sub,
-                supernet__random_subspace=random_subset,
-                eval__pool_from=pool_from,
-                experiment__name="dynamic_channels_ablation",
-                experiment__factors=factors,
-            )
-            r["metrics"]["sparse_kendall_tau"] = tau(sub, seed)
+            config = {
+                "supernet__dynamic_channels": dyn,
+                "supernet__subspace": sub,
+                "experiment__name": "dynamic_channels_ablation",
+                "experiment__factors": factors if random_subset else old_factors,
+            }
+            if random_subset:
+                config["supernet__random_subspace"] = True
+            r = _with(record("nb101", seed, 0.025), **config)
+            r["metrics"]["sparse_kendall_tau"] = tau(seed)
+            if random_subset:
+                second = json.loads(json.dumps(r["metrics"]))
+                second["sparse_kendall_tau"] = 0.30 + 0.01 * sub - 0.02 * seed
+                r["extra_pools"] = {"subspace": {"metrics": second, "untrained": False}}
             recs.append(r)
-    records = load_records([write(tmp_path / "s", recs)])
+    folder = tmp_path / "s"
+    for i, r in enumerate(recs):  # the old runs first, as their folder names sort
+        job = folder / f"{0 if r['config']['experiment']['factors'] == old_factors else 1}-{i:03d}"
+        job.mkdir(parents=True)
+        (job / "metrics.json").write_text(json.dumps(r))
+    records = load_records([folder])
 
     t5 = build_table(records, "5", bootstrap=0)
     (b5,) = t5.blocks
-    assert b5.rows == [("disabled", 1), ("disabled", 2), ("disabled", "mean"), ("fixed", None)]
+    assert b5.rows == [
+        *(("disabled", k) for k in (1, 2, 3, 4)),
+        ("disabled", "mean"),
+        ("fixed", None),
+    ]
     mean = b5.cells[(("disabled", "mean"), "nb101")]
+    # per seed s: 0.40 + 0.02 * 2.5 + 0.01 s; over s = 0, 1, 2: 0.46
     assert mean.runs == 3 and mean.mean["sparse_kendall_tau"] == pytest.approx(0.46)
+    assert not t5.notes
 
     t7 = build_table(records, "7", bootstrap=0)
     baseline, disabled = t7.blocks
     assert "random subset" in baseline.title and "disabled" in disabled.title
-    assert baseline.rows == [("interpolate", 1), ("interpolate", 2), ("interpolate", "mean")]
-    assert disabled.rows == [("disabled", 1), ("disabled", 2), ("disabled", "mean")]
+    assert baseline.rows == [*(("interpolate", k) for k in (1, 2, 3, 4)), ("interpolate", "mean")]
+    assert disabled.rows == [*(("disabled", k) for k in (1, 2, 3, 4)), ("disabled", "mean")]
     cell = baseline.cells[(("interpolate", "mean"), "nb101")]
-    assert cell.mean["sparse_kendall_tau"] == pytest.approx(0.22)
+    assert cell.mean["sparse_kendall_tau"] == pytest.approx(0.225)
     assert cell.std["sparse_kendall_tau"] == pytest.approx(0.0, abs=1e-12)
+    assert not t7.notes
 
     t6 = build_table(records, "6", bootstrap=0)
     (b6,) = t6.blocks
-    taus = [b6.cells[(row, "nb101")].mean["sparse_kendall_tau"] for row in b6.rows]
-    assert [b6.labels[row][:16] for row in b6.rows] == [
-        "train Y, test Y ",
-        "train Y, test N ",
-        "train N, test N ",
+    assert [b6.labels[row] for row in b6.rows] == [
+        "train Y, test Y (dynamic_channels=interpolate)",
+        "train Y, test N (dynamic_channels=interpolate)",
+        "train N, test N (dynamic_channels=disabled)",
     ]
-    # Y/N: per seed (0.30 - 0.02 s + 0.36) / 2, then the mean over seeds 0, 1, 2
-    assert taus == pytest.approx([0.22, 0.32, 0.46])
+    taus_6 = [b6.cells[(row, "nb101")].mean["sparse_kendall_tau"] for row in b6.rows]
+    # Y/N, the second pools: per seed 0.325 - 0.02 s, then the mean over seeds 0, 1, 2
+    assert taus_6 == pytest.approx([0.225, 0.305, 0.46])
     yn = b6.cells[(b6.rows[1], "nb101")]
-    assert yn.std["sparse_kendall_tau"] == pytest.approx(np.std([0.33, 0.32, 0.31]))
+    assert yn.std["sparse_kendall_tau"] == pytest.approx(np.std([0.325, 0.305, 0.285]))
+    assert "| train Y, test N (dynamic_channels=interpolate) | 0.700±0.10 | 0.305±0.02 |" in (
+        to_markdown(t6)
+    )
     for t in (t5, t6, t7):
-        assert "train Y, test N" in to_markdown(t6) and to_csv(t) and to_latex(t)
+        assert to_csv(t) and to_latex(t)
 
-    # a section in which no seed ran every sub-space: its row is there, empty
-    def missing(r):
-        c = r["config"]
-        return c["eval"]["pool_from"] == "subspace" and (c["supernet"]["subspace"], r["seed"]) in {
-            (1, 0),
-            (1, 1),
-            (2, 2),
-        }
+    # a row in which no seed completed every sub-space: there, empty, and said why
+    def drop(r):
+        return r["config"]["supernet"].get("random_subspace") and (
+            r["config"]["supernet"]["subspace"],
+            r["seed"],
+        ) in {(1, 0), (1, 1), (2, 2)}
 
-    part = [r for r in records if not missing(r)]
-    (b6,) = build_table(part, "6", bootstrap=0).blocks
-    assert b6.rows[1] == ("Y", "N", None) and (b6.rows[1], "nb101") not in b6.cells
-    assert "| train Y, test N | — |" in to_markdown(build_table(part, "6", bootstrap=0))
+    t6 = build_table([r for r in records if not drop(r)], "6", bootstrap=0)
+    (b6,) = t6.blocks
+    assert b6.rows[:2] == [("Y", "Y", None), ("Y", "N", None)]
+    assert (b6.rows[1], "nb101") not in b6.cells
+    assert "| train Y, test N | — |" in to_markdown(t6)
+    assert any(
+        n.startswith("Dynamic channels in training and in testing (NB101): train Y, test N:")
+        for n in t6.notes
+    )

@@ -71,11 +71,6 @@ class EvalBN(str, Enum):
     recalibrate = "recalibrate"
 
 
-class PoolFrom(str, Enum):
-    searched = "searched"  # the architectures the super-net trains on
-    subspace = "subspace"  # NB101 sub-space supernet.subspace (Table 6: test N)
-
-
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -191,7 +186,6 @@ class EvalConfig:
     bn: EvalBN = EvalBN.auto
     pool_size: int = 200
     recalibrate_batches: int = 10  # training batches per architecture for eval.bn=recalibrate
-    pool_from: PoolFrom = PoolFrom.searched  # where the pool is drawn and P>R counts
 
 
 @dataclass
@@ -279,7 +273,7 @@ def plain(cfg: Config | DictConfig) -> dict[str, Any]:
 
 # keys added to the config after jobs had run, with their defaults: at the default they are
 # left out of a job's identity (inactive_keys), so that those jobs keep their folders
-ADDED_KEYS: dict[str, Any] = {"supernet.random_subspace": False, "eval.pool_from": "searched"}
+ADDED_KEYS: dict[str, Any] = {"supernet.random_subspace": False}
 
 
 def inactive_keys(data: dict[str, Any]) -> tuple[str, ...]:
@@ -561,7 +555,6 @@ def validate(cfg: Config) -> None:
         for key, value, default in (
             ("supernet.subspace", cfg.supernet.subspace, None),
             ("supernet.random_subspace", cfg.supernet.random_subspace, False),
-            ("eval.pool_from", e.pool_from.value, "searched"),
         ):
             if value != default:
                 raise ConfigError(

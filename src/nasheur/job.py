@@ -172,11 +172,12 @@ def _run(
     wall_start = time.perf_counter()
     device = pick_device(cfg.device.value)
     allow_tf32(device)
-    # the space trained on, and the one the pool comes from: the same unless eval.pool_from
-    # says otherwise (NB101: a sub-space or a random subset chosen by the config)
-    space = pool_space = get_space(cfg.search_space.name.value)
-    if hasattr(space, "for_config"):
-        space, pool_space = space.for_config(cfg), space.for_pool(cfg)
+    # the space trained on and searched (NB101: a sub-space or a random subset chosen by the
+    # config), and where a second pool is evaluated (a random subset's sub-space, Table 6)
+    whole = space = get_space(cfg.search_space.name.value)
+    if hasattr(whole, "for_config"):
+        space = whole.for_config(cfg)
+    pool_spaces = {"": space, **(whole.extra_pools(space) if hasattr(whole, "extra_pools") else {})}
 
     # a checkpoint of another config in this folder: refused before anything is written here
     ckpt = out / CHECKPOINT
@@ -218,20 +219,27 @@ def _run(
         validate_key=space.validate_key,
         cache_dir=g.cache_dir,
     )
-    # the architectures searched: those of the (sub-)space that have GT; P>R counts among them
-    searched = (
-        [k for k in gt.keys if pool_space.in_space(k)]
-        if hasattr(pool_space, "in_space")
-        else list(gt.keys)
-    )
-    if not searched:
-        raise ConfigError(
-            f"ground_truth.path={gt_path}: none of its {len(gt)} architectures is in the "
-            f"space searched ({describe_space(pool_space)})"
+    # per pool: the architectures searched, those of the (sub-)space that have GT (P>R counts
+    # among them), and the pool drawn from them; the main pool's stream as it always was
+    searched: dict[str, list[str]] = {}
+    pools: dict[str, list[str]] = {}
+    for i, (name, sp) in enumerate(pool_spaces.items()):
+        searched[name] = (
+            [k for k in gt.keys if sp.in_space(k)] if hasattr(sp, "in_space") else list(gt.keys)
         )
-    space_gt = gt.lookup(searched)
-    pool = draw_pool(searched, cfg.eval.pool_size, numpy_rng(cfg.seed, "pool"))
-    atomic_write_json(out / POOL, {"ground_truth": str(gt_path), "keys": pool})
+        if not searched[name]:
+            raise ConfigError(
+                f"ground_truth.path={gt_path}: none of its {len(gt)} architectures is in the "
+                f"space searched ({describe_space(sp)})"
+            )
+        rng = numpy_rng(cfg.seed, "pool", *([i] if i else []))
+        pools[name] = draw_pool(searched[name], cfg.eval.pool_size, rng)
+    pool = pools[""]
+    atomic_write_json(
+        out / POOL,
+        {"ground_truth": str(gt_path), "keys": pool}
+        | ({"extra": {k: v for k, v in pools.items() if k}} if len(pools) > 1 else {}),
+    )
 
     if data.val_overlaps_train:
         log.warning(
@@ -352,58 +360,75 @@ def _run(
                 batch,
                 calib_loader.steps_per_epoch,
             )
-    log.info("evaluating %d architectures (BN: %s)", len(pool), bn_mode)
-    # evaluation's own random stream (`shuffle` draws its channel subsets from torch's): a
-    # job resumed after its last epoch evaluates as the uninterrupted one does
-    torch.manual_seed(derive_seed(cfg.seed, "evaluate"))
     # `shuffle` draws a subset per forward: one batch per forward and no captured graph (no
     # draw frozen in or replayed from one), so that the eval_speed keys, which are not part
     # of a job's identity, cannot change what it measures
     random_forward = cfg.supernet.dynamic_channels.value == "shuffle"  # NB101 only (validate)
     if random_forward and (cfg.run.eval_graphs or cfg.run.eval_pack > 1):
         log.info("dynamic_channels=shuffle: evaluating one batch per forward, without CUDA graphs")
+    results: dict[str, dict[str, Any]] = {}
     eval_start = time.perf_counter()
-    supernet_acc = evaluate_archs(
-        model,
-        [pool_space.parse(k) for k in pool],
-        val_loader,
-        bn_mode=bn_mode,
-        calib_loader=calib_loader,
-        calib_batches=cfg.eval.recalibrate_batches,
-        calib_seed=derive_seed(cfg.seed, "calibrate"),
-        progress=progress.evaluation(len(pool)),
-        bf16=cfg.run.bf16,
-        cuda_graphs=cfg.run.eval_graphs and device.type == "cuda" and not random_forward,
-        streams=cfg.run.eval_streams,
-        pack=1 if random_forward else cfg.run.eval_pack,
-    )
+    for i, (name, keys) in enumerate(pools.items()):
+        extra = [i] if i else []  # the main pool's streams as they always were
+        log.info(
+            "evaluating %d architectures%s (BN: %s)",
+            len(keys),
+            f" of {describe_space(pool_spaces[name])}" if name else "",
+            bn_mode,
+        )
+        # evaluation's own random stream (`shuffle` draws its channel subsets from torch's):
+        # a job resumed after its last epoch evaluates as the uninterrupted one does
+        torch.manual_seed(derive_seed(cfg.seed, "evaluate", *extra))
+        supernet_acc = evaluate_archs(
+            model,
+            [pool_spaces[name].parse(k) for k in keys],
+            val_loader,
+            bn_mode=bn_mode,
+            calib_loader=calib_loader,
+            calib_batches=cfg.eval.recalibrate_batches,
+            calib_seed=derive_seed(cfg.seed, "calibrate", *extra),
+            progress=progress.evaluation(len(keys)),
+            bf16=cfg.run.bf16,
+            cuda_graphs=cfg.run.eval_graphs and device.type == "cuda" and not random_forward,
+            streams=cfg.run.eval_streams,
+            pack=1 if random_forward else cfg.run.eval_pack,
+        )
+        gt_acc = gt.lookup(keys)
+        summary = metrics.summarize(
+            supernet_acc,
+            gt_acc,
+            gt.lookup(searched[name]),
+            threshold=cfg.metrics.skdt_threshold,
+            top_n=cfg.metrics.top_n,
+        )
+        results[name] = {
+            "metrics": summary,
+            "untrained": metrics.is_untrained(summary["supernet_acc_mean"]),
+            "archs": [
+                {"key": k, "supernet_acc": float(s), "gt_acc": float(g)}
+                for k, s, g in zip(keys, supernet_acc, gt_acc, strict=True)
+            ],
+            # the space searched, and its size: P>R's N, its architectures with GT
+            "searched": {
+                "space": describe_space(pool_spaces[name]),
+                "architectures": len(searched[name]),
+            },
+        }
     eval_seconds = time.perf_counter() - eval_start
-    gt_acc = gt.lookup(pool)
-    summary = metrics.summarize(
-        supernet_acc,
-        gt_acc,
-        space_gt,
-        threshold=cfg.metrics.skdt_threshold,
-        top_n=cfg.metrics.top_n,
-    )
+    main = results.pop("")
     train_seconds = sum(h["seconds"] for h in history)
     train_images = sum(h["images"] for h in history)
-    return {
-        "metrics": summary,
-        "untrained": metrics.is_untrained(summary["supernet_acc_mean"]),
-        "archs": [
-            {"key": k, "supernet_acc": float(s), "gt_acc": float(g)}
-            for k, s, g in zip(pool, supernet_acc, gt_acc, strict=True)
-        ],
+    record = {
+        "metrics": main["metrics"],
+        "untrained": main["untrained"],
+        "archs": main["archs"],
         "history": history,
         "epochs": epochs,
         "eval": {
             "bn": bn_mode,
             "pool_size": len(pool),
             "val_images": val_loader.num_images,
-            # the space trained on and the one searched (P>R's N: its architectures with GT)
-            "trained_on": describe_space(space),
-            "searched": {"space": describe_space(pool_space), "architectures": len(searched)},
+            "searched": main["searched"],
         },
         "ground_truth": {
             "path": str(gt_path),
@@ -422,7 +447,7 @@ def _run(
             "train_seconds": train_seconds,
             "train_images_per_s": train_images / max(train_seconds, 1e-9),
             "eval_seconds": eval_seconds,
-            "eval_archs_per_s": len(pool) / max(eval_seconds, 1e-9),
+            "eval_archs_per_s": sum(map(len, pools.values())) / max(eval_seconds, 1e-9),
         },
         "environment": {
             "device": str(device),
@@ -431,3 +456,6 @@ def _run(
             "parameters": n_params,
         },
     }
+    if results:  # the second pools: the same fields as the main one's, by name
+        record["extra_pools"] = results
+    return record

@@ -40,7 +40,13 @@ import numpy as np
 
 from nasheur import metrics
 from nasheur.io import atomic_path
-from nasheur.results.settings import distinct_jobs, main_settings, setting_labels
+from nasheur.results.settings import (
+    distinct_jobs,
+    experiment_factors,
+    factor_value,
+    main_settings,
+    setting_labels,
+)
 from nasheur.results.tables import SPACE_TITLES, SPACES, pool_accuracies, select
 
 FORMATS = ("png", "pdf")
@@ -457,8 +463,10 @@ def _space_default(space: Any, factor: str) -> Any:
     from omegaconf import OmegaConf
 
     cfg = _space_config(space)
-    value = None if cfg is None else OmegaConf.select(cfg, factor)
-    return None if value is None else _fmt(getattr(value, "value", value))
+    missing = object()
+    value = missing if cfg is None else OmegaConf.select(cfg, factor, default=missing)
+    # a default of null is a value (no sub-space): "None", as a run's row spells it
+    return None if value is missing else _fmt(getattr(value, "value", value))
 
 
 @functools.cache
@@ -553,22 +561,22 @@ def influence_bars(
     done = [r for r in _completed(records) if select(r, "config.experiment.name") and _space(r)]
     learnt = _defaults(done)
     setting_of: dict[int, str] = {}
+    factors_of: dict[str, list[str]] = {}
     for exp in {select(r, "config.experiment.name") for r in done}:
         runs = [r for r in done if select(r, "config.experiment.name") == exp]
-        factors = select(runs[0], "config.experiment.factors") or []
-        for r, label in zip(runs, setting_labels(runs, factors), strict=True):
+        factors_of[exp] = experiment_factors(runs)
+        for r, label in zip(runs, setting_labels(runs, factors_of[exp]), strict=True):
             setting_of[id(r)] = label
     groups: dict[tuple[str, str], dict[tuple, list[float]]] = defaultdict(lambda: defaultdict(list))
     base_rows: dict[tuple[str, str], tuple | None] = {}
-    factors_of: dict[str, list[str]] = {}
     for r in done:
-        exp, space = select(r, "config.experiment.name"), _space(r)
-        factors = list(select(r, "config.experiment.factors") or [])
+        name, space = select(r, "config.experiment.name"), _space(r)
+        factors = factors_of[name]
         if not factors:
             continue
-        exp = _with_setting(setting_of[id(r)], exp)  # another setting: bars of their own
+        exp = _with_setting(setting_of[id(r)], name)  # another setting: bars of their own
         factors_of[exp] = factors
-        row = tuple(_fmt(select(r.get("config", {}), f)) for f in factors)
+        row = tuple(_fmt(factor_value(r.get("config", {}), f)) for f in factors)
         v = _metric(r, "final_performance")
         if np.isfinite(v):
             groups[(space, exp)][row].append(v)

@@ -19,7 +19,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from nasheur.config import IDENTITY_EXCLUDED, inactive_keys
+from nasheur.config import ADDED_KEYS, IDENTITY_EXCLUDED, inactive_keys
 
 SHOWN_KEYS = 3  # keys named in a setting's label; more are counted ("+2 more")
 
@@ -46,6 +46,27 @@ def setting(record: dict[str, Any], varied: Iterable[str]) -> tuple[tuple[str, s
             if not any(k == s or k.startswith(s + ".") for s in skip)
         )
     )
+
+
+def experiment_factors(records: Iterable[dict[str, Any]]) -> list[str]:
+    """The factors of an experiment's runs, in order: those of every run, each once (a run
+    written before a factor was added lists fewer)."""
+    found: dict[str, None] = {}
+    for r in records:
+        experiment = (r.get("config") or {}).get("experiment") or {}
+        found.update(dict.fromkeys(experiment.get("factors") or []))
+    return list(found)
+
+
+def factor_value(config: dict[str, Any], dotted: str) -> Any:
+    """A factor's value in a run's config; for a key added after the run was written, the
+    key's default (which the run had)."""
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return ADDED_KEYS.get(dotted)
+        node = node[part]
+    return node
 
 
 def _images(record: dict[str, Any]) -> float:
@@ -119,8 +140,7 @@ def main_settings(records: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any
         by_experiment[experiment.get("name") if experiment.get("factors") else None].append(r)
     kept, left_out = list(by_experiment.pop(None, [])), 0
     for recs in by_experiment.values():
-        factors = recs[0]["config"]["experiment"]["factors"]
-        for r, label in zip(recs, setting_labels(recs, factors), strict=True):
+        for r, label in zip(recs, setting_labels(recs, experiment_factors(recs)), strict=True):
             if label:
                 left_out += 1
             else:

@@ -2,8 +2,12 @@
 
 A table is a list of blocks, one per experiment (e.g. Table 11: batch norm, learning rate,
 epochs, weight decay, sampler). A block's rows are the values of the experiment's factors
-(`experiment.factors` in each record's config); its columns are the search spaces, each with
-the paper's four metrics: super-net accuracy, sparse Kendall tau, P>R and final performance.
+(`experiment.factors` of its records, each once: a record written before a factor was added
+has the factor's default); its columns are the search spaces, each with the paper's four
+metrics: super-net accuracy, sparse Kendall tau, P>R and final performance. Tables 5-7 share
+one experiment: Tables 5 and 7 show sections of its runs (:data:`SECTIONS`), and Table 6 one
+row per (training, testing) with dynamic channels, each a mean over the sub-spaces
+(:data:`TABLE_6`).
 
 Each cell aggregates the completed runs (seeds) of one row and space: mean ± std over seeds
 (population std, numpy's ddof=0; no std for a single run, where it is undefined, rather than
@@ -39,8 +43,14 @@ from typing import Any
 import numpy as np
 
 from nasheur import metrics
-from nasheur.config import ADDED_KEYS
-from nasheur.results.settings import distinct_jobs, main_settings, setting_labels
+from nasheur.results.settings import (
+    distinct_jobs,
+    experiment_factors,
+    factor_value,
+    main_settings,
+    setting_labels,
+)
+from nasheur.spaces.nb101 import SUBSPACES  # numpy only
 
 SPACES = ("nb101", "nb201", "darts_nds", "embedded")  # the paper's three, then nasheur's own
 SPACE_TITLES = {
@@ -79,26 +89,28 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     "14": [("best", "Best settings")],
     "10": [("final_search", "Final search")],
 }
-# Tables 5-7 share dynamic_channels_ablation: each shows the runs of some of its blocks, as
-# sections (a title, the factor values its runs have; those factors are not shown as rows)
-_TABLE_5_RUNS = {"supernet.random_subspace": False, "eval.pool_from": "searched"}
-_BASELINE_RUNS = {"supernet.random_subspace": True, "eval.pool_from": "searched"}
-_TEST_ON_SUBSPACE = {"supernet.random_subspace": True, "eval.pool_from": "subspace"}
-_DISABLED_RUNS = {"supernet.dynamic_channels": "disabled", **_TABLE_5_RUNS}
+# Tables 5-7 share dynamic_channels_ablation. Tables 5 and 7 show some of its runs each, as
+# sections: a title and the factor values of its runs (those factors then name no row)
+_WHOLE_SPACE = {"supernet.random_subspace": False}
+_RANDOM_SUBSETS = {"supernet.random_subspace": True}
+_DISABLED = {"supernet.dynamic_channels": "disabled", **_WHOLE_SPACE}
 SECTIONS: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {
-    ("5", "dynamic_channels_ablation"): [("", _TABLE_5_RUNS)],
+    ("5", "dynamic_channels_ablation"): [("", _WHOLE_SPACE)],
     ("7", "dynamic_channels_ablation"): [
-        ("baseline, random subsets as large as each sub-space, dynamic channels", _BASELINE_RUNS),
-        ("dynamic channels disabled, one super-net per sub-space", _DISABLED_RUNS),
+        ("baseline, random subsets as large as each sub-space, dynamic channels", _RANDOM_SUBSETS),
+        ("dynamic channels disabled, one super-net per sub-space", _DISABLED),
     ],
 }
-# Table 6: one row per section, the mean over the sub-spaces; (training, testing) with
-# dynamic channels, Y or N
+# Table 6: (dynamic channels in training, in testing), the runs and the pool of each row (""
+# the main pool; "subspace" a random subset's second pool, drawn from its sub-space), each
+# row the mean over the sub-spaces
 TABLE_6 = (
-    (("Y", "Y"), _BASELINE_RUNS),
-    (("Y", "N"), _TEST_ON_SUBSPACE),
-    (("N", "N"), _DISABLED_RUNS),
+    (("Y", "Y"), _RANDOM_SUBSETS, ""),
+    (("Y", "N"), _RANDOM_SUBSETS, "subspace"),
+    (("N", "N"), _DISABLED, ""),
 )
+# the sub-spaces a mean row averages: all of NB101's, or no mean
+SUBSPACE_IDS = SUBSPACES
 RANKING = ("kendall_tau", "sparse_kendall_tau", "spearman", "sparse_spearman")
 COLUMNS = ("supernet_acc_mean", "sparse_kendall_tau", "p_beat_random", "final_performance")
 METRICS = tuple(dict.fromkeys((*COLUMNS, "supernet_acc_std", *RANKING)))  # each once
@@ -143,6 +155,7 @@ class Block:
     rows: list[tuple[Any, ...]]
     cells: dict[tuple[tuple[Any, ...], str], Cell]
     labels: dict[tuple[Any, ...], str] = field(default_factory=dict)  # row -> its printed name
+    notes: list[str] = field(default_factory=list)  # what the table says under it
 
 
 @dataclass
@@ -223,9 +236,7 @@ def level(record: dict[str, Any], factor: str) -> Any:
     level against the run's ``fidelity.baseline`` (``base``, ``base-1``, ``base/2``; the
     value itself where it is no such level)."""
     config = record.get("config", {})
-    value = select(config, factor)
-    if value is None:  # a record written before the key existed: the key's default
-        value = ADDED_KEYS.get(factor)
+    value = factor_value(config, factor)
     how = RELATIVE.get(factor)
     base = select(config, f"fidelity.baseline.{factor.partition('.')[2]}")
     if how is None or not all(isinstance(v, int) and v > 0 for v in (value, base)):
@@ -323,7 +334,7 @@ def build_table(
             notes.append(
                 f"{title}: no completed run, only {_unfinished(recs)} (`show` lists their errors)"
             )
-        factors = list(select(recs[0], "config.experiment.factors") or [])
+        factors = experiment_factors(recs)
         by_setting: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r, label in zip(recs, setting_labels(recs, factors), strict=True):
             by_setting[label].append(r)
@@ -337,14 +348,22 @@ def build_table(
             left_out = [r for r in by_setting[label] if r.get("status") != "completed"]
             if left_out and done:  # none done: said above
                 notes.append(f"{shown}: {_unfinished(left_out)} left out")
-            for block in _blocks(table, experiment, factors, by_setting[label], bootstrap, rng):
+            made, said = _blocks(table, experiment, factors, by_setting[label], bootstrap, rng)
+            for block in made:
                 block.title = ": ".join(t for t in (shown, block.title) if t)
                 blocks.append(block)
+            notes += [f"{shown}: {n}" for n in said]
     return Table(table, blocks, spaces, notes, completed, unfinished, broken)
 
 
 def _runs_with(records: Sequence[dict[str, Any]], values: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in records if all(level(r, k) == v for k, v in values.items())]
+
+
+def _shown(factors: Sequence[str], values: dict[str, Any]) -> list[str]:
+    """The factors that name a section's rows: those its runs do not share (the dynamic
+    channels always, which say what a row trained with)."""
+    return [f for f in factors if f not in values or f == "supernet.dynamic_channels"]
 
 
 def _blocks(
@@ -354,18 +373,32 @@ def _blocks(
     recs: Sequence[dict[str, Any]],
     bootstrap: int,
     rng: np.random.Generator,
-) -> list[Block]:
-    """The blocks (titled within the experiment's title) of an experiment's runs in `table`:
-    one of all its runs, its sections (:data:`SECTIONS`), or Table 6's rows."""
+) -> tuple[list[Block], list[str]]:
+    """The blocks (titled within the experiment's title) of an experiment's runs in `table`,
+    and notes: one block of all its runs, its sections (:data:`SECTIONS`), or Table 6's."""
     if table == "6":
-        return [_table_6(experiment, factors, recs, bootstrap, rng)]
-    blocks = []
+        return _table_6(experiment, factors, recs, bootstrap, rng)
+    blocks, notes = [], []
     for title, values in SECTIONS.get((table, experiment), [("", {})]):
-        shown = [f for f in factors if f not in values or f == "supernet.dynamic_channels"]
         runs = _runs_with(recs, values)
-        if runs or not title:
-            blocks.append(_block(experiment, title, shown, runs, bootstrap, rng))
-    return blocks
+        if title and not runs:
+            notes.append(f"{title}: no runs")
+            continue
+        block = _block(experiment, title, _shown(factors, values), runs, bootstrap, rng)
+        notes += [f"{title}: {n}" if title else n for n in block.notes]
+        blocks.append(block)
+    return blocks, notes
+
+
+def _pool_record(record: dict[str, Any], pool: str) -> dict[str, Any]:
+    """A run as if its second pool `pool` (``extra_pools``) were its main one; a completed run
+    without that pool is counted as failed, with the reason."""
+    if not pool or record.get("status") != "completed":
+        return record
+    extra = (record.get("extra_pools") or {}).get(pool)
+    if not isinstance(extra, dict):
+        return {**record, "status": "failed", "error": f"no '{pool}' pool in extra_pools"}
+    return {**record, **{k: extra.get(k) for k in ("metrics", "untrained", "archs")}}
 
 
 def _table_6(
@@ -374,26 +407,30 @@ def _table_6(
     recs: Sequence[dict[str, Any]],
     bootstrap: int,
     rng: np.random.Generator,
-) -> Block:
+) -> tuple[list[Block], list[str]]:
     """Table 6: per (training, testing) with dynamic channels, the mean over the sub-spaces
-    (a row per strategy if the runs used several; an empty row where no seed ran them all)."""
-    block = Block(experiment, "", ["train", "test"], [], {})
-    for (train, test), values in TABLE_6:
-        shown = [f for f in factors if f not in values or f == "supernet.dynamic_channels"]
-        part = _block(experiment, "", shown, _runs_with(recs, values), bootstrap, rng)
+    (a row per strategy if the runs used several; an empty row where none is complete)."""
+    block = Block(experiment, "", ["train", "test", "dynamic_channels"], [], {})
+    notes = []
+    for (train, test), values, pool in TABLE_6:
+        shown = _shown(factors, values)
+        runs = [_pool_record(r, pool) for r in _runs_with(recs, values)]
+        part = _block(experiment, "", shown, runs, bootstrap, rng)
+        label = f"train {train}, test {test}"
+        notes += [f"{label}: {n}" for n in part.notes]
         means = [row for row in part.rows if "mean" in row]
         if not means:
             block.rows.append((train, test, None))
-            block.labels[(train, test, None)] = f"train {train}, test {test}"
+            block.labels[(train, test, None)] = label
         for row in means:
             strategy = row[shown.index("supernet.dynamic_channels")]
             name = (train, test, strategy)
             block.rows.append(name)
-            block.labels[name] = f"train {train}, test {test} (dynamic_channels={strategy})"
+            block.labels[name] = f"{label} (dynamic_channels={strategy})"
             for space in SPACES:
                 if (row, space) in part.cells:
                     block.cells[(name, space)] = part.cells[(row, space)]
-    return block
+    return [block], notes
 
 
 def _unfinished(records: Sequence[dict[str, Any]]) -> str:
@@ -420,62 +457,72 @@ def _block(
     rows = _order(k[0] for k in grouped)
     cells = {k: _cell(v, bootstrap, rng) for k, v in grouped.items()}
     labels = _row_labels(factors, grouped)
+    notes = []
     if experiment == "dynamic_channels_ablation":
-        _add_subspace_mean(rows, cells, labels, factors, grouped)
-    return Block(experiment, title, factors, rows, cells, labels)
+        notes = _add_subspace_mean(rows, cells, labels, factors, grouped)
+    return Block(experiment, title, factors, rows, cells, labels, notes)
 
 
-def _add_subspace_mean(rows, cells, labels, factors, grouped) -> None:
+def _add_subspace_mean(rows, cells, labels, factors, grouped) -> list[str]:
     """Rows of sub-spaces (`supernet.subspace` set: `disabled` dynamic channels, or Table 7's
     random subsets as large): after each group of them that agrees on the other factors, a
-    row with the mean over the sub-spaces (Tables 5-7).
+    row with the mean over the sub-spaces (Tables 5-7); notes on the means that are missing.
 
     Per seed the mean over the sub-spaces (the seed's one number for the whole space), then
-    mean ± std of those over the seeds that ran every sub-space, like any other row."""
+    mean ± std of those over the seeds that completed every one of NB101's sub-spaces: a mean
+    over fewer would look complete and is not given."""
     if "supernet.subspace" not in factors:
-        return
+        return []
     i = factors.index("supernet.subspace")
     groups: dict[tuple[Any, ...], None] = {}  # the other factors' values, in row order
     for row in rows:
         if row[i] is not None:
             groups[row[:i] + row[i + 1 :]] = None
+    notes = []
     for rest in groups:
         mean_row = (*rest[:i], "mean", *rest[i:])
         members = [r for r in rows if r[i] is not None and r[:i] + r[i + 1 :] == rest]
-        for space in {k[1] for k in grouped}:
-            cell = _subspace_mean({row: grouped.get((row, space), []) for row in members}, i)
+        label = ", ".join(
+            f"{f.rpartition('.')[2]}={_fmt_value(v)}"
+            for f, v in zip(factors, mean_row, strict=True)
+            if v is not None
+        )
+        for space in sorted({k[1] for k in grouped}):
+            runs = [r for row in members for r in grouped.get((row, space), [])]
+            if not runs:
+                continue
+            cell = _subspace_mean(runs, i, factors)
             if cell is None:
+                notes.append(
+                    f"{label} on {space}: no mean, no seed completed every sub-space "
+                    f"({', '.join(map(str, SUBSPACE_IDS))})"
+                )
                 continue
             cells[(mean_row, space)] = cell
             if mean_row not in rows:  # right after the last sub-space row it averages
                 rows.insert(rows.index(members[-1]) + 1, mean_row)
-                labels[mean_row] = ", ".join(
-                    f"{f.rpartition('.')[2]}={_fmt_value(v)}"
-                    for f, v in zip(factors, mean_row, strict=True)
-                    if v is not None
-                )
+                labels[mean_row] = label
+    return notes
 
 
-def _subspace_mean(by_row: dict[tuple[Any, ...], list[dict[str, Any]]], i: int) -> Cell | None:
-    """The mean cell of one group's sub-space rows (`i`: the sub-space's place in a row), or
-    None when no seed ran every sub-space."""
+def _subspace_mean(runs: Sequence[dict[str, Any]], i: int, factors: Sequence[str]) -> Cell | None:
+    """The mean cell of one group's runs over the sub-spaces, or None when no seed completed
+    every sub-space."""
     by_seed: dict[Any, dict[Any, dict[str, Any]]] = defaultdict(dict)  # seed -> sub-space -> run
-    subs = {row[i] for row, recs in by_row.items() if recs}
-    for row, recs in by_row.items():
-        for r in recs:
-            if r.get("status") == "completed":
-                by_seed[r.get("seed")][row[i]] = r
-    complete = [runs for runs in by_seed.values() if subs and set(runs) == subs]
+    for r in runs:
+        if r.get("status") == "completed":
+            by_seed[r.get("seed")][level(r, factors[i])] = r
+    complete = [by_sub for by_sub in by_seed.values() if set(by_sub) == set(SUBSPACE_IDS)]
     if not complete:
         return None
     cell = Cell(
         runs=len(complete),
-        untrained=sum(any(r.get("untrained") for r in runs.values()) for runs in complete),
+        untrained=sum(any(r.get("untrained") for r in by_sub.values()) for by_sub in complete),
     )
     for m in METRICS:
         per_seed = []
-        for runs in complete:
-            values = [select(r, f"metrics.{m}") for r in runs.values()]
+        for by_sub in complete:
+            values = [select(r, f"metrics.{m}") for r in by_sub.values()]
             if all(v is not None for v in values):
                 per_seed.append(float(np.mean(values)))
         cell.counts[m] = len(per_seed)

@@ -42,7 +42,10 @@ then returns 3 specs on it in which every interior vertex takes each op exactly 
 
 Dynamic channels: an interior vertex's width depends on how many interior vertices feed the
 output (:func:`vertex_widths`). ``supernet.dynamic_channels=disabled`` splits the space into
-sub-spaces by that number k; see :data:`SUBSPACES` and :meth:`NB101Space.for_config`.
+sub-spaces by that number k (:class:`NB101SubSpace`); Table 7's baseline searches a random
+subset of the space as large as sub-space k instead (:class:`NB101RandomSubset`,
+``supernet.random_subspace``), and evaluates a second pool in sub-space k (Table 6). See
+:data:`SUBSPACES`, :meth:`NB101Space.for_config` and :meth:`NB101Space.extra_pools`.
 """
 
 from __future__ import annotations
@@ -901,14 +904,14 @@ class NB101Space:
     def validate_config(cfg: Any) -> None:
         """NB101's own rules: ``supernet.subspace`` names an existing sub-space and goes with
         ``dynamic_channels=disabled`` (its own super-net) or with ``supernet.random_subspace``
-        (a random subset as large, Table 7's baseline); ``eval.pool_from=subspace`` needs a
-        sub-space; every vertex keeps at least one channel."""
+        (a random subset as large, Table 7's baseline); every vertex keeps a channel."""
         from nasheur.config import ConfigError
 
         mode = _value(cfg.supernet.dynamic_channels)
         sub = cfg.supernet.subspace
         random_subset = cfg.supernet.random_subspace
         ids = ", ".join(map(str, SUBSPACES))
+        shown = "null" if sub is None else repr(sub)
         if mode == "disabled" and random_subset:
             raise ConfigError(
                 "supernet.random_subspace=true needs dynamic channels (a random subset mixes "
@@ -916,20 +919,19 @@ class NB101Space:
                 "interpolate"
             )
         if (mode == "disabled" or random_subset) and sub not in SUBSPACES:
-            what = (
-                "each sub-space trains its own super-net"
+            why = (
+                "supernet.dynamic_channels=disabled trains one super-net per sub-space"
                 if mode == "disabled"
-                else "the random subset is as large as sub-space k"
+                else "supernet.random_subspace=true draws a random subset as large as sub-space k"
             )
             raise ConfigError(
-                f"supernet.subspace={sub!r} is not an NB101 sub-space: with "
-                f"{'supernet.dynamic_channels=disabled' if mode == 'disabled' else 'supernet.random_subspace=true'} "
-                f"{what}; allowed values of supernet.subspace: {ids} (k, the number of "
-                "interior vertices wired to the output)"
+                f"supernet.subspace={shown} is not an NB101 sub-space: {why}; allowed values of "
+                f"supernet.subspace: {ids} (k, the number of interior vertices wired to the "
+                "output)"
             )
         if mode != "disabled" and not random_subset and sub is not None:
             raise ConfigError(
-                f"supernet.subspace={sub!r} needs supernet.dynamic_channels=disabled (it is "
+                f"supernet.subspace={shown} needs supernet.dynamic_channels=disabled (it is "
                 f"{mode}) or supernet.random_subspace=true (a random subset as large, Table 7's "
                 f"baseline); use supernet.subspace=null, or one of those with supernet.subspace "
                 f"in {ids}"
@@ -940,12 +942,6 @@ class NB101Space:
                 "true): its paths give every vertex of one topology every op, and a random "
                 "subset holds few of them; use sampler=random_nas or random_a"
             )
-        if _value(cfg.eval.pool_from) == "subspace" and sub is None:
-            raise ConfigError(
-                "eval.pool_from=subspace draws the pool from sub-space supernet.subspace, which "
-                f"is null; set supernet.subspace (one of {ids}) with supernet.random_subspace="
-                "true or dynamic_channels=disabled, or eval.pool_from=searched"
-            )
         need = sub if mode == "disabled" else max(SUBSPACES)
         if cfg.fidelity.channels < need:
             raise ConfigError(
@@ -954,27 +950,26 @@ class NB101Space:
             )
 
     def for_config(self, cfg: Any) -> NB101Space:
-        """The space a job trains on: the whole space, sub-space k with
+        """The space a job trains on and searches: the whole space, sub-space k with
         ``dynamic_channels=disabled``, or with ``supernet.random_subspace`` a random subset
-        as large, drawn from the run's seed."""
+        as large, drawn from the run's seed (for each k its own draw)."""
         self.validate_config(cfg)
+        k = cfg.supernet.subspace
         if _value(cfg.supernet.dynamic_channels) == "disabled":
-            return NB101SubSpace(cfg.supernet.subspace, catalogue=self._catalogue)
+            return NB101SubSpace(k, catalogue=self._catalogue)
         if cfg.supernet.random_subspace:
             from nasheur.seeding import numpy_rng
 
-            rng = numpy_rng(cfg.seed, "subset")
-            return NB101RandomSubset(cfg.supernet.subspace, rng, catalogue=self._catalogue)
+            rng = numpy_rng(cfg.seed, "subset", k)
+            return NB101RandomSubset(k, rng, catalogue=self._catalogue)
         return self
 
-    def for_pool(self, cfg: Any) -> NB101Space:
-        """The space the pool is drawn from, and among whose architectures P>R counts: the
-        training space (:meth:`for_config`), or with ``eval.pool_from=subspace`` sub-space
-        ``supernet.subspace`` (Table 6: trained with dynamic channels, tested without)."""
-        if _value(cfg.eval.pool_from) == "subspace":
-            self.validate_config(cfg)
-            return NB101SubSpace(cfg.supernet.subspace, catalogue=self._catalogue)
-        return self.for_config(cfg)
+    def extra_pools(self, searched: NB101Space) -> dict[str, NB101Space]:
+        """Spaces a job evaluates a second pool in, besides the one it searched: a random
+        subset's sub-space k (Table 6: trained with dynamic channels, tested without)."""
+        if isinstance(searched, NB101RandomSubset):
+            return {"subspace": NB101SubSpace(searched.size_of, catalogue=self._catalogue)}
+        return {}
 
     # f_proxy --------------------------------------------------------------------------------
     def standalone(self, arch: Arch, **macro: Any):
@@ -989,22 +984,18 @@ class NB101Space:
         return NB101Network(self.spec(arch), **{**self.macro_defaults, **macro})
 
 
-class NB101SubSpace(NB101Space):
-    """The architectures whose k (interior vertices wired to the output) is `subspace`: all of
-    them have the same widths (up to the NB101 rule's remainder, see :func:`vertex_widths`),
-    so ``dynamic_channels=disabled`` trains one super-net per sub-space. Every sampler stays
-    inside; ``in_space(key)`` says whether a GT key belongs here (the pool and P>R's N)."""
-
-    def __init__(self, subspace: int, catalogue: Catalogue | None = None) -> None:
-        if subspace not in SUBSPACES:
-            raise ValueError(
-                f"no NB101 sub-space {subspace!r}; sub-spaces: {', '.join(map(str, SUBSPACES))}"
-            )
-        super().__init__(catalogue)
-        self.subspace = subspace
+class _NB101Part(NB101Space):
+    """A part of the space that a job searches: the architectures :meth:`contains` accepts.
+    Random-NAS stays inside by rejection (the full space's distribution restricted to the
+    part), Random-A draws the members (:meth:`enumerate`) uniformly, and ``in_space(key)``
+    says whether a GT key belongs here (the pool and P>R's N)."""
 
     def contains(self, spec: NB101Spec) -> bool:
-        return self.subspace_of(valid_pruned(spec)) == self.subspace
+        raise NotImplementedError
+
+    def _member_hashes(self, cat: Catalogue) -> np.ndarray:
+        """The hashes of the catalogue's entries that belong here."""
+        raise NotImplementedError
 
     def in_space(self, key: str) -> bool:
         spec = _KEYED.get(key)
@@ -1012,47 +1003,53 @@ class NB101SubSpace(NB101Space):
             return self.contains(spec)
         return key.encode() in self._members
 
-    @property
+    @cached_property
     def _members(self) -> frozenset[bytes]:
-        cached = self.__dict__.get("_member_set")
-        if cached is None:
-            cat = self._hashed()
-            cached = frozenset(cat.hashes[cat.output_inputs == self.subspace].tolist())
-            self.__dict__["_member_set"] = cached
-        return cached
+        return frozenset(self._member_hashes(self._hashed()).tolist())
+
+    def sample(self, rng: np.random.Generator) -> NB101Spec:
+        """Random-NAS inside: drawn as in the full space, rejected until a member (about 50
+        draws in the smallest part, sub-space 4 or a random subset as large: 2% of them)."""
+        while True:
+            spec = random_spec(rng)
+            if self.contains(spec):
+                return spec
+
+
+class NB101SubSpace(_NB101Part):
+    """The architectures whose k (interior vertices wired to the output) is `subspace`: all of
+    them have the same widths (up to the NB101 rule's remainder, see :func:`vertex_widths`),
+    so ``dynamic_channels=disabled`` trains one super-net per sub-space. Every sampler stays
+    inside (FairNAS too: permuting ops keeps k)."""
+
+    def __init__(self, subspace: int, catalogue: Catalogue | None = None) -> None:
+        _check_subspace(subspace)
+        super().__init__(catalogue)
+        self.subspace = subspace
+
+    def contains(self, spec: NB101Spec) -> bool:
+        return self.subspace_of(valid_pruned(spec)) == self.subspace
+
+    def _member_hashes(self, cat: Catalogue) -> np.ndarray:
+        return cat.hashes[cat.output_inputs == self.subspace]
 
     def enumerate(self) -> Sequence[NB101Spec]:
         cat = self._archs()
         return CatalogueView(cat, np.flatnonzero(cat.output_inputs == self.subspace))
 
-    def sample(self, rng: np.random.Generator) -> NB101Spec:
-        """Random-NAS inside the sub-space: drawn as in the full space, rejected until k
-        matches."""
-        while True:
-            spec = random_spec(rng)
-            if spec.output_inputs() == self.subspace:
-                return spec
 
-
-class NB101RandomSubset(NB101Space):
+class NB101RandomSubset(_NB101Part):
     """Table 7's baseline for sub-space k: as many architectures as sub-space k holds, drawn
     uniformly without replacement from the whole space (the others dropped), so that a
     super-net with dynamic channels is compared with sub-space k's at the same size. Its
     architectures have every width. `rng` draws the subset; a job passes one seeded by its
-    seed, so each seed draws its own subset (the paper repeats the draw with 3 seeds).
-
-    Random-NAS stays inside by rejection (the full space's distribution restricted to the
-    subset), Random-A draws the members uniformly; FairNAS has no such restriction (the config
-    refuses it). ``in_space(key)`` says whether a GT key belongs here (the pool and P>R's N).
-    """
+    seed and k, so each seed draws its own subsets (the paper repeats the draw with 3 seeds).
+    FairNAS cannot stay inside (the config refuses it)."""
 
     def __init__(
         self, size_of: int, rng: np.random.Generator, catalogue: Catalogue | None = None
     ) -> None:
-        if size_of not in SUBSPACES:
-            raise ValueError(
-                f"no NB101 sub-space {size_of!r}; sub-spaces: {', '.join(map(str, SUBSPACES))}"
-            )
+        _check_subspace(size_of)
         super().__init__(catalogue)
         self.size_of = size_of
         cat = self._archs()
@@ -1067,26 +1064,16 @@ class NB101RandomSubset(NB101Space):
     def contains(self, spec: NB101Spec) -> bool:
         return canonical_code(spec) in self._codes
 
-    def in_space(self, key: str) -> bool:
-        spec = _KEYED.get(key)
-        if spec is not None:
-            return self.contains(spec)
-        return key.encode() in self._members
-
-    @cached_property
-    def _members(self) -> frozenset[bytes]:
-        return frozenset(self._hashed().hashes[self.indices].tolist())
+    def _member_hashes(self, cat: Catalogue) -> np.ndarray:
+        return cat.hashes[self.indices]
 
     def enumerate(self) -> Sequence[NB101Spec]:
         return CatalogueView(self._archs(), self.indices)
 
-    def sample(self, rng: np.random.Generator) -> NB101Spec:
-        """Random-NAS inside the subset: drawn as in the full space, rejected until a member
-        (about 40 draws for the size of sub-space 4, 2.5% of the space)."""
-        while True:
-            spec = random_spec(rng)
-            if self.contains(spec):
-                return spec
-
     def fair_paths(self, rng: np.random.Generator) -> list[NB101Spec]:
         raise ValueError("FairNAS cannot stay inside a random subset of NB101 (sampler=fairnas)")
+
+
+def _check_subspace(k: Any) -> None:
+    if k not in SUBSPACES:
+        raise ValueError(f"no NB101 sub-space {k!r}; sub-spaces: {', '.join(map(str, SUBSPACES))}")
