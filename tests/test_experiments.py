@@ -92,6 +92,11 @@ def test_sweep_size_and_overrides(name):
     assert set(seeds) == {"seed=0", "seed=1", "seed=2"} and len(set(seeds.values())) == 1
     cfg = compose_experiment(name)
     assert cfg.experiment.name == name and cfg.experiment.table
+    # each table it names shows it (the sweep's closing lines print one command per table)
+    from nasheur.results.tables import TABLES
+
+    for table in cfg.experiment.table.split(","):
+        assert name in [n for n, _ in TABLES[table]], (name, table)
 
 
 def test_the_final_search_keeps_100_architectures_on_nb201_only():

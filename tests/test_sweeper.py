@@ -161,6 +161,18 @@ def test_a_key_no_block_sweeps_still_applies_to_every_job(args):
 # the end of a sweep, its errors
 
 
+def test_the_summary_names_each_table_an_experiment_fills(tmp_path):
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.nasheur_ablation.ablation_sweeper import _summary
+
+    config = OmegaConf.create(
+        {"experiment": {"name": "dynamic_channels_ablation", "table": "5,6,7"}}
+    )
+    lines = _summary(config, tmp_path, [], [])
+    assert [x.rpartition(" --table ")[2] for x in lines if "--table" in x] == ["5", "6", "7"]
+
+
 def test_a_sweep_that_succeeds_ends_with_a_summary(args, tmp_path, capsys):
     sweeper, task = sweeper_for(args)
     sweeper.sweep(task)

@@ -213,7 +213,7 @@ class ExperimentConfig:
     """Set by `+experiment=<name>`: which sweep a job belongs to and what its table shows."""
 
     name: str = "multirun"  # the sweep's folder: runs/sweeps/<name>
-    table: str | None = None  # the paper table its results fill
+    table: str | None = None  # the paper table its results fill ("5,6,7": several)
     factors: list[str] = field(default_factory=list)  # config keys whose values name a row
 
 

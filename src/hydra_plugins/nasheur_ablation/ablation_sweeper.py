@@ -507,9 +507,9 @@ def _summary(
     where = shlex.quote(str(sweep_dir))
     lines.append(f"results in {sweep_dir} (sweep.json lists its jobs); read them with")
     lines.append(f"  python -m nasheur.results show {where}")
-    table = OmegaConf.select(config, "experiment.table")
-    if table is not None:
-        lines.append(f"  python -m nasheur.results table {where} --table {table}")
+    tables = OmegaConf.select(config, "experiment.table")  # "11", or "5,6,7"
+    for table in [] if tables is None else str(tables).split(","):
+        lines.append(f"  python -m nasheur.results table {where} --table {table.strip()}")
     return lines
 
 

@@ -651,7 +651,9 @@ def _pool_map(jobs: list[tuple[int, Any]], workers: int) -> list[Any] | None:
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             return list(pool.map(_hash_chunk, *zip(*jobs, strict=True)))
     except Exception as err:  # BrokenProcessPool, OSError, RuntimeError
-        log.warning("NB101 enumeration: no process pool (%s); hashing in this process", err)
+        # multiprocessing's advice about a main script's guard runs to a dozen lines: its first
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0].strip()
+        log.warning("NB101 enumeration: no process pool (%s); hashing in this process", first)
         return None
 
 
