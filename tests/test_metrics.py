@@ -283,3 +283,30 @@ def test_is_untrained():
 def test_invalid_input_raises(call):
     with pytest.raises(ValueError):
         call()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_resampled_correlations_equal_each_resample_s_own(seed):
+    # the bootstrap's quadratic forms against scipy on each resample itself: ties in both
+    # inputs (rounded values), a GT that bins coarsely, and a constant super-net
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 40))
+    s = np.round(rng.uniform(0.5, 0.9, n), int(rng.integers(1, 4)))
+    g = np.round(rng.uniform(0.85, 0.95, n), int(rng.integers(2, 5)))
+    if seed == 0:
+        s[:] = 0.5
+    draws = [rng.integers(n, size=n) for _ in range(25)]
+    counts = np.array([np.bincount(d, minlength=n) for d in draws])
+    got = M.resampled_correlations(s, g, counts, threshold=0.001)
+    for b, d in enumerate(draws):
+        want = {
+            "kendall_tau": M.kendall_tau(s[d], g[d]),
+            "sparse_kendall_tau": M.sparse_kendall_tau(s[d], g[d], 0.001),
+            "spearman": M.spearman(s[d], g[d]),
+            "sparse_spearman": M.sparse_spearman(s[d], g[d], 0.001),
+        }
+        for name, value in want.items():
+            if np.isnan(value):
+                assert np.isnan(got[name][b]), (name, b)
+            else:
+                assert got[name][b] == pytest.approx(value, abs=1e-12), (name, b)

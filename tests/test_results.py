@@ -757,3 +757,35 @@ def test_tables_5_6_and_7_split_the_dynamic_channels_sweep(tmp_path):
         n.startswith("Dynamic channels in training and in testing (NB101): train Y, test N:")
         for n in t6.notes
     )
+
+
+def test_the_bootstrap_draws_what_a_plain_loop_draws():
+    # the intervals of resampling runs then architectures, computed draw by draw with scipy
+    # from the same random stream, against the table's vectorised bootstrap
+    from nasheur import metrics
+    from nasheur.results.tables import RANKING, _bootstrap
+
+    recs = [record("nb201", seed, 0.025) for seed in range(3)]
+    pools = [
+        (
+            np.array([a["supernet_acc"] for a in r["archs"]]),
+            np.array([a["gt_acc"] for a in r["archs"]]),
+        )
+        for r in recs
+    ]
+    rng = np.random.default_rng(7)
+    draws = {m: [] for m in RANKING}
+    for _ in range(40):
+        values = {m: [] for m in RANKING}
+        for i in rng.integers(3, size=3):
+            s, g = pools[i]
+            idx = rng.integers(len(s), size=len(s))
+            values["kendall_tau"].append(metrics.kendall_tau(s[idx], g[idx]))
+            values["sparse_kendall_tau"].append(metrics.sparse_kendall_tau(s[idx], g[idx]))
+            values["spearman"].append(metrics.spearman(s[idx], g[idx]))
+            values["sparse_spearman"].append(metrics.sparse_spearman(s[idx], g[idx]))
+        for m in RANKING:
+            draws[m].append(np.mean(values[m]))
+    got = _bootstrap(recs, 40, np.random.default_rng(7))
+    for m in RANKING:
+        assert got[m] == pytest.approx(tuple(np.percentile(draws[m], [2.5, 97.5])), abs=1e-12)

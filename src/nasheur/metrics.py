@@ -86,6 +86,66 @@ def sparse_spearman(s: ArrayLike, g: ArrayLike, threshold: float = 0.001) -> flo
     return _correlation(stats.spearmanr, s_arr, gt_bins(g_arr, threshold).astype(np.float64))
 
 
+def resampled_correlations(
+    s: ArrayLike, g: ArrayLike, counts: ArrayLike, threshold: float = 0.001
+) -> dict[str, np.ndarray]:
+    """The four rank correlations (keyed as in ``metrics.json``) of many resamples of one pool
+    at once, for bootstrap intervals; nan where a resample leaves one side constant.
+
+    Row b of ``counts`` says how many times each architecture was drawn. Each value equals the
+    function's own (:func:`kendall_tau` ... on ``s[idx]``, ``g[idx]``) up to rounding, but the
+    pairs are counted with quadratic forms instead of sorting every resample: tau-b's
+    concordant minus discordant pairs are ``w S w / 2`` with ``S[i, j] = sign(s_i - s_j)
+    sign(g_i - g_j)``, and its tied pairs ``(w T w - sum w) / 2`` with ``T`` the equal pairs
+    (copies of one architecture tie with each other); Spearman's average ranks are the drawn
+    values below plus half of those equal (plus one half).
+    """
+    s_arr, g_arr = _pair(s, g)
+    w = np.asarray(counts, dtype=np.float64).reshape(-1, s_arr.size)
+    bins = gt_bins(g_arr, threshold).astype(np.float64)
+    out = {}
+    for name, y in (("", g_arr), ("sparse_", bins)):
+        out[f"{name}kendall_tau"] = _resampled_tau(s_arr, y, w)
+        out[f"{name}spearman"] = _resampled_rho(s_arr, y, w)
+    return {k: out[k] for k in ("kendall_tau", "sparse_kendall_tau", "spearman", "sparse_spearman")}
+
+
+def _quadratic(w: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``w[b] @ m @ w[b]`` for every row b."""
+    return ((w @ m) * w).sum(axis=1)
+
+
+def _resampled_tau(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    dx, dy = np.sign(x[:, None] - x[None, :]), np.sign(y[:, None] - y[None, :])
+    drawn = w.sum(axis=1)
+    pairs = drawn * (drawn - 1) / 2
+    concordance = _quadratic(w, dx * dy) / 2
+    ties_x = (_quadratic(w, (dx == 0).astype(np.float64)) - drawn) / 2
+    ties_y = (_quadratic(w, (dy == 0).astype(np.float64)) - drawn) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau = concordance / np.sqrt(pairs - ties_x) / np.sqrt(pairs - ties_y)
+    return np.where((pairs - ties_x > 0) & (pairs - ties_y > 0), tau, np.nan)
+
+
+def _resampled_rho(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    drawn = w.sum(axis=1, keepdims=True)
+
+    def ranks(v: np.ndarray) -> np.ndarray:  # each architecture's average rank in each resample
+        below = w @ (v[:, None] < v[None, :]).astype(np.float64)
+        equal = w @ (v[:, None] == v[None, :]).astype(np.float64)
+        return below + (equal + 1) / 2
+
+    rx, ry = ranks(x), ranks(y)
+    rx = rx - (w * rx).sum(axis=1, keepdims=True) / drawn
+    ry = ry - (w * ry).sum(axis=1, keepdims=True) / drawn
+    vx, vy = (w * rx * rx).sum(axis=1), (w * ry * ry).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (w * rx * ry).sum(axis=1) / np.sqrt(vx * vy)
+    # a constant side has all ranks equal: its variance is 0 up to rounding
+    scale = drawn[:, 0] ** 3
+    return np.where((vx > 1e-9 * scale) & (vy > 1e-9 * scale), rho, np.nan)
+
+
 def top_n_indices(s: ArrayLike, top_n: int) -> np.ndarray:
     """Indices of the ``top_n`` largest ``s``, best first.
 

@@ -187,23 +187,29 @@ def _bootstrap(
     for r in runs:
         s, g = pool_accuracies(r)
         t = float(select(r, "config.metrics.skdt_threshold") or 0.001)
-        if len(s):
+        if len(s) >= 2:  # a correlation needs two architectures
             pools.append((s, g, t))
     if not pools or n <= 0:
         return dict.fromkeys(RANKING)
-    draws: dict[str, list[float]] = {m: [] for m in RANKING}
+    # the draws in the order they always were made (the same intervals for the same seed),
+    # each a multiset of a pool's architectures; their correlations then in one go per pool
+    picks: list[list[tuple[int, int]]] = []  # per draw: (pool, its resample's row) per run
+    counts: list[list[np.ndarray]] = [[] for _ in pools]
     for _ in range(n):
-        picked = [pools[i] for i in rng.integers(len(pools), size=len(pools))]
-        values: dict[str, list[float]] = {m: [] for m in RANKING}
-        for s, g, t in picked:
-            idx = rng.integers(len(s), size=len(s))
-            s_b, g_b = s[idx], g[idx]
-            values["kendall_tau"].append(metrics.kendall_tau(s_b, g_b))
-            values["sparse_kendall_tau"].append(metrics.sparse_kendall_tau(s_b, g_b, t))
-            values["spearman"].append(metrics.spearman(s_b, g_b))
-            values["sparse_spearman"].append(metrics.sparse_spearman(s_b, g_b, t))
+        row = []
+        for i in rng.integers(len(pools), size=len(pools)):
+            size = len(pools[i][0])
+            counts[i].append(np.bincount(rng.integers(size, size=size), minlength=size))
+            row.append((int(i), len(counts[i]) - 1))
+        picks.append(row)
+    values = [
+        metrics.resampled_correlations(s, g, np.array(c), t) if c else {}
+        for (s, g, t), c in zip(pools, counts, strict=True)
+    ]
+    draws: dict[str, list[float]] = {m: [] for m in RANKING}
+    for row in picks:
         for m in RANKING:
-            v = np.array(values[m])
+            v = np.array([values[i][m][j] for i, j in row])
             if np.isfinite(v).all():
                 draws[m].append(float(v.mean()))
     return {
