@@ -286,7 +286,9 @@ def test_invalid_input_raises(call):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_resampled_correlations_equal_each_resample_s_own(seed):
+@pytest.mark.parametrize("matrix_max", [2048, 1])  # matrices, and a resample at a time
+def test_resampled_correlations_equal_each_resample_s_own(seed, matrix_max, monkeypatch):
+    monkeypatch.setattr(M, "MATRIX_MAX", matrix_max)
     # the bootstrap's quadratic forms against scipy on each resample itself: ties in both
     # inputs (rounded values), a GT that bins coarsely, and a constant super-net
     rng = np.random.default_rng(seed)

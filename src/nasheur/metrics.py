@@ -86,6 +86,9 @@ def sparse_spearman(s: ArrayLike, g: ArrayLike, threshold: float = 0.001) -> flo
     return _correlation(stats.spearmanr, s_arr, gt_bins(g_arr, threshold).astype(np.float64))
 
 
+MATRIX_MAX = 2048  # pools up to this size are resampled with n x n matrices (32 MB each)
+
+
 def resampled_correlations(
     s: ArrayLike, g: ArrayLike, counts: ArrayLike, threshold: float = 0.001
 ) -> dict[str, np.ndarray]:
@@ -102,6 +105,18 @@ def resampled_correlations(
     """
     s_arr, g_arr = _pair(s, g)
     w = np.asarray(counts, dtype=np.float64).reshape(-1, s_arr.size)
+    if s_arr.size > MATRIX_MAX:  # n x n matrices would not fit: one resample at a time
+        drawn = [np.repeat(np.arange(s_arr.size), row.astype(np.int64)) for row in w]
+        return {
+            "kendall_tau": np.array([kendall_tau(s_arr[d], g_arr[d]) for d in drawn]),
+            "sparse_kendall_tau": np.array(
+                [sparse_kendall_tau(s_arr[d], g_arr[d], threshold) for d in drawn]
+            ),
+            "spearman": np.array([spearman(s_arr[d], g_arr[d]) for d in drawn]),
+            "sparse_spearman": np.array(
+                [sparse_spearman(s_arr[d], g_arr[d], threshold) for d in drawn]
+            ),
+        }
     bins = gt_bins(g_arr, threshold).astype(np.float64)
     out = {}
     for name, y in (("", g_arr), ("sparse_", bins)):
