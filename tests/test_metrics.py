@@ -286,9 +286,11 @@ def test_invalid_input_raises(call):
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("matrix_max", [2048, 1])  # matrices, and a resample at a time
-def test_resampled_correlations_equal_each_resample_s_own(seed, matrix_max, monkeypatch):
+# matrices; matrices 7 resamples at a time; a resample at a time
+@pytest.mark.parametrize(("matrix_max", "chunk"), [(1024, 256), (1024, 7), (1, 256)])
+def test_resampled_correlations_equal_each_resample_s_own(seed, matrix_max, chunk, monkeypatch):
     monkeypatch.setattr(M, "MATRIX_MAX", matrix_max)
+    monkeypatch.setattr(M, "_CHUNK", chunk)
     # the bootstrap's quadratic forms against scipy on each resample itself: ties in both
     # inputs (rounded values), a GT that bins coarsely, and a constant super-net
     rng = np.random.default_rng(seed)
@@ -312,3 +314,17 @@ def test_resampled_correlations_equal_each_resample_s_own(seed, matrix_max, monk
                 assert np.isnan(got[name][b]), (name, b)
             else:
                 assert got[name][b] == pytest.approx(value, abs=1e-12), (name, b)
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [
+        np.ones(5, dtype=int),
+        np.ones((2, 4), dtype=int),
+        np.full((1, 5), 0.4),
+        -np.ones((1, 5), dtype=int),
+    ],
+)
+def test_resampled_correlations_refuse_counts_that_are_no_resamples(counts):
+    with pytest.raises(ValueError, match="counts"):
+        M.resampled_correlations(np.arange(5.0), np.arange(5.0), counts)

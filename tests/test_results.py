@@ -758,6 +758,19 @@ def test_tables_5_6_and_7_split_the_dynamic_channels_sweep(tmp_path):
         for n in t6.notes
     )
 
+    # a run written without its second pool: left out of test N, and the table says so;
+    # its seed then lacks a sub-space there, and the mean says which seed it left out
+    older = json.loads(json.dumps(records))
+    first = next(
+        r for r in older if r["config"]["supernet"].get("random_subspace") and r["seed"] == 0
+    )
+    del first["extra_pools"]
+    t6 = build_table(older, "6", bootstrap=0)
+    assert any("1 completed run(s) have no 'subspace' pool" in n for n in t6.notes)
+    assert any("seed(s) 0 lack a sub-space" in n for n in t6.notes)
+    (b6,) = t6.blocks
+    assert b6.cells[(b6.rows[1], "nb101")].runs == 2
+
 
 def test_the_bootstrap_draws_what_a_plain_loop_draws():
     # the intervals of resampling runs then architectures, computed draw by draw with scipy

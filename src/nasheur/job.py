@@ -223,16 +223,19 @@ def _run(
     # among them), and the pool drawn from them; the main pool's stream as it always was
     searched: dict[str, list[str]] = {}
     pools: dict[str, list[str]] = {}
-    for i, (name, sp) in enumerate(pool_spaces.items()):
+    # a second pool's streams carry its number; the main pool's are as they always were
+    stream = {name: [i] if i else [] for i, name in enumerate(pool_spaces)}
+    for name, sp in pool_spaces.items():
         searched[name] = (
             [k for k in gt.keys if sp.in_space(k)] if hasattr(sp, "in_space") else list(gt.keys)
         )
         if not searched[name]:
+            where = "the space searched" if not name else f"the space of the '{name}' pool"
             raise ConfigError(
-                f"ground_truth.path={gt_path}: none of its {len(gt)} architectures is in the "
-                f"space searched ({describe_space(sp)})"
+                f"ground_truth.path={gt_path}: none of its {len(gt)} architectures is in "
+                f"{where} ({describe_space(sp)})"
             )
-        rng = numpy_rng(cfg.seed, "pool", *([i] if i else []))
+        rng = numpy_rng(cfg.seed, "pool", *stream[name])
         pools[name] = draw_pool(searched[name], cfg.eval.pool_size, rng)
     pool = pools[""]
     atomic_write_json(
@@ -368,8 +371,7 @@ def _run(
         log.info("dynamic_channels=shuffle: evaluating one batch per forward, without CUDA graphs")
     results: dict[str, dict[str, Any]] = {}
     eval_start = time.perf_counter()
-    for i, (name, keys) in enumerate(pools.items()):
-        extra = [i] if i else []  # the main pool's streams as they always were
+    for name, keys in pools.items():
         log.info(
             "evaluating %d architectures%s (BN: %s)",
             len(keys),
@@ -378,7 +380,7 @@ def _run(
         )
         # evaluation's own random stream (`shuffle` draws its channel subsets from torch's):
         # a job resumed after its last epoch evaluates as the uninterrupted one does
-        torch.manual_seed(derive_seed(cfg.seed, "evaluate", *extra))
+        torch.manual_seed(derive_seed(cfg.seed, "evaluate", *stream[name]))
         supernet_acc = evaluate_archs(
             model,
             [pool_spaces[name].parse(k) for k in keys],
@@ -386,7 +388,8 @@ def _run(
             bn_mode=bn_mode,
             calib_loader=calib_loader,
             calib_batches=cfg.eval.recalibrate_batches,
-            calib_seed=derive_seed(cfg.seed, "calibrate", *extra),
+            # the same calibration batches for every architecture of every pool
+            calib_seed=derive_seed(cfg.seed, "calibrate"),
             progress=progress.evaluation(len(keys)),
             bf16=cfg.run.bf16,
             cuda_graphs=cfg.run.eval_graphs and device.type == "cuda" and not random_forward,

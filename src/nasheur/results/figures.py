@@ -428,11 +428,14 @@ def _defaults(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], Any]:
     """The default value of each (space, factor), learnt from runs of experiments that do
     not vary the factor: their most common value (they run at the space's default)."""
     counts: dict[tuple[str, str], Counter] = defaultdict(Counter)
-    factors = {f for r in records for f in (select(r, "config.experiment.factors") or [])}
+    by_experiment: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        varied = set(select(r, "config.experiment.factors") or [])
-        for f in factors - varied:
-            v = select(r.get("config", {}), f)
+        by_experiment[select(r, "config.experiment.name")].append(r)
+    varied = {name: set(experiment_factors(runs)) for name, runs in by_experiment.items()}
+    factors = set().union(*varied.values()) if varied else set()
+    for r in records:
+        for f in factors - varied[select(r, "config.experiment.name")]:
+            v = factor_value(r.get("config", {}), f)
             if v is not None:
                 counts[(_space(r), f)][_fmt(v)] += 1
     return {k: c.most_common(1)[0][0] for k, c in counts.items()}

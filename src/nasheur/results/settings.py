@@ -58,15 +58,24 @@ def experiment_factors(records: Iterable[dict[str, Any]]) -> list[str]:
     return list(found)
 
 
+_ABSENT = object()
+
+
+def select(data: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    """``data["a"]["b"]`` for ``"a.b"``; `default` where a level is missing."""
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
 def factor_value(config: dict[str, Any], dotted: str) -> Any:
     """A factor's value in a run's config; for a key added after the run was written, the
     key's default (which the run had)."""
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return ADDED_KEYS.get(dotted)
-        node = node[part]
-    return node
+    value = select(config, dotted, _ABSENT)
+    return ADDED_KEYS.get(dotted) if value is _ABSENT else value
 
 
 def _images(record: dict[str, Any]) -> float:

@@ -48,9 +48,10 @@ from nasheur.results.settings import (
     experiment_factors,
     factor_value,
     main_settings,
+    select,
     setting_labels,
 )
-from nasheur.spaces.nb101 import SUBSPACES  # numpy only
+from nasheur.spaces.nb101 import SUBSPACE_POOL, SUBSPACES  # numpy only
 
 SPACES = ("nb101", "nb201", "darts_nds", "embedded")  # the paper's three, then nasheur's own
 SPACE_TITLES = {
@@ -106,12 +107,12 @@ SECTIONS: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {
 # row the mean over the sub-spaces
 TABLE_6 = (
     (("Y", "Y"), _RANDOM_SUBSETS, ""),
-    (("Y", "N"), _RANDOM_SUBSETS, "subspace"),
+    (("Y", "N"), _RANDOM_SUBSETS, SUBSPACE_POOL),
     (("N", "N"), _DISABLED, ""),
 )
 # the sub-spaces a mean row averages: all of NB101's, or no mean
 SUBSPACE_IDS = SUBSPACES
-RANKING = ("kendall_tau", "sparse_kendall_tau", "spearman", "sparse_spearman")
+RANKING = metrics.RANK_CORRELATIONS
 COLUMNS = ("supernet_acc_mean", "sparse_kendall_tau", "p_beat_random", "final_performance")
 METRICS = tuple(dict.fromkeys((*COLUMNS, "supernet_acc_std", *RANKING)))  # each once
 _LEVEL = re.compile(r"base(?:[-+/*]\d+)?")
@@ -124,15 +125,6 @@ TITLES = {
     "p_beat_random": "P>R",
     "final_performance": "Final perf. (%)",
 }
-
-
-def select(data: dict[str, Any], dotted: str) -> Any:
-    node: Any = data
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 @dataclass
@@ -396,14 +388,14 @@ def _blocks(
     return blocks, notes
 
 
-def _pool_record(record: dict[str, Any], pool: str) -> dict[str, Any]:
-    """A run as if its second pool `pool` (``extra_pools``) were its main one; a completed run
-    without that pool is counted as failed, with the reason."""
+def _pool_record(record: dict[str, Any], pool: str) -> dict[str, Any] | None:
+    """A run as if its second pool `pool` (``extra_pools``) were its main one; None for a
+    completed run without that pool."""
     if not pool or record.get("status") != "completed":
         return record
     extra = (record.get("extra_pools") or {}).get(pool)
     if not isinstance(extra, dict):
-        return {**record, "status": "failed", "error": f"no '{pool}' pool in extra_pools"}
+        return None
     return {**record, **{k: extra.get(k) for k in ("metrics", "untrained", "archs")}}
 
 
@@ -420,9 +412,15 @@ def _table_6(
     notes = []
     for (train, test), values, pool in TABLE_6:
         shown = _shown(factors, values)
-        runs = [_pool_record(r, pool) for r in _runs_with(recs, values)]
-        part = _block(experiment, "", shown, runs, bootstrap, rng)
         label = f"train {train}, test {test}"
+        runs = [_pool_record(r, pool) for r in _runs_with(recs, values)]
+        if None in runs:
+            notes.append(
+                f"{label}: {runs.count(None)} completed run(s) have no '{pool}' pool in "
+                "extra_pools (written by an earlier version), left out; delete their folders "
+                "and run the sweep again to evaluate it"
+            )
+        part = _block(experiment, "", shown, [r for r in runs if r], bootstrap, rng)
         notes += [f"{label}: {n}" for n in part.notes]
         means = [row for row in part.rows if "mean" in row]
         if not means:
@@ -497,7 +495,12 @@ def _add_subspace_mean(rows, cells, labels, factors, grouped) -> list[str]:
             runs = [r for row in members for r in grouped.get((row, space), [])]
             if not runs:
                 continue
-            cell = _subspace_mean(runs, i, factors)
+            cell, partial = _subspace_mean(runs, i, factors)
+            if partial:
+                notes.append(
+                    f"{label} on {space}: seed(s) {partial} lack a sub-space "
+                    f"(of {', '.join(map(str, SUBSPACE_IDS))}) and are left out of the mean"
+                )
             if cell is None:
                 notes.append(
                     f"{label} on {space}: no mean, no seed completed every sub-space "
@@ -511,16 +514,23 @@ def _add_subspace_mean(rows, cells, labels, factors, grouped) -> list[str]:
     return notes
 
 
-def _subspace_mean(runs: Sequence[dict[str, Any]], i: int, factors: Sequence[str]) -> Cell | None:
-    """The mean cell of one group's runs over the sub-spaces, or None when no seed completed
-    every sub-space."""
+def _subspace_mean(
+    runs: Sequence[dict[str, Any]], i: int, factors: Sequence[str]
+) -> tuple[Cell | None, str]:
+    """The mean cell of one group's runs over the sub-spaces (None when no seed completed
+    every sub-space), and the seeds left out for lacking one ("" if none)."""
     by_seed: dict[Any, dict[Any, dict[str, Any]]] = defaultdict(dict)  # seed -> sub-space -> run
     for r in runs:
         if r.get("status") == "completed":
             by_seed[r.get("seed")][level(r, factors[i])] = r
     complete = [by_sub for by_sub in by_seed.values() if set(by_sub) == set(SUBSPACE_IDS)]
+    partial = ", ".join(
+        str(seed)
+        for seed, by_sub in sorted(by_seed.items(), key=lambda x: str(x[0]))
+        if set(by_sub) != set(SUBSPACE_IDS)
+    )
     if not complete:
-        return None
+        return None, ""
     cell = Cell(
         runs=len(complete),
         untrained=sum(any(r.get("untrained") for r in by_sub.values()) for by_sub in complete),
@@ -535,7 +545,7 @@ def _subspace_mean(runs: Sequence[dict[str, Any]], i: int, factors: Sequence[str
         cell.mean[m] = float(np.mean(per_seed)) if per_seed else None
         cell.std[m] = _std(per_seed)
     cell.ci = dict.fromkeys(RANKING)
-    return cell
+    return cell, partial
 
 
 def correlation_table(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
