@@ -36,7 +36,7 @@ import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -374,15 +374,24 @@ def _blocks(
 ) -> tuple[list[Block], list[str]]:
     """The blocks (titled within the experiment's title) of an experiment's runs in `table`,
     and notes: one block of all its runs, its sections (:data:`SECTIONS`), or Table 6's."""
+
+    def make(title: str, shown: list[str], runs: list[dict[str, Any]]) -> Block:
+        return _block(experiment, title, shown, runs, bootstrap, rng)
+
     if table == "6":
-        return _table_6(experiment, factors, recs, bootstrap, rng)
+        return _table_6(
+            Block(experiment, "", ["train", "test", "dynamic_channels"], [], {}),
+            factors,
+            recs,
+            make,
+        )
     blocks, notes = [], []
     for title, values in SECTIONS.get((table, experiment), [("", {})]):
         runs = _runs_with(recs, values)
         if title and not runs:
             notes.append(f"{title}: no runs")
             continue
-        block = _block(experiment, title, _shown(factors, values), runs, bootstrap, rng)
+        block = make(title, _shown(factors, values), runs)
         notes += [f"{title}: {n}" if title else n for n in block.notes]
         blocks.append(block)
     return blocks, notes
@@ -400,15 +409,14 @@ def _pool_record(record: dict[str, Any], pool: str) -> dict[str, Any] | None:
 
 
 def _table_6(
-    experiment: str,
+    block: Block,
     factors: list[str],
     recs: Sequence[dict[str, Any]],
-    bootstrap: int,
-    rng: np.random.Generator,
+    make: Callable[[str, list[str], list[dict[str, Any]]], Block],
 ) -> tuple[list[Block], list[str]]:
-    """Table 6: per (training, testing) with dynamic channels, the mean over the sub-spaces
-    (a row per strategy if the runs used several; an empty row where none is complete)."""
-    block = Block(experiment, "", ["train", "test", "dynamic_channels"], [], {})
+    """Table 6 into the empty `block`: per (training, testing) with dynamic channels, the mean
+    over the sub-spaces (a row per strategy if the runs used several; an empty row where none
+    is complete); `make` builds a block of some runs."""
     notes = []
     for (train, test), values, pool in TABLE_6:
         shown = _shown(factors, values)
@@ -420,7 +428,7 @@ def _table_6(
                 "extra_pools (written by an earlier version), left out; delete their folders "
                 "and run the sweep again to evaluate it"
             )
-        part = _block(experiment, "", shown, [r for r in runs if r], bootstrap, rng)
+        part = make("", shown, [r for r in runs if r])
         notes += [f"{label}: {n}" for n in part.notes]
         means = [row for row in part.rows if "mean" in row]
         if not means:
