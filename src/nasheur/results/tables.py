@@ -110,8 +110,6 @@ TABLE_6 = (
     (("Y", "N"), _RANDOM_SUBSETS, SUBSPACE_POOL),
     (("N", "N"), _DISABLED, ""),
 )
-# the sub-spaces a mean row averages: all of NB101's, or no mean
-SUBSPACE_IDS = SUBSPACES
 RANKING = metrics.RANK_CORRELATIONS
 COLUMNS = ("supernet_acc_mean", "sparse_kendall_tau", "p_beat_random", "final_performance")
 METRICS = tuple(dict.fromkeys((*COLUMNS, "supernet_acc_std", *RANKING)))  # each once
@@ -507,12 +505,12 @@ def _add_subspace_mean(rows, cells, labels, factors, grouped) -> list[str]:
             if partial:
                 notes.append(
                     f"{label} on {space}: seed(s) {partial} lack a sub-space "
-                    f"(of {', '.join(map(str, SUBSPACE_IDS))}) and are left out of the mean"
+                    f"(of {', '.join(map(str, SUBSPACES))}) and are left out of the mean"
                 )
             if cell is None:
                 notes.append(
                     f"{label} on {space}: no mean, no seed completed every sub-space "
-                    f"({', '.join(map(str, SUBSPACE_IDS))})"
+                    f"({', '.join(map(str, SUBSPACES))})"
                 )
                 continue
             cells[(mean_row, space)] = cell
@@ -531,11 +529,11 @@ def _subspace_mean(
     for r in runs:
         if r.get("status") == "completed":
             by_seed[r.get("seed")][level(r, factors[i])] = r
-    complete = [by_sub for by_sub in by_seed.values() if set(by_sub) == set(SUBSPACE_IDS)]
+    complete = [by_sub for by_sub in by_seed.values() if set(by_sub) == set(SUBSPACES)]
     partial = ", ".join(
         str(seed)
         for seed, by_sub in sorted(by_seed.items(), key=lambda x: str(x[0]))
-        if set(by_sub) != set(SUBSPACE_IDS)
+        if set(by_sub) != set(SUBSPACES)
     )
     if not complete:
         return None, ""
