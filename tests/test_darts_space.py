@@ -165,6 +165,9 @@ def test_as_genotype_rejects_other_types():
         as_genotype(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs 'normal' and 'reduce'"):
         as_genotype({"normal": DARTS_V2.to_nds()["normal"]})
+    misspelt = {**DARTS_V2.to_nds(), "normal_concta": [2, 3]}
+    with pytest.raises(ValueError, match="not normal_concta"):  # not the default concat
+        as_genotype(misspelt)
 
 
 def test_known_parameter_counts_of_darts_v2():
@@ -242,3 +245,11 @@ def test_fairnas_paths_share_a_topology_and_cover_every_op_once_per_slot():
 
 def test_parse_key_is_the_genotype_module_parser():
     assert parse_key(DARTS_V2_KEY) == SPACE.parse(DARTS_V2_KEY)
+
+
+def test_a_sampler_the_space_does_not_offer_is_refused_when_built():
+    from nasheur.samplers import build_sampler
+
+    assert "random_a" not in SPACE.samplers
+    with pytest.raises(ValueError, match="'random_a' is not offered in the darts_nds space"):
+        build_sampler("random_a", SPACE)

@@ -250,3 +250,18 @@ def test_cuda_graphs_give_the_eager_accuracies_on_cuda(space, mode, bf16):
             net, archs, loader, bn_mode=mode, bf16=bf16, cuda_graphs=graphs, streams=2, pack=3
         )
         assert np.abs(packed - eager).max() <= 1 / loader.num_images, (eager, packed)
+
+
+@pytest.mark.parametrize("track", [False, True])
+def test_evaluation_leaves_every_bn_in_its_own_eval_mode(track):
+    # afterwards a plain model.eval() forward is what it was before: batch statistics for a
+    # super-net that does not track them (not the untouched 0/1 buffers), running ones else
+    net, loader, archs = setup(track=track)
+    x = next(iter(loader.eval_batches()))[0]
+    net.eval()
+    with torch.no_grad():
+        before = net(x, archs[0])
+    for mode in ("batch", "running", "recalibrate") if track else ("batch", "recalibrate"):
+        evaluate_archs(net, archs[:1], loader, bn_mode=mode, calib_loader=loader, calib_batches=1)
+        with torch.no_grad():
+            assert torch.equal(net(x, archs[0]), before), mode

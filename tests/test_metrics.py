@@ -209,6 +209,21 @@ def test_final_performance_by_hand():
     assert M.final_performance(s, g, top_n=1) == pytest.approx(0.93)
 
 
+def test_a_collapsed_supernet_selects_no_top_n():
+    # every architecture at the same accuracy: any top 3 would be the first 3 drawn, a random
+    # search; the paper prints N/A, the metrics say NaN (None in summarize)
+    s, g = [0.1] * 5, [0.9, 0.8, 0.7, 0.95, 0.99]
+    assert math.isnan(M.final_performance(s, g))
+    assert math.isnan(M.p_beat_random(s, g, g))
+    out = M.summarize(s, g, g)
+    assert out["final_performance"] is None and out["p_beat_random"] is None
+    # a pool of exactly n needs no choice; ties only at the boundary keep the stable order
+    assert M.final_performance([0.1] * 3, [0.9, 0.8, 0.7]) == pytest.approx(0.8)
+    assert M.final_performance(
+        [0.5, 0.1, 0.1, 0.1], [0.9, 0.8, 0.7, 0.6], top_n=2
+    ) == pytest.approx(0.85)
+
+
 # --- summarize and untrained flag -------------------------------------------------------------
 
 KEYS = {

@@ -185,6 +185,10 @@ def test_pruning_before_counting_edges():
         ([[0, 1, 0], [0, 0, 1], [0, 0, 0]], [INPUT, "conv5x5", OUTPUT], "unknown NB101 ops"),
         ([[0, 1, 0], [0, 0, 1], [0, 0, 0]], [C3, C3, OUTPUT], "start with"),
         ([[0, 1], [0, 0]], [INPUT, C3, OUTPUT], "2 vertices but 3 ops"),
+        # a fraction is not truncated into another graph (0.9 would drop the edge 0->2)
+        ([[0, 1, 0.9], [0, 0, 1], [0, 0, 0]], [INPUT, C3, OUTPUT], "ints 0 or 1, not 0.9"),
+        ([[0, 1], [0, 0]], None, "not an NB101 spec"),
+        ([[0, 1], [0, 0]], 5, "not an NB101 spec"),
     ],
 )
 def test_invalid_specs_raise(matrix, ops, match):

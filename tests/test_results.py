@@ -802,3 +802,100 @@ def test_the_bootstrap_draws_what_a_plain_loop_draws():
     got = _bootstrap(recs, 40, np.random.default_rng(7))
     for m in RANKING:
         assert got[m] == pytest.approx(tuple(np.percentile(draws[m], [2.5, 97.5])), abs=1e-12)
+
+
+def test_a_collapsed_run_leaves_the_interval_of_the_others_as_it_was():
+    # a run whose accuracies are all equal has no correlation in any resample: the interval
+    # is that of the runs where the metric is defined (drawing it among the runs would keep
+    # only the draws that miss it, a narrower interval than two seeds allow)
+    from nasheur.results.tables import RANKING, _bootstrap
+
+    good = [record("nb201", seed, 0.025) for seed in range(2)]
+    collapsed = record("nb201", 2, 0.025)
+    for a in collapsed["archs"]:
+        a["supernet_acc"] = 0.1
+    alone = _bootstrap(good, 200, np.random.default_rng(3))
+    with_it = _bootstrap([*good, collapsed], 200, np.random.default_rng(3))
+    for m in RANKING:
+        assert with_it[m] == alone[m]
+
+
+def test_a_cells_interval_does_not_change_with_other_runs(tmp_path):
+    base = [record("nb201", s, 0.025) for s in range(3)]
+    other = [record("nb201", s, 0.1) for s in range(3)]
+    alone = build_table(load_records([write(tmp_path / "a", base)]), "11", bootstrap=50)
+    more = build_table(load_records([write(tmp_path / "b", base + other)]), "11", bootstrap=50)
+    key = ((0.025,), "nb201")
+    assert alone.blocks[0].cells[key].ci == more.blocks[0].cells[key].ci
+    reseeded = build_table(load_records([tmp_path / "a"]), "11", bootstrap=50, seed=1)
+    assert reseeded.blocks[0].cells[key].ci != alone.blocks[0].cells[key].ci
+
+
+def test_every_csv_row_has_every_column(tmp_path):
+    recs = [record("nb201", s, 0.025) for s in range(3)] + [record("nb101", 0, 0.1)]
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0)
+    header, *rows = list(csv.reader(io.StringIO(to_csv(table))))
+    assert any(r[4] == "0" for r in rows)  # a missing cell: no runs
+    assert {len(r) for r in rows} == {len(header)}
+
+
+def test_another_sweeps_job_of_the_same_config_is_not_this_sweeps(tmp_path):
+    # every experiment's baseline job has the same config hash and runs in its own sweep's
+    # folder: lr_ablation's seed=6 never ran even though wd_ablation has a job of its hash
+    from nasheur.results.collect import NOT_STARTED, find_jobs
+
+    sweep = _sweep_of_every_state(tmp_path)
+    other = sweep.parent / "wd_ablation" / "nb201" / "wd=0.0005,seed=6-hash6"
+    other.mkdir(parents=True)
+    (other / "metrics.json").write_text(
+        json.dumps(dict(record("nb201", 6, 0.1), config_hash="hash6"))
+    )
+    jobs, _ = find_jobs([sweep.parent])
+    assert len(jobs) == 8
+    assert any(j.state == NOT_STARTED and j.folder.name.endswith("seed=6-hash6") for j in jobs)
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda r: r["archs"].__setitem__(3, [1, 2]), "archs[3] is a list, not an object"),
+        (
+            lambda r: r["archs"][0].__setitem__("gt_acc", "x"),
+            "archs[0].gt_acc is 'x', not a number or null",
+        ),
+        (
+            lambda r: r["metrics"].__setitem__("kendall_tau", "0.5x"),
+            "metrics.kendall_tau is '0.5x'",
+        ),
+        (lambda r: r["metrics"].__setitem__("kendall_tau", float("nan")), "is nan, not a number"),
+        (lambda r: r.__setitem__("metrics", None), "metrics is null, not an object"),
+        (lambda r: r["config"].__setitem__("experiment", "lr"), "config.experiment is a str"),
+        (
+            lambda r: r["config"]["protocol"].__setitem__("lr", [0.1]),
+            "config.protocol.lr is a list, not the value of a factor",
+        ),
+        (
+            lambda r: r["config"]["metrics"].__setitem__("skdt_threshold", -1),
+            "config.metrics.skdt_threshold is -1",
+        ),
+        (lambda r: r.__setitem__("extra_pools", {"subspace": 3}), "extra_pools.subspace is an int"),
+    ],
+)
+def test_a_malformed_record_is_named_with_its_key_not_a_traceback(tmp_path, edit, problem):
+    recs = [record("nb201", s, 0.025) for s in range(3)]
+    edit(recs[1])
+    folder = write(tmp_path / "s", recs)
+    loaded = load_records([folder])
+    assert loaded[1]["status"] == "broken" and problem in loaded[1]["error"]
+    assert str(folder / "job1" / "metrics.json") in loaded[1]["error"]
+    table = build_table(loaded, "11", bootstrap=10)
+    assert table.broken == 1 and table.blocks[0].cells[((0.025,), "nb201")].runs == 2
+    show = results("show", str(folder), "--all")
+    assert show.returncode == 0 and problem in show.stdout, show.stderr
+
+
+def test_show_of_an_older_record_says_n_a_for_what_it_lacks(tmp_path):
+    rec = dict(record("nb201", 0, 0.025), timing={"wall_seconds": 12.0})
+    show = results("show", str(write(tmp_path / "s", [rec])))
+    assert show.returncode == 0, show.stderr
+    assert "evaluation          n/a" in show.stdout and "12.0 s" in show.stdout

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -424,3 +425,32 @@ def test_random_specs_run_under_every_strategy():
             assert net(torch.randn(2, 3, 8, 8), arch).shape == (2, 10)
     with pytest.raises(ValueError, match="ops on nodes only"):
         supernet(ops_on="edge")
+
+
+def test_recalibration_under_shuffle_estimates_every_channel_evaluation_may_draw():
+    # evaluation draws a new subset per batch, so any channel of a narrower vertex's layer
+    # may be used: one calibration batch draws only some, and calibration goes on until
+    # every channel has statistics (else it would keep the reset mean 0 and variance 1)
+    from nasheur.data import DeviceLoader
+    from nasheur.evaluation import _recalibrate
+
+    net = supernet(dynamic_channels="shuffle", bn_track=False)
+    net.eval()
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8, generator=g)
+    loader = DeviceLoader(
+        images,
+        torch.zeros(64, dtype=torch.long),
+        batch_size=8,
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        augment=False,
+    )
+    bns = [m for m in net.modules() if isinstance(m, SlicedBatchNorm2d)]
+    torch.manual_seed(0)
+    _recalibrate(net, bns, THREE, loader, 1, torch.Generator().manual_seed(1), nullcontext())
+    drawn = [m for m in bns if m._channel_counts is not None]
+    assert drawn and all(m.uncalibrated() == 0 for m in drawn)
+    assert max(int(m._channel_counts.max()) for m in drawn) > 1  # more than the one batch
+    for m in drawn:  # every channel was estimated: none left at the reset values
+        assert not ((m.running_mean == 0) & (m.running_var == 1)).any()

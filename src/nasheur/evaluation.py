@@ -10,7 +10,8 @@ for every architecture first. ``auto`` is ``running`` when the super-net tracks 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,11 @@ from nasheur.supernet.batchnorm import (
     set_bn_groups,
     set_bn_stats,
 )
+from nasheur.supernet.channels import SlicedBatchNorm2d
+
+# calibration batches beyond K that `shuffle` may take to draw every channel once (a channel
+# of a layer of C_max serving C >= C_max / 5 is missed by n batches with probability 0.8^n)
+MAX_EXTRA_CALIBRATION = 1000
 
 
 def resolve_bn_mode(eval_bn: str, bn_track: bool) -> str:
@@ -144,7 +150,7 @@ def evaluate_archs(
                 progress(i + 1)
     if saved is not None:
         model.load_state_dict(saved, strict=False)
-    set_bn_stats(bns, BNStats.running)
+    set_bn_stats(bns, None)  # each BN's own default again (batch statistics where untracked)
     set_bn_groups(bns, 1)
     return torch.stack(hits).cpu().numpy().astype(np.float64) / val_loader.num_images
 
@@ -192,14 +198,43 @@ def _recalibrate(
     autocast: Any,
 ) -> None:
     """Re-estimate the running statistics on `arch`'s path from the K training batches that
-    `gen` draws (seeded alike for every architecture: the same batches for all)."""
+    `gen` draws (seeded alike for every architecture: the same batches for all).
+
+    Under ``shuffle`` dynamic channels a vertex draws a random subset of its layer's channels
+    per batch, and evaluation may draw any of them: calibration goes on past the K batches
+    until every channel of the path's BNs has been drawn at least once (a channel never drawn
+    would keep the reset statistics, mean 0 and variance 1, and not be normalised at all)."""
     set_bn_stats(bns, BNStats.calibrate)
-    for b, (x, _) in enumerate(calib_loader.train_batches(gen)):
-        if b >= calib_batches:
+    first = calib_loader.train_batches(gen)
+    for x, _ in itertools.islice(first, calib_batches):  # at most one pass (the job warns)
+        with autocast:
+            model(x, arch)
+    sliced = [m for m in bns if isinstance(m, SlicedBatchNorm2d)]
+    more = itertools.chain(first, _passes(calib_loader, gen))
+    for extra in itertools.count():
+        left = sum(m.uncalibrated() for m in sliced)
+        if not left:
             break
+        x = next(more, (None,))[0]
+        if x is None or extra >= MAX_EXTRA_CALIBRATION:
+            raise RuntimeError(
+                f"recalibrating {arch}: {left} BN channel(s) drawn by no batch after "
+                f"{calib_batches + extra} batches"
+            )
         with autocast:
             model(x, arch)
     set_bn_stats(bns, BNStats.running)
+
+
+def _passes(loader: Any, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The loader's training batches, pass after pass (until a pass yields none)."""
+    while True:
+        empty = True
+        for batch in loader.train_batches(gen):
+            empty = False
+            yield batch
+        if empty:
+            return
 
 
 class _Lanes:

@@ -204,7 +204,10 @@ def p_beat_random(s: ArrayLike, g: ArrayLike, space_gt: ArrayLike, top_n: int = 
     """
     s_arr, g_arr = _pair(s, g, min_len=1)
     space = _vector(space_gt, "space_gt", 1)
-    best = g_arr[top_n_indices(s_arr, top_n)].max()
+    top = top_n_indices(s_arr, top_n)
+    if _no_choice(s_arr, top_n):
+        return float("nan")
+    best = g_arr[top].max()
     if not space.min() - _GT_SLACK <= best <= space.max() + _GT_SLACK:
         raise ValueError(
             f"best GT of the top {top_n} ({best}) lies outside space_gt's range "
@@ -215,9 +218,19 @@ def p_beat_random(s: ArrayLike, g: ArrayLike, space_gt: ArrayLike, top_n: int = 
 
 
 def final_performance(s: ArrayLike, g: ArrayLike, top_n: int = 3) -> float:
-    """Mean GT accuracy of the ``top_n`` architectures by super-net accuracy."""
+    """Mean GT accuracy of the ``top_n`` architectures by super-net accuracy (NaN where
+    the super-net ranks none above another, as for P>R)."""
     s_arr, g_arr = _pair(s, g, min_len=1)
-    return float(g_arr[top_n_indices(s_arr, top_n)].mean())
+    top = top_n_indices(s_arr, top_n)
+    return float("nan") if _no_choice(s_arr, top_n) else float(g_arr[top].mean())
+
+
+def _no_choice(s: np.ndarray, top_n: int) -> bool:
+    """Whether a super-net whose accuracies are `s` picks no top n at all: every accuracy is
+    the same (a collapsed super-net) and the pool is larger than n, so any n would be the
+    pool's first n in draw order, a random search rather than the super-net's (the paper
+    prints N/A there). Ties only at the top n's boundary still go to the earlier entry."""
+    return s.size > top_n and bool(np.all(s == s[0]))
 
 
 def _json_safe(x: float) -> float | None:
@@ -235,7 +248,8 @@ def summarize(
     """All per-run metrics as plain floats, keyed as in ``metrics.json``.
 
     ``supernet_acc_std`` is the population std (ddof=0) over the pool. An undefined
-    correlation (constant input) is ``None`` so that the dict serialises as strict JSON.
+    correlation (constant input) is ``None`` so that the dict serialises as strict JSON; so are
+    P>R and the final performance of a super-net that gives every architecture the same accuracy.
     """
     s_arr, g_arr = _pair(s, g)
     return {
@@ -245,8 +259,8 @@ def summarize(
         "sparse_kendall_tau": _json_safe(sparse_kendall_tau(s_arr, g_arr, threshold)),
         "spearman": _json_safe(spearman(s_arr, g_arr)),
         "sparse_spearman": _json_safe(sparse_spearman(s_arr, g_arr, threshold)),
-        "p_beat_random": p_beat_random(s_arr, g_arr, space_gt, top_n),
-        "final_performance": final_performance(s_arr, g_arr, top_n),
+        "p_beat_random": _json_safe(p_beat_random(s_arr, g_arr, space_gt, top_n)),
+        "final_performance": _json_safe(final_performance(s_arr, g_arr, top_n)),
     }
 
 

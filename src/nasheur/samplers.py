@@ -59,4 +59,10 @@ SAMPLERS: dict[str, Callable[[Any], Sampler]] = {
 def build_sampler(name: str, space: Any) -> Sampler:
     if name not in SAMPLERS:
         raise KeyError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
+    offered = getattr(space, "samplers", tuple(SAMPLERS))
+    if name not in offered:  # else it fails at the first step, on a missing method
+        raise ValueError(
+            f"sampler {name!r} is not offered in the {getattr(space, 'name', space)} space "
+            f"(it offers {', '.join(offered)})"
+        )
     return SAMPLERS[name](space)

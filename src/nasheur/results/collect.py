@@ -10,6 +10,7 @@ sweep's ``sweep.json`` lists whose folders are missing or hold nothing of a job 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nasheur.jobguard import folder_holder
+from nasheur.results.settings import select
 
 METRICS = "metrics.json"
 SWEEP = "sweep.json"  # the sweeper's list of a sweep's jobs (and their state at launch)
@@ -52,9 +54,83 @@ def load_records(folders: Iterable[str | Path]) -> list[dict[str, Any]]:
             record = {"status": "broken", "error": f"{type(err).__name__}: {err}"}
         if not isinstance(record, dict):
             record = {"status": "broken", "error": "not a JSON object"}
+        problem = record_problem(record)
+        if problem:  # tables, figures and show read these keys: say which one is wrong
+            record = {"status": "broken", "error": f"{problem} (read {path})"}
         record["path"] = str(path)
         records.append(record)
     return records
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """What in a record tables, figures and ``show`` cannot read, naming the key (None if
+    nothing): a hand-edited file, another tool's, or a damaged one."""
+    config = record.get("config")
+    if "config" in record and not isinstance(config, dict):
+        return f"config is {_kind(config)}, not an object"
+    if isinstance(config, dict):
+        for key in ("experiment", "search_space", "metrics"):
+            if key in config and not isinstance(config[key], dict):
+                return f"config.{key} is {_kind(config[key])}, not an object"
+        factors = (config.get("experiment") or {}).get("factors") or []
+        if not isinstance(factors, list) or not all(isinstance(f, str) for f in factors):
+            return "config.experiment.factors is not a list of config keys"
+        for factor in factors:  # a row of a table is named by these values
+            value = select(config, factor)
+            if isinstance(value, (list, dict)):
+                return f"config.{factor} is {_kind(value)}, not the value of a factor"
+        t = (config.get("metrics") or {}).get("skdt_threshold")
+        if t is not None and not (_number(t) and 0 < t < 1):
+            return f"config.metrics.skdt_threshold is {t!r}, not a number in (0, 1)"
+    if record.get("status") != "completed":
+        return None
+    problem = _pool_problem(record, "")
+    extra = record.get("extra_pools")
+    if problem or extra is None:
+        return problem
+    if not isinstance(extra, dict):
+        return f"extra_pools is {_kind(extra)}, not an object"
+    for name, pool in extra.items():
+        if not isinstance(pool, dict):
+            return f"extra_pools.{name} is {_kind(pool)}, not an object"
+        problem = _pool_problem(pool, f"extra_pools.{name}.")
+        if problem:
+            return problem
+    return None
+
+
+def _pool_problem(pool: dict[str, Any], prefix: str) -> str | None:
+    """What is wrong with a completed pool's `metrics` and `archs` (values numbers or null)."""
+    metrics, archs = pool.get("metrics"), pool.get("archs")
+    if not isinstance(metrics, dict):
+        return f"{prefix}metrics is {_kind(metrics)}, not an object (a completed run has them)"
+    for key, value in metrics.items():
+        if value is not None and not _number(value):
+            return f"{prefix}metrics.{key} is {value!r}, not a number or null"
+    if archs is None:
+        return None
+    if not isinstance(archs, list):
+        return f"{prefix}archs is {_kind(archs)}, not a list"
+    for i, arch in enumerate(archs):
+        if not isinstance(arch, dict):
+            return f"{prefix}archs[{i}] is {_kind(arch)}, not an object"
+        for key in ("supernet_acc", "gt_acc"):
+            value = arch.get(key)
+            if value is not None and not _number(value):
+                return f"{prefix}archs[{i}].{key} is {value!r}, not a number or null"
+    return None
+
+
+def _number(value: Any) -> bool:
+    """A finite real number (not a bool; JSON's NaN and Infinity are no results)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 @dataclass
@@ -183,21 +259,24 @@ def find_jobs(folders: Iterable[str | Path]) -> tuple[list[Job], list[str]]:
             holder = folder_holder(job.folder)
             if holder is not None:
                 job.state, job.holder = RUNNING, holder
-    # a listed job is also found by its config hash: its record's, else the end of its
-    # folder's name (``<readable>-<hash>``, whatever the readable part says)
-    by_hash: dict[Any, Job] = {}
-    for j in jobs.values():
-        chash = (j.record or {}).get("config_hash") or j.folder.name.rpartition("-")[2]
-        by_hash.setdefault(chash, j)
-    by_name = {}
-    for j in jobs.values():
-        by_name.setdefault(j.folder.name, j)
     for manifest in sorted(set(manifests)):
         try:
             listed = read_manifest(manifest)
         except ValueError as err:
             notes.append(str(err))
             continue
+        # a listed job is also found in its sweep's folder by its config hash (its record's,
+        # else the end of its folder's name, ``<readable>-<hash>``, whatever the readable part
+        # says) or its folder's name; not elsewhere: every experiment's baseline job has the
+        # same hash and runs in its own sweep's folder
+        sweep = manifest.parent.resolve()
+        by_hash: dict[Any, Job] = {}
+        by_name: dict[str, Job] = {}
+        for j in jobs.values():
+            if sweep in j.folder.parents:
+                chash = (j.record or {}).get("config_hash") or j.folder.name.rpartition("-")[2]
+                by_hash.setdefault(chash, j)
+                by_name.setdefault(j.folder.name, j)
         for entry in listed:
             folder = _listed_folder(str(entry["folder"]), manifest.parent)
             job = (

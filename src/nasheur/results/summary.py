@@ -9,27 +9,30 @@ __all__ = ["summary_table"]
 
 
 def summary_table(record: dict[str, Any], path: Path) -> str:
-    """A few lines a person reads at the end of a job."""
-    m, t = record["metrics"], record["timing"]
+    """A few lines a person reads at the end of a job (``n/a`` for what an older record or
+    another tool's lacks)."""
+    m, t = record.get("metrics") or {}, record.get("timing") or {}
 
-    def num(v: float | None, pct: bool = False) -> str:
-        return "n/a" if v is None else (f"{100 * v:.2f}%" if pct else f"{v:.4f}")
+    def num(v: Any, pct: bool = False, fmt: str = ".4f", unit: str = "") -> str:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return "n/a"
+        return f"{100 * v:.2f}%" if pct else f"{v:{fmt}}{unit}"
 
     rows = [
         (
             "super-net accuracy",
-            f"{num(m['supernet_acc_mean'], True)} ± {num(m['supernet_acc_std'], True)}"
-            + ("  (untrained)" if record["untrained"] else ""),
+            f"{num(m.get('supernet_acc_mean'), True)} ± {num(m.get('supernet_acc_std'), True)}"
+            + ("  (untrained)" if record.get("untrained") else ""),
         ),
-        ("sparse Kendall tau", num(m["sparse_kendall_tau"])),
-        ("Kendall tau", num(m["kendall_tau"])),
-        ("sparse Spearman", num(m["sparse_spearman"])),
-        ("Spearman", num(m["spearman"])),
-        ("P>R", num(m["p_beat_random"]) + _among(record)),
-        ("final performance", num(m["final_performance"], True)),
-        ("wall time", f"{t['wall_seconds']:.1f} s"),
-        ("training", f"{t['train_images_per_s']:,.0f} images/s"),
-        ("evaluation", f"{t['eval_archs_per_s']:.2f} architectures/s"),
+        ("sparse Kendall tau", num(m.get("sparse_kendall_tau"))),
+        ("Kendall tau", num(m.get("kendall_tau"))),
+        ("sparse Spearman", num(m.get("sparse_spearman"))),
+        ("Spearman", num(m.get("spearman"))),
+        ("P>R", num(m.get("p_beat_random")) + _among(record)),
+        ("final performance", num(m.get("final_performance"), True)),
+        ("wall time", num(t.get("wall_seconds"), fmt=".1f", unit=" s")),
+        ("training", num(t.get("train_images_per_s"), fmt=",.0f", unit=" images/s")),
+        ("evaluation", num(t.get("eval_archs_per_s"), fmt=".2f", unit=" architectures/s")),
         ("metrics", str(path)),
     ]
     width = max(len(k) for k, _ in rows)

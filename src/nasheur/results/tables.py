@@ -35,6 +35,7 @@ import io
 import json
 import math
 import re
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -172,17 +173,44 @@ def pool_accuracies(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
 def _bootstrap(
     runs: Sequence[dict[str, Any]], n: int, rng: np.random.Generator
 ) -> dict[str, tuple[float, float] | None]:
-    """95% intervals of the ranking metrics' mean over runs, resampling runs then architectures."""
+    """95% intervals of the ranking metrics' mean over runs, resampling runs then architectures.
+
+    Each metric's interval resamples the runs where the metric is defined, as its mean counts
+    them: a collapsed run (constant accuracies) has no correlation in any resample, and
+    keeping it among the runs drawn would keep only the draws that miss it, as if fewer
+    seeds varied more."""
     pools = []
     for r in runs:
         s, g = pool_accuracies(r)
         t = float(select(r, "config.metrics.skdt_threshold") or 0.001)
         if len(s) >= 2:  # a correlation needs two architectures
             pools.append((s, g, t))
+    out: dict[str, tuple[float, float] | None] = dict.fromkeys(RANKING)
     if not pools or n <= 0:
-        return dict.fromkeys(RANKING)
-    # the draws in the order they always were made (the same intervals for the same seed),
-    # each a multiset of a pool's architectures; their correlations then in one go per pool
+        return out
+    whole = [
+        metrics.resampled_correlations(s, g, np.ones((1, len(s)), dtype=np.int64), t)
+        for s, g, t in pools
+    ]
+    by_runs: dict[tuple[int, ...], list[str]] = {}  # the defined runs -> their metrics
+    for m in RANKING:
+        defined = tuple(i for i, w in enumerate(whole) if np.isfinite(w[m][0]))
+        if defined:
+            by_runs.setdefault(defined, []).append(m)
+    for defined, names in by_runs.items():
+        out.update(_intervals([pools[i] for i in defined], names, n, rng))
+    return out
+
+
+def _intervals(
+    pools: Sequence[tuple[np.ndarray, np.ndarray, float]],
+    names: Sequence[str],
+    n: int,
+    rng: np.random.Generator,
+) -> dict[str, tuple[float, float] | None]:
+    """The bootstrap intervals of the metrics `names` over `pools` (see :func:`_bootstrap`)."""
+    # the draws first, each a multiset of a pool's architectures; their correlations then in
+    # one go per pool
     picks: list[list[tuple[int, int]]] = []  # per draw: (pool, its resample's row) per run
     counts: list[list[np.ndarray]] = [[] for _ in pools]
     for _ in range(n):
@@ -196,15 +224,22 @@ def _bootstrap(
         metrics.resampled_correlations(s, g, np.array(c), t) if c else {}
         for (s, g, t), c in zip(pools, counts, strict=True)
     ]
-    draws: dict[str, list[float]] = {m: [] for m in RANKING}
+    draws: dict[str, list[float]] = {m: [] for m in names}
     for row in picks:
-        for m in RANKING:
+        for m in names:
             v = np.array([values[i][m][j] for i, j in row])
-            if np.isfinite(v).all():
+            if np.isfinite(v).all():  # a resample with constant accuracies (rare)
                 draws[m].append(float(v.mean()))
     return {
         m: (tuple(np.percentile(d, [2.5, 97.5]).tolist()) if d else None) for m, d in draws.items()
     }  # type: ignore[misc]
+
+
+def cell_rng(seed: int, experiment: str, row: tuple[Any, ...], space: str) -> np.random.Generator:
+    """The bootstrap's generator of one cell: from the seed and the cell alone, so that a
+    cell's interval does not change with the other runs in the folders."""
+    name = json.dumps([experiment, list(row), space], default=str)
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
 
 
 def _cell(records: Sequence[dict[str, Any]], bootstrap: int, rng: np.random.Generator) -> Cell:
@@ -304,7 +339,6 @@ def build_table(
 ) -> Table:
     if table not in TABLES and table != "3":
         raise KeyError(f"unknown table {table!r}; known: {', '.join([*TABLES, '3'])}")
-    rng = np.random.default_rng(seed)
     broken = sum(r.get("status") == "broken" for r in records)
     records, copies = distinct_jobs(records, per_experiment=True)
     by_experiment: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -344,7 +378,7 @@ def build_table(
             left_out = [r for r in by_setting[label] if r.get("status") != "completed"]
             if left_out and done:  # none done: said above
                 notes.append(f"{shown}: {_unfinished(left_out)} left out")
-            made, said = _blocks(table, experiment, factors, by_setting[label], bootstrap, rng)
+            made, said = _blocks(table, experiment, factors, by_setting[label], bootstrap, seed)
             for block in made:
                 block.title = ": ".join(t for t in (shown, block.title) if t)
                 blocks.append(block)
@@ -368,13 +402,13 @@ def _blocks(
     factors: list[str],
     recs: Sequence[dict[str, Any]],
     bootstrap: int,
-    rng: np.random.Generator,
+    seed: int,
 ) -> tuple[list[Block], list[str]]:
     """The blocks (titled within the experiment's title) of an experiment's runs in `table`,
     and notes: one block of all its runs, its sections (:data:`SECTIONS`), or Table 6's."""
 
     def make(title: str, shown: list[str], runs: list[dict[str, Any]]) -> Block:
-        return _block(experiment, title, shown, runs, bootstrap, rng)
+        return _block(experiment, title, shown, runs, bootstrap, seed)
 
     if table == "6":
         return _table_6(
@@ -459,13 +493,16 @@ def _block(
     factors: list[str],
     recs: Sequence[dict[str, Any]],
     bootstrap: int,
-    rng: np.random.Generator,
+    seed: int,
 ) -> Block:
     grouped: dict[tuple[tuple[Any, ...], str], list[dict[str, Any]]] = defaultdict(list)
     for r in recs:
         grouped[(_row_key(r, factors), select(r, "config.search_space.name"))].append(r)
     rows = _order(k[0] for k in grouped)
-    cells = {k: _cell(v, bootstrap, rng) for k, v in grouped.items()}
+    cells = {
+        (row, space): _cell(v, bootstrap, cell_rng(seed, experiment, row, space))
+        for (row, space), v in grouped.items()
+    }
     labels = _row_labels(factors, grouped)
     notes = []
     if experiment == "dynamic_channels_ablation":
@@ -539,7 +576,12 @@ def _subspace_mean(
         return None, ""
     cell = Cell(
         runs=len(complete),
+        failed=sum(r.get("status") != "completed" for r in runs),
         untrained=sum(any(r.get("untrained") for r in by_sub.values()) for by_sub in complete),
+        overlapping=sum(
+            any(select(r, "data.val_overlaps_train") for r in by_sub.values())
+            for by_sub in complete
+        ),
     )
     for m in METRICS:
         per_seed = []
@@ -573,17 +615,11 @@ def correlation_table(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, 
         if len(done) < 3:
             continue
         final = np.array(
-            [select(r, "metrics.final_performance") or np.nan for r in done], dtype=float
+            [_or_nan(select(r, "metrics.final_performance")) for r in done], dtype=float
         )
         row: dict[str, float | None] = {}
         for m in RANKING:
-            v = np.array(
-                [
-                    np.nan if select(r, f"metrics.{m}") is None else select(r, f"metrics.{m}")
-                    for r in done
-                ],
-                dtype=float,
-            )
+            v = np.array([_or_nan(select(r, f"metrics.{m}")) for r in done], dtype=float)
             ok = np.isfinite(v) & np.isfinite(final)
             rho = metrics.spearman(v[ok], final[ok]) if ok.sum() >= 3 else float("nan")
             row[m] = None if not math.isfinite(rho) else float(rho)
@@ -592,6 +628,10 @@ def correlation_table(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, 
         row["other_settings"] = len(every) - len(completed)
         out[space] = row
     return out
+
+
+def _or_nan(value: Any) -> float:
+    return np.nan if value is None else float(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -684,7 +724,8 @@ def to_csv(t: Table) -> str:
             for s in t.spaces:
                 c = b.cells.get((row, s))
                 if c is None:
-                    w.writerow([t.table, b.experiment, _fmt_row(b, row), s, 0, 0, 0, 0])
+                    blank = [""] * (len(stats_cols) + len(ci_cols))
+                    w.writerow([t.table, b.experiment, _fmt_row(b, row), s, 0, 0, 0, 0, *blank])
                     continue
                 vals = [_blank(getattr(c, k)[m]) for m in METRICS for k in ("mean", "std")]
                 cis = [

@@ -129,8 +129,16 @@ def _concat(value: Any, what: str) -> tuple[int, ...]:
     return tuple(value)
 
 
+NDS_KEYS = ("normal", "normal_concat", "reduce", "reduce_concat")
+
+
 def from_nds(genotype: Mapping[str, Any]) -> Genotype:
     """Parse the NDS ``net.genotype`` form; ValueError names what is wrong."""
+    unknown = set(genotype) - set(NDS_KEYS)
+    if unknown:  # a misspelt concat key would otherwise fall back to the default silently
+        raise ValueError(
+            f"a DARTS genotype has the keys {', '.join(NDS_KEYS)}, not {', '.join(sorted(unknown))}"
+        )
     try:
         return Genotype(
             Cell(

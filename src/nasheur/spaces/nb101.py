@@ -170,10 +170,20 @@ class NB101Spec:
 def make_spec(matrix: Any, ops: Sequence[str]) -> NB101Spec:
     """A spec from any 0/1 matrix-like (lists, tuples, numpy of any integer or bool type)."""
     try:
-        rows = [[int(v) for v in row] for row in matrix]
+        rows = [[_entry(v) for v in row] for row in matrix]
+        names = tuple(str(op) for op in ops)
     except TypeError:
-        raise ValueError(f"not an NB101 adjacency matrix: {matrix!r}") from None
-    return NB101Spec(tuple(tuple(r) for r in rows), tuple(str(op) for op in ops))
+        raise ValueError(f"not an NB101 spec: matrix {matrix!r}, ops {ops!r}") from None
+    return NB101Spec(tuple(tuple(r) for r in rows), names)
+
+
+def _entry(v: Any) -> int:
+    """A matrix entry as an int; one that is not integral (0.9, 1.5) is refused rather than
+    truncated into another graph."""
+    i = int(v)
+    if i != v:
+        raise ValueError(f"NB101 matrix entries are the ints 0 or 1, not {v!r}")
+    return i
 
 
 def _prune(spec: NB101Spec) -> NB101Spec:

@@ -67,7 +67,7 @@ class SuperBatchNorm2d(nn.BatchNorm2d):
     def __init__(self, num_features: int, *, affine: bool, track: bool) -> None:
         super().__init__(num_features, affine=affine, track_running_stats=True)
         self.track = track
-        self.stats = BNStats.running if track else BNStats.batch
+        self.stats = self.default_stats
         self.groups = 1  # batches packed in an evaluation input (batch statistics only)
         self._calibrated = 0
 
@@ -103,6 +103,12 @@ class SuperBatchNorm2d(nn.BatchNorm2d):
             x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
         )
 
+    @property
+    def default_stats(self) -> BNStats:
+        """PyTorch's eval mode for this module: running statistics where training tracks
+        them, else batch statistics."""
+        return BNStats.running if self.track else BNStats.batch
+
     def start_calibration(self) -> None:
         self.reset_running_stats()
         self._calibrated = 0
@@ -122,15 +128,16 @@ class WSBatchNorm(nn.Module):
         )
 
 
-def set_bn_stats(model: nn.Module | Iterable[nn.Module], stats: BNStats) -> None:
+def set_bn_stats(model: nn.Module | Iterable[nn.Module], stats: BNStats | None) -> None:
     """Choose what every super-net BN of `model` (a model, or its modules listed once by a
-    caller that sets them often) normalises with outside training."""
+    caller that sets them often) normalises with outside training; None: each module's
+    default (its `default_stats`), as an evaluation leaves them."""
     for m in model.modules() if isinstance(model, nn.Module) else model:
         if isinstance(m, SuperBatchNorm2d):
             if stats is BNStats.calibrate:
                 m.start_calibration()
             else:
-                m.stats = stats
+                m.stats = m.default_stats if stats is None else stats
 
 
 def set_bn_groups(modules: Iterable[nn.Module], groups: int) -> None:
