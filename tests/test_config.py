@@ -234,6 +234,7 @@ def nasheur_cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
         ("sampler=nonesuch", "sampler"),
         ("protocol.lr=abc", "protocol.lr"),
         ("fidelity.train_portion=1.5", "fidelity.train_portion"),
+        ("dataset.split_seed=-1", "dataset.split_seed"),
     ],
 )
 def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
@@ -439,3 +440,47 @@ def test_an_embedded_table_must_say_its_space(tmp_path):
         validate(compose_job([f"ground_truth.path={table}"]))
     table.write_text("# unit: fraction\n# space: embedded\nkey,accuracy\n" + rows)
     validate(compose_job([f"ground_truth.path={table}"]))
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_a_refused_command_leaves_another_jobs_folder_and_record_alone(tmp_path, held):
+    # a running job's folder looks like a never-started one while the job loads its data
+    # (held); a finished job's holds its results (not held): a refused command line removes
+    # neither and puts the owner's Hydra record back
+    from nasheur.jobguard import hold_folder
+
+    folder = tmp_path / "job"
+    record = folder / ".hydra"
+    (record / "claimed").mkdir(parents=True)
+    for name in ("config.yaml", "overrides.yaml"):
+        for where in (record, record / "claimed"):
+            (where / name).write_text(f"owner's {name}\n")
+    (folder / "nasheur.log").write_text("loading\n")
+    if not held:
+        (folder / "metrics.json").write_text("{}")
+    args = ["fidelity.train_portion=1.5", f"hydra.run.dir={folder}"]
+    with hold_folder(folder) if held else contextlib.nullcontext():
+        proc = nasheur_cli(args, tmp_path)
+    assert proc.returncode == 2 and "fidelity.train_portion" in proc.stderr
+    assert (folder / "nasheur.log").read_text() == "loading\n"
+    for name in ("config.yaml", "overrides.yaml"):
+        assert (record / name).read_text() == f"owner's {name}\n"
+
+
+def test_a_share_of_a_generated_set_without_an_image_is_refused_before_the_job():
+    with pytest.raises(ConfigError, match=r"fidelity\.train_portion=0\.01 is out of range"):
+        validate(
+            compose_job(
+                ["dataset=synthetic", "dataset.num_images=10", "fidelity.train_portion=0.01"]
+            )
+        )
+
+
+def test_a_ground_truth_file_is_named_where_it_was_given(tmp_path, monkeypatch, gt_file):
+    # from the environment: the message names the variable, not a key the user never set
+    monkeypatch.setenv("NASHEUR_GT_NB201", str(tmp_path / "missing.pth"))
+    with pytest.raises(ConfigError, match=r"^\$NASHEUR_GT_NB201=.*missing.pth: no such file"):
+        validate(compose_config([]))
+    # a path under the home folder, as a shell would have expanded it
+    monkeypatch.setenv("HOME", str(gt_file.parent))
+    validate(compose_config([f"ground_truth.path='~/{gt_file.name}'"]))

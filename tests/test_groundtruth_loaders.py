@@ -580,6 +580,7 @@ def test_pth_with_a_custom_object_is_refused(tmp_path):
     with pytest.raises(UnsafePickleError):
         load_ground_truth(path)
     assert not marker.exists()
+    assert not (tmp_path / ".nasheur-gt-cache").exists()  # no cache folder left for it
 
 
 # ============================================================================ NDS fixtures

@@ -339,3 +339,17 @@ def test_a_key_given_twice_is_listed_once_with_its_last_value(args):
     assert all(
         [o for o in j if o.startswith("protocol.epochs")] == ["protocol.epochs=2"] for j in jobs
     )
+
+
+def test_a_swept_baseline_is_refused_not_resolved_against_another(args):
+    # the relative levels (base/2, base-1) resolve against one baseline per space: two
+    # baselines in one sweep would give both the rows of one of them
+    from hydra_plugins.nasheur_ablation.ablation_sweeper import SweepError
+
+    sweeper, task = sweeper_for([*args, "fidelity.baseline.channels=32,64"])
+    with pytest.raises(
+        SweepError, match=r"fidelity\.baseline\.channels: a sweep takes one baseline"
+    ):
+        sweeper.plan(task)
+    sweeper, task = sweeper_for([*args, "fidelity.baseline.channels=32"])
+    assert sweeper.plan(task)  # one value: the baseline of every job

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from nasheur.config import ConfigError, register_configs, register_resolvers, to_config, validate
 from nasheur.io import atomic_path
-from nasheur.jobguard import LOCK
+from nasheur.jobguard import LOCK, folder_holder
 
 register_configs()
 register_resolvers()
@@ -36,10 +36,17 @@ def _choices(hc) -> dict[str, str | None]:
 START_FILES = {".hydra", "nasheur.log", LOCK}
 
 
-def _drop_empty_run_folder(folder: Path) -> None:
+def _drop_empty_run_folder(folder: Path, *, new: bool = False) -> None:
     """Remove the folder Hydra made for a job that never started (only its own files in it):
-    a rejected command line should leave nothing behind."""
-    if not folder.is_dir() or {p.name for p in folder.iterdir()} - START_FILES:
+    a rejected command line should leave nothing behind. Not a folder that another job
+    claimed (`new`: this command's job made it and claimed it itself), which it holds while
+    it loads its data and then looks the same: the refused command only wrote its record
+    into it, and the owner's is put back."""
+    owned = not new and (
+        folder_holder(folder) is not None or (folder / ".hydra" / CLAIMED).is_dir()
+    )
+    if not folder.is_dir() or {p.name for p in folder.iterdir()} - START_FILES or owned:
+        _restore_hydra_record(folder / ".hydra")
         return
     logging.shutdown()  # close the log file before it goes
     shutil.rmtree(folder, ignore_errors=True)
@@ -125,7 +132,7 @@ def main(cfg: DictConfig) -> float | None:
         if new:  # its failed record says what the line above says
             for name in ("metrics.json", "pool.json"):
                 (out / name).unlink(missing_ok=True)
-            _drop_empty_run_folder(out)
+        _drop_empty_run_folder(out, new=new)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         print(

@@ -426,10 +426,10 @@ def resolve_ground_truth(space: str, path: str | None) -> str | None:
     so that a sweep over several spaces finds each one's file, e.g. from launch/site.env), else
     the table the space ships with (embedded); None when there is none."""
     if path is not None:
-        return path
+        return os.path.expanduser(path)
     from_env = ground_truth_from_env(space)
     if from_env:
-        return from_env
+        return os.path.expanduser(from_env)
     from nasheur.spaces import space_info
 
     shipped = getattr(space_info(space), "shipped_ground_truth", None)
@@ -492,6 +492,7 @@ def validate(cfg: Config) -> None:
         0 <= p.lr_min <= p.lr, "protocol.lr_min", p.lr_min, f"0 <= value <= protocol.lr ({p.lr})"
     )
     _check(0 < d.val_portion < 1, "dataset.val_portion", d.val_portion, "0 < value < 1")
+    _check(d.split_seed >= 0, "dataset.split_seed", d.split_seed, "an integer >= 0")
     _check(d.num_images >= 10, "dataset.num_images", d.num_images, "an integer >= 10")
     _check(d.image_size >= 8, "dataset.image_size", d.image_size, "an integer >= 8")
     _check(d.num_classes >= 2, "dataset.num_classes", d.num_classes, "an integer >= 2")
@@ -502,6 +503,17 @@ def validate(cfg: Config) -> None:
                     f"dataset.{key}={getattr(d, key)} applies to generated images "
                     "(dataset=procedural or synthetic), not to dataset=cifar10"
                 )
+    else:  # a generated set's size is known here: each share needs an image
+        for key, share in (
+            ("fidelity.train_portion", f.train_portion),
+            ("dataset.val_portion", d.val_portion),
+        ):
+            _check(
+                round(share * d.num_images) >= 1,
+                key,
+                share,
+                f"a share of the dataset.num_images={d.num_images} images that holds one",
+            )
     if d.name is DatasetName.procedural:  # one class per texture of nasheur.data.procedural
         _check(
             d.num_classes <= PROCEDURAL_CLASSES,
@@ -573,14 +585,22 @@ def validate(cfg: Config) -> None:
         )
     if cfg.ground_truth.dataset is not None:
         _check_choice("ground_truth.dataset", cfg.ground_truth.dataset, GT_DATASETS, "")
+    # where the file was named, for the messages: the key, else the environment variable
+    named = (
+        "ground_truth.path"
+        if cfg.ground_truth.path is not None
+        else f"${ground_truth_env(space.name)}"
+        if ground_truth_from_env(space.name)
+        else "the shipped table"
+    )
     if not Path(gt).exists():
-        raise ConfigError(f"ground_truth.path={gt}: no such file or folder")
+        raise ConfigError(f"{named}={gt}: no such file or folder")
     from nasheur.groundtruth.convert import check_protocol, space_of_file  # numpy only
 
     try:
         made_for = space_of_file(gt)
     except (OSError, ValueError) as exc:  # an unknown format (GroundTruthError), unreadable
-        raise ConfigError(f"ground_truth.path={gt}: {exc}") from None
+        raise ConfigError(f"{named}={gt}: {exc}") from None
     g = cfg.ground_truth
     metric = None if g.metric is None else g.metric.value
     if g.dataset is not None or metric is not None:
@@ -598,7 +618,7 @@ def validate(cfg: Config) -> None:
         # its keys are another space's (embedded: NB201 cells): a table that does not say
         # which space it measured could be that space's benchmark
         raise ConfigError(
-            f"ground_truth.path={gt} does not say which search space it measured; a table for "
+            f"{named}={gt} does not say which search space it measured; a table for "
             f"search_space={space.name}, whose keys are {stands_in_for} cells, must say so in "
             f"a '# space: {space.name}' line (the builder, python -m nasheur.groundtruth build, "
             "writes it)"
@@ -607,6 +627,6 @@ def validate(cfg: Config) -> None:
         # NB201 cells are embedded keys too: without this, the embedded super-net would be
         # ranked against NAS-Bench-201's CIFAR-10 accuracies without a word
         raise ConfigError(
-            f"ground_truth.path={gt} holds architectures of search_space={made_for}, not of "
+            f"{named}={gt} holds architectures of search_space={made_for}, not of "
             f"search_space={space.name}; set search_space={made_for} or another table"
         )

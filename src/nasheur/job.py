@@ -190,16 +190,19 @@ def _run(
     # the data, the ground truth and the pool first: they catch bad input before long work
     # (the data before a benchmark file's first, slower conversion)
     d = cfg.dataset
-    data = load_image_data(
-        d.name.value,
-        train_portion=cfg.fidelity.train_portion,
-        val_portion=d.val_portion,
-        split_seed=d.split_seed,
-        root=d.root,
-        num_images=d.num_images,
-        image_size=d.image_size,
-        num_classes=d.num_classes,
-    )
+    try:
+        data = load_image_data(
+            d.name.value,
+            train_portion=cfg.fidelity.train_portion,
+            val_portion=d.val_portion,
+            split_seed=d.split_seed,
+            root=d.root,
+            num_images=d.num_images,
+            image_size=d.image_size,
+            num_classes=d.num_classes,
+        )
+    except ValueError as err:  # a split that leaves a share empty: the message names the key
+        raise ConfigError(str(err)) from None
     batch = cfg.fidelity.batch_size
     for share, n in (("training", len(data.train_y)), ("validation", len(data.val_y))):
         if n < batch:  # a smaller batch, or repeated images in one, would change what BN sees

@@ -218,6 +218,13 @@ class AblationSweeper(Sweeper):
                     list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
                 )
             else:
+                if key.startswith("fidelity.baseline.") and len(set(values)) > 1:
+                    # the experiment's relative levels (base/2, base-1) resolve against one
+                    # baseline per space, not one per value of this sweep
+                    raise SweepError(
+                        f"{key}: a sweep takes one baseline; run one sweep per value "
+                        f"({', '.join(values)}), each in its own hydra.sweep.dir"
+                    )
                 dims.pop(key, None)
                 dims[key] = [f"{key}={v}" for v in values]
         return [list(x) for x in itertools.product(*dims.values())], spaces, seeds, pinned

@@ -35,6 +35,7 @@ is not re-hashed to find its cache) and the protocol; later calls read the cache
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -462,7 +463,12 @@ def load_ground_truth(
         )
     target = cache_path(p, dataset=dataset, metric=metric, cache_dir=cache_dir)
     if not target.is_file():
-        gt = read_source(p, dataset=dataset, metric=metric, fmt=fmt)
+        try:
+            gt = read_source(p, dataset=dataset, metric=metric, fmt=fmt)
+        except BaseException:
+            with contextlib.suppress(OSError):  # the cache folder made for it, left empty
+                target.parent.rmdir()
+            raise
         try:
             write_table(target, gt.keys, gt.acc, meta=gt.meta)
         except OSError as exc:
