@@ -178,6 +178,11 @@ def test_split_sizes_and_disjoint():
     full = split_train_val(1000, 0.9, 0.1, seed=0)
     assert sorted(np.concatenate([full.train_idx, full.val_idx]).tolist()) == list(range(1000))
     assert not full.val_overlaps_train
+    # shares that fit stay apart however they round: 0.9 of 15 is 13.5, which rounds to 14,
+    # and 0.1 is 1.5, which rounds to 2
+    for n in (15, 35):
+        odd = split_train_val(n, 0.9, 0.1, seed=0)
+        assert len(odd.train_idx) + len(odd.val_idx) == n and not odd.val_overlaps_train
 
 
 def test_split_val_fixed_across_portions_and_overlap():

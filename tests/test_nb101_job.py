@@ -183,3 +183,17 @@ def test_a_table_7_job_searches_a_random_subset_and_also_tests_on_its_subspace(t
     assert f"(among the {len(member_keys)} of NB101RandomSubset(size_of=4, size=10467))" in summary
     saved = json.loads((tmp_path / "job" / "metrics.json").read_text())
     assert saved["extra_pools"] == json.loads(json.dumps(rec["extra_pools"]))
+
+
+def test_a_key_of_no_nb101_architecture_fails_before_training(tmp_path):
+    # the whole space checks a key's form only (32 hex digits) when reading the table: a key
+    # that hashes no architecture is caught with the pool, not after the epochs
+    from nasheur.groundtruth.table import GroundTruthError
+
+    gt = write_nb101_gt(tmp_path / "gt.csv", n=11)
+    bogus = "0123456789abcdef0123456789abcdef"
+    gt.write_text(gt.read_text() + f"{bogus},0.5\n")
+    cfg = compose_job([*TINY_JOB, *NB101_TINY, "protocol.epochs=1", f"ground_truth.path={gt}"])
+    with pytest.raises(GroundTruthError, match=f"{bogus}.*not the hash of any NB101"):
+        run_job(cfg, output_dir=tmp_path / "job")  # a pool of 12: every key is drawn
+    assert not (tmp_path / "job" / "checkpoint.pt").exists()

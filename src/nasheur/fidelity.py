@@ -4,7 +4,7 @@ The first three shape the super-net and the batches, the portion the data split;
 holds the epoch compensation of the paper's Table 4: "if the number of channels is reduced by
 half, we train the model for two times more epochs". Fewer cells, fewer channels and a smaller
 train portion each cut an epoch's arithmetic; a smaller batch does not (an epoch still passes
-every training image once), so the batch size prolongs nothing. The paper agrees: its Table 4
+the training share once, up to its last partial batch), so the batch size prolongs nothing. The paper agrees: its Table 4
 batch-size cells are the numbers of Table 12's unprolonged batch-size runs.
 """
 

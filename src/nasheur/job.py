@@ -156,6 +156,7 @@ def _run(
     from nasheur.evaluation import draw_pool, evaluate_archs, resolve_bn_mode
     from nasheur.fidelity import effective_epochs
     from nasheur.groundtruth import load_ground_truth
+    from nasheur.groundtruth.table import GroundTruthError
     from nasheur.samplers import build_sampler
     from nasheur.seeding import derive_seed, numpy_rng
     from nasheur.spaces import get_space
@@ -240,6 +241,11 @@ def _run(
             )
         rng = numpy_rng(cfg.seed, "pool", *stream[name])
         pools[name] = draw_pool(searched[name], cfg.eval.pool_size, rng)
+        for k in pools[name]:  # now, not after training: an NB101 key's check is its form only
+            try:
+                sp.parse(k)
+            except ValueError as err:
+                raise GroundTruthError(f"{gt_path}: key {k!r}: {err}") from None
     pool = pools[""]
     atomic_write_json(
         out / POOL,
