@@ -337,3 +337,73 @@ def test_fig_6_leaves_out_a_debug_try_beside_a_sweep(records, tmp_path):
     try_["seed"], try_["config"]["protocol"]["epochs"] = 99, 1
     with pytest.warns(UserWarning, match="1 run.* of another setting"):
         assert figures.metric_pairs([*bn, try_], tmp_path / "x")
+
+
+def test_fig_4_gives_tied_accuracies_one_rank():
+    assert figures._ranks(np.array([0.5, 0.9, 0.5, 0.1])).tolist() == [2, 1, 2, 4]
+
+
+def test_fig_17_orders_numeric_rows_by_value_and_leaves_table_4_out():
+    recs = []
+    for seed in range(2):
+        for epochs in (1000, 1200, 200, 100):
+            recs.append(
+                _record(
+                    "nb201",
+                    seed,
+                    "epochs_ablation",
+                    ["protocol.epochs"],
+                    {"protocol.epochs": epochs},
+                )
+            )
+        budget = _record("nb201", seed, "low_fidelity_budget", ["fidelity.train_portion"])
+        recs.append(budget)
+    with pytest.warns(UserWarning, match="low_fidelity_budget left out"):
+        bars = figures.influence_bars(recs)["nb201"]
+    # NB201's default, 1000, is the baseline: the others by value, not as text (1000 < 200)
+    assert [b[1] for b in bars] == ["epochs=100", "epochs=200", "epochs=1200"]
+
+
+def test_the_figures_command_draws_each_given_job_and_picks_the_best_of_the_main_sweep(
+    records, tmp_path
+):
+    import json
+    import subprocess
+
+    from tests.conftest import PYTHON, REPO
+
+    sweep = [r for r in records if select(r, "config.search_space.name") == "nb201"][:4]
+    try_ = copy.deepcopy(sweep[0])  # a short try beside the sweep, with a lucky tau
+    try_["seed"], try_["config"]["protocol"]["epochs"] = 99, 1
+    try_["metrics"]["sparse_kendall_tau"] = 0.999
+    try_["archs"] = try_["archs"][:5]
+    for i, r in enumerate([*sweep, try_]):
+        (tmp_path / "s" / f"job{i}").mkdir(parents=True)
+        (tmp_path / "s" / f"job{i}" / "metrics.json").write_text(json.dumps(r))
+    base = [PYTHON, "-m", "nasheur.results", "figures", str(tmp_path / "s"), "--only"]
+
+    def run(*args):
+        return subprocess.run(
+            [*base, "rank_disorder", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        )
+
+    from nasheur.results import load_records
+    from nasheur.results.__main__ import _best_runs
+
+    (best,) = _best_runs(load_records([tmp_path / "s"]))
+    assert best["seed"] != 99 and len(best["archs"]) == len(sweep[0]["archs"])
+    assert run("--out", str(tmp_path / "best")).returncode == 0
+    given = tmp_path / "given"
+    proc = run(
+        "--out",
+        str(given),
+        "--record",
+        str(tmp_path / "s" / "job0"),
+        str(tmp_path / "s" / "job1" / "metrics.json"),
+        str(tmp_path / "nosuch"),
+    )
+    assert sorted(p.name for p in given.glob("*.png")) == [
+        "rank_disorder-nb201-job0.png",
+        "rank_disorder-nb201-job1.png",
+    ]
+    assert f"--record {tmp_path / 'nosuch'}: no completed job's metrics.json" in proc.stderr

@@ -30,7 +30,7 @@ from nasheur.results.collect import (
     find_jobs,
     load_records,
 )
-from nasheur.results.settings import distinct_jobs
+from nasheur.results.settings import distinct_jobs, main_settings
 from nasheur.results.tables import (
     TABLES,
     build_table,
@@ -260,9 +260,11 @@ def _draw(name: str, draw: Any, *args: Any) -> list[Path]:
 
 
 def _best_runs(done: list[dict]) -> list[dict]:
-    """The run of each space with the highest sparse Kendall tau (an undefined one never)."""
+    """The run of each space with the highest sparse Kendall tau (an undefined one never),
+    among the experiments' main settings (not a short try beside a sweep, whose small pool
+    gives noisy taus)."""
     best: dict[str, dict] = {}
-    for r in done:
+    for r in main_settings(distinct_jobs(done)[0])[0]:
         space, tau = select(r, "config.search_space.name"), select(r, "metrics.sparse_kendall_tau")
         if tau is None or not math.isfinite(tau):
             continue
@@ -280,18 +282,28 @@ def _figures(args: argparse.Namespace) -> int:
     for name in MULTI_RUN_FIGURES:
         if not args.only or name in args.only:
             written += _draw(name, getattr(figures, name), records, out / name)
-    # the job figures: the given records, else the best run (sparse Kendall tau) of each space
-    if args.record:
-        wanted = {str(Path(p).resolve()) for p in args.record}
-        jobs = [r for r in done if r["path"] in wanted]
-    else:
-        jobs = _best_runs(done)
-    for r in jobs:
+    # the job figures: the given jobs (each its own files), else the best run (sparse Kendall
+    # tau) of each space
+    jobs: list[tuple[dict, str]] = []
+    for given in args.record:  # a metrics.json or a job folder, inside the folders or not
+        try:
+            found = [r for r in load_records([given]) if r.get("status") == "completed"]
+        except FileNotFoundError:
+            found = []
+        if not found:
+            print(f"note: --record {given}: no completed job's metrics.json there", file=sys.stderr)
+        jobs += [(r, f"-{Path(r['path']).parent.name}") for r in found]
+    if not args.record:
+        jobs = [(r, "") for r in _best_runs(done)]
+    for r, suffix in jobs:
         space = select(r, "config.search_space.name")
         for name in JOB_FIGURES:
             if not args.only or name in args.only:
                 written += _draw(
-                    f"{name} of {r['path']}", getattr(figures, name), r, out / f"{name}-{space}"
+                    f"{name} of {r['path']}",
+                    getattr(figures, name),
+                    r,
+                    out / f"{name}-{space}{suffix}",
                 )
     for path in written:
         print(f"wrote {path}", file=sys.stderr)

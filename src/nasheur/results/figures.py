@@ -28,6 +28,7 @@ this module needs only numpy and scipy.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import warnings
@@ -133,11 +134,10 @@ def _in_order(present: Iterable[Any]) -> list[str]:
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
-    """1 = best (highest); ties broken by order, so every architecture gets its own rank."""
-    order = np.argsort(-x, kind="stable")
-    r = np.empty(len(x), dtype=int)
-    r[order] = np.arange(1, len(x) + 1)
-    return r
+    """1 = best (highest); tied values share the best rank of their group (1 + how many are
+    higher), so that no line crosses another where the order says nothing."""
+    x = np.asarray(x, dtype=float)
+    return 1 + (x[None, :] > x[:, None]).sum(axis=1)
 
 
 def _single(record: dict[str, Any], what: str, min_archs: int = 2):
@@ -159,6 +159,10 @@ def _fmt(v: Any) -> str:
 
 
 def _sort_key(v: Any) -> tuple:
+    """Numbers by value (also as `_fmt` wrote them: 200 before 1000), then the rest by text."""
+    if isinstance(v, str):
+        with contextlib.suppress(ValueError):
+            v = float(v)
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return (0, float(v), "")
     return (1, 0.0, _fmt(v))
@@ -259,24 +263,29 @@ def bn_histograms(records: Sequence[dict[str, Any]], stem: str | Path) -> list[P
         )
     plt = _plt()
     spaces = [s for s in _spaces_in(done) if s in pools]
-    fig, axes = _grid(plt, len(spaces))
-    for ax, space in zip(axes.flat, spaces, strict=False):
-        settings = sorted(pools[space], key=lambda k: (k[2], _sort_key(k[0]), _sort_key(k[1])))
-        values = {k: 100 * np.concatenate(pools[space][k]) for k in settings}
+    # as the paper lays it out: tracking statistics (left) and not (right), affine true and
+    # false compared within each panel; one row per space, bins shared along the row
+    tracks = sorted({k[0] for sp in spaces for k in pools[sp]}, key=_sort_key, reverse=True)
+    fig, axes = _grid(plt, len(spaces) * len(tracks), ncols=len(tracks))
+    for row, space in enumerate(spaces):
+        values = {k: 100 * np.concatenate(v) for k, v in pools[space].items()}
         lo = min(v.min() for v in values.values())
         hi = max(v.max() for v in values.values())
         bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 31)
-        for k in settings:
-            label = _with_setting(
-                k[2], f"track={_fmt(k[0])}, affine={_fmt(k[1])} (runs={len(pools[space][k])})"
+        for ax, track in zip(axes[row], tracks, strict=True):
+            settings = sorted(
+                (k for k in values if k[0] == track), key=lambda k: (k[2], _sort_key(k[1]))
             )
-            ax.hist(values[k], bins=bins, alpha=0.5, label=label)
-        ax.set_title(_title(space))
-        ax.set_xlabel("Super-net accuracy (%)")
-        ax.set_ylabel("architectures")
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(spaces) :]:
-        ax.set_visible(False)
+            for k in settings:
+                label = _with_setting(k[2], f"affine={_fmt(k[1])} (runs={len(pools[space][k])})")
+                ax.hist(values[k], bins=bins, alpha=0.5, label=label)
+            ax.set_title(f"{_title(space)}: track={_fmt(track)}")
+            ax.set_xlabel("Super-net accuracy (%)")
+            ax.set_ylabel("architectures")
+            if settings:
+                ax.legend(fontsize=7)
+            else:
+                ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     return _save(fig, stem)
 
@@ -544,7 +553,7 @@ def factor_influence(
         ax.set_yticks(y, [b[1] for b in items], fontsize=7)
         ax.invert_yaxis()
         ax.axvline(0, color="k", lw=0.8)
-        ax.set_xlabel("Δ final performance vs. baseline (pp)")
+        ax.set_xlabel("Δ final performance vs. the factor's default (pp)")
         ax.set_title(_title(space))
         ax.grid(axis="x", alpha=0.3)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colour[e]) for e in exps]
@@ -554,6 +563,9 @@ def factor_influence(
 
 
 Bar = tuple[str, str, float, float]  # experiment (setting), row label, mean, std (pp)
+# experiments without a bar: Table 4 runs every block but the batch size's at twice the
+# baseline batch, so against the baseline row a bar would mix the batch size into each factor
+NOT_IN_FIG_17 = ("low_fidelity_budget",)
 
 
 def influence_bars(
@@ -562,6 +574,14 @@ def influence_bars(
     """The bars of Fig. 17 (:func:`factor_influence`) per space."""
     given = dict(baselines or {})
     done = [r for r in _completed(records) if select(r, "config.experiment.name") and _space(r)]
+    outside = sorted({select(r, "config.experiment.name") for r in done} & set(NOT_IN_FIG_17))
+    if outside:
+        warnings.warn(
+            f"factor_influence: {', '.join(outside)} left out (Table 4's budget-matched rows "
+            "are not one factor away from a baseline; Table 12's sweeps measure its factors)",
+            stacklevel=2,
+        )
+        done = [r for r in done if select(r, "config.experiment.name") not in NOT_IN_FIG_17]
     learnt = _defaults(done)
     setting_of: dict[int, str] = {}
     factors_of: dict[str, list[str]] = {}
