@@ -210,3 +210,19 @@ def test_settings_are_checked():
         BuildSettings(dataset="cifar10")
     with pytest.raises(ValueError, match="seeds"):
         BuildSettings(seeds=(0, 0))
+
+
+def test_a_second_build_of_the_same_progress_file_is_refused(tmp_path, capsys):
+    # two builds at once would both train the results still missing
+    from nasheur.jobguard import hold_folder
+
+    out = tmp_path / "gt.csv"
+    progress = progress_path(out)
+    with hold_folder(tmp_path, lock=f"{progress.name}.lock"):
+        with pytest.raises(builder.BuildLocked, match="another build"):
+            build(out, TINY, limit=1, log=None)
+        assert build_main(["--out", str(out), "--quiet", *TINY_ARGS]) == 1
+    assert "another build" in capsys.readouterr().err
+    assert not progress.exists()  # nothing was trained
+    build(out, TINY, limit=1, log=None)  # released: it runs
+    assert len(_results(progress)) == 1

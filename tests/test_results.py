@@ -899,3 +899,56 @@ def test_show_of_an_older_record_says_n_a_for_what_it_lacks(tmp_path):
     show = results("show", str(write(tmp_path / "s", [rec])))
     assert show.returncode == 0, show.stderr
     assert "evaluation          n/a" in show.stdout and "12.0 s" in show.stdout
+
+
+def test_table_4_has_the_papers_four_groups_each_with_its_reference(tmp_path):
+    # the sweep's blocks: batch 256/128/64, then channels, cells and portion at batch 256;
+    # the reference (256, 16 channels, 5 cells, 0.9) is one job, shown in each group
+    base = {"batch_size": 128, "channels": 16, "layers": 5, "train_portion": 0.9}
+    settings = [(256, 16, 5, 0.9), (128, 16, 5, 0.9), (64, 16, 5, 0.9)]
+    settings += [(256, 8, 5, 0.9), (256, 4, 5, 0.9), (256, 16, 3, 0.9), (256, 16, 1, 0.9)]
+    settings += [(256, 16, 5, 0.5), (256, 16, 5, 0.25)]
+    recs = []
+    for i, (batch, channels, layers, portion) in enumerate(settings):
+        r = _with(
+            record("nb201", 0, 0.025),
+            fidelity__batch_size=batch,
+            fidelity__channels=channels,
+            fidelity__layers=layers,
+            fidelity__train_portion=portion,
+            fidelity__baseline=base,
+            experiment={
+                "name": "low_fidelity_budget",
+                "table": "4",
+                "factors": [f"fidelity.{k}" for k in base],
+            },
+        )
+        recs.append(dict(r, config_hash=f"h{i}"))
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "4", bootstrap=0)
+    groups = {b.title.rpartition(": ")[2]: [b.labels[row] for row in b.rows] for b in table.blocks}
+    assert groups == {
+        "batch size": [
+            "batch_size=base*2 (256)",
+            "batch_size=base (128)",
+            "batch_size=base/2 (64)",
+        ],
+        "initial channels": ["channels=base (16)", "channels=base/2 (8)", "channels=base/4 (4)"],
+        "repeated cells": ["layers=base (5)", "layers=base-2 (3)", "layers=base-4 (1)"],
+        "train portion": ["train_portion=0.25", "train_portion=0.5", "train_portion=0.9"],
+    }
+    assert table.spaces == ["nb201"]  # only the spaces the table's experiment ran
+
+
+def test_table_10_rows_name_the_sampler_in_the_papers_order(tmp_path):
+    recs = [
+        _with(
+            record("nb201", s, 0.025),
+            sampler={"name": name},
+            experiment={"name": "final_search", "table": "10", "factors": ["sampler.name"]},
+        )
+        for s in range(3)
+        for name in ("fairnas", "random_nas")
+    ]
+    recs = [dict(r, config_hash=f"h{i}") for i, r in enumerate(recs)]
+    (block,) = build_table(load_records([write(tmp_path / "s", recs)]), "10", bootstrap=0).blocks
+    assert [block.labels[row] for row in block.rows] == ["sampler=random_nas", "sampler=fairnas"]

@@ -121,13 +121,13 @@ def _try_lock(fd: int, operation: int) -> bool:
 
 @contextlib.contextmanager
 def hold_folder(
-    folder: str | Path, *, refused: type[FolderLocked] = FolderLocked
+    folder: str | Path, *, refused: type[FolderLocked] = FolderLocked, lock: str = LOCK
 ) -> Iterator[dict[str, Any] | None]:
-    """Hold `folder` for a job: an exclusive lock on its ``job.lock``, with this process's
-    details written in it, until the context ends. Raises `refused` at once (after a few
-    tries within a second) where another process holds it; where the file system cannot
-    lock, warns and yields None."""
-    path = Path(folder) / LOCK
+    """Hold `folder` for a job: an exclusive lock on its ``job.lock`` (or the file `lock`),
+    with this process's details written in it, until the context ends. Raises `refused` at
+    once (after a few tries within a second) where another process holds it; where the file
+    system cannot lock, warns and yields None."""
+    path = Path(folder) / lock
     if fcntl is None:
         log.warning("%s: no file locks here; a second copy of this job would not be stopped", path)
         yield None

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from nasheur.io import atomic_path
+from nasheur.jobguard import FolderLocked, describe_holder, hold_folder
 
 __all__ = [
     "PROGRESS_FORMAT",
@@ -388,8 +389,6 @@ def build(
     line. ``progress`` puts the progress file elsewhere than beside ``out``. Returns the
     finished table's contents.
     """
-    import torch
-
     out = Path(out)
     from nasheur.spaces import get_space
 
@@ -403,6 +402,35 @@ def build(
     except TypeError as exc:
         raise ValueError(f"--macro {dict(settings.macro)}: {exc}") from None
     progress = Path(progress) if progress is not None else progress_path(out)
+    progress.parent.mkdir(parents=True, exist_ok=True)
+    # one build at a time on a progress file: a second would train the same results again
+    with hold_folder(progress.parent, refused=BuildLocked, lock=f"{progress.name}.lock"):
+        return _build(out, settings, space, keys, progress, limit, command, log)
+
+
+class BuildLocked(FolderLocked):
+    """Another build writes the same progress file."""
+
+    def __init__(self, folder: str | Path, holder: dict[str, Any] | None = None) -> None:
+        super().__init__(folder, holder)
+        self.args = (
+            f"another build ({describe_holder(self.holder)}) writes its progress in {folder}; "
+            "wait for it to end (or stop it), then run the same command again to continue",
+        )
+
+
+def _build(
+    out: Path,
+    settings: BuildSettings,
+    space: Any,
+    keys: list[str],
+    progress: Path,
+    limit: int | None,
+    command: str | None,
+    log: Callable[[str], None] | None,
+) -> BuildResult | None:
+    import torch
+
     done = _read_progress(progress, settings)
     unknown = {k for k, _ in done} - set(keys)
     if unknown:
@@ -622,7 +650,7 @@ def build_main(argv: Sequence[str] | None = None) -> int:
             progress=args.progress,
             log=None if args.quiet else lambda m: print(m, flush=True),
         )
-    except (BuildMismatchError, ValueError, TypeError, KeyError, OSError) as exc:
+    except (BuildMismatchError, BuildLocked, ValueError, TypeError, KeyError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if result is None:

@@ -44,6 +44,7 @@ from nasheur.io import atomic_path
 from nasheur.results.settings import (
     distinct_jobs,
     experiment_factors,
+    factor_name,
     factor_value,
     main_settings,
     setting_labels,
@@ -621,7 +622,7 @@ def influence_bars(
             if row == base:
                 continue
             label = ", ".join(
-                f"{f.rpartition('.')[2]}={x}"
+                f"{factor_name(f)}={x}"
                 for f, x, b in zip(factors_of[exp], row, base, strict=True)
                 if x != b
             )

@@ -71,6 +71,25 @@ def select(data: dict[str, Any], dotted: str, default: Any = None) -> Any:
     return node
 
 
+def factor_name(dotted: str) -> str:
+    """A factor's short name in labels: its key's last part (``lr``), or for a group's
+    ``name`` the group (``sampler``, not ``name``)."""
+    head, _, last = dotted.rpartition(".")
+    return head.rpartition(".")[2] if last == "name" and head else last
+
+
+# the order of a categorical factor's values in the paper's tables (others by text)
+VALUE_ORDER = {
+    v: i
+    for order in (
+        ("random_nas", "random_a", "fairnas"),
+        ("fixed", "shuffle", "interpolate", "disabled"),
+        ("edge", "node"),
+    )
+    for i, v in enumerate(order)
+}
+
+
 def factor_value(config: dict[str, Any], dotted: str) -> Any:
     """A factor's value in a run's config; for a key added after the run was written, the
     key's default (which the run had)."""

@@ -45,8 +45,10 @@ import numpy as np
 
 from nasheur import metrics
 from nasheur.results.settings import (
+    VALUE_ORDER,
     distinct_jobs,
     experiment_factors,
+    factor_name,
     factor_value,
     main_settings,
     select,
@@ -96,7 +98,24 @@ TABLES: dict[str, list[tuple[str, str]]] = {
 _WHOLE_SPACE = {"supernet.random_subspace": False}
 _RANDOM_SUBSETS = {"supernet.random_subspace": True}
 _DISABLED = {"supernet.dynamic_channels": "disabled", **_WHOLE_SPACE}
+# Table 4: the paper's four groups, each of one factor with the others at the reference (the
+# baseline at twice its batch size), which each group shows as a row
+_REFERENCE_4 = {
+    "fidelity.batch_size": "base*2",
+    "fidelity.channels": "base",
+    "fidelity.layers": "base",
+    "fidelity.train_portion": "base",
+}
 SECTIONS: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {
+    ("4", "low_fidelity_budget"): [
+        (title, {k: v for k, v in _REFERENCE_4.items() if k != factor})
+        for title, factor in (
+            ("batch size", "fidelity.batch_size"),
+            ("initial channels", "fidelity.channels"),
+            ("repeated cells", "fidelity.layers"),
+            ("train portion", "fidelity.train_portion"),
+        )
+    ],
     ("5", "dynamic_channels_ablation"): [("", _WHOLE_SPACE)],
     ("7", "dynamic_channels_ablation"): [
         ("baseline, random subsets as large as each sub-space, dynamic channels", _RANDOM_SUBSETS),
@@ -302,7 +321,7 @@ def _order(values: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
             if isinstance(v, (int, float)) and not isinstance(v, bool)
             else (1, 0, _level_order(v))
             if isinstance(v, str) and _LEVEL.fullmatch(v)
-            else (2, 0, (str(v),))
+            else (2, VALUE_ORDER.get(v, len(VALUE_ORDER)), (str(v),))
             for v in row
         )
 
@@ -329,9 +348,14 @@ def _row_labels(
             text = _fmt_value(v)
             if f in RELATIVE and isinstance(v, str) and len(absolute) == 1:
                 text += f" ({json.loads(next(iter(absolute)))})"
-            shown.append(f"{f.rpartition('.')[2]}={text}")
+            shown.append(f"{factor_name(f)}={text}")
         labels[row] = ", ".join(shown) or "baseline"
     return labels
+
+
+def _experiment_of(record: dict[str, Any]) -> Any:
+    """The record's experiment (``config.experiment.name``)."""
+    return select(record, "config.experiment.name")
 
 
 def build_table(
@@ -346,7 +370,13 @@ def build_table(
         name = select(r, "config.experiment.name")
         if name:
             by_experiment[name].append(r)
-    spaces = [s for s in SPACES if any(select(r, "config.search_space.name") == s for r in records)]
+    ours = {e for e, _ in TABLES.get(table, [])}  # the columns of the spaces they ran
+    ran = {
+        select(r, "config.search_space.name")
+        for r in records
+        if not ours or _experiment_of(r) in ours
+    }
+    spaces = [s for s in SPACES if s in ran]
     blocks, notes = [], []
     if broken:
         notes.append(f"{broken} metrics.json file(s) could not be read (`show` names them)")
@@ -387,7 +417,22 @@ def build_table(
 
 
 def _runs_with(records: Sequence[dict[str, Any]], values: dict[str, Any]) -> list[dict[str, Any]]:
-    return [r for r in records if all(level(r, k) == v for k, v in values.items())]
+    return [r for r in records if all(_at(r, k, v) for k, v in values.items())]
+
+
+def _at(record: dict[str, Any], factor: str, value: Any) -> bool:
+    """Whether `record` runs `factor` at `value`: its level (:func:`level`), or for ``base``
+    of a low-fidelity factor whose rows are absolute values (the train portion), the value of
+    the run's own baseline."""
+    if level(record, factor) == value:
+        return True
+    name = factor.partition(".")[2]
+    return (
+        value == "base"
+        and factor.startswith("fidelity.")
+        and factor_value(record.get("config", {}), factor)
+        == select(record, f"config.fidelity.baseline.{name}")
+    )
 
 
 def _shown(factors: Sequence[str], values: dict[str, Any]) -> list[str]:
@@ -410,6 +455,11 @@ def _blocks(
     def make(title: str, shown: list[str], runs: list[dict[str, Any]]) -> Block:
         return _block(experiment, title, shown, runs, bootstrap, seed)
 
+    if table == "14":  # the paper's Table 14 lists the settings: under the runs' metrics here
+        block = make("", [], list(recs))
+        for row in block.rows:
+            block.labels[row] = "the settings below"
+        return [block], [*block.notes, *_settings_of(recs)]
     if table == "6":
         return _table_6(
             Block(experiment, "", ["train", "test", "dynamic_channels"], [], {}),
@@ -427,6 +477,47 @@ def _blocks(
         notes += [f"{title}: {n}" if title else n for n in block.notes]
         blocks.append(block)
     return blocks, notes
+
+
+# the paper's Table 14 columns: the 14 factors' keys (dropout: path, then global)
+TABLE_14_SETTINGS = (
+    ("dynamic channels", "supernet.dynamic_channels"),
+    ("OFA", "supernet.ofa_kernel"),
+    ("WSBN", "supernet.wsbn"),
+    ("path dropout", "supernet.path_dropout"),
+    ("global dropout", "supernet.global_dropout"),
+    ("ops on", "supernet.ops_on"),
+    ("layers", "fidelity.layers"),
+    ("portion", "fidelity.train_portion"),
+    ("batch size", "fidelity.batch_size"),
+    ("channels", "fidelity.channels"),
+    ("BN track", "protocol.bn_track"),
+    ("BN affine", "protocol.bn_affine"),
+    ("lr", "protocol.lr"),
+    ("epochs", "protocol.epochs"),
+    ("wd", "protocol.weight_decay"),
+    ("sampler", "sampler.name"),
+)
+
+
+def _settings_of(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Per space, the values of Table 14's settings in its completed runs (``a / b`` where
+    runs differ)."""
+    notes = []
+    for space in SPACES:
+        runs = [
+            r
+            for r in records
+            if r.get("status") == "completed" and select(r, "config.search_space.name") == space
+        ]
+        if not runs:
+            continue
+        values = []
+        for label, key in TABLE_14_SETTINGS:
+            seen = dict.fromkeys(_fmt_value(factor_value(r.get("config", {}), key)) for r in runs)
+            values.append(f"{label} {' / '.join(seen)}")
+        notes.append(f"{SPACE_TITLES.get(space, space)} settings: {', '.join(values)}")
+    return notes
 
 
 def _pool_record(record: dict[str, Any], pool: str) -> dict[str, Any] | None:
@@ -530,7 +621,7 @@ def _add_subspace_mean(rows, cells, labels, factors, grouped) -> list[str]:
         mean_row = (*rest[:i], "mean", *rest[i:])
         members = [r for r in rows if r[i] is not None and r[:i] + r[i + 1 :] == rest]
         label = ", ".join(
-            f"{f.rpartition('.')[2]}={_fmt_value(v)}"
+            f"{factor_name(f)}={_fmt_value(v)}"
             for f, v in zip(factors, mean_row, strict=True)
             if v is not None
         )
