@@ -49,7 +49,7 @@ for s in $stages; do
         ;;
     nhwc) stage "$out/bench.log" 180 "${quick[@]}" --channels-last --shared 8 --out "$out/bench-nhwc.json" ;;
     bf16) stage "$out/bench.log" 120 "${quick[@]}" --bf16 --shared --out "$out/bench-bf16.json" ;;
-    tests) stage "$out/test-cuda.log" 300 "$py" -m pytest -q -m cuda -p no:cacheprovider ;;
+    tests) stage "$out/test-cuda.log" 300 "$py" -m pytest -q -m cuda -p no:cacheprovider "$here/../tests" ;;
     mps)
         if command -v nvidia-cuda-mps-control >/dev/null; then
             stage "$out/bench.log" 240 bash "$here/with_mps.sh" "${quick[@]}" --eval-archs 2 \

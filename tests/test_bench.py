@@ -121,6 +121,11 @@ def test_the_benchmark_writes_a_report(tmp_path):
     assert report["spaces"]["nb201"]["image_size"] == 32
     assert report["spaces"]["embedded"]["image_size"] == 12
     assert report["spaces"]["nb201"]["ops_per_step_vs_plain"] <= 0.5
+    assert {"cuda", "cudnn", "mps", "nasheur", "commit"} <= set(report)
+    # --quick counts nothing, and says so with null, not with 0
+    assert main([*args, "--quick"]) == 0
+    quick = json.loads(out.read_text())["spaces"]["embedded"]
+    assert quick["train"]["ops_per_step"] is None and quick["eval"]["ops_per_batch"] is None
 
 
 def test_the_profiler_splits_a_steps_host_time_by_operator():
@@ -157,6 +162,12 @@ def test_k_processes_share_a_device():
     """The several-jobs-per-GPU measure, run on the CPU: K spawned trainers, one rate for all."""
     rates = shared_gpu("embedded", torch.device("cpu"), batch=8, steps=1, ks=(2,), bf16=False)
     assert list(rates) == [2] and rates[2] > 0
+
+
+def test_a_k_whose_workers_fail_is_reported_and_the_others_still_run():
+    """A failed K leaves its error in the report, not a traceback that loses the report."""
+    rates = shared_gpu("nosuch", torch.device("cpu"), batch=8, steps=1, ks=(1,), bf16=False)
+    assert list(rates) == [1] and "nosuch" in rates[1]
 
 
 def test_the_aggregate_rate_spans_all_runs():

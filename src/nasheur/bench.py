@@ -26,11 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from nasheur import __version__
 from nasheur.config import RunConfig
 from nasheur.io import atomic_write_json
 from nasheur.spaces import get_space
@@ -145,8 +149,8 @@ class _Zero(nn.Module):
 @dataclass
 class StepResult:
     images_per_s: float
-    ops_per_step: float
-    python_calls_per_step: float
+    ops_per_step: float | None  # None: not counted (--quick)
+    python_calls_per_step: float | None
     host_ms_per_step: float
     seconds: float
     # wall-clock (time.time) start and end of the timed steps: comparable across processes
@@ -215,16 +219,16 @@ def count_python_calls(fn: Callable[[], object]) -> int:
 def plain_step(
     model: nn.Module, clip: float = 5.0
 ) -> Callable[[torch.Tensor, torch.Tensor, list], Any]:
-    """The reference's step: per-parameter SGD and clipping over ``model.parameters()``."""
-    opt = torch.optim.SGD(
-        model.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-3, foreach=False
-    )
+    """The reference's step: SGD and clipping over ``model.parameters()`` as public code
+    writes them, with PyTorch's defaults (multi-tensor kernels on CUDA, per parameter on the
+    CPU)."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-3)
 
     def step(x: torch.Tensor, y: torch.Tensor, archs: list) -> None:
         opt.zero_grad(set_to_none=True)
         for arch in archs:
             F.cross_entropy(model(x, arch), y).backward()
-        nn.utils.clip_grad_norm_(model.parameters(), clip, foreach=False)
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
 
     return step
@@ -275,8 +279,8 @@ def time_training(
     seconds = time.perf_counter() - start
     result = StepResult(
         batch * steps / seconds,
-        counter.count / COUNTED_STEPS,
-        calls / COUNTED_STEPS,
+        counter.count / COUNTED_STEPS if count else None,
+        calls / COUNTED_STEPS if count else None,
         1000 * host / steps,
         seconds,
         (wall_start, wall_start + seconds),
@@ -298,8 +302,8 @@ class EvalResult:
     archs_per_s: float
     seconds_per_arch: float
     images: int
-    ops_per_batch: float
-    python_calls_per_batch: float
+    ops_per_batch: float | None  # None: not counted (--quick)
+    python_calls_per_batch: float | None
     device_s_per_arch: float | None = None  # CUDA: kernel time, as for training
     top_kernels_ms_per_arch: dict[str, float] | None = None
 
@@ -352,17 +356,17 @@ def time_evaluation(
     # job evaluates its whole pool in one call, whose own set-up hundreds of archs share)
     extra = [space.sample(rng) for _ in range(1 + MARGINAL)]
     per = MARGINAL * -(-images // batch)
-    ops = calls = 0.0
+    ops = calls = None
     if count:
         counters = [OpCounter(), OpCounter()]
         for some, counter in zip((extra[:1], extra), counters, strict=True):
             with counter:
                 evaluate(some)
         ops = (counters[1].count - counters[0].count) / per
-        calls = count_python_calls(lambda: evaluate(extra)) - count_python_calls(
-            lambda: evaluate(extra[:1])
-        )
-        calls /= per
+        calls = (
+            count_python_calls(lambda: evaluate(extra))
+            - count_python_calls(lambda: evaluate(extra[:1]))
+        ) / per
     _sync(device)
     start = time.perf_counter()
     evaluate(pool)
@@ -371,9 +375,10 @@ def time_evaluation(
     result = EvalResult(rate, 1.0 / rate, images, ops, calls)
     if device.type == "cuda":
         try:
-            ms, top, _ = device_time_per_step(lambda: evaluate(pool[:2]), 1)
-            result.device_s_per_arch = ms / 1000 / 2
-            result.top_kernels_ms_per_arch = {k: v / 2 for k, v in top.items()}
+            timed = pool[:2]
+            ms, top, _ = device_time_per_step(lambda: evaluate(timed), 1)
+            result.device_s_per_arch = ms / 1000 / len(timed)
+            result.top_kernels_ms_per_arch = {k: v / len(timed) for k, v in top.items()}
         except Exception as err:
             print(f"profiler: {type(err).__name__}: {err}", file=sys.stderr)
     return result
@@ -429,13 +434,24 @@ def shared_gpu(
     the wall-clock span from the first start to the last end (not the sum of each one's rate,
     which would count a process's solo tail, after others stopped, as shared throughput)."""
     ctx = mp.get_context("spawn")
-    out = {}
+    out: dict[int, float | str] = {}
     for k in ks:
-        with ctx.Manager() as manager, ctx.Pool(k) as pool:
-            barrier = manager.Barrier(k)  # all K set up, then start stepping together
-            work = (name, str(device), batch, steps, bf16, channels_last, barrier)
-            out[k] = aggregate_rate(pool.map(_shared_worker, [work] * k))
+        try:
+            with ctx.Manager() as manager, ctx.Pool(k) as pool:
+                # all K set up, then start stepping together; a worker that fails before it
+                # gets there, or dies, must not leave the others (and the report) waiting
+                barrier = manager.Barrier(k, timeout=SHARED_SETUP_S)
+                work = (name, str(device), batch, steps, bf16, channels_last, barrier)
+                runs = pool.map_async(_shared_worker, [work] * k)
+                out[k] = aggregate_rate(runs.get(SHARED_SETUP_S + SHARED_STEP_S * steps))
+        except Exception as err:  # this K's error in the report; the other Ks still run
+            out[k] = f"{type(err).__name__}: {err}"
+            print(f"shared GPU, K={k}: {out[k]}", file=sys.stderr)
     return out
+
+
+SHARED_SETUP_S = 180.0  # seconds for K processes to start CUDA and build their super-nets
+SHARED_STEP_S = 2.0  # and per training step of theirs, at the most
 
 
 def aggregate_rate(runs: list[tuple[int, float, float]]) -> float:
@@ -445,7 +461,8 @@ def aggregate_rate(runs: list[tuple[int, float, float]]) -> float:
     return float(sum(n for n, _, _ in runs) / span)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, out: str | None = None) -> dict[str, Any]:
+    """The report of `args`, written to `out` (when given) after each space."""
     device = torch.device(
         args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     )
@@ -456,7 +473,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else platform.processor() or platform.machine(),
         "device_type": device.type,
         "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        # launch/with_mps.sh sets the pipe folder of the MPS daemon it started
+        "mps": bool(os.environ.get("CUDA_MPS_PIPE_DIRECTORY")),
         "python": platform.python_version(),
+        "nasheur": __version__,
+        "commit": _commit(),
         "threads": torch.get_num_threads(),
         "settings": {
             "steps": args.steps,
@@ -469,6 +492,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "eval_pack": args.eval_pack,
             "channels_last": args.channels_last,
             "quick": args.quick,
+            "shared": list(args.shared) if device.type == "cuda" else [],
             "counted_steps": COUNTED_STEPS,
             "marginal_archs": MARGINAL,
         },
@@ -522,23 +546,63 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 count=count,
             )
         )
+        report["spaces"][name] = entry
+        if out is not None:  # after each stage: a run cut off later keeps what it measured
+            atomic_write_json(out, report)
+        print(_line(name, entry), file=sys.stderr)
         if device.type == "cuda" and args.shared:
-            entry["shared_gpu_images_per_s"] = shared_gpu(
+            shared = shared_gpu(
                 name, device, batch, args.steps, tuple(args.shared), args.bf16, args.channels_last
             )
-        report["spaces"][name] = entry
-        print(_line(name, entry), file=sys.stderr)
+            entry["shared_gpu_images_per_s"] = shared
+            if out is not None:
+                atomic_write_json(out, report)
+            print(f"{name}: shared GPU {_shared(shared)}", file=sys.stderr)
     return report
+
+
+def _commit() -> str | None:
+    """The commit of the checkout the benchmark runs from, if it is one."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
+
+
+def _shared(rates: dict[int, Any]) -> str:
+    return ", ".join(
+        f"K={k}: {v:,.0f}" if isinstance(v, float) else f"K={k}: {v}" for k, v in rates.items()
+    )
 
 
 def _line(name: str, e: dict[str, Any]) -> str:
     t = e["train"]
+    ev = e["eval"]
+    counted = t["ops_per_step"] is not None  # not under --quick
     text = (
-        f"{name}: train {t['images_per_s']:,.0f} img/s, {t['ops_per_step']:.0f} ops/step, "
-        f"{t['python_calls_per_step']:,.0f} Python calls/step, host {t['host_ms_per_step']:.1f} "
-        f"ms/step{_device_ms(t)}; eval {e['eval']['seconds_per_arch']:.3f} s/arch{_device_s(e)}, "
-        f"{e['eval']['ops_per_batch']:.0f} ops and "
-        f"{e['eval']['python_calls_per_batch']:,.0f} Python calls per batch"
+        f"{name}: train {t['images_per_s']:,.0f} img/s, "
+        + (
+            f"{t['ops_per_step']:.0f} ops/step, {t['python_calls_per_step']:,.0f} Python "
+            "calls/step, "
+            if counted
+            else ""
+        )
+        + f"host {t['host_ms_per_step']:.1f} ms/step{_device_ms(t)}; "
+        f"eval {ev['seconds_per_arch']:.3f} s/arch{_device_s(e)}"
+        + (
+            f", {ev['ops_per_batch']:.0f} ops and {ev['python_calls_per_batch']:,.0f} Python "
+            "calls per batch"
+            if counted
+            else ""
+        )
     )
     if "train_plain" in e:
         p = e["train_plain"]
@@ -547,10 +611,6 @@ def _line(name: str, e: dict[str, Any]) -> str:
             f"{p['ops_per_step']:.0f} ops "
             f"(x{e['ops_per_step_vs_plain']:.2f}), {p['python_calls_per_step']:,.0f} Python "
             f"calls (x{e['python_calls_per_step_vs_plain']:.2f})"
-        )
-    if "shared_gpu_images_per_s" in e:
-        text += "; shared GPU " + ", ".join(
-            f"K={k}: {v:,.0f}" for k, v in e["shared_gpu_images_per_s"].items()
         )
     return text
 
@@ -634,13 +694,21 @@ def main(argv: list[str] | None = None) -> int:
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     if args.eval_graphs and not cuda:
         p.error("--eval-graphs needs CUDA")
-    for flag, value in (("--eval-streams", args.eval_streams), ("--eval-pack", args.eval_pack)):
+    for flag, value in (
+        ("--eval-streams", args.eval_streams),
+        ("--eval-pack", args.eval_pack),
+        ("--steps", args.steps),
+        ("--eval-images", args.eval_images),
+        ("--eval-archs", args.eval_archs),
+        ("--batch-size", args.batch_size),
+        *(("--shared", k) for k in args.shared),
+    ):
         if value is not None and value < 1:
             p.error(f"{flag} must be at least 1, not {value}")
     args.steps = args.steps or (50 if cuda else 3)
     args.eval_images = args.eval_images or (10_000 if cuda else 512)
     args.eval_archs = args.eval_archs or (20 if cuda else 2)
-    report = run(args)
+    report = run(args, args.out)
     atomic_write_json(args.out, report)
     print(json.dumps({k: v for k, v in report.items() if k != "spaces"}), file=sys.stderr)
     print(f"wrote {args.out}", file=sys.stderr)
