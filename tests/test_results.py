@@ -626,11 +626,11 @@ def test_the_sub_space_mean_row_follows_its_sub_spaces(tmp_path):
         ]
 
     table = build_table(load_records([write(tmp_path / "s", runs((1, 2, 3, 4)))]), "5", bootstrap=0)
-    assert table.blocks[0].rows == [
-        *(("disabled", k) for k in (1, 2, 3, 4)),
-        ("disabled", "mean"),
+    assert table.blocks[0].rows == [  # the paper's order: fixed, shuffle, then disabled
         ("fixed", None),
         ("shuffle", None),
+        *(("disabled", k) for k in (1, 2, 3, 4)),
+        ("disabled", "mean"),
     ]
     # sub-space 4 not run yet: a mean of 1-3 would look like the whole space's; none is given
     table = build_table(load_records([write(tmp_path / "t", runs((1, 2, 3)))]), "5", bootstrap=0)
@@ -704,9 +704,9 @@ def test_tables_5_6_and_7_split_the_dynamic_channels_sweep(tmp_path):
     t5 = build_table(records, "5", bootstrap=0)
     (b5,) = t5.blocks
     assert b5.rows == [
+        ("fixed", None),
         *(("disabled", k) for k in (1, 2, 3, 4)),
         ("disabled", "mean"),
-        ("fixed", None),
     ]
     mean = b5.cells[(("disabled", "mean"), "nb101")]
     # per seed s: 0.40 + 0.02 * 2.5 + 0.01 s; over s = 0, 1, 2: 0.46
