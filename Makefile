@@ -90,7 +90,7 @@ EXPERIMENTS_3 := $(EXPERIMENTS_11) $(EXPERIMENTS_12) $(EXPERIMENTS_13)
 sweep-%:
 	@test -n "$(strip $(EXPERIMENTS_$*))" || { echo "no experiments for table $*" >&2; exit 2; }
 	PYTHON="$(PYTHON)" bash launch/with_site_env.sh bash launch/sweep_experiments.sh \
-	  "$(LAUNCHER)" "$(ARGS)" $(EXPERIMENTS_$*)
+	  "$(LAUNCHER)" "$(EXPERIMENTS_$*)" $(ARGS)
 
 table-%:
 	$(PYTHON) -m nasheur.results table $(SWEEPS) --table $* --out $(TABLES)

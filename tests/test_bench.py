@@ -105,6 +105,7 @@ def test_the_fast_step_dispatches_at_most_half_the_plain_steps_operators_and_cal
     assert calls <= 0.5 * plain_calls, (calls, plain_calls)
 
 
+@pytest.mark.slow  # spawns torch processes or runs the whole benchmark
 def test_the_benchmark_writes_a_report(tmp_path):
     out = tmp_path / "bench.json"
     args = ["--device", "cpu", "--spaces", "nb201", "embedded", "--steps", "1", "--batch-size", "8"]
@@ -158,12 +159,14 @@ def test_the_benchmark_times_the_gpus_kernels(tmp_path):
     assert entry["eval"]["top_kernels_ms_per_arch"]
 
 
+@pytest.mark.slow  # spawns torch processes or runs the whole benchmark
 def test_k_processes_share_a_device():
     """The several-jobs-per-GPU measure, run on the CPU: K spawned trainers, one rate for all."""
     rates = shared_gpu("embedded", torch.device("cpu"), batch=8, steps=1, ks=(2,), bf16=False)
     assert list(rates) == [2] and rates[2] > 0
 
 
+@pytest.mark.slow  # spawns torch processes or runs the whole benchmark
 def test_a_k_whose_workers_fail_is_reported_and_the_others_still_run():
     """A failed K leaves its error in the report, not a traceback that loses the report."""
     rates = shared_gpu("nosuch", torch.device("cpu"), batch=8, steps=1, ks=(1,), bf16=False)

@@ -484,3 +484,21 @@ def test_a_ground_truth_file_is_named_where_it_was_given(tmp_path, monkeypatch, 
     # a path under the home folder, as a shell would have expanded it
     monkeypatch.setenv("HOME", str(gt_file.parent))
     validate(compose_config([f"ground_truth.path='~/{gt_file.name}'"]))
+
+
+def test_a_ground_truth_path_is_one_identity_however_it_is_spelt(gt_file, monkeypatch):
+    # a relative path names the file it reaches from where the job starts: not one job for
+    # every folder's gt.csv; ./ and // spell the same file as the plain path
+    def identity(path):
+        return config_hash(plain(compose_config([f"ground_truth.path='{path}'"])))
+
+    folder = gt_file.parent
+    monkeypatch.chdir(folder)
+    here = identity(gt_file.name)
+    assert here == identity(f"./{gt_file.name}") == identity(str(gt_file))
+    assert identity(str(folder) + "//" + gt_file.name) == here
+    other = folder / "elsewhere"
+    other.mkdir()
+    (other / gt_file.name).write_text(gt_file.read_text())
+    monkeypatch.chdir(other)
+    assert identity(gt_file.name) != here

@@ -265,3 +265,17 @@ def test_evaluation_leaves_every_bn_in_its_own_eval_mode(track):
         evaluate_archs(net, archs[:1], loader, bn_mode=mode, calib_loader=loader, calib_batches=1)
         with torch.no_grad():
             assert torch.equal(net(x, archs[0]), before), mode
+
+
+@pytest.mark.parametrize("mode", ["batch", "running", "recalibrate"])
+def test_dropout_of_either_kind_is_off_in_every_evaluation_mode(mode):
+    # spec section 7: the authors' code left path dropout on at evaluation; a super-net with
+    # dropout evaluates exactly as the same weights without it
+    net, loader, archs = setup(track=mode == "running")
+    plain = nb201_supernet(bn_track=mode == "running")
+    dropping = nb201_supernet(bn_track=mode == "running", path_dropout=0.5, global_dropout=0.5)
+    plain.load_state_dict(net.state_dict())
+    dropping.load_state_dict(net.state_dict())
+    kw = {"bn_mode": mode, "calib_loader": loader, "calib_batches": 2}
+    expected = evaluate_archs(plain, archs, loader, **kw)
+    assert np.array_equal(evaluate_archs(dropping, archs, loader, **kw), expected)

@@ -82,8 +82,61 @@ CASES = [
 ]
 
 
+# what each factor must change where the job uses it (the super-net's spec, the optimizer,
+# the sampler, the data), not only in the config that the record repeats
+SAMPLER_PASSES = {"nb201": 5, "nb101": 3, "darts_nds": 7}  # FairNAS: one pass per op
+EFFECT = {
+    "ofa_kernel": lambda u: u["spec"].ofa_kernel is True,
+    "path_dropout": lambda u: u["spec"].path_dropout == 0.2,
+    "global_dropout": lambda u: u["spec"].global_dropout == 0.2,
+    "layers": lambda u: u["spec"].layers == 2,
+    "channels": lambda u: u["spec"].channels == int(u["value"]),
+    "compensate_epochs": lambda u: u["spec"].channels == int(u["value"]),
+    "batch_size": lambda u: u["images"] == u["train"] // 8 * 8,
+    "train_portion": lambda u: u["train"] == round(0.5 * 160),
+    "batch_norm": lambda u: u["spec"].bn_track is True and u["spec"].bn_affine is False,
+    "learning_rate": lambda u: u["opt"]["lr"] == 0.1 and u["history"][0]["lr"] == 0.1,
+    "epochs": lambda u: len(u["history"]) == 2,
+    "weight_decay": lambda u: u["opt"]["weight_decay"] == 0,
+    "fairnas": lambda u: (
+        u["sampler"] == "fairnas"
+        and u["images"] == u["train"] // 16 * 16 * SAMPLER_PASSES[u["space"]]
+    ),
+    "random_a": lambda u: u["sampler"] == "random_a",
+    "ops_on": lambda u: u["spec"].ops_on == "node",
+    "wsbn": lambda u: u["spec"].wsbn is (u["space"] != "darts_nds"),
+    "dynamic_fixed": lambda u: u["spec"].dynamic_channels == "fixed",
+    "dynamic_shuffle": lambda u: u["spec"].dynamic_channels == "shuffle",
+    "dynamic_disabled": lambda u: (
+        u["spec"].dynamic_channels == "disabled" and u["spec"].subspace == 2
+    ),
+}
+
+
+def test_every_factor_has_an_effect_to_check():
+    assert {f for factors in FACTORS.values() for f in factors} == set(EFFECT)
+
+
 @pytest.mark.parametrize(("space", "factor", "overrides"), CASES)
-def test_each_factor_runs_end_to_end(space, factor, overrides, tmp_path):
+def test_each_factor_runs_end_to_end(space, factor, overrides, tmp_path, monkeypatch):
+    import nasheur.samplers
+    import nasheur.supernet
+    import nasheur.training
+
+    used: dict = {"space": space, "value": overrides[0].split("=")[1]}
+
+    def spy(module, name, record):
+        real = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            record(*args, **kwargs)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    spy(nasheur.supernet, "build_supernet", lambda name, spec: used.update(spec=spec))
+    spy(nasheur.training, "build_optimizer", lambda model, **kw: used.update(opt=kw))
+    spy(nasheur.samplers, "build_sampler", lambda name, space: used.update(sampler=name))
     extra, write_gt, _ = SPACES[space]
     gt = write_gt(tmp_path)
     cfg = compose_job(
@@ -113,6 +166,9 @@ def test_each_factor_runs_end_to_end(space, factor, overrides, tmp_path):
         assert (
             rec["epochs"] == 2 and len(rec["history"]) == 2
         )  # half the channels: twice the epochs
+    history = rec["history"]
+    used.update(history=history, images=history[0]["images"], train=rec["data"]["train_images"])
+    assert EFFECT[factor](used), {k: v for k, v in used.items() if k != "history"}
 
 
 def test_compensation_is_the_inverse_of_the_compute_saved():

@@ -808,3 +808,19 @@ def test_load_ground_truth_tables_and_options(nb101_file, tmp_path):
 
     with pytest.raises(GroundTruthError, match="rejected: not in this space"):
         load_ground_truth(nb101_file, validate_key=reject)
+
+
+def test_reading_nb101_needs_no_tensorflow(nb101_file):
+    # spec section 7: the authors' code imported TensorFlow for every run; a subprocess, so
+    # that no other test's imports count
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from nasheur.groundtruth import load_ground_truth; "
+        f"gt = load_ground_truth({str(nb101_file)!r}, cache_dir={str(nb101_file.parent)!r}); "
+        "assert len(gt) > 0; print(sorted(m for m in sys.modules if m.split('.')[0] "
+        "in ('tensorflow', 'tf', 'nasbench')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

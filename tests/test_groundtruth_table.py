@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nasheur.groundtruth import GroundTruth, GroundTruthError, read_table, write_table
+from tests.conftest import SHARED_NB201
 
-NB201_CSV = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201-cifar10-valid-200ep.csv"
-)
+NB201_CSV = SHARED_NB201
 needs_nb201 = pytest.mark.skipif(not NB201_CSV.is_file(), reason=f"{NB201_CSV} not present")
 
 

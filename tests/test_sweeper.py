@@ -151,6 +151,33 @@ def test_a_pinned_factor_takes_levels_and_groups(args):
     assert [o for o in job if o.startswith("sampler")] == ["sampler=fairnas"]
 
 
+def test_a_pinned_value_the_experiment_lists_runs_only_where_it_lists_it(args):
+    # epochs 1200 is listed for NB201 alone (its longer block): not run on NB101 too
+    base = [a for a in args if a != "+experiment=bn_ablation"]
+    plan = [*base, "+experiment=epochs_ablation", "search_space=nb101,nb201"]
+    sweeper, task = sweeper_for([*plan, "protocol.epochs=1200"])
+    (job,) = sweeper.plan(task)
+    assert "search_space=nb201" in job and "protocol.epochs=1200" in job
+    # a value the experiment does not list runs in every space, as a replacement
+    sweeper, task = sweeper_for([*plan, "protocol.epochs=50"])
+    assert sorted(j[0] for j in sweeper.plan(task)) == ["search_space=nb101", "search_space=nb201"]
+    # a sub-space: the blocks that sweep it, not the strategies without sub-spaces
+    sweeper, task = sweeper_for(
+        [
+            *base,
+            "+experiment=dynamic_channels_ablation",
+            "search_space=nb101",
+            "supernet.subspace=2",
+        ]
+    )
+    jobs = sweeper.plan(task)
+    assert len(jobs) == 2 and all("supernet.subspace=2" in j for j in jobs)
+    assert {o for j in jobs for o in j if o.startswith("supernet.dynamic_channels")} == {
+        "supernet.dynamic_channels=disabled"  # and the random subset's, at the default
+    }
+    assert sum("supernet.random_subspace=true" in j for j in jobs) == 1
+
+
 def test_a_key_no_block_sweeps_still_applies_to_every_job(args):
     sweeper, task = sweeper_for([*args, "protocol.lr=0.05,0.1"])
     jobs = sweeper.plan(task)

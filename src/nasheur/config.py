@@ -305,6 +305,10 @@ def config_hash(data: dict[str, Any]) -> str:
         # a file named by $NASHEUR_GT_<SPACE> is part of the identity, as ground_truth.path is:
         # another file is another job, and the same file names the same job either way
         gt["path"] = ground_truth_from_env(space)
+    if isinstance(gt, dict) and isinstance(gt.get("path"), str):
+        # one file, one identity: a relative path is the file it names from here (not the
+        # same job from every folder), and ./, // and ~ spell the same file
+        gt["path"] = os.path.abspath(os.path.expanduser(gt["path"]))
     for dotted in IDENTITY_EXCLUDED + inactive_keys(data):
         *parents, last = dotted.split(".")
         node = data

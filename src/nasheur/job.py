@@ -112,8 +112,17 @@ def _run_held(
                 f"one {record['config_hash']}); use another output folder (hydra.run.dir=...)"
             )
         if previous.get("status") == "completed":
-            log.info("already completed: %s (delete it to run again)", done)
-            return previous
+            from nasheur.groundtruth.convert import source_changed
+
+            recorded = (previous.get("ground_truth") or {}).get("fingerprint")
+            if not source_changed(recorded):
+                log.info("already completed: %s (delete it to run again)", done)
+                return previous
+            # the hash names the file, not its contents: evaluated again from the checkpoint
+            log.warning(
+                "%s changed since this job completed: evaluating again from its checkpoint",
+                recorded["path"],
+            )
     with stop_on_sigterm():
         try:
             record.update(_run(cfg, out, record["config_hash"], on_claimed))
@@ -123,7 +132,10 @@ def _run_held(
         except BaseException as err:  # leave a record whatever ended the job
             # stopped from outside (Ctrl-C, SIGTERM, submitit's requeue on preemption): it
             # resumes later
-            stopped = isinstance(err, (KeyboardInterrupt, SystemExit))
+            # submitit's last time-out (no requeue left) too: it resumes when launched again
+            stopped = isinstance(err, (KeyboardInterrupt, SystemExit)) or (
+                type(err).__name__ == "UncompletedJobError"
+            )
             record.update(
                 status="interrupted" if stopped else "failed",
                 error=f"{type(err).__name__}: {err}",
@@ -156,6 +168,7 @@ def _run(
     from nasheur.evaluation import draw_pool, evaluate_archs, resolve_bn_mode
     from nasheur.fidelity import effective_epochs
     from nasheur.groundtruth import load_ground_truth
+    from nasheur.groundtruth.convert import source_fingerprint
     from nasheur.groundtruth.table import GroundTruthError
     from nasheur.samplers import build_sampler
     from nasheur.seeding import derive_seed, numpy_rng
@@ -448,6 +461,9 @@ def _run(
             "source": gt.source,
             # the table's header: protocol, and the source's sha256 for converted benchmarks
             "header": dict(gt.meta),
+            # the file's contents, which the config hash (its path) does not cover: a completed
+            # job evaluated against another file at the same path runs its evaluation again
+            "fingerprint": source_fingerprint(gt_path),
         },
         "data": {
             "train_images": len(data.train_y),

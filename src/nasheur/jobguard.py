@@ -291,7 +291,13 @@ def stop_on_sigterm() -> Iterator[None]:
 
     def on_preemption(signum, frame):
         state["requeueing"] = True
-        previous_usr(signum, frame)
+        try:
+            previous_usr(signum, frame)  # requeues, then exits (SystemExit)
+        except SystemExit:
+            raise
+        except BaseException:  # it did not requeue (submitit's last time-out): SIGTERM stops
+            state["requeueing"] = False
+            raise
 
     signal.signal(signal.SIGTERM, on_sigterm)
     if wrap_usr:

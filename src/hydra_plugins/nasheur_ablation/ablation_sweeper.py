@@ -118,19 +118,41 @@ def expand(
     the seeds, times the command line's own sweep (`extra`). Duplicates are dropped. A block's
     ``_spaces`` also admits a space whose ``paper_space`` is listed (embedded: nb201).
 
-    `pinned` holds the command line's values of keys that blocks sweep: they replace a block's
-    values of the key, and in a block without the key they are swept with it, so that every
-    job names each key once."""
+    `pinned` holds the command line's values of keys that blocks sweep. Where every one of them
+    is a value the experiment lists (in some block of some space, levels resolved), they
+    restrict the sweep, as ``search_space=`` and ``seed=`` do: each block keeps its own values
+    among them, and a block (or space) with none of them runs nothing. Otherwise (a value off
+    the experiment's list) they replace every block's values of the key, and a block without
+    the key sweeps them too, so that every job names each key once."""
     jobs: list[list[str]] = []
     seen: set[tuple[tuple[str, str], ...]] = set()
+    baseline_of = {s: OmegaConf.create(baselines.get(s) or {}) for s in spaces}
+
+    def applies(block: dict[str, Any], space: str) -> bool:
+        only = block.get("_spaces")
+        family = (paper_space or {}).get(space, space)
+        return only is None or space in only or family in only
+
+    def held(block: dict[str, Any], space: str, key: str, values: Sequence[Any]) -> list[Any]:
+        """The block's values of `key` that the command line names (as the jobs spell them)."""
+        wanted = {_fmt(_resolve(key, v, baseline_of[space])) for v in values}
+        return [
+            v for v in block.get(key, []) if _fmt(_resolve(key, v, baseline_of[space])) in wanted
+        ]
+
+    every = [(b, s) for s in spaces for b in blocks or [{}] if applies(b, s)]
+    restricts = {
+        key: all(any(held(b, s, key, [v]) for b, s in every) for v in values)
+        for key, values in (pinned or {}).items()
+    }
     for space in spaces:
-        baseline = OmegaConf.create(baselines.get(space) or {})
+        baseline = baseline_of[space]
         for block in blocks or [{}]:
-            only = block.get("_spaces")
-            family = (paper_space or {}).get(space, space)
-            if only is not None and space not in only and family not in only:
+            if not applies(block, space):
                 continue
-            block = {**block, **dict(pinned or {})}
+            block = dict(block)
+            for key, values in (pinned or {}).items():
+                block[key] = held(block, space, key, values) if restricts[key] else list(values)
             keys = [k for k in block if k != "_spaces"]
             for combo in itertools.product(*(block[k] for k in keys)):
                 items = [
@@ -238,10 +260,10 @@ class AblationSweeper(Sweeper):
         for key, values in pinned.items():
             ours = sorted({_fmt(v) for b in self.blocks if key in b for v in b[key]}, key=str)
             log.info(
-                "%s: the command line's %s replace%s the experiment's %s",
+                "%s: the command line names %s (the experiment's values: %s; one it does not "
+                "list replaces them, else they restrict them)",
                 key,
                 ", ".join(_fmt(v) for v in values),
-                "s" if len(values) == 1 else "",
                 ", ".join(ours),
             )
         spaces = cli_spaces or self._spaces_with_ground_truth()
@@ -401,7 +423,9 @@ class AblationSweeper(Sweeper):
         except _uncompleted_errors() as err:  # a launcher that gave up at its first such job
             stopped = _uncompleted_line(err)
         except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C, SIGTERM (jobs in this process)
-            _settle(todo, results, pending="not run")
+            # a cluster launcher submitted them all already: they may be queued or running
+            queued = _submits(self.launcher)
+            _settle(todo, results, pending="not finished" if queued else "not run")
             what = (
                 "Ctrl-C"
                 if isinstance(err, KeyboardInterrupt)
@@ -410,7 +434,14 @@ class AblationSweeper(Sweeper):
                 else f"exit status {err.code}"
             )
             lines = _summary(self.config, sweep_dir, outcomes, todo, stopped=f"stopped by {what}")
-            lines.append("the same command resumes the sweep")
+            if queued:
+                lines.append(
+                    "the jobs already submitted may still be queued or running in SLURM "
+                    "(squeue; scancel to stop them); once they end, the same command resumes "
+                    "the sweep"
+                )
+            else:
+                lines.append("the same command resumes the sweep")
             sys.stdout.flush()
             print("\n".join(lines), file=sys.stderr, flush=True)
             raise
@@ -421,6 +452,12 @@ class AblationSweeper(Sweeper):
         if message:
             raise SweepError(message, status=1)
         return [results]
+
+
+def _submits(launcher: Any) -> bool:
+    """Whether `launcher` hands jobs to a scheduler (submitit's), which runs them whatever
+    becomes of this process."""
+    return "submitit" in type(launcher).__module__
 
 
 @dataclass
@@ -651,7 +688,13 @@ def _state(folder: Path, chash: str) -> str:
         return "broken"
     if record.get("config_hash") != chash:
         return "other-config"
-    return str(record.get("status", "unknown"))
+    status = str(record.get("status", "unknown"))
+    if status == "completed":
+        from nasheur.groundtruth.convert import source_changed
+
+        if source_changed((record.get("ground_truth") or {}).get("fingerprint")):
+            return "ground truth changed"  # launched: it evaluates again from its checkpoint
+    return status
 
 
 def _recorded(folder: Path, chash: str) -> str | None:

@@ -42,6 +42,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nasheur.groundtruth.table import (
     GroundTruth,
@@ -59,6 +60,8 @@ __all__ = [
     "detect_format",
     "load_ground_truth",
     "read_source",
+    "source_changed",
+    "source_fingerprint",
     "source_sha256",
 ]
 
@@ -214,6 +217,26 @@ def source_sha256(path: str | os.PathLike[str]) -> str:
     for rel, full in _folder_files(p):
         h.update(f"{rel}\0{_file_sha256(full)}\n".encode())
     return h.hexdigest()
+
+
+def source_fingerprint(path: str | os.PathLike[str]) -> dict[str, str]:
+    """What a job records of the ground truth it was evaluated against: the file's absolute
+    path, a stamp from stat calls and its sha256 (:func:`source_changed` compares them)."""
+    p = Path(os.path.abspath(path))
+    return {"path": str(p), "stamp": _stamp(p)[1], "sha256": source_sha256(p)}
+
+
+def source_changed(recorded: Any) -> bool:
+    """Whether the ground truth that a record's fingerprint describes has changed since: the
+    stamp first (stat calls only), and where it differs (a copy, a touch) the contents. A
+    record without a fingerprint (an earlier version's) counts as unchanged."""
+    if not isinstance(recorded, dict) or not recorded.get("path"):
+        return False
+    p = Path(recorded["path"])
+    try:
+        return _stamp(p)[1] != recorded.get("stamp") and source_sha256(p) != recorded.get("sha256")
+    except OSError:  # gone or unreadable: the job says so when it runs
+        return True
 
 
 def _stamp(p: Path) -> tuple[int, str]:
