@@ -380,3 +380,15 @@ def test_a_swept_baseline_is_refused_not_resolved_against_another(args):
         sweeper.plan(task)
     sweeper, task = sweeper_for([*args, "fidelity.baseline.channels=32"])
     assert sweeper.plan(task)  # one value: the baseline of every job
+
+
+def test_a_bad_site_variable_is_one_line_naming_it(args, monkeypatch, capsys):
+    monkeypatch.setenv("NASHEUR_SLURM_CPUS", "four")
+    with pytest.raises(SystemExit) as stop:
+        sweeper_for([*args, "hydra/launcher=slurm"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err
+    assert (
+        err.strip()
+        == "nasheur: config error: NASHEUR_SLURM_CPUS='four' is not a whole number (or null)"
+    )

@@ -200,9 +200,19 @@ class AblationSweeper(Sweeper):
 
         self.config = config
         self.hydra_context = hydra_context
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
+        try:
+            self.launcher = Plugins.instance().instantiate_launcher(
+                hydra_context=hydra_context, task_function=task_function, config=config
+            )
+        except Exception as err:  # a bad NASHEUR_SLURM_* value: the variable, in one line
+            cause: BaseException | None = err
+            while cause is not None and not str(cause).startswith("NASHEUR_"):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            sys.stdout.flush()
+            print(f"nasheur: config error: {cause}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
 
     # ------------------------------------------------------------------ planning
 
