@@ -216,6 +216,8 @@ def _run(
             num_classes=d.num_classes,
         )
     except ValueError as err:  # a split that leaves a share empty: the message names the key
+        if type(err) is not ValueError:  # a data file's own error (unsafe, unreadable) stays
+            raise
         raise ConfigError(str(err)) from None
     batch = cfg.fidelity.batch_size
     for share, n in (("training", len(data.train_y)), ("validation", len(data.val_y))):
