@@ -450,7 +450,7 @@ def test_recalibration_under_shuffle_estimates_every_channel_evaluation_may_draw
     torch.manual_seed(0)
     _recalibrate(net, bns, THREE, loader, 1, torch.Generator().manual_seed(1), nullcontext())
     drawn = [m for m in bns if m._channel_counts is not None]
-    assert drawn and all(m.uncalibrated() == 0 for m in drawn)
+    assert drawn and all(int(m.uncalibrated()) == 0 for m in drawn)
     assert max(int(m._channel_counts.max()) for m in drawn) > 1  # more than the one batch
     for m in drawn:  # every channel was estimated: none left at the reset values
         assert not ((m.running_mean == 0) & (m.running_var == 1)).any()

@@ -212,7 +212,8 @@ def _recalibrate(
     sliced = [m for m in bns if isinstance(m, SlicedBatchNorm2d)]
     more = itertools.chain(first, _passes(calib_loader, gen))
     for extra in itertools.count():
-        left = sum(m.uncalibrated() for m in sliced)
+        counts = [c for c in (m.uncalibrated() for m in sliced) if c is not None]
+        left = int(torch.stack(counts).sum()) if counts else 0  # one host sync per batch
         if not left:
             break
         x = next(more, (None,))[0]

@@ -121,11 +121,12 @@ class SlicedBatchNorm2d(SuperBatchNorm2d):
         super().start_calibration()
         self._channel_counts = None
 
-    def uncalibrated(self) -> int:
-        """Channels that no calibration batch has drawn yet, where calibration drew subsets
-        (``shuffle``); 0 otherwise. Evaluation draws any channel, so each needs an estimate."""
+    def uncalibrated(self) -> torch.Tensor | None:
+        """How many channels no calibration batch has drawn yet (a 0-d tensor on the module's
+        device, read by the caller once for all modules), where calibration drew subsets
+        (``shuffle``); None otherwise. Evaluation draws any channel: each needs an estimate."""
         counts = self._channel_counts
-        return 0 if counts is None else int((counts == 0).sum())
+        return None if counts is None else (counts == 0).sum()
 
     @torch.no_grad()
     def _write_back(self, sel: Selection, mean: torch.Tensor, var: torch.Tensor) -> None:
