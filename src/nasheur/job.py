@@ -465,7 +465,7 @@ def _run(
             "header": dict(gt.meta),
             # the file's contents, which the config hash (its path) does not cover: a completed
             # job evaluated against another file at the same path runs its evaluation again
-            "fingerprint": source_fingerprint(gt_path),
+            "fingerprint": source_fingerprint(gt_path, gt.meta),
         },
         "data": {
             "train_images": len(data.train_y),
