@@ -56,12 +56,12 @@ test-slurm:
 
 # make sweep ARGS="search_space=nb201 ground_truth.path=/data/nb201-cifar10-valid-200ep.csv seed=0,1,2"
 sweep:
-	bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm $(ARGS)
+	NASHEUR_RUNS="$(RUNS)" bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm $(ARGS)
 
 # the same sweep, each job cut to one epoch of 5 steps (conf/preset/debug.yaml; an experiment's
 # own values win, e.g. the epochs of epochs_ablation)
 sweep-debug:
-	bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm +preset=debug $(ARGS)
+	NASHEUR_RUNS="$(RUNS)" bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm +preset=debug $(ARGS)
 
 # The paper's tables. `make sweep-11 LAUNCHER=slurm` (with NASHEUR_DATA and NASHEUR_GT_<SPACE>
 # set in launch/site.env) runs every experiment of Table 11 (one sweep each, under
@@ -69,7 +69,9 @@ sweep-debug:
 # `make table-11` merges whatever those sweeps have finished into tables/table-11.{md,csv,tex}.
 # Relaunching a sweep skips completed jobs, resumes interrupted ones and reruns failed ones.
 LAUNCHER ?= local
-# the runs folder: $NASHEUR_RUNS from the environment or launch/site.env, else runs/
+# the runs folder: $NASHEUR_RUNS from the environment or launch/site.env, else runs/; the
+# sweep targets write under it and the table and figure targets read it, so that
+# `make sweep-11 RUNS=/x` and `make table-11 RUNS=/x` meet
 RUNS ?= $(or $(shell bash launch/with_site_env.sh printenv NASHEUR_RUNS 2>/dev/null),runs)
 SWEEPS ?= $(RUNS)/sweeps
 TABLES ?= tables
@@ -89,7 +91,8 @@ EXPERIMENTS_3 := $(EXPERIMENTS_11) $(EXPERIMENTS_12) $(EXPERIMENTS_13)
 .PHONY: bench host-instructions figures
 sweep-%:
 	@test -n "$(strip $(EXPERIMENTS_$*))" || { echo "no experiments for table $*" >&2; exit 2; }
-	PYTHON="$(PYTHON)" bash launch/with_site_env.sh bash launch/sweep_experiments.sh \
+	NASHEUR_RUNS="$(RUNS)" PYTHON="$(PYTHON)" bash launch/with_site_env.sh \
+	  bash launch/sweep_experiments.sh \
 	  "$(LAUNCHER)" "$(EXPERIMENTS_$*)" $(ARGS)
 
 table-%:

@@ -50,6 +50,19 @@ def run_env(tmp_path: Path) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+# the keys of metrics.json's `metrics` that other tools rely on (spec section 8)
+METRIC_KEYS = frozenset(
+    {
+        "supernet_acc_mean",
+        "supernet_acc_std",
+        "kendall_tau",
+        "sparse_kendall_tau",
+        "spearman",
+        "sparse_spearman",
+        "p_beat_random",
+        "final_performance",
+    }
+)
 
 
 def write_nb201_gt(path: Path, n: int = 60, seed: int = 0) -> Path:
@@ -93,6 +106,22 @@ def compose_job(overrides: list[str]):
         return to_config(compose(config_name="config", overrides=overrides))
 
 
+def completed_job(overrides: list[str], folder: Path) -> dict:
+    """Compose and validate a job, run it in `folder` and return the metrics.json it wrote
+    (the file that tools read, not run_job's return value), checked to be completed."""
+    import json
+
+    from nasheur.config import validate
+    from nasheur.job import run_job
+
+    cfg = compose_job(overrides)
+    validate(cfg)
+    run_job(cfg, output_dir=folder)
+    rec = json.loads((folder / "metrics.json").read_text())
+    assert rec["status"] == "completed", rec.get("error")
+    return rec
+
+
 def nb201_supernet(**kw):
     """A small NB201 super-net (4 channels, 1 cell per stage) with the given factors."""
     import torch
@@ -102,6 +131,36 @@ def nb201_supernet(**kw):
     spec = SupernetSpec(**{"channels": 4, "layers": 1, "num_classes": 10, **kw})
     torch.manual_seed(0)
     return build_supernet("nb201", spec)
+
+
+def two_sgd_steps(net, arch, *, weight_decay: float, image: int = 8):
+    """Two steps of SGD with momentum and weight decay on one path of `net`, then the names
+    of the parameters that got a gradient, and the check that exactly those moved and that
+    the others have no momentum either (an optimizer may hold zero buffers for them): the
+    single-path semantics every super-net must keep. Two steps, so that momentum buffers
+    exist. Returns (names with a gradient, the optimizer)."""
+    import torch
+    import torch.nn.functional as F
+
+    from nasheur.training import build_optimizer
+
+    opt = build_optimizer(net, lr=0.1, momentum=0.9, weight_decay=weight_decay)
+    before = {k: v.clone() for k, v in net.named_parameters()}
+    x, y = torch.randn(8, 3, image, image), torch.randint(0, 10, (8,))
+    net.train()
+    for _ in range(2):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x, arch), y).backward()
+        opt.step()
+    with_grad = {k for k, v in net.named_parameters() if v.grad is not None}
+    changed = {k for k, v in net.named_parameters() if not torch.equal(before[k], v)}
+    assert changed == with_grad
+    untouched = [p for k, p in net.named_parameters() if k not in changed]
+    assert untouched, "a path, not the whole super-net"
+    for p in untouched:
+        buf = opt.state.get(p, {}).get("momentum_buffer")
+        assert buf is None or not buf.any()
+    return with_grad, opt
 
 
 @pytest.fixture(autouse=True, scope="session")

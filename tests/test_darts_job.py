@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 
 from nasheur.config import ConfigError, validate
-from nasheur.job import run_job
 from nasheur.spaces import get_space
 from nasheur.spaces.darts_genotype import Cell, Genotype, from_nds
-from tests.conftest import TINY_JOB, compose_job
+from tests.conftest import TINY_JOB, completed_job, compose_job
 
 SPACE = get_space("darts_nds")
 # on top of TINY_JOB: a DARTS job small enough for a test (3 cells: normal, reduce, reduce)
@@ -151,7 +150,7 @@ def test_a_tiny_darts_job_completes(overrides, gt_from, tmp_path):
         from nasheur.groundtruth import convert_file
 
         gt_path, _ = convert_file(data, tmp_path / "converted.csv")
-    cfg = compose_job(
+    rec = completed_job(
         [
             *TINY_JOB,
             *TINY_DARTS,
@@ -159,12 +158,9 @@ def test_a_tiny_darts_job_completes(overrides, gt_from, tmp_path):
             "run.max_steps_per_epoch=4",
             f"ground_truth.path={gt_path}",
             *overrides,
-        ]
+        ],
+        tmp_path / "job",
     )
-    validate(cfg)
-    run_job(cfg, output_dir=tmp_path / "job")
-    rec = json.loads((tmp_path / "job" / "metrics.json").read_text())
-    assert rec["status"] == "completed"
     assert rec["config"]["search_space"]["name"] == "darts_nds"
     assert rec["config"]["fidelity"]["layers"] == 3
     assert rec["config"]["supernet"]["ops_on"] == overrides[0].split("=")[1]

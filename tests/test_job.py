@@ -12,18 +12,7 @@ import nasheur.training as training
 from nasheur.config import ConfigError, config_hash, plain, validate
 from nasheur.job import run_job
 from nasheur.training import CHECKPOINT
-from tests.conftest import TINY_JOB, compose_job, write_nb201_gt
-
-METRIC_KEYS = {
-    "supernet_acc_mean",
-    "supernet_acc_std",
-    "kendall_tau",
-    "sparse_kendall_tau",
-    "spearman",
-    "sparse_spearman",
-    "p_beat_random",
-    "final_performance",
-}
+from tests.conftest import METRIC_KEYS, TINY_JOB, compose_job, write_nb201_gt
 
 
 @pytest.fixture

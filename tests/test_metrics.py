@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 from nasheur import metrics as M
+from tests.conftest import METRIC_KEYS
 
 SEEDS = range(25)
 
@@ -226,22 +227,11 @@ def test_a_collapsed_supernet_selects_no_top_n():
 
 # --- summarize and untrained flag -------------------------------------------------------------
 
-KEYS = {
-    "supernet_acc_mean",
-    "supernet_acc_std",
-    "kendall_tau",
-    "sparse_kendall_tau",
-    "spearman",
-    "sparse_spearman",
-    "p_beat_random",
-    "final_performance",
-}
-
 
 def test_summarize_values():
     s, g = [0.2, 0.4, 0.6, 0.8], [0.90, 0.92, 0.91, 0.95]
     out = M.summarize(s, g, SPACE.tolist() + g)
-    assert set(out) == KEYS
+    assert set(out) == METRIC_KEYS
     assert all(type(v) is float for v in out.values())
     assert out["supernet_acc_mean"] == pytest.approx(0.5)
     assert out["supernet_acc_std"] == pytest.approx(math.sqrt(0.05))  # ddof = 0
@@ -252,7 +242,7 @@ def test_summarize_values():
 
 def test_summarize_constant_s_is_json_safe():
     out = M.summarize([0.3, 0.3, 0.3], [0.90, 0.92, 0.91], [0.90, 0.91, 0.92, 0.93])
-    assert set(out) == KEYS
+    assert set(out) == METRIC_KEYS
     for key in ("kendall_tau", "sparse_kendall_tau", "spearman", "sparse_spearman"):
         assert out[key] is None
     assert out["supernet_acc_std"] == 0.0

@@ -22,7 +22,7 @@ from nasheur.supernet.darts import (
     edge_index,
     position_of,
 )
-from nasheur.training import build_optimizer
+from tests.conftest import two_sgd_steps
 from tests.test_darts_space import DARTS_V2
 
 SPACE = get_space("darts_nds")
@@ -190,22 +190,7 @@ def test_node_mapping_shares_a_slot_across_inputs_and_edge_mapping_does_not():
 )
 def test_a_step_changes_only_the_sampled_path(factors):
     """SGD with momentum and weight decay moves exactly the parameters that got a gradient."""
-    net = supernet(**factors)
-    opt = build_optimizer(net, lr=0.1, momentum=0.9, weight_decay=3e-4)
-    before = {k: v.clone() for k, v in net.named_parameters()}
-    x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 10, (8,))
-    for _ in range(2):  # momentum buffers exist from the second step on
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(net(x, TWICE), y).backward()
-        opt.step()
-    with_grad = {k for k, v in net.named_parameters() if v.grad is not None}
-    changed = {k for k, v in net.named_parameters() if not torch.equal(before[k], v)}
-    assert changed == with_grad
-    untouched = [p for k, p in net.named_parameters() if k not in changed]
-    assert untouched
-    for p in untouched:  # no momentum either (a buffer may exist beforehand, as zeros)
-        buf = opt.state.get(p, {}).get("momentum_buffer")
-        assert buf is None or not buf.any()
+    two_sgd_steps(supernet(**factors), TWICE, weight_decay=3e-4)
 
 
 def test_the_path_of_a_step_is_the_sampled_ops():
@@ -318,8 +303,3 @@ def test_a_concat_of_fewer_nodes_zeroes_the_others():
     net.eval()
     fewer = Genotype(Cell(DARTS_V2.normal.pairs, (2, 3, 5)), DARTS_V2.reduce)
     assert net(torch.randn(2, 3, 8, 8), fewer).shape == (2, 10)
-
-
-def test_only_fixed_widths():
-    with pytest.raises(ValueError, match="fixed widths"):
-        supernet(dynamic_channels="shuffle")

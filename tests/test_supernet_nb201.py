@@ -16,8 +16,7 @@ from nasheur.spaces import get_space
 from nasheur.spaces.nb201 import EDGES, OPS, NB201Arch, parse
 from nasheur.supernet.batchnorm import BNStats, SuperBatchNorm2d, set_bn_stats
 from nasheur.supernet.nb201 import CONV_KERNEL, POSITION_OF_EDGE, SuperCell
-from nasheur.training import build_optimizer
-from tests.conftest import nb201_supernet
+from tests.conftest import nb201_supernet, two_sgd_steps
 
 SPACE = get_space("nb201")
 # four pools, of two nodes
@@ -207,19 +206,7 @@ def test_node_mapping_shares_one_op_set_per_destination_node():
 )
 def test_a_step_changes_only_the_sampled_path(factors):
     """SGD with momentum and weight decay moves exactly the parameters that got a gradient."""
-    net = nb201_supernet(**factors)
-    opt = build_optimizer(net, lr=0.1, momentum=0.9, weight_decay=3e-3)
-    before = {k: v.clone() for k, v in net.named_parameters()}
-    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
-    for _ in range(2):  # two steps: momentum buffers exist from the second on
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(net(x, MIXED), y).backward()
-        opt.step()
-    with_grad = {k for k, v in net.named_parameters() if v.grad is not None}
-    changed = {k for k, v in net.named_parameters() if not torch.equal(before[k], v)}
-    assert changed == with_grad
-    untouched = [p for k, p in net.named_parameters() if k not in changed]
-    assert untouched and all(not opt.state[p]["momentum_buffer"].any() for p in untouched)
+    two_sgd_steps(nb201_supernet(**factors), MIXED, weight_decay=3e-3, image=16)
 
 
 def test_the_path_of_a_step_is_the_sampled_ops():

@@ -12,7 +12,13 @@ import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
-from hydra_plugins.nasheur_ablation.ablation_sweeper import AblationSweeper, merge_manifest
+from hydra_plugins.nasheur_ablation.ablation_sweeper import (
+    AblationSweeper,
+    SweepError,
+    expand,
+    merge_manifest,
+)
+from nasheur.fidelity import level_of, resolve_level
 from nasheur.jobguard import hold_folder
 from tests.conftest import TINY_JOB, write_nb201_gt
 
@@ -149,6 +155,43 @@ def test_a_pinned_factor_takes_levels_and_groups(args):
     )
     (job,) = sweeper.plan(task)
     assert [o for o in job if o.startswith("sampler")] == ["sampler=fairnas"]
+
+
+def test_levels_resolve_exactly_against_each_spaces_baseline():
+    blocks = [
+        {"fidelity.train_portion": ["base/2", "base"]},  # a fraction halves: 0.375, not 0
+        {"fidelity.layers": ["base+1", "base-2"]},
+        {"fidelity.channels": ["base/4", "base*2"]},
+    ]
+    baselines = {"nb201": {"train_portion": 0.75, "layers": 5, "channels": 36}}
+    jobs = expand(["nb201"], [0], blocks, baselines)
+    values = sorted(o for job in jobs for o in job if o.startswith("fidelity."))
+    assert values == [
+        "fidelity.channels=72",
+        "fidelity.channels=9",
+        "fidelity.layers=3",
+        "fidelity.layers=6",
+        "fidelity.train_portion=0.375",
+        "fidelity.train_portion=0.75",
+    ]
+    # a width that does not divide names no experiment: refused, not rounded to 4
+    with pytest.raises(SweepError, match=r"fidelity.channels=base/8: base/8 of 36"):
+        expand(["nb201"], [0], [{"fidelity.channels": ["base/8"]}], baselines)
+
+
+@pytest.mark.parametrize(
+    ("text", "base", "how"),
+    [
+        ("base", 5, "-"),
+        ("base-2", 5, "-"),
+        ("base+1", 5, "-"),
+        ("base/4", 128, "/"),
+        ("base*2", 128, "/"),
+    ],
+)
+def test_a_tables_level_is_the_level_the_sweep_ran(text, base, how):
+    # tables label rows with the level that the sweep resolved (one notation, both ways)
+    assert level_of(resolve_level(text, base), base, how) == text
 
 
 def test_a_pinned_value_the_experiment_lists_runs_only_where_it_lists_it(args):

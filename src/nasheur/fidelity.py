@@ -10,9 +10,14 @@ batch-size cells are the numbers of Table 12's unprolonged batch-size runs.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 FACTORS = ("layers", "channels", "train_portion")  # the factors that save compute per epoch
+
+# A level relative to a space's baseline, as sweeps write them and tables print them: `base`,
+# `base-1`, `base+1`, `base/2`, `base*2`.
+LEVEL = re.compile(r"base(?:([-+*/])(\d+))?")
 
 
 def compensation(fidelity: Any) -> float:
@@ -30,3 +35,42 @@ def effective_epochs(epochs: int, fidelity: Any) -> int:
     if not fidelity.compensate_epochs:
         return epochs
     return max(1, round(epochs * compensation(fidelity)))
+
+
+def resolve_level(text: str, base: int | float) -> int | float:
+    """The value that level `text` names against `base` (``base/2`` of 36 is 18, of 0.75 is
+    0.375). ValueError for text that is no level, a division by 0, and a whole baseline that
+    does not divide: ``base/8`` of 36 names no width, and rounding it would run another
+    experiment than the one asked for."""
+    match = LEVEL.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a level (base, base-1, base+1, base/2, base*2)")
+    op, n = match.group(1), int(match.group(2) or 0)
+    if op is None:
+        return base
+    if op == "/":
+        if n == 0:
+            raise ValueError(f"{text}: division by 0")
+        if isinstance(base, int):
+            if base % n:
+                raise ValueError(f"{text} of {base} is not a whole number")
+            return base // n
+        return base / n
+    return {"-": base - n, "+": base + n, "*": base * n}[op]
+
+
+def level_of(value: Any, base: Any, how: str) -> Any:
+    """`value` as a level of the whole `base` (``base``, ``base-1``, ``base+1`` where `how` is
+    ``-``; ``base/2``, ``base*2`` where it is ``/``), or `value` itself where it is no such
+    level of whole positive numbers. The inverse of :func:`resolve_level`."""
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (value, base)):
+        return value
+    if value == base:
+        return "base"
+    if how == "-":
+        return f"base{value - base:+d}"
+    if base % value == 0:
+        return f"base/{base // value}"
+    if value % base == 0:
+        return f"base*{value // base}"
+    return value

@@ -5,7 +5,8 @@ job refuses at once; :mod:`nasheur.jobguard`), ``pool.json`` (the evaluated arch
 ``checkpoint.pt`` after every epoch, and ``metrics.json`` at the end, ``completed`` or
 ``failed`` with the error, or ``interrupted`` (Ctrl-C, SIGTERM, submitit's requeue).
 Rerunning the same config in the same folder resumes from the checkpoint, or returns at once
-if the job already completed.
+if the job already completed (unless its ground-truth file changed since: then it evaluates
+again from its checkpoint).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The super-net training protocol P_ws: SGD with momentum, cosine decay, gradient clipping,
-cross-entropy, one sampled path per step, and a checkpoint at the end of every epoch."""
+cross-entropy, one step per batch (one sampled path, or FairNAS's passes averaged), and a
+checkpoint at the end of every epoch."""
 
 from __future__ import annotations
 

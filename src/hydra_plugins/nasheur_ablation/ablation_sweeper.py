@@ -53,12 +53,12 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from nasheur.fidelity import LEVEL, resolve_level
 from nasheur.io import atomic_path, atomic_write_json
 from nasheur.jobguard import FolderLocked, Terminated, describe_holder, exclusive, folder_holder
 
 log = logging.getLogger(__name__)
 
-_RELATIVE = re.compile(r"^base(?:([-/*])(\d+))?$")
 MANIFEST = "sweep.json"
 MANIFEST_LOCK = ".sweep.json.lock"
 RUNNING = "running"  # the state of a job whose folder a running job holds
@@ -89,19 +89,18 @@ ConfigStore.instance().store(
 
 
 def _resolve(key: str, value: Any, baseline: DictConfig) -> Any:
-    """A relative low-fidelity value (`base`, `base-1`, `base/2`) of one space, else `value`."""
-    match = _RELATIVE.match(str(value))
-    if not match:
+    """A level relative to one space's baseline (`base`, `base-1`, `base/2`:
+    :func:`nasheur.fidelity.resolve_level`) as its value, else `value`."""
+    if not (isinstance(value, str) and LEVEL.fullmatch(value)):
         return value
     name = key.rpartition(".")[2]
     base = OmegaConf.select(baseline, name)
     if base is None:
         raise SweepError(f"{key}={value}: relative values need fidelity.baseline.{name}")
-    op, n = match.group(1), int(match.group(2) or 0)
-    if op is None:
-        return base
-    result = {"-": base - n, "*": base * n, "/": base // n}[op]
-    return result
+    try:
+        return resolve_level(value, base)
+    except ValueError as err:
+        raise SweepError(f"{key}={value}: {err}") from None
 
 
 def expand(

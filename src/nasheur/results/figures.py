@@ -48,6 +48,7 @@ from nasheur.results.settings import (
     factor_value,
     main_settings,
     setting_labels,
+    space_of,
 )
 from nasheur.results.tables import SPACE_TITLES, SPACES, pool_accuracies, select
 
@@ -110,10 +111,6 @@ def _with_setting(label: str, name: str) -> str:
     return f"{name} [{label}]" if label else name
 
 
-def _space(record: dict[str, Any]) -> str | None:
-    return select(record, "config.search_space.name")
-
-
 def _title(space: str | None) -> str:
     return SPACE_TITLES.get(space or "", str(space))
 
@@ -124,7 +121,7 @@ def _metric(record: dict[str, Any], name: str) -> float:
 
 
 def _spaces_in(records: Sequence[dict[str, Any]]) -> list[str]:
-    return _in_order({_space(r) for r in records})
+    return _in_order({space_of(r) for r in records})
 
 
 def _in_order(present: Iterable[Any]) -> list[str]:
@@ -196,7 +193,9 @@ def rank_disorder(record: dict[str, Any], stem: str | Path) -> list[Path]:
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)
     tau = metrics.kendall_tau(s, g)
-    ax.set_title(f"{_title(_space(record))}: {n} architectures\nKendall tau {tau:.3f}", fontsize=9)
+    ax.set_title(
+        f"{_title(space_of(record))}: {n} architectures\nKendall tau {tau:.3f}", fontsize=9
+    )
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(1, max(n, 2)))
     bar = fig.colorbar(sm, ax=ax, fraction=0.06, pad=0.02)
     bar.set_label("GT rank")
@@ -218,7 +217,7 @@ def accuracy_scatter(record: dict[str, Any], stem: str | Path) -> list[Path]:
     ax.set_ylabel("Super-net accuracy (%)")
     ax.grid(alpha=0.3)
     ax.set_title(
-        f"{_title(_space(record))}: KdT {tau:.3f}, sparse KdT {stau:.3f} (n={len(s)})", fontsize=9
+        f"{_title(space_of(record))}: KdT {tau:.3f}, sparse KdT {stau:.3f} (n={len(s)})", fontsize=9
     )
     return _save(fig, stem)
 
@@ -246,9 +245,9 @@ def bn_histograms(records: Sequence[dict[str, Any]], stem: str | Path) -> list[P
         track = select(r, "config.protocol.bn_track")
         affine = select(r, "config.protocol.bn_affine")
         s, _ = pool_accuracies(r)
-        if track is None or affine is None or not len(s) or _space(r) is None:
+        if track is None or affine is None or not len(s) or space_of(r) is None:
             continue
-        pools[_space(r)][(track, affine, setting)].append(s)
+        pools[space_of(r)][(track, affine, setting)].append(s)
     for space in list(pools):  # a comparison of BN settings needs two of them
         if len({k[:2] for k in pools[space]}) < 2:
             warnings.warn(
@@ -302,9 +301,9 @@ def metric_vs_epochs(records: Sequence[dict[str, Any]], stem: str | Path) -> lis
     done = _of_experiment(records, "epochs_ablation")
     for r, setting in zip(done, setting_labels(done, ("protocol.epochs",)), strict=True):
         epochs = select(r, "config.protocol.epochs")
-        if epochs is None or _space(r) is None:
+        if epochs is None or space_of(r) is None:
             continue
-        data[_space(r)][setting][int(epochs)].append(r)
+        data[space_of(r)][setting][int(epochs)].append(r)
     # a curve needs two epoch counts at least (the runs of another experiment, all at one
     # count, would draw a dot per space)
     data = {
@@ -374,7 +373,7 @@ def metric_pairs(records: Sequence[dict[str, Any]], stem: str | Path) -> list[Pa
     for space in _spaces_in(done):
         rows = []
         for r in done:
-            if _space(r) != space:
+            if space_of(r) != space:
                 continue
             v = [_metric(r, m) for m in PAIR_METRICS]
             if np.isfinite(v).all() and not metrics.is_untrained(v[0]):
@@ -447,7 +446,7 @@ def _defaults(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], Any]:
         for f in factors - varied[select(r, "config.experiment.name")]:
             v = factor_value(r.get("config", {}), f)
             if v is not None:
-                counts[(_space(r), f)][_fmt(v)] += 1
+                counts[(space_of(r), f)][_fmt(v)] += 1
     return {k: c.most_common(1)[0][0] for k, c in counts.items()}
 
 
@@ -457,7 +456,7 @@ def _baseline_value(
     learnt: Mapping[tuple[str, str], Any],
     given: Mapping[str, Any],
 ) -> Any:
-    space = _space(record)
+    space = space_of(record)
     if factor in given:
         v = given[factor]
         return _fmt(v[space] if isinstance(v, Mapping) else v)
@@ -574,7 +573,7 @@ def influence_bars(
 ) -> dict[str, list[Bar]]:
     """The bars of Fig. 17 (:func:`factor_influence`) per space."""
     given = dict(baselines or {})
-    done = [r for r in _completed(records) if select(r, "config.experiment.name") and _space(r)]
+    done = [r for r in _completed(records) if select(r, "config.experiment.name") and space_of(r)]
     outside = sorted({select(r, "config.experiment.name") for r in done} & set(NOT_IN_FIG_17))
     if outside:
         warnings.warn(
@@ -594,7 +593,7 @@ def influence_bars(
     groups: dict[tuple[str, str], dict[tuple, list[float]]] = defaultdict(lambda: defaultdict(list))
     base_rows: dict[tuple[str, str], tuple | None] = {}
     for r in done:
-        name, space = select(r, "config.experiment.name"), _space(r)
+        name, space = select(r, "config.experiment.name"), space_of(r)
         factors = factors_of[name]
         if not factors:
             continue

@@ -126,14 +126,14 @@ def setting_labels(records: Sequence[dict[str, Any]], varied: Iterable[str]) -> 
     runs: dict[Any, Counter] = defaultdict(Counter)  # space -> setting -> runs
     done: dict[Any, Counter] = defaultdict(Counter)  # space -> setting -> completed runs
     for r, s in zip(records, settings, strict=True):
-        runs[_space(r)][s] += 1
-        done[_space(r)][s] += r.get("status") == "completed"
+        runs[space_of(r)][s] += 1
+        done[space_of(r)][s] += r.get("status") == "completed"
     # the setting with the most completed runs, then the most runs, then the most training
     # images per run (a `+preset=debug` try of 5 steps an epoch beside the real sweep); among
     # equals, the first in sorted order (no dependence on the order the files were found in)
     images: dict[Any, Counter] = defaultdict(Counter)  # space -> setting -> images trained
     for r, s in zip(records, settings, strict=True):
-        images[_space(r)][s] += _images(r)
+        images[space_of(r)][s] += _images(r)
     main = {
         space: min(
             counts,
@@ -154,7 +154,7 @@ def setting_labels(records: Sequence[dict[str, Any]], varied: Iterable[str]) -> 
                 label = f"{_label(s, main[space])} (#{n})"
             taken.add((space, label))
             labels[(space, s)] = label
-    return [labels[(_space(r), s)] for r, s in zip(records, settings, strict=True)]
+    return [labels[(space_of(r), s)] for r, s in zip(records, settings, strict=True)]
 
 
 def main_settings(records: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
@@ -198,6 +198,6 @@ def distinct_jobs(
     return list(kept.values()), len(records) - len(kept)
 
 
-def _space(record: dict[str, Any]) -> Any:
-    config = record.get("config") or {}
-    return (config.get("search_space") or {}).get("name")
+def space_of(record: dict[str, Any]) -> Any:
+    """The search space a run's record names (None where it names none)."""
+    return select(record, "config.search_space.name")

@@ -34,7 +34,6 @@ import csv
 import io
 import json
 import math
-import re
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -44,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from nasheur import metrics
+from nasheur.fidelity import LEVEL, level_of
 from nasheur.results.settings import (
     VALUE_ORDER,
     distinct_jobs,
@@ -133,7 +133,6 @@ TABLE_6 = (
 RANKING = metrics.RANK_CORRELATIONS
 COLUMNS = ("supernet_acc_mean", "sparse_kendall_tau", "p_beat_random", "final_performance")
 METRICS = tuple(dict.fromkeys((*COLUMNS, "supernet_acc_std", *RANKING)))  # each once
-_LEVEL = re.compile(r"base(?:[-+/*]\d+)?")
 # low-fidelity factors whose rows are levels relative to each space's baseline: by difference
 # (cells) or by ratio (widths, batch sizes), as the paper's Table 12 labels them
 RELATIVE = {"fidelity.layers": "-", "fidelity.channels": "/", "fidelity.batch_size": "/"}
@@ -288,18 +287,9 @@ def level(record: dict[str, Any], factor: str) -> Any:
     config = record.get("config", {})
     value = factor_value(config, factor)
     how = RELATIVE.get(factor)
-    base = select(config, f"fidelity.baseline.{factor.partition('.')[2]}")
-    if how is None or not all(isinstance(v, int) and v > 0 for v in (value, base)):
+    if how is None:
         return value
-    if value == base:
-        return "base"
-    if how == "-":
-        return f"base{value - base:+d}"
-    if base % value == 0:
-        return f"base/{base // value}"
-    if value % base == 0:
-        return f"base*{value // base}"
-    return value
+    return level_of(value, select(config, f"fidelity.baseline.{factor.partition('.')[2]}"), how)
 
 
 def _row_key(record: dict[str, Any], factors: Sequence[str]) -> tuple[Any, ...]:
@@ -320,7 +310,7 @@ def _order(values: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
             (0, v, ())
             if isinstance(v, (int, float)) and not isinstance(v, bool)
             else (1, 0, _level_order(v))
-            if isinstance(v, str) and _LEVEL.fullmatch(v)
+            if isinstance(v, str) and LEVEL.fullmatch(v)
             else (2, VALUE_ORDER.get(v, len(VALUE_ORDER)), (str(v),))
             for v in row
         )

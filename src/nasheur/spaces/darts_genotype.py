@@ -13,7 +13,6 @@ reduce cell and the op-input pairing; this one does not.)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -152,9 +151,6 @@ def from_nds(genotype: Mapping[str, Any]) -> Genotype:
         )
     except KeyError as err:
         raise ValueError(f"a DARTS genotype needs 'normal' and 'reduce', missing {err}") from None
-
-
-_CELL = re.compile(r"^(normal|reduce)\[(.*)\]$")
 
 
 def parse_key(key: str) -> Genotype:

@@ -150,8 +150,7 @@ class NB101Spec:
 
     def output_inputs(self) -> int:
         """k: how many interior vertices feed the output (decides every width)."""
-        out = self.num_vertices - 1
-        return sum(self.matrix[v][out] for v in range(1, out))
+        return len(output_feeders(self.matrix))
 
     def pruned(self) -> NB101Spec:
         """The official pruning: drop vertices off every input->output path; ValueError if
@@ -261,13 +260,14 @@ def spec_hash(matrix: Any, ops: Sequence[str]) -> str:
     return graph_hash(p.matrix, p.labels())
 
 
-def _key_of(spec: NB101Spec) -> str:
-    p = valid_pruned(spec)
-    return graph_hash(p.matrix, p.labels())
-
-
 # ---------------------------------------------------------------------------------------------
 # widths (the NB101 rule), shared by f_proxy and the super-net
+
+
+def output_feeders(matrix: Sequence[Sequence[int]]) -> list[int]:
+    """The interior vertices wired to the output, in vertex order."""
+    n = len(matrix)
+    return [v for v in range(1, n - 1) if matrix[v][n - 1]]
 
 
 def vertex_widths(matrix: Sequence[Sequence[int]], c_in: int, c_out: int) -> list[int]:
@@ -282,7 +282,7 @@ def vertex_widths(matrix: Sequence[Sequence[int]], c_in: int, c_out: int) -> lis
     n = len(matrix)
     widths = [0] * n
     widths[0], widths[-1] = c_in, c_out
-    feeders = [v for v in range(1, n - 1) if matrix[v][n - 1]]
+    feeders = output_feeders(matrix)
     if not feeders:
         if n > 2:
             raise ValueError(

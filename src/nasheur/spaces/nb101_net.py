@@ -18,7 +18,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nasheur.spaces.nb101 import CONV1X1, CONV3X3, MAXPOOL3X3, NB101Spec, vertex_widths
+from nasheur.spaces.nb101 import (
+    CONV1X1,
+    CONV3X3,
+    MAXPOOL3X3,
+    NB101Spec,
+    output_feeders,
+    vertex_widths,
+)
 
 CONV_KERNEL = {CONV3X3: 3, CONV1X1: 1}
 
@@ -59,12 +66,6 @@ def predecessors(spec: NB101Spec, v: int) -> list[int]:
     return [u for u in range(v) if spec.matrix[u][v]]
 
 
-def feeders(spec: NB101Spec) -> list[int]:
-    """The interior vertices wired to the output, in vertex order."""
-    out = spec.num_vertices - 1
-    return [v for v in range(1, out) if spec.matrix[v][out]]
-
-
 class NB101Cell(nn.Module):
     def __init__(self, spec: NB101Spec, c_in: int, c_out: int) -> None:
         super().__init__()
@@ -97,7 +98,7 @@ class NB101Cell(nn.Module):
                 term = self.proj[str(v)](x) if u == 0 else outs[u][:, :width]
                 total = term if total is None else total + term
             outs.append(self.ops[str(v)](total))
-        parts = [outs[v] for v in feeders(spec)]
+        parts = [outs[v] for v in output_feeders(spec.matrix)]
         if not parts:
             return self.proj[str(n - 1)](x)
         y = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]

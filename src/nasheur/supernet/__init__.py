@@ -2,8 +2,11 @@
 
 Every super-net is built from one :class:`SupernetSpec`, the mapping factors of the paper's
 Table 1 plus the size the fidelity chose. Each factor has its own module here:
-``batchnorm.py`` (BN track/affine and WSBN), ``ofa.py`` (OFA kernel), ``dropout.py`` (path and
-global dropout); ops on node or edge is each space's own position map (``nb201.py``).
+``batchnorm.py`` (BN track/affine, and WSBN's slots, which every space's op sets use),
+``ofa.py`` (OFA kernel: ``OFAKernel``; NB201 and NB101 group their convs with ``ConvOps``,
+DARTS-NDS in its op set), ``dropout.py`` (path dropout; global dropout is ``nn.Dropout`` before
+each classifier), ``channels.py`` (NB101's dynamic channels); ops on node or edge is each
+space's own position map (``nb201.POSITION_OF_EDGE``, ``darts.position_of``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,15 @@ class SupernetSpec:
     global_dropout: float = 0.0
     bn_affine: bool = True
     bn_track: bool = False
+
+    def require_fixed_widths(self, net: str) -> None:
+        """For super-nets whose widths never vary (NB201, DARTS-NDS): dynamic channels and
+        sub-spaces are NB101's, and are refused here rather than silently ignored."""
+        if self.dynamic_channels != "fixed" or self.subspace is not None:
+            raise ValueError(
+                f"the {net} super-net has fixed widths: dynamic_channels must be 'fixed' and "
+                f"subspace None, got {self.dynamic_channels!r}, {self.subspace!r}"
+            )
 
 
 def spec_from_config(cfg: Any, num_classes: int) -> SupernetSpec:

@@ -117,15 +117,36 @@ class SuperBatchNorm2d(nn.BatchNorm2d):
 
 class WSBatchNorm(nn.Module):
     """WSBN (mapping factor): a shared op keeps one BN, affine parameters and statistics,
-    per input it reads from ("incoming edge"). Each slot is a SuperBatchNorm2d, so the BN
-    switches and evaluation modes hold for every slot. A container, not called: op sets
-    look up the slot of an op and input once (their `bn_at`) and call it directly."""
+    per input it reads from ("incoming edge"); one slot without WSBN. Each slot is a `norm`
+    (SuperBatchNorm2d, or NB101's SlicedBatchNorm2d), so the BN switches and evaluation modes
+    hold for every slot. NB201 and DARTS-NDS op sets look up the slot of an op and input once
+    (their `bn_at`) and call it directly; NB101 calls the container with the slot."""
 
-    def __init__(self, num_features: int, slots: int, *, affine: bool, track: bool) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        slots: int,
+        *,
+        affine: bool,
+        track: bool,
+        norm: type[SuperBatchNorm2d] = SuperBatchNorm2d,
+    ) -> None:
         super().__init__()
         self.slots = nn.ModuleList(
-            SuperBatchNorm2d(num_features, affine=affine, track=track) for _ in range(slots)
+            norm(num_features, affine=affine, track=track) for _ in range(slots)
         )
+
+    def forward(self, x: torch.Tensor, slot: int = 0, *args: object) -> torch.Tensor:
+        return self.slots[slot](x, *args)
+
+
+def slot_map(sources: Iterable[int], wsbn: bool) -> tuple[dict[int, int], int]:
+    """The WSBN slot of each input of an op set, and how many slots: one per input with
+    WSBN, one shared by all without."""
+    sources = tuple(sources)
+    if wsbn:
+        return {src: i for i, src in enumerate(sources)}, len(sources)
+    return dict.fromkeys(sources, 0), 1
 
 
 def set_bn_stats(model: nn.Module | Iterable[nn.Module], stats: BNStats | None) -> None:

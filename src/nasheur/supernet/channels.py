@@ -42,9 +42,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from nasheur.supernet.batchnorm import BNStats, SuperBatchNorm2d, batch_stats_norm
+from nasheur.supernet.batchnorm import BNStats, SuperBatchNorm2d, WSBatchNorm, batch_stats_norm
 
 STRATEGIES = ("fixed", "shuffle", "interpolate", "disabled")
 
@@ -135,19 +134,6 @@ class SlicedBatchNorm2d(SuperBatchNorm2d):
             self.running_var[sel] = var
 
 
-class SlotBatchNorm(nn.Module):
-    """One SlicedBatchNorm2d per slot (WSBN keeps one per input set; one slot without it)."""
-
-    def __init__(self, num_features: int, slots: int, *, affine: bool, track: bool) -> None:
-        super().__init__()
-        self.slots = nn.ModuleList(
-            SlicedBatchNorm2d(num_features, affine=affine, track=track) for _ in range(slots)
-        )
-
-    def forward(self, x: torch.Tensor, slot: int = 0, sel: Selection = None) -> torch.Tensor:
-        return self.slots[slot](x, sel)
-
-
 # ---------------------------------------------------------------------------------------------
 # strategies
 
@@ -173,7 +159,7 @@ class SubsetChannels:
         self,
         x: torch.Tensor,
         weight: torch.Tensor,
-        bn: SlotBatchNorm,
+        bn: WSBatchNorm,
         slot: int,
         pick: tuple[int, Selection],
     ) -> torch.Tensor:
@@ -184,7 +170,7 @@ class SubsetChannels:
         return F.relu(bn(y, slot, sel))
 
     def project(
-        self, x: torch.Tensor, weight: torch.Tensor, bn: SlotBatchNorm, pick: tuple[int, Selection]
+        self, x: torch.Tensor, weight: torch.Tensor, bn: WSBatchNorm, pick: tuple[int, Selection]
     ) -> torch.Tensor:
         """The conv1x1-BN-ReLU projection of the cell input to the pick's C channels."""
         sel = pick[1]
@@ -229,7 +215,7 @@ class InterpolateChannels:
         self,
         x: torch.Tensor,
         weight: torch.Tensor,
-        bn: SlotBatchNorm,
+        bn: WSBatchNorm,
         slot: int,
         pick: tuple[int, int],
     ) -> torch.Tensor:
@@ -238,7 +224,7 @@ class InterpolateChannels:
         return self.resample(F.relu(bn(y, slot)), c)
 
     def project(
-        self, x: torch.Tensor, weight: torch.Tensor, bn: SlotBatchNorm, pick: tuple[int, int]
+        self, x: torch.Tensor, weight: torch.Tensor, bn: WSBatchNorm, pick: tuple[int, int]
     ) -> torch.Tensor:
         return self.resample(F.relu(bn(F.conv2d(x, weight), 0)), pick[0])
 

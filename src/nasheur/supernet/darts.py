@@ -67,13 +67,12 @@ from nasheur.spaces.darts_net import (
     shifted,
 )
 from nasheur.supernet import SupernetSpec
-from nasheur.supernet.batchnorm import SuperBatchNorm2d, WSBatchNorm
+from nasheur.supernet.batchnorm import SuperBatchNorm2d, WSBatchNorm, slot_map
 from nasheur.supernet.dropout import drop_path
 from nasheur.supernet.ofa import OFAKernel
 
 CELL_INPUTS = (0, 1)
 SEP_PARTS = ("dw1", "pw1", "dw2", "pw2")
-DIL_PARTS = ("dw", "pw")
 OFA_SIZES = (3, 5)
 
 
@@ -121,12 +120,7 @@ class OpSet(nn.Module):
         self.channels = c
         self.strided = frozenset(strided)
 
-        def slot_map(srcs: tuple[int, ...]) -> tuple[dict[int, int], int]:
-            if spec.wsbn:
-                return {s: i for i, s in enumerate(srcs)}, len(srcs)
-            return dict.fromkeys(srcs, 0), 1
-
-        self.slot, n_slots = slot_map(sources)
+        self.slot, n_slots = slot_map(sources, spec.wsbn)
         bn = partial(WSBatchNorm, c, affine=spec.bn_affine, track=spec.bn_track)
         self.ofa = spec.ofa_kernel
         if self.ofa:
@@ -160,7 +154,7 @@ class OpSet(nn.Module):
         )
         reduced = tuple(s for s in sources if s in self.strided)
         if reduced:  # the stride-2 skip: a factorized reduce, BN slots per strided input
-            self.fr_slot, n_fr = slot_map(reduced)
+            self.fr_slot, n_fr = slot_map(reduced, spec.wsbn)
             a, b = fr_widths(c)
             self.fr_convs = nn.ParameterDict(
                 {"conv_1": _conv_weight(a, c, 1), "conv_2": _conv_weight(b, c, 1)}
@@ -300,11 +294,7 @@ class SuperCell(nn.Module):
 class DartsSuperNet(nn.Module):
     def __init__(self, spec: SupernetSpec) -> None:
         super().__init__()
-        if spec.dynamic_channels != "fixed" or spec.subspace is not None:
-            raise ValueError(
-                "the DARTS-NDS super-net has fixed widths: dynamic_channels must be 'fixed' and "
-                f"subspace None, got {spec.dynamic_channels!r}, {spec.subspace!r}"
-            )
+        spec.require_fixed_widths("DARTS-NDS")
         bn = partial(SuperBatchNorm2d, affine=spec.bn_affine, track=spec.bn_track)
         c = spec.channels
         self.stem = nn.Sequential(nn.Conv2d(3, 3 * c, 3, padding=1, bias=False), bn(3 * c))

@@ -51,13 +51,14 @@ from nasheur.spaces.nb101 import (
     MAXPOOL3X3,
     SUBSPACES,
     NB101Spec,
+    output_feeders,
     valid_pruned,
     vertex_widths,
 )
 from nasheur.spaces.nb101_net import downsample, max_pool_3x3, stack_plan
 from nasheur.supernet import SupernetSpec
-from nasheur.supernet.batchnorm import SuperBatchNorm2d
-from nasheur.supernet.channels import SlicedBatchNorm2d, SlotBatchNorm, make_strategy
+from nasheur.supernet.batchnorm import SuperBatchNorm2d, WSBatchNorm
+from nasheur.supernet.channels import SlicedBatchNorm2d, make_strategy
 from nasheur.supernet.dropout import drop_path
 from nasheur.supernet.ofa import ConvOps
 
@@ -75,8 +76,7 @@ def _cell_plan(
     n = len(matrix)
     widths = vertex_widths(matrix, c_in, c_out)
     preds = [[u for u in range(v) if matrix[u][v]] for v in range(n)]
-    feeders = [v for v in range(1, n - 1) if matrix[v][n - 1]]
-    return widths, preds, feeders
+    return widths, preds, output_feeders(matrix)
 
 
 class Position(ConvOps):
@@ -88,12 +88,21 @@ class Position(ConvOps):
             c_max,
             CONV_KERNEL,
             spec.ofa_kernel,
-            partial(SlotBatchNorm, c_max, slots, affine=spec.bn_affine, track=spec.bn_track),
+            partial(
+                WSBatchNorm,
+                c_max,
+                slots,
+                affine=spec.bn_affine,
+                track=spec.bn_track,
+                norm=SlicedBatchNorm2d,
+            ),
         )
         self.vertex, self.c_max, self.wsbn = vertex, c_max, spec.wsbn
         self.pool = max_pool_3x3()
         self.proj = nn.Conv2d(c_in, c_max, 1, bias=False).weight
-        self.proj_bn = SlotBatchNorm(c_max, 1, affine=spec.bn_affine, track=spec.bn_track)
+        self.proj_bn = WSBatchNorm(
+            c_max, 1, affine=spec.bn_affine, track=spec.bn_track, norm=SlicedBatchNorm2d
+        )
 
     def slot(self, preds: list[int]) -> int:
         """WSBN: the slot of this set of incoming vertices (0 without WSBN)."""

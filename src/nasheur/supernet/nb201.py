@@ -23,7 +23,7 @@ from torch import nn
 from nasheur.spaces.nb201 import EDGES, NONE, NUM_NODES, OPS, NB201Arch, live_nodes
 from nasheur.spaces.nb201_net import ResidualReduction, avg_pool_3x3, stage_widths
 from nasheur.supernet import SupernetSpec
-from nasheur.supernet.batchnorm import BNStats, SuperBatchNorm2d, WSBatchNorm
+from nasheur.supernet.batchnorm import BNStats, SuperBatchNorm2d, WSBatchNorm, slot_map
 from nasheur.supernet.dropout import drop_path
 from nasheur.supernet.ofa import ConvOps
 
@@ -41,16 +41,14 @@ class OpSet(ConvOps):
     """The candidate ops of one position: ReLU-Conv-BN 1x1 and 3x3, 3x3 average pool, skip."""
 
     def __init__(self, channels: int, sources: tuple[int, ...], spec: SupernetSpec) -> None:
-        slots = len(sources) if spec.wsbn else 1
+        slot, slots = slot_map(sources, spec.wsbn)
         super().__init__(
             channels,
             CONV_KERNEL,
             spec.ofa_kernel,
             partial(WSBatchNorm, channels, slots, affine=spec.bn_affine, track=spec.bn_track),
         )
-        self.slot = (
-            {src: i for i, src in enumerate(sources)} if spec.wsbn else dict.fromkeys(sources, 0)
-        )
+        self.slot = slot
         # the BN (WSBN slot) of each conv op and input, looked up once: going through the
         # module containers on every op cost 2.4% of a step's host instructions (make
         # host-instructions); a plain dict, so the modules stay registered where they are
@@ -187,6 +185,7 @@ class SuperCell(nn.Module):
 class NB201SuperNet(nn.Module):
     def __init__(self, spec: SupernetSpec) -> None:
         super().__init__()
+        spec.require_fixed_widths("NB201")
         bn = partial(SuperBatchNorm2d, affine=spec.bn_affine, track=spec.bn_track)
         c = spec.channels
         self.stem = nn.Sequential(nn.Conv2d(3, c, 3, padding=1, bias=False), bn(c))
