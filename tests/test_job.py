@@ -407,6 +407,33 @@ def test_sigterm_ends_a_job_as_interrupted(tiny, tmp_path, monkeypatch, submitit
     assert run_job(tiny, output_dir=tmp_path / "job")["status"] == "completed"  # it resumes
 
 
+def test_sigterm_while_the_results_are_written_keeps_them(tiny, tmp_path, monkeypatch):
+    # SIGTERM that lands in the write of the completed record: the work is done, so the
+    # record is written whole as completed, not lost with its temporary file
+    import signal
+
+    import nasheur.job
+
+    original, seen = nasheur.job.atomic_write_json, []
+
+    def signal_mid_write(path, data, *args, **kwargs):
+        if data.get("status") == "completed" and not seen:
+            seen.append(path)
+            signal.raise_signal(signal.SIGTERM)  # the handler raises before the file is made
+        return original(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(nasheur.job, "atomic_write_json", signal_mid_write)
+    with pytest.raises(SystemExit) as stop:
+        run_job(tiny, output_dir=tmp_path / "job")
+    assert seen and stop.value.code == 128 + signal.SIGTERM
+    rec = read(tmp_path / "job")
+    assert rec["status"] == "completed" and "error" not in rec
+    assert set(rec["metrics"]) == METRIC_KEYS
+    monkeypatch.undo()
+    again = run_job(tiny, output_dir=tmp_path / "job")  # returns at once: nothing to resume
+    assert again["metrics"] == rec["metrics"]
+
+
 def test_submitits_requeue_still_ends_the_job_its_own_way(
     tiny, tmp_path, monkeypatch, submitit_like_handlers
 ):

@@ -128,9 +128,16 @@ def _run_held(
         try:
             record.update(_run(cfg, out, record["config_hash"], on_claimed))
             record["status"] = "completed"
+            atomic_write_json(done, record)
         except CheckpointMismatch:
             raise  # the folder belongs to another config: leave its files alone
         except BaseException as err:  # leave a record whatever ended the job
+            if record["status"] == "completed" and isinstance(err, (KeyboardInterrupt, SystemExit)):
+                # stopped while the completed record was being written: the work is done, so
+                # the record is written whole (a second SIGTERM is only logged), and it stands
+                atomic_write_json(done, record)
+                log.warning("stopped while recording the results; recorded as completed: %s", done)
+                raise
             # stopped from outside (Ctrl-C, SIGTERM, submitit's requeue on preemption): it
             # resumes later
             # submitit's last time-out (no requeue left) too: it resumes when launched again
@@ -146,7 +153,6 @@ def _run_held(
             if isinstance(err, Terminated):
                 log.warning("recorded as interrupted: %s", done)
             raise
-        atomic_write_json(done, record)
     log.info("summary\n%s", summary_table(record, done))
     return record
 
