@@ -311,6 +311,33 @@ def test_a_launcher_that_gives_up_on_a_cancelled_job_is_reported_cleanly(args, c
     assert "Error stream" not in err and "Traceback" not in err
 
 
+def test_a_refused_submission_says_that_nothing_was_submitted(args, capsys):
+    # sbatch's own error (a bad GRES in site.env): submitit raises it from the failed command;
+    # no job reached SLURM, so none "may still be running"
+    import subprocess
+
+    from submitit.core.utils import FailedJobError
+
+    def refuse(overrides):
+        try:
+            raise subprocess.CalledProcessError(1, ["sbatch", "job.sh"])
+        except subprocess.CalledProcessError as err:
+            refused = FailedJobError("sbatch: error: Invalid generic resource (gres) specification")
+            refused.__cause__ = err
+            return refused
+
+    sweeper, task = sweeper_for(args, refuse)
+    with pytest.raises(SystemExit) as stop:
+        sweeper.sweep(task)
+    assert stop.value.code == 1
+    captured = capsys.readouterr()
+    assert "4 not run; the scheduler refused the jobs (sbatch: error: Invalid generic" in (
+        captured.out
+    )
+    assert "they were not submitted" in captured.err
+    assert "may still be running" not in captured.err + captured.out
+
+
 def test_each_submitit_job_ended_without_a_result_becomes_a_failed_result():
     # hydra-submitit-launcher waits for its jobs in turn (`[j.results()[0] for j in jobs]`):
     # the first cancelled one must not end the wait for the others

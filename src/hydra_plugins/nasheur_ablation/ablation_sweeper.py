@@ -424,13 +424,19 @@ class AblationSweeper(Sweeper):
         size = self.max_batch_size or max(len(todo), 1)
         results: list[JobReturn] = []
         stopped: str | None = None
+        refused = False  # the scheduler refused a submission (sbatch's error)
         try:
             with _each_job_settled():
                 for start in range(0, len(todo), size):
                     batch = [o.overrides for o in todo[start : start + size]]
                     results.extend(self.launcher.launch(batch, initial_job_idx=start))
         except _uncompleted_errors() as err:  # a launcher that gave up at its first such job
-            stopped = _uncompleted_line(err)
+            if _refused_submission(err):  # sbatch said no: nothing of this batch is queued
+                refused = True
+                said = [line for line in str(err).splitlines() if line.strip()] or [repr(err)]
+                stopped = f"the scheduler refused the jobs ({said[0]})"
+            else:
+                stopped = _uncompleted_line(err)
         except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C, SIGTERM (jobs in this process)
             # a cluster launcher submitted them all already: they may be queued or running
             queued = _submits(self.launcher)
@@ -454,10 +460,10 @@ class AblationSweeper(Sweeper):
             sys.stdout.flush()
             print("\n".join(lines), file=sys.stderr, flush=True)
             raise
-        _settle(todo, results)
+        _settle(todo, results, pending="not run" if refused else "not finished")
         sys.stdout.flush()
         print("\n".join(_summary(self.config, sweep_dir, outcomes, todo, stopped)), flush=True)
-        message = _failure_message(todo, stopped)
+        message = _failure_message(todo, stopped, submitted=not refused)
         if message:
             raise SweepError(message, status=1)
         return [results]
@@ -569,8 +575,12 @@ def _summary(
 _UNFINISHED = ("failed", "interrupted", "no record", "not finished", "not run")
 
 
-def _failure_message(todo: list[_Outcome], stopped: str | None) -> str | None:
-    """The error that ends a sweep whose launched jobs did not all complete, or None."""
+def _failure_message(
+    todo: list[_Outcome], stopped: str | None, submitted: bool = True
+) -> str | None:
+    """The error that ends a sweep whose launched jobs did not all complete, or None.
+    `submitted`: whether the jobs that did not end reached the scheduler (not when sbatch
+    refused them)."""
     launched = len(todo)
     bad = [o for o in todo if o.after in _UNFINISHED]
     if not bad and not stopped:
@@ -586,7 +596,9 @@ def _failure_message(todo: list[_Outcome], stopped: str | None) -> str | None:
     if counts["failed"]:
         notes.append("metrics.json says why")
     others = launched - len(bad)
-    if stopped:
+    if stopped and not submitted:
+        notes.append(f"{stopped}; they were not submitted: fix the cause (launch/site.env)")
+    elif stopped:
         notes.append(
             f"the launcher stopped waiting: {stopped}; the other jobs may still be running in "
             "SLURM (squeue)"
@@ -613,6 +625,14 @@ def _uncompleted_errors() -> tuple[type[BaseException], ...]:
     except ImportError:
         return ()
     return (UncompletedJobError,)
+
+
+def _refused_submission(err: BaseException) -> bool:
+    """Whether submitit's error is the scheduler refusing a submission (sbatch's own error,
+    which submitit raises from the failed command), not a submitted job that ended."""
+    import subprocess
+
+    return isinstance(err.__cause__, subprocess.CalledProcessError)
 
 
 def _uncompleted_line(err: BaseException) -> str:
