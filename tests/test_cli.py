@@ -99,3 +99,36 @@ def test_a_refused_folder_keeps_its_own_hydra_record(tmp_path):
     # Hydra wrote the refused job's config there; the folder's own is back
     assert {f.name: f.read_bytes() for f in hydra.glob("*.yaml")} == before
     assert (folder / "metrics.json").read_bytes() == metrics
+
+
+def test_sigterm_and_a_damaged_checkpoint_are_said_in_one_line(tmp_path):
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    folder = tmp_path / "job"
+    args = [*TINY_JOB, "protocol.epochs=6", f"ground_truth.path={gt}", f"hydra.run.dir={folder}"]
+    env = run_env(tmp_path)
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "nasheur", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not (folder / "checkpoint.pt").exists():
+        assert proc.poll() is None, "the job ended before it could be stopped"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "nasheur: stopped by SIGTERM; the same command resumes" in err
+    assert json.loads((folder / "metrics.json").read_text())["status"] == "interrupted"
+
+    checkpoint = folder / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:300])  # cut short: not loadable
+    damaged = nasheur(args, env, timeout=600)
+    assert damaged.returncode == 2
+    assert "nasheur: input error:" in damaged.stderr and "checkpoint.pt" in damaged.stderr
+    assert "Traceback" not in damaged.stderr
+    assert json.loads((folder / "metrics.json").read_text())["status"] == "failed"

@@ -119,7 +119,7 @@ def test_nb201_layout_converted_table_records_the_column(nb201_csv, tmp_path):
     assert "# column: test_acc" in header and "# metric: test" in header
     again = load_ground_truth(out, metric="test")
     np.testing.assert_allclose(again.acc, _expected(2), rtol=0, atol=1e-15)
-    with pytest.raises(GroundTruthError, match=r"metric 'test'.*metric='valid'"):
+    with pytest.raises(GroundTruthError, match=r"metric 'test'.*metric 'valid' was asked"):
         load_ground_truth(out, metric="valid")
     # converting for each metric does not overwrite the other's default output
     assert default_output(nb201_csv, metric="test") != default_output(nb201_csv, metric="valid")
@@ -132,13 +132,16 @@ def test_own_layout_keeps_its_column(tmp_path):
     path.write_text("# unit: percent\nkey,accuracy\na,50\n")
     assert load_ground_truth(path)["a"] == 0.5
     for key, value in (("metric", "test"), ("dataset", "cifar10")):
-        with pytest.raises(GroundTruthError, match=rf"ground_truth\.{key}='{value}'.*does not say"):
+        with pytest.raises(
+            GroundTruthError,
+            match=rf"{key} '{value}' was asked for \(ground_truth\.{key}=.*does not say",
+        ):
             load_ground_truth(path, **{key: value})
     path.write_text("# unit: percent\n# metric: test\nkey,accuracy\na,50\n")
     assert load_ground_truth(path, metric="test")["a"] == 0.5
     assert "column" not in read_table(path).meta
     path.write_text("# unit: percent\n# metric: valid\nkey,accuracy\na,50\n")
-    with pytest.raises(GroundTruthError, match=r"metric 'valid'.*metric='test'"):
+    with pytest.raises(GroundTruthError, match=r"metric 'valid'.*metric 'test' was asked"):
         load_ground_truth(path, metric="test")
 
 

@@ -796,7 +796,7 @@ def test_load_ground_truth_tables_and_options(nb101_file, tmp_path):
     copy = tmp_path / "copy.csv"
     copy.write_bytes(table.read_bytes())
     assert load_ground_truth(copy).keys == gt.keys
-    with pytest.raises(GroundTruthError, match=r"metric 'valid'.*metric='test'"):
+    with pytest.raises(GroundTruthError, match=r"metric 'valid'.*metric 'test' was asked"):
         load_ground_truth(copy, metric="test")
     with pytest.raises(GroundTruthError, match="CSV tables only"):
         load_ground_truth(nb101_file, column="accuracy")

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -122,12 +123,21 @@ def main(cfg: DictConfig) -> float | None:
     # is said in one line, like a config error, and a folder made only for it goes again
     from nasheur.data import DatasetNotFoundError
     from nasheur.groundtruth.table import GroundTruthError
+    from nasheur.jobguard import Terminated
     from nasheur.safe_pickle import UnsafePickleError
+    from nasheur.training import UnreadableCheckpoint
 
     new = not out.is_dir() or not {p.name for p in out.iterdir()} - START_FILES
+    bad_input = (
+        ConfigError,
+        DatasetNotFoundError,
+        GroundTruthError,
+        UnsafePickleError,
+        UnreadableCheckpoint,  # a damaged checkpoint: the error says to delete it
+    )
     try:
         return _run(hc, config, out)
-    except (ConfigError, DatasetNotFoundError, GroundTruthError, UnsafePickleError) as err:
+    except bad_input as err:
         print(f"nasheur: input error: {err}", file=sys.stderr)
         if new:  # its failed record says what the line above says
             for name in ("metrics.json", "pool.json"):
@@ -141,6 +151,13 @@ def main(cfg: DictConfig) -> float | None:
             file=sys.stderr,
         )
         raise SystemExit(130) from None
+    except Terminated as err:
+        print(
+            f"nasheur: stopped by {signal.Signals(err.signum).name}; the same command resumes "
+            f"from the last epoch's checkpoint in {out}",
+            file=sys.stderr,
+        )
+        raise
 
 
 def _run(hc, config, out: Path) -> float | None:

@@ -129,7 +129,7 @@ def _child(job: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m nasheur.host_instructions", description=__doc__.splitlines()[0]
+        prog="python -m nasheur.host_instructions", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--spaces", nargs="+", default=["nb201"])
     p.add_argument("--steps", type=int, default=20, help="counted steps (default: %(default)s)")

@@ -35,7 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     conv.add_argument("source", help="the benchmark file (or NATS -simple folder)")
     conv.add_argument(
-        "--out", help="output table (default: <source>.<dataset-or-metric>.gt.csv beside it)"
+        "--out",
+        help=(
+            "output table (default: <source>.<tag>.gt.csv beside it; the tag is the dataset "
+            "or metric, for a CSV its column, else 'table')"
+        ),
     )
     conv.add_argument(
         "--dataset",

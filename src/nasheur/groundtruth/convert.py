@@ -336,15 +336,20 @@ def _check_table_protocol(gt: GroundTruth, dataset: str | None, metric: str | No
             continue
         if have is None:
             raise GroundTruthError(
-                f"{gt.source}: ground_truth.{name}={wanted!r}, but the table does not say which "
-                f"{name} its accuracies are of, so it cannot be applied; leave "
-                f"ground_truth.{name} unset, or add a '# {name}: {wanted}' line to the table"
+                f"{gt.source}: {name} {wanted!r} was asked for ({_asked(name)}), but the table "
+                f"does not say which {name} its accuracies are of, so it cannot be applied; "
+                f"leave the {name} unset, or add a '# {name}: {wanted}' line to the table"
             )
         if have != wanted:
             raise GroundTruthError(
-                f"{gt.source}: the table was made for {name} {have!r}, but "
-                f"ground_truth.{name}={wanted!r}"
+                f"{gt.source}: the table was made for {name} {have!r}, but {name} {wanted!r} "
+                f"was asked for ({_asked(name)})"
             )
+
+
+def _asked(name: str) -> str:
+    """Where a job or a user names a protocol option: the config key or convert's flag."""
+    return f"ground_truth.{name}=, or convert --{name}"
 
 
 # --------------------------------------------------------------------------------------------
