@@ -82,6 +82,7 @@ def sweeper_for(overrides: list[str], outcome=lambda o: "completed"):
         OmegaConf.to_container(sw.blocks),
         sw.max_batch_size,
         sw.skip_completed,
+        sw.reuse,
     )
     sweeper.setup(
         hydra_context=HydraContext(config_loader=loader, callbacks=Callbacks(cfg)),
@@ -368,6 +369,60 @@ def test_each_submitit_job_ended_without_a_result_becomes_a_failed_result():
     assert [r.status for r in results] == [completed, failed, completed]
     assert isinstance(results[1]._return_value, _NoResult) and results[1].overrides == ["a=1"]
     assert "job 7_1 ended without a result (state: CANCELLED)" in str(results[1]._return_value)
+
+
+# ---------------------------------------------------------------------------------------------
+# a job that another experiment's sweep completed
+
+
+def _other_experiment(args: list[str], name: str) -> list[str]:
+    return [f"+experiment={name}" if a == "+experiment=bn_ablation" else a for a in args]
+
+
+def test_a_job_another_sweep_completed_is_copied_not_trained(args, tmp_path, capsys):
+    # lr_ablation holds the NB201 baseline (lr 0.025, BN track F affine T): bn_ablation's too
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    bn, task = sweeper_for(args)
+    bn.sweep(task)
+    assert len(bn.launcher.launched) == 3  # of 4: the baseline was copied
+    assert not any(
+        "protocol.bn_track=false" in j and "protocol.bn_affine=true" in j
+        for j in bn.launcher.launched
+    )
+    (entry,) = [j for j in listed(tmp_path) if "reused_from" in j]
+    copy = json.loads((Path(entry["folder"]) / "metrics.json").read_text())
+    source = Path(copy["reused_from"])
+    assert source.parent.parent == tmp_path / "runs" / "sweeps" / "lr_ablation"
+    assert copy["status"] == "completed" and copy["config_hash"] == entry["config_hash"]
+    # the copy is this experiment's (its table reads it), the source stays lr_ablation's
+    assert copy["config"]["experiment"]["name"] == "bn_ablation"
+    original = json.loads((source / "metrics.json").read_text())
+    assert "reused_from" not in original and original.get("config") is None
+    out = capsys.readouterr().out
+    assert "4 completed (1 copied from other sweeps, where they completed)" in out
+    # relaunched: the copy is an ordinary completed job of this sweep
+    again, task = sweeper_for(args)
+    again.sweep(task)
+    assert again.launcher.launched == []
+
+
+def test_no_copy_from_a_held_job_nor_when_reuse_is_off(args, tmp_path):
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    baseline = [
+        p.parent
+        for p in (tmp_path / "runs" / "sweeps" / "lr_ablation").rglob("metrics.json")
+        if "lr=0.025" in p.parent.name
+    ]
+    (source,) = baseline
+    with hold_folder(source):  # its job runs again (say, re-evaluating): not a source now
+        bn, task = sweeper_for(args)
+        bn.sweep(task)
+    assert len(bn.launcher.launched) == 4
+    off, task = sweeper_for([*_other_experiment(args, "ofa_ablation"), "hydra.sweeper.reuse=false"])
+    off.sweep(task)
+    assert len(off.launcher.launched) == 2  # OFA off (the baseline) and on: both trained
 
 
 # ---------------------------------------------------------------------------------------------

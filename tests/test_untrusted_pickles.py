@@ -156,6 +156,61 @@ def test_dtype_altered_after_its_array_was_made_is_refused():
         load(tampered)
 
 
+def _piece(obj) -> bytes:
+    """`obj`'s opcodes at protocol 2, without the header and STOP: to splice by hand."""
+    return pickle.dumps(obj, protocol=2)[2:-1]
+
+
+def _numeric_module() -> bytes:
+    return numeric.__name__.encode()
+
+
+def _second_build_payloads() -> dict[str, bytes]:
+    """Arrays BUILT a second time, which numpy's own unpickling allows (red team, 2026-12-02):
+    a plain dtype swapped for an object one under an array made by _frombuffer (SIGSEGV), and
+    an array whose data a _frombuffer view reads, freed by a second BUILD (use after free)."""
+    n = 1 << 16
+    made = _piece(frombuffer(b"\0" * 8, np.dtype("f8")))
+    swap = _piece((1, (1,), crafted_dtype("f8", flags=1), False, b"A" * 8))
+    array = _piece(reconstructed(b"A" * n, np.dtype("u1"), shape=(n,)))
+    view = (
+        b"c"
+        + _numeric_module()
+        + b"\n_frombuffer\n(h\xc8"
+        + _piece(np.dtype("u1"))
+        + _piece((n,))
+        + _piece("C")
+        + b"tR"
+    )
+    again = _piece((1, (8,), np.dtype("u1"), False, b"B" * 8))
+    return {
+        "BUILD on an array made by _frombuffer": b"\x80\x02" + made + swap + b"b.",
+        "_frombuffer of an array, then BUILD on it": (
+            b"\x80\x02" + array + b"q\xc80" + view + b"h\xc8" + again + b"b0."
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", list(_second_build_payloads()))
+def test_an_array_is_built_once_and_views_only_bytes(name):
+    data = _second_build_payloads()[name]
+    # in a fresh interpreter first: these exited -11 before, which here would end pytest
+    script = textwrap.dedent(
+        """
+        import io, sys
+        from nasheur.safe_pickle import NUMPY_ARRAY_GLOBALS, UnsafePickleError, safe_load
+        try:
+            safe_load(io.BytesIO(sys.stdin.buffer.read()), NUMPY_ARRAY_GLOBALS, source="x")
+        except UnsafePickleError:
+            print("refused")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], input=data, capture_output=True)
+    assert done.returncode == 0 and done.stdout.decode().split() == ["refused"], done.stderr
+    with pytest.raises(UnsafePickleError, match=r"^crafted\.pkl: refusing"):
+        load(data)
+
+
 def test_stand_ins_cannot_be_modified_by_build():
     encode = LATIN1_BYTES_GLOBALS[("_codecs", "encode")]
     # _codecs.encode, then BUILD({"__defaults__": ("latin1", "ignore")}) on it
@@ -215,9 +270,9 @@ def test_genuine_numpy_pickles_load_equal(protocol):
         assert got.keys() == want.keys()
         for key in want:
             _assert_same(got[key], want[key])
-    # arrays written at protocol <= 4 come back as a checked subclass that re-pickles plainly
+    # arrays come back as a checked subclass (one BUILD at most) that re-pickles plainly
     kinds = {type(got[k]) for k in want if isinstance(want[k], np.ndarray)}
-    assert kinds == ({np.ndarray} if protocol == 5 else {UnpickledArray})
+    assert kinds == {UnpickledArray}
     assert type(pickle.loads(pickle.dumps(got["f8"]))) is np.ndarray
 
 

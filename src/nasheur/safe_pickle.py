@@ -247,13 +247,17 @@ def checking_numpy(source: str) -> Iterator[None]:
 
 
 class UnpickledArray(np.ndarray):
-    """What :func:`safe_load` gives for an array pickled at protocol <= 4.
+    """What :func:`safe_load` gives for a pickled array.
 
-    A plain ``ndarray`` subclass whose BUILD state is checked before numpy sees it; nothing else
-    differs. Pickling it writes a plain ``ndarray``; ``np.asarray`` gives a plain view.
+    A plain ``ndarray`` subclass whose BUILD state is checked before numpy sees it, and that
+    takes one BUILD at most: a second one would free the data that views made meanwhile (by
+    ``_frombuffer``, say) still point into. Nothing else differs. Pickling it writes a plain
+    ``ndarray``; ``np.asarray`` gives a plain view.
     """
 
     def __setstate__(self, state: Any) -> None:
+        if self.__dict__.get("_built"):
+            raise UnsafePickleError("refusing to set an array's state twice (BUILD on it again)")
         # (version, shape, dtype, is_fortran, raw bytes); old numpy wrote it without the version
         if not isinstance(state, tuple) or len(state) not in (4, 5):
             raise UnsafePickleError("refusing an ndarray state that is not numpy's")
@@ -263,6 +267,7 @@ class UnpickledArray(np.ndarray):
                 f"refusing ndarray data of type {type(raw).__name__} (object arrays are not "
                 "allowed)"
             )
+        self.__dict__["_built"] = True
         super().__setstate__((*head, shape, _plain_dtype(dtype), fortran, raw))
 
     def __reduce_ex__(self, protocol: Any) -> Any:
@@ -296,8 +301,17 @@ def _numpy_array_globals() -> dict[tuple[str, str], Any]:
     def scalar(dtype: Any, *data: Any) -> Any:
         return multiarray.scalar(_plain_dtype(dtype), *data)
 
-    def frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> Any:
-        return numeric._frombuffer(buffer, _plain_dtype(dtype), shape, order)
+    def frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> UnpickledArray:
+        # the file's own bytes only (another array's memory could be freed under the view),
+        # copied into an array that owns them and that a later BUILD cannot change
+        if not isinstance(buffer, (bytes, bytearray)):
+            raise UnsafePickleError(
+                f"refusing _frombuffer of a {type(buffer).__name__} (only bytes are pickled so)"
+            )
+        view = numeric._frombuffer(bytes(buffer), _plain_dtype(dtype), shape, order)
+        array = view.copy(order="K").view(UnpickledArray)
+        array.__dict__["_built"] = True
+        return array
 
     table: dict[tuple[str, str], Any] = {
         ("numpy", "ndarray"): ndarray_ref,

@@ -24,7 +24,8 @@ Before launching anything it composes and validates every job, so a bad value fa
 at once. Jobs whose folder already holds a completed ``metrics.json`` of the same config are
 skipped, and jobs whose folder a running job holds (``job.lock``: another launch's copy) are
 left to it; interrupted ones resume from their checkpoint and failed ones run again, so the
-same command relaunched after a bad night finishes the sweep. ``sweep.json`` merges the jobs of
+same command relaunched after a bad night finishes the sweep. A job that a sibling sweep
+(another experiment) completed is copied, not trained again (:mod:`nasheur.reuse`). ``sweep.json`` merges the jobs of
 every launch into the sweep folder (keyed by folder, the latest launch's state wins). A failing
 job does not stop the others; the sweep ends with a summary (what completed, what failed, where
 the results are and how to read them). The sweeper's own errors end it with one message and
@@ -56,6 +57,7 @@ from omegaconf import DictConfig, OmegaConf
 from nasheur.fidelity import LEVEL, resolve_level
 from nasheur.io import atomic_path, atomic_write_json
 from nasheur.jobguard import FolderLocked, Terminated, describe_holder, exclusive, folder_holder
+from nasheur.reuse import adopt, completed_twin
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ class AblationSweeperConf:
     blocks: list[Any] = field(default_factory=list)  # [{key: [values], _spaces: [...]}, ...]
     max_batch_size: int | None = None  # jobs handed to the launcher at once (None: all)
     skip_completed: bool = True
+    reuse: bool = True  # copy a job that another sweep completed instead of training it again
 
 
 ConfigStore.instance().store(
@@ -182,12 +185,14 @@ class AblationSweeper(Sweeper):
         blocks: Sequence[Any],
         max_batch_size: int | None = None,
         skip_completed: bool = True,
+        reuse: bool = True,
     ) -> None:
         self.spaces = list(spaces)
         self.seeds = None if seeds is None else list(seeds)  # None: the composed seed
         self.blocks = [dict(b) for b in blocks]
         self.max_batch_size = max_batch_size
         self.skip_completed = skip_completed
+        self.reuse = reuse
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
@@ -326,8 +331,9 @@ class AblationSweeper(Sweeper):
         )
         return cfg.fidelity.baseline
 
-    def _check(self, jobs: list[list[str]]) -> list[tuple[list[str], Path, str]]:
-        """Compose and validate every job before any runs; its folder and config hash.
+    def _check(self, jobs: list[list[str]]) -> list[tuple[list[str], Path, str, dict[str, Any]]]:
+        """Compose and validate every job before any runs; its folder, config hash and
+        resolved ``experiment`` node.
 
         Jobs whose configs are the same (the same folder) run once."""
         from nasheur.config import ConfigError, config_hash, plain, to_config, validate
@@ -353,7 +359,8 @@ class AblationSweeper(Sweeper):
             except ConfigError as err:
                 errors.append(f"  {' '.join(job)}: {err}")
                 continue
-            checked.append((job, folder, config_hash(plain(typed))))
+            resolved = plain(typed)
+            checked.append((job, folder, config_hash(resolved), resolved["experiment"]))
         if errors:
             raise SweepError(
                 f"{len(errors)} of {len(jobs)} jobs have a bad config; nothing was launched:\n"
@@ -385,11 +392,18 @@ class AblationSweeper(Sweeper):
             OmegaConf.save(self.config, tmp)
         outcomes: list[_Outcome] = []
         todo: list[_Outcome] = []
-        for job, folder, chash in jobs:
+        for job, folder, chash, experiment in jobs:
             holder = folder_holder(folder)
             state = RUNNING if holder is not None else _state(folder, chash)
             outcome = _Outcome(job, folder, chash, before=state)
             outcomes.append(outcome)
+            if state == "new" and self.reuse and self.skip_completed:
+                source = completed_twin(folder, chash, sweep_dir)
+                if source is not None and adopt(source, folder, experiment):
+                    outcome.before = outcome.after = "completed"
+                    outcome.reused = str(source)
+                    log.info("reused %s: completed in %s", folder, source)
+                    continue
             if state == RUNNING:
                 outcome.after = "running elsewhere"
                 outcome.detail = describe_holder(holder or {})
@@ -406,15 +420,18 @@ class AblationSweeper(Sweeper):
                     "folder": str(o.folder),
                     "config_hash": o.config_hash,
                     "state_at_launch": o.before,
+                    **({"reused_from": o.reused} if o.reused else {}),
                 }
                 for o in outcomes
             ],
         )
         elsewhere = [o for o in outcomes if o.before == RUNNING]
+        copied = sum(bool(o.reused) for o in outcomes)
         log.info(
-            "sweep of %d jobs: %d already completed, %d to run%s, in %s",
+            "sweep of %d jobs: %d already completed%s, %d to run%s, in %s",
             len(jobs),
             sum(o.before == "completed" and not o.launched for o in outcomes),
+            f" ({copied} of them copied from other sweeps)" if copied else "",
             len(todo),
             f", {len(elsewhere)} running elsewhere (left to them)" if elsewhere else "",
             sweep_dir,
@@ -486,6 +503,7 @@ class _Outcome:
     after: str = ""  # one of _ORDER
     detail: str = ""  # the error's first line, a SLURM state, who holds the folder
     launched: bool = False  # by this launch
+    reused: str = ""  # the folder of another sweep's completed job copied into this one
 
 
 def _first_line(err: BaseException) -> str:
@@ -541,11 +559,15 @@ def _summary(
     """The end of a sweep: the count of each state, the jobs that did not complete, where the
     results are and the commands that read them."""
     counts = {s: sum(o.after == s for o in outcomes) for s in _ORDER}
-    before = sum(o.after == "completed" and not o.launched for o in outcomes)
+    before = sum(o.after == "completed" and not o.launched and not o.reused for o in outcomes)
+    reused = sum(bool(o.reused) for o in outcomes)
     parts = []
     for state, n in counts.items():
         if n:
-            note = f" ({before} before this launch)" if state == "completed" and before else ""
+            notes = [f"{before} before this launch"] if before else []
+            if reused:
+                notes.append(f"{reused} copied from other sweeps, where they completed")
+            note = f" ({', '.join(notes)})" if state == "completed" and notes else ""
             parts.append(f"{n} {state}{note}")
     name = OmegaConf.select(config, "experiment.name") or sweep_dir.name
     n = len(outcomes)
