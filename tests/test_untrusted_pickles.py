@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import bz2
 import io
+import json
 import pickle
 import pickletools
+import re
 import struct
 import subprocess
 import sys
@@ -486,3 +488,70 @@ def test_a_refusal_names_the_global_and_never_advises_loading_unsafely(tmp_path)
         with pytest.raises(error) as info:
             load(path)
         assert "system" in str(info.value) and "will likely succeed" not in str(info.value)
+
+
+def _shared_nest(depth: int) -> list:
+    """A list of itself, `depth` times over: a few bytes pickled, 2**depth items in its repr."""
+    x: list = [1]
+    for _ in range(depth):
+        x = [x, x]
+    return x
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda o: o["arch2infos"].update({float("inf"): o["arch2infos"].pop(0)}),
+            r"not a well-formed nats-pbz2 file \(OverflowError: ",
+        ),
+        (
+            lambda o: o["arch2infos"][0]["full"]["dataset_seed"].update(cifar10=[[1]]),
+            r"not a well-formed nats-pbz2 file \(TypeError: unhashable",
+        ),
+        (  # its whole repr would take some 300 MB here (gigabytes a few levels deeper)
+            lambda o: _run(o).update(epochs=_shared_nest(24)),
+            r"epochs = \[\[\[\.\.\.\], \[\.\.\.\]\], \[\[\.\.\.\], \[\.\.\.\]\]\] is not a number",
+        ),
+    ],
+    ids=["an infinite key", "a list as seed", "a value whose repr is huge"],
+)
+def test_crafted_values_give_a_short_error_that_names_the_file(tmp_path, change, message):
+    from nasheur.groundtruth.convert import read_source
+
+    obj = nb201_dict()
+    change(obj)
+    path = _pbz2(tmp_path, obj)
+    with pytest.raises(GroundTruthError, match=r"NATS-tss-v1_0-3ffb9\.pickle\.pbz2: ") as err:
+        read_source(path)
+    assert re.search(message, str(err.value)) and len(str(err.value)) < 500
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, r"\(RecursionError: "),
+        (b"[\xff]", r"\(UnicodeDecodeError: "),
+        ('[{"net": {"genotype": GENOTYPE}, "test_ep_top1": [1' + "0" * 400 + "]}]", "Overflow"),
+        (
+            '[{"net": {"genotype": GENOTYPE}, "test_ep_top1": [5.0], "optim": {"max_ep": '
+            "Infinity}}]",
+            r"\(OverflowError: ",
+        ),
+    ],
+    ids=["nested too deep", "not utf-8", "a huge integer", "an infinite max_ep"],
+)
+def test_a_crafted_nds_file_gives_an_error_that_names_it(tmp_path, text, message):
+    from nasheur.groundtruth.convert import read_source
+    from nasheur.spaces import get_space
+
+    path = tmp_path / "DARTS.json"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        genotype = json.dumps(get_space("darts_nds").sample(np.random.default_rng(0)).to_nds())
+        path.write_text(text.replace("GENOTYPE", genotype))
+    with pytest.raises(GroundTruthError, match=r"DARTS\.json: not a well-formed nds-json file"):
+        read_source(path)
+    with pytest.raises(GroundTruthError, match=message):
+        read_source(path)

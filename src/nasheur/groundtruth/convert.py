@@ -38,7 +38,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import pickle
 import stat
+import struct
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +50,7 @@ from typing import Any
 from nasheur.groundtruth.table import (
     GroundTruth,
     GroundTruthError,
+    brief,
     declared_space,
     read_table,
     write_table,
@@ -266,20 +270,16 @@ def _stamp(p: Path) -> tuple[int, str]:
 # reading any source into a GroundTruth with a full header
 
 
-def read_source(
-    path: str | os.PathLike[str],
-    *,
-    dataset: str | None = None,
-    metric: str | None = None,
-    column: str | None = None,
-    unit: str = "auto",
-    fmt: str | None = None,
-) -> GroundTruth:
-    """Read any supported file; the result's ``meta`` is the header a converted table gets."""
-    p = Path(path)
-    fmt = detect_format(p) if fmt is None else fmt
-    proto = _protocol(fmt, dataset, metric, column)
-    size, _ = _stamp(p)
+def _read_format(
+    p: Path,
+    fmt: str,
+    proto: _Protocol,
+    dataset: str | None,
+    metric: str | None,
+    column: str | None,
+    unit: str,
+) -> tuple[GroundTruth, str | None]:
+    """The table a file of format `fmt` holds, and its SHA-256 where reading computed it."""
     sha = None
     if fmt == "nb101":
         from nasheur.groundtruth.nb101 import read_nb101
@@ -303,7 +303,56 @@ def read_source(
         gt = read_table(p, column=column, metric=metric, unit=unit)
         _check_table_protocol(gt, dataset, metric)
     else:
-        raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+        raise ValueError(f"unknown format {brief(fmt)}; one of {', '.join(FORMATS)}")
+    return gt, sha
+
+
+# A crafted or damaged file can break a reader where its own checks did not look: a number
+# too large for an int, a list where a key belongs, nesting deeper than Python recurses, bytes
+# that are not UTF-8. These become a GroundTruthError that names the file.
+MALFORMED = (
+    ArithmeticError,
+    LookupError,
+    TypeError,
+    AttributeError,
+    RecursionError,
+    UnicodeError,
+    EOFError,
+    struct.error,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+)
+
+
+def _said(err: BaseException) -> str:
+    """An error's message, cut short; never ``str(err)``, which for a KeyError of a crafted key
+    is the key's whole repr."""
+    if not err.args:
+        return ""
+    first = err.args[0]
+    return first[:200] if isinstance(first, str) else brief(first)
+
+
+def read_source(
+    path: str | os.PathLike[str],
+    *,
+    dataset: str | None = None,
+    metric: str | None = None,
+    column: str | None = None,
+    unit: str = "auto",
+    fmt: str | None = None,
+) -> GroundTruth:
+    """Read any supported file; the result's ``meta`` is the header a converted table gets."""
+    p = Path(path)
+    fmt = detect_format(p) if fmt is None else fmt
+    proto = _protocol(fmt, dataset, metric, column)
+    size, _ = _stamp(p)
+    try:
+        gt, sha = _read_format(p, fmt, proto, dataset, metric, column, unit)
+    except MALFORMED as err:
+        raise GroundTruthError(
+            f"{p}: not a well-formed {fmt} file ({type(err).__name__}: {_said(err)})"
+        ) from err
     if sha is None:
         sha = source_sha256(p)
 

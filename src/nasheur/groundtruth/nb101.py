@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from nasheur.groundtruth.table import GroundTruth, GroundTruthError
+from nasheur.groundtruth.table import GroundTruth, GroundTruthError, brief
 
 __all__ = [
     "EvaluationData",
@@ -174,7 +174,7 @@ def crc32c_backend(name: str = "auto") -> tuple[str, Callable[[Sequence[bytes]],
     ``google_crc32c``; error if neither is importable), ``"numpy"`` or ``"python"``.
     """
     if name not in _BACKENDS:
-        raise ValueError(f"unknown CRC backend {name!r}; one of {', '.join(_BACKENDS)}")
+        raise ValueError(f"unknown CRC backend {brief(name)}; one of {', '.join(_BACKENDS)}")
     if name in ("auto", "package"):
         found = _package_crc()
         if found is not None:
@@ -512,8 +512,8 @@ def iter_nb101(
         ops = tuple(operations.split(",")) if isinstance(operations, str) else ()
         if n < 1 or n * n != len(adjacency) or len(ops) != n or set(adjacency) - {"0", "1"}:
             raise TFRecordError(
-                f"{source}: record at byte offset {offset}: adjacency {adjacency!r} and "
-                f"operations {operations!r} do not describe a V-vertex cell"
+                f"{source}: record at byte offset {offset}: adjacency {brief(adjacency)} and "
+                f"operations {brief(operations)} do not describe a V-vertex cell"
             )
         matrix = tuple(tuple(int(adjacency[r * n + c]) for c in range(n)) for r in range(n))
         yield NB101Record(
@@ -558,7 +558,7 @@ def read_nb101(
     pass (``result.sha256``).
     """
     if metric not in METRICS:
-        raise ValueError(f"NAS-Bench-101 metric {metric!r}: one of {', '.join(METRICS)}")
+        raise ValueError(f"NAS-Bench-101 metric {brief(metric)}: one of {', '.join(METRICS)}")
     source = str(path)
     hasher = hashlib.sha256() if compute_sha256 else None
     # hash -> [sum test, sum valid, repeats, params]
@@ -572,7 +572,7 @@ def read_nb101(
         if rec_epochs != epochs:
             if not isinstance(rec_epochs, int):
                 raise TFRecordError(
-                    f"{source}: record at byte offset {offset}: epochs {rec_epochs!r} is not "
+                    f"{source}: record at byte offset {offset}: epochs {brief(rec_epochs)} is not "
                     "an integer"
                 )
             continue
@@ -580,7 +580,7 @@ def read_nb101(
             module_hash
         ):
             raise TFRecordError(
-                f"{source}: record at byte offset {offset}: {module_hash!r} is not an MD5 "
+                f"{source}: record at byte offset {offset}: {brief(module_hash)} is not an MD5 "
                 "module hash"
             )
         try:
@@ -599,7 +599,7 @@ def read_nb101(
         if not (0.0 <= test <= 1.0 and 0.0 <= valid <= 1.0):
             raise TFRecordError(
                 f"{source}: record at byte offset {offset} ({module_hash}): final accuracies "
-                f"test={test!r}, valid={valid!r} are not fractions in [0, 1]"
+                f"test={brief(test)}, valid={brief(valid)} are not fractions in [0, 1]"
             )
         entry = acc.get(module_hash)
         if entry is None:

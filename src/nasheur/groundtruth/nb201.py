@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from nasheur.groundtruth.table import GroundTruth, GroundTruthError
+from nasheur.groundtruth.table import GroundTruth, GroundTruthError, brief
 from nasheur.safe_pickle import (
     LATIN1_BYTES_GLOBALS,
     NUMPY_ARRAY_GLOBALS,
@@ -115,14 +115,14 @@ def resolve_protocol(dataset: str | None, metric: str | None) -> tuple[str, str,
     dataset = "cifar10" if dataset is None else dataset
     if dataset not in DATASETS:
         raise GroundTruthError(
-            f"NAS-Bench-201 dataset {dataset!r} is not supported; one of {', '.join(DATASETS)}"
+            f"NAS-Bench-201 dataset {brief(dataset)} is not supported; one of {', '.join(DATASETS)}"
         )
     metric = _DEFAULT_METRIC[dataset] if metric is None else metric
     name = _EVAL_NAME.get((dataset, metric))
     if name is None:
         ok = ", ".join(f"{d}/{m}" for d, m in _EVAL_NAME)
         raise GroundTruthError(
-            f"NAS-Bench-201 has no metric {metric!r} for dataset {dataset!r} (supported "
+            f"NAS-Bench-201 has no metric {brief(metric)} for dataset {brief(dataset)} (supported "
             f"dataset/metric pairs: {ok})"
         )
     return dataset, metric, name
@@ -282,7 +282,7 @@ def _full_entry(infos: Any, where: str) -> Mapping[str, Any]:
             found = _find_arch_results(infos[key])
             if found is None:
                 raise GroundTruthError(
-                    f"{where}: the {key!r} entry has no 'all_results' (not an ArchResults "
+                    f"{where}: the {brief(key)} entry has no 'all_results' (not an ArchResults "
                     "state dict)"
                 )
             return found
@@ -301,7 +301,7 @@ def _seeds_of(results: Mapping[str, Any], dataset: str, where: str) -> list[Any]
     if isinstance(listed, Mapping) and dataset in listed:
         if not isinstance(listed[dataset], (list, tuple, set, frozenset)):
             raise GroundTruthError(
-                f"{where}: dataset_seed[{dataset!r}] = {listed[dataset]!r} is not a list of seeds"
+                f"{where}: dataset_seed[{brief(dataset)}] = {brief(listed[dataset])} is not a list of seeds"
             )
         seeds = list(listed[dataset])
     else:
@@ -315,7 +315,7 @@ def _seeds_of(results: Mapping[str, Any], dataset: str, where: str) -> list[Any]
             {str(k[0]) for k in all_results if isinstance(k, (tuple, list)) and len(k) == 2}
         )
         raise GroundTruthError(
-            f"{where}: no results for dataset {dataset!r} (datasets: {', '.join(have)})"
+            f"{where}: no results for dataset {brief(dataset)} (datasets: {', '.join(have)})"
         )
     return seeds
 
@@ -326,13 +326,13 @@ def _number(kind: type, value: Any, what: str) -> Any:
     Only numbers pass: the benchmark stores floats and ints, so a bool or a text ("93.5")
     is a damaged or foreign file, not a value to convert; an int must be whole."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        raise GroundTruthError(f"{what} = {value!r} is not a number")
+        raise GroundTruthError(f"{what} = {brief(value)} is not a number")
     try:
         number = kind(value)
     except (TypeError, ValueError, OverflowError):
-        raise GroundTruthError(f"{what} = {value!r} is not a number") from None
+        raise GroundTruthError(f"{what} = {brief(value)} is not a number") from None
     if kind is int and number != value:
-        raise GroundTruthError(f"{what} = {value!r} is not a whole number")
+        raise GroundTruthError(f"{what} = {brief(value)} is not a whole number")
     return number
 
 
@@ -347,7 +347,7 @@ def _arch_accuracy(
         run = all_results.get((dataset, seed))
         if run is None:
             raise GroundTruthError(
-                f"{where}: dataset_seed lists seed {seed} of {dataset!r}, "
+                f"{where}: dataset_seed lists seed {seed} of {brief(dataset)}, "
                 "but all_results has no such run"
             )
         here = f"{where}, {dataset} seed {seed}"
@@ -365,10 +365,12 @@ def _arch_accuracy(
         key = f"{eval_name}@{last}"
         if not isinstance(evals, Mapping) or key not in evals:
             have = sorted(evals, key=str)[:8] if isinstance(evals, Mapping) else []
-            raise GroundTruthError(f"{here}: no eval_acc1es[{key!r}] (has {have} ...)")
-        v = _number(float, evals[key], f"{here}: eval_acc1es[{key!r}]")
+            raise GroundTruthError(f"{here}: no eval_acc1es[{brief(key)}] (has {have} ...)")
+        v = _number(float, evals[key], f"{here}: eval_acc1es[{brief(key)}]")
         if not 0.0 <= v <= 100.0:
-            raise GroundTruthError(f"{here}: eval_acc1es[{key!r}] = {v!r} is not a percentage")
+            raise GroundTruthError(
+                f"{here}: eval_acc1es[{brief(key)}] = {brief(v)} is not a percentage"
+            )
         values.append(v)
     return float(np.mean(values)), seeds
 
@@ -410,8 +412,8 @@ def _build(
         arch_str = results.get("arch_str")
         if arch_str is not None and arch_str != meta_archs[index]:
             raise GroundTruthError(
-                f"{where}: arch_str {arch_str!r} differs from meta_archs[{index}] "
-                f"{meta_archs[index]!r}"
+                f"{where}: arch_str {brief(arch_str)} differs from meta_archs[{index}] "
+                f"{brief(meta_archs[index])}"
             )
         mean, seeds = _arch_accuracy(results, dataset, eval_name, where)
         acc[index] = mean / 100.0
@@ -475,12 +477,12 @@ def _from_dict(
                 index = int(key)
             except (TypeError, ValueError):
                 raise GroundTruthError(
-                    f"{source}: arch2infos key {key!r} is not an index"
+                    f"{source}: arch2infos key {brief(key)} is not an index"
                 ) from None
             if index in keys:  # e.g. 0 and "0": neither may silently win
                 raise GroundTruthError(
                     f"{source}: arch2infos has two entries for architecture {index} "
-                    f"(keys {keys[index]!r} and {key!r})"
+                    f"(keys {brief(keys[index])} and {brief(key)})"
                 )
             keys[index] = key
             yield index, value

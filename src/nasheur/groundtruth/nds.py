@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from nasheur.groundtruth.table import GroundTruth, GroundTruthError
+from nasheur.groundtruth.table import GroundTruth, GroundTruthError, brief
 from nasheur.spaces.darts_genotype import from_nds
 
 __all__ = ["NDSGroundTruth", "iter_jobs", "read_nds"]
@@ -49,7 +49,7 @@ def iter_jobs(obj: Any, source: str) -> list[tuple[str, Any]]:
         for name, value in obj.items():
             if not isinstance(value, list):
                 raise GroundTruthError(
-                    f"{source}: the entry {name!r} is not a list of jobs (an NDS file is a list "
+                    f"{source}: the entry {brief(name)} is not a list of jobs (an NDS file is a list "
                     "of jobs or a dict of such lists)"
                 )
             jobs.extend((f"{name}[{i}]", job) for i, job in enumerate(value))
@@ -75,9 +75,9 @@ def _job_value(job: Any, label: str, source: str) -> tuple[str, float, int, int 
         raise GroundTruthError(f"{where} has no test_ep_top1 (per-epoch top-1 errors)")
     last = curve[-1]
     if isinstance(last, bool) or not isinstance(last, (int, float)) or not math.isfinite(last):
-        raise GroundTruthError(f"{where}: the last test_ep_top1 {last!r} is not a number")
+        raise GroundTruthError(f"{where}: the last test_ep_top1 {brief(last)} is not a number")
     if not 0.0 <= last <= 100.0:
-        raise GroundTruthError(f"{where}: the last test_ep_top1 {last!r} is not an error in %")
+        raise GroundTruthError(f"{where}: the last test_ep_top1 {brief(last)} is not an error in %")
     optim = job.get("optim")
     max_ep = optim.get("max_ep") if isinstance(optim, Mapping) else None
     max_ep = (

@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import reprlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,16 @@ class GroundTruthError(ValueError):
     """A ground-truth file is malformed; the message names the file and line."""
 
 
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother = 2, 80, 80
+
+
+def brief(value: object) -> str:
+    """``repr(value)`` cut short, for a file's values in error messages: a crafted file's
+    value can be a structure whose full repr takes gigabytes (a list of itself, nested)."""
+    return _BRIEF.repr(value)
+
+
 @dataclass(frozen=True, eq=False)
 class GroundTruth:
     """Stand-alone accuracy (a fraction in [0, 1]) per architecture key."""
@@ -73,7 +84,7 @@ class GroundTruth:
         index: dict[str, int] = {}
         for i, k in enumerate(keys):
             if k in index:
-                raise ValueError(f"duplicate key {k!r} in {self.source or 'ground truth'}")
+                raise ValueError(f"duplicate key {brief(k)} in {self.source or 'ground truth'}")
             index[k] = i
         acc.flags.writeable = False
         object.__setattr__(self, "keys", keys)
@@ -92,7 +103,7 @@ class GroundTruth:
             return self._index[key]
         except KeyError:
             raise KeyError(
-                f"{key!r} has no ground truth in {self.source or 'this table'}"
+                f"{brief(key)} has no ground truth in {self.source or 'this table'}"
             ) from None
 
     def __getitem__(self, key: str) -> float:
@@ -124,7 +135,7 @@ def _parse_meta(text: str) -> tuple[str, str] | None:
 def _normalise_unit(value: str, source: str, what: str) -> str:
     unit = value.strip().lower()
     if unit not in UNITS:
-        raise GroundTruthError(f"{source}: {what} {value!r} is not one of {', '.join(UNITS)}")
+        raise GroundTruthError(f"{source}: {what} {brief(value)} is not one of {', '.join(UNITS)}")
     return unit
 
 
@@ -219,7 +230,7 @@ def read_table(
         raise _err(
             source,
             header_lineno,
-            f"unknown layout, header {','.join(header)!r}; accepted headers: {_ACCEPTED_HEADERS}",
+            f"unknown layout, header {brief(','.join(header))}; accepted headers: {_ACCEPTED_HEADERS}",
         )
     if layout == "nb201" and metric is not None:
         wanted = _NB201_METRIC_COLUMN.get(metric)
@@ -227,13 +238,13 @@ def read_table(
             raise _err(
                 source,
                 header_lineno,
-                f"metric {metric!r}: one of {', '.join(_NB201_METRIC_COLUMN)}",
+                f"metric {brief(metric)}: one of {', '.join(_NB201_METRIC_COLUMN)}",
             )
         if column is not None and column != wanted:
             raise _err(
                 source,
                 header_lineno,
-                f"column {column!r} contradicts metric {metric!r} (its column is {wanted!r})",
+                f"column {brief(column)} contradicts metric {brief(metric)} (its column is {brief(wanted)})",
             )
         column = wanted
     value_col = default_col if column is None else column
@@ -245,7 +256,7 @@ def read_table(
         raise _err(
             source,
             header_lineno,
-            f"{what} {value_col!r} not in the header; available columns: {', '.join(available)}",
+            f"{what} {brief(value_col)} not in the header; available columns: {', '.join(available)}",
         )
     if len(set(header)) != len(header):
         raise _err(source, header_lineno, f"repeated column name in header {header}")
@@ -272,7 +283,7 @@ def read_table(
             raise _err(
                 source,
                 meta_line.get("unit"),
-                f"the file declares unit {declared!r} but ground_truth.unit={the_unit!r}",
+                f"the file declares unit {brief(declared)} but ground_truth.unit={brief(the_unit)}",
             )
     scale, upper = (100.0, 100.0) if the_unit == "percent" else (1.0, 1.0)
 
@@ -287,12 +298,12 @@ def read_table(
         if not row or (len(row) == 1 and not row[0].strip()):
             continue  # blank line
         if len(row) < need:
-            raise _err(source, lineno, f"{len(row)} fields, expected {len(header)}: {row!r}")
+            raise _err(source, lineno, f"{len(row)} fields, expected {len(header)}: {brief(row)}")
         key = row[key_i].strip()
         if not key:
             raise _err(source, lineno, "empty key")
         if key in seen:
-            raise _err(source, lineno, f"duplicate key {key!r} (first on line {seen[key]})")
+            raise _err(source, lineno, f"duplicate key {brief(key)} (first on line {seen[key]})")
         text = row[val_i].strip()
         try:
             if "_" in text:  # Python's float() reads 0.9_1 as 0.91; a table never means that
@@ -300,21 +311,21 @@ def read_table(
             v = float(text)
         except ValueError:
             raise _err(
-                source, lineno, f"key {key!r}: {value_col} {text!r} is not a number"
+                source, lineno, f"key {brief(key)}: {value_col} {brief(text)} is not a number"
             ) from None
         if not math.isfinite(v):
-            raise _err(source, lineno, f"key {key!r}: {value_col} {text!r} is not finite")
+            raise _err(source, lineno, f"key {brief(key)}: {value_col} {brief(text)} is not finite")
         if not 0.0 <= v <= upper:
             raise _err(
                 source,
                 lineno,
-                f"key {key!r}: {value_col} {text!r} is outside [0, {upper:g}] (unit {the_unit})",
+                f"key {brief(key)}: {value_col} {brief(text)} is outside [0, {upper:g}] (unit {the_unit})",
             )
         if validate_key is not None:
             try:
                 validate_key(key)
             except ValueError as exc:
-                raise _err(source, lineno, f"key {key!r} rejected: {exc}") from exc
+                raise _err(source, lineno, f"key {brief(key)} rejected: {exc}") from exc
         seen[key] = lineno
         keys.append(key)
         values.append(v)
@@ -367,22 +378,24 @@ def write_table(
     seen: set[str] = set()
     for k in keys:
         if not k.strip() or k != k.strip() or "\n" in k or "\r" in k:
-            raise ValueError(f"unwritable key {k!r} (empty, padded or with a line break)")
+            raise ValueError(f"unwritable key {brief(k)} (empty, padded or with a line break)")
         if k in seen:
-            raise ValueError(f"duplicate key {k!r}")
+            raise ValueError(f"duplicate key {brief(k)}")
         seen.add(k)
     bad = ~(np.isfinite(acc) & (acc >= 0.0) & (acc <= 1.0))
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"accuracy of {keys[i]!r} is {acc[i]!r}; expected a fraction in [0, 1]")
+        raise ValueError(
+            f"accuracy of {brief(keys[i])} is {brief(acc[i])}; expected a fraction in [0, 1]"
+        )
     lines = ["# unit: fraction"]
     for name, value in meta.items():
         name, value = str(name), str(value)
         if not name or any(c in name for c in ": \t\r\n#") or "\n" in value or "\r" in value:
-            raise ValueError(f"unwritable meta entry {name!r}: {value!r}")
+            raise ValueError(f"unwritable meta entry {brief(name)}: {brief(value)}")
         if name == "unit":
             if value.strip().lower() != "fraction":
-                raise ValueError(f"meta unit={value!r}, but the table is written in fractions")
+                raise ValueError(f"meta unit={brief(value)}, but the table is written in fractions")
             continue
         lines.append(f"# {name}: {value}")
     _atomic_write(Path(path), lines, keys, acc)
