@@ -22,6 +22,17 @@ def nasheur(args: list[str], env: dict[str, str], **kw) -> subprocess.CompletedP
     )
 
 
+def started_until_a_checkpoint(args: list[str], env: dict[str, str], folder: Path, **kw):
+    """`python -m nasheur args` started, once a checkpoint.pt appears under `folder`."""
+    proc = subprocess.Popen([PYTHON, "-m", "nasheur", *args], cwd=REPO, env=env, **kw)
+    deadline = time.monotonic() + 300
+    while not list(folder.rglob("checkpoint.pt")):
+        assert proc.poll() is None, "the job ended before it could be stopped"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return proc
+
+
 def only_metrics(folder: Path) -> list[Path]:
     return sorted(folder.rglob("metrics.json"))
 
@@ -56,18 +67,9 @@ def test_sigkill_then_the_same_command_resumes_to_identical_metrics(tmp_path):
     (whole,) = only_metrics(tmp_path / "whole")
 
     env = run_env(tmp_path / "killed")
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "nasheur", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    proc = started_until_a_checkpoint(
+        args, env, tmp_path / "killed", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 300
-    while not list((tmp_path / "killed").rglob("checkpoint.pt")):
-        assert proc.poll() is None, "the job ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     (ckpt,) = (tmp_path / "killed").rglob("checkpoint.pt")
@@ -106,19 +108,9 @@ def test_sigterm_and_a_damaged_checkpoint_are_said_in_one_line(tmp_path):
     folder = tmp_path / "job"
     args = [*TINY_JOB, "protocol.epochs=6", f"ground_truth.path={gt}", f"hydra.run.dir={folder}"]
     env = run_env(tmp_path)
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "nasheur", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = started_until_a_checkpoint(
+        args, env, folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 300
-    while not (folder / "checkpoint.pt").exists():
-        assert proc.poll() is None, "the job ended before it could be stopped"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 128 + signal.SIGTERM
