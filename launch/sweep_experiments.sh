@@ -10,6 +10,8 @@
 # profile (`slurm`) starts them all at once, since each sweep waits for its own job array:
 # their output goes to <runs>/sweeps/<experiment>.launch.log. Every experiment runs even if
 # another fails; the exit status is that of the first that failed, and a list says which.
+# A job that a sweep of another experiment completed earlier is copied, not trained again
+# (nasheur.reuse); sweeps started together each train the jobs they share (the baseline).
 set -uo pipefail
 launcher=$1
 read -r -a experiments <<<"$2"
