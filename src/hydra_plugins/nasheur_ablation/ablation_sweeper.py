@@ -25,11 +25,12 @@ at once. Jobs whose folder already holds a completed ``metrics.json`` of the sam
 skipped, and jobs whose folder a running job holds (``job.lock``: another launch's copy) are
 left to it; interrupted ones resume from their checkpoint and failed ones run again, so the
 same command relaunched after a bad night finishes the sweep. A job that a sibling sweep
-(another experiment) completed is copied, not trained again (:mod:`nasheur.reuse`). ``sweep.json`` merges the jobs of
-every launch into the sweep folder (keyed by folder, the latest launch's state wins). A failing
-job does not stop the others; the sweep ends with a summary (what completed, what failed, where
-the results are and how to read them). The sweeper's own errors end it with one message and
-exit status 2 (a bad plan, nothing launched) or 1 (jobs that did not complete).
+(another experiment) completed is copied, not trained again (:mod:`nasheur.reuse`).
+``sweep.json`` merges the jobs of every launch into the sweep folder (keyed by folder, the
+latest launch's state wins). A failing job does not stop the others; the sweep ends with a
+summary (what completed, what failed, where the results are and how to read them). The
+sweeper's own errors end it with one message and exit status 2 (a bad plan, nothing launched)
+or 1 (jobs that did not complete).
 """
 
 from __future__ import annotations
