@@ -50,6 +50,8 @@ class StandIn:
             chash = config_hash(plain(to_config(OmegaConf.create(job))))
             folder.mkdir(parents=True, exist_ok=True)
             record = {"status": what, "config_hash": chash}
+            if what == "completed":
+                record["metrics"] = {"sparse_kendall_tau": 0.5}
             if what == "failed":
                 record["error"] = "RuntimeError: boom"
             (folder / "metrics.json").write_text(json.dumps(record))
@@ -423,6 +425,68 @@ def test_no_copy_from_a_held_job_nor_when_reuse_is_off(args, tmp_path):
     off, task = sweeper_for([*_other_experiment(args, "ofa_ablation"), "hydra.sweeper.reuse=false"])
     off.sweep(task)
     assert len(off.launcher.launched) == 2  # OFA off (the baseline) and on: both trained
+
+
+def _lr_baseline(tmp_path) -> Path:
+    (source,) = [
+        p.parent
+        for p in (tmp_path / "runs" / "sweeps" / "lr_ablation").rglob("metrics.json")
+        if "lr=0.025" in p.parent.name
+    ]
+    return source
+
+
+def test_a_copy_leaves_its_source_alone_and_a_deleted_copy_is_trained(args, tmp_path):
+    import os
+    import shutil
+
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    source = _lr_baseline(tmp_path)
+    for name in ("pool.json", "checkpoint.pt"):
+        (source / name).write_bytes(b"x")
+        os.chmod(source / name, 0o440)  # another user's files, say: read, never written
+    bn, task = sweeper_for(args)
+    bn.sweep(task)
+    (copy,) = [
+        p.parent
+        for p in sweep_dir(tmp_path).rglob("metrics.json")
+        if "reused_from" in p.read_text()
+    ]
+    for name in ("pool.json", "checkpoint.pt"):
+        assert (copy / name).read_bytes() == b"x"
+        assert (source / name).stat().st_mode & 0o777 == 0o440  # not chmod-ed through a link
+    assert not list(copy.glob(".*.tmp"))
+    # deleted to run it again: this sweep listed it, so it is trained, not copied back
+    shutil.rmtree(copy)
+    again, task = sweeper_for(args)
+    again.sweep(task)
+    assert len(again.launcher.launched) == 1
+    assert "reused_from" not in (copy / "metrics.json").read_text()
+
+
+def _with(source: Path, **changes) -> None:
+    record = json.loads((source / "metrics.json").read_text())
+    (source / "metrics.json").write_text(json.dumps({**record, **changes}))
+
+
+@pytest.mark.parametrize(
+    ("spoil", "launched"),
+    [
+        (lambda source: (source.parent.parent / "sweep.json").unlink(), 4),  # no sweep's job
+        (lambda source: _with(source, metrics=None), 4),  # a record tables cannot read
+        # no fingerprint to compare, as in records older than fingerprints: a source
+        (lambda source: _with(source, ground_truth="x"), 3),
+    ],
+    ids=["not listed by a sweep", "metrics null", "ground_truth not an object"],
+)
+def test_only_a_readable_job_of_a_sweep_is_copied(args, tmp_path, spoil, launched):
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    spoil(_lr_baseline(tmp_path))
+    bn, task = sweeper_for(args)
+    bn.sweep(task)  # no traceback, whatever the other sweep's folder holds
+    assert len(bn.launcher.launched) == launched
 
 
 # ---------------------------------------------------------------------------------------------

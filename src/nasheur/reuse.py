@@ -4,73 +4,110 @@ The experiment is outside a job's identity (its config hash), so one-factor swee
 every Table 11-13 experiment holds the space's baseline, and `best` holds the FairNAS runs of
 `sampler_ablation`. Each experiment keeps its own copy of such a job in its own sweep folder
 (its table reads its own baseline row), but only the first needs to train it: a sweep that
-finds, in a sibling sweep folder (``runs/sweeps/*/<space>/*-<hash>``), a completed job of the
-same config hash, whose ground truth has not changed and that no process holds, copies it
+plans a job it never listed before finds, in a sibling sweep folder (``<sweeps>/*/`` with a
+``sweep.json`` that lists the job), a completed job of the same config hash whose record
+tables can read, whose ground truth has not changed and that no process holds, and copies it
 into its own folder (:func:`adopt`) instead of launching it.
 
 The copy is the source's ``metrics.json`` with this experiment's ``config.experiment`` and
 ``choices.experiment`` and a ``reused_from`` key naming the source folder, beside its
 ``pool.json`` and its ``checkpoint.pt`` (a hard link where the file system allows, else a
 copy), so that the copy evaluates again from its checkpoint if its ground truth changes later,
-as the source would. ``metrics.json`` is written last: an adoption cut short leaves a
-checkpoint without a record, which the next launch resumes (and, being the last epoch's,
-only evaluates).
+as the source would. ``metrics.json`` is written last: an adoption cut short leaves no record,
+and the next launch cleans up and adopts again (or, with the checkpoint there, resumes it,
+which only evaluates).
 
-Sweeps launched side by side (``make sweep-11``) do not see each other's jobs complete: each
-trains its own copy, as before. ``hydra.sweeper.reuse=false`` turns adoption off.
+A job that this sweep listed before and whose folder is gone was deleted to run it again: it
+is trained, not copied back. Sweeps launched side by side (``make sweep-11``) do not see each
+other's jobs complete: each trains its own copy. ``hydra.sweeper.reuse=false`` turns adoption
+off.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from nasheur.io import atomic_path, atomic_write_json, read_json
+from nasheur.io import atomic_write_json, read_json, remove_stale_temporaries
 from nasheur.jobguard import FolderLocked, folder_holder, hold_folder
 
+log = logging.getLogger(__name__)
+
 METRICS, POOL, CHECKPOINT = "metrics.json", "pool.json", "checkpoint.pt"
+MANIFEST = "sweep.json"
+
+
+def listed_jobs(sweep_dir: Path) -> set[str]:
+    """The jobs a sweep folder's ``sweep.json`` lists, as ``<space>/<job folder>``."""
+    from nasheur.results.collect import read_manifest
+
+    path = sweep_dir / MANIFEST
+    if not path.is_file():
+        return set()
+    try:
+        entries = read_manifest(path)
+    except ValueError:
+        return set()
+    return {"/".join(Path(str(e["folder"])).parts[-2:]) for e in entries}
 
 
 def completed_twin(folder: Path, config_hash: str, sweep_dir: Path) -> Path | None:
-    """A completed job of `config_hash` in a sweep folder beside `sweep_dir` (same space), whose
-    ground truth has not changed and that no process holds; None if there is none."""
+    """A completed job of `config_hash` that a sweep beside `sweep_dir` lists (same space),
+    whose record is readable, whose ground truth has not changed and that no process holds;
+    None if there is none."""
     from nasheur.groundtruth.convert import source_changed
+    from nasheur.results.collect import record_problem
 
     space = folder.parent.name
     own = sweep_dir.resolve()
     for candidate in sorted(sweep_dir.parent.glob(f"*/{space}/*-{config_hash}")):
-        if candidate.resolve().parent.parent == own or not (candidate / METRICS).is_file():
+        sweep = candidate.parent.parent
+        if sweep.resolve() == own or not (candidate / METRICS).is_file():
             continue
+        if f"{space}/{candidate.name}" not in listed_jobs(sweep):
+            continue  # not a sweep's job: a run of its own, a folder put aside
         try:
             record = read_json(candidate / METRICS)
-        except (OSError, ValueError):
-            continue
-        if not isinstance(record, dict) or record.get("status") != "completed":
-            continue
-        if record.get("config_hash") != config_hash or folder_holder(candidate) is not None:
-            continue
-        if source_changed((record.get("ground_truth") or {}).get("fingerprint")):
-            continue
+            if (
+                not isinstance(record, dict)
+                or record.get("status") != "completed"
+                or record.get("config_hash") != config_hash
+                or record_problem(record) is not None
+                or folder_holder(candidate) is not None
+            ):
+                continue
+            ground_truth = record.get("ground_truth")
+            fingerprint = (
+                ground_truth.get("fingerprint") if isinstance(ground_truth, dict) else None
+            )
+            if source_changed(fingerprint):
+                continue
+        except (OSError, ValueError, AttributeError, TypeError):
+            continue  # a record this version cannot read is no source
         return candidate
     return None
 
 
 def adopt(source: Path, folder: Path, experiment: dict[str, Any]) -> bool:
     """Copy the completed job in `source` into `folder` as a job of `experiment` (the resolved
-    ``experiment`` node of this sweep's config). False, and nothing written, where a process
-    holds `folder` or it has a ``metrics.json`` by now (another launch got there first)."""
-    record = read_json(source / METRICS)
-    folder.mkdir(parents=True, exist_ok=True)
+    ``experiment`` node of this sweep's config). False where a process holds `folder`, it has
+    a ``metrics.json`` by now (another launch got there first), or the files cannot be copied
+    (the job is then trained as usual)."""
     try:
+        record = read_json(source / METRICS)
+        folder.mkdir(parents=True, exist_ok=True)
         with hold_folder(folder):
             if (folder / METRICS).exists():
                 return False
+            remove_stale_temporaries(folder)  # of an adoption or a job killed here before
             for name in (POOL, CHECKPOINT):
                 if (source / name).is_file():
-                    _copy(source / name, folder / name)
-            record["config"] = {**record.get("config", {}), "experiment": experiment}
+                    _link_or_copy(source / name, folder / name)
+            record["config"] = {**(record.get("config") or {}), "experiment": experiment}
             choices = record.get("choices")
             if isinstance(choices, dict) and "experiment" in choices:
                 record["choices"] = {**choices, "experiment": experiment.get("name")}
@@ -78,16 +115,27 @@ def adopt(source: Path, folder: Path, experiment: dict[str, Any]) -> bool:
             atomic_write_json(folder / METRICS, record)
     except FolderLocked:
         return False
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        log.warning("could not copy %s into %s (%s): the job runs instead", source, folder, err)
+        return False
     return True
 
 
-def _copy(src: Path, dst: Path) -> None:
+def _link_or_copy(src: Path, dst: Path) -> None:
     """`src` at `dst` in one step: a hard link (no second copy of a large checkpoint) where
-    the file system allows, else a copy. A later atomic replace of either file breaks the
-    link, so neither job's writes reach the other."""
-    with atomic_path(dst) as tmp:
-        tmp.unlink()
+    the file system allows, else a copy of our own. The link is never written to or chmod-ed
+    (it is the source's file too); a later atomic replace of either file breaks it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        os.unlink(tmp)
         try:
             os.link(src, tmp)
         except OSError:
             shutil.copyfile(src, tmp)
+            with open(tmp, "rb+") as fh:  # our own copy: durable before it is named
+                os.fsync(fh.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -58,7 +58,7 @@ from omegaconf import DictConfig, OmegaConf
 from nasheur.fidelity import LEVEL, resolve_level
 from nasheur.io import atomic_path, atomic_write_json
 from nasheur.jobguard import FolderLocked, Terminated, describe_holder, exclusive, folder_holder
-from nasheur.reuse import adopt, completed_twin
+from nasheur.reuse import adopt, completed_twin, listed_jobs
 
 log = logging.getLogger(__name__)
 
@@ -393,12 +393,19 @@ class AblationSweeper(Sweeper):
             OmegaConf.save(self.config, tmp)
         outcomes: list[_Outcome] = []
         todo: list[_Outcome] = []
+        # a job this sweep listed before whose folder is gone was deleted to run it again
+        listed = listed_jobs(sweep_dir) if self.reuse else set()
         for job, folder, chash, experiment in jobs:
             holder = folder_holder(folder)
             state = RUNNING if holder is not None else _state(folder, chash)
             outcome = _Outcome(job, folder, chash, before=state)
             outcomes.append(outcome)
-            if state == "new" and self.reuse and self.skip_completed:
+            if (
+                state == "new"
+                and self.reuse
+                and self.skip_completed
+                and _manifest_key(folder) not in listed
+            ):
                 source = completed_twin(folder, chash, sweep_dir)
                 if source is not None and adopt(source, folder, experiment):
                     outcome.before = outcome.after = "completed"
