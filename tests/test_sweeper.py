@@ -403,6 +403,11 @@ def test_a_job_another_sweep_completed_is_copied_not_trained(args, tmp_path, cap
     assert "reused_from" not in original and original.get("config") is None
     out = capsys.readouterr().out
     assert "4 completed (1 copied from other sweeps, where they completed)" in out
+    from nasheur.results.__main__ import main as results
+
+    assert results(["show", str(sweep_dir(tmp_path))]) == 0
+    shown = capsys.readouterr().out
+    assert "4 job(s): 4 completed (1 of them copied from other sweeps" in shown
     # relaunched: the copy is an ordinary completed job of this sweep
     again, task = sweeper_for(args)
     again.sweep(task)

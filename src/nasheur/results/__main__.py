@@ -204,9 +204,11 @@ def _show(args: argparse.Namespace) -> int:
         by_state.setdefault(job.state, []).append(job)
     order = [*STATES, *sorted(set(by_state) - set(STATES))]
     states = [s for s in order if s in by_state]
+    copies = sum("reused_from" in (j.record or {}) for j in by_state.get("completed", []))
     print(
         f"{len(jobs)} job(s): "
         + ", ".join(f"{len(by_state[s])} {STATES.get(s, (s,))[0]}" for s in states)
+        + (f" ({copies} of them copied from other sweeps, where they completed)" if copies else "")
     )
     if "completed" not in by_state:
         records = sum(j.record is not None for j in jobs)
