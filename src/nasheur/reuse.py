@@ -41,8 +41,14 @@ METRICS, POOL, CHECKPOINT = "metrics.json", "pool.json", "checkpoint.pt"
 MANIFEST = "sweep.json"
 
 
+def manifest_key(folder: Any) -> str:
+    """A job's key in sweep.json: ``<space>/<job folder>`` (its folder's last two parts, the
+    config hash among them), the same whatever directory a launch ran from."""
+    return "/".join(Path(str(folder)).parts[-2:])
+
+
 def listed_jobs(sweep_dir: Path) -> set[str]:
-    """The jobs a sweep folder's ``sweep.json`` lists, as ``<space>/<job folder>``."""
+    """The jobs a sweep folder's ``sweep.json`` lists (:func:`manifest_key`)."""
     from nasheur.results.collect import read_manifest
 
     path = sweep_dir / MANIFEST
@@ -52,7 +58,7 @@ def listed_jobs(sweep_dir: Path) -> set[str]:
         entries = read_manifest(path)
     except ValueError:
         return set()
-    return {"/".join(Path(str(e["folder"])).parts[-2:]) for e in entries}
+    return {manifest_key(e["folder"]) for e in entries}
 
 
 def completed_twin(folder: Path, config_hash: str, sweep_dir: Path) -> Path | None:
@@ -68,7 +74,7 @@ def completed_twin(folder: Path, config_hash: str, sweep_dir: Path) -> Path | No
         sweep = candidate.parent.parent
         if sweep.resolve() == own or not (candidate / METRICS).is_file():
             continue
-        if f"{space}/{candidate.name}" not in listed_jobs(sweep):
+        if manifest_key(candidate) not in listed_jobs(sweep):
             continue  # not a sweep's job: a run of its own, a folder put aside
         try:
             record = read_json(candidate / METRICS)

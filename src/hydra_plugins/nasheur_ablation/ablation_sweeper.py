@@ -58,11 +58,10 @@ from omegaconf import DictConfig, OmegaConf
 from nasheur.fidelity import LEVEL, resolve_level
 from nasheur.io import atomic_path, atomic_write_json
 from nasheur.jobguard import FolderLocked, Terminated, describe_holder, exclusive, folder_holder
-from nasheur.reuse import adopt, completed_twin, listed_jobs
+from nasheur.reuse import MANIFEST, adopt, completed_twin, listed_jobs, manifest_key
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "sweep.json"
 MANIFEST_LOCK = ".sweep.json.lock"
 RUNNING = "running"  # the state of a job whose folder a running job holds
 
@@ -404,7 +403,7 @@ class AblationSweeper(Sweeper):
                 state == "new"
                 and self.reuse
                 and self.skip_completed
-                and _manifest_key(folder) not in listed
+                and manifest_key(folder) not in listed
             ):
                 source = completed_twin(folder, chash, sweep_dir)
                 if source is not None and adopt(source, folder, experiment):
@@ -762,12 +761,6 @@ def _recorded(folder: Path, chash: str) -> str | None:
     return state if (folder / "metrics.json").is_file() and state != "other-config" else None
 
 
-def _manifest_key(folder: Any) -> str:
-    """A job's key in sweep.json: ``<space>/<job folder>`` (its folder's last two parts, the
-    config hash among them), the same whatever directory a launch ran from."""
-    return "/".join(Path(str(folder)).parts[-2:])
-
-
 def _read_manifest(path: Path) -> list[dict[str, Any]]:
     """The jobs a sweep.json lists (:func:`nasheur.results.collect.read_manifest`); [] if none."""
     from nasheur.results.collect import read_manifest
@@ -787,7 +780,7 @@ def merge_manifest(sweep_dir: Path, entries: list[dict[str, Any]]) -> None:
     into the same sweep folder, side by side too, each add their jobs."""
     path = Path(sweep_dir) / MANIFEST
     with exclusive(Path(sweep_dir) / MANIFEST_LOCK):
-        merged = {_manifest_key(j["folder"]): j for j in _read_manifest(path)}
+        merged = {manifest_key(j["folder"]): j for j in _read_manifest(path)}
         for entry in entries:
-            merged[_manifest_key(entry["folder"])] = entry
+            merged[manifest_key(entry["folder"])] = entry
         atomic_write_json(path, {"jobs": list(merged.values())})
