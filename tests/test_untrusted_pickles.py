@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import numpy as np
 import pytest
@@ -30,6 +31,7 @@ from nasheur.safe_pickle import (
     UnpickledArray,
     UnsafePickleError,
     safe_load,
+    zip_inflation,
 )
 from tests.test_groundtruth_loaders import ARCHS, nats_infos, nb201_dict, write_pbz2
 
@@ -298,6 +300,40 @@ def test_pth_with_tensors_and_numpy_goes_through_torch_and_checks_numpy(tmp_path
         torch.save({"t": torch.ones(2), "x": crafted}, path)
         with pytest.raises(UnsafePickleError, match=rf"evil-{name}\.pth.*refusing"):
             load_pth(path)
+
+
+def _deflated_copy(path, to):
+    """`path`'s zip entries, deflated: what torch.save never writes, and torch.load inflates."""
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(to, "w", zipfile.ZIP_DEFLATED) as dst:
+        for entry in src.infolist():
+            dst.writestr(entry.filename, src.read(entry))
+    return to
+
+
+def test_zip_entries_that_would_inflate_are_refused_before_torch_reads_them(tmp_path):
+    # a zip bomb: a few MB of deflated zeros that torch.load would inflate to gigabytes
+    import torch
+
+    from nasheur.training import UnreadableCheckpoint, load_checkpoint
+
+    good = tmp_path / "good.pth"
+    torch.save({"format": 1, "config_hash": "x", "epoch": 1, "t": torch.zeros(4096)}, good)
+    assert zip_inflation(good) is None
+    packed = _deflated_copy(good, tmp_path / "packed.pth")
+    assert torch.load(packed, weights_only=True)["epoch"] == 1  # torch itself would read it
+    with pytest.raises(UnsafePickleError, match=r"packed\.pth: refused.*compressed entries"):
+        load_pth(packed)
+    with pytest.raises(UnreadableCheckpoint, match=r"packed\.pth: refused.*compressed entries"):
+        load_checkpoint(packed, device=torch.device("cpu"), config_hash="x")
+
+    # stored entries whose central directory claims more bytes than the file has
+    data = bytearray(good.read_bytes())
+    central = data.index(b"PK\x01\x02")  # the first entry's record; its size at offset 24
+    data[central + 24 : central + 28] = (1 << 31).to_bytes(4, "little")
+    lying = tmp_path / "lying.pth"
+    lying.write_bytes(bytes(data))
+    assert zip_inflation(lying) == "entries larger than the file"
+    assert zip_inflation(tmp_path / "missing.pth") is None  # not a zip: the loader says so
 
 
 class _Direct:

@@ -22,7 +22,9 @@ import codecs
 import contextlib
 import contextvars
 import importlib
+import os
 import pickle
+import zipfile
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import IO, Any
 
@@ -130,6 +132,25 @@ def safe_load(
             raise
         # raised by a restricted stand-in (e.g. LATIN1_BYTES_GLOBALS): add the file's name
         raise UnsafePickleError(f"{source}: {exc}") from None
+
+
+def zip_inflation(path: str | os.PathLike[str]) -> str | None:
+    """What makes a zip-format ``torch.save`` file unsafe to hand to ``torch.load``, or None.
+
+    ``torch.save`` stores its entries as they are, while torch would inflate a deflated entry
+    whatever its size (a 2 MB file can ask for gigabytes); so compressed entries, or sizes
+    beyond the file's own, are refused. A file that is not a zip is left to the loader."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError):
+        return None
+    packed = [e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED]
+    if packed:
+        return f"compressed entries: {', '.join(packed[:3])}"
+    if sum(e.file_size for e in entries) > os.path.getsize(path):
+        return "entries larger than the file"
+    return None
 
 
 def torch_refusal(exc: BaseException) -> str:

@@ -19,7 +19,7 @@ from torch import nn
 from torch.optim.sgd import sgd as sgd_update
 
 from nasheur.io import atomic_path
-from nasheur.safe_pickle import torch_refusal
+from nasheur.safe_pickle import torch_refusal, zip_inflation
 from nasheur.samplers import Sampler
 
 CHECKPOINT = "checkpoint.pt"
@@ -264,6 +264,12 @@ def load_checkpoint(path: Path, *, device: torch.device, config_hash: str) -> di
 
     A checkpoint of another config is refused rather than mixed into this run.
     """
+    packed = zip_inflation(path)
+    if packed:
+        raise UnreadableCheckpoint(
+            f"{path}: refused, not as torch.save writes it ({packed}); nothing in it was read. "
+            "Delete it to restart the job from its first epoch"
+        )
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's refusal of a global it does not allow

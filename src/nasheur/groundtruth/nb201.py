@@ -72,6 +72,7 @@ from nasheur.safe_pickle import (
     checking_numpy,
     safe_load,
     torch_refusal,
+    zip_inflation,
 )
 
 __all__ = [
@@ -196,6 +197,11 @@ def load_pth(path: str | os.PathLike[str]) -> Any:
 
     import torch
 
+    packed = zip_inflation(path)
+    if packed:
+        raise UnsafePickleError(
+            f"{path}: refused, not as torch.save writes it ({packed}); nothing in it was read"
+        )
     try:
         with (
             _gc_paused(),
