@@ -8,6 +8,7 @@ import zlib
 
 import numpy as np
 import pytest
+from scipy import stats
 
 pytest.importorskip("matplotlib")
 
@@ -234,15 +235,28 @@ def test_missing_data_raises(records, tmp_path):
     one_count = [r for r in records if select(r, "config.experiment.name") == "bn_ablation"]
     with pytest.raises(ValueError, match=r"two or more values of protocol\.epochs"):
         figures.metric_vs_epochs(one_count, tmp_path / "x")  # a dot per space: no figure
-    untrained = [r for r in records if r.get("metrics", {}).get("supernet_acc_mean", 1) < 0.4]
+    two = records[:2]  # two runs of one space: nothing to correlate
     with (
-        pytest.raises(ValueError, match="trained runs"),
+        pytest.raises(ValueError, match="3 or more completed runs"),
         pytest.warns(UserWarning, match="left out"),
     ):
-        figures.metric_pairs(untrained, tmp_path / "x")
+        figures.metric_pairs(two, tmp_path / "x")
     with pytest.raises(ValueError, match="baseline"):
         figures.factor_influence([], tmp_path / "x")
     assert not list(tmp_path.iterdir())
+
+
+def test_fig_6_leaves_untrained_runs_out_only_where_supernet_accuracy_is_compared():
+    # the caption: "for super-net accuracy, we filter the super-net accuracy below 40%"
+    rng = np.random.default_rng(0)
+    trained = np.column_stack([rng.uniform(0.5, 0.9, 8), rng.uniform(0.9, 0.94, 8), rng.random(8)])
+    untrained = np.array([[0.1, 0.80, 0.9], [0.2, 0.81, 0.8], [0.3, 0.82, 0.7]])
+    v = np.vstack([trained, untrained])
+    corr = figures.pair_correlations(v)
+    for i, j, rows in [(0, 1, trained), (0, 2, trained), (1, 2, v)]:
+        want = stats.spearmanr(rows[:, i], rows[:, j]).statistic
+        assert corr[i, j] == pytest.approx(want) and corr[j, i] == corr[i, j]
+    assert np.isnan(figures.pair_correlations(np.vstack([trained[:2], untrained]))[0, 1])
 
 
 def test_module_imports_without_matplotlib_or_torch():
@@ -394,16 +408,17 @@ def test_the_figures_command_draws_each_given_job_and_picks_the_best_of_the_main
     assert best["seed"] != 99 and len(best["archs"]) == len(sweep[0]["archs"])
     assert run("--out", str(tmp_path / "best")).returncode == 0
     given = tmp_path / "given"
+    (tmp_path / "empty").mkdir()  # a folder without a job: said, the others drawn
     proc = run(
         "--out",
         str(given),
         "--record",
         str(tmp_path / "s" / "job0"),
         str(tmp_path / "s" / "job1" / "metrics.json"),
-        str(tmp_path / "nosuch"),
+        str(tmp_path / "empty"),
     )
     assert sorted(p.name for p in given.glob("*.png")) == [
         "rank_disorder-nb201-job0.png",
         "rank_disorder-nb201-job1.png",
     ]
-    assert f"--record {tmp_path / 'nosuch'}: no completed job's metrics.json" in proc.stderr
+    assert f"--record {tmp_path / 'empty'}: no completed job's metrics.json" in proc.stderr

@@ -356,11 +356,32 @@ def metric_vs_epochs(records: Sequence[dict[str, Any]], stem: str | Path) -> lis
     return _save(fig, stem)
 
 
+def runs_compared(v: np.ndarray, i: int, j: int) -> np.ndarray:
+    """The rows (runs) of `v` (columns: PAIR_METRICS) that Fig. 6 compares metrics i and j
+    over: all, except untrained runs where super-net accuracy (column 0) is one of the two."""
+    return v[~np.array([metrics.is_untrained(a) for a in v[:, 0]])] if 0 in (i, j) else v
+
+
+def pair_correlations(v: np.ndarray) -> np.ndarray:
+    """Fig. 6's Spearman matrix of PAIR_METRICS over the runs `v` (rows), each pair over
+    :func:`runs_compared`; nan where fewer than 3 runs (or a constant metric) leave it undefined."""
+    k = v.shape[1]
+    corr = np.ones((k, k))
+    for i in range(k):
+        for j in range(i + 1, k):
+            w = runs_compared(v, i, j)
+            rho = metrics.spearman(w[:, i], w[:, j]) if len(w) >= 3 else float("nan")
+            corr[i, j] = corr[j, i] = rho
+    return corr
+
+
 def metric_pairs(records: Sequence[dict[str, Any]], stem: str | Path) -> list[Path]:
     """Fig. 6: per space (rows), across runs, the three pairwise scatter plots of super-net
     accuracy, final performance and sparse Kendall tau, and the Spearman correlation matrix
-    of the three. Untrained runs (mean super-net accuracy < 0.4) are left out, and
-    so are runs of another setting than their experiment's main sweep (`main_settings`)."""
+    of the three. As in the paper, untrained runs (mean super-net accuracy < 0.4) are left out
+    "for super-net accuracy": of the pairs that compare it, not of final performance against
+    sparse Kendall tau. Runs of another setting than their experiment's main sweep
+    (`main_settings`) are left out."""
     by_space: dict[str, np.ndarray] = {}
     done = _completed(records, per_experiment=False)  # across runs: a job once
     done, other = main_settings(done)  # not a debug try beside a sweep
@@ -376,41 +397,37 @@ def metric_pairs(records: Sequence[dict[str, Any]], stem: str | Path) -> list[Pa
             if space_of(r) != space:
                 continue
             v = [_metric(r, m) for m in PAIR_METRICS]
-            if np.isfinite(v).all() and not metrics.is_untrained(v[0]):
+            if np.isfinite(v).all():
                 rows.append(v)
         if len(rows) >= 3:
             by_space[space] = np.array(rows)
         else:
             warnings.warn(
-                f"metric_pairs: {_title(space)} has {len(rows)} trained run(s) with all three "
+                f"metric_pairs: {_title(space)} has {len(rows)} completed run(s) with all three "
                 "metrics, fewer than 3; its row is left out",
                 stacklevel=2,
             )
     if not by_space:
         raise ValueError(
-            "metric_pairs: no search space has 3 or more completed, trained runs (mean "
-            "super-net accuracy >= 0.4) with supernet_acc_mean, final_performance and "
-            "sparse_kendall_tau"
+            "metric_pairs: no search space has 3 or more completed runs with "
+            "supernet_acc_mean, final_performance and sparse_kendall_tau"
         )
     plt = _plt()
     pairs = [(0, 1), (0, 2), (2, 1)]  # (x, y) indices into PAIR_METRICS
     scale = np.array([1.0, 100.0, 1.0])
     fig, axes = plt.subplots(len(by_space), 4, figsize=(14, 3.2 * len(by_space)), squeeze=False)
     for row, (space, v) in enumerate(by_space.items()):
-        v = v * scale
+        corr, k = pair_correlations(v), len(PAIR_METRICS)
         for col, (i, j) in enumerate(pairs):
             ax = axes[row, col]
-            ax.scatter(v[:, i], v[:, j], s=14, alpha=0.7, edgecolors="none")
-            rho = metrics.spearman(v[:, i], v[:, j])
+            shown = runs_compared(v, i, j) * scale
+            ax.scatter(shown[:, i], shown[:, j], s=14, alpha=0.7, edgecolors="none")
             ax.set_xlabel(LABELS[PAIR_METRICS[i]])
             ax.set_ylabel(LABELS[PAIR_METRICS[j]])
-            ax.set_title(f"{_title(space)}: Spearman {rho:.2f} (runs={len(v)})", fontsize=9)
+            ax.set_title(
+                f"{_title(space)}: Spearman {corr[i, j]:.2f} (runs={len(shown)})", fontsize=9
+            )
             ax.grid(alpha=0.3)
-        k = len(PAIR_METRICS)
-        corr = np.ones((k, k))
-        for i in range(k):
-            for j in range(i + 1, k):
-                corr[i, j] = corr[j, i] = metrics.spearman(v[:, i], v[:, j])
         ax = axes[row, 3]
         im = ax.imshow(corr, vmin=-1, vmax=1, cmap="RdBu_r")
         short = ["Acc.", "Final perf.", "S-KdT"]
