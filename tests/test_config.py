@@ -253,6 +253,10 @@ def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
     [
         (["+experiment=bn_ablation"], "config error: +experiment=bn_ablation is a sweep: add -m"),
         (["hydra/launcher=slurm"], "config error: hydra/launcher=slurm takes effect in a sweep"),
+        (["experiment.table=11"], "config error: experiment.table=11 marks a job of an experim"),
+        # a key Hydra lets into a typed node (`+`) that nothing would read, a group removed
+        (["+preset=debug", "+supernet.wbsn=true"], "config error: unknown key supernet.wbsn:"),
+        (["+preset=debug", "~sampler"], "config error: sampler.name: "),
         (["+preset=debug", "eval.pool_size=500"], "input error: eval.pool_size=500 exceeds"),
         (["+preset=debug", "device=cuda"], "input error: device=cuda but torch sees no CUDA"),
     ],
@@ -502,3 +506,30 @@ def test_a_ground_truth_path_is_one_identity_however_it_is_spelt(gt_file, monkey
     (other / gt_file.name).write_text(gt_file.read_text())
     monkeypatch.chdir(other)
     assert identity(gt_file.name) != here
+
+
+@pytest.mark.parametrize("space", ["embedded", "nb201"])
+def test_the_image_sides_a_space_accepts_are_those_its_network_takes(space, gt_file):
+    # two reductions, each a stride-2 conv beside a 2x2 average pool: an odd side at either
+    # gives outputs a pixel apart, found only in the first forward of a queued job
+    import numpy as np
+    import torch
+
+    from nasheur.spaces import get_space
+    from nasheur.supernet import build_supernet, spec_from_config
+
+    base = [f"search_space={space}", "dataset=synthetic", "fidelity.channels=2"]
+    gt = gt_file if space == "nb201" else None
+    net = build_supernet(space, spec_from_config(compose_config(base, gt), num_classes=10))
+    path = get_space(space).sample(np.random.default_rng(0))
+    for side in range(8, 17):
+        config = compose_config([*base, f"dataset.image_size={side}"], gt)
+        x = torch.zeros(2, 3, side, side)
+        if side % 4:
+            with pytest.raises(ConfigError, match=f"dataset.image_size={side} is not supported"):
+                validate(config)
+            with pytest.raises(RuntimeError, match="size of tensor"):
+                net.eval()(x, path)
+        else:
+            validate(config)
+            assert net.eval()(x, path).shape == (2, 10)

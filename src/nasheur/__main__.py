@@ -96,18 +96,23 @@ def _sweep_only(hc, config) -> None:
             "run here, on this machine. Add -m to submit it (a sweep of one job)"
         )
     if config.experiment.table is not None:
+        chosen = hc.runtime.choices.get("experiment")
+        what = (
+            f"+experiment={chosen} is a sweep"
+            if chosen
+            else f"experiment.table={config.experiment.table} marks a job of an experiment's sweep"
+        )
         raise ConfigError(
-            f"+experiment={config.experiment.name} is a sweep: add -m (without it only one job "
-            "of it, the baseline, would run)"
+            f"{what}: add -m (without it only one job of it, the baseline, would run)"
         )
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nasheur.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
-    config = to_config(cfg)
     out = Path(hc.runtime.output_dir)
     try:
+        config = to_config(cfg)
         validate(config)
         if hc.mode != RunMode.MULTIRUN:
             _sweep_only(hc, config)

@@ -17,12 +17,13 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 
 class ConfigError(ValueError):
@@ -260,9 +261,37 @@ def register_configs() -> None:
 
 
 def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
-    """A composed DictConfig (without its `hydra` node) as the typed :class:`Config`."""
-    merged = OmegaConf.merge(OmegaConf.structured(Config), cfg)
-    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    """A composed DictConfig (without its `hydra` node) as the typed :class:`Config`.
+
+    Raises :class:`ConfigError` naming the key for what the schema does not hold: a key it
+    does not know (Hydra lets `+supernet.wbsn=true` into a typed node, where OmegaConf keeps
+    it as an extra attribute that nothing reads), a value of the wrong type, a value missing.
+    """
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Config), cfg)
+        config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "the config"
+        said = (getattr(err, "msg", None) or str(err)).strip().splitlines()[0]
+        raise ConfigError(f"{key}: {said}") from None
+    unknown = _unknown_keys(config)
+    if unknown:
+        raise ConfigError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: not in the "
+            "config (python -m nasheur --cfg job shows the keys)"
+        )
+    return config  # type: ignore[return-value]
+
+
+def _unknown_keys(obj: Any, prefix: str = "") -> list[str]:
+    """The dotted names of attributes of the dataclasses in `obj` that are not their fields."""
+    if not is_dataclass(obj):
+        return []
+    names = {f.name for f in fields(obj)}
+    out = [f"{prefix}{k}" for k in vars(obj) if k not in names]
+    for name in sorted(names):
+        out += _unknown_keys(getattr(obj, name), f"{prefix}{name}.")
+    return out
 
 
 def plain(cfg: Config | DictConfig) -> dict[str, Any]:
@@ -567,6 +596,12 @@ def validate(cfg: Config) -> None:
         why,
     )
     _check_choice("sampler", cfg.sampler.name.value, space.samplers, why)
+    multiple = getattr(space, "image_multiple", 1)
+    if d.name is not DatasetName.cifar10 and d.image_size % multiple:
+        raise ConfigError(
+            f"dataset.image_size={d.image_size} is not supported {why}: expected a multiple of "
+            f"{multiple} (its reductions halve the image twice)"
+        )
     if "disabled" not in space.dynamic_channels:  # a space without sub-spaces
         for key, value, default in (
             ("supernet.subspace", cfg.supernet.subspace, None),

@@ -125,6 +125,9 @@ class NB201Space:
     ops_on = ("edge", "node")
     dynamic_channels = ("fixed",)
     samplers = ("random_nas", "random_a", "fairnas")
+    # image sides the network takes: each of its two reductions adds a stride-2 conv to a 2x2
+    # average pool, whose outputs differ by a pixel on an odd side
+    image_multiple = 4
     # f_proxy macro settings of the benchmark: C=16 initial channels, N=5 cells per stage
     macro_defaults: ClassVar[Mapping[str, int]] = MappingProxyType(
         {"channels": 16, "layers": 5, "num_classes": 10}
