@@ -210,6 +210,10 @@ def test_settings_are_checked():
         BuildSettings(dataset="cifar10")
     with pytest.raises(ValueError, match="seeds"):
         BuildSettings(seeds=(0, 0))
+    # NB201 cells' networks halve the image twice (tests/test_config.py shows the forward)
+    with pytest.raises(ValueError, match="image_size=10 does not fit search space embedded"):
+        BuildSettings(image_size=10)
+    assert BuildSettings(space="nb101", image_size=10).image_size == 10
 
 
 def test_a_second_build_of_the_same_progress_file_is_refused(tmp_path, capsys):

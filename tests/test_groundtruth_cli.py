@@ -195,3 +195,48 @@ def test_convert_errors_are_reported(tmp_path):
     write_table(table, ["a"], [0.5], meta={"dataset": "cifar10"})
     done = run_cli("show", table)
     assert done.returncode == 0 and "rows: 1" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--seeds", "a,b"], "argument --seeds: expects comma-separated integers, got 'a,b'"),
+        (["--seeds", ","], "argument --seeds: expects distinct seeds"),
+        (["--seeds", "0,0"], "argument --seeds: expects distinct seeds"),
+        (["--macro", "channels"], "argument --macro: expects KEY=VALUE, got 'channels'"),
+        (["--macro", "=8"], "argument --macro: expects KEY=VALUE"),
+        (["--archs", "0"], "argument --archs: must be >= 1, got 0"),
+        (["--limit", "-1"], "argument --limit: must be >= 0"),
+        (["--lr", "nan"], "argument --lr: must be a finite number >= 0"),
+        (["--space", "nosuch"], "argument --space: invalid choice: 'nosuch'"),
+        (["--progress", "{tmp}"], "argument --progress: {tmp} is a folder, not a file"),
+    ],
+)
+def test_build_names_the_option_of_a_bad_value(tmp_path, capsys, args, said):
+    from nasheur.groundtruth.builder import build_main
+
+    out = tmp_path / "gt.csv"
+    args = [a.format(tmp=tmp_path) for a in args]
+    with pytest.raises(SystemExit) as exit_:
+        build_main(["--out", str(out), *args])
+    assert exit_.value.code == 2 and said.format(tmp=tmp_path) in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # refused before anything is written
+
+
+def test_build_and_convert_refuse_an_out_that_is_not_a_file(tmp_path):
+    done = run_cli("build", "--out", tmp_path / "x.csv", "--seeds", "a,b")  # the audit's case
+    assert done.returncode == 2 and "argument --seeds" in done.stderr
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    src = tmp_path / "t.csv"
+    write_table(src, ["a"], [0.5], meta={"dataset": "cifar10"})
+    for out, said in (
+        ("", "expects a file path, got an empty one"),
+        (tmp_path, f"{tmp_path} is a folder, not a file"),
+        (afile / "x.csv", f"{afile / 'x.csv'}: {afile} is a file, not a folder"),
+    ):
+        for command in (["build"], ["convert", src]):
+            done = run_cli(*command, "--out", out)
+            assert done.returncode == 2, (command, out, done.stderr)
+            assert f"argument --out: {said}" in done.stderr, done.stderr
+    assert afile.read_text() == ""

@@ -51,7 +51,7 @@ def test_bad_step_counts_fail_before_valgrind(monkeypatch, capsys):
     monkeypatch.setattr(host_instructions.subprocess, "run", _no_valgrind_run)
     with pytest.raises(SystemExit):
         main(["--steps", "0"])
-    assert "--steps and --warmup must be at least 1" in capsys.readouterr().err
+    assert "argument --steps: must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_without_valgrind_it_says_what_to_install(monkeypatch, capsys):

@@ -43,6 +43,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from nasheur import __version__
+from nasheur.cli_args import at_least
 from nasheur.config import RunConfig
 from nasheur.io import atomic_write_json
 from nasheur.spaces import get_space
@@ -639,23 +640,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--steps",
-        type=int,
+        type=at_least(1),
         default=None,
         help="timed training steps (default: 50 on CUDA, 3 on CPU)",
     )
     p.add_argument(
-        "--eval-images", type=int, default=None, help="default: 10,000 on CUDA, 512 on CPU"
+        "--eval-images", type=at_least(1), default=None, help="default: 10,000 on CUDA, 512 on CPU"
     )
-    p.add_argument("--eval-archs", type=int, default=None, help="default: 20 on CUDA, 2 on CPU")
+    p.add_argument(
+        "--eval-archs", type=at_least(1), default=None, help="default: 20 on CUDA, 2 on CPU"
+    )
     p.add_argument(
         "--shared",
-        type=int,
+        type=at_least(1),
         nargs="*",
         default=[1, 2, 4, 8],
         help="K processes per GPU (CUDA only)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=None, help="default: each space's (paper) batch size"
+        "--batch-size",
+        type=at_least(1),
+        default=None,
+        help="default: each space's (paper) batch size",
     )
     p.add_argument("--bf16", action="store_true", help="train under bf16 autocast (run.bf16)")
     job = RunConfig()  # the job's defaults, so that the benchmark times what jobs run
@@ -668,14 +674,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--eval-streams",
-        type=int,
+        type=at_least(1),
         default=None,
         help="with CUDA graphs: architectures evaluated at once, a CUDA stream each "
         "(run.eval_streams; default: each space's)",
     )
     p.add_argument(
         "--eval-pack",
-        type=int,
+        type=at_least(1),
         default=None,
         help="validation batches per forward, each with its own BN statistics "
         "(run.eval_pack; default: each space's)",
@@ -696,17 +702,6 @@ def main(argv: list[str] | None = None) -> int:
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     if args.eval_graphs and not cuda:
         p.error("--eval-graphs needs CUDA")
-    for flag, value in (
-        ("--eval-streams", args.eval_streams),
-        ("--eval-pack", args.eval_pack),
-        ("--steps", args.steps),
-        ("--eval-images", args.eval_images),
-        ("--eval-archs", args.eval_archs),
-        ("--batch-size", args.batch_size),
-        *(("--shared", k) for k in args.shared),
-    ):
-        if value is not None and value < 1:
-            p.error(f"{flag} must be at least 1, not {value}")
     args.steps = args.steps or (50 if cuda else 3)
     args.eval_images = args.eval_images or (10_000 if cuda else 512)
     args.eval_archs = args.eval_archs or (20 if cuda else 2)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from nasheur.bench import fast_step, paper_settings, seeded_supernet
+from nasheur.cli_args import at_least
 from nasheur.io import atomic_write_json
 from nasheur.spaces import get_space
 from nasheur.supernet import SupernetSpec
@@ -132,16 +133,16 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m nasheur.host_instructions", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--spaces", nargs="+", default=["nb201"])
-    p.add_argument("--steps", type=int, default=20, help="counted steps (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=10, help="uncounted first steps")
+    p.add_argument(
+        "--steps", type=at_least(1), default=20, help="counted steps (default: %(default)s)"
+    )
+    p.add_argument("--warmup", type=at_least(1), default=10, help="uncounted first steps")
     p.add_argument("--out", default="host_instructions.json")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         _child(json.loads(args.child))
         return 0
-    if args.steps < 1 or args.warmup < 1:
-        p.error(f"--steps and --warmup must be at least 1, not {args.steps} and {args.warmup}")
     for name in args.spaces:
         try:  # an unknown name fails here, before minutes under valgrind
             get_space(name)

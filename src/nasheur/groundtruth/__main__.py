@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from nasheur.cli_args import file_path
 from nasheur.groundtruth.table import GroundTruthError, read_table
 
 
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("source", help="the benchmark file (or NATS -simple folder)")
     conv.add_argument(
         "--out",
+        type=file_path,
         help=(
             "output table (default: <source>.<tag>.gt.csv beside it; the tag is the dataset "
             "or metric, for a CSV its column, else 'table')"

@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from nasheur.cli_args import at_least, file_path, rate
 from nasheur.io import atomic_path
 from nasheur.jobguard import FolderLocked, describe_holder, hold_folder
 
@@ -112,6 +113,14 @@ class BuildSettings:
             raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
         if self.dataset == "procedural" and self.data_seed == self.test_seed:
             raise ValueError("data_seed and test_seed must differ (the test set is held out)")
+        from nasheur.spaces import space_info  # cheap: no space is built
+
+        multiple = getattr(space_info(self.space), "image_multiple", 1)
+        if self.image_size % multiple:
+            raise ValueError(
+                f"image_size={self.image_size} does not fit search space {self.space}'s networks:"
+                f" expected a multiple of {multiple} (dataset.image_size in a job's config)"
+            )
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
         object.__setattr__(self, "macro", tuple(sorted((str(k), v) for k, v in self.macro)))
 
@@ -559,7 +568,30 @@ def _parse_value(text: str) -> Any:
     return text
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    """``--seeds 0,1,2``: distinct integers (argparse names the option in its error)."""
+    try:
+        seeds = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expects comma-separated integers, got {text!r}"
+        ) from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expects distinct seeds, at least one, got {text!r}")
+    return seeds
+
+
+def _macro(text: str) -> tuple[str, Any]:
+    """``--macro KEY=VALUE``: the pair, its value a bool, int or float where it reads as one."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expects KEY=VALUE, got {text!r}")
+    return name.strip(), _parse_value(value.strip())
+
+
 def _parser() -> argparse.ArgumentParser:
+    from nasheur.spaces import space_names  # cheap: no space is built
+
     d = BuildSettings()
     p = argparse.ArgumentParser(
         prog="python -m nasheur.groundtruth build",
@@ -568,54 +600,69 @@ def _parser() -> argparse.ArgumentParser:
             "architectures over several seeds (resumable: rerun the same command to continue)."
         ),
     )
-    p.add_argument("--out", required=True, help="the table to write (CSV)")
-    p.add_argument("--space", default=d.space, help="search space (default: %(default)s)")
-    p.add_argument("--archs", type=int, default=d.archs, help="unique architectures")
+    p.add_argument("--out", type=file_path, required=True, help="the table to write (CSV)")
     p.add_argument(
-        "--seeds", default=",".join(map(str, d.seeds)), help="training seeds, comma-separated"
+        "--space",
+        choices=space_names(),
+        default=d.space,
+        help="search space (default: %(default)s)",
+    )
+    p.add_argument("--archs", type=at_least(1), default=d.archs, help="unique architectures")
+    p.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=",".join(map(str, d.seeds)),
+        help="training seeds, comma-separated",
     )
     p.add_argument("--arch-seed", type=int, default=d.arch_seed, help="seed of the sample")
     p.add_argument("--dataset", choices=DATASETS, default=d.dataset)
-    p.add_argument("--train-images", type=int, default=d.train_images)
-    p.add_argument("--test-images", type=int, default=d.test_images)
+    p.add_argument("--train-images", type=at_least(1), default=d.train_images)
+    p.add_argument("--test-images", type=at_least(1), default=d.test_images)
     p.add_argument("--image-size", type=int, default=d.image_size)
     p.add_argument("--num-classes", type=int, default=d.num_classes)
     p.add_argument("--data-seed", type=int, default=d.data_seed)
     p.add_argument("--test-seed", type=int, default=d.test_seed)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--epochs", type=at_least(1), default=d.epochs)
+    p.add_argument("--batch-size", type=at_least(1), default=d.batch_size)
+    p.add_argument("--lr", type=rate, default=d.lr)
+    p.add_argument("--weight-decay", type=rate, default=d.weight_decay)
     p.add_argument("--augment", action="store_true", help="train with random crop (pad 4) and flip")
     p.add_argument(
         "--macro",
+        type=_macro,
         action="append",
         default=[],
         metavar="KEY=VALUE",
         help="f_proxy macro setting over the space's default (repeatable), e.g. channels=8",
     )
-    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
+    p.add_argument("--threads", type=at_least(1), default=d.threads, help="torch CPU threads")
     p.add_argument(
-        "--limit", type=int, default=None, help="stop after this many new results (resume later)"
+        "--limit",
+        type=at_least(0),
+        default=None,
+        help="stop after this many new results (resume later)",
     )
     p.add_argument(
-        "--progress", help="the progress file (default: <out stem>.progress.jsonl beside --out)"
+        "--progress",
+        type=file_path,
+        help="the progress file (default: <out stem>.progress.jsonl beside --out)",
     )
     p.add_argument("--quiet", action="store_true", help="no per-result lines")
     return p
 
 
 def settings_from_args(args: argparse.Namespace) -> BuildSettings:
-    macro = []
-    for item in args.macro:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise ValueError(f"--macro expects KEY=VALUE, got {item!r}")
-        macro.append((name.strip(), _parse_value(value.strip())))
+    macro = [_macro(item) if isinstance(item, str) else item for item in args.macro]
+    seeds = _seeds(args.seeds) if isinstance(args.seeds, str) else args.seeds
+    if args.dataset == "procedural" and args.data_seed == args.test_seed:
+        raise ValueError(
+            f"--data-seed and --test-seed must differ (the test set is held out), "
+            f"both are {args.data_seed}"
+        )
     return BuildSettings(
         space=args.space,
         archs=args.archs,
-        seeds=tuple(int(x) for x in str(args.seeds).split(",") if x.strip()),
+        seeds=tuple(seeds),
         arch_seed=args.arch_seed,
         dataset=args.dataset,
         train_images=args.train_images,

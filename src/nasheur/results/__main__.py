@@ -20,9 +20,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from nasheur.cli_args import at_least, folder_path
 from nasheur.io import atomic_write_text
 from nasheur.jobguard import describe_holder
 from nasheur.results.collect import (
+    METRICS,
     NO_RECORD,
     NOT_STARTED,
     RUNNING,
@@ -288,10 +290,7 @@ def _figures(args: argparse.Namespace) -> int:
     # tau) of each space
     jobs: list[tuple[dict, str]] = []
     for given in args.record:  # a metrics.json or a job folder, inside the folders or not
-        try:
-            found = [r for r in load_records([given]) if r.get("status") == "completed"]
-        except FileNotFoundError:
-            found = []
+        found = [r for r in load_records([given]) if r.get("status") == "completed"]
         if not found:
             print(f"note: --record {given}: no completed job's metrics.json there", file=sys.stderr)
         jobs += [(r, f"-{Path(r['path']).parent.name}") for r in found]
@@ -312,6 +311,34 @@ def _figures(args: argparse.Namespace) -> int:
     return 0 if written else 1
 
 
+class BadArgument(Exception):
+    """A path or value the command cannot use: said, like a missing folder, with status 2."""
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Refuse a path given as a job that cannot be one (a file other than a metrics.json)
+    before reading or merging anything (argparse checks --out)."""
+    for folder in args.folders:
+        _job_path(folder, "")
+    for given in getattr(args, "record", []):
+        _job_path(given, "--record ")
+
+
+def _job_path(given: str, option: str) -> None:
+    """A job or sweep folder, or a metrics.json (the record of one job); `option` names the
+    option that gave it ("--record "), empty for the folders."""
+    path = Path(given)
+    if not given.strip():
+        raise BadArgument(f"{option}an empty path is neither a folder nor a {METRICS}")
+    if not path.exists():
+        missing = (
+            f"{option}{given}: no such folder or file" if option else f"no such folder: {given}"
+        )
+        raise FileNotFoundError(missing)
+    if not path.is_dir() and path.name != METRICS:
+        raise BadArgument(f"{option}{given} is neither a folder nor a {METRICS}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m nasheur.results",
@@ -330,9 +357,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=[*TABLES, "3"],
         help=f"the paper table, from the runs of its experiments ({fed_by}; 3: all runs)",
     )
-    t.add_argument("--out", help="folder for table-<id>.md/.csv/.tex")
-    t.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (0: none)")
-    t.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    t.add_argument("--out", type=folder_path, help="folder for table-<id>.md/.csv/.tex")
+    t.add_argument(
+        "--bootstrap", type=at_least(0), default=200, help="bootstrap resamples (0: none)"
+    )
+    t.add_argument("--seed", type=at_least(0), default=0, help="seed of the bootstrap")
     t.set_defaults(run=_table)
     s = sub.add_parser(
         "show",
@@ -347,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     s.set_defaults(run=_show)
     f = sub.add_parser("figures", help="the paper's figures from jobs and sweeps (PNG and PDF)")
     f.add_argument("folders", nargs="+")
-    f.add_argument("--out", default="figures")
+    f.add_argument("--out", type=folder_path, default="figures")
     f.add_argument("--only", nargs="*", default=[], choices=[*MULTI_RUN_FIGURES, *JOB_FIGURES])
     f.add_argument(
         "--record",
@@ -358,8 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     f.set_defaults(run=_figures)
     args = parser.parse_args(argv)
     try:
+        _check(args)
         return args.run(args)
-    except (FileNotFoundError, KeyError) as err:
+    except (FileNotFoundError, KeyError, BadArgument) as err:
         print(f"nasheur.results: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,65 @@
+"""Argument types shared by the project's command lines (`argparse` names the option in the
+error it prints, and exits with status 2)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """An integer option's type: an integer >= ``low``."""
+
+    def integer(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expects an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return integer
+
+
+def rate(text: str) -> float:
+    """A learning rate or weight decay: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _under_a_folder(text: str) -> None:
+    # the first of the path's parents that exists must be a folder (else nothing is writable)
+    for parent in Path(text).parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a folder")
+            return
+
+
+def file_path(text: str) -> str:
+    """A file to write: not empty, not an existing folder, not inside a file."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expects a file path, got an empty one")
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
+    _under_a_folder(text)
+    return text
+
+
+def folder_path(text: str) -> str:
+    """A folder to write into (made if missing): not empty, not an existing file, not inside
+    a file."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expects a folder, got an empty path")
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a folder")
+    _under_a_folder(text)
+    return text
