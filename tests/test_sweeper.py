@@ -12,9 +12,9 @@ import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
+from hydra_plugins.nasheur_ablation import ablation_sweeper
 from hydra_plugins.nasheur_ablation.ablation_sweeper import (
     AblationSweeper,
-    SweepError,
     expand,
     merge_manifest,
 )
@@ -61,9 +61,10 @@ class StandIn:
         return returns
 
 
-def sweeper_for(overrides: list[str], outcome=lambda o: "completed"):
+def sweeper_for(overrides: list[str], outcome=lambda o: "completed", stand_in: bool = True):
     """An AblationSweeper set up as `python -m nasheur <overrides> -m` sets it up, with a
-    stand-in launcher, and the command line's task overrides."""
+    stand-in launcher (unless `stand_in` is false: the configured one), and the command
+    line's task overrides."""
     from hydra._internal.callbacks import Callbacks
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.utils import create_config_search_path
@@ -80,10 +81,9 @@ def sweeper_for(overrides: list[str], outcome=lambda o: "completed"):
     sw = cfg.hydra.sweeper
     sweeper = AblationSweeper(
         list(sw.spaces),
-        list(sw.seeds),
+        None if sw.seeds is None else list(sw.seeds),
         OmegaConf.to_container(sw.blocks),
         sw.max_batch_size,
-        sw.skip_completed,
         sw.reuse,
     )
     sweeper.setup(
@@ -91,7 +91,8 @@ def sweeper_for(overrides: list[str], outcome=lambda o: "completed"):
         task_function=lambda c: None,
         config=cfg,
     )
-    sweeper.launcher = StandIn(sweeper, outcome)
+    if stand_in:
+        sweeper.launcher = StandIn(sweeper, outcome)
     return sweeper, OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False)
 
 
@@ -178,7 +179,10 @@ def test_levels_resolve_exactly_against_each_spaces_baseline():
         "fidelity.train_portion=0.75",
     ]
     # a width that does not divide names no experiment: refused, not rounded to 4
-    with pytest.raises(SweepError, match=r"fidelity.channels=base/8: base/8 of 36"):
+    # SweepError as the module holds it now: Hydra's plugin scan runs the module again
+    with pytest.raises(
+        ablation_sweeper.SweepError, match=r"fidelity.channels=base/8: base/8 of 36"
+    ):
         expand(["nb201"], [0], [{"fidelity.channels": ["base/8"]}], baselines)
 
 
@@ -586,3 +590,109 @@ def test_a_bad_site_variable_is_one_line_naming_it(args, monkeypatch, capsys):
         err.strip()
         == "nasheur: config error: NASHEUR_SLURM_CPUS='four' is not a whole number (or null)"
     )
+
+
+def _no_experiment(args: list[str]) -> list[str]:
+    return [a for a in args if a != "+experiment=bn_ablation"]
+
+
+@pytest.mark.parametrize(
+    ("experiments", "said"),
+    [
+        ("bn_ablation,lr_ablation", "a sweep runs one experiment; sweep them one at a time"),
+        ("choice(bn_ablation)", "an experiment is not swept: write +experiment=bn_ablation"),
+    ],
+)
+def test_a_swept_experiment_is_refused_before_anything_is_written(
+    args, tmp_path, capsys, experiments, said
+):
+    # Hydra composes the sweeper without a swept experiment: each job would run its baseline
+    # alone, in its experiment's folder, while the summary pointed at sweeps/multirun
+    sweeper, task = sweeper_for([*_no_experiment(args), f"+experiment={experiments}"])
+    with pytest.raises(SystemExit) as stop:
+        sweeper.sweep(task)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("nasheur: config error: +experiment") and said in err
+    assert sweeper.launcher.launched == [] and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("~seed", "~seed: every job needs a seed; it cannot be deleted"),
+        ("experiment.name=???", "hydra.sweep.dir: MissingMandatoryValue"),  # the folder's name
+        (
+            "fidelity.baseline.channels=choice(abc)",
+            "override fidelity.baseline.channels=abc; Value",
+        ),
+        ("+supernet.wbsn=true", "supernet.wbsn: Key 'wbsn' not in 'SupernetConfig'"),
+        ("~sampler", "sampler.name: Structured config of type `SamplerConfig` has missing"),
+    ],
+)
+def test_omegaconfs_errors_of_a_jobs_config_are_config_errors(
+    args, tmp_path, capsys, override, said
+):
+    sweeper, task = sweeper_for([*_no_experiment(args), override])
+    with pytest.raises(SystemExit) as stop:
+        sweeper.sweep(task)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err
+    assert err.startswith("nasheur: config error: ") and said in err
+    assert "nothing was launched" in err or "cannot be deleted" in err
+    assert sweeper.launcher.launched == [] and not (tmp_path / "runs").exists()
+
+
+def test_a_slurm_sweep_without_slurm_is_one_line_and_records_nothing(
+    args, tmp_path, monkeypatch, capsys
+):
+    # CI has a one-node SLURM: hide its commands
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    sweeper, task = sweeper_for([*args, "hydra/launcher=slurm"], stand_in=False)
+    with pytest.raises(SystemExit) as stop:
+        sweeper.sweep(task)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith(
+        "nasheur: config error: hydra/launcher=slurm: SLURM is not available here "
+        "(sbatch, srun not on PATH)"
+    )
+    assert not (sweep_dir(tmp_path) / "sweep.json").exists()
+    assert not (sweep_dir(tmp_path) / "multirun.yaml").exists()
+
+
+def test_completed_jobs_are_always_skipped_and_skip_completed_is_gone(args):
+    # a completed job returns at once when run again (run_job): an option to launch it again
+    # would launch it for nothing; its folder is deleted to run it anew
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException, match="skip_completed"):
+        sweeper_for([*args, "hydra.sweeper.skip_completed=false"])
+
+
+def test_levels_on_the_command_line_resolve_without_an_experiment(args):
+    # TINY_JOB's baseline: 4 channels, 1 layer
+    sweeper, task = sweeper_for([*_no_experiment(args), "fidelity.channels=base/2,base"])
+    jobs = sweeper.plan(task)
+    assert sorted(o for j in jobs for o in j if o.startswith("fidelity.channels")) == [
+        "fidelity.channels=2",
+        "fidelity.channels=4",
+    ]
+    assert len(sweeper._check(jobs)) == 2
+    # one level: as a one-value sweep (a plain value meets Hydra's int schema first)
+    sweeper, task = sweeper_for([*_no_experiment(args), "fidelity.layers=choice(base+1)"])
+    (job,) = sweeper.plan(task)
+    assert "fidelity.layers=2" in job
+    # in an experiment that does not sweep the key: into every job, resolved
+    sweeper, task = sweeper_for([*args, "fidelity.channels=base/2,base"])
+    jobs = sweeper.plan(task)
+    assert len(jobs) == 8 and {o for j in jobs for o in j if "fidelity.channels=" in o} == {
+        "fidelity.channels=2",
+        "fidelity.channels=4",
+    }
+    sweeper, task = sweeper_for([*_no_experiment(args), "fidelity.channels=base/8,base"])
+    with pytest.raises(
+        ablation_sweeper.SweepError, match=r"fidelity\.channels=base/8: base/8 of 4"
+    ):
+        sweeper.plan(task)

@@ -4,7 +4,10 @@ An experiment (``conf/experiment/*.yaml``) names the spaces it applies to, the s
 *blocks*: each block sweeps one factor (the cartesian product of its keys' values), and the
 sweep is the union of the blocks, times the spaces, times the seeds; everything else stays at
 the space's baseline. A block may be limited to some spaces (``_spaces``). Values of the
-low-fidelity keys may be relative to the space's baseline: ``base``, ``base-1``, ``base/2``.
+low-fidelity keys may be relative to the space's baseline: ``base``, ``base-1``, ``base/2``;
+on the command line too, written as a sweep (``fidelity.channels=base/2,base``, or
+``choice(base/2)`` for one: Hydra checks a plain value against the schema before the sweeper
+sees it). One sweep runs one experiment: ``+experiment=a,b`` is refused.
 It is the default sweeper (``conf/config.yaml``): without an experiment (no blocks, no spaces,
 no seeds) a sweep is the command line's own, at the composed space and seed unless
 ``search_space=`` or ``seed=`` list others.
@@ -22,9 +25,10 @@ seeds; in the other blocks it applies to every job.
 
 Before launching anything it composes and validates every job, so a bad value fails the sweep
 at once. Jobs whose folder already holds a completed ``metrics.json`` of the same config are
-skipped, and jobs whose folder a running job holds (``job.lock``: another launch's copy) are
-left to it; interrupted ones resume from their checkpoint and failed ones run again, so the
-same command relaunched after a bad night finishes the sweep. A job that a sibling sweep
+skipped (the job would return at once anyway; deleting its folder runs it again), and jobs
+whose folder a running job holds (``job.lock``: another launch's copy) are left to it;
+interrupted ones resume from their checkpoint and failed ones run again, so the same command
+relaunched after a bad night finishes the sweep. A job that a sibling sweep
 (another experiment) completed is copied, not trained again (:mod:`nasheur.reuse`).
 ``sweep.json`` merges the jobs of every launch into the sweep folder (keyed by folder, the
 latest launch's state wins). A failing job does not stop the others; the sweep ends with a
@@ -49,11 +53,13 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import HydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from nasheur.fidelity import LEVEL, resolve_level
 from nasheur.io import atomic_path, atomic_write_json
@@ -82,7 +88,6 @@ class AblationSweeperConf:
     seeds: list[int] | None = None  # None: the composed seed (seed=0,1 on the command line wins)
     blocks: list[Any] = field(default_factory=list)  # [{key: [values], _spaces: [...]}, ...]
     max_batch_size: int | None = None  # jobs handed to the launcher at once (None: all)
-    skip_completed: bool = True
     reuse: bool = True  # copy a job that another sweep completed instead of training it again
 
 
@@ -177,6 +182,27 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _names_levels(o: Override) -> bool:
+    """Whether the command line gives a low-fidelity key levels (``fidelity.channels=base/2,
+    base``), which only the sweeper can resolve, against each space's baseline."""
+    key = o.key_or_group
+    if not key.startswith("fidelity.") or key.startswith("fidelity.baseline.") or o.is_delete():
+        return False
+    values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
+    return any(isinstance(v, str) and LEVEL.fullmatch(v) for v in values)
+
+
+def _said(err: BaseException) -> str:
+    """A composition error in one line: OmegaConf's names the key (its full_key), Hydra's the
+    override, with the first line of its cause."""
+    if isinstance(err, OmegaConfBaseException):
+        said = (getattr(err, "msg", None) or str(err)).strip().splitlines()[:1]
+        key = getattr(err, "full_key", None)
+        return f"{key}: {'; '.join(said)}" if key else "; ".join(said) or type(err).__name__
+    cause = str(err.__cause__ or "").strip().splitlines()[:1]
+    return "; ".join([str(err).strip(), *cause])
+
+
 class AblationSweeper(Sweeper):
     def __init__(
         self,
@@ -184,14 +210,12 @@ class AblationSweeper(Sweeper):
         seeds: Sequence[int] | None,
         blocks: Sequence[Any],
         max_batch_size: int | None = None,
-        skip_completed: bool = True,
         reuse: bool = True,
     ) -> None:
         self.spaces = list(spaces)
         self.seeds = None if seeds is None else list(seeds)  # None: the composed seed
         self.blocks = [dict(b) for b in blocks]
         self.max_batch_size = max_batch_size
-        self.skip_completed = skip_completed
         self.reuse = reuse
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
@@ -227,7 +251,9 @@ class AblationSweeper(Sweeper):
         self, arguments: list[str]
     ) -> tuple[list[list[str]], list[str] | None, list[str] | None, dict[str, list[Any]]]:
         """The command line's own sweep (cartesian), its search_space / seed restrictions, and
-        its values of the keys that the experiment's blocks sweep (typed, in order)."""
+        its values of the keys that the experiment's blocks sweep, or that name levels
+        (``fidelity.channels=base/2,base``: resolved per space, as the blocks' are), typed, in
+        order."""
         assert self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         swept = self._swept_keys()
@@ -238,6 +264,19 @@ class AblationSweeper(Sweeper):
             key = o.get_key_element()
             if o.is_sweep_override() and not o.is_discrete_sweep():
                 raise SweepError(f"{key}: only lists of values can be swept here")
+            if o.key_or_group == "experiment" and o.is_sweep_override():
+                # Hydra composes the sweeper (blocks, spaces, seeds) without a swept experiment:
+                # each job would run its baseline alone, outside this sweep's folder
+                names = list(o.sweep_string_iterator())
+                if len(names) == 1:
+                    raise SweepError(f"{key}: an experiment is not swept: write {key}={names[0]}")
+                raise SweepError(
+                    f"{key}={','.join(names)}: a sweep runs one experiment; "
+                    "sweep them one at a time (+experiment=<name> ... -m), each in its own "
+                    "folder (make sweep-<table> runs a table's experiments); nothing was launched"
+                )
+            if o.is_delete() and o.key_or_group == "seed":
+                raise SweepError(f"{key}: every job needs a seed; it cannot be deleted")
             values = (
                 list(o.sweep_string_iterator())
                 if o.is_sweep_override()
@@ -247,7 +286,7 @@ class AblationSweeper(Sweeper):
                 spaces = values
             elif key == "seed":
                 seeds = values
-            elif o.key_or_group in swept and o.package is None:
+            elif (o.key_or_group in swept or _names_levels(o)) and o.package is None:
                 if o.is_delete():
                     raise SweepError(f"{key}: the experiment sweeps this key; it cannot be deleted")
                 pinned[o.key_or_group] = (
@@ -272,6 +311,8 @@ class AblationSweeper(Sweeper):
 
         extra, cli_spaces, cli_seeds, pinned = self._command_line(arguments)
         for key, values in pinned.items():
+            if key not in self._swept_keys():  # levels of a key no block sweeps
+                continue
             ours = sorted({_fmt(v) for b in self.blocks if key in b for v in b[key]}, key=str)
             log.info(
                 "%s: the command line names %s (the experiment's values: %s; one it does not "
@@ -288,7 +329,7 @@ class AblationSweeper(Sweeper):
             space: OmegaConf.to_container(self._baseline(space, fixed)) for space in spaces
         }
         family = {s: getattr(space_info(s), "paper_space", s) for s in spaces}
-        seeds = cli_seeds or self.seeds or [self.config.seed]
+        seeds = cli_seeds or self.seeds or [OmegaConf.select(self.config, "seed")]
         return expand(spaces, seeds, self.blocks, baselines, extra, family, pinned)
 
     def _spaces_with_ground_truth(self) -> list[str]:
@@ -326,10 +367,15 @@ class AblationSweeper(Sweeper):
 
     def _baseline(self, space: str, overrides: list[str]) -> DictConfig:
         assert self.config is not None and self.hydra_context is not None
-        cfg = self.hydra_context.config_loader.load_sweep_config(
-            self.config, [*overrides, f"search_space={space}"]
-        )
-        return cfg.fidelity.baseline
+        job = [*overrides, f"search_space={space}"]
+        try:
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, job)
+            return cfg.fidelity.baseline
+        except (HydraException, OmegaConfBaseException) as err:
+            raise SweepError(
+                f"{_said(err)} (composing the baseline of search_space={space}); nothing was "
+                "launched"
+            ) from None
 
     def _check(self, jobs: list[list[str]]) -> list[tuple[list[str], Path, str, dict[str, Any]]]:
         """Compose and validate every job before any runs; its folder, config hash and
@@ -341,13 +387,14 @@ class AblationSweeper(Sweeper):
         assert self.config is not None and self.hydra_context is not None
         checked, errors, folders = [], [], set()
         for job in jobs:
+            # a value of the wrong type, a key it does not know, a missing value that the
+            # folder's name (an interpolation) needs
             try:
                 cfg = self.hydra_context.config_loader.load_sweep_config(self.config, job)
-            except HydraException as err:  # a value of the wrong type, a key it does not know
-                cause = str(err.__cause__ or "").strip().splitlines()[:1]
-                errors.append(f"  {' '.join(job)}: {'; '.join([str(err).strip(), *cause])}")
+                folder = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+            except (HydraException, OmegaConfBaseException) as err:
+                errors.append(f"  {' '.join(job)}: {_said(err)}")
                 continue
-            folder = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
             if folder in folders:  # two rows of one config (e.g. two blocks' baselines): one job
                 continue
             folders.add(folder)
@@ -371,6 +418,21 @@ class AblationSweeper(Sweeper):
 
     # ------------------------------------------------------------------ running
 
+    def _check_scheduler(self) -> None:
+        """A SLURM launcher where SLURM's commands are missing fails here, before sweep.json
+        lists its jobs as submitted (submitit would fail at the first batch, in a traceback)."""
+        import shutil
+
+        if getattr(self.launcher, "_EXECUTOR", None) != "slurm":
+            return
+        missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
+        if missing:
+            raise SweepError(
+                f"hydra/launcher=slurm: SLURM is not available here ({', '.join(missing)} not "
+                "on PATH): launch the sweep on a machine of the cluster, or without "
+                "hydra/launcher=slurm to run its jobs here; nothing was launched"
+            )
+
     def sweep(self, arguments: list[str]) -> Any:
         """Plan, check, launch, report. The sweep's own errors end it with one message on
         stderr and exit status 2 (nothing launched) or 1 (jobs that did not complete), not
@@ -385,7 +447,13 @@ class AblationSweeper(Sweeper):
 
     def _sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None
-        jobs = self._check(self.plan(arguments))
+        self._check_scheduler()
+        try:
+            jobs = self._check(self.plan(arguments))
+        except SweepError:
+            raise
+        except (HydraException, OmegaConfBaseException) as err:  # the composed config's own
+            raise SweepError(f"{_said(err)}; nothing was launched") from None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(sweep_dir / "multirun.yaml") as tmp:  # launches side by side too
@@ -399,12 +467,7 @@ class AblationSweeper(Sweeper):
             state = RUNNING if holder is not None else _state(folder, chash)
             outcome = _Outcome(job, folder, chash, before=state)
             outcomes.append(outcome)
-            if (
-                state == "new"
-                and self.reuse
-                and self.skip_completed
-                and manifest_key(folder) not in listed
-            ):
+            if state == "new" and self.reuse and manifest_key(folder) not in listed:
                 source = completed_twin(folder, chash, sweep_dir)
                 if source is not None and adopt(source, folder, experiment):
                     outcome.before = outcome.after = "completed"
@@ -414,7 +477,7 @@ class AblationSweeper(Sweeper):
             if state == RUNNING:
                 outcome.after = "running elsewhere"
                 outcome.detail = describe_holder(holder or {})
-            elif state == "completed" and self.skip_completed:
+            elif state == "completed":  # the job would not run again either (run_job)
                 outcome.after = "completed"
             else:
                 outcome.launched = True
