@@ -271,9 +271,7 @@ def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
         merged = OmegaConf.merge(OmegaConf.structured(Config), cfg)
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or "the config"
-        said = (getattr(err, "msg", None) or str(err)).strip().splitlines()[0]
-        raise ConfigError(f"{key}: {said}") from None
+        raise ConfigError(omegaconf_said(err)) from None
     unknown = _unknown_keys(config)
     if unknown:
         raise ConfigError(
@@ -281,6 +279,14 @@ def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
             "config (python -m nasheur --cfg job shows the keys)"
         )
     return config  # type: ignore[return-value]
+
+
+def omegaconf_said(err: OmegaConfBaseException) -> str:
+    """An OmegaConf error in one line, naming its key (OmegaConf's own message spans several
+    lines of object types)."""
+    said = (getattr(err, "msg", None) or str(err)).strip().splitlines()[:1]
+    key = getattr(err, "full_key", None)
+    return f"{key}: {'; '.join(said)}" if key else "; ".join(said) or type(err).__name__
 
 
 def _unknown_keys(obj: Any, prefix: str = "") -> list[str]:

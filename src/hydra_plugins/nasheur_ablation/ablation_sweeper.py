@@ -196,9 +196,9 @@ def _said(err: BaseException) -> str:
     """A composition error in one line: OmegaConf's names the key (its full_key), Hydra's the
     override, with the first line of its cause."""
     if isinstance(err, OmegaConfBaseException):
-        said = (getattr(err, "msg", None) or str(err)).strip().splitlines()[:1]
-        key = getattr(err, "full_key", None)
-        return f"{key}: {'; '.join(said)}" if key else "; ".join(said) or type(err).__name__
+        from nasheur.config import omegaconf_said  # nasheur.config imports this module
+
+        return omegaconf_said(err)
     cause = str(err.__cause__ or "").strip().splitlines()[:1]
     return "; ".join([str(err).strip(), *cause])
 
