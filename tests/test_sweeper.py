@@ -4,8 +4,11 @@ tests/test_sweep.py and tests/test_slurm.py run real sweeps)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -520,6 +523,34 @@ def test_a_job_whose_folder_a_running_job_holds_is_not_launched_again(args, tmp_
     assert "pid " in out  # who holds them
 
 
+def test_the_summary_says_how_a_job_left_to_another_launch_ended(args, tmp_path, capsys):
+    # a job running elsewhere at launch, scancel-ed while this launch runs another: the
+    # summary reads its record at the end, not the state it had at launch
+    first, task = sweeper_for(args)
+    first.sweep(task)
+    folders = sorted(p.parent for p in sweep_dir(tmp_path).rglob("metrics.json"))
+    record = json.loads((folders[0] / "metrics.json").read_text())
+    for f in folders[:2]:
+        (f / "metrics.json").unlink()
+    capsys.readouterr()
+    with contextlib.ExitStack() as held:
+        held.enter_context(hold_folder(folders[0]))
+
+        def meanwhile(overrides):  # the other launch's job ends, interrupted
+            held.close()
+            (folders[0] / "metrics.json").write_text(
+                json.dumps({**record, "status": "interrupted"})
+            )
+            return "completed"
+
+        again, task = sweeper_for(args, outcome=meanwhile)
+        again.sweep(task)  # its own job completed: no error
+    assert len(again.launcher.launched) == 1  # folders[1], whose record was gone
+    out = capsys.readouterr().out
+    assert "4 jobs: 3 completed (2 before this launch), 1 interrupted" in out
+    assert "interrupted: " in out and "ran elsewhere, ended during this launch" in out
+
+
 def test_sweep_json_merges_the_launches_into_one_sweep_folder(args, tmp_path):
     for seed in (0, 1):
         sweeper, task = sweeper_for([*args, f"seed={seed}"])
@@ -662,6 +693,30 @@ def test_a_slurm_sweep_without_slurm_is_one_line_and_records_nothing(
     assert not (sweep_dir(tmp_path) / "multirun.yaml").exists()
 
 
+@pytest.mark.parametrize("minutes, refused", [("1", True), ("2", True), ("3", False)])
+def test_a_time_limit_within_the_requeue_signal_is_refused(
+    args, tmp_path, monkeypatch, capsys, minutes, refused
+):
+    # USR2 comes 120 s before the limit: a 1- or 2-minute limit would stop each run at once
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for name in ("sbatch", "srun"):  # never run: the check comes first
+        (bin_ / name).write_text("#!/bin/sh\nexit 1\n")
+        (bin_ / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_}:{os.environ['PATH']}")
+    monkeypatch.setenv("NASHEUR_SLURM_TIME_MIN", minutes)
+    sweeper, task = sweeper_for([*args, "hydra/launcher=slurm"], stand_in=False)
+    if not refused:
+        sweeper._check_scheduler()
+        return
+    with pytest.raises(SystemExit) as stop:
+        sweeper.sweep(task)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert f"hydra.launcher.timeout_min={minutes} (NASHEUR_SLURM_TIME_MIN)" in err
+    assert "120 s" in err and not (sweep_dir(tmp_path) / "sweep.json").exists()
+
+
 def test_completed_jobs_are_always_skipped_and_skip_completed_is_gone(args):
     # a completed job returns at once when run again (run_job): an option to launch it again
     # would launch it for nothing; its folder is deleted to run it anew
@@ -696,3 +751,32 @@ def test_levels_on_the_command_line_resolve_without_an_experiment(args):
         ablation_sweeper.SweepError, match=r"fidelity\.channels=base/8: base/8 of 4"
     ):
         sweeper.plan(task)
+
+
+@pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM"])
+def test_a_stopped_sweep_ends_with_its_summary_and_no_traceback(args, tmp_path, how, capsys):
+    # the submitting process stopped by Ctrl-C or `kill`: the summary, the exit status a shell
+    # reports (130, 143), no traceback; SIGTERM is caught although no job runs in this process
+    class Elsewhere(Exception):
+        pass
+
+    def raising(signum, frame):  # what the test runner would otherwise die of
+        raise Elsewhere
+
+    def stop(overrides):
+        if how == "Ctrl-C":
+            return KeyboardInterrupt()
+        os.kill(os.getpid(), signal.SIGTERM)
+        return "completed"
+
+    previous = signal.signal(signal.SIGTERM, raising)
+    try:
+        sweeper, task = sweeper_for(args, outcome=stop)
+        with pytest.raises(SystemExit) as stopped:
+            sweeper.sweep(task)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.value.code == (130 if how == "Ctrl-C" else 143)
+    err = capsys.readouterr().err
+    assert f"stopped by {how}" in err and "the same command resumes the sweep" in err
+    assert signal.getsignal(signal.SIGTERM) is previous

@@ -256,9 +256,12 @@ def preemption_signal() -> signal.Signals | None:
 
 
 @contextlib.contextmanager
-def stop_on_sigterm() -> Iterator[None]:
+def stop_on_sigterm(
+    what: str = "the job; metrics.json records it as interrupted and the same command resumes "
+    "it from its last checkpoint",
+) -> Iterator[None]:
     """Within the context, SIGTERM raises :class:`Terminated` in the main thread (once; a
-    repeated SIGTERM while the job ends is logged). If submitit's requeue handler (on
+    repeated SIGTERM while the job ends is logged), after logging ``SIGTERM: stopping <what>``. If submitit's requeue handler (on
     :func:`preemption_signal`) has started, SIGTERM goes to the previous handler instead. The
     previous handlers come back when the context ends. Outside the main thread, or where the
     SIGTERM handler was not set from Python, nothing changes."""
@@ -280,13 +283,10 @@ def stop_on_sigterm() -> Iterator[None]:
                 previous(signum, frame)
             return
         if state["stopping"]:
-            log.warning("SIGTERM again: the job is already stopping")
+            log.warning("SIGTERM again: already stopping")
             return
         state["stopping"] = True
-        log.warning(
-            "SIGTERM: stopping the job; metrics.json records it as interrupted and the same "
-            "command resumes it from its last checkpoint"
-        )
+        log.warning("SIGTERM: stopping %s", what)
         raise Terminated(signum)
 
     def on_preemption(signum, frame):

@@ -63,7 +63,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from nasheur.fidelity import LEVEL, resolve_level
 from nasheur.io import atomic_path, atomic_write_json
-from nasheur.jobguard import FolderLocked, Terminated, describe_holder, exclusive, folder_holder
+from nasheur.jobguard import (
+    FolderLocked,
+    Terminated,
+    describe_holder,
+    exclusive,
+    folder_holder,
+    stop_on_sigterm,
+)
 from nasheur.reuse import MANIFEST, adopt, completed_twin, listed_jobs, manifest_key
 
 log = logging.getLogger(__name__)
@@ -432,6 +439,21 @@ class AblationSweeper(Sweeper):
                 "on PATH): launch the sweep on a machine of the cluster, or without "
                 "hydra/launcher=slurm to run its jobs here; nothing was launched"
             )
+        # submitit's warning signal comes signal_delay_s before the time limit: a limit no
+        # longer than that stops every run at once, a requeue loop that trains nothing
+        assert self.config is not None
+        try:
+            minutes = self.config.hydra.launcher.timeout_min
+            delay = self.config.hydra.launcher.signal_delay_s
+        except OmegaConfBaseException as err:
+            raise SweepError(f"{_said(err)}; nothing was launched") from None
+        if minutes is not None and delay is not None and minutes * 60 <= delay:
+            raise SweepError(
+                f"hydra.launcher.timeout_min={minutes} (NASHEUR_SLURM_TIME_MIN): each run would "
+                f"be stopped at once, since submitit's requeue signal comes {delay} s "
+                "(hydra.launcher.signal_delay_s) before the time limit; ask for more than "
+                f"{delay // 60} minutes; nothing was launched"
+            )
 
     def sweep(self, arguments: list[str]) -> Any:
         """Plan, check, launch, report. The sweep's own errors end it with one message on
@@ -513,7 +535,9 @@ class AblationSweeper(Sweeper):
         stopped: str | None = None
         refused = False  # the scheduler refused a submission (sbatch's error)
         try:
-            with _each_job_settled():
+            # SIGTERM to this process (kill, a session's end) ends the sweep with its summary
+            # like Ctrl-C; a job run here sets its own handler while it runs
+            with stop_on_sigterm("the sweep (its summary follows)"), _each_job_settled():
                 for start in range(0, len(todo), size):
                     batch = [o.overrides for o in todo[start : start + size]]
                     results.extend(self.launcher.launch(batch, initial_job_idx=start))
@@ -546,7 +570,8 @@ class AblationSweeper(Sweeper):
                 lines.append("the same command resumes the sweep")
             sys.stdout.flush()
             print("\n".join(lines), file=sys.stderr, flush=True)
-            raise
+            # said in full above: no traceback; 130 for Ctrl-C as a shell reports it
+            raise SystemExit(130 if isinstance(err, KeyboardInterrupt) else err.code) from None
         _settle(todo, results, pending="not run" if refused else "not finished")
         sys.stdout.flush()
         print("\n".join(_summary(self.config, sweep_dir, outcomes, todo, stopped)), flush=True)
@@ -619,6 +644,18 @@ _ORDER = (
 )
 
 
+def _refresh_elsewhere(outcomes: list[_Outcome]) -> None:
+    """A job left to another launch may have ended while this one ran (completed, scancel-ed):
+    its folder's record says how, not the state it had at launch."""
+    for o in outcomes:
+        if o.after == "running elsewhere" and folder_holder(o.folder) is None:
+            recorded = _recorded(o.folder, o.config_hash)
+            o.after = (
+                recorded if recorded in ("completed", "failed", "interrupted") else "no record"
+            )
+            o.detail = "ran elsewhere, ended during this launch"
+
+
 def _summary(
     config: DictConfig,
     sweep_dir: Path,
@@ -628,8 +665,9 @@ def _summary(
 ) -> list[str]:
     """The end of a sweep: the count of each state, the jobs that did not complete, where the
     results are and the commands that read them."""
+    _refresh_elsewhere(outcomes)
     counts = {s: sum(o.after == s for o in outcomes) for s in _ORDER}
-    before = sum(o.after == "completed" and not o.launched and not o.reused for o in outcomes)
+    before = sum(o.before == "completed" and not o.launched and not o.reused for o in outcomes)
     reused = sum(bool(o.reused) for o in outcomes)
     parts = []
     for state, n in counts.items():
