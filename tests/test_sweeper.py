@@ -551,6 +551,61 @@ def test_the_summary_says_how_a_job_left_to_another_launch_ended(args, tmp_path,
     assert "interrupted: " in out and "ran elsewhere, ended during this launch" in out
 
 
+def test_a_job_left_to_another_launch_names_the_copy_that_holds_it_at_the_end(
+    args, tmp_path, capsys
+):
+    # held at launch by one copy, by another (a resubmission) when the summary is written
+    first, task = sweeper_for(args)
+    first.sweep(task)
+    folders = sorted(p.parent for p in sweep_dir(tmp_path).rglob("metrics.json"))
+    (folders[0] / "metrics.json").unlink()
+    capsys.readouterr()
+    with contextlib.ExitStack() as held:
+        held.enter_context(hold_folder(folders[0]))
+        lock = folders[0] / "job.lock"
+
+        def meanwhile(overrides):  # the first copy ends; another, with other details, starts
+            held.close()
+            held.enter_context(hold_folder(folders[0]))
+            record = json.loads(lock.read_text())
+            lock.write_text(json.dumps({**record, "pid": 999999, "host": "node42"}))
+            return "completed"
+
+        (folders[1] / "metrics.json").unlink()  # so that this launch runs one job
+        again, task = sweeper_for(args, outcome=meanwhile)
+        again.sweep(task)
+        out = capsys.readouterr().out
+    assert "1 running elsewhere" in out
+    assert "running elsewhere: " in out and "pid 999999 on node42" in out
+
+
+def test_a_stopped_sweep_reports_a_running_job_as_running_not_by_its_old_record(
+    args, tmp_path, capsys
+):
+    # resubmitted jobs whose folders hold an interrupted record from before: stopped while
+    # they run (they hold their folders), they are not reported as interrupted
+    first, task = sweeper_for(args)
+    first.sweep(task)
+    folders = sorted(p.parent for p in sweep_dir(tmp_path).rglob("metrics.json"))
+    for f in folders:
+        record = json.loads((f / "metrics.json").read_text())
+        (f / "metrics.json").write_text(json.dumps({**record, "status": "interrupted"}))
+    capsys.readouterr()
+    with contextlib.ExitStack() as held:
+
+        def stop(overrides):  # the jobs start in SLURM; then Ctrl-C
+            for f in folders:
+                held.enter_context(hold_folder(f))
+            return KeyboardInterrupt()
+
+        again, task = sweeper_for(args, outcome=stop)
+        with pytest.raises(SystemExit):
+            again.sweep(task)
+        err = capsys.readouterr().err
+    assert "4 jobs: 4 not finished; stopped by Ctrl-C" in err, err
+    assert "interrupted:" not in err and "not finished: " in err and "running, pid " in err
+
+
 def test_sweep_json_merges_the_launches_into_one_sweep_folder(args, tmp_path):
     for seed in (0, 1):
         sweeper, task = sweeper_for([*args, f"seed={seed}"])

@@ -627,7 +627,11 @@ def _settle(
             o.after = "interrupted" if recorded == "interrupted" else "failed"
             o.detail = _first_line(value) if isinstance(value, BaseException) else repr(value)
         else:  # the launch stopped before this job's result: what its folder says
-            o.after = recorded if recorded in ("completed", "interrupted") else pending
+            holder = folder_holder(o.folder)
+            if holder is not None:  # running now (a resubmission): its old record is stale
+                o.after, o.detail = "not finished", f"running, {describe_holder(holder)}"
+            else:
+                o.after = recorded if recorded in ("completed", "interrupted") else pending
 
 
 # a job's state after the launch (`no record`: its cluster ended it without a metrics.json;
@@ -648,12 +652,15 @@ def _refresh_elsewhere(outcomes: list[_Outcome]) -> None:
     """A job left to another launch may have ended while this one ran (completed, scancel-ed):
     its folder's record says how, not the state it had at launch."""
     for o in outcomes:
-        if o.after == "running elsewhere" and folder_holder(o.folder) is None:
-            recorded = _recorded(o.folder, o.config_hash)
-            o.after = (
-                recorded if recorded in ("completed", "failed", "interrupted") else "no record"
-            )
-            o.detail = "ran elsewhere, ended during this launch"
+        if o.after != "running elsewhere":
+            continue
+        holder = folder_holder(o.folder)
+        if holder is not None:  # perhaps another copy by now: name the one that holds it
+            o.detail = describe_holder(holder)
+            continue
+        recorded = _recorded(o.folder, o.config_hash)
+        o.after = recorded if recorded in ("completed", "failed", "interrupted") else "no record"
+        o.detail = "ran elsewhere, ended during this launch"
 
 
 def _summary(

@@ -1,0 +1,97 @@
+"""launch/sweep_experiments.sh: the sweeps of one table, their exit statuses, and a stop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "launch" / "sweep_experiments.sh"
+
+# A stand-in for `python -m nasheur +experiment=NAME ... -m`: NAME says how its sweep ends
+# (`fail`: status 3; `stop`: 130, as the sweeper after Ctrl-C; `wait`...: runs until a
+# SIGTERM, then 143, as the sweeper does after its summary; otherwise 0).
+FAKE = """#!/usr/bin/env bash
+name=${3#+experiment=}
+echo "$name ${*:4}" >> "$FAKE_LOG"
+case $name in
+    fail) exit 3 ;;
+    stop) exit 130 ;;
+    wait*)
+        trap 'echo "$name: SIGTERM" >> "$FAKE_LOG"; exit 143' TERM
+        touch "$FAKE_DIR/$name.ready"
+        while :; do sleep 0.05; done ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Iterator[dict[str, str]]:
+    python = tmp_path / "fake-python"
+    python.write_text(FAKE)
+    python.chmod(0o755)
+    yield {
+        **os.environ,
+        "PYTHON": str(python),
+        "FAKE_LOG": str(tmp_path / "calls.log"),
+        "FAKE_DIR": str(tmp_path),
+        "NASHEUR_RUNS": str(tmp_path / "runs"),
+    }
+    with contextlib.suppress(OSError):  # none left, whatever failed
+        subprocess.run(["pkill", "-f", str(python)], check=False)
+
+
+def calls(tmp_path: Path) -> list[str]:
+    log = tmp_path / "calls.log"
+    return log.read_text().splitlines() if log.is_file() else []
+
+
+def sweep(env, launcher: str, experiments: str, *overrides: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["bash", str(SCRIPT), launcher, experiments, *overrides],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_every_experiment_runs_and_the_first_failure_is_the_exit_status(tmp_path, fake):
+    proc = sweep(fake, "local", "a fail b", "seed=0", "x=[1, 2]")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3
+    # each with the launcher and the overrides, the one with a space kept one word
+    assert calls(tmp_path) == [
+        f"{e} hydra/launcher=local seed=0 x=[1, 2] -m" for e in ("a", "fail", "b")
+    ]
+    assert "sweep a: done" in out and "sweep b: done" in out
+    assert "sweep fail: failed (exit status 3)" in err
+
+
+def test_a_sweep_stopped_by_ctrl_c_stops_the_experiments_after_it(tmp_path, fake):
+    proc = sweep(fake, "local", "a stop b fail")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert [c.split()[0] for c in calls(tmp_path)] == ["a", "stop"]
+    assert "sweep stop: stopped; the same command resumes it" in err
+    assert "sweep b: not started (stopped)" in err and "sweep fail: not started" in err
+
+
+def test_a_sigterm_on_a_cluster_reaches_every_sweep_and_each_ends(tmp_path, fake):
+    proc = sweep(fake, "slurm", "wait1 wait2")
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"wait{i}.ready").exists() for i in (1, 2)):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, (out, err)
+    assert {"wait1: SIGTERM", "wait2: SIGTERM"} <= set(calls(tmp_path))
+    assert "sweep wait1: stopped" in err and "sweep wait2: stopped" in err
+    assert (tmp_path / "runs" / "sweeps" / "wait1.launch.log").is_file()
