@@ -256,7 +256,8 @@ def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
         (["experiment.table=11"], "config error: experiment.table=11 marks a job of an experim"),
         # a key Hydra lets into a typed node (`+`) that nothing would read, a group removed
         (["+preset=debug", "+supernet.wbsn=true"], "config error: unknown key supernet.wbsn:"),
-        (["+preset=debug", "~sampler"], "config error: sampler.name: "),
+        (["+preset=debug", "~sampler"], "config error: ~sampler: the sampler group cannot be"),
+        (["+preset=debug", "~supernet"], "config error: ~supernet: the supernet group cannot"),
         (["+preset=debug", "eval.pool_size=500"], "input error: eval.pool_size=500 exceeds"),
         (["+preset=debug", "device=cuda"], "input error: device=cuda but torch sees no CUDA"),
     ],

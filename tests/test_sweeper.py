@@ -652,6 +652,16 @@ def test_a_key_given_twice_is_listed_once_with_its_last_value(args):
     )
 
 
+@pytest.mark.parametrize("group", ["supernet", "fidelity", "sampler"])
+def test_a_removed_group_is_refused_before_anything_is_launched(args, group, capsys):
+    # `~supernet` would leave every job the schema's bare defaults, no space's paper setting
+    sweeper, task = sweeper_for([*args, f"~{group}"])
+    with pytest.raises(SystemExit) as refused:
+        sweeper.sweep(task)
+    assert refused.value.code == 2 and sweeper.launcher.launched == []
+    assert f"config error: ~{group}: the {group} group cannot be removed" in capsys.readouterr().err
+
+
 def test_a_swept_baseline_is_refused_not_resolved_against_another(args):
     # the relative levels (base/2, base-1) resolve against one baseline per space: two
     # baselines in one sweep would give both the rows of one of them

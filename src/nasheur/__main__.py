@@ -19,7 +19,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from nasheur.config import ConfigError, register_configs, register_resolvers, to_config, validate
+from nasheur.config import (
+    ConfigError,
+    check_groups,
+    register_configs,
+    register_resolvers,
+    to_config,
+    validate,
+)
 from nasheur.io import atomic_path
 from nasheur.jobguard import LOCK, folder_holder
 
@@ -112,6 +119,7 @@ def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
     try:
+        check_groups(hc.runtime.choices)
         config = to_config(cfg)
         validate(config)
         if hc.mode != RunMode.MULTIRUN:

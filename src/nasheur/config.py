@@ -281,6 +281,22 @@ def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
     return config  # type: ignore[return-value]
 
 
+# the config groups of conf/config.yaml's defaults: every job takes one option of each
+GROUPS = ("dataset", "eval_speed", "search_space", "supernet", "fidelity", "protocol", "sampler")
+
+
+def check_groups(choices: Any) -> None:
+    """Refuse a group removed on the command line (``~supernet``): the job would take the
+    schema's bare defaults, which are no space's paper setting, and say nothing of it."""
+    removed = [g for g in GROUPS if choices.get(g) is None]
+    if removed:
+        raise ConfigError(
+            f"~{removed[0]}: the {removed[0]} group cannot be removed (every job takes one of "
+            f"its options); choose one with {removed[0]}=<option>, or set its keys "
+            f"({removed[0]}.<key>=...)"
+        )
+
+
 def omegaconf_said(err: OmegaConfBaseException) -> str:
     """An OmegaConf error in one line, naming its key (OmegaConf's own message spans several
     lines of object types)."""

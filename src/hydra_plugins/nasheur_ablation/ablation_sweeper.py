@@ -469,6 +469,12 @@ class AblationSweeper(Sweeper):
 
     def _sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None
+        from nasheur.config import ConfigError, check_groups
+
+        try:
+            check_groups(self.config.hydra.runtime.choices)
+        except ConfigError as err:
+            raise SweepError(f"{err}; nothing was launched") from None
         self._check_scheduler()
         try:
             jobs = self._check(self.plan(arguments))
