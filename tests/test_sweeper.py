@@ -662,6 +662,29 @@ def test_a_removed_group_is_refused_before_anything_is_launched(args, group, cap
     assert f"config error: ~{group}: the {group} group cannot be removed" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("hydra.sweeper.spaces=[nb201,nb210]", "hydra.sweeper.spaces: unknown search space nb210"),
+        (
+            "hydra.sweeper.blocks=[{protocol.lr:[0.1],_spaces:[darts]}]",
+            "hydra.sweeper.blocks[0]._spaces: unknown search space darts (known: ",
+        ),
+        (
+            "hydra.sweeper.blocks=[{protocol.lr:[0.1],_spaces:nb201}]",
+            "hydra.sweeper.blocks[0]._spaces='nb201': expected a list",
+        ),
+    ],
+)
+def test_an_experiment_naming_an_unknown_space_is_refused(args, override, said, capsys):
+    # a misspelt space would leave its block out of the sweep without a word
+    sweeper, task = sweeper_for([*args, override])
+    with pytest.raises(SystemExit) as refused:
+        sweeper.sweep(task)
+    assert refused.value.code == 2 and sweeper.launcher.launched == []
+    assert said in capsys.readouterr().err
+
+
 def test_a_swept_baseline_is_refused_not_resolved_against_another(args):
     # the relative levels (base/2, base-1) resolve against one baseline per space: two
     # baselines in one sweep would give both the rows of one of them
@@ -723,7 +746,7 @@ def test_a_swept_experiment_is_refused_before_anything_is_written(
             "override fidelity.baseline.channels=abc; Value",
         ),
         ("+supernet.wbsn=true", "supernet.wbsn: Key 'wbsn' not in 'SupernetConfig'"),
-        ("~sampler", "sampler.name: Structured config of type `SamplerConfig` has missing"),
+        ("~sampler", "~sampler: the sampler group cannot be removed"),
     ],
 )
 def test_omegaconfs_errors_of_a_jobs_config_are_config_errors(

@@ -316,6 +316,7 @@ class AblationSweeper(Sweeper):
         assert self.config is not None
         from nasheur.spaces import space_info
 
+        self._check_space_names()
         extra, cli_spaces, cli_seeds, pinned = self._command_line(arguments)
         for key, values in pinned.items():
             if key not in self._swept_keys():  # levels of a key no block sweeps
@@ -338,6 +339,26 @@ class AblationSweeper(Sweeper):
         family = {s: getattr(space_info(s), "paper_space", s) for s in spaces}
         seeds = cli_seeds or self.seeds or [OmegaConf.select(self.config, "seed")]
         return expand(spaces, seeds, self.blocks, baselines, extra, family, pinned)
+
+    def _check_space_names(self) -> None:
+        """The spaces an experiment names (``spaces``, each block's ``_spaces``) are lists of
+        known spaces: a misspelt one would leave its block out of the sweep without a word."""
+        from nasheur.spaces import space_names
+
+        named = [("hydra.sweeper.spaces", self.spaces)] + [
+            (f"hydra.sweeper.blocks[{i}]._spaces", b["_spaces"])
+            for i, b in enumerate(self.blocks)
+            if b.get("_spaces") is not None
+        ]
+        for key, names in named:
+            if isinstance(names, str) or not isinstance(names, Sequence):
+                raise SweepError(f"{key}={names!r}: expected a list of search spaces")
+            unknown = [str(n) for n in names if n not in space_names()]
+            if unknown:
+                raise SweepError(
+                    f"{key}: unknown search space {', '.join(unknown)} (known: "
+                    f"{', '.join(space_names())}); nothing was launched"
+                )
 
     def _spaces_with_ground_truth(self) -> list[str]:
         """The experiment's spaces; where none has GT here, the composed default (embedded),
