@@ -56,13 +56,15 @@ test-slurm:
 
 # make sweep ARGS="search_space=nb201 ground_truth.path=/data/nb201-cifar10-valid-200ep.csv seed=0,1,2"
 sweep:
-	NASHEUR_RUNS="$(RUNS)" bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm $(ARGS)
+	exec env NASHEUR_RUNS="$(RUNS)" bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm $(ARGS)
 
 # the same sweep, each job cut to one epoch of 5 steps (conf/preset/debug.yaml; an experiment's
 # own values win, e.g. the epochs of epochs_ablation)
 sweep-debug:
-	NASHEUR_RUNS="$(RUNS)" bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm +preset=debug $(ARGS)
+	exec env NASHEUR_RUNS="$(RUNS)" bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm +preset=debug $(ARGS)
 
+# The sweep targets `exec` their command, so that a SIGTERM to make reaches the sweep (make
+# passes it to its child, which a plain /bin/sh would not hand on).
 # The paper's tables. `make sweep-11 LAUNCHER=slurm` (with NASHEUR_DATA and NASHEUR_GT_<SPACE>
 # set in launch/site.env) runs every experiment of Table 11 (one sweep each, under
 # runs/sweeps/<experiment>; on a cluster all at once, launch/sweep_experiments.sh);
@@ -91,7 +93,7 @@ EXPERIMENTS_3 := $(EXPERIMENTS_11) $(EXPERIMENTS_12) $(EXPERIMENTS_13)
 .PHONY: bench host-instructions figures
 sweep-%:
 	@test -n "$(strip $(EXPERIMENTS_$*))" || { echo "no experiments for table $*" >&2; exit 2; }
-	NASHEUR_RUNS="$(RUNS)" PYTHON="$(PYTHON)" bash launch/with_site_env.sh \
+	exec env NASHEUR_RUNS="$(RUNS)" PYTHON="$(PYTHON)" bash launch/with_site_env.sh \
 	  bash launch/sweep_experiments.sh \
 	  "$(LAUNCHER)" "$(EXPERIMENTS_$*)" $(ARGS)
 

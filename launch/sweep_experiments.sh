@@ -10,64 +10,66 @@
 # profile (`slurm`) starts them all at once, since each sweep waits for its own job array:
 # their output goes to <runs>/sweeps/<experiment>.launch.log. Every experiment runs even if
 # another fails; the exit status is that of the first that failed, and a list says which.
-# Ctrl-C or a SIGTERM stops the whole run: in local mode no further experiment starts; on a
-# cluster each sweep's submitting process gets SIGTERM, prints its summary and exits (the jobs
-# it submitted stay queued in SLURM; scancel stops them). Exit status 130 or 143 then.
+# Ctrl-C or a SIGTERM to this script (or to `make`) stops the whole run: each running sweep
+# gets the same signal, prints its summary and exits (the jobs it submitted stay queued in
+# SLURM; scancel stops them), and no further experiment starts. Exit status 130 or 143 then.
 # A job that a sweep of another experiment completed earlier is copied, not trained again
 # (nasheur.reuse); sweeps started together each train the jobs they share (the baseline).
 set -uo pipefail
+# each sweep in a process group of its own: a Ctrl-C reaches this script alone, which passes
+# it on as SIGINT (a sweep started with `&` without this would ignore SIGINT)
+set -m
 launcher=$1
 read -r -a experiments <<<"$2"
 shift 2
 overrides=("$@")
 python=${PYTHON:-python3}
 logs=${NASHEUR_RUNS:-runs}/sweeps
-declare -A status=()
-command_for() {  # a simple command, so that `&` runs it as the child itself ($! is its pid)
-    command=("$python" -m nasheur +experiment="$1" hydra/launcher="$launcher" "${overrides[@]}" -m)
-}
+declare -A status=() pid=()
 stopped=""
+stop() {  # $1: the signal, $2: this script's exit status; every running sweep gets $1
+    stopped=$2
+    trap '' INT TERM  # once: a second Ctrl-C would cut a sweep's summary short
+    for e in "${!pid[@]}"; do
+        kill -"$1" "${pid[$e]}" 2>/dev/null
+    done
+}
+trap 'stop INT 130' INT
+trap 'stop TERM 143' TERM
+start() {  # `start E &`: the sweep of experiment E, exec-ed by the subshell ($! is its pid)
+    exec "$python" -m nasheur +experiment="$1" hydra/launcher="$launcher" "${overrides[@]}" -m
+}
+await() {  # the exit status of experiment $1's sweep, once it ended
+    wait "${pid[$1]}"
+    status[$1]=$?
+    # a trapped signal ends `wait` early (status > 128) while the sweep still runs
+    while [[ ${status[$1]} -gt 128 ]] && kill -0 "${pid[$1]}" 2>/dev/null; do
+        wait "${pid[$1]}"
+        status[$1]=$?
+    done
+    unset "pid[$1]"
+}
 if [[ $launcher == local ]]; then
-    # the sweep runs in the foreground: Ctrl-C reaches it from the terminal (SLURM's SIGTERM
-    # at a time limit reaches every process of the job), and it ends with 130 (143) after
-    # its summary; no further experiment starts then
-    trap 'stopped=130' INT
-    trap 'stopped=143' TERM
     for e in "${experiments[@]}"; do
-        command_for "$e"
-        "${command[@]}"
-        status[$e]=$?
-        if [[ ${status[$e]} -eq 130 || ${status[$e]} -eq 143 ]]; then
-            stopped=${status[$e]}
-        fi
         [[ -n $stopped ]] && break
+        start "$e" &
+        pid[$e]=$!
+        await "$e"
+        # a sweep stopped on its own (SLURM's SIGTERM at a time limit reaches every process)
+        if [[ ${status[$e]} -eq 130 || ${status[$e]} -eq 143 ]]; then
+            stopped=${stopped:-${status[$e]}}
+        fi
     done
 else
     mkdir -p "$logs"
-    declare -A pid=()
-    stop() {  # pass the stop on to every sweep; each then ends with its summary
-        stopped=$1
-        trap '' INT TERM
-        for p in "${pid[@]}"; do
-            kill -TERM "$p" 2>/dev/null
-        done
-    }
-    trap 'stop 130' INT
-    trap 'stop 143' TERM
     for e in "${experiments[@]}"; do
-        command_for "$e"
-        "${command[@]}" >"$logs/$e.launch.log" 2>&1 &
+        [[ -n $stopped ]] && break
+        start "$e" >"$logs/$e.launch.log" 2>&1 &
         pid[$e]=$!
         echo "sweep $e: started, output in $logs/$e.launch.log"
     done
     for e in "${experiments[@]}"; do
-        wait "${pid[$e]}"
-        status[$e]=$?
-        # a trapped signal ends `wait` early (status > 128) while the sweep still runs
-        while [[ ${status[$e]} -gt 128 ]] && kill -0 "${pid[$e]}" 2>/dev/null; do
-            wait "${pid[$e]}"
-            status[$e]=$?
-        done
+        [[ -n ${pid[$e]+set} ]] && await "$e"
     done
 fi
 rc=0

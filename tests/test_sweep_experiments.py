@@ -16,15 +16,17 @@ SCRIPT = Path(__file__).resolve().parents[1] / "launch" / "sweep_experiments.sh"
 
 # A stand-in for `python -m nasheur +experiment=NAME ... -m`: NAME says how its sweep ends
 # (`fail`: status 3; `stop`: 130, as the sweeper after Ctrl-C; `wait`...: runs until a
-# SIGTERM, then 143, as the sweeper does after its summary; otherwise 0).
+# SIGTERM or SIGINT, then 143 or 130, as the sweeper does after its summary, and so does
+# `best`, the experiment of `make sweep-14`; otherwise 0).
 FAKE = """#!/usr/bin/env bash
 name=${3#+experiment=}
 echo "$name ${*:4}" >> "$FAKE_LOG"
 case $name in
     fail) exit 3 ;;
     stop) exit 130 ;;
-    wait*)
+    wait* | best)
         trap 'echo "$name: SIGTERM" >> "$FAKE_LOG"; exit 143' TERM
+        trap 'echo "$name: SIGINT" >> "$FAKE_LOG"; exit 130' INT
         touch "$FAKE_DIR/$name.ready"
         while :; do sleep 0.05; done ;;
 esac
@@ -62,6 +64,13 @@ def sweep(env, launcher: str, experiments: str, *overrides: str) -> subprocess.P
     )
 
 
+def wait_ready(tmp_path: Path, proc: subprocess.Popen, *names: str) -> None:
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"{n}.ready").exists() for n in names):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+
+
 def test_every_experiment_runs_and_the_first_failure_is_the_exit_status(tmp_path, fake):
     proc = sweep(fake, "local", "a fail b", "seed=0", "x=[1, 2]")
     out, err = proc.communicate(timeout=60)
@@ -83,15 +92,43 @@ def test_a_sweep_stopped_by_ctrl_c_stops_the_experiments_after_it(tmp_path, fake
     assert "sweep b: not started (stopped)" in err and "sweep fail: not started" in err
 
 
-def test_a_sigterm_on_a_cluster_reaches_every_sweep_and_each_ends(tmp_path, fake):
-    proc = sweep(fake, "slurm", "wait1 wait2")
-    deadline = time.monotonic() + 60
-    while not all((tmp_path / f"wait{i}.ready").exists() for i in (1, 2)):
-        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+@pytest.mark.parametrize(
+    ("launcher", "started"), [("local", ["wait1"]), ("slurm", ["wait1", "wait2"])]
+)
+@pytest.mark.parametrize(("how", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_to_the_script_reaches_every_running_sweep(
+    tmp_path, fake, launcher, started, how, status
+):
+    # a Ctrl-C from the terminal reaches the script alone (each sweep has a process group of
+    # its own), a `kill` too: it passes the signal on, and no further experiment starts
+    proc = sweep(fake, launcher, "wait1 wait2")
+    wait_ready(tmp_path, proc, *started)
+    proc.send_signal(how)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, (out, err)
-    assert {"wait1: SIGTERM", "wait2: SIGTERM"} <= set(calls(tmp_path))
-    assert "sweep wait1: stopped" in err and "sweep wait2: stopped" in err
-    assert (tmp_path / "runs" / "sweeps" / "wait1.launch.log").is_file()
+    assert proc.returncode == status, (out, err)
+    name = how.name
+    assert {f"{e}: {name}" for e in started} <= set(calls(tmp_path))
+    assert all(f"sweep {e}: stopped; the same command resumes it" in err for e in started)
+    if launcher == "local":
+        assert "sweep wait2: not started (stopped)" in err
+        assert [c.split()[0] for c in calls(tmp_path)] == ["wait1", "wait1:"]
+    else:
+        assert (tmp_path / "runs" / "sweeps" / "wait1.launch.log").is_file()
+
+
+def test_a_sigterm_to_make_reaches_the_sweep(tmp_path, fake):
+    # make hands its SIGTERM to its child only: the sweep targets exec their command
+    (tmp_path / "site.env").write_text("")
+    env = {**fake, "NASHEUR_SITE_ENV": str(tmp_path / "site.env"), "MAKEFLAGS": ""}
+    proc = subprocess.Popen(
+        ["make", "-s", "sweep-14", "LAUNCHER=local", f"PYTHON={fake['PYTHON']}"],
+        cwd=SCRIPT.parents[1],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_ready(tmp_path, proc, "best")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)  # once every process holding its pipes ended
+    assert "best: SIGTERM" in calls(tmp_path), (out, err)
