@@ -335,6 +335,18 @@ def test_zip_entries_that_would_inflate_are_refused_before_torch_reads_them(tmp_
     assert zip_inflation(lying) == "entries larger than the file"
     assert zip_inflation(tmp_path / "missing.pth") is None  # not a zip: the loader says so
 
+    # an entry flagged as UTF-8 whose name is not: Python's zipfile raises UnicodeDecodeError
+    data = bytearray(good.read_bytes())
+    central = data.index(b"PK\x01\x02")  # general purpose flags at 8, the name at 46
+    data[central + 9] |= 0x08  # bit 11: the name is UTF-8
+    data[central + 46] = 0xFF
+    odd = tmp_path / "odd.pth"
+    odd.write_bytes(bytes(data))
+    with pytest.raises(UnreadableCheckpoint, match=r"odd\.pth: refused.*unreadable zip directory"):
+        load_checkpoint(odd, device=torch.device("cpu"), config_hash="x")
+    with pytest.raises(UnsafePickleError, match=r"odd\.pth: refused.*unreadable zip directory"):
+        load_pth(odd)
+
 
 class _Direct:
     """Pickles as a call of `cls` itself, looked up by its own name, with `args` and `state`."""

@@ -139,12 +139,16 @@ def zip_inflation(path: str | os.PathLike[str]) -> str | None:
 
     ``torch.save`` stores its entries as they are, while torch would inflate a deflated entry
     whatever its size (a 2 MB file can ask for gigabytes); so compressed entries, or sizes
-    beyond the file's own, are refused. A file that is not a zip is left to the loader."""
+    beyond the file's own, are refused, and so is a zip directory that Python cannot read
+    (torch's own reader might read it otherwise). A file that is not a zip is left to the
+    loader."""
     try:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
     except (zipfile.BadZipFile, OSError):
         return None
+    except Exception as exc:  # e.g. an entry flagged UTF-8 whose name is not (UnicodeError)
+        return f"an unreadable zip directory: {type(exc).__name__}: {exc}"
     packed = [e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED]
     if packed:
         return f"compressed entries: {', '.join(packed[:3])}"
