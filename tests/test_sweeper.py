@@ -551,6 +551,31 @@ def test_the_summary_says_how_a_job_left_to_another_launch_ended(args, tmp_path,
     assert "interrupted: " in out and "ran elsewhere, ended during this launch" in out
 
 
+def test_a_job_left_to_another_launch_that_fails_is_listed_with_its_error(args, tmp_path, capsys):
+    # the other launch reports the failure in its exit status; this one lists it with its error
+    first, task = sweeper_for(args)
+    first.sweep(task)
+    folders = sorted(p.parent for p in sweep_dir(tmp_path).rglob("metrics.json"))
+    record = json.loads((folders[0] / "metrics.json").read_text())
+    (folders[0] / "metrics.json").unlink()
+    capsys.readouterr()
+    with contextlib.ExitStack() as held:
+        held.enter_context(hold_folder(folders[0]))
+
+        def meanwhile(overrides):
+            held.close()
+            failed = {**record, "status": "failed", "error": "RuntimeError: CUDA out of memory"}
+            (folders[0] / "metrics.json").write_text(json.dumps(failed))
+            return "completed"
+
+        (folders[1] / "metrics.json").unlink()
+        again, task = sweeper_for(args, outcome=meanwhile)
+        again.sweep(task)  # its own job completed: no error
+    out = capsys.readouterr().out
+    assert "4 jobs: 3 completed (2 before this launch), 1 failed" in out
+    assert "ran elsewhere, ended during this launch: RuntimeError: CUDA out of memory" in out
+
+
 def test_a_job_left_to_another_launch_names_the_copy_that_holds_it_at_the_end(
     args, tmp_path, capsys
 ):

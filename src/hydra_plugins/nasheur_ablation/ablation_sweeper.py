@@ -687,7 +687,17 @@ def _refresh_elsewhere(outcomes: list[_Outcome]) -> None:
             continue
         recorded = _recorded(o.folder, o.config_hash)
         o.after = recorded if recorded in ("completed", "failed", "interrupted") else "no record"
-        o.detail = "ran elsewhere, ended during this launch"
+        o.detail = "ran elsewhere, ended during this launch" + _recorded_error(o.folder)
+
+
+def _recorded_error(folder: Path) -> str:
+    """``: <the error's first line>`` of a failed job's metrics.json, or ""."""
+    try:
+        error = json.loads((folder / "metrics.json").read_text(encoding="utf-8")).get("error")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    line = str(error or "").strip().splitlines()[:1]
+    return f": {line[0][:300]}" if line else ""
 
 
 def _summary(
