@@ -210,6 +210,12 @@ def test_convert_errors_are_reported(tmp_path):
         (["--lr", "nan"], "argument --lr: must be a finite number >= 0"),
         (["--space", "nosuch"], "argument --space: invalid choice: 'nosuch'"),
         (["--progress", "{tmp}"], "argument --progress: {tmp} is a folder, not a file"),
+        (["--num-classes", "0"], "argument --num-classes: must be >= 2, got 0"),
+        # options that only fail together, named as the command line spells them
+        (["--image-size", "10"], "--image-size 10: search space embedded's networks take a "),
+        (["--image-size", "4"], "--image-size 4: procedural images are >= 8"),
+        (["--num-classes", "11"], "--num-classes 11: procedural data has at most 10 classes"),
+        (["--data-seed", "3", "--test-seed", "3"], "--data-seed and --test-seed must differ"),
     ],
 )
 def test_build_names_the_option_of_a_bad_value(tmp_path, capsys, args, said):

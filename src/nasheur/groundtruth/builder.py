@@ -618,8 +618,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=DATASETS, default=d.dataset)
     p.add_argument("--train-images", type=at_least(1), default=d.train_images)
     p.add_argument("--test-images", type=at_least(1), default=d.test_images)
-    p.add_argument("--image-size", type=int, default=d.image_size)
-    p.add_argument("--num-classes", type=int, default=d.num_classes)
+    p.add_argument("--image-size", type=at_least(1), default=d.image_size)
+    p.add_argument("--num-classes", type=at_least(2), default=d.num_classes)
     p.add_argument("--data-seed", type=int, default=d.data_seed)
     p.add_argument("--test-seed", type=int, default=d.test_seed)
     p.add_argument("--epochs", type=at_least(1), default=d.epochs)
@@ -651,14 +651,40 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def settings_from_args(args: argparse.Namespace) -> BuildSettings:
-    macro = [_macro(item) if isinstance(item, str) else item for item in args.macro]
-    seeds = _seeds(args.seeds) if isinstance(args.seeds, str) else args.seeds
+# the smallest image each generated data set draws (nasheur.data.procedural, .synthetic)
+MIN_IMAGE_SIZE = {"procedural": 8, "synthetic": 4}
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """What the options must satisfy together, said with the options' names (ValueError),
+    before any data or network is made."""
+    from nasheur.data.procedural import MAX_CLASSES
+    from nasheur.spaces import space_info
+
     if args.dataset == "procedural" and args.data_seed == args.test_seed:
         raise ValueError(
             f"--data-seed and --test-seed must differ (the test set is held out), "
             f"both are {args.data_seed}"
         )
+    if args.dataset == "procedural" and args.num_classes > MAX_CLASSES:
+        raise ValueError(
+            f"--num-classes {args.num_classes}: procedural data has at most {MAX_CLASSES} classes"
+        )
+    smallest = MIN_IMAGE_SIZE[args.dataset]
+    if args.image_size < smallest:
+        raise ValueError(f"--image-size {args.image_size}: {args.dataset} images are >= {smallest}")
+    multiple = getattr(space_info(args.space), "image_multiple", 1)
+    if args.image_size % multiple:
+        raise ValueError(
+            f"--image-size {args.image_size}: search space {args.space}'s networks take a "
+            f"multiple of {multiple}"
+        )
+
+
+def settings_from_args(args: argparse.Namespace) -> BuildSettings:
+    macro = [_macro(item) if isinstance(item, str) else item for item in args.macro]
+    seeds = _seeds(args.seeds) if isinstance(args.seeds, str) else args.seeds
+    _check_args(args)
     return BuildSettings(
         space=args.space,
         archs=args.archs,
@@ -684,9 +710,13 @@ def settings_from_args(args: argparse.Namespace) -> BuildSettings:
 def build_main(argv: Sequence[str] | None = None) -> int:
     """``python -m nasheur.groundtruth build ...``: 0 when the table is written, 3 when
     ``--limit`` stopped the build early (rerun to continue), 1 on an error."""
-    args = _parser().parse_args(argv)
-    try:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:  # a bad combination of options: status 2 with the options' names, as argparse says
         settings = settings_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
         command = "python -m nasheur.groundtruth build " + _cli_args(settings, args.out)
         start = time.perf_counter()
         result = build(
