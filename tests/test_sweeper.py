@@ -88,6 +88,7 @@ def sweeper_for(overrides: list[str], outcome=lambda o: "completed", stand_in: b
         OmegaConf.to_container(sw.blocks),
         sw.max_batch_size,
         sw.reuse,
+        sw.check_data,
     )
     sweeper.setup(
         hydra_context=HydraContext(config_loader=loader, callbacks=Callbacks(cfg)),
@@ -708,6 +709,32 @@ def test_an_experiment_naming_an_unknown_space_is_refused(args, override, said, 
         sweeper.sweep(task)
     assert refused.value.code == 2 and sweeper.launcher.launched == []
     assert said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["nowhere", "incomplete", "present", "not checked"])
+def test_a_sweep_on_cifar10_looks_for_it_before_launching(args, tmp_path, where, capsys):
+    # every job would fail in its first seconds, on the cluster as here
+    root = tmp_path / "data"
+    if where != "nowhere":
+        batches = root / "cifar-10-batches-py"
+        batches.mkdir(parents=True)
+        for i in range(1, 6 if where != "incomplete" else 5):
+            (batches / f"data_batch_{i}").write_bytes(b"")  # found, not read
+    extra = ["hydra.sweeper.check_data=false"] if where == "not checked" else []
+    ours = [a for a in args if not a.startswith("dataset")]  # the generated set's keys
+    sweeper, task = sweeper_for([*ours, "dataset=cifar10", f"dataset.root={root}", *extra])
+    if where in ("present", "not checked"):
+        sweeper.sweep(task)
+        assert len(sweeper.launcher.launched) == 4
+        return
+    with pytest.raises(SystemExit) as refused:
+        sweeper.sweep(task)
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and sweeper.launcher.launched == []
+    assert "config error: no CIFAR-10 for the jobs; nothing was launched" in err
+    assert f"dataset.root={root}: " in err and "hydra.sweeper.check_data=false" in err
+    said = "missing " if where == "incomplete" else "CIFAR-10 not found"
+    assert said in err and "dataset=synthetic" in err  # the job's own advice, in full
 
 
 def test_a_swept_baseline_is_refused_not_resolved_against_another(args):

@@ -96,6 +96,8 @@ class AblationSweeperConf:
     blocks: list[Any] = field(default_factory=list)  # [{key: [values], _spaces: [...]}, ...]
     max_batch_size: int | None = None  # jobs handed to the launcher at once (None: all)
     reuse: bool = True  # copy a job that another sweep completed instead of training it again
+    # look for each job's CIFAR-10 before launching (false: data only on the compute nodes)
+    check_data: bool = True
 
 
 ConfigStore.instance().store(
@@ -218,12 +220,14 @@ class AblationSweeper(Sweeper):
         blocks: Sequence[Any],
         max_batch_size: int | None = None,
         reuse: bool = True,
+        check_data: bool = True,
     ) -> None:
         self.spaces = list(spaces)
         self.seeds = None if seeds is None else list(seeds)  # None: the composed seed
         self.blocks = [dict(b) for b in blocks]
         self.max_batch_size = max_batch_size
         self.reuse = reuse
+        self.check_data = check_data
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
@@ -414,6 +418,7 @@ class AblationSweeper(Sweeper):
 
         assert self.config is not None and self.hydra_context is not None
         checked, errors, folders = [], [], set()
+        roots: set[str] = set()  # the CIFAR-10 folders the jobs read
         for job in jobs:
             # a value of the wrong type, a key it does not know, a missing value that the
             # folder's name (an interpolation) needs
@@ -436,11 +441,18 @@ class AblationSweeper(Sweeper):
                 continue
             resolved = plain(typed)
             checked.append((job, folder, config_hash(resolved), resolved["experiment"]))
+            if self.check_data and resolved["dataset"]["name"] == "cifar10":
+                roots.add(str(resolved["dataset"]["root"]))
         if errors:
             raise SweepError(
                 f"{len(errors)} of {len(jobs)} jobs have a bad config; nothing was launched:\n"
                 + "\n".join(errors[:20])
                 + (f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else "")
+            )
+        missing = _missing_data(roots)
+        if missing:
+            raise SweepError(
+                "no CIFAR-10 for the jobs; nothing was launched:\n" + "\n".join(missing)
             )
         return checked
 
@@ -606,6 +618,25 @@ class AblationSweeper(Sweeper):
         if message:
             raise SweepError(message, status=1)
         return [results]
+
+
+def _missing_data(roots: set[str]) -> list[str]:
+    """A line for each CIFAR-10 root that lacks the data set: every job reading it would
+    fail in its first seconds, on the cluster as here."""
+    if not roots:
+        return []
+    from nasheur.data.cifar10 import DatasetNotFoundError, find_cifar10
+
+    lines = []
+    for root in sorted(roots):
+        try:
+            find_cifar10(root)
+        except DatasetNotFoundError as err:
+            lines.append(
+                f"  dataset.root={root}: {err} Data only on the compute nodes: "
+                "hydra.sweeper.check_data=false"
+            )
+    return lines
 
 
 def _submits(launcher: Any) -> bool:

@@ -27,6 +27,7 @@ __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "DatasetNotFoundError",
+    "find_cifar10",
     "load_cifar10_train",
 ]
 
@@ -114,6 +115,20 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels_arr.astype(np.int64)
 
 
+def find_cifar10(root: str | Path) -> Path:
+    """The folder of the training batches under `root` (the ``cifar-10-batches-py`` folder
+    or the one that holds it), without reading them; :class:`DatasetNotFoundError` saying
+    what is missing and how to get it."""
+    folder = _resolve_folder(root)
+    missing = [name for name in TRAIN_FILES if not (folder / name).is_file()]
+    if missing:
+        raise DatasetNotFoundError(
+            f"CIFAR-10 incomplete: missing {', '.join(str(folder / m) for m in missing)}. "
+            + _HOW_TO_GET
+        )
+    return folder
+
+
 def load_cifar10_train(root: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """The 50,000 CIFAR-10 training images and labels, in the release's order.
 
@@ -122,13 +137,7 @@ def load_cifar10_train(root: str | Path) -> tuple[np.ndarray, np.ndarray]:
     Raises :class:`DatasetNotFoundError` when the folder or a batch file is missing and
     :class:`ValueError` (naming the file) when a batch is malformed or unsafe.
     """
-    folder = _resolve_folder(root)
-    missing = [name for name in TRAIN_FILES if not (folder / name).is_file()]
-    if missing:
-        raise DatasetNotFoundError(
-            f"CIFAR-10 incomplete: missing {', '.join(str(folder / m) for m in missing)}. "
-            + _HOW_TO_GET
-        )
+    folder = find_cifar10(root)
     parts = [_read_batch(folder / name) for name in TRAIN_FILES]
     # A subset (a test's, a quick try's) is allowed, but said: the split, the batches per
     # epoch and so every number of the run then differ from a run on the release.
