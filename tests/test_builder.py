@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -230,3 +232,32 @@ def test_a_second_build_of_the_same_progress_file_is_refused(tmp_path, capsys):
     assert not progress.exists()  # nothing was trained
     build(out, TINY, limit=1, log=None)  # released: it runs
     assert len(_results(progress)) == 1
+
+
+@pytest.mark.parametrize(("how", "status"), [("Ctrl-C", 130), ("SIGTERM", 143)])
+def test_a_stopped_build_says_so_and_the_same_command_continues(
+    tmp_path, monkeypatch, capsys, how, status
+):
+    out = tmp_path / "gt.csv"
+    real = builder.train_standalone
+    calls: list[tuple[str, int]] = []
+
+    def stopping(space, key, seed, settings, data):
+        calls.append((key, seed))
+        if len(calls) == 3:  # two results are in the progress file
+            if how == "Ctrl-C":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(space, key, seed, settings, data)
+
+    monkeypatch.setattr(builder, "train_standalone", stopping)
+    previous = signal.getsignal(signal.SIGTERM)
+    assert build_main(["--out", str(out), "--quiet", *TINY_ARGS]) == status
+    assert signal.getsignal(signal.SIGTERM) is previous
+    err = capsys.readouterr().err
+    assert f"stopped by {how}; the results so far are kept: rerun the same command" in err
+    assert "Traceback" not in err and not out.exists()
+    calls.clear()
+    monkeypatch.setattr(builder, "train_standalone", lambda *a: calls.append(a[1:3]) or real(*a))
+    assert build_main(["--out", str(out), "--quiet", *TINY_ARGS]) == 0
+    assert len(calls) == 3 * 2 - 2  # the two kept results are not trained again

@@ -709,27 +709,39 @@ def settings_from_args(args: argparse.Namespace) -> BuildSettings:
 
 def build_main(argv: Sequence[str] | None = None) -> int:
     """``python -m nasheur.groundtruth build ...``: 0 when the table is written, 3 when
-    ``--limit`` stopped the build early (rerun to continue), 1 on an error."""
+    ``--limit`` stopped the build early (rerun to continue), 1 on an error, 130 or 143 when
+    Ctrl-C or SIGTERM stopped it (rerun to continue)."""
     parser = _parser()
     args = parser.parse_args(argv)
     try:  # a bad combination of options: status 2 with the options' names, as argparse says
         settings = settings_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
+    from nasheur.jobguard import Terminated, stop_on_sigterm
+
     try:
         command = "python -m nasheur.groundtruth build " + _cli_args(settings, args.out)
         start = time.perf_counter()
-        result = build(
-            args.out,
-            settings,
-            limit=args.limit,
-            command=command,
-            progress=args.progress,
-            log=None if args.quiet else lambda m: print(m, flush=True),
-        )
+        with stop_on_sigterm("the build"):
+            result = build(
+                args.out,
+                settings,
+                limit=args.limit,
+                command=command,
+                progress=args.progress,
+                log=None if args.quiet else lambda m: print(m, flush=True),
+            )
     except (BuildMismatchError, BuildLocked, ValueError, TypeError, KeyError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, Terminated) as exc:  # every finished result is in the progress
+        sys.stdout.flush()
+        how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        print(
+            f"stopped by {how}; the results so far are kept: rerun the same command to continue",
+            file=sys.stderr,
+        )
+        return 143 if isinstance(exc, Terminated) else 130
     if result is None:
         print(f"stopped after --limit {args.limit} results; rerun the same command to continue")
         return 3
