@@ -999,3 +999,16 @@ def test_a_negative_bootstrap_or_seed_is_an_argument_error(sweep):
         table = results("table", str(sweep), "--table", "11", option, "-1")
         assert table.returncode == 2 and f"argument {option}: must be >= 0" in table.stderr
         assert "Traceback" not in table.stderr
+
+
+def test_figures_of_given_jobs_alone_need_no_folders(sweep, tmp_path):
+    # the README's form: `figures --record JOB --out DIR`; --record takes the words after it
+    out = tmp_path / "f"
+    figs = results("figures", "--out", str(out), "--record", str(sweep / "job0"))
+    assert figs.returncode == 0, figs.stderr
+    drawn = sorted(p.name for p in out.glob("*.png"))
+    assert drawn and all(name.endswith("-job0.png") for name in drawn)  # its figures only
+    none = results("figures", "--out", str(out))
+    assert none.returncode == 2 and "give job or sweep folders, or jobs with --record" in (
+        none.stderr
+    )

@@ -280,10 +280,10 @@ def _best_runs(done: list[dict]) -> list[dict]:
 def _figures(args: argparse.Namespace) -> int:
     from nasheur.results import figures  # matplotlib only here: `table` and `show` work without it
 
-    records = load_records(args.folders)
+    records = load_records(args.folders) if args.folders else []
     done = [r for r in records if r.get("status") == "completed"]
     out, written = Path(args.out), []
-    for name in MULTI_RUN_FIGURES:
+    for name in MULTI_RUN_FIGURES if args.folders else ():  # --record alone: its jobs only
         if not args.only or name in args.only:
             written += _draw(name, getattr(figures, name), records, out / name)
     # the job figures: the given jobs (each its own files), else the best run (sparse Kendall
@@ -318,6 +318,8 @@ class BadArgument(Exception):
 def _check(args: argparse.Namespace) -> None:
     """Refuse a path given as a job that cannot be one (a file other than a metrics.json)
     before reading or merging anything (argparse checks --out)."""
+    if not args.folders and not getattr(args, "record", None):
+        raise BadArgument("figures: give job or sweep folders, or jobs with --record")
     for folder in args.folders:
         _job_path(folder, "")
     for given in getattr(args, "record", []):
@@ -375,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     s.set_defaults(run=_show)
     f = sub.add_parser("figures", help="the paper's figures from jobs and sweeps (PNG and PDF)")
-    f.add_argument("folders", nargs="+")
+    f.add_argument(
+        "folders", nargs="*", help="job or sweep folders (none: only the jobs of --record)"
+    )
     f.add_argument("--out", type=folder_path, default="figures")
     f.add_argument("--only", nargs="*", default=[], choices=[*MULTI_RUN_FIGURES, *JOB_FIGURES])
     f.add_argument(
