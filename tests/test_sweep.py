@@ -88,6 +88,9 @@ def test_a_bad_value_fails_the_sweep_before_any_job_runs(tmp_path):
     assert proc.returncode == 2 and "fidelity.train_portion" in proc.stderr
     # one message, as a single job's config error, not Hydra's traceback
     assert proc.stderr.startswith("nasheur: config error: 7 of 14 jobs have a bad config")
+    # the seven jobs' one error, said once
+    assert proc.stderr.count("fidelity.train_portion=1.5 is out of range") == 1
+    assert "(7 jobs, e.g. " in proc.stderr
     assert "nothing was launched" in proc.stderr and "Traceback" not in proc.stderr
     assert not list((tmp_path / "runs").rglob("metrics.json"))
 

@@ -278,6 +278,15 @@ def test_sweep_errors_are_one_clean_message(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith("nasheur: config error: no ground truth for search_space nb101")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "or restrict the sweep to the others (search_space=nb201)" in err
+    # an experiment of one space: no other space to restrict it to
+    monkeypatch.delenv("NASHEUR_GT_NB101", raising=False)
+    sweeper, task = sweeper_for(["+experiment=dynamic_channels_ablation"])
+    with pytest.raises(SystemExit):
+        sweeper.sweep(task)
+    err = capsys.readouterr().err
+    assert "no ground truth for search_space nb101: set NASHEUR_GT_NB101" in err
+    assert "restrict" not in err
 
 
 def test_the_failure_of_a_sweeps_only_job_is_worded_for_one(args, capsys):

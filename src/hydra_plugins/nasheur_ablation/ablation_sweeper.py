@@ -383,10 +383,16 @@ class AblationSweeper(Sweeper):
         envs = ", ".join(ground_truth_env(s) for s in missing)
         family = getattr(space_info(default), "paper_space", default)
         if len(missing) < len(self.spaces) or family not in self.spaces:
+            others = [s for s in self.spaces if s not in missing]
             raise SweepError(
                 f"no ground truth for search_space {', '.join(missing)}: set {envs} (e.g. in "
-                "launch/site.env), or restrict the sweep with search_space=<space>; nothing was "
-                "launched"
+                "launch/site.env)"
+                + (
+                    f", or restrict the sweep to the others (search_space={','.join(others)})"
+                    if others
+                    else ""
+                )
+                + "; nothing was launched"
             )
         log.warning(
             "none of this experiment's spaces (%s) has a ground truth here (%s unset): "
@@ -417,7 +423,8 @@ class AblationSweeper(Sweeper):
         from nasheur.config import ConfigError, config_hash, plain, to_config, validate
 
         assert self.config is not None and self.hydra_context is not None
-        checked, errors, folders = [], [], set()
+        checked, folders = [], set()
+        errors: dict[str, list[list[str]]] = {}  # each message, and the jobs that got it
         roots: set[str] = set()  # the CIFAR-10 folders the jobs read
         for job in jobs:
             # a value of the wrong type, a key it does not know, a missing value that the
@@ -426,7 +433,7 @@ class AblationSweeper(Sweeper):
                 cfg = self.hydra_context.config_loader.load_sweep_config(self.config, job)
                 folder = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
             except (HydraException, OmegaConfBaseException) as err:
-                errors.append(f"  {' '.join(job)}: {_said(err)}")
+                errors.setdefault(_said(err), []).append(job)
                 continue
             if folder in folders:  # two rows of one config (e.g. two blocks' baselines): one job
                 continue
@@ -437,17 +444,25 @@ class AblationSweeper(Sweeper):
                 typed = to_config(OmegaConf.create(with_hydra))
                 validate(typed)
             except ConfigError as err:
-                errors.append(f"  {' '.join(job)}: {err}")
+                errors.setdefault(str(err), []).append(job)
                 continue
             resolved = plain(typed)
             checked.append((job, folder, config_hash(resolved), resolved["experiment"]))
             if self.check_data and resolved["dataset"]["name"] == "cifar10":
                 roots.add(str(resolved["dataset"]["root"]))
         if errors:
+            # one line per message: a bad value on the command line is every job's error
+            lines = [
+                f"  {' '.join(bad[0])}: {said}"
+                if len(bad) == 1
+                else f"  {said} ({len(bad)} jobs, e.g. {' '.join(bad[0])})"
+                for said, bad in errors.items()
+            ]
+            n = sum(len(bad) for bad in errors.values())
             raise SweepError(
-                f"{len(errors)} of {len(jobs)} jobs have a bad config; nothing was launched:\n"
-                + "\n".join(errors[:20])
-                + (f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else "")
+                f"{n} of {len(jobs)} jobs have a bad config; nothing was launched:\n"
+                + "\n".join(lines[:20])
+                + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
             )
         missing = _missing_data(roots)
         if missing:
