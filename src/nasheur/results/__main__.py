@@ -113,7 +113,7 @@ def _none_completed(whose: str, records: list[dict]) -> str:
 # the states in the order `show` counts and lists them: their names, what they mean
 STATES = {
     "completed": ("completed", ""),
-    "failed": ("failed", "relaunching the sweep runs them again"),
+    "failed": ("failed", "the same command runs them again, once what their error says is fixed"),
     "interrupted": ("interrupted", "stopped from outside; relaunching resumes them"),
     "broken": ("unreadable", "metrics.json could not be read"),
     RUNNING: ("running", "a running job holds the folder (job.lock): relaunching leaves it be"),
