@@ -178,6 +178,23 @@ def test_convert_plain_nb201_layout_table(tmp_path):
     np.testing.assert_allclose(gt.acc, [(60 + i) / 100 for i in range(len(ARCHS))])
 
 
+def test_convert_beside_a_read_only_source_asks_for_out(tmp_path):
+    # a benchmark folder without write bits (even for root): nothing is written into it
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    src = _make("nb101", folder)
+    folder.chmod(0o555)
+    try:
+        done = run_cli("convert", src)
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert f"{folder}: not writable (its mode bits)" in done.stderr
+        assert "--out <table.csv>" in done.stderr and sorted(folder.iterdir()) == [src]
+        done = run_cli("convert", src, "--out", tmp_path / "t.csv")
+        assert done.returncode == 0, done.stderr
+    finally:
+        folder.chmod(0o755)
+
+
 def test_convert_errors_are_reported(tmp_path):
     src = _make("nb101", tmp_path)
     blob = bytearray(src.read_bytes())

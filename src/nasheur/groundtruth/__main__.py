@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
         type=file_path,
         help=(
             "output table (default: <source>.<tag>.gt.csv beside it; the tag is the dataset "
-            "or metric, for a CSV its column, else 'table')"
+            "or metric, for a CSV the --column or --metric given, else 'table')"
         ),
     )
     conv.add_argument(

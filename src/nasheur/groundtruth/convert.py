@@ -428,12 +428,17 @@ def convert_file(
     unit: str = "auto",
 ) -> tuple[Path, GroundTruth]:
     """Read ``path`` and write its table to ``out`` (default :func:`default_output`)."""
-    gt = read_source(path, dataset=dataset, metric=metric, column=column, unit=unit)
     target = (
         default_output(path, dataset=dataset, metric=metric, column=column)
         if out is None
         else Path(out)
     )
+    if out is None and not _writable_dir(target.parent):  # before a long read
+        raise GroundTruthError(
+            f"{target.parent}: not writable (its mode bits), so the table cannot go beside "
+            "the source; name it with --out <table.csv>"
+        )
+    gt = read_source(path, dataset=dataset, metric=metric, column=column, unit=unit)
     write_table(target, gt.keys, gt.acc, meta=gt.meta)
     return target, gt
 
