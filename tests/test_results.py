@@ -1012,3 +1012,42 @@ def test_figures_of_given_jobs_alone_need_no_folders(sweep, tmp_path):
     assert none.returncode == 2 and "give job or sweep folders, or jobs with --record" in (
         none.stderr
     )
+
+
+def _composed(experiment: str, space: str, *overrides: str) -> dict:
+    """The resolved config a job of `experiment` on `space` records, with `overrides`."""
+    from hydra import compose, initialize_config_module
+
+    from nasheur.config import plain, register_configs, register_resolvers, to_config
+
+    register_configs()
+    register_resolvers()
+    with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
+        cfg = compose(
+            "config", overrides=[f"+experiment={experiment}", f"search_space={space}", *overrides]
+        )
+    return plain(to_config(cfg))
+
+
+@pytest.mark.parametrize("cut", [True, False])
+def test_a_table_says_when_all_runs_of_an_experiment_are_off_its_settings(tmp_path, cut):
+    # a whole sweep at 1 epoch is the block's main setting: the note says it is not the
+    # experiment's own (NB201 trains 1,000 epochs, Table 14)
+    extra = ["protocol.epochs=1", "run.max_steps_per_epoch=5"] if cut else []
+    recs = []
+    for seed in range(2):
+        for track in ("true", "false"):
+            r = record("nb201", seed, 0.025)
+            r["config"] = _composed(
+                "bn_ablation", "nb201", f"protocol.bn_track={track}", f"seed={seed}", *extra
+            )
+            recs.append(r)
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0)
+    notes = [n for n in table.notes if "not at the experiment's own settings" in n]
+    if not cut:
+        assert notes == []
+        return
+    assert notes == [
+        "Batch norm: NAS-Bench-201 runs not at the experiment's own settings: "
+        "protocol.epochs=1 (default 1000), run.max_steps_per_epoch=5 (default null)"
+    ]

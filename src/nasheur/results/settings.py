@@ -24,12 +24,13 @@ from nasheur.config import ADDED_KEYS, IDENTITY_EXCLUDED, inactive_keys
 SHOWN_KEYS = 3  # keys named in a setting's label; more are counted ("+2 more")
 
 
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+def flat_config(data: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"protocol.lr": 0.1, ...}`` (an empty section is one key)."""
     if not isinstance(data, dict) or not data:
         return {prefix: data} if prefix else {}
     out: dict[str, Any] = {}
     for k, v in data.items():
-        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        out.update(flat_config(v, f"{prefix}.{k}" if prefix else str(k)))
     return out
 
 
@@ -38,7 +39,7 @@ def setting(record: dict[str, Any], varied: Iterable[str]) -> tuple[tuple[str, s
     seed, the `varied` keys (and their sub-keys) and the keys outside a job's identity."""
     config = record.get("config") or {}
     skip = ("seed", *IDENTITY_EXCLUDED, *inactive_keys(config), *varied)
-    flat = _flat(config)
+    flat = flat_config(config)
     return tuple(
         sorted(
             (k, json.dumps(v, sort_keys=True))
@@ -103,7 +104,7 @@ def _images(record: dict[str, Any]) -> float:
     return float(sum(h.get("images") or 0 for h in history if isinstance(h, dict)))
 
 
-def _spelt(value_json: str) -> str:
+def spelt(value_json: str) -> str:
     """A config value as the command line spells it: `true`, `null`, `node`."""
     value = json.loads(value_json)
     return value if isinstance(value, str) else value_json
@@ -112,7 +113,7 @@ def _spelt(value_json: str) -> str:
 def _label(this: tuple[tuple[str, str], ...], main: tuple[tuple[str, str], ...]) -> str:
     a, b = dict(this), dict(main)
     diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-    shown = [f"{k}={_spelt(a[k]) if k in a else '(unset)'}" for k in diff[:SHOWN_KEYS]]
+    shown = [f"{k}={spelt(a[k]) if k in a else '(unset)'}" for k in diff[:SHOWN_KEYS]]
     more = len(diff) - SHOWN_KEYS
     return ", ".join(shown) + (f", +{more} more" if more > 0 else "")
 

@@ -44,6 +44,7 @@ import numpy as np
 
 from nasheur import metrics
 from nasheur.fidelity import LEVEL, level_of
+from nasheur.results.defaults import off_defaults
 from nasheur.results.settings import (
     VALUE_ORDER,
     distinct_jobs,
@@ -398,6 +399,13 @@ def build_table(
             left_out = [r for r in by_setting[label] if r.get("status") != "completed"]
             if left_out and done:  # none done: said above
                 notes.append(f"{shown}: {_unfinished(left_out)} left out")
+            if not label:  # the main setting: is it the experiment's own?
+                done_here = [r for r in by_setting[label] if r.get("status") == "completed"]
+                for space, keys in off_defaults(done_here, experiment, factors).items():
+                    notes.append(
+                        f"{shown}: {SPACE_TITLES.get(space, space)} runs not at the "
+                        f"experiment's own settings: {', '.join(keys)}"
+                    )
             made, said = _blocks(table, experiment, factors, by_setting[label], bootstrap, seed)
             for block in made:
                 block.title = ": ".join(t for t in (shown, block.title) if t)

@@ -1,0 +1,85 @@
+"""Whether a table's runs ran at their experiment's own settings.
+
+A table merges whatever its folders hold. Runs of one setting beside another are shown apart
+(:mod:`nasheur.results.settings`), but when every run of an experiment shares a setting off the
+experiment's defaults (a whole sweep with ``protocol.epochs=1``, or ``+preset=debug``), that
+setting is the main one and nothing in the numbers says so. :func:`off_defaults` composes the
+experiment's baseline for a space from the installed config, as the sweeper does before any
+command-line override, and names the keys where all of the runs differ from it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from nasheur.config import IDENTITY_EXCLUDED, inactive_keys
+from nasheur.results.settings import SHOWN_KEYS, flat_config, space_of, spelt
+
+# besides the keys outside a job's identity: where the data and the ground truth are, which
+# each site sets for itself
+SITE_KEYS = ("ground_truth", "dataset.root")
+
+
+@functools.cache
+def experiment_defaults(experiment: str, space: str) -> dict[str, Any] | None:
+    """The resolved config of `experiment`'s baseline job on `space`, with no command-line
+    override, or None where this version cannot compose it (an experiment or space it does
+    not know, a record of an older version)."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from nasheur.config import plain, register_configs, register_resolvers, to_config
+
+    if GlobalHydra.instance().is_initialized():  # inside a Hydra app: not ours to reset
+        return None
+    register_configs()
+    register_resolvers()
+    try:
+        with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
+            cfg = compose(
+                "config", overrides=[f"+experiment={experiment}", f"search_space={space}"]
+            )
+        return plain(to_config(cfg))
+    except Exception:  # any failure to compose means: no defaults to compare
+        return None
+
+
+def off_defaults(
+    records: Sequence[dict[str, Any]], experiment: str, varied: Iterable[str]
+) -> dict[str, list[str]]:
+    """For each space of `records` (completed runs of one experiment and setting), the keys
+    where every run has one value that is not the experiment's default, as
+    ``protocol.epochs=1 (default 1000)``; spaces at their defaults are left out. The seed,
+    the `varied` factors, the keys outside a job's identity and the site's paths are not
+    compared."""
+    varied = tuple(varied)
+    by_space: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_space.setdefault(str(space_of(r)), []).append(r)
+    out: dict[str, list[str]] = {}
+    for space, runs in by_space.items():
+        default = experiment_defaults(experiment, space)
+        if default is None:
+            continue
+        skip = ("seed", *IDENTITY_EXCLUDED, *SITE_KEYS, *varied, *inactive_keys(default))
+        for r in runs:
+            skip += inactive_keys(r.get("config") or {})
+        ours = flat_config(default)
+        theirs = [flat_config(r.get("config") or {}) for r in runs]
+        differ = []
+        for key, value in sorted(ours.items()):
+            if any(key == s or key.startswith(s + ".") for s in skip):
+                continue
+            values = {json.dumps(t.get(key), sort_keys=True) for t in theirs if key in t}
+            if len(values) == 1 and len(theirs) == sum(key in t for t in theirs):
+                (v,) = values
+                default_json = json.dumps(value, sort_keys=True)
+                if v != default_json:
+                    differ.append(f"{key}={spelt(v)} (default {spelt(default_json)})")
+        if differ:
+            more = len(differ) - SHOWN_KEYS
+            out[space] = differ[:SHOWN_KEYS] + ([f"+{more} more"] if more > 0 else [])
+    return out
