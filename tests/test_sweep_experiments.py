@@ -54,6 +54,12 @@ def calls(tmp_path: Path) -> list[str]:
     return log.read_text().splitlines() if log.is_file() else []
 
 
+def as_from_a_terminal() -> None:
+    """SIGINT as a terminal's shell leaves it: a test runner started in the background (CI,
+    `nohup ... &`) ignores it, and bash cannot trap a signal ignored when it started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def sweep(env, launcher: str, experiments: str, *overrides: str) -> subprocess.Popen:
     return subprocess.Popen(
         ["bash", str(SCRIPT), launcher, experiments, *overrides],
@@ -61,6 +67,7 @@ def sweep(env, launcher: str, experiments: str, *overrides: str) -> subprocess.P
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_from_a_terminal,
     )
 
 
