@@ -422,3 +422,15 @@ def test_the_figures_command_draws_each_given_job_and_picks_the_best_of_the_main
         "rank_disorder-nb201-job1.png",
     ]
     assert f"--record {tmp_path / 'empty'}: no completed job's metrics.json" in proc.stderr
+
+
+def test_fig_6_says_when_no_trained_run_is_left_to_compare(monkeypatch):
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, stem: drawn.setdefault("fig", fig) and [])
+    runs = [_record("nb201", s, "bn_ablation", ["protocol.bn_track"], acc=0.2) for s in range(4)]
+    figures.metric_pairs(runs, "unused")
+    titles = [ax.get_title() for ax in drawn["fig"].axes if ax.get_title()]
+    # the two pairs with super-net accuracy: none compared; final performance vs S-KdT: 4
+    assert sum("no trained run (super-net accuracy < 40%)" in t for t in titles) == 2
+    assert sum("(runs=4)" in t for t in titles) == 1 and not any("nan" in t for t in titles)
+    assert all(t.startswith("NAS-Bench-201\n") for t in titles)  # the space on a line its own

@@ -279,7 +279,7 @@ def bn_histograms(records: Sequence[dict[str, Any]], stem: str | Path) -> list[P
             for k in settings:
                 label = _with_setting(k[2], f"affine={_fmt(k[1])} (runs={len(pools[space][k])})")
                 ax.hist(values[k], bins=bins, alpha=0.5, label=label)
-            ax.set_title(f"{_title(space)}: track={_fmt(track)}")
+            ax.set_title(f"{_title(space)}\ntrack={_fmt(track)}", fontsize=10)
             ax.set_xlabel("Super-net accuracy (%)")
             ax.set_ylabel("architectures")
             if settings:
@@ -424,9 +424,14 @@ def metric_pairs(records: Sequence[dict[str, Any]], stem: str | Path) -> list[Pa
             ax.scatter(shown[:, i], shown[:, j], s=14, alpha=0.7, edgecolors="none")
             ax.set_xlabel(LABELS[PAIR_METRICS[i]])
             ax.set_ylabel(LABELS[PAIR_METRICS[j]])
-            ax.set_title(
-                f"{_title(space)}: Spearman {corr[i, j]:.2f} (runs={len(shown)})", fontsize=9
+            said = (
+                "no trained run (super-net accuracy < 40%)"
+                if not len(shown)
+                else f"Spearman {corr[i, j]:.2f} (runs={len(shown)})"
+                if np.isfinite(corr[i, j])
+                else f"Spearman undefined (runs={len(shown)})"
             )
+            ax.set_title(f"{_title(space)}\n{said}", fontsize=9)  # two lines: four panels a row
             ax.grid(alpha=0.3)
         ax = axes[row, 3]
         im = ax.imshow(corr, vmin=-1, vmax=1, cmap="RdBu_r")
@@ -440,7 +445,7 @@ def metric_pairs(records: Sequence[dict[str, Any]], stem: str | Path) -> list[Pa
                 ax.text(
                     j, i, text, ha="center", va="center", fontsize=9, color="w" if dark else "k"
                 )
-        ax.set_title(f"{_title(space)}: Spearman correlation", fontsize=9)
+        ax.set_title(f"{_title(space)}\nSpearman correlation", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return _save(fig, stem)
