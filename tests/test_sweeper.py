@@ -740,10 +740,33 @@ def test_a_sweep_on_cifar10_looks_for_it_before_launching(args, tmp_path, where,
         sweeper.sweep(task)
     err = capsys.readouterr().err
     assert refused.value.code == 2 and sweeper.launcher.launched == []
-    assert "config error: no CIFAR-10 for the jobs; nothing was launched" in err
+    assert "config error: no CIFAR-10 for the jobs to run; nothing was launched" in err
     assert f"dataset.root={root}: " in err and "hydra.sweeper.check_data=false" in err
     said = "missing " if where == "incomplete" else "CIFAR-10 not found"
     assert said in err and "dataset=synthetic" in err  # the job's own advice, in full
+
+
+def test_completed_jobs_need_no_data_and_a_root_it_may_not_read_is_said(args, tmp_path, capsys):
+    ours = [a for a in args if not a.startswith("dataset")]
+    root = tmp_path / "data" / "cifar-10-batches-py"
+    root.mkdir(parents=True)
+    for i in range(1, 6):
+        (root / f"data_batch_{i}").write_bytes(b"")
+    first, task = sweeper_for([*ours, "dataset=cifar10", f"dataset.root={root.parent}"])
+    first.sweep(task)
+    assert len(first.launcher.launched) == 4
+    for f in root.iterdir():  # the data moved away: the completed sweep is still read
+        f.unlink()
+    again, task = sweeper_for([*ours, "dataset=cifar10", f"dataset.root={root.parent}"])
+    again.sweep(task)
+    assert again.launcher.launched == [] and "4 completed" in capsys.readouterr().out
+    # a root whose name the file system refuses: said in the sweep's one message
+    bad = tmp_path / ("x" * 300)
+    other, task = sweeper_for([*ours, "dataset=cifar10", f"dataset.root={bad}", "seed=1"])
+    with pytest.raises(SystemExit) as refused:
+        other.sweep(task)
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and "Traceback" not in err and "File name too long" in err
 
 
 def test_a_swept_baseline_is_refused_not_resolved_against_another(args):

@@ -415,9 +415,11 @@ class AblationSweeper(Sweeper):
                 "launched"
             ) from None
 
-    def _check(self, jobs: list[list[str]]) -> list[tuple[list[str], Path, str, dict[str, Any]]]:
-        """Compose and validate every job before any runs; its folder, config hash and
-        resolved ``experiment`` node.
+    def _check(
+        self, jobs: list[list[str]]
+    ) -> list[tuple[list[str], Path, str, dict[str, Any], str | None]]:
+        """Compose and validate every job before any runs; its folder, config hash, resolved
+        ``experiment`` node and the CIFAR-10 folder it reads (None: no check, or other data).
 
         Jobs whose configs are the same (the same folder) run once."""
         from nasheur.config import ConfigError, config_hash, plain, to_config, validate
@@ -425,7 +427,6 @@ class AblationSweeper(Sweeper):
         assert self.config is not None and self.hydra_context is not None
         checked, folders = [], set()
         errors: dict[str, list[list[str]]] = {}  # each message, and the jobs that got it
-        roots: set[str] = set()  # the CIFAR-10 folders the jobs read
         for job in jobs:
             # a value of the wrong type, a key it does not know, a missing value that the
             # folder's name (an interpolation) needs
@@ -447,9 +448,9 @@ class AblationSweeper(Sweeper):
                 errors.setdefault(str(err), []).append(job)
                 continue
             resolved = plain(typed)
-            checked.append((job, folder, config_hash(resolved), resolved["experiment"]))
-            if self.check_data and resolved["dataset"]["name"] == "cifar10":
-                roots.add(str(resolved["dataset"]["root"]))
+            data = resolved["dataset"]
+            root = str(data["root"]) if self.check_data and data["name"] == "cifar10" else None
+            checked.append((job, folder, config_hash(resolved), resolved["experiment"], root))
         if errors:
             # one line per message: a bad value on the command line is every job's error
             lines = [
@@ -463,11 +464,6 @@ class AblationSweeper(Sweeper):
                 f"{n} of {len(jobs)} jobs have a bad config; nothing was launched:\n"
                 + "\n".join(lines[:20])
                 + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
-            )
-        missing = _missing_data(roots)
-        if missing:
-            raise SweepError(
-                "no CIFAR-10 for the jobs; nothing was launched:\n" + "\n".join(missing)
             )
         return checked
 
@@ -538,7 +534,9 @@ class AblationSweeper(Sweeper):
         todo: list[_Outcome] = []
         # a job this sweep listed before whose folder is gone was deleted to run it again
         listed = listed_jobs(sweep_dir) if self.reuse else set()
-        for job, folder, chash, experiment in jobs:
+        data_of: dict[Path, str | None] = {}
+        for job, folder, chash, experiment, data in jobs:
+            data_of[folder] = data
             holder = folder_holder(folder)
             state = RUNNING if holder is not None else _state(folder, chash)
             outcome = _Outcome(job, folder, chash, before=state)
@@ -558,6 +556,12 @@ class AblationSweeper(Sweeper):
             else:
                 outcome.launched = True
                 todo.append(outcome)
+        # the data of the jobs to run (completed ones need none): each would fail without it
+        missing = _missing_data({r for o in todo if (r := data_of[o.folder]) is not None})
+        if missing:
+            raise SweepError(
+                "no CIFAR-10 for the jobs to run; nothing was launched:\n" + "\n".join(missing)
+            )
         merge_manifest(
             sweep_dir,
             [
@@ -640,13 +644,13 @@ def _missing_data(roots: set[str]) -> list[str]:
     fail in its first seconds, on the cluster as here."""
     if not roots:
         return []
-    from nasheur.data.cifar10 import DatasetNotFoundError, find_cifar10
+    from nasheur.data.cifar10 import find_cifar10
 
     lines = []
     for root in sorted(roots):
         try:
             find_cifar10(root)
-        except DatasetNotFoundError as err:
+        except OSError as err:  # DatasetNotFoundError; or a folder it may not look into
             lines.append(
                 f"  dataset.root={root}: {err} Data only on the compute nodes: "
                 "hydra.sweeper.check_data=false"
