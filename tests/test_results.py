@@ -1051,3 +1051,56 @@ def test_a_table_says_when_all_runs_of_an_experiment_are_off_its_settings(tmp_pa
         "Batch norm: NAS-Bench-201 runs not at the experiment's own settings: "
         "protocol.epochs=1 (default 1000), run.max_steps_per_epoch=5 (default null)"
     ]
+
+
+def _experiments_and_spaces() -> list:
+    import yaml
+
+    out = []
+    for path in sorted((REPO / "conf" / "experiment").glob("*.yaml")):
+        spaces = yaml.safe_load(path.read_text())["hydra"]["sweeper"].get("spaces") or ["nb201"]
+        out += [
+            (path.stem, s) for s in [*spaces, "embedded"] if s != "embedded" or "nb201" in spaces
+        ]
+    # those whose blocks set keys beyond their factors, and the first of each, in the fast
+    # suite; the rest (a minute on 2 cores) in the slow one
+    fast = {"best", "final_search", "ops_on_ablation"}
+    seen: set[str] = set()
+    params = []
+    for experiment, space in out:
+        quick = experiment in fast or experiment not in seen
+        seen.add(experiment)
+        params.append(pytest.param(experiment, space, marks=() if quick else pytest.mark.slow))
+    return params
+
+
+@pytest.mark.parametrize(("experiment", "space"), _experiments_and_spaces())
+def test_a_sweep_as_the_sweeper_makes_it_is_at_its_experiments_settings(
+    experiment, space, tmp_path, monkeypatch
+):
+    # every job of every experiment, composed as a sweep composes it: no note (the blocks'
+    # own keys, e.g. best's sampler or final_search's pool size, are the experiment's)
+    from omegaconf import OmegaConf
+
+    from nasheur.config import plain, to_config
+    from nasheur.results.defaults import off_defaults
+    from tests.test_sweeper import sweeper_for
+
+    monkeypatch.setenv("NASHEUR_RUNS", str(tmp_path))
+    sweeper, task = sweeper_for([f"+experiment={experiment}", f"search_space={space}", "seed=0"])
+    configs = []
+    for job in sweeper.plan(task):
+        cfg = OmegaConf.to_container(
+            sweeper.hydra_context.config_loader.load_sweep_config(sweeper.config, job)
+        )
+        cfg.pop("hydra")
+        configs.append(plain(to_config(OmegaConf.create(cfg))))
+    assert configs
+    records = [{"status": "completed", "config": c} for c in configs]
+    factors = configs[0]["experiment"]["factors"]
+    assert off_defaults(records, experiment, factors) == {}
+    # and one key off the experiment's own value is said
+    for c in configs:
+        c["protocol"]["momentum"] = 0.5
+    said = off_defaults(records, experiment, factors)[space]
+    assert said == ["protocol.momentum=0.5 (default 0.9)"]

@@ -24,14 +24,19 @@ SITE_KEYS = ("ground_truth", "dataset.root")
 
 
 @functools.cache
-def experiment_defaults(experiment: str, space: str) -> dict[str, Any] | None:
+def experiment_defaults(
+    experiment: str, space: str
+) -> tuple[dict[str, Any], tuple[str, ...]] | None:
     """The resolved config of `experiment`'s baseline job on `space`, with no command-line
-    override, or None where this version cannot compose it (an experiment or space it does
-    not know, a record of an older version)."""
+    override, and the keys its blocks sweep there (factors, and the other keys a block sets,
+    as ``sampler`` in ``best``); None where this version cannot compose it (an experiment or
+    space it does not know, a record of an older version)."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
 
     from nasheur.config import plain, register_configs, register_resolvers, to_config
+    from nasheur.spaces import space_info
 
     if GlobalHydra.instance().is_initialized():  # inside a Hydra app: not ours to reset
         return None
@@ -40,9 +45,22 @@ def experiment_defaults(experiment: str, space: str) -> dict[str, Any] | None:
     try:
         with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
             cfg = compose(
-                "config", overrides=[f"+experiment={experiment}", f"search_space={space}"]
+                "config",
+                overrides=[f"+experiment={experiment}", f"search_space={space}"],
+                return_hydra_config=True,
             )
-        return plain(to_config(cfg))
+        blocks = OmegaConf.to_container(cfg.hydra.sweeper.blocks, resolve=False)
+        family = getattr(space_info(space), "paper_space", space)
+        swept = {
+            str(key)
+            for block in blocks
+            if block.get("_spaces") is None or {space, family} & set(block["_spaces"])
+            for key in block
+            if key != "_spaces"
+        }
+        job = OmegaConf.to_container(cfg, resolve=False)
+        job.pop("hydra")
+        return plain(to_config(OmegaConf.create(job))), tuple(sorted(swept))
     except Exception:  # any failure to compose means: no defaults to compare
         return None
 
@@ -53,18 +71,19 @@ def off_defaults(
     """For each space of `records` (completed runs of one experiment and setting), the keys
     where every run has one value that is not the experiment's default, as
     ``protocol.epochs=1 (default 1000)``; spaces at their defaults are left out. The seed,
-    the `varied` factors, the keys outside a job's identity and the site's paths are not
-    compared."""
+    the `varied` factors, the keys the experiment's blocks set, the keys outside a job's
+    identity and the site's paths are not compared."""
     varied = tuple(varied)
     by_space: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         by_space.setdefault(str(space_of(r)), []).append(r)
     out: dict[str, list[str]] = {}
     for space, runs in by_space.items():
-        default = experiment_defaults(experiment, space)
-        if default is None:
+        composed = experiment_defaults(experiment, space)
+        if composed is None:
             continue
-        skip = ("seed", *IDENTITY_EXCLUDED, *SITE_KEYS, *varied, *inactive_keys(default))
+        default, swept = composed
+        skip = ("seed", *IDENTITY_EXCLUDED, *SITE_KEYS, *varied, *swept, *inactive_keys(default))
         for r in runs:
             skip += inactive_keys(r.get("config") or {})
         ours = flat_config(default)
