@@ -27,25 +27,39 @@ python=${PYTHON:-python3}
 logs=${NASHEUR_RUNS:-runs}/sweeps
 declare -A status=() pid=()
 stopped=""
-stop() {  # $1: the signal, $2: this script's exit status; every running sweep gets $1
+stop() {  # $1: the signal, $2: this script's exit status; every sweep still there gets $1
     stopped=$2
-    trap '' INT TERM  # once: a second Ctrl-C would cut a sweep's summary short
-    for e in "${!pid[@]}"; do
-        kill -"$1" "${pid[$e]}" 2>/dev/null
+    trap '' INT TERM HUP  # once: a second Ctrl-C would cut a sweep's summary short
+    # the shell's own list of its live children: a sweep that ended is no pid to signal
+    local p running stopped_ones  # p: not the caller's (await's, when a trap runs in it)
+    running=$(jobs -pr)
+    stopped_ones=$(jobs -ps)
+    for p in $running $stopped_ones; do
+        kill -"$1" "$p" 2>/dev/null
+    done
+    for p in $stopped_ones; do  # a stopped sweep handles the signal once it runs again
+        kill -CONT "$p" 2>/dev/null
     done
 }
 trap 'stop INT 130' INT
 trap 'stop TERM 143' TERM
+trap 'stop TERM 129' HUP  # the terminal closed: each sweep stops as for a `kill`
 start() {  # `start E &`: the sweep of experiment E, exec-ed by the subshell ($! is its pid)
-    exec "$python" -m nasheur +experiment="$1" hydra/launcher="$launcher" "${overrides[@]}" -m
+    # (the odd expansion: bash before 4.4 calls an empty array unbound under `set -u`)
+    exec "$python" -m nasheur +experiment="$1" hydra/launcher="$launcher" \
+        ${overrides[@]+"${overrides[@]}"} -m
 }
 await() {  # the exit status of experiment $1's sweep, once it ended
-    wait "${pid[$1]}"
-    status[$1]=$?
-    # a trapped signal ends `wait` early (status > 128) while the sweep still runs
-    while [[ ${status[$1]} -gt 128 ]] && kill -0 "${pid[$1]}" 2>/dev/null; do
-        wait "${pid[$1]}"
+    local p=${pid[$1]}
+    while :; do
+        wait "$p"
         status[$1]=$?
+        kill -0 "$p" 2>/dev/null || break  # it ended (and `wait` reaped it)
+        # still there: a trapped signal ended `wait` early, or the sweep is stopped (a
+        # `kill -STOP`, or output under `stty tostop`), when `wait` returns at once
+        if [[ " $(jobs -ps | tr '\n' ' ') " == *" $p "* ]]; then
+            sleep 1
+        fi
     done
     unset "pid[$1]"
 }

@@ -46,7 +46,7 @@ def fake(tmp_path: Path) -> Iterator[dict[str, str]]:
         "NASHEUR_RUNS": str(tmp_path / "runs"),
     }
     with contextlib.suppress(OSError):  # none left, whatever failed
-        subprocess.run(["pkill", "-f", str(python)], check=False)
+        subprocess.run(["pkill", "-KILL", "-f", str(python)], check=False)
 
 
 def calls(tmp_path: Path) -> list[str]:
@@ -55,9 +55,11 @@ def calls(tmp_path: Path) -> list[str]:
 
 
 def as_from_a_terminal() -> None:
-    """SIGINT as a terminal's shell leaves it: a test runner started in the background (CI,
-    `nohup ... &`) ignores it, and bash cannot trap a signal ignored when it started."""
+    """SIGINT and SIGHUP as a terminal's shell leaves them: a test runner started in the
+    background (CI, `nohup ... &`) ignores them, and bash cannot trap a signal ignored when it
+    started."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def sweep(env, launcher: str, experiments: str, *overrides: str) -> subprocess.Popen:
@@ -102,9 +104,16 @@ def test_a_sweep_stopped_by_ctrl_c_stops_the_experiments_after_it(tmp_path, fake
 @pytest.mark.parametrize(
     ("launcher", "started"), [("local", ["wait1"]), ("slurm", ["wait1", "wait2"])]
 )
-@pytest.mark.parametrize(("how", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(
+    ("how", "status", "passed"),
+    [
+        (signal.SIGTERM, 143, "SIGTERM"),
+        (signal.SIGINT, 130, "SIGINT"),
+        (signal.SIGHUP, 129, "SIGTERM"),  # the terminal closed: each sweep stops as for a kill
+    ],
+)
 def test_a_signal_to_the_script_reaches_every_running_sweep(
-    tmp_path, fake, launcher, started, how, status
+    tmp_path, fake, launcher, started, how, status, passed
 ):
     # a Ctrl-C from the terminal reaches the script alone (each sweep has a process group of
     # its own), a `kill` too: it passes the signal on, and no further experiment starts
@@ -113,7 +122,7 @@ def test_a_signal_to_the_script_reaches_every_running_sweep(
     proc.send_signal(how)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == status, (out, err)
-    name = how.name
+    name = passed
     assert {f"{e}: {name}" for e in started} <= set(calls(tmp_path))
     assert all(f"sweep {e}: stopped; the same command resumes it" in err for e in started)
     if launcher == "local":
@@ -139,3 +148,28 @@ def test_a_sigterm_to_make_reaches_the_sweep(tmp_path, fake):
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)  # once every process holding its pipes ended
     assert "best: SIGTERM" in calls(tmp_path), (out, err)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_stopped_sweep_is_waited_for_without_spinning_and_still_stops(tmp_path, fake):
+    # `wait` returns at once for a stopped child (kill -STOP, or output under stty tostop):
+    # the script must not loop on it, and a SIGTERM still ends the sweep
+    proc = sweep(fake, "local", "wait1")
+    wait_ready(tmp_path, proc, "wait1")
+    child = int(
+        subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+        ).stdout.split()[0]
+    )
+    os.kill(child, signal.SIGSTOP)
+    before = _cpu_seconds(proc.pid)
+    time.sleep(2)
+    assert _cpu_seconds(proc.pid) - before < 0.5  # asleep, not a busy loop (that is ~2 s)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "wait1: SIGTERM" in calls(tmp_path), err
