@@ -120,6 +120,13 @@ def _resolve(key: str, value: Any, baseline: DictConfig) -> Any:
         raise SweepError(f"{key}={value}: {err}") from None
 
 
+def block_applies(block: dict[str, Any], space: str, family: str) -> bool:
+    """Whether an experiment's block sweeps `space`: it names no ``_spaces``, or names the
+    space or the paper space it stands in for (`family`: nb201 for embedded)."""
+    only = block.get("_spaces")
+    return only is None or space in only or family in only
+
+
 def expand(
     spaces: Sequence[str],
     seeds: Sequence[Any],
@@ -145,9 +152,7 @@ def expand(
     baseline_of = {s: OmegaConf.create(baselines.get(s) or {}) for s in spaces}
 
     def applies(block: dict[str, Any], space: str) -> bool:
-        only = block.get("_spaces")
-        family = (paper_space or {}).get(space, space)
-        return only is None or space in only or family in only
+        return block_applies(block, space, (paper_space or {}).get(space, space))
 
     def held(block: dict[str, Any], space: str, key: str, values: Sequence[Any]) -> list[Any]:
         """The block's values of `key` that the command line names (as the jobs spell them)."""

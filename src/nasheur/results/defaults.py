@@ -35,6 +35,7 @@ def experiment_defaults(
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
+    from hydra_plugins.nasheur_ablation.ablation_sweeper import block_applies
     from nasheur.config import plain, register_configs, register_resolvers, to_config
     from nasheur.spaces import space_info
 
@@ -54,7 +55,7 @@ def experiment_defaults(
         swept = {
             str(key)
             for block in blocks
-            if block.get("_spaces") is None or {space, family} & set(block["_spaces"])
+            if block_applies(block, space, family)
             for key in block
             if key != "_spaces"
         }
@@ -83,17 +84,17 @@ def off_defaults(
         if composed is None:
             continue
         default, swept = composed
-        skip = ("seed", *IDENTITY_EXCLUDED, *SITE_KEYS, *varied, *swept, *inactive_keys(default))
-        for r in runs:
-            skip += inactive_keys(r.get("config") or {})
-        ours = flat_config(default)
+        skip = {"seed", *IDENTITY_EXCLUDED, *SITE_KEYS, *varied, *swept, *inactive_keys(default)}
+        skip.update(k for r in runs for k in inactive_keys(r.get("config") or {}))
         theirs = [flat_config(r.get("config") or {}) for r in runs]
         differ = []
-        for key, value in sorted(ours.items()):
+        for key, value in sorted(flat_config(default).items()):
             if any(key == s or key.startswith(s + ".") for s in skip):
                 continue
-            values = {json.dumps(t.get(key), sort_keys=True) for t in theirs if key in t}
-            if len(values) == 1 and len(theirs) == sum(key in t for t in theirs):
+            if not all(key in t for t in theirs):  # a record of a version without the key
+                continue
+            values = {json.dumps(t[key], sort_keys=True) for t in theirs}
+            if len(values) == 1:
                 (v,) = values
                 default_json = json.dumps(value, sort_keys=True)
                 if v != default_json:
