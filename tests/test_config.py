@@ -278,6 +278,26 @@ def test_what_a_single_run_cannot_do_is_said_in_one_line(overrides, said, tmp_pa
     ]
 
 
+@pytest.mark.parametrize("flag", ["-m", "--multirun"])
+def test_the_multirun_flag_may_stand_among_the_overrides(flag, tmp_path):
+    # Hydra's parser alone stops at the override after the flag ("unrecognized arguments");
+    # here the sweep sees every override: its own error names the one after the flag
+    args = ["+experiment=bn_ablation", flag, "protocol.lr=-1", "search_space=embedded"]
+    proc = nasheur_cli(args, tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "unrecognized arguments" not in proc.stderr
+    assert "nasheur: config error: 12 of 12 jobs have a bad config" in proc.stderr
+    assert "protocol.lr=-1.0 is out of range" in proc.stderr
+
+
+def test_flags_first_moves_only_the_multirun_flag():
+    from nasheur.__main__ import flags_first
+
+    argv = ["nasheur", "a=1", "-m", "b=2", "--cfg", "job", "--multirun"]
+    assert flags_first(argv) == ["nasheur", "-m", "--multirun", "a=1", "b=2", "--cfg", "job"]
+    assert flags_first(["nasheur", "a=-m"]) == ["nasheur", "a=-m"]  # a value, not the flag
+
+
 def test_a_job_folder_spells_values_as_the_command_line_and_is_found_by_its_hash(
     tmp_path, monkeypatch
 ):

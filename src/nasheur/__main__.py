@@ -197,5 +197,24 @@ def _run(hc, config, out: Path) -> float | None:
     return record["metrics"]["sparse_kendall_tau"]
 
 
-if __name__ == "__main__":
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def flags_first(argv: list[str]) -> list[str]:
+    """`argv` with ``-m``/``--multirun`` moved before the overrides: Hydra's parser takes its
+    overrides as one run of positional arguments, so ``a=1 -m b=2`` would stop at ``b=2`` with
+    argparse's bare "unrecognized arguments". The flag takes no value, so moving it changes
+    nothing else."""
+    flags = [a for a in argv[1:] if a in MULTIRUN_FLAGS]
+    return argv[:1] + flags + [a for a in argv[1:] if a not in MULTIRUN_FLAGS]
+
+
+def cli() -> None:
+    """The command (``python -m nasheur``, the ``nasheur`` script): :func:`main` with the
+    multirun flag accepted anywhere among the overrides."""
+    sys.argv = flags_first(sys.argv)
     main()
+
+
+if __name__ == "__main__":
+    cli()
