@@ -37,6 +37,14 @@ def test_round_trip_exact(tmp_path):
     assert gt.meta["unit"] == "fraction" and gt.meta["sha256"] == "ab" * 32
     assert gt.meta["source"] == "x.pth" and gt.source == str(path)
     assert not list(path.parent.glob("*.tmp"))  # the temporary file is gone
+    # keys with characters that str.splitlines would break a line at
+    odd = ["a\fb", "c\x1cd", "e\u2028f"]
+    write_table(path, odd, [0.1, 0.2, 0.3], meta={})
+    assert read_table(path).keys == tuple(odd)
+    # the same line repeated says one thing
+    text = path.read_text()
+    path.write_text("# unit: fraction\n" + text)
+    assert read_table(path).keys == tuple(odd)
     # overwriting replaces atomically
     write_table(path, keys[:2], acc[:2], meta={})
     assert len(read_table(path)) == 2
@@ -185,6 +193,13 @@ def test_nb201_layout_small(tmp_path):
         ("index,arch_str,valid_acc,test_acc\n0,|a~0|,101,50\n", r"gt\.csv:2: key '\|a~0\|'"),
         ("# unit: percent\nkey,score\na,50\n", r"gt\.csv:2: default column 'accuracy'"),
         ("# unit: fraction\nkey,accuracy\na,0.9_1\n", r"gt\.csv:3: key 'a'.*not a number"),
+        # two lines that say different things: neither is taken
+        (
+            "# unit: percent\n# unit: fraction\nkey,accuracy\na,0.5\n",
+            r"gt\.csv:2: # unit: 'fraction' contradicts # unit: 'percent' on line 1",
+        ),
+        # a form feed in a quoted key: one line, not two (the next line is counted right)
+        ('# unit: fraction\nkey,accuracy\n"a\fb",0.5\nc,x\n', r"gt\.csv:4: key 'c'.*not a num"),
     ],
 )
 def test_read_errors_name_line(tmp_path, body, pattern):

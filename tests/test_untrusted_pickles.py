@@ -9,6 +9,7 @@ never writes), and raw opcodes are appended where a pickler cannot produce them.
 from __future__ import annotations
 
 import bz2
+import collections
 import io
 import json
 import pickle
@@ -325,6 +326,13 @@ def test_zip_entries_that_would_inflate_are_refused_before_torch_reads_them(tmp_
         load_pth(packed)
     with pytest.raises(UnreadableCheckpoint, match=r"packed\.pth: refused.*compressed entries"):
         load_checkpoint(packed, device=torch.device("cpu"), config_hash="x")
+    # plain data, which the allow-list reads without torch.load: refused before it too
+    plain = tmp_path / "plain.pth"
+    torch.save(nb201_dict(), plain)
+    assert load_pth(plain)["meta_archs"] == nb201_dict()["meta_archs"]
+    packed_plain = _deflated_copy(plain, tmp_path / "packed-plain.pth")
+    with pytest.raises(UnsafePickleError, match=r"packed-plain\.pth: refused.*compressed"):
+        load_pth(packed_plain)
 
     # stored entries whose central directory claims more bytes than the file has
     data = bytearray(good.read_bytes())
@@ -538,6 +546,24 @@ def test_a_refusal_names_the_global_and_never_advises_loading_unsafely(tmp_path)
         assert "system" in str(info.value) and "will likely succeed" not in str(info.value)
 
 
+def test_a_global_that_torch_cannot_reach_is_named_not_called_damage(tmp_path):
+    # a zip .pth whose pickle uses an opcode torch's own reader lacks (STACK_GLOBAL): torch
+    # stops there, the allow-list reads on to the global and refuses it; that is the error
+    def text(s: bytes) -> bytes:  # BINUNICODE
+        return b"X" + len(s).to_bytes(4, "little") + s
+
+    pkl = b"\x80\x02" + text(b"os") + text(b"system") + b"\x93" + text(b"true") + b"\x85R."
+    path = tmp_path / "stack-global.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pkl)
+        archive.writestr("archive/version", "3\n")
+    with pytest.raises(UnsafePickleError) as info:
+        load_pth(path)
+    said = str(info.value)
+    assert said.startswith(f"{path}: refusing to load the global os.system")
+    assert "cannot read the file either" in said
+
+
 def _shared_nest(depth: int) -> list:
     """A list of itself, `depth` times over: a few bytes pickled, 2**depth items in its repr."""
     x: list = [1]
@@ -561,8 +587,23 @@ def _shared_nest(depth: int) -> list:
             lambda o: _run(o).update(epochs=_shared_nest(24)),
             r"epochs = \[\[\[\.\.\.\], \[\.\.\.\]\], \[\[\.\.\.\], \[\.\.\.\]\]\] is not a number",
         ),
+        (  # an allowed OrderedDict whose instance attribute `get` shadows the method
+            lambda o: o["arch2infos"][0]["full"].update(
+                all_results=_Direct(
+                    collections.OrderedDict,
+                    (list(o["arch2infos"][0]["full"]["all_results"].items()),),
+                    {"get": collections.OrderedDict},
+                )
+            ),
+            r"not a well-formed nats-pbz2 file \((Value|Type)Error: ",
+        ),
     ],
-    ids=["an infinite key", "a list as seed", "a value whose repr is huge"],
+    ids=[
+        "an infinite key",
+        "a list as seed",
+        "a value whose repr is huge",
+        "a dict whose method a BUILD replaced",
+    ],
 )
 def test_crafted_values_give_a_short_error_that_names_the_file(tmp_path, change, message):
     from nasheur.groundtruth.convert import read_source

@@ -46,6 +46,9 @@ _IMPORT = object()  # marker: resolve the global by importing it
 class UnsafePickleError(ValueError):
     """A pickle referenced a global that is not on the allow-list."""
 
+    #: (module, name) of the global refused, where that was the refusal
+    refused: tuple[str, str] | None = None
+
 
 def _normalise(allowed: Any) -> dict[tuple[str, str], Any]:
     """Turn any accepted allow-list form into ``{(module, name): obj or _IMPORT}``."""
@@ -90,10 +93,12 @@ class _AllowListUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         key = (module, name)
         if key not in self._table:
-            raise UnsafePickleError(
+            err = UnsafePickleError(
                 f"{self._source}: refusing to load the global {module}.{name} "
                 "(not on the allow-list of this file type; it was not executed)"
             )
+            err.refused = key
+            raise err
         obj = self._table[key]
         if obj is _IMPORT:
             obj = _import_global(module, name)

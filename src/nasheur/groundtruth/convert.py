@@ -55,6 +55,7 @@ from nasheur.groundtruth.table import (
     read_table,
     write_table,
 )
+from nasheur.safe_pickle import UnsafePickleError
 
 __all__ = [
     "FORMATS",
@@ -349,7 +350,9 @@ def read_source(
     size, _ = _stamp(p)
     try:
         gt, sha = _read_format(p, fmt, proto, dataset, metric, column, unit)
-    except MALFORMED as err:
+    except (GroundTruthError, UnsafePickleError):
+        raise  # the readers' own checks: they name the file and what is wrong
+    except (*MALFORMED, ValueError) as err:  # ValueError: e.g. a crafted object's unpacking
         raise GroundTruthError(
             f"{p}: not a well-formed {fmt} file ({type(err).__name__}: {_said(err)})"
         ) from err

@@ -149,14 +149,17 @@ _NOT_PLAIN = object()
 _TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # opens a legacy (pre-zip) torch.save file
 
 
-def _load_pth_plain(path: str | os.PathLike[str]) -> Any:
+def _load_pth_plain(path: str | os.PathLike[str]) -> tuple[Any, UnsafePickleError | None]:
     """The object of a ``torch.save`` file that holds no tensors, through the allow-list.
 
     torch's ``weights_only`` unpickler is written in Python and takes minutes per GB; a file
     of plain dicts and numbers (what the NAS-Bench-201 files are) is read here with the C
     unpickler under the same kind of allow-list instead. Returns ``_NOT_PLAIN`` when the file
     is not such a file (a tensor, i.e. a persistent id, or any other global): the caller then
-    uses ``torch.load(weights_only=True)``. Nothing is executed either way.
+    uses ``torch.load(weights_only=True)``. Nothing is executed either way. Second: the
+    allow-list's refusal of a global from outside torch, if any (kept for when torch cannot
+    read the file either).
+    The caller has refused compressed zip entries already (``zip_inflation``).
     """
     source = str(path)
     with open(path, "rb") as f:
@@ -167,19 +170,24 @@ def _load_pth_plain(path: str | os.PathLike[str]) -> Any:
                 with zipfile.ZipFile(f) as archive:
                     names = [n for n in archive.namelist() if n.rsplit("/", 1)[-1] == "data.pkl"]
                     if len(names) != 1:
-                        return _NOT_PLAIN
+                        return _NOT_PLAIN, None
                     with archive.open(names[0]) as pkl:
-                        return safe_load(
+                        obj = safe_load(
                             io.BufferedReader(pkl, 1 << 20), _PICKLE_GLOBALS, source=source
                         )
+                        return obj, None
             # the legacy container: magic number, protocol, sys_info, then the object
             if safe_load(f, {}, source=source) != _TORCH_MAGIC:
-                return _NOT_PLAIN
+                return _NOT_PLAIN, None
             safe_load(f, {}, source=source)
             safe_load(f, {}, source=source)
-            return safe_load(f, _PICKLE_GLOBALS, source=source)
-        except Exception:  # refused or not this layout: torch.load decides (safely)
-            return _NOT_PLAIN
+            return safe_load(f, _PICKLE_GLOBALS, source=source), None
+        except UnsafePickleError as exc:  # a tensor, or another global: torch.load decides
+            # torch's own globals (a tensor's rebuild, its storages) are torch.load's to judge
+            foreign = exc.refused is not None and exc.refused[0].split(".")[0] != "torch"
+            return _NOT_PLAIN, exc if foreign else None
+        except Exception:  # not this layout: torch.load decides (safely)
+            return _NOT_PLAIN, None
 
 
 def load_pth(path: str | os.PathLike[str]) -> Any:
@@ -190,18 +198,19 @@ def load_pth(path: str | os.PathLike[str]) -> Any:
     map_location="cpu")`` with numpy scalars/arrays allowed. A file that asks for any other
     global raises :class:`UnsafePickleError` naming it; nothing in it is executed.
     """
-    with _gc_paused():
-        obj = _load_pth_plain(path)
-    if obj is not _NOT_PLAIN:
-        return obj
-
-    import torch
-
+    # before either reader: both would inflate a compressed entry whatever its size
     packed = zip_inflation(path)
     if packed:
         raise UnsafePickleError(
             f"{path}: refused, not as torch.save writes it ({packed}); nothing in it was read"
         )
+    with _gc_paused():
+        obj, refusal = _load_pth_plain(path)
+    if obj is not _NOT_PLAIN:
+        return obj
+
+    import torch
+
     try:
         with (
             _gc_paused(),
@@ -217,6 +226,12 @@ def load_pth(path: str | os.PathLike[str]) -> Any:
         raise UnsafePickleError(f"{path}: {exc}") from None
     except pickle.UnpicklingError as exc:
         detail = torch_refusal(exc)
+        if detail.startswith("Unsupported operand") and refusal is not None:
+            # torch stops at an opcode it does not know; the allow-list read further, up to a
+            # global or reference it refused: that says more than "corrupt"
+            raise UnsafePickleError(
+                f"{refusal} (torch.load(weights_only=True) cannot read the file either: {detail})"
+            ) from None
         if detail.startswith("Unsupported operand"):  # an opcode torch does not know: damage
             raise GroundTruthError(
                 f"{path}: not a readable torch.save file (corrupt pickle: {detail})"

@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import reprlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -139,6 +140,16 @@ def _normalise_unit(value: str, source: str, what: str) -> str:
     return unit
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def _lines(text: str) -> list[str]:
+    """`text` split at line ends (LF, CRLF, CR) alone: ``str.splitlines`` also splits at form
+    feeds, separators and the like, which a quoted key may hold, and would then lose them
+    and count the lines after wrong."""
+    return _LINE_END.split(text)
+
+
 def _decode(data: bytes, source: str) -> str:
     """`data` as UTF-8 text (a byte-order mark dropped); bytes that are not UTF-8 raise
     :class:`GroundTruthError` naming the file and line."""
@@ -157,7 +168,7 @@ def declared_space(path: str | os.PathLike[str]) -> str | None:
         head = f.read(1 << 16)  # the comment lines and the header
     if len(head) == 1 << 16:  # more follows: whole lines only (no character cut in two)
         head = head[: head.rfind(b"\n") + 1]
-    for raw in _decode(head, str(path)).splitlines():
+    for raw in _lines(_decode(head, str(path))):
         text = raw.strip()
         if not text:
             continue
@@ -196,7 +207,7 @@ def read_table(
     source = str(path)
     try:
         with open(path, "rb") as f:
-            lines = _decode(f.read(), source).splitlines()
+            lines = _lines(_decode(f.read(), source))
     except FileNotFoundError:
         raise FileNotFoundError(f"ground-truth file not found: {source}") from None
 
@@ -211,8 +222,16 @@ def read_table(
         if text.startswith("#"):
             parsed = _parse_meta(text)
             if parsed is not None:
-                meta[parsed[0]] = parsed[1]
-                meta_line[parsed[0]] = i + 1
+                name, value = parsed
+                if name in meta and meta[name] != value:  # which one holds? neither is taken
+                    raise _err(
+                        source,
+                        i + 1,
+                        f"# {name}: {brief(value)} contradicts # {name}: {brief(meta[name])} "
+                        f"on line {meta_line[name]}",
+                    )
+                meta[name] = value
+                meta_line.setdefault(name, i + 1)
             continue
         header_at = i
         break
