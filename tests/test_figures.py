@@ -203,6 +203,42 @@ def test_a_factor_held_at_one_value_is_part_of_the_baseline():
         assert not figures.influence_bars([r for r in records[:4] if r["seed"] == 0][1:2])
 
 
+def test_a_partial_sweep_keeps_its_factors_defaults_in_the_baseline():
+    # bn_ablation with only its bn_track=true rows done: bn_track is a factor it varies, not
+    # one it holds, so the baseline stays (track=false, affine=true), which has no run yet
+    bn = ["protocol.bn_track", "protocol.bn_affine"]
+    records = [
+        _record("nb201", s, "bn_ablation", bn, {bn[0]: True, bn[1]: a})
+        for s in range(2)
+        for a in (False, True)
+    ]
+    with pytest.warns(UserWarning, match=r"bn_ablation on nb201: no baseline row.*'false', 'true'"):
+        assert not figures.influence_bars(records)
+    # once the baseline row has run, the bars are measured against it
+    records += [_record("nb201", s, "bn_ablation", bn, {bn[0]: False, bn[1]: True}) for s in (0, 1)]
+    labels = sorted(label for _, label, _, _ in figures.influence_bars(records)["nb201"])
+    assert labels == ["bn_track=true", "bn_track=true, bn_affine=false"]
+
+
+def test_defaults_are_not_learnt_from_experiments_that_set_them():
+    # best sets the sampler (FairNAS) and has no factors: its runs do not make FairNAS the
+    # default that sampler_ablation's bars are measured against (Random-NAS, the config's)
+    def run(seed, experiment, factors, sampler):
+        r = _record("nb201", seed, experiment, factors)
+        r["config"]["sampler"] = {"name": sampler}
+        return r
+
+    records = [
+        run(s, "sampler_ablation", ["sampler.name"], name)
+        for s in range(2)
+        for name in ("random_nas", "random_a", "fairnas")
+    ]
+    best = [run(s, "best", [], "fairnas") for s in range(6)]
+    assert ("nb201", "sampler.name") not in figures._defaults(records + best)
+    bars = figures.influence_bars(records + best)["nb201"]
+    assert sorted(label for _, label, _, _ in bars) == ["sampler=fairnas", "sampler=random_a"]
+
+
 def test_a_sweep_alone_takes_its_factors_default_from_the_space_s_config():
     # one experiment's runs only: nothing to learn the default from, so the space's composed
     # config says it (embedded: BN tracks no statistics, affine on)

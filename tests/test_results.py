@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -121,6 +122,17 @@ def test_csv_and_latex_carry_the_same_numbers(sweep):
     assert float(cell["supernet_acc_mean_mean"]) == pytest.approx(0.7) and cell["runs"] == "3"
     tex = to_latex(table)
     assert r"\begin{tabular}" in tex and "0.700" in tex and r"$\pm$" in tex
+    # LaTeX reads % as a comment (it would swallow the row's \\) and # as a macro argument
+    assert r"Final perf. (\%)" in tex and not re.search(r"(?<!\\)[%#]", tex)
+
+
+def test_latex_escapes_every_special_character_once():
+    from nasheur.results.tables import _tex
+
+    assert _tex("lr (#2) 5% a_b {x} $ & ~^ \\") == (
+        r"lr (\#2) 5\% a\_b \{x\} \$ \& \textasciitilde{}\textasciicircum{} \textbackslash{}"
+    )
+    assert _tex("0.5 ± 0.1 † — P>R") == r"0.5 $\pm$ 0.1 $^\dagger$ -- P$>$R"
 
 
 def test_table_3_correlates_each_metric_with_final_performance(tmp_path):
@@ -213,6 +225,13 @@ def test_runs_of_another_setting_are_shown_apart_not_averaged(tmp_path):
     assert first.cells[((0.025,), "nb201")].mean["supernet_acc_mean"] == pytest.approx(0.7)
     assert second.cells[((0.025,), "nb201")].mean["supernet_acc_mean"] == pytest.approx(0.2)
     assert any("shown apart" in n for n in table.notes)
+    # the CSV tells the two blocks' rows apart too
+    rows = list(csv.DictReader(io.StringIO(to_csv(table))))
+    assert [(r["row"], r["settings"], r["title"], r["runs"]) for r in rows] == [
+        ("lr=0.025", "", "Learning rate", "3"),
+        ("lr=0.025", "protocol.epochs=1", "Learning rate [protocol.epochs=1]", "2"),
+    ]
+    assert rows[0]["sparse_kendall_tau_runs"] == "3"
 
 
 def test_a_job_found_twice_counts_once(tmp_path):
@@ -223,7 +242,14 @@ def test_a_job_found_twice_counts_once(tmp_path):
     cell = table.blocks[0].cells[((0.025,), "nb201")]
     assert (cell.runs, cell.failed) == (3, 0)
     assert cell.mean["supernet_acc_mean"] == pytest.approx(0.7)
-    assert any("counted once" in n for n in table.notes)
+    assert any("1 copy(ies) of a job found twice" in n for n in table.notes)
+    # copies of another table's jobs are that table's to count
+    other = [
+        _with(dict(record("nb201", 0, 0.025), config_hash="x"), experiment__name="layers_ablation")
+        for _ in range(2)
+    ]
+    table = build_table(load_records([write(tmp_path / "t", recs + other)]), "11", bootstrap=0)
+    assert any("1 copy(ies) of a job found twice" in n for n in table.notes)
 
 
 def test_low_fidelity_rows_are_levels_of_each_spaces_baseline(tmp_path):
@@ -667,6 +693,12 @@ def test_table_3_leaves_out_a_debug_try_beside_a_sweep(tmp_path):
         r["metrics"]["sparse_kendall_tau"] = 0.9 - 0.1 * i
         r["metrics"]["final_performance"] = 0.80 + 0.01 * i
     t3 = correlation_table(load_records([write(tmp_path / "s", sweep + tries)]))
+    assert (t3["nb201"]["runs"], t3["nb201"]["other_settings"]) == (6, 3)
+    assert t3["nb201"]["sparse_kendall_tau"] == pytest.approx(1.0)
+    # the same of an experiment without factors (best): its try is another setting too
+    for r in sweep + tries:
+        r["config"]["experiment"] = {"name": "best", "table": "14", "factors": []}
+    t3 = correlation_table(load_records([write(tmp_path / "b", sweep + tries)]))
     assert (t3["nb201"]["runs"], t3["nb201"]["other_settings"]) == (6, 3)
     assert t3["nb201"]["sparse_kendall_tau"] == pytest.approx(1.0)
 

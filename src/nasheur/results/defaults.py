@@ -24,13 +24,11 @@ SITE_KEYS = ("ground_truth", "dataset.root")
 
 
 @functools.cache
-def experiment_defaults(
-    experiment: str, space: str
-) -> tuple[dict[str, Any], tuple[str, ...]] | None:
+def _composed(experiment: str, space: str) -> tuple[dict[str, Any], tuple[dict, ...]] | None:
     """The resolved config of `experiment`'s baseline job on `space`, with no command-line
-    override, and the keys its blocks sweep there (factors, and the other keys a block sets,
-    as ``sampler`` in ``best``); None where this version cannot compose it (an experiment or
-    space it does not know, a record of an older version)."""
+    override, and the experiment's blocks that apply to `space`; None where this version
+    cannot compose it (an experiment or space it does not know, a record of an older
+    version)."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
@@ -52,18 +50,52 @@ def experiment_defaults(
             )
         blocks = OmegaConf.to_container(cfg.hydra.sweeper.blocks, resolve=False)
         family = getattr(space_info(space), "paper_space", space)
-        swept = {
-            str(key)
+        applying = tuple(
+            {str(k): v for k, v in block.items() if k != "_spaces"}
             for block in blocks
             if block_applies(block, space, family)
-            for key in block
-            if key != "_spaces"
-        }
+        )
         job = OmegaConf.to_container(cfg, resolve=False)
         job.pop("hydra")
-        return plain(to_config(OmegaConf.create(job))), tuple(sorted(swept))
+        return plain(to_config(OmegaConf.create(job))), applying
     except Exception:  # any failure to compose means: no defaults to compare
         return None
+
+
+def experiment_defaults(
+    experiment: str, space: str
+) -> tuple[dict[str, Any], tuple[str, ...]] | None:
+    """The resolved config of `experiment`'s baseline job on `space`, with no command-line
+    override, and the keys its blocks sweep there (factors, and the other keys a block sets,
+    as ``sampler`` in ``best``); None where this version cannot compose it."""
+    composed = _composed(experiment, space)
+    if composed is None:
+        return None
+    default, blocks = composed
+    return default, tuple(sorted({key for block in blocks for key in block}))
+
+
+def held_values(experiment: str, space: str) -> dict[str, Any] | None:
+    """The keys that every block of `experiment` applying to `space` sets to one and the same
+    value (WSBN's ablation holds ``supernet.ops_on`` at ``node``): a condition of the
+    experiment, not a factor it varies, whatever part of its sweep has run; None where this
+    version cannot compose it."""
+    composed = _composed(experiment, space)
+    if composed is None:
+        return None
+    _, blocks = composed
+    if not blocks:
+        return {}
+    values: dict[str, list[Any]] = {}
+    for block in blocks:
+        for key, v in block.items():
+            values.setdefault(key, []).extend(v if isinstance(v, list) else [v])
+    in_every = set.intersection(*(set(block) for block in blocks))
+    return {
+        k: vs[0]
+        for k, vs in values.items()
+        if k in in_every and len({json.dumps(v, sort_keys=True) for v in vs}) == 1
+    }
 
 
 def off_defaults(

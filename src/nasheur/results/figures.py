@@ -41,6 +41,7 @@ import numpy as np
 
 from nasheur import metrics
 from nasheur.io import atomic_path
+from nasheur.results.defaults import experiment_defaults, held_values
 from nasheur.results.settings import (
     distinct_jobs,
     experiment_factors,
@@ -456,8 +457,10 @@ def metric_pairs(records: Sequence[dict[str, Any]], stem: str | Path) -> list[Pa
 
 
 def _defaults(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], Any]:
-    """The default value of each (space, factor), learnt from runs of experiments that do
-    not vary the factor: their most common value (they run at the space's default)."""
+    """The default value of each (space, factor), learnt from runs of one-factor experiments
+    that neither vary the factor nor set it in their blocks: their most common value (they
+    run at the space's default). Experiments without factors (``best``, which sets the best
+    settings) and runs of no experiment say nothing about defaults."""
     counts: dict[tuple[str, str], Counter] = defaultdict(Counter)
     by_experiment: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
@@ -465,7 +468,12 @@ def _defaults(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], Any]:
     varied = {name: set(experiment_factors(runs)) for name, runs in by_experiment.items()}
     factors = set().union(*varied.values()) if varied else set()
     for r in records:
-        for f in factors - varied[select(r, "config.experiment.name")]:
+        name = select(r, "config.experiment.name")
+        if not name or not varied[name]:
+            continue
+        composed = experiment_defaults(name, str(space_of(r)))
+        held = set(composed[1]) if composed is not None else set()  # keys its blocks set
+        for f in factors - varied[name] - held:
             v = factor_value(r.get("config", {}), f)
             if v is not None:
                 counts[(space_of(r), f)][_fmt(v)] += 1
@@ -519,12 +527,22 @@ def _space_config(space: Any) -> Any:
         return None
 
 
-def _held_fixed(base: tuple | None, rows: Iterable[tuple]) -> tuple | None:
-    """`base` with each factor that an experiment holds at one value in all its rows set to
-    that value: a condition of the experiment, not a factor it varies (WSBN is measured with
-    ops on nodes, so its baseline is WSBN off with ops on nodes, not the space's default)."""
+def _held_fixed(
+    base: tuple | None, rows: Iterable[tuple], factors: Sequence[str], experiment: str, space: str
+) -> tuple | None:
+    """`base` with each factor that the experiment holds at one value set to that value: a
+    condition of the experiment, not a factor it varies (WSBN is measured with ops on nodes,
+    so its baseline is WSBN off with ops on nodes, not the space's default). The experiment's
+    blocks say which (so a partial sweep, whose rows so far share a value of a factor it
+    varies, keeps that factor's default); for an experiment this version cannot compose, the
+    factors that take one value in all its rows."""
+    if base is None:
+        return base
+    held = held_values(experiment, space)
+    if held is not None:
+        return tuple(_fmt(held[f]) if f in held else b for f, b in zip(factors, base, strict=True))
     values = [set(v) for v in zip(*rows, strict=True)]
-    if base is None or all(len(v) == 1 for v in values):  # one row: nothing varied
+    if all(len(v) == 1 for v in values):  # one row: nothing varied
         return base
     return tuple(next(iter(v)) if len(v) == 1 else b for b, v in zip(base, values, strict=True))
 
@@ -614,13 +632,14 @@ def influence_bars(
             setting_of[id(r)] = label
     groups: dict[tuple[str, str], dict[tuple, list[float]]] = defaultdict(lambda: defaultdict(list))
     base_rows: dict[tuple[str, str], tuple | None] = {}
+    name_of: dict[str, str] = {}
     for r in done:
         name, space = select(r, "config.experiment.name"), space_of(r)
         factors = factors_of[name]
         if not factors:
             continue
         exp = _with_setting(setting_of[id(r)], name)  # another setting: bars of their own
-        factors_of[exp] = factors
+        factors_of[exp], name_of[exp] = factors, name
         row = tuple(_fmt(factor_value(r.get("config", {}), f)) for f in factors)
         v = _metric(r, "final_performance")
         if np.isfinite(v):
@@ -630,7 +649,7 @@ def influence_bars(
             base_rows.setdefault((space, exp), base)
     bars: dict[str, list[Bar]] = defaultdict(list)
     for (space, exp), rows in groups.items():
-        base = _held_fixed(base_rows.get((space, exp)), rows)
+        base = _held_fixed(base_rows.get((space, exp)), rows, factors_of[exp], name_of[exp], space)
         if base is None or base not in rows:
             warnings.warn(
                 f"factor_influence: {exp} on {space}: no baseline row "

@@ -162,11 +162,12 @@ def main_settings(records: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any
     """The records of each experiment's main setting, and how many of other settings were left
     out (a debug try beside a real sweep): for measures across experiments (Table 3, Fig. 6),
     which would otherwise mix them in. Records of no experiment (a plain run, a `-m` sweep
-    without ``+experiment``) are all kept: nothing says which of them a try is."""
+    without ``+experiment``) are all kept: nothing says which of them a try is. An experiment
+    without factors (``best``) has one setting per space like any other."""
     by_experiment: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         experiment = (r.get("config") or {}).get("experiment") or {}
-        by_experiment[experiment.get("name") if experiment.get("factors") else None].append(r)
+        by_experiment[experiment.get("name") or None].append(r)
     kept, left_out = list(by_experiment.pop(None, [])), 0
     for recs in by_experiment.values():
         for r, label in zip(recs, setting_labels(recs, experiment_factors(recs)), strict=True):

@@ -34,6 +34,7 @@ import csv
 import io
 import json
 import math
+import re
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -166,6 +167,7 @@ class Block:
     cells: dict[tuple[tuple[Any, ...], str], Cell]
     labels: dict[tuple[Any, ...], str] = field(default_factory=dict)  # row -> its printed name
     notes: list[str] = field(default_factory=list)  # what the table says under it
+    settings: str = ""  # where the runs differ from the main sweep's ("": the main sweep)
 
 
 @dataclass
@@ -355,13 +357,17 @@ def build_table(
     if table not in TABLES and table != "3":
         raise KeyError(f"unknown table {table!r}; known: {', '.join([*TABLES, '3'])}")
     broken = sum(r.get("status") == "broken" for r in records)
-    records, copies = distinct_jobs(records, per_experiment=True)
+    ours = {e for e, _ in TABLES.get(table, [])}  # the columns of the spaces they ran
+    # copies counted among this table's jobs alone (another table's are that table's note)
+    _, copies = distinct_jobs(
+        [r for r in records if not ours or _experiment_of(r) in ours], per_experiment=True
+    )
+    records, _ = distinct_jobs(records, per_experiment=True)
     by_experiment: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         name = select(r, "config.experiment.name")
         if name:
             by_experiment[name].append(r)
-    ours = {e for e, _ in TABLES.get(table, [])}  # the columns of the spaces they ran
     ran = {
         select(r, "config.search_space.name")
         for r in records
@@ -409,6 +415,7 @@ def build_table(
             made, said = _blocks(table, experiment, factors, by_setting[label], bootstrap, seed)
             for block in made:
                 block.title = ": ".join(t for t in (shown, block.title) if t)
+                block.settings = label
                 blocks.append(block)
             notes += [f"{shown}: {n}" for n in said]
     return Table(table, blocks, spaces, notes, completed, unfinished, broken)
@@ -794,6 +801,7 @@ def to_csv(t: Table) -> str:
     w = csv.writer(buf, lineterminator="\n")
     stats_cols = [f"{m}_{k}" for m in METRICS for k in ("mean", "std")]
     ci_cols = [f"{m}_ci_{k}" for m in RANKING for k in ("low", "high")]
+    n_cols = [f"{m}_runs" for m in METRICS]  # runs with the metric defined (the mean's n)
     w.writerow(
         [
             "table",
@@ -806,15 +814,22 @@ def to_csv(t: Table) -> str:
             "val_overlaps_train",
             *stats_cols,
             *ci_cols,
+            # after the columns of earlier versions: a block's settings apart from the main
+            # sweep's ("" for it) and its printed title, which tell its rows from the main's
+            "settings",
+            "title",
+            *n_cols,
         ]
     )
     for b in t.blocks:
         for row in b.rows:
             for s in t.spaces:
+                head = [t.table, b.experiment, _fmt_row(b, row), s]
+                tail = [b.settings, b.title]
                 c = b.cells.get((row, s))
                 if c is None:
                     blank = [""] * (len(stats_cols) + len(ci_cols))
-                    w.writerow([t.table, b.experiment, _fmt_row(b, row), s, 0, 0, 0, 0, *blank])
+                    w.writerow([*head, 0, 0, 0, 0, *blank, *tail, *[0] * len(n_cols)])
                     continue
                 vals = [_blank(getattr(c, k)[m]) for m in METRICS for k in ("mean", "std")]
                 cis = [
@@ -822,32 +837,37 @@ def to_csv(t: Table) -> str:
                     for m in RANKING
                     for i in (0, 1)
                 ]  # type: ignore[index]
-                w.writerow(
-                    [
-                        t.table,
-                        b.experiment,
-                        _fmt_row(b, row),
-                        s,
-                        c.runs,
-                        c.failed,
-                        c.untrained,
-                        c.overlapping,
-                        *vals,
-                        *cis,
-                    ]
-                )
+                counts = [c.counts.get(m, 0) for m in METRICS]
+                marks = [c.runs, c.failed, c.untrained, c.overlapping]
+                w.writerow([*head, *marks, *vals, *cis, *tail, *counts])
     return buf.getvalue()
 
 
+# each character LaTeX reads as markup, and the table's symbols, in one pass (so that the
+# markup a symbol becomes is not escaped again): a setting label may hold any of them
+_TEX = {
+    "\\": r"\textbackslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "$": r"\$",
+    "&": r"\&",
+    "#": r"\#",
+    "%": r"\%",
+    "_": r"\_",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "†": r"$^\dagger$",
+    "‡": r"$^\ddagger$",
+    "—": "--",
+    ">": r"$>$",
+    "<": r"$<$",
+}
+_TEX_CHARS = re.compile("|".join(map(re.escape, _TEX)))
+
+
 def _tex(text: str) -> str:
-    return (
-        text.replace("_", r"\_")
-        .replace("±", r"$\pm$")
-        .replace("†", r"$^\dagger$")
-        .replace("‡", r"$^\ddagger$")
-        .replace("—", "--")
-        .replace(">", r"$>$")
-    )
+    return _TEX_CHARS.sub(lambda m: _TEX[m.group()], text)
 
 
 def to_latex(t: Table) -> str:
@@ -900,13 +920,13 @@ def correlation_latex(table3: dict[str, dict[str, float | None]]) -> str:
     lines = [
         "\\begin{tabular}{l" + "c" * (len(CORRELATION_HEAD) - 1) + "}",
         "\\toprule",
-        " & ".join(CORRELATION_HEAD) + " \\\\",
+        " & ".join(map(_tex, CORRELATION_HEAD)) + " \\\\",
         "\\midrule",
     ]
     for space, row in table3.items():
         vals = ["--" if row[m] is None else f"{row[m]:.2f}" for m in RANKING]
         counts = [str(row[c]) for c in _COUNTS]
-        lines.append(" & ".join([SPACE_TITLES[space], *vals, *counts]) + " \\\\")
+        lines.append(" & ".join([_tex(SPACE_TITLES[space]), *vals, *counts]) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(lines) + "\n"
 
