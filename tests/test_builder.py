@@ -148,6 +148,31 @@ def test_a_macro_setting_f_proxy_does_not_take_leaves_no_progress_file(tmp_path,
     assert build_main(["--out", str(out), "--quiet", *TINY_ARGS]) == 0
 
 
+@pytest.mark.parametrize(
+    ("macro", "said"),
+    [
+        ("num_classes=5", "--macro num_classes=5 contradicts --num-classes 10"),
+        ("channels=0", "--macro channels=0: expects an integer >= 1 (default 8)"),
+        ("width=abc", "unknown NB201 macro settings ['width']"),  # the network says so
+        ("layers=2.5", "--macro layers=2.5: expects an integer >= 1 (default 3)"),
+    ],
+)
+def test_a_macro_value_the_network_cannot_take_leaves_no_progress_file(
+    tmp_path, capsys, macro, said
+):
+    out = tmp_path / "gt.csv"
+    args = TINY_ARGS[:-4]  # without its --macro settings
+    assert "--macro" not in args
+    assert build_main(["--out", str(out), *args, "--macro", macro]) == 1
+    assert said in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # said before any progress file
+    # a key given twice is an option error (status 2), whatever its values
+    with pytest.raises(SystemExit) as exit_:
+        build_main(["--out", str(out), *TINY_ARGS, "--macro", "channels=abc"])
+    assert exit_.value.code == 2
+    assert "--macro channels given more than once" in capsys.readouterr().err
+
+
 def test_changed_settings_refuse_to_mix(tmp_path, capsys):
     out = tmp_path / "gt.csv"
     build(out, TINY, limit=1, log=None)

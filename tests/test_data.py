@@ -384,3 +384,25 @@ def test_a_truncated_cifar_batch_is_named(tmp_path):
     batch.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"data_batch_3: .*extract cifar-10-python\.tar\.gz again"):
         load_cifar10_train(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        # an APPEND on an int: the unpickler raises AttributeError
+        (b"\x80\x02K\x01K\x02a.", r"a damaged or truncated CIFAR-10 batch \(AttributeError"),
+        (
+            pickle.dumps(
+                {b"data": np.zeros((2, 3072), np.uint8), b"labels": [[1, 2], [3]]}, protocol=2
+            ),
+            r"'labels' is not a list of integers",
+        ),
+    ],
+    ids=["attribute error", "ragged labels"],
+)
+def test_a_crafted_cifar_batch_is_named_whatever_breaks(tmp_path, content, said):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_fake_cifar(folder)
+    (folder / "data_batch_4").write_bytes(content)
+    with pytest.raises(ValueError, match=r"data_batch_4: " + said):
+        load_cifar10_train(tmp_path)

@@ -82,13 +82,30 @@ def _get(batch: dict[Any, Any], name: str, path: Path) -> Any:
     raise ValueError(f"{path}: not a CIFAR-10 batch (no {name!r} entry)")
 
 
+# what a damaged or crafted batch makes the unpickler raise (a byte flipped can give any of
+# these, also from numpy's array reconstruction): each becomes an error naming the file
+_DAMAGED = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    LookupError,
+    ArithmeticError,
+    SystemError,
+    MemoryError,
+    RecursionError,
+    UnicodeError,
+)
+
+
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with path.open("rb") as f:
         try:
             batch = safe_load(f, _ALLOWED, source=str(path), encoding="bytes")
         except UnsafePickleError:
             raise
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+        except _DAMAGED as exc:
             raise ValueError(
                 f"{path}: a damaged or truncated CIFAR-10 batch ({type(exc).__name__}: {exc}); "
                 "extract cifar-10-python.tar.gz again"
@@ -102,7 +119,10 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{path}: 'data' must be a 2-D uint8 array (N, {row})")
     if data.shape[1] != row:
         raise ValueError(f"{path}: 'data' has shape {data.shape}; expected (N, {row})")
-    labels_arr = np.asarray(labels)
+    try:
+        labels_arr = np.asarray(labels)
+    except (ValueError, TypeError) as exc:  # a ragged or odd list: numpy's words, our file
+        raise ValueError(f"{path}: 'labels' is not a list of integers ({exc})") from None
     if labels_arr.ndim != 1 or labels_arr.shape[0] != data.shape[0]:
         raise ValueError(
             f"{path}: {labels_arr.shape} labels for {data.shape[0]} images; expected one per image"

@@ -122,7 +122,12 @@ class BuildSettings:
                 f" expected a multiple of {multiple} (dataset.image_size in a job's config)"
             )
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
-        object.__setattr__(self, "macro", tuple(sorted((str(k), v) for k, v in self.macro)))
+        names = [str(k) for k, _ in self.macro]
+        twice = sorted({k for k in names if names.count(k) > 1})
+        if twice:
+            raise ValueError(f"--macro {', '.join(twice)} given more than once")
+        macro = sorted(((str(k), v) for k, v in self.macro), key=lambda kv: kv[0])
+        object.__setattr__(self, "macro", tuple(macro))
 
     def as_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -235,6 +240,30 @@ def _standalone(space: Any, key: str, s: BuildSettings) -> Any:
     if "num_classes" in getattr(space, "macro_defaults", {}):
         macro.setdefault("num_classes", s.num_classes)
     return space.standalone(space.parse(key) if hasattr(space, "parse") else key, **macro)
+
+
+def _check_macro(space: Any, s: BuildSettings) -> None:
+    """Each ``--macro`` value of the type of the space's default (counts >= 1), and its
+    ``num_classes`` that of the data: said before any progress file exists (ValueError)."""
+    defaults = getattr(space, "macro_defaults", {})
+    for name, value in s.macro:
+        if name == "num_classes" and value != s.num_classes:
+            raise ValueError(
+                f"--macro num_classes={value} contradicts --num-classes {s.num_classes} "
+                "(the classes of the data; give --num-classes alone)"
+            )
+        if name not in defaults:
+            continue  # the network says whether it takes the key
+        default = defaults[name]
+        if isinstance(default, bool):
+            ok, want = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            want = "an integer >= 1"
+        else:
+            ok, want = True, ""
+        if not ok:
+            raise ValueError(f"--macro {name}={value}: expects {want} (default {default})")
 
 
 def train_standalone(space: Any, key: str, seed: int, s: BuildSettings, data: _Data) -> float:
@@ -405,10 +434,11 @@ def build(
     for need in ("sample_unique", "standalone", "unique_key", "key"):
         if not hasattr(space, need):
             raise TypeError(f"search space {settings.space!r} has no {need}(): cannot build GT")
+    _check_macro(space, settings)
     keys = sample_architectures(space, settings.archs, settings.arch_seed)
     try:  # a macro setting f_proxy does not take fails here, before a progress file exists
         _standalone(space, keys[0], settings)
-    except TypeError as exc:
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise ValueError(f"--macro {dict(settings.macro)}: {exc}") from None
     progress = Path(progress) if progress is not None else progress_path(out)
     progress.parent.mkdir(parents=True, exist_ok=True)
