@@ -11,7 +11,7 @@ import pytest
 import nasheur.training as training
 from nasheur.config import ConfigError, config_hash, plain, validate
 from nasheur.job import run_job
-from nasheur.training import CHECKPOINT
+from nasheur.training import CHECKPOINT, CheckpointMismatch
 from tests.conftest import METRIC_KEYS, TINY_JOB, compose_job, write_nb201_gt
 
 
@@ -127,6 +127,36 @@ def test_a_completed_job_is_evaluated_again_when_its_ground_truth_changed(tiny, 
     keys = {line.split(",")[0] for line in gt.read_text().splitlines()[2:]}
     assert again["status"] == "completed" and {a["key"] for a in again["archs"]} <= keys
     assert again["history"] == first["history"]  # not trained again
+    # without its checkpoint it cannot be evaluated again: refused, not trained anew, and
+    # the record stands
+    (out / CHECKPOINT).unlink()
+    write_nb201_gt(gt, seed=2)
+    with pytest.raises(CheckpointMismatch, match=r"checkpoint\.pt is gone.*delete .*metrics"):
+        run_job(tiny, output_dir=out)
+    assert read(out) == again
+
+
+def test_a_hang_up_ends_a_job_as_interrupted(tiny, tmp_path, monkeypatch):
+    # the terminal or SSH session of a foreground job ended: recorded, and it resumes
+    import signal
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        _signal_after_epoch(monkeypatch, signal.SIGHUP)
+        with pytest.raises(SystemExit) as stop:
+            run_job(tiny, output_dir=tmp_path / "job")
+        assert stop.value.code == 128 + signal.SIGHUP
+        rec = read(tmp_path / "job")
+        assert rec["status"] == "interrupted" and rec["error"].startswith("Terminated: SIGHUP")
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # put back
+        # under nohup (ignored) it stays ignored: the job resumes and runs on through one
+        monkeypatch.undo()
+        _signal_after_epoch(monkeypatch, signal.SIGHUP)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        assert run_job(tiny, output_dir=tmp_path / "job")["status"] == "completed"
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
 
 
 def test_a_failing_job_records_the_error(tmp_path):

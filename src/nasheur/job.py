@@ -120,6 +120,13 @@ def _run_held(
                 log.info("already completed: %s (delete it to run again)", done)
                 return previous
             # the hash names the file, not its contents: evaluated again from the checkpoint
+            if not (out / CHECKPOINT).is_file():  # never hours of training in its place
+                raise CheckpointMismatch(
+                    f"{recorded['path']} changed (or is gone) since this job completed, and "
+                    f"{out / CHECKPOINT} is gone: its super-net cannot be evaluated again. "
+                    f"Point ground_truth.path at the table it was evaluated with, or delete "
+                    f"{done} to train it again"
+                )
             log.warning(
                 "%s changed since this job completed: evaluating again from its checkpoint",
                 recorded["path"],

@@ -232,8 +232,8 @@ def exclusive(path: str | Path) -> Iterator[None]:
 
 
 class Terminated(SystemExit):
-    """SIGTERM ended the job (``scancel``, ``kill``): exit status 128 + 15; it resumes when
-    the same command runs again."""
+    """SIGTERM ended the job (``scancel``, ``kill``), or SIGHUP: exit status 128 + the
+    signal's number; it resumes when the same command runs again."""
 
     def __init__(self, signum: int = signal.SIGTERM) -> None:
         super().__init__(128 + int(signum))
@@ -261,7 +261,9 @@ def stop_on_sigterm(
     "it from its last checkpoint",
 ) -> Iterator[None]:
     """Within the context, SIGTERM raises :class:`Terminated` in the main thread (once; a
-    repeated SIGTERM while the job ends is logged), after logging ``SIGTERM: stopping <what>``. If submitit's requeue handler (on
+    repeated SIGTERM while the job ends is logged), after logging ``SIGTERM: stopping <what>``.
+    So does SIGHUP (a terminal or SSH session that ends under a foreground job), unless it is
+    ignored (``nohup``), which it stays. If submitit's requeue handler (on
     :func:`preemption_signal`) has started, SIGTERM goes to the previous handler instead. The
     previous handlers come back when the context ends. Outside the main thread, or where the
     SIGTERM handler was not set from Python, nothing changes."""
@@ -282,11 +284,12 @@ def stop_on_sigterm(
             if callable(previous):
                 previous(signum, frame)
             return
+        name = signal.Signals(signum).name
         if state["stopping"]:
-            log.warning("SIGTERM again: already stopping")
+            log.warning("%s again: already stopping", name)
             return
         state["stopping"] = True
-        log.warning("SIGTERM: stopping %s", what)
+        log.warning("%s: stopping %s", name, what)
         raise Terminated(signum)
 
     def on_preemption(signum, frame):
@@ -299,12 +302,19 @@ def stop_on_sigterm(
             state["requeueing"] = False
             raise
 
+    hup = getattr(signal, "SIGHUP", None)  # not on Windows
+    previous_hup = signal.getsignal(hup) if hup is not None else None
+    wrap_hup = previous_hup is signal.SIG_DFL  # default: the process dies without a record
     signal.signal(signal.SIGTERM, on_sigterm)
     if wrap_usr:
         signal.signal(usr, on_preemption)
+    if wrap_hup:
+        signal.signal(hup, on_sigterm)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
         if wrap_usr:
             signal.signal(usr, previous_usr)
+        if wrap_hup:
+            signal.signal(hup, previous_hup)

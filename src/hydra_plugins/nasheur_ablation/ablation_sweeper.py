@@ -45,6 +45,7 @@ import json
 import logging
 import re
 import shlex
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -618,7 +619,7 @@ class AblationSweeper(Sweeper):
             what = (
                 "Ctrl-C"
                 if isinstance(err, KeyboardInterrupt)
-                else "SIGTERM"
+                else signal.Signals(err.signum).name
                 if isinstance(err, Terminated)
                 else f"exit status {err.code}"
             )

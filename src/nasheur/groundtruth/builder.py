@@ -37,6 +37,7 @@ import json
 import math
 import os
 import shlex
+import signal
 import sys
 import time
 import zlib
@@ -766,12 +767,12 @@ def build_main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (KeyboardInterrupt, Terminated) as exc:  # every finished result is in the progress
         sys.stdout.flush()
-        how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        how = signal.Signals(exc.signum).name if isinstance(exc, Terminated) else "Ctrl-C"
         print(
             f"stopped by {how}; the results so far are kept: rerun the same command to continue",
             file=sys.stderr,
         )
-        return 143 if isinstance(exc, Terminated) else 130
+        return exc.code if isinstance(exc, Terminated) else 130
     if result is None:
         print(f"stopped after --limit {args.limit} results; rerun the same command to continue")
         return 3
