@@ -236,8 +236,11 @@ class Config:
 
 
 # Keys that do not change what a job computes, left out of its identity (config_hash).
+# `dataset.root` says where CIFAR-10 lies on this machine, not which data: data moved to
+# another file system (or spelt `/data/` for `/data`) must not make a sweep train again.
 IDENTITY_EXCLUDED = (
     "device",
+    "dataset.root",
     "run.log_every",
     "run.eval_graphs",
     "run.eval_streams",
@@ -328,15 +331,13 @@ ADDED_KEYS: dict[str, Any] = {"supernet.random_subspace": False}
 
 
 def inactive_keys(data: dict[str, Any]) -> tuple[str, ...]:
-    """Keys left out of a config's identity: those that nothing reads under it (otherwise an
-    exported $NASHEUR_DATA, say, would give every procedural job a new folder), and those of
-    `ADDED_KEYS` at their defaults."""
+    """Keys left out of a config's identity besides `IDENTITY_EXCLUDED`: those that nothing
+    reads under it (the sizes of generated image sets on CIFAR-10, the recalibration batches
+    of another BN mode), and those of `ADDED_KEYS` at their defaults."""
     dataset = (data.get("dataset") or {}).get("name")
     keys: list[str] = []
     if dataset == "cifar10":  # sizes of generated image sets
         keys += ["dataset.num_images", "dataset.image_size", "dataset.num_classes"]
-    elif dataset is not None:  # generated: no folder is read
-        keys.append("dataset.root")
     if (data.get("eval") or {}).get("bn") != "recalibrate":
         keys.append("eval.recalibrate_batches")
     for dotted, default in ADDED_KEYS.items():

@@ -5,8 +5,9 @@ A sweep folder can hold more than one sweep of an experiment: a first try with
 ``+preset=debug`` or ``protocol.epochs=1`` beside the real one, or a copy of a job folder.
 Averaging those as if they were seeds would give a number that no setting has. So a run's
 *setting* is its resolved config without the seed, the factors a table or figure varies and
-the keys outside a job's identity (`nasheur.config.IDENTITY_EXCLUDED`: device, speed options,
-the experiment's name; and the keys nothing reads under the config, `inactive_keys`). Per
+the keys outside a job's identity (`nasheur.config.IDENTITY_EXCLUDED`: device, data folder,
+speed options, the experiment's name; and the keys nothing reads under the config,
+`inactive_keys`). Per
 search space the setting with the most completed runs is the main one; every other setting
 is named by the keys where it differs from the main one (``protocol.epochs=1``), and the
 tables and figures show it apart, under that name.
