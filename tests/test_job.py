@@ -429,6 +429,7 @@ def test_sigterm_ends_a_job_as_interrupted(tiny, tmp_path, monkeypatch, submitit
     rec = read(tmp_path / "job")
     assert rec["status"] == "interrupted" and rec["error"].startswith("Terminated: SIGTERM")
     assert "Terminated" in rec["traceback"]
+    assert [h["epoch"] for h in rec["history"]] == [1]  # the epoch it trained is on record
     assert seen == []  # submitit's handler did not swallow it
     # the job's handlers are gone with it: submitit's are back
     assert signal.getsignal(signal.SIGTERM) is bypass

@@ -131,9 +131,10 @@ def _run_held(
                 "%s changed since this job completed: evaluating again from its checkpoint",
                 recorded["path"],
             )
+    partial: dict[str, Any] = {}  # what _run has done so far: a stopped job records it
     with stop_on_sigterm():
         try:
-            record.update(_run(cfg, out, record["config_hash"], on_claimed))
+            record.update(_run(cfg, out, record["config_hash"], on_claimed, partial))
             record["status"] = "completed"
             atomic_write_json(done, record)
         except CheckpointMismatch:
@@ -156,6 +157,8 @@ def _run_held(
                 error=f"{type(err).__name__}: {err}",
                 traceback=traceback.format_exc(),
             )
+            if partial.get("history"):  # the epochs trained (the checkpoint holds them too)
+                record["history"] = list(partial["history"])
             atomic_write_json(done, record)
             if isinstance(err, Terminated):
                 log.warning("recorded as interrupted: %s", done)
@@ -173,7 +176,11 @@ def describe_space(space: Any) -> str:
 
 
 def _run(
-    cfg: Config, out: Path, chash: str, on_claimed: Callable[[], None] | None
+    cfg: Config,
+    out: Path,
+    chash: str,
+    on_claimed: Callable[[], None] | None,
+    partial: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     import torch
 
@@ -322,6 +329,8 @@ def _run(
         optimizer.load_state_dict(state["optimizer"])
         history, start_epoch = list(state["history"]), int(state["epoch"])
         log.info("resuming from %s after epoch %d of %d", ckpt, start_epoch, epochs)
+    if partial is not None:
+        partial["history"] = history  # the same list: each epoch's entry lands there too
 
     n_params = sum(t.numel() for t in model.parameters())
     steps = min(train_loader.steps_per_epoch, cfg.run.max_steps_per_epoch or 1 << 62)
