@@ -493,6 +493,16 @@ def test_a_refused_command_leaves_another_jobs_folder_and_record_alone(tmp_path,
         assert (record / name).read_text() == f"owner's {name}\n"
 
 
+def test_a_refused_command_leaves_a_folder_the_user_named_in_place(tmp_path):
+    # hydra.run.dir naming a folder the user made (the working folder, even): only what the
+    # refused command wrote there goes, not the folder
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    proc = nasheur_cli(["fidelity.train_portion=2", f"hydra.run.dir={mine}"], tmp_path)
+    assert proc.returncode == 2 and "fidelity.train_portion" in proc.stderr
+    assert mine.is_dir() and list(mine.iterdir()) == []
+
+
 def test_a_share_of_a_generated_set_without_an_image_is_refused_before_the_job():
     with pytest.raises(ConfigError, match=r"fidelity\.train_portion=0\.01 is out of range"):
         validate(

@@ -95,6 +95,16 @@ def test_an_interrupted_job_resumes_to_the_same_metrics(tiny, tmp_path, monkeypa
         run_job(tiny, output_dir=tmp_path / "resumed")
     stopped = read(tmp_path / "resumed")
     assert stopped["status"] == "interrupted" and "killed after epoch 2" in stopped["error"]
+    assert [h["epoch"] for h in stopped["history"]] == [1, 2]
+
+    # Ctrl-C itself carries no message: the record says what it was
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "save_checkpoint", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(tiny, output_dir=tmp_path / "ctrl-c")
+    assert read(tmp_path / "ctrl-c")["error"] == "KeyboardInterrupt: Ctrl-C"
 
     monkeypatch.setattr(training, "save_checkpoint", original)
     run_job(tiny, output_dir=tmp_path / "resumed")

@@ -57,11 +57,19 @@ def _drop_empty_run_folder(folder: Path, *, new: bool = False) -> None:
         _restore_hydra_record(folder / ".hydra")
         return
     logging.shutdown()  # close the log file before it goes
-    shutil.rmtree(folder, ignore_errors=True)
     named_root = os.environ.get("NASHEUR_RUNS")
     root = Path(named_root or "runs").resolve()
     if folder.resolve().parent.parent != root:
-        return  # hydra.run.dir named another place: its parents are the user's
+        # hydra.run.dir named another place, which the user may have made (`.`, even): only
+        # what this command wrote there goes
+        for name in START_FILES:
+            path = folder / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        return
+    shutil.rmtree(folder, ignore_errors=True)
     with contextlib.suppress(OSError):  # runs/<space>/ too, if this was its only job
         folder.parent.rmdir()
         if not named_root:  # and the ./runs that Hydra made for it (not a root one named)

@@ -152,9 +152,10 @@ def _run_held(
             stopped = isinstance(err, (KeyboardInterrupt, SystemExit)) or (
                 type(err).__name__ == "UncompletedJobError"
             )
+            said = str(err) or ("Ctrl-C" if isinstance(err, KeyboardInterrupt) else "")
             record.update(
                 status="interrupted" if stopped else "failed",
-                error=f"{type(err).__name__}: {err}",
+                error=f"{type(err).__name__}: {said}" if said else type(err).__name__,
                 traceback=traceback.format_exc(),
             )
             if partial.get("history"):  # the epochs trained (the checkpoint holds them too)
