@@ -156,10 +156,10 @@ def _load_pth_plain(path: str | os.PathLike[str]) -> tuple[Any, UnsafePickleErro
     of plain dicts and numbers (what the NAS-Bench-201 files are) is read here with the C
     unpickler under the same kind of allow-list instead. Returns ``_NOT_PLAIN`` when the file
     is not such a file (a tensor, i.e. a persistent id, or any other global): the caller then
-    uses ``torch.load(weights_only=True)``. Nothing is executed either way. Second: the
-    allow-list's refusal of a global from outside torch, if any (kept for when torch cannot
-    read the file either).
-    The caller has refused compressed zip entries already (``zip_inflation``).
+    uses ``torch.load(weights_only=True)``. Nothing is executed either way. With it comes the
+    allow-list's refusal of a global from outside torch, if any (said when torch cannot read
+    the file either). The caller has refused compressed zip entries already
+    (``zip_inflation``).
     """
     source = str(path)
     with open(path, "rb") as f:
@@ -226,14 +226,13 @@ def load_pth(path: str | os.PathLike[str]) -> Any:
         raise UnsafePickleError(f"{path}: {exc}") from None
     except pickle.UnpicklingError as exc:
         detail = torch_refusal(exc)
-        if detail.startswith("Unsupported operand") and refusal is not None:
-            # torch stops at an opcode it does not know; the allow-list read further, up to a
-            # global or reference it refused: that says more than "corrupt"
-            raise UnsafePickleError(
-                f"{refusal} (torch.load(weights_only=True) cannot read the file either: {detail})"
-            ) from None
-        if detail.startswith("Unsupported operand"):  # an opcode torch does not know: damage
-            raise GroundTruthError(
+        if detail.startswith("Unsupported operand"):  # an opcode torch's reader lacks
+            if refusal is not None:  # the allow-list read on, to a global it refused
+                raise UnsafePickleError(
+                    f"{refusal} (torch.load(weights_only=True) cannot read the file either: "
+                    f"{detail})"
+                ) from None
+            raise GroundTruthError(  # else: damage
                 f"{path}: not a readable torch.save file (corrupt pickle: {detail})"
             ) from None
         raise UnsafePickleError(

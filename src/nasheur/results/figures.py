@@ -472,8 +472,8 @@ def _defaults(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], Any]:
         if not name or not varied[name]:
             continue
         composed = experiment_defaults(name, str(space_of(r)))
-        held = set(composed[1]) if composed is not None else set()  # keys its blocks set
-        for f in factors - varied[name] - held:
+        its_own = set(composed[1]) if composed is not None else set()  # keys its blocks set
+        for f in factors - varied[name] - its_own:
             v = factor_value(r.get("config", {}), f)
             if v is not None:
                 counts[(space_of(r), f)][_fmt(v)] += 1
