@@ -514,6 +514,15 @@ def test_nb201_refuses_12_epoch_only_and_bad_protocols(tmp_path):
     with pytest.raises(GroundTruthError, match="cifar100"):
         read_nb201_pth(tmp_path / "short.pth", dataset="cifar100")
 
+    # accuracies stored as fractions (not as released) would each sit far below chance
+    obj = nb201_dict()
+    for infos in obj["arch2infos"].values():
+        for run in infos["full"]["all_results"].values():
+            run["eval_acc1es"] = {k: v / 100 for k, v in run["eval_acc1es"].items()}
+    torch.save(obj, tmp_path / "fractions.pth")
+    with pytest.raises(GroundTruthError, match=r"fractions\.pth: every eval_acc1es.* at most 1"):
+        read_nb201_pth(tmp_path / "fractions.pth")
+
 
 def test_nats_single_file_and_folder(nats_pbz2, nats_dir):
     for dataset, name in (("cifar10", "ori-test"), ("cifar10-valid", "x-valid")):
@@ -698,6 +707,13 @@ def test_nds_bad_jobs_are_named(tmp_path):
     jobs[3]["net"]["genotype"]["normal"][0][0] = "conv_7x7"
     path.write_text(json.dumps(jobs))
     with pytest.raises(GroundTruthError, match=r"job 3: bad genotype.*conv_7x7"):
+        read_nds(path)
+    # errors stored as fractions (not as NDS released them) would all read as ~99.9%
+    jobs = json.loads(json.dumps(NDS_JOBS))
+    for job in jobs:
+        job["test_ep_top1"] = [e / 100 for e in job["test_ep_top1"]]
+    path.write_text(json.dumps(jobs))
+    with pytest.raises(GroundTruthError, match=r"a\.json: every last test_ep_top1 is at most 1"):
         read_nds(path)
 
 

@@ -445,6 +445,12 @@ def _build(
             f"{source}: {missing.size} of {n} architectures have no results "
             f"(first: index {int(missing[0])})"
         )
+    if acc.max() <= 0.01:  # even the 341 cells without a path score 10%: not percent
+        raise GroundTruthError(
+            f"{source}: every eval_acc1es[{eval_name}@{EPOCHS - 1}] is at most 1: these look "
+            "like fractions, but NAS-Bench-201 stores accuracies in percent (this file is not "
+            "as it was released)"
+        )
     for i, arch in enumerate(meta_archs):
         try:
             parse(arch)

@@ -120,6 +120,11 @@ def read_nds(path: str | os.PathLike[str]) -> NDSGroundTruth:
     table = np.array(list(sums.values()), dtype=np.float64)
     repeats = table[:, 1].astype(np.int64)
     acc = table[:, 0] / table[:, 1]
+    if acc.min() >= 0.99:  # no DARTS network errs below 1% on CIFAR-10: not percent
+        raise GroundTruthError(
+            f"{source}: every last test_ep_top1 is at most 1: these look like fractions, but "
+            "NDS stores top-1 errors in percent (this file is not as NDS released it)"
+        )
     epochs = _summary(max_eps) if len(max_eps) == len(jobs) else _summary(curve_lens)
     lo, hi = int(repeats.min()), int(repeats.max())
     meta = {
