@@ -565,3 +565,11 @@ def test_the_image_sides_a_space_accepts_are_those_its_network_takes(space, gt_f
         else:
             validate(config)
             assert net.eval()(x, path).shape == (2, 10)
+
+
+def test_the_stop_line_names_a_checkpoint_only_where_one_exists(tmp_path):
+    from nasheur.__main__ import _resumes
+
+    assert "before its first checkpoint" in _resumes(tmp_path)
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    assert _resumes(tmp_path) == f"resumes from the last epoch's checkpoint in {tmp_path}"

@@ -11,7 +11,8 @@ import pytest
 import nasheur.training as training
 from nasheur.config import ConfigError, config_hash, plain, validate
 from nasheur.job import run_job
-from nasheur.training import CHECKPOINT, CheckpointMismatch
+from nasheur.jobguard import CHECKPOINT
+from nasheur.training import CheckpointMismatch
 from tests.conftest import METRIC_KEYS, TINY_JOB, compose_job, write_nb201_gt
 
 

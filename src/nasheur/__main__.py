@@ -28,7 +28,7 @@ from nasheur.config import (
     validate,
 )
 from nasheur.io import atomic_path
-from nasheur.jobguard import LOCK, folder_holder
+from nasheur.jobguard import CHECKPOINT, LOCK, METRICS, POOL, folder_holder
 
 register_configs()
 register_resolvers()
@@ -161,24 +161,28 @@ def main(cfg: DictConfig) -> float | None:
     except bad_input as err:
         print(f"nasheur: input error: {err}", file=sys.stderr)
         if new:  # its failed record says what the line above says
-            for name in ("metrics.json", "pool.json"):
+            for name in (METRICS, POOL):
                 (out / name).unlink(missing_ok=True)
         _drop_empty_run_folder(out, new=new)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
-        print(
-            f"nasheur: interrupted; the same command resumes from the last epoch's checkpoint "
-            f"in {out}",
-            file=sys.stderr,
-        )
+        print(f"nasheur: interrupted; the same command {_resumes(out)}", file=sys.stderr)
         raise SystemExit(130) from None
     except Terminated as err:
         print(
-            f"nasheur: stopped by {signal.Signals(err.signum).name}; the same command resumes "
-            f"from the last epoch's checkpoint in {out}",
+            f"nasheur: stopped by {signal.Signals(err.signum).name}; the same command "
+            f"{_resumes(out)}",
             file=sys.stderr,
         )
         raise
+
+
+def _resumes(out: Path) -> str:
+    """What rerunning a stopped job does: before its first epoch ended there is no checkpoint
+    to resume from, and saying so would send a user looking for one."""
+    if (out / CHECKPOINT).is_file():
+        return f"resumes from the last epoch's checkpoint in {out}"
+    return f"starts it again in {out} (it stopped before its first checkpoint)"
 
 
 def _run(hc, config, out: Path) -> float | None:

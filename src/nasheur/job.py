@@ -22,15 +22,20 @@ from typing import Any
 from nasheur import __version__
 from nasheur.config import Config, ConfigError, config_hash, ground_truth_path, plain
 from nasheur.io import atomic_write_json, read_json, remove_stale_temporaries
-from nasheur.jobguard import FolderLocked, Terminated, hold_folder, stop_on_sigterm
+from nasheur.jobguard import (
+    CHECKPOINT,
+    METRICS,
+    POOL,
+    FolderLocked,
+    Terminated,
+    hold_folder,
+    stop_on_sigterm,
+)
 from nasheur.progress import EpochLog
 from nasheur.results.summary import summary_table
-from nasheur.training import CHECKPOINT, CheckpointMismatch
+from nasheur.training import CheckpointMismatch
 
 log = logging.getLogger("nasheur")
-
-METRICS = "metrics.json"
-POOL = "pool.json"
 
 
 class FolderBusy(CheckpointMismatch, FolderLocked):

@@ -43,6 +43,8 @@ except ImportError:  # not POSIX: no locks, with a warning
 log = logging.getLogger("nasheur")
 
 LOCK = "job.lock"
+# the job folder's other files, named once for the job, the sweeper and the tables
+METRICS, POOL, CHECKPOINT = "metrics.json", "pool.json", "checkpoint.pt"
 # the lock is also taken, shared and for an instant, by a sweep asking whether a job runs: a
 # job that finds it taken tries again for about this long before it refuses
 RETRIES = 10

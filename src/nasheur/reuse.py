@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from nasheur.io import atomic_write_json, read_json, remove_stale_temporaries
-from nasheur.jobguard import FolderLocked, folder_holder, hold_folder
+from nasheur.jobguard import CHECKPOINT, METRICS, POOL, FolderLocked, folder_holder, hold_folder
 
 log = logging.getLogger(__name__)
 
-METRICS, POOL, CHECKPOINT = "metrics.json", "pool.json", "checkpoint.pt"
 MANIFEST = "sweep.json"
 
 

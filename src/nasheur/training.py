@@ -22,7 +22,6 @@ from nasheur.io import atomic_path
 from nasheur.safe_pickle import torch_refusal, zip_inflation
 from nasheur.samplers import Sampler
 
-CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 
 

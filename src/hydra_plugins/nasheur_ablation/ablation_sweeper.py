@@ -65,6 +65,8 @@ from omegaconf.errors import OmegaConfBaseException
 from nasheur.fidelity import LEVEL, resolve_level
 from nasheur.io import atomic_path, atomic_write_json
 from nasheur.jobguard import (
+    CHECKPOINT,
+    METRICS,
     FolderLocked,
     Terminated,
     describe_holder,
@@ -749,7 +751,7 @@ def _refresh_elsewhere(outcomes: list[_Outcome]) -> None:
 def _recorded_error(folder: Path) -> str:
     """``: <the error's first line>`` of a failed job's metrics.json, or ""."""
     try:
-        error = json.loads((folder / "metrics.json").read_text(encoding="utf-8")).get("error")
+        error = json.loads((folder / METRICS).read_text(encoding="utf-8")).get("error")
     except (OSError, ValueError, AttributeError):
         return ""
     line = str(error or "").strip().splitlines()[:1]
@@ -936,9 +938,9 @@ def _each_job_settled() -> Iterator[None]:
 
 
 def _state(folder: Path, chash: str) -> str:
-    path = folder / "metrics.json"
+    path = folder / METRICS
     if not path.is_file():
-        return "interrupted" if (folder / "checkpoint.pt").is_file() else "new"
+        return "interrupted" if (folder / CHECKPOINT).is_file() else "new"
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -959,7 +961,7 @@ def _state(folder: Path, chash: str) -> str:
 def _recorded(folder: Path, chash: str) -> str | None:
     """The status that the job's own metrics.json records, or None (no record of it)."""
     state = _state(folder, chash)
-    return state if (folder / "metrics.json").is_file() and state != "other-config" else None
+    return state if (folder / METRICS).is_file() and state != "other-config" else None
 
 
 def _read_manifest(path: Path) -> list[dict[str, Any]]:

@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nasheur.jobguard import folder_holder
+from nasheur.jobguard import CHECKPOINT, METRICS, POOL, folder_holder
 from nasheur.results.settings import select
 
-METRICS = "metrics.json"
 SWEEP = "sweep.json"  # the sweeper's list of a sweep's jobs (and their state at launch)
 # a job's own files besides its record: written once it runs (the log from its start)
-JOB_FILES = ("checkpoint.pt", "pool.json", "nasheur.log")
-PROGRESS_FILES = ("checkpoint.pt", "pool.json")  # rewritten as the job goes (a resumed one too)
+JOB_FILES = (CHECKPOINT, POOL, "nasheur.log")
+PROGRESS_FILES = (CHECKPOINT, POOL)  # rewritten as the job goes (a resumed one too)
 HYDRA = ".hydra"  # Hydra writes it before the job starts
 
 RUNNING = "running"  # a running job holds the folder (job.lock)
