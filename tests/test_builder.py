@@ -286,3 +286,26 @@ def test_a_stopped_build_says_so_and_the_same_command_continues(
     monkeypatch.setattr(builder, "train_standalone", lambda *a: calls.append(a[1:3]) or real(*a))
     assert build_main(["--out", str(out), "--quiet", *TINY_ARGS]) == 0
     assert len(calls) == 3 * 2 - 2  # the two kept results are not trained again
+
+
+def test_a_loss_not_finite_in_any_batch_is_refused(monkeypatch):
+    """A non-finite loss in the first batch of the epoch, whose gradients stay finite (the
+    weights and the last batch's loss look fine), still stops the training."""
+    import torch
+    import torch.nn.functional as F
+
+    from nasheur.spaces.embedded import EmbeddedSpace
+
+    real, calls = F.cross_entropy, []
+
+    def first_inf(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss + torch.tensor(math.inf) if len(calls) == 1 else loss
+
+    monkeypatch.setattr(F, "cross_entropy", first_inf)
+    space = EmbeddedSpace()
+    key = sample_architectures(space, 1, seed=0)[0]
+    with pytest.raises(FloatingPointError, match="not finite in epoch 1"):
+        builder.train_standalone(space, key, 0, TINY, builder._make_data(TINY))
+    assert len(calls) == TINY.train_images // TINY.batch_size  # it ran the epoch to its end

@@ -293,16 +293,20 @@ def train_standalone(space: Any, key: str, seed: int, s: BuildSettings, data: _D
     net.train()
     for epoch in range(s.epochs):
         gen = torch.Generator().manual_seed(_seed_for(seed, key, 1, epoch))
+        finite = torch.ones((), dtype=torch.bool, device=data.train_x.device)
         for x, y in train.train_batches(gen):
             for group in opt.param_groups:
                 group["lr"] = 0.5 * s.lr * (1.0 + math.cos(math.pi * step / total))
             loss = F.cross_entropy(net(x), y)
+            finite &= torch.isfinite(loss.detach())  # every batch, without a sync per batch
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
-        if not math.isfinite(float(loss.detach())):
-            raise FloatingPointError(f"{key} seed {seed}: the training loss is not finite")
+        if not bool(finite):
+            raise FloatingPointError(
+                f"{key} seed {seed}: the training loss was not finite in epoch {epoch + 1}"
+            )
     net.eval()
     hits = 0
     with torch.no_grad():
