@@ -309,3 +309,11 @@ def test_a_loss_not_finite_in_any_batch_is_refused(monkeypatch):
     with pytest.raises(FloatingPointError, match="not finite in epoch 1"):
         builder.train_standalone(space, key, 0, TINY, builder._make_data(TINY))
     assert len(calls) == TINY.train_images // TINY.batch_size  # it ran the epoch to its end
+
+
+def test_a_diverged_training_is_one_line_and_keeps_the_results(tmp_path, capsys):
+    out = tmp_path / "t.csv"
+    assert build_main([*TINY_ARGS, "--lr", "1e30", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not finite in epoch 1" in err and "--lr" in err
+    assert "Traceback" not in err and not out.exists()

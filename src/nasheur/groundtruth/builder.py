@@ -305,7 +305,8 @@ def train_standalone(space: Any, key: str, seed: int, s: BuildSettings, data: _D
             step += 1
         if not bool(finite):
             raise FloatingPointError(
-                f"{key} seed {seed}: the training loss was not finite in epoch {epoch + 1}"
+                f"{key} seed {seed}: the training loss was not finite in epoch {epoch + 1} "
+                f"(the results so far are kept; a smaller --lr may train it)"
             )
     net.eval()
     hits = 0
@@ -766,7 +767,15 @@ def build_main(argv: Sequence[str] | None = None) -> int:
                 progress=args.progress,
                 log=None if args.quiet else lambda m: print(m, flush=True),
             )
-    except (BuildMismatchError, BuildLocked, ValueError, TypeError, KeyError, OSError) as exc:
+    except (
+        BuildMismatchError,
+        BuildLocked,
+        ValueError,
+        TypeError,
+        KeyError,
+        OSError,
+        FloatingPointError,  # a diverged training: its message names the architecture
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Terminated) as exc:  # every finished result is in the progress
