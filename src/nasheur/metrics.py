@@ -17,7 +17,7 @@ from scipy import stats
 UNTRAINED_ACC = 0.4
 """Runs whose mean super-net accuracy is below this are flagged untrained (paper Fig. 6)."""
 
-_BIN_EPS = 1e-9  # 0.93 / 0.001 == 929.999...; the nudge keeps boundary values in their bin.
+_BIN_EPS = 1e-9  # 0.043 / 0.001 == 42.999...; the nudge keeps boundary values in their bin.
 _GT_SLACK = 1e-12  # rounding slack when checking that the pool's GT comes from space_gt
 
 
