@@ -331,22 +331,24 @@ def test_a_launcher_that_gives_up_on_a_cancelled_job_is_reported_cleanly(args, c
     assert "Error stream" not in err and "Traceback" not in err
 
 
-def test_a_refused_submission_says_that_nothing_was_submitted(args, capsys):
-    # sbatch's own error (a bad GRES in site.env): submitit raises it from the failed command;
-    # no job reached SLURM, so none "may still be running"
+def _sbatch_refuses(overrides: list[str]) -> BaseException:
+    """sbatch's own error (a bad GRES in site.env), as submitit raises it from the failed
+    command: no job reached SLURM."""
     import subprocess
 
     from submitit.core.utils import FailedJobError
 
-    def refuse(overrides):
-        try:
-            raise subprocess.CalledProcessError(1, ["sbatch", "job.sh"])
-        except subprocess.CalledProcessError as err:
-            refused = FailedJobError("sbatch: error: Invalid generic resource (gres) specification")
-            refused.__cause__ = err
-            return refused
+    try:
+        raise subprocess.CalledProcessError(1, ["sbatch", "job.sh"])
+    except subprocess.CalledProcessError as err:
+        refused = FailedJobError("sbatch: error: Invalid generic resource (gres) specification")
+        refused.__cause__ = err
+        return refused
 
-    sweeper, task = sweeper_for(args, refuse)
+
+def test_a_refused_submission_says_that_nothing_was_submitted(args, capsys):
+    # no job reached SLURM, so none "may still be running"
+    sweeper, task = sweeper_for(args, _sbatch_refuses)
     with pytest.raises(SystemExit) as stop:
         sweeper.sweep(task)
     assert stop.value.code == 1
@@ -485,6 +487,25 @@ def test_a_copy_leaves_its_source_alone_and_a_deleted_copy_is_trained(args, tmp_
     again.sweep(task)
     assert len(again.launcher.launched) == 1
     assert "reused_from" not in (copy / "metrics.json").read_text()
+
+
+@pytest.mark.parametrize(
+    "first_launch",
+    [_sbatch_refuses, lambda overrides: KeyboardInterrupt()],
+    ids=["sbatch", "ctrl-c"],
+)
+def test_a_job_listed_but_never_run_is_copied_later(args, tmp_path, first_launch):
+    # the first launch of bn_ablation listed its 4 jobs and ran none of them
+    refused, task = sweeper_for(args, first_launch)
+    with pytest.raises(SystemExit):
+        refused.sweep(task)
+    assert [j["after"] for j in listed(tmp_path)] == ["not run"] * 4
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    bn, task = sweeper_for(args)
+    bn.sweep(task)
+    assert len(bn.launcher.launched) == 3  # the baseline lr_ablation completed was copied
+    assert sum("reused_from" in j for j in listed(tmp_path)) == 1
 
 
 def _with(source: Path, **changes) -> None:

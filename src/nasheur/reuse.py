@@ -18,7 +18,8 @@ and the next launch cleans up and adopts again (or, with the checkpoint there, r
 which only evaluates).
 
 A job that this sweep listed before and whose folder is gone was deleted to run it again: it
-is trained, not copied back. Sweeps launched side by side (``make sweep-11``) do not see each
+is trained, not copied back. A job it listed but never ran (the scheduler refused the
+submission, or the sweep was stopped before it) had no folder to delete: it is copied. Sweeps launched side by side (``make sweep-11``) do not see each
 other's jobs complete: each trains its own copy. ``hydra.sweeper.reuse=false`` turns adoption
 off.
 """
@@ -46,8 +47,12 @@ def manifest_key(folder: Any) -> str:
     return "/".join(Path(str(folder)).parts[-2:])
 
 
-def listed_jobs(sweep_dir: Path) -> set[str]:
-    """The jobs a sweep folder's ``sweep.json`` lists (:func:`manifest_key`)."""
+def listed_jobs(sweep_dir: Path, *, started_only: bool = False) -> set[str]:
+    """The jobs a sweep folder's ``sweep.json`` lists (:func:`manifest_key`); with
+    `started_only`, less those that never started: new at their latest launch, which then did
+    not run them (``after: not run``: the scheduler refused them, or the sweep stopped first).
+    A job whose latest launch did not say how it ended (the sweep was killed) counts as
+    started."""
     from nasheur.results.collect import read_manifest
 
     path = sweep_dir / MANIFEST
@@ -57,7 +62,11 @@ def listed_jobs(sweep_dir: Path) -> set[str]:
         entries = read_manifest(path)
     except ValueError:
         return set()
-    return {manifest_key(e["folder"]) for e in entries}
+    return {
+        manifest_key(e["folder"])
+        for e in entries
+        if not (started_only and e.get("state_at_launch") == "new" and e.get("after") == "not run")
+    }
 
 
 def completed_twin(folder: Path, config_hash: str, sweep_dir: Path) -> Path | None:

@@ -540,8 +540,9 @@ class AblationSweeper(Sweeper):
             OmegaConf.save(self.config, tmp)
         outcomes: list[_Outcome] = []
         todo: list[_Outcome] = []
-        # a job this sweep listed before whose folder is gone was deleted to run it again
-        listed = listed_jobs(sweep_dir) if self.reuse else set()
+        # a job this sweep listed before whose folder is gone was deleted to run it again;
+        # one it listed but never ran (sbatch refused it, the sweep stopped first) was not
+        listed = listed_jobs(sweep_dir, started_only=True) if self.reuse else set()
         data_of: dict[Path, str | None] = {}
         for job, folder, chash, experiment, data in jobs:
             data_of[folder] = data
@@ -570,19 +571,7 @@ class AblationSweeper(Sweeper):
             raise SweepError(
                 "no CIFAR-10 for the jobs to run; nothing was launched:\n" + "\n".join(missing)
             )
-        merge_manifest(
-            sweep_dir,
-            [
-                {
-                    "overrides": o.overrides,
-                    "folder": str(o.folder),
-                    "config_hash": o.config_hash,
-                    "state_at_launch": o.before,
-                    **({"reused_from": o.reused} if o.reused else {}),
-                }
-                for o in outcomes
-            ],
-        )
+        merge_manifest(sweep_dir, [o.entry() for o in outcomes])
         elsewhere = [o for o in outcomes if o.before == RUNNING]
         copied = sum(bool(o.reused) for o in outcomes)
         log.info(
@@ -618,6 +607,7 @@ class AblationSweeper(Sweeper):
             # a cluster launcher submitted them all already: they may be queued or running
             queued = _submits(self.launcher)
             _settle(todo, results, pending="not finished" if queued else "not run")
+            merge_manifest(sweep_dir, [o.entry() for o in todo])
             what = (
                 "Ctrl-C"
                 if isinstance(err, KeyboardInterrupt)
@@ -639,6 +629,7 @@ class AblationSweeper(Sweeper):
             # said in full above: no traceback; 130 for Ctrl-C as a shell reports it
             raise SystemExit(130 if isinstance(err, KeyboardInterrupt) else err.code) from None
         _settle(todo, results, pending="not run" if refused else "not finished")
+        merge_manifest(sweep_dir, [o.entry() for o in todo])
         sys.stdout.flush()
         print("\n".join(_summary(self.config, sweep_dir, outcomes, todo, stopped)), flush=True)
         message = _failure_message(todo, stopped, submitted=not refused)
@@ -684,6 +675,18 @@ class _Outcome:
     detail: str = ""  # the error's first line, a SLURM state, who holds the folder
     launched: bool = False  # by this launch
     reused: str = ""  # the folder of another sweep's completed job copied into this one
+
+    def entry(self) -> dict[str, Any]:
+        """Its line in sweep.json: written before the launch, and again with ``after`` once
+        the launch returned (a relaunch tells a job that never ran from a deleted one)."""
+        return {
+            "overrides": self.overrides,
+            "folder": str(self.folder),
+            "config_hash": self.config_hash,
+            "state_at_launch": self.before,
+            **({"after": self.after} if self.after else {}),
+            **({"reused_from": self.reused} if self.reused else {}),
+        }
 
 
 def _first_line(err: BaseException) -> str:
