@@ -573,3 +573,22 @@ def test_the_stop_line_names_a_checkpoint_only_where_one_exists(tmp_path):
     assert "before its first checkpoint" in _resumes(tmp_path)
     (tmp_path / "checkpoint.pt").write_bytes(b"")
     assert _resumes(tmp_path) == f"resumes from the last epoch's checkpoint in {tmp_path}"
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_site_variable_takes_the_default_folder(value, monkeypatch):
+    # `NASHEUR_RUNS=` (site.env's empty line, sourced by hand) must not put runs under /
+    from hydra import compose, initialize_config_module
+
+    from nasheur.config import register_configs, register_resolvers
+
+    monkeypatch.setenv("NASHEUR_RUNS", value)
+    monkeypatch.setenv("NASHEUR_DATA", value)
+    register_configs()
+    register_resolvers()
+    with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
+        cfg = compose("config", overrides=["dataset=cifar10"], return_hydra_config=True)
+        assert str(cfg.hydra.run.dir).startswith("runs/embedded/")
+        assert str(cfg.hydra.sweep.dir) == "runs/sweeps/multirun"
+        assert cfg.dataset.root == "data"
+    assert compose_job(["dataset=cifar10"]).dataset.root == "data"

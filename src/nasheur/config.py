@@ -152,7 +152,7 @@ class SamplerConfig:
 class DatasetConfig:
     name: DatasetName = MISSING
     # cifar10: the `cifar-10-batches-py` folder, or the folder that holds it
-    root: str = "${oc.env:NASHEUR_DATA,data}"
+    root: str = "${nasheur.env:NASHEUR_DATA,data}"
     val_portion: float = 0.1  # the fixed validation share of the training set
     split_seed: int = 0  # the train/validation split is the same for every run seed
     augment: bool = True  # random crop (4-pixel padding) and horizontal flip of training images
@@ -425,6 +425,12 @@ def _site_option(name: str, default: Any = None) -> Any:
     return None if value == "null" else value
 
 
+def _env_or(name: str, default: str) -> str:
+    """A folder from the environment: `default` when the variable is unset or empty (Hydra's
+    ``oc.env`` would take an empty one as the path "", putting runs under ``/``)."""
+    return os.environ.get(name, "").strip() or default
+
+
 def _site_count(name: str, default: int | None, need: str = "") -> int | None:
     """A whole-number sbatch option from the environment: `default` when the variable is
     unset or empty, None (the option left out) when it is ``null``, unless `need` says why
@@ -444,6 +450,7 @@ def register_resolvers() -> None:
     for name, resolver in (
         ("nasheur.job_dir", _dir_resolver),
         ("nasheur.site", _site_option),
+        ("nasheur.env", _env_or),
         ("nasheur.site_count", _site_count),
     ):
         if not OmegaConf.has_resolver(name):
