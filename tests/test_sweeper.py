@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -163,6 +164,35 @@ def test_a_pinned_factor_takes_levels_and_groups(args):
     )
     (job,) = sweeper.plan(task)
     assert [o for o in job if o.startswith("sampler")] == ["sampler=fairnas"]
+
+
+def test_a_space_a_pinned_value_leaves_without_jobs_is_named(args, caplog):
+    experiment = _other_experiment(args, "final_search")
+    sweeper, task = sweeper_for([*experiment, "search_space=nb201,nb101", "eval.pool_size=100"])
+    with caplog.at_level(logging.INFO):
+        jobs = sweeper.plan(task)
+    assert {j[0] for j in jobs} == {"search_space=nb201"}
+    assert "search_space nb101: no job has the command line's eval.pool_size=100" in caplog.text
+
+
+def test_a_key_inside_a_swept_group_is_refused(args):
+    # sampler.name=fairnas would sit beside each block's sampler=..., which sets the name
+    # again: three jobs of one folder, silently one
+    sweeper, task = sweeper_for(
+        [*_other_experiment(args, "sampler_ablation"), "sampler.name=fairnas"]
+    )
+    with pytest.raises(ablation_sweeper.SweepError, match=r"sampler.name: .*sampler=fairnas"):
+        sweeper.plan(task)
+
+
+def test_a_value_goes_back_to_hydra_as_it_came():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hydra_plugins.nasheur_ablation.ablation_sweeper import _fmt
+
+    values = [None, True, False, 3, 0.25, "fairnas"]
+    parsed = OverridesParser.create().parse_overrides([f"k={_fmt(v)}" for v in values])
+    assert [o.value() for o in parsed] == values
 
 
 def test_levels_resolve_exactly_against_each_spaces_baseline():

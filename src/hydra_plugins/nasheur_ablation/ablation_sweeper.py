@@ -18,10 +18,13 @@ the sweep runs on the composed default, the embedded benchmark (if the experimen
 NB201, whose cells it has), and says so; otherwise, or where only some spaces have one, it
 stops and names the missing variables.
 
-A value that the command line gives for a key that a block sweeps replaces the block's values
-(``+experiment=bn_ablation protocol.bn_track=true`` runs the two ``bn_track=true`` rows, each
-job listed with its one value), as ``search_space=`` and ``seed=`` restrict the spaces and
-seeds; in the other blocks it applies to every job.
+Values that the command line gives for a key that a block sweeps restrict the sweep when the
+experiment lists them all (``+experiment=bn_ablation protocol.bn_track=true`` runs the two
+``bn_track=true`` rows, each job listed with its one value; a block or space without them
+runs nothing), as ``search_space=`` and ``seed=`` restrict the spaces and seeds; a value off
+the experiment's list replaces the key's values in every block (:func:`expand`). A key inside
+a swept group (``sampler.name`` where blocks sweep ``sampler``) is refused: the group's option
+names it.
 
 Before launching anything it composes and validates every job, so a bad value fails the sweep
 at once. Jobs whose folder already holds a completed ``metrics.json`` of the same config are
@@ -194,6 +197,9 @@ def expand(
 
 
 def _fmt(value: Any) -> str:
+    """A value as Hydra's override grammar reads it back."""
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
@@ -312,6 +318,13 @@ class AblationSweeper(Sweeper):
                     list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
                 )
             else:
+                group = next((s for s in swept if o.key_or_group.startswith(f"{s}.")), None)
+                if group is not None:  # sampler.name=fairnas: each block's sampler=... wins
+                    raise SweepError(
+                        f"{key}: the experiment sweeps {group}; choose among its options with "
+                        f"{group}={','.join(values)} (which keeps only their jobs); nothing was "
+                        "launched"
+                    )
                 if key.startswith("fidelity.baseline.") and len(set(values)) > 1:
                     # the experiment's relative levels (base/2, base-1) resolve against one
                     # baseline per space, not one per value of this sweep
@@ -350,7 +363,15 @@ class AblationSweeper(Sweeper):
         }
         family = {s: getattr(space_info(s), "paper_space", s) for s in spaces}
         seeds = cli_seeds or self.seeds or [OmegaConf.select(self.config, "seed")]
-        return expand(spaces, seeds, self.blocks, baselines, extra, family, pinned)
+        jobs = expand(spaces, seeds, self.blocks, baselines, extra, family, pinned)
+        idle = [s for s in spaces if f"search_space={s}" not in {j[0] for j in jobs}]
+        if pinned and idle:  # final_search eval.pool_size=100: NB201's value only
+            log.info(
+                "search_space %s: no job has the command line's %s, so it runs nothing",
+                ", ".join(idle),
+                ", ".join(f"{k}={','.join(_fmt(v) for v in vs)}" for k, vs in pinned.items()),
+            )
+        return jobs
 
     def _check_space_names(self) -> None:
         """The spaces an experiment names (``spaces``, each block's ``_spaces``) are lists of
