@@ -1003,3 +1003,22 @@ def test_a_stopped_sweep_ends_with_its_summary_and_no_traceback(args, tmp_path, 
     err = capsys.readouterr().err
     assert f"stopped by {how}" in err and "the same command resumes the sweep" in err
     assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_no_ground_truth_falls_back_to_embedded_here_but_not_on_a_cluster(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setenv("NASHEUR_RUNS", str(tmp_path / "runs"))
+    for space in ("NB101", "NB201", "DARTS_NDS"):
+        monkeypatch.delenv(f"NASHEUR_GT_{space}", raising=False)
+    here, task = sweeper_for(["+experiment=bn_ablation", "seed=0"])
+    with caplog.at_level(logging.WARNING):
+        jobs = here.plan(task)
+    assert {j[0] for j in jobs} == {"search_space=embedded"}
+    assert "sweeping search_space=embedded, the default, instead" in caplog.text
+    cluster, task = sweeper_for(
+        ["+experiment=bn_ablation", "seed=0", "hydra/launcher=slurm"], stand_in=False
+    )
+    with pytest.raises(ablation_sweeper.SweepError, match="does not fall back") as refused:
+        cluster.plan(task)
+    assert "NASHEUR_GT_NB201" in str(refused.value)

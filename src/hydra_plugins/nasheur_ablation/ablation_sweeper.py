@@ -14,9 +14,9 @@ no seeds) a sweep is the command line's own, at the composed space and seed unle
 
 Each space's ground truth comes from ``ground_truth.path`` or ``$NASHEUR_GT_<SPACE>``. Where
 none of the experiment's spaces has one and the command line names no space (a fresh machine),
-the sweep runs on the composed default, the embedded benchmark (if the experiment applies to
-NB201, whose cells it has), and says so; otherwise, or where only some spaces have one, it
-stops and names the missing variables.
+a sweep run here runs on the composed default, the embedded benchmark (if the experiment
+applies to NB201, whose cells it has), and says so; otherwise (a sweep sent to SLURM too), or
+where only some spaces have one, it stops and names the missing variables.
 
 Values that the command line gives for a key that a block sweeps restrict the sweep when the
 experiment lists them all (``+experiment=bn_ablation protocol.bn_track=true`` runs the two
@@ -422,6 +422,13 @@ class AblationSweeper(Sweeper):
                     else ""
                 )
                 + "; nothing was launched"
+            )
+        if _submits(self.launcher):  # a site.env without its NASHEUR_GT_* lines, surely
+            raise SweepError(
+                f"no ground truth for search_space {', '.join(missing)}: set {envs} (e.g. in "
+                "launch/site.env); a sweep sent to a scheduler does not fall back to the "
+                f"embedded benchmark (search_space={default} sweeps it on purpose); nothing "
+                "was launched"
             )
         log.warning(
             "none of this experiment's spaces (%s) has a ground truth here (%s unset): "
