@@ -8,7 +8,7 @@
 #
 # LAUNCHER `local` runs the experiments one after the other on this machine. A cluster
 # profile (`slurm`) starts them all at once, since each sweep waits for its own job array:
-# their output goes to <runs>/sweeps/<experiment>.launch.log. Every experiment runs even if
+# their output is appended to <runs>/sweeps/<experiment>.launch.log. Every experiment runs even if
 # another fails; the exit status is that of the first that failed, and a list says which.
 # Ctrl-C or a SIGTERM to this script (or to `make`) stops the whole run: each running sweep
 # gets the same signal, prints its summary and exits (the jobs it submitted stay queued in
@@ -19,6 +19,10 @@ set -uo pipefail
 # each sweep in a process group of its own: a Ctrl-C reaches this script alone, which passes
 # it on as SIGINT (a sweep started with `&` without this would ignore SIGINT)
 set -m
+if [[ $# -lt 2 ]]; then
+    echo "usage: $0 LAUNCHER \"EXPERIMENT...\" [OVERRIDE...]" >&2
+    exit 2
+fi
 launcher=$1
 read -r -a experiments <<<"$2"
 shift 2
@@ -78,7 +82,10 @@ else
     mkdir -p "$logs"
     for e in "${experiments[@]}"; do
         [[ -n $stopped ]] && break
-        start "$e" >"$logs/$e.launch.log" 2>&1 &
+        # appended: an earlier launch's summary stays, below a line dating this one
+        printf '==== %s: %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "launch of sweep $e" \
+            >>"$logs/$e.launch.log"
+        start "$e" >>"$logs/$e.launch.log" 2>&1 &
         pid[$e]=$!
         echo "sweep $e: started, output in $logs/$e.launch.log"
     done

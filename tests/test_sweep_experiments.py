@@ -92,6 +92,20 @@ def test_every_experiment_runs_and_the_first_failure_is_the_exit_status(tmp_path
     assert "sweep fail: failed (exit status 3)" in err
 
 
+def test_a_cluster_launch_log_keeps_the_earlier_launches(tmp_path, fake):
+    for _ in range(2):
+        proc = sweep(fake, "slurm", "a", "seed=0")
+        assert proc.communicate(timeout=60) and proc.returncode == 0
+    log = (tmp_path / "runs" / "sweeps" / "a.launch.log").read_text().splitlines()
+    assert len(log) == 2 and all(line.endswith(": launch of sweep a") for line in log)
+
+
+def test_no_experiments_is_a_usage_error(fake):
+    proc = subprocess.run(["bash", str(SCRIPT), "local"], env=fake, capture_output=True, text=True)
+    err = proc.stderr
+    assert proc.returncode == 2 and err.startswith("usage: ")
+
+
 def test_a_sweep_stopped_by_ctrl_c_stops_the_experiments_after_it(tmp_path, fake):
     proc = sweep(fake, "local", "a stop b fail")
     _, err = proc.communicate(timeout=60)

@@ -107,11 +107,16 @@ if ((${#missing[@]})); then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
         chmod 755 /usr/sbin/policy-rc.d
         own_policy=1
+        # a failed apt-get (set -e) must not leave every later install unable to start services
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
     fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    if ((own_policy)); then rm -f /usr/sbin/policy-rc.d; fi
+    if ((own_policy)); then
+        rm -f /usr/sbin/policy-rc.d
+        trap - EXIT
+    fi
 fi
 id slurm >/dev/null 2>&1 || die "the Debian packages did not create the user slurm"
 
