@@ -795,6 +795,7 @@ def test_a_sweep_on_cifar10_looks_for_it_before_launching(args, tmp_path, where,
     assert f"dataset.root={root}: " in err and "hydra.sweeper.check_data=false" in err
     said = "missing " if where == "incomplete" else "CIFAR-10 not found"
     assert said in err and "dataset=synthetic" in err  # the job's own advice, in full
+    assert not sweep_dir(tmp_path).exists()  # nothing left of a first launch refused
 
 
 def test_completed_jobs_need_no_data_and_a_root_it_may_not_read_is_said(args, tmp_path, capsys):

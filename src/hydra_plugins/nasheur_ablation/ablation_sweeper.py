@@ -563,6 +563,7 @@ class AblationSweeper(Sweeper):
         except (HydraException, OmegaConfBaseException) as err:  # the composed config's own
             raise SweepError(f"{_said(err)}; nothing was launched") from None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        made = not sweep_dir.exists()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(sweep_dir / "multirun.yaml") as tmp:  # launches side by side too
             OmegaConf.save(self.config, tmp)
@@ -596,6 +597,10 @@ class AblationSweeper(Sweeper):
         # the data of the jobs to run (completed ones need none): each would fail without it
         missing = _missing_data({r for o in todo if (r := data_of[o.folder]) is not None})
         if missing:
+            if made:  # a refused first launch leaves no folder behind (copies it made stay)
+                (sweep_dir / "multirun.yaml").unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    sweep_dir.rmdir()
             raise SweepError(
                 "no CIFAR-10 for the jobs to run; nothing was launched:\n" + "\n".join(missing)
             )
