@@ -90,6 +90,7 @@ def sweeper_for(overrides: list[str], outcome=lambda o: "completed", stand_in: b
         sw.max_batch_size,
         sw.reuse,
         sw.check_data,
+        sw.dry_run,
     )
     sweeper.setup(
         hydra_context=HydraContext(config_loader=loader, callbacks=Callbacks(cfg)),
@@ -1023,3 +1024,27 @@ def test_no_ground_truth_falls_back_to_embedded_here_but_not_on_a_cluster(
     with pytest.raises(ablation_sweeper.SweepError, match="does not fall back") as refused:
         cluster.plan(task)
     assert "NASHEUR_GT_NB201" in str(refused.value)
+
+
+def test_a_dry_run_says_what_a_launch_would_do_and_writes_nothing(
+    args, tmp_path, monkeypatch, capsys
+):
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    capsys.readouterr()
+    monkeypatch.setenv("PATH", str(tmp_path / "no-slurm-here"))
+    dry, task = sweeper_for([*args, "hydra.sweeper.dry_run=true", "hydra/launcher=slurm"])
+    assert dry.sweep(task) == [] and dry.launcher.launched == []
+    out = capsys.readouterr().out
+    assert out.startswith(
+        f"dry run: 4 jobs in {sweep_dir(tmp_path)} (3 to run, 1 to copy); nothing"
+    )
+    assert "  copy (completed in " in out and out.count("\n  run: search_space=nb201 ") == 3
+    assert not sweep_dir(tmp_path).exists()
+    # once they ran: skipped
+    bn, task = sweeper_for(args)
+    bn.sweep(task)
+    capsys.readouterr()
+    dry, task = sweeper_for([*args, "hydra.sweeper.dry_run=true"])
+    dry.sweep(task)
+    assert "(4 to skip); nothing" in capsys.readouterr().out

@@ -104,6 +104,8 @@ class AblationSweeperConf:
     reuse: bool = True  # copy a job that another sweep completed instead of training it again
     # look for each job's CIFAR-10 before launching (false: data only on the compute nodes)
     check_data: bool = True
+    # print the checked plan (each job, its folder and what a launch would do) and stop
+    dry_run: bool = False
 
 
 ConfigStore.instance().store(
@@ -235,6 +237,7 @@ class AblationSweeper(Sweeper):
         max_batch_size: int | None = None,
         reuse: bool = True,
         check_data: bool = True,
+        dry_run: bool = False,
     ) -> None:
         self.spaces = list(spaces)
         self.seeds = None if seeds is None else list(seeds)  # None: the composed seed
@@ -242,6 +245,7 @@ class AblationSweeper(Sweeper):
         self.max_batch_size = max_batch_size
         self.reuse = reuse
         self.check_data = check_data
+        self.dry_run = dry_run
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
@@ -513,7 +517,7 @@ class AblationSweeper(Sweeper):
         if getattr(self.launcher, "_EXECUTOR", None) != "slurm":
             return
         missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
-        if missing:
+        if missing and not self.dry_run:  # a plan may be looked at anywhere
             raise SweepError(
                 f"hydra/launcher=slurm: SLURM is not available here ({', '.join(missing)} not "
                 "on PATH): launch the sweep on a machine of the cluster, or without "
@@ -563,6 +567,10 @@ class AblationSweeper(Sweeper):
         except (HydraException, OmegaConfBaseException) as err:  # the composed config's own
             raise SweepError(f"{_said(err)}; nothing was launched") from None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        if self.dry_run:
+            sys.stdout.flush()
+            print("\n".join(_dry_run_lines(sweep_dir, jobs, self.reuse)), flush=True)
+            return []
         made = not sweep_dir.exists()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(sweep_dir / "multirun.yaml") as tmp:  # launches side by side too
@@ -669,6 +677,44 @@ class AblationSweeper(Sweeper):
         if message:
             raise SweepError(message, status=1)
         return [results]
+
+
+# what a launch would do with a job in each state (_state; RUNNING: a process holds it)
+_DRY_RUN = {
+    "new": ("run", ""),
+    "completed": ("skip", "completed"),
+    "interrupted": ("resume", "from its checkpoint"),
+    "failed": ("run again", "failed"),
+    "ground truth changed": ("evaluate again", "ground truth changed"),
+    RUNNING: ("leave", "running elsewhere"),
+}
+
+
+def _dry_run_lines(
+    sweep_dir: Path,
+    jobs: list[tuple[list[str], Path, str, dict[str, Any], str | None]],
+    reuse: bool,
+) -> list[str]:
+    """The plan as a launch would carry it out, read without writing anything."""
+    listed = listed_jobs(sweep_dir, started_only=True) if reuse else set()
+    lines, counts, roots = [], {}, set()
+    for job, folder, chash, _experiment, data in jobs:
+        holder = folder_holder(folder)
+        state = RUNNING if holder is not None else _state(folder, chash)
+        verb, detail = _DRY_RUN.get(state, ("run again", state))
+        if state == "new" and reuse and manifest_key(folder) not in listed:
+            source = completed_twin(folder, chash, sweep_dir)
+            if source is not None:
+                verb, detail = "copy", f"completed in {source}"
+        if verb not in ("skip", "leave", "copy") and data is not None:
+            roots.add(data)  # the jobs that would read their data
+        counts[verb] = counts.get(verb, 0) + 1
+        said = f"{verb} ({detail})" if detail else verb
+        lines.append(f"  {said}: {' '.join(job)}\n    in {folder}")
+    summary = ", ".join(f"{n} to {verb}" for verb, n in counts.items())
+    head = f"dry run: {len(jobs)} jobs in {sweep_dir} ({summary}); nothing was launched or written"
+    missing = _missing_data(roots)
+    return [head, *lines, *(["no CIFAR-10 for the jobs to run:", *missing] if missing else [])]
 
 
 def _missing_data(roots: set[str]) -> list[str]:
