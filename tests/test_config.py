@@ -592,3 +592,18 @@ def test_an_empty_site_variable_takes_the_default_folder(value, monkeypatch):
         assert str(cfg.hydra.sweep.dir) == "runs/sweeps/multirun"
         assert cfg.dataset.root == "data"
     assert compose_job(["dataset=cifar10"]).dataset.root == "data"
+
+
+def test_hydras_own_node_prints_resolved(tmp_path):
+    # `--cfg hydra` shows Hydra's node without the job's keys that the folders are made of
+    proc = subprocess.run(
+        [PYTHON, "-m", "nasheur", "--cfg", "hydra", "--resolve", "hydra/launcher=slurm"],
+        cwd=REPO,
+        env=run_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    shown = " ".join(proc.stdout.split())  # YAML folds long lines
+    assert "sweeps/<experiment name>" in shown and "partition:" in shown

@@ -393,6 +393,8 @@ def _dir_resolver(root: str = "", *, _root_: DictConfig) -> str:
     The readable part names the experiment's factors and the seed in a sweep, else the
     overrides.
     """
+    if "search_space" not in _root_:  # `--cfg hydra` shows Hydra's node without the job's
+        return "<space>/<factors or overrides>-<config hash>"
     job = OmegaConf.masked_copy(_root_, [k for k in _root_ if k != "hydra"])
     data = OmegaConf.to_container(job, resolve=True, enum_to_str=True)
     factors = data.get("experiment", {}).get("factors") or []
@@ -413,6 +415,14 @@ def _dir_resolver(root: str = "", *, _root_: DictConfig) -> str:
         if len(existing) == 1 and existing[0].is_dir():
             return f"{space}/{existing[0].name}"
     return f"{space}/{readable}-{chash}"
+
+
+def _sweep_name(*, _root_: DictConfig) -> str:
+    """The sweep folder's name: the experiment's (``multirun`` without one); a placeholder in
+    ``--cfg hydra``, which shows Hydra's node without the job's keys."""
+    if "experiment" not in _root_:
+        return "<experiment name>"
+    return str(_root_.experiment.name)
 
 
 def _site_option(name: str, default: Any = None) -> Any:
@@ -451,6 +461,7 @@ def register_resolvers() -> None:
         ("nasheur.job_dir", _dir_resolver),
         ("nasheur.site", _site_option),
         ("nasheur.env", _env_or),
+        ("nasheur.sweep_name", _sweep_name),
         ("nasheur.site_count", _site_count),
     ):
         if not OmegaConf.has_resolver(name):
