@@ -7,7 +7,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 PYTEST ?= $(PYTHON) -m pytest
 
-.PHONY: install test test-slow test-all test-cuda lint format clean
+.PHONY: install test test-slow test-all test-cuda lint format clean wheelhouse
 
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install $(TORCH)
@@ -39,6 +39,11 @@ format:
 
 clean:
 	rm -rf build dist *.egg-info src/*.egg-info .pytest_cache .ruff_cache
+
+# wheels of nasheur and its pure-Python needs, for a GPU node without a package index
+# (launch/wheelhouse.sh says how to install them there)
+wheelhouse:
+	PYTHON=$(PYTHON) bash launch/wheelhouse.sh .whl
 
 # SLURM (launch/README.md): a one-node cluster on this machine, the tests that need one, and
 # sweeps through the launcher profile with this site's settings (launch/site.env).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On a GPU node: the speed benchmark and the tests that need CUDA, most telling first, each
 # stage under its own time limit and appending to DIR as it ends (a cut-off run keeps the
-# stages it finished). Needs nasheur installed (make install), as on any node.
+# stages it finished). Needs nasheur installed (make install), as on any node; a node without
+# a package index takes it from launch/wheelhouse.sh's wheels (its header says how).
 #   usage: bash launch/gpu_check.sh [DIR [STAGE...]]    (default: gpu-check/, every stage)
 # Stages (NB201 at the paper's settings, batch 128, unless named otherwise):
 #   bench    the job's step and evaluation, the plain step, K = 1, 2, 4, 8 jobs per GPU
