@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasheur import bench
 from nasheur.bench import (
     OpCounter,
     PlainNB201SuperNet,
@@ -162,8 +163,43 @@ def test_the_benchmark_times_the_gpus_kernels(tmp_path):
 @pytest.mark.slow  # spawns torch processes or runs the whole benchmark
 def test_k_processes_share_a_device():
     """The several-jobs-per-GPU measure, run on the CPU: K spawned trainers, one rate for all."""
-    rates = shared_gpu("embedded", torch.device("cpu"), batch=8, steps=1, ks=(2,), bf16=False)
-    assert list(rates) == [2] and rates[2] > 0
+    said: list = []
+    rates = shared_gpu(
+        "embedded",
+        torch.device("cpu"),
+        batch=8,
+        steps=1,
+        ks=(2,),
+        bf16=False,
+        each=lambda k, r: said.append((k, r)),
+    )
+    assert list(rates) == [2] and rates[2] > 0 and said == [(2, rates[2])]
+
+
+def test_the_timed_window_starts_after_the_warm_up():
+    """K sharing processes meet at `ready` once warmed up, so their timed windows coincide."""
+    calls, at_ready = [], []
+    space = type("Space", (), {"sample": staticmethod(lambda rng: None)})()
+    bench.time_training(
+        lambda x, y, archs: calls.append(1),
+        torch.nn.Linear(1, 1),
+        space,
+        batch=2,
+        image=4,
+        device=torch.device("cpu"),
+        steps=3,
+        count=False,
+        profile=False,
+        ready=lambda: at_ready.append(len(calls)),
+    )
+    assert at_ready == [2] and len(calls) == 5  # two warm-up steps, then the three timed
+
+
+def test_kernel_names_cut_alike_add_up():
+    long = "void at::native::vectorized_elementwise_kernel<4, at::native::BinaryFunctor<float"
+    rows = [(long + ", A>", 900.0), (long + ", B>", 10.0), ("relu", 100.0)]
+    per_step = bench._per_step(rows, steps=10)
+    assert per_step == {long[:79] + "~": pytest.approx(0.091), "relu": pytest.approx(0.01)}
 
 
 @pytest.mark.slow  # spawns torch processes or runs the whole benchmark

@@ -194,8 +194,17 @@ def device_time_per_step(
     rows = sorted((r for r in rows if r[1] > 0), key=lambda r: -r[1])
     total = sum(t for _, t in rows) / 1000 / steps  # profiler times are microseconds
     host = sorted(((e.key, e.self_cpu_time_total) for e in events), key=lambda r: -r[1])
-    per_step = {k[:80]: t / 1000 / steps for k, t in rows[:top]}
-    return total, per_step, {k[:80]: t / 1000 / steps for k, t in host[:top]}
+    return total, _per_step(rows[:top], steps), _per_step(host[:top], steps)
+
+
+def _per_step(rows: list[tuple[str, float]], steps: int) -> dict[str, float]:
+    """Milliseconds per step by name, names cut to 80 characters: kernels of one template
+    share long prefixes, so those whose cut names coincide are added up, not overwritten."""
+    out: dict[str, float] = {}
+    for key, microseconds in rows:
+        name = key if len(key) <= 80 else key[:79] + "~"
+        out[name] = out.get(name, 0.0) + microseconds / 1000 / steps
+    return out
 
 
 def count_python_calls(fn: Callable[[], object]) -> int:
@@ -252,6 +261,7 @@ def time_training(
     *,
     count: bool = True,
     profile: bool = True,
+    ready: Callable[[], object] | None = None,
 ) -> StepResult:
     model.train()
     x = torch.randn(batch, 3, image, image, device=device)
@@ -270,6 +280,8 @@ def time_training(
                 step()
         calls = count_python_calls(lambda: [step() for _ in range(COUNTED_STEPS)])
     _sync(device)
+    if ready is not None:  # warmed up: K processes sharing a GPU start timing together
+        ready()
     host = 0.0
     wall_start, start = time.time(), time.perf_counter()
     for _ in range(steps):
@@ -415,9 +427,20 @@ def _shared_worker(args: tuple[str, str, int, int, bool, bool, Any]) -> tuple[in
     model = seeded_supernet(name, settings.spec, device, channels_last)
     image = settings.image_size
     step_fn = fast_step(model, bf16=bf16)
-    barrier.wait()
+    space = get_space(name)
+    # the barrier after each one's warm-up (cuDNN's autotuning, lazy module loading), so that
+    # the timed windows coincide
     result = time_training(
-        step_fn, model, get_space(name), batch, image, device, steps, count=False, profile=False
+        step_fn,
+        model,
+        space,
+        batch,
+        image,
+        device,
+        steps,
+        count=False,
+        profile=False,
+        ready=barrier.wait,
     )
     return batch * steps, *result.window
 
@@ -430,10 +453,12 @@ def shared_gpu(
     ks: tuple[int, ...],
     bf16: bool,
     channels_last: bool = False,
-) -> dict[int, float]:
+    each: Callable[[int, float | str], object] | None = None,
+) -> dict[int, float | str]:
     """Aggregate images/s of K processes training on one GPU at once: all their images over
     the wall-clock span from the first start to the last end (not the sum of each one's rate,
-    which would count a process's solo tail, after others stopped, as shared throughput)."""
+    which would count a process's solo tail, after others stopped, as shared throughput).
+    `each(k, result)` is called as each K ends, so that a run cut off later keeps it."""
     ctx = mp.get_context("spawn")
     out: dict[int, float | str] = {}
     for k in ks:
@@ -444,15 +469,20 @@ def shared_gpu(
                 barrier = manager.Barrier(k, timeout=SHARED_SETUP_S)
                 work = (name, str(device), batch, steps, bf16, channels_last, barrier)
                 runs = pool.map_async(_shared_worker, [work] * k)
-                out[k] = aggregate_rate(runs.get(SHARED_SETUP_S + SHARED_STEP_S * steps))
+                limit = SHARED_SETUP_S + SHARED_STEP_S * steps
+                try:
+                    out[k] = aggregate_rate(runs.get(limit))
+                except mp.TimeoutError:
+                    raise TimeoutError(f"no result within {limit:.0f} s") from None
         except Exception as err:  # this K's error in the report; the other Ks still run
             out[k] = f"{type(err).__name__}: {err}"
-            print(f"shared GPU, K={k}: {out[k]}", file=sys.stderr)
+        if each is not None:
+            each(k, out[k])
     return out
 
 
-SHARED_SETUP_S = 180.0  # seconds for K processes to start CUDA and build their super-nets
-SHARED_STEP_S = 2.0  # and per training step of theirs, at the most
+SHARED_SETUP_S = 120.0  # seconds for K processes to start CUDA, build and warm up super-nets
+SHARED_STEP_S = 0.5  # and per training step of theirs, at the most (some 0.1 s at K = 8)
 
 
 def aggregate_rate(runs: list[tuple[int, float, float]]) -> float:
@@ -552,12 +582,24 @@ def run(args: argparse.Namespace, out: str | None = None) -> dict[str, Any]:
             atomic_write_json(out, report)
         print(_line(name, entry), file=sys.stderr)
         if device.type == "cuda" and args.shared:
+            entry["shared_gpu_images_per_s"] = {}
+
+            def each(k: int, result: float | str, name: str = name, entry: dict = entry) -> None:
+                entry["shared_gpu_images_per_s"][k] = result
+                if out is not None:
+                    atomic_write_json(out, report)
+                print(f"{name}: shared GPU {_shared({k: result})}", file=sys.stderr)
+
             shared = shared_gpu(
-                name, device, batch, args.steps, tuple(args.shared), args.bf16, args.channels_last
+                name,
+                device,
+                batch,
+                args.steps,
+                tuple(args.shared),
+                args.bf16,
+                args.channels_last,
+                each=each,
             )
-            entry["shared_gpu_images_per_s"] = shared
-            if out is not None:
-                atomic_write_json(out, report)
             print(f"{name}: shared GPU {_shared(shared)}", file=sys.stderr)
     return report
 
