@@ -39,15 +39,8 @@ die() {
 
 [[ $(id -u) -eq 0 ]] || die "run as root (it installs packages and starts daemons)"
 
-# the pid in a pid file if that process is alive and is the named program
-live_pid() {
-    local file=$1 name=$2 pid
-    [[ -s $file ]] || return 1
-    pid=$(<"$file")
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    [[ -r /proc/$pid/comm && $(</proc/"$pid"/comm) == "$name" ]] || return 1
-    echo "$pid"
-}
+# shellcheck source=launch/slurm/pids.sh
+. "$(dirname "${BASH_SOURCE[0]}")/pids.sh"
 
 # wait (bounded) until a command succeeds
 wait_for() {

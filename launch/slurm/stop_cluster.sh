@@ -15,14 +15,8 @@ say() { printf 'stop_cluster: %s\n' "$*" >&2; }
     exit 1
 }
 
-live_pid() {
-    local file=$1 name=$2 pid
-    [[ -s $file ]] || return 1
-    pid=$(<"$file")
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    [[ -r /proc/$pid/comm && $(</proc/"$pid"/comm) == "$name" ]] || return 1
-    echo "$pid"
-}
+# shellcheck source=launch/slurm/pids.sh
+. "$(dirname "${BASH_SOURCE[0]}")/pids.sh"
 
 # TERM, then KILL after 20 s
 stop() {
