@@ -159,6 +159,7 @@ def test_a_hang_up_ends_a_job_as_interrupted(tiny, tmp_path, monkeypatch):
         assert stop.value.code == 128 + signal.SIGHUP
         rec = read(tmp_path / "job")
         assert rec["status"] == "interrupted" and rec["error"].startswith("Terminated: SIGHUP")
+        assert "the terminal or session ended" in rec["error"]
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # put back
         # under nohup (ignored) it stays ignored: the job resumes and runs on through one
         monkeypatch.undo()
@@ -180,6 +181,7 @@ def test_a_failing_job_records_the_error(tmp_path):
         run_job(cfg, output_dir=tmp_path / "job")
     rec = read(tmp_path / "job")
     assert rec["status"] == "failed" and "bogus" in rec["error"]
+    assert rec["history"] == []  # spec section 8's key, with no epoch trained
     assert not (tmp_path / "job" / CHECKPOINT).exists()  # it failed before training
 
 

@@ -1136,3 +1136,22 @@ def test_a_sweep_as_the_sweeper_makes_it_is_at_its_experiments_settings(
         c["protocol"]["momentum"] = 0.5
     said = off_defaults(records, experiment, factors)[space]
     assert said == ["protocol.momentum=0.5 (default 0.9)"]
+
+
+def test_output_cut_short_by_its_reader_is_no_traceback():
+    """`python -m nasheur.results show runs | head`: exit 141 (as on SIGPIPE), nothing said."""
+    import subprocess
+    import sys
+
+    program = (
+        "import sys; from nasheur.io import run_piped; "
+        "sys.exit(run_piped(lambda: [print('x' * 99) for _ in range(100_000)] and 0))"
+    )
+    done = subprocess.run(
+        ["bash", "-c", f'{sys.executable} -c "{program}" | head -1; exit ${{PIPESTATUS[0]}}'],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 141 and done.stdout == "x" * 99 + "\n"
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr

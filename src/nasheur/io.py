@@ -6,8 +6,9 @@ import contextlib
 import json
 import math
 import os
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,16 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 def read_json(path: str | Path) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def run_piped(main: Callable[[], int]) -> int:
+    """`main()`'s exit status; 141, without a traceback, when the reader of its output went
+    away (``python -m nasheur.results show runs | head``), as a shell tool exits on SIGPIPE."""
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the interpreter flushes stdout again at exit: point it at nothing first
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
+    return status

@@ -163,8 +163,8 @@ def _run_held(
                 error=f"{type(err).__name__}: {said}" if said else type(err).__name__,
                 traceback=traceback.format_exc(),
             )
-            if partial.get("history"):  # the epochs trained (the checkpoint holds them too)
-                record["history"] = list(partial["history"])
+            # the epochs trained (the checkpoint holds them too); none before the first
+            record["history"] = list(partial.get("history") or [])
             atomic_write_json(done, record)
             if isinstance(err, Terminated):
                 log.warning("recorded as interrupted: %s", done)

@@ -242,10 +242,12 @@ class Terminated(SystemExit):
         self.signum = int(signum)
 
     def __str__(self) -> str:
-        return (
-            f"{signal.Signals(self.signum).name} (stopped from outside: scancel, kill; the same "
-            "command resumes it)"
+        how = (
+            "the terminal or session ended"
+            if self.signum == signal.SIGHUP
+            else "stopped from outside: scancel, kill"
         )
+        return f"{signal.Signals(self.signum).name} ({how}; the same command resumes it)"
 
     def __reduce__(self):
         return (type(self), (self.signum,))

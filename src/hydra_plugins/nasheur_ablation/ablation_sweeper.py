@@ -712,7 +712,8 @@ def _dry_run_lines(
         said = f"{verb} ({detail})" if detail else verb
         lines.append(f"  {said}: {' '.join(job)}\n    in {folder}")
     summary = ", ".join(f"{n} to {verb}" for verb, n in counts.items())
-    head = f"dry run: {len(jobs)} jobs in {sweep_dir} ({summary}); nothing was launched or written"
+    jobs_ = f"{len(jobs)} job" + ("s" if len(jobs) != 1 else "")
+    head = f"dry run: {jobs_} in {sweep_dir} ({summary}); nothing was launched or written"
     missing = _missing_data(roots)
     return [head, *lines, *(["no CIFAR-10 for the jobs to run:", *missing] if missing else [])]
 

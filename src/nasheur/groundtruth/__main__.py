@@ -18,6 +18,7 @@ import numpy as np
 
 from nasheur.cli_args import file_path
 from nasheur.groundtruth.table import GroundTruthError, read_table
+from nasheur.io import run_piped
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -117,4 +118,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_piped(main))

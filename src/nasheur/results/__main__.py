@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from nasheur.cli_args import at_least, folder_path
-from nasheur.io import atomic_write_text
+from nasheur.io import atomic_write_text, run_piped
 from nasheur.jobguard import describe_holder
 from nasheur.results.collect import (
     METRICS,
@@ -207,10 +207,14 @@ def _show(args: argparse.Namespace) -> int:
     order = [*STATES, *sorted(set(by_state) - set(STATES))]
     states = [s for s in order if s in by_state]
     copies = sum("reused_from" in (j.record or {}) for j in by_state.get("completed", []))
+    copied = f" ({copies} of them copied from other sweeps, where they completed)"
     print(
         f"{len(jobs)} job(s): "
-        + ", ".join(f"{len(by_state[s])} {STATES.get(s, (s,))[0]}" for s in states)
-        + (f" ({copies} of them copied from other sweeps, where they completed)" if copies else "")
+        + ", ".join(
+            f"{len(by_state[s])} {STATES.get(s, (s,))[0]}"
+            + (copied if s == "completed" and copies else "")
+            for s in states
+        )
     )
     if "completed" not in by_state:
         records = sum(j.record is not None for j in jobs)
@@ -399,4 +403,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_piped(main))
