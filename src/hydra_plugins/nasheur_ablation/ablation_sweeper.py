@@ -579,21 +579,18 @@ class AblationSweeper(Sweeper):
         todo: list[_Outcome] = []
         # a job this sweep listed before whose folder is gone was deleted to run it again;
         # one it listed but never ran (sbatch refused it, the sweep stopped first) was not
-        listed = listed_jobs(sweep_dir, started_only=True) if self.reuse else set()
+        listed = listed_jobs(sweep_dir, started_only=True) if self.reuse else None
         data_of: dict[Path, str | None] = {}
         for job, folder, chash, experiment, data in jobs:
             data_of[folder] = data
-            holder = folder_holder(folder)
-            state = RUNNING if holder is not None else _state(folder, chash)
+            state, holder, source = _at_launch(folder, chash, sweep_dir, listed)
             outcome = _Outcome(job, folder, chash, before=state)
             outcomes.append(outcome)
-            if state == "new" and self.reuse and manifest_key(folder) not in listed:
-                source = completed_twin(folder, chash, sweep_dir)
-                if source is not None and adopt(source, folder, experiment):
-                    outcome.before = outcome.after = "completed"
-                    outcome.reused = str(source)
-                    log.info("reused %s: completed in %s", folder, source)
-                    continue
+            if source is not None and adopt(source, folder, experiment):
+                outcome.before = outcome.after = "completed"
+                outcome.reused = str(source)
+                log.info("reused %s: completed in %s", folder, source)
+                continue
             if state == RUNNING:
                 outcome.after = "running elsewhere"
                 outcome.detail = describe_holder(holder or {})
@@ -679,6 +676,20 @@ class AblationSweeper(Sweeper):
         return [results]
 
 
+def _at_launch(
+    folder: Path, chash: str, sweep_dir: Path, listed: set[str] | None
+) -> tuple[str, dict[str, Any] | None, Path | None]:
+    """A job's state as a launch finds it, the process holding its folder (if one does), and
+    for a new job the completed twin of a sibling sweep to copy; `listed`: the jobs this sweep
+    started before (a deleted one is trained again), None where nothing is copied."""
+    holder = folder_holder(folder)
+    state = RUNNING if holder is not None else _state(folder, chash)
+    source = None
+    if state == "new" and listed is not None and manifest_key(folder) not in listed:
+        source = completed_twin(folder, chash, sweep_dir)
+    return state, holder, source
+
+
 # what a launch would do with a job in each state (_state; RUNNING: a process holds it)
 _DRY_RUN = {
     "new": ("run", ""),
@@ -696,16 +707,13 @@ def _dry_run_lines(
     reuse: bool,
 ) -> list[str]:
     """The plan as a launch would carry it out, read without writing anything."""
-    listed = listed_jobs(sweep_dir, started_only=True) if reuse else set()
+    listed = listed_jobs(sweep_dir, started_only=True) if reuse else None
     lines, counts, roots = [], {}, set()
     for job, folder, chash, _experiment, data in jobs:
-        holder = folder_holder(folder)
-        state = RUNNING if holder is not None else _state(folder, chash)
+        state, _, source = _at_launch(folder, chash, sweep_dir, listed)
         verb, detail = _DRY_RUN.get(state, ("run again", state))
-        if state == "new" and reuse and manifest_key(folder) not in listed:
-            source = completed_twin(folder, chash, sweep_dir)
-            if source is not None:
-                verb, detail = "copy", f"completed in {source}"
+        if source is not None:
+            verb, detail = "copy", f"completed in {source}"
         if verb not in ("skip", "leave", "copy") and data is not None:
             roots.add(data)  # the jobs that would read their data
         counts[verb] = counts.get(verb, 0) + 1
