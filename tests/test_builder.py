@@ -10,6 +10,7 @@ import signal
 
 import numpy as np
 import pytest
+import torch
 
 from nasheur.groundtruth import builder
 from nasheur.groundtruth.builder import (
@@ -197,6 +198,9 @@ def test_command_line_limit_then_resume(tmp_path, capsys):
     assert "wrote 3 architectures x 2 seeds" in text
     gt = read_table(out)
     assert len(gt) == 3 and not progress_path(out).exists() and progress.exists()
+    # the software is recorded (the results are reproducible on the same versions)
+    assert f"torch {torch.__version__}" in gt.meta["software"]
+    assert f"numpy {np.__version__}" in gt.meta["software"]
     # the recorded command rebuilds the same settings
     regen = gt.meta["regenerate"].split()
     assert regen[:4] == ["python", "-m", "nasheur.groundtruth", "build"]

@@ -19,8 +19,8 @@ other settings refuses to reuse the file. At the end it writes:
 
 * ``<stem>.csv``: the table (:func:`nasheur.groundtruth.table.write_table`), mean accuracy
   over seeds, with header lines for the data, the protocol, the seed-to-seed Kendall tau (mean
-  over pairs of seeds), the p90 - p10 spread in accuracy points and the command that
-  regenerates it;
+  over pairs of seeds), the p90 - p10 spread in accuracy points, the Python, torch and numpy
+  versions that built it and the command that regenerates it;
 * ``<stem>.per-seed.csv``: ``key,seed,accuracy`` for every result.
 
 Every result depends only on (settings, architecture, seed), never on the order of the work,
@@ -506,6 +506,17 @@ def _build(
     return _write_outputs(out, settings, keys, done, command, trained=state.trained)
 
 
+def _software() -> str:
+    import platform
+
+    import torch
+
+    return (
+        f"python {platform.python_version()}, torch {torch.__version__}, "
+        f"numpy {np.__version__}, {platform.machine() or 'unknown machine'}"
+    )
+
+
 def _write_outputs(
     out: Path,
     s: BuildSettings,
@@ -541,6 +552,8 @@ def _write_outputs(
         "protocol": s.protocol_text(),
         "arch_seed": str(s.arch_seed),
         "threads": str(s.threads),
+        # results are reproducible on the same software at the same thread count
+        "software": _software(),
         "regenerate": command or "python -m nasheur.groundtruth build " + _cli_args(s, out),
     }
     with atomic_path(side) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
