@@ -156,8 +156,11 @@ def _detail(job: Job) -> str:
     """What a listed job's line says after its folder."""
     if job.state == NOT_STARTED:
         if not job.folder.is_dir():
-            return "folder missing"
-        return "Hydra's .hydra/ only" if (job.folder / ".hydra").is_dir() else "no job files"
+            found = "folder missing"
+        else:
+            found = "Hydra's .hydra/ only" if (job.folder / ".hydra").is_dir() else "no job files"
+        # the sweep's own word: stopped (Ctrl-C, sbatch refusing the submission) before it ran
+        return found + ("; the last launch did not run it" if job.after == "not run" else "")
     if job.state == RUNNING:
         return describe_holder(job.holder or {})
     if job.state == NO_RECORD:

@@ -147,6 +147,7 @@ class Job:
     modified: float | None = None  # when a checkpoint or pool was last written (epoch seconds)
     resumed: bool = False  # a checkpoint or pool written after the record: run again since
     holder: dict[str, Any] | None = None  # who runs it (host, pid, SLURM job), when RUNNING
+    after: str | None = None  # its state after the last launch, as sweep.json lists it
 
     @property
     def error(self) -> str:
@@ -288,4 +289,6 @@ def find_jobs(folders: Iterable[str | Path]) -> tuple[list[Job], list[str]]:
             overrides = entry.get("overrides")
             if isinstance(overrides, list) and not job.overrides:
                 job.overrides = [str(o) for o in overrides]
+            if isinstance(entry.get("after"), str) and job.after is None:
+                job.after = entry["after"]
     return sorted(jobs.values(), key=lambda j: str(j.folder)), notes
