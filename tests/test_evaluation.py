@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from nasheur.config import resolve_bn_mode
 from nasheur.data import DeviceLoader
-from nasheur.evaluation import draw_pool, evaluate_archs, resolve_bn_mode
+from nasheur.evaluation import draw_pool, evaluate_archs
 from nasheur.spaces import get_space
 from nasheur.supernet.batchnorm import batch_stats_norm, bn_buffers
 from tests.conftest import nb201_supernet

@@ -82,3 +82,45 @@ def test_fixed_width_supernets_refuse_nb101s_width_factors(space, factors):
     size = TINY.get(space, TINY["nb201"])
     with pytest.raises(ValueError, match="fixed widths"):
         build_supernet(space, SupernetSpec(**size, num_classes=10, **factors))
+
+
+# (affine, track, evaluation's BN mode): WSBN inert (slots compute the same) or not
+WSBN_CASES = [(False, False, "batch"), (False, True, "batch"), (True, False, "batch")]
+WSBN_CASES += [(False, True, "running")]
+
+
+@pytest.mark.parametrize("space", TINY)
+@pytest.mark.parametrize(("affine", "track", "mode"), WSBN_CASES)
+def test_wsbn_changes_the_supernet_exactly_where_wsbn_inert_says(space, affine, track, mode):
+    """Independent of `wsbn_inert`'s reasoning: train the same super-net with WSBN off and on
+    (ops on nodes, float64, the same paths and batches) and compare what evaluation gives."""
+    import torch.nn.functional as F
+
+    from nasheur.config import wsbn_inert
+    from nasheur.supernet.batchnorm import BNStats, set_bn_stats
+    from nasheur.training import build_optimizer
+
+    factors = {"bn_affine": affine, "bn_track": track}
+    if "ops_on" not in TINY[space]:  # NB101's ops are on nodes anyway
+        factors["ops_on"] = "node"
+    nets = [tiny(space, wsbn=w, **factors).double() for w in (False, True)]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 3, 8, 8, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 10, (8,), generator=gen)
+    rng = np.random.default_rng(0)
+    archs = [get_space(space).sample(rng) for _ in range(6)]  # several inputs per op set
+    outputs = []
+    for net in nets:
+        opt = build_optimizer(net, lr=0.5, momentum=0.9, weight_decay=0.0)
+        net.train()
+        for arch in archs:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(net(x, arch), y).backward()
+            opt.step()
+        net.eval()
+        set_bn_stats(net, BNStats(mode))
+        with torch.no_grad():
+            outputs.append(torch.stack([net(x, arch) for arch in archs]))
+    same = torch.allclose(outputs[0], outputs[1], rtol=0, atol=1e-12)
+    assert same == (wsbn_inert("node", affine, mode) is not None)
+    assert wsbn_inert("edge", affine, mode) is not None  # one input per op set: one slot

@@ -176,6 +176,23 @@ def test_a_space_a_pinned_value_leaves_without_jobs_is_named(args, caplog):
     assert "search_space nb101: no job has the command line's eval.pool_size=100" in caplog.text
 
 
+@pytest.mark.parametrize("affine", [False, True])
+def test_a_sweep_of_wsbn_where_it_changes_nothing_says_so_before_launching(
+    args, affine, caplog, capsys
+):
+    # WSBN with ops on nodes, BN without affine parameters and batch statistics at evaluation
+    # (DARTS-NDS's paper BN, here on NB201): the wsbn=true runs would repeat wsbn=false's
+    experiment = _other_experiment(args, "wsbn_ablation")
+    affine_is = f"protocol.bn_affine={str(affine).lower()}"
+    dry = "hydra.sweeper.dry_run=true"
+    sweeper, task = sweeper_for([*experiment, "search_space=nb201", affine_is, dry])
+    with caplog.at_level(logging.INFO):
+        sweeper.sweep(task)
+    capsys.readouterr()
+    said = "search_space=nb201: supernet.wsbn=true changes nothing there (protocol.bn_affine="
+    assert (said in caplog.text) is not affine
+
+
 def test_a_key_inside_a_swept_group_is_refused(args):
     # sampler.name=fairnas would sit beside each block's sampler=..., which sets the name
     # again: three jobs of one folder, silently one

@@ -347,6 +347,30 @@ def inactive_keys(data: dict[str, Any]) -> tuple[str, ...]:
     return tuple(keys)
 
 
+def resolve_bn_mode(eval_bn: str, bn_track: bool) -> str:
+    """The BN mode evaluation uses: ``auto`` is ``running`` when the super-net tracks
+    statistics, ``batch`` when it does not (spec section 4)."""
+    if eval_bn == "auto":
+        return "running" if bn_track else "batch"
+    return eval_bn
+
+
+def wsbn_inert(ops_on: str, affine: bool, eval_bn: str) -> str | None:
+    """Why WSBN cannot change what a super-net computes under these settings (None where it
+    can). A slot keeps affine parameters and statistics; with ops on edges every op set has
+    one input, so one slot; and a BN without affine parameters whose statistics evaluation
+    never reads (`eval_bn`, resolved: ``batch``) normalises each batch by its own statistics
+    alone, the same function in every slot."""
+    if ops_on == "edge":
+        return "with ops on edges every op set reads from one input"
+    if not affine and eval_bn == "batch":
+        return (
+            "protocol.bn_affine=false and BN in batch mode at evaluation: every slot "
+            "normalises each batch by its own statistics and nothing else"
+        )
+    return None
+
+
 def config_hash(data: dict[str, Any]) -> str:
     """A stable hash of a resolved config: the identity of a job and its output folder.
 

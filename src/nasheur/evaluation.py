@@ -33,12 +33,6 @@ from nasheur.supernet.channels import SlicedBatchNorm2d
 MAX_EXTRA_CALIBRATION = 1000
 
 
-def resolve_bn_mode(eval_bn: str, bn_track: bool) -> str:
-    if eval_bn == "auto":
-        return "running" if bn_track else "batch"
-    return eval_bn
-
-
 def draw_pool(keys: Sequence[str], size: int, rng: np.random.Generator) -> list[str]:
     """`size` distinct architectures with ground truth, drawn uniformly with the run's seed."""
     ordered = sorted(keys)  # independent of the GT file's row order

@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from nasheur import __version__
-from nasheur.config import Config, ConfigError, config_hash, ground_truth_path, plain
+from nasheur.config import (
+    Config,
+    ConfigError,
+    config_hash,
+    ground_truth_path,
+    plain,
+    resolve_bn_mode,
+    wsbn_inert,
+)
 from nasheur.io import atomic_write_json, read_json, remove_stale_temporaries
 from nasheur.jobguard import (
     CHECKPOINT,
@@ -192,7 +200,7 @@ def _run(
 
     from nasheur import metrics
     from nasheur.data import DeviceLoader, load_image_data
-    from nasheur.evaluation import draw_pool, evaluate_archs, resolve_bn_mode
+    from nasheur.evaluation import draw_pool, evaluate_archs
     from nasheur.fidelity import effective_epochs
     from nasheur.groundtruth import load_ground_truth
     from nasheur.groundtruth.convert import source_fingerprint
@@ -319,12 +327,11 @@ def _run(
     epochs = effective_epochs(p.epochs, cfg.fidelity)
     if epochs != p.epochs:
         log.info("fidelity.compensate_epochs: %d epochs instead of %d", epochs, p.epochs)
-    if cfg.supernet.wsbn and cfg.supernet.ops_on.value == "edge":  # NB201, DARTS-NDS
-        # a note, not a warning: DARTS-NDS's paper setting (Table 14) is this very pair
-        log.info(
-            "supernet.wsbn=true with ops on edges: every op set reads from one input, so WSBN "
-            "changes nothing"
-        )
+    bn_mode = resolve_bn_mode(cfg.eval.bn.value, p.bn_track)
+    inert = wsbn_inert(cfg.supernet.ops_on.value, p.bn_affine, bn_mode)
+    if cfg.supernet.wsbn and inert:
+        # a note, not a warning: DARTS-NDS's paper setting (Table 14) is such a case
+        log.info("supernet.wsbn=true changes nothing here: %s", inert)
     optimizer = build_optimizer(model, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
     sampler = build_sampler(cfg.sampler.name.value, space)
 
@@ -397,7 +404,6 @@ def _run(
         )
         progress.epoch(entry)
 
-    bn_mode = resolve_bn_mode(cfg.eval.bn.value, p.bn_track)
     calib_loader = None
     if bn_mode == "recalibrate":
         calib_loader = DeviceLoader(

@@ -462,10 +462,19 @@ class AblationSweeper(Sweeper):
         ``experiment`` node and the CIFAR-10 folder it reads (None: no check, or other data).
 
         Jobs whose configs are the same (the same folder) run once."""
-        from nasheur.config import ConfigError, config_hash, plain, to_config, validate
+        from nasheur.config import (
+            ConfigError,
+            config_hash,
+            plain,
+            resolve_bn_mode,
+            to_config,
+            validate,
+            wsbn_inert,
+        )
 
         assert self.config is not None and self.hydra_context is not None
         checked, folders = [], set()
+        inert: dict[str, str] = {}  # space -> why WSBN, a factor of the sweep, changes nothing
         errors: dict[str, list[list[str]]] = {}  # each message, and the jobs that got it
         for job in jobs:
             # a value of the wrong type, a key it does not know, a missing value that the
@@ -487,10 +496,24 @@ class AblationSweeper(Sweeper):
             except ConfigError as err:
                 errors.setdefault(str(err), []).append(job)
                 continue
+            sn, p = typed.supernet, typed.protocol
+            if sn.wsbn and "supernet.wsbn" in typed.experiment.factors:
+                why = wsbn_inert(
+                    sn.ops_on.value, p.bn_affine, resolve_bn_mode(typed.eval.bn.value, p.bn_track)
+                )
+                if why:
+                    inert.setdefault(typed.search_space.name.value, why)
             resolved = plain(typed)
             data = resolved["dataset"]
             root = str(data["root"]) if self.check_data and data["name"] == "cifar10" else None
             checked.append((job, folder, config_hash(resolved), resolved["experiment"], root))
+        for space, why in inert.items():  # before the GPU hours: such a row repeats wsbn=false
+            log.info(
+                "search_space=%s: supernet.wsbn=true changes nothing there (%s); its runs will "
+                "equal those with supernet.wsbn=false",
+                space,
+                why,
+            )
         if errors:
             # one line per message: a bad value on the command line is every job's error
             lines = [

@@ -120,7 +120,8 @@ class WSBatchNorm(nn.Module):
     per input it reads from ("incoming edge"); one slot without WSBN. Each slot is a `norm`
     (SuperBatchNorm2d, or NB101's SlicedBatchNorm2d), so the BN switches and evaluation modes
     hold for every slot. NB201 and DARTS-NDS op sets look up the slot of an op and input once
-    (their `bn_at`) and call it directly; NB101 calls the container with the slot."""
+    (their `bn_at`) and call it directly; NB101 calls the container with the slot. Where
+    the slots cannot differ, `nasheur.config.wsbn_inert` says why."""
 
     def __init__(
         self,
