@@ -131,6 +131,17 @@ def test_paper_defaults_of_the_space():
         validate(compose_job(["search_space=darts_nds", "sampler=random_a"]))
 
 
+@pytest.mark.parametrize("key", ["fidelity.layers", "fidelity.baseline.layers"])
+def test_a_supernet_without_a_normal_cell_is_refused(key):
+    from nasheur.spaces.darts_net import reduction_layers
+
+    # DARTS reduces at cells layers // 3 and 2 * layers // 3: 1 and 2 cells all reduce
+    assert [set(range(n)) <= set(reduction_layers(n)) for n in (1, 2, 3)] == [True, True, False]
+    for n in (1, 2):
+        with pytest.raises(ConfigError, match=rf"{key}={n} is not supported .* >= 3"):
+            validate(compose_job(["search_space=darts_nds", f"{key}={n}"]))
+
+
 @pytest.mark.parametrize(
     ("overrides", "gt_from"),
     [

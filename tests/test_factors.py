@@ -58,6 +58,7 @@ SPACES = {
         lambda tmp: write_darts_gt(write_darts_json(tmp / "DARTS.json"), tmp / "gt.csv"),
         {
             **COMMON,
+            "layers": ["fidelity.layers=4"],  # 3 at the least: a normal cell besides two reducing
             "ops_on": ["supernet.ops_on=node"],
             "wsbn": ["supernet.wsbn=false"],  # the DARTS default is on (Table 14)
         },
@@ -85,7 +86,7 @@ EFFECT = {
     "ofa_kernel": lambda u: u["spec"].ofa_kernel is True,
     "path_dropout": lambda u: u["spec"].path_dropout == 0.2,
     "global_dropout": lambda u: u["spec"].global_dropout == 0.2,
-    "layers": lambda u: u["spec"].layers == 2,
+    "layers": lambda u: u["spec"].layers == int(u["value"]),
     "channels": lambda u: u["spec"].channels == int(u["value"]),
     "compensate_epochs": lambda u: u["spec"].channels == int(u["value"]),
     "batch_size": lambda u: u["images"] == u["train"] // 8 * 8,

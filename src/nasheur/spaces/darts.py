@@ -89,6 +89,27 @@ class DartsSpace:
         {"channels": 36, "layers": 20, "auxiliary": False, "num_classes": 10}
     )
 
+    # the super-net's fewest cells: below 3, the cells at layers // 3 and 2 * layers // 3 are
+    # all of them, so every cell reduces and the normal cell, half the genotype, is never used
+    min_layers = 3
+
+    @classmethod
+    def validate_config(cls, cfg: Any) -> None:
+        """DARTS-NDS's own rule: the super-net keeps a normal cell (at least 3 cells)."""
+        from nasheur.config import ConfigError
+
+        f = cfg.fidelity
+        for key, value in (
+            ("fidelity.baseline.layers", f.baseline.layers),
+            ("fidelity.layers", f.layers),
+        ):
+            if value < cls.min_layers:
+                raise ConfigError(
+                    f"{key}={value} is not supported by search_space=darts_nds: expected an "
+                    f"integer >= {cls.min_layers} (its cells at layers // 3 and 2 * layers // 3 "
+                    "reduce, so fewer cells leave no normal cell to rank)"
+                )
+
     def key(self, arch: Genotype | str | Mapping[str, Any]) -> str:
         return as_genotype(arch).key()
 
