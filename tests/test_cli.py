@@ -124,3 +124,17 @@ def test_sigterm_and_a_damaged_checkpoint_are_said_in_one_line(tmp_path):
     assert "nasheur: input error:" in damaged.stderr and "checkpoint.pt" in damaged.stderr
     assert "Traceback" not in damaged.stderr
     assert json.loads((folder / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_a_diverged_training_is_said_in_one_line_and_recorded(tmp_path):
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    folder = tmp_path / "job"
+    # a learning rate of a million, unclipped: the loss is NaN within the first epoch
+    args = [*TINY_JOB, "protocol.lr=1e6", "protocol.grad_clip=1e9", f"ground_truth.path={gt}"]
+    done = nasheur([*args, f"hydra.run.dir={folder}"], run_env(tmp_path), timeout=600)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("nasheur:")]
+    assert "failed: training loss is nan in epoch 1; lower protocol.lr?" in line
+    assert str(folder / "metrics.json") in line
+    record = json.loads((folder / "metrics.json").read_text())
+    assert record["status"] == "failed" and record["error"].startswith("FloatingPointError")

@@ -165,6 +165,9 @@ def main(cfg: DictConfig) -> float | None:
                 (out / name).unlink(missing_ok=True)
         _drop_empty_run_folder(out, new=new)
         raise SystemExit(2) from None
+    except FloatingPointError as err:  # diverged training: its record says so too
+        print(f"nasheur: failed: {err} (record: {out / METRICS})", file=sys.stderr)
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         print(f"nasheur: interrupted; the same command {_resumes(out)}", file=sys.stderr)
         raise SystemExit(130) from None

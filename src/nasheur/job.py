@@ -12,6 +12,7 @@ again from its checkpoint).
 from __future__ import annotations
 
 import logging
+import math
 import platform
 import time
 import traceback
@@ -390,9 +391,9 @@ def _run(
             "images_per_s": stats.images / max(stats.seconds, 1e-9),
         }
         history.append(entry)
-        if stats.loss != stats.loss:  # NaN
+        if not math.isfinite(stats.loss):  # diverged: this epoch is not saved
             raise FloatingPointError(
-                f"training loss is NaN in epoch {epoch + 1}; lower protocol.lr?"
+                f"training loss is {stats.loss} in epoch {epoch + 1}; lower protocol.lr?"
             )
         save_checkpoint(
             ckpt,
