@@ -258,7 +258,11 @@ def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
         (["+preset=debug", "+supernet.wbsn=true"], "config error: unknown key supernet.wbsn:"),
         (["+preset=debug", "~sampler"], "config error: ~sampler: the sampler group cannot be"),
         (["+preset=debug", "~supernet"], "config error: ~supernet: the supernet group cannot"),
-        (["+preset=debug", "eval.pool_size=500"], "input error: eval.pool_size=500 exceeds"),
+        (
+            ["+preset=debug", "eval.pool_size=500"],
+            "input error: eval.pool_size=500 exceeds the 300 architectures of the space "
+            "searched (embedded) that have ground truth in ",
+        ),
         (["+preset=debug", "device=cuda"], "input error: device=cuda but torch sees no CUDA"),
     ],
 )

@@ -284,14 +284,15 @@ def _run(
         searched[name] = (
             [k for k in gt.keys if sp.in_space(k)] if hasattr(sp, "in_space") else list(gt.keys)
         )
+        where = "the space searched" if not name else f"the space of the '{name}' pool"
+        where += f" ({describe_space(sp)})"
         if not searched[name]:
-            where = "the space searched" if not name else f"the space of the '{name}' pool"
             raise ConfigError(
-                f"ground_truth.path={gt_path}: none of its {len(gt)} architectures is in "
-                f"{where} ({describe_space(sp)})"
+                f"ground_truth.path={gt_path}: none of its {len(gt)} architectures is in {where}"
             )
         rng = numpy_rng(cfg.seed, "pool", *stream[name])
-        pools[name] = draw_pool(searched[name], cfg.eval.pool_size, rng)
+        among = f"architectures of {where} that have ground truth in {gt_path}"
+        pools[name] = draw_pool(searched[name], cfg.eval.pool_size, rng, among=among)
         for k in pools[name]:  # now, not after training: an NB101 key's check is its form only
             try:
                 sp.parse(k)
