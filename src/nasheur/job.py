@@ -202,7 +202,7 @@ def _run(
     from nasheur import metrics
     from nasheur.data import DeviceLoader, load_image_data
     from nasheur.evaluation import draw_pool, evaluate_archs
-    from nasheur.fidelity import effective_epochs
+    from nasheur.fidelity import compensation, effective_epochs
     from nasheur.groundtruth import load_ground_truth
     from nasheur.groundtruth.convert import source_fingerprint
     from nasheur.groundtruth.table import GroundTruthError
@@ -327,8 +327,14 @@ def _run(
         model = model.to(memory_format=torch.channels_last)
     p = cfg.protocol
     epochs = effective_epochs(p.epochs, cfg.fidelity)
-    if epochs != p.epochs:
-        log.info("fidelity.compensate_epochs: %d epochs instead of %d", epochs, p.epochs)
+    if cfg.fidelity.compensate_epochs and compensation(cfg.fidelity) > 1:
+        # also where the product rounds back to protocol.epochs (a few epochs, a small cut)
+        log.info(
+            "fidelity.compensate_epochs: %d epochs instead of %d (x%.4g, rounded)",
+            epochs,
+            p.epochs,
+            compensation(cfg.fidelity),
+        )
     bn_mode = resolve_bn_mode(cfg.eval.bn.value, p.bn_track)
     inert = wsbn_inert(cfg.supernet.ops_on.value, p.bn_affine, bn_mode)
     if cfg.supernet.wsbn and inert:
