@@ -708,6 +708,28 @@ def test_table_3_leaves_out_a_debug_try_beside_a_sweep(tmp_path):
     assert t3["nb201"]["sparse_kendall_tau"] == pytest.approx(1.0)
 
 
+def test_runs_of_no_experiment_are_all_kept_for_table_3(tmp_path):
+    # plain jobs (and `-m` sweeps without +experiment) record the schema's default experiment,
+    # {"name": "multirun", "table": null, "factors": []}: nothing says which of them is a try,
+    # so each counts, whatever its setting (three learning rates, three epochs here)
+    from nasheur.config import ExperimentConfig
+    from nasheur.results.settings import experiment_name, main_settings
+
+    plain = {"name": ExperimentConfig().name, "table": None, "factors": []}
+    runs = []
+    for i in range(6):
+        r = _with(record("nb201", i, 0.01 * (i % 3 + 1), skdt_shift=0.01 * i), protocol__epochs=i)
+        r["config"]["experiment"] = dict(plain)
+        runs.append(r)
+    assert plain["name"] == "multirun" and experiment_name(runs[0]) is None
+    assert main_settings(runs) == (runs, 0)
+    t3 = correlation_table(load_records([write(tmp_path / "s", runs)]))
+    assert (t3["nb201"]["runs"], t3["nb201"]["other_settings"]) == (6, 0)
+    # an experiment of that name, with a table, is an experiment
+    named = {"config": {"experiment": {"name": "multirun", "table": "11", "factors": []}}}
+    assert experiment_name(named) == "multirun"
+
+
 def test_tables_5_6_and_7_split_the_dynamic_channels_sweep(tmp_path):
     # the sweep's three blocks: strategies, disabled sub-spaces, and Table 7's random subsets
     # as large, each of which also evaluated a pool of its sub-space (Table 6's test N); the

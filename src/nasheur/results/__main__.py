@@ -32,7 +32,7 @@ from nasheur.results.collect import (
     find_jobs,
     load_records,
 )
-from nasheur.results.settings import distinct_jobs, main_settings
+from nasheur.results.settings import distinct_jobs, experiment_name, main_settings
 from nasheur.results.tables import (
     TABLES,
     build_table,
@@ -80,7 +80,7 @@ def _table(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
             else:
-                ours = [r for r in records if select(r, "config.experiment.name") in names]
+                ours = [r for r in records if experiment_name(r) in names]
                 print(
                     _none_completed(f"Table {args.table}'s", distinct_jobs(ours)[0]),
                     file=sys.stderr,

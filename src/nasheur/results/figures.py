@@ -45,6 +45,7 @@ from nasheur.results.defaults import experiment_defaults, held_values
 from nasheur.results.settings import (
     distinct_jobs,
     experiment_factors,
+    experiment_name,
     factor_name,
     factor_value,
     main_settings,
@@ -104,7 +105,7 @@ def _completed(
 def _of_experiment(records: Sequence[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     """The completed runs of experiment `name` if there are any, else all completed runs."""
     done = _completed(records)
-    own = [r for r in done if select(r, "config.experiment.name") == name]
+    own = [r for r in done if experiment_name(r) == name]
     return own or done
 
 
@@ -464,11 +465,11 @@ def _defaults(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], Any]:
     counts: dict[tuple[str, str], Counter] = defaultdict(Counter)
     by_experiment: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        by_experiment[select(r, "config.experiment.name")].append(r)
+        by_experiment[experiment_name(r)].append(r)
     varied = {name: set(experiment_factors(runs)) for name, runs in by_experiment.items()}
     factors = set().union(*varied.values()) if varied else set()
     for r in records:
-        name = select(r, "config.experiment.name")
+        name = experiment_name(r)
         if not name or not varied[name]:
             continue
         composed = experiment_defaults(name, str(space_of(r)))
@@ -613,20 +614,20 @@ def influence_bars(
 ) -> dict[str, list[Bar]]:
     """The bars of Fig. 17 (:func:`factor_influence`) per space."""
     given = dict(baselines or {})
-    done = [r for r in _completed(records) if select(r, "config.experiment.name") and space_of(r)]
-    outside = sorted({select(r, "config.experiment.name") for r in done} & set(NOT_IN_FIG_17))
+    done = [r for r in _completed(records) if experiment_name(r) and space_of(r)]
+    outside = sorted({experiment_name(r) for r in done} & set(NOT_IN_FIG_17))
     if outside:
         warnings.warn(
             f"factor_influence: {', '.join(outside)} left out (Table 4's budget-matched rows "
             "are not one factor away from a baseline; Table 12's sweeps measure its factors)",
             stacklevel=2,
         )
-        done = [r for r in done if select(r, "config.experiment.name") not in NOT_IN_FIG_17]
+        done = [r for r in done if experiment_name(r) not in NOT_IN_FIG_17]
     learnt = _defaults(done)
     setting_of: dict[int, str] = {}
     factors_of: dict[str, list[str]] = {}
-    for exp in {select(r, "config.experiment.name") for r in done}:
-        runs = [r for r in done if select(r, "config.experiment.name") == exp]
+    for exp in {experiment_name(r) for r in done}:
+        runs = [r for r in done if experiment_name(r) == exp]
         factors_of[exp] = experiment_factors(runs)
         for r, label in zip(runs, setting_labels(runs, factors_of[exp]), strict=True):
             setting_of[id(r)] = label
@@ -634,7 +635,7 @@ def influence_bars(
     base_rows: dict[tuple[str, str], tuple | None] = {}
     name_of: dict[str, str] = {}
     for r in done:
-        name, space = select(r, "config.experiment.name"), space_of(r)
+        name, space = experiment_name(r), space_of(r)
         factors = factors_of[name]
         if not factors:
             continue

@@ -20,9 +20,21 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from nasheur.config import ADDED_KEYS, IDENTITY_EXCLUDED, inactive_keys
+from nasheur.config import ADDED_KEYS, IDENTITY_EXCLUDED, ExperimentConfig, inactive_keys
 
 SHOWN_KEYS = 3  # keys named in a setting's label; more are counted ("+2 more")
+
+
+def experiment_name(record: dict[str, Any]) -> str | None:
+    """The experiment a run belongs to (``+experiment=<name>``), None for a run of none: a
+    plain job or a `-m` sweep without an experiment, whose config keeps the schema's default
+    name (``multirun``, its sweep folder's name) without a table or factors."""
+    experiment = (record.get("config") or {}).get("experiment") or {}
+    if not isinstance(experiment, dict):
+        return None
+    name = experiment.get("name") or None
+    plain_run = not (experiment.get("table") or experiment.get("factors"))
+    return None if name == ExperimentConfig.name and plain_run else name
 
 
 def flat_config(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -167,8 +179,7 @@ def main_settings(records: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any
     without factors (``best``) has one setting per space like any other."""
     by_experiment: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        experiment = (r.get("config") or {}).get("experiment") or {}
-        by_experiment[experiment.get("name") or None].append(r)
+        by_experiment[experiment_name(r)].append(r)
     kept, left_out = list(by_experiment.pop(None, [])), 0
     for recs in by_experiment.values():
         for r, label in zip(recs, setting_labels(recs, experiment_factors(recs)), strict=True):
@@ -194,7 +205,7 @@ def distinct_jobs(
     for i, r in enumerate(records):
         key: Any = r.get("config_hash") or ("no hash", i)
         if per_experiment:
-            key = (((r.get("config") or {}).get("experiment") or {}).get("name"), key)
+            key = (experiment_name(r), key)
         held = kept.get(key)
         if held is None or (held.get("status") != "completed" and r.get("status") == "completed"):
             kept[key] = r

@@ -50,6 +50,7 @@ from nasheur.results.settings import (
     VALUE_ORDER,
     distinct_jobs,
     experiment_factors,
+    experiment_name,
     factor_name,
     factor_value,
     main_settings,
@@ -346,11 +347,6 @@ def _row_labels(
     return labels
 
 
-def _experiment_of(record: dict[str, Any]) -> Any:
-    """The record's experiment (``config.experiment.name``)."""
-    return select(record, "config.experiment.name")
-
-
 def build_table(
     records: Sequence[dict[str, Any]], table: str, *, bootstrap: int = 200, seed: int = 0
 ) -> Table:
@@ -360,18 +356,18 @@ def build_table(
     ours = {e for e, _ in TABLES.get(table, [])}  # the columns of the spaces they ran
     # copies counted among this table's jobs alone (another table's are that table's note)
     _, copies = distinct_jobs(
-        [r for r in records if not ours or _experiment_of(r) in ours], per_experiment=True
+        [r for r in records if not ours or experiment_name(r) in ours], per_experiment=True
     )
     records, _ = distinct_jobs(records, per_experiment=True)
     by_experiment: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        name = select(r, "config.experiment.name")
+        name = experiment_name(r)
         if name:
             by_experiment[name].append(r)
     ran = {
         select(r, "config.search_space.name")
         for r in records
-        if not ours or _experiment_of(r) in ours
+        if not ours or experiment_name(r) in ours
     }
     spaces = [s for s in SPACES if s in ran]
     blocks, notes = [], []
