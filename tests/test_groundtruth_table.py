@@ -222,6 +222,25 @@ def test_validate_key_rejection(tmp_path):
     assert len(read_table(p, validate_key=lambda k: None)) == 2
 
 
+@pytest.mark.parametrize(
+    ("space", "key", "hint"),
+    [
+        ("nb201", "0123456789abcdef0123456789abcdef", "looks like an NB101 hash"),
+        (
+            "nb101",
+            "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+            "looks like an NB201 cell",
+        ),
+    ],
+)
+def test_a_key_of_another_benchmark_says_which_it_looks_like(tmp_path, space, key, hint):
+    from nasheur.spaces import get_space
+
+    p = _write(tmp_path, f"# unit: fraction\nkey,accuracy\n{key},0.5\n")
+    with pytest.raises(GroundTruthError, match=rf"gt\.csv:3: key .* rejected: .*\(it {hint}"):
+        read_table(p, validate_key=get_space(space).validate_key)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"absent\.csv"):
         read_table(tmp_path / "absent.csv")

@@ -182,6 +182,19 @@ def declared_space(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
+_NB101_HASH = re.compile(r"[0-9a-f]{32}")
+
+
+def _looks_like(key: str) -> str:
+    """A hint at the space whose keys look like `key` ("" where none): a table of another
+    benchmark is the likeliest cause of a key the space rejects."""
+    if _NB101_HASH.fullmatch(key):
+        return " (it looks like an NB101 hash: is this NB101's table?)"
+    if key.startswith("|") and key.endswith("|") and "~" in key:
+        return " (it looks like an NB201 cell: is this NB201's table?)"
+    return ""
+
+
 def read_table(
     path: str | os.PathLike[str],
     *,
@@ -344,7 +357,8 @@ def read_table(
             try:
                 validate_key(key)
             except ValueError as exc:
-                raise _err(source, lineno, f"key {brief(key)} rejected: {exc}") from exc
+                said = f"key {brief(key)} rejected: {exc}{_looks_like(key)}"
+                raise _err(source, lineno, said) from exc
         seen[key] = lineno
         keys.append(key)
         values.append(v)
