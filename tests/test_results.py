@@ -1182,3 +1182,39 @@ def test_output_cut_short_by_its_reader_is_no_traceback():
     )
     assert done.returncode == 141 and done.stdout == "x" * 99 + "\n"
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_a_table_at_another_bin_width_computes_the_sparse_metrics_again(tmp_path):
+    # the authors' scripts binned GT at 0.01: the table at that width from the same records,
+    # against scipy's tau-b and rho on floor(g / 0.01) computed here
+    from nasheur.results.tables import at_threshold
+
+    recs = [record("nb201", s, 0.025) for s in range(3)]
+    sweep = write(tmp_path / "s", recs)
+    taus, rhos = [], []
+    for r in recs:
+        s = np.array([a["supernet_acc"] for a in r["archs"]])
+        bins = np.floor(np.array([a["gt_acc"] for a in r["archs"]]) / 0.01 + 1e-9)
+        taus.append(stats.kendalltau(s, bins).statistic)
+        rhos.append(stats.spearmanr(s, bins).statistic)
+    out = tmp_path / "t"
+    args = ["table", str(sweep), "--table", "11", "--bootstrap", "0", "--out", str(out)]
+    proc = results(*args, "--skdt-threshold", "0.01")
+    assert proc.returncode == 0, proc.stderr
+    (row,) = [r for r in csv.DictReader((out / "table-11.csv").open()) if r["space"] == "nb201"]
+    assert float(row["sparse_kendall_tau_mean"]) == pytest.approx(np.mean(taus), abs=1e-12)
+    assert float(row["sparse_spearman_mean"]) == pytest.approx(np.mean(rhos), abs=1e-12)
+    assert float(row["kendall_tau_mean"]) == 0.5  # the others are the records' own
+    assert "not at the experiment's own settings" not in proc.stdout  # the config is unchanged
+    assert "GT bins 0.01 wide (--skdt-threshold)" in (out / "table-11.md").read_text()
+    # a second pool is computed again too; a run that did not complete is left as it is
+    rec = dict(recs[0], extra_pools={"subspace": {"archs": recs[1]["archs"], "metrics": {}}})
+    again = at_threshold(rec, 0.01)
+    assert again["extra_pools"]["subspace"]["metrics"]["sparse_kendall_tau"] == pytest.approx(
+        taus[1], abs=1e-12
+    )
+    assert rec["metrics"]["sparse_kendall_tau"] == 0.5  # the record read stays as it was
+    failed = record("nb201", 0, 0.025, status="failed")
+    assert at_threshold(failed, 0.01) is failed
+    bad = results("table", str(sweep), "--table", "11", "--skdt-threshold", "1")
+    assert bad.returncode == 2 and "must be a fraction in (0, 1)" in bad.stderr

@@ -35,6 +35,17 @@ def rate(text: str) -> float:
     return value
 
 
+def bin_width(text: str) -> float:
+    """A sparse Kendall tau bin width: a fraction in (0, 1), as ``metrics.skdt_threshold``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a number, got {text!r}") from None
+    if not 0 < value < 1:  # accuracies are fractions: a bin of 1 holds them all
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {text!r}")
+    return value
+
+
 def _under_a_folder(text: str) -> None:
     # the first of the path's parents that exists must be a folder (else nothing is writable)
     for parent in Path(text).parents:

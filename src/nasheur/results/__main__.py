@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from nasheur.cli_args import at_least, folder_path
+from nasheur.cli_args import at_least, bin_width, folder_path
 from nasheur.io import atomic_write_text, run_piped
 from nasheur.jobguard import describe_holder
 from nasheur.results.collect import (
@@ -35,6 +35,7 @@ from nasheur.results.collect import (
 from nasheur.results.settings import distinct_jobs, experiment_name, main_settings
 from nasheur.results.tables import (
     TABLES,
+    at_threshold,
     build_table,
     correlation_csv,
     correlation_latex,
@@ -51,8 +52,25 @@ def _folders(args: argparse.Namespace) -> str:
     return " ".join(str(f) for f in args.folders)
 
 
+def _load(paths: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The records under `paths`, their sparse correlations at ``--skdt-threshold`` if given."""
+    records = load_records(paths)
+    width = getattr(args, "skdt_threshold", None)
+    return records if width is None else [at_threshold(r, width) for r in records]
+
+
+def _width_note(args: argparse.Namespace) -> list[str]:
+    width = getattr(args, "skdt_threshold", None)
+    if width is None:
+        return []
+    return [
+        f"S-KdT and sparse Spearman at GT bins {width:g} wide (--skdt-threshold), computed "
+        "again from each run's pool"
+    ]
+
+
 def _table(args: argparse.Namespace) -> int:
-    records = load_records(args.folders)
+    records = _load(args.folders, args)
     show = f"`python -m nasheur.results show {_folders(args)}` lists the jobs"
     if not records:
         print(f"no metrics.json under {_folders(args)}: no job there has ended", file=sys.stderr)
@@ -65,7 +83,7 @@ def _table(args: argparse.Namespace) -> int:
             print(f"nothing to merge ({show} and their errors)", file=sys.stderr)
             return 1
         table3 = correlation_table(records)
-        text = correlation_markdown(table3)
+        text = correlation_markdown(table3) + "".join(f"- {n}\n" for n in _width_note(args))
         outputs = {"md": text, "csv": correlation_csv(table3), "tex": correlation_latex(table3)}
     else:
         table = build_table(records, args.table, bootstrap=args.bootstrap, seed=args.seed)
@@ -87,6 +105,7 @@ def _table(args: argparse.Namespace) -> int:
                 )
             print(f"nothing to merge ({show} and their errors)", file=sys.stderr)
             return 1
+        table.notes += _width_note(args)
         text = to_markdown(table)
         outputs = {"md": text, "csv": to_csv(table), "tex": to_latex(table)}
     print(text, end="")
@@ -287,7 +306,7 @@ def _best_runs(done: list[dict]) -> list[dict]:
 def _figures(args: argparse.Namespace) -> int:
     from nasheur.results import figures  # matplotlib only here: `table` and `show` work without it
 
-    records = load_records(args.folders) if args.folders else []
+    records = _load(args.folders, args) if args.folders else []
     done = [r for r in records if r.get("status") == "completed"]
     out, written = Path(args.out), []
     for name in MULTI_RUN_FIGURES if args.folders else ():  # --record alone: its jobs only
@@ -297,7 +316,7 @@ def _figures(args: argparse.Namespace) -> int:
     # tau) of each space
     jobs: list[tuple[dict, str]] = []
     for given in args.record:  # a metrics.json or a job folder, inside the folders or not
-        found = [r for r in load_records([given]) if r.get("status") == "completed"]
+        found = [r for r in _load([given], args) if r.get("status") == "completed"]
         if not found:
             print(f"note: --record {given}: no completed job's metrics.json there", file=sys.stderr)
         jobs += [(r, f"-{Path(r['path']).parent.name}") for r in found]
@@ -348,6 +367,15 @@ def _job_path(given: str, option: str) -> None:
         raise BadArgument(f"{option}{given} is neither a folder nor a {METRICS}")
 
 
+SKDT_THRESHOLD: dict[str, Any] = {
+    "type": bin_width,
+    "metavar": "T",
+    "help": "compute sparse Kendall tau and sparse Spearman again from each run's pool with GT "
+    "bins T wide (e.g. 0.01, the authors' scripts' width) instead of the run's "
+    "metrics.skdt_threshold; no training again",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m nasheur.results",
@@ -371,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         "--bootstrap", type=at_least(0), default=200, help="bootstrap resamples (0: none)"
     )
     t.add_argument("--seed", type=at_least(0), default=0, help="seed of the bootstrap")
+    t.add_argument("--skdt-threshold", **SKDT_THRESHOLD)
     t.set_defaults(run=_table)
     s = sub.add_parser(
         "show",
@@ -395,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="metrics.json of jobs to draw Fig. 4 and the scatter for",
     )
+    f.add_argument("--skdt-threshold", **SKDT_THRESHOLD)
     f.set_defaults(run=_figures)
     args = parser.parse_args(argv)
     try:

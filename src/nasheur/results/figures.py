@@ -52,7 +52,7 @@ from nasheur.results.settings import (
     setting_labels,
     space_of,
 )
-from nasheur.results.tables import SPACE_TITLES, SPACES, pool_accuracies, select
+from nasheur.results.tables import SPACE_TITLES, SPACES, pool_accuracies, select, sparse_width
 
 FORMATS = ("png", "pdf")
 DPI = 150
@@ -210,7 +210,7 @@ def accuracy_scatter(record: dict[str, Any], stem: str | Path) -> list[Path]:
     """Super-net accuracy against GT accuracy of the pool; KdT and sparse KdT in the title."""
     s, g = _single(record, "accuracy_scatter")
     plt = _plt()
-    threshold = float(select(record, "config.metrics.skdt_threshold") or 0.001)
+    threshold = sparse_width(record)
     tau = metrics.kendall_tau(s, g)
     stau = metrics.sparse_kendall_tau(s, g, threshold)
     fig, ax = plt.subplots(figsize=(4.4, 4.0))

@@ -192,6 +192,42 @@ def pool_accuracies(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     return s[ok], g[ok]
 
 
+SPARSE = {
+    "sparse_kendall_tau": metrics.sparse_kendall_tau,
+    "sparse_spearman": metrics.sparse_spearman,
+}
+
+
+# a record's own bin width, where `at_threshold` computed its sparse correlations again; its
+# config keeps what the job ran with (settings and notes compare configs, not this)
+RECOMPUTED_WIDTH = "skdt_threshold_recomputed"
+
+
+def sparse_width(record: dict[str, Any]) -> float:
+    """The GT bin width of a run's sparse correlations (``metrics.skdt_threshold``, or the
+    width `at_threshold` computed them with)."""
+    width = record.get(RECOMPUTED_WIDTH) or select(record, "config.metrics.skdt_threshold")
+    return float(width or 0.001)
+
+
+def at_threshold(record: dict[str, Any], threshold: float) -> dict[str, Any]:
+    """A completed run as if it had been evaluated with ``metrics.skdt_threshold=threshold``:
+    its sparse correlations, of the main pool and of each ``extra_pools`` entry, computed
+    again from the pool's (super-net, GT) accuracies, which a job records per architecture
+    (``null`` for a pool without two of them). Nothing else depends on the bin width, so a
+    table at another width needs no training again. Other runs come back as they are."""
+    if record.get("status") != "completed":
+        return record
+    out = json.loads(json.dumps(record))  # a deep copy: the caller's record stays as read
+    out[RECOMPUTED_WIDTH] = threshold
+    for pool in [out, *((out.get("extra_pools") or {}).values())]:
+        s, g = pool_accuracies(pool)
+        for name, measure in SPARSE.items():
+            value = measure(s, g, threshold) if len(s) >= 2 else float("nan")
+            pool.setdefault("metrics", {})[name] = None if not math.isfinite(value) else value
+    return out
+
+
 def _bootstrap(
     runs: Sequence[dict[str, Any]], n: int, rng: np.random.Generator
 ) -> dict[str, tuple[float, float] | None]:
@@ -204,7 +240,7 @@ def _bootstrap(
     pools = []
     for r in runs:
         s, g = pool_accuracies(r)
-        t = float(select(r, "config.metrics.skdt_threshold") or 0.001)
+        t = sparse_width(r)
         if len(s) >= 2:  # a correlation needs two architectures
             pools.append((s, g, t))
     out: dict[str, tuple[float, float] | None] = dict.fromkeys(RANKING)
