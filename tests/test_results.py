@@ -1218,3 +1218,35 @@ def test_a_table_at_another_bin_width_computes_the_sparse_metrics_again(tmp_path
     assert at_threshold(failed, 0.01) is failed
     bad = results("table", str(sweep), "--table", "11", "--skdt-threshold", "1")
     assert bad.returncode == 2 and "must be a fraction in (0, 1)" in bad.stderr
+
+
+def test_one_baseline_held_by_two_experiments_has_one_interval(tmp_path):
+    # the same three jobs (one config hash each), copied into lr_ablation's and wd_ablation's
+    # sweeps in another order: the same cell values and the same bootstrap interval
+    runs = []
+    for seed in range(3):
+        r = _with(record("nb201", seed, 0.025), protocol__weight_decay=0.003)
+        r["config_hash"] = f"job{seed}"
+        runs.append(r)
+    wd = [json.loads(json.dumps(r)) for r in reversed(runs)]
+    for r in wd:
+        r["config"]["experiment"] = {
+            "name": "wd_ablation",
+            "table": "11",
+            "factors": ["protocol.weight_decay"],
+        }
+    write(tmp_path / "lr", runs)
+    write(tmp_path / "wd", wd)
+    table = build_table(load_records([tmp_path]), "11", bootstrap=50, seed=0)
+    cells = [c for b in table.blocks for c in b.cells.values()]
+    assert len(cells) == 2 and cells[0].ci == cells[1].ci and cells[0].mean == cells[1].mean
+    assert cells[0].ci["sparse_kendall_tau"] is not None
+
+
+def test_the_csv_counts_failed_and_interrupted_runs_apart(tmp_path):
+    runs = [record("nb201", s, 0.025) for s in range(3)]
+    runs += [record("nb201", 3, 0.025, status="failed")]
+    runs += [record("nb201", 4, 0.025, status="interrupted")]
+    table = build_table(load_records([write(tmp_path / "s", runs)]), "11", bootstrap=0)
+    (row,) = [r for r in csv.DictReader(io.StringIO(to_csv(table))) if r["space"] == "nb201"]
+    assert (row["runs"], row["failed"], row["interrupted"]) == ("3", "1", "1")

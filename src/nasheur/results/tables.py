@@ -150,7 +150,8 @@ TITLES = {
 @dataclass
 class Cell:
     runs: int = 0
-    failed: int = 0
+    failed: int = 0  # runs that ended without completing, other than interrupted ones
+    interrupted: int = 0  # stopped from outside (Ctrl-C, scancel, preemption): they resume
     untrained: int = 0
     overlapping: int = 0  # runs whose validation share overlaps their training share
     counts: dict[str, int] = field(default_factory=dict)  # runs with the metric defined
@@ -293,16 +294,33 @@ def _intervals(
     }  # type: ignore[misc]
 
 
-def cell_rng(seed: int, experiment: str, row: tuple[Any, ...], space: str) -> np.random.Generator:
-    """The bootstrap's generator of one cell: from the seed and the cell alone, so that a
-    cell's interval does not change with the other runs in the folders."""
-    name = json.dumps([experiment, list(row), space], default=str)
+def _run_id(record: dict[str, Any]) -> str:
+    """What names a run for the bootstrap: its job (config hash, which covers the seed), else
+    (a record not written by a job) its pool's accuracies."""
+    return str(record.get("config_hash") or json.dumps(record.get("archs"), sort_keys=True))
+
+
+def cell_rng(seed: int, runs: Sequence[dict[str, Any]]) -> np.random.Generator:
+    """The bootstrap's generator of one cell: from the seed and the cell's own runs alone, so
+    that a cell's interval does not change with the other runs in the folders, and the same
+    runs (a baseline that several experiments' tables hold) get the same interval in every
+    row and table."""
+    name = json.dumps(sorted(_run_id(r) for r in runs))
     return np.random.default_rng([seed, zlib.crc32(name.encode())])
 
 
-def _cell(records: Sequence[dict[str, Any]], bootstrap: int, rng: np.random.Generator) -> Cell:
-    done = [r for r in records if r.get("status") == "completed"]
-    cell = Cell(runs=len(done), failed=sum(r.get("status") != "completed" for r in records))
+def _unfinished_counts(records: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """A cell's runs that did not complete: interrupted ones, and the others (failed)."""
+    statuses = [r.get("status") for r in records if r.get("status") != "completed"]
+    interrupted = statuses.count("interrupted")
+    return {"failed": len(statuses) - interrupted, "interrupted": interrupted}
+
+
+def _cell(records: Sequence[dict[str, Any]], bootstrap: int, seed: int) -> Cell:
+    # in one order whatever the folders' (copies of a baseline sit in several sweeps)
+    done = sorted((r for r in records if r.get("status") == "completed"), key=_run_id)
+    rng = cell_rng(seed, done)
+    cell = Cell(runs=len(done), **_unfinished_counts(records))
     cell.untrained = sum(bool(r.get("untrained")) for r in done)
     cell.overlapping = sum(bool(select(r, "data.val_overlaps_train")) for r in done)
     for m in METRICS:
@@ -627,10 +645,7 @@ def _block(
     for r in recs:
         grouped[(_row_key(r, factors), select(r, "config.search_space.name"))].append(r)
     rows = _order(k[0] for k in grouped)
-    cells = {
-        (row, space): _cell(v, bootstrap, cell_rng(seed, experiment, row, space))
-        for (row, space), v in grouped.items()
-    }
+    cells = {(row, space): _cell(v, bootstrap, seed) for (row, space), v in grouped.items()}
     labels = _row_labels(factors, grouped)
     notes = []
     if experiment == "dynamic_channels_ablation":
@@ -704,7 +719,7 @@ def _subspace_mean(
         return None, ""
     cell = Cell(
         runs=len(complete),
-        failed=sum(r.get("status") != "completed" for r in runs),
+        **_unfinished_counts(runs),
         untrained=sum(any(r.get("untrained") for r in by_sub.values()) for by_sub in complete),
         overlapping=sum(
             any(select(r, "data.val_overlaps_train") for r in by_sub.values())
@@ -851,6 +866,7 @@ def to_csv(t: Table) -> str:
             "settings",
             "title",
             *n_cols,
+            "interrupted",  # before 2026-12-03 `failed` counted these too
         ]
     )
     for b in t.blocks:
@@ -861,7 +877,7 @@ def to_csv(t: Table) -> str:
                 c = b.cells.get((row, s))
                 if c is None:
                     blank = [""] * (len(stats_cols) + len(ci_cols))
-                    w.writerow([*head, 0, 0, 0, 0, *blank, *tail, *[0] * len(n_cols)])
+                    w.writerow([*head, 0, 0, 0, 0, *blank, *tail, *[0] * len(n_cols), 0])
                     continue
                 vals = [_blank(getattr(c, k)[m]) for m in METRICS for k in ("mean", "std")]
                 cis = [
@@ -871,7 +887,7 @@ def to_csv(t: Table) -> str:
                 ]  # type: ignore[index]
                 counts = [c.counts.get(m, 0) for m in METRICS]
                 marks = [c.runs, c.failed, c.untrained, c.overlapping]
-                w.writerow([*head, *marks, *vals, *cis, *tail, *counts])
+                w.writerow([*head, *marks, *vals, *cis, *tail, *counts, c.interrupted])
     return buf.getvalue()
 
 
