@@ -1250,3 +1250,19 @@ def test_the_csv_counts_failed_and_interrupted_runs_apart(tmp_path):
     table = build_table(load_records([write(tmp_path / "s", runs)]), "11", bootstrap=0)
     (row,) = [r for r in csv.DictReader(io.StringIO(to_csv(table))) if r["space"] == "nb201"]
     assert (row["runs"], row["failed"], row["interrupted"]) == ("3", "1", "1")
+
+
+def test_the_legend_names_intervals_only_where_there_are_some_and_latex_keeps_it(tmp_path):
+    sweep = write(tmp_path / "s", [record("nb201", s, 0.025) for s in range(3)])
+    with_ci = build_table(load_records([sweep]), "11", bootstrap=20)
+    without = build_table(load_records([sweep]), "11", bootstrap=0)
+    assert "[95% bootstrap interval" in to_markdown(with_ci)
+    assert "[95% bootstrap interval" not in to_markdown(without)
+    tex = to_latex(with_ci).splitlines()
+    end = tex.index(r"\end{tabular}")
+    comments = tex[end + 1 :]
+    assert comments and all(line.startswith("% ") for line in comments)
+    assert (
+        comments[0].startswith("% super-net accuracy: mean ± std") and "† untrained" in tex[end + 1]
+    )
+    assert any("no runs of +experiment=bn_ablation" in line for line in comments)  # the notes

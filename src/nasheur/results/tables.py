@@ -824,19 +824,26 @@ def to_markdown(t: Table) -> str:
         for row in b.rows:
             cells = [_fmt_cell(b.cells.get((row, s)), m) for s in t.spaces for m in COLUMNS]
             lines.append("| " + " | ".join([_fmt_row(b, row), *cells]) + " |")
-    lines += [
-        "",
+    lines += ["", _legend(t), *(f"- {n}" for n in t.notes)]
+    return "\n".join(lines) + "\n"
+
+
+def _legend(t: Table) -> str:
+    """What a table's marks mean (its intervals only where it has any: not with
+    ``--bootstrap 0``)."""
+    intervals = any(
+        c.ci.get(m) is not None for b in t.blocks for c in b.cells.values() for m in RANKING
+    )
+    return (
         "super-net accuracy: mean ± std over the pool's architectures; final performance: "
         "mean ± std over seeds (no ± for a single run); "
-        "[95% bootstrap interval over architectures and seeds]; "
-        "± over seeds: population std (ddof=0); "
+        + ("[95% bootstrap interval over architectures and seeds]; " if intervals else "")
+        + "± over seeds: population std (ddof=0); "
         "† untrained run(s) (super-net accuracy < 0.4); ‡ validated partly on training images "
         "(train portion + validation portion > 1); — missing; (n=k) fewer than 3 runs; "
         "(n=k of m) the metric is undefined in m-k of the cell's runs (all their super-net "
-        "accuracies equal), which its mean leaves out",
-    ]
-    lines += [f"- {n}" for n in t.notes]
-    return "\n".join(lines) + "\n"
+        "accuracies equal), which its mean leaves out"
+    )
 
 
 def _blank(v: float | None) -> float | str:
@@ -936,6 +943,8 @@ def to_latex(t: Table) -> str:
             cells = [_tex(_fmt_cell(b.cells.get((row, s)), m)) for s in t.spaces for m in COLUMNS]
             lines.append(_tex(_fmt_row(b, row)) + " & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
+    # the legend and the notes, for the caption a paper writes: comments, which LaTeX skips
+    lines += [f"% {line}" for line in (_legend(t), *t.notes)]
     return "\n".join(lines) + "\n"
 
 
