@@ -1266,3 +1266,16 @@ def test_the_legend_names_intervals_only_where_there_are_some_and_latex_keeps_it
         comments[0].startswith("% super-net accuracy: mean ± std") and "† untrained" in tex[end + 1]
     )
     assert any("no runs of +experiment=bn_ablation" in line for line in comments)  # the notes
+
+
+def test_a_table_of_a_partial_sweep_says_which_jobs_it_lacks(tmp_path):
+    sweep = _sweep_of_every_state(tmp_path)  # lr_ablation: 2 not started, 1 without a record
+    proc = results("table", str(sweep.parent), "--table", "11", "--bootstrap", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "- 3 job(s) of these sweeps have no metrics.json yet (1 without a record, 2 not "
+        "started): their runs are not in the table" in proc.stdout
+    )
+    # another table's sweeps are not this table's business
+    other = results("table", str(sweep.parent), "--table", "13", "--bootstrap", "0")
+    assert "have no metrics.json yet" not in other.stdout + other.stderr

@@ -69,6 +69,26 @@ def _width_note(args: argparse.Namespace) -> list[str]:
     ]
 
 
+def _pending_note(args: argparse.Namespace, experiments: list[str] | None) -> list[str]:
+    """A note on the jobs of the table's sweeps that have no record yet (a partial or stopped
+    sweep), whose runs the table cannot show; `experiments`: the sweeps' names (None: all)."""
+    jobs, _ = find_jobs(args.folders)
+    states = [
+        j.state
+        for j in jobs
+        if j.state in (NOT_STARTED, NO_RECORD, RUNNING)
+        and (experiments is None or any(p.name in experiments for p in j.folder.parents))
+    ]
+    if not states:
+        return []
+    counted = ", ".join(f"{states.count(s)} {STATES[s][0]}" for s in STATES if s in states)
+    return [
+        f"{len(states)} job(s) of these sweeps have no metrics.json yet ({counted}): their "
+        f"runs are not in the table (`python -m nasheur.results show {_folders(args)}` lists "
+        "them)"
+    ]
+
+
 def _table(args: argparse.Namespace) -> int:
     records = _load(args.folders, args)
     show = f"`python -m nasheur.results show {_folders(args)}` lists the jobs"
@@ -83,7 +103,8 @@ def _table(args: argparse.Namespace) -> int:
             print(f"nothing to merge ({show} and their errors)", file=sys.stderr)
             return 1
         table3 = correlation_table(records)
-        text = correlation_markdown(table3) + "".join(f"- {n}\n" for n in _width_note(args))
+        notes = _width_note(args) + _pending_note(args, None)
+        text = correlation_markdown(table3) + "".join(f"- {n}\n" for n in notes)
         outputs = {"md": text, "csv": correlation_csv(table3), "tex": correlation_latex(table3)}
     else:
         table = build_table(records, args.table, bootstrap=args.bootstrap, seed=args.seed)
@@ -105,7 +126,7 @@ def _table(args: argparse.Namespace) -> int:
                 )
             print(f"nothing to merge ({show} and their errors)", file=sys.stderr)
             return 1
-        table.notes += _width_note(args)
+        table.notes += _width_note(args) + _pending_note(args, [n for n, _ in TABLES[args.table]])
         text = to_markdown(table)
         outputs = {"md": text, "csv": to_csv(table), "tex": to_latex(table)}
     print(text, end="")
