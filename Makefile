@@ -64,7 +64,7 @@ sweep:
 	exec env NASHEUR_RUNS="$(RUNS)" bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm $(ARGS)
 
 # the same sweep, each job cut to one epoch of 5 steps (conf/preset/debug.yaml; an experiment's
-# own values win, e.g. the epochs of epochs_ablation)
+# own values win: epochs_ablation keeps its 100 to 1,800 epochs, of 5 steps each)
 sweep-debug:
 	exec env NASHEUR_RUNS="$(RUNS)" bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm +preset=debug $(ARGS)
 
@@ -82,6 +82,7 @@ LAUNCHER ?= local
 RUNS ?= $(or $(shell bash launch/with_site_env.sh printenv NASHEUR_RUNS 2>/dev/null),runs)
 SWEEPS ?= $(RUNS)/sweeps
 TABLES ?= tables
+FIGURES ?= figures
 EXPERIMENTS_4 := low_fidelity_budget
 EXPERIMENTS_5 := dynamic_channels_ablation
 EXPERIMENTS_6 := dynamic_channels_ablation
@@ -116,4 +117,4 @@ host-instructions:
 
 # the paper's figures (Fig. 4, 6, 9, 12, 17 and a scatter) from all runs: figures/*.png, *.pdf
 figures:
-	$(PYTHON) -m nasheur.results figures $(RUNS) --out figures
+	$(PYTHON) -m nasheur.results figures $(RUNS) --out $(FIGURES)

@@ -94,11 +94,15 @@ else
     done
 fi
 rc=0
+done_word=done
+for o in ${overrides[@]+"${overrides[@]}"}; do  # a plan was printed; nothing ran
+    [[ $o == hydra.sweeper.dry_run=true ]] && done_word="planned (dry run: nothing ran)"
+done
 for e in "${experiments[@]}"; do
     if [[ -z ${status[$e]+set} ]]; then
         echo "sweep $e: not started (stopped); the same command runs it" >&2
     elif [[ ${status[$e]} -eq 0 ]]; then
-        echo "sweep $e: done"
+        echo "sweep $e: $done_word"
     elif [[ -n $stopped && ( ${status[$e]} -eq 130 || ${status[$e]} -eq 143 ) ]]; then
         echo "sweep $e: stopped; the same command resumes it" >&2
     else

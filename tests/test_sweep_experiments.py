@@ -92,6 +92,13 @@ def test_every_experiment_runs_and_the_first_failure_is_the_exit_status(tmp_path
     assert "sweep fail: failed (exit status 3)" in err
 
 
+def test_a_dry_run_ends_with_plans_not_with_done(tmp_path, fake):
+    proc = sweep(fake, "local", "a b", "hydra.sweeper.dry_run=true")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "done" not in out
+    assert out.count(": planned (dry run: nothing ran)") == 2
+
+
 def test_a_cluster_launch_log_keeps_the_earlier_launches(tmp_path, fake):
     for _ in range(2):
         proc = sweep(fake, "slurm", "a", "seed=0")
