@@ -1279,3 +1279,32 @@ def test_a_table_of_a_partial_sweep_says_which_jobs_it_lacks(tmp_path):
     # another table's sweeps are not this table's business
     other = results("table", str(sweep.parent), "--table", "13", "--bootstrap", "0")
     assert "have no metrics.json yet" not in other.stdout + other.stderr
+
+
+def test_table_12_says_which_layers_row_the_other_blocks_run_at(tmp_path):
+    # the embedded space: a default super-net of 1 cell per stage, a baseline of 3
+    def run(seed: int, experiment: str, factor: str, **config: object) -> dict:
+        r = _with(record("embedded", seed, 0.05), fidelity__baseline__layers=3, **config)
+        r["config"]["experiment"] = {"name": experiment, "table": "12", "factors": [factor]}
+        return r
+
+    runs = [
+        run(s, "portion_ablation", "fidelity.train_portion", fidelity__layers=1) for s in (0, 1)
+    ]
+    runs += [
+        run(s, "layers_ablation", "fidelity.layers", fidelity__layers=n)
+        for s in (0, 1)
+        for n in (1, 3)
+    ]
+    table = build_table(load_records([write(tmp_path / "s", runs)]), "12", bootstrap=0)
+    said = [n for n in table.notes if "the other blocks run its default super-net" in n]
+    assert said == [
+        "Embedded (NB201 cells, procedural): the other blocks run its default super-net of "
+        "fidelity.layers=1, the layers row base-2 (1); the layers rows are levels of "
+        "fidelity.baseline.layers=3"
+    ]
+    # at the baseline's depth, nothing to say
+    for r in runs:
+        r["config"]["fidelity"]["baseline"]["layers"] = 1
+    table = build_table(load_records([write(tmp_path / "t", runs)]), "12", bootstrap=0)
+    assert not [n for n in table.notes if "the other blocks run" in n]

@@ -468,7 +468,39 @@ def build_table(
                 block.settings = label
                 blocks.append(block)
             notes += [f"{shown}: {n}" for n in said]
+    notes += _depth_notes(by_experiment, [e for e, _ in TABLES[table]])
     return Table(table, blocks, spaces, notes, completed, unfinished, broken)
+
+
+def _depth_notes(
+    by_experiment: dict[str, list[dict[str, Any]]], experiments: list[str]
+) -> list[str]:
+    """Where the layers rows sit beside other low-fidelity blocks (Table 12) and a space's
+    default super-net is shallower than its ``fidelity.baseline.layers`` (the embedded space:
+    1 cell per stage against 3), the layers block's ``base`` row is not the other blocks'
+    baseline: say which of its rows is."""
+    if "layers_ablation" not in experiments or len(experiments) < 2:
+        return []
+    notes = []
+    for space in SPACES:
+        depths = {
+            (select(r, "config.fidelity.layers"), select(r, "config.fidelity.baseline.layers"))
+            for e in experiments
+            if e != "layers_ablation"
+            for r in by_experiment.get(e, [])
+            if r.get("status") == "completed" and select(r, "config.search_space.name") == space
+        }
+        if len(depths) != 1:
+            continue
+        ((value, base),) = depths
+        if isinstance(value, int) and isinstance(base, int) and value != base:
+            level = f"base{value - base:+d}"
+            notes.append(
+                f"{SPACE_TITLES.get(space, space)}: the other blocks run its default super-net "
+                f"of fidelity.layers={value}, the layers row {level} ({value}); the layers "
+                f"rows are levels of fidelity.baseline.layers={base}"
+            )
+    return notes
 
 
 def _runs_with(records: Sequence[dict[str, Any]], values: dict[str, Any]) -> list[dict[str, Any]]:
