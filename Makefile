@@ -98,7 +98,7 @@ EXPERIMENTS_3 := $(EXPERIMENTS_11) $(EXPERIMENTS_12) $(EXPERIMENTS_13)
 
 .PHONY: bench host-instructions figures
 sweep-%:
-	@test -n "$(strip $(EXPERIMENTS_$*))" || { echo "no experiments for table $*" >&2; exit 2; }
+	@test -n "$(strip $(EXPERIMENTS_$*))" || { echo "no experiments for table $*$(if $(filter 8,$*), (Table 8 by the paper's captions is Table 9 here: make sweep-9))" >&2; exit 2; }
 	exec env NASHEUR_RUNS="$(RUNS)" PYTHON="$(PYTHON)" bash launch/with_site_env.sh \
 	  bash launch/sweep_experiments.sh \
 	  "$(LAUNCHER)" "$(EXPERIMENTS_$*)" $(ARGS)

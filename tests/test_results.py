@@ -1308,3 +1308,12 @@ def test_table_12_says_which_layers_row_the_other_blocks_run_at(tmp_path):
         r["config"]["fidelity"]["baseline"]["layers"] = 1
     table = build_table(load_records([write(tmp_path / "t", runs)]), "12", bootstrap=0)
     assert not [n for n in table.notes if "the other blocks run" in n]
+
+
+def test_table_8_by_the_captions_points_to_table_9(tmp_path):
+    proc = results("table", str(tmp_path), "--table", "8")
+    assert proc.returncode == 2 and "call Table 9: use --table 9" in proc.stderr
+    proc = results("table", str(tmp_path), "--table", "2")
+    assert (
+        proc.returncode == 2 and "choose from 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14" in proc.stderr
+    )
