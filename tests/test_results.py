@@ -1317,3 +1317,16 @@ def test_table_8_by_the_captions_points_to_table_9(tmp_path):
     assert (
         proc.returncode == 2 and "choose from 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14" in proc.stderr
     )
+
+
+def test_jobs_and_values_are_listed_by_the_numbers_in_their_names():
+    from nasheur.results.settings import natural_key
+
+    folders = ["epochs=1000,seed=0-a", "epochs=200,seed=10-b", "epochs=200,seed=2-c"]
+    assert sorted(folders, key=natural_key) == [folders[2], folders[1], folders[0]]
+    assert sorted(["0.1", "1e-4", "0.025", "0.005"], key=natural_key) == [
+        "1e-4",
+        "0.005",
+        "0.025",
+        "0.1",
+    ]

@@ -77,6 +77,7 @@ from nasheur.jobguard import (
     folder_holder,
     stop_on_sigterm,
 )
+from nasheur.results.settings import natural_key
 from nasheur.reuse import MANIFEST, adopt, completed_twin, listed_jobs, manifest_key
 
 log = logging.getLogger(__name__)
@@ -350,7 +351,9 @@ class AblationSweeper(Sweeper):
         for key, values in pinned.items():
             if key not in self._swept_keys():  # levels of a key no block sweeps
                 continue
-            ours = sorted({_fmt(v) for b in self.blocks if key in b for v in b[key]}, key=str)
+            ours = sorted(
+                {_fmt(v) for b in self.blocks if key in b for v in b[key]}, key=natural_key
+            )
             log.info(
                 "%s: the command line names %s (the experiment's values: %s; one it does not "
                 "list replaces them, else they restrict them)",

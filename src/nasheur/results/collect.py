@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nasheur.jobguard import CHECKPOINT, METRICS, POOL, folder_holder
-from nasheur.results.settings import select
+from nasheur.results.settings import natural_key, select
 
 SWEEP = "sweep.json"  # the sweeper's list of a sweep's jobs (and their state at launch)
 # a job's own files besides its record: written once it runs (the log from its start)
@@ -291,4 +291,4 @@ def find_jobs(folders: Iterable[str | Path]) -> tuple[list[Job], list[str]]:
                 job.overrides = [str(o) for o in overrides]
             if isinstance(entry.get("after"), str) and job.after is None:
                 job.after = entry["after"]
-    return sorted(jobs.values(), key=lambda j: str(j.folder)), notes
+    return sorted(jobs.values(), key=lambda j: natural_key(str(j.folder))), notes

@@ -16,6 +16,7 @@ tables and figures show it apart, under that name.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -23,6 +24,16 @@ from typing import Any
 from nasheur.config import ADDED_KEYS, IDENTITY_EXCLUDED, ExperimentConfig, inactive_keys
 
 SHOWN_KEYS = 3  # keys named in a setting's label; more are counted ("+2 more")
+
+
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?(?:e-?\d+)?)")
+
+
+def natural_key(text: str) -> tuple[Any, ...]:
+    """A sort key that orders the numbers inside `text` by value (``epochs=200`` before
+    ``epochs=1000``, ``lr=0.005`` before ``lr=0.01``), the rest as text."""
+    parts = _NUMBER.split(text)
+    return tuple((0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(parts))
 
 
 def experiment_name(record: dict[str, Any]) -> str | None:
