@@ -122,8 +122,11 @@ def test_csv_and_latex_carry_the_same_numbers(sweep):
     assert float(cell["supernet_acc_mean_mean"]) == pytest.approx(0.7) and cell["runs"] == "3"
     tex = to_latex(table)
     assert r"\begin{tabular}" in tex and "0.700" in tex and r"$\pm$" in tex
-    # LaTeX reads % as a comment (it would swallow the row's \\) and # as a macro argument
-    assert r"Final perf. (\%)" in tex and not re.search(r"(?<!\\)[%#]", tex)
+    # LaTeX reads % as a comment (it would swallow the row's \\) and # as a macro argument;
+    # after the tabular, the legend and the notes are comments of their own lines
+    body, _, after = tex.partition("\\end{tabular}\n")
+    assert r"Final perf. (\%)" in body and not re.search(r"(?<!\\)[%#]", body)
+    assert after and all(line.startswith("% ") for line in after.splitlines())
 
 
 def test_latex_escapes_every_special_character_once():
