@@ -371,6 +371,17 @@ def wsbn_inert(ops_on: str, affine: bool, eval_bn: str) -> str | None:
     return None
 
 
+def wsbn_unused(cfg: Config) -> str | None:
+    """Why `cfg`'s WSBN (on) changes nothing (:func:`wsbn_inert`); None where it is off or
+    can act."""
+    if not cfg.supernet.wsbn:
+        return None
+    p = cfg.protocol
+    return wsbn_inert(
+        cfg.supernet.ops_on.value, p.bn_affine, resolve_bn_mode(cfg.eval.bn.value, p.bn_track)
+    )
+
+
 def config_hash(data: dict[str, Any]) -> str:
     """A stable hash of a resolved config: the identity of a job and its output folder.
 

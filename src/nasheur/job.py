@@ -28,7 +28,7 @@ from nasheur.config import (
     ground_truth_path,
     plain,
     resolve_bn_mode,
-    wsbn_inert,
+    wsbn_unused,
 )
 from nasheur.io import atomic_write_json, read_json, remove_stale_temporaries
 from nasheur.jobguard import (
@@ -335,10 +335,8 @@ def _run(
             p.epochs,
             compensation(cfg.fidelity),
         )
-    bn_mode = resolve_bn_mode(cfg.eval.bn.value, p.bn_track)
-    inert = wsbn_inert(cfg.supernet.ops_on.value, p.bn_affine, bn_mode)
-    if cfg.supernet.wsbn and inert:
-        # a note, not a warning: DARTS-NDS's paper setting (Table 14) is such a case
+    inert = wsbn_unused(cfg)
+    if inert:  # a note, not a warning: DARTS-NDS's paper setting (Table 14) is such a case
         log.info("supernet.wsbn=true changes nothing here: %s", inert)
     optimizer = build_optimizer(model, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
     sampler = build_sampler(cfg.sampler.name.value, space)
@@ -412,6 +410,7 @@ def _run(
         )
         progress.epoch(entry)
 
+    bn_mode = resolve_bn_mode(cfg.eval.bn.value, p.bn_track)
     calib_loader = None
     if bn_mode == "recalibrate":
         calib_loader = DeviceLoader(

@@ -469,10 +469,9 @@ class AblationSweeper(Sweeper):
             ConfigError,
             config_hash,
             plain,
-            resolve_bn_mode,
             to_config,
             validate,
-            wsbn_inert,
+            wsbn_unused,
         )
 
         assert self.config is not None and self.hydra_context is not None
@@ -499,13 +498,9 @@ class AblationSweeper(Sweeper):
             except ConfigError as err:
                 errors.setdefault(str(err), []).append(job)
                 continue
-            sn, p = typed.supernet, typed.protocol
-            if sn.wsbn and "supernet.wsbn" in typed.experiment.factors:
-                why = wsbn_inert(
-                    sn.ops_on.value, p.bn_affine, resolve_bn_mode(typed.eval.bn.value, p.bn_track)
-                )
-                if why:
-                    inert.setdefault(typed.search_space.name.value, why)
+            why = wsbn_unused(typed)
+            if why and "supernet.wsbn" in typed.experiment.factors:
+                inert.setdefault(typed.search_space.name.value, why)
             resolved = plain(typed)
             data = resolved["dataset"]
             root = str(data["root"]) if self.check_data and data["name"] == "cifar10" else None

@@ -69,10 +69,13 @@ def _width_note(args: argparse.Namespace) -> list[str]:
     ]
 
 
-def _pending_note(args: argparse.Namespace, experiments: list[str] | None) -> list[str]:
+def _pending_note(
+    args: argparse.Namespace, records: list[dict[str, Any]], experiments: list[str] | None
+) -> list[str]:
     """A note on the jobs of the table's sweeps that have no record yet (a partial or stopped
-    sweep), whose runs the table cannot show; `experiments`: the sweeps' names (None: all)."""
-    jobs, _ = find_jobs(args.folders)
+    sweep), whose runs the table cannot show; `records`: the folders' records, read once;
+    `experiments`: the sweeps' names (None: all)."""
+    jobs, _ = find_jobs(args.folders, records)
     states = [
         j.state
         for j in jobs
@@ -103,7 +106,7 @@ def _table(args: argparse.Namespace) -> int:
             print(f"nothing to merge ({show} and their errors)", file=sys.stderr)
             return 1
         table3 = correlation_table(records)
-        notes = _width_note(args) + _pending_note(args, None)
+        notes = _width_note(args) + _pending_note(args, records, None)
         text = correlation_markdown(table3) + "".join(f"- {n}\n" for n in notes)
         outputs = {"md": text, "csv": correlation_csv(table3), "tex": correlation_latex(table3)}
     else:
@@ -126,7 +129,8 @@ def _table(args: argparse.Namespace) -> int:
                 )
             print(f"nothing to merge ({show} and their errors)", file=sys.stderr)
             return 1
-        table.notes += _width_note(args) + _pending_note(args, [n for n, _ in TABLES[args.table]])
+        ours = [n for n, _ in TABLES[args.table]]
+        table.notes += _width_note(args) + _pending_note(args, records, ours)
         text = to_markdown(table)
         outputs = {"md": text, "csv": to_csv(table), "tex": to_latex(table)}
     print(text, end="")

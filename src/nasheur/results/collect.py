@@ -221,12 +221,15 @@ def _newest(paths: list[Path]) -> float | None:
     return max(stamps) if stamps else None
 
 
-def find_jobs(folders: Iterable[str | Path]) -> tuple[list[Job], list[str]]:
+def find_jobs(
+    folders: Iterable[str | Path], records: list[dict[str, Any]] | None = None
+) -> tuple[list[Job], list[str]]:
     """Every job under the given job or sweep folders, sorted by folder, and notes on what
-    could not be read (a sweep.json). See the module's docstring for the states."""
+    could not be read (a sweep.json). See the module's docstring for the states. `records`:
+    the folders' records where the caller has read them already."""
     folders = [Path(f) for f in folders]
     jobs: dict[Path, Job] = {}
-    for r in load_records(folders):
+    for r in load_records(folders) if records is None else records:
         folder = Path(r["path"]).parent
         jobs[folder] = Job(folder, str(r.get("status") or "unknown"), record=r)
     notes: list[str] = []
