@@ -318,3 +318,96 @@ def test_table_4_runs_at_twice_each_spaces_batch_size():
         "fidelity.batch_size=32": 1,
         "fidelity.batch_size=16": 1,
     }
+
+
+# Paper Table 14 (spec section 2), written out here: (dynamic channels, OFA, WSBN, path and
+# global dropout, ops on, layers, portion, batch, channels, BN track, BN affine, lr, epochs, wd)
+TABLE_14 = {
+    "nb101": ("interpolate", False, False, 0, 0, "node", 3, 0.75, 256, 128, False, True, 0.025, 400, 1e-3),
+    "nb201": ("fixed", False, False, 0, 0, "edge", 5, 0.9, 128, 16, False, True, 0.025, 1000, 3e-3),
+    "darts_nds": ("fixed", False, True, 0, 0, "edge", 12, 0.9, 256, 36, False, False, 0.025, 400, 0.0),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("space", ALL)
+def test_each_space_defaults_to_its_table_14_row_and_best_adds_fairnas(space):
+    from tests.conftest import compose_job
+
+    cfg = compose_job([f"search_space={space}"])
+    s, f, p = cfg.supernet, cfg.fidelity, cfg.protocol
+    row = (s.dynamic_channels.value, s.ofa_kernel, s.wsbn, s.path_dropout, s.global_dropout)
+    row += (s.ops_on.value, f.layers, f.train_portion, f.batch_size, f.channels)
+    row += (p.bn_track, p.bn_affine, p.lr, p.epochs, p.weight_decay)
+    assert row == TABLE_14[space]
+    # the ablations' baseline is Random-NAS; Table 14's sampler is +experiment=best's
+    assert cfg.sampler.name.value == "random_nas"
+    assert {tuple(j) for j in plan_for("best", [space])} == {
+        (f"search_space={space}", "sampler=fairnas", f"seed={k}") for k in range(3)
+    }
+
+
+def every(spaces: tuple[str, ...], values: tuple) -> dict[str, tuple]:
+    return {s: values for s in spaces}
+
+
+EPOCHS = (100, 200, 300, 400, 600, 800, 1000)
+WD = (0, 1e-4, 3e-4, 5e-4)
+# Spec section 2 (Tables 11-13): the values each one-factor ablation sweeps, per space
+SETTINGS: dict[str, tuple[str, dict[str, tuple]]] = {
+    "lr_ablation": ("protocol.lr", every(ALL, (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2))),
+    "epochs_ablation": (
+        "protocol.epochs",
+        {"nb101": EPOCHS, "nb201": (*EPOCHS, 1200, 1400, 1600, 1800), "darts_nds": EPOCHS},
+    ),
+    # with each space's best value where it is not among the four
+    "wd_ablation": (
+        "protocol.weight_decay",
+        {"nb101": (*WD, 1e-3), "nb201": (*WD, 3e-3), "darts_nds": WD},
+    ),
+    "portion_ablation": ("fidelity.train_portion", every(ALL, (0.25, 0.5, 0.75, 0.9))),
+    "path_dropout_ablation": ("supernet.path_dropout", every(ALL, (0, 0.05, 0.15, 0.2))),
+    "global_dropout_ablation": ("supernet.global_dropout", every(ALL, (0, 0.2))),
+    "ofa_ablation": ("supernet.ofa_kernel", every(ALL, (False, True))),
+    "wsbn_ablation": ("supernet.wsbn", every(ALL, (False, True))),
+    "ops_on_ablation": ("supernet.ops_on", every(("nb201", "darts_nds"), ("edge", "node"))),
+    "sampler_ablation": (
+        "sampler",
+        every(("nb101", "nb201"), ("random_nas", "random_a", "fairnas")),
+    ),
+    "channels_ablation": (
+        "fidelity.channels",
+        {s: (c, c // 2, c // 4) for s, (_, c, _) in BASE.items()},
+    ),
+}
+
+
+def _value(text: str):
+    if text in ("true", "false"):
+        return text == "true"
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_each_ablation_sweeps_the_papers_values(name):
+    key, per_space = SETTINGS[name]
+    swept: dict[str, set] = {}
+    for job in plan(name):
+        space = job[0].removeprefix("search_space=")
+        values = [_value(o.split("=", 1)[1]) for o in job if o.split("=", 1)[0] == key]
+        assert len(values) == 1, job
+        swept.setdefault(space, set()).add(values[0])
+    assert swept == {s: set(v) for s, v in per_space.items()}
+
+
+def test_the_bn_ablation_crosses_tracking_and_affine_in_every_space():
+    pairs: dict[str, set] = {}
+    for job in plan("bn_ablation"):
+        o = dict(i.split("=", 1) for i in job)
+        pairs.setdefault(o["search_space"], set()).add(
+            (o["protocol.bn_track"], o["protocol.bn_affine"])
+        )
+    both = {(t, a) for t in ("true", "false") for a in ("true", "false")}
+    assert pairs == dict.fromkeys(ALL, both)
