@@ -326,7 +326,43 @@ def test_a_resumed_job_removes_what_a_killed_write_left(tiny, tmp_path):
     assert not stale.exists() and not list(out.glob(".*.tmp"))
 
 
-def test_a_checkpoint_without_its_parts_fails_the_job_naming_them(tiny, tmp_path):
+def _damage(state: dict, how: str) -> None:
+    import torch
+
+    if how == "no model":
+        del state["model"]
+    elif how == "epoch past the end":
+        state["epoch"] = 99
+    elif how == "epoch a bool":
+        state["epoch"] = True
+    elif how == "history short":
+        state["history"] = state["history"][:-1]
+    elif how == "history entry":
+        state["history"][0] = 3
+    elif how == "foreign tensor":
+        name = next(iter(state["model"]))
+        state["model"][name] = torch.zeros(3, 3)
+    elif how == "missing tensor":
+        state["model"].pop(next(iter(state["model"])))
+    elif how == "optimizer groups":
+        state["optimizer"]["param_groups"] = []
+
+
+@pytest.mark.parametrize(
+    ("how", "said"),
+    [
+        ("no model", "no valid model"),
+        ("epoch past the end", "epoch 99 is not a count of this job's 3 epochs"),
+        ("epoch a bool", "epoch True is not a count"),
+        ("history short", "its history has 2 entries for 3 epochs"),
+        ("history entry", r"its history does not list epochs 1\.\.3 \(entry 1\)"),
+        ("foreign tensor", "its tensors do not fit this super-net .*size mismatch"),
+        ("missing tensor", "its tensors do not fit this super-net .*Missing key"),
+        ("optimizer groups", "its tensors do not fit this super-net .*parameter groups"),
+    ],
+)
+def test_a_checkpoint_that_does_not_fit_fails_the_job_before_training(tiny, tmp_path, how, said):
+    # the config hash matches, so only a damaged or hand-made file gets here
     import torch
 
     out = tmp_path / "job"
@@ -334,11 +370,13 @@ def test_a_checkpoint_without_its_parts_fails_the_job_naming_them(tiny, tmp_path
     (out / "metrics.json").unlink()  # as if stopped after its last checkpoint
     ckpt = out / CHECKPOINT
     state = torch.load(ckpt, weights_only=True)
-    del state["model"]
+    assert state["epoch"] == tiny.protocol.epochs == 3
+    _damage(state, how)
     torch.save(state, ckpt)
-    with pytest.raises(training.UnreadableCheckpoint, match=r"checkpoint\.pt: no valid model"):
+    with pytest.raises(training.UnreadableCheckpoint, match=rf"checkpoint\.pt: {said}.*delete"):
         run_job(tiny, output_dir=out)
-    assert read(out)["status"] == "failed"
+    rec = read(out)
+    assert rec["status"] == "failed" and not rec.get("history")
 
 
 @pytest.mark.parametrize(

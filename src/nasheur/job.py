@@ -215,6 +215,7 @@ def _run(
         build_optimizer,
         cosine_lr,
         load_checkpoint,
+        restore,
         save_checkpoint,
         train_epoch,
     )
@@ -344,9 +345,9 @@ def _run(
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, start_epoch = list(state["history"]), int(state["epoch"])
+        history, start_epoch = restore(
+            state, model=model, optimizer=optimizer, epochs=epochs, path=ckpt
+        )
         log.info("resuming from %s after epoch %d of %d", ckpt, start_epoch, epochs)
     if partial is not None:
         partial["history"] = history  # the same list: each epoch's entry lands there too

@@ -299,3 +299,52 @@ def load_checkpoint(path: Path, *, device: torch.device, config_hash: str) -> di
             "its first epoch"
         )
     return state
+
+
+# what a checkpoint's history entry always holds (job.py writes it; the record sums them)
+HISTORY_KEYS = ("epoch", "images", "seconds")
+
+
+def restore(
+    state: dict[str, Any],
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    path: Path,
+) -> tuple[list[dict[str, Any]], int]:
+    """Put a checkpoint read by :func:`load_checkpoint` into `model` and `optimizer`, and
+    return its history and the number of epochs it completed.
+
+    Its config hash matched, so whatever does not fit (another super-net's tensors, an epoch
+    count outside 0..`epochs`, a history that is not one entry per epoch) is a damaged file:
+    refused before any training, with the advice of the other refusals."""
+
+    def refuse(what: str) -> UnreadableCheckpoint:
+        return UnreadableCheckpoint(
+            f"{path}: {what}; delete it to restart the job from its first epoch"
+        )
+
+    done, history = state["epoch"], state["history"]
+    if isinstance(done, bool) or not 0 <= done <= epochs:
+        raise refuse(f"epoch {done!r} is not a count of this job's {epochs} epochs")
+    wrong = [
+        i
+        for i, h in enumerate(history, 1)
+        if not isinstance(h, dict)
+        or h.get("epoch") != i
+        or any(not isinstance(h.get(k), (int, float)) for k in HISTORY_KEYS)
+    ]
+    if len(history) != done or wrong:
+        raise refuse(
+            f"its history does not list epochs 1..{done} (entry {wrong[0]})"
+            if wrong
+            else f"its history has {len(history)} entries for {done} epochs"
+        )
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[:2]
+        raise refuse(f"its tensors do not fit this super-net ({' '.join(first)})") from None
+    return list(history), done
