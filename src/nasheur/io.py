@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -32,14 +33,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Delete the temporaries that `atomic_path` left in `folder` when its process was killed
-    mid-write (a checkpoint's can be as large as the checkpoint). Only for a folder whose
-    writer holds it alone (a job under its lock). Returns what it removed."""
+def remove_stale_temporaries(folder: str | Path, names: tuple[str, ...]) -> list[Path]:
+    """Delete the temporaries that `atomic_path` left in `folder` for the files `names` when
+    its process was killed mid-write (a checkpoint's can be as large as the checkpoint).
+    Only those: the folder may be the user's own (``hydra.run.dir=.``). Only for a folder
+    whose writer holds it alone (a job under its lock). Returns what it removed."""
+    # `atomic_path`'s names: ".<file>." + tempfile's 8 random characters + ".tmp"
+    ours = re.compile("|".join(rf"\.{re.escape(n)}\.[a-z0-9_]{{8}}\.tmp" for n in names))
     removed = []
     for tmp in Path(folder).glob(".*.tmp"):
         with contextlib.suppress(OSError):
-            if tmp.is_file():
+            if ours.fullmatch(tmp.name) and tmp.is_file():
                 tmp.unlink()
                 removed.append(tmp)
     return removed

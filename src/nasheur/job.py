@@ -33,6 +33,7 @@ from nasheur.config import (
 from nasheur.io import atomic_write_json, read_json, remove_stale_temporaries
 from nasheur.jobguard import (
     CHECKPOINT,
+    JOB_FILES,
     METRICS,
     POOL,
     FolderLocked,
@@ -235,7 +236,9 @@ def _run(
     state = load_checkpoint(ckpt, device=device, config_hash=chash) if ckpt.is_file() else None
     if on_claimed is not None:
         on_claimed()
-    for tmp in remove_stale_temporaries(out):  # ours, under the lock: a write that was killed
+    for tmp in remove_stale_temporaries(
+        out, JOB_FILES
+    ):  # ours, under the lock: a write that was killed
         log.info("removed %s, left by a write that was stopped", tmp.name)
 
     # the data, the ground truth and the pool first: they catch bad input before long work

@@ -45,6 +45,7 @@ log = logging.getLogger("nasheur")
 LOCK = "job.lock"
 # the job folder's other files, named once for the job, the sweeper and the tables
 METRICS, POOL, CHECKPOINT = "metrics.json", "pool.json", "checkpoint.pt"
+JOB_FILES = (METRICS, POOL, CHECKPOINT)  # what a job writes (atomically) in its folder
 # the lock is also taken, shared and for an instant, by a sweep asking whether a job runs: a
 # job that finds it taken tries again for about this long before it refuses
 RETRIES = 10

@@ -34,7 +34,15 @@ from pathlib import Path
 from typing import Any
 
 from nasheur.io import atomic_write_json, read_json, remove_stale_temporaries
-from nasheur.jobguard import CHECKPOINT, METRICS, POOL, FolderLocked, folder_holder, hold_folder
+from nasheur.jobguard import (
+    CHECKPOINT,
+    JOB_FILES,
+    METRICS,
+    POOL,
+    FolderLocked,
+    folder_holder,
+    hold_folder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +125,9 @@ def adopt(source: Path, folder: Path, experiment: dict[str, Any]) -> bool:
         with hold_folder(folder):
             if (folder / METRICS).exists():
                 return False
-            remove_stale_temporaries(folder)  # of an adoption or a job killed here before
+            remove_stale_temporaries(
+                folder, JOB_FILES
+            )  # of an adoption or a job killed here before
             for name in (POOL, CHECKPOINT):
                 if (source / name).is_file():
                     _link_or_copy(source / name, folder / name)
