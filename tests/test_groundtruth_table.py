@@ -198,6 +198,13 @@ def test_nb201_layout_small(tmp_path):
             "# unit: percent\n# unit: fraction\nkey,accuracy\na,0.5\n",
             r"gt\.csv:2: # unit: 'fraction' contradicts # unit: 'percent' on line 1",
         ),
+        # a field too many: which column is the accuracy is no longer sure
+        ("# unit: percent\nkey,accuracy\na,50\nb,60,7\n", r"gt\.csv:4: 3 fields, expected 2"),
+        # a stray quote would swallow the rows up to the next quote into one field
+        (
+            '# unit: percent\nkey,accuracy\na,"50\nb,60\nc,70"\nd,80\n',
+            r"gt\.csv:3: a quoted field runs over lines 3 to 5 \(a stray quote\?\)",
+        ),
         # a form feed in a quoted key: one line, not two (the next line is counted right)
         ('# unit: fraction\nkey,accuracy\n"a\fb",0.5\nc,x\n', r"gt\.csv:4: key 'c'.*not a num"),
     ],
@@ -208,6 +215,13 @@ def test_read_errors_name_line(tmp_path, body, pattern):
         read_table(p)
     assert str(p) in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_a_quote_left_open_in_a_large_table_names_its_line(tmp_path):
+    # the field runs on past the csv module's limit before the file ends
+    p = _write(tmp_path, '# unit: percent\nkey,accuracy\n"a,50\n' + ("b" * 50 + ",60\n") * 3000)
+    with pytest.raises(GroundTruthError, match=r"gt\.csv:3: unreadable CSV \(field larger"):
+        read_table(p)
 
 
 def test_validate_key_rejection(tmp_path):

@@ -29,10 +29,11 @@ import math
 import os
 import re
 import reprlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
@@ -195,6 +196,29 @@ def _looks_like(key: str) -> str:
     return ""
 
 
+def _rows(reader: Any, source: str, header_lineno: int) -> Iterator[list[str]]:
+    """The rows of `reader`, each on a line of its own: a quoted field that runs over lines
+    (a stray quote, which would swallow the rows up to the next one) or that the csv module
+    cannot read is an error naming its lines."""
+    done = 0  # lines read before this row
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise _err(source, header_lineno + done + 1, f"unreadable CSV ({exc})") from None
+        if reader.line_num - done > 1:
+            first, last = header_lineno + done + 1, header_lineno + reader.line_num
+            raise _err(
+                source,
+                first,
+                f"a quoted field runs over lines {first} to {last} (a stray quote?)",
+            )
+        done = reader.line_num
+        yield row
+
+
 def read_table(
     path: str | os.PathLike[str],
     *,
@@ -323,13 +347,12 @@ def read_table(
     keys: list[str] = []
     values: list[float] = []
     seen: dict[str, int] = {}
-    need = max(key_i, val_i) + 1
     reader = csv.reader(lines[header_at + 1 :])
-    for row in reader:
+    for row in _rows(reader, source, header_lineno):
         lineno = header_lineno + reader.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
             continue  # blank line
-        if len(row) < need:
+        if len(row) != len(header):  # a field too many or too few: the columns are not sure
             raise _err(source, lineno, f"{len(row)} fields, expected {len(header)}: {brief(row)}")
         key = row[key_i].strip()
         if not key:
