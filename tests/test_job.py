@@ -147,6 +147,44 @@ def test_a_completed_job_is_evaluated_again_when_its_ground_truth_changed(tiny, 
     assert read(out) == again
 
 
+def test_a_failed_evaluation_with_a_changed_ground_truth_keeps_the_completed_record(tiny, tmp_path):
+    from nasheur.groundtruth.table import GroundTruthError
+
+    out = tmp_path / "job"
+    first = run_job(tiny, output_dir=out)
+    gt = tmp_path / "gt.csv"
+    lines = gt.read_text().splitlines()
+    gt.write_text("\n".join([*lines[:3], lines[3].split(",")[0] + ",abc", *lines[4:]]) + "\n")
+    with pytest.raises(GroundTruthError, match=r"gt\.csv:4: .*not a number"):
+        run_job(tiny, output_dir=out)
+    assert read(out) == first  # its results and history stand; the next launch tries again
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        ({"metrics": None}, "metrics is null, not an object"),
+        ({"archs": "x"}, "archs is a str, not a list"),
+        ({"ground_truth": "x"}, None),  # no fingerprint to compare: the record stands
+    ],
+)
+def test_a_hand_edited_completed_record_is_refused_or_stands(tiny, tmp_path, edit, said):
+    import json
+
+    out = tmp_path / "job"
+    run_job(tiny, output_dir=out)
+    record = {**read(out), **edit}
+    (out / "metrics.json").write_text(json.dumps(record))
+    if said is None:
+        assert run_job(tiny, output_dir=out) == record
+        return
+    with pytest.raises(
+        CheckpointMismatch, match=rf"metrics\.json: a completed record whose {said}"
+    ):
+        run_job(tiny, output_dir=out)
+    assert read(out) == record
+
+
 def test_a_hang_up_ends_a_job_as_interrupted(tiny, tmp_path, monkeypatch):
     # the terminal or SSH session of a foreground job ended: recorded, and it resumes
     import signal

@@ -108,6 +108,7 @@ def _run_held(
                 f"{path}: a folder or other non-file where the job writes a file; move it "
                 "away or use another output folder (hydra.run.dir=...)"
             )
+    reevaluated: dict[str, Any] | None = None  # a completed record, evaluated again
     if done.is_file():
         try:
             previous = read_json(done)
@@ -128,9 +129,16 @@ def _run_held(
                 f"one {record['config_hash']}); use another output folder (hydra.run.dir=...)"
             )
         if previous.get("status") == "completed":
-            from nasheur.groundtruth.convert import source_changed
+            from nasheur.groundtruth.convert import fingerprint_of, source_changed
+            from nasheur.results.collect import record_problem
 
-            recorded = (previous.get("ground_truth") or {}).get("fingerprint")
+            problem = record_problem(previous)
+            if problem:  # a hand-edited or damaged record: nothing can read its results
+                raise CheckpointMismatch(
+                    f"{done}: a completed record whose {problem}; move it away, or delete it "
+                    "to evaluate the job again from its checkpoint"
+                )
+            recorded = fingerprint_of(previous)
             if not source_changed(recorded):
                 log.info("already completed: %s (delete it to run again)", done)
                 return previous
@@ -146,6 +154,7 @@ def _run_held(
                 "%s changed since this job completed: evaluating again from its checkpoint",
                 recorded["path"],
             )
+            reevaluated = previous
     partial: dict[str, Any] = {}  # what _run has done so far: a stopped job records it
     with stop_on_sigterm():
         try:
@@ -160,6 +169,15 @@ def _run_held(
                 # the record is written whole (a second SIGTERM is only logged), and it stands
                 atomic_write_json(done, record)
                 log.warning("stopped while recording the results; recorded as completed: %s", done)
+                raise
+            if reevaluated is not None and record["status"] != "completed":
+                # its results and history stand until an evaluation with the new ground
+                # truth completes (the next launch tries again)
+                log.warning(
+                    "the evaluation with the changed ground truth did not complete; %s keeps "
+                    "the results of the earlier one",
+                    done,
+                )
                 raise
             # stopped from outside (Ctrl-C, SIGTERM, submitit's requeue on preemption): it
             # resumes later

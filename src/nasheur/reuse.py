@@ -81,7 +81,7 @@ def completed_twin(folder: Path, config_hash: str, sweep_dir: Path) -> Path | No
     """A completed job of `config_hash` that a sweep beside `sweep_dir` lists (same space),
     whose record is readable, whose ground truth has not changed and that no process holds;
     None if there is none."""
-    from nasheur.groundtruth.convert import source_changed
+    from nasheur.groundtruth.convert import fingerprint_of, source_changed
     from nasheur.results.collect import record_problem
 
     space = folder.parent.name
@@ -102,11 +102,7 @@ def completed_twin(folder: Path, config_hash: str, sweep_dir: Path) -> Path | No
                 or folder_holder(candidate) is not None
             ):
                 continue
-            ground_truth = record.get("ground_truth")
-            fingerprint = (
-                ground_truth.get("fingerprint") if isinstance(ground_truth, dict) else None
-            )
-            if source_changed(fingerprint):
+            if source_changed(fingerprint_of(record)):
                 continue
         except (OSError, ValueError, AttributeError, TypeError):
             continue  # a record this version cannot read is no source

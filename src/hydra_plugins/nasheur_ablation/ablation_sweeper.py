@@ -1055,7 +1055,7 @@ def _state(folder: Path, chash: str) -> str:
         return "interrupted" if (folder / CHECKPOINT).is_file() else "new"
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # not JSON, or not UTF-8 text
         return "broken"
     if not isinstance(record, dict):
         return "broken"
@@ -1063,9 +1063,9 @@ def _state(folder: Path, chash: str) -> str:
         return "other-config"
     status = str(record.get("status", "unknown"))
     if status == "completed":
-        from nasheur.groundtruth.convert import source_changed
+        from nasheur.groundtruth.convert import fingerprint_of, source_changed
 
-        if source_changed((record.get("ground_truth") or {}).get("fingerprint")):
+        if source_changed(fingerprint_of(record)):
             return "ground truth changed"  # launched: it evaluates again from its checkpoint
     return status
 

@@ -358,7 +358,7 @@ def _read_progress(path: Path, settings: BuildSettings) -> dict[tuple[str, int],
         raise BuildMismatchError(f"{path}: no settings line; delete it to start over")
     try:
         first = json.loads(complete[0])
-    except json.JSONDecodeError:
+    except ValueError:  # not JSON, or not UTF-8 text
         raise BuildMismatchError(f"{path}: unreadable settings line; delete it") from None
     if first != json.loads(json.dumps(header, sort_keys=True)):
         old = first.get("settings", {}) if isinstance(first, dict) else {}

@@ -249,6 +249,13 @@ def source_changed(recorded: Any) -> bool:
         return True
 
 
+def fingerprint_of(record: dict[str, Any]) -> Any:
+    """The ground-truth fingerprint a job record holds (None where it holds none, or a
+    hand-edited ``ground_truth`` that is not an object)."""
+    ground_truth = record.get("ground_truth")
+    return ground_truth.get("fingerprint") if isinstance(ground_truth, dict) else None
+
+
 def _stamp(p: Path) -> tuple[int, str]:
     """(bytes, a short text that changes when the source changes) from stat calls only."""
     if not p.is_dir():

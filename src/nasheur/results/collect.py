@@ -49,7 +49,7 @@ def load_records(folders: Iterable[str | Path]) -> list[dict[str, Any]]:
     for path in find_records(folders):
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, ValueError) as err:  # not JSON, or not UTF-8 text
             record = {"status": "broken", "error": f"{type(err).__name__}: {err}"}
         if not isinstance(record, dict):
             record = {"status": "broken", "error": "not a JSON object"}
@@ -181,7 +181,7 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
     entry); entries without a folder are left out. Raises ValueError if it cannot be read."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, ValueError) as err:  # not JSON, or not UTF-8 text
         raise ValueError(f"{path}: unreadable ({type(err).__name__}: {err})") from None
     jobs = data.get("jobs") if isinstance(data, dict) else data
     if isinstance(jobs, dict):  # keyed by folder
