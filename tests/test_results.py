@@ -1333,3 +1333,12 @@ def test_jobs_and_values_are_listed_by_the_numbers_in_their_names():
         "0.025",
         "0.1",
     ]
+
+
+def test_a_record_that_is_not_utf8_text_is_broken_not_a_traceback(tmp_path):
+    folder = write(tmp_path / "s", [record("nb201", s, 0.025) for s in range(2)])
+    (folder / "job1" / "metrics.json").write_bytes(b"\xff\xfe{}")
+    loaded = load_records([folder])
+    assert loaded[1]["status"] == "broken" and "UnicodeDecodeError" in loaded[1]["error"]
+    show = results("show", str(folder), "--all")
+    assert show.returncode == 0 and "Traceback" not in show.stderr, show.stderr

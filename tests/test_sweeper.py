@@ -1065,3 +1065,18 @@ def test_a_dry_run_says_what_a_launch_would_do_and_writes_nothing(
     dry, task = sweeper_for([*args, "hydra.sweeper.dry_run=true"])
     dry.sweep(task)
     assert "(4 to skip); nothing" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("content", "state"),
+    [
+        (b"\xff\xfe{}", "broken"),  # not UTF-8 text
+        (b'{"status": "compl', "broken"),
+        (b'{"config_hash": "h", "status": "completed", "ground_truth": "x"}', "completed"),
+    ],
+)
+def test_a_jobs_state_reads_any_record_without_a_traceback(tmp_path, content, state):
+    from hydra_plugins.nasheur_ablation.ablation_sweeper import _state
+
+    (tmp_path / "metrics.json").write_bytes(content)
+    assert _state(tmp_path, "h") == state
