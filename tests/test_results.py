@@ -255,6 +255,27 @@ def test_a_job_found_twice_counts_once(tmp_path):
     assert any("1 copy(ies) of a job found twice" in n for n in table.notes)
 
 
+def test_completed_copies_that_disagree_say_which_one_counts(tmp_path):
+    recs = [dict(record("nb201", s, 0.025), config_hash=f"h{s}") for s in range(3)]
+    folder = write(tmp_path / "s", recs)
+    same = load_records([folder])
+    # a copy made by a sweep (identical) is only counted once; a rerun elsewhere differs
+    twin = tmp_path / "s" / "copy" / "metrics.json"
+    twin.parent.mkdir()
+    twin.write_text((folder / "job1" / "metrics.json").read_text())
+    table = build_table(load_records([folder]), "11", bootstrap=0)
+    assert not any("different metrics" in n for n in table.notes)
+    rerun = json.loads(twin.read_text())
+    rerun["metrics"]["sparse_kendall_tau"] += 0.01
+    twin.write_text(json.dumps(rerun))
+    table = build_table(load_records([folder]), "11", bootstrap=0)
+    said = [n for n in table.notes if "different metrics" in n]
+    first, other = sorted([str(twin.resolve()), same[1]["path"]])
+    assert said == [
+        f"job h1 has completed copies with different metrics: counted {first}, not {other}"
+    ]
+
+
 def test_low_fidelity_rows_are_levels_of_each_spaces_baseline(tmp_path):
     # Table 12's batch size: the three spaces' baselines differ (256, 128, 256), so the
     # absolute 128 is NB101's /2 but NB201's baseline; a row is one level in every space

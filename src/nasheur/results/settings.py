@@ -223,6 +223,28 @@ def distinct_jobs(
     return list(kept.values()), len(records) - len(kept)
 
 
+def disagreeing_copies(
+    records: Sequence[dict[str, Any]], *, per_experiment: bool = False
+) -> list[str]:
+    """A line for each job (as :func:`distinct_jobs` groups them) whose completed copies
+    record different metrics (a job run twice, on other hardware, rounds otherwise; a copy
+    made by a sweep is identical): which copy counts, the first completed one in the order
+    read as `distinct_jobs` keeps it, and which do not."""
+    copies: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if r.get("config_hash") and r.get("status") == "completed":
+            key = (experiment_name(r), r["config_hash"]) if per_experiment else r["config_hash"]
+            copies[key].append(r)
+    lines = []
+    for same in copies.values():
+        if len({json.dumps(c.get("metrics"), sort_keys=True) for c in same}) > 1:
+            lines.append(
+                f"job {same[0]['config_hash']} has completed copies with different metrics: "
+                f"counted {same[0].get('path')}, not {', '.join(str(c.get('path')) for c in same[1:])}"
+            )
+    return lines
+
+
 def space_of(record: dict[str, Any]) -> Any:
     """The search space a run's record names (None where it names none)."""
     return select(record, "config.search_space.name")

@@ -48,6 +48,7 @@ from nasheur.fidelity import LEVEL, level_of
 from nasheur.results.defaults import off_defaults
 from nasheur.results.settings import (
     VALUE_ORDER,
+    disagreeing_copies,
     distinct_jobs,
     experiment_factors,
     experiment_name,
@@ -409,9 +410,8 @@ def build_table(
     broken = sum(r.get("status") == "broken" for r in records)
     ours = {e for e, _ in TABLES.get(table, [])}  # the columns of the spaces they ran
     # copies counted among this table's jobs alone (another table's are that table's note)
-    _, copies = distinct_jobs(
-        [r for r in records if not ours or experiment_name(r) in ours], per_experiment=True
-    )
+    in_table = [r for r in records if not ours or experiment_name(r) in ours]
+    _, copies = distinct_jobs(in_table, per_experiment=True)
     records, _ = distinct_jobs(records, per_experiment=True)
     by_experiment: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
@@ -429,6 +429,7 @@ def build_table(
         notes.append(f"{broken} metrics.json file(s) could not be read (`show` names them)")
     if copies:
         notes.append(f"{copies} copy(ies) of a job found twice (the same config_hash) counted once")
+        notes.extend(disagreeing_copies(in_table, per_experiment=True))
     completed = unfinished = 0
     for experiment, title in TABLES[table]:
         recs = by_experiment.get(experiment, [])
