@@ -143,8 +143,9 @@ def test_a_damaged_progress_line_is_named(tmp_path, line, said):
 
 def test_a_macro_setting_f_proxy_does_not_take_leaves_no_progress_file(tmp_path, capsys):
     out = tmp_path / "gt.csv"
-    assert build_main(["--out", str(out), *TINY_ARGS, "--macro", "foo=1"]) == 1
-    assert "foo" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # an option error, as argparse's own
+        build_main(["--out", str(out), *TINY_ARGS, "--macro", "foo=1"])
+    assert exit_.value.code == 2 and "foo" in capsys.readouterr().err
     assert not progress_path(out).exists()  # the corrected command starts cleanly
     assert build_main(["--out", str(out), "--quiet", *TINY_ARGS]) == 0
 
@@ -156,6 +157,9 @@ def test_a_macro_setting_f_proxy_does_not_take_leaves_no_progress_file(tmp_path,
         ("channels=0", "--macro channels=0: expects an integer >= 1 (default 8)"),
         ("width=abc", "unknown NB201 macro settings ['width']"),  # the network says so
         ("layers=2.5", "--macro layers=2.5: expects an integer >= 1 (default 3)"),
+        # not --macro, but known before any training too
+        ("--archs=7000", "--archs 7000: embedded has 6,466 unique architectures"),
+        ("--batch-size=64", "--batch-size 64: larger than the 48 training images"),
     ],
 )
 def test_a_macro_value_the_network_cannot_take_leaves_no_progress_file(
@@ -164,8 +168,10 @@ def test_a_macro_value_the_network_cannot_take_leaves_no_progress_file(
     out = tmp_path / "gt.csv"
     args = TINY_ARGS[:-4]  # without its --macro settings
     assert "--macro" not in args
-    assert build_main(["--out", str(out), *args, "--macro", macro]) == 1
-    assert said in capsys.readouterr().err
+    given = [macro] if macro.startswith("--") else ["--macro", macro]
+    with pytest.raises(SystemExit) as exit_:  # an option error: status 2, as argparse's own
+        build_main(["--out", str(out), *args, *given])
+    assert exit_.value.code == 2 and said in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # said before any progress file
     # a key given twice is an option error (status 2), whatever its values
     with pytest.raises(SystemExit) as exit_:

@@ -243,6 +243,35 @@ def _standalone(space: Any, key: str, s: BuildSettings) -> Any:
     return space.standalone(space.parse(key) if hasattr(space, "parse") else key, **macro)
 
 
+def check_build(settings: BuildSettings) -> tuple[Any, list[str]]:
+    """The space and the sample of architectures a build trains, once the settings are known
+    to work together (ValueError or TypeError naming the option otherwise): said before any
+    progress file exists or any network trains."""
+    from nasheur.spaces import get_space
+
+    space = get_space(settings.space)
+    for need in ("sample_unique", "standalone", "unique_key", "key"):
+        if not hasattr(space, need):
+            raise TypeError(f"search space {settings.space!r} has no {need}(): cannot build GT")
+    _check_macro(space, settings)
+    if hasattr(space, "num_unique") and settings.archs > space.num_unique():
+        raise ValueError(
+            f"--archs {settings.archs}: {settings.space} has {space.num_unique():,} unique "
+            "architectures"
+        )
+    if settings.batch_size > settings.train_images:
+        raise ValueError(
+            f"--batch-size {settings.batch_size}: larger than the {settings.train_images} "
+            "training images (--train-images)"
+        )
+    keys = sample_architectures(space, settings.archs, settings.arch_seed)
+    try:  # a macro setting f_proxy does not take fails here, before a progress file exists
+        _standalone(space, keys[0], settings)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"--macro {dict(settings.macro)}: {exc}") from None
+    return space, keys
+
+
 def _check_macro(space: Any, s: BuildSettings) -> None:
     """Each ``--macro`` value of the type of the space's default (counts >= 1), and its
     ``num_classes`` that of the data: said before any progress file exists (ValueError)."""
@@ -434,18 +463,7 @@ def build(
     finished table's contents.
     """
     out = Path(out)
-    from nasheur.spaces import get_space
-
-    space = get_space(settings.space)
-    for need in ("sample_unique", "standalone", "unique_key", "key"):
-        if not hasattr(space, need):
-            raise TypeError(f"search space {settings.space!r} has no {need}(): cannot build GT")
-    _check_macro(space, settings)
-    keys = sample_architectures(space, settings.archs, settings.arch_seed)
-    try:  # a macro setting f_proxy does not take fails here, before a progress file exists
-        _standalone(space, keys[0], settings)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"--macro {dict(settings.macro)}: {exc}") from None
+    space, keys = check_build(settings)
     progress = Path(progress) if progress is not None else progress_path(out)
     progress.parent.mkdir(parents=True, exist_ok=True)
     # one build at a time on a progress file: a second would train the same results again
@@ -764,7 +782,8 @@ def build_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:  # a bad combination of options: status 2 with the options' names, as argparse says
         settings = settings_from_args(args)
-    except ValueError as exc:
+        check_build(settings)
+    except (ValueError, TypeError) as exc:
         parser.error(str(exc))
     from nasheur.jobguard import Terminated, stop_on_sigterm
 
