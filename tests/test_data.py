@@ -406,3 +406,16 @@ def test_a_crafted_cifar_batch_is_named_whatever_breaks(tmp_path, content, said)
     (folder / "data_batch_4").write_bytes(content)
     with pytest.raises(ValueError, match=r"data_batch_4: " + said):
         load_cifar10_train(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["procedural", "synthetic"])
+def test_a_generated_set_too_large_for_memory_names_its_keys(monkeypatch, name):
+    import nasheur.data as data
+    from nasheur.config import ConfigError
+
+    def too_large(n, size, classes, seed):
+        raise MemoryError(f"cannot allocate {n} x 3 x {size} x {size}")  # as numpy does
+
+    monkeypatch.setitem(data.GENERATED, name, (too_large, *data.GENERATED[name][1:]))
+    with pytest.raises(ConfigError, match=rf"dataset.image_size=2048 .*{name} set ran out of mem"):
+        load_image_data(name, train_portion=0.9, num_images=3000, image_size=2048)

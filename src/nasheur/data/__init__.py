@@ -98,7 +98,16 @@ def load_image_data(
         mean, std, classes = CIFAR10_MEAN, CIFAR10_STD, 10
     elif name in GENERATED:
         make, mean, std = GENERATED[name]
-        images, labels = make(num_images, image_size, num_classes, data_seed)
+        try:
+            images, labels = make(num_images, image_size, num_classes, data_seed)
+        except MemoryError:  # numpy's refusal of one large array: said with the keys
+            from nasheur.config import ConfigError
+
+            raise ConfigError(
+                f"dataset.num_images={num_images} images of dataset.image_size={image_size} "
+                f"pixels: generating the {name} set ran out of memory; generated sets are "
+                "meant to be small (use fewer or smaller images, or dataset=cifar10)"
+            ) from None
         classes = int(num_classes)
     else:
         raise ValueError(
