@@ -386,6 +386,9 @@ def _damage(state: dict, how: str) -> None:
         state["model"][name] = torch.zeros(3, 3)
     elif how == "missing tensor":
         state["model"].pop(next(iter(state["model"])))
+    elif how == "nan weights":
+        name = next(k for k, v in state["model"].items() if v.is_floating_point())
+        state["model"][name] = torch.full_like(state["model"][name], float("nan"))
     elif how == "optimizer groups":
         state["optimizer"]["param_groups"] = []
 
@@ -401,6 +404,7 @@ def _damage(state: dict, how: str) -> None:
         ("foreign tensor", "its tensors do not fit this super-net .*size mismatch"),
         ("missing tensor", "its tensors do not fit this super-net .*Missing key"),
         ("optimizer groups", "its tensors do not fit this super-net .*parameter groups"),
+        ("nan weights", r"its tensor stem\.0\.weight holds NaN or infinity"),
     ],
 )
 def test_a_checkpoint_that_does_not_fit_fails_the_job_before_training(tiny, tmp_path, how, said):

@@ -341,6 +341,10 @@ def restore(
             if wrong
             else f"its history has {len(history)} entries for {done} epochs"
         )
+    for name, tensor in state["model"].items():  # a job never saves a diverged epoch
+        floating = isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
+        if floating and not bool(torch.isfinite(tensor).all()):
+            raise refuse(f"its tensor {name} holds NaN or infinity")
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
