@@ -97,8 +97,8 @@ def read_nds(path: str | os.PathLike[str]) -> NDSGroundTruth:
     try:
         with open(path, encoding="utf-8") as f:
             obj = json.load(f)
-    except ValueError as exc:  # not JSON, or not UTF-8 text
-        raise GroundTruthError(f"{source}: not JSON text ({type(exc).__name__}: {exc})") from None
+    except json.JSONDecodeError as exc:
+        raise GroundTruthError(f"{source}: not JSON: {exc}") from None
     jobs = iter_jobs(obj, source)
     if not jobs:
         raise GroundTruthError(f"{source}: no jobs")
