@@ -254,9 +254,8 @@ def _run(
     state = load_checkpoint(ckpt, device=device, config_hash=chash) if ckpt.is_file() else None
     if on_claimed is not None:
         on_claimed()
-    for tmp in remove_stale_temporaries(
-        out, JOB_FILES
-    ):  # ours, under the lock: a write that was killed
+    # ours, under the lock: writes that were killed
+    for tmp in remove_stale_temporaries(out, JOB_FILES):
         log.info("removed %s, left by a write that was stopped", tmp.name)
 
     # the data, the ground truth and the pool first: they catch bad input before long work

@@ -214,13 +214,18 @@ def distinct_jobs(
     (Table 3, Fig. 6) count the job once."""
     kept: dict[Any, dict[str, Any]] = {}
     for i, r in enumerate(records):
-        key: Any = r.get("config_hash") or ("no hash", i)
-        if per_experiment:
-            key = (experiment_name(r), key)
+        key = _job_key(r, per_experiment, ("no hash", i))
         held = kept.get(key)
         if held is None or (held.get("status") != "completed" and r.get("status") == "completed"):
             kept[key] = r
     return list(kept.values()), len(records) - len(kept)
+
+
+def _job_key(record: dict[str, Any], per_experiment: bool, no_hash: Any = None) -> Any:
+    """What makes two records copies of one job: its `config_hash` (`no_hash` where it has
+    none), and with `per_experiment` its experiment too."""
+    key = record.get("config_hash") or no_hash
+    return (experiment_name(record), key) if per_experiment else key
 
 
 def disagreeing_copies(
@@ -233,8 +238,7 @@ def disagreeing_copies(
     copies: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         if r.get("config_hash") and r.get("status") == "completed":
-            key = (experiment_name(r), r["config_hash"]) if per_experiment else r["config_hash"]
-            copies[key].append(r)
+            copies[_job_key(r, per_experiment)].append(r)
     lines = []
     for same in copies.values():
         if len({json.dumps(c.get("metrics"), sort_keys=True) for c in same}) > 1:
