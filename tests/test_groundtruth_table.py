@@ -200,6 +200,7 @@ def test_nb201_layout_small(tmp_path):
         ),
         # a field too many: which column is the accuracy is no longer sure
         ("# unit: percent\nkey,accuracy\na,50\nb,60,7\n", r"gt\.csv:4: 3 fields, expected 2"),
+        ("# unit: percent\nkey,accuracy,\na,50,\nb,60,7\n", r"gt\.csv:4: 3 fields, expected 2"),
         # a stray quote would swallow the rows up to the next quote into one field
         (
             '# unit: percent\nkey,accuracy\na,"50\nb,60\nc,70"\nd,80\n',
@@ -215,6 +216,16 @@ def test_read_errors_name_line(tmp_path, body, pattern):
         read_table(p)
     assert str(p) in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_trailing_commas_are_not_fields(tmp_path):
+    # a spreadsheet's export: a comma at the end of the header, of some rows, or of all
+    for body in (
+        "# unit: percent\nkey,accuracy,\na,50\nb,60,\n",
+        "# unit: percent\nkey,accuracy\na,50,\nb,60,,\n",
+    ):
+        gt = read_table(_write(tmp_path, body))
+        assert (gt["a"], gt["b"]) == (0.5, 0.6)
 
 
 def test_a_quote_left_open_in_a_large_table_names_its_line(tmp_path):

@@ -347,13 +347,16 @@ def read_table(
     keys: list[str] = []
     values: list[float] = []
     seen: dict[str, int] = {}
+    named = len(header) - next((i for i, h in enumerate(reversed(header)) if h), len(header))
     reader = csv.reader(lines[header_at + 1 :])
     for row in _rows(reader, source, header_lineno):
         lineno = header_lineno + reader.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
             continue  # blank line
-        if len(row) != len(header):  # a field too many or too few: the columns are not sure
-            raise _err(source, lineno, f"{len(row)} fields, expected {len(header)}: {brief(row)}")
+        # a field too many or too few and the columns are not sure; trailing empty fields
+        # (a comma at the end of the line, or of the header) change nothing
+        if len(row) < named or any(f.strip() for f in row[named:]):
+            raise _err(source, lineno, f"{len(row)} fields, expected {named}: {brief(row)}")
         key = row[key_i].strip()
         if not key:
             raise _err(source, lineno, "empty key")
