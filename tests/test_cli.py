@@ -138,3 +138,17 @@ def test_a_diverged_training_is_said_in_one_line_and_recorded(tmp_path):
     assert str(folder / "metrics.json") in line
     record = json.loads((folder / "metrics.json").read_text())
     assert record["status"] == "failed" and record["error"].startswith("FloatingPointError")
+
+
+def test_a_sweep_job_whose_config_fails_on_its_node_leaves_a_failed_record(tmp_path):
+    # the sweeper checks every job before launching it; what changes after (a ground truth
+    # moved while the array waited in the queue) is found by the job, which records it.
+    # Hydra's basic sweeper checks nothing, so the job meets the missing file itself
+    missing = tmp_path / "moved.csv"
+    args = ["hydra/sweeper=basic", f"ground_truth.path={missing}", "seed=0"]
+    done = nasheur([*args, f"hydra.sweep.dir={tmp_path / 's'}", "-m"], run_env(tmp_path))
+    assert done.returncode == 1
+    (path,) = only_metrics(tmp_path / "s")
+    record = json.loads(path.read_text())
+    assert record["status"] == "failed" and record["config_hash"]
+    assert record["error"] == f"ConfigError: ground_truth.path={missing}: no such file or folder"

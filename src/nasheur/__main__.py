@@ -126,6 +126,7 @@ def _sweep_only(hc, config) -> None:
 def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
+    config = None
     try:
         check_groups(hc.runtime.choices)
         config = to_config(cfg)
@@ -134,7 +135,12 @@ def main(cfg: DictConfig) -> float | None:
             _sweep_only(hc, config)
     except ConfigError as err:
         if hc.mode == RunMode.MULTIRUN:
-            raise
+            if config is None:
+                raise
+            # the sweep checked every job before launching it: what fails here changed
+            # since (a ground truth moved, data not mounted on the node). The job's folder
+            # gets a failed record saying so, which the summary and `results show` read
+            return _run(hc, config, out, refused=err)
         print(f"nasheur: config error: {err}", file=sys.stderr)
         _drop_empty_run_folder(out)
         raise SystemExit(2) from None
@@ -188,7 +194,7 @@ def _resumes(out: Path) -> str:
     return f"starts it again in {out} (it stopped before its first checkpoint)"
 
 
-def _run(hc, config, out: Path) -> float | None:
+def _run(hc, config, out: Path, refused: Exception | None = None) -> float | None:
     from nasheur.job import run_job  # imports torch
     from nasheur.training import CheckpointMismatch
 
@@ -201,6 +207,7 @@ def _run(hc, config, out: Path) -> float | None:
             output_dir=out,
             choices=_choices(hc),
             on_claimed=lambda: _keep_hydra_record(hydra_record),
+            refused=refused,
         )
     except CheckpointMismatch as err:
         if _restore_hydra_record(hydra_record):

@@ -71,8 +71,12 @@ def run_job(
     output_dir: str | Path,
     choices: dict[str, Any] | None = None,
     on_claimed: Callable[[], None] | None = None,
+    refused: Exception | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the job of `cfg` in `output_dir`; return its metrics.json record.
+
+    `refused`: why `cfg` cannot run here (its validation failed on this node): the job ends
+    with it as a failed record, under the same guards as a failure of its own.
 
     The job holds the folder's lock while it runs; where another running job holds it, it
     raises :class:`FolderBusy` at once and touches nothing. ``on_claimed()`` runs once the
@@ -83,7 +87,7 @@ def run_job(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     with hold_folder(out, refused=FolderBusy):
-        return _run_held(cfg, out, choices, on_claimed)
+        return _run_held(cfg, out, choices, on_claimed, refused)
 
 
 def _run_held(
@@ -91,6 +95,7 @@ def _run_held(
     out: Path,
     choices: dict[str, Any] | None,
     on_claimed: Callable[[], None] | None,
+    refused: Exception | None,
 ) -> dict[str, Any]:
     resolved = plain(cfg)
     record: dict[str, Any] = {
@@ -158,6 +163,10 @@ def _run_held(
     partial: dict[str, Any] = {}  # what _run has done so far: a stopped job records it
     with stop_on_sigterm():
         try:
+            if refused is not None:
+                if on_claimed is not None:
+                    on_claimed()
+                raise refused
             record.update(_run(cfg, out, record["config_hash"], on_claimed, partial))
             record["status"] = "completed"
             atomic_write_json(done, record)
