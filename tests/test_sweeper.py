@@ -628,6 +628,9 @@ def test_the_summary_says_how_a_job_left_to_another_launch_ended(args, tmp_path,
     out = capsys.readouterr().out
     assert "4 jobs: 3 completed (2 before this launch), 1 interrupted" in out
     assert "interrupted: " in out and "ran elsewhere, ended during this launch" in out
+    # sweep.json says so too, not the "running elsewhere" of the launch
+    after = {Path(j["folder"]).name: j.get("after") for j in listed(tmp_path)}
+    assert [after[f.name] for f in folders[:2]] == ["interrupted", "completed"]
 
 
 def test_a_job_left_to_another_launch_that_fails_is_listed_with_its_error(args, tmp_path, capsys):

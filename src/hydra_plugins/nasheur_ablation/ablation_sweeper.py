@@ -666,7 +666,7 @@ class AblationSweeper(Sweeper):
             # a cluster launcher submitted them all already: they may be queued or running
             queued = _submits(self.launcher)
             _settle(todo, results, pending="not finished" if queued else "not run")
-            merge_manifest(sweep_dir, [o.entry() for o in todo])
+            _record_after(sweep_dir, outcomes)
             what = (
                 "Ctrl-C"
                 if isinstance(err, KeyboardInterrupt)
@@ -688,7 +688,7 @@ class AblationSweeper(Sweeper):
             # said in full above: no traceback; 130 for Ctrl-C as a shell reports it
             raise SystemExit(130 if isinstance(err, KeyboardInterrupt) else err.code) from None
         _settle(todo, results, pending="not run" if refused else "not finished")
-        merge_manifest(sweep_dir, [o.entry() for o in todo])
+        _record_after(sweep_dir, outcomes)
         sys.stdout.flush()
         print("\n".join(_summary(self.config, sweep_dir, outcomes, todo, stopped)), flush=True)
         message = _failure_message(todo, stopped, submitted=not refused)
@@ -858,6 +858,13 @@ def _refresh_elsewhere(outcomes: list[_Outcome]) -> None:
         recorded = _recorded(o.folder, o.config_hash)
         o.after = recorded if recorded in ("completed", "failed", "interrupted") else "no record"
         o.detail = "ran elsewhere, ended during this launch" + _recorded_error(o.folder)
+
+
+def _record_after(sweep_dir: Path, outcomes: list[_Outcome]) -> None:
+    """sweep.json's ``after`` of each job this launch ran or left to another, as the summary
+    says it (a job left to another launch that ended meanwhile: its record's state)."""
+    _refresh_elsewhere(outcomes)
+    merge_manifest(sweep_dir, [o.entry() for o in outcomes if o.launched or o.after])
 
 
 def _recorded_error(folder: Path) -> str:
