@@ -454,8 +454,12 @@ def build(
     command: str | None = None,
     progress: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] | None = print,
+    checked: tuple[Any, list[str]] | None = None,
 ) -> BuildResult | None:
     """Run (or continue) the build of ``settings`` into ``out``.
+
+    ``checked``: what :func:`check_build` returned for ``settings``, where the caller ran it
+    already (else the build runs it).
 
     ``limit`` stops after training that many new results (returning None if the build is not
     complete yet); rerun to continue. ``command`` is recorded as the table's ``regenerate``
@@ -463,7 +467,7 @@ def build(
     finished table's contents.
     """
     out = Path(out)
-    space, keys = check_build(settings)
+    space, keys = checked if checked is not None else check_build(settings)
     progress = Path(progress) if progress is not None else progress_path(out)
     progress.parent.mkdir(parents=True, exist_ok=True)
     # one build at a time on a progress file: a second would train the same results again
@@ -782,7 +786,7 @@ def build_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:  # a bad combination of options: status 2 with the options' names, as argparse says
         settings = settings_from_args(args)
-        check_build(settings)
+        checked = check_build(settings)
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
     from nasheur.jobguard import Terminated, stop_on_sigterm
@@ -798,6 +802,7 @@ def build_main(argv: Sequence[str] | None = None) -> int:
                 command=command,
                 progress=args.progress,
                 log=None if args.quiet else lambda m: print(m, flush=True),
+                checked=checked,
             )
     except (
         BuildMismatchError,
