@@ -23,6 +23,7 @@ import pytest
 
 from nasheur.results.collect import load_records
 from tests.conftest import PYTHON, REPO, TINY_JOB, run_env, write_nb201_gt
+from tests.test_with_mps import fake_control
 
 pytestmark = pytest.mark.slurm
 
@@ -168,6 +169,21 @@ def accounted_states(job_id: str) -> list[str]:
     return [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
 
 
+def preempt_and_finish(job_id: str, budget: Budget, proc: subprocess.Popen) -> int:
+    """What SLURM does before preempting a job: USR2, on which submitit requeues it and exits;
+    then, as a requeued job waits a while before it may start again, let it start now. The
+    launcher's exit status once it returned."""
+    assert _sh("scancel", "--signal=USR2", job_id).returncode == 0
+    wait_until("the requeued job to pend", lambda: job_state(job_id) == "PENDING", budget(60), proc)
+    wait_until(
+        "the requeued job to be released",
+        lambda: _sh("scontrol", "update", f"JobId={job_id}", "StartTime=now").returncode == 0,
+        budget(30),
+        proc,
+    )
+    return finish(proc, timeout=budget(240))
+
+
 def test_a_two_job_sweep_runs_on_slurm_and_merges(env, submitit_folder, budget, tmp_path):
     gt = write_nb201_gt(tmp_path / "gt.csv")
     log = tmp_path / "launcher.log"
@@ -212,19 +228,7 @@ def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(
         (job_id,) = job_ids(submitit_folder)
         assert not (ckpt.parent / "metrics.json").exists()
 
-        # what SLURM does before preempting a job: USR2; submitit requeues it and exits
-        assert _sh("scancel", "--signal=USR2", job_id).returncode == 0
-        wait_until(
-            "the requeued job to pend", lambda: job_state(job_id) == "PENDING", budget(60), proc
-        )
-        # a requeued job waits a while before it may start again: let it start now
-        wait_until(
-            "the requeued job to be released",
-            lambda: _sh("scontrol", "update", f"JobId={job_id}", "StartTime=now").returncode == 0,
-            budget(30),
-            proc,
-        )
-        assert finish(proc, timeout=budget(240)) == 0, tail(log)
+        assert preempt_and_finish(job_id, budget, proc) == 0, tail(log)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -350,3 +354,85 @@ def test_a_running_job_is_left_alone_and_a_cancelled_one_recorded(
     assert f"job {job_id} ended without a result (state: CANCELLED" in out, out
     assert "1 completed, 1 interrupted" in out, out  # the short job was waited for
     assert "Run the same command again" in out, out
+
+
+def _holders(runs: Path) -> dict[str, dict]:
+    """Each job folder's lock details (who ran it last), by the job's seed."""
+    held = {}
+    for lock in runs.rglob("job.lock"):
+        seed = re.search(r"^seed: (\d+)$", (lock.parent / ".hydra/config.yaml").read_text(), re.M)
+        held[seed.group(1)] = json.loads(lock.read_text())
+    return held
+
+
+def test_jobs_per_task_packs_a_sweep_into_fewer_array_tasks(env, submitit_folder, budget, tmp_path):
+    """Three jobs at two per task: an array of two tasks, the first running two jobs side by
+    side in processes of their own under its MPS daemon (a stand-in here), each job's record
+    as an unpacked job's."""
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    log = tmp_path / "launcher.log"
+    control = fake_control(tmp_path)
+    env = {
+        **env,
+        **{"NASHEUR_SLURM_JOBS_PER_TASK": "2", "NASHEUR_SLURM_CPUS": "2"},
+        **{"NASHEUR_SLURM_MPS": "true", "NASHEUR_MPS_CONTROL": str(control)},
+    }
+    proc = start(sweep_args(submitit_folder, gt, "seed=0,1,2"), env, log)
+    assert finish(proc, timeout=budget(240)) == 0, tail(log)
+
+    records = load_records([tmp_path / "runs"])
+    assert sorted((r["seed"], r["status"]) for r in records) == [
+        (0, "completed"),
+        (1, "completed"),
+        (2, "completed"),
+    ], tail(log)
+    ids = job_ids(submitit_folder)
+    assert len(ids) == 2 and len({i.split("_")[0] for i in ids}) == 1, ids
+    held = _holders(tmp_path / "runs")
+    tasks = {s: (h["slurm_array_job_id"], h["slurm_array_task_id"]) for s, h in held.items()}
+    assert tasks["0"] == tasks["1"] != tasks["2"], tasks  # launch order, two to a task
+    assert held["0"]["pid"] != held["1"]["pid"]  # a process each
+    assert "3 jobs: 3 completed" in tail(log), tail(log)
+    # the task of two jobs started a daemon and stopped it; the task of one job needs none
+    calls = (tmp_path / "control.log").read_text().splitlines()
+    assert [c.split()[0] for c in calls] == ["start", "stdin"], calls
+
+
+def test_a_preempted_packed_task_requeues_and_its_jobs_resume(
+    env, submitit_folder, budget, tmp_path
+):
+    """USR2 to a task of two jobs: the task is requeued, both jobs stop as interrupted and
+    resume from their checkpoints when it runs again."""
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    log = tmp_path / "launcher.log"
+    env = {**env, "NASHEUR_SLURM_JOBS_PER_TASK": "2", "NASHEUR_SLURM_CPUS": "2"}
+    args = sweep_args(
+        submitit_folder, gt, "dataset.num_images=800", "protocol.epochs=20", "seed=0,1"
+    )
+    proc = start(args, env, log)
+    try:
+        wait_until(
+            "both jobs' first checkpoints",
+            lambda: len(list((tmp_path / "runs").rglob("checkpoint.pt"))) == 2,
+            budget(150),
+            proc,
+        )
+        (job_id,) = job_ids(submitit_folder)
+        assert preempt_and_finish(job_id, budget, proc) == 0, tail(log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    records = load_records([tmp_path / "runs"])
+    assert [r["status"] for r in records] == ["completed", "completed"], tail(log)
+    for r in records:
+        assert [h["epoch"] for h in r["history"]] == list(range(1, 21))
+        job_log = (Path(r["path"]).parent / "nasheur.log").read_text()
+        assert re.search(r"resuming from \S+checkpoint\.pt after epoch \d+ of 20", job_log), (
+            job_log[-3000:]
+        )
+    wait_until(
+        "sacct to record both runs of the task",
+        lambda: accounted_states(job_id) == ["REQUEUED", "COMPLETED"],
+        budget(30),
+    )

@@ -962,6 +962,29 @@ def test_a_time_limit_within_the_requeue_signal_is_refused(
     assert "120 s" in err and not (sweep_dir(tmp_path) / "sweep.json").exists()
 
 
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_a_task_without_jobs_is_refused_before_launch(args, tmp_path, monkeypatch, capsys, value):
+    # with SLURM here or not: the profile is checked first
+    monkeypatch.setenv("NASHEUR_SLURM_JOBS_PER_TASK", value)
+    sweeper, task = sweeper_for([*args, "hydra/launcher=slurm"], stand_in=False)
+    with pytest.raises(SystemExit) as stop:
+        sweeper.sweep(task)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert f"hydra.launcher.jobs_per_task={value} (NASHEUR_SLURM_JOBS_PER_TASK)" in err
+    assert not (sweep_dir(tmp_path) / "sweep.json").exists()
+
+
+def test_the_slurm_profile_packs_one_job_per_task_by_default(args, monkeypatch):
+    monkeypatch.delenv("NASHEUR_SLURM_JOBS_PER_TASK", raising=False)
+    sweeper, _ = sweeper_for([*args, "hydra/launcher=slurm"], stand_in=False)
+    assert sweeper.launcher.jobs_per_task == 1
+    monkeypatch.setenv("NASHEUR_SLURM_JOBS_PER_TASK", "4")
+    sweeper, _ = sweeper_for([*args, "hydra/launcher=slurm"], stand_in=False)
+    assert sweeper.launcher.jobs_per_task == 4
+    assert "jobs_per_task" not in sweeper.launcher.params  # not an sbatch option
+
+
 def test_completed_jobs_are_always_skipped_and_skip_completed_is_gone(args):
     # a completed job returns at once when run again (run_job): an option to launch it again
     # would launch it for nothing; its folder is deleted to run it anew

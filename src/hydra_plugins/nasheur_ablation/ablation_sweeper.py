@@ -65,6 +65,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from hydra_plugins.nasheur_ablation.submitit_arrays import map_array_wrapped
 from nasheur.fidelity import LEVEL, resolve_level
 from nasheur.io import atomic_path, atomic_write_json
 from nasheur.jobguard import (
@@ -531,12 +532,21 @@ class AblationSweeper(Sweeper):
     # ------------------------------------------------------------------ running
 
     def _check_scheduler(self) -> None:
-        """A SLURM launcher where SLURM's commands are missing fails here, before sweep.json
-        lists its jobs as submitted (submitit would fail at the first batch, in a traceback)."""
+        """A SLURM launcher where SLURM's commands are missing, or whose profile cannot work
+        (no job per task, a time limit within the requeue signal), fails here, before
+        sweep.json lists its jobs as submitted (submitit would fail at the first batch, in a
+        traceback)."""
         import shutil
 
         if getattr(self.launcher, "_EXECUTOR", None) != "slurm":
             return
+        assert self.config is not None
+        per_task = OmegaConf.select(self.config, "hydra.launcher.jobs_per_task", default=1)
+        if not isinstance(per_task, int) or per_task < 1:
+            raise SweepError(
+                f"hydra.launcher.jobs_per_task={per_task} (NASHEUR_SLURM_JOBS_PER_TASK): a "
+                "task runs at least one job; nothing was launched"
+            )
         missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
         if missing and not self.dry_run:  # a plan may be looked at anywhere
             raise SweepError(
@@ -546,7 +556,6 @@ class AblationSweeper(Sweeper):
             )
         # submitit's warning signal comes signal_delay_s before the time limit: a limit no
         # longer than that stops every run at once, a requeue loop that trains nothing
-        assert self.config is not None
         try:
             minutes = self.config.hydra.launcher.timeout_min
             delay = self.config.hydra.launcher.signal_delay_s
@@ -769,7 +778,10 @@ def _missing_data(roots: set[str]) -> list[str]:
 def _submits(launcher: Any) -> bool:
     """Whether `launcher` hands jobs to a scheduler (submitit's), which runs them whatever
     becomes of this process."""
-    return "submitit" in type(launcher).__module__
+    # by the module of its classes, not isinstance: Hydra's scan of `hydra_plugins` runs a
+    # plugin module again, which makes new classes of the same names
+    submitit = "hydra_plugins.hydra_submitit_launcher.submitit_launcher"
+    return any(c.__module__ == submitit for c in type(launcher).__mro__)
 
 
 @dataclass
@@ -1027,30 +1039,16 @@ def _each_job_settled() -> Iterator[None]:
     ``launch``, while the array's other jobs still run. Within this context submitit's
     ``map_array`` hands out :class:`_Settled` jobs, so each such job becomes a failed result and
     the launcher waits for all."""
-    try:
-        import submitit
-    except ImportError:
-        yield
-        return
-    cls = submitit.AutoExecutor
-    own = cls.__dict__.get("map_array")
-    original = cls.map_array
 
-    def map_array(executor: Any, fn: Any, *iterables: Any) -> list[Any]:
+    def settled(original: Any, executor: Any, fn: Any, *iterables: Any) -> list[Any]:
         jobs = original(executor, fn, *iterables)
         overrides = list(iterables[0]) if iterables else []
         if len(overrides) != len(jobs):
             overrides = [None] * len(jobs)
         return [_Settled(job, o) for job, o in zip(jobs, overrides, strict=True)]
 
-    cls.map_array = map_array
-    try:
+    with map_array_wrapped(settled):
         yield
-    finally:
-        if own is not None:
-            cls.map_array = own
-        else:
-            del cls.map_array
 
 
 # ------------------------------------------------------------------ folders and sweep.json

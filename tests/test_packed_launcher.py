@@ -1,0 +1,154 @@
+"""`hydra.launcher.jobs_per_task`: several jobs of a sweep in one SLURM array task, each in a
+process of its own (hydra_plugins/nasheur_ablation/packed_launcher.py). Here without SLURM:
+the task's function on its own, and the packing of submitit's arrays on its in-process
+executor; tests/test_slurm.py runs packed sweeps on a cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra.core.utils import JobReturn, JobStatus
+
+from hydra_plugins.nasheur_ablation.packed_launcher import Pack, PackedJob, _packing
+from tests.test_with_mps import fake_control
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+def job_args(n: int) -> list[tuple]:
+    """What hydra-submitit-launcher hands each job: overrides, dir key, number, id, state."""
+    return [([f"seed={i}"], "hydra.sweep.dir", i, f"job_id_for_{i}", {}) for i in range(n)]
+
+
+def started(delay: float = 0.0):
+    """A job function defined here, inside a test (plain pickle cannot send it; the task's
+    own is `__main__.main`): it returns its process, its GPUs and its start and end."""
+
+    def run_job(overrides, _key, num, _id, _state):
+        begin = time.monotonic()
+        time.sleep(delay)
+        value = (os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES"), begin, time.monotonic())
+        return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=value)
+
+    return run_job
+
+
+def test_a_pack_runs_its_jobs_at_once_in_processes_of_their_own(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    results = Pack(started(delay=1.0))(job_args(3))
+    assert [r.overrides for r in results] == [["seed=0"], ["seed=1"], ["seed=2"]]
+    assert all(r.status is JobStatus.COMPLETED for r in results)
+    pids = [r.return_value[0] for r in results]
+    assert len(set(pids)) == 3 and os.getpid() not in pids
+    assert [r.return_value[1] for r in results] == ["3", "5", "3"]  # the task's GPUs in turn
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3,5"  # the task's own is left as it was
+    # side by side: each job started before any other had ended (each sleeps 1 s)
+    assert max(r.return_value[2] for r in results) < min(r.return_value[3] for r in results)
+
+
+def test_without_gpus_a_pack_sets_none(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    (result,) = Pack(started())(job_args(1))
+    assert result.return_value[1] is None
+
+
+def dies_or_fails(overrides, _key, num, _id, _state):
+    if num == 0:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer: nothing sent back
+    if num == 1:
+        raise ValueError("bad job")
+    if num == 2:
+        raise SystemExit(143)  # as a job that SIGTERM ended
+    os.kill(os.getpid(), signal.SIGUSR2)  # SLURM's warning: the task's process answers it
+    return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value="done")
+
+
+def test_each_job_of_a_pack_ends_on_its_own():
+    results = Pack(dies_or_fails)(job_args(4))
+    assert [r.status for r in results] == [JobStatus.FAILED] * 3 + [JobStatus.COMPLETED]
+    assert [r.overrides for r in results] == [[f"seed={i}"] for i in range(4)]
+    died, raised, exited, done = (r._return_value for r in results)
+    assert "the process of job #0 ended without a result (exit code -9)" in str(died)
+    assert isinstance(raised, ValueError) and str(raised) == "bad job"
+    assert isinstance(exited, SystemExit) and exited.code == 143
+    assert done == "done"
+
+
+def test_a_packed_job_gives_its_own_result_or_its_task_failure():
+    pack = job_args(2)
+
+    class Task:
+        job_id = "7_0"
+
+        def __init__(self, value):
+            self.value = value
+
+        def results(self):
+            return [self.value]
+
+    ok = [JobReturn(overrides=["a"], status=JobStatus.COMPLETED), JobReturn(overrides=["b"])]
+    assert [PackedJob(Task(ok), pack, i).results()[0] for i in (0, 1)] == ok
+    # the sweeper turns a task its cluster ended into one failed result: each job gets it
+    lost = JobReturn(overrides=None, status=JobStatus.FAILED, _return_value=RuntimeError("x"))
+    got = [PackedJob(Task(lost), pack, i).results()[0] for i in (0, 1)]
+    assert [g.overrides for g in got] == [["seed=0"], ["seed=1"]]
+    assert all(g.status is JobStatus.FAILED and g._return_value is lost._return_value for g in got)
+    assert PackedJob(Task(ok), pack, 1).job_id == "7_0"  # the rest is the task's
+
+
+def test_packing_makes_an_array_of_one_task_per_pack(tmp_path):
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=tmp_path, cluster="debug")  # runs in this process
+    own = submitit.AutoExecutor.__dict__.get("map_array")
+    with _packing(2):
+        jobs = executor.map_array(started(), *zip(*job_args(5), strict=True))
+    assert submitit.AutoExecutor.__dict__.get("map_array") is own  # put back
+    assert len(jobs) == 5 and len({id(j.task) for j in jobs}) == 3  # 2 + 2 + 1
+    results = [j.results()[0] for j in jobs]
+    assert [r.overrides for r in results] == [[f"seed={i}"] for i in range(5)]
+    assert len({r.return_value[0] for r in results}) == 5  # a process each
+
+
+def pipe_dir(overrides, _key, num, _id, _state):
+    value = os.environ.get("CUDA_MPS_PIPE_DIRECTORY")
+    return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=value)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_packed_task_runs_its_jobs_under_a_private_mps_daemon(
+    tmp_path, monkeypatch, caplog, jobs
+):
+    fake = fake_control(tmp_path)
+    monkeypatch.setenv("NASHEUR_MPS_CONTROL", str(fake))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY", raising=False)
+    pipes = [r.return_value for r in Pack(pipe_dir, mps=True)(job_args(jobs))]
+    if jobs == 1:  # one job shares its GPU with nobody: no daemon
+        assert pipes == [None] and not (tmp_path / "control.log").exists()
+        return
+    log = (tmp_path / "control.log").read_text().splitlines()
+    assert log == [f"start {pipes[0]}", "stdin quit"]  # started for the jobs, then stopped
+    assert pipes[0] == pipes[1] and pipes[0].startswith(str(tmp_path))
+    assert not Path(pipes[0]).exists()  # private to the task, removed
+    assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ
+
+
+@pytest.mark.parametrize("control", ["missing", "fails"])
+def test_without_an_mps_daemon_the_jobs_run_all_the_same(tmp_path, monkeypatch, caplog, control):
+    fake = fake_control(tmp_path, starts=False)
+    monkeypatch.setenv(
+        "NASHEUR_MPS_CONTROL", "no-such-control" if control == "missing" else str(fake)
+    )
+    monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY", raising=False)
+    with caplog.at_level("WARNING"):
+        results = Pack(pipe_dir, mps=True)(job_args(2))
+    assert [r.return_value for r in results] == [None, None]
+    assert (
+        "no nvidia-cuda-mps-control" if control == "missing" else "did not start"
+    ) in caplog.text
