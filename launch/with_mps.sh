@@ -3,9 +3,11 @@
 # with their kernels running side by side instead of taking turns (README, "Several jobs per
 # GPU"). For K sweep points in one allocation on a site that does not grant MPS itself:
 #
-#   srun --gres=gpu:1 bash launch/with_mps.sh bash -c \
-#       'for s in 0 1 2 3; do python -m nasheur +experiment=bn_ablation seed=$s hydra/launcher=local -m & done; wait'
+#   srun --gres=gpu:1 bash launch/with_mps.sh python -m nasheur +experiment=bn_ablation \
+#       hydra/launcher=local_parallel hydra.launcher.jobs_at_once=4 -m
 #
+# (hydra.launcher.mps=true does the same from within the sweep, as does NASHEUR_SLURM_MPS=true
+# for a packed SLURM task.)
 # The daemon's pipe and log folders are private to this run (under TMPDIR) and the daemon is
 # stopped when the command ends, however it ends; the command's exit status is returned.
 # Where nvidia-cuda-mps-control is missing, or the daemon does not start, the command runs

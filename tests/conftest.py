@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -50,6 +51,23 @@ def run_env(tmp_path: Path) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def start_nasheur(args: list[str], env: dict[str, str], log: Path, **popen) -> subprocess.Popen:
+    """`python -m nasheur ARGS` in the background (a sweep: it launches, then waits for its
+    jobs), stdout and stderr into `log`."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [PYTHON, "-m", "nasheur", *args],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            **popen,
+        )
+
+
 # the keys of metrics.json's `metrics` that other tools rely on (spec section 8)
 METRIC_KEYS = frozenset(
     {

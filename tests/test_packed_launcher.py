@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
 
-from hydra_plugins.nasheur_ablation.packed_launcher import Pack, PackedJob, _packing
+from hydra_plugins.nasheur_ablation.packed_launcher import (
+    Pack,
+    PackedJob,
+    _packing,
+    run_in_processes,
+)
 from tests.test_with_mps import fake_control
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -152,3 +157,12 @@ def test_without_an_mps_daemon_the_jobs_run_all_the_same(tmp_path, monkeypatch, 
     assert (
         "no nvidia-cuda-mps-control" if control == "missing" else "did not start"
     ) in caplog.text
+
+
+def test_jobs_run_at_most_so_many_at_once_the_next_when_one_ends():
+    results = run_in_processes(started(delay=0.5), job_args(5), at_once=2)
+    assert [r.overrides for r in results] == [[f"seed={i}"] for i in range(5)]
+    spans = [r.return_value[2:] for r in results]
+    # how many ran at each start: never more than two, and two at times (side by side)
+    running = [sum(b <= start < e for b, e in spans) for start, _ in spans]
+    assert max(running) == 2

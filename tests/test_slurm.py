@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from nasheur.results.collect import load_records
-from tests.conftest import PYTHON, REPO, TINY_JOB, run_env, write_nb201_gt
+from tests.conftest import TINY_JOB, run_env, start_nasheur, write_nb201_gt
 from tests.test_with_mps import fake_control
 
 pytestmark = pytest.mark.slurm
@@ -118,17 +118,7 @@ def sweep_args(folder: Path, gt: Path, *overrides: str) -> list[str]:
     ]
 
 
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    """`python -m nasheur -m ...` in the background: it submits, then waits for its jobs."""
-    with log.open("w") as out:
-        return subprocess.Popen(
-            [PYTHON, "-m", "nasheur", *args],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+start = start_nasheur  # `python -m nasheur -m ...`: it submits, then waits for its jobs
 
 
 def finish(proc: subprocess.Popen, timeout: float) -> int:

@@ -255,15 +255,19 @@ def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
     from hydra.core.plugins import Plugins
 
-    # importing the sweeper stores `hydra/sweeper=ablation`, the launcher the schema of
-    # `hydra/launcher=slurm`; registering them by hand matters for editable installs, whose
+    # importing the sweeper stores `hydra/sweeper=ablation`, the launchers the schemas of
+    # `hydra/launcher=slurm` and `local_parallel`; registering them by hand matters for editable installs, whose
     # import hook hides them from Hydra's walk of `hydra_plugins`
     from hydra_plugins.nasheur_ablation.ablation_sweeper import AblationSweeper
-    from hydra_plugins.nasheur_ablation.packed_launcher import PackedSlurmLauncher
+    from hydra_plugins.nasheur_ablation.packed_launcher import (
+        LocalParallelLauncher,
+        PackedSlurmLauncher,
+    )
 
     ConfigStore.instance().store(name="nasheur_schema", node=Config)
     Plugins.instance().register(AblationSweeper)
     Plugins.instance().register(PackedSlurmLauncher)
+    Plugins.instance().register(LocalParallelLauncher)
 
 
 def to_config(cfg: DictConfig | dict[str, Any]) -> Config:

@@ -538,15 +538,17 @@ class AblationSweeper(Sweeper):
         traceback)."""
         import shutil
 
+        assert self.config is not None
+        for key, what in (
+            ("jobs_at_once", "at least one job runs at once"),
+            ("jobs_per_task", "a task runs at least one job"),
+        ):
+            count = OmegaConf.select(self.config.hydra.launcher, key, default=1)
+            if not isinstance(count, int) or count < 1:
+                env = " (NASHEUR_SLURM_JOBS_PER_TASK)" if key == "jobs_per_task" else ""
+                raise SweepError(f"hydra.launcher.{key}={count}{env}: {what}; nothing was launched")
         if getattr(self.launcher, "_EXECUTOR", None) != "slurm":
             return
-        assert self.config is not None
-        per_task = OmegaConf.select(self.config, "hydra.launcher.jobs_per_task", default=1)
-        if not isinstance(per_task, int) or per_task < 1:
-            raise SweepError(
-                f"hydra.launcher.jobs_per_task={per_task} (NASHEUR_SLURM_JOBS_PER_TASK): a "
-                "task runs at least one job; nothing was launched"
-            )
         missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
         if missing and not self.dry_run:  # a plan may be looked at anywhere
             raise SweepError(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
 import shutil
@@ -31,14 +32,26 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.singleton import Singleton
+from hydra.core.utils import (
+    JobReturn,
+    JobStatus,
+    configure_log,
+    filter_overrides,
+    run_job,
+    setup_globals,
+)
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
 from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+from omegaconf import DictConfig, open_dict
 
 from hydra_plugins.nasheur_ablation.submitit_arrays import map_array_wrapped
 
@@ -58,12 +71,19 @@ class PackedSlurmQueueConf(SlurmQueueConf):
     mps: bool = False
 
 
-ConfigStore.instance().store(
-    group="hydra/launcher",
-    name="nasheur_submitit_slurm",
-    node=PackedSlurmQueueConf,
-    provider="nasheur",
-)
+@dataclass
+class LocalParallelConf:
+    _target_: str = "hydra_plugins.nasheur_ablation.packed_launcher.LocalParallelLauncher"
+    jobs_at_once: int = 2  # jobs of the multirun running at the same time on this machine
+    mps: bool = False  # under a CUDA MPS daemon of the sweep's own (where it starts)
+
+
+# the schemas of conf/hydra/launcher/slurm.yaml and local_parallel.yaml
+for _name, _node in (
+    ("nasheur_submitit_slurm", PackedSlurmQueueConf),
+    ("nasheur_local_parallel", LocalParallelConf),
+):
+    ConfigStore.instance().store(group="hydra/launcher", name=_name, node=_node, provider="nasheur")
 
 
 class PackedSlurmLauncher(SlurmLauncher):
@@ -87,6 +107,76 @@ class PackedSlurmLauncher(SlurmLauncher):
         # is made an array of one task per pack, whose results stand in for the jobs'
         with _packing(self.jobs_per_task, self.mps):
             return super().launch(job_overrides, initial_job_idx)
+
+
+class LocalParallelLauncher(Launcher):
+    """``hydra/launcher=local_parallel``: the jobs of a multirun on this machine,
+    ``jobs_at_once`` at a time, each in a process of its own (so that they share its GPU),
+    the next starting when one ends; where the machine has several GPUs
+    (``CUDA_VISIBLE_DEVICES``), the jobs take them in turn. Ctrl-C reaches every job; a
+    SIGTERM to the sweep is passed on to them: each ends as interrupted, and the same command
+    resumes them."""
+
+    def __init__(self, jobs_at_once: int = 2, mps: bool = False) -> None:
+        super().__init__()
+        self.jobs_at_once = jobs_at_once
+        self.mps = mps
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        assert self.config is not None
+        if self.jobs_at_once < 1:
+            raise ValueError(
+                f"hydra.launcher.jobs_at_once={self.jobs_at_once}: at least one job runs at once"
+            )
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log.info("Launching %d jobs here, %d at a time", len(job_overrides), self.jobs_at_once)
+        state = Singleton.get_state()
+        jobs = []
+        for num, overrides in enumerate(job_overrides, initial_job_idx):
+            log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
+            jobs.append((list(overrides), "hydra.sweep.dir", num, str(num), state))
+        shared = self.mps and min(self.jobs_at_once, len(jobs)) > 1
+        with private_mps() if shared else nullcontext():
+            return run_in_processes(self, jobs, self.jobs_at_once)
+
+    def __call__(
+        self,
+        overrides: list[str],
+        job_dir_key: str,
+        job_num: int,
+        job_id: str,
+        singleton_state: dict[Any, Any],
+    ) -> JobReturn:
+        """One job, in its own process (:func:`run_in_processes`)."""
+        assert self.config is not None and self.hydra_context is not None
+        assert self.task_function is not None
+        Singleton.set_state(singleton_state)
+        setup_globals()
+        sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = job_id
+            sweep_config.hydra.job.num = job_num
+        return run_job(
+            hydra_context=self.hydra_context,
+            task_function=self.task_function,
+            config=sweep_config,
+            job_dir_key=job_dir_key,
+            job_subdir_key="hydra.sweep.subdir",
+        )
 
 
 def _packing(size: int, mps: bool = False):
@@ -141,49 +231,75 @@ class Pack:
         self.mps = mps
 
     def __call__(self, pack: list[JobArgs]) -> list[JobReturn]:
-        if not (self.mps and len(pack) > 1):
-            return self._run(pack)
-        with private_mps():
-            return self._run(pack)
-
-    def _run(self, pack: list[JobArgs]) -> list[JobReturn]:
-        import cloudpickle  # submitit's own; needed only here, in a packed task
-
-        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no CUDA state
-        devices = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
-        started = []
-        for i, args in enumerate(pack):
-            receive, send = context.Pipe(duplex=False)
-            # by cloudpickle, as submitit sends the launcher: its task function may be
-            # `__main__.main`, which a plain pickle names but a fresh interpreter lacks
-            job = cloudpickle.dumps((self.run_job, args))
-            process = context.Process(target=_run_one, args=(job, send), name=f"nasheur-{args[2]}")
-            with _environment(CUDA_VISIBLE_DEVICES=devices[i % len(devices)] if devices else None):
-                process.start()
-            send.close()  # the child's end: EOF here once the child is gone
-            started.append((process, receive, args))
-        results = []
-        for process, receive, args in started:
-            try:
-                got = pickle.loads(receive.recv_bytes())
-            except EOFError:  # the process died before it sent anything
-                got = None
-            process.join()
-            if got is None:
-                got = _failed(
-                    args,
-                    RuntimeError(
-                        f"the process of job #{args[2]} ended without a result (exit code "
-                        f"{process.exitcode}); its metrics.json says how far it got"
-                    ),
-                )
-            results.append(got)
-        return results
+        with private_mps() if self.mps and len(pack) > 1 else nullcontext():
+            return run_in_processes(self.run_job, pack, at_once=len(pack))
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         import submitit
 
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def run_in_processes(run_job: Any, jobs: list[JobArgs], at_once: int) -> list[JobReturn]:
+    """``run_job(*args)`` for each of `jobs`, each in a fresh process of its own, at most
+    `at_once` at a time (the next starts when one ends); their results in the order of `jobs`.
+    Job i takes GPU i mod n of the n this process sees (``CUDA_VISIBLE_DEVICES``). A job whose
+    process dies without a result fails on its own. If this process is stopped meanwhile
+    (Ctrl-C, which reaches the jobs too, or SIGTERM, passed on to them), it waits for the
+    running jobs to end, as interrupted, and stops."""
+    import cloudpickle  # submitit's own
+
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no CUDA state
+    devices = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
+    results: list[JobReturn | None] = [None] * len(jobs)
+    running: dict[Any, tuple[Any, int]] = {}  # receiving end -> (process, index)
+    todo = iter(enumerate(jobs))
+    try:
+        while True:
+            while len(running) < at_once and (item := next(todo, None)) is not None:
+                i, args = item
+                receive, send = context.Pipe(duplex=False)
+                # by cloudpickle, as submitit sends the launcher: the task function may be
+                # `__main__.main`, which a plain pickle names but a fresh interpreter lacks
+                job = cloudpickle.dumps((run_job, args))
+                process = context.Process(target=_run_one, args=(job, send), name=f"job-{args[2]}")
+                gpu = devices[i % len(devices)] if devices else None
+                with _environment(CUDA_VISIBLE_DEVICES=gpu):
+                    process.start()
+                send.close()  # the child's end: EOF here once the child is gone
+                running[receive] = (process, i)
+            if not running:
+                break
+            for receive in multiprocessing.connection.wait(list(running)):
+                process, i = running.pop(receive)
+                results[i] = _result_of(process, receive, jobs[i])
+    except BaseException as stop:
+        for process, _ in running.values():
+            if process.is_alive() and not isinstance(stop, KeyboardInterrupt):
+                process.terminate()  # SIGTERM: the job records itself interrupted
+        for receive, (process, _) in running.items():
+            with suppress(EOFError, OSError):  # read it, so that its send can end
+                receive.recv_bytes()
+            process.join()
+        raise
+    return [r for r in results if r is not None]
+
+
+def _result_of(process: Any, receive: Any, args: JobArgs) -> JobReturn:
+    try:
+        got = pickle.loads(receive.recv_bytes())
+    except EOFError:  # the process died before it sent anything
+        got = None
+    process.join()
+    if got is not None:
+        return got
+    return _failed(
+        args,
+        RuntimeError(
+            f"the process of job #{args[2]} ended without a result (exit code "
+            f"{process.exitcode}); its metrics.json says how far it got"
+        ),
+    )
 
 
 def _failed(args: JobArgs, error: BaseException) -> JobReturn:
@@ -195,6 +311,8 @@ def _run_one(job: bytes, send: Any) -> None:
     usr2 = getattr(signal, "SIGUSR2", None)
     if usr2 is not None:  # SLURM's warning: the task's process requeues, the job goes on
         signal.signal(usr2, signal.SIG_IGN)
+    # jobs that share a terminal write plain log lines, no status line redrawn in place
+    os.environ["TERM"] = "dumb"
     import cloudpickle
 
     run_job, args = pickle.loads(job)
