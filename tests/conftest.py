@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,14 @@ def run_env(tmp_path: Path) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def as_from_a_terminal() -> None:
+    """SIGINT and SIGHUP as a terminal's shell leaves them: a test runner started in the
+    background (CI, `nohup ... &`) ignores them, and a process started with a signal
+    ignored keeps it so (bash cannot trap it, Python raises no KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def start_nasheur(args: list[str], env: dict[str, str], log: Path, **popen) -> subprocess.Popen:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from nasheur.results.collect import load_records
-from tests.conftest import TINY_JOB, run_env, start_nasheur, write_nb201_gt
+from tests.conftest import TINY_JOB, as_from_a_terminal, run_env, start_nasheur, write_nb201_gt
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 
@@ -32,7 +32,7 @@ def start(tmp_path: Path, *overrides: str) -> tuple[subprocess.Popen, Path]:
         *overrides,
     ]
     env = {**run_env(tmp_path), "OMP_NUM_THREADS": "1"}
-    return start_nasheur(args, env, log, start_new_session=True), log
+    return start_nasheur(args, env, log, start_new_session=True, preexec_fn=as_from_a_terminal), log
 
 
 def locks(tmp_path: Path) -> dict[int, dict]:
@@ -58,6 +58,7 @@ def test_a_sweep_runs_its_jobs_two_at_a_time_in_processes_of_their_own(tmp_path)
     assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
     out = log.read_text()
     assert "Launching 3 jobs here, 2 at a time" in out
+    assert all(f"[#{n}] epoch 3/3" in out for n in range(3)), out[-3000:]  # whose line
     assert "3 jobs: 3 completed" in out, out[-3000:]
     records = load_records([tmp_path / "runs"])
     assert sorted((r["seed"], r["status"]) for r in records) == [

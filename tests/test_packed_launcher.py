@@ -5,6 +5,7 @@ executor; tests/test_slurm.py runs packed sweeps on a cluster."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -166,3 +167,22 @@ def test_jobs_run_at_most_so_many_at_once_the_next_when_one_ends():
     # how many ran at each start: never more than two, and two at times (side by side)
     running = [sum(b <= start < e for b, e in spans) for start, _ in spans]
     assert max(running) == 2
+
+
+def logs_a_line(overrides, _key, num, _id, _state):
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("nasheur.test")
+    logger.addHandler(handler)
+    logger.warning("epoch %d", 1)
+    value = (seen, os.environ.get("TERM"))
+    return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=value)
+
+
+def test_the_lines_of_jobs_that_share_an_output_say_whose_they_are():
+    results = run_in_processes(logs_a_line, job_args(2), at_once=2)
+    assert [r.return_value for r in results] == [
+        (["[#0] epoch 1"], "dumb"),  # and no status line redrawn in place
+        (["[#1] epoch 1"], "dumb"),
+    ]

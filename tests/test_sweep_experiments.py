@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import as_from_a_terminal
+
 SCRIPT = Path(__file__).resolve().parents[1] / "launch" / "sweep_experiments.sh"
 
 # A stand-in for `python -m nasheur +experiment=NAME ... -m`: NAME says how its sweep ends
@@ -52,14 +54,6 @@ def fake(tmp_path: Path) -> Iterator[dict[str, str]]:
 def calls(tmp_path: Path) -> list[str]:
     log = tmp_path / "calls.log"
     return log.read_text().splitlines() if log.is_file() else []
-
-
-def as_from_a_terminal() -> None:
-    """SIGINT and SIGHUP as a terminal's shell leaves them: a test runner started in the
-    background (CI, `nohup ... &`) ignores them, and bash cannot trap a signal ignored when it
-    started."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def sweep(env, launcher: str, experiments: str, *overrides: str) -> subprocess.Popen:

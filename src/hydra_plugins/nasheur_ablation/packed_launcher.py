@@ -307,15 +307,18 @@ def _failed(args: JobArgs, error: BaseException) -> JobReturn:
 
 
 def _run_one(job: bytes, send: Any) -> None:
-    """One job of a pack, in its own process; its result goes back through `send`."""
+    """One job of :func:`run_in_processes`, in its own process; its result goes back through
+    `send`."""
     usr2 = getattr(signal, "SIGUSR2", None)
     if usr2 is not None:  # SLURM's warning: the task's process requeues, the job goes on
         signal.signal(usr2, signal.SIG_IGN)
-    # jobs that share a terminal write plain log lines, no status line redrawn in place
-    os.environ["TERM"] = "dumb"
     import cloudpickle
 
     run_job, args = pickle.loads(job)
+    # jobs that share a terminal (or a task's output file) write plain log lines, each marked
+    # with the job's number as the launcher listed it, and no status line redrawn in place
+    os.environ["TERM"] = "dumb"
+    _tag_log_records(f"[#{args[2]}] ")
     try:
         result = run_job(*args)
     except BaseException as err:  # SIGTERM's SystemExit too: a result, always
@@ -326,6 +329,19 @@ def _run_one(job: bytes, send: Any) -> None:
         payload = cloudpickle.dumps(_failed(args, RuntimeError(f"{type(err).__name__}: {err}")))
     send.send_bytes(payload)
     send.close()
+
+
+def _tag_log_records(tag: str) -> None:
+    """Every log record of this process starts with `tag`, whatever handlers the job's
+    logging set-up (Hydra's, per job) installs later."""
+    make = logging.getLogRecordFactory()
+
+    def tagged(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        record.msg = f"{tag}{record.msg}"
+        return record
+
+    logging.setLogRecordFactory(tagged)
 
 
 @contextmanager
