@@ -57,7 +57,7 @@ def test_a_sweep_runs_its_jobs_two_at_a_time_in_processes_of_their_own(tmp_path)
     proc, log = start(tmp_path, "seed=0,1,2", "hydra.launcher.jobs_at_once=2")
     assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
     out = log.read_text()
-    assert "Launching 3 jobs here, 2 at a time" in out
+    assert "Launching 3 jobs here, 2 at a time" in out and "3 to run (2 at a time)" in out
     assert all(f"[#{n}] epoch 3/3" in out for n in range(3)), out[-3000:]  # whose line
     assert "3 jobs: 3 completed" in out, out[-3000:]
     records = load_records([tmp_path / "runs"])

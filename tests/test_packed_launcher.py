@@ -186,3 +186,24 @@ def test_the_lines_of_jobs_that_share_an_output_say_whose_they_are():
         (["[#0] epoch 1"], "dumb"),  # and no status line redrawn in place
         (["[#1] epoch 1"], "dumb"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("per_task", "at_once", "jobs", "batch", "said"),
+    [
+        (4, 1, 9, None, " (3 SLURM tasks of up to 4 jobs each)"),
+        (4, 1, 10, None, " (3 SLURM tasks of up to 4 jobs each)"),
+        (4, 1, 10, 5, " (4 SLURM tasks of up to 4 jobs each)"),  # batches of 5 = 4 + 1, twice
+        (2, 1, 1, None, ""),
+        (1, 3, 9, None, " (3 at a time)"),
+        (1, 3, 2, None, " (2 at a time)"),
+        (1, 1, 9, None, ""),
+    ],
+)
+def test_the_sweep_says_how_many_jobs_run_side_by_side(per_task, at_once, jobs, batch, said):
+    from hydra_plugins.nasheur_ablation.ablation_sweeper import _side_by_side
+
+    class Launcher:
+        jobs_per_task, jobs_at_once = per_task, at_once
+
+    assert _side_by_side(Launcher(), jobs, batch) == said

@@ -383,6 +383,7 @@ def test_jobs_per_task_packs_a_sweep_into_fewer_array_tasks(env, submitit_folder
     assert tasks["0"] == tasks["1"] != tasks["2"], tasks  # launch order, two to a task
     assert held["0"]["pid"] != held["1"]["pid"]  # a process each
     assert "3 jobs: 3 completed" in tail(log), tail(log)
+    assert "3 to run (2 SLURM tasks of up to 2 jobs each)" in tail(log, 20000)
     # the task of two jobs started a daemon and stopped it; the task of one job needs none
     calls = (tmp_path / "control.log").read_text().splitlines()
     assert [c.split()[0] for c in calls] == ["start", "stdin"], calls

@@ -645,11 +645,12 @@ class AblationSweeper(Sweeper):
         elsewhere = [o for o in outcomes if o.before == RUNNING]
         copied = sum(bool(o.reused) for o in outcomes)
         log.info(
-            "sweep of %d jobs: %d already completed%s, %d to run%s, in %s",
+            "sweep of %d jobs: %d already completed%s, %d to run%s%s, in %s",
             len(jobs),
             sum(o.before == "completed" and not o.launched for o in outcomes),
             f" ({copied} of them copied from other sweeps)" if copied else "",
             len(todo),
+            _side_by_side(self.launcher, len(todo), self.max_batch_size),
             f", {len(elsewhere)} running elsewhere (left to them)" if elsewhere else "",
             sweep_dir,
         )
@@ -756,6 +757,21 @@ def _dry_run_lines(
     head = f"dry run: {jobs_} in {sweep_dir} ({summary}); nothing was launched or written"
     missing = _missing_data(roots)
     return [head, *lines, *(["no CIFAR-10 for the jobs to run:", *missing] if missing else [])]
+
+
+def _side_by_side(launcher: Any, jobs: int, batch: int | None = None) -> str:
+    """How a launcher that runs several jobs at once runs `jobs` (handed to it `batch` at a
+    time): `` (2 SLURM tasks of up to 4 jobs each)``, `` (3 at a time)``; "" for one at a
+    time."""
+    per_task = getattr(launcher, "jobs_per_task", 1)
+    at_once = getattr(launcher, "jobs_at_once", 1)
+    if jobs > 1 and per_task > 1:
+        batch = batch or jobs  # each batch is packed on its own
+        tasks = sum(-(-min(batch, jobs - i) // per_task) for i in range(0, jobs, batch))
+        return f" ({tasks} SLURM task{'s' if tasks != 1 else ''} of up to {per_task} jobs each)"
+    if jobs > 1 and at_once > 1:
+        return f" ({min(at_once, jobs)} at a time)"
+    return ""
 
 
 def _missing_data(roots: set[str]) -> list[str]:
