@@ -256,8 +256,8 @@ def register_configs() -> None:
     from hydra.core.plugins import Plugins
 
     # importing the sweeper stores `hydra/sweeper=ablation`, the launchers the schemas of
-    # `hydra/launcher=slurm` and `local_parallel`; registering them by hand matters for editable installs, whose
-    # import hook hides them from Hydra's walk of `hydra_plugins`
+    # `hydra/launcher=slurm` and `local_parallel`; registering them by hand matters for
+    # editable installs, whose import hook hides them from Hydra's walk of `hydra_plugins`
     from hydra_plugins.nasheur_ablation.ablation_sweeper import AblationSweeper
     from hydra_plugins.nasheur_ablation.packed_launcher import (
         LocalParallelLauncher,

@@ -532,10 +532,10 @@ class AblationSweeper(Sweeper):
     # ------------------------------------------------------------------ running
 
     def _check_scheduler(self) -> None:
-        """A SLURM launcher where SLURM's commands are missing, or whose profile cannot work
-        (no job per task, a time limit within the requeue signal), fails here, before
-        sweep.json lists its jobs as submitted (submitit would fail at the first batch, in a
-        traceback)."""
+        """A launcher that would run no job at once or per task, and a SLURM launcher where
+        SLURM's commands are missing or whose time limit falls within the requeue signal, fail
+        here, before sweep.json lists its jobs as submitted (submitit would fail at the first
+        batch, in a traceback)."""
         import shutil
 
         assert self.config is not None

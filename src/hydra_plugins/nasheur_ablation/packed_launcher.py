@@ -381,8 +381,8 @@ def private_mps():
         dirs = {"CUDA_MPS_PIPE_DIRECTORY": f"{tmp}/pipe", "CUDA_MPS_LOG_DIRECTORY": f"{tmp}/log"}
         for d in dirs.values():
             os.makedirs(d)
-        with _environment(**dirs):
-            started = subprocess.run([control, "-d"], check=False).returncode == 0
+        env = {**os.environ, **dirs}
+        started = subprocess.run([control, "-d"], env=env, check=False).returncode == 0
         if not started:
             log.warning("mps: the MPS daemon did not start; the jobs run without MPS")
             yield
@@ -391,5 +391,4 @@ def private_mps():
             with _environment(**dirs):
                 yield
         finally:
-            with _environment(**dirs):
-                subprocess.run([control], input=b"quit\n", check=False, capture_output=True)
+            subprocess.run([control], input=b"quit\n", env=env, check=False, capture_output=True)
