@@ -54,6 +54,15 @@ def run_env(tmp_path: Path) -> dict[str, str]:
 PYTHON = sys.executable
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this machine with that pid runs (or is a zombie not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def as_from_a_terminal() -> None:
     """SIGINT and SIGHUP as a terminal's shell leaves them: a test runner started in the
     background (CI, `nohup ... &`) ignores them, and a process started with a signal

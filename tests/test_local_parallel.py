@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from nasheur.results.collect import load_records
-from tests.conftest import TINY_JOB, as_from_a_terminal, run_env, start_nasheur, write_nb201_gt
+from tests.conftest import (
+    TINY_JOB,
+    as_from_a_terminal,
+    pid_alive,
+    run_env,
+    start_nasheur,
+    write_nb201_gt,
+)
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 
@@ -43,14 +50,6 @@ def locks(tmp_path: Path) -> dict[int, dict]:
         seed = int(next(ln for ln in config.splitlines() if ln.startswith("seed:")).split()[1])
         held[seed] = json.loads(lock.read_text())
     return held
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_a_sweep_runs_its_jobs_two_at_a_time_in_processes_of_their_own(tmp_path):
@@ -100,7 +99,7 @@ def test_a_stopped_sweep_stops_its_running_jobs_as_interrupted(tmp_path, how):
     assert "Traceback" not in out and "the same command resumes the sweep" in out, out[-3000:]
     held = locks(tmp_path)
     assert sorted(held) == [0, 1]  # the third job never started
-    assert not any(alive(h["pid"]) for h in held.values())  # no job left running
+    assert not any(pid_alive(h["pid"]) for h in held.values())  # no job left running
     records = load_records([tmp_path / "runs"])
     assert sorted((r["seed"], r["status"]) for r in records) == [
         (0, "interrupted"),

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from nasheur.results.collect import load_records
-from tests.conftest import TINY_JOB, run_env, start_nasheur, write_nb201_gt
+from tests.conftest import TINY_JOB, pid_alive, run_env, start_nasheur, write_nb201_gt
 from tests.test_with_mps import fake_control
 
 pytestmark = pytest.mark.slurm
@@ -159,12 +159,25 @@ def accounted_states(job_id: str) -> list[str]:
     return [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
 
 
-def preempt_and_finish(job_id: str, budget: Budget, proc: subprocess.Popen) -> int:
+def preempt_and_finish(job_id: str, budget: Budget, proc: subprocess.Popen, runs: Path) -> int:
     """What SLURM does before preempting a job: USR2, on which submitit requeues it and exits;
-    then, as a requeued job waits a while before it may start again, let it start now. The
-    launcher's exit status once it returned."""
+    then, as a requeued job waits a while before it may start again (on a cluster, long after
+    its processes are gone), let it start now, once the processes of its jobs (the pids of
+    the job.lock files under `runs`) have ended: a run started while the last one's step was
+    still being torn down failed at once on this one-node cluster. The launcher's exit
+    status once it returned."""
     assert _sh("scancel", "--signal=USR2", job_id).returncode == 0
     wait_until("the requeued job to pend", lambda: job_state(job_id) == "PENDING", budget(60), proc)
+    wait_until(
+        "the processes of the requeued run to end",
+        lambda: (
+            not any(
+                pid_alive(json.loads(lock.read_text())["pid"]) for lock in runs.rglob("job.lock")
+            )
+        ),
+        budget(60),
+        proc,
+    )
     wait_until(
         "the requeued job to be released",
         lambda: _sh("scontrol", "update", f"JobId={job_id}", "StartTime=now").returncode == 0,
@@ -218,7 +231,7 @@ def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(
         (job_id,) = job_ids(submitit_folder)
         assert not (ckpt.parent / "metrics.json").exists()
 
-        assert preempt_and_finish(job_id, budget, proc) == 0, tail(log)
+        assert preempt_and_finish(job_id, budget, proc, tmp_path / "runs") == 0, tail(log)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -409,7 +422,7 @@ def test_a_preempted_packed_task_requeues_and_its_jobs_resume(
             proc,
         )
         (job_id,) = job_ids(submitit_folder)
-        assert preempt_and_finish(job_id, budget, proc) == 0, tail(log)
+        assert preempt_and_finish(job_id, budget, proc, tmp_path / "runs") == 0, tail(log)
     finally:
         if proc.poll() is None:
             proc.kill()
