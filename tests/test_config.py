@@ -388,6 +388,27 @@ def test_the_slurm_profile_reads_site_counts(value, expected, monkeypatch):
 
 @pytest.mark.parametrize(
     "value, expected",
+    [(None, False), ("", False), ("true", True), ("Yes", True), ("1", True), ("off", False)],
+)
+def test_the_slurm_profile_reads_the_mps_flag(value, expected, monkeypatch):
+    with slurm_profile(monkeypatch, value, "MPS") as cfg:
+        assert cfg.hydra.launcher.mps is expected
+
+
+def test_a_bad_mps_flag_names_the_variable(monkeypatch):
+    from omegaconf.errors import InterpolationResolutionError
+
+    with (
+        slurm_profile(monkeypatch, "maybe", "MPS") as cfg,
+        pytest.raises(
+            InterpolationResolutionError, match="NASHEUR_SLURM_MPS='maybe' is not true or false"
+        ),
+    ):
+        _ = cfg.hydra.launcher.mps
+
+
+@pytest.mark.parametrize(
+    "value, expected",
     [(None, None), ("", None), ("null", None), ("proj_7", "proj_7"), ("a,b", "a,b")],
 )
 def test_the_slurm_profile_reads_site_values_as_text_and_null_as_left_out(

@@ -856,16 +856,20 @@ def test_a_swept_baseline_is_refused_not_resolved_against_another(args):
     assert sweeper.plan(task)  # one value: the baseline of every job
 
 
-def test_a_bad_site_variable_is_one_line_naming_it(args, monkeypatch, capsys):
-    monkeypatch.setenv("NASHEUR_SLURM_CPUS", "four")
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("NASHEUR_SLURM_CPUS", "four", "NASHEUR_SLURM_CPUS='four' is not a whole number (or null)"),
+        ("NASHEUR_SLURM_MPS", "maybe", "NASHEUR_SLURM_MPS='maybe' is not true or false"),
+    ],
+)
+def test_a_bad_site_variable_is_one_line_naming_it(args, monkeypatch, capsys, name, value, said):
+    monkeypatch.setenv(name, value)
     with pytest.raises(SystemExit) as stop:
         sweeper_for([*args, "hydra/launcher=slurm"])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "Traceback" not in err
-    assert (
-        err.strip()
-        == "nasheur: config error: NASHEUR_SLURM_CPUS='four' is not a whole number (or null)"
-    )
+    assert err.strip() == f"nasheur: config error: {said}"
 
 
 def _no_experiment(args: list[str]) -> list[str]:

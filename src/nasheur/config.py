@@ -498,6 +498,21 @@ def _site_count(name: str, default: int | None, need: str = "") -> int | None:
         raise ValueError(f"{name}={value!r} is not a whole number (or null)") from None
 
 
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _site_flag(name: str, default: bool) -> bool:
+    """A yes/no launcher option from the environment: `default` when the variable is unset or
+    empty; true/yes/on/1 or false/no/off/0 (any case), else an error naming the variable
+    (OmegaConf's own would name only the interpolation)."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in _TRUE + _FALSE:
+        return value in _TRUE
+    raise ValueError(f"{name}={os.environ[name]!r} is not true or false")
+
+
 def register_resolvers() -> None:
     for name, resolver in (
         ("nasheur.job_dir", _dir_resolver),
@@ -505,6 +520,7 @@ def register_resolvers() -> None:
         ("nasheur.env", _env_or),
         ("nasheur.sweep_name", _sweep_name),
         ("nasheur.site_count", _site_count),
+        ("nasheur.site_flag", _site_flag),
     ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
