@@ -371,9 +371,13 @@ def test_the_figures_command_skips_what_it_cannot_draw_and_picks_a_defined_best_
     for i, r in enumerate([best, undefined, records[2]]):
         (tmp_path / "s" / f"job{i}").mkdir(parents=True)
         (tmp_path / "s" / f"job{i}" / "metrics.json").write_text(json.dumps(r))
+    # an earlier run's figure in its place would pass for this data's: removed, and said
+    (tmp_path / "rank_disorder-nb201.png").write_text("an earlier figure")
     proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert "Traceback" not in proc.stderr, proc.stderr
     assert "skipped rank_disorder" in proc.stderr and "0 architecture" in proc.stderr
+    assert "(removed the earlier rank_disorder-nb201.png)" in proc.stderr
+    assert not (tmp_path / "rank_disorder-nb201.png").exists()
     assert proc.returncode == 1  # nothing drawn: the best defined run has no pool
     # without that run the best defined one is job2, not job1 (whose tau is NaN)
     (tmp_path / "s" / "job0" / "metrics.json").unlink()

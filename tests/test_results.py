@@ -31,7 +31,7 @@ def record(
 ) -> dict:
     rng = np.random.default_rng(seed)
     g = rng.uniform(0.8, 0.95, size=30)
-    s = g + rng.normal(0, 0.02 + skdt_shift, size=30)
+    s = np.clip(g + rng.normal(0, 0.02 + skdt_shift, size=30), 0, 1)  # accuracies
     rec = {
         "status": status,
         "seed": seed,
@@ -352,7 +352,12 @@ def _sweep_of_every_state(root: Path) -> Path:
         folder = sweep / "nb201" / name
         listed.append(
             {
-                "overrides": ["search_space=nb201", "protocol.lr=0.1", f"seed={seed}"],
+                "overrides": [
+                    "search_space=nb201",
+                    "protocol.lr=0.1",
+                    f"seed={seed}",
+                    "+experiment=lr_ablation",
+                ],
                 "folder": f"runs/sweeps/lr_ablation/nb201/{name}",
                 "config_hash": f"hash{seed}",
                 "state_at_launch": "new",
@@ -970,6 +975,21 @@ def test_another_sweeps_job_of_the_same_config_is_not_this_sweeps(tmp_path):
             "config.metrics.skdt_threshold is -1",
         ),
         (lambda r: r.__setitem__("extra_pools", {"subspace": 3}), "extra_pools.subspace is an int"),
+        # a percentage where a fraction belongs would merge into the means as a number
+        (
+            lambda r: r["metrics"].__setitem__("final_performance", 93.1),
+            "metrics.final_performance is 93.1, outside [0, 1]",
+        ),
+        (
+            lambda r: r["metrics"].__setitem__("sparse_kendall_tau", -1.5),
+            "metrics.sparse_kendall_tau is -1.5, outside [-1, 1]",
+        ),
+        (
+            lambda r: r["archs"][2].__setitem__("supernet_acc", 87.5),
+            "archs[2].supernet_acc is 87.5, not a fraction in [0, 1]",
+        ),
+        (lambda r: r.pop("config"), "config is missing (not a nasheur job's metrics.json?)"),
+        (lambda r: r.pop("status"), "status is None, not one of completed, failed, interrupted"),
     ],
 )
 def test_a_malformed_record_is_named_with_its_key_not_a_traceback(tmp_path, edit, problem):
@@ -1025,7 +1045,8 @@ def test_table_4_has_the_papers_four_groups_each_with_its_reference(tmp_path):
         ],
         "initial channels": ["channels=base (16)", "channels=base/2 (8)", "channels=base/4 (4)"],
         "repeated cells": ["layers=base (5)", "layers=base-2 (3)", "layers=base-4 (1)"],
-        "train portion": ["train_portion=0.25", "train_portion=0.5", "train_portion=0.9"],
+        # from the reference down, as the paper's Table 4 (0.75, 0.5, 0.25)
+        "train portion": ["train_portion=0.9", "train_portion=0.5", "train_portion=0.25"],
     }
     assert table.spaces == ["nb201"]  # only the spaces the table's experiment ran
 
@@ -1157,20 +1178,14 @@ def _experiments_and_spaces() -> list:
     return params
 
 
-@pytest.mark.parametrize(("experiment", "space"), _experiments_and_spaces())
-def test_a_sweep_as_the_sweeper_makes_it_is_at_its_experiments_settings(
-    experiment, space, tmp_path, monkeypatch
-):
-    # every job of every experiment, composed as a sweep composes it: no note (the blocks'
-    # own keys, e.g. best's sampler or final_search's pool size, are the experiment's)
+def _sweep_configs(args: list[str]) -> list[dict]:
+    """The resolved config of each job of the sweep of `args`, as the sweeper composes it."""
     from omegaconf import OmegaConf
 
     from nasheur.config import plain, to_config
-    from nasheur.results.defaults import off_defaults
     from tests.test_sweeper import sweeper_for
 
-    monkeypatch.setenv("NASHEUR_RUNS", str(tmp_path))
-    sweeper, task = sweeper_for([f"+experiment={experiment}", f"search_space={space}", "seed=0"])
+    sweeper, task = sweeper_for(args)
     configs = []
     for job in sweeper.plan(task):
         cfg = OmegaConf.to_container(
@@ -1178,6 +1193,19 @@ def test_a_sweep_as_the_sweeper_makes_it_is_at_its_experiments_settings(
         )
         cfg.pop("hydra")
         configs.append(plain(to_config(OmegaConf.create(cfg))))
+    return configs
+
+
+@pytest.mark.parametrize(("experiment", "space"), _experiments_and_spaces())
+def test_a_sweep_as_the_sweeper_makes_it_is_at_its_experiments_settings(
+    experiment, space, tmp_path, monkeypatch
+):
+    # every job of every experiment, composed as a sweep composes it: no note (the blocks'
+    # own keys, e.g. best's sampler or final_search's pool size, are the experiment's)
+    from nasheur.results.defaults import off_defaults
+
+    monkeypatch.setenv("NASHEUR_RUNS", str(tmp_path))
+    configs = _sweep_configs([f"+experiment={experiment}", f"search_space={space}", "seed=0"])
     assert configs
     records = [{"status": "completed", "config": c} for c in configs]
     factors = configs[0]["experiment"]["factors"]
@@ -1187,6 +1215,22 @@ def test_a_sweep_as_the_sweeper_makes_it_is_at_its_experiments_settings(
         c["protocol"]["momentum"] = 0.5
     said = off_defaults(records, experiment, factors)[space]
     assert said == ["protocol.momentum=0.5 (default 0.9)"]
+
+
+def test_a_key_the_experiments_blocks_set_is_said_where_the_runs_replaced_its_value(
+    tmp_path, monkeypatch
+):
+    # final_search evaluates 100 NB201 architectures (its block's eval.pool_size); a search
+    # at 10 is another result, which the note says (the sampler, its factor, is not compared)
+    from nasheur.results.defaults import off_defaults
+
+    monkeypatch.setenv("NASHEUR_RUNS", str(tmp_path))
+    args = ["+experiment=final_search", "search_space=nb201", "seed=0", "eval.pool_size=10"]
+    configs = _sweep_configs(args)
+    assert {c["eval"]["pool_size"] for c in configs} == {10}
+    records = [{"status": "completed", "config": c} for c in configs]
+    said = off_defaults(records, "final_search", ["sampler.name"])
+    assert said == {"nb201": ["eval.pool_size=10 (the experiment's 100)"]}
 
 
 def test_output_cut_short_by_its_reader_is_no_traceback():
@@ -1305,6 +1349,72 @@ def test_a_table_of_a_partial_sweep_says_which_jobs_it_lacks(tmp_path):
     assert "have no metrics.json yet" not in other.stdout + other.stderr
 
 
+def test_a_partial_sweep_in_a_folder_of_any_name_still_says_which_jobs_it_lacks(tmp_path):
+    # hydra.sweep.dir=<anything>: the jobs sweep.json lists are the experiment's by their
+    # +experiment override, not by the folder's name
+    sweep = _sweep_of_every_state(tmp_path).rename(tmp_path / "mysweep")
+    proc = results("table", str(sweep), "--table", "11", "--bootstrap", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert "- 3 job(s) of these sweeps have no metrics.json yet" in proc.stdout
+    other = results("table", str(sweep), "--table", "13", "--bootstrap", "0")
+    assert "have no metrics.json yet" not in other.stdout + other.stderr
+
+
+def test_a_table_says_that_a_sweep_json_cannot_be_read(tmp_path):
+    sweep = _sweep_of_every_state(tmp_path)
+    (sweep / "sweep.json").write_text('{"jobs": [')
+    proc = results("table", str(sweep), "--table", "11", "--bootstrap", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert f"- {sweep / 'sweep.json'}: unreadable (JSONDecodeError" in proc.stdout
+    assert "the jobs it lists that never started are not counted" in proc.stdout
+
+
+def test_table_3_and_the_figures_say_what_they_leave_out(tmp_path):
+    pytest.importorskip("matplotlib")
+    recs = [record("nb201", s, 0.025, skdt_shift=0.01 * s) for s in range(4)]
+    recs += [record("nb101", 0, 0.025), record("nb201", 9, 0.025, status="failed")]
+    folder = write(tmp_path / "s", recs)
+    (folder / "job1" / "metrics.json").write_text("{")
+    proc = results("table", str(folder), "--table", "3", "--out", str(tmp_path / "t"))
+    assert proc.returncode == 0, proc.stderr
+    said = [
+        "1 metrics.json file(s) could not be read",
+        "1 failed run(s) left out",
+        "NAS-Bench-101: 1 run(s), fewer than the 3 a correlation needs; left out",
+    ]
+    tex = (tmp_path / "t" / "table-3.tex").read_text()
+    for note in said:
+        assert f"- {note}" in proc.stdout and f"% {note}" in tex
+    figs = results("figures", str(folder), "--out", str(tmp_path / "f"))
+    assert "note: 1 metrics.json file(s) could not be read" in figs.stderr
+    assert "note: 1 failed run(s) left out" in figs.stderr
+    record_given = results(
+        "figures", "--out", str(tmp_path / "f"), "--record", str(folder / "job1")
+    )
+    assert "no completed job's metrics.json there; " in record_given.stderr
+    assert "unreadable (JSONDecodeError" in record_given.stderr
+
+
+def test_table_11_lists_the_samplers_in_the_papers_order(tmp_path):
+    recs = [
+        _with(
+            record("nb201", s, 0.025),
+            sampler={"name": name},
+            experiment={"name": "sampler_ablation", "table": "11", "factors": ["sampler.name"]},
+        )
+        for s in range(3)
+        for name in ("fairnas", "random_nas", "random_a")
+    ]
+    recs = [dict(r, config_hash=f"h{i}") for i, r in enumerate(recs)]
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0)
+    (block,) = [b for b in table.blocks if b.experiment == "sampler_ablation"]
+    assert [block.labels[row] for row in block.rows] == [
+        "sampler=random_a",
+        "sampler=random_nas",
+        "sampler=fairnas",
+    ]
+
+
 def test_table_12_says_which_layers_row_the_other_blocks_run_at(tmp_path):
     # the embedded space: a default super-net of 1 cell per stage, a baseline of 3
     def run(seed: int, experiment: str, factor: str, **config: object) -> dict:
@@ -1363,3 +1473,18 @@ def test_a_record_that_is_not_utf8_text_is_broken_not_a_traceback(tmp_path):
     assert loaded[1]["status"] == "broken" and "UnicodeDecodeError" in loaded[1]["error"]
     show = results("show", str(folder), "--all")
     assert show.returncode == 0 and "Traceback" not in show.stderr, show.stderr
+
+
+def test_untrained_is_the_accuracy_below_0_4_whatever_the_records_flag_says(tmp_path):
+    # README: † marks a super-net accuracy below 0.4; the flag a record carries is derived
+    # from it, and a hand-edited or older record may lack it or say otherwise
+    recs = [record("nb201", s, 0.025, acc=0.2) for s in range(2)]
+    recs += [record("nb201", 2, 0.1, acc=0.8)]
+    recs[0].pop("untrained")
+    recs[1]["untrained"] = False
+    recs[2]["untrained"] = True
+    loaded = load_records([write(tmp_path / "s", recs)])
+    assert [r["untrained"] for r in loaded] == [True, True, False]
+    table = build_table(loaded, "11", bootstrap=0)
+    cells = table.blocks[0].cells
+    assert cells[((0.025,), "nb201")].untrained == 2 and cells[((0.1,), "nb201")].untrained == 0

@@ -40,7 +40,9 @@ from nasheur.results.tables import (
     correlation_csv,
     correlation_latex,
     correlation_markdown,
+    correlation_notes,
     correlation_table,
+    left_out_notes,
     select,
     to_csv,
     to_latex,
@@ -70,26 +72,42 @@ def _width_note(args: argparse.Namespace) -> list[str]:
 
 
 def _pending_note(
-    args: argparse.Namespace, records: list[dict[str, Any]], experiments: list[str] | None
+    args: argparse.Namespace,
+    records: list[dict[str, Any]],
+    experiments: list[str] | None,
+    where: str = "the table",
 ) -> list[str]:
     """A note on the jobs of the table's sweeps that have no record yet (a partial or stopped
-    sweep), whose runs the table cannot show; `records`: the folders' records, read once;
-    `experiments`: the sweeps' names (None: all)."""
-    jobs, _ = find_jobs(args.folders, records)
+    sweep), whose runs the table cannot show, and on a sweep.json that cannot be read (its
+    jobs cannot be counted); `records`: the folders' records, read once; `experiments`: the
+    sweeps' names (None: all)."""
+    jobs, unread = find_jobs(args.folders, records)
+    notes = [f"{n}: the jobs it lists that never started are not counted" for n in unread]
     states = [
         j.state
         for j in jobs
         if j.state in (NOT_STARTED, NO_RECORD, RUNNING)
-        and (experiments is None or any(p.name in experiments for p in j.folder.parents))
+        and (experiments is None or _of_experiments(j, experiments))
     ]
-    if not states:
-        return []
-    counted = ", ".join(f"{states.count(s)} {STATES[s][0]}" for s in STATES if s in states)
-    return [
-        f"{len(states)} job(s) of these sweeps have no metrics.json yet ({counted}): their "
-        f"runs are not in the table (`python -m nasheur.results show {_folders(args)}` lists "
-        "them)"
-    ]
+    if states:
+        counted = ", ".join(f"{states.count(s)} {STATES[s][0]}" for s in STATES if s in states)
+        notes.append(
+            f"{len(states)} job(s) of these sweeps have no metrics.json yet ({counted}): their "
+            f"runs are not in {where} (`python -m nasheur.results show {_folders(args)}` lists "
+            "them)"
+        )
+    return notes
+
+
+def _of_experiments(job: Job, experiments: list[str]) -> bool:
+    """Whether a job without a record is of one of `experiments`: by its ``+experiment=``
+    override where sweep.json lists it (the sweep folder may have any name), else by a folder
+    it lies in (``<sweeps>/<experiment>/<space>/<job>``)."""
+    for override in job.overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key == "experiment":
+            return value in experiments
+    return any(p.name in experiments for p in job.folder.parents)
 
 
 def _table(args: argparse.Namespace) -> int:
@@ -106,9 +124,13 @@ def _table(args: argparse.Namespace) -> int:
             print(f"nothing to merge ({show} and their errors)", file=sys.stderr)
             return 1
         table3 = correlation_table(records)
-        notes = _width_note(args) + _pending_note(args, records, None)
+        notes = _width_note(args) + correlation_notes(records) + _pending_note(args, records, None)
         text = correlation_markdown(table3) + "".join(f"- {n}\n" for n in notes)
-        outputs = {"md": text, "csv": correlation_csv(table3), "tex": correlation_latex(table3)}
+        outputs = {
+            "md": text,
+            "csv": correlation_csv(table3),
+            "tex": correlation_latex(table3, notes),
+        }
     else:
         table = build_table(records, args.table, bootstrap=args.bootstrap, seed=args.seed)
         if not table.completed:
@@ -301,13 +323,23 @@ JOB_FIGURES = ("rank_disorder", "accuracy_scatter")
 
 
 def _draw(name: str, draw: Any, *args: Any) -> list[Path]:
-    """One figure: its files, or none with the reason printed; what it left out as notes."""
+    """One figure: its files, or none with the reason printed; what it left out as notes. A
+    figure skipped leaves no files of an earlier run at its place (`make figures` writes to
+    one folder), which would pass for this data's."""
+    from nasheur.results.figures import FORMATS
+
     try:
         with warnings.catch_warnings(record=True) as said:
             warnings.simplefilter("always", UserWarning)
             written = draw(*args)
     except ValueError as err:
-        print(f"skipped {name}: {err}", file=sys.stderr)
+        stem = Path(args[-1])
+        stale = [stem.with_name(f"{stem.name}.{fmt}") for fmt in FORMATS]
+        stale = [p for p in stale if p.is_file()]
+        for path in stale:
+            path.unlink()
+        gone = f" (removed the earlier {', '.join(p.name for p in stale)})" if stale else ""
+        print(f"skipped {name}: {err}{gone}", file=sys.stderr)
         written = []
     for w in said:  # what a figure left out, as a note rather than Python's warning format
         print(f"note: {w.message}", file=sys.stderr)
@@ -328,6 +360,15 @@ def _best_runs(done: list[dict]) -> list[dict]:
     return list(best.values())
 
 
+def _said(record: dict[str, Any]) -> str:
+    """A record's state as a note says it: ``failed (RuntimeError: boom)``, ``unreadable
+    (...)``."""
+    status = str(record.get("status"))
+    error = Job(Path(record["path"]).parent, status, record=record).error
+    state = STATES.get(status, (status, ""))[0]
+    return f"{state} ({error})" if error else state
+
+
 def _figures(args: argparse.Namespace) -> int:
     from nasheur.results import figures  # matplotlib only here: `table` and `show` work without it
 
@@ -337,13 +378,21 @@ def _figures(args: argparse.Namespace) -> int:
     for name in MULTI_RUN_FIGURES if args.folders else ():  # --record alone: its jobs only
         if not args.only or name in args.only:
             written += _draw(name, getattr(figures, name), records, out / name)
+    if args.folders:  # what no figure can show, as `table` says it
+        for note in left_out_notes(records) + _pending_note(args, records, None, "the figures"):
+            print(f"note: {note}", file=sys.stderr)
     # the job figures: the given jobs (each its own files), else the best run (sparse Kendall
     # tau) of each space
     jobs: list[tuple[dict, str]] = []
     for given in args.record:  # a metrics.json or a job folder, inside the folders or not
-        found = [r for r in _load([given], args) if r.get("status") == "completed"]
+        loaded = _load([given], args)
+        found = [r for r in loaded if r.get("status") == "completed"]
         if not found:
-            print(f"note: --record {given}: no completed job's metrics.json there", file=sys.stderr)
+            why = "".join(f"; {r['path']}: {_said(r)}" for r in loaded)
+            print(
+                f"note: --record {given}: no completed job's metrics.json there{why}",
+                file=sys.stderr,
+            )
         jobs += [(r, f"-{Path(r['path']).parent.name}") for r in found]
     if not args.record:
         jobs = [(r, "") for r in _best_runs(done)]

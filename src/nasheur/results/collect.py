@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nasheur.jobguard import CHECKPOINT, METRICS, POOL, folder_holder
+from nasheur.metrics import is_untrained
 from nasheur.results.settings import natural_key, select
 
 SWEEP = "sweep.json"  # the sweeper's list of a sweep's jobs (and their state at launch)
@@ -30,6 +31,21 @@ RUNNING = "running"  # a running job holds the folder (job.lock)
 NO_RECORD = "no record"  # job files, no metrics.json: stopped without a record (or running
 # on a file system without locks)
 NOT_STARTED = "not started"  # listed in sweep.json; its folder missing or without job files
+STATUSES = ("completed", "failed", "interrupted")  # what a job records (nasheur.job)
+
+# the values a pool's metrics can take (README "Metrics"): accuracies and P>R are fractions,
+# the rank correlations lie in [-1, 1]; a value outside (a percentage, a hand edit) is no result
+FRACTION, CORRELATION = (0.0, 1.0), (-1.0, 1.0)
+METRIC_RANGES = {
+    "supernet_acc_mean": FRACTION,
+    "supernet_acc_std": FRACTION,
+    "kendall_tau": CORRELATION,
+    "sparse_kendall_tau": CORRELATION,
+    "spearman": CORRELATION,
+    "sparse_spearman": CORRELATION,
+    "p_beat_random": FRACTION,
+    "final_performance": FRACTION,
+}
 
 
 def find_records(folders: Iterable[str | Path]) -> list[Path]:
@@ -51,11 +67,14 @@ def load_records(folders: Iterable[str | Path]) -> list[dict[str, Any]]:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:  # not JSON, or not UTF-8 text
             record = {"status": "broken", "error": f"{type(err).__name__}: {err}"}
-        if not isinstance(record, dict):
-            record = {"status": "broken", "error": "not a JSON object"}
-        problem = record_problem(record)
-        if problem:  # tables, figures and show read these keys: say which one is wrong
-            record = {"status": "broken", "error": f"{problem} (read {path})"}
+        else:  # tables, figures and show read these keys: say which one is wrong
+            problem = record_problem(record) if isinstance(record, dict) else "not a JSON object"
+            if problem:
+                record = {"status": "broken", "error": f"{problem} (read {path})"}
+        for pool in _pools(record):  # the README's † is by accuracy, whatever a flag says
+            mean = pool["metrics"].get("supernet_acc_mean")
+            if mean is not None:
+                pool["untrained"] = is_untrained(mean)
         record["path"] = str(path)
         records.append(record)
     return records
@@ -81,8 +100,13 @@ def record_problem(record: dict[str, Any]) -> str | None:
         t = (config.get("metrics") or {}).get("skdt_threshold")
         if t is not None and not (_number(t) and 0 < t < 1):
             return f"config.metrics.skdt_threshold is {t!r}, not a number in (0, 1)"
-    if record.get("status") != "completed":
+    status = record.get("status")
+    if status not in STATUSES:
+        return f"status is {status!r}, not one of {', '.join(STATUSES)}"
+    if status != "completed":
         return None
+    if not isinstance(config, dict):  # another tool's file: no row or column to put it in
+        return "config is missing (not a nasheur job's metrics.json?)"
     problem = _pool_problem(record, "")
     extra = record.get("extra_pools")
     if problem or extra is None:
@@ -106,6 +130,9 @@ def _pool_problem(pool: dict[str, Any], prefix: str) -> str | None:
     for key, value in metrics.items():
         if value is not None and not _number(value):
             return f"{prefix}metrics.{key} is {value!r}, not a number or null"
+        low, high = METRIC_RANGES.get(key, (-math.inf, math.inf))
+        if value is not None and not low <= value <= high:
+            return f"{prefix}metrics.{key} is {value!r}, outside [{low:g}, {high:g}]"
     if archs is None:
         return None
     if not isinstance(archs, list):
@@ -117,7 +144,16 @@ def _pool_problem(pool: dict[str, Any], prefix: str) -> str | None:
             value = arch.get(key)
             if value is not None and not _number(value):
                 return f"{prefix}archs[{i}].{key} is {value!r}, not a number or null"
+            if value is not None and not 0 <= value <= 1:
+                return f"{prefix}archs[{i}].{key} is {value!r}, not a fraction in [0, 1]"
     return None
+
+
+def _pools(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A readable completed record's pools: itself and its ``extra_pools`` (none else)."""
+    if record.get("status") != "completed":
+        return []
+    return [record, *(record.get("extra_pools") or {}).values()]
 
 
 def _number(value: Any) -> bool:

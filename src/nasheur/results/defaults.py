@@ -104,8 +104,9 @@ def off_defaults(
     """For each space of `records` (completed runs of one experiment and setting), the keys
     where every run has one value that is not the experiment's default, as
     ``protocol.epochs=1 (default 1000)``; spaces at their defaults are left out. The seed,
-    the `varied` factors, the keys the experiment's blocks set, the keys outside a job's
-    identity and the site's paths are not compared."""
+    the `varied` factors, the keys outside a job's identity and the site's paths are not
+    compared; another key the experiment's blocks set is compared with the values they give
+    (:func:`_off_blocks`)."""
     varied = tuple(varied)
     by_space: dict[str, list[dict[str, Any]]] = {}
     for r in records:
@@ -119,7 +120,7 @@ def off_defaults(
         skip = {"seed", *IDENTITY_EXCLUDED, *SITE_KEYS, *varied, *swept, *inactive_keys(default)}
         skip.update(k for r in runs for k in inactive_keys(r.get("config") or {}))
         theirs = [flat_config(r.get("config") or {}) for r in runs]
-        differ = []
+        differ = _off_blocks(experiment, space, varied, theirs)
         for key, value in sorted(flat_config(default).items()):
             if any(key == s or key.startswith(s + ".") for s in skip):
                 continue
@@ -135,3 +136,31 @@ def off_defaults(
             more = len(differ) - SHOWN_KEYS
             out[space] = differ[:SHOWN_KEYS] + ([f"+{more} more"] if more > 0 else [])
     return out
+
+
+def _off_blocks(
+    experiment: str, space: str, varied: tuple[str, ...], theirs: list[dict[str, Any]]
+) -> list[str]:
+    """The keys that the experiment's blocks set besides its factors (Table 10's NB201 pool
+    of 100) where every run has one value that no block gives, as ``eval.pool_size=10 (the
+    experiment's 100)``."""
+    composed = _composed(experiment, space)
+    if composed is None:
+        return []
+    given: dict[str, set[str]] = {}
+    for block in composed[1]:
+        for key, v in block.items():
+            values = v if isinstance(v, list) else [v]
+            given.setdefault(key, set()).update(json.dumps(x, sort_keys=True) for x in values)
+    differ = []
+    for key, values in sorted(given.items()):
+        # a config group (``sampler: [fairnas]``) is its `name` in a record
+        flat = key if all(key in t for t in theirs) else f"{key}.name"
+        if key in varied or flat in varied or not all(flat in t for t in theirs):
+            continue
+        ran = {json.dumps(t[flat], sort_keys=True) for t in theirs}
+        if len(ran) == 1 and not ran <= values:
+            (v,) = ran
+            shown = ", ".join(spelt(x) for x in sorted(values))
+            differ.append(f"{flat}={spelt(v)} (the experiment's {shown})")
+    return differ

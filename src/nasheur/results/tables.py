@@ -363,11 +363,15 @@ def _level_order(v: str) -> tuple:
     return (sign, sign * int(v[5:]))
 
 
+def _numeric(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _order(values: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     def key(row: tuple[Any, ...]) -> tuple:
         return tuple(
             (0, v, ())
-            if isinstance(v, (int, float)) and not isinstance(v, bool)
+            if _numeric(v)
             else (1, 0, _level_order(v))
             if isinstance(v, str) and LEVEL.fullmatch(v)
             else (2, VALUE_ORDER.get(v, len(VALUE_ORDER)), (str(v),))
@@ -424,9 +428,7 @@ def build_table(
         if not ours or experiment_name(r) in ours
     }
     spaces = [s for s in SPACES if s in ran]
-    blocks, notes = [], []
-    if broken:
-        notes.append(f"{broken} metrics.json file(s) could not be read (`show` names them)")
+    blocks, notes = [], unreadable_notes(broken)
     if copies:
         notes.append(f"{copies} copy(ies) of a job found twice (the same config_hash) counted once")
         notes.extend(disagreeing_copies(in_table, per_experiment=True))
@@ -562,6 +564,9 @@ def _blocks(
             notes.append(f"{title}: no runs")
             continue
         block = make(title, _shown(factors, values), runs)
+        if table == "4":  # each group from its reference down, as the paper's (train portion
+            # 0.75, 0.5, 0.25; the levels base, base/2, ... are in that order already)
+            block.rows.sort(key=lambda row: tuple(-v if _numeric(v) else 0 for v in row))
         notes += [f"{title}: {n}" if title else n for n in block.notes]
         blocks.append(block)
     return blocks, notes
@@ -772,6 +777,22 @@ def _subspace_mean(
     return cell, partial
 
 
+def unreadable_notes(broken: int) -> list[str]:
+    return (
+        [f"{broken} metrics.json file(s) could not be read (`show` names them)"] if broken else []
+    )
+
+
+def left_out_notes(records: Sequence[dict[str, Any]]) -> list[str]:
+    """What a view of all the folders' runs (Table 3, the figures) cannot show: unreadable
+    records, and the runs that did not complete, by status."""
+    notes = unreadable_notes(sum(r.get("status") == "broken" for r in records))
+    ended = [r for r in distinct_jobs(records)[0] if r.get("status") in ("failed", "interrupted")]
+    if ended:
+        notes.append(f"{_unfinished(ended)} left out (`show` lists their errors)")
+    return notes
+
+
 def correlation_table(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     """Table 3: across the completed runs of a space, the Spearman correlation of each ranking
     metric with the final performance. The paper computes it "in the same setting as Figure 6",
@@ -779,16 +800,8 @@ def correlation_table(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, 
     does not have: so untrained runs count here (``untrained`` says how many of the runs are),
     as they do in `figures.metric_pairs` wherever super-net accuracy is not compared."""
     out: dict[str, dict[str, float | None]] = {}
-    records = distinct_jobs(records)[0]  # a job in two experiments' sweeps counts once
-    main = {id(r) for r in main_settings(records)[0]}  # not a debug try beside a sweep
-    for space in SPACES:
-        every = [
-            r
-            for r in records
-            if r.get("status") == "completed" and select(r, "config.search_space.name") == space
-        ]
-        done = [r for r in every if id(r) in main]
-        if len(done) < 3:
+    for space, (every, done) in _correlated_runs(records).items():
+        if len(done) < CORRELATED_RUNS:
             continue
         final = np.array(
             [_or_nan(select(r, "metrics.final_performance")) for r in done], dtype=float
@@ -804,6 +817,42 @@ def correlation_table(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, 
         row["other_settings"] = len(every) - len(done)
         out[space] = row
     return out
+
+
+CORRELATED_RUNS = 3  # the fewest runs of a space that Table 3 correlates
+
+
+def _correlated_runs(
+    records: Sequence[dict[str, Any]],
+) -> dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    """Per space with completed runs: those runs, and those of them that Table 3 correlates
+    (each job once, however many experiments' sweeps hold it; not a debug try beside a
+    sweep)."""
+    records = distinct_jobs(records)[0]
+    main = {id(r) for r in main_settings(records)[0]}
+    runs = {}
+    for space in SPACES:
+        every = [
+            r
+            for r in records
+            if r.get("status") == "completed" and select(r, "config.search_space.name") == space
+        ]
+        if every:
+            runs[space] = (every, [r for r in every if id(r) in main])
+    return runs
+
+
+def correlation_notes(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Table 3's notes: what it leaves out (`left_out_notes`) and the spaces with too few
+    runs to correlate."""
+    notes = left_out_notes(records)
+    for space, (_, done) in _correlated_runs(records).items():
+        if len(done) < CORRELATED_RUNS:
+            notes.append(
+                f"{SPACE_TITLES.get(space, space)}: {len(done)} run(s), fewer than the "
+                f"{CORRELATED_RUNS} a correlation needs; left out"
+            )
+    return notes
 
 
 def _or_nan(value: Any) -> float:
@@ -1005,8 +1054,8 @@ def correlation_csv(table3: dict[str, dict[str, float | None]]) -> str:
     return buf.getvalue()
 
 
-def correlation_latex(table3: dict[str, dict[str, float | None]]) -> str:
-    """Table 3 as a LaTeX tabular (the Markdown's rounding)."""
+def correlation_latex(table3: dict[str, dict[str, float | None]], notes: Sequence[str] = ()) -> str:
+    """Table 3 as a LaTeX tabular (the Markdown's rounding), its notes as comments."""
     lines = [
         "\\begin{tabular}{l" + "c" * (len(CORRELATION_HEAD) - 1) + "}",
         "\\toprule",
@@ -1017,7 +1066,7 @@ def correlation_latex(table3: dict[str, dict[str, float | None]]) -> str:
         vals = ["--" if row[m] is None else f"{row[m]:.2f}" for m in RANKING]
         counts = [str(row[c]) for c in _COUNTS]
         lines.append(" & ".join([_tex(SPACE_TITLES[space]), *vals, *counts]) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}"]
+    lines += ["\\bottomrule", "\\end{tabular}", *(f"% {n}" for n in notes)]
     return "\n".join(lines) + "\n"
 
 
