@@ -78,6 +78,12 @@ def _plt():
     return plt
 
 
+def _integer_ticks():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
 def _save(fig, stem: str | Path) -> list[Path]:
     """Write `<stem>.png` and `<stem>.pdf` atomically, close the figure, return the paths."""
     plt = _plt()
@@ -189,9 +195,7 @@ def rank_disorder(record: dict[str, Any], stem: str | Path) -> list[Path]:
     ax.set_ylim(n + 0.5, 0.5)  # rank 1 at the top
     ax.set_xticks([0, 1], ["GT rank", "Super-net rank"])
     ax.set_ylabel("rank (1 = best)")
-    from matplotlib.ticker import MaxNLocator
-
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(_integer_ticks())
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)
     tau = metrics.kendall_tau(s, g)
@@ -201,7 +205,7 @@ def rank_disorder(record: dict[str, Any], stem: str | Path) -> list[Path]:
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(1, max(n, 2)))
     bar = fig.colorbar(sm, ax=ax, fraction=0.06, pad=0.02)
     bar.set_label("GT rank")
-    bar.locator = MaxNLocator(integer=True)
+    bar.locator = _integer_ticks()
     bar.update_ticks()
     return _save(fig, stem)
 
@@ -348,6 +352,7 @@ def metric_vs_epochs(records: Sequence[dict[str, Any]], stem: str | Path) -> lis
             if len(data[space]) > 1:
                 ax.legend(fontsize=6)
             ax.grid(alpha=0.3)
+            ax.xaxis.set_major_locator(_integer_ticks())  # epochs: no 1.2, 1.4 ticks
             if row == len(spaces) - 1:
                 ax.set_xlabel("epochs")
             if row == 0:
