@@ -241,14 +241,15 @@ def _detail(job: Job) -> str:
 def _metrics_line(r: dict) -> str:
     m = r.get("metrics") or {}
 
-    def num(key: str, scale: float = 1.0, width: int = 7) -> str:
+    def num(key: str, scale: float = 1.0, width: int = 7, digits: int = 3) -> str:
         v = m.get(key)
-        return f"{'-':>{width}}" if v is None else f"{scale * v:>{width}.3f}"
+        return f"{'-':>{width}}" if v is None else f"{scale * v:>{width}.{digits}f}"
 
+    # as the tables print them: fractions to 3 places, the final performance in % to 2
     return (
         f"{select(r, 'config.search_space.name') or '?':<10} {r.get('seed', '?'):>4} "
         f"{num('supernet_acc_mean')} {num('sparse_kendall_tau')} {num('p_beat_random', width=6)} "
-        f"{num('final_performance', 100)}"
+        f"{num('final_performance', 100, digits=2)}"
     )
 
 
