@@ -70,6 +70,7 @@ def test_nb201_defaults_follow_table_14(gt_file):
         ["device=cpu", "seed=3"],
         ["run.eval_graphs=false", "run.eval_streams=4", "run.channels_last=true"],
         ["run.eval_pack=1"],
+        ["experiment.name=my_sweep-2.b", "experiment.factors=[sampler.name,supernet.subspace]"],
     ],
 )
 def test_every_offered_option_validates(overrides, gt_file):
@@ -98,6 +99,11 @@ def test_every_offered_option_validates(overrides, gt_file):
         (["run.eval_streams=0"], "run.eval_streams"),
         (["run.eval_pack=0"], "run.eval_pack"),
         (["dataset=procedural", "dataset.num_classes=11"], "dataset.num_classes"),
+        # the sweep's folder, runs/sweeps/<name>: not the sweeps' root, not a path out of it
+        (["experiment.name="], "experiment.name=''"),
+        (["experiment.name=../../escape"], "experiment.name='../../escape'"),
+        (["experiment.name=.."], "experiment.name='..'"),
+        (["experiment.factors=[protocol.lr,no.such.key]"], "experiment.factors='no.such.key'"),
     ],
 )
 def test_out_of_range_values_name_the_key(overrides, key, gt_file):
@@ -258,6 +264,26 @@ def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
         (["+preset=debug", "+supernet.wbsn=true"], "config error: unknown key supernet.wbsn:"),
         (["+preset=debug", "~sampler"], "config error: ~sampler: the sampler group cannot be"),
         (["+preset=debug", "~supernet"], "config error: ~supernet: the supernet group cannot"),
+        # before Hydra composes: its own errors were a traceback (null) and an interpolation
+        (["sampler=null"], "config error: sampler=null: the sampler group cannot be removed"),
+        (["search_space="], "config error: search_space=: the search_space group cannot be"),
+        (["~search_space"], "config error: ~search_space: the search_space group cannot be"),
+        (
+            ["-m", "~eval_speed"],  # its keys are under run.
+            "config error: ~eval_speed: the eval_speed group cannot be removed (every job "
+            "takes one of its options); choose one with eval_speed=<option>, or set its keys "
+            "(run.<key>=...)",
+        ),
+        (["ground_truth.path="], "config error: ground_truth.path='' names no file"),
+        # OmegaConf reads a number as a yes/no (2 is true): a typo would train another config
+        (["supernet.ofa_kernel=2"], "config error: supernet.ofa_kernel=2 is not a yes/no value"),
+        (["-m", "supernet.wsbn=true,2"], "config error: supernet.wsbn=2 is not a yes/no value"),
+        # a batch larger than a share of the split, from the config alone (a sweep too)
+        (
+            ["-m", "seed=0,1", "dataset.num_images=100"],
+            "config error: 2 of 2 jobs have a bad config; nothing was launched:\n"
+            "  fidelity.batch_size=32 exceeds the 25 validation images of the split",
+        ),
         (
             ["+preset=debug", "eval.pool_size=500"],
             "input error: eval.pool_size=500 exceeds the 300 architectures of the space "
@@ -393,6 +419,13 @@ def test_the_slurm_profile_reads_site_counts(value, expected, monkeypatch):
 def test_the_slurm_profile_reads_the_mps_flag(value, expected, monkeypatch):
     with slurm_profile(monkeypatch, value, "MPS") as cfg:
         assert cfg.hydra.launcher.mps is expected
+
+
+def test_the_yes_no_keys_are_the_schemas_booleans():
+    from nasheur.config import BOOL_KEYS
+
+    assert {"supernet.wsbn", "protocol.bn_track", "run.bf16", "dataset.augment"} <= BOOL_KEYS
+    assert not {"supernet.path_dropout", "seed", "supernet"} & BOOL_KEYS
 
 
 def test_a_bad_mps_flag_names_the_variable(monkeypatch):

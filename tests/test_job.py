@@ -433,11 +433,34 @@ def test_a_batch_larger_than_a_share_fails_before_training(tmp_path, overrides, 
     # 160 images: 144 for training, 16 (or 8) for validation; no silent smaller batch
     gt = write_nb201_gt(tmp_path / "gt.csv")
     cfg = compose_job([*TINY_JOB, f"ground_truth.path={gt}", *overrides])
-    validate(cfg)
-    with pytest.raises(ConfigError, match=rf"fidelity\.batch_size=\d+ exceeds the \d+ {share}"):
+    said = rf"fidelity\.batch_size=\d+ exceeds the \d+ {share}"
+    with pytest.raises(ConfigError, match=said):  # from the config: a sweep is refused whole
+        validate(cfg)
+    with pytest.raises(ConfigError, match=said):  # and from the data the job loaded
         run_job(cfg, output_dir=tmp_path / "job")
     assert read(tmp_path / "job")["status"] == "failed"
     assert not (tmp_path / "job" / CHECKPOINT).exists()
+
+
+def test_a_super_net_too_large_for_memory_is_an_input_error_naming_its_size(tmp_path, monkeypatch):
+    # fidelity.channels=100000 asked the CPU allocator for 40 GB: a traceback before; the
+    # allocator's refusal is played here (a real one could wake the OOM killer instead)
+    import nasheur.supernet
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
+            "memory: you tried to allocate 40000000000 bytes. Error code 12"
+        )
+
+    monkeypatch.setattr(nasheur.supernet, "build_supernet", refuse)
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    cfg = compose_job([*TINY_JOB, f"ground_truth.path={gt}"])
+    with pytest.raises(
+        ConfigError, match=r"super-net of fidelity\.channels=\d+ and fidelity\.layers"
+    ):
+        run_job(cfg, output_dir=tmp_path / "job")
+    assert read(tmp_path / "job")["status"] == "failed"
 
 
 @pytest.mark.cuda

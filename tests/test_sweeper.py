@@ -51,9 +51,9 @@ class StandIn:
             folder = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
             job = OmegaConf.to_container(cfg, resolve=False)
             job.pop("hydra")
-            chash = config_hash(plain(to_config(OmegaConf.create(job))))
+            resolved = plain(to_config(OmegaConf.create(job)))
             folder.mkdir(parents=True, exist_ok=True)
-            record = {"status": what, "config_hash": chash}
+            record = {"status": what, "config_hash": config_hash(resolved), "config": resolved}
             if what == "completed":
                 record["metrics"] = {"sparse_kendall_tau": 0.5}
             if what == "failed":
@@ -467,7 +467,8 @@ def test_a_job_another_sweep_completed_is_copied_not_trained(args, tmp_path, cap
     # the copy is this experiment's (its table reads it), the source stays lr_ablation's
     assert copy["config"]["experiment"]["name"] == "bn_ablation"
     original = json.loads((source / "metrics.json").read_text())
-    assert "reused_from" not in original and original.get("config") is None
+    assert "reused_from" not in original
+    assert original["config"]["experiment"]["name"] == "lr_ablation"
     out = capsys.readouterr().out
     assert "4 completed (1 copied from other sweeps, where they completed)" in out
     from nasheur.results.__main__ import main as results
@@ -977,6 +978,18 @@ def test_a_task_without_jobs_is_refused_before_launch(args, tmp_path, monkeypatc
     assert stop.value.code == 2 and len(err.strip().splitlines()) == 1
     assert f"hydra.launcher.jobs_per_task={value} (NASHEUR_SLURM_JOBS_PER_TASK)" in err
     assert not (sweep_dir(tmp_path) / "sweep.json").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_a_batch_of_no_jobs_is_refused_before_launch(args, tmp_path, capsys, value):
+    # range(0, n, -1) is empty: the sweep would launch nothing and ask to be run again
+    sweeper, task = sweeper_for([*args, f"hydra.sweeper.max_batch_size={value}"])
+    with pytest.raises(SystemExit) as stop:
+        sweeper.sweep(task)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert f"hydra.sweeper.max_batch_size={value}: jobs handed to the launcher at once" in err
+    assert sweeper.launcher.launched == [] and not (sweep_dir(tmp_path) / "sweep.json").exists()
 
 
 def test_the_slurm_profile_packs_one_job_per_task_by_default(args, monkeypatch):

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from nasheur.config import (
     ConfigError,
+    check_command_line,
     check_groups,
     register_configs,
     register_resolvers,
@@ -235,6 +236,11 @@ def cli() -> None:
     """The command (``python -m nasheur``, the ``nasheur`` script): :func:`main` with the
     multirun flag accepted anywhere among the overrides."""
     sys.argv = flags_first(sys.argv)
+    try:
+        check_command_line(sys.argv[1:])
+    except ConfigError as err:
+        print(f"nasheur: config error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     main()
 
 

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from pathlib import Path
@@ -235,6 +236,23 @@ class Config:
     device: Device = Device.auto
 
 
+def _bool_keys(cls: type, prefix: str = "") -> set[str]:
+    """The dotted names of the yes/no keys of the schema `cls`."""
+    hints = typing.get_type_hints(cls)
+    out: set[str] = set()
+    for f in fields(cls):
+        kind = hints[f.name]
+        if kind is bool:
+            out.add(prefix + f.name)
+        elif is_dataclass(kind):
+            out |= _bool_keys(kind, f"{prefix}{f.name}.")
+    return out
+
+
+BOOL_KEYS = frozenset(_bool_keys(Config))
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")  # as OmegaConf reads them
+
+
 # Keys that do not change what a job computes, left out of its identity (config_hash).
 # `dataset.root` says where CIFAR-10 lies on this machine, not which data: data moved to
 # another file system (or spelt `/data/` for `/data`) must not make a sweep train again.
@@ -295,16 +313,41 @@ def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
 GROUPS = ("dataset", "eval_speed", "search_space", "supernet", "fidelity", "protocol", "sampler")
 
 
+# where a group's keys live, for the groups whose package is not their name
+GROUP_PACKAGE = {"eval_speed": "run"}
+
+
+def _removed_group(group: str, said: str) -> str:
+    package = GROUP_PACKAGE.get(group, group)
+    return (
+        f"{said}: the {group} group cannot be removed (every job takes one of its options); "
+        f"choose one with {group}=<option>, or set its keys ({package}.<key>=...)"
+    )
+
+
 def check_groups(choices: Any) -> None:
     """Refuse a group removed on the command line (``~supernet``): the job would take the
     schema's bare defaults, which are no space's paper setting, and say nothing of it."""
     removed = [g for g in GROUPS if choices.get(g) is None]
     if removed:
-        raise ConfigError(
-            f"~{removed[0]}: the {removed[0]} group cannot be removed (every job takes one of "
-            f"its options); choose one with {removed[0]}=<option>, or set its keys "
-            f"({removed[0]}.<key>=...)"
-        )
+        raise ConfigError(_removed_group(removed[0], f"~{removed[0]}"))
+
+
+def check_command_line(args: list[str]) -> None:
+    """What Hydra would take badly from the command line, refused before it composes:
+    a group removed, as :func:`check_groups` refuses it (``sampler=null`` and ``sampler=``
+    would end in a Python traceback, ``~search_space`` in an interpolation error naming none
+    of them), and a yes/no key given a number (OmegaConf reads ``supernet.wsbn=2`` as true)."""
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        key = name.lstrip("+~")
+        if key in GROUPS and (name.startswith("~") or (eq and value.strip() in ("", "null"))):
+            raise ConfigError(_removed_group(key, arg))
+        if not eq or key not in BOOL_KEYS or any(c in value for c in "()[]{}*"):
+            continue  # sweep functions and globs: the sweeper's to expand
+        for one in value.split(","):  # a value, or a sweep's list
+            if one.strip().lower() not in _TRUE + _FALSE:
+                raise ConfigError(f"{key}={one} is not a yes/no value: expected true or false")
 
 
 def omegaconf_said(err: OmegaConfBaseException) -> str:
@@ -498,9 +541,6 @@ def _site_count(name: str, default: int | None, need: str = "") -> int | None:
         raise ValueError(f"{name}={value!r} is not a whole number (or null)") from None
 
 
-_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
-
-
 def _site_flag(name: str, default: bool) -> bool:
     """A yes/no launcher option from the environment: `default` when the variable is unset or
     empty; true/yes/on/1 or false/no/off/0 (any case), else an error naming the variable
@@ -581,6 +621,48 @@ def ground_truth_path(cfg: Config) -> str | None:
     return resolve_ground_truth(cfg.search_space.name.value, cfg.ground_truth.path)
 
 
+CIFAR10_TRAIN_IMAGES = 50_000  # what dataset=cifar10 splits: the release's training batches
+
+
+def split_sizes(num_images: int, train_portion: float, val_portion: float) -> tuple[int, int]:
+    """The sizes of the training and validation shares of `num_images` (nasheur.data.splits):
+    the last ``round(val_portion * N)`` images validate, the first ``round(train_portion * N)``
+    train, and shares that fit never overlap by rounding (15 images at 0.9 / 0.1 round to 14
+    and 2: 13 train)."""
+    n = int(num_images)
+    n_val, n_train = round(val_portion * n), round(train_portion * n)
+    if train_portion + val_portion <= 1 + 1e-12:
+        n_train = min(n_train, n - n_val)
+    return n_train, n_val
+
+
+def check_batch_fits(
+    batch: int, shares: tuple[int, int], train_portion: float, val_portion: float
+) -> None:
+    """Refuse a batch larger than either share: a smaller batch, or images repeated in one,
+    would change what BN sees."""
+    for share, n in zip(("training", "validation"), shares, strict=True):
+        if n < batch:
+            raise ConfigError(
+                f"fidelity.batch_size={batch} exceeds the {n} {share} images of the split "
+                f"(fidelity.train_portion={train_portion}, dataset.val_portion={val_portion}); "
+                "lower it or use more images"
+            )
+
+
+FOLDER_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _is_key(cfg: Any, dotted: str) -> bool:
+    """Whether `dotted` names a key of the config (its value may be null)."""
+    node = cfg
+    for part in dotted.split("."):
+        if not is_dataclass(node) or part not in {f.name for f in fields(node)}:
+            return False
+        node = getattr(node, part)
+    return True
+
+
 def validate(cfg: Config) -> None:
     """Ranges and combinations, checked before any data is read. Raises :class:`ConfigError`."""
     from nasheur.spaces import space_info
@@ -635,17 +717,17 @@ def validate(cfg: Config) -> None:
                     f"dataset.{key}={getattr(d, key)} applies to generated images "
                     "(dataset=procedural or synthetic), not to dataset=cifar10"
                 )
-    else:  # a generated set's size is known here: each share needs an image
-        for key, share in (
-            ("fidelity.train_portion", f.train_portion),
-            ("dataset.val_portion", d.val_portion),
-        ):
-            _check(
-                round(share * d.num_images) >= 1,
-                key,
-                share,
-                f"a share of the dataset.num_images={d.num_images} images that holds one",
-            )
+    # the shares' sizes are known here (CIFAR-10's 50,000 training images, or a generated
+    # set's number): each needs an image, and a batch of fresh images (a sweep of jobs that
+    # would each fail at their start is refused before it is launched)
+    images = CIFAR10_TRAIN_IMAGES if d.name is DatasetName.cifar10 else d.num_images
+    shares = split_sizes(images, f.train_portion, d.val_portion)
+    for key, share, n in (
+        ("fidelity.train_portion", f.train_portion, shares[0]),
+        ("dataset.val_portion", d.val_portion, shares[1]),
+    ):
+        _check(n >= 1, key, share, f"a share of the {images} images (dataset) that holds one")
+    check_batch_fits(f.batch_size, shares, f.train_portion, d.val_portion)
     if d.name is DatasetName.procedural:  # one class per texture of nasheur.data.procedural
         _check(
             d.num_classes <= PROCEDURAL_CLASSES,
@@ -673,6 +755,21 @@ def validate(cfg: Config) -> None:
         "0 < value < 1 (a fraction of accuracy: 0.001 is 0.1%)",
     )
     _check(cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
+    gt_path = cfg.ground_truth.path
+    if gt_path is not None and not gt_path.strip():  # would be read as the current folder
+        raise ConfigError(
+            f"ground_truth.path={gt_path!r} names no file: give one, or null for "
+            f"{ground_truth_env(cfg.search_space.name.value)} or the space's own"
+        )
+    x = cfg.experiment
+    _check(
+        FOLDER_NAME.fullmatch(x.name) is not None and x.name not in (".", ".."),
+        "experiment.name",
+        x.name,
+        "a folder name (runs/sweeps/<name>): letters, digits, '_', '-' and '.', not a path",
+    )
+    for factor in x.factors:  # the keys whose values name a table's rows and job folders
+        _check(_is_key(cfg, factor), "experiment.factors", factor, "keys of the config")
     steps = cfg.run.max_steps_per_epoch
     _check(steps is None or steps >= 1, "run.max_steps_per_epoch", steps, "null or an integer >= 1")
     _check(cfg.run.log_every >= 0, "run.log_every", cfg.run.log_every, "an integer >= 0")

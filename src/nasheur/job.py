@@ -24,6 +24,7 @@ from nasheur import __version__
 from nasheur.config import (
     Config,
     ConfigError,
+    check_batch_fits,
     config_hash,
     ground_truth_path,
     plain,
@@ -285,14 +286,14 @@ def _run(
         if type(err) is not ValueError:  # a data file's own error (unsafe, unreadable) stays
             raise
         raise ConfigError(str(err)) from None
+    # validate() checked the shares it expected; these are the data's own
     batch = cfg.fidelity.batch_size
-    for share, n in (("training", len(data.train_y)), ("validation", len(data.val_y))):
-        if n < batch:  # a smaller batch, or repeated images in one, would change what BN sees
-            raise ConfigError(
-                f"fidelity.batch_size={batch} exceeds the {n} {share} images of the split "
-                f"(fidelity.train_portion={cfg.fidelity.train_portion}, "
-                f"dataset.val_portion={d.val_portion}); lower it or use more images"
-            )
+    check_batch_fits(
+        batch,
+        (len(data.train_y), len(data.val_y)),
+        cfg.fidelity.train_portion,
+        d.val_portion,
+    )
     g = cfg.ground_truth
     gt_path = ground_truth_path(cfg)
     gt = load_ground_truth(
@@ -352,7 +353,17 @@ def _run(
     )
 
     torch.manual_seed(derive_seed(cfg.seed, "init"))
-    model = build_supernet(space.name, spec_from_config(cfg, data.num_classes)).to(device)
+    try:
+        model = build_supernet(space.name, spec_from_config(cfg, data.num_classes)).to(device)
+    except RuntimeError as err:  # torch.OutOfMemoryError (CUDA) is one too
+        if not isinstance(err, torch.OutOfMemoryError) and "allocate" not in str(err):
+            raise
+        f = cfg.fidelity
+        raise ConfigError(
+            f"the super-net of fidelity.channels={f.channels} and fidelity.layers={f.layers} "
+            f"does not fit in the memory of {device} ({str(err).strip().splitlines()[0][:200]}); "
+            "use fewer channels or layers"
+        ) from None
     if cfg.run.channels_last:  # the 4-d weights NHWC; convolutions then give NHWC outputs
         model = model.to(memory_format=torch.channels_last)
     p = cfg.protocol

@@ -539,6 +539,12 @@ class AblationSweeper(Sweeper):
         import shutil
 
         assert self.config is not None
+        batch = self.max_batch_size
+        if batch is not None and (not isinstance(batch, int) or batch < 1):
+            raise SweepError(
+                f"hydra.sweeper.max_batch_size={batch}: jobs handed to the launcher at once, "
+                "at least 1 (null: all); nothing was launched"
+            )
         for key, what in (
             ("jobs_at_once", "at least one job runs at once"),
             ("jobs_per_task", "a task runs at least one job"),
@@ -656,7 +662,7 @@ class AblationSweeper(Sweeper):
         )
         for o in elsewhere[:20]:
             log.info("  running elsewhere: %s (%s)", o.folder, o.detail)
-        size = self.max_batch_size or max(len(todo), 1)
+        size = self.max_batch_size or max(len(todo), 1)  # None: all at once
         results: list[JobReturn] = []
         stopped: str | None = None
         refused = False  # the scheduler refused a submission (sbatch's error)

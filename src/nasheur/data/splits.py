@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nasheur.config import split_sizes
+
 __all__ = ["Split", "split_train_val"]
 
 
@@ -47,10 +49,7 @@ def split_train_val(
     n = int(num_images)
     if n < 2:
         raise ValueError(f"need at least 2 images to split, got {num_images}")
-    n_val = round(val_portion * n)
-    n_train = round(train_portion * n)
-    if train_portion + val_portion <= 1 + 1e-12:  # shares that fit never overlap by rounding
-        n_train = min(n_train, n - n_val)  # (15 images at 0.9 / 0.1 round to 14 and 2)
+    n_train, n_val = split_sizes(n, train_portion, val_portion)
     if n_train < 1:
         raise ValueError(
             f"fidelity.train_portion={train_portion} leaves no training image out of {n}"
