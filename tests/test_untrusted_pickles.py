@@ -463,6 +463,28 @@ def test_nb201_bad_entries_name_file_and_entry(tmp_path, change, message):
         read_nats_pbz2(path)
 
 
+def test_a_bz2_bomb_is_refused_while_it_inflates(tmp_path, monkeypatch):
+    # a few hundred bytes that inflate to a pickle of 64 MB of zeros, with the floor lowered
+    # to 8 MB (it is 1 GB) so that the test inflates little: refused at the bound, not after
+    import nasheur.groundtruth.nb201 as nb201
+
+    path = tmp_path / "bomb.pickle.pbz2"
+    path.write_bytes(bz2.compress(pickle.dumps(bytes(64 << 20), protocol=4), 9))
+    assert path.stat().st_size < 10_000
+    monkeypatch.setattr(nb201, "BZ2_FLOOR", 8 << 20)
+    read = []
+    inner_readinto = bz2.BZ2File.readinto
+    monkeypatch.setattr(
+        bz2.BZ2File, "readinto", lambda self, b: read.append(len(b)) or inner_readinto(self, b)
+    )
+    with pytest.raises(UnsafePickleError, match=r"bomb\.pickle\.pbz2: its bz2 stream inflates"):
+        load_pbz2(path)
+    assert sum(read) <= (8 << 20) + (8 << 20)  # stopped within a few chunks of the bound
+    # a stream below the bound loads as before
+    monkeypatch.setattr(nb201, "BZ2_FLOOR", 128 << 20)
+    assert load_pbz2(path) == bytes(64 << 20)
+
+
 def test_damaged_pickle_inside_bz2_names_the_file(tmp_path):
     good = pickle.dumps(nb201_dict(), protocol=4)
     path = tmp_path / "cut.pickle.pbz2"

@@ -267,11 +267,46 @@ def _torch_numpy_globals() -> list[Any]:
     return allowed
 
 
+# A bz2 stream may inflate a millionfold (a "bomb" of a few hundred bytes asks for gigabytes
+# before the unpickler sees a byte): a stream that yields more than BZ2_RATIO times its file,
+# and more than BZ2_FLOOR bytes, is refused as it is read. Pickled benchmark data compresses
+# a few times over; a NATS-Bench file stays far below both bounds.
+BZ2_RATIO = 100
+BZ2_FLOOR = 1 << 30
+_CHUNK = 1 << 22  # the most decompressed per read, so that the count stops a bomb early
+
+
+class _BoundedStream(io.RawIOBase):
+    """The decompressed bytes of a bz2 file, refused once they pass `limit`."""
+
+    def __init__(self, inner: bz2.BZ2File, limit: int, source: str) -> None:
+        super().__init__()
+        self._inner, self._limit, self._source, self._total = inner, limit, source, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")[:_CHUNK]
+        n = self._inner.readinto(view)
+        self._total += n
+        if self._total > self._limit:
+            raise UnsafePickleError(
+                f"{self._source}: its bz2 stream inflates beyond {self._limit:,} bytes "
+                f"({BZ2_RATIO} times the file, or {BZ2_FLOOR:,}): not a benchmark pickle "
+                "(a decompression bomb?)"
+            )
+        return n
+
+
 def load_pbz2(path: str | os.PathLike[str]) -> Any:
-    """Unpickle a bz2-compressed pickle through the allow-list (``UnsafePickleError`` else)."""
+    """Unpickle a bz2-compressed pickle through the allow-list (``UnsafePickleError`` else),
+    its decompressed size bounded (:data:`BZ2_RATIO`, :data:`BZ2_FLOOR`)."""
+    limit = max(BZ2_FLOOR, BZ2_RATIO * os.path.getsize(path))
     try:
         with bz2.open(path, "rb") as f, _gc_paused():
-            return safe_load(io.BufferedReader(f, 1 << 20), _PICKLE_GLOBALS, source=str(path))
+            stream = io.BufferedReader(_BoundedStream(f, limit, str(path)), 1 << 20)
+            return safe_load(stream, _PICKLE_GLOBALS, source=str(path))
     except (UnsafePickleError, FileNotFoundError):
         raise
     except Exception as exc:  # bad bz2 data, or a damaged pickle inside (UnpicklingError ...)
