@@ -278,6 +278,17 @@ def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
         # OmegaConf reads a number as a yes/no (2 is true): a typo would train another config
         (["supernet.ofa_kernel=2"], "config error: supernet.ofa_kernel=2 is not a yes/no value"),
         (["-m", "supernet.wsbn=true,2"], "config error: supernet.wsbn=2 is not a yes/no value"),
+        # Hydra's own composition errors, said in one line too (they were 5 to 20 lines)
+        (
+            ["protocol.epochs=1.5"],
+            "config error: Error merging override protocol.epochs=1.5; Value '1.5' of type "
+            "'float' could not be converted to Integer",
+        ),
+        (
+            ["sampler=foo"],
+            "config error: In 'config': Could not find 'sampler/foo'; Available options in "
+            "'sampler': fairnas, random_a, random_nas",
+        ),
         # a batch larger than a share of the split, from the config alone (a sweep too)
         (
             ["-m", "seed=0,1", "dataset.num_images=100"],
@@ -419,6 +430,28 @@ def test_the_slurm_profile_reads_site_counts(value, expected, monkeypatch):
 def test_the_slurm_profile_reads_the_mps_flag(value, expected, monkeypatch):
     with slurm_profile(monkeypatch, value, "MPS") as cfg:
         assert cfg.hydra.launcher.mps is expected
+
+
+@pytest.mark.parametrize("multirun", [False, True])
+def test_hydras_full_error_is_the_commands_only_while_it_composes(tmp_path, multirun):
+    # set so that Hydra raises its composition errors to the command; gone once the job runs,
+    # so that its errors are reported as Hydra reports them and no job process inherits it
+    script = (
+        "import os, nasheur.__main__ as m\n"
+        "m._run = lambda *a, **k: print('in the job:', os.environ.get('HYDRA_FULL_ERROR'))\n"
+        "m.cli()\n"
+    )
+    args = ["-m", f"hydra.sweep.dir={tmp_path / 's'}"] if multirun else []
+    env = {k: v for k, v in run_env(tmp_path).items() if k != "HYDRA_FULL_ERROR"}
+    proc = subprocess.run(
+        [PYTHON, "-c", script, "+preset=debug", f"hydra.run.dir={tmp_path / 'r'}", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "in the job: None" in proc.stdout, proc.stderr[-2000:]
 
 
 def test_the_yes_no_keys_are_the_schemas_booleans():

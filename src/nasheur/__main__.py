@@ -16,13 +16,18 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from nasheur.config import (
     ConfigError,
     check_command_line,
     check_groups,
+    composed,
+    composition_said,
+    raise_composition_errors,
     register_configs,
     register_resolvers,
     to_config,
@@ -125,6 +130,7 @@ def _sweep_only(hc, config) -> None:
 
 @hydra.main(version_base="1.3", config_path="pkg://nasheur.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    composed()
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
     config = None
@@ -241,7 +247,16 @@ def cli() -> None:
     except ConfigError as err:
         print(f"nasheur: config error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    main()
+    ours = raise_composition_errors()
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as err:  # raised while composing
+        if not ours:
+            raise
+        print(f"nasheur: config error: {composition_said(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        composed()
 
 
 if __name__ == "__main__":

@@ -358,6 +358,55 @@ def omegaconf_said(err: OmegaConfBaseException) -> str:
     return f"{key}: {'; '.join(said)}" if key else "; ".join(said) or type(err).__name__
 
 
+# Hydra prints a composition error (a value of the wrong type, an option a group lacks) in
+# several lines and exits 1; with HYDRA_FULL_ERROR set it raises it instead, and the command
+# says it in one line like its own config errors (nasheur.__main__.cli). The variable is set
+# only until the config is composed: the job and the sweeper drop it, so that a job's own
+# errors are reported as before and no job process inherits it.
+_FULL_ERROR = "HYDRA_FULL_ERROR"
+_full_error_set = False
+
+
+def raise_composition_errors() -> bool:
+    """Have Hydra raise its composition errors; False where the user set the variable
+    (then Hydra reports everything in full, as they asked)."""
+    global _full_error_set
+    if _FULL_ERROR in os.environ:
+        return False
+    os.environ[_FULL_ERROR] = "1"
+    _full_error_set = True
+    return True
+
+
+def composed() -> None:
+    """The config is composed: Hydra reports what follows its own way again."""
+    global _full_error_set
+    if _full_error_set:
+        os.environ.pop(_FULL_ERROR, None)
+        _full_error_set = False
+
+
+def composition_said(err: BaseException) -> str:
+    """A Hydra composition error in one line: OmegaConf's names the key (its full_key),
+    Hydra's the override, with its cause's first line; a group's options (Hydra's "Available
+    options in 'sampler':" and one line each) on that line."""
+    if isinstance(err, OmegaConfBaseException):
+        return omegaconf_said(err)
+    text = str(err).split("Config search path:", 1)[0]  # where Hydra looked: not the error
+    lines = [line.strip().rstrip(".") for line in text.splitlines() if line.strip()]
+    cause = err.__cause__
+    said: list[str] = []
+    for line in lines:
+        if said and said[-1].endswith(":"):
+            said[-1] += f" {line}"
+        elif said and said[-1].startswith("Available options"):
+            said[-1] += f", {line}"
+        else:
+            said.append(line)
+    said += [str(cause).strip().splitlines()[0]] if cause is not None and str(cause).strip() else []
+    return "; ".join(said)
+
+
 def _unknown_keys(obj: Any, prefix: str = "") -> list[str]:
     """The dotted names of attributes of the dataclasses in `obj` that are not their fields."""
     if not is_dataclass(obj):

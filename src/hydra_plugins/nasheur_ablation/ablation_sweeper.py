@@ -220,14 +220,9 @@ def _names_levels(o: Override) -> bool:
 
 
 def _said(err: BaseException) -> str:
-    """A composition error in one line: OmegaConf's names the key (its full_key), Hydra's the
-    override, with the first line of its cause."""
-    if isinstance(err, OmegaConfBaseException):
-        from nasheur.config import omegaconf_said  # nasheur.config imports this module
+    from nasheur.config import composition_said  # nasheur.config imports this module
 
-        return omegaconf_said(err)
-    cause = str(err.__cause__ or "").strip().splitlines()[:1]
-    return "; ".join([str(err).strip(), *cause])
+    return composition_said(err)
 
 
 class AblationSweeper(Sweeper):
@@ -257,6 +252,9 @@ class AblationSweeper(Sweeper):
     ) -> None:
         from hydra.core.plugins import Plugins
 
+        from nasheur.config import composed
+
+        composed()  # no job process inherits the command's HYDRA_FULL_ERROR
         self.config = config
         self.hydra_context = hydra_context
         try:
