@@ -1239,6 +1239,9 @@ def test_a_key_the_experiments_blocks_set_is_said_where_the_runs_replaced_its_va
     records = [{"status": "completed", "config": c} for c in configs]
     said = off_defaults(records, "final_search", ["sampler.name"])
     assert said == {"nb201": ["eval.pool_size=10 (the experiment's 100)"]}
+    for c in configs:  # the block's value, written as another number type, is that value
+        c["eval"]["pool_size"] = 100.0
+    assert off_defaults(records, "final_search", ["sampler.name"]) == {}
 
 
 def test_output_cut_short_by_its_reader_is_no_traceback():

@@ -147,20 +147,25 @@ def _off_blocks(
     composed = _composed(experiment, space)
     if composed is None:
         return []
-    given: dict[str, set[str]] = {}
+    given: dict[str, dict[str, str]] = {}  # key -> each value it takes, compared -> as written
     for block in composed[1]:
         for key, v in block.items():
-            values = v if isinstance(v, list) else [v]
-            given.setdefault(key, set()).update(json.dumps(x, sort_keys=True) for x in values)
+            for x in v if isinstance(v, list) else [v]:
+                given.setdefault(key, {})[_same(x)] = json.dumps(x, sort_keys=True)
     differ = []
     for key, values in sorted(given.items()):
         # a config group (``sampler: [fairnas]``) is its `name` in a record
         flat = key if all(key in t for t in theirs) else f"{key}.name"
         if key in varied or flat in varied or not all(flat in t for t in theirs):
             continue
-        ran = {json.dumps(t[flat], sort_keys=True) for t in theirs}
-        if len(ran) == 1 and not ran <= values:
-            (v,) = ran
-            shown = ", ".join(spelt(x) for x in sorted(values))
-            differ.append(f"{flat}={spelt(v)} (the experiment's {shown})")
+        ran = {_same(t[flat]) for t in theirs}
+        if len(ran) == 1 and not ran <= values.keys():
+            shown = ", ".join(spelt(x) for x in sorted(values.values()))
+            differ.append(f"{flat}={spelt(json.dumps(theirs[0][flat]))} (the experiment's {shown})")
     return differ
+
+
+def _same(value: Any) -> str:
+    """A value as JSON, a number as a float: a block's 0 and a record's 0.0 are one value."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return json.dumps(float(value) if number else value, sort_keys=True)
