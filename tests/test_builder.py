@@ -18,6 +18,7 @@ from nasheur.groundtruth.builder import (
     BuildSettings,
     build,
     build_main,
+    buildable_spaces,
     mean_pairwise_kendall,
     per_seed_path,
     progress_path,
@@ -148,6 +149,17 @@ def test_a_macro_setting_f_proxy_does_not_take_leaves_no_progress_file(tmp_path,
     assert exit_.value.code == 2 and "foo" in capsys.readouterr().err
     assert not progress_path(out).exists()  # the corrected command starts cleanly
     assert build_main(["--out", str(out), "--quiet", *TINY_ARGS]) == 0
+
+
+def test_space_choices_are_the_spaces_a_build_can_train(tmp_path, capsys):
+    # DARTS-NDS has no sample of unique cells nor stand-alone nets here: not offered at all,
+    # rather than offered and refused after parsing
+    assert set(buildable_spaces()) == {"nb101", "nb201", "embedded"}
+    with pytest.raises(SystemExit) as exit_:
+        build_main(["--out", str(tmp_path / "gt.csv"), "--space", "darts_nds"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "invalid choice: 'darts_nds'" in err
+    assert "darts_nds" not in err.split("choose from", 1)[1]
 
 
 @pytest.mark.parametrize(

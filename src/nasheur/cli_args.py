@@ -24,26 +24,25 @@ def at_least(low: int) -> Callable[[str], int]:
     return integer
 
 
-def rate(text: str) -> float:
-    """A learning rate or weight decay: a finite number >= 0."""
+def _number(text: str, ok: Callable[[float], bool], what: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expects a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
     return value
+
+
+def rate(text: str) -> float:
+    """A learning rate or weight decay: a finite number >= 0."""
+    return _number(text, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
 
 
 def bin_width(text: str) -> float:
     """A sparse Kendall tau bin width: a fraction in (0, 1), as ``metrics.skdt_threshold``."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expects a number, got {text!r}") from None
-    if not 0 < value < 1:  # accuracies are fractions: a bin of 1 holds them all
-        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {text!r}")
-    return value
+    # accuracies are fractions: a bin of 1 holds them all
+    return _number(text, lambda v: 0 < v < 1, "a fraction in (0, 1)")
 
 
 def _under_a_folder(text: str) -> None:

@@ -243,6 +243,19 @@ def _standalone(space: Any, key: str, s: BuildSettings) -> Any:
     return space.standalone(space.parse(key) if hasattr(space, "parse") else key, **macro)
 
 
+# what a space's class needs for a build: a sample of unique cells and their stand-alone nets
+BUILD_NEEDS = ("sample_unique", "standalone", "unique_key", "key")
+
+
+def buildable_spaces() -> tuple[str, ...]:
+    """The search spaces a build can sample and train (``--space``'s choices)."""
+    from nasheur.spaces import space_info, space_names
+
+    return tuple(
+        n for n in space_names() if all(hasattr(space_info(n), need) for need in BUILD_NEEDS)
+    )
+
+
 def check_build(settings: BuildSettings) -> tuple[Any, list[str]]:
     """The space and the sample of architectures a build trains, once the settings are known
     to work together (ValueError or TypeError naming the option otherwise): said before any
@@ -250,7 +263,7 @@ def check_build(settings: BuildSettings) -> tuple[Any, list[str]]:
     from nasheur.spaces import get_space
 
     space = get_space(settings.space)
-    for need in ("sample_unique", "standalone", "unique_key", "key"):
+    for need in BUILD_NEEDS:
         if not hasattr(space, need):
             raise TypeError(f"search space {settings.space!r} has no {need}(): cannot build GT")
     _check_macro(space, settings)
@@ -661,8 +674,6 @@ def _macro(text: str) -> tuple[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from nasheur.spaces import space_names  # cheap: no space is built
-
     d = BuildSettings()
     p = argparse.ArgumentParser(
         prog="python -m nasheur.groundtruth build",
@@ -674,7 +685,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=file_path, required=True, help="the table to write (CSV)")
     p.add_argument(
         "--space",
-        choices=space_names(),
+        choices=buildable_spaces(),
         default=d.space,
         help="search space (default: %(default)s)",
     )
