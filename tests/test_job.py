@@ -673,6 +673,9 @@ def test_sigterm_and_a_second_copy_of_a_running_job_from_the_command_line(tmp_pa
         assert second.returncode == 1, second.stderr[-3000:]
         refusal = [line for line in second.stderr.splitlines() if line.startswith("nasheur:")]
         assert len(refusal) == 1 and "in use by a running job" in refusal[0], second.stderr
+        # and nothing else: the folder's own .hydra record, put back, is not news to a user
+        said = [line for line in (second.stdout + second.stderr).splitlines() if line.strip()]
+        assert said == refusal, said
         assert f"pid {first.pid}" in refusal[0] and str(ckpt.parent) in refusal[0]
         assert not (ckpt.parent / "metrics.json").exists()
         first.send_signal(signal.SIGTERM)

@@ -218,7 +218,7 @@ def _run(hc, config, out: Path, refused: Exception | None = None) -> float | Non
         )
     except CheckpointMismatch as err:
         if _restore_hydra_record(hydra_record):
-            log.info("%s: put back the record of the folder's own job", hydra_record)
+            log.debug("%s: put back the record of the folder's own job", hydra_record)
         if hc.mode == RunMode.MULTIRUN:
             raise
         print(f"nasheur: refused: {err}", file=sys.stderr)

@@ -146,7 +146,11 @@ def _run_held(
                 )
             recorded = fingerprint_of(previous)
             if not source_changed(recorded):
-                log.info("already completed: %s (delete it to run again)", done)
+                log.info(
+                    "already completed: %s (delete its folder to train it anew, or only "
+                    "metrics.json to evaluate it again from its checkpoint)",
+                    done,
+                )
                 return previous
             # the hash names the file, not its contents: evaluated again from the checkpoint
             if not (out / CHECKPOINT).is_file():  # never hours of training in its place
