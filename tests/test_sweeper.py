@@ -1043,7 +1043,7 @@ def test_a_stopped_sweep_ends_with_its_summary_and_no_traceback(args, tmp_path, 
     # the submitting process stopped by Ctrl-C or `kill`: the summary, the exit status a shell
     # reports (130, 143), no traceback; SIGTERM is caught although no job runs in this process
     class Elsewhere(Exception):
-        pass
+        """Raised by the stand-in SIGTERM handler: the sweep did not take the signal over."""
 
     def raising(signum, frame):  # what the test runner would otherwise die of
         raise Elsewhere
