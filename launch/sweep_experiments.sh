@@ -10,6 +10,8 @@
 # profile (`slurm`) starts them all at once, since each sweep waits for its own job array:
 # their output is appended to <runs>/sweeps/<experiment>.launch.log. Every experiment runs even if
 # another fails; the exit status is that of the first that failed, and a list says which.
+# A dry run (hydra.sweeper.dry_run=true) prints each experiment's plan here, one after
+# another, whatever the launcher, and writes no launch log.
 # Ctrl-C or a SIGTERM to this script (or to `make`) stops the whole run: each running sweep
 # gets the same signal, prints its summary and exits (the jobs it submitted stay queued in
 # SLURM; scancel stops them), and no further experiment starts. Exit status 130 or 143 then.
@@ -67,7 +69,12 @@ await() {  # the exit status of experiment $1's sweep, once it ended
     done
     unset "pid[$1]"
 }
-if [[ $launcher == local ]]; then
+dry=
+for o in ${overrides[@]+"${overrides[@]}"}; do  # a plan to print: nothing runs, nothing is written
+    [[ $o == hydra.sweeper.dry_run=true ]] && dry=1
+done
+# a dry run prints each plan here, one after another, whatever the launcher: no launch log
+if [[ $launcher == local || -n $dry ]]; then
     for e in "${experiments[@]}"; do
         [[ -n $stopped ]] && break
         start "$e" &
@@ -95,9 +102,7 @@ else
 fi
 rc=0
 done_word=done
-for o in ${overrides[@]+"${overrides[@]}"}; do  # a plan was printed; nothing ran
-    [[ $o == hydra.sweeper.dry_run=true ]] && done_word="planned (dry run: nothing ran)"
-done
+[[ -n $dry ]] && done_word="planned (dry run: nothing ran)"
 for e in "${experiments[@]}"; do
     if [[ -z ${status[$e]+set} ]]; then
         echo "sweep $e: not started (stopped); the same command runs it" >&2

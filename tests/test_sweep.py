@@ -36,7 +36,7 @@ def test_a_sweep_with_a_failed_job_still_gives_its_table(tmp_path):
     ]
     first = nasheur(args, env, timeout=900)
     assert first.returncode != 0  # the sweep reports its failures ...
-    assert "4 of 8 jobs failed" in first.stderr + first.stdout
+    assert "4 of 8 launched jobs failed" in first.stderr + first.stdout
     sweep = tmp_path / "runs" / "sweeps" / "bn_ablation"
     records = [json.loads(p.read_text()) for p in sweep.rglob("metrics.json")]
     assert (

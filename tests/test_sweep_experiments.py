@@ -86,11 +86,17 @@ def test_every_experiment_runs_and_the_first_failure_is_the_exit_status(tmp_path
     assert "sweep fail: failed (exit status 3)" in err
 
 
-def test_a_dry_run_ends_with_plans_not_with_done(tmp_path, fake):
-    proc = sweep(fake, "local", "a b", "hydra.sweeper.dry_run=true")
+@pytest.mark.parametrize("launcher", ["local", "slurm"])
+def test_a_dry_run_ends_with_plans_not_with_done(tmp_path, fake, launcher):
+    proc = sweep(fake, launcher, "a b", "hydra.sweeper.dry_run=true")
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "done" not in out
     assert out.count(": planned (dry run: nothing ran)") == 2
+    # the plans come here, one after the other, with the launcher asked for; no launch log
+    assert calls(tmp_path) == [
+        f"{e} hydra/launcher={launcher} hydra.sweeper.dry_run=true -m" for e in "ab"
+    ]
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_cluster_launch_log_keeps_the_earlier_launches(tmp_path, fake):

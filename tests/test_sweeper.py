@@ -346,7 +346,7 @@ def test_the_failure_of_a_sweeps_only_job_is_worded_for_one(args, capsys):
     assert stop.value.code == 1
     captured = capsys.readouterr()
     assert "1 job: 1 failed" in captured.out and "RuntimeError: boom" in captured.out
-    assert "nasheur: 1 of 1 job failed" in captured.err
+    assert "nasheur: 1 of 1 launched job failed" in captured.err
     assert "others" not in captured.err and "retry it" in captured.err
 
 
@@ -357,7 +357,7 @@ def test_failures_among_others_say_what_the_others_did(args, capsys):
     with pytest.raises(SystemExit):
         sweeper.sweep(task)
     err = capsys.readouterr().err
-    assert "2 of 4 jobs failed (metrics.json says why; the others completed)" in err
+    assert "2 of 4 launched jobs failed (metrics.json says why; the others completed)" in err
 
 
 def test_a_launcher_that_gives_up_on_a_cancelled_job_is_reported_cleanly(args, capsys):
@@ -980,6 +980,42 @@ def test_a_task_without_jobs_is_refused_before_launch(args, tmp_path, monkeypatc
     assert not (sweep_dir(tmp_path) / "sweep.json").exists()
 
 
+@pytest.mark.parametrize(
+    "env, key, value, least",
+    [
+        ("NASHEUR_SLURM_CPUS", "cpus_per_task", "-3", 1),
+        ("NASHEUR_SLURM_CPUS", "cpus_per_task", "0", 1),
+        ("NASHEUR_SLURM_GPUS", "gpus_per_node", "0", 1),
+        ("NASHEUR_SLURM_MEM_GB", "mem_gb", "-16", 1),
+        ("NASHEUR_SLURM_ARRAY_PARALLELISM", "array_parallelism", "0", 1),
+        ("NASHEUR_SLURM_MAX_NUM_TIMEOUT", "max_num_timeout", "-1", 0),
+    ],
+)
+def test_a_slurm_count_below_its_least_is_refused_before_launch(
+    args, tmp_path, monkeypatch, capsys, env, key, value, least
+):
+    # sbatch would refuse it only at the first submission; SLURM need not be here for this
+    monkeypatch.setenv(env, value)
+    sweeper, task = sweeper_for([*args, "hydra/launcher=slurm"], stand_in=False)
+    with pytest.raises(SystemExit) as stop:
+        sweeper.sweep(task)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert f"hydra.launcher.{key}={value} ({env}): expected a whole number >= {least}" in err
+    assert not (sweep_dir(tmp_path) / "sweep.json").exists()
+
+
+@pytest.mark.parametrize(
+    "env", ["NASHEUR_SLURM_GPUS", "NASHEUR_SLURM_CPUS", "NASHEUR_SLURM_MEM_GB"]
+)
+def test_a_slurm_count_of_null_or_at_its_least_passes_the_check(args, monkeypatch, env):
+    for value in ("null", "1"):
+        monkeypatch.setenv(env, value)
+        monkeypatch.setenv("NASHEUR_SLURM_MAX_NUM_TIMEOUT", "0")  # no requeue after a time-out
+        sweeper, _ = sweeper_for([*args, "hydra/launcher=slurm", "hydra.sweeper.dry_run=true"])
+        sweeper._check_scheduler()
+
+
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_a_batch_of_no_jobs_is_refused_before_launch(args, tmp_path, capsys, value):
     # range(0, n, -1) is empty: the sweep would launch nothing and ask to be run again
@@ -1071,6 +1107,7 @@ def test_no_ground_truth_falls_back_to_embedded_here_but_not_on_a_cluster(
     tmp_path, monkeypatch, caplog
 ):
     monkeypatch.setenv("NASHEUR_RUNS", str(tmp_path / "runs"))
+    monkeypatch.delenv("NASHEUR_SITE_ENV", raising=False)
     for space in ("NB101", "NB201", "DARTS_NDS"):
         monkeypatch.delenv(f"NASHEUR_GT_{space}", raising=False)
     here, task = sweeper_for(["+experiment=bn_ablation", "seed=0"])
@@ -1084,6 +1121,12 @@ def test_no_ground_truth_falls_back_to_embedded_here_but_not_on_a_cluster(
     with pytest.raises(ablation_sweeper.SweepError, match="does not fall back") as refused:
         cluster.plan(task)
     assert "NASHEUR_GT_NB201" in str(refused.value)
+    assert "(e.g. in launch/site.env)" in str(refused.value)
+    # the message sends the user to the site profile in use (launch/with_site_env.sh's)
+    monkeypatch.setenv("NASHEUR_SITE_ENV", str(tmp_path / "our-site.env"))
+    with pytest.raises(ablation_sweeper.SweepError, match="does not fall back") as refused:
+        cluster.plan(task)
+    assert f"(e.g. in {tmp_path / 'our-site.env'})" in str(refused.value)
 
 
 def test_a_dry_run_says_what_a_launch_would_do_and_writes_nothing(

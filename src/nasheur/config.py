@@ -559,6 +559,12 @@ def _sweep_name(*, _root_: DictConfig) -> str:
     return str(_root_.experiment.name)
 
 
+def site_env_file() -> str:
+    """The site profile in use, as launch/with_site_env.sh reads it: ``$NASHEUR_SITE_ENV`` or
+    launch/site.env (for messages that send a user to it)."""
+    return os.environ.get("NASHEUR_SITE_ENV", "").strip() or "launch/site.env"
+
+
 def _site_option(name: str, default: Any = None) -> Any:
     """An sbatch option from the environment (launch/site.env): the variable's text as it is
     (a partition list such as ``dev,gpu`` included), `default` when it is unset or empty, and

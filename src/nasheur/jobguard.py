@@ -235,20 +235,22 @@ def exclusive(path: str | Path) -> Iterator[None]:
 
 
 class Terminated(SystemExit):
-    """SIGTERM ended the job (``scancel``, ``kill``), or SIGHUP: exit status 128 + the
-    signal's number; it resumes when the same command runs again."""
+    """SIGTERM ended the job (``scancel``, ``kill``, a packed task's requeue), or SIGHUP: exit
+    status 128 + the signal's number; it resumes when the same command runs again."""
 
     def __init__(self, signum: int = signal.SIGTERM) -> None:
         super().__init__(128 + int(signum))
         self.signum = int(signum)
 
     def __str__(self) -> str:
-        how = (
-            "the terminal or session ended"
-            if self.signum == signal.SIGHUP
-            else "stopped from outside: scancel, kill"
+        name = signal.Signals(self.signum).name
+        if self.signum == signal.SIGHUP:
+            return f"{name} (the terminal or session ended; the same command resumes it)"
+        # a task of several packed jobs hands its requeue to each job as a SIGTERM
+        return (
+            f"{name} (stopped from outside: scancel, kill, or the requeue of a SLURM task of "
+            "several jobs; the same command resumes it, as does a requeued task)"
         )
-        return f"{signal.Signals(self.signum).name} ({how}; the same command resumes it)"
 
     def __reduce__(self):
         return (type(self), (self.signum,))

@@ -96,6 +96,17 @@ class SweepError(HydraException):
         self.status = status
 
 
+# the SLURM profile's whole-number options, the site variable of each, and their least value
+SLURM_COUNTS = (
+    ("gpus_per_node", "NASHEUR_SLURM_GPUS", 1),
+    ("cpus_per_task", "NASHEUR_SLURM_CPUS", 1),
+    ("mem_gb", "NASHEUR_SLURM_MEM_GB", 1),
+    ("timeout_min", "NASHEUR_SLURM_TIME_MIN", 1),
+    ("array_parallelism", "NASHEUR_SLURM_ARRAY_PARALLELISM", 1),
+    ("max_num_timeout", "NASHEUR_SLURM_MAX_NUM_TIMEOUT", 0),
+)
+
+
 @dataclass
 class AblationSweeperConf:
     _target_: str = "hydra_plugins.nasheur_ablation.ablation_sweeper.AblationSweeper"
@@ -402,7 +413,7 @@ class AblationSweeper(Sweeper):
     def _spaces_with_ground_truth(self) -> list[str]:
         """The experiment's spaces; where none has GT here, the composed default (embedded),
         if the experiment applies to the space it stands in for (nb201)."""
-        from nasheur.config import ground_truth_env, resolve_ground_truth
+        from nasheur.config import ground_truth_env, resolve_ground_truth, site_env_file
         from nasheur.spaces import space_info
 
         assert self.config is not None
@@ -421,7 +432,7 @@ class AblationSweeper(Sweeper):
             others = [s for s in self.spaces if s not in missing]
             raise SweepError(
                 f"no ground truth for search_space {', '.join(missing)}: set {envs} (e.g. in "
-                "launch/site.env)"
+                f"{site_env_file()})"
                 + (
                     f", or restrict the sweep to the others (search_space={','.join(others)})"
                     if others
@@ -432,7 +443,7 @@ class AblationSweeper(Sweeper):
         if _submits(self.launcher):  # a site.env without its NASHEUR_GT_* lines, surely
             raise SweepError(
                 f"no ground truth for search_space {', '.join(missing)}: set {envs} (e.g. in "
-                "launch/site.env); a sweep sent to a scheduler does not fall back to the "
+                f"{site_env_file()}); a sweep sent to a scheduler does not fall back to the "
                 f"embedded benchmark (search_space={default} sweeps it on purpose); nothing "
                 "was launched"
             )
@@ -553,6 +564,19 @@ class AblationSweeper(Sweeper):
                 raise SweepError(f"hydra.launcher.{key}={count}{env}: {what}; nothing was launched")
         if getattr(self.launcher, "_EXECUTOR", None) != "slurm":
             return
+        # sbatch would refuse a negative count only when the first batch is submitted
+        for key, env, least in SLURM_COUNTS:
+            try:
+                count = OmegaConf.select(self.config.hydra.launcher, key, default=None)
+            except OmegaConfBaseException as err:
+                raise SweepError(f"{_said(err)}; nothing was launched") from None
+            if count is not None and (
+                isinstance(count, bool) or not isinstance(count, int) or count < least
+            ):
+                raise SweepError(
+                    f"hydra.launcher.{key}={count} ({env}): expected a whole number >= {least}"
+                    "; nothing was launched"
+                )
         missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
         if missing and not self.dry_run:  # a plan may be looked at anywhere
             raise SweepError(
@@ -649,8 +673,9 @@ class AblationSweeper(Sweeper):
         elsewhere = [o for o in outcomes if o.before == RUNNING]
         copied = sum(bool(o.reused) for o in outcomes)
         log.info(
-            "sweep of %d jobs: %d already completed%s, %d to run%s%s, in %s",
+            "sweep of %d job%s: %d already completed%s, %d to run%s%s, in %s",
             len(jobs),
+            "" if len(jobs) == 1 else "s",
             sum(o.before == "completed" and not o.launched for o in outcomes),
             f" ({copied} of them copied from other sweeps)" if copied else "",
             len(todo),
@@ -971,7 +996,8 @@ def _failure_message(
     if not bad and not stopped:
         return None
     counts = {s: sum(o.after == s for o in bad) for s in _UNFINISHED}
-    jobs = "job" if launched == 1 else "jobs"
+    # "of 1 launched job": jobs skipped as completed or copied from a sibling are not counted
+    jobs = "launched job" if launched == 1 else "launched jobs"
     notes = []
     if counts["failed"] and counts["failed"] == len(bad):
         head = f"{counts['failed']} of {launched} {jobs} failed"
@@ -982,7 +1008,9 @@ def _failure_message(
         notes.append("metrics.json says why")
     others = launched - len(bad)
     if stopped and not submitted:
-        notes.append(f"{stopped}; they were not submitted: fix the cause (launch/site.env)")
+        from nasheur.config import site_env_file  # nasheur.config imports this module
+
+        notes.append(f"{stopped}; they were not submitted: fix the cause ({site_env_file()})")
     elif stopped:
         notes.append(
             f"the launcher stopped waiting: {stopped}; the other jobs may still be running in "

@@ -180,7 +180,10 @@ def _none_completed(whose: str, records: list[dict]) -> str:
 STATES = {
     "completed": ("completed", ""),
     "failed": ("failed", "the same command runs them again, once what their error says is fixed"),
-    "interrupted": ("interrupted", "stopped from outside; relaunching resumes them"),
+    "interrupted": (
+        "interrupted",
+        "stopped from outside; relaunching resumes them, as a requeued SLURM task does its own",
+    ),
     "broken": ("unreadable", "metrics.json could not be read"),
     RUNNING: ("running", "a running job holds the folder (job.lock): relaunching leaves it be"),
     NO_RECORD: (
