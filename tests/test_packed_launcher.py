@@ -19,6 +19,7 @@ from hydra_plugins.nasheur_ablation.packed_launcher import (
     Pack,
     PackedJob,
     _packing,
+    cpu_share,
     run_in_processes,
 )
 from tests.test_with_mps import fake_control
@@ -55,6 +56,33 @@ def test_a_pack_runs_its_jobs_at_once_in_processes_of_their_own(monkeypatch):
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "3,5"  # the task's own is left as it was
     # side by side: each job started before any other had ended (each sleeps 1 s)
     assert max(r.return_value[2] for r in results) < min(r.return_value[3] for r in results)
+
+
+def threads(overrides, _key, num, _id, _state):
+    import torch
+
+    value = (os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads())
+    return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=value)
+
+
+def test_jobs_side_by_side_share_the_cpus_unless_the_user_set_threads(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    # 8 CPUs: 3 jobs at once get 2 threads each; a pack of 1 (the last of a sweep) all 8
+    # (torch itself takes no more threads than the machine has)
+    shared = run_in_processes(threads, job_args(3), at_once=3)
+    assert [r.return_value[0] for r in shared] == ["2"] * 3
+    assert [r.return_value[0] for r in run_in_processes(threads, job_args(1), at_once=4)] == ["8"]
+    assert "OMP_NUM_THREADS" not in os.environ  # this process's own left as it was
+    # 2 CPUs, 2 jobs: one thread each, and torch's operators take one
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    shared = run_in_processes(threads, job_args(2), at_once=2)
+    assert [r.return_value for r in shared] == [("1", 1)] * 2
+    assert cpu_share(4) == "1"  # never none
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice holds
+    assert cpu_share(2) is None
+    shared = run_in_processes(threads, job_args(2), at_once=2)
+    assert [r.return_value[0] for r in shared] == ["3"] * 2
 
 
 def test_without_gpus_a_pack_sets_none(monkeypatch):
