@@ -70,7 +70,7 @@ await() {  # the exit status of experiment $1's sweep, once it ended
     unset "pid[$1]"
 }
 dry=
-for o in ${overrides[@]+"${overrides[@]}"}; do  # a plan to print: nothing runs, nothing is written
+for o in ${overrides[@]+"${overrides[@]}"}; do
     [[ $o == hydra.sweeper.dry_run=true ]] && dry=1
 done
 # a dry run prints each plan here, one after another, whatever the launcher: no launch log
