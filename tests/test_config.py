@@ -264,6 +264,12 @@ def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
         (["+preset=debug", "+supernet.wbsn=true"], "config error: unknown key supernet.wbsn:"),
         (["+preset=debug", "~sampler"], "config error: ~sampler: the sampler group cannot be"),
         (["+preset=debug", "~supernet"], "config error: ~supernet: the supernet group cannot"),
+        # another space's paper defaults, under this space's name
+        (
+            ["+preset=debug", "fidelity=nb201"],
+            "config error: fidelity=nb201 holds the defaults of search_space=nb201, but this job "
+            "searches search_space=embedded: leave fidelity at its default",
+        ),
         # before Hydra composes: its own errors were a traceback (null) and an interpolation
         (["sampler=null"], "config error: sampler=null: the sampler group cannot be removed"),
         (["search_space="], "config error: search_space=: the search_space group cannot be"),

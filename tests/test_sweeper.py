@@ -901,6 +901,33 @@ def test_a_swept_experiment_is_refused_before_anything_is_written(
 @pytest.mark.parametrize(
     ("override", "said"),
     [
+        # every job of the experiment takes DARTS-NDS's protocol: one line for all four
+        (
+            "protocol=darts_nds",
+            "4 of 4 jobs have a bad config; nothing was launched:\n  protocol=darts_nds holds "
+            "the defaults of search_space=darts_nds, but this job searches search_space=nb201",
+        ),
+        # a swept option: the jobs of the space's own option would run, the others not
+        (
+            "supernet=nb201,nb101",
+            "4 of 8 jobs have a bad config; nothing was launched:\n  supernet=nb101 holds the "
+            "defaults of search_space=nb101, but this job searches search_space=nb201",
+        ),
+    ],
+)
+def test_another_spaces_group_option_is_refused_before_launch(args, capsys, override, said):
+    # its record would sit among NB201's runs with another space's settings
+    sweeper, task = sweeper_for([*args, override])
+    with pytest.raises(SystemExit) as stop:
+        sweeper.sweep(task)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and sweeper.launcher.launched == []
+    assert said in err
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
         ("~seed", "~seed: every job needs a seed; it cannot be deleted"),
         ("experiment.name=???", "hydra.sweep.dir: MissingMandatoryValue"),  # the folder's name
         (

@@ -325,12 +325,30 @@ def _removed_group(group: str, said: str) -> str:
     )
 
 
-def check_groups(choices: Any) -> None:
+# the groups that hold a search space's paper defaults, one option per space (Table 14)
+SPACE_GROUPS = ("supernet", "fidelity", "protocol")
+
+
+def check_groups(choices: Any, *, spaces: bool = True) -> None:
     """Refuse a group removed on the command line (``~supernet``): the job would take the
-    schema's bare defaults, which are no space's paper setting, and say nothing of it."""
+    schema's bare defaults, which are no space's paper setting, and say nothing of it. And
+    (`spaces`: a job's choices, not a sweep's, whose swept spaces each job takes) refuse
+    another space's defaults (``search_space=nb201 fidelity=darts_nds``): the job
+    would train the searched space at that space's settings under its own name, and its
+    record would sit among the space's runs as if it were one of them; the keys are the same
+    for every space, so a setting of one is given as keys (``fidelity.layers=8``)."""
     removed = [g for g in GROUPS if choices.get(g) is None]
     if removed:
         raise ConfigError(_removed_group(removed[0], f"~{removed[0]}"))
+    space = choices.get("search_space")
+    for group in SPACE_GROUPS if spaces else ():
+        if choices.get(group) != space:
+            raise ConfigError(
+                f"{group}={choices.get(group)} holds the defaults of search_space="
+                f"{choices.get(group)}, but this job searches search_space={space}: leave "
+                f"{group} at its default ({group}={space}, the space's paper setting) and "
+                f"set the keys that should differ ({group}.<key>=...)"
+            )
 
 
 def check_command_line(args: list[str]) -> None:

@@ -477,6 +477,7 @@ class AblationSweeper(Sweeper):
         Jobs whose configs are the same (the same folder) run once."""
         from nasheur.config import (
             ConfigError,
+            check_groups,
             config_hash,
             plain,
             to_config,
@@ -503,6 +504,7 @@ class AblationSweeper(Sweeper):
             with_hydra = OmegaConf.to_container(cfg, resolve=False)
             with_hydra.pop("hydra", None)
             try:
+                check_groups(cfg.hydra.runtime.choices)
                 typed = to_config(OmegaConf.create(with_hydra))
                 validate(typed)
             except ConfigError as err:
@@ -616,7 +618,7 @@ class AblationSweeper(Sweeper):
         from nasheur.config import ConfigError, check_groups
 
         try:
-            check_groups(self.config.hydra.runtime.choices)
+            check_groups(self.config.hydra.runtime.choices, spaces=False)  # each job's: _check
         except ConfigError as err:
             raise SweepError(f"{err}; nothing was launched") from None
         self._check_scheduler()
