@@ -646,6 +646,31 @@ def test_a_cell_says_over_how_many_runs_an_undefined_metric_is_averaged(tmp_path
     assert "| 0.900 |" in row  # P>R, defined in all three runs: no count, plain as the paper
 
 
+@pytest.mark.parametrize("runs", [1, 3])
+def test_a_metric_undefined_in_every_run_of_a_cell_reads_na_not_missing(tmp_path, runs):
+    # the paper's Table 11 prints N/A for such a cell (lr 0.15 on NB101); "—" is a setting
+    # not run, which a collapsed super-net's cell is not
+    recs = [record("nb201", s, 0.025) for s in range(runs)]
+    for r in recs:
+        r["metrics"]["sparse_kendall_tau"] = None
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0)
+    row = next(x for x in to_markdown(table).splitlines() if x.startswith("| lr=0.025 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert "—" not in cells[1:5]
+    assert ("N/A (n=0 of 3)" if runs == 3 else "N/A") in cells
+    assert "N/A undefined in every run of the cell" in to_markdown(table)
+
+
+def test_a_cell_over_more_runs_than_the_papers_three_says_how_many(tmp_path):
+    recs = [record("nb201", s, 0.025) for s in range(4)]
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0)
+    row = next(x for x in to_markdown(table).splitlines() if x.startswith("| lr=0.025 |"))
+    assert "| 0.900 (n=4) |" in row
+    three = build_table(load_records([write(tmp_path / "t", recs[:3])]), "11", bootstrap=0)
+    row = next(x for x in to_markdown(three).splitlines() if x.startswith("| lr=0.025 |"))
+    assert "| 0.900 |" in row and "(n=" not in row
+
+
 def test_table_3_counts_untrained_runs(tmp_path):
     # paper: Table 3 is computed "in the same setting as Figure 6", whose caption drops
     # super-nets below 40% "for super-net accuracy", which Table 3 does not correlate. Six

@@ -358,6 +358,8 @@ def test_failures_among_others_say_what_the_others_did(args, capsys):
         sweeper.sweep(task)
     err = capsys.readouterr().err
     assert "2 of 4 launched jobs failed (metrics.json says why; the others completed)" in err
+    # a retry as things stand may fail alike (a damaged checkpoint, a NaN loss)
+    assert "Run the same command again to retry them once the cause is fixed" in err
 
 
 def test_a_launcher_that_gives_up_on_a_cancelled_job_is_reported_cleanly(args, capsys):

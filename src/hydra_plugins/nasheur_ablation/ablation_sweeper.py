@@ -1021,9 +1021,12 @@ def _failure_message(
     elif others and all(o.after == "completed" for o in todo if o not in bad):
         notes.append("the others completed" if others > 1 else "the other one completed")
     them = "it" if len(bad) == 1 and not stopped else "them"
+    # a failure's cause (a damaged checkpoint, a NaN loss) may need fixing first: a retry
+    # as it stands would fail alike
+    fixed = " once the cause is fixed" if counts["failed"] else ""
     return f"{head} ({'; '.join(n for n in notes if n)}). " + (
-        f"Run the same command again to retry {them} (completed jobs are skipped, interrupted "
-        "ones resume from their checkpoint, running ones are left alone)"
+        f"Run the same command again to retry {them}{fixed} (completed jobs are skipped, "
+        "interrupted ones resume from their checkpoint, running ones are left alone)"
     )
 
 

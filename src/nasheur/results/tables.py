@@ -17,7 +17,9 @@ undefined (all its super-net accuracies equal) is left out of that metric's mean
 says over how many runs the mean is (``n=2 of 3``). Super-net accuracy is shown as the paper
 shows it, the mean over seeds of each run's mean ± the mean over seeds of each run's std over
 its pool (the CSV also has the std over seeds). Runs whose mean super-net accuracy is below 0.4 are marked untrained
-(†); a cell without a completed run is missing (—); failed, unreadable and duplicate records
+(†); a cell without a completed run is missing (—), one whose runs all leave the metric
+undefined is N/A (the paper's mark); a cell over another number of runs than the paper's 3
+says how many (``n=4``); failed, unreadable and duplicate records
 are counted beside the table.
 
 Rows of the low-fidelity factors that each space counts from its own baseline (layers,
@@ -872,9 +874,11 @@ def _fmt_row(block: Block, row: tuple[Any, ...]) -> str:
 
 
 def _fmt_cell(cell: Cell | None, metric: str) -> str:
-    if cell is None or not cell.runs or cell.mean.get(metric) is None:
+    if cell is None or not cell.runs:
         return "—"
     mark = ("†" if cell.untrained else "") + ("‡" if cell.overlapping else "")
+    if cell.mean.get(metric) is None:  # runs, none with the metric defined: the paper's N/A
+        return "N/A" + mark + (f" (n=0 of {cell.runs})" if cell.runs > 1 else "")
     mean, std = cell.mean[metric], cell.std.get(metric)
     if metric == "final_performance":  # ± the std over seeds: none for a single run
         text = f"{100 * mean:.2f}" + ("" if std is None else f"±{100 * std:.2f}")
@@ -891,7 +895,10 @@ def _fmt_cell(cell: Cell | None, metric: str) -> str:
     n = cell.counts.get(metric, cell.runs)  # runs where the metric is defined
     if n < cell.runs:  # an undefined correlation (a collapsed super-net) is not averaged
         return text + mark + f" (n={n} of {cell.runs})"
-    return text + mark + ("" if n >= 3 else f" (n={n})")
+    return text + mark + ("" if n == PAPER_RUNS else f" (n={n})")
+
+
+PAPER_RUNS = 3  # "3 different runs": a cell over another number says so
 
 
 def to_markdown(t: Table) -> str:
@@ -922,9 +929,10 @@ def _legend(t: Table) -> str:
         + ("[95% bootstrap interval over architectures and seeds]; " if intervals else "")
         + "± over seeds: population std (ddof=0); "
         "† untrained run(s) (super-net accuracy < 0.4); ‡ validated partly on training images "
-        "(train portion + validation portion > 1); — missing; (n=k) fewer than 3 runs; "
-        "(n=k of m) the metric is undefined in m-k of the cell's runs (all their super-net "
-        "accuracies equal), which its mean leaves out"
+        "(train portion + validation portion > 1); — not run; N/A undefined in every run of "
+        "the cell (all their super-net accuracies equal); (n=k) k runs, not 3 as the paper's; "
+        "(n=k of m) the metric is undefined in m-k of the cell's runs, which its mean leaves "
+        "out"
     )
 
 
