@@ -549,6 +549,21 @@ def test_table_says_when_no_record_is_of_its_experiments(tmp_path):
     assert table.returncode == 1 and "is of Table 13's experiments" in table.stderr
 
 
+def test_a_table_with_nothing_to_merge_removes_its_earlier_files(tmp_path):
+    # `make table-11` writes to one folder: the table of an earlier sweep must not pass for
+    # the one that failed to merge; other tables' files stay
+    folder = write(tmp_path / "s", [record("nb201", s, 0.1) for s in range(3)])
+    out = tmp_path / "tables"
+    assert results("table", str(folder), "--table", "11", "--out", str(out)).returncode == 0
+    assert results("table", str(folder), "--table", "3", "--out", str(out)).returncode == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    again = results("table", str(empty), "--table", "11", "--out", str(out))
+    assert again.returncode == 1
+    assert "(removed the earlier table-11.md, table-11.csv, table-11.tex)" in again.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["table-3.csv", "table-3.md", "table-3.tex"]
+
+
 def test_show_of_a_copied_sweep_looks_in_the_copy(tmp_path):
     # sweep.json names the folders where the sweep ran (absolute here); in a copy of the sweep
     # folder, a job missing from the copy is not started there, even if the original has it

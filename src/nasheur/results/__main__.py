@@ -115,14 +115,12 @@ def _table(args: argparse.Namespace) -> int:
     show = f"`python -m nasheur.results show {_folders(args)}` lists the jobs"
     if not records:
         print(f"no metrics.json under {_folders(args)}: no job there has ended", file=sys.stderr)
-        print(f"nothing to merge ({show})", file=sys.stderr)
-        return 1
+        return _nothing_to_merge(args, show)
     if args.table == "3":
         done = [r for r in records if r.get("status") == "completed"]
         if not done:
             print(_none_completed("the", distinct_jobs(records)[0]), file=sys.stderr)
-            print(f"nothing to merge ({show} and their errors)", file=sys.stderr)
-            return 1
+            return _nothing_to_merge(args, f"{show} and their errors")
         table3 = correlation_table(records)
         notes = _width_note(args) + correlation_notes(records) + _pending_note(args, records, None)
         text = correlation_markdown(table3) + "".join(f"- {n}\n" for n in notes)
@@ -149,8 +147,7 @@ def _table(args: argparse.Namespace) -> int:
                     _none_completed(f"Table {args.table}'s", distinct_jobs(ours)[0]),
                     file=sys.stderr,
                 )
-            print(f"nothing to merge ({show} and their errors)", file=sys.stderr)
-            return 1
+            return _nothing_to_merge(args, f"{show} and their errors")
         ours = [n for n, _ in TABLES[args.table]]
         table.notes += _width_note(args) + _pending_note(args, records, ours)
         text = to_markdown(table)
@@ -162,6 +159,28 @@ def _table(args: argparse.Namespace) -> int:
             atomic_write_text(path, content)
             print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+TABLE_FORMATS = ("md", "csv", "tex")
+
+
+def _nothing_to_merge(args: argparse.Namespace, show: str) -> int:
+    """A table with no run to merge: exit status 1, and no files of an earlier call left in
+    `--out` (`make table-<id>` writes to one folder), which would pass for this data's."""
+    gone = ""
+    if args.out:
+        stem = Path(args.out) / f"table-{args.table}"
+        gone = _remove_stale([stem.with_name(f"{stem.name}.{ext}") for ext in TABLE_FORMATS])
+    print(f"nothing to merge ({show}){gone}", file=sys.stderr)
+    return 1
+
+
+def _remove_stale(paths: list[Path]) -> str:
+    """Remove those of `paths` that are files; `` (removed the earlier a, b)`` or ""."""
+    stale = [p for p in paths if p.is_file()]
+    for path in stale:
+        path.unlink()
+    return f" (removed the earlier {', '.join(p.name for p in stale)})" if stale else ""
 
 
 def _none_completed(whose: str, records: list[dict]) -> str:
@@ -338,11 +357,7 @@ def _draw(name: str, draw: Any, *args: Any) -> list[Path]:
             written = draw(*args)
     except ValueError as err:
         stem = Path(args[-1])
-        stale = [stem.with_name(f"{stem.name}.{fmt}") for fmt in FORMATS]
-        stale = [p for p in stale if p.is_file()]
-        for path in stale:
-            path.unlink()
-        gone = f" (removed the earlier {', '.join(p.name for p in stale)})" if stale else ""
+        gone = _remove_stale([stem.with_name(f"{stem.name}.{fmt}") for fmt in FORMATS])
         print(f"skipped {name}: {err}{gone}", file=sys.stderr)
         written = []
     for w in said:  # what a figure left out, as a note rather than Python's warning format
