@@ -27,6 +27,13 @@ if ! "$control" -d; then
     unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
     exec "$@"
 fi
+# the server numbers the GPUs it was started with from 0 (NVIDIA's MPS guide): a command that
+# kept the task's numbers (GPU 2 of 0-3) would find no GPU and, with device=auto, stop
+if [[ -n ${CUDA_VISIBLE_DEVICES:-} ]]; then
+    IFS=, read -ra gpus <<< "$CUDA_VISIBLE_DEVICES"
+    CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((${#gpus[@]} - 1)))
+    export CUDA_VISIBLE_DEVICES
+fi
 stop() { echo quit | "$control" >/dev/null 2>&1; rm -rf "$dir"; }
 trap stop EXIT
 trap 'exit 143' TERM

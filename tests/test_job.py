@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import traceback
 
 import pytest
 
@@ -688,3 +689,68 @@ def test_sigterm_and_a_second_copy_of_a_running_job_from_the_command_line(tmp_pa
     rec = read(ckpt.parent)
     assert rec["status"] == "interrupted" and rec["error"].startswith("Terminated: SIGTERM")
     assert "resuming" not in (ckpt.parent / "nasheur.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("visible", "said"),
+    [
+        (None, None),
+        ("", None),
+        ("-1", None),  # every GPU hidden on purpose
+        ("NoDevFiles", None),
+        ("2", "CUDA_VISIBLE_DEVICES=2 gives this job a GPU, but torch sees no CUDA device"),
+    ],
+)
+def test_device_auto_does_not_fall_back_to_the_cpu_from_a_gpu_it_was_given(
+    monkeypatch, visible, said
+):
+    # a CPU-only torch on a GPU node, or an MPS daemon that cannot serve: days on the CPU
+    import torch
+
+    from nasheur.config import ConfigError
+    from nasheur.job import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    if said is None:
+        assert pick_device("auto") == torch.device("cpu")
+    else:
+        with pytest.raises(ConfigError, match=said) as refused:
+            pick_device("auto")
+        assert "device=cpu" in str(refused.value)
+    assert pick_device("cpu") == torch.device("cpu")  # asked for: always
+
+
+def test_a_failed_job_lets_go_of_its_super_net_while_its_error_is_kept(tiny, tmp_path, monkeypatch):
+    # Hydra keeps a multirun job's exception until the sweep ends; through its traceback it
+    # kept the failed job's super-net, optimizer and images (on the GPU, under the default
+    # launcher, the next jobs of the sweep started short of that memory)
+    import gc
+    import weakref
+
+    import nasheur.supernet
+    from nasheur import training
+
+    made = []
+    build = nasheur.supernet.build_supernet
+
+    def tracked(*args, **kwargs):
+        model = build(*args, **kwargs)
+        made.append(weakref.ref(model))
+        return model
+
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("loss is nan")
+
+    monkeypatch.setattr(nasheur.supernet, "build_supernet", tracked)
+    monkeypatch.setattr(training, "train_epoch", diverge)
+    with pytest.raises(FloatingPointError) as failed:
+        run_job(tiny, output_dir=tmp_path / "job")
+    kept = failed.value  # as Hydra keeps it
+    gc.collect()
+    assert len(made) == 1 and made[0]() is None
+    assert read(tmp_path / "job")["status"] == "failed"
+    assert "loss is nan" in "".join(traceback.format_exception(kept))  # still prints

@@ -173,6 +173,35 @@ def test_a_packed_task_runs_its_jobs_under_a_private_mps_daemon(
     assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ
 
 
+def test_under_mps_the_jobs_name_the_gpus_as_the_server_numbers_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("NASHEUR_MPS_CONTROL", str(fake_control(tmp_path)))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    results = Pack(started(), mps=True)(job_args(3))
+    assert [r.return_value[1] for r in results] == ["0", "1", "0"]
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"  # the task's own, as it was
+
+
+def test_the_next_job_takes_the_least_busy_gpu(tmp_path, monkeypatch):
+    # job 0 runs on GPU 3 until job 2 has started; job 1 ends at once on GPU 5, which job 2
+    # then takes (by job number it would have joined job 0 on GPU 3 while GPU 5 stood idle)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    monkeypatch.setenv("NASHEUR_TEST_FLAG", str(tmp_path / "job2-started"))
+    results = run_in_processes(long_first, job_args(3), at_once=2)
+    assert [r.return_value for r in results] == ["3", "5", "5"]
+
+
+def long_first(overrides, _key, num, _id, _state):
+    flag = Path(os.environ["NASHEUR_TEST_FLAG"])
+    if num == 2:
+        flag.touch()
+    deadline = time.monotonic() + 60
+    while num == 0 and not flag.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=value)
+
+
 @pytest.mark.parametrize("control", ["missing", "fails"])
 def test_without_an_mps_daemon_the_jobs_run_all_the_same(tmp_path, monkeypatch, caplog, control):
     fake = fake_control(tmp_path, starts=False)

@@ -25,8 +25,8 @@ def fake_control(tmp_path: Path, starts: bool = True) -> Path:
     return fake
 
 
-def run(tmp_path: Path, command: str, control: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NASHEUR_MPS_CONTROL": control, "TMPDIR": str(tmp_path)}
+def run(tmp_path: Path, command: str, control: str, **more: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NASHEUR_MPS_CONTROL": control, "TMPDIR": str(tmp_path), **more}
     return subprocess.run(
         ["bash", str(SCRIPT), "bash", "-c", command],
         env=env,
@@ -58,3 +58,16 @@ def test_a_daemon_that_does_not_start_leaves_the_command_alone(tmp_path):
     out = run(tmp_path, 'echo "pipe=${CUDA_MPS_PIPE_DIRECTORY:-none}"', str(fake))
     assert out.returncode == 0 and out.stdout.strip() == "pipe=none"
     assert "did not start" in out.stderr
+
+
+@pytest.mark.parametrize(("given", "seen"), [("2,3", "0,1"), ("5", "0"), ("", "")])
+def test_the_command_names_the_gpus_as_the_server_numbers_them(tmp_path, given, seen):
+    # NVIDIA's MPS guide: the server numbers the GPUs it was started with from 0; a client
+    # naming GPU 5 would find none (and a job on device=auto would stop, or run on the CPU)
+    fake = fake_control(tmp_path)
+    show = 'echo "gpus=${CUDA_VISIBLE_DEVICES-unset}"'
+    out = run(tmp_path, show, str(fake), CUDA_VISIBLE_DEVICES=given)
+    assert out.returncode == 0 and out.stdout.strip() == f"gpus={seen}", out.stderr
+    # without a daemon the task's own numbers hold
+    out = run(tmp_path, show, "no-such-control", CUDA_VISIBLE_DEVICES=given)
+    assert out.stdout.strip() == f"gpus={given}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import platform
 import time
 import traceback
@@ -54,11 +55,31 @@ class FolderBusy(CheckpointMismatch, FolderLocked):
     refusal, like a folder of another config: ``python -m nasheur`` says so in one line)."""
 
 
+# CUDA_VISIBLE_DEVICES values that hide every GPU on purpose
+NO_GPU = ("", "-1", "NoDevFiles")
+
+
 def pick_device(name: str):
     import torch
 
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        named = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+        if named not in NO_GPU:
+            # a GPU given to the job (SLURM sets the variable) that torch cannot use: a
+            # CPU-only torch, a driver or MPS problem. Days on the CPU would be the result
+            why = (
+                f"torch {torch.__version__} is built without CUDA"
+                if torch.version.cuda is None
+                else "CUDA did not start (the driver, or an MPS daemon that cannot serve it)"
+            )
+            raise ConfigError(
+                f"device=auto: CUDA_VISIBLE_DEVICES={named} gives this job a GPU, but torch "
+                f"sees no CUDA device ({why}); fix that, or run on the CPU on purpose with "
+                "device=cpu"
+            )
+        return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             "device=cuda but torch sees no CUDA device; use device=auto or device=cpu"
@@ -210,9 +231,31 @@ def _run_held(
             atomic_write_json(done, record)
             if isinstance(err, Terminated):
                 log.warning("recorded as interrupted: %s", done)
+            release_frames(err)
             raise
     log.info("summary\n%s", summary_table(record, done))
     return record
+
+
+def release_frames(err: BaseException) -> None:
+    """Drop the locals of the frames that `err` (and the exceptions it chains) went through,
+    those that have returned: a multirun keeps each job's exception until the sweep ends (Hydra's
+    result of the job), and with it, through its traceback, the failed job's super-net,
+    optimizer and images on the GPU; the next jobs of the sweep, in this process under the
+    default launcher, would start short of that memory (one OOM bringing on the next). The
+    traceback still prints; its record was written already."""
+    import gc
+
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        traceback.clear_frames(err.__traceback__)  # a running frame (ours) is skipped
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_initialized():  # hand the freed blocks back for other processes too
+        torch.cuda.empty_cache()
 
 
 def describe_space(space: Any) -> str:
@@ -392,6 +435,9 @@ def _run(
         history, start_epoch = restore(
             state, model=model, optimizer=optimizer, epochs=epochs, path=ckpt
         )
+        # the model's values were copied out of it: a second copy of the super-net on the
+        # device for the whole run otherwise (the momentum buffers are the optimizer's own)
+        state = None
         log.info("resuming from %s after epoch %d of %d", ckpt, start_epoch, epochs)
     if partial is not None:
         partial["history"] = history  # the same list: each epoch's entry lands there too
@@ -458,9 +504,9 @@ def _run(
     bn_mode = resolve_bn_mode(cfg.eval.bn.value, p.bn_track)
     calib_loader = None
     if bn_mode == "recalibrate":
-        calib_loader = DeviceLoader(
-            data.train_x.to(device),
-            data.train_y.to(device),
+        calib_loader = DeviceLoader(  # the training share already on the device, no copy
+            train_loader.images,
+            train_loader.labels,
             batch_size=batch,
             augment=False,
             **norm,

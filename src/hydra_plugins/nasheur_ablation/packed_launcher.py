@@ -31,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
@@ -243,8 +244,9 @@ class Pack:
 def run_in_processes(run_job: Any, jobs: list[JobArgs], at_once: int) -> list[JobReturn]:
     """``run_job(*args)`` for each of `jobs`, each in a fresh process of its own, at most
     `at_once` at a time (the next starts when one ends); their results in the order of `jobs`.
-    Job i takes GPU i mod n of the n this process sees (``CUDA_VISIBLE_DEVICES``), and each
-    job its share of the CPUs (:func:`cpu_share`). A job whose
+    Each job takes the GPU, of those this process sees (``CUDA_VISIBLE_DEVICES``), that runs
+    the fewest of them as it starts (the first such in order: job i of the first n takes GPU
+    i), and its share of the CPUs (:func:`cpu_share`). A job whose
     process dies without a result fails on its own. If this process is stopped meanwhile
     (Ctrl-C, which reaches the jobs too, or SIGTERM, passed on to them), it waits for the
     running jobs to end, as interrupted, and stops."""
@@ -254,7 +256,7 @@ def run_in_processes(run_job: Any, jobs: list[JobArgs], at_once: int) -> list[Jo
     devices = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
     threads = cpu_share(min(at_once, len(jobs)))
     results: list[JobReturn | None] = [None] * len(jobs)
-    running: dict[Any, tuple[Any, int]] = {}  # receiving end -> (process, index)
+    running: dict[Any, tuple[Any, int, str | None]] = {}  # receiving end -> (process, index, GPU)
     todo = iter(enumerate(jobs))
     try:
         while True:
@@ -265,21 +267,24 @@ def run_in_processes(run_job: Any, jobs: list[JobArgs], at_once: int) -> list[Jo
                 # `__main__.main`, which a plain pickle names but a fresh interpreter lacks
                 job = cloudpickle.dumps((run_job, args))
                 process = context.Process(target=_run_one, args=(job, send), name=f"job-{args[2]}")
-                gpu = devices[i % len(devices)] if devices else None
+                # the least busy GPU: by job number, a long job's GPU would take the next job
+                # when a short one's freed another
+                busy = Counter(g for _, _, g in running.values())
+                gpu = min(devices, key=lambda d: busy[d]) if devices else None
                 with _environment(CUDA_VISIBLE_DEVICES=gpu, OMP_NUM_THREADS=threads):
                     process.start()
                 send.close()  # the child's end: EOF here once the child is gone
-                running[receive] = (process, i)
+                running[receive] = (process, i, gpu)
             if not running:
                 break
             for receive in multiprocessing.connection.wait(list(running)):
-                process, i = running.pop(receive)
+                process, i, _ = running.pop(receive)
                 results[i] = _result_of(process, receive, jobs[i])
     except BaseException as stop:
-        for process, _ in running.values():
+        for process, _, _ in running.values():
             if process.is_alive() and not isinstance(stop, KeyboardInterrupt):
                 process.terminate()  # SIGTERM: the job records itself interrupted
-        for receive, (process, _) in running.items():
+        for receive, (process, _, _) in running.items():
             with suppress(EOFError, OSError):  # read it, so that its send can end
                 receive.recv_bytes()
             process.join()
@@ -404,8 +409,12 @@ def private_mps():
             log.warning("mps: the MPS daemon did not start; the jobs run without MPS")
             yield
             return
+        # the server numbers the GPUs it was started with from 0: a client naming them as
+        # the task does (GPU 2 of 0-3) would find none, and its job would train on the CPU
+        visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
+        renumbered = ",".join(map(str, range(len(visible)))) if visible else None
         try:
-            with _environment(**dirs):
+            with _environment(**dirs, CUDA_VISIBLE_DEVICES=renumbered):
                 yield
         finally:
             subprocess.run([control], input=b"quit\n", env=env, check=False, capture_output=True)

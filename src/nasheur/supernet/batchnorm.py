@@ -46,8 +46,11 @@ def batch_stats_norm(
         w = None if weight is None else weight.repeat(groups)
         b = None if bias is None else bias.repeat(groups)
         return F.batch_norm(wide, None, None, w, b, True, 0.0, eps).view(x.shape)
-    # another layout (NHWC): the statistics of each batch, by hand
+    # another layout (NHWC): the statistics of each batch, by hand, in float32 at least as
+    # cuDNN's BN keeps them (bf16 statistics under autocast would be rounded off), returned
+    # in the input's type as BN returns it
     per = x.unflatten(0, (n // groups, groups))  # (rows, groups, c, ...)
+    per = per.to(torch.promote_types(per.dtype, torch.float32))
     dims = (0, *range(3, per.dim()))
     var, mean = torch.var_mean(per, dim=dims, keepdim=True, correction=0)
     y = (per - mean) * torch.rsqrt(var + eps)
@@ -56,7 +59,7 @@ def batch_stats_norm(
         y = y * weight.view(shape)
     if bias is not None:
         y = y + bias.view(shape)
-    return y.flatten(0, 1)
+    return y.flatten(0, 1).to(x.dtype)
 
 
 class SuperBatchNorm2d(nn.BatchNorm2d):
