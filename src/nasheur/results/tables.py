@@ -873,6 +873,9 @@ def _fmt_row(block: Block, row: tuple[Any, ...]) -> str:
     return block.labels[row]
 
 
+PAPER_RUNS = 3  # "3 different runs": a cell over another number says so
+
+
 def _fmt_cell(cell: Cell | None, metric: str) -> str:
     if cell is None or not cell.runs:
         return "—"
@@ -896,9 +899,6 @@ def _fmt_cell(cell: Cell | None, metric: str) -> str:
     if n < cell.runs:  # an undefined correlation (a collapsed super-net) is not averaged
         return text + mark + f" (n={n} of {cell.runs})"
     return text + mark + ("" if n == PAPER_RUNS else f" (n={n})")
-
-
-PAPER_RUNS = 3  # "3 different runs": a cell over another number says so
 
 
 def to_markdown(t: Table) -> str:
@@ -929,7 +929,7 @@ def _legend(t: Table) -> str:
         + ("[95% bootstrap interval over architectures and seeds]; " if intervals else "")
         + "± over seeds: population std (ddof=0); "
         "† untrained run(s) (super-net accuracy < 0.4); ‡ validated partly on training images "
-        "(train portion + validation portion > 1); — not run; N/A undefined in every run of "
+        "(train portion + validation portion > 1); — no completed run; N/A undefined in every run of "
         "the cell (all their super-net accuracies equal); (n=k) k runs, not 3 as the paper's; "
         "(n=k of m) the metric is undefined in m-k of the cell's runs, which its mean leaves "
         "out"
