@@ -253,7 +253,7 @@ def run_in_processes(run_job: Any, jobs: list[JobArgs], at_once: int) -> list[Jo
     import cloudpickle  # submitit's own
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no CUDA state
-    devices = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
+    devices = visible_gpus()
     threads = cpu_share(min(at_once, len(jobs)))
     results: list[JobReturn | None] = [None] * len(jobs)
     running: dict[Any, tuple[Any, int, str | None]] = {}  # receiving end -> (process, index, GPU)
@@ -290,6 +290,11 @@ def run_in_processes(run_job: Any, jobs: list[JobArgs], at_once: int) -> list[Jo
             process.join()
         raise
     return [r for r in results if r is not None]
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` names them ([]: unset)."""
+    return [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
 
 
 def cpu_share(side_by_side: int) -> str | None:
@@ -411,7 +416,7 @@ def private_mps():
             return
         # the server numbers the GPUs it was started with from 0: a client naming them as
         # the task does (GPU 2 of 0-3) would find none, and its job would train on the CPU
-        visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
+        visible = visible_gpus()
         renumbered = ",".join(map(str, range(len(visible)))) if visible else None
         try:
             with _environment(**dirs, CUDA_VISIBLE_DEVICES=renumbered):

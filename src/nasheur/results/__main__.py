@@ -155,7 +155,7 @@ def _table(args: argparse.Namespace) -> int:
     print(text, end="")
     if args.out:
         for ext, content in outputs.items():
-            path = Path(args.out) / f"table-{args.table}.{ext}"
+            path = _table_file(args, ext)
             atomic_write_text(path, content)
             print(f"wrote {path}", file=sys.stderr)
     return 0
@@ -169,10 +169,13 @@ def _nothing_to_merge(args: argparse.Namespace, show: str) -> int:
     `--out` (`make table-<id>` writes to one folder), which would pass for this data's."""
     gone = ""
     if args.out:
-        stem = Path(args.out) / f"table-{args.table}"
-        gone = _remove_stale([stem.with_name(f"{stem.name}.{ext}") for ext in TABLE_FORMATS])
+        gone = _remove_stale([_table_file(args, ext) for ext in TABLE_FORMATS])
     print(f"nothing to merge ({show}){gone}", file=sys.stderr)
     return 1
+
+
+def _table_file(args: argparse.Namespace, ext: str) -> Path:
+    return Path(args.out) / f"table-{args.table}.{ext}"
 
 
 def _remove_stale(paths: list[Path]) -> str:
