@@ -1519,3 +1519,41 @@ def test_untrained_is_the_accuracy_below_0_4_whatever_the_records_flag_says(tmp_
     table = build_table(loaded, "11", bootstrap=0)
     cells = table.blocks[0].cells
     assert cells[((0.025,), "nb201")].untrained == 2 and cells[((0.1,), "nb201")].untrained == 0
+
+
+def test_table_4s_batch_size_jobs_and_table_12s_are_one_job_in_table_3(tmp_path, monkeypatch):
+    # `compensate_epochs=true` prolongs nothing at a reduced batch (fidelity.compensation is 1):
+    # Table 4's batch-size job trains what batch_size_ablation's of the same batch and seed
+    # trains. Their folder hashes differ (the flag is in it); Table 3 counts the job once.
+    # A compensated job (half the channels, twice the epochs) keeps the flag.
+    from nasheur.config import config_hash, inert_keys
+
+    monkeypatch.delenv("NASHEUR_GT_NB201", raising=False)
+    table = tmp_path / "gt.json"
+
+    def job(experiment: str, *overrides: str) -> dict:
+        r = record("nb201", 0, 0.025)
+        r["config"] = _composed(experiment, "nb201", "seed=0", *overrides)
+        r["config_hash"] = config_hash(r["config"], ground_truth=str(table))
+        r["ground_truth"] = {"path": str(table)}  # the file the job read
+        return r
+
+    budget = job("low_fidelity_budget", "fidelity.batch_size=128")
+    ablation = job("batch_size_ablation", "fidelity.batch_size=128")
+    halved = job("low_fidelity_budget", "fidelity.batch_size=256", "fidelity.channels=8")
+    assert budget["config"]["fidelity"]["compensate_epochs"] is True
+    assert inert_keys(budget["config"]) == ("fidelity.compensate_epochs",)
+    assert inert_keys(ablation["config"]) == ("fidelity.compensate_epochs",)  # false: as well
+    assert inert_keys(halved["config"]) == ()
+    smaller = job("batch_size_ablation", "fidelity.batch_size=64")
+    jobs = [budget, ablation, halved, smaller]
+    assert len({r["config_hash"] for r in jobs}) == 4
+    folder = write(tmp_path / "s", jobs)
+    assert correlation_table(load_records([folder]))["nb201"]["runs"] == 3
+    four = build_table(load_records([folder]), "4", bootstrap=0)  # its own copy
+    assert sum(c.runs for b in four.blocks for c in b.cells.values()) == 2
+    # a record whose hash its config does not give (another version's, or another file's
+    # than the one it names) is counted as written
+    budget["config_hash"] = "0123456789ab"
+    other = write(tmp_path / "t", jobs)
+    assert correlation_table(load_records([other]))["nb201"]["runs"] == 4

@@ -11,6 +11,7 @@ batch-size cells are the numbers of Table 12's unprolonged batch-size runs.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 FACTORS = ("layers", "channels", "train_portion")  # the factors that save compute per epoch
@@ -20,11 +21,16 @@ FACTORS = ("layers", "channels", "train_portion")  # the factors that save compu
 LEVEL = re.compile(r"base(?:([-+*/])(\d+))?")
 
 
+def _field(node: Any, name: str) -> Any:
+    return node[name] if isinstance(node, Mapping) else getattr(node, name)
+
+
 def compensation(fidelity: Any) -> float:
-    """How many times cheaper the run is than the baseline, factor by factor (1 if none)."""
+    """How many times cheaper the run is than the baseline, factor by factor (1 if none).
+    `fidelity`: the config's `fidelity` section, typed or as a record's plain dict."""
     ratio = 1.0
     for name in FACTORS:
-        base, value = getattr(fidelity.baseline, name), getattr(fidelity, name)
+        base, value = _field(_field(fidelity, "baseline"), name), _field(fidelity, name)
         if value < base:
             ratio *= base / value
     return ratio

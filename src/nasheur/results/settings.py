@@ -21,7 +21,14 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from nasheur.config import ADDED_KEYS, IDENTITY_EXCLUDED, ExperimentConfig, inactive_keys
+from nasheur.config import (
+    ADDED_KEYS,
+    IDENTITY_EXCLUDED,
+    ExperimentConfig,
+    config_hash,
+    inactive_keys,
+    inert_keys,
+)
 
 SHOWN_KEYS = 3  # keys named in a setting's label; more are counted ("+2 more")
 
@@ -205,7 +212,7 @@ def main_settings(records: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any
 def distinct_jobs(
     records: Sequence[dict[str, Any]], *, per_experiment: bool = False
 ) -> tuple[list[dict[str, Any]], int]:
-    """The records with each job (its `config_hash`, which covers the seed) once, and how many
+    """The records with each job (`job_identity`, which covers the seed) once, and how many
     copies were dropped; a completed copy is kept over an unfinished one. Records without a
     hash (not written by a job) are all kept.
 
@@ -222,10 +229,30 @@ def distinct_jobs(
     return list(kept.values()), len(records) - len(kept)
 
 
+def job_identity(record: dict[str, Any]) -> Any:
+    """The job a record is of: its `config_hash`, without the keys that change nothing under
+    its config (`inert_keys`), so that Table 4's batch-size jobs and `batch_size_ablation`'s
+    of the same batch and seed are one. Recomputed from the record's config only where the
+    record's own hash is reproduced from it (with the ground-truth file the job read), else
+    the stored hash: a record of another version or a hand-edited one is counted as written."""
+    stored = record.get("config_hash")
+    config = record.get("config")
+    inert = inert_keys(config) if stored and isinstance(config, dict) else ()
+    if not inert:
+        return stored
+    read = select(record, "ground_truth.path")  # what a null ground_truth.path stood for
+    try:
+        if config_hash(config, ground_truth=read) != stored:
+            return stored
+        return config_hash(config, ground_truth=read, drop=inert)
+    except (AttributeError, TypeError, ValueError):  # a hand-edited config
+        return stored
+
+
 def _job_key(record: dict[str, Any], per_experiment: bool, no_hash: Any = None) -> Any:
-    """What makes two records copies of one job: its `config_hash` (`no_hash` where it has
-    none), and with `per_experiment` its experiment too."""
-    key = record.get("config_hash") or no_hash
+    """What makes two records copies of one job: its identity (`job_identity`; `no_hash`
+    where it has none), and with `per_experiment` its experiment too."""
+    key = job_identity(record) or no_hash
     return (experiment_name(record), key) if per_experiment else key
 
 
