@@ -24,6 +24,7 @@ from tests.test_groundtruth_loaders import (
     evaluation_data,
     model_metrics,
     nb101_record,
+    pb_double,
     tfrecord_bytes,
 )
 
@@ -186,3 +187,37 @@ def test_nb101_reads_index_2_of_three(tmp_path):
     assert res.valid[0] == pytest.approx((0.15 + 0.05) / 2, abs=1e-15)
     assert res.repeats.tolist() == [2]
     assert res.gt.meta["split"] == "evaluation_data[2].test_accuracy"
+
+
+@pytest.mark.parametrize(("dropped", "name"), [(5, "test_accuracy"), (4, "validation_accuracy")])
+def test_nb101_final_evaluation_without_an_accuracy_is_refused(tmp_path, dropped, name):
+    # proto2 leaves an absent double at 0.0: read on, it would be a 0% ground truth
+    values = {1: 108.0, 2: 1350.0, 3: 0.99, 4: 0.91, 5: 0.90}
+    final = b"".join(pb_double(k, v) for k, v in values.items() if k != dropped)
+    good = nb101_record(HASH_A, 108, 0.91, 0.90, 1234, 0)
+    blob, offsets = tfrecord_bytes([good, _record([*_evals(2), final])])
+    path = tmp_path / "nasbench_only108.tfrecord"
+    path.write_bytes(blob)
+    where = f"{path}: record at byte offset {offsets[1]} ({HASH_A}): its final evaluation"
+    with pytest.raises(TFRecordError, match=re.escape(where) + rf".* has no {name}$"):
+        read_nb101(path)
+    # an earlier evaluation may lack it: only the final one is read
+    blob, _ = tfrecord_bytes([_record([final, *_evals(3)[1:]])])
+    path.write_bytes(blob)
+    assert read_nb101(path).gt[HASH_A] == pytest.approx(0.3)
+
+
+def test_nb101_a_fourth_repeat_is_refused(tmp_path):
+    # NAS-Bench-101 trains each cell 3 times per budget: a 4th run is a duplicated record
+    rows = [nb101_record(HASH_A, 108, 0.91, 0.90, 1234, i) for i in range(4)]
+    rows.insert(2, nb101_record(HASH_A, 36, 0.8, 0.8, 1234, 9))  # another budget's run
+    blob, offsets = tfrecord_bytes(rows)
+    path = tmp_path / "nasbench_full.tfrecord"
+    path.write_bytes(blob)
+    where = f"{path}: record at byte offset {offsets[4]} ({HASH_A}): a repeat beyond the 3 runs"
+    with pytest.raises(TFRecordError, match=re.escape(where) + r".*\(108 epochs\)"):
+        read_nb101(path)
+    blob, _ = tfrecord_bytes(rows[:4])  # three at 108 epochs and one at 36
+    path.write_bytes(blob)
+    res = read_nb101(path)
+    assert res.repeats.tolist() == [3] and res.gt[HASH_A] == pytest.approx(0.90)

@@ -11,6 +11,7 @@ import bz2
 import json
 import os
 import pickle
+import re
 import struct
 from collections import OrderedDict
 from pathlib import Path
@@ -524,6 +525,53 @@ def test_nb201_refuses_12_epoch_only_and_bad_protocols(tmp_path):
         read_nb201_pth(tmp_path / "fractions.pth")
 
 
+def _nats_with(tmp_path, change) -> Path:
+    infos = {i: nats_infos(i) for i in range(len(ARCHS))}
+    change(infos)
+    return write_pbz2(
+        tmp_path / "NATS-tss-v1_0-3ffb9.pickle.pbz2",
+        {"meta_archs": list(ARCHS), "arch2infos": infos},
+    )
+
+
+@pytest.mark.parametrize(
+    ("dataset", "name"), [("cifar10", "ori-test"), ("cifar10-valid", "x-valid")]
+)
+def test_nb201_one_run_in_fractions_among_percent_is_refused(tmp_path, dataset, name):
+    """One seed's accuracy as a fraction would drag its architecture's mean down unseen."""
+    key = f"{name}@199"
+
+    def one_run(infos):
+        run = infos[3]["200"]["all_results"][(dataset, 888)]
+        run["eval_acc1es"][key] /= 100
+
+    path = _nats_with(tmp_path, one_run)
+    where = f"{path}: architecture 3, {dataset} seed 888: eval_acc1es['{key}'] = "
+    with pytest.raises(GroundTruthError, match=re.escape(where) + r"0\.\d+% is below 5%.*fraction"):
+        read_nats_pbz2(path, dataset=dataset)
+
+    # at chance, as NB201's 341 cells without a path score (9.712% on x-valid, 10% on the
+    # CIFAR-10 test set), is a real accuracy
+    def at_chance(infos):
+        for seed in SEEDS[dataset]:
+            infos[0]["200"]["all_results"][(dataset, seed)]["eval_acc1es"][key] = 9.712
+
+    gt = read_nats_pbz2(_nats_with(tmp_path, at_chance), dataset=dataset).gt
+    assert gt[ARCHS[0]] == pytest.approx(0.09712, abs=1e-15)
+
+
+def test_nb201_a_seed_listed_twice_is_refused(tmp_path):
+    def twice(infos):
+        infos[0]["200"]["dataset_seed"]["cifar10"] = [777, 777, 777, 888]
+
+    path = _nats_with(tmp_path, twice)
+    where = f"{path}: architecture 0: dataset_seed['cifar10'] = [777, 777, 777, 888] lists "
+    with pytest.raises(GroundTruthError, match=re.escape(where + "seed 777 twice")):
+        read_nats_pbz2(path)
+    # the other dataset's seeds are not read, so they are not checked
+    assert len(read_nats_pbz2(path, dataset="cifar10-valid").gt) == len(ARCHS)
+
+
 def test_nats_single_file_and_folder(nats_pbz2, nats_dir):
     for dataset, name in (("cifar10", "ori-test"), ("cifar10-valid", "x-valid")):
         expected = expected_nb201(dataset, name, FEWER)
@@ -715,6 +763,28 @@ def test_nds_bad_jobs_are_named(tmp_path):
     path.write_text(json.dumps(jobs))
     with pytest.raises(GroundTruthError, match=r"a\.json: every last test_ep_top1 is at most 1"):
         read_nds(path)
+
+
+@pytest.mark.parametrize("label", ["0", "2", "3"])
+def test_nds_one_job_in_fractions_among_percent_is_refused(tmp_path, label):
+    jobs = json.loads(json.dumps(NDS_JOBS))
+    i = int(label)
+    jobs[i]["test_ep_top1"] = [e / 100 for e in jobs[i]["test_ep_top1"]]
+    path = tmp_path / "DARTS.json"
+    path.write_text(json.dumps(jobs))
+    last = NDS_JOBS[i]["test_ep_top1"][-1] / 100
+    where = f"{path}: job {label}: the last test_ep_top1 {last:g} is at most 1"
+    with pytest.raises(GroundTruthError, match=re.escape(where) + ".*fraction among percentages"):
+        read_nds(path)
+    # the bound itself: no DARTS network errs 1% or less
+    jobs = json.loads(json.dumps(NDS_JOBS))
+    jobs[i]["test_ep_top1"][-1] = 1.0
+    path.write_text(json.dumps({"top": jobs}))
+    with pytest.raises(GroundTruthError, match=re.escape(f"job top[{label}]: the last")):
+        read_nds(path)
+    jobs[i]["test_ep_top1"][-1] = 1.5
+    path.write_text(json.dumps(jobs))
+    assert read_nds(path).jobs == 4
 
 
 # ============================================================================ detection, cache

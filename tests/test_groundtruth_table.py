@@ -283,3 +283,92 @@ def test_bytes_that_are_not_utf8_name_the_file_and_line(tmp_path):
         declared_space(p)
     p.write_bytes(b"\xef\xbb\xbf# space: nb201\nkey,accuracy\n" + b"a,1\n" * 20000)  # BOM, long
     assert declared_space(p) == "nb201"
+
+
+# ----------------------------------------------------------------------------- chance floor
+# A percentage below half its dataset's chance level is a fraction among percentages: a
+# constant predictor already scores chance (10% on CIFAR-10, 1% on CIFAR-100, 100/120% on
+# ImageNet16-120), so half of it, 5%, 0.5% and 0.41667%, no classifier reaches from above.
+
+
+def test_one_fraction_row_in_an_nb201_layout_table_is_refused(tmp_path):
+    # 0.905 is 90.5% written as a fraction; 9.712 is the x-valid score of NB201's cells
+    # without a path (a constant predictor): at chance, so real. The layout does not say its
+    # dataset: a '# dataset:' line gives its floor, else the lowest of NB201's datasets holds
+    head = "# dataset: cifar10-valid\nindex,arch_str,valid_acc,test_acc\n"
+    ok = _write(tmp_path, head + "0,|a~0|,90.5,90.0\n1,|b~0|,9.712,10.0\n", "ok.csv")
+    assert read_table(ok)["|b~0|"] == pytest.approx(0.09712)
+    bad = _write(tmp_path, head + "0,|a~0|,90.5,90.0\n1,|b~0|,0.905,90.0\n2,|c~0|,80,80\n")
+    where = r"gt\.csv:4: key '\|b~0\|': valid_acc = 0\.905% is below 5%"
+    with pytest.raises(GroundTruthError, match=where + r".*cifar10.*fraction among percentages"):
+        read_table(bad)
+    assert read_table(bad, column="test_acc")["|b~0|"] == 0.9  # the other column is fine
+    # the fraction first: named as soon as a percentage shows the table's unit
+    first = _write(tmp_path, head + "0,|a~0|,0.905,90.0\n1,|b~0|,90.5,90.0\n", "first.csv")
+    with pytest.raises(GroundTruthError, match=r"first\.csv:3: key '\|a~0\|': valid_acc = 0\.905"):
+        read_table(first)
+    # every value a fraction: the whole-table message, which says what to declare
+    every = _write(tmp_path, head + "0,|a~0|,0.905,0.9\n1,|b~0|,0.8,0.8\n", "all.csv")
+    with pytest.raises(GroundTruthError, match=r"all\.csv:2: .*no valid_acc exceeds 1"):
+        read_table(every)
+    # no dataset named: 0.905 may be a CIFAR-100 cell at chance, 0.3 is below any of NB201's
+    plain = "index,arch_str,valid_acc,test_acc\n0,|a~0|,90.5,90.0\n"
+    assert read_table(_write(tmp_path, plain + "1,|b~0|,0.905,90.0\n", "p1.csv"))["|b~0|"] > 0
+    low = _write(tmp_path, plain + "1,|b~0|,0.3,90.0\n", "p2.csv")
+    with pytest.raises(GroundTruthError, match=r"p2\.csv:3: .*0\.3% is below 0\.4167%.*ImageNet16"):
+        read_table(low)
+
+
+@needs_nb201
+def test_the_audit_row_of_the_shared_table_in_fractions_is_refused(tmp_path):
+    # the shared table is of cifar10-valid (its name says so; the layout does not)
+    lines = NB201_CSV.read_text().splitlines()
+    i, arch, valid, test = lines[2].split(",")
+    lines[2] = ",".join([i, arch, str(float(valid) / 100), test])
+    p = _write(tmp_path, "# dataset: cifar10-valid\n" + "\n".join(lines) + "\n", "mixed.csv")
+    with pytest.raises(GroundTruthError, match=r"mixed\.csv:4: key .*valid_acc = 0\.9076"):
+        read_table(p)
+    assert len(read_table(NB201_CSV, dataset="cifar10-valid")) == 15625  # the real one loads
+
+
+@pytest.mark.parametrize(
+    ("dataset", "lowest_ok", "refused"),
+    [
+        ("cifar10", "5.0", "4.99"),
+        ("cifar10-valid", "5.0", "0.9"),
+        ("cifar100", "0.5", "0.49"),
+        ("ImageNet16-120", "0.42", "0.41"),  # half of 100/120 is 0.41667
+    ],
+)
+def test_chance_floor_per_dataset(tmp_path, dataset, lowest_ok, refused):
+    table = "# unit: percent\n# dataset: {}\nkey,accuracy\na,60\nb,{}\n"
+    ok = _write(tmp_path, table.format(dataset, lowest_ok), "ok.csv")
+    assert read_table(ok)["b"] == pytest.approx(float(lowest_ok) / 100)
+    bad = _write(tmp_path, table.format(dataset, refused))
+    with pytest.raises(GroundTruthError, match=rf"gt\.csv:5: key 'b': accuracy = {refused}%"):
+        read_table(bad)
+    # the dataset given by the caller, for a table that does not name it
+    plain = _write(tmp_path, f"# unit: percent\nkey,accuracy\na,60\nb,{refused}\n", "p.csv")
+    with pytest.raises(GroundTruthError, match=r"p\.csv:4: key 'b'.*half the chance level"):
+        read_table(plain, dataset=dataset)
+
+
+def test_chance_floor_needs_a_known_dataset(tmp_path):
+    # documented limit: with no dataset (or one of unknown chance level) only the whole-table
+    # check runs, so one fraction among percentages passes
+    for meta in ("", "# dataset: procedural\n"):
+        p = _write(tmp_path, f"# unit: percent\n{meta}key,accuracy\na,90\nb,0.9\n")
+        assert read_table(p)["b"] == pytest.approx(0.009)
+    q = _write(tmp_path, "# unit: percent\n# dataset: cifar100\nkey,accuracy\na,60\n", "q.csv")
+    with pytest.raises(GroundTruthError, match=r"q\.csv:2: .*dataset 'cifar100'.*'cifar10'"):
+        read_table(q, dataset="cifar10")
+
+
+def test_a_percentage_in_a_fraction_table_is_refused(tmp_path):
+    # the other direction needs no chance floor: any real accuracy in percent exceeds 1
+    p = _write(tmp_path, "# unit: fraction\n# dataset: cifar10\nkey,accuracy\na,0.9\nb,90.5\n")
+    with pytest.raises(GroundTruthError, match=r"gt\.csv:5: key 'b'.*outside \[0, 1\]"):
+        read_table(p)
+    # a fraction table is not held to the percent floor (its values are fractions)
+    q = _write(tmp_path, "# unit: fraction\n# dataset: cifar10\nkey,accuracy\na,0.9\nb,0.1\n")
+    assert read_table(q)["b"] == 0.1

@@ -392,6 +392,15 @@ def _damage(state: dict, how: str) -> None:
         state["model"][name] = torch.full_like(state["model"][name], float("nan"))
     elif how == "optimizer groups":
         state["optimizer"]["param_groups"] = []
+    elif how == "optimizer settings":
+        state["optimizer"]["param_groups"][0].update(momentum=0.0, weight_decay=0.5)
+    elif how == "momentum shape":
+        buffers = state["optimizer"]["state"]
+        buffers[next(iter(buffers))]["momentum_buffer"] = torch.zeros(1)
+    elif how == "nan momentum":
+        buffers = state["optimizer"]["state"]
+        buf = buffers[next(iter(buffers))]["momentum_buffer"]
+        buf.fill_(float("nan"))
 
 
 @pytest.mark.parametrize(
@@ -406,6 +415,9 @@ def _damage(state: dict, how: str) -> None:
         ("missing tensor", "its tensors do not fit this super-net .*Missing key"),
         ("optimizer groups", "its tensors do not fit this super-net .*parameter groups"),
         ("nan weights", r"its tensor stem\.0\.weight holds NaN or infinity"),
+        ("optimizer settings", "its optimizer's momentum, weight_decay differ from this config's"),
+        ("momentum shape", r"the momentum buffer of stem\.0\.weight has shape \(1,\), its"),
+        ("nan momentum", r"the momentum_buffer of stem\.0\.weight holds NaN or infinity"),
     ],
 )
 def test_a_checkpoint_that_does_not_fit_fails_the_job_before_training(tiny, tmp_path, how, said):

@@ -1030,6 +1030,30 @@ def test_another_sweeps_job_of_the_same_config_is_not_this_sweeps(tmp_path):
         ),
         (lambda r: r.pop("config"), "config is missing (not a nasheur job's metrics.json?)"),
         (lambda r: r.pop("status"), "status is None, not one of completed, failed, interrupted"),
+        # what show, the settings and the sweeper read besides the pools
+        (lambda r: r.__setitem__("timing", [1]), "timing is [1], not an object"),
+        (lambda r: r.__setitem__("history", 5), "history is 5, not a list"),
+        (
+            lambda r: r.__setitem__("history", [{"images": "x"}]),
+            "history[0] is {'images': 'x'}, not an object with a number of images",
+        ),
+        (lambda r: r.__setitem__("config_hash", [1]), "config_hash is [1], not a text"),
+        (
+            lambda r: r["config"]["search_space"].__setitem__("name", [1]),
+            "config.search_space.name is [1], not a text",
+        ),
+        (
+            lambda r: r["config"]["experiment"].__setitem__("name", [1]),
+            "config.experiment.name is [1], not a text",
+        ),
+        (
+            lambda r: r.__setitem__("skdt_threshold_recomputed", "x"),
+            "skdt_threshold_recomputed is 'x', not a number",
+        ),
+        (
+            lambda r: r.__setitem__("ground_truth", {"fingerprint": {"path": "a\0b"}}),
+            "ground_truth.fingerprint.path holds a NUL character",
+        ),
     ],
 )
 def test_a_malformed_record_is_named_with_its_key_not_a_traceback(tmp_path, edit, problem):
@@ -1557,3 +1581,28 @@ def test_table_4s_batch_size_jobs_and_table_12s_are_one_job_in_table_3(tmp_path,
     budget["config_hash"] = "0123456789ab"
     other = write(tmp_path / "t", jobs)
     assert correlation_table(load_records([other]))["nb201"]["runs"] == 4
+
+
+def test_a_file_nested_too_deeply_is_unreadable_not_a_traceback(tmp_path):
+    # a damaged metrics.json or sweep.json that the JSON decoder cannot descend: a record
+    # that cannot be read, a sweep.json noted; a listed folder with a NUL is no folder
+    recs = write(tmp_path / "s", [record("nb201", s, 0.025) for s in range(2)])
+    (recs / "job1" / "metrics.json").write_text("[" * 200_000)
+    (recs / "sweep.json").write_text(json.dumps({"jobs": [{"folder": "a\u0000b"}]}))
+    loaded = load_records([recs])
+    assert loaded[1]["status"] == "broken" and "nested too deeply" in loaded[1]["error"]
+    show = results("show", str(recs), "--all")
+    assert show.returncode == 0 and "nested too deeply" in show.stdout, show.stderr
+    assert "Traceback" not in show.stderr
+    (recs / "sweep.json").write_text("[" * 200_000)
+    show = results("show", str(recs), "--all")
+    assert show.returncode == 0 and "sweep.json: unreadable" in show.stdout + show.stderr
+
+
+@pytest.mark.parametrize("path", [5, ["x"], "a\0b"])
+def test_a_damaged_fingerprint_counts_as_a_changed_ground_truth(path):
+    # the sweeper asks this of every completed record before launching: a damaged one sends
+    # the job to run, where its record's problem is named, instead of stopping the sweep
+    from nasheur.groundtruth.convert import source_changed
+
+    assert source_changed({"path": path, "stamp": "1-2", "sha256": "0" * 64}) is True

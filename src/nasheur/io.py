@@ -84,8 +84,13 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
+    """The JSON in `path`; ValueError for text that is not JSON, JSON nested too deeply for
+    the decoder (a damaged or crafted file) included, and for bytes that are not UTF-8."""
     with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+        try:
+            return json.load(fh)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply to read") from None
 
 
 def run_piped(main: Callable[[], int]) -> int:

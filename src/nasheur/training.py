@@ -345,10 +345,39 @@ def restore(
         floating = isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
         if floating and not bool(torch.isfinite(tensor).all()):
             raise refuse(f"its tensor {name} holds NaN or infinity")
+    # the optimizer was built from this config: a checkpoint of the same hash restores its
+    # buffers, never other settings (the schedule sets the lr of each epoch)
+    settings = [_settings(g) for g in optimizer.param_groups]
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
         first = str(exc).strip().splitlines()[:2]
         raise refuse(f"its tensors do not fit this super-net ({' '.join(first)})") from None
+    # the settings both name: another torch version may add or drop a key
+    changed = sorted(
+        k
+        for a, b in zip((_settings(g) for g in optimizer.param_groups), settings, strict=True)
+        for k in a.keys() & b.keys()
+        if a[k] != b[k]
+    )
+    if changed:
+        raise refuse(f"its optimizer's {', '.join(changed)} differ from this config's")
+    names = {p: n for n, p in model.named_parameters()}
+    for p, buffers in optimizer.state.items():
+        for key, buf in buffers.items():
+            if not isinstance(buf, torch.Tensor) or not buf.is_floating_point():
+                continue
+            if key == "momentum_buffer" and buf.shape != p.shape:
+                raise refuse(
+                    f"the momentum buffer of {names.get(p, '?')} has shape {tuple(buf.shape)}, "
+                    f"its parameter {tuple(p.shape)}"
+                )
+            if not bool(torch.isfinite(buf).all()):
+                raise refuse(f"the {key} of {names.get(p, '?')} holds NaN or infinity")
     return list(history), done
+
+
+def _settings(group: dict[str, Any]) -> dict[str, Any]:
+    """A parameter group's settings, without its parameters and the scheduled lr."""
+    return {k: v for k, v in group.items() if k not in ("params", "lr", "initial_lr")}

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import re
 import shlex
@@ -67,7 +66,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from hydra_plugins.nasheur_ablation.submitit_arrays import map_array_wrapped
 from nasheur.fidelity import LEVEL, resolve_level
-from nasheur.io import atomic_path, atomic_write_json
+from nasheur.io import atomic_path, atomic_write_json, read_json
 from nasheur.jobguard import (
     CHECKPOINT,
     METRICS,
@@ -931,7 +930,7 @@ def _record_after(sweep_dir: Path, outcomes: list[_Outcome]) -> None:
 def _recorded_error(folder: Path) -> str:
     """``: <the error's first line>`` of a failed job's metrics.json, or ""."""
     try:
-        error = json.loads((folder / METRICS).read_text(encoding="utf-8")).get("error")
+        error = read_json(folder / METRICS).get("error")
     except (OSError, ValueError, AttributeError):
         return ""
     line = str(error or "").strip().splitlines()[:1]
@@ -1114,7 +1113,7 @@ def _state(folder: Path, chash: str) -> str:
     if not path.is_file():
         return "interrupted" if (folder / CHECKPOINT).is_file() else "new"
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = read_json(path)
     except (OSError, ValueError):  # not JSON, or not UTF-8 text
         return "broken"
     if not isinstance(record, dict):

@@ -242,7 +242,10 @@ def source_changed(recorded: Any) -> bool:
     record without a fingerprint (an earlier version's) counts as unchanged."""
     if not isinstance(recorded, dict) or not recorded.get("path"):
         return False
-    p = Path(recorded["path"])
+    path = recorded["path"]
+    if not isinstance(path, str) or "\0" in path:  # a damaged record: the job names the key
+        return True
+    p = Path(path)
     try:
         return _stamp(p)[1] != recorded.get("stamp") and source_sha256(p) != recorded.get("sha256")
     except OSError:  # gone or unreadable: the job says so when it runs

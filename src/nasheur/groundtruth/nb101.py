@@ -22,9 +22,11 @@ File layout (facts about the public format):
 
 Ground truth (:func:`read_nb101`): over the records trained for 108 epochs, the mean across
 repeats of the final test accuracy (``metric="test"``) or final validation accuracy
-(``metric="valid"``), keyed by the official module hash; a run without exactly 3 evaluations
-is an error, not guessed at. The number of repeats and the trainable parameters of each hash
-come along in :class:`NB101GroundTruth`.
+(``metric="valid"``), keyed by the official module hash. A run without exactly 3 evaluations,
+a final evaluation without its test or validation accuracy (it would read as 0.0) and a hash
+with more than 3 runs at the budget (a duplicated record) are errors, not guessed at. The
+number of repeats and the trainable parameters of each hash come along in
+:class:`NB101GroundTruth`.
 
 CRC32C is computed by the first available of: the optional ``crc32c`` or ``google_crc32c``
 packages (never required), a numpy routine that runs the byte-wise table over a whole batch of
@@ -66,6 +68,7 @@ __all__ = [
 METRICS = ("test", "valid")
 FINAL_EPOCHS = 108
 FINAL_EVAL, N_EVALS = 2, 3  # evaluations at the start, halfway and end of a run
+REPEATS = 3  # runs per architecture and epoch budget in NAS-Bench-101
 
 
 class TFRecordError(GroundTruthError):
@@ -369,12 +372,23 @@ _FIVE_TAGS = (0x09, 0x11, 0x19, 0x21, 0x29)
 
 
 def _decode_eval(buf: bytes, pos: int, end: int) -> EvaluationData:
+    return _decode_eval_fields(buf, pos, end)[0]
+
+
+_ALL_FIVE = 0b11111
+
+
+def _decode_eval_fields(buf: bytes, pos: int, end: int) -> tuple[EvaluationData, int]:
+    """The evaluation and a bit mask of the doubles present (bit k-1 for field k): an absent
+    field decodes as proto2's default 0.0, which is no accuracy a run reached."""
     vals = [0.0, 0.0, 0.0, 0.0, 0.0]
+    present = 0
     path = ""
     if end - pos >= _FIVE_DOUBLES.size:
         t1, v1, t2, v2, t3, v3, t4, v4, t5, v5 = _FIVE_DOUBLES.unpack_from(buf, pos)
         if (t1, t2, t3, t4, t5) == _FIVE_TAGS:
             vals = [v1, v2, v3, v4, v5]
+            present = _ALL_FIVE
             pos += _FIVE_DOUBLES.size
     while pos < end:
         tag = buf[pos]
@@ -387,6 +401,7 @@ def _decode_eval(buf: bytes, pos: int, end: int) -> EvaluationData:
             if pos + 8 > end:
                 raise _ProtoError(f"EvaluationData field {field} is truncated")
             vals[field - 1] = _DOUBLE.unpack_from(buf, pos)[0]
+            present |= 1 << (field - 1)
             pos += 8
         elif field == 6 and wire == 2:
             n, pos = _varint(buf, pos, end)
@@ -398,7 +413,7 @@ def _decode_eval(buf: bytes, pos: int, end: int) -> EvaluationData:
             raise _ProtoError("field number 0 in EvaluationData")
         else:
             pos = _skip(buf, pos, end, wire, field)
-    return EvaluationData(*vals, path)
+    return EvaluationData(*vals, path), present
 
 
 def _scan_metrics(buf: bytes) -> tuple[list[tuple[int, int]], int, float]:
@@ -450,12 +465,18 @@ def decode_model_metrics(buf: bytes) -> ModelMetrics:
     return ModelMetrics(tuple(_decode_eval(buf, a, b) for a, b in spans), params, total)
 
 
-def _final_metrics(buf: bytes) -> tuple[EvaluationData | None, int, int]:
-    """The final evaluation (None unless there are exactly 3), the parameter count and the
-    number of evaluations, decoding nothing else."""
+_VALID_BIT, _TEST_BIT = 1 << 3, 1 << 4  # EvaluationData fields 4 and 5
+
+
+def _final_metrics(buf: bytes) -> tuple[EvaluationData | None, int, int, int]:
+    """The final evaluation (None unless there are exactly 3), the parameter count, the
+    number of evaluations and the final one's mask of fields present (0 when None), decoding
+    nothing else."""
     spans, params, _ = _scan_metrics(buf)
-    final = _decode_eval(buf, *spans[FINAL_EVAL]) if len(spans) == N_EVALS else None
-    return final, params, len(spans)
+    if len(spans) != N_EVALS:
+        return None, params, len(spans), 0
+    final, present = _decode_eval_fields(buf, *spans[FINAL_EVAL])
+    return final, params, len(spans), present
 
 
 # --------------------------------------------------------------------------------------------
@@ -584,7 +605,7 @@ def read_nb101(
                 "module hash"
             )
         try:
-            final, n_params, n_evals = _final_metrics(b64decode(row[4], validate=True))
+            final, n_params, n_evals, present = _final_metrics(b64decode(row[4], validate=True))
         except (binascii.Error, TypeError, ValueError) as exc:
             raise TFRecordError(
                 f"{source}: record at byte offset {offset}: bad ModelMetrics: {exc}"
@@ -594,6 +615,16 @@ def read_nb101(
             raise TFRecordError(
                 f"{source}: record at byte offset {offset} ({module_hash}) has {n_evals} "
                 f"evaluations, expected {N_EVALS} (the final one is index {FINAL_EVAL})"
+            )
+        missing = [
+            name
+            for bit, name in ((_TEST_BIT, "test_accuracy"), (_VALID_BIT, "validation_accuracy"))
+            if not present & bit
+        ]
+        if missing:  # it would read as 0.0, proto2's default: no accuracy, a damaged record
+            raise TFRecordError(
+                f"{source}: record at byte offset {offset} ({module_hash}): its final "
+                f"evaluation (index {FINAL_EVAL}) has no {' and no '.join(missing)}"
             )
         test, valid = final.test_accuracy, final.validation_accuracy
         if not (0.0 <= test <= 1.0 and 0.0 <= valid <= 1.0):
@@ -605,6 +636,12 @@ def read_nb101(
         if entry is None:
             acc[module_hash] = [test, valid, 1, n_params]
         else:
+            if entry[2] >= REPEATS:  # a record stored twice would weigh twice in the mean
+                raise TFRecordError(
+                    f"{source}: record at byte offset {offset} ({module_hash}): a repeat "
+                    f"beyond the {REPEATS} runs NAS-Bench-101 trains per architecture and "
+                    f"budget ({epochs} epochs): a duplicated record?"
+                )
             if entry[3] != n_params:
                 raise TFRecordError(
                     f"{source}: record at byte offset {offset} ({module_hash}): "

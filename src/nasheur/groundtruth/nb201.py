@@ -29,7 +29,9 @@ training budget; ``dataset_seed`` maps each dataset to its seeds.
 Ground truth: the mean over seeds of ``eval_acc1es['ori-test@199']`` of dataset ``cifar10``
 (metric ``test``, the default), ``eval_acc1es['x-valid@199']`` of dataset ``cifar10-valid``
 (metric ``valid``, the default for that dataset), or ``eval_acc1es['ori-test@199']`` of
-``cifar10-valid`` (``dataset="cifar10-valid", metric="test"``), stored as fractions.
+``cifar10-valid`` (``dataset="cifar10-valid", metric="test"``), stored as fractions. A seed
+listed twice in ``dataset_seed`` is refused (its run would count twice), and so is a run's
+value below half the dataset's chance level (5% on CIFAR-10): a fraction among percentages.
 
 Assumptions made tolerant because the exact nesting could not be checked against every
 release:
@@ -63,7 +65,13 @@ from typing import Any
 
 import numpy as np
 
-from nasheur.groundtruth.table import GroundTruth, GroundTruthError, brief
+from nasheur.groundtruth.table import (
+    ChanceFloor,
+    GroundTruth,
+    GroundTruthError,
+    brief,
+    half_chance_percent,
+)
 from nasheur.safe_pickle import (
     LATIN1_BYTES_GLOBALS,
     NUMPY_ARRAY_GLOBALS,
@@ -359,6 +367,14 @@ def _seeds_of(results: Mapping[str, Any], dataset: str, where: str) -> list[Any]
                 f"{where}: dataset_seed[{brief(dataset)}] = {brief(listed[dataset])} is not a list of seeds"
             )
         seeds = list(listed[dataset])
+        seen: set[Any] = set()
+        for seed in seeds:  # an unhashable seed raises TypeError: a malformed file (convert)
+            if seed in seen:  # its run would be averaged in twice
+                raise GroundTruthError(
+                    f"{where}: dataset_seed[{brief(dataset)}] = {brief(listed[dataset])} lists "
+                    f"seed {brief(seed)} twice"
+                )
+            seen.add(seed)
     else:
         seeds = [
             k[1]
@@ -392,9 +408,14 @@ def _number(kind: type, value: Any, what: str) -> Any:
 
 
 def _arch_accuracy(
-    results: Mapping[str, Any], dataset: str, eval_name: str, where: str
+    results: Mapping[str, Any],
+    dataset: str,
+    eval_name: str,
+    where: str,
+    chance: ChanceFloor | None = None,
 ) -> tuple[float, list[Any]]:
-    """Mean accuracy (percent) over seeds and the seeds used."""
+    """Mean accuracy (percent) over seeds and the seeds used; each run's value is shown to
+    `chance` (a run in fractions among percent ones would drag the mean down unseen)."""
     all_results = results["all_results"]
     seeds = _seeds_of(results, dataset, where)
     values = []
@@ -426,6 +447,8 @@ def _arch_accuracy(
             raise GroundTruthError(
                 f"{here}: eval_acc1es[{brief(key)}] = {brief(v)} is not a percentage"
             )
+        if chance is not None:
+            chance.see(v, f"{here}: eval_acc1es[{brief(key)}]")
         values.append(v)
     return float(np.mean(values)), seeds
 
@@ -459,6 +482,8 @@ def _build(
     acc = np.full(n, np.nan)
     counts = np.zeros(n, dtype=np.int64)
     seen_seeds: set[Any] = set()
+    floor = half_chance_percent(dataset)
+    chance = ChanceFloor(dataset, floor) if floor is not None else None
     for index, infos in entries:
         where = f"{source}: architecture {index}"
         if not 0 <= index < n:
@@ -470,7 +495,7 @@ def _build(
                 f"{where}: arch_str {brief(arch_str)} differs from meta_archs[{index}] "
                 f"{brief(meta_archs[index])}"
             )
-        mean, seeds = _arch_accuracy(results, dataset, eval_name, where)
+        mean, seeds = _arch_accuracy(results, dataset, eval_name, where, chance)
         acc[index] = mean / 100.0
         counts[index] = len(seeds)
         seen_seeds.update(seeds)
@@ -486,6 +511,8 @@ def _build(
             "like fractions, but NAS-Bench-201 stores accuracies in percent (this file is not "
             "as it was released)"
         )
+    if chance is not None:  # after the whole-file check: its message is the better one
+        chance.check()
     for i, arch in enumerate(meta_archs):
         try:
             parse(arch)

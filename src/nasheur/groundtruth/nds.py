@@ -5,7 +5,9 @@ The file is JSON: either a list of jobs, or a dict of such lists (e.g. ``{"top":
 ``net.genotype`` in the form ``{normal: [[op, input], ...], normal_concat, reduce,
 reduce_concat}`` and ``test_ep_top1``: the top-1 test **error** in percent after each epoch.
 
-Ground truth of a job: ``(100 - test_ep_top1[-1]) / 100``. Jobs whose genotypes have the same
+Ground truth of a job: ``(100 - test_ep_top1[-1]) / 100``. A last error of at most 1 is
+refused: no DARTS network errs below 1% (on CIFAR-10 or ImageNet), while an error given as a
+fraction is always at most 1. Jobs whose genotypes have the same
 canonical key (:meth:`nasheur.spaces.darts_genotype.Genotype.key`: both cells, every op paired
 with its input, the two terms of a node in sorted order) are repeats of one network and are
 averaged; the repeat count is kept.
@@ -58,7 +60,7 @@ def iter_jobs(obj: Any, source: str) -> list[tuple[str, Any]]:
 
 
 def _job_value(job: Any, label: str, source: str) -> tuple[str, float, int, int | None]:
-    """(canonical key, accuracy fraction, epochs recorded, optim.max_ep or None)."""
+    """(canonical key, last top-1 error in percent, epochs recorded, optim.max_ep or None)."""
     where = f"{source}: job {label}"
     if not isinstance(job, Mapping):
         raise GroundTruthError(f"{where} is not a JSON object")
@@ -83,7 +85,15 @@ def _job_value(job: Any, label: str, source: str) -> tuple[str, float, int, int 
     max_ep = (
         int(max_ep) if isinstance(max_ep, (int, float)) and not isinstance(max_ep, bool) else None
     )
-    return key, (100.0 - float(last)) / 100.0, len(curve), max_ep
+    return key, float(last), len(curve), max_ep
+
+
+def _refuse_fraction(source: str, label: str, error: float) -> None:
+    raise GroundTruthError(
+        f"{source}: job {label}: the last test_ep_top1 {error:g} is at most 1, but no DARTS "
+        "network errs below 1%: it looks like a fraction among percentages (NDS stores top-1 "
+        "errors in percent)"
+    )
 
 
 def _summary(values: list[int]) -> str:
@@ -105,8 +115,16 @@ def read_nds(path: str | os.PathLike[str]) -> NDSGroundTruth:
     sums: dict[str, list[float]] = {}
     curve_lens: list[int] = []
     max_eps: list[int] = []
+    first_fraction: tuple[str, float] | None = None  # the first job whose last error is <= 1
+    percent_seen = False
     for label, job in jobs:
-        key, value, n_ep, max_ep = _job_value(job, label, source)
+        key, error, n_ep, max_ep = _job_value(job, label, source)
+        value = (100.0 - error) / 100.0
+        if error <= 1.0 and first_fraction is None:
+            first_fraction = (label, error)
+        percent_seen = percent_seen or error > 1.0
+        if first_fraction is not None and percent_seen:  # a mixed file: refuse before the rest
+            _refuse_fraction(source, *first_fraction)
         curve_lens.append(n_ep)
         if max_ep is not None:
             max_eps.append(max_ep)
@@ -125,6 +143,8 @@ def read_nds(path: str | os.PathLike[str]) -> NDSGroundTruth:
             f"{source}: every last test_ep_top1 is at most 1: these look like fractions, but "
             "NDS stores top-1 errors in percent (this file is not as NDS released it)"
         )
+    if first_fraction is not None:  # all errors <= 1, and a mean rounded just below 0.99
+        _refuse_fraction(source, *first_fraction)
     epochs = _summary(max_eps) if len(max_eps) == len(jobs) else _summary(curve_lens)
     lo, hi = int(repeats.min()), int(repeats.max())
     meta = {

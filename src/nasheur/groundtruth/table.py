@@ -43,6 +43,28 @@ __all__ = ["GroundTruth", "GroundTruthError", "read_table", "write_table"]
 
 UNITS = ("percent", "fraction")
 
+# Half the chance level, in percent, of each dataset's test (or validation) set. A constant
+# predictor scores chance on a balanced set (NB201's cells without a path: 10% on the CIFAR-10
+# test set, 9.712% on cifar10-valid's slightly imbalanced x-valid split), and training never
+# makes a classifier much worse than that; so a percentage below half of it is no accuracy
+# but, almost surely, a fraction among percentages. Half leaves room for imbalanced splits.
+HALF_CHANCE_PERCENT: Mapping[str, float] = MappingProxyType(
+    {
+        "cifar10": 100 / 10 / 2,
+        "cifar10-valid": 100 / 10 / 2,
+        "cifar100": 100 / 100 / 2,
+        "imagenet16-120": 100 / 120 / 2,
+    }
+)
+
+
+def half_chance_percent(dataset: str | None) -> float | None:
+    """Half the chance level (percent) of `dataset` (case-insensitive), None when unknown."""
+    if not isinstance(dataset, str):
+        return None
+    return HALF_CHANCE_PERCENT.get(dataset.strip().lower())
+
+
 # layout name -> (key column, default value column, header it is recognised by, implied unit)
 _OWN_KEY, _OWN_VALUE = "key", "accuracy"
 _NB201_HEADER = ("index", "arch_str", "valid_acc", "test_acc")
@@ -119,6 +141,40 @@ class GroundTruth:
 
 # --------------------------------------------------------------------------------------------
 # reading
+
+
+class ChanceFloor:
+    """Refuses a percentage below half its dataset's chance level, naming where it is.
+
+    Values are shown to :meth:`see` one by one. The first one below the floor is kept, and
+    refused once a value above 1 proves that the file is in percent (a fraction never
+    exceeds 1): a file whose values are ALL at most 1 is left to its reader's whole-file
+    check, whose message (the whole file is in fractions) is the better one. :meth:`check`
+    refuses the kept value after that check.
+    """
+
+    def __init__(self, dataset: str, floor: float) -> None:
+        self.dataset, self.floor = dataset, floor
+        self._first: tuple[str, float] | None = None
+        self._percent_seen = False
+
+    def see(self, value: float, where: str) -> None:
+        """`where` names the value: file, row/architecture/run and key."""
+        if value < self.floor and self._first is None:
+            self._first = (where, value)
+        if value > 1.0:
+            self._percent_seen = True
+        if self._percent_seen and self._first is not None:
+            self.check()
+
+    def check(self) -> None:
+        if self._first is not None:
+            where, value = self._first
+            raise GroundTruthError(
+                f"{where} = {value:g}% is below {self.floor:.4g}%, half the chance level of "
+                f"{self.dataset} ({2 * self.floor:.4g}%, what a constant predictor scores): no "
+                "classifier scores that, so it looks like a fraction among percentages"
+            )
 
 
 def _err(source: str, line: int | None, msg: str) -> GroundTruthError:
@@ -226,6 +282,7 @@ def read_table(
     metric: str | None = None,
     unit: str = "auto",
     validate_key: Callable[[str], None] | None = None,
+    dataset: str | None = None,
 ) -> GroundTruth:
     """Read a ground-truth table (either layout; see the module docstring).
 
@@ -240,6 +297,12 @@ def read_table(
     :class:`GroundTruthError` (a :class:`ValueError`) naming the file, the 1-based line and the
     key: unknown header, unknown column, empty or duplicate key, a value that is not a finite
     number in range (percent in [0, 100], fraction in [0, 1]), an empty table.
+
+    In percent, a value below half the chance level of the table's dataset (``dataset``, else
+    its ``# dataset:`` line; see :data:`HALF_CHANCE_PERCENT`; the NB201 layout without one:
+    the lowest of NAS-Bench-201's datasets) is refused as a fraction among percentages; where
+    the dataset is unknown only the whole-table check is made (no value above 1: all
+    fractions).
     """
     source = str(path)
     try:
@@ -343,6 +406,31 @@ def read_table(
             )
     scale, upper = (100.0, 100.0) if the_unit == "percent" else (1.0, 1.0)
 
+    # ---- the dataset, for the chance floor of a percent table
+    if dataset is not None and "dataset" in meta and meta["dataset"] != dataset:
+        raise _err(
+            source,
+            meta_line["dataset"],
+            f"the file declares dataset {brief(meta['dataset'])} but dataset={brief(dataset)}",
+        )
+    the_dataset = dataset or meta.get("dataset")
+    floor = half_chance_percent(the_dataset)
+    if the_dataset is None and layout == "nb201":
+        # the layout does not say which of NAS-Bench-201's datasets it holds: the floor that
+        # holds for all of them, ImageNet16-120's (it catches fewer fractions than CIFAR-10's)
+        the_dataset, floor = (
+            "ImageNet16-120 (the lowest of NAS-Bench-201's datasets)",
+            min(HALF_CHANCE_PERCENT.values()),
+        )
+    # An unknown dataset has no known chance level: then only the whole-table check below
+    # catches fractions (all of them). The other direction needs no floor: in a fraction table
+    # a row in percent exceeds 1 (any real accuracy is above 1%) and the range check refuses it.
+    chance = (
+        ChanceFloor(str(the_dataset), floor)
+        if the_unit == "percent" and floor is not None
+        else None
+    )
+
     # ---- rows
     keys: list[str] = []
     values: list[float] = []
@@ -379,6 +467,8 @@ def read_table(
                 lineno,
                 f"key {brief(key)}: {value_col} {brief(text)} is outside [0, {upper:g}] (unit {the_unit})",
             )
+        if chance is not None:
+            chance.see(v, f"{source}:{lineno}: key {brief(key)}: {value_col}")
         if validate_key is not None:
             try:
                 validate_key(key)
@@ -400,6 +490,8 @@ def read_table(
             f"the table is read in percent, but no {value_col} exceeds 1: they look like "
             "fractions; declare '# unit: fraction' (or ground_truth.unit=fraction)",
         )
+    if chance is not None:  # after the whole-table check: its message is the better one
+        chance.check()
     if scale != 1.0:
         acc = acc / scale
     if layout == "nb201":  # provenance: which of the file's accuracies this is

@@ -9,7 +9,6 @@ sweep's ``sweep.json`` lists whose folders are missing or hold nothing of a job 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nasheur.io import read_json
 from nasheur.jobguard import CHECKPOINT, METRICS, POOL, folder_holder
 from nasheur.metrics import is_untrained
 from nasheur.results.settings import natural_key, select
@@ -64,7 +64,7 @@ def load_records(folders: Iterable[str | Path]) -> list[dict[str, Any]]:
     records = []
     for path in find_records(folders):
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
+            record = read_json(path)
         except (OSError, ValueError) as err:  # not JSON, or not UTF-8 text
             record = {"status": "broken", "error": f"{type(err).__name__}: {err}"}
         else:  # tables, figures and show read these keys: say which one is wrong
@@ -86,10 +86,20 @@ def record_problem(record: dict[str, Any]) -> str | None:
     config = record.get("config")
     if "config" in record and not isinstance(config, dict):
         return f"config is {_kind(config)}, not an object"
+    problem = _shape_problem(record, TOP_LEVEL)
+    if problem:
+        return problem
+    for i, entry in enumerate(record.get("history") or []):  # its images tell settings apart
+        images = entry.get("images") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or (images is not None and not _number(images)):
+            return f"history[{i}] is {entry!r:.60}, not an object with a number of images"
     if isinstance(config, dict):
         for key in ("experiment", "search_space", "metrics"):
             if key in config and not isinstance(config[key], dict):
                 return f"config.{key} is {_kind(config[key])}, not an object"
+        problem = _shape_problem(config, IN_CONFIG, "config.")
+        if problem:
+            return problem
         factors = (config.get("experiment") or {}).get("factors") or []
         if not isinstance(factors, list) or not all(isinstance(f, str) for f in factors):
             return "config.experiment.factors is not a list of config keys"
@@ -120,6 +130,43 @@ def record_problem(record: dict[str, Any]) -> str | None:
         if problem:
             return problem
     return None
+
+
+# what tables, figures, ``show`` and the sweeper read of any record besides its config's
+# sections and pools, with the type each must have where present (null is absent)
+TOP_LEVEL: dict[str, type | tuple[type, ...]] = {
+    "config_hash": str,
+    "timing": dict,
+    "history": list,
+    "ground_truth.fingerprint": dict,
+    "ground_truth.fingerprint.path": str,
+    "skdt_threshold_recomputed": (int, float),
+}
+IN_CONFIG: dict[str, type | tuple[type, ...]] = {"search_space.name": str, "experiment.name": str}
+
+
+def _shape_problem(
+    data: dict[str, Any], shapes: dict[str, type | tuple[type, ...]], prefix: str = ""
+) -> str | None:
+    """The first of `shapes`' dotted keys whose value in `data` is of another type (or a
+    text with a NUL, which no path or name holds)."""
+    for dotted, kind in shapes.items():
+        value = select(data, dotted)
+        if isinstance(value, str) and "\0" in value:
+            return f"{prefix}{dotted} holds a NUL character"
+        wrong = value is not None and (
+            not isinstance(value, kind)
+            or isinstance(value, bool)
+            or (isinstance(value, float) and not math.isfinite(value))
+        )
+        if wrong:
+            return f"{prefix}{dotted} is {value!r:.60}, not {_type_name(kind)}"
+    return None
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a text", dict: "an object", list: "a list"}
+    return names.get(kind, "a number") if isinstance(kind, type) else "a number"
 
 
 def _pool_problem(pool: dict[str, Any], prefix: str) -> str | None:
@@ -216,7 +263,7 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
     "state_at_launch", ...}]}``, read tolerantly (``jobs`` may also map each folder to its
     entry); entries without a folder are left out. Raises ValueError if it cannot be read."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
     except (OSError, ValueError) as err:  # not JSON, or not UTF-8 text
         raise ValueError(f"{path}: unreadable ({type(err).__name__}: {err})") from None
     jobs = data.get("jobs") if isinstance(data, dict) else data
@@ -226,7 +273,12 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
         ]
     if not isinstance(jobs, list):
         raise ValueError(f"{path}: no list of jobs")
-    return [j for j in jobs if isinstance(j, dict) and j.get("folder")]
+    # a folder is a path: a text without NUL (no file system takes one)
+    return [j for j in jobs if isinstance(j, dict) and _is_path(j.get("folder"))]
+
+
+def _is_path(value: Any) -> bool:
+    return isinstance(value, str) and bool(value) and "\0" not in value
 
 
 def _listed_folder(raw: str, sweep_dir: Path) -> Path:
