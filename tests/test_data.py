@@ -91,6 +91,34 @@ def test_a_cifar_subset_is_read_and_said(tmp_path, caplog, monkeypatch):
     assert not caplog.records
 
 
+def test_copies_of_one_cifar_batch_are_said(tmp_path, caplog, monkeypatch):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_fake_cifar(folder)
+    monkeypatch.setattr("nasheur.data.cifar10.IMAGES_PER_BATCH", 20)  # the size is the release's
+    with caplog.at_level("WARNING", logger="nasheur"):
+        load_cifar10_train(folder)
+    assert not caplog.records  # five different batches
+    # the audit's case: one valid batch under all five names
+    one = (folder / "data_batch_1").read_bytes()
+    for i in range(2, 6):
+        (folder / f"data_batch_{i}").write_bytes(one)
+    with caplog.at_level("WARNING", logger="nasheur"):
+        x, _ = load_cifar10_train(folder)
+    assert len(x) == 100
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert str(folder) in said and "not the release" in said
+    assert "data_batch_2 = data_batch_1" in said and "data_batch_5 = data_batch_1" in said
+    caplog.clear()
+    # batch 1's images and labels re-saved otherwise (other bytes on disk): said all the same
+    x, y = write_fake_cifar(tmp_path / "again")
+    batch = {b"batch_label": b"copy", b"labels": y[:20].tolist(), b"data": x[:20].reshape(20, -1)}
+    (tmp_path / "again" / "data_batch_4").write_bytes(pickle.dumps(batch, protocol=4))
+    with caplog.at_level("WARNING", logger="nasheur"):
+        load_cifar10_train(tmp_path / "again")
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert "(data_batch_4 = data_batch_1)" in said
+
+
 def test_load_image_data_cifar_from_fake_release(tmp_path):
     x_ref, y_ref = write_fake_cifar(tmp_path / "cifar-10-batches-py")
     d = load_image_data("cifar10", train_portion=0.9, val_portion=0.1, root=str(tmp_path))

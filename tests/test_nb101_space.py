@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import zipfile
 from collections import Counter
 
 import numpy as np
@@ -564,6 +565,154 @@ def test_the_paper_defaults():
         True,
     )
     assert (p.momentum, p.grad_clip, p.lr_min) == (0.9, 5.0, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the catalogue cache: damage is rebuilt, never trusted (over the small enumeration, standing in
+# for the full one: NUM_UNIQUE and build_catalogue are replaced)
+
+
+def _swap(arr: np.ndarray, i: int, j: int) -> np.ndarray:
+    arr = arr.copy()
+    arr[[i, j]] = arr[[j, i]]
+    return arr
+
+
+def _swapped(cat: Catalogue, i: int, j: int) -> Catalogue:
+    return Catalogue(cat.vertices, cat.matrices, cat.ops, _swap(cat.hashes, i, j))
+
+
+@pytest.fixture
+def small_cache(tmp_path, monkeypatch, small_catalogue):
+    """A good cache of the small enumeration in $NASHEUR_CACHE; yields its path and the list
+    of catalogues built since (a rebuild appends one)."""
+    import nasheur.spaces.nb101 as nb
+
+    built = []
+
+    def build(*args, **kwargs):
+        built.append(small_catalogue)
+        return small_catalogue
+
+    monkeypatch.setenv("NASHEUR_CACHE", str(tmp_path))
+    monkeypatch.setattr(nb, "NUM_UNIQUE", len(small_catalogue))
+    monkeypatch.setattr(nb, "build_catalogue", build)
+    monkeypatch.setattr(nb, "_KEYED", {})  # keys met by other tests would bypass the cache
+    nb._catalogue_at.cache_clear()
+    path = tmp_path / nb.CACHE_FILE
+    save_catalogue(small_catalogue, path)
+    yield path, built
+    nb._catalogue_at.cache_clear()
+
+
+def _assert_is(cat, want):
+    for name in Catalogue.FIELDS:
+        assert (getattr(cat, name) == getattr(want, name)).all(), name
+
+
+def test_a_good_nb101_cache_is_read_not_rebuilt(small_cache, small_catalogue):
+    import nasheur.spaces.nb101 as nb
+
+    _, built = small_cache
+    _assert_is(nb.catalogue(), small_catalogue)
+    assert built == []
+
+
+def test_a_truncated_or_byte_flipped_nb101_cache_is_rebuilt(small_cache, small_catalogue, caplog):
+    import nasheur.spaces.nb101 as nb
+
+    path, built = small_cache
+    good = path.read_bytes()
+    damaged = [good[:n] for n in (0, 100, len(good) // 2, len(good) - 1)]
+    # a byte flipped in each member's zip header (compression method, CRC, name length), in
+    # its compressed .npy header and data, and in the zip directory
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+    at = [len(good) - 10, len(good) - 40]
+    for m in members:
+        data = m.header_offset + 30 + len(m.filename)
+        at += [m.header_offset + k for k in (8, 14, 26)]
+        at += [data, data + 20, data + m.compress_size // 2, data + m.compress_size - 1]
+    damaged += [good[:i] + bytes([good[i] ^ 0xFF]) + good[i + 1 :] for i in at]
+    for data in damaged:
+        path.write_bytes(data)
+        nb._catalogue_at.cache_clear()
+        _assert_is(nb.catalogue(), small_catalogue)  # read intact, or rebuilt: never raises
+    # the truncated ones and most flips (zip ignores some fields, e.g. a local header's CRC)
+    assert 20 < len(built) < len(damaged)
+    assert "is unreadable or damaged" in caplog.text and "enumerating again" in caplog.text
+    assert path.read_bytes() == good  # rewritten
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda a: a.update(hashes=_swap(a["hashes"], 0, 1)),  # the audit's swap
+        lambda a: a.update(hashes=_swap(a["hashes"], 1000, 2531)),
+        lambda a: a.update(ops=a["ops"][::-1].copy()),
+        lambda a: a.update(hashes=a["hashes"][:-1]),
+        lambda a: a.update(matrices=a["matrices"].astype(np.int64)),
+        lambda a: a.update(hashes=a["hashes"].astype("S33")),
+        lambda a: a.update(vertices=np.full_like(a["vertices"], 9)),
+        lambda a: a.update(format=np.array("1")),
+        lambda a: a.pop("ops"),
+    ],
+    ids=[
+        "hashes 0 and 1 swapped",
+        "hashes 1000 and the last swapped",
+        "ops reversed",
+        "one hash short",
+        "matrices as int64",
+        "hashes as S33",
+        "9 vertices",
+        "format as text",
+        "no ops",
+    ],
+)
+def test_an_nb101_cache_that_fails_its_checks_is_rebuilt(
+    small_cache, small_catalogue, caplog, change
+):
+    import nasheur.spaces.nb101 as nb
+
+    path, built = small_cache
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    change(arrays)
+    np.savez_compressed(path, **arrays)
+    _assert_is(nb.catalogue(), small_catalogue)
+    assert len(built) == 1
+    assert "is unreadable or damaged" in caplog.text
+    _assert_is(read_catalogue(path), small_catalogue)  # rewritten (NUM_UNIQUE is the small one)
+
+
+def test_parse_never_answers_with_another_architecture(small_cache, small_catalogue, monkeypatch):
+    """Two entries swapped where no spot check looks: the cache loads, but parse notices."""
+    import nasheur.spaces.nb101 as nb
+
+    path, built = small_cache
+    monkeypatch.setattr(nb, "_SPOT_RANDOM", 0)
+    unchecked = sorted(
+        set(range(len(small_catalogue))) - set(nb._spot_indices(len(small_catalogue)))
+    )
+    i, j = unchecked[len(unchecked) // 3], unchecked[2 * len(unchecked) // 3]
+    bad = _swapped(small_catalogue, i, j)
+    save_catalogue(bad, path)
+    assert len(nb.catalogue().hashes) == len(small_catalogue) and built == []  # not caught yet
+    key = small_catalogue.key(i)
+    spec = NB101Space().parse(key)
+    assert spec == small_catalogue[i] and spec_hash(spec.matrix, spec.ops) == key
+    assert len(built) == 1  # rebuilt once, and rewritten
+    _assert_is(read_catalogue(path), small_catalogue)
+    # an enumeration that is itself wrong: refused, never answered
+    nb._catalogue_at.cache_clear()
+    save_catalogue(bad, path)
+    monkeypatch.setattr(nb, "build_catalogue", lambda *a, **k: bad)
+    with pytest.raises(RuntimeError, match=f"the entry of {key} is another architecture"):
+        NB101Space().parse(key)
+    # a catalogue given to the space is checked the same way
+    with pytest.raises(ValueError, match=f"maps {key} to another architecture"):
+        NB101Space(catalogue=bad).parse(key)
+    assert NB101Space(catalogue=bad).parse(small_catalogue.key(0)) == small_catalogue[0]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -136,6 +136,49 @@ def test_crafted_pickles_crash_nothing_in_a_fresh_interpreter():
     assert done.stdout.decode().split() == ["refused"] * 3
 
 
+# arrays whose elements no bytes of the file hold: a length of 10**18 from a few bytes
+S0_STATE = (3, "|", None, None, None, 0, 1, 0)  # numpy's own state for dtype("S0")
+UNBACKED = {
+    "S0 array of 10**18 items": reconstructed(b"", np.dtype("S0"), shape=(10**18,)),
+    "U0 array of 10**9 items": reconstructed(b"", np.dtype("U0"), shape=(10**9,)),
+    "S0 array, _frombuffer": _Reduce(numeric._frombuffer, (b"", np.dtype("S0"), (10**18,), "C")),
+    "S5 dtype whose BUILD makes it S0": reconstructed(
+        b"", _Reduce(np.dtype, ("S5", False, True), S0_STATE), shape=(10**18,)
+    ),
+    "S0 scalar": _Reduce(multiarray.scalar, (np.dtype("S0"), b"")),
+    "empty f8 array of 10**18 rows": reconstructed(b"", np.dtype("f8"), shape=(10**18, 0)),
+    "empty f8 array of 10**18 rows, _frombuffer": _Reduce(
+        numeric._frombuffer, (b"", np.dtype("f8"), (10**18, 0), "C")
+    ),
+    "f8 array of 2 items, 8 bytes, _frombuffer": _Reduce(
+        numeric._frombuffer, (b"\0" * 8, np.dtype("f8"), (2,), "C")
+    ),
+}
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+@pytest.mark.parametrize("name", list(UNBACKED))
+def test_arrays_not_backed_by_their_bytes_are_refused(name, protocol):
+    data = pickle.dumps([UNBACKED[name]], protocol=protocol)
+    assert len(data) < 300
+    with pytest.raises(UnsafePickleError, match=r"^crafted\.pkl: refusing .*(size 0|bytes|empty)"):
+        load(data)
+
+
+def test_a_tiny_nats_file_with_an_endless_array_is_refused_not_iterated(tmp_path):
+    """The audit's 166-byte file: set() over an S0 array of 10**18 items ran forever."""
+    endless = reconstructed(b"", np.dtype("S0"), shape=(10**18,))
+    path = _pbz2(tmp_path, {"meta_archs": _Reduce(set, (endless,))}, protocol=2)
+    done = subprocess.run(
+        [sys.executable, "-m", "nasheur.groundtruth", "convert", str(path), "--out",
+         str(tmp_path / "out.csv")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert f"{path}: refusing the numpy dtype 'S0'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def _memo_index_of_first_dtype(data: bytes) -> int:
     """The memo slot numpy.dtype's result is stored in (the BINPUT after its REDUCE)."""
     seen_global = seen_reduce = False
@@ -244,6 +287,7 @@ def genuine_numpy() -> dict:
         "U": np.array(["ab", "héllo"]),
         "0d": np.array(2.5),
         "empty": np.zeros((0, 3), dtype=np.float32),
+        "empty rows": np.zeros((7, 0), dtype=np.float64),
         "scalars": [np.float64(0.125), np.int64(-7), np.bool_(True), np.str_("x"), np.uint8(3)],
         "dtypes": [np.dtype("int16"), np.dtype(">f8"), np.dtype("S5"), np.dtype("U3")],
     }

@@ -22,6 +22,8 @@ import codecs
 import contextlib
 import contextvars
 import importlib
+import math
+import operator
 import os
 import pickle
 import zipfile
@@ -194,6 +196,42 @@ def torch_refusal(exc: BaseException) -> str:
 # which a later BUILD could change), and re-check each dtype the file made when the load ends.
 
 _PLAIN_KINDS = "biufcSU"  # bool, integers, floats, complex, bytes, str
+# An item of size 0 lets an array of any length stand on no bytes (a 166-byte file held an
+# S0 array of 10**18 items, and iterating it never ended); numpy never pickles one.
+_ZERO_ITEMSIZE = (
+    "refusing the numpy dtype {!r}: its items have size 0, so an array of any length would "
+    "need no data"
+)
+# An array with no elements still has its extents: shape (10**18, 0) iterates 10**18 times
+# over nothing. Its nonzero extents may multiply to this much at most.
+_MAX_EMPTY_EXTENT = 1 << 20
+
+
+def _check_backed(shape: Any, dtype: np.dtype, nbytes: int) -> tuple[int, ...]:
+    """``shape`` as ints, if the ``nbytes`` of data the file supplies hold exactly its
+    elements (and an empty shape stays small); refuses any array bigger than its bytes."""
+    try:
+        dims = tuple(operator.index(n) for n in shape)
+    except TypeError:
+        raise UnsafePickleError(
+            f"refusing the array shape {shape!r} (not a tuple of ints)"
+        ) from None
+    if any(n < 0 for n in dims):
+        raise UnsafePickleError(f"refusing the array shape {dims} (a negative extent)")
+    count = math.prod(dims)
+    if dtype.itemsize == 0 or count * dtype.itemsize != nbytes:
+        raise UnsafePickleError(
+            f"refusing an array of shape {dims} and dtype {dtype}: its {count:,} elements "
+            f"need {count * dtype.itemsize:,} bytes, the file gives {nbytes:,}"
+        )
+    if count == 0 and math.prod(n for n in dims if n) > _MAX_EMPTY_EXTENT:
+        raise UnsafePickleError(
+            f"refusing the empty array of shape {dims}: extents that large with no element "
+            f"(more than {_MAX_EMPTY_EXTENT:,}) are never pickled by numpy"
+        )
+    return dims
+
+
 _made_dtypes: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
     "_made_dtypes", default=None
 )
@@ -232,6 +270,8 @@ def _plain_dtype(dt: Any) -> np.dtype:
             f"refusing the numpy dtype {dt!r} (only plain bool/int/float/complex/bytes/str "
             "dtypes are allowed; object, structured and altered dtypes are not)"
         )
+    if fresh.itemsize == 0:
+        raise UnsafePickleError(_ZERO_ITEMSIZE.format(dt))
     return fresh
 
 
@@ -248,6 +288,8 @@ def _make_dtype(spec: Any, *_align_copy: Any) -> np.dtype:
             f"refusing the numpy dtype {spec!r} (only plain bool/int/float/complex/bytes/str "
             "dtypes are allowed)"
         )
+    if np.dtype(spec).itemsize == 0:
+        raise UnsafePickleError(_ZERO_ITEMSIZE.format(spec))
     # a private copy: the BUILD that follows must never reach numpy's shared dtype objects
     dt = np.dtype(spec, False, True)
     made = _made_dtypes.get()
@@ -297,8 +339,11 @@ class UnpickledArray(np.ndarray):
                 f"refusing ndarray data of type {type(raw).__name__} (object arrays are not "
                 "allowed)"
             )
+        plain = _plain_dtype(dtype)
+        # a str payload (Python 2 pickles read as latin-1) stands for one byte per character
+        shape = _check_backed(shape, plain, len(raw))
         self.__dict__["_built"] = True
-        super().__setstate__((*head, shape, _plain_dtype(dtype), fortran, raw))
+        super().__setstate__((*head, shape, plain, fortran, raw))
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         return self.view(np.ndarray).__reduce_ex__(protocol)
@@ -338,7 +383,9 @@ def _numpy_array_globals() -> dict[tuple[str, str], Any]:
             raise UnsafePickleError(
                 f"refusing _frombuffer of a {type(buffer).__name__} (only bytes are pickled so)"
             )
-        view = numeric._frombuffer(bytes(buffer), _plain_dtype(dtype), shape, order)
+        plain = _plain_dtype(dtype)
+        shape = _check_backed(shape, plain, len(buffer))
+        view = numeric._frombuffer(bytes(buffer), plain, shape, order)
         array = view.copy(order="K").view(UnpickledArray)
         array.__dict__["_built"] = True
         return array
@@ -364,8 +411,8 @@ def _numpy_array_globals() -> dict[tuple[str, str], Any]:
 #: Globals needed for plain numpy arrays, dtypes and scalars as pickled by numpy 1.x and 2.x
 #: (protocols 2 to 5), mapped onto restricted stand-ins (see above) over the installed numpy.
 #: Only plain dtypes (bool, integers, floats, complex, bytes, str) load; object and structured
-#: dtypes, and dtypes a BUILD altered, raise :class:`UnsafePickleError` before any element is
-#: read.
+#: dtypes, dtypes a BUILD altered or of item size 0, and arrays whose shape the file's bytes do
+#: not hold, raise :class:`UnsafePickleError` before any element is read.
 NUMPY_ARRAY_GLOBALS: Mapping[tuple[str, str], Any] = _numpy_array_globals()
 
 

@@ -56,6 +56,8 @@ import logging
 import os
 import re
 import time
+import zipfile
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -689,21 +691,77 @@ def save_catalogue(cat: Catalogue, path: str | Path) -> None:
         )
 
 
-def read_catalogue(path: str | Path) -> Catalogue:
-    with np.load(path, allow_pickle=False) as z:
-        if int(z["format"]) != _CACHE_FORMAT:
-            raise ValueError(f"{path}: unknown NB101 cache format {int(z['format'])}")
-        cat = Catalogue(
-            vertices=z["vertices"], matrices=z["matrices"], ops=z["ops"], hashes=z["hashes"]
-        )
-    if len(cat) != NUM_UNIQUE or cat.hashes.dtype != np.dtype("S32"):
-        raise ValueError(f"{path}: {len(cat)} architectures, expected {NUM_UNIQUE}")
+# What np.load and the checks below raise on a damaged or foreign cache file (all seen on
+# truncated or byte-flipped caches): a bad zip directory or member (BadZipFile, zlib.error,
+# EOFError, NotImplementedError for a compression method, RuntimeError for an "encrypted"
+# flag, KeyError for a member), a bad .npy header or a failed check (ValueError), a header
+# that asks for a huge array (MemoryError). Any of them means: enumerate again.
+_UNREADABLE_CACHE = (
+    OSError,
+    ValueError,
+    KeyError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    MemoryError,
+)
+_CACHE_DTYPES = {"vertices": "u1", "matrices": "u4", "ops": "u1", "hashes": "S32"}
+# entries whose hash read_catalogue recomputes: the first and last few, some spread evenly,
+# and some drawn anew on each read (so that damage anywhere is met sooner or later); ~30 ms
+_SPOT_ENDS, _SPOT_SPREAD, _SPOT_RANDOM = 8, 256, 64
+
+
+def _spot_indices(n: int) -> np.ndarray:
+    drawn = np.random.default_rng().integers(0, n, _SPOT_RANDOM)
+    spread = np.linspace(0, n - 1, _SPOT_SPREAD).astype(np.int64)
+    return np.unique(np.r_[0:_SPOT_ENDS, n - _SPOT_ENDS : n, spread, drawn].clip(0, n - 1))
+
+
+def _check_catalogue(cat: Catalogue, expected: int, path: str | Path) -> None:
+    """ValueError unless `cat` looks like an enumeration this module wrote: the arrays' shapes
+    and dtypes, `expected` distinct hashes, and a spot check of entries against their hash
+    (a cache with entries swapped would evaluate other architectures under their keys)."""
+    for name, dtype in _CACHE_DTYPES.items():
+        arr = getattr(cat, name)
+        if arr is None or arr.shape != (expected,) or arr.dtype != np.dtype(dtype):
+            what = "none" if arr is None else f"shape {arr.shape}, dtype {arr.dtype}"
+            raise ValueError(
+                f"{path}: {name} is {what}, expected {expected} entries of dtype {dtype}"
+            )
+    if cat.vertices.min() < 2 or cat.vertices.max() > MAX_VERTICES:
+        raise ValueError(f"{path}: vertex counts outside 2..{MAX_VERTICES}")
+    ordered = cat.hashes[cat._order]
+    if (ordered[1:] == ordered[:-1]).any():
+        raise ValueError(f"{path}: a hash is listed twice")
+    for i in _spot_indices(expected).tolist():
+        spec = cat[i]
+        if spec_hash(spec.matrix, spec.ops).encode() != cat.hashes[i]:
+            raise ValueError(f"{path}: entry {i} is not the architecture of its hash")
+
+
+def read_catalogue(path: str | Path, *, expected: int | None = None) -> Catalogue:
+    """The catalogue cached in `path`, checked (:func:`_check_catalogue`; `expected` entries,
+    default :data:`NUM_UNIQUE`). A damaged file raises one of ``_UNREADABLE_CACHE``."""
+    expected = NUM_UNIQUE if expected is None else expected
+    # allow_pickle=False: the cache is a file like any other, never unpickled
+    loaded = np.load(path, allow_pickle=False)
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: not an .npz archive")
+    with loaded as z:
+        fmt = z["format"]
+        if fmt.shape != () or fmt.dtype.kind not in "iu" or int(fmt) != _CACHE_FORMAT:
+            raise ValueError(f"{path}: unknown NB101 cache format {fmt!r}")
+        cat = Catalogue(**{name: z[name] for name in Catalogue.FIELDS})
+    _check_catalogue(cat, expected, path)
     return cat
 
 
 def catalogue() -> Catalogue:
     """All 423,624 unique architectures: read from the cache file (``cache_dir()``), or
-    enumerated once and cached. A cache file that cannot be read is rebuilt."""
+    enumerated once and cached. A cache file that cannot be read, or fails the checks of
+    :func:`read_catalogue`, is rebuilt."""
     return _catalogue_at(cache_dir() / CACHE_FILE)
 
 
@@ -712,8 +770,17 @@ def _catalogue_at(path: Path) -> Catalogue:
     if path.is_file():
         try:
             return read_catalogue(path)
-        except (OSError, ValueError, KeyError) as err:
-            log.warning("NB101 cache %s is unreadable (%s); enumerating again", path, err)
+        except _UNREADABLE_CACHE as err:
+            log.warning(
+                "NB101 cache %s is unreadable or damaged (%s: %s); enumerating again",
+                path,
+                type(err).__name__,
+                err,
+            )
+    return _enumerate_into(path)
+
+
+def _enumerate_into(path: Path) -> Catalogue:
     log.info("enumerating the NB101 space (once; cached in %s)", path)
     start = time.perf_counter()
     cat = build_catalogue()
@@ -722,6 +789,17 @@ def _catalogue_at(path: Path) -> Catalogue:
     save_catalogue(cat, path)
     log.info("NB101 enumeration: %d architectures in %.1f s", len(cat), time.perf_counter() - start)
     return cat
+
+
+def _entry_of(cat: Catalogue, key: str) -> NB101Spec | None:
+    """The spec `cat` stores for `key` (KeyError if none), or None if that spec's own hash is
+    another: a damaged catalogue, which must never answer with another architecture."""
+    i = cat.find(key)
+    try:
+        spec = cat[i]
+        return spec if spec_hash(spec.matrix, spec.ops) == key else None
+    except ValueError:  # stored numbers that make no valid spec
+        return None
 
 
 class CatalogueView(Sequence[NB101Spec]):
@@ -769,11 +847,24 @@ def lookup(key: str) -> NB101Spec:
     spec = _KEYED.get(key)
     if spec is not None:
         return spec
-    cat = catalogue()
+    path = cache_dir() / CACHE_FILE
     try:
-        return cat[cat.find(key)]
+        spec = _entry_of(_catalogue_at(path), key)
+        if spec is None:  # the spot checks missed the damage: enumerate again, once
+            log.warning(
+                "NB101 cache %s maps %s to another architecture; enumerating again", path, key
+            )
+            _catalogue_at.cache_clear()
+            path.unlink(missing_ok=True)
+            spec = _entry_of(_catalogue_at(path), key)
     except KeyError:
         raise ValueError(f"{key} is not the hash of any NB101 architecture") from None
+    if spec is None:
+        raise RuntimeError(
+            f"NB101 cache {path}: the entry of {key} is another architecture even after "
+            "enumerating again (a bug: please report it)"
+        )
+    return spec
 
 
 # ---------------------------------------------------------------------------------------------
@@ -859,9 +950,12 @@ class NB101Space:
         if self._catalogue is not None and key not in _KEYED:
             check_key(key)
             try:
-                return self._catalogue[self._catalogue.find(key)]
+                spec = _entry_of(self._catalogue, key)
             except KeyError:
                 raise ValueError(f"{key} is not in this NB101 catalogue") from None
+            if spec is None:
+                raise ValueError(f"this NB101 catalogue maps {key} to another architecture")
+            return spec
         return lookup(key)
 
     def validate_key(self, key: str) -> None:
