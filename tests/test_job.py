@@ -118,6 +118,51 @@ def test_an_interrupted_job_resumes_to_the_same_metrics(tiny, tmp_path, monkeypa
     assert strip(resumed["history"]) == strip(whole["history"])
 
 
+def test_a_resumed_job_takes_the_cpu_threads_it_began_with(tiny, tmp_path, monkeypatch):
+    # the CPU's sums depend on torch's threads: a job resumed by a launch that gives it
+    # another count (a sweep's last job left to run alone) goes on with the count it began with
+    import torch
+
+    before = torch.get_num_threads()
+    original = training.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        original(*args, **kwargs)
+        raise KeyboardInterrupt("killed after epoch 1")
+
+    try:
+        torch.set_num_threads(1)
+        monkeypatch.setattr(training, "save_checkpoint", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            run_job(tiny, output_dir=tmp_path / "job")
+        assert torch.load(tmp_path / "job" / CHECKPOINT, weights_only=True)["threads"] == 1
+        monkeypatch.setattr(training, "save_checkpoint", original)
+        torch.set_num_threads(2)
+        assert run_job(tiny, output_dir=tmp_path / "job")["status"] == "completed"
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_checkpoint_that_cannot_be_written_fails_the_job_naming_it(tiny, tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    def full(obj, f, *args, **kwargs):
+        f.write(b"partly")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    out = tmp_path / "job"
+    with pytest.raises(training.CheckpointWriteError, match=r"checkpoint\.pt: the checkpoint"):
+        run_job(tiny, output_dir=out)
+    rec = read(out)
+    assert rec["status"] == "failed" and "No space left on device" in rec["error"]
+    assert "is the disk full" in rec["error"] and not (out / CHECKPOINT).exists()
+    assert not list(out.glob(".checkpoint.pt.*.tmp"))  # the temporary went with the error
+
+
 def test_a_completed_job_is_not_run_again(tiny, tmp_path):
     out = tmp_path / "job"
     first = run_job(tiny, output_dir=out)

@@ -70,7 +70,7 @@ def test_a_sweep_runs_its_jobs_two_at_a_time_in_processes_of_their_own(tmp_path)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM"])
+@pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM", "SIGINT to the sweep alone"])
 def test_a_stopped_sweep_stops_its_running_jobs_as_interrupted(tmp_path, how):
     proc, log = start(
         tmp_path,
@@ -87,15 +87,17 @@ def test_a_stopped_sweep_stops_its_running_jobs_as_interrupted(tmp_path, how):
             time.sleep(0.25)
         if how == "Ctrl-C":  # the terminal's SIGINT reaches the whole process group
             os.killpg(proc.pid, signal.SIGINT)
-        else:  # `kill` of the sweep alone: it passes SIGTERM on to its jobs
+        elif how == "SIGTERM":  # `kill` of the sweep alone: it passes SIGTERM on to its jobs
             proc.send_signal(signal.SIGTERM)
+        else:  # `kill -INT` of the sweep alone: its jobs are stopped after a grace
+            proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     out = log.read_text()
-    assert code == (130 if how == "Ctrl-C" else 143), out[-3000:]
+    assert code == (143 if how == "SIGTERM" else 130), out[-3000:]
     assert "Traceback" not in out and "the same command resumes the sweep" in out, out[-3000:]
     held = locks(tmp_path)
     assert sorted(held) == [0, 1]  # the third job never started

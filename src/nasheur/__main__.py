@@ -159,7 +159,7 @@ def main(cfg: DictConfig) -> float | None:
     from nasheur.groundtruth.table import GroundTruthError
     from nasheur.jobguard import Terminated
     from nasheur.safe_pickle import UnsafePickleError
-    from nasheur.training import UnreadableCheckpoint
+    from nasheur.training import CheckpointWriteError, UnreadableCheckpoint
 
     new = not out.is_dir() or not {p.name for p in out.iterdir()} - START_FILES
     bad_input = (
@@ -178,7 +178,7 @@ def main(cfg: DictConfig) -> float | None:
                 (out / name).unlink(missing_ok=True)
         _drop_empty_run_folder(out, new=new)
         raise SystemExit(2) from None
-    except FloatingPointError as err:  # diverged training: its record says so too
+    except (FloatingPointError, CheckpointWriteError) as err:  # diverged; a full disk
         print(f"nasheur: failed: {err} (record: {out / METRICS})", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:

@@ -228,7 +228,10 @@ def _run_held(
             )
             # the epochs trained (the checkpoint holds them too); none before the first
             record["history"] = list(partial.get("history") or [])
-            atomic_write_json(done, record)
+            try:
+                atomic_write_json(done, record)
+            except OSError as unwritten:  # a full disk: the job's own error is the news
+                log.error("%s could not be written (%s): %s", done, unwritten, record["error"])
             if isinstance(err, Terminated):
                 log.warning("recorded as interrupted: %s", done)
             release_frames(err)
@@ -292,6 +295,7 @@ def _run(
         cosine_lr,
         load_checkpoint,
         restore,
+        resume_threads,
         save_checkpoint,
         train_epoch,
     )
@@ -435,6 +439,9 @@ def _run(
         history, start_epoch = restore(
             state, model=model, optimizer=optimizer, epochs=epochs, path=ckpt
         )
+        threads = resume_threads(state, device)
+        if threads is not None:
+            log.info("%d CPU threads, as the run began with (the CPU's sums depend on it)", threads)
         # the model's values were copied out of it: a second copy of the super-net on the
         # device for the whole run otherwise (the momentum buffers are the optimizer's own)
         state = None

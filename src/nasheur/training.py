@@ -245,9 +245,42 @@ def save_checkpoint(
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "history": history,
+        # CPU kernels split their sums by thread: a resumed run takes the count it began with
+        THREADS: torch.get_num_threads(),
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            # through a file of ours, closed on any error: torch's writer of a path keeps a
+            # failed temporary open while its exception lives, and a full disk stays full
+            torch.save(state, fh)
+    except (OSError, RuntimeError) as exc:  # torch says RuntimeError for a failed write
+        said = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CheckpointWriteError(
+            f"{path}: the checkpoint could not be written ({type(exc).__name__}: "
+            f"{said.strip().splitlines()[0] if said.strip() else '?'}); is the disk full or "
+            "over quota? The last checkpoint written stands"
+        ) from None
+
+
+# the checkpoint's record of torch's CPU threads (absent in checkpoints of earlier versions)
+THREADS = "threads"
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a quota, a file size limit)."""
+
+
+def resume_threads(state: dict[str, Any], device: torch.device) -> int | None:
+    """On the CPU, set torch's threads to the count the checkpointed run used, where it
+    recorded one and it differs: the sums of CPU kernels depend on it, and a resumed run must
+    give the numbers of one that was never stopped. The count set (None: nothing changed)."""
+    threads = state.get(THREADS)
+    if device.type != "cpu" or isinstance(threads, bool) or not isinstance(threads, int):
+        return None
+    if threads < 1 or threads == torch.get_num_threads():
+        return None
+    torch.set_num_threads(threads)
+    return threads
 
 
 class CheckpointMismatch(RuntimeError):

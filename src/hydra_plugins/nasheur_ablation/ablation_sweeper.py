@@ -64,6 +64,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from hydra_plugins.nasheur_ablation.submitit_arrays import NoResult as _NoResult
 from hydra_plugins.nasheur_ablation.submitit_arrays import map_array_wrapped
 from nasheur.fidelity import LEVEL, resolve_level
 from nasheur.io import atomic_path, atomic_write_json, read_json
@@ -1030,10 +1031,6 @@ def _failure_message(
 
 
 # ------------------------------------------------------------------ submitit
-
-
-class _NoResult(RuntimeError):
-    """A job that its cluster ended without a result (scancel, a lost node, the OOM killer)."""
 
 
 def _uncompleted_errors() -> tuple[type[BaseException], ...]:

@@ -31,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext, suppress
@@ -54,7 +55,7 @@ from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import DictConfig, open_dict
 
-from hydra_plugins.nasheur_ablation.submitit_arrays import map_array_wrapped
+from hydra_plugins.nasheur_ablation.submitit_arrays import NoResult, map_array_wrapped
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +255,9 @@ def run_in_processes(run_job: Any, jobs: list[JobArgs], at_once: int) -> list[Jo
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no CUDA state
     devices = visible_gpus()
-    threads = cpu_share(min(at_once, len(jobs)))
+    # the share of `at_once` jobs, however many this launch has: a job's CPU sums depend on
+    # its threads, and a sweep run again for its last job must give what one run through gave
+    threads = cpu_share(at_once)
     results: list[JobReturn | None] = [None] * len(jobs)
     running: dict[Any, tuple[Any, int, str | None]] = {}  # receiving end -> (process, index, GPU)
     todo = iter(enumerate(jobs))
@@ -281,8 +284,18 @@ def run_in_processes(run_job: Any, jobs: list[JobArgs], at_once: int) -> list[Jo
                 process, i, _ = running.pop(receive)
                 results[i] = _result_of(process, receive, jobs[i])
     except BaseException as stop:
-        for process, _, _ in running.values():
-            if process.is_alive() and not isinstance(stop, KeyboardInterrupt):
+        late = list(running)
+        if isinstance(stop, KeyboardInterrupt):
+            # a terminal's Ctrl-C reaches the jobs too, and each ends itself as interrupted;
+            # a SIGINT sent to this process alone does not: jobs still on after a grace are
+            # stopped as SIGTERM stops them
+            deadline = time.monotonic() + INTERRUPT_GRACE_S
+            while late and (left := deadline - time.monotonic()) > 0:
+                ended = multiprocessing.connection.wait(late, timeout=left)
+                late = [r for r in late if r not in ended]
+        for receive in late:
+            process = running[receive][0]
+            if process.is_alive():
                 process.terminate()  # SIGTERM: the job records itself interrupted
         for receive, (process, _, _) in running.items():
             with suppress(EOFError, OSError):  # read it, so that its send can end
@@ -290,6 +303,11 @@ def run_in_processes(run_job: Any, jobs: list[JobArgs], at_once: int) -> list[Jo
             process.join()
         raise
     return [r for r in results if r is not None]
+
+
+# how long jobs have to end on their own after this process got SIGINT (a Ctrl-C at the
+# terminal: they got it too, and end within a step or an evaluation batch)
+INTERRUPT_GRACE_S = 15.0
 
 
 def visible_gpus() -> list[str]:
@@ -322,11 +340,22 @@ def _result_of(process: Any, receive: Any, args: JobArgs) -> JobReturn:
         return got
     return _failed(
         args,
-        RuntimeError(
-            f"the process of job #{args[2]} ended without a result (exit code "
-            f"{process.exitcode}); its metrics.json says how far it got"
+        NoResult(
+            f"the process of job #{args[2]} ended without a result ({_ended(process.exitcode)}"
+            "); its last checkpoint resumes it"
         ),
     )
+
+
+def _ended(code: int | None) -> str:
+    """How a process ended, from its exit code (negative: the signal that killed it)."""
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}" + (", the out-of-memory killer's?" if -code == 9 else "")
+    return f"exit code {code}"
 
 
 def _failed(args: JobArgs, error: BaseException) -> JobReturn:

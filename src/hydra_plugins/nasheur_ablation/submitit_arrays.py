@@ -15,6 +15,11 @@ from typing import Any
 Wrapper = Callable[..., list[Any]]
 
 
+class NoResult(RuntimeError):
+    """A job ended without a result from outside: its cluster (scancel, a lost node) or the
+    kernel (the OOM killer) ended its process. Its metrics.json, if any, is from before."""
+
+
 @contextmanager
 def map_array_wrapped(wrap: Wrapper) -> Iterator[None]:
     """Within the block, ``AutoExecutor.map_array(fn, *iterables)`` is ``wrap(original,
