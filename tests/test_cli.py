@@ -103,6 +103,26 @@ def test_a_refused_folder_keeps_its_own_hydra_record(tmp_path):
     assert (folder / "metrics.json").read_bytes() == metrics
 
 
+def test_the_owner_claims_its_own_hydra_record_not_one_written_meanwhile(tmp_path):
+    # a copy of the same job started while the first loads (refused: the folder is held)
+    # has Hydra write its record over the first's before the first claims the folder
+    from nasheur.__main__ import CLAIMED, _keep_hydra_record, _read_hydra_record
+
+    hydra = tmp_path / "job" / ".hydra"
+    hydra.mkdir(parents=True)
+    for name in ("config.yaml", "overrides.yaml"):
+        (hydra / name).write_text(f"first's {name}\n")
+    own = _read_hydra_record(hydra)  # as the first job starts
+    for name in ("config.yaml", "overrides.yaml"):
+        (hydra / name).write_text(f"copy's {name}\n")
+    _keep_hydra_record(hydra, own)  # the first claims the folder
+    for where in (hydra, hydra / CLAIMED):
+        assert {f.name: f.read_text() for f in where.glob("*.yaml")} == {
+            "config.yaml": "first's config.yaml\n",
+            "overrides.yaml": "first's overrides.yaml\n",
+        }
+
+
 def test_sigterm_and_a_damaged_checkpoint_are_said_in_one_line(tmp_path):
     gt = write_nb201_gt(tmp_path / "gt.csv")
     folder = tmp_path / "job"

@@ -811,3 +811,30 @@ def test_a_failed_job_lets_go_of_its_super_net_while_its_error_is_kept(tiny, tmp
     assert len(made) == 1 and made[0]() is None
     assert read(tmp_path / "job")["status"] == "failed"
     assert "loss is nan" in "".join(traceback.format_exception(kept))  # still prints
+
+
+def test_a_sigterm_that_interrupts_a_log_write_is_said_on_stderr(capfd, caplog):
+    # a stream being written cannot be entered again from the signal handler (Python's
+    # "reentrant call" logging error, and the line lost): then the line goes to stderr as is
+    import logging
+    import signal
+    import time
+
+    from nasheur.jobguard import Terminated, stop_on_sigterm
+
+    handler = logging.StreamHandler()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        # the handler's lock held: as while a record is being written
+        with pytest.raises(Terminated), stop_on_sigterm("the test"), handler.lock:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs at the next bytecode
+    finally:
+        root.removeHandler(handler)
+    err = capfd.readouterr().err
+    assert "SIGTERM: stopping the test\n" in err and "Logging error" not in err
+    with pytest.raises(Terminated), stop_on_sigterm("the test"):  # otherwise: logged
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    assert "SIGTERM: stopping the test" in caplog.text

@@ -93,11 +93,26 @@ def _copy_yaml(src: Path, dst: Path) -> None:
             shutil.copyfile(f, tmp)
 
 
-def _keep_hydra_record(record: Path | None) -> None:
-    """Copy Hydra's record (`.hydra/*.yaml`) of the job that now owns the folder to
-    `.hydra/claimed/`, which Hydra never writes."""
-    if record is not None and record.is_dir():
-        _copy_yaml(record, record / CLAIMED)
+def _read_hydra_record(record: Path | None) -> dict[str, bytes]:
+    """Hydra's record (`.hydra/*.yaml`) of this job as it is now, before anything slow: a
+    copy of the same job started meanwhile (refused, as the folder is this one's) writes its
+    own there first."""
+    if record is None or not record.is_dir():
+        return {}
+    return {f.name: f.read_bytes() for f in record.glob("*.yaml")}
+
+
+def _keep_hydra_record(record: Path | None, own: dict[str, bytes]) -> None:
+    """Write this job's Hydra record (`own`, read as it started) into `.hydra/`, and its copy
+    into `.hydra/claimed/`, which Hydra never writes: the record of the job that now owns the
+    folder, whatever a refused copy wrote there meanwhile."""
+    if record is None or not own:
+        return
+    for folder in (record, record / CLAIMED):
+        folder.mkdir(exist_ok=True)
+        for name, data in own.items():
+            with atomic_path(folder / name) as tmp:
+                tmp.write_bytes(data)
 
 
 def _restore_hydra_record(record: Path | None) -> bool:
@@ -202,18 +217,20 @@ def _resumes(out: Path) -> str:
 
 
 def _run(hc, config, out: Path, refused: Exception | None = None) -> float | None:
-    from nasheur.job import run_job  # imports torch
-    from nasheur.training import CheckpointMismatch
-
     # Hydra has written this job's config into the folder's `.hydra/` already: if the folder
     # holds another config's job, which is refused, its own record is put back
     hydra_record = None if hc.output_subdir is None else out / hc.output_subdir
+    own = _read_hydra_record(hydra_record)
+
+    from nasheur.job import run_job  # imports torch
+    from nasheur.training import CheckpointMismatch
+
     try:
         record = run_job(
             config,
             output_dir=out,
             choices=_choices(hc),
-            on_claimed=lambda: _keep_hydra_record(hydra_record),
+            on_claimed=lambda: _keep_hydra_record(hydra_record, own),
             refused=refused,
         )
     except CheckpointMismatch as err:

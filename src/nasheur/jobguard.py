@@ -262,6 +262,20 @@ def preemption_signal() -> signal.Signals | None:
     return getattr(signal, f"SIG{name}", None)
 
 
+def _say_from_handler(msg: str, *args: Any) -> None:
+    """A warning from a signal handler: logged, unless the signal came while a log record
+    was being written (a handler's lock held by this thread), whose stream cannot be entered
+    again: then written to stderr at once, past every Python buffer."""
+    handlers, logger = [], log
+    while logger is not None:
+        handlers += logger.handlers
+        logger = logger.parent if logger.propagate else None
+    if any(getattr(getattr(h, "lock", None), "_is_owned", lambda: False)() for h in handlers):
+        os.write(2, f"{msg % args}\n".encode(errors="replace"))
+    else:
+        log.warning(msg, *args)
+
+
 @contextlib.contextmanager
 def stop_on_sigterm(
     what: str = "the job; metrics.json records it as interrupted and the same command resumes "
@@ -293,10 +307,10 @@ def stop_on_sigterm(
             return
         name = signal.Signals(signum).name
         if state["stopping"]:
-            log.warning("%s again: already stopping", name)
+            _say_from_handler("%s again: already stopping", name)
             return
         state["stopping"] = True
-        log.warning("%s: stopping %s", name, what)
+        _say_from_handler("%s: stopping %s", name, what)
         raise Terminated(signum)
 
     def on_preemption(signum, frame):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -255,10 +256,14 @@ def save_checkpoint(
             torch.save(state, fh)
     except (OSError, RuntimeError) as exc:  # torch says RuntimeError for a failed write
         said = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        try:  # torch's own words for a full disk are "unexpected pos"
+            free = f"; {shutil.disk_usage(path.parent).free:,} bytes free there"
+        except OSError:
+            free = ""
         raise CheckpointWriteError(
             f"{path}: the checkpoint could not be written ({type(exc).__name__}: "
-            f"{said.strip().splitlines()[0] if said.strip() else '?'}); is the disk full or "
-            "over quota? The last checkpoint written stands"
+            f"{said.strip().splitlines()[0] if said.strip() else '?'}{free}); is the disk full "
+            "or over quota? An earlier checkpoint, if any, stands"
         ) from None
 
 
