@@ -6,6 +6,7 @@ import json
 import os
 import re
 import traceback
+from pathlib import Path
 
 import pytest
 
@@ -118,9 +119,10 @@ def test_an_interrupted_job_resumes_to_the_same_metrics(tiny, tmp_path, monkeypa
     assert strip(resumed["history"]) == strip(whole["history"])
 
 
-def test_a_resumed_job_takes_the_cpu_threads_it_began_with(tiny, tmp_path, monkeypatch):
+def test_a_resumed_job_takes_the_cpu_threads_it_began_with(tiny, tmp_path, monkeypatch, caplog):
     # the CPU's sums depend on torch's threads: a job resumed by a launch that gives it
-    # another count (a sweep's last job left to run alone) goes on with the count it began with
+    # another count (a sweep's last job left to run alone) goes on with the count it began
+    # with, and the next job in this process has this process's count again
     import torch
 
     before = torch.get_num_threads()
@@ -138,8 +140,11 @@ def test_a_resumed_job_takes_the_cpu_threads_it_began_with(tiny, tmp_path, monke
         assert torch.load(tmp_path / "job" / CHECKPOINT, weights_only=True)["threads"] == 1
         monkeypatch.setattr(training, "save_checkpoint", original)
         torch.set_num_threads(2)
-        assert run_job(tiny, output_dir=tmp_path / "job")["status"] == "completed"
-        assert torch.get_num_threads() == 1
+        with caplog.at_level("INFO", logger="nasheur"):
+            assert run_job(tiny, output_dir=tmp_path / "job")["status"] == "completed"
+        assert "1 CPU threads, as the run began with" in caplog.text
+        assert torch.load(tmp_path / "job" / CHECKPOINT, weights_only=True)["threads"] == 1
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 
@@ -150,7 +155,7 @@ def test_a_checkpoint_that_cannot_be_written_fails_the_job_naming_it(tiny, tmp_p
     import torch
 
     def full(obj, f, *args, **kwargs):
-        f.write(b"partly")
+        Path(f).write_bytes(b"partly")
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full)

@@ -1550,7 +1550,7 @@ def test_table_4s_batch_size_jobs_and_table_12s_are_one_job_in_table_3(tmp_path,
     # Table 4's batch-size job trains what batch_size_ablation's of the same batch and seed
     # trains. Their folder hashes differ (the flag is in it); Table 3 counts the job once.
     # A compensated job (half the channels, twice the epochs) keeps the flag.
-    from nasheur.config import config_hash, inert_keys
+    from nasheur.config import config_hash, inert_settings
 
     monkeypatch.delenv("NASHEUR_GT_NB201", raising=False)
     table = tmp_path / "gt.json"
@@ -1566,9 +1566,8 @@ def test_table_4s_batch_size_jobs_and_table_12s_are_one_job_in_table_3(tmp_path,
     ablation = job("batch_size_ablation", "fidelity.batch_size=128")
     halved = job("low_fidelity_budget", "fidelity.batch_size=256", "fidelity.channels=8")
     assert budget["config"]["fidelity"]["compensate_epochs"] is True
-    assert inert_keys(budget["config"]) == ("fidelity.compensate_epochs",)
-    assert inert_keys(ablation["config"]) == ("fidelity.compensate_epochs",)  # false: as well
-    assert inert_keys(halved["config"]) == ()
+    assert inert_settings(budget["config"]) == {"fidelity.compensate_epochs": False}
+    assert inert_settings(ablation["config"]) == inert_settings(halved["config"]) == {}
     smaller = job("batch_size_ablation", "fidelity.batch_size=64")
     jobs = [budget, ablation, halved, smaller]
     assert len({r["config_hash"] for r in jobs}) == 4
@@ -1581,6 +1580,26 @@ def test_table_4s_batch_size_jobs_and_table_12s_are_one_job_in_table_3(tmp_path,
     budget["config_hash"] = "0123456789ab"
     other = write(tmp_path / "t", jobs)
     assert correlation_table(load_records([other]))["nb201"]["runs"] == 4
+    # the ground truth named by the environment, and a copy that did not complete (no
+    # record of the file read): every record but Table 4's keeps its stored hash, so the
+    # interrupted copy of a job that completed elsewhere is still that job
+    monkeypatch.setenv("NASHEUR_GT_NB201", str(table))
+    lr = job("lr_ablation", "protocol.lr=0.05")
+    lr["config_hash"] = config_hash(lr["config"])
+    stopped = dict(lr, status="interrupted")
+    del stopped["ground_truth"]
+    monkeypatch.delenv("NASHEUR_GT_NB201")  # the tables run elsewhere
+    from nasheur.results.settings import distinct_jobs
+
+    assert len(distinct_jobs([lr, stopped])[0]) == 1
+    # Table 4's batch-size job under the environment's file is batch_size_ablation's too
+    monkeypatch.setenv("NASHEUR_GT_NB201", str(table))
+    env_budget, env_ablation = (
+        job(e, "fidelity.batch_size=128") for e in ("low_fidelity_budget", "batch_size_ablation")
+    )
+    for r in (env_budget, env_ablation):
+        r["config_hash"] = config_hash(r["config"])
+    assert len(distinct_jobs([env_budget, env_ablation])[0]) == 1
 
 
 def test_a_file_nested_too_deeply_is_unreadable_not_a_traceback(tmp_path):

@@ -464,21 +464,21 @@ def inactive_keys(data: dict[str, Any]) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def inert_keys(data: dict[str, Any]) -> tuple[str, ...]:
-    """Keys whose value, whichever it is, changes nothing a job computes under this config,
-    though its folder's hash (:func:`config_hash`) keeps them: `fidelity.compensate_epochs`
-    where no factor that saves compute is reduced, so that it prolongs nothing (Table 4's
-    batch-size rows repeat `batch_size_ablation`'s training with it on). The tables leave
-    them out of the identity that counts a job once across experiments (Table 3)."""
+def inert_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """Keys set to a value that changes nothing a job computes under this config, each with
+    the value that means the same, though its folder's hash (:func:`config_hash`) tells them
+    apart: `fidelity.compensate_epochs=true` where no factor that saves compute is reduced, so
+    that it prolongs nothing (Table 4's batch-size jobs repeat `batch_size_ablation`'s). The
+    tables count a job once across experiments (Table 3) with these set so."""
     from nasheur.fidelity import compensation  # the config is read before torch; so is this
 
     fidelity = data.get("fidelity")
-    if not isinstance(fidelity, dict) or "compensate_epochs" not in fidelity:
-        return ()
+    if not isinstance(fidelity, dict) or fidelity.get("compensate_epochs") is not True:
+        return {}
     try:
-        return ("fidelity.compensate_epochs",) if compensation(fidelity) == 1 else ()
+        return {"fidelity.compensate_epochs": False} if compensation(fidelity) == 1 else {}
     except (KeyError, TypeError, ZeroDivisionError):  # a hand-edited record: as written
-        return ()
+        return {}
 
 
 def resolve_bn_mode(eval_bn: str, bn_track: bool) -> str:
@@ -519,15 +519,12 @@ def wsbn_unused(cfg: Config) -> str | None:
 _FROM_ENV = object()
 
 
-def config_hash(
-    data: dict[str, Any], *, ground_truth: Any = _FROM_ENV, drop: tuple[str, ...] = ()
-) -> str:
+def config_hash(data: dict[str, Any], *, ground_truth: Any = _FROM_ENV) -> str:
     """A stable hash of a resolved config: the identity of a job and its output folder.
 
     A ground truth named by the environment counts as if ``ground_truth.path`` named it.
     `ground_truth`: the file a null ``ground_truth.path`` stands for instead of the
-    environment's (a record's, which names the file its job read); `drop`: further dotted
-    keys left out."""
+    environment's (a record's, which names the file its job read)."""
     data = json.loads(json.dumps(data))  # a deep copy of plain data
     gt, space = data.get("ground_truth"), data.get("search_space", {}).get("name")
     if isinstance(gt, dict) and gt.get("path") is None and space:
@@ -538,7 +535,7 @@ def config_hash(
         # one file, one identity: a relative path is the file it names from here (not the
         # same job from every folder), and ./, // and ~ spell the same file
         gt["path"] = os.path.abspath(os.path.expanduser(gt["path"]))
-    for dotted in IDENTITY_EXCLUDED + inactive_keys(data) + drop:
+    for dotted in IDENTITY_EXCLUDED + inactive_keys(data):
         *parents, last = dotted.split(".")
         node = data
         for p in parents:

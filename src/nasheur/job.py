@@ -193,7 +193,10 @@ def _run_held(
                 if on_claimed is not None:
                     on_claimed()
                 raise refused
-            record.update(_run(cfg, out, record["config_hash"], on_claimed, partial))
+            from nasheur.training import threads_kept  # imports torch, as _run does
+
+            with threads_kept():  # a resumed job's count stays with it
+                record.update(_run(cfg, out, record["config_hash"], on_claimed, partial))
             record["status"] = "completed"
             atomic_write_json(done, record)
         except CheckpointMismatch:

@@ -4,11 +4,15 @@ checkpoint at the end of every epoch."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import gc
 import math
+import os
 import pickle
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -249,22 +253,43 @@ def save_checkpoint(
         # CPU kernels split their sums by thread: a resumed run takes the count it began with
         THREADS: torch.get_num_threads(),
     }
+    failed = None
     try:
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            # through a file of ours, closed on any error: torch's writer of a path keeps a
-            # failed temporary open while its exception lives, and a full disk stays full
-            torch.save(state, fh)
+        # torch's writer of a path: no Python runs while it writes, so a Ctrl-C waits for
+        # the write to end (one through a Python file would break it off as a failed write)
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
     except (OSError, RuntimeError) as exc:  # torch says RuntimeError for a failed write
-        said = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        try:  # torch's own words for a full disk are "unexpected pos"
-            free = f"; {shutil.disk_usage(path.parent).free:,} bytes free there"
+        failed = _write_failure(exc, path)
+    if failed is not None:
+        # raised out here, without the write's exception: its frames hold torch's writer and
+        # with it the failed temporary, removed but open, and a full disk full; gone now
+        gc.collect()
+        raise CheckpointWriteError(failed)
+
+
+def _write_failure(exc: BaseException, path: Path) -> str:
+    """What a failed checkpoint write says: the file and the error, and where the error is
+    that of a full disk, a quota or a file size limit (torch's words for them: "unexpected
+    pos"), the free space."""
+    said = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    said = said.strip().splitlines()[0] if said.strip() else "?"
+    space = (
+        exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        if isinstance(exc, OSError)
+        else "unexpected pos" in str(exc)
+    )
+    hint = ""
+    if space:
+        try:
+            free = f"{shutil.disk_usage(path.parent).free:,} bytes free there; "
         except OSError:
             free = ""
-        raise CheckpointWriteError(
-            f"{path}: the checkpoint could not be written ({type(exc).__name__}: "
-            f"{said.strip().splitlines()[0] if said.strip() else '?'}{free}); is the disk full "
-            "or over quota? An earlier checkpoint, if any, stands"
-        ) from None
+        hint = f"; {free}is the disk full or over quota?"
+    return (
+        f"{path}: the checkpoint could not be written ({type(exc).__name__}: {said}){hint}"
+        " An earlier checkpoint, if any, stands"
+    )
 
 
 # the checkpoint's record of torch's CPU threads (absent in checkpoints of earlier versions)
@@ -278,14 +303,33 @@ class CheckpointWriteError(OSError):
 def resume_threads(state: dict[str, Any], device: torch.device) -> int | None:
     """On the CPU, set torch's threads to the count the checkpointed run used, where it
     recorded one and it differs: the sums of CPU kernels depend on it, and a resumed run must
-    give the numbers of one that was never stopped. The count set (None: nothing changed)."""
+    give the numbers of one that was never stopped. At most the CPUs this process may use
+    (a checkpoint moved to a smaller allocation). The count set (None: nothing changed);
+    :func:`threads_kept` puts the count back when the job ends."""
     threads = state.get(THREADS)
     if device.type != "cpu" or isinstance(threads, bool) or not isinstance(threads, int):
         return None
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform
+        cpus = os.cpu_count() or 1
+    threads = min(threads, cpus)
     if threads < 1 or threads == torch.get_num_threads():
         return None
     torch.set_num_threads(threads)
     return threads
+
+
+@contextlib.contextmanager
+def threads_kept() -> Iterator[None]:
+    """torch's thread count as it was before the block, after it: one job's resumed count
+    (:func:`resume_threads`) must not carry over to the next job of a sweep in this process."""
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 class CheckpointMismatch(RuntimeError):

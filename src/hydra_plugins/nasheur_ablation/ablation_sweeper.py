@@ -876,9 +876,11 @@ def _settle(
         value = None if r is None else r._return_value
         if isinstance(value, FolderLocked):  # another copy started first: left to it
             o.after, o.detail = "running elsewhere", describe_holder(value.holder)
-        elif isinstance(value, _NoResult):
-            o.after = recorded if recorded in ("interrupted", "failed") else "no record"
-            o.detail = str(value)
+        elif isinstance(value, _NoResult):  # its record, if written since the launch, stands
+            o.after = (
+                recorded if recorded in ("completed", "interrupted", "failed") else "no record"
+            )
+            o.detail = "" if o.after == "completed" else str(value)
         elif r is not None and r.status == JobStatus.COMPLETED:
             o.after = "completed"
         elif r is not None:

@@ -290,9 +290,10 @@ def run_in_processes(run_job: Any, jobs: list[JobArgs], at_once: int) -> list[Jo
             # a SIGINT sent to this process alone does not: jobs still on after a grace are
             # stopped as SIGTERM stops them
             deadline = time.monotonic() + INTERRUPT_GRACE_S
-            while late and (left := deadline - time.monotonic()) > 0:
-                ended = multiprocessing.connection.wait(late, timeout=left)
-                late = [r for r in late if r not in ended]
+            with suppress(KeyboardInterrupt):  # a second Ctrl-C: stop them now
+                while late and (left := deadline - time.monotonic()) > 0:
+                    ended = multiprocessing.connection.wait(late, timeout=left)
+                    late = [r for r in late if r not in ended]
         for receive in late:
             process = running[receive][0]
             if process.is_alive():
@@ -338,12 +339,18 @@ def _result_of(process: Any, receive: Any, args: JobArgs) -> JobReturn:
     process.join()
     if got is not None:
         return got
-    return _failed(
+    code = process.exitcode
+    if code is not None and code < 0:  # killed (the OOM killer): no record of its end
+        return _failed(
+            args,
+            NoResult(
+                f"the process of job #{args[2]} ended without a result ({_ended(code)}); its "
+                "last checkpoint resumes it"
+            ),
+        )
+    return _failed(  # it ended itself before it could say why (it could not start the job)
         args,
-        NoResult(
-            f"the process of job #{args[2]} ended without a result ({_ended(process.exitcode)}"
-            "); its last checkpoint resumes it"
-        ),
+        RuntimeError(f"the process of job #{args[2]} ended without a result ({_ended(code)})"),
     )
 
 

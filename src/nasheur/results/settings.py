@@ -27,7 +27,7 @@ from nasheur.config import (
     ExperimentConfig,
     config_hash,
     inactive_keys,
-    inert_keys,
+    inert_settings,
 )
 
 SHOWN_KEYS = 3  # keys named in a setting's label; more are counted ("+2 more")
@@ -230,23 +230,34 @@ def distinct_jobs(
 
 
 def job_identity(record: dict[str, Any]) -> Any:
-    """The job a record is of: its `config_hash`, without the keys that change nothing under
-    its config (`inert_keys`), so that Table 4's batch-size jobs and `batch_size_ablation`'s
-    of the same batch and seed are one. Recomputed from the record's config only where the
-    record's own hash is reproduced from it (with the ground-truth file the job read), else
-    the stored hash: a record of another version or a hand-edited one is counted as written."""
+    """The job a record is of: its `config_hash`, or for a config with a setting that changes
+    nothing (`inert_settings`) the hash of the config with the setting that means the same,
+    so that Table 4's batch-size jobs and `batch_size_ablation`'s of the same batch and seed
+    are one. Recomputed only where the record's own hash is reproduced from its config (with
+    the ground-truth file its job read, the environment's, or none), else the stored hash: a
+    record of another version or a hand-edited one is counted as written."""
     stored = record.get("config_hash")
     config = record.get("config")
-    inert = inert_keys(config) if stored and isinstance(config, dict) else ()
-    if not inert:
+    same = inert_settings(config) if stored and isinstance(config, dict) else {}
+    if not same:
         return stored
+    neutral = json.loads(json.dumps(config))
+    for dotted, value in same.items():
+        *parents, last = dotted.split(".")
+        node = neutral
+        for p in parents:
+            node = node[p]
+        node[last] = value
     read = select(record, "ground_truth.path")  # what a null ground_truth.path stood for
     try:
-        if config_hash(config, ground_truth=read) != stored:
-            return stored
-        return config_hash(config, ground_truth=read, drop=inert)
+        if config_hash(config) == stored:  # the environment's file, or the config's own
+            return config_hash(neutral)
+        for path in (read, None):
+            if config_hash(config, ground_truth=path) == stored:
+                return config_hash(neutral, ground_truth=path)
     except (AttributeError, TypeError, ValueError):  # a hand-edited config
-        return stored
+        pass
+    return stored
 
 
 def _job_key(record: dict[str, Any], per_experiment: bool, no_hash: Any = None) -> Any:
