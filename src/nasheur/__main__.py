@@ -85,41 +85,37 @@ def _drop_empty_run_folder(folder: Path, *, new: bool = False) -> None:
 CLAIMED = "claimed"  # a copy of Hydra's record of the job that owns the folder
 
 
-def _copy_yaml(src: Path, dst: Path) -> None:
-    """Each ``src/*.yaml`` written atomically into `dst`."""
-    dst.mkdir(exist_ok=True)
-    for f in src.glob("*.yaml"):
-        with atomic_path(dst / f.name) as tmp:
-            shutil.copyfile(f, tmp)
-
-
 def _read_hydra_record(record: Path | None) -> dict[str, bytes]:
-    """Hydra's record (`.hydra/*.yaml`) of this job as it is now, before anything slow: a
-    copy of the same job started meanwhile (refused, as the folder is this one's) writes its
-    own there first."""
+    """Hydra's record (`<record>/*.yaml`) as it is now: a job reads its own before anything
+    slow, as a copy of the same job started meanwhile (refused, as the folder is this one's)
+    writes its own there first."""
     if record is None or not record.is_dir():
         return {}
     return {f.name: f.read_bytes() for f in record.glob("*.yaml")}
+
+
+def _write_yaml(folder: Path, files: dict[str, bytes]) -> None:
+    """Each of `files` written atomically into `folder`."""
+    folder.mkdir(exist_ok=True)
+    for name, data in files.items():
+        with atomic_path(folder / name) as tmp:
+            tmp.write_bytes(data)
 
 
 def _keep_hydra_record(record: Path | None, own: dict[str, bytes]) -> None:
     """Write this job's Hydra record (`own`, read as it started) into `.hydra/`, and its copy
     into `.hydra/claimed/`, which Hydra never writes: the record of the job that now owns the
     folder, whatever a refused copy wrote there meanwhile."""
-    if record is None or not own:
-        return
-    for folder in (record, record / CLAIMED):
-        folder.mkdir(exist_ok=True)
-        for name, data in own.items():
-            with atomic_path(folder / name) as tmp:
-                tmp.write_bytes(data)
+    if record is not None and own:
+        for folder in (record, record / CLAIMED):
+            _write_yaml(folder, own)
 
 
 def _restore_hydra_record(record: Path | None) -> bool:
     """Put back the owner's record that Hydra overwrote with a refused job's, if kept."""
     if record is None or not (record / CLAIMED).is_dir():
         return False
-    _copy_yaml(record / CLAIMED, record)
+    _write_yaml(record, _read_hydra_record(record / CLAIMED))
     return True
 
 

@@ -66,10 +66,11 @@ from typing import Any
 import numpy as np
 
 from nasheur.groundtruth.table import (
-    ChanceFloor,
+    FractionAmongPercent,
     GroundTruth,
     GroundTruthError,
     brief,
+    chance_floor,
     half_chance_percent,
 )
 from nasheur.safe_pickle import (
@@ -412,7 +413,7 @@ def _arch_accuracy(
     dataset: str,
     eval_name: str,
     where: str,
-    chance: ChanceFloor | None = None,
+    chance: FractionAmongPercent | None = None,
 ) -> tuple[float, list[Any]]:
     """Mean accuracy (percent) over seeds and the seeds used; each run's value is shown to
     `chance` (a run in fractions among percent ones would drag the mean down unseen)."""
@@ -483,7 +484,7 @@ def _build(
     counts = np.zeros(n, dtype=np.int64)
     seen_seeds: set[Any] = set()
     floor = half_chance_percent(dataset)
-    chance = ChanceFloor(dataset, floor) if floor is not None else None
+    chance = chance_floor(dataset, floor) if floor is not None else None
     for index, infos in entries:
         where = f"{source}: architecture {index}"
         if not 0 <= index < n:

@@ -27,7 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from nasheur.groundtruth.table import GroundTruth, GroundTruthError, brief
+from nasheur.groundtruth.table import (
+    FractionAmongPercent,
+    GroundTruth,
+    GroundTruthError,
+    brief,
+)
 from nasheur.spaces.darts_genotype import from_nds
 
 __all__ = ["NDSGroundTruth", "iter_jobs", "read_nds"]
@@ -88,14 +93,6 @@ def _job_value(job: Any, label: str, source: str) -> tuple[str, float, int, int 
     return key, float(last), len(curve), max_ep
 
 
-def _refuse_fraction(source: str, label: str, error: float) -> None:
-    raise GroundTruthError(
-        f"{source}: job {label}: the last test_ep_top1 {error:g} is at most 1, but no DARTS "
-        "network errs below 1%: it looks like a fraction among percentages (NDS stores top-1 "
-        "errors in percent)"
-    )
-
-
 def _summary(values: list[int]) -> str:
     lo, hi = min(values), max(values)
     return str(lo) if lo == hi else f"{lo}-{hi}"
@@ -115,16 +112,17 @@ def read_nds(path: str | os.PathLike[str]) -> NDSGroundTruth:
     sums: dict[str, list[float]] = {}
     curve_lens: list[int] = []
     max_eps: list[int] = []
-    first_fraction: tuple[str, float] | None = None  # the first job whose last error is <= 1
-    percent_seen = False
+    fraction = FractionAmongPercent(
+        lambda error: error <= 1.0,
+        lambda where, error: (
+            f"{where} {error:g} is at most 1, but no DARTS network errs below 1%: it looks "
+            "like a fraction among percentages (NDS stores top-1 errors in percent)"
+        ),
+    )
     for label, job in jobs:
         key, error, n_ep, max_ep = _job_value(job, label, source)
         value = (100.0 - error) / 100.0
-        if error <= 1.0 and first_fraction is None:
-            first_fraction = (label, error)
-        percent_seen = percent_seen or error > 1.0
-        if first_fraction is not None and percent_seen:  # a mixed file: refuse before the rest
-            _refuse_fraction(source, *first_fraction)
+        fraction.see(error, f"{source}: job {label}: the last test_ep_top1")
         curve_lens.append(n_ep)
         if max_ep is not None:
             max_eps.append(max_ep)
@@ -143,8 +141,7 @@ def read_nds(path: str | os.PathLike[str]) -> NDSGroundTruth:
             f"{source}: every last test_ep_top1 is at most 1: these look like fractions, but "
             "NDS stores top-1 errors in percent (this file is not as NDS released it)"
         )
-    if first_fraction is not None:  # all errors <= 1, and a mean rounded just below 0.99
-        _refuse_fraction(source, *first_fraction)
+    fraction.check()  # all errors <= 1, and a mean rounded just below 0.99
     epochs = _summary(max_eps) if len(max_eps) == len(jobs) else _summary(curve_lens)
     lo, hi = int(repeats.min()), int(repeats.max())
     meta = {

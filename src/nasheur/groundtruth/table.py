@@ -143,38 +143,44 @@ class GroundTruth:
 # reading
 
 
-class ChanceFloor:
-    """Refuses a percentage below half its dataset's chance level, naming where it is.
+class FractionAmongPercent:
+    """Refuses the first value that, in a file in percent, can only be a fraction: shown
+    values one by one (:meth:`see`), it keeps the first that `implausible` says no real one
+    is, and refuses it once a value above 1 proves the file is in percent (a fraction never
+    exceeds 1). A file whose values are ALL at most 1 is left to its reader's whole-file
+    check, whose message (the whole file is in fractions) is the better one; :meth:`check`
+    refuses the kept value after that check. `message(where, value)` says what is refused."""
 
-    Values are shown to :meth:`see` one by one. The first one below the floor is kept, and
-    refused once a value above 1 proves that the file is in percent (a fraction never
-    exceeds 1): a file whose values are ALL at most 1 is left to its reader's whole-file
-    check, whose message (the whole file is in fractions) is the better one. :meth:`check`
-    refuses the kept value after that check.
-    """
-
-    def __init__(self, dataset: str, floor: float) -> None:
-        self.dataset, self.floor = dataset, floor
+    def __init__(
+        self, implausible: Callable[[float], bool], message: Callable[[str, float], str]
+    ) -> None:
+        self.implausible, self.message = implausible, message
         self._first: tuple[str, float] | None = None
         self._percent_seen = False
 
     def see(self, value: float, where: str) -> None:
-        """`where` names the value: file, row/architecture/run and key."""
-        if value < self.floor and self._first is None:
+        """`where` names the value: file, row/architecture/run/job and key."""
+        if self._first is None and self.implausible(value):
             self._first = (where, value)
-        if value > 1.0:
-            self._percent_seen = True
+        self._percent_seen = self._percent_seen or value > 1.0
         if self._percent_seen and self._first is not None:
             self.check()
 
     def check(self) -> None:
         if self._first is not None:
-            where, value = self._first
-            raise GroundTruthError(
-                f"{where} = {value:g}% is below {self.floor:.4g}%, half the chance level of "
-                f"{self.dataset} ({2 * self.floor:.4g}%, what a constant predictor scores): no "
-                "classifier scores that, so it looks like a fraction among percentages"
-            )
+            raise GroundTruthError(self.message(*self._first))
+
+
+def chance_floor(dataset: str, floor: float) -> FractionAmongPercent:
+    """Refuses an accuracy in percent below `floor`, half the chance level of `dataset`."""
+    return FractionAmongPercent(
+        lambda v: v < floor,
+        lambda where, v: (
+            f"{where} = {v:g}% is below {floor:.4g}%, half the chance level of {dataset} "
+            f"({2 * floor:.4g}%, what a constant predictor scores): no classifier scores "
+            "that, so it looks like a fraction among percentages"
+        ),
+    )
 
 
 def _err(source: str, line: int | None, msg: str) -> GroundTruthError:
@@ -426,7 +432,7 @@ def read_table(
     # catches fractions (all of them). The other direction needs no floor: in a fraction table
     # a row in percent exceeds 1 (any real accuracy is above 1%) and the range check refuses it.
     chance = (
-        ChanceFloor(str(the_dataset), floor)
+        chance_floor(str(the_dataset), floor)
         if the_unit == "percent" and floor is not None
         else None
     )
