@@ -262,6 +262,14 @@ def preemption_signal() -> signal.Signals | None:
     return getattr(signal, f"SIG{name}", None)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may use: its affinity (a SLURM task's), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
 def _say_from_handler(msg: str, *args: Any) -> None:
     """A warning from a signal handler: logged, unless the signal came while a log record
     was being written (a handler's lock held by this thread), whose stream cannot be entered

@@ -8,7 +8,6 @@ import contextlib
 import errno
 import gc
 import math
-import os
 import pickle
 import shutil
 import time
@@ -24,6 +23,7 @@ from torch import nn
 from torch.optim.sgd import sgd as sgd_update
 
 from nasheur.io import atomic_path
+from nasheur.jobguard import usable_cpus
 from nasheur.safe_pickle import torch_refusal, zip_inflation
 from nasheur.samplers import Sampler
 
@@ -309,11 +309,7 @@ def resume_threads(state: dict[str, Any], device: torch.device) -> int | None:
     threads = state.get(THREADS)
     if device.type != "cpu" or isinstance(threads, bool) or not isinstance(threads, int):
         return None
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # no affinity on this platform
-        cpus = os.cpu_count() or 1
-    threads = min(threads, cpus)
+    threads = min(threads, usable_cpus())
     if threads < 1 or threads == torch.get_num_threads():
         return None
     torch.set_num_threads(threads)

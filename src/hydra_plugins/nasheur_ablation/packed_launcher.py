@@ -56,6 +56,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 from omegaconf import DictConfig, open_dict
 
 from hydra_plugins.nasheur_ablation.submitit_arrays import NoResult, map_array_wrapped
+from nasheur.jobguard import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -324,11 +325,7 @@ def cpu_share(side_by_side: int) -> str | None:
     side by side on 2 CPUs took 24.6 s with 2 threads each, 6.8 s with 1."""
     if os.environ.get("OMP_NUM_THREADS", "").strip():
         return None
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # no affinity on this platform
-        cpus = os.cpu_count() or 1
-    return str(max(1, cpus // max(1, side_by_side)))
+    return str(max(1, usable_cpus() // max(1, side_by_side)))
 
 
 def _result_of(process: Any, receive: Any, args: JobArgs) -> JobReturn:
