@@ -29,6 +29,7 @@ from nasheur.groundtruth.nb201 import load_pbz2, load_pth, read_nats_folder, rea
 from nasheur.safe_pickle import (
     LATIN1_BYTES_GLOBALS,
     NUMPY_ARRAY_GLOBALS,
+    PickleMemoryError,
     UnpickledArray,
     UnsafePickleError,
     safe_load,
@@ -527,6 +528,47 @@ def test_a_bz2_bomb_is_refused_while_it_inflates(tmp_path, monkeypatch):
     # a stream below the bound loads as before
     monkeypatch.setattr(nb201, "BZ2_FLOOR", 128 << 20)
     assert load_pbz2(path) == bytes(64 << 20)
+
+
+# BINBYTES8 with a length of 2**60 bytes: beyond any machine's address space, so the stdlib's
+# unpickler fails to allocate it whatever the kernel's overcommit policy
+LENGTH_BOMB = b"\x80\x04\x8e" + struct.pack("<Q", 1 << 60) + b"abc."
+TORCH_LEGACY_HEAD = b"".join(  # torch.save's legacy container before its object
+    pickle.dumps(x, protocol=2) for x in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True})
+)
+
+
+def test_a_huge_length_field_is_an_error_naming_the_file_not_a_bare_memory_error(tmp_path):
+    from nasheur.data.cifar10 import _read_batch
+
+    legacy = tmp_path / "legacy.pth"
+    legacy.write_bytes(TORCH_LEGACY_HEAD + LENGTH_BOMB)
+    zipped = tmp_path / "zipped.pth"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("zipped/data.pkl", LENGTH_BOMB)
+    packed = tmp_path / "packed.pickle.pbz2"
+    packed.write_bytes(bz2.compress(LENGTH_BOMB))
+    batch = tmp_path / "data_batch_1"
+    batch.write_bytes(LENGTH_BOMB)
+    for read, path in [(load_pth, legacy), (load_pth, zipped), (load_pbz2, packed)]:
+        with pytest.raises(PickleMemoryError, match=rf"{path.name}: unpickling ran out of memory"):
+            read(path)
+    with pytest.raises(PickleMemoryError, match=r"data_batch_1: .* \(the file has 15 bytes\)"):
+        _read_batch(batch)
+
+
+def test_a_memory_error_in_torch_load_names_the_file(tmp_path, monkeypatch):
+    import torch
+
+    path = tmp_path / "tensors.pth"
+    torch.save({"t": torch.ones(2)}, path)  # a tensor: read by torch.load, not the allow-list
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(torch, "load", out_of_memory)
+    with pytest.raises(PickleMemoryError, match=r"tensors\.pth: unpickling ran out of memory"):
+        load_pth(path)
 
 
 def test_damaged_pickle_inside_bz2_names_the_file(tmp_path):

@@ -35,9 +35,11 @@ import numpy as np
 __all__ = [
     "LATIN1_BYTES_GLOBALS",
     "NUMPY_ARRAY_GLOBALS",
+    "PickleMemoryError",
     "UnpickledArray",
     "UnsafePickleError",
     "checking_numpy",
+    "out_of_memory",
     "safe_load",
     "torch_refusal",
 ]
@@ -50,6 +52,11 @@ class UnsafePickleError(ValueError):
 
     #: (module, name) of the global refused, where that was the refusal
     refused: tuple[str, str] | None = None
+
+
+class PickleMemoryError(UnsafePickleError):
+    """The unpickler ran out of memory: a length field or memo index far beyond what the file
+    holds (damage or a crafted file), or a file too large for this machine."""
 
 
 def _normalise(allowed: Any) -> dict[tuple[str, str], Any]:
@@ -139,6 +146,22 @@ def safe_load(
             raise
         # raised by a restricted stand-in (e.g. LATIN1_BYTES_GLOBALS): add the file's name
         raise UnsafePickleError(f"{source}: {exc}") from None
+    except MemoryError:  # the allocation that failed is gone by now
+        raise out_of_memory(source) from None
+
+
+def out_of_memory(source: str) -> PickleMemoryError:
+    """What to raise for a MemoryError from unpickling the file `source` (the stdlib's own
+    says nothing at all)."""
+    try:
+        size = f"the file has {os.path.getsize(source):,} bytes"
+    except (OSError, ValueError):
+        size = "its size unknown"
+    return PickleMemoryError(
+        f"{source}: unpickling ran out of memory ({size}): a length field or memo index asks "
+        "for far more than the file holds (a damaged or crafted file), or the file is too "
+        "large for this machine's memory"
+    )
 
 
 def zip_inflation(path: str | os.PathLike[str]) -> str | None:

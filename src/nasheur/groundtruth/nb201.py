@@ -76,9 +76,11 @@ from nasheur.groundtruth.table import (
 from nasheur.safe_pickle import (
     LATIN1_BYTES_GLOBALS,
     NUMPY_ARRAY_GLOBALS,
+    PickleMemoryError,
     UnpickledArray,
     UnsafePickleError,
     checking_numpy,
+    out_of_memory,
     safe_load,
     torch_refusal,
     zip_inflation,
@@ -191,6 +193,8 @@ def _load_pth_plain(path: str | os.PathLike[str]) -> tuple[Any, UnsafePickleErro
             safe_load(f, {}, source=source)
             safe_load(f, {}, source=source)
             return safe_load(f, _PICKLE_GLOBALS, source=source), None
+        except PickleMemoryError:  # torch.load would ask for the same memory
+            raise
         except UnsafePickleError as exc:  # a tensor, or another global: torch.load decides
             # torch's own globals (a tensor's rebuild, its storages) are torch.load's to judge
             foreign = exc.refused is not None and exc.refused[0].split(".")[0] != "torch"
@@ -229,6 +233,8 @@ def load_pth(path: str | os.PathLike[str]) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
+    except MemoryError:
+        raise out_of_memory(str(path)) from None
     except UnsafePickleError as exc:  # from a numpy stand-in, or checking_numpy
         if str(exc).startswith(f"{path}:"):
             raise
