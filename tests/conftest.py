@@ -101,8 +101,10 @@ METRIC_KEYS = frozenset(
 )
 
 
-def write_nb201_gt(path: Path, n: int = 60, seed: int = 0) -> Path:
-    """A small GT table of random NB201 cells, made by the test (no benchmark file needed)."""
+def write_nb201_gt(path: Path, n: int = 60, seed: int = 0, bins: int | None = None) -> Path:
+    """A small GT table of random NB201 cells, made by the test (no benchmark file needed).
+    With `bins`, the accuracies fall in that many adjacent 0.1%-wide bins (0.500 to ...), all
+    distinct, so that the sparse correlations see ties that the plain ones do not."""
     import numpy as np
 
     from nasheur.spaces import get_space
@@ -111,7 +113,11 @@ def write_nb201_gt(path: Path, n: int = 60, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     archs = space.enumerate()
     picks = rng.choice(len(archs), size=n, replace=False)
-    rows = [f"{space.key(archs[i])},{rng.uniform(0.1, 0.95):.6f}" for i in picks]
+    if bins is None:
+        accs = rng.uniform(0.1, 0.95, n)
+    else:  # inside a bin, away from its edges: 0.5xx05 to 0.5xx95
+        accs = (500 + rng.integers(0, bins, n) + rng.uniform(0.05, 0.95, n)) / 1000
+    rows = [f"{space.key(archs[i])},{acc:.6f}" for i, acc in zip(picks, accs, strict=True)]
     path.write_text("# unit: fraction\nkey,accuracy\n" + "\n".join(rows) + "\n")
     return path
 

@@ -177,3 +177,30 @@ def test_compensation_is_the_inverse_of_the_compute_saved():
     assert effective_epochs(100, cfg.fidelity) == 400
     cfg.fidelity.layers = 6  # above the baseline: no reduction, no prolonging
     assert effective_epochs(100, cfg.fidelity) == 400
+
+
+@pytest.mark.parametrize(("layers", "epochs"), [(5, 100), (4, 125), (3, 167), (2, 250), (1, 500)])
+def test_fewer_layers_prolong_the_epochs_by_the_cells_saved(layers, epochs):
+    # NB201's baseline is 5 cells per stage: L cells do L/5 of its arithmetic per epoch
+    cfg = compose_job(["search_space=nb201", f"fidelity.layers={layers}"])
+    assert cfg.fidelity.baseline.layers == 5
+    cfg.fidelity.compensate_epochs = True
+    assert effective_epochs(100, cfg.fidelity) == epochs
+
+
+def test_the_job_follows_the_cosine_schedule_over_its_prolonged_epochs(tmp_path):
+    # lr_e = 0.1 * (1 + cos(pi e / 4)) / 2 for e = 0..3, from the formula, not the code;
+    # half the channels with compensation turn 2 epochs into the same 4-epoch schedule
+    want = [0.1, 0.05 * (1 + 0.5**0.5), 0.05, 0.05 * (1 - 0.5**0.5)]
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    common = [*TINY_JOB, f"ground_truth.path={gt}", "protocol.lr=0.1", "protocol.lr_min=0"]
+    for name, extra in {
+        "plain": ["protocol.epochs=4"],
+        "prolonged": [
+            "protocol.epochs=2",
+            "fidelity.channels=2",
+            "fidelity.compensate_epochs=true",
+        ],
+    }.items():
+        rec = completed_job([*common, *extra], tmp_path / name)
+        assert [h["lr"] for h in rec["history"]] == pytest.approx(want, abs=1e-12), name

@@ -20,7 +20,8 @@ from tests.conftest import METRIC_KEYS, TINY_JOB, compose_job, write_nb201_gt
 
 @pytest.fixture
 def tiny(tmp_path):
-    gt = write_nb201_gt(tmp_path / "gt.csv")
+    # GT in 8 bins of 0.1%: the pool's sparse correlations differ from the plain ones
+    gt = write_nb201_gt(tmp_path / "gt.csv", bins=8)
     cfg = compose_job([*TINY_JOB, f"ground_truth.path={gt}"])
     validate(cfg)
     return cfg
@@ -58,18 +59,124 @@ def test_a_job_writes_the_documented_record(tiny, tmp_path):
     g = np.array([a["gt_acc"] for a in rec["archs"]])
     m = rec["metrics"]
     bins = np.floor(g / 0.001 + 1e-9)
+    assert len(set(bins)) < len(set(g)) == len(g)  # ties in the bins only
     for key, value in (
         ("kendall_tau", stats.kendalltau(s, g, variant="b").statistic),
         ("sparse_kendall_tau", stats.kendalltau(s, bins, variant="b").statistic),
         ("spearman", stats.spearmanr(s, g).statistic),
+        ("sparse_spearman", stats.spearmanr(s, bins).statistic),
         ("supernet_acc_mean", s.mean()),
+        ("supernet_acc_std", s.std()),
     ):
         assert m[key] == pytest.approx(value, nan_ok=True), key
+    assert m["sparse_kendall_tau"] != pytest.approx(m["kendall_tau"])
     top = np.argsort(-s, kind="stable")[:3]
     rank = 1 + sum(v > g[top].max() for v in table.values())  # r among the 60 of the table
     assert m["p_beat_random"] == pytest.approx((1 - rank / len(table)) ** 3)
     assert m["final_performance"] == pytest.approx(g[top].mean())
     assert rec["ground_truth"]["fingerprint"]["path"] == str(tmp_path / "gt.csv")
+
+
+def test_the_metrics_keys_reach_the_metrics(tmp_path):
+    # metrics.skdt_threshold and metrics.top_n, recomputed from the record's pool by hand
+    import numpy as np
+    from scipy import stats
+
+    gt = write_nb201_gt(tmp_path / "gt.csv", bins=30)
+    cfg = compose_job(
+        [
+            *TINY_JOB,
+            f"ground_truth.path={gt}",
+            "protocol.epochs=1",
+            "metrics.skdt_threshold=0.01",
+            "metrics.top_n=1",
+        ]
+    )
+    validate(cfg)
+    run_job(cfg, output_dir=tmp_path / "job")
+    rec = read(tmp_path / "job")
+    s = np.array([a["supernet_acc"] for a in rec["archs"]])
+    g = np.array([a["gt_acc"] for a in rec["archs"]])
+    table = [float(r.split(",")[1]) for r in gt.read_text().splitlines()[2:]]
+    m = rec["metrics"]
+    coarse = np.floor(g / 0.01 + 1e-9)  # GT from 0.500 to 0.530: 1% bins 50, 51, 52
+    assert m["sparse_kendall_tau"] == pytest.approx(
+        stats.kendalltau(s, coarse, variant="b").statistic, nan_ok=True
+    )
+    fine = np.floor(g / 0.001 + 1e-9)
+    assert stats.kendalltau(s, coarse).statistic != pytest.approx(stats.kendalltau(s, fine)[0])
+    best = int(np.argmax(s))  # the first of the highest, as a stable sort gives it
+    rank = 1 + sum(v > g[best] for v in table)
+    assert m["p_beat_random"] == pytest.approx(1 - rank / len(table))  # (1 - r/N)^1
+    assert m["final_performance"] == pytest.approx(g[best])
+
+
+@pytest.mark.parametrize(
+    ("bn_track", "eval_bn", "mode"),
+    [(False, "auto", "batch"), (True, "auto", "running"), (False, "recalibrate", "recalibrate")],
+)
+def test_the_bn_factor_reaches_the_evaluation(tmp_path, monkeypatch, bn_track, eval_bn, mode):
+    # Table 11's factor: the BN mode the job evaluates with, and batch statistics taken at
+    # the training batch size on a validation share of several batches
+    import nasheur.evaluation as evaluation
+
+    seen = {}
+    real = evaluation.evaluate_archs
+
+    def spy(model, archs, val_loader, **kwargs):
+        seen.update(kwargs, batch=val_loader.batch_size, images=val_loader.num_images)
+        return real(model, archs, val_loader, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate_archs", spy)
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    cfg = compose_job(
+        [
+            *TINY_JOB,
+            f"ground_truth.path={gt}",
+            "dataset.num_images=480",
+            "protocol.epochs=1",
+            f"protocol.bn_track={str(bn_track).lower()}",
+            f"eval.bn={eval_bn}",
+            "eval.recalibrate_batches=3",
+        ]
+    )
+    validate(cfg)
+    run_job(cfg, output_dir=tmp_path / "job")
+    rec = read(tmp_path / "job")
+    assert rec["eval"]["bn"] == mode and seen["bn_mode"] == mode
+    assert seen["batch"] == cfg.fidelity.batch_size == 16 and seen["images"] == 48
+    if mode == "recalibrate":
+        assert seen["calib_batches"] == 3 and seen["calib_loader"].batch_size == 16
+    else:
+        assert seen["calib_loader"] is None
+
+
+def test_a_path_is_drawn_for_every_step(tiny, tmp_path, monkeypatch):
+    # single-path training samples one architecture per batch (spec 3), not one per epoch
+    import nasheur.samplers as samplers
+
+    drawn: list[list[str]] = []
+    real = samplers.build_sampler
+
+    def counting(name, space):
+        sampler = real(name, space)
+        inner = sampler.step_archs
+
+        def step_archs(rng):
+            archs = inner(rng)
+            drawn.append([space.key(a) for a in archs])
+            return archs
+
+        sampler.step_archs = step_archs
+        return sampler
+
+    monkeypatch.setattr(samplers, "build_sampler", counting)
+    run_job(tiny, output_dir=tmp_path / "job")
+    history = read(tmp_path / "job")["history"]
+    steps = [h["images"] // tiny.fidelity.batch_size for h in history]
+    assert len(drawn) == sum(steps) and min(steps) >= 4
+    first = drawn[: steps[0]]
+    assert len({tuple(d) for d in first}) > 1  # several paths in one epoch
 
 
 def test_seed_changes_the_pool_and_the_run(tiny, tmp_path):

@@ -122,6 +122,12 @@ def test_spearman_by_hand():
     assert M.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
 
 
+def test_spearman_with_ties_by_hand():
+    # average ranks: [1, 1, 2, 2] -> [1.5, 1.5, 3.5, 3.5]; Pearson of the ranks: centred
+    # (-1.5, -.5, .5, 1.5) and (-1, -1, 1, 1), 4 / (sqrt(5) * 2)
+    assert M.spearman([1, 2, 3, 4], [1, 1, 2, 2]) == pytest.approx(2 / math.sqrt(5))
+
+
 def test_shared_bin_by_hand():
     # g = [0.9001, 0.9005, 0.95] -> bins [900, 900, 950]. With s increasing, pair (0,1) is
     # tied in the bins only, (0,2) and (1,2) are concordant: C = 2, D = 0, n0 = 3, n1 = 0,
@@ -235,9 +241,35 @@ def test_summarize_values():
     assert all(type(v) is float for v in out.values())
     assert out["supernet_acc_mean"] == pytest.approx(0.5)
     assert out["supernet_acc_std"] == pytest.approx(math.sqrt(0.05))  # ddof = 0
-    assert out["kendall_tau"] == pytest.approx(M.kendall_tau(s, g))
+    # pairs: 5 concordant (all but 0.92 > 0.91 against 0.4 < 0.6), 1 discordant, no ties
+    assert out["kendall_tau"] == pytest.approx(4 / 6)
+    assert out["spearman"] == pytest.approx(0.8)  # GT ranks 1, 3, 2, 4: 1 - 6*2/(4*15)
     assert out["final_performance"] == pytest.approx((0.95 + 0.91 + 0.92) / 3)
     json.dumps(out, allow_nan=False)
+
+
+def test_summarize_bins_the_sparse_correlations_and_no_others():
+    # GT in two 0.1%-wide bins, [900, 900, 950, 950], with the super-net's order inside each:
+    # plain correlations see a perfect ranking, the sparse ones the ties. Worked by hand:
+    # tau-b = (4 - 0) / sqrt(6 * (6 - 2)); Spearman with GT ranks 1.5, 1.5, 3.5, 3.5 gives
+    # sum (-1.5, -.5, .5, 1.5) x (-1, -1, 1, 1) / (sqrt(5) x 2)
+    s, g = [0.1, 0.2, 0.3, 0.4], [0.9001, 0.9005, 0.9502, 0.9508]
+    out = M.summarize(s, g, g)
+    assert out["kendall_tau"] == pytest.approx(1.0)
+    assert out["spearman"] == pytest.approx(1.0)
+    assert out["sparse_kendall_tau"] == pytest.approx(2 / math.sqrt(6))
+    assert out["sparse_spearman"] == pytest.approx(2 / math.sqrt(5))
+    # the top 3 hold the best GT of the space searched: rank 1 of 4, (1 - 1/4)^3
+    assert out["p_beat_random"] == pytest.approx(0.75**3)
+    assert out["final_performance"] == pytest.approx((0.9005 + 0.9502 + 0.9508) / 3)
+    # 10%-wide bins put every GT in one: the sparse correlations are undefined, not plain
+    coarse = M.summarize(s, g, g, threshold=0.1)
+    assert coarse["sparse_kendall_tau"] is None and coarse["sparse_spearman"] is None
+    assert coarse["kendall_tau"] == pytest.approx(1.0)
+    # top_n reaches P>R and the final performance: the top 1 is the best of 4
+    top1 = M.summarize(s, g, g, top_n=1)
+    assert top1["p_beat_random"] == pytest.approx(0.75)
+    assert top1["final_performance"] == pytest.approx(0.9508)
 
 
 def test_summarize_constant_s_is_json_safe():
@@ -282,12 +314,16 @@ def test_is_untrained():
         lambda: M.p_beat_random([0.1, 0.2, 0.3], [0.1, 0.2, 0.3], SPACE, top_n=4),
         lambda: M.p_beat_random([0.1, 0.2], [0.1, 0.99], [0.1, 0.5], top_n=2),  # g* > space
         lambda: M.p_beat_random([0.1, 0.2], [0.01, 0.02], [0.1, 0.5], top_n=2),  # g* < space
-        lambda: M.summarize([0.1, 0.2], [0.1, 0.2], SPACE, threshold=0),
     ],
 )
 def test_invalid_input_raises(call):
     with pytest.raises(ValueError):
         call()
+
+
+def test_summarize_refuses_a_threshold_that_bins_nothing():
+    with pytest.raises(ValueError, match="threshold"):
+        M.summarize([0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4], SPACE, threshold=0)
 
 
 @pytest.mark.parametrize("seed", range(6))

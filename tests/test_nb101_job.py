@@ -33,6 +33,22 @@ def write_nb101_gt(path: Path, n: int = 60, seed: int = 0) -> Path:
     return path
 
 
+def gt_table(path: Path) -> dict[str, float]:
+    return {k: float(v) for k, v in (r.split(",") for r in path.read_text().splitlines()[2:])}
+
+
+def p_beat_random_by_hand(archs: list[dict], searched: list[float], top_n: int = 3) -> float:
+    """P>R from the pool's record and the GT of the space searched: (1 - r/N)^n, r the rank of
+    the best GT among the super-net's top n (spec 5)."""
+    import numpy as np
+
+    s = np.array([a["supernet_acc"] for a in archs])
+    g = np.array([a["gt_acc"] for a in archs])
+    best = g[np.argsort(-s, kind="stable")[:top_n]].max()
+    rank = 1 + sum(v > best for v in searched)
+    return (1 - rank / len(searched)) ** top_n
+
+
 CASES = {
     "fixed": ["supernet.dynamic_channels=fixed"],
     "shuffle": ["supernet.dynamic_channels=shuffle"],
@@ -75,9 +91,13 @@ def test_an_nb101_job_completes(channels, tmp_path):
         space = get_space("nb101")
         # the pool and P>R's N are inside the sub-space
         assert all(space.parse(a["key"]).output_inputs() == sub for a in rec["archs"])
-        gt_keys = [line.split(",")[0] for line in gt.read_text().splitlines()[2:]]
-        in_sub = [k for k in gt_keys if space.parse(k).output_inputs() == sub]
-        assert rec["ground_truth"]["architectures"] == len(gt_keys) > len(in_sub) >= 12
+        table = gt_table(gt)
+        in_sub = [k for k in table if space.parse(k).output_inputs() == sub]
+        assert rec["ground_truth"]["architectures"] == len(table) > len(in_sub) >= 12
+        assert rec["eval"]["searched"]["architectures"] == len(in_sub)
+        assert rec["metrics"]["p_beat_random"] == pytest.approx(
+            p_beat_random_by_hand(rec["archs"], [table[k] for k in in_sub])
+        )
 
 
 def test_a_shuffle_job_stopped_in_evaluation_resumes_to_the_same_accuracies(tmp_path, monkeypatch):
@@ -173,6 +193,12 @@ def test_a_table_7_job_searches_a_random_subset_and_also_tests_on_its_subspace(t
         "architectures": len(sub4_keys),
     }
     assert set(second["metrics"]) == set(rec["metrics"])
+    # each pool's P>R ranks among the architectures of its own space searched
+    table = gt_table(tmp_path / "gt.csv")
+    for pool, among in ((rec, member_keys), (second, sub4_keys)):
+        assert pool["metrics"]["p_beat_random"] == pytest.approx(
+            p_beat_random_by_hand(pool["archs"], [table[k] for k in among])
+        )
     pools = json.loads((tmp_path / "job" / "pool.json").read_text())
     assert pools["keys"] == [a["key"] for a in rec["archs"]]
     assert pools["extra"]["subspace"] == [a["key"] for a in second["archs"]]
