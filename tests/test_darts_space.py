@@ -8,6 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from nasheur.spaces import get_space, space_names
 from nasheur.spaces.darts import SLOTS, as_genotype
@@ -241,6 +242,22 @@ def test_fairnas_paths_share_a_topology_and_cover_every_op_once_per_slot():
     again = SPACE.fair_paths(np.random.default_rng(3))
     assert again == paths and again[0] is not paths[0]
     assert SPACE.fair_paths(np.random.default_rng(4)) != paths
+
+
+def test_fairnas_draws_the_order_of_the_ops_at_random():
+    # a fixed order (path k takes op k everywhere) would make every path a single-op genotype
+    rng = np.random.default_rng(0)
+    first = Counter()  # (cell, slot, op) of path 0
+    for _ in range(200):
+        paths = SPACE.fair_paths(rng)
+        for cell in ("normal", "reduce"):
+            first.update((cell, s, op) for s, (op, _) in enumerate(getattr(paths[0], cell).pairs))
+        # 16 slots on one op: 7 * (1/7)^16 per path
+        assert all(len({op for c in (p.normal, p.reduce) for op, _ in c.pairs}) > 1 for p in paths)
+    for cell in ("normal", "reduce"):
+        for s in range(SLOTS):
+            counts = [first[cell, s, op] for op in OPS]
+            assert stats.chisquare(counts).pvalue > 1e-3, (cell, s, counts)
 
 
 def test_parse_key_is_the_genotype_module_parser():

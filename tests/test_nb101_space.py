@@ -391,6 +391,28 @@ def test_fairnas_gives_every_vertex_each_op_once():
     assert again == first and again[0] is not first[0]
 
 
+def test_fairnas_draws_the_order_of_the_ops_at_random():
+    # a fixed order (path j takes op j everywhere) would make every path a single-op cell
+    rng = np.random.default_rng(0)
+    first = Counter()  # (vertex, op) of path 0
+    single = deep = 0
+    for _ in range(200):
+        paths = SPACE.fair_paths(rng)
+        interior = paths[0].num_vertices - 2
+        first.update((v, paths[0].ops[v]) for v in range(1, interior + 1))
+        if interior >= 3:  # a single-op path: probability 3 * (1/3)^k <= 1/9
+            deep += len(paths)
+            single += sum(len(set(p.ops[1:-1])) == 1 for p in paths)
+    tested = 0
+    for v in range(1, 6):
+        counts = [first[v, op] for op in OPS]
+        if sum(counts) >= 60:  # at least 20 expected per op
+            tested += 1
+            assert stats.chisquare(counts).pvalue > 1e-3, (v, counts)
+    assert tested >= 3
+    assert deep >= 150 and single / deep < 0.3, (single, deep)
+
+
 # ---------------------------------------------------------------------------------------------
 # sub-spaces (dynamic_channels=disabled)
 

@@ -7,7 +7,9 @@ import itertools
 
 import numpy as np
 import pytest
+from scipy import stats
 
+from nasheur.samplers import build_sampler
 from nasheur.spaces import get_space, space_names
 from nasheur.spaces.nb201 import (
     EDGES,
@@ -174,6 +176,40 @@ def test_random_a_is_uniform_over_unique_cells():
     assert share_a < 5 / 6_466  # about 1/6,466 expected
     assert share_nas > 0.01
     assert len(set(classes)) > 5_000  # 20,000 uniform draws over 6,466 classes cover ~95%
+
+
+# spec section 1: 341 of the 15,625 cells have no input-to-output path (a zero output)
+NO_PATH_SHARE = 341 / 15_625
+# 5.8 standard deviations of that share over 20,000 draws
+NO_PATH_TOL = 0.006
+
+
+def test_random_nas_draws_each_op_uniformly_on_every_edge():
+    rng = np.random.default_rng(0)
+    n = 20_000
+    ops = np.array([SPACE.sample(rng).ops for _ in range(n)])
+    for e in range(len(EDGES)):
+        counts = np.bincount(ops[:, e], minlength=len(OPS))
+        assert stats.chisquare(counts).pvalue > 1e-3, (e, counts)
+    # `none` included: a cell is cut off as often as the enumeration says
+    no_path = sum(not has_path(NB201Arch(tuple(int(o) for o in row))) for row in ops) / n
+    assert abs(no_path - NO_PATH_SHARE) < NO_PATH_TOL, no_path
+
+
+def test_the_random_a_sampler_is_not_random_nas():
+    # the official rule marks a node zero only when its string is '#' ('#+#' is not), so the
+    # 341 cells without a path make 5 of the 6,466 unique cells: Random-A meets them about
+    # 15 times in 20,000 steps, Random-NAS about 436 times
+    n = 20_000
+    shares = {}
+    for name in ("random_a", "random_nas"):
+        sampler, rng = build_sampler(name, SPACE), np.random.default_rng(1)
+        steps = [sampler.step_archs(rng) for _ in range(n)]
+        assert all(len(s) == 1 for s in steps)
+        shares[name] = sum(not has_path(s[0]) for s in steps) / n
+    assert len({unique_str(a) for a in ALL if not has_path(a)}) == 5
+    assert shares["random_a"] < 0.005, shares  # 100 draws: 20 Poisson sds above 15.5
+    assert abs(shares["random_nas"] - NO_PATH_SHARE) < NO_PATH_TOL, shares
 
 
 def test_every_cell_key_is_distinct_from_its_siblings():

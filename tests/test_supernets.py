@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -42,6 +44,35 @@ def test_dropout_acts_in_training_only(space, factors):
     plain.train(), dropped.train()
     torch.manual_seed(1)
     assert not torch.allclose(dropped(x, arch), plain(x, arch))
+
+
+@pytest.mark.parametrize("space", TINY)
+def test_path_dropout_is_a_drop_rate(space, monkeypatch):
+    """Spec section 7 (a drop rate passed as a keep probability): at path_dropout=0.2 about a
+    fifth of the samples of an op output are zeroed, and the others scaled by 1 / 0.8."""
+    module = importlib.import_module(f"nasheur.supernet.{space.removesuffix('_nds')}")
+    real, seen = module.drop_path, []
+
+    def recording(x, rate, training):
+        y = real(x, rate, training)
+        seen.append((x, y))
+        return y
+
+    monkeypatch.setattr(module, "drop_path", recording)
+    net = tiny(space, path_dropout=0.2).train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        net(torch.randn(256, 3, 8, 8), arch_of(space))
+    live = dropped = 0
+    for x, y in seen:
+        fed = x.flatten(1).abs().amax(1) > 0  # a sample the op gave something
+        gone = fed & (y.flatten(1) == 0).all(1)
+        live, dropped = live + int(fed.sum()), dropped + int(gone.sum())
+        kept = fed & ~gone
+        torch.testing.assert_close(y[kept], x[kept] / 0.8)
+    # 5 standard deviations of a binomial share of `live` samples; a keep rate of 0.2 gives 0.8
+    assert live >= 500
+    assert abs(dropped / live - 0.2) < 5 * (0.2 * 0.8 / live) ** 0.5, (dropped, live)
 
 
 @pytest.mark.parametrize("space", TINY)
