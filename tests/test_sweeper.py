@@ -845,6 +845,76 @@ def test_completed_jobs_need_no_data_and_a_root_it_may_not_read_is_said(args, tm
     assert refused.value.code == 2 and "Traceback" not in err and "File name too long" in err
 
 
+def test_a_pool_larger_than_the_ground_truth_is_refused_before_launching(args, tmp_path, capsys):
+    # each job would fail in its first seconds, on SLURM after its wait in the queue
+    sweeper, task = sweeper_for([*args, "eval.pool_size=61"])  # the table holds 60
+    with pytest.raises(SystemExit) as refused:
+        sweeper.sweep(task)
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and sweeper.launcher.launched == []
+    assert "4 of the 4 jobs to run would fail on their input; nothing was launched" in err
+    assert "eval.pool_size=61 exceeds the 60 architectures" in err and "(4 jobs, e.g." in err
+    assert not sweep_dir(tmp_path).exists()
+    # the same with check_data=false: left to the jobs
+    sweeper, task = sweeper_for([*args, "eval.pool_size=61", "hydra.sweeper.check_data=false"])
+    sweeper.sweep(task)
+    assert len(sweeper.launcher.launched) == 4
+
+
+def test_a_bad_ground_truth_row_is_refused_once_for_all_jobs(args, tmp_path, capsys, monkeypatch):
+    import nasheur.job
+
+    gt = tmp_path / "gt.csv"
+    rows = gt.read_text().splitlines()
+    rows[5] = rows[5].split(",")[0] + ",abc"
+    gt.write_text("\n".join(rows) + "\n")
+    reads = []
+    real = nasheur.job.read_ground_truth
+    monkeypatch.setattr(nasheur.job, "read_ground_truth", lambda *a: reads.append(a) or real(*a))
+    sweeper, task = sweeper_for(args)
+    with pytest.raises(SystemExit) as refused:
+        sweeper.sweep(task)
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and sweeper.launcher.launched == []
+    assert f"{gt}:6" in err and "'abc'" in err
+    assert len(reads) == 1  # one file, read once for the 4 jobs
+    # a dry run says so too, and launches nothing
+    dry, task = sweeper_for([*args, "hydra.sweeper.dry_run=true"])
+    dry.sweep(task)
+    out = capsys.readouterr().out
+    assert "jobs to run that would fail on their input:" in out and f"{gt}:6" in out
+    assert dry.launcher.launched == []
+
+
+def test_completed_jobs_need_no_ground_truth(args, tmp_path, capsys):
+    first, task = sweeper_for(args)
+    first.sweep(task)
+    assert len(first.launcher.launched) == 4
+    gt = tmp_path / "gt.csv"  # damaged after the jobs completed: only a new job reads it
+    rows = gt.read_text().splitlines()
+    gt.write_text("\n".join([*rows[:5], rows[5].split(",")[0] + ",abc", *rows[6:]]) + "\n")
+    again, task = sweeper_for(args)
+    again.sweep(task)
+    assert again.launcher.launched == [] and "4 completed" in capsys.readouterr().out
+    more, task = sweeper_for([*args, "seed=1"])
+    with pytest.raises(SystemExit):
+        more.sweep(task)
+    assert more.launcher.launched == []
+
+
+def test_a_device_the_jobs_here_cannot_use_is_refused_before_launching(args, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    sweeper, task = sweeper_for([*args, "device=cuda"])
+    with pytest.raises(SystemExit) as refused:
+        sweeper.sweep(task)
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and sweeper.launcher.launched == []
+    assert "device=cuda but torch sees no CUDA device" in err
+
+
 def test_a_swept_baseline_is_refused_not_resolved_against_another(args):
     # the relative levels (base/2, base-1) resolve against one baseline per space: two
     # baselines in one sweep would give both the rows of one of them

@@ -87,6 +87,61 @@ def pick_device(name: str):
     return torch.device(name)
 
 
+def pool_spaces_of(cfg: Config) -> dict[str, Any]:
+    """The space trained on and searched (NB101: a sub-space or a random subset chosen by the
+    config) under "", and any space where a second pool is evaluated under its name (a random
+    subset's sub-space, Table 6)."""
+    from nasheur.spaces import get_space
+
+    whole = space = get_space(cfg.search_space.name.value)
+    if hasattr(whole, "for_config"):
+        space = whole.for_config(cfg)
+    return {"": space, **(whole.extra_pools(space) if hasattr(whole, "extra_pools") else {})}
+
+
+def read_ground_truth(cfg: Config, space: Any) -> tuple[str, Any]:
+    """The job's ground-truth file and its table (read, or converted once and cached), every
+    key checked against `space`."""
+    from nasheur.groundtruth import load_ground_truth
+
+    g = cfg.ground_truth
+    gt_path = ground_truth_path(cfg)
+    gt = load_ground_truth(
+        gt_path,
+        dataset=g.dataset,
+        metric=None if g.metric is None else g.metric.value,
+        column=g.column,
+        unit=g.unit.value,
+        validate_key=space.validate_key,
+        cache_dir=g.cache_dir,
+    )
+    return gt_path, gt
+
+
+def searched_archs(
+    cfg: Config, gt_path: str, gt: Any, pool_spaces: dict[str, Any]
+) -> dict[str, list[str]]:
+    """Per pool, the architectures of its space that have ground truth (P>R's N counts
+    them); ConfigError where a pool's space has fewer than ``eval.pool_size``."""
+    searched: dict[str, list[str]] = {}
+    for name, sp in pool_spaces.items():
+        searched[name] = (
+            [k for k in gt.keys if sp.in_space(k)] if hasattr(sp, "in_space") else list(gt.keys)
+        )
+        where = "the space searched" if not name else f"the space of the '{name}' pool"
+        where += f" ({describe_space(sp)})"
+        if not searched[name]:
+            raise ConfigError(
+                f"ground_truth.path={gt_path}: none of its {len(gt)} architectures is in {where}"
+            )
+        if len(searched[name]) < cfg.eval.pool_size:
+            raise ConfigError(
+                f"eval.pool_size={cfg.eval.pool_size} exceeds the {len(searched[name])} "
+                f"architectures of {where} that have ground truth in {gt_path}"
+            )
+    return searched
+
+
 def run_job(
     cfg: Config,
     *,
@@ -285,12 +340,10 @@ def _run(
     from nasheur.data import DeviceLoader, load_image_data
     from nasheur.evaluation import draw_pool, evaluate_archs
     from nasheur.fidelity import compensation, effective_epochs
-    from nasheur.groundtruth import load_ground_truth
     from nasheur.groundtruth.convert import source_fingerprint
     from nasheur.groundtruth.table import GroundTruthError
     from nasheur.samplers import build_sampler
     from nasheur.seeding import derive_seed, numpy_rng
-    from nasheur.spaces import get_space
     from nasheur.supernet import build_supernet, spec_from_config
     from nasheur.training import (
         allow_tf32,
@@ -306,12 +359,8 @@ def _run(
     wall_start = time.perf_counter()
     device = pick_device(cfg.device.value)
     allow_tf32(device)
-    # the space trained on and searched (NB101: a sub-space or a random subset chosen by the
-    # config), and where a second pool is evaluated (a random subset's sub-space, Table 6)
-    whole = space = get_space(cfg.search_space.name.value)
-    if hasattr(whole, "for_config"):
-        space = whole.for_config(cfg)
-    pool_spaces = {"": space, **(whole.extra_pools(space) if hasattr(whole, "extra_pools") else {})}
+    pool_spaces = pool_spaces_of(cfg)
+    space = pool_spaces[""]
 
     # a checkpoint of another config in this folder: refused before anything is written here
     ckpt = out / CHECKPOINT
@@ -348,36 +397,16 @@ def _run(
         cfg.fidelity.train_portion,
         d.val_portion,
     )
-    g = cfg.ground_truth
-    gt_path = ground_truth_path(cfg)
-    gt = load_ground_truth(
-        gt_path,
-        dataset=g.dataset,
-        metric=None if g.metric is None else g.metric.value,
-        column=g.column,
-        unit=g.unit.value,
-        validate_key=space.validate_key,
-        cache_dir=g.cache_dir,
-    )
+    gt_path, gt = read_ground_truth(cfg, space)
     # per pool: the architectures searched, those of the (sub-)space that have GT (P>R counts
-    # among them), and the pool drawn from them; the main pool's stream as it always was
-    searched: dict[str, list[str]] = {}
+    # among them), and the pool drawn from them
+    searched = searched_archs(cfg, gt_path, gt, pool_spaces)
     pools: dict[str, list[str]] = {}
     # a second pool's streams carry its number; the main pool's are as they always were
     stream = {name: [i] if i else [] for i, name in enumerate(pool_spaces)}
     for name, sp in pool_spaces.items():
-        searched[name] = (
-            [k for k in gt.keys if sp.in_space(k)] if hasattr(sp, "in_space") else list(gt.keys)
-        )
-        where = "the space searched" if not name else f"the space of the '{name}' pool"
-        where += f" ({describe_space(sp)})"
-        if not searched[name]:
-            raise ConfigError(
-                f"ground_truth.path={gt_path}: none of its {len(gt)} architectures is in {where}"
-            )
         rng = numpy_rng(cfg.seed, "pool", *stream[name])
-        among = f"architectures of {where} that have ground truth in {gt_path}"
-        pools[name] = draw_pool(searched[name], cfg.eval.pool_size, rng, among=among)
+        pools[name] = draw_pool(searched[name], cfg.eval.pool_size, rng)
         for k in pools[name]:  # now, not after training: an NB101 key's check is its form only
             try:
                 sp.parse(k)

@@ -27,7 +27,8 @@ a swept group (``sampler.name`` where blocks sweep ``sampler``) is refused: the 
 names it.
 
 Before launching anything it composes and validates every job, so a bad value fails the sweep
-at once. Jobs whose folder already holds a completed ``metrics.json`` of the same config are
+at once, and reads what the jobs to run would read first (their data, ground truth and pool
+size; their device where they run here), so bad input does too. Jobs whose folder already holds a completed ``metrics.json`` of the same config are
 skipped (the job would return at once anyway; deleting its folder runs it again), and jobs
 whose folder a running job holds (``job.lock``: another launch's copy) are left to it;
 interrupted ones resume from their checkpoint and failed ones run again, so the same command
@@ -115,7 +116,8 @@ class AblationSweeperConf:
     blocks: list[Any] = field(default_factory=list)  # [{key: [values], _spaces: [...]}, ...]
     max_batch_size: int | None = None  # jobs handed to the launcher at once (None: all)
     reuse: bool = True  # copy a job that another sweep completed instead of training it again
-    # look for each job's CIFAR-10 before launching (false: data only on the compute nodes)
+    # look at each job's CIFAR-10, ground truth (and pool size) and, run here, device before
+    # launching (false: files only on the compute nodes)
     check_data: bool = True
     # print the checked plan (each job, its folder and what a launch would do) and stop
     dry_run: bool = False
@@ -470,9 +472,9 @@ class AblationSweeper(Sweeper):
 
     def _check(
         self, jobs: list[list[str]]
-    ) -> list[tuple[list[str], Path, str, dict[str, Any], str | None]]:
+    ) -> list[tuple[list[str], Path, str, dict[str, Any], _Reads]]:
         """Compose and validate every job before any runs; its folder, config hash, resolved
-        ``experiment`` node and the CIFAR-10 folder it reads (None: no check, or other data).
+        ``experiment`` node and what it reads that a launch looks at first (:class:`_Reads`).
 
         Jobs whose configs are the same (the same folder) run once."""
         from nasheur.config import (
@@ -516,7 +518,8 @@ class AblationSweeper(Sweeper):
             resolved = plain(typed)
             data = resolved["dataset"]
             root = str(data["root"]) if self.check_data and data["name"] == "cifar10" else None
-            checked.append((job, folder, config_hash(resolved), resolved["experiment"], root))
+            reads = _Reads(root, typed if self.check_data else None)
+            checked.append((job, folder, config_hash(resolved), resolved["experiment"], reads))
         for space, why in inert.items():  # before the GPU hours: such a row repeats wsbn=false
             log.info(
                 "search_space=%s: supernet.wsbn=true changes nothing there (%s); its runs will "
@@ -525,18 +528,10 @@ class AblationSweeper(Sweeper):
                 why,
             )
         if errors:
-            # one line per message: a bad value on the command line is every job's error
-            lines = [
-                f"  {' '.join(bad[0])}: {said}"
-                if len(bad) == 1
-                else f"  {said} ({len(bad)} jobs, e.g. {' '.join(bad[0])})"
-                for said, bad in errors.items()
-            ]
             n = sum(len(bad) for bad in errors.values())
             raise SweepError(
                 f"{n} of {len(jobs)} jobs have a bad config; nothing was launched:\n"
-                + "\n".join(lines[:20])
-                + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
+                + _grouped(errors)
             )
         return checked
 
@@ -631,7 +626,8 @@ class AblationSweeper(Sweeper):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         if self.dry_run:
             sys.stdout.flush()
-            print("\n".join(_dry_run_lines(sweep_dir, jobs, self.reuse)), flush=True)
+            lines = _dry_run_lines(sweep_dir, jobs, self.reuse, local=not _submits(self.launcher))
+            print("\n".join(lines), flush=True)
             return []
         made = not sweep_dir.exists()
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -642,7 +638,7 @@ class AblationSweeper(Sweeper):
         # a job this sweep listed before whose folder is gone was deleted to run it again;
         # one it listed but never ran (sbatch refused it, the sweep stopped first) was not
         listed = listed_jobs(sweep_dir, started_only=True) if self.reuse else None
-        data_of: dict[Path, str | None] = {}
+        data_of: dict[Path, _Reads] = {}
         for job, folder, chash, experiment, data in jobs:
             data_of[folder] = data
             state, holder, source = _at_launch(folder, chash, sweep_dir, listed)
@@ -661,15 +657,24 @@ class AblationSweeper(Sweeper):
             else:
                 outcome.launched = True
                 todo.append(outcome)
-        # the data of the jobs to run (completed ones need none): each would fail without it
-        missing = _missing_data({r for o in todo if (r := data_of[o.folder]) is not None})
-        if missing:
+        # the data and ground truth of the jobs to run (completed ones need none): each
+        # would fail without them, on the cluster after its wait in the queue
+        reads = [(o.overrides, data_of[o.folder]) for o in todo]
+        missing = _missing_data({r.cifar for _, r in reads if r.cifar is not None})
+        bad = {} if missing else _bad_inputs(reads, local=not _submits(self.launcher))
+        if missing or bad:
             if made:  # a refused first launch leaves no folder behind (copies it made stay)
                 (sweep_dir / "multirun.yaml").unlink(missing_ok=True)
                 with contextlib.suppress(OSError):
                     sweep_dir.rmdir()
+            if missing:
+                raise SweepError(
+                    "no CIFAR-10 for the jobs to run; nothing was launched:\n" + "\n".join(missing)
+                )
+            n = sum(len(jobs_) for jobs_ in bad.values())
             raise SweepError(
-                "no CIFAR-10 for the jobs to run; nothing was launched:\n" + "\n".join(missing)
+                f"{n} of the {len(todo)} jobs to run would fail on their input; nothing was "
+                "launched:\n" + _grouped(bad)
             )
         merge_manifest(sweep_dir, [o.entry() for o in outcomes])
         elsewhere = [o for o in outcomes if o.before == RUNNING]
@@ -767,27 +772,57 @@ _DRY_RUN = {
 
 def _dry_run_lines(
     sweep_dir: Path,
-    jobs: list[tuple[list[str], Path, str, dict[str, Any], str | None]],
+    jobs: list[tuple[list[str], Path, str, dict[str, Any], _Reads]],
     reuse: bool,
+    local: bool,
 ) -> list[str]:
     """The plan as a launch would carry it out, read without writing anything."""
     listed = listed_jobs(sweep_dir, started_only=True) if reuse else None
-    lines, counts, roots = [], {}, set()
+    lines, counts, reads = [], {}, []
     for job, folder, chash, _experiment, data in jobs:
         state, _, source = _at_launch(folder, chash, sweep_dir, listed)
         verb, detail = _DRY_RUN.get(state, ("run again", state))
         if source is not None:
             verb, detail = "copy", f"completed in {source}"
-        if verb not in ("skip", "leave", "copy") and data is not None:
-            roots.add(data)  # the jobs that would read their data
+        if verb not in ("skip", "leave", "copy"):
+            reads.append((job, data))  # the jobs that would read their data
         counts[verb] = counts.get(verb, 0) + 1
         said = f"{verb} ({detail})" if detail else verb
         lines.append(f"  {said}: {' '.join(job)}\n    in {folder}")
     summary = ", ".join(f"{n} to {verb}" for verb, n in counts.items())
     jobs_ = f"{len(jobs)} job" + ("s" if len(jobs) != 1 else "")
     head = f"dry run: {jobs_} in {sweep_dir} ({summary}); nothing was launched or written"
-    missing = _missing_data(roots)
-    return [head, *lines, *(["no CIFAR-10 for the jobs to run:", *missing] if missing else [])]
+    missing = _missing_data({r.cifar for _, r in reads if r.cifar is not None})
+    bad = _grouped(_bad_inputs(reads, local))
+    return [
+        head,
+        *lines,
+        *(["no CIFAR-10 for the jobs to run:", *missing] if missing else []),
+        *(["jobs to run that would fail on their input:", bad] if bad else []),
+    ]
+
+
+@dataclass(frozen=True)
+class _Reads:
+    """What a job reads that a launch can look at before it launches: its CIFAR-10 folder
+    (None: other data) and its config, for its ground truth and device (None: neither is
+    looked at; ``hydra.sweeper.check_data=false``)."""
+
+    cifar: str | None
+    config: Any = None  # nasheur.config.Config
+
+
+def _grouped(errors: dict[str, list[list[str]]], most: int = 20) -> str:
+    """One line per message, with the jobs that got it (a bad value on the command line is
+    every job's error)."""
+    lines = [
+        f"  {' '.join(bad[0])}: {said}"
+        if len(bad) == 1
+        else f"  {said} ({len(bad)} jobs, e.g. {' '.join(bad[0])})"
+        for said, bad in errors.items()
+    ]
+    more = [f"  ... and {len(lines) - most} more"] if len(lines) > most else []
+    return "\n".join(lines[:most] + more)
 
 
 def _side_by_side(launcher: Any, jobs: int, batch: int | None = None) -> str:
@@ -822,6 +857,48 @@ def _missing_data(roots: set[str]) -> list[str]:
                 "hydra.sweeper.check_data=false"
             )
     return lines
+
+
+def _bad_inputs(jobs: list[tuple[list[str], _Reads]], local: bool) -> dict[str, list[list[str]]]:
+    """Each error the jobs' own first checks would raise, with the jobs that would raise it:
+    their ground truth (each file read once, as the job reads it: a benchmark file's first
+    conversion, cached, happens here instead of in every job) against their spaces and
+    ``eval.pool_size``, and where the jobs run here (`local`) their device."""
+    from nasheur.config import ConfigError, ground_truth_path
+    from nasheur.job import pick_device, pool_spaces_of, read_ground_truth, searched_archs
+
+    read: dict[tuple[Any, ...], Any] = {}  # a file's table, or the error reading it gave
+    devices: dict[str, str | None] = {}
+    errors: dict[str, list[list[str]]] = {}
+    for job, reads in jobs:
+        cfg = reads.config
+        if cfg is None:
+            continue
+        try:
+            if local and cfg.device.value != "cpu":
+                if cfg.device.value not in devices:
+                    try:
+                        pick_device(cfg.device.value)
+                        devices[cfg.device.value] = None
+                    except ConfigError as err:
+                        devices[cfg.device.value] = str(err)
+                if devices[cfg.device.value]:
+                    raise ConfigError(devices[cfg.device.value])
+            spaces = pool_spaces_of(cfg)
+            g = cfg.ground_truth
+            key = (ground_truth_path(cfg), g.dataset, g.metric, g.column, g.unit, g.cache_dir)
+            key += (cfg.search_space.name,)
+            if key not in read:
+                try:
+                    read[key] = read_ground_truth(cfg, spaces[""])
+                except (ValueError, OSError, MemoryError) as err:
+                    read[key] = err
+            if isinstance(read[key], BaseException):
+                raise read[key]
+            searched_archs(cfg, *read[key], spaces)
+        except (ValueError, OSError, MemoryError) as err:  # ConfigError, GroundTruthError ...
+            errors.setdefault(str(err) or type(err).__name__, []).append(job)
+    return errors
 
 
 def _submits(launcher: Any) -> bool:
