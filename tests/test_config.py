@@ -307,6 +307,12 @@ def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
             "searched (embedded) that have ground truth in ",
         ),
         (["+preset=debug", "device=cuda"], "input error: device=cuda but torch sees no CUDA"),
+        # Hydra's parser: which override, and how to write it
+        (
+            ["dataset.root=/x=y"],
+            "config error: override 'dataset.root=/x=y': mismatched input '=' expecting <EOF> "
+            "(a value with '=', ',', spaces or brackets in it goes in quotes: key='a=b')",
+        ),
     ],
 )
 def test_what_a_single_run_cannot_do_is_said_in_one_line(overrides, said, tmp_path):
@@ -323,6 +329,23 @@ def test_what_a_single_run_cannot_do_is_said_in_one_line(overrides, said, tmp_pa
     assert not runs.exists() or not any(p.is_file() for p in runs.rglob("*")), [
         str(p) for p in runs.rglob("*")
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["hydra.run.dir={file}"], "cannot make the output folder {file}: File exists"),
+        (["hydra.run.dir={file}/job"], "cannot make the output folder {file}/job: Not a dir"),
+        (["-m", "seed=0,1", "hydra.sweep.dir={file}/s"], "cannot make the sweep's folder"),
+    ],
+)
+def test_an_output_folder_that_cannot_be_made_is_said_in_one_line(args, said, tmp_path):
+    file = tmp_path / "a-file"
+    file.write_text("not a folder")
+    proc = nasheur_cli(["+preset=debug", *(a.format(file=file) for a in args)], tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"nasheur: config error: {said.format(file=file)}" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("flag", ["-m", "--multirun"])

@@ -139,8 +139,15 @@ def _sweep_only(hc, config) -> None:
         )
 
 
+# whether Hydra has called the task function: an OSError before it is Hydra's (or the
+# sweeper's) making of the output folder, one after it the job's own
+_task_started = False
+
+
 @hydra.main(version_base="1.3", config_path="pkg://nasheur.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    global _task_started
+    _task_started = True
     composed()
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
@@ -267,6 +274,16 @@ def cli() -> None:
         if not ours:
             raise
         print(f"nasheur: config error: {composition_said(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as err:
+        if _task_started:
+            raise
+        print(
+            f"nasheur: config error: cannot make the output folder {err.filename}: "
+            f"{err.strerror or err} (runs go under $NASHEUR_RUNS, default runs/; "
+            "hydra.run.dir= or hydra.sweep.dir= names another folder)",
+            file=sys.stderr,
+        )
         raise SystemExit(2) from None
     finally:
         composed()

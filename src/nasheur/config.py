@@ -410,6 +410,13 @@ def composition_said(err: BaseException) -> str:
     options in 'sampler':" and one line each) on that line."""
     if isinstance(err, OmegaConfBaseException):
         return omegaconf_said(err)
+    override = getattr(err, "override", None)  # Hydra's OverrideParseException: its text
+    if isinstance(override, str):
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "cannot be parsed"
+        return (
+            f"override {override!r}: {first} (a value with '=', ',', spaces or brackets in "
+            "it goes in quotes: key='a=b')"
+        )
     text = str(err).split("Config search path:", 1)[0]  # where Hydra looked: not the error
     lines = [line.strip().rstrip(".") for line in text.splitlines() if line.strip()]
     cause = err.__cause__

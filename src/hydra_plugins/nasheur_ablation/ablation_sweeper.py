@@ -630,9 +630,16 @@ class AblationSweeper(Sweeper):
             print("\n".join(lines), flush=True)
             return []
         made = not sweep_dir.exists()
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(sweep_dir / "multirun.yaml") as tmp:  # launches side by side too
-            OmegaConf.save(self.config, tmp)
+        try:
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(sweep_dir / "multirun.yaml") as tmp:  # launches side by side too
+                OmegaConf.save(self.config, tmp)
+        except OSError as err:
+            raise SweepError(
+                f"cannot make the sweep's folder {err.filename or sweep_dir}: "
+                f"{err.strerror or err} (sweeps go under $NASHEUR_RUNS/sweeps, default runs/; "
+                "hydra.sweep.dir= names another folder); nothing was launched"
+            ) from None
         outcomes: list[_Outcome] = []
         todo: list[_Outcome] = []
         # a job this sweep listed before whose folder is gone was deleted to run it again;
