@@ -230,3 +230,11 @@ def test_the_gpu_check_says_plainly_when_there_is_no_gpu(tmp_path):
     bad = [*done.args[:3], "bench", "nhcw"]  # a misspelt stage: named, before any work
     done = subprocess.run(bad, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no stage nhcw" in done.stderr
+
+
+def test_an_out_that_is_a_folder_is_refused_before_anything_is_timed(tmp_path, capsys):
+    # the report is written after each space: a folder would fail after the first
+    with pytest.raises(SystemExit) as refused:
+        bench.main(["--spaces", "embedded", "--quick", "--out", str(tmp_path)])
+    assert refused.value.code == 2
+    assert f"argument --out: {tmp_path} is a folder, not a file" in capsys.readouterr().err

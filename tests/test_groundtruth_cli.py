@@ -223,6 +223,11 @@ def test_convert_errors_are_reported(tmp_path):
         (["--macro", "channels"], "argument --macro: expects KEY=VALUE, got 'channels'"),
         (["--macro", "=8"], "argument --macro: expects KEY=VALUE"),
         (["--archs", "0"], "argument --archs: must be >= 1, got 0"),
+        # numpy and torch take no negative seed: refused before a progress file is written
+        (["--seeds", "0,-1"], "argument --seeds: expects seeds >= 0, got '0,-1'"),
+        (["--arch-seed", "-1"], "argument --arch-seed: must be >= 0, got -1"),
+        (["--data-seed", "-1"], "argument --data-seed: must be >= 0, got -1"),
+        (["--test-seed", "-5"], "argument --test-seed: must be >= 0, got -5"),
         (["--limit", "-1"], "argument --limit: must be >= 0"),
         (["--lr", "nan"], "argument --lr: must be a finite number >= 0"),
         (["--space", "nosuch"], "argument --space: invalid choice: 'nosuch'"),

@@ -66,6 +66,29 @@ def test_checkpoint_of_another_config_is_refused(tmp_path):
         load_checkpoint(path, device=torch.device("cpu"), config_hash="def")
 
 
+@pytest.mark.parametrize(
+    ("content", "error", "said"),
+    [
+        (["a", "list"], UnreadableCheckpoint, "a list, not a nasheur checkpoint; delete it"),
+        ({"a": 1}, CheckpointMismatch, "unknown checkpoint format None .*; delete it"),
+        ({"format": 99}, CheckpointMismatch, "unknown checkpoint format 99 .*; delete it"),
+        ("truncated", UnreadableCheckpoint, "unreadable checkpoint; delete it to restart"),
+    ],
+    ids=["list", "no format", "format 99", "truncated"],
+)
+def test_a_checkpoint_that_is_not_ours_is_refused_with_advice_first(tmp_path, content, error, said):
+    # the advice comes before any long quote of torch's error: a sweep's summary cuts lines
+    path = tmp_path / "checkpoint.pt"
+    torch.save(
+        {"format": 1, "weights": torch.zeros(1000)} if content == "truncated" else content, path
+    )
+    if content == "truncated":  # the zip's directory gone: torch's long error
+        path.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(error, match=rf"checkpoint\.pt: {said}") as info:
+        load_checkpoint(path, device=torch.device("cpu"), config_hash="abc")
+    assert str(info.value).index("delete it") < 300
+
+
 class Payload:
     def __reduce__(self):
         return (print, ("executed",))

@@ -43,7 +43,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from nasheur import __version__
-from nasheur.cli_args import at_least
+from nasheur.cli_args import at_least, file_path
 from nasheur.config import RunConfig
 from nasheur.io import atomic_write_json
 from nasheur.spaces import get_space
@@ -739,7 +739,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="rates and GPU kernel times only: no operator or Python-call counts, no plain step",
     )
-    p.add_argument("--out", default="bench.json", help="the JSON report (default: %(default)s)")
+    p.add_argument(
+        "--out", type=file_path, default="bench.json", help="the JSON report (default: %(default)s)"
+    )
     args = p.parse_args(argv)
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     if args.eval_graphs and not cuda:

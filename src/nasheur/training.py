@@ -355,14 +355,24 @@ def load_checkpoint(path: Path, *, device: torch.device, config_hash: str) -> di
             f"was run: {torch_refusal(exc)}); delete it to restart the job"
         ) from None
     except Exception as exc:  # a truncated or damaged file (torch says RuntimeError, EOFError)
+        # the advice first: a sweep's summary cuts a long line, and torch's can run long
+        said = (str(exc).strip().splitlines() or [""])[0]
+        said = said if len(said) <= 200 else said[:200] + "..."
         raise UnreadableCheckpoint(
-            f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc}); delete it to restart "
-            "the job from its first epoch"
+            f"{path}: unreadable checkpoint; delete it to restart the job from its first epoch "
+            f"({type(exc).__name__}: {said})"
         ) from None
     if not isinstance(state, dict):
-        raise UnreadableCheckpoint(f"{path}: a {type(state).__name__}, not a nasheur checkpoint")
+        raise UnreadableCheckpoint(
+            f"{path}: a {type(state).__name__}, not a nasheur checkpoint; delete it to restart "
+            "the job from its first epoch"
+        )
     if state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointMismatch(f"{path}: unknown checkpoint format {state.get('format')!r}")
+        raise CheckpointMismatch(
+            f"{path}: unknown checkpoint format {state.get('format')!r} (this nasheur writes "
+            f"format {CHECKPOINT_FORMAT}): not a checkpoint of this version; delete it, or move "
+            "it aside, to restart the job from its first epoch"
+        )
     if state.get("config_hash") != config_hash:
         raise CheckpointMismatch(
             f"{path} was written by a run with another config (hash {state.get('config_hash')}, "

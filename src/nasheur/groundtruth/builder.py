@@ -112,6 +112,11 @@ class BuildSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
+        for name in ("arch_seed", "data_seed", "test_seed"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if min(int(s) for s in self.seeds) < 0:
+            raise ValueError(f"seeds must be >= 0, got {self.seeds}")
         if self.dataset == "procedural" and self.data_seed == self.test_seed:
             raise ValueError("data_seed and test_seed must differ (the test set is held out)")
         from nasheur.spaces import space_info  # cheap: no space is built
@@ -662,6 +667,8 @@ def _seeds(text: str) -> tuple[int, ...]:
         ) from None
     if not seeds or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"expects distinct seeds, at least one, got {text!r}")
+    if min(seeds) < 0:  # numpy's and torch's seeds are non-negative
+        raise argparse.ArgumentTypeError(f"expects seeds >= 0, got {text!r}")
     return seeds
 
 
@@ -696,14 +703,14 @@ def _parser() -> argparse.ArgumentParser:
         default=",".join(map(str, d.seeds)),
         help="training seeds, comma-separated",
     )
-    p.add_argument("--arch-seed", type=int, default=d.arch_seed, help="seed of the sample")
+    p.add_argument("--arch-seed", type=at_least(0), default=d.arch_seed, help="seed of the sample")
     p.add_argument("--dataset", choices=DATASETS, default=d.dataset)
     p.add_argument("--train-images", type=at_least(1), default=d.train_images)
     p.add_argument("--test-images", type=at_least(1), default=d.test_images)
     p.add_argument("--image-size", type=at_least(1), default=d.image_size)
     p.add_argument("--num-classes", type=at_least(2), default=d.num_classes)
-    p.add_argument("--data-seed", type=int, default=d.data_seed)
-    p.add_argument("--test-seed", type=int, default=d.test_seed)
+    p.add_argument("--data-seed", type=at_least(0), default=d.data_seed)
+    p.add_argument("--test-seed", type=at_least(0), default=d.test_seed)
     p.add_argument("--epochs", type=at_least(1), default=d.epochs)
     p.add_argument("--batch-size", type=at_least(1), default=d.batch_size)
     p.add_argument("--lr", type=rate, default=d.lr)
