@@ -950,3 +950,37 @@ def test_a_sigterm_that_interrupts_a_log_write_is_said_on_stderr(capfd, caplog):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)
     assert "SIGTERM: stopping the test" in caplog.text
+
+
+def _system_error_from_memory():
+    try:
+        raise MemoryError
+    except MemoryError:
+        raise SystemError("<built-in method> returned a result with an exception set")  # noqa: B904
+
+
+@pytest.mark.parametrize(
+    ("raised", "refused"),
+    [
+        (MemoryError, True),
+        (_system_error_from_memory, True),
+        (lambda: RuntimeError("DefaultCPUAllocator: can't allocate memory: 9 GB"), True),
+        (lambda: RuntimeError("a shape mismatch"), False),
+    ],
+    ids=["MemoryError", "SystemError of one", "torch's allocator", "another error"],
+)
+def test_a_supernet_too_large_for_memory_is_a_config_error(
+    tiny, tmp_path, monkeypatch, raised, refused
+):
+    import nasheur.supernet
+
+    def build(*args, **kwargs):
+        raise raised()
+
+    monkeypatch.setattr(nasheur.supernet, "build_supernet", build)
+    error = ConfigError if refused else RuntimeError
+    with pytest.raises(error) as info:
+        run_job(tiny, output_dir=tmp_path / "job")
+    if refused:
+        assert "does not fit in the memory of cpu" in str(info.value)
+        assert "use fewer channels or layers" in str(info.value)

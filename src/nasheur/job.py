@@ -87,6 +87,19 @@ def pick_device(name: str):
     return torch.device(name)
 
 
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether `err` says memory ran out: torch's allocator (its OutOfMemoryError on CUDA, a
+    RuntimeError naming the allocation on the CPU), Python's MemoryError, or a SystemError of
+    a C call that failed with one."""
+    import torch
+
+    if isinstance(err, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    if isinstance(err, SystemError):
+        return isinstance(err.__cause__ or err.__context__, MemoryError)
+    return "allocate" in str(err)
+
+
 def pool_spaces_of(cfg: Config) -> dict[str, Any]:
     """The space trained on and searched (NB101: a sub-space or a random subset chosen by the
     config) under "", and any space where a second pool is evaluated under its name (a random
@@ -438,14 +451,14 @@ def _run(
     torch.manual_seed(derive_seed(cfg.seed, "init"))
     try:
         model = build_supernet(space.name, spec_from_config(cfg, data.num_classes)).to(device)
-    except RuntimeError as err:  # torch.OutOfMemoryError (CUDA) is one too
-        if not isinstance(err, torch.OutOfMemoryError) and "allocate" not in str(err):
+    except (RuntimeError, MemoryError, SystemError) as err:  # torch.OutOfMemoryError too
+        if not _out_of_memory(err):
             raise
         f = cfg.fidelity
+        said = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise ConfigError(
             f"the super-net of fidelity.channels={f.channels} and fidelity.layers={f.layers} "
-            f"does not fit in the memory of {device} ({str(err).strip().splitlines()[0][:200]}); "
-            "use fewer channels or layers"
+            f"does not fit in the memory of {device} ({said}); use fewer channels or layers"
         ) from None
     if cfg.run.channels_last:  # the 4-d weights NHWC; convolutions then give NHWC outputs
         model = model.to(memory_format=torch.channels_last)
