@@ -13,6 +13,7 @@ import signal
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
@@ -731,6 +732,28 @@ def test_sweep_json_merges_the_launches_into_one_sweep_folder(args, tmp_path):
     again = listed(tmp_path)
     assert [j["folder"] for j in again] == [j["folder"] for j in jobs]
     assert sorted(j["state_at_launch"] for j in again) == ["completed"] * 4 + ["new"] * 4
+
+
+def test_a_damaged_sweep_json_is_kept_and_its_list_rebuilt_from_the_folders(args, tmp_path, caplog):
+    sweeper, task = sweeper_for([*args, "seed=0"])
+    sweeper.sweep(task)
+    first = listed(tmp_path)
+    one = Path(first[0]["folder"])
+    (one / ".hydra").mkdir()
+    (one / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(first[0]["overrides"]))
+    manifest = sweep_dir(tmp_path) / "sweep.json"
+    damaged = manifest.read_bytes()[:100]
+    manifest.write_bytes(damaged)
+    sweeper, task = sweeper_for([*args, "seed=1"])
+    sweeper.sweep(task)
+    (kept,) = sweep_dir(tmp_path).glob("sweep.json.damaged-*")
+    assert kept.read_bytes() == damaged and "kept as sweep.json.damaged-" in caplog.text
+    jobs = {j["folder"]: j for j in listed(tmp_path)}
+    assert len(jobs) == 8  # seed 0's four from their folders, seed 1's from this launch
+    for j in first:
+        again = jobs[j["folder"]]
+        assert again["config_hash"] == j["config_hash"] and again["state_at_launch"] == "completed"
+    assert jobs[first[0]["folder"]]["overrides"] == first[0]["overrides"]
 
 
 def _merge_many(sweep: str, first: int, barrier) -> None:

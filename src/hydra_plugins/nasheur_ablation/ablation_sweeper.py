@@ -46,10 +46,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 import re
 import shlex
 import signal
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1227,8 +1229,45 @@ def _read_manifest(path: Path) -> list[dict[str, Any]]:
     try:
         return read_manifest(path)
     except ValueError as err:
-        log.warning("%s; written anew with this launch's jobs", err)
-        return []
+        # kept for a look, not overwritten; the list the folders still tell is rebuilt
+        kept = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, kept)
+        jobs = _jobs_in_folders(path.parent)
+        log.warning(
+            "%s; kept as %s, and the list rebuilt from the %d job folders in %s",
+            err,
+            kept.name,
+            len(jobs),
+            path.parent,
+        )
+        return jobs
+
+
+def _jobs_in_folders(sweep_dir: Path) -> list[dict[str, Any]]:
+    """The sweep.json entries that a sweep folder's job folders (``<space>/<job>``) still tell:
+    each with a record or a checkpoint, its overrides from Hydra's record of it, its config
+    hash and state from its metrics.json ("interrupted": a checkpoint alone)."""
+    jobs = []
+    made = {p.parent for p in sweep_dir.glob("*/*/*") if p.name in (METRICS, CHECKPOINT)}
+    for folder in sorted(made):
+        try:
+            record = read_json(folder / METRICS) if (folder / METRICS).is_file() else {}
+        except (OSError, ValueError):
+            record = {"status": "broken"}
+        record = record if isinstance(record, dict) else {"status": "broken"}
+        try:
+            overrides = OmegaConf.to_container(OmegaConf.load(folder / ".hydra" / "overrides.yaml"))
+        except Exception:  # no record of it, or a damaged one: no overrides
+            overrides = []
+        jobs.append(
+            {
+                "overrides": overrides if isinstance(overrides, list) else [],
+                "folder": str(folder),
+                "config_hash": record.get("config_hash"),
+                "state_at_launch": str(record.get("status", "interrupted")),
+            }
+        )
+    return jobs
 
 
 def merge_manifest(sweep_dir: Path, entries: list[dict[str, Any]]) -> None:
