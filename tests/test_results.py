@@ -1054,6 +1054,19 @@ def test_another_sweeps_job_of_the_same_config_is_not_this_sweeps(tmp_path):
             lambda r: r.__setitem__("ground_truth", {"fingerprint": {"path": "a\0b"}}),
             "ground_truth.fingerprint.path holds a NUL character",
         ),
+        # hand edits that would put a run in a row of its own, or in the default's row
+        (
+            lambda r: r["config"]["protocol"].__setitem__("lr", "fast"),
+            "config.protocol.lr is 'fast', not a value of that key",
+        ),
+        (
+            lambda r: r["config"].pop("protocol"),
+            "config.experiment.factors names protocol.lr, which config does not hold",
+        ),
+        (
+            lambda r: r["config"]["experiment"].__setitem__("factors", ["protocol.bn_afine"]),
+            "config.experiment.factors names protocol.bn_afine, which config does not hold",
+        ),
     ],
 )
 def test_a_malformed_record_is_named_with_its_key_not_a_traceback(tmp_path, edit, problem):
@@ -1067,6 +1080,38 @@ def test_a_malformed_record_is_named_with_its_key_not_a_traceback(tmp_path, edit
     assert table.broken == 1 and table.blocks[0].cells[((0.025,), "nb201")].runs == 2
     show = results("show", str(folder), "--all")
     assert show.returncode == 0 and problem in show.stdout, show.stderr
+
+
+@pytest.mark.parametrize(
+    ("factor", "value", "fits"),
+    [
+        ("protocol.bn_track", "maybe", False),
+        ("protocol.bn_track", 1, False),
+        ("protocol.bn_track", True, True),
+        ("protocol.epochs", 1.5, False),
+        ("protocol.epochs", True, False),
+        ("protocol.epochs", 100, True),
+        ("protocol.lr", 1, True),
+        ("sampler.name", "fairnass", False),
+        ("sampler.name", "fairnas", True),
+        ("supernet.subspace", None, True),
+        ("supernet.subspace", 2, True),
+        ("supernet.subspace", "2", False),
+        ("fidelity.train_portion", 0.5, True),
+    ],
+)
+def test_a_factors_value_must_be_one_its_key_takes(factor, value, fits):
+    from nasheur.results.collect import record_problem
+
+    rec = record("nb201", 0, 0.025)
+    node = rec["config"]
+    *parents, last = factor.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    rec["config"]["experiment"]["factors"] = [factor]
+    problem = record_problem(rec)
+    assert (problem is None) == fits, problem
 
 
 def test_show_of_an_older_record_says_n_a_for_what_it_lacks(tmp_path):
@@ -1478,7 +1523,14 @@ def test_table_12_says_which_layers_row_the_other_blocks_run_at(tmp_path):
         return r
 
     runs = [
-        run(s, "portion_ablation", "fidelity.train_portion", fidelity__layers=1) for s in (0, 1)
+        run(
+            s,
+            "portion_ablation",
+            "fidelity.train_portion",
+            fidelity__layers=1,
+            fidelity__train_portion=0.9,
+        )
+        for s in (0, 1)
     ]
     runs += [
         run(s, "layers_ablation", "fidelity.layers", fidelity__layers=n)

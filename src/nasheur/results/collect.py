@@ -9,10 +9,13 @@ sweep's ``sweep.json`` lists whose folders are missing or hold nothing of a job 
 
 from __future__ import annotations
 
+import enum
 import math
 import os
+import types
+import typing
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +107,13 @@ def record_problem(record: dict[str, Any]) -> str | None:
         if not isinstance(factors, list) or not all(isinstance(f, str) for f in factors):
             return "config.experiment.factors is not a list of config keys"
         for factor in factors:  # a row of a table is named by these values
-            value = select(config, factor)
+            value = select(config, factor, _ABSENT)
+            if value is _ABSENT:  # else every run would fall in one row, as if at its default
+                return f"config.experiment.factors names {factor}, which config does not hold"
             if isinstance(value, (list, dict)):
                 return f"config.{factor} is {_kind(value)}, not the value of a factor"
+            if not _fits(value, _schema_type(factor)):
+                return f"config.{factor} is {value!r:.60}, not a value of that key"
         t = (config.get("metrics") or {}).get("skdt_threshold")
         if t is not None and not (_number(t) and 0 < t < 1):
             return f"config.metrics.skdt_threshold is {t!r}, not a number in (0, 1)"
@@ -194,6 +201,44 @@ def _pool_problem(pool: dict[str, Any], prefix: str) -> str | None:
             if value is not None and not 0 <= value <= 1:
                 return f"{prefix}archs[{i}].{key} is {value!r}, not a fraction in [0, 1]"
     return None
+
+
+_ABSENT = object()
+
+
+def _schema_type(dotted: str) -> Any:
+    """The type the config's schema gives the key `dotted` (Any where it gives none)."""
+    from nasheur.config import Config
+
+    node: Any = Config
+    for part in dotted.split("."):
+        if not is_dataclass(node):
+            return Any
+        hints = typing.get_type_hints(node)
+        if part not in hints:
+            return Any
+        node = hints[part]
+    return node
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    """Whether a record's `value` is one that a job of that schema type writes (a yes/no key
+    true or false, an option one of its names; an unknown type takes anything)."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return any(_fits(value, k) for k in typing.get_args(kind))
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return _number(value)
+    if kind is str:
+        return isinstance(value, str)
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return value in {m.value for m in kind}
+    return True
 
 
 def _pools(record: dict[str, Any]) -> list[dict[str, Any]]:
