@@ -281,6 +281,8 @@ def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
             "(run.<key>=...)",
         ),
         (["ground_truth.path="], "config error: ground_truth.path='' names no file"),
+        (["hydra.run.dir="], "config error: hydra.run.dir= names the current folder"),
+        (["-m", "hydra.sweep.dir=."], "config error: hydra.sweep.dir=. names the current folder"),
         # OmegaConf reads a number as a yes/no (2 is true): a typo would train another config
         (["supernet.ofa_kernel=2"], "config error: supernet.ofa_kernel=2 is not a yes/no value"),
         (["-m", "supernet.wsbn=true,2"], "config error: supernet.wsbn=2 is not a yes/no value"),

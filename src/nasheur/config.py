@@ -351,6 +351,10 @@ def check_groups(choices: Any, *, spaces: bool = True) -> None:
             )
 
 
+# Hydra's output folders of a run and of a sweep
+OUTPUT_DIRS = ("hydra.run.dir", "hydra.sweep.dir")
+
+
 def check_command_line(args: list[str]) -> None:
     """What Hydra would take badly from the command line, refused before it composes:
     a group removed, as :func:`check_groups` refuses it (``sampler=null`` and ``sampler=``
@@ -361,6 +365,12 @@ def check_command_line(args: list[str]) -> None:
         key = name.lstrip("+~")
         if key in GROUPS and (name.startswith("~") or (eq and value.strip() in ("", "null"))):
             raise ConfigError(_removed_group(key, arg))
+        if key in OUTPUT_DIRS and eq and value.strip().strip("'\"") in ("", "."):
+            # the job's files (its lock, checkpoint, record) would land among whatever is here
+            raise ConfigError(
+                f"{arg} names the current folder: give the run a folder of its own, or leave "
+                f"{key} out (runs go under $NASHEUR_RUNS, default runs/)"
+            )
         if not eq or key not in BOOL_KEYS or any(c in value for c in "()[]{}*"):
             continue  # sweep functions and globs: the sweeper's to expand
         for one in value.split(","):  # a value, or a sweep's list
