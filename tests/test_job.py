@@ -984,3 +984,19 @@ def test_a_supernet_too_large_for_memory_is_a_config_error(
     if refused:
         assert "does not fit in the memory of cpu" in str(info.value)
         assert "use fewer channels or layers" in str(info.value)
+
+
+def test_a_builder_table_measured_on_other_data_is_said():
+    from nasheur.job import gt_data_differs
+
+    line = "procedural image_size=12 num_classes=10 train_images=1200 data_seed=0"
+    same = compose_job(["search_space=embedded"]).dataset  # procedural, 12 pixels, 10 classes
+    assert gt_data_differs(line, same) is None
+    other = compose_job(["search_space=embedded", "dataset.image_size=16"]).dataset
+    assert gt_data_differs(line, other) == "dataset.image_size: 12 there, 16 here"
+    cifar = compose_job(["search_space=nb201", "dataset=cifar10"]).dataset
+    assert gt_data_differs(line, cifar) == (
+        "dataset.name: procedural there, cifar10 here; dataset.image_size: 12 there, 32 here"
+    )
+    # an official benchmark's line names its own data set: nothing to compare
+    assert gt_data_differs("cifar10-valid", cifar) is None and gt_data_differs(None, cifar) is None

@@ -131,6 +131,34 @@ def read_ground_truth(cfg: Config, space: Any) -> tuple[str, Any]:
     return gt_path, gt
 
 
+def gt_data_differs(measured_on: Any, dataset: Any) -> str | None:
+    """How the data that a builder's table says it measured on (its ``# dataset:`` line,
+    ``procedural image_size=12 num_classes=10 ...``) differs from the job's `dataset` config
+    (name, image size, classes), or None: the same, or a table that does not say (official
+    benchmarks name their own data sets, CIFAR-10's splits and others)."""
+    if not isinstance(measured_on, str) or not measured_on.strip():
+        return None
+    name, *pairs = measured_on.split()
+    said = dict(p.partition("=")[::2] for p in pairs)
+    if "image_size" not in said:  # not the builder's line
+        return None
+    ours = {"name": dataset.name.value, "image_size": dataset.image_size}
+    ours["num_classes"] = dataset.num_classes
+    theirs = {
+        "name": name,
+        "image_size": said.get("image_size"),
+        "num_classes": said.get("num_classes"),
+    }
+    if ours["name"] == "cifar10":  # 32-pixel images of 10 classes, whatever the keys say
+        ours.update(image_size=32, num_classes=10)
+    differs = [
+        f"dataset.{k}: {theirs[k]} there, {ours[k]} here"
+        for k in ("name", "image_size", "num_classes")
+        if theirs[k] is not None and str(theirs[k]) != str(ours[k])
+    ]
+    return "; ".join(differs) or None
+
+
 def searched_archs(
     cfg: Config, gt_path: str, gt: Any, pool_spaces: dict[str, Any]
 ) -> dict[str, list[str]]:
@@ -411,6 +439,14 @@ def _run(
         d.val_portion,
     )
     gt_path, gt = read_ground_truth(cfg, space)
+    data_differs = gt_data_differs(gt.meta.get("dataset"), cfg.dataset)
+    if data_differs:
+        log.warning(
+            "%s was measured on other data than this job trains on (%s): the super-net is "
+            "ranked against accuracies of another data set",
+            gt_path,
+            data_differs,
+        )
     # per pool: the architectures searched, those of the (sub-)space that have GT (P>R counts
     # among them), and the pool drawn from them
     searched = searched_archs(cfg, gt_path, gt, pool_spaces)
@@ -651,6 +687,7 @@ def _run(
             # the file's contents, which the config hash (its path) does not cover: a completed
             # job evaluated against another file at the same path runs its evaluation again
             "fingerprint": source_fingerprint(gt_path, gt.meta),
+            **({"data_differs": data_differs} if data_differs else {}),
         },
         "data": {
             "train_images": len(data.train_y),
