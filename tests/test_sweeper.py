@@ -909,6 +909,29 @@ def test_a_bad_ground_truth_row_is_refused_once_for_all_jobs(args, tmp_path, cap
     assert dry.launcher.launched == []
 
 
+def test_a_dry_run_leaves_a_benchmark_files_conversion_to_the_launch(args, tmp_path, capsys):
+    # a dry run writes nothing, a cache table included; a launch converts the file once
+    from tests.test_groundtruth_loaders import nb201_dict, write_pbz2
+
+    bench = write_pbz2(tmp_path / "NATS-tss-v1_0-3ffb9.pickle.pbz2", nb201_dict())  # 4 cells
+    ours = [
+        *(a for a in args if not a.startswith("ground_truth.path=")),
+        f"ground_truth.path={bench}",
+    ]
+    cache = tmp_path / ".nasheur-gt-cache"
+    dry, task = sweeper_for([*ours, "hydra.sweeper.dry_run=true"])
+    dry.sweep(task)
+    assert "would fail on their input" not in capsys.readouterr().out and not cache.exists()
+    launch, task = sweeper_for(ours)
+    with pytest.raises(SystemExit):
+        launch.sweep(task)
+    assert "eval.pool_size=12 exceeds the 4 architectures" in capsys.readouterr().err
+    assert launch.launcher.launched == [] and len(list(cache.iterdir())) == 1
+    dry, task = sweeper_for([*ours, "hydra.sweeper.dry_run=true"])  # now it reads the cache
+    dry.sweep(task)
+    assert "eval.pool_size=12 exceeds the 4 architectures" in capsys.readouterr().out
+
+
 def test_completed_jobs_need_no_ground_truth(args, tmp_path, capsys):
     first, task = sweeper_for(args)
     first.sweep(task)

@@ -28,8 +28,8 @@ names it.
 
 Before launching anything it composes and validates every job, so a bad value fails the sweep
 at once, and reads what the jobs to run would read first (their data, ground truth and pool
-size; their device where they run here), so bad input does too. Jobs whose folder already holds a completed ``metrics.json`` of the same config are
-skipped (the job would return at once anyway; deleting its folder runs it again), and jobs
+size; their device where they run here), so bad input does too. Jobs whose folder already
+holds a completed ``metrics.json`` of the same config are skipped (the job would return at once anyway; deleting its folder runs it again), and jobs
 whose folder a running job holds (``job.lock``: another launch's copy) are left to it;
 interrupted ones resume from their checkpoint and failed ones run again, so the same command
 relaunched after a bad night finishes the sweep. A job that a sibling sweep
@@ -802,7 +802,7 @@ def _dry_run_lines(
     jobs_ = f"{len(jobs)} job" + ("s" if len(jobs) != 1 else "")
     head = f"dry run: {jobs_} in {sweep_dir} ({summary}); nothing was launched or written"
     missing = _missing_data({r.cifar for _, r in reads if r.cifar is not None})
-    bad = _grouped(_bad_inputs(reads, local))
+    bad = _grouped(_bad_inputs(reads, local, convert=False))
     return [
         head,
         *lines,
@@ -868,12 +868,16 @@ def _missing_data(roots: set[str]) -> list[str]:
     return lines
 
 
-def _bad_inputs(jobs: list[tuple[list[str], _Reads]], local: bool) -> dict[str, list[list[str]]]:
+def _bad_inputs(
+    jobs: list[tuple[list[str], _Reads]], local: bool, convert: bool = True
+) -> dict[str, list[list[str]]]:
     """Each error the jobs' own first checks would raise, with the jobs that would raise it:
     their ground truth (each file read once, as the job reads it: a benchmark file's first
-    conversion, cached, happens here instead of in every job) against their spaces and
+    conversion, cached, happens here instead of in every job; without `convert`, as a dry
+    run writes nothing, such a file is left to the jobs) against their spaces and
     ``eval.pool_size``, and where the jobs run here (`local`) their device."""
     from nasheur.config import ConfigError, ground_truth_path
+    from nasheur.groundtruth.convert import cached_table, detect_format
     from nasheur.job import pick_device, pool_spaces_of, read_ground_truth, searched_archs
 
     read: dict[tuple[Any, ...], Any] = {}  # a file's table, or the error reading it gave
@@ -899,12 +903,21 @@ def _bad_inputs(jobs: list[tuple[list[str], _Reads]], local: bool) -> dict[str, 
             key += (cfg.search_space.name,)
             if key not in read:
                 try:
+                    if not convert and detect_format(key[0]) != "table":
+                        metric = None if g.metric is None else g.metric.value
+                        cached = cached_table(
+                            key[0], dataset=g.dataset, metric=metric, cache_dir=g.cache_dir
+                        )
+                        if cached is None:
+                            read[key] = None  # its conversion writes a cache: the jobs' to do
+                            continue
                     read[key] = read_ground_truth(cfg, spaces[""])
                 except (ValueError, OSError, MemoryError) as err:
                     read[key] = err
             if isinstance(read[key], BaseException):
                 raise read[key]
-            searched_archs(cfg, *read[key], spaces)
+            if read[key] is not None:
+                searched_archs(cfg, *read[key], spaces)
         except (ValueError, OSError, MemoryError) as err:  # ConfigError, GroundTruthError ...
             errors.setdefault(str(err) or type(err).__name__, []).append(job)
     return errors

@@ -507,6 +507,24 @@ def _cache_name(p: Path, stamp: str, tag: str, with_path: bool) -> str:
     return ".".join(parts)
 
 
+def cached_table(
+    path: str | os.PathLike[str],
+    *,
+    dataset: str | None = None,
+    metric: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path | None:
+    """The cache table of ``path`` where one exists already, else None (makes no folder)."""
+    p = Path(os.path.normpath(path))
+    proto = _protocol(detect_format(p), dataset, metric, None)
+    _, stamp = _stamp(p)
+    for folder, with_path in _cache_dirs(p, cache_dir):
+        f = folder / _cache_name(p, stamp, proto.tag, with_path)
+        if f.is_file():
+            return f
+    return None
+
+
 def cache_path(
     path: str | os.PathLike[str],
     *,
@@ -515,14 +533,13 @@ def cache_path(
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Where :func:`load_ground_truth` keeps (or would write) the cache of ``path``."""
+    found = cached_table(path, dataset=dataset, metric=metric, cache_dir=cache_dir)
+    if found is not None:
+        return found
     p = Path(os.path.normpath(path))
     proto = _protocol(detect_format(p), dataset, metric, None)
     _, stamp = _stamp(p)
     candidates = _cache_dirs(p, cache_dir)
-    for folder, with_path in candidates:
-        f = folder / _cache_name(p, stamp, proto.tag, with_path)
-        if f.is_file():
-            return f
     for folder, with_path in candidates:
         if _writable_dir(folder):
             return folder / _cache_name(p, stamp, proto.tag, with_path)
