@@ -880,23 +880,20 @@ def _bad_inputs(
     from nasheur.groundtruth.convert import cached_table, detect_format
     from nasheur.job import pick_device, pool_spaces_of, read_ground_truth, searched_archs
 
+    configs = [(job, r.config) for job, r in jobs if r.config is not None]
+    unusable: dict[str, str] = {}  # device -> why the jobs here cannot use it
+    for name in {cfg.device.value for _, cfg in configs} - {"cpu"} if local else ():
+        try:
+            pick_device(name)
+        except ConfigError as err:
+            unusable[name] = str(err)
     read: dict[tuple[Any, ...], Any] = {}  # a file's table, or the error reading it gave
-    devices: dict[str, str | None] = {}
     errors: dict[str, list[list[str]]] = {}
-    for job, reads in jobs:
-        cfg = reads.config
-        if cfg is None:
+    for job, cfg in configs:
+        if cfg.device.value in unusable:
+            errors.setdefault(unusable[cfg.device.value], []).append(job)
             continue
         try:
-            if local and cfg.device.value != "cpu":
-                if cfg.device.value not in devices:
-                    try:
-                        pick_device(cfg.device.value)
-                        devices[cfg.device.value] = None
-                    except ConfigError as err:
-                        devices[cfg.device.value] = str(err)
-                if devices[cfg.device.value]:
-                    raise ConfigError(devices[cfg.device.value])
             spaces = pool_spaces_of(cfg)
             g = cfg.ground_truth
             key = (ground_truth_path(cfg), g.dataset, g.metric, g.column, g.unit, g.cache_dir)

@@ -10,6 +10,7 @@ sweep's ``sweep.json`` lists whose folders are missing or hold nothing of a job 
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import os
 import types
@@ -206,6 +207,7 @@ def _pool_problem(pool: dict[str, Any], prefix: str) -> str | None:
 _ABSENT = object()
 
 
+@functools.cache
 def _schema_type(dotted: str) -> Any:
     """The type the config's schema gives the key `dotted` (Any where it gives none)."""
     from nasheur.config import Config
