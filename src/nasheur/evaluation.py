@@ -33,17 +33,14 @@ from nasheur.supernet.channels import SlicedBatchNorm2d
 MAX_EXTRA_CALIBRATION = 1000
 
 
-def draw_pool(
-    keys: Sequence[str],
-    size: int,
-    rng: np.random.Generator,
-    among: str = "architectures that have ground truth",
-) -> list[str]:
+def draw_pool(keys: Sequence[str], size: int, rng: np.random.Generator) -> list[str]:
     """`size` distinct architectures with ground truth, drawn uniformly with the run's seed
-    (`among`: what `keys` are, for the error of a pool larger than they)."""
+    (a job has checked the size against its spaces already: ``job.searched_archs``)."""
     ordered = sorted(keys)  # independent of the GT file's row order
     if size > len(ordered):
-        raise ConfigError(f"eval.pool_size={size} exceeds the {len(ordered)} {among}")
+        raise ConfigError(
+            f"eval.pool_size={size} exceeds the {len(ordered)} architectures that have ground truth"
+        )
     return [ordered[i] for i in rng.choice(len(ordered), size=size, replace=False)]
 
 
