@@ -6,36 +6,39 @@ PYTHON ?= python3
 # e.g. `make install TORCH="torch --index-url https://download.pytorch.org/whl/cu124"`.
 TORCH ?= torch==2.13.0
 PYTEST ?= $(PYTHON) -m pytest
+# this checkout, so that `make -f path/to/Makefile` from another folder finds its scripts (and
+# its launch/site.env); runs/, tables/ and figures/ stay relative to the folder make runs in
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
 .PHONY: install test test-slow test-all test-cuda lint format clean wheelhouse
 
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install $(TORCH)
-	$(PYTHON) -m pip install -e ".[dev]"
+	$(PYTHON) -m pip install -e "$(ROOT)[dev]"
 
 # the fast suite (a few minutes on 2 cores); slow end-to-end and SLURM tests are marked
 test:
-	$(PYTEST) -q -m "not slow and not slurm"
+	cd "$(ROOT)" && $(PYTEST) -q -m "not slow and not slurm"
 
 test-slow:
-	$(PYTEST) -q -m "slow and not slurm"
+	cd "$(ROOT)" && $(PYTEST) -q -m "slow and not slurm"
 
 test-all:
-	$(PYTEST) -q
+	cd "$(ROOT)" && $(PYTEST) -q
 
 # on a GPU node: the tests that need CUDA (the device loader, CUDA-graph evaluation, a job)
 test-cuda:
 	@$(PYTHON) -c "import sys, torch; sys.exit(not torch.cuda.is_available())" || \
 		{ echo "test-cuda: torch sees no CUDA device here" >&2; exit 1; }
-	$(PYTEST) -q -m cuda
+	cd "$(ROOT)" && $(PYTEST) -q -m cuda
 
 lint:
-	$(PYTHON) -m ruff check src tests
-	$(PYTHON) -m ruff format --check src tests
+	cd "$(ROOT)" && $(PYTHON) -m ruff check src tests
+	cd "$(ROOT)" && $(PYTHON) -m ruff format --check src tests
 
 format:
-	$(PYTHON) -m ruff check --fix src tests
-	$(PYTHON) -m ruff format src tests
+	cd "$(ROOT)" && $(PYTHON) -m ruff check --fix src tests
+	cd "$(ROOT)" && $(PYTHON) -m ruff format src tests
 
 clean:
 	rm -rf build dist *.egg-info src/*.egg-info .pytest_cache .ruff_cache
@@ -43,30 +46,30 @@ clean:
 # wheels of nasheur and its pure-Python needs, for a GPU node without a package index
 # (launch/wheelhouse.sh says how to install them there)
 wheelhouse:
-	PYTHON=$(PYTHON) bash launch/wheelhouse.sh .whl
+	PYTHON=$(PYTHON) bash $(ROOT)/launch/wheelhouse.sh .whl
 
 # SLURM (launch/README.md): a one-node cluster on this machine, the tests that need one, and
 # sweeps through the launcher profile with this site's settings (launch/site.env).
 .PHONY: slurm-up slurm-down test-slurm sweep sweep-debug
 
 slurm-up:
-	bash launch/slurm/start_cluster.sh
+	bash $(ROOT)/launch/slurm/start_cluster.sh
 
 slurm-down:
-	bash launch/slurm/stop_cluster.sh
+	bash $(ROOT)/launch/slurm/stop_cluster.sh
 
 # where there is no sbatch the tests are collected and skipped (exit 0), never "no tests" (5)
 test-slurm:
-	$(PYTEST) -q -m slurm
+	cd "$(ROOT)" && $(PYTEST) -q -m slurm
 
 # make sweep ARGS="search_space=nb201 ground_truth.path=/data/nb201-cifar10-valid-200ep.csv seed=0,1,2"
 sweep:
-	exec env NASHEUR_RUNS="$(RUNS)" bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm $(ARGS)
+	exec env NASHEUR_RUNS="$(RUNS)" bash $(ROOT)/launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm $(ARGS)
 
 # the same sweep, each job cut to one epoch of 5 steps (conf/preset/debug.yaml; an experiment's
 # own values win: epochs_ablation keeps its 100 to 1,800 epochs, of 5 steps each)
 sweep-debug:
-	exec env NASHEUR_RUNS="$(RUNS)" bash launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm +preset=debug $(ARGS)
+	exec env NASHEUR_RUNS="$(RUNS)" bash $(ROOT)/launch/with_site_env.sh $(PYTHON) -m nasheur -m hydra/launcher=slurm +preset=debug $(ARGS)
 
 # The sweep targets `exec` their command, so that a SIGTERM to make reaches the sweep (make
 # passes it to its child, which a plain /bin/sh would not hand on).
@@ -79,7 +82,7 @@ LAUNCHER ?= local
 # the runs folder: $NASHEUR_RUNS from the environment or launch/site.env, else runs/; the
 # sweep targets write under it and the table and figure targets read it, so that
 # `make sweep-11 RUNS=/x` and `make table-11 RUNS=/x` meet
-RUNS ?= $(or $(shell bash launch/with_site_env.sh printenv NASHEUR_RUNS 2>/dev/null),runs)
+RUNS ?= $(or $(shell bash $(ROOT)/launch/with_site_env.sh printenv NASHEUR_RUNS 2>/dev/null),runs)
 SWEEPS ?= $(RUNS)/sweeps
 TABLES ?= tables
 FIGURES ?= figures
@@ -99,8 +102,8 @@ EXPERIMENTS_3 := $(EXPERIMENTS_11) $(EXPERIMENTS_12) $(EXPERIMENTS_13)
 .PHONY: bench host-instructions figures
 sweep-%:
 	@test -n "$(strip $(EXPERIMENTS_$*))" || { echo "no experiments for table $*$(if $(filter 8,$*), (Table 8 by the paper's captions is Table 9 here: make sweep-9))" >&2; exit 2; }
-	exec env NASHEUR_RUNS="$(RUNS)" PYTHON="$(PYTHON)" bash launch/with_site_env.sh \
-	  bash launch/sweep_experiments.sh \
+	exec env NASHEUR_RUNS="$(RUNS)" PYTHON="$(PYTHON)" bash $(ROOT)/launch/with_site_env.sh \
+	  bash $(ROOT)/launch/sweep_experiments.sh \
 	  "$(LAUNCHER)" "$(EXPERIMENTS_$*)" $(ARGS)
 
 table-%:
