@@ -270,3 +270,56 @@ def test_a_sampler_the_space_does_not_offer_is_refused_when_built():
     assert "random_a" not in SPACE.samplers
     with pytest.raises(ValueError, match="'random_a' is not offered in the darts_nds space"):
         build_sampler("random_a", SPACE)
+
+
+def test_fairnas_draws_the_two_cells_on_their_own():
+    """FairNAS draws one topology as Random-NAS does (each cell's inputs independently) and a
+    permutation per op slot of each cell: 16 slots, so the normal and reduction cells of a
+    path neither share their inputs nor their ops (equal by chance 1 in 14,400, 1 in 7^8)."""
+    same_inputs = same_ops = 0
+    for seed in range(20):
+        path = SPACE.fair_paths(np.random.default_rng(seed))[0]
+        same_inputs += [i for _, i in path.normal.pairs] == [i for _, i in path.reduce.pairs]
+        same_ops += [op for op, _ in path.normal.pairs] == [op for op, _ in path.reduce.pairs]
+    assert same_inputs <= 1 and same_ops <= 1, (same_inputs, same_ops)
+
+
+@pytest.mark.parametrize("size", [6, 5])
+def test_factorized_reduce_reads_the_input_and_the_input_shifted_by_a_pixel(size):
+    """DARTS's FactorizedReduce: ReLU, then conv1x1 at stride 2 on x and on x[:, :, 1:, 1:]
+    (an odd side zero-padded at the end first), concatenated: with 0/1 kernels that pick
+    channels, the two halves are the even and the odd pixels of ReLU(x)."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from nasheur.spaces.darts_net import FactorizedReduce
+
+    fr = FactorizedReduce(2, 4, lambda c: nn.Identity())
+    with torch.no_grad():
+        fr.conv_1.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
+        fr.conv_2.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
+    x = torch.randn(3, 2, size, size)
+    r = F.pad(F.relu(x), (0, size % 2, 0, size % 2))
+    expected = torch.cat([r[:, :, 0:size:2, 0:size:2], r[:, :, 1::2, 1::2]], dim=1)
+    torch.testing.assert_close(fr(x), expected)
+
+
+@pytest.mark.parametrize(("name", "reach"), [("dil_conv_3x3", 2), ("dil_conv_5x5", 4)])
+def test_dilated_convs_have_dilation_2(name, reach):
+    """DARTS's dil_conv_kxk: a depthwise k x k conv of dilation 2 (padding 2 (k // 2)), so a
+    single pixel reaches every second pixel up to `reach` = 2 (k // 2) away, same size out."""
+    from torch import nn
+
+    from nasheur.spaces.darts_net import make_op
+
+    op = make_op(name, 1, 1, lambda c: nn.Identity())
+    with torch.no_grad():
+        for p in op.parameters():
+            p.fill_(1.0)
+    x = torch.zeros(1, 1, 13, 13)
+    x[0, 0, 6, 6] = 1.0
+    y = op(x)[0, 0]
+    assert y.shape == (13, 13)
+    hit = {(i - 6, j - 6) for i, j in (y != 0).nonzero().tolist()}
+    steps = range(-reach, reach + 1, 2)
+    assert hit == {(a, b) for a in steps for b in steps}

@@ -303,6 +303,28 @@ def test_the_standalone_network_runs():
         SPACE.standalone(HASHED, stacks=2)
 
 
+def test_the_max_pools_of_a_cell_and_between_stacks():
+    """Spec section 1: the vertex op maxpool3x3 (stride 1, TF 'same' padding, which never
+    wins a max) and the 2x2 max-pool between stacks ('same': an odd side rounds up), against
+    maxima over the windows clipped to the image, by brute force."""
+    import torch
+
+    from nasheur.spaces.nb101_net import downsample, max_pool_3x3
+
+    x = torch.randn(2, 3, 5, 5) - 10  # all negative: a zero padding would show
+    for pool, size, start, stride, out in (
+        (max_pool_3x3(), 3, -1, 1, 5),
+        (downsample(), 2, 0, 2, 3),
+    ):
+        expected = torch.empty(2, 3, out, out)
+        for i in range(out):
+            for j in range(out):
+                r, c = start + stride * i, start + stride * j
+                window = x[:, :, max(r, 0) : r + size, max(c, 0) : c + size]
+                expected[:, :, i, j] = window.amax(dim=(2, 3))
+        torch.testing.assert_close(pool(x), expected)
+
+
 # ---------------------------------------------------------------------------------------------
 # samplers
 
@@ -316,6 +338,15 @@ def test_random_nas_oversamples_architectures_with_many_encodings():
     # uniform sampling would see each about 2000 / 423,624 = 0.005 times
     assert counts[bare] > 120 and counts[single] > 20
     assert counts[bare] > 2 * counts[single]
+
+
+def test_random_nas_draws_every_interior_op_uniformly():
+    """Random-NAS draws each interior op uniformly among the 3, independently of the edges,
+    so pruning (which looks at the edges only) keeps the kept vertices' ops uniform."""
+    rng = np.random.default_rng(0)
+    ops = Counter(op for _ in range(1000) for op in random_spec(rng).ops[1:-1])
+    counts = [ops[op] for op in OPS]
+    assert sum(counts) > 1000 and stats.chisquare(counts).pvalue > 1e-3, counts
 
 
 def test_random_a_is_uniform_over_unique_architectures(small_catalogue):

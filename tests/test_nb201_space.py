@@ -216,3 +216,61 @@ def test_every_cell_key_is_distinct_from_its_siblings():
     for ops in itertools.islice(itertools.product(range(5), repeat=6), 0, 15_625, 997):
         arch = NB201Arch(ops)
         assert SPACE.key(arch) == str(arch) and SPACE.parse(SPACE.key(arch)) == arch
+
+
+def test_random_a_draws_an_encoding_of_its_class_uniformly():
+    """Random-A: a uniform class, then one of its encodings uniformly (so that no encoding's
+    path of the super-net is favoured). The share of draws that are their class's first
+    encoding, brute-forced from the enumeration, is the mean of 1/|class|, not 1."""
+    members: dict[str, list[NB201Arch]] = {}
+    for arch in ALL:
+        members.setdefault(unique_str(arch), []).append(arch)
+    rng = np.random.default_rng(0)
+    draws = [SPACE.sample_unique(rng) for _ in range(3_000)]
+    shared = [members[unique_str(a)] for a in draws if len(members[unique_str(a)]) > 1]
+    first = [a == members[unique_str(a)][0] for a in draws if len(members[unique_str(a)]) > 1]
+    expected = float(np.mean([1 / len(m) for m in shared]))
+    sd = (expected * (1 - expected) / len(first)) ** 0.5
+    assert abs(np.mean(first) - expected) < 5 * sd, (np.mean(first), expected)
+    assert len(set(draws)) > len({unique_str(a) for a in draws})
+
+
+def test_the_reduction_block_is_a_residual_block_with_an_avg_pool_shortcut():
+    """Spec section 1: stride 2, avg-pool + conv1x1 shortcut. With the conv branch's last BN
+    zeroed, the block is its shortcut: a 2x2 mean of each input channel (picked here by a
+    0/1 conv1x1), computed by hand."""
+    import torch
+    from torch import nn
+
+    from nasheur.spaces.nb201_net import ResidualReduction
+
+    block = ResidualReduction(2, 4, nn.BatchNorm2d)
+    with torch.no_grad():
+        block.conv_b[2].weight.zero_()
+        block.conv_b[2].bias.zero_()
+        pick = torch.zeros(4, 2, 1, 1)
+        for o in range(4):
+            pick[o, o % 2] = 1
+        block.shortcut[1].weight.copy_(pick)
+    x = torch.randn(3, 2, 6, 6)
+    means = x.reshape(3, 2, 3, 2, 3, 2).mean((3, 5))
+    expected = torch.cat([means, means], dim=1)  # output channel o reads input o % 2
+    torch.testing.assert_close(block(x), expected)
+    with torch.no_grad():
+        block.conv_b[2].weight.fill_(1.0)  # the conv branch adds to the shortcut
+    assert not torch.allclose(block(x), expected)
+
+
+def test_the_average_pool_leaves_the_padding_out():
+    """NB201's avg_pool_3x3 (count_include_pad=False): a border pixel averages only the
+    pixels inside the image."""
+    import torch
+
+    from nasheur.spaces.nb201_net import avg_pool_3x3, make_op
+
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    for pool in (avg_pool_3x3(), make_op("avg_pool_3x3", 1, None)):
+        y = pool(x)
+        torch.testing.assert_close(pool(torch.ones(1, 1, 4, 4)), torch.ones(1, 1, 4, 4))
+        assert y[0, 0, 0, 0] == (0 + 1 + 4 + 5) / 4
+        assert y[0, 0, 1, 1] == x[0, 0, :3, :3].mean()

@@ -265,6 +265,24 @@ def test_ofa_kernel_is_the_centre_crop_at_init_and_shares_gradients():
             assert op_set.sep_dw[0].transforms["3"].grad is None
 
 
+def test_ofa_keeps_the_two_depthwise_kernels_of_a_sep_conv_apart():
+    """A sep conv stacks two depthwise convs with weights of their own: the OFA kernel shares
+    one kernel across the sizes 3 and 5 of each, not one kernel across the two convs."""
+    net = supernet(ofa_kernel=True)
+    op_set = cells(net)[0].op_sets[0]
+    first, second = (k.weight for k in op_set.sep_dw)
+    assert first is not second and not torch.equal(first, second)
+    for op, k in SEP_KERNEL.items():
+        lo = (5 - k) // 2
+        for part, kernel in (("dw1", first), ("dw2", second)):
+            torch.testing.assert_close(
+                op_set.weight(op, part), kernel[:, :, lo : lo + k, lo : lo + k]
+            )
+    net.train()
+    net(torch.randn(4, 3, 8, 8), with_slot(TWICE, 0, ("sep_conv_5x5", 0))).sum().backward()
+    assert first.grad.abs().sum() > 0 and second.grad.abs().sum() > 0
+
+
 def test_wsbn_keeps_one_bn_per_input_in_node_mode_and_is_a_no_op_on_edges():
     net = supernet(ops_on="node", wsbn=True, bn_track=True)
     normal, reduce = cells(net)[0], cells(net)[1]
@@ -303,3 +321,14 @@ def test_a_concat_of_fewer_nodes_zeroes_the_others():
     net.eval()
     fewer = Genotype(Cell(DARTS_V2.normal.pairs, (2, 3, 5)), DARTS_V2.reduce)
     assert net(torch.randn(2, 3, 8, 8), fewer).shape == (2, 10)
+    # the cell keeps its 4 C channels: node 4's block is zero, the others are the nodes'
+    cell, c = cells(net)[0], 4
+    s0, s1 = torch.randn(2, 3 * c, 8, 8), torch.randn(2, 3 * c, 8, 8)
+    full, out = cell(s0, s1, DARTS_V2.normal), cell(s0, s1, fewer.normal)
+    assert out.shape == full.shape == (2, 4 * c, 8, 8)
+    assert torch.equal(out[:, 2 * c : 3 * c], torch.zeros_like(out[:, :c]))
+    assert full[:, 2 * c : 3 * c].abs().sum() > 0
+    for block in (0, 1, 3):
+        torch.testing.assert_close(
+            out[:, block * c : (block + 1) * c], full[:, block * c : (block + 1) * c]
+        )

@@ -29,8 +29,8 @@ from nasheur.spaces.nb101 import (
     vertex_widths,
 )
 from nasheur.supernet import SupernetSpec, build_supernet
-from nasheur.supernet.batchnorm import BNStats, set_bn_stats
-from nasheur.supernet.channels import InterpolateChannels, SlicedBatchNorm2d
+from nasheur.supernet.batchnorm import BNStats, WSBatchNorm, set_bn_stats
+from nasheur.supernet.channels import InterpolateChannels, SlicedBatchNorm2d, SubsetChannels
 from nasheur.supernet.nb101 import SuperCell
 from nasheur.training import build_optimizer
 from tests.conftest import two_sgd_steps
@@ -248,6 +248,13 @@ def test_shuffle_trains_a_random_subset_drawn_with_the_global_rng():
         key = f"blocks.0.positions.0.convs.{C3}"
         rows, cols = changed_rows_cols(before[key], dict(net.named_parameters())[key])
         assert len(rows) == 4 and rows == cols  # one subset for both channel axes
+        # the vertex's input projection and its BN take the same subset
+        p = dict(net.named_parameters())
+        proj_rows, _ = changed_rows_cols(
+            before["blocks.0.positions.0.proj"], p["blocks.0.positions.0.proj"]
+        )
+        bn = "blocks.0.positions.0.proj_bn.slots.0.weight"
+        assert proj_rows == (before[bn] != p[bn]).nonzero().flatten().tolist() == rows
         subsets.append(tuple(rows))
     assert len(set(subsets)) > 1 and any(s != (0, 1, 2, 3) for s in subsets)
     # the same RNG state draws the same subsets: a resumed run repeats the uninterrupted one
@@ -278,6 +285,74 @@ def test_interpolate_trains_every_channel_and_resamples_linearly():
     torch.testing.assert_close(up @ ramp, torch.tensor([0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3]))
     x = torch.randn(2, 8, 3, 3)
     assert s.resample(x, 3).shape == (2, 3, 3, 3) and s.resample(x, 8) is x
+
+
+def test_shuffle_draws_a_random_subset_used_in_channel_order():
+    # a subset "used in channel order": sorted indices, so that a vertex's channel i is
+    # the i-th smallest channel of its subset on every axis (kernels, projections, BN)
+    s = SubsetChannels("shuffle")
+    torch.manual_seed(0)
+    draws = [s.draw(8, 4, torch.device("cpu"))[1] for _ in range(20)]
+    for sel in draws:
+        assert sel.tolist() == sorted(set(sel.tolist())) and len(sel) == 4
+        assert int(sel.min()) >= 0 and int(sel.max()) < 8
+    assert len({tuple(sel.tolist()) for sel in draws}) > 5
+    assert s.draw(8, 8, torch.device("cpu"))[1] is None  # full width: the layer unchanged
+
+
+def triangle_resampling(c_from: int, c_to: int) -> torch.Tensor:
+    """The (c_to, c_from) matrix of an antialiased linear resampling, derived by hand: channel
+    j sits at j + 1/2; output channel i at s (i + 1/2), s = c_from / c_to, averages the input
+    channels with a triangle window of half-width max(s, 1), normalised to sum 1 (going up,
+    half-width 1 is plain linear interpolation, clamped at the ends)."""
+    s = c_from / c_to
+    half = max(s, 1.0)
+    m = torch.zeros(c_to, c_from, dtype=torch.float64)
+    for i in range(c_to):
+        for j in range(c_from):
+            m[i, j] = max(0.0, 1 - abs(j + 0.5 - s * (i + 0.5)) / half)
+    return m / m.sum(1, keepdim=True)
+
+
+@pytest.mark.parametrize(
+    ("c_from", "c_to"), [(8, 4), (8, 3), (8, 5), (6, 4), (7, 2), (4, 8), (3, 8), (5, 7), (8, 8)]
+)
+def test_interpolate_is_a_triangle_weighted_moving_average(c_from, c_to):
+    """Paper 4.5.1: going down, each channel is a triangle-weighted average of its
+    neighbours (antialiased), not the two nearest channels of plain linear interpolation."""
+    got = InterpolateChannels().matrix(c_from, c_to, torch.zeros((), dtype=torch.float64))
+    torch.testing.assert_close(got, triangle_resampling(c_from, c_to))
+
+
+def test_interpolate_resamples_the_output_of_the_full_width_op():
+    """conv-BN-ReLU at C_max between resamplings: the C-channel input up to C_max, the op
+    with its whole kernel and BN, and its ReLU output down to C (ReLU before the average);
+    the input projection likewise."""
+    torch.manual_seed(0)
+    s, c, c_max, c_in = InterpolateChannels(), 3, 8, 5
+    bn = WSBatchNorm(c_max, 1, affine=True, track=False)
+    with torch.no_grad():
+        bn.slots[0].weight.normal_()
+        bn.slots[0].bias.normal_()
+    up, down = triangle_resampling(c, c_max).float(), triangle_resampling(c_max, c).float()
+
+    def bn_relu(y):
+        norm = bn.slots[0]
+        mean = y.mean((0, 2, 3), keepdim=True)
+        var = y.var((0, 2, 3), unbiased=False, keepdim=True)
+        z = (y - mean) / torch.sqrt(var + norm.eps)
+        return F.relu(z * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1))
+
+    x = torch.randn(6, c, 5, 5)
+    weight = torch.randn(c_max, c_max, 3, 3)
+    got = s.conv_bn_relu(x, weight, bn, 0, s.draw(c_max, c, x.device))
+    full = bn_relu(F.conv2d(torch.einsum("oc,nchw->nohw", up, x), weight, padding=1))
+    torch.testing.assert_close(got, torch.einsum("co,nohw->nchw", down, full))
+    x = torch.randn(6, c_in, 5, 5)
+    weight = torch.randn(c_max, c_in, 1, 1)
+    got = s.project(x, weight, bn, s.draw(c_max, c, x.device))
+    full = bn_relu(F.conv2d(x, weight))
+    torch.testing.assert_close(got, torch.einsum("co,nohw->nchw", down, full))
 
 
 def test_disabled_builds_one_supernet_per_subspace(caplog):
@@ -373,6 +448,31 @@ def test_wsbn_keeps_one_bn_per_set_of_incoming_vertices():
     net(x, b)
     moved = [i for i, s in enumerate(slots) if not torch.equal(s.running_mean, torch.zeros(8))]
     assert moved == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [TWO, ONE, THREE, make_spec([[0, 1], [0, 0]], [INPUT, OUTPUT])],
+    ids=["k2", "k1", "k3", "input-output"],
+)
+def test_path_dropout_acts_on_every_edge_of_the_cell(arch, monkeypatch):
+    """Path dropout drops every edge term: each input of a vertex (projected input or
+    truncated vertex) and each edge into the output, so a cell calls it once per edge of
+    its matrix (counted here from the matrix itself)."""
+    import nasheur.supernet.nb101 as module
+
+    real, calls = module.drop_path, []
+
+    def recording(x, rate, training):
+        calls.append((rate, training))
+        return real(x, rate, training)
+
+    monkeypatch.setattr(module, "drop_path", recording)
+    net = supernet(path_dropout=0.2)
+    net.train()
+    net(torch.randn(2, 3, 8, 8), arch)
+    edges = sum(map(sum, arch.matrix))
+    assert calls == [(0.2, True)] * (edges * len(cells(net)))
 
 
 def test_fairnas_gives_every_op_of_every_position_one_pass_per_step():
