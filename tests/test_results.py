@@ -35,7 +35,8 @@ def record(
     rec = {
         "status": status,
         "seed": seed,
-        "config": {
+        "config": {  # as a job writes it: the seed in the config too, not a setting
+            "seed": seed,
             "search_space": {"name": space},
             "protocol": {"lr": lr},
             "metrics": {"skdt_threshold": 0.001},
