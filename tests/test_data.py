@@ -447,3 +447,98 @@ def test_a_generated_set_too_large_for_memory_names_its_keys(monkeypatch, name):
     monkeypatch.setitem(data.GENERATED, name, (too_large, *data.GENERATED[name][1:]))
     with pytest.raises(ConfigError, match=rf"dataset.image_size=2048 .*{name} set ran out of mem"):
         load_image_data(name, train_portion=0.9, num_images=3000, image_size=2048)
+
+
+# ----------------------------------------------------------------------------- audit: pinned answers
+
+
+@pytest.mark.parametrize("name", ["synthetic", "procedural"])
+def test_each_share_keeps_every_image_with_its_own_label(name):
+    # the generator's own (image, label) pairs, looked up by the image's bytes: a share whose
+    # labels came from other indices than its images would pair images with wrong classes
+    n, size = 120, 8
+    make = make_synthetic if name == "synthetic" else make_procedural
+    images, labels = make(n, size, 10, 0)
+    label_of = {images[i].tobytes(): int(labels[i]) for i in range(n)}
+    assert len(label_of) == n  # every image distinct, so its bytes name it
+    d = load_image_data(name, train_portion=0.5, val_portion=0.25, num_images=n, image_size=size)
+    for x, y in ((d.train_x, d.train_y), (d.val_x, d.val_y)):
+        assert len(x) == len(y)
+        assert [label_of[img.numpy().tobytes()] for img in x] == y.tolist()
+
+
+def test_the_cifar_shares_keep_their_labels_and_the_split_seed_draws_them(tmp_path):
+    x_ref, y_ref = write_fake_cifar(tmp_path / "cifar-10-batches-py")
+    for seed in (0, 3):
+        d = load_image_data(
+            "cifar10", train_portion=0.5, val_portion=0.1, root=str(tmp_path), split_seed=seed
+        )
+        split = split_train_val(100, 0.5, 0.1, seed=seed)
+        assert np.array_equal(d.train_x.numpy(), x_ref[split.train_idx])
+        assert np.array_equal(d.train_y.numpy(), y_ref[split.train_idx])
+        assert np.array_equal(d.val_x.numpy(), x_ref[split.val_idx])
+        assert np.array_equal(d.val_y.numpy(), y_ref[split.val_idx])
+
+
+def test_the_split_seed_not_the_data_seed_draws_the_validation_share():
+    # README "Validation share": one permutation drawn with dataset.split_seed; the data seed
+    # draws the generated images only
+    kw = {"train_portion": 0.5, "val_portion": 0.25, "num_images": 80, "image_size": 8}
+    images, _ = make_synthetic(80, 8, 10, 0)
+    for split_seed in (0, 5):
+        d = load_image_data("synthetic", split_seed=split_seed, data_seed=0, **kw)
+        val_idx = split_train_val(80, 0.5, 0.25, seed=split_seed).val_idx
+        assert np.array_equal(d.val_x.numpy(), images[val_idx])
+
+
+def test_cifar10_is_normalised_by_its_rgb_training_statistics(tmp_path):
+    # the published per-channel statistics of the 50,000 training images, in pixel units
+    # (as NAS-Bench-201's code writes them): mean (125.3, 123.0, 113.9), std (63.0, 62.1, 66.7)
+    write_fake_cifar(tmp_path / "cifar-10-batches-py")
+    d = load_image_data("cifar10", train_portion=0.9, root=str(tmp_path))
+    np.testing.assert_allclose(d.mean, np.array([125.3, 123.0, 113.9]) / 255, atol=5e-4)
+    np.testing.assert_allclose(d.std, np.array([63.0, 62.1, 66.7]) / 255, atol=5e-4)
+
+
+def test_the_random_crop_pads_four_pixels():
+    # spec section 3: random crop with padding 4, so a pixel moves by -4..4 in each axis, all
+    # of them drawn, and no further
+    s, n = 16, 600
+    x = torch.zeros((n, 3, s, s), dtype=torch.uint8)
+    x[:, :, 8, 8] = 255  # in the middle: it never leaves the crop
+    y = torch.zeros(n, dtype=torch.int64)
+    loader = DeviceLoader(x, y, batch_size=n, mean=(0, 0, 0), std=(1, 1, 1), augment=True)
+    ((xb, _),) = list(loader.train_batches(torch.Generator().manual_seed(4)))
+    rows, cols = set(), set()
+    for img in xb:
+        ((r, c),) = img[0].nonzero().tolist()
+        rows.add(r - 8)
+        cols.add(min(abs(c - 8), abs((s - 1 - c) - 8)))  # mirrored or not
+    assert rows == set(range(-4, 5))
+    assert max(cols) == 4
+
+
+@pytest.mark.parametrize(("n", "bs"), [(10, 4), (3, 8), (7, 5)])
+def test_the_last_eval_batch_wraps_around_to_the_start(n, bs):
+    # README "Evaluation batches": the last batch is completed from the start of the share
+    # (tiled when the share is smaller than a batch), so BN's batch statistics see a full
+    # batch of real images in a fixed order
+    x, y = _indexed_set(n)
+    loader = DeviceLoader(x, y, batch_size=bs, mean=MEAN, std=STD, augment=False)
+    *_, (xb, yb, n_valid) = loader.eval_batches()
+    start = (loader.eval_steps - 1) * bs
+    expected = [(start + i) % n for i in range(bs)]
+    assert n_valid == n - start and yb.tolist() == expected
+    torch.testing.assert_close(xb, _norm(x[expected]))
+
+
+@pytest.mark.parametrize("bad", [10, -1])
+def test_a_cifar_label_outside_its_ten_classes_is_refused(tmp_path, bad):
+    # CIFAR-10 has the classes 0..9: a label 10 would index past the classifier's outputs
+    folder = tmp_path / "cifar-10-batches-py"
+    write_fake_cifar(folder)
+    with open(folder / "data_batch_3", "wb") as f:
+        data = np.zeros((4, 3072), np.uint8)
+        pickle.dump({b"data": data, b"labels": [0, 9, bad, 1]}, f, protocol=2)
+    with pytest.raises(ValueError, match=r"data_batch_3: labels must lie in 0\.\.9"):
+        load_cifar10_train(folder)

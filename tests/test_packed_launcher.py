@@ -22,7 +22,7 @@ from hydra_plugins.nasheur_ablation.packed_launcher import (
     cpu_share,
     run_in_processes,
 )
-from hydra_plugins.nasheur_ablation.submitit_arrays import NoResult
+from nasheur.jobguard import NoResult
 from tests.test_with_mps import fake_control
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -268,3 +268,28 @@ def test_the_sweep_says_how_many_jobs_run_side_by_side(per_task, at_once, jobs, 
         jobs_per_task, jobs_at_once = per_task, at_once
 
     assert _side_by_side(Launcher(), jobs, batch) == said
+
+
+@pytest.mark.parametrize(("per_task", "packed"), [(1, None), (2, 2), (3, 3)])
+def test_every_jobs_per_task_above_one_packs_the_jobs(monkeypatch, per_task, packed):
+    # module doc: with jobs_per_task=K (> 1) the jobs go K at a time into one array task;
+    # with 1, hydra-submitit-launcher's own array of one task per job
+    from contextlib import nullcontext
+
+    from hydra_plugins.nasheur_ablation import packed_launcher
+
+    # the class and module globals as they are now (Hydra's scan of hydra_plugins may run the
+    # plugin modules again, making new classes of the same names)
+    cls = packed_launcher.PackedSlurmLauncher
+    used = []
+    monkeypatch.setitem(
+        cls.launch.__globals__,
+        "_packing",
+        lambda size, mps=False: used.append(size) or nullcontext(),
+    )
+    # hydra-submitit-launcher's own launch, stubbed: no executor, nothing submitted
+    monkeypatch.setattr(cls.__bases__[0], "launch", lambda self, jobs, idx: ["launched"])
+    launcher = object.__new__(cls)
+    launcher.jobs_per_task, launcher.mps = per_task, False
+    assert launcher.launch([["seed=0"], ["seed=1"], ["seed=2"]], 0) == ["launched"]
+    assert used == ([] if packed is None else [packed])

@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from hydra_plugins.nasheur_ablation.ablation_sweeper import (
 )
 from nasheur.fidelity import level_of, resolve_level
 from nasheur.jobguard import hold_folder
-from tests.conftest import TINY_JOB, write_nb201_gt
+from tests.conftest import PYTHON, REPO, TINY_JOB, write_nb201_gt
 
 
 class StandIn:
@@ -417,7 +418,8 @@ def test_each_submitit_job_ended_without_a_result_becomes_a_failed_result():
     import submitit
     from submitit.core.utils import UncompletedJobError
 
-    from hydra_plugins.nasheur_ablation.ablation_sweeper import _each_job_settled, _NoResult
+    from hydra_plugins.nasheur_ablation.ablation_sweeper import _each_job_settled
+    from nasheur.jobguard import NoResult
 
     class Job:
         def __init__(self, n):
@@ -439,7 +441,7 @@ def test_each_submitit_job_ended_without_a_result_becomes_a_failed_result():
     assert submitit.AutoExecutor.map_array is original  # put back
     completed, failed = JobStatus.COMPLETED, JobStatus.FAILED
     assert [r.status for r in results] == [completed, failed, completed]
-    assert isinstance(results[1]._return_value, _NoResult) and results[1].overrides == ["a=1"]
+    assert isinstance(results[1]._return_value, NoResult) and results[1].overrides == ["a=1"]
     assert "job 7_1 ended without a result (state: CANCELLED)" in str(results[1]._return_value)
 
 
@@ -1306,3 +1308,202 @@ def test_a_jobs_state_reads_any_record_without_a_traceback(tmp_path, content, st
 
     (tmp_path / "metrics.json").write_bytes(content)
     assert _state(tmp_path, "h") == state
+
+
+# ---------------------------------------------------------------------------------------------
+# audit: what the plan keeps, drops and runs once
+
+
+def test_a_plan_lists_each_job_once():
+    # expand's contract: duplicates are dropped (a seed or a value given twice, a value two
+    # blocks share), whatever order the keys come in
+    jobs = expand(
+        ["nb201"],
+        [0, 0, 1],
+        [{"protocol.lr": [0.1, 0.1, 0.2]}, {"protocol.lr": [0.2]}],
+        {"nb201": {}},
+    )
+    assert sorted(map(sorted, jobs)) == sorted(
+        sorted(["search_space=nb201", f"protocol.lr={lr}", f"seed={s}"])
+        for lr in (0.1, 0.2)
+        for s in (0, 1)
+    )
+
+
+def test_a_pinned_list_with_a_value_off_the_experiments_list_replaces_it_whole():
+    # module doc and expand: values the experiment lists all restrict it; one it does not list
+    # replaces the key's values in every block, so none of the command line's values is lost
+    blocks = [{"protocol.lr": [0.05, 0.1, 0.2]}]
+    restricted = expand(["nb201"], [0], blocks, {"nb201": {}}, pinned={"protocol.lr": [0.1, 0.2]})
+    replaced = expand(["nb201"], [0], blocks, {"nb201": {}}, pinned={"protocol.lr": [0.1, 0.3]})
+
+    def lrs(jobs):
+        return sorted(o for job in jobs for o in job if o.startswith("protocol.lr="))
+
+    assert lrs(restricted) == ["protocol.lr=0.1", "protocol.lr=0.2"]
+    assert lrs(replaced) == ["protocol.lr=0.1", "protocol.lr=0.3"]
+
+
+def test_rows_of_one_config_launch_one_job(args, tmp_path):
+    # two blocks that each hold the space's baseline (NB201 trains with track F, affine T,
+    # Table 14) plan it twice under other overrides; it is one config, one folder, one job
+    sweeper, task = sweeper_for(args)
+    sweeper.blocks = [{"protocol.bn_track": [False, True]}, {"protocol.bn_affine": [True, False]}]
+    sweeper.sweep(task)
+    launched = sweeper.launcher.launched
+    assert len(sweeper.plan(task)) == 4 and len(launched) == 3
+    folders = [j["folder"] for j in listed(tmp_path)]
+    assert len(folders) == len(set(folders)) == 3
+
+
+def test_a_jobs_state_at_launch_follows_its_folder(tmp_path):
+    # module doc: completed jobs are skipped, interrupted ones (a checkpoint, no record yet)
+    # resume from it, failed ones run again; a record of another config is not this job's
+    from hydra_plugins.nasheur_ablation.ablation_sweeper import _DRY_RUN, _state
+
+    assert _state(tmp_path, "h") == "new"
+    (tmp_path / "checkpoint.pt").write_bytes(b"x")
+    assert _state(tmp_path, "h") == "interrupted"
+    assert _DRY_RUN["interrupted"] == ("resume", "from its checkpoint")
+    for status in ("failed", "completed"):
+        (tmp_path / "metrics.json").write_text(json.dumps({"config_hash": "h", "status": status}))
+        assert _state(tmp_path, "h") == status
+    assert _state(tmp_path, "other") == "other-config"
+
+
+def test_a_completed_job_whose_ground_truth_changed_is_launched_again(args, tmp_path):
+    # a job evaluated against a ground truth that changed since is evaluated again (from its
+    # checkpoint), not skipped as completed; the others are skipped
+    sweeper, task = sweeper_for(args)
+    sweeper.sweep(task)
+    stale = Path(listed(tmp_path)[0]["folder"])
+    record = json.loads((stale / "metrics.json").read_text())
+    gt = str(tmp_path / "gt.csv")
+    record["ground_truth"] = {"fingerprint": {"path": gt, "stamp": "0-0", "sha256": "0" * 64}}
+    (stale / "metrics.json").write_text(json.dumps(record))
+    again, task = sweeper_for(args)
+    again.sweep(task)
+    assert len(again.launcher.launched) == 1
+    (entry,) = [j for j in listed(tmp_path) if Path(j["folder"]) == stale]
+    assert entry["state_at_launch"] == "ground truth changed"
+
+
+def test_only_a_job_that_never_started_counts_as_never_listed(tmp_path):
+    # nasheur.reuse: a job the sweep listed and started (it had a folder) and whose folder is
+    # gone was deleted to run it again; only one new at its latest launch that then did not
+    # run it (`after: not run`) had no folder to delete, and may be copied from a sibling
+    from nasheur.reuse import listed_jobs
+
+    entries = {
+        "a-new-not-run": ("new", "not run"),
+        "b-interrupted-not-run": ("interrupted", "not run"),
+        "c-failed-not-run": ("failed", "not run"),
+        "d-new-completed": ("new", "completed"),
+        "e-new-killed": ("new", None),
+    }
+    jobs = [
+        {"folder": str(tmp_path / "nb201" / name), "state_at_launch": before}
+        | ({"after": after} if after else {})
+        for name, (before, after) in entries.items()
+    ]
+    (tmp_path / "sweep.json").write_text(json.dumps({"jobs": jobs}))
+    everything = {f"nb201/{name}" for name in entries}
+    assert listed_jobs(tmp_path) == everything
+    assert listed_jobs(tmp_path, started_only=True) == everything - {"nb201/a-new-not-run"}
+
+
+def test_a_sibling_job_that_failed_is_not_copied(args, tmp_path):
+    # nasheur.reuse: only a *completed* job of the same config is copied; the baseline that
+    # lr_ablation failed is trained here, with the other three
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    _with(_lr_baseline(tmp_path), status="failed", error="RuntimeError: boom")
+    bn, task = sweeper_for(args)
+    bn.sweep(task)
+    assert len(bn.launcher.launched) == 4
+    assert not any("reused_from" in j for j in listed(tmp_path))
+
+
+def test_the_size_of_a_generated_set_is_part_of_a_jobs_identity(tmp_path):
+    # a generated set's num_images, image_size and num_classes decide the images a job trains
+    # on: another value is another job (another folder, not a completed one skipped); on
+    # CIFAR-10 nothing reads them, and they leave its folder alone
+    from nasheur.config import config_hash, plain
+    from tests.conftest import compose_job
+
+    gt = f"ground_truth.path={tmp_path / 'gt.csv'}"
+
+    def chash(*overrides):
+        return config_hash(plain(compose_job([*TINY_JOB, gt, *overrides])))
+
+    generated = {
+        chash(),
+        chash("dataset.num_images=320"),
+        chash("dataset.image_size=12"),
+        chash("dataset.num_classes=5"),
+    }
+    assert len(generated) == 4
+    cifar = ["dataset=cifar10", f"dataset.root={tmp_path}"]
+    assert chash(*cifar) == chash(*cifar, "dataset.num_images=320", "dataset.num_classes=5")
+
+
+def test_a_launched_jobs_end_is_what_its_result_and_record_say(tmp_path):
+    # a failed result whose record says interrupted (SIGTERM, a requeue) resumes: interrupted;
+    # a job its cluster ended without a result is what its record, written since, says
+    from hydra_plugins.nasheur_ablation.ablation_sweeper import _Outcome, _settle
+    from nasheur.jobguard import NoResult
+
+    def job(name, status, value):
+        folder = tmp_path / "nb201" / name
+        folder.mkdir(parents=True)
+        record = {"config_hash": name, "status": status}
+        (folder / "metrics.json").write_text(json.dumps(record))
+        outcome = _Outcome([f"seed={len(name)}"], folder, name, before="new", launched=True)
+        returned = JobReturn(overrides=[], status=JobStatus.FAILED, _return_value=value)
+        return outcome, returned
+
+    cases = {
+        "a": ("interrupted", RuntimeError("stopped"), "interrupted"),
+        "bb": ("failed", RuntimeError("boom"), "failed"),
+        "ccc": ("failed", NoResult("job 1_2 ended without a result"), "failed"),
+        "dddd": ("interrupted", NoResult("job 1_3 ended without a result"), "interrupted"),
+    }
+    made = [job(name, status, value) for name, (status, value, _) in cases.items()]
+    todo = [o for o, _ in made]
+    _settle(todo, [r for _, r in made])
+    assert [o.after for o in todo] == [after for *_, after in cases.values()]
+
+
+def test_sweep_json_records_how_a_job_left_to_another_launch_ended(tmp_path):
+    from hydra_plugins.nasheur_ablation.ablation_sweeper import RUNNING, _Outcome, _record_after
+
+    folder = tmp_path / "nb201" / "x-h"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"config_hash": "h", "status": "completed"}))
+    left = _Outcome(["seed=0"], folder, "h", before=RUNNING, after="running elsewhere")
+    _record_after(tmp_path, [left])
+    (entry,) = json.loads((tmp_path / "sweep.json").read_text())["jobs"]
+    assert entry["state_at_launch"] == RUNNING and entry["after"] == "completed"
+
+
+def test_the_no_result_class_survives_hydras_plugin_scan():
+    """Hydra's scan of ``hydra_plugins`` executes each plugin module again where the plugins
+    are installed as plain files (a wheel, PYTHONPATH): a class defined in a plugin module is
+    then made twice, and the sweeper's ``isinstance`` check of a job that its cluster ended
+    would miss the launcher's. NoResult lives outside the plugins, so both find one class.
+    (In a fresh interpreter: modules executed again would change this one's classes.)"""
+    code = """if True:
+        import importlib
+        from hydra_plugins.nasheur_ablation import ablation_sweeper, packed_launcher
+        from hydra_plugins.nasheur_ablation import submitit_arrays
+        from nasheur.jobguard import NoResult
+        for module in (submitit_arrays, packed_launcher, ablation_sweeper):  # as Hydra's scan
+            importlib.util.find_spec(module.__name__).loader.exec_module(module)
+        assert submitit_arrays.NoResult is NoResult, "submitit_arrays"
+        assert packed_launcher.NoResult is NoResult, "packed_launcher"
+        assert ablation_sweeper.NoResult is NoResult, "ablation_sweeper"
+    """
+    proc = subprocess.run(
+        [PYTHON, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -231,6 +231,15 @@ def exclusive(path: str | Path) -> Iterator[None]:
         os.close(fd)
 
 
+class NoResult(RuntimeError):
+    """A job ended without a result from outside: its cluster (scancel, a lost node) or the
+    kernel (the OOM killer) ended its process. Its metrics.json, if any, is from before.
+
+    Defined here, not in the sweeper's plugin package: Hydra's scan of ``hydra_plugins``
+    executes each plugin module again where it is installed as plain files, which would make a
+    second class of the same name, and ``isinstance`` checks across the two would fail."""
+
+
 # ---------------------------------------------------------------------------------- SIGTERM
 
 

@@ -67,7 +67,6 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from hydra_plugins.nasheur_ablation.submitit_arrays import NoResult as _NoResult
 from hydra_plugins.nasheur_ablation.submitit_arrays import map_array_wrapped
 from nasheur.fidelity import LEVEL, resolve_level
 from nasheur.io import atomic_path, atomic_write_json, read_json
@@ -75,6 +74,7 @@ from nasheur.jobguard import (
     CHECKPOINT,
     METRICS,
     FolderLocked,
+    NoResult,
     Terminated,
     describe_holder,
     exclusive,
@@ -972,7 +972,7 @@ def _settle(
         value = None if r is None else r._return_value
         if isinstance(value, FolderLocked):  # another copy started first: left to it
             o.after, o.detail = "running elsewhere", describe_holder(value.holder)
-        elif isinstance(value, _NoResult):  # its record, if written since the launch, stands
+        elif isinstance(value, NoResult):  # its record, if written since the launch, stands
             o.after = (
                 recorded if recorded in ("completed", "interrupted", "failed") else "no record"
             )
@@ -1172,7 +1172,7 @@ class _Settled:
         try:
             return self._job.results()
         except _uncompleted_errors() as err:
-            value = _NoResult(_uncompleted_line(err))
+            value = NoResult(_uncompleted_line(err))
             return [
                 JobReturn(overrides=self._overrides, status=JobStatus.FAILED, _return_value=value)
             ]

@@ -11,13 +11,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from nasheur.jobguard import NoResult  # noqa: F401  (its home: where both plugins find it)
+
 # wrap(original map_array, executor, fn, *iterables) -> the jobs the launcher waits for
 Wrapper = Callable[..., list[Any]]
-
-
-class NoResult(RuntimeError):
-    """A job ended without a result from outside: its cluster (scancel, a lost node) or the
-    kernel (the OOM killer) ended its process. Its metrics.json, if any, is from before."""
 
 
 @contextmanager
