@@ -16,7 +16,8 @@
 # gets the same signal, prints its summary and exits (the jobs it submitted stay queued in
 # SLURM; scancel stops them), and no further experiment starts. Exit status 130 or 143 then.
 # A job that a sweep of another experiment completed earlier is copied, not trained again
-# (nasheur.reuse); sweeps started together each train the jobs they share (the baseline).
+# (nasheur.reuse); of sweeps started together, the first to claim a job they share (the
+# baseline) trains it, and the others wait for it and copy it.
 set -uo pipefail
 # each sweep in a process group of its own: a Ctrl-C reaches this script alone, which passes
 # it on as SIGINT (a sweep started with `&` without this would ignore SIGINT)

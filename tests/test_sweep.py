@@ -165,3 +165,33 @@ def test_launches_side_by_side_into_one_sweep_folder_all_stay_listed(tmp_path):
     ]
     for job in jobs:  # each factor named once per job: the command line's values
         assert [o for o in job["overrides"] if "bn_track" in o] == ["protocol.bn_track=true"]
+
+
+def test_sweeps_side_by_side_train_the_job_they_share_once(tmp_path):
+    # make sweep-11's way: two experiments launched at once, both holding the NB201 baseline
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    env = run_env(tmp_path)
+    common = [*TINY_JOB, "protocol.epochs=1", "eval.pool_size=4", f"ground_truth.path={gt}"]
+    common += ["seed=0", "hydra/launcher=local", "-m"]
+    procs = [
+        subprocess.Popen(
+            [PYTHON, "-m", "nasheur", f"+experiment={name}", *common],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name in ("bn_ablation", "wd_ablation")
+    ]
+    outputs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[-2000:] for o in outputs]
+    sweeps = tmp_path / "runs" / "sweeps"
+    records = [json.loads(p.read_text()) for p in sweeps.glob("*/nb201/*/metrics.json")]
+    assert {r["status"] for r in records} == {"completed"}
+    by_hash: dict[str, list[dict]] = {}
+    for r in records:
+        by_hash.setdefault(r["config_hash"], []).append(r)
+    (shared,) = [rs for rs in by_hash.values() if len(rs) == 2]  # the baseline
+    assert sorted("reused_from" in r for r in shared) == [False, True]  # trained once
+    assert all(len(rs) == 1 for rs in by_hash.values() if rs is not shared)

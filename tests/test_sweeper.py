@@ -586,6 +586,136 @@ def test_only_a_readable_job_of_a_sweep_is_copied(args, tmp_path, spoil, launche
     assert len(bn.launcher.launched) == launched
 
 
+def _claimed_by_lr(tmp_path):
+    """lr_ablation's launch as bn_ablation finds it when both run side by side: it holds the
+    claim on the baseline they share and has not completed it yet (its record put aside).
+    Returns the claims, the baseline's folder and its config hash."""
+    from nasheur.reuse import Claims
+
+    source = _lr_baseline(tmp_path)
+    record = json.loads((source / "metrics.json").read_text())
+    (source / "metrics.json").rename(source / "metrics.json.aside")
+    claims = Claims(tmp_path / "runs" / "sweeps" / "lr_ablation")
+    assert claims.take(source, record["config_hash"]) is None  # lr_ablation holds it now
+    return claims, source, record["config_hash"]
+
+
+def _end_lr_once(bn, claims, source, chash, *, completes: bool, seen: list):
+    """A thread that ends lr_ablation's launch once bn_ablation launched its other 3 jobs:
+    the baseline's record back if it `completes`, then its claim released; `seen` gets the
+    holder of the shared claim and the set of holders of every other claim as they were."""
+    import threading
+    import time
+
+    from nasheur.jobguard import lock_holder
+
+    def end() -> None:
+        deadline = time.monotonic() + 120
+        while len(bn.launcher.launched) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        shared = claims.path(source, chash)
+        seen.append(lock_holder(shared))
+        seen.append({str(lock_holder(p)) for p in shared.parent.glob("*.lock") if p != shared})
+        if completes:
+            (source / "metrics.json.aside").rename(source / "metrics.json")
+        claims.release()
+
+    thread = threading.Thread(target=end, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_job_a_sweep_beside_trains_is_left_to_it_then_copied(args, tmp_path, capsys):
+    # make sweep-11: lr_ablation and bn_ablation launched at once share the NB201 baseline;
+    # the one that claims it first trains it, the other waits for it and copies it
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    claims, source, chash = _claimed_by_lr(tmp_path)
+    bn, task = sweeper_for(args)
+    seen: list = []
+    thread = _end_lr_once(bn, claims, source, chash, completes=True, seen=seen)
+    bn.sweep(task)
+    thread.join(10)
+    assert len(bn.launcher.launched) == 3  # of 4: the baseline was left to lr_ablation
+    assert seen[0]["sweep"] == str(tmp_path / "runs" / "sweeps" / "lr_ablation")
+    assert seen[1] == {"None"}  # bn_ablation's own claims were released before its wait
+    (entry,) = [j for j in listed(tmp_path) if "reused_from" in j]
+    assert entry["config_hash"] == chash and entry["after"] == "completed"
+    copy = json.loads((Path(entry["folder"]) / "metrics.json").read_text())
+    assert copy["reused_from"] == str(source.resolve())
+    assert copy["config"]["experiment"]["name"] == "bn_ablation"
+    out = capsys.readouterr().out
+    assert "4 completed (1 copied from other sweeps, where they completed)" in out
+
+
+def test_a_job_left_to_a_sweep_that_did_not_complete_it_runs_with_the_same_command(
+    args, tmp_path, capsys
+):
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    claims, source, chash = _claimed_by_lr(tmp_path)
+    bn, task = sweeper_for(args)
+    thread = _end_lr_once(bn, claims, source, chash, completes=False, seen=[])
+    with pytest.raises(SystemExit) as ended:
+        bn.sweep(task)
+    thread.join(10)
+    assert ended.value.code == 1 and len(bn.launcher.launched) == 3
+    said = capsys.readouterr()
+    assert "1 of 4 launched jobs did not complete (1 not run; the others completed)" in said.err
+    assert "left to another sweep, which ended without completing it" in said.out
+    (entry,) = [j for j in listed(tmp_path) if j["config_hash"] == chash]
+    assert (entry["state_at_launch"], entry["after"]) == ("new", "not run")
+    again, task = sweeper_for(args)
+    again.sweep(task)  # the same command: trained here, the others skipped as completed
+    assert len(again.launcher.launched) == 1
+    assert "protocol.bn_track=false" in again.launcher.launched[0]
+
+
+def test_a_dry_run_says_which_sweep_trains_a_job_it_would_leave(args, tmp_path, capsys):
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    claims, _source, _chash = _claimed_by_lr(tmp_path)
+    capsys.readouterr()
+    try:
+        dry, task = sweeper_for([*args, "hydra.sweeper.dry_run=true"])
+        dry.sweep(task)
+    finally:
+        claims.release()
+    out = capsys.readouterr().out
+    lr_dir = tmp_path / "runs" / "sweeps" / "lr_ablation"
+    assert f"leave (the sweep in {lr_dir} trains it (pid {os.getpid()}" in out
+    assert "copied once it completed" in out and "3 to run, 1 to leave" in out
+
+
+def test_without_reuse_a_sweep_trains_a_job_another_sweep_trains_too(args, tmp_path):
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    claims, _source, _chash = _claimed_by_lr(tmp_path)
+    try:
+        bn, task = sweeper_for([*args, "hydra.sweeper.reuse=false"])
+        bn.sweep(task)  # no wait: claims are off with reuse
+    finally:
+        claims.release()
+    assert len(bn.launcher.launched) == 4
+
+
+def test_a_job_a_launch_left_to_another_counts_as_never_started(tmp_path):
+    # a sweep stopped while it waited (Ctrl-C) copies the job at its next launch
+    from nasheur.reuse import LEFT, listed_jobs
+
+    sweep = tmp_path / "sweeps" / "bn_ablation"
+    sweep.mkdir(parents=True)
+    entries = [
+        {"folder": str(sweep / "nb201" / f"j{i}-h{i}"), "state_at_launch": state, "after": after}
+        for i, (state, after) in enumerate(
+            [("new", LEFT), ("new", "not run"), ("new", "completed"), ("failed", LEFT)]
+        )
+    ]
+    merge_manifest(sweep, entries)
+    assert listed_jobs(sweep, started_only=True) == {"nb201/j2-h2", "nb201/j3-h3"}
+
+
 # ---------------------------------------------------------------------------------------------
 # jobs running elsewhere; sweep.json
 

@@ -183,10 +183,16 @@ def folder_holder(folder: str | Path) -> dict[str, Any] | None:
     """The details of the running job that holds `folder` (``{}`` if it recorded none yet),
     or None where no job holds it (no lock file, a free lock, or no locks on this file
     system). It asks with a shared lock, taken and dropped at once."""
+    return lock_holder(Path(folder) / LOCK)
+
+
+def lock_holder(path: str | Path) -> dict[str, Any] | None:
+    """The details recorded in the lock file `path` by the process that holds it, or None
+    where none does (no such file, a free lock, no locks on this file system)."""
     if fcntl is None:
         return None
     try:
-        fd = os.open(Path(folder) / LOCK, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
     try:
@@ -201,6 +207,31 @@ def folder_holder(folder: str | Path) -> dict[str, Any] | None:
         return _read_details(fd)
     finally:
         os.close(fd)
+
+
+def try_hold(path: str | Path, details: dict[str, Any]) -> tuple[int | None, dict[str, Any] | None]:
+    """Take the lock file `path` (created if missing) without waiting beyond a look's instant:
+    ``(fd, None)`` where this process holds it now, with `details` and this process's written
+    in it (closing `fd` releases it); ``(None, the holder's details)`` where another process
+    holds it (``{}`` if it wrote none yet); ``(None, None)`` where it cannot be taken here (no
+    locks on this file system, an unwritable folder)."""
+    if fcntl is None:
+        return None, None
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None, None
+    try:
+        if not _lock_exclusive(fd):
+            holder = _read_details(fd)
+            os.close(fd)
+            return None, holder
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps({**holder_details(), **details}) + "\n").encode("utf-8"), 0)
+    except OSError:
+        os.close(fd)
+        return None, None
+    return fd, None
 
 
 @contextlib.contextmanager

@@ -19,13 +19,23 @@ which only evaluates).
 
 A job that this sweep listed before and whose folder is gone was deleted to run it again: it
 is trained, not copied back. A job it listed but never ran (the scheduler refused the
-submission, or the sweep was stopped before it) had no folder to delete: it is copied. Sweeps launched side by side (``make sweep-11``) do not see each
-other's jobs complete: each trains its own copy. ``hydra.sweeper.reuse=false`` turns adoption
-off.
+submission, or the sweep was stopped before it) had no folder to delete: it is copied.
+
+**Sweeps side by side** (``make sweep-11`` launches a table's experiments at once) share their
+jobs through claims (:class:`Claims`): a launch holds, until its jobs have ended, a lock file
+``<sweeps>/.claims/<space>-<config hash>.lock`` for each job it trains. A sweep that plans a
+job it could copy (one it never started) whose claim another launch holds leaves the job to
+that launch (``left to another sweep``), launches its other jobs, then waits for that claim
+(no GPU is held: the sweep's own process waits, on the login node) and copies the job once
+it completed; where the other launch ended without completing it, the job is ``not run`` and
+the same command runs it. A launch releases its claims before it waits on others', so two
+sweeps that leave jobs to each other do not wait forever. ``hydra.sweeper.reuse=false`` turns
+adoption and claims off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -40,13 +50,18 @@ from nasheur.jobguard import (
     METRICS,
     POOL,
     FolderLocked,
+    exclusive,
     folder_holder,
     hold_folder,
+    lock_holder,
+    try_hold,
 )
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "sweep.json"
+CLAIMS = ".claims"  # beside the sweep folders: the jobs that running launches train
+LEFT = "left to another sweep"  # a job's state after a launch that left it to a sibling's
 
 
 def manifest_key(folder: Any) -> str:
@@ -58,7 +73,8 @@ def manifest_key(folder: Any) -> str:
 def listed_jobs(sweep_dir: Path, *, started_only: bool = False) -> set[str]:
     """The jobs a sweep folder's ``sweep.json`` lists (:func:`manifest_key`); with
     `started_only`, less those that never started: new at their latest launch, which then did
-    not run them (``after: not run``: the scheduler refused them, or the sweep stopped first).
+    not run them (``after: not run``: the scheduler refused them, or the sweep stopped first;
+    or ``left to another sweep``).
     A job whose latest launch did not say how it ended (the sweep was killed) counts as
     started."""
     from nasheur.results.collect import read_manifest
@@ -73,7 +89,11 @@ def listed_jobs(sweep_dir: Path, *, started_only: bool = False) -> set[str]:
     return {
         manifest_key(e["folder"])
         for e in entries
-        if not (started_only and e.get("state_at_launch") == "new" and e.get("after") == "not run")
+        if not (
+            started_only
+            and e.get("state_at_launch") == "new"
+            and e.get("after") in ("not run", LEFT)
+        )
     }
 
 
@@ -139,6 +159,50 @@ def adopt(source: Path, folder: Path, experiment: dict[str, Any]) -> bool:
         log.warning("could not copy %s into %s (%s): the job runs instead", source, folder, err)
         return False
     return True
+
+
+class Claims:
+    """The claims of one launch of the sweep in `sweep_dir` on the jobs it trains (module doc):
+    :meth:`take` before the launch, :meth:`release` once its jobs have ended."""
+
+    def __init__(self, sweep_dir: Path) -> None:
+        self.sweep_dir = sweep_dir
+        self._held: dict[Path, int] = {}
+
+    def path(self, folder: Path, config_hash: str) -> Path:
+        return self.sweep_dir.parent / CLAIMS / f"{folder.parent.name}-{config_hash}.lock"
+
+    def take(self, folder: Path, config_hash: str) -> dict[str, Any] | None:
+        """Claim the job: None where this launch holds the claim now (or claims cannot be
+        made here: the job is trained as without them), else the details of the launch that
+        holds it (its ``sweep`` folder among them)."""
+        path = self.path(folder, config_hash)
+        if path in self._held:
+            return None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return None
+        fd, holder = try_hold(path, {"sweep": str(self.sweep_dir)})
+        if fd is not None:
+            self._held[path] = fd
+        return holder
+
+    def holder(self, folder: Path, config_hash: str) -> dict[str, Any] | None:
+        """The launch that holds the job's claim, without taking it (a dry run's look)."""
+        return lock_holder(self.path(folder, config_hash))
+
+    def release(self) -> None:
+        while self._held:
+            with contextlib.suppress(OSError):
+                os.close(self._held.popitem()[1])
+
+    def wait(self, folder: Path, config_hash: str) -> None:
+        """Until no launch holds the job's claim (its launch ended, or its process died)."""
+        path = self.path(folder, config_hash)
+        if path.is_file():
+            with exclusive(path):
+                pass
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -82,7 +82,15 @@ from nasheur.jobguard import (
     stop_on_sigterm,
 )
 from nasheur.results.settings import natural_key
-from nasheur.reuse import MANIFEST, adopt, completed_twin, listed_jobs, manifest_key
+from nasheur.reuse import (
+    LEFT,
+    MANIFEST,
+    Claims,
+    adopt,
+    completed_twin,
+    listed_jobs,
+    manifest_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -642,14 +650,33 @@ class AblationSweeper(Sweeper):
                 f"{err.strerror or err} (sweeps go under $NASHEUR_RUNS/sweeps, default runs/; "
                 "hydra.sweep.dir= names another folder); nothing was launched"
             ) from None
+        claims = Claims(sweep_dir) if self.reuse else None
+        try:
+            return self._launch(sweep_dir, jobs, made, claims)
+        finally:
+            if claims is not None:
+                claims.release()
+
+    def _launch(
+        self,
+        sweep_dir: Path,
+        jobs: list[tuple[list[str], Path, str, dict[str, Any], _Reads]],
+        made: bool,
+        claims: Claims | None,
+    ) -> Any:
+        """Copy, claim and check the jobs, launch those to run, wait for those left to other
+        sweeps, report."""
+        assert self.launcher is not None
         outcomes: list[_Outcome] = []
         todo: list[_Outcome] = []
+        left: list[_Outcome] = []  # to another launch that holds their claim (nasheur.reuse)
+        experiment_of: dict[Path, dict[str, Any]] = {}
         # a job this sweep listed before whose folder is gone was deleted to run it again;
         # one it listed but never ran (sbatch refused it, the sweep stopped first) was not
         listed = listed_jobs(sweep_dir, started_only=True) if self.reuse else None
         data_of: dict[Path, _Reads] = {}
         for job, folder, chash, experiment, data in jobs:
-            data_of[folder] = data
+            data_of[folder], experiment_of[folder] = data, experiment
             state, holder, source = _at_launch(folder, chash, sweep_dir, listed)
             outcome = _Outcome(job, folder, chash, before=state)
             outcomes.append(outcome)
@@ -664,6 +691,12 @@ class AblationSweeper(Sweeper):
             elif state == "completed":  # the job would not run again either (run_job)
                 outcome.after = "completed"
             else:
+                trainer = None if claims is None else claims.take(folder, chash)
+                if trainer is not None and _copyable(state, folder, listed):
+                    outcome.after = LEFT
+                    outcome.detail = _trained_by(trainer)
+                    left.append(outcome)
+                    continue
                 outcome.launched = True
                 todo.append(outcome)
         # the data and ground truth of the jobs to run (completed ones need none): each
@@ -696,7 +729,8 @@ class AblationSweeper(Sweeper):
             f" ({copied} of them copied from other sweeps)" if copied else "",
             len(todo),
             _side_by_side(self.launcher, len(todo), self.max_batch_size),
-            f", {len(elsewhere)} running elsewhere (left to them)" if elsewhere else "",
+            (f", {len(elsewhere)} running elsewhere (left to them)" if elsewhere else "")
+            + (f", {len(left)} left to other sweeps, which train them" if left else ""),
             sweep_dir,
         )
         for o in elsewhere[:20]:
@@ -712,6 +746,9 @@ class AblationSweeper(Sweeper):
                 for start in range(0, len(todo), size):
                     batch = [o.overrides for o in todo[start : start + size]]
                     results.extend(self.launcher.launch(batch, initial_job_idx=start))
+                if left and claims is not None:
+                    claims.release()  # first: two sweeps may each wait on the other's claims
+                    _wait_and_copy(left, claims, sweep_dir, experiment_of)
         except _uncompleted_errors() as err:  # a launcher that gave up at its first such job
             if _refused_submission(err):  # sbatch said no: nothing of this batch is queued
                 refused = True
@@ -748,7 +785,8 @@ class AblationSweeper(Sweeper):
         _record_after(sweep_dir, outcomes)
         sys.stdout.flush()
         print("\n".join(_summary(self.config, sweep_dir, outcomes, todo, stopped)), flush=True)
-        message = _failure_message(todo, stopped, submitted=not refused)
+        unrun = [o for o in left if o.after == "not run"]  # their other launch failed them
+        message = _failure_message(todo + unrun, stopped, submitted=not refused)
         if message:
             raise SweepError(message, status=1)
         return [results]
@@ -766,6 +804,46 @@ def _at_launch(
     if state == "new" and listed is not None and manifest_key(folder) not in listed:
         source = completed_twin(folder, chash, sweep_dir)
     return state, holder, source
+
+
+def _copyable(state: str, folder: Path, listed: set[str] | None) -> bool:
+    """Whether a job could be copied from a sibling sweep (as :func:`_at_launch` looks for
+    one): new, and never started by this sweep (one deleted to run it again is trained)."""
+    return state == "new" and listed is not None and manifest_key(folder) not in listed
+
+
+def _trained_by(holder: dict[str, Any]) -> str:
+    return f"the sweep in {holder.get('sweep', '?')} trains it ({describe_holder(holder)})"
+
+
+def _wait_and_copy(
+    left: list[_Outcome],
+    claims: Claims,
+    sweep_dir: Path,
+    experiment_of: dict[Path, dict[str, Any]],
+) -> None:
+    """Wait until the launches that hold the claims of the `left` jobs have ended, then copy
+    each job they completed; the others are `not run` (the same command runs them)."""
+    sweeps = sorted({o.detail for o in left})
+    log.info(
+        "waiting for %d job%s that other sweeps train, to copy %s: %s",
+        len(left),
+        "" if len(left) == 1 else "s",
+        "it" if len(left) == 1 else "them",
+        "; ".join(sweeps[:3]) + (f" and {len(sweeps) - 3} more" if len(sweeps) > 3 else ""),
+    )
+    for o in left:
+        claims.wait(o.folder, o.config_hash)
+        source = completed_twin(o.folder, o.config_hash, sweep_dir)
+        if source is not None and adopt(source, o.folder, experiment_of[o.folder]):
+            o.after, o.detail, o.reused = "completed", "", str(source)
+            log.info("reused %s: completed in %s", o.folder, source)
+        else:
+            o.after = "not run"
+            o.detail = (
+                "left to another sweep, which ended without completing it; the same command "
+                "runs it here"
+            )
 
 
 # what a launch would do with a job in each state (_state; RUNNING: a process holds it)
@@ -791,8 +869,13 @@ def _dry_run_lines(
     for job, folder, chash, _experiment, data in jobs:
         state, _, source = _at_launch(folder, chash, sweep_dir, listed)
         verb, detail = _DRY_RUN.get(state, ("run again", state))
+        trainer = None
+        if source is None and _copyable(state, folder, listed):
+            trainer = Claims(sweep_dir).holder(folder, chash)
         if source is not None:
             verb, detail = "copy", f"completed in {source}"
+        elif trainer is not None:
+            verb, detail = "leave", _trained_by(trainer) + "; copied once it completed"
         if verb not in ("skip", "leave", "copy"):
             reads.append((job, data))  # the jobs that would read their data
         counts[verb] = counts.get(verb, 0) + 1
@@ -999,6 +1082,7 @@ _ORDER = (
     "interrupted",
     "no record",
     "running elsewhere",
+    LEFT,
     "not finished",
     "not run",
 )
