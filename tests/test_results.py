@@ -364,6 +364,8 @@ def _sweep_of_every_state(root: Path) -> Path:
                 "state_at_launch": "new",
                 # the last launch was stopped before seed 6 (sbatch refused it, say)
                 **({"after": "not run"} if seed == 6 else {}),
+                # left to the launch of a sweep beside it, which trains it (nasheur.reuse)
+                **({"after": "left to another sweep"} if seed == 5 else {}),
             }
         )
         if seed < 4:
@@ -396,6 +398,7 @@ def test_show_lists_the_jobs_that_did_not_complete(tmp_path):
     assert "no job holds the folder: stopped without a record" in out
     five = next(x for x in lines if "seed=5-hash5" in x)
     assert ".hydra/ only" in five and "did not run" not in five
+    assert "the last launch left it to another sweep's, to copy it from there" in five
     assert "folder missing; the last launch did not run it" in next(
         x for x in lines if "seed=6-hash6" in x
     )

@@ -48,6 +48,7 @@ from nasheur.results.tables import (
     to_latex,
     to_markdown,
 )
+from nasheur.reuse import LEFT
 
 
 def _folders(args: argparse.Namespace) -> str:
@@ -251,6 +252,8 @@ def _detail(job: Job) -> str:
         else:
             found = "Hydra's .hydra/ only" if (job.folder / ".hydra").is_dir() else "no job files"
         # the sweep's own word: stopped (Ctrl-C, sbatch refusing the submission) before it ran
+        if job.after == LEFT:  # the sweep waits for another's launch to copy it
+            return found + "; the last launch left it to another sweep's, to copy it from there"
         return found + ("; the last launch did not run it" if job.after == "not run" else "")
     if job.state == RUNNING:
         return describe_holder(job.holder or {})
