@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import subprocess
 from pathlib import Path
@@ -729,3 +730,151 @@ def test_hydras_own_node_prints_resolved(tmp_path):
     assert proc.returncode == 0, proc.stderr
     shown = " ".join(proc.stdout.split())  # YAML folds long lines
     assert "sweeps/<experiment name>" in shown and "partition:" in shown
+
+
+# --- range edges and derived values (mutation audit) ------------------------------------------
+
+
+@pytest.fixture
+def nb201_cfg(gt_file):
+    """One composed NB201 job (Table 14's settings, a CSV table): the tests below change
+    attributes of a copy instead of composing a config each (Hydra takes a second each)."""
+    cfg = compose_config([], gt_file)
+    validate(cfg)
+    return cfg
+
+
+def _with(cfg, **changes):
+    import copy
+
+    out = copy.deepcopy(cfg)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = out
+        for p in parents:
+            node = getattr(node, p)
+        setattr(node, last, value)
+    return out
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"fidelity__train_portion": 1.0},  # the whole training set (overlapping validation)
+        {"eval__pool_size": 3, "metrics__top_n": 3},  # pool_size >= max(2, top_n): equal
+        {"eval__pool_size": 2, "metrics__top_n": 1},
+        {"protocol__lr_min": 0.025},  # lr_min <= lr: a constant schedule
+        {"protocol__weight_decay": 0.0},
+        {"protocol__momentum": 0.0},
+        {"supernet__path_dropout": 0.0, "supernet__global_dropout": 0.0},
+        {"run__max_steps_per_epoch": 1, "run__log_every": 0},
+        {"eval__recalibrate_batches": 1},
+        {"fidelity__batch_size": 5000},  # the validation share holds exactly one batch
+    ],
+)
+def test_the_edges_of_each_documented_range_are_accepted(nb201_cfg, changes):
+    """Each key's own edge value is allowed (the ranges in validate's messages: ``0 < value
+    <= 1``, ``>= max(2, metrics.top_n)``, ``0 <= value <= protocol.lr``, ``>= 0``,
+    ``>= 1``, a batch no larger than the 5,000 CIFAR-10 validation images)."""
+    validate(_with(nb201_cfg, **changes))
+
+
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({"protocol__momentum": 1.0}, "protocol.momentum"),  # never forgets: no SGD
+        ({"metrics__skdt_threshold": 1.0}, "metrics.skdt_threshold"),  # one bin holds all
+        ({"protocol__lr_min": 0.03}, "protocol.lr_min"),  # above lr: a rising "decay"
+        ({"protocol__lr_min": -0.001}, "protocol.lr_min"),
+        ({"protocol__lr": math.inf}, "protocol.lr"),
+        ({"protocol__lr": math.nan}, "protocol.lr"),
+        ({"protocol__grad_clip": math.inf}, "protocol.grad_clip"),  # no clipping at all
+        ({"protocol__weight_decay": math.nan}, "protocol.weight_decay"),
+        ({"run__max_steps_per_epoch": 0}, "run.max_steps_per_epoch"),  # epochs of no step
+        ({"eval__recalibrate_batches": 0}, "eval.recalibrate_batches"),  # BN left reset
+        ({"metrics__top_n": 0}, "metrics.top_n"),
+        ({"fidelity__batch_size": 5001}, "fidelity.batch_size"),  # above the 5,000 val images
+        ({"run__log_every": -1}, "run.log_every"),
+    ],
+)
+def test_just_past_each_edge_is_refused_naming_the_key(nb201_cfg, changes, key):
+    """The first value past an edge is refused before any data is read, naming its key."""
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        validate(_with(nb201_cfg, **changes))
+
+
+def test_procedural_data_takes_up_to_its_ten_textures(nb201_cfg):
+    """dataset=procedural has 10 textures, one class each: 10 classes are allowed, 11 not."""
+    from nasheur.config import DatasetName
+
+    procedural = _with(nb201_cfg, dataset__name=DatasetName.procedural)
+    validate(_with(procedural, dataset__num_classes=10))
+    with pytest.raises(ConfigError, match=r"dataset\.num_classes"):
+        validate(_with(procedural, dataset__num_classes=11))
+
+
+def test_split_sizes_round_and_never_overlap_shares_that_fit():
+    """README 'Validation share': the last round(val_portion * N) images validate, the first
+    train_portion of the same permutation train, and shares whose portions add up to at most
+    1 never share an image. Hand count for 15 images at 0.9 / 0.1: round(1.5) = 2 validate,
+    round(13.5) = 14 would reach into them, so 13 train; 5 images at 0.7 / 0.3 (which add up
+    to exactly 1.0): 2 validate, 3 train."""
+    from nasheur.config import split_sizes
+
+    assert split_sizes(15, 0.9, 0.1) == (13, 2)
+    assert 0.7 + 0.3 == 1.0 and split_sizes(5, 0.7, 0.3) == (3, 2)
+    for n in range(10, 80):
+        for t, v in ((0.7, 0.3), (0.5, 0.5), (0.25, 0.75), (0.9, 0.1), (0.45, 0.15)):
+            n_train, n_val = split_sizes(n, t, v)
+            assert n_train + n_val <= n and n_val == round(v * n)
+    # portions above 1 overlap on purpose (the paper's validation on training images)
+    assert split_sizes(10, 1.0, 0.2) == (10, 2)
+
+
+def test_wsbn_is_inert_only_where_the_docstring_reasons_it():
+    """WSBN (one BN per input of a shared op) changes nothing with ops on edges (one input
+    each), or without affine parameters where evaluation reads no statistics (batch mode);
+    with affine parameters, or with statistics that running/recalibrate read, it can."""
+    from nasheur.config import wsbn_inert
+
+    assert wsbn_inert("edge", True, "running") is not None
+    assert wsbn_inert("node", False, "batch") is not None
+    assert wsbn_inert("node", True, "batch") is None
+    assert wsbn_inert("node", False, "running") is None
+    assert wsbn_inert("node", False, "recalibrate") is None
+
+
+def test_a_jobs_identity_is_the_sha256_of_its_config_without_the_excluded_keys(nb201_cfg):
+    """The folder hash stays what earlier runs were filed under: the first 12 hex digits of
+    the sha256 of the resolved config as compact, key-sorted JSON, without the keys the README
+    names as no part of it (device, speed options, where the data lies, the experiment, the
+    cache folder) and those nothing reads here (generated-image sizes on CIFAR-10,
+    recalibration batches outside recalibrate, random_subspace at its default). Derived here
+    from that description, not from config_hash."""
+    import hashlib
+
+    data = plain(nb201_cfg)
+    expected = json.loads(json.dumps(data))
+    for dotted in (
+        "device",
+        "dataset.root",
+        "run.log_every",
+        "run.eval_graphs",
+        "run.eval_streams",
+        "run.eval_pack",
+        "run.channels_last",
+        "experiment",
+        "ground_truth.cache_dir",
+        "dataset.num_images",
+        "dataset.image_size",
+        "dataset.num_classes",
+        "eval.recalibrate_batches",
+        "supernet.random_subspace",
+    ):
+        *parents, last = dotted.split(".")
+        node = expected
+        for p in parents:
+            node = node[p]
+        del node[last]
+    text = json.dumps(expected, sort_keys=True, separators=(",", ":"))
+    assert config_hash(data) == hashlib.sha256(text.encode()).hexdigest()[:12]

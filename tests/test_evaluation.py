@@ -332,3 +332,45 @@ def test_dropout_of_either_kind_is_off_in_every_evaluation_mode(mode):
     kw = {"bn_mode": mode, "calib_loader": loader, "calib_batches": 2}
     expected = evaluate_archs(plain, archs, loader, **kw)
     assert np.array_equal(evaluate_archs(dropping, archs, loader, **kw), expected)
+
+
+def test_a_pool_may_take_every_architecture_with_ground_truth():
+    """eval.pool_size equal to the number of architectures with GT is allowed (the job checks
+    it against the space the same way): the pool is then all of them, each once, in the seeded
+    draw's order."""
+    pool = draw_pool(KEYS, len(KEYS), np.random.default_rng(0))
+    assert sorted(pool) == sorted(KEYS)
+
+
+class LabelReader(torch.nn.Module):
+    """Predicts the class written into pixel (0, 0, 0) of each image (as ``code * 20``),
+    undoing DeviceLoader's normalisation (mean 0.5, std 0.25); no BN, so every BN mode
+    computes the same function."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor, arch) -> torch.Tensor:
+        code = torch.round((x[:, 0, 0, 0] * 0.25 + 0.5) * 255 / 20).long()
+        return torch.nn.functional.one_hot(code, 10).float() + self.unused
+
+
+@pytest.mark.parametrize("pack", [1, 2, 3, 4])
+@pytest.mark.parametrize("mode", ["batch", "running"])
+def test_each_validation_image_is_counted_once_whatever_the_packing(mode, pack):
+    """40 images in batches of 16: the last batch holds 8 new images and 8 that wrap around
+    to images 0-7. Accuracy is hits over the 40 images, each counted once (spec section 4,
+    top-1 on the validation share). The model is right exactly where i % 3 == 0, images 0, 3
+    and 6 among the wrapped ones: counting a wrapped row would show."""
+    n = 40
+    codes = torch.arange(n) % 10
+    right = torch.arange(n) % 3 == 0
+    images = torch.zeros((n, 3, 8, 8), dtype=torch.uint8)
+    images[:, 0] = (codes * 20).to(torch.uint8)[:, None, None]
+    labels = torch.where(right, codes, (codes + 1) % 10)
+    loader = DeviceLoader(
+        images, labels, batch_size=16, mean=(0.5,) * 3, std=(0.25,) * 3, augment=False
+    )
+    acc = evaluate_archs(LabelReader(), ["a", "b"], loader, bn_mode=mode, pack=pack)
+    assert acc.tolist() == [int(right.sum()) / n] * 2 == [14 / 40] * 2

@@ -369,3 +369,42 @@ def test_resampled_correlations_equal_each_resample_s_own(seed, matrix_max, chun
 def test_resampled_correlations_refuse_counts_that_are_no_resamples(counts):
     with pytest.raises(ValueError, match="counts"):
         M.resampled_correlations(np.arange(5.0), np.arange(5.0), counts)
+
+
+# --- boundaries that the cases above leave open (mutation audit) ------------------------------
+
+
+def test_a_constant_side_is_nan_without_a_warning(recwarn):
+    """One side constant (a collapsed super-net, or a pool of one GT value): every correlation
+    is NaN and nothing is warned, whichever side it is (a sweep of hundreds of runs would
+    otherwise print scipy's warning for each)."""
+    varied, flat = [0.1, 0.5, 0.3, 0.9], [0.5] * 4
+    for fn in (M.kendall_tau, M.spearman, M.sparse_kendall_tau, M.sparse_spearman):
+        assert math.isnan(fn(flat, varied)) and math.isnan(fn(varied, flat))
+    assert not [w for w in recwarn if "constant" in str(w.message).lower()]
+
+
+def test_p_beat_random_tells_a_near_miss_of_the_space_apart():
+    """g* 1e-4 above the space's best (a pool's GT from another table than space_gt, or a
+    rounding of percent) is refused, not ranked first; within 1e-12 it still ranks, and a g*
+    at the bottom of that slack counts as the worst of the space: r = N, P>R = 0 (spec 5),
+    never a negative base raised to n."""
+    space = np.array([0.5, 0.6, 0.7, 0.8])
+    with pytest.raises(ValueError, match="space_gt"):
+        M.p_beat_random([0.9, 0.1], [0.8001, 0.5], space, top_n=1)
+    assert M.p_beat_random([0.9, 0.1], [0.8 + 1e-13, 0.5], space, top_n=1) == 0.75
+    for n in (1, 2, 3):
+        s, g = [0.9, 0.8, 0.7, 0.1], [0.5 - 5e-13] * 3 + [0.8]
+        assert M.p_beat_random(s, g, space, top_n=n) == 0.0
+
+
+def test_top_n_ties_go_to_the_earlier_entry_in_a_large_pool():
+    """Among equal super-net accuracies the earlier pool entry is taken, also in a pool of
+    200 (where an unstable sort reorders ties): the selection, and so P>R and the final
+    performance, reproduce from metrics.json. Known answer: the first n indices of the tie."""
+    s = np.full(200, 0.5)
+    s[[7, 150]] = 0.9  # two clear leaders, then 198 tied entries
+    assert M.top_n_indices(s, 10).tolist() == [7, 150, 0, 1, 2, 3, 4, 5, 6, 8]
+    g = np.linspace(0.5, 0.95, 200)
+    expected = (g[7] + g[150] + g[0]) / 3
+    assert M.final_performance(s, g) == pytest.approx(expected)

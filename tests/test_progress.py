@@ -76,3 +76,75 @@ def test_only_a_terminal_outside_slurm_is_interactive(monkeypatch, env, expected
         monkeypatch.setenv(key, value)
     assert interactive(Tty()) is expected
     assert interactive(io.StringIO()) is False
+
+
+def test_the_epoch_line_says_accuracy_in_percent_and_eta_from_the_mean_epoch(caplog):
+    """The epoch's log line: accuracy as a percentage, and the ETA as the mean time of the
+    epochs done so far times the epochs left (hand count: epochs of 4 s and 8 s, mean 6 s,
+    2 of 5 left after epoch 3: 0:00:12)."""
+    progress = EpochLog(total=5, done=1, live=False, stream=io.StringIO(), clock=Clock())
+    entry = {"train_loss": 1.25, "lr": 0.05, "images_per_s": 1234.4}
+    with caplog.at_level(logging.INFO, logger="nasheur"):
+        progress.epoch({**entry, "epoch": 2, "seconds": 4.0, "train_acc": 0.5})
+        progress.epoch({**entry, "epoch": 3, "seconds": 8.0, "train_acc": 0.625})
+    assert caplog.records[-1].getMessage() == (
+        "epoch 3/5  loss 1.2500  acc 62.50%  lr 0.05000  1,234 img/s  8.0 s  eta 0:00:12"
+    )
+
+
+def test_the_evaluation_lines_give_the_time_left_not_the_total(caplog):
+    """The evaluation's quarter lines: spent / done * (total - done) is left (hand count:
+    2 s per architecture, 8 architectures: 12 s left after 2, none after 8)."""
+    clock = Clock()
+    progress = EpochLog(total=1, live=False, stream=io.StringIO(), clock=clock)
+    with caplog.at_level(logging.INFO, logger="nasheur"):
+        report = progress.evaluation(8)
+        for done in range(1, 9):
+            clock.now = 2.0 * done
+            report(done)
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0] == "evaluated 2/8 architectures  4.0 s  eta 0:00:12"
+    assert said[-1] == "evaluated 8/8 architectures  16.0 s  eta 0:00:00"
+
+
+def test_a_log_every_line_is_not_repeated_by_the_epochs_last_step(caplog):
+    """With run.log_every dividing the steps of an epoch, its last step gets no step line:
+    the epoch's own line follows at once."""
+    clock = Clock()
+    progress = EpochLog(total=1, live=False, stream=io.StringIO(), clock=clock)
+    with caplog.at_level(logging.INFO, logger="nasheur"):
+        tick = progress.steps(8, log_every=4)
+        for step in range(1, 9):
+            clock.now = float(step)
+            tick(step)
+    assert [r.getMessage() for r in caplog.records] == [
+        "epoch 1/1  step 4/8  4.0 s  eta 0:00:04 (epoch)"
+    ]
+
+
+def test_the_last_step_is_drawn_however_soon_it_comes():
+    """Redraws are rate-limited, but the final count of an epoch (and of an evaluation) is
+    always drawn: a status line left at 3/4 would say the work stopped short."""
+    out, clock = io.StringIO(), Clock()
+    progress = EpochLog(total=1, live=True, stream=out, clock=clock)
+    tick = progress.steps(4)
+    for step in range(1, 5):
+        clock.now = step * 0.01  # far under REDRAW_S apart
+        tick(step)
+    assert out.getvalue().count("step ") == 2 and "step 4/4" in out.getvalue()
+    report = progress.evaluation(3)
+    for done in range(1, 4):
+        report(done)
+    assert "evaluating architecture 3/3" in out.getvalue()
+
+
+def test_a_dumb_terminal_gets_no_status_line(monkeypatch):
+    """TERM=dumb (Emacs shells, some CI consoles) cannot move the cursor back: plain lines."""
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("TERM", "dumb")
+    assert interactive(Tty()) is False
