@@ -487,19 +487,10 @@ def test_a_job_another_sweep_completed_is_copied_not_trained(args, tmp_path, cap
     assert again.launcher.launched == []
 
 
-def test_no_copy_from_a_held_job_nor_when_reuse_is_off(args, tmp_path):
+def test_no_copy_when_reuse_is_off(args, tmp_path):
+    # (a held twin is waited for, then copied: test_a_job_running_for_a_sweep_that_stopped_…)
     lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
     lr.sweep(task)
-    baseline = [
-        p.parent
-        for p in (tmp_path / "runs" / "sweeps" / "lr_ablation").rglob("metrics.json")
-        if "lr=0.025" in p.parent.name
-    ]
-    (source,) = baseline
-    with hold_folder(source):  # its job runs again (say, re-evaluating): not a source now
-        bn, task = sweeper_for(args)
-        bn.sweep(task)
-    assert len(bn.launcher.launched) == 4
     off, task = sweeper_for([*_other_experiment(args, "ofa_ablation"), "hydra.sweeper.reuse=false"])
     off.sweep(task)
     assert len(off.launcher.launched) == 2  # OFA off (the baseline) and on: both trained
@@ -600,26 +591,29 @@ def _claimed_by_lr(tmp_path):
     return claims, source, record["config_hash"]
 
 
-def _end_lr_once(bn, claims, source, chash, *, completes: bool, seen: list):
-    """A thread that ends lr_ablation's launch once bn_ablation launched its other 3 jobs:
-    the baseline's record back if it `completes`, then its claim released; `seen` gets the
-    holder of the shared claim and the set of holders of every other claim as they were."""
+def _end_lr_once(bn, release, source, shared, *, completes: bool, seen: list):
+    """A thread that ends lr_ablation's launch once bn_ablation launched its other 3 jobs and
+    let its own claims go (the holders of every claim but the `shared` one's are then None;
+    `seen` gets the shared claim's holder and those others as they were): the baseline's
+    record back if it `completes`, then `release()`."""
     import threading
     import time
 
     from nasheur.jobguard import lock_holder
 
+    def others() -> set[str]:
+        return {str(lock_holder(p)) for p in shared.parent.glob("*.lock") if p != shared}
+
     def end() -> None:
         deadline = time.monotonic() + 120
         while len(bn.launcher.launched) < 3 and time.monotonic() < deadline:
             time.sleep(0.02)
-        time.sleep(0.2)
-        shared = claims.path(source, chash)
-        seen.append(lock_holder(shared))
-        seen.append({str(lock_holder(p)) for p in shared.parent.glob("*.lock") if p != shared})
+        while others() != {"None"} and time.monotonic() < deadline:
+            time.sleep(0.02)  # bn_ablation lets its claims go before it waits on another's
+        seen.extend([lock_holder(shared), others()])
         if completes:
             (source / "metrics.json.aside").rename(source / "metrics.json")
-        claims.release()
+        release()
 
     thread = threading.Thread(target=end, daemon=True)
     thread.start()
@@ -634,11 +628,12 @@ def test_a_job_a_sweep_beside_trains_is_left_to_it_then_copied(args, tmp_path, c
     claims, source, chash = _claimed_by_lr(tmp_path)
     bn, task = sweeper_for(args)
     seen: list = []
-    thread = _end_lr_once(bn, claims, source, chash, completes=True, seen=seen)
+    shared = claims.path(source, chash)
+    thread = _end_lr_once(bn, claims.release, source, shared, completes=True, seen=seen)
     bn.sweep(task)
     thread.join(10)
     assert len(bn.launcher.launched) == 3  # of 4: the baseline was left to lr_ablation
-    assert seen[0]["sweep"] == str(tmp_path / "runs" / "sweeps" / "lr_ablation")
+    assert seen[0]["sweep"] == str((tmp_path / "runs" / "sweeps" / "lr_ablation").resolve())
     assert seen[1] == {"None"}  # bn_ablation's own claims were released before its wait
     (entry,) = [j for j in listed(tmp_path) if "reused_from" in j]
     assert entry["config_hash"] == chash and entry["after"] == "completed"
@@ -656,13 +651,17 @@ def test_a_job_left_to_a_sweep_that_did_not_complete_it_runs_with_the_same_comma
     lr.sweep(task)
     claims, source, chash = _claimed_by_lr(tmp_path)
     bn, task = sweeper_for(args)
-    thread = _end_lr_once(bn, claims, source, chash, completes=False, seen=[])
+    shared = claims.path(source, chash)
+    thread = _end_lr_once(bn, claims.release, source, shared, completes=False, seen=[])
     with pytest.raises(SystemExit) as ended:
         bn.sweep(task)
     thread.join(10)
     assert ended.value.code == 1 and len(bn.launcher.launched) == 3
     said = capsys.readouterr()
-    assert "1 of 4 launched jobs did not complete (1 not run; the others completed)" in said.err
+    assert said.err == (
+        "nasheur: 1 job left to other sweeps did not complete there; the same command trains "
+        "it here\n"
+    )
     assert "left to another sweep, which ended without completing it" in said.out
     (entry,) = [j for j in listed(tmp_path) if j["config_hash"] == chash]
     assert (entry["state_at_launch"], entry["after"]) == ("new", "not run")
@@ -698,6 +697,52 @@ def test_without_reuse_a_sweep_trains_a_job_another_sweep_trains_too(args, tmp_p
     finally:
         claims.release()
     assert len(bn.launcher.launched) == 4
+
+
+def test_a_job_running_for_a_sweep_that_stopped_waiting_is_waited_for(args, tmp_path, monkeypatch):
+    # lr_ablation's launch is gone (Ctrl-C on the login node) but its baseline job runs on
+    # in SLURM: no claim, the job's folder held; bn_ablation leaves it to that job and waits
+    from hydra_plugins.nasheur_ablation import ablation_sweeper as sweeper_module
+    from nasheur.jobguard import hold_folder
+
+    monkeypatch.setattr(sweeper_module, "RUNNING_TWIN_POLL_S", 0.05)
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    source = _lr_baseline(tmp_path)
+    (source / "metrics.json").rename(source / "metrics.json.aside")
+    running = hold_folder(source)
+    running.__enter__()
+    bn, task = sweeper_for(args)
+    seen: list = []
+    shared = tmp_path / "runs" / "sweeps" / ".nasheur-claims" / "none.lock"  # no claim: none
+    thread = _end_lr_once(
+        bn, lambda: running.__exit__(None, None, None), source, shared, completes=True, seen=seen
+    )
+    bn.sweep(task)
+    thread.join(10)
+    assert len(bn.launcher.launched) == 3
+    assert sum("reused_from" in j for j in listed(tmp_path)) == 1
+
+
+def test_a_second_launch_of_the_same_sweep_is_not_left_to_the_first(args, tmp_path):
+    # its claims are this sweep's own: each job's folder lock settles who trains it
+    from nasheur.reuse import Claims
+
+    bn, task = sweeper_for(args)
+    plan = bn._check(bn.plan(task))
+    first = Claims(sweep_dir(tmp_path))  # the first launch, still checking its inputs
+    assert all(first.take(folder, chash) is None for _, folder, chash, _, _ in plan)
+    import threading
+
+    late = threading.Timer(60, first.release)  # a sweep that waited on itself fails, not hangs
+    late.start()
+    try:
+        bn.sweep(task)
+    finally:
+        late.cancel()
+        first.release()
+    assert len(bn.launcher.launched) == 4
+    assert all(j["after"] == "completed" for j in listed(tmp_path))
 
 
 def test_a_job_a_launch_left_to_another_counts_as_never_started(tmp_path):

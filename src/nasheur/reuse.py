@@ -23,12 +23,16 @@ submission, or the sweep was stopped before it) had no folder to delete: it is c
 
 **Sweeps side by side** (``make sweep-11`` launches a table's experiments at once) share their
 jobs through claims (:class:`Claims`): a launch holds, until its jobs have ended, a lock file
-``<sweeps>/.claims/<space>-<config hash>.lock`` for each job it trains. A sweep that plans a
+``<sweeps>/.nasheur-claims/<space>-<config hash>.lock`` for each job it trains (lock files,
+harmless where no sweep runs). A sweep that plans a
 job it could copy (one it never started) whose claim another launch holds leaves the job to
 that launch (``left to another sweep``), launches its other jobs, then waits for that claim
 (no GPU is held: the sweep's own process waits, on the login node) and copies the job once
 it completed; where the other launch ended without completing it, the job is ``not run`` and
-the same command runs it. A launch releases its claims before it waits on others', so two
+the same command runs it. A claim lasts as long as its launch waits for its jobs: where that
+launch stopped waiting (Ctrl-C, a lost login session) while the job runs on, a running twin
+(its folder held) is waited for as well; a job still queued in SLURM for a launch that
+stopped waiting is not seen, and is trained again here. A launch releases its claims before it waits on others', so two
 sweeps that leave jobs to each other do not wait forever. ``hydra.sweeper.reuse=false`` turns
 adoption and claims off.
 """
@@ -60,7 +64,7 @@ from nasheur.jobguard import (
 log = logging.getLogger(__name__)
 
 MANIFEST = "sweep.json"
-CLAIMS = ".claims"  # beside the sweep folders: the jobs that running launches train
+CLAIMS = ".nasheur-claims"  # beside the sweep folders: the jobs that running launches train
 LEFT = "left to another sweep"  # a job's state after a launch that left it to a sibling's
 
 
@@ -183,10 +187,17 @@ class Claims:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError:
             return None
-        fd, holder = try_hold(path, {"sweep": str(self.sweep_dir)})
+        fd, holder = try_hold(path, {"sweep": str(self.sweep_dir.resolve())})
         if fd is not None:
             self._held[path] = fd
         return holder
+
+    def drop(self, folder: Path, config_hash: str) -> None:
+        """Let one claim go (the job was copied after all)."""
+        fd = self._held.pop(self.path(folder, config_hash), None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def holder(self, folder: Path, config_hash: str) -> dict[str, Any] | None:
         """The launch that holds the job's claim, without taking it (a dry run's look)."""
@@ -203,6 +214,20 @@ class Claims:
         if path.is_file():
             with exclusive(path):
                 pass
+
+
+def running_twin(folder: Path, config_hash: str, sweep_dir: Path) -> dict[str, Any] | None:
+    """The job of `config_hash` that runs now in a sweep beside `sweep_dir` (same space): the
+    details of the process that holds its folder, with ``sweep``; None where none runs."""
+    own = sweep_dir.resolve()
+    for candidate in sorted(sweep_dir.parent.glob(f"*/{folder.parent.name}/*-{config_hash}")):
+        sweep = candidate.parent.parent.resolve()
+        if sweep == own:
+            continue
+        holder = folder_holder(candidate)
+        if holder is not None:
+            return {**holder, "sweep": str(sweep)}
+    return None
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -90,6 +90,7 @@ from nasheur.reuse import (
     completed_twin,
     listed_jobs,
     manifest_key,
+    running_twin,
 )
 
 log = logging.getLogger(__name__)
@@ -692,11 +693,23 @@ class AblationSweeper(Sweeper):
                 outcome.after = "completed"
             else:
                 trainer = None if claims is None else claims.take(folder, chash)
-                if trainer is not None and _copyable(state, folder, listed):
-                    outcome.after = LEFT
-                    outcome.detail = _trained_by(trainer)
-                    left.append(outcome)
-                    continue
+                if claims is not None and _copyable(state, folder, listed):
+                    if trainer is None:  # claimed: a twin may have completed since the look
+                        source = completed_twin(folder, chash, sweep_dir)
+                        if source is not None and adopt(source, folder, experiment):
+                            claims.drop(folder, chash)
+                            outcome.before = outcome.after = "completed"
+                            outcome.reused = str(source)
+                            log.info("reused %s: completed in %s", folder, source)
+                            continue
+                        trainer = running_twin(folder, chash, sweep_dir)  # its launch gone
+                        if trainer is not None:
+                            claims.drop(folder, chash)
+                    if _of_another_sweep(trainer, sweep_dir):
+                        outcome.after = LEFT
+                        outcome.detail = _trained_by(trainer)
+                        left.append(outcome)
+                        continue
                 outcome.launched = True
                 todo.append(outcome)
         # the data and ground truth of the jobs to run (completed ones need none): each
@@ -785,8 +798,15 @@ class AblationSweeper(Sweeper):
         _record_after(sweep_dir, outcomes)
         sys.stdout.flush()
         print("\n".join(_summary(self.config, sweep_dir, outcomes, todo, stopped)), flush=True)
-        unrun = [o for o in left if o.after == "not run"]  # their other launch failed them
-        message = _failure_message(todo + unrun, stopped, submitted=not refused)
+        message = _failure_message(todo, stopped, submitted=not refused)
+        unrun = sum(o.after == "not run" for o in left)  # their other launch did not complete
+        if unrun:
+            them = "it" if unrun == 1 else "them"
+            said = (
+                f"{unrun} job{'s' if unrun != 1 else ''} left to other sweeps did not complete "
+                f"there; the same command trains {them} here"
+            )
+            message = f"{message} {said[0].upper()}{said[1:]}." if message else said
         if message:
             raise SweepError(message, status=1)
         return [results]
@@ -812,8 +832,17 @@ def _copyable(state: str, folder: Path, listed: set[str] | None) -> bool:
     return state == "new" and listed is not None and manifest_key(folder) not in listed
 
 
+def _of_another_sweep(trainer: dict[str, Any] | None, sweep_dir: Path) -> bool:
+    """Whether `trainer` (a claim's or a running twin's details) is another sweep's launch: a
+    second launch of this sweep is left to the folder lock of each job, as before claims."""
+    return trainer is not None and trainer.get("sweep") != str(sweep_dir.resolve())
+
+
 def _trained_by(holder: dict[str, Any]) -> str:
     return f"the sweep in {holder.get('sweep', '?')} trains it ({describe_holder(holder)})"
+
+
+RUNNING_TWIN_POLL_S = 30.0  # how often a sweep looks whether a twin left to it still runs
 
 
 def _wait_and_copy(
@@ -833,7 +862,18 @@ def _wait_and_copy(
         "; ".join(sweeps[:3]) + (f" and {len(sweeps) - 3} more" if len(sweeps) > 3 else ""),
     )
     for o in left:
-        claims.wait(o.folder, o.config_hash)
+        try:
+            claims.wait(o.folder, o.config_hash)
+        except OSError as err:  # a lock the file system lost (NFS): look at the twin now
+            log.warning("could not wait for the claim of %s (%s)", o.folder, err)
+        # its launch stopped waiting while the twin's job runs on (Ctrl-C, a lost session)
+        while running_twin(o.folder, o.config_hash, sweep_dir) is not None:
+            time.sleep(RUNNING_TWIN_POLL_S)
+        own = _recorded(o.folder, o.config_hash)  # another launch of this sweep, meanwhile
+        if own == "completed" or folder_holder(o.folder) is not None:
+            o.after = own if own == "completed" else "running elsewhere"
+            o.detail = "" if own == "completed" else describe_holder(folder_holder(o.folder) or {})
+            continue
         source = completed_twin(o.folder, o.config_hash, sweep_dir)
         if source is not None and adopt(source, o.folder, experiment_of[o.folder]):
             o.after, o.detail, o.reused = "completed", "", str(source)
@@ -870,8 +910,10 @@ def _dry_run_lines(
         state, _, source = _at_launch(folder, chash, sweep_dir, listed)
         verb, detail = _DRY_RUN.get(state, ("run again", state))
         trainer = None
-        if source is None and _copyable(state, folder, listed):
+        if source is None and _copyable(state, folder, listed) and reuse:
             trainer = Claims(sweep_dir).holder(folder, chash)
+            trainer = trainer if trainer is not None else running_twin(folder, chash, sweep_dir)
+            trainer = trainer if _of_another_sweep(trainer, sweep_dir) else None
         if source is not None:
             verb, detail = "copy", f"completed in {source}"
         elif trainer is not None:
