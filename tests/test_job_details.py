@@ -261,8 +261,8 @@ def test_submitits_last_time_out_leaves_an_interrupted_record(tmp_path, monkeypa
     stop from outside, like SIGTERM: the record says interrupted, with the epochs done, so a
     later launch resumes it rather than the tables counting it as a failure."""
 
-    class UncompletedJobError(RuntimeError):  # submitit's name; submitit is not needed
-        pass
+    class UncompletedJobError(RuntimeError):
+        """submitit's name for it; submitit itself is not needed here."""
 
     stub = StubEpochs()
 
