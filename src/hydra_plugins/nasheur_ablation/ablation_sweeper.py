@@ -682,9 +682,7 @@ class AblationSweeper(Sweeper):
             outcome = _Outcome(job, folder, chash, before=state)
             outcomes.append(outcome)
             if source is not None and adopt(source, folder, experiment):
-                outcome.before = outcome.after = "completed"
-                outcome.reused = str(source)
-                log.info("reused %s: completed in %s", folder, source)
+                outcome.copied(source)
                 continue
             if state == RUNNING:
                 outcome.after = "running elsewhere"
@@ -698,9 +696,7 @@ class AblationSweeper(Sweeper):
                         source = completed_twin(folder, chash, sweep_dir)
                         if source is not None and adopt(source, folder, experiment):
                             claims.drop(folder, chash)
-                            outcome.before = outcome.after = "completed"
-                            outcome.reused = str(source)
-                            log.info("reused %s: completed in %s", folder, source)
+                            outcome.copied(source)
                             continue
                         trainer = running_twin(folder, chash, sweep_dir)  # its launch gone
                         if trainer is not None:
@@ -869,15 +865,17 @@ def _wait_and_copy(
         # its launch stopped waiting while the twin's job runs on (Ctrl-C, a lost session)
         while running_twin(o.folder, o.config_hash, sweep_dir) is not None:
             time.sleep(RUNNING_TWIN_POLL_S)
-        own = _recorded(o.folder, o.config_hash)  # another launch of this sweep, meanwhile
-        if own == "completed" or folder_holder(o.folder) is not None:
-            o.after = own if own == "completed" else "running elsewhere"
-            o.detail = "" if own == "completed" else describe_holder(folder_holder(o.folder) or {})
+        # another launch of this sweep, meanwhile: completed it, or runs it now
+        if _recorded(o.folder, o.config_hash) == "completed":
+            o.after, o.detail = "completed", ""
+            continue
+        holder = folder_holder(o.folder)
+        if holder is not None:
+            o.after, o.detail = "running elsewhere", describe_holder(holder)
             continue
         source = completed_twin(o.folder, o.config_hash, sweep_dir)
         if source is not None and adopt(source, o.folder, experiment_of[o.folder]):
-            o.after, o.detail, o.reused = "completed", "", str(source)
-            log.info("reused %s: completed in %s", o.folder, source)
+            o.copied(source, before=o.before)
         else:
             o.after = "not run"
             o.detail = (
@@ -1066,6 +1064,11 @@ class _Outcome:
     detail: str = ""  # the error's first line, a SLURM state, who holds the folder
     launched: bool = False  # by this launch
     reused: str = ""  # the folder of another sweep's completed job copied into this one
+
+    def copied(self, source: Path, before: str = "completed") -> None:
+        """The job was copied from `source`, another sweep's completed twin."""
+        self.before, self.after, self.detail, self.reused = before, "completed", "", str(source)
+        log.info("reused %s: completed in %s", self.folder, source)
 
     def entry(self) -> dict[str, Any]:
         """Its line in sweep.json: written before the launch, and again with ``after`` once
