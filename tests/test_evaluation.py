@@ -374,3 +374,30 @@ def test_each_validation_image_is_counted_once_whatever_the_packing(mode, pack):
     )
     acc = evaluate_archs(LabelReader(), ["a", "b"], loader, bn_mode=mode, pack=pack)
     assert acc.tolist() == [int(right.sum()) / n] * 2 == [14 / 40] * 2
+
+
+def test_recalibration_gives_up_after_the_k_batches_and_at_most_the_extra_cap(monkeypatch):
+    # a channel that no batch draws: calibration feeds the K batches, then at most
+    # MAX_EXTRA_CALIBRATION more (here 5), so K + 5 forwards in all before the error
+    from contextlib import nullcontext
+
+    from nasheur import evaluation
+    from nasheur.supernet.channels import SlicedBatchNorm2d
+
+    class NeverDrawn(SlicedBatchNorm2d):
+        def uncalibrated(self) -> torch.Tensor:
+            return torch.tensor(1)
+
+    class Batches:  # 3 batches a pass, passes without end
+        def train_batches(self, gen):
+            return iter([(torch.zeros(1), None)] * 3)
+
+    forwards = []
+    monkeypatch.setattr(evaluation, "MAX_EXTRA_CALIBRATION", 5)
+    bn = NeverDrawn(4, affine=True, track=False)
+    gen = torch.Generator().manual_seed(0)
+    with pytest.raises(RuntimeError, match=r"1 BN channel\(s\) drawn by no batch after 7 batches"):
+        evaluation._recalibrate(
+            lambda x, arch: forwards.append(arch), [bn], "A", Batches(), 2, gen, nullcontext()
+        )
+    assert forwards == ["A"] * 7

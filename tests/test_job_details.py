@@ -182,6 +182,9 @@ def test_a_second_pool_has_its_own_draw_and_evaluation_stream_but_the_same_calib
     )
     assert [c["seed"] for c in calls] == [derive_seed(0, "evaluate"), derive_seed(0, "evaluate", 1)]
     assert [c["calib"] for c in calls] == [derive_seed(0, "calibrate")] * 2
+    timing = json.loads((tmp_path / "job" / "metrics.json").read_text())["timing"]
+    # the rate counts the architectures of both pools, 12 + 12
+    assert timing["eval_archs_per_s"] * timing["eval_seconds"] == pytest.approx(24)
 
 
 # --- adoption of a job another sweep completed (nasheur.reuse) --------------------------------
