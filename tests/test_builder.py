@@ -339,3 +339,124 @@ def test_a_diverged_training_is_one_line_and_keeps_the_results(tmp_path, capsys)
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "not finite in epoch 1" in err and "--lr" in err
     assert "Traceback" not in err and not out.exists()
+
+
+# ----------------------------------------------------------------------------- audit additions
+
+
+def _prepared_build(tmp_path, settings):
+    """`settings`' build with every result written into its progress file by hand (accuracy
+    (10 + 20 i + 5 seed) / 100 for the i-th architecture of the sample): no training."""
+    from nasheur.spaces.embedded import EmbeddedSpace
+
+    out = tmp_path / "gt.csv"
+    assert build(out, settings, limit=0, log=None) is None  # the settings line only
+    keys = sample_architectures(EmbeddedSpace(), settings.archs, seed=settings.arch_seed)
+    accs = {(k, s): (10 + 20 * i + 5 * s) / 100 for i, k in enumerate(keys) for s in settings.seeds}
+    with open(progress_path(out), "a") as f:
+        for (key, seed), acc in accs.items():
+            f.write(json.dumps({"key": key, "seed": seed, "accuracy": acc, "seconds": 0.1}) + "\n")
+    return out, keys, accs
+
+
+def test_a_build_writes_each_result_under_its_seed_and_a_command_that_remakes_it(tmp_path):
+    import shlex
+
+    settings = BuildSettings(
+        **{
+            **TINY.__dict__,
+            "lr": 0.05,
+            "weight_decay": 1e-3,
+            "augment": True,
+            "arch_seed": 2,
+            "test_seed": 7,
+            "macro": (("layers", 1), ("channels", 4)),
+        }
+    )
+    # the order of the --macro options determines nothing
+    assert settings == BuildSettings(
+        **{**settings.__dict__, "macro": (("channels", 4), ("layers", 1))}
+    )
+    out, keys, accs = _prepared_build(tmp_path, settings)
+    result = build(out, settings, log=None)
+    assert result is not None and result.trained == 0
+    with open(per_seed_path(out), newline="") as f:
+        rows = {(r["key"], int(r["seed"])): float(r["accuracy"]) for r in csv.DictReader(f)}
+    assert rows == accs
+    gt = read_table(out)
+    for k in keys:
+        assert gt[k] == pytest.approx(np.mean([accs[(k, s)] for s in settings.seeds]), abs=1e-15)
+    regen = shlex.split(gt.meta["regenerate"])
+    assert regen[:4] == ["python", "-m", "nasheur.groundtruth", "build"]
+    parsed = builder.settings_from_args(builder._parser().parse_args(regen[4:]))
+    assert parsed == settings
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ('{"key": "KEY", "seed": 0, "accuracy": 1.5}', r":8: not a result line \(accuracy 1\.5"),
+        ('{"key": "not-in-the-sample", "seed": 0, "accuracy": 0.5}', "outside this build"),
+    ],
+)
+def test_a_progress_file_with_results_this_build_cannot_have_is_refused(tmp_path, line, said):
+    out, keys, _ = _prepared_build(tmp_path, TINY)
+    with open(progress_path(out), "a") as f:
+        f.write(line.replace("KEY", keys[0]) + "\n")
+    with pytest.raises(BuildMismatchError, match=said):
+        build(out, TINY, log=None)
+    assert not out.exists()
+
+
+def test_a_progress_file_of_another_format_is_refused(tmp_path):
+    out = tmp_path / "gt.csv"
+    assert build(out, TINY, limit=0, log=None) is None
+    path = progress_path(out)
+    first, *rest = path.read_text().splitlines(keepends=True)
+    header = json.loads(first)
+    assert header["format"] == builder.PROGRESS_FORMAT
+    header["format"] = builder.PROGRESS_FORMAT + 1
+    path.write_text(json.dumps(header) + "\n" + "".join(rest))
+    with pytest.raises(BuildMismatchError, match=r"other settings \(differing: format\)"):
+        build(out, TINY, log=None)
+
+
+def test_the_learning_rate_follows_a_per_step_cosine_from_its_full_value(monkeypatch):
+    # P_proxy: lr 0.1 decayed by a per-step cosine to zero, as torch's CosineAnnealingLR
+    # stepped once per batch: the first step at the full rate
+    from nasheur.spaces.embedded import EmbeddedSpace
+
+    settings = BuildSettings(**{**TINY.__dict__, "epochs": 2})
+    steps = settings.epochs * (settings.train_images // settings.batch_size)
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=settings.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(probe, T_max=steps)
+    expected = []
+    for _ in range(steps):
+        expected.append(probe.param_groups[0]["lr"])
+        probe.step()
+        schedule.step()
+    seen = []
+    real_step = torch.optim.SGD.step
+
+    def recording(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", recording)
+    space = EmbeddedSpace()
+    key = sample_architectures(space, 1, seed=0)[0]
+    builder.train_standalone(space, key, 0, settings, builder._make_data(settings))
+    assert expected[0] == settings.lr and len(seen) == steps
+    assert seen == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_a_batch_of_all_the_training_images_is_allowed():
+    whole = BuildSettings(**{**TINY.__dict__, "batch_size": TINY.train_images})
+    assert len(builder.check_build(whole)[1]) == TINY.archs
+    with pytest.raises(ValueError, match="--batch-size 49: larger than the 48 training images"):
+        builder.check_build(BuildSettings(**{**TINY.__dict__, "batch_size": 49}))
+
+
+def test_the_progress_file_of_a_table_named_in_capitals():
+    assert progress_path("tables/GT.CSV").as_posix() == "tables/GT.progress.jsonl"
+    assert per_seed_path("tables/GT.CSV").as_posix() == "tables/GT.per-seed.csv"

@@ -268,3 +268,42 @@ def test_build_and_convert_refuse_an_out_that_is_not_a_file(tmp_path):
             assert done.returncode == 2, (command, out, done.stderr)
             assert f"argument --out: {said}" in done.stderr, done.stderr
     assert afile.read_text() == ""
+
+
+# ----------------------------------------------------------------------------- audit additions
+
+
+def test_convert_a_percent_table_into_fractions(tmp_path):
+    # the unit is the written table's own (fraction), not the source's
+    from nasheur.groundtruth.convert import convert_file
+
+    src = tmp_path / "percent.csv"
+    src.write_text("# unit: percent\n# dataset: cifar10\nkey,accuracy\na,93.5\nb,10\n")
+    out, _ = convert_file(src, tmp_path / "out.csv")
+    gt = read_table(out)
+    assert gt.meta["unit"] == "fraction" and gt.meta["dataset"] == "cifar10"
+    assert gt["a"] == pytest.approx(0.935) and gt["b"] == 0.1
+
+
+def test_convert_and_show_honour_unit_and_report_refusals(tmp_path, capsys):
+    from nasheur.groundtruth.__main__ import main
+    from tests.test_groundtruth_loaders import _OsSystem
+
+    src = tmp_path / "plain.csv"  # no '# unit:' line: the unit comes from --unit
+    src.write_text("key,accuracy\na,93.5\nb,10\n")
+    assert main(["show", str(src), "--unit", "percent"]) == 0
+    assert "rows: 2" in capsys.readouterr().out
+    out = tmp_path / "out.csv"
+    assert main(["convert", str(src), "--unit", "percent", "--out", str(out)]) == 0
+    assert read_table(out)["a"] == pytest.approx(0.935)
+    capsys.readouterr()
+    # an allow-list refusal (an UnsafePickleError) is an error line, not a traceback
+    marker = tmp_path / "marker"
+    evil = write_pbz2(
+        tmp_path / "evil.pickle.pbz2",
+        {"meta_archs": list(ARCHS), "x": _OsSystem(f"touch {marker}")},
+    )
+    assert main(["convert", str(evil), "--out", str(tmp_path / "evil.csv")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "refusing to load the global" in err
+    assert not marker.exists()

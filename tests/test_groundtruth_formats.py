@@ -12,7 +12,7 @@ import pytest
 
 from nasheur.groundtruth import GroundTruthError, load_ground_truth, read_table
 from nasheur.groundtruth.convert import convert_file, default_output
-from nasheur.groundtruth.nb101 import TFRecordError, read_nb101
+from nasheur.groundtruth.nb101 import TFRecordError, decode_model_metrics, iter_nb101, read_nb101
 from nasheur.groundtruth.nds import read_nds
 from nasheur.spaces.darts_genotype import from_nds, parse_key
 from tests.test_groundtruth_loaders import (
@@ -24,7 +24,10 @@ from tests.test_groundtruth_loaders import (
     evaluation_data,
     model_metrics,
     nb101_record,
+    pb_bytes,
     pb_double,
+    pb_field,
+    pb_varint,
     tfrecord_bytes,
 )
 
@@ -221,3 +224,74 @@ def test_nb101_a_fourth_repeat_is_refused(tmp_path):
     path.write_bytes(blob)
     res = read_nb101(path)
     assert res.repeats.tolist() == [3] and res.gt[HASH_A] == pytest.approx(0.90)
+
+
+# ============================================================================ audit additions
+
+
+def _nb101_file(tmp_path, records: list[bytes]):
+    blob, offsets = tfrecord_bytes(records)
+    path = tmp_path / "nasbench_only108.tfrecord"
+    path.write_bytes(blob)
+    return path, offsets
+
+
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [
+        (_record(_evals(3), epochs="108"), "epochs '108' is not an integer"),
+        (_record(_evals(3), h="abc123"), "'abc123' is not an MD5 module hash"),
+        (nb101_record(HASH_A, 108, 0.91, 93.5, 1234, 1), "test=93.5, valid=0.91 are not fractions"),
+        (nb101_record(HASH_A, 108, 0.91, 0.90, 999, 1), "999 trainable parameters, but an earlier"),
+    ],
+    ids=["epochs as text", "short hash", "percent", "other params"],
+)
+def test_nb101_records_a_reader_must_not_take(tmp_path, bad, said):
+    good = nb101_record(HASH_A, 108, 0.91, 0.90, 1234, 0)
+    path, offsets = _nb101_file(tmp_path, [good, bad])
+    with pytest.raises(
+        TFRecordError, match=re.escape(f"record at byte offset {offsets[1]}")
+    ) as info:
+        read_nb101(path)
+    assert said in str(info.value)
+
+
+def test_nb101_without_the_budget_or_with_another_metric_is_refused(tmp_path):
+    path, _ = _nb101_file(tmp_path, [nb101_record(HASH_A, 36, 0.8, 0.8, 1234, 0)])
+    with pytest.raises(GroundTruthError, match=r"no record trained for 108 epochs"):
+        read_nb101(path)
+    assert read_nb101(path, epochs=36).gt[HASH_A] == pytest.approx(0.8)
+    with pytest.raises(ValueError, match=r"metric 'train': one of test, valid"):
+        read_nb101(path, epochs=36, metric="train")
+
+
+def test_nb101_adjacency_of_other_characters_is_refused(tmp_path):
+    good = nb101_record(HASH_A, 108, 0.91, 0.90, 1234, 0)
+    row = json.loads(good)
+    row[2] = row[2].replace("1", "2", 1)  # 49 characters, 7 x 7, but a '2'
+    path, offsets = _nb101_file(tmp_path, [good, json.dumps(row).encode()])
+    with pytest.raises(TFRecordError, match=rf"byte offset {offsets[1]}: adjacency .*V-vertex"):
+        list(iter_nb101(path))
+
+
+def test_protobuf_fields_that_run_past_their_message_are_refused():
+    # an unknown field whose length runs past the end of its message
+    with pytest.raises(ValueError, match="field 12 runs past the end"):
+        decode_model_metrics(pb_bytes(12, b"abc")[:-1])
+    # a truncated double at the end of an evaluation, with more of the outer message after
+    # it: its bytes are not the double's
+    evaluation = pb_double(1, 108.0) + pb_field(5, 1, b"\x00\x00")
+    outer = pb_bytes(1, evaluation) + pb_field(2, 0, pb_varint(1234)) + pb_double(3, 5.0)
+    with pytest.raises(ValueError, match="EvaluationData field 5 is truncated"):
+        decode_model_metrics(outer)
+
+
+def test_nb101_an_unknown_field_in_the_place_of_test_accuracy_is_no_test_accuracy(tmp_path):
+    # fields 1-4, then field 7 (unknown, a double) where field 5 usually is
+    final = b"".join(pb_double(k, v) for k, v in ((1, 108.0), (2, 1.0), (3, 0.99), (4, 0.91)))
+    final += pb_double(7, 0.5)
+    decoded = decode_model_metrics(pb_bytes(1, final)).evaluation_data[0]
+    assert (decoded.validation_accuracy, decoded.test_accuracy) == (0.91, 0.0)  # proto2 default
+    path, _ = _nb101_file(tmp_path, [_record([*_evals(2), final])])
+    with pytest.raises(TFRecordError, match=r"final evaluation \(index 2\) has no test_accuracy"):
+        read_nb101(path)

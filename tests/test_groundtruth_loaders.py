@@ -910,3 +910,123 @@ def test_reading_nb101_needs_no_tensorflow(nb101_file):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ============================================================================ audit additions
+
+
+def test_reading_a_benchmark_leaves_the_garbage_collector_as_it_was(nats_pbz2, nb201_pth):
+    # the readers pause the cyclic GC while unpickling; the job that reads them needs it back
+    import gc
+
+    assert gc.isenabled()
+    read_nats_pbz2(nats_pbz2)
+    read_nb201_pth(nb201_pth)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        load_pbz2(nats_pbz2)
+        assert not gc.isenabled()  # nor turned on where the caller had it off
+    finally:
+        gc.enable()
+
+
+def test_nds_entries_and_errors_outside_the_format_are_refused(tmp_path):
+    path = tmp_path / "DARTS.json"
+    path.write_text(json.dumps({"top": NDS_JOBS[:2], "meta": {"version": 1}}))
+    with pytest.raises(
+        GroundTruthError, match=r"DARTS\.json: the entry 'meta' is not a list of jobs"
+    ):
+        read_nds(path)
+    # a negative error would be an accuracy above 100%
+    jobs = json.loads(json.dumps(NDS_JOBS))
+    jobs[1]["test_ep_top1"][-1] = -5.0
+    path.write_text(json.dumps(jobs))
+    with pytest.raises(
+        GroundTruthError, match=r"job 1: the last test_ep_top1 -5\.0 is not an error"
+    ):
+        read_nds(path)
+
+
+def test_nds_without_jobs_or_with_only_errors_of_at_most_1_is_refused(tmp_path):
+    path = tmp_path / "DARTS.json"
+    for empty in ([], {"top": []}):
+        path.write_text(json.dumps(empty))
+        with pytest.raises(GroundTruthError, match=r"DARTS\.json: no jobs"):
+            read_nds(path)
+    # three repeats erring exactly 1% each: every error at most 1, though their mean
+    # accuracy, 0.99 three times over divided by 3, rounds to just below 0.99
+    path.write_text(json.dumps([job(g, [50.0, 1.0]) for g in (G1, _swapped(G1), G1)]))
+    with pytest.raises(GroundTruthError, match=r"job 0: the last test_ep_top1 1 is at most 1"):
+        read_nds(path)
+
+
+def test_folder_sha256_is_the_documented_digest(nats_dir):
+    # sha256 over "<relative posix name>\0<file sha256>\n" of its files in sorted name order
+    import hashlib
+
+    lines = b"".join(
+        f"{f.name}\0{hashlib.sha256(f.read_bytes()).hexdigest()}\n".encode()
+        for f in sorted(nats_dir.iterdir())
+    )
+    assert source_sha256(nats_dir) == hashlib.sha256(lines).hexdigest()
+
+
+def test_detect_format_by_content_for_any_suffix_case(nds_dict, tmp_path):
+    # a dict of job lists ({top, mid}) is NDS too, and a suffix in capitals is the suffix
+    (tmp_path / "c.bin").write_bytes(nds_dict.read_bytes())
+    assert detect_format(tmp_path / "c.bin") == "nds-json"
+    table = tmp_path / "GT.CSV"
+    table.write_text("# made by: J\u00f6rg\n# unit: fraction\nkey,accuracy\na,0.5\n")
+    assert detect_format(table) == "table"
+
+
+def test_nds_has_no_validation_metric(nds_list):
+    with pytest.raises(GroundTruthError, match=r"NDS DARTS records test errors only"):
+        load_ground_truth(nds_list, metric="valid")
+    assert not (nds_list.parent / ".nasheur-gt-cache").exists()
+
+
+def test_keys_are_checked_when_the_cache_cannot_be_written(nds_list, monkeypatch):
+    from nasheur.groundtruth import convert
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    def reject(key):
+        raise ValueError("not in this space")
+
+    monkeypatch.setattr(convert, "write_table", disk_full)
+    with (
+        pytest.warns(UserWarning, match="could not write the ground-truth cache"),
+        pytest.raises(GroundTruthError, match=r"DARTS\.json: key .* rejected: not in this space"),
+    ):
+        load_ground_truth(nds_list, validate_key=reject)
+    with pytest.warns(UserWarning, match="converting .* again next time"):
+        assert len(load_ground_truth(nds_list, validate_key=lambda k: None)) == 3
+
+
+def test_the_fingerprint_of_a_converted_table_is_its_own_checksum(nb101_file, tmp_path):
+    # the table's '# sha256:' line is its source's; a job evaluated against the table records
+    # the table's own
+    import hashlib
+
+    from nasheur.groundtruth.convert import convert_file, source_fingerprint
+
+    out, gt = convert_file(nb101_file, tmp_path / "nb101.csv")
+    assert gt.meta["sha256"] == hashlib.sha256(nb101_file.read_bytes()).hexdigest()
+    from nasheur import __version__
+
+    assert gt.meta["converter"] == f"nasheur.groundtruth {__version__}"  # what wrote it
+    table = read_table(out)
+    fingerprint = source_fingerprint(out, table.meta)
+    assert fingerprint["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert source_fingerprint(nb101_file, gt.meta)["sha256"] == gt.meta["sha256"]
+
+
+def test_a_cache_folder_inside_a_simple_folder_is_not_part_of_its_checksum(nats_dir):
+    first = source_sha256(nats_dir)
+    inner = nats_dir / ".nasheur-gt-cache"
+    inner.mkdir()
+    (inner / "meta.pickle.pbz2.1-2.cifar10.gt.csv").write_text("# unit: fraction\n")
+    assert source_sha256(nats_dir) == first

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -372,3 +374,154 @@ def test_a_percentage_in_a_fraction_table_is_refused(tmp_path):
     # a fraction table is not held to the percent floor (its values are fractions)
     q = _write(tmp_path, "# unit: fraction\n# dataset: cifar10\nkey,accuracy\na,0.9\nb,0.1\n")
     assert read_table(q)["b"] == 0.1
+
+
+# ----------------------------------------------------------------------------- audit additions
+
+
+def test_a_comment_whose_name_has_spaces_is_no_metadata(tmp_path):
+    # '# name: value' names one word; free text with a colon is a comment, and a converted
+    # copy of the table (whose header write_table rewrites) must not choke on it
+    from nasheur.groundtruth.convert import convert_file
+
+    p = _write(tmp_path, "# made by: hand\n# unit: percent\nkey,accuracy\na,50\nb,60\n")
+    gt = read_table(p)
+    assert "made by" not in gt.meta and gt.meta["unit"] == "percent"
+    out, _ = convert_file(p, tmp_path / "out.csv")
+    assert read_table(out)["b"] == 0.6
+
+
+def test_a_percent_table_topping_at_exactly_1_is_the_whole_table_message(tmp_path):
+    # "no accuracy exceeds 1": a maximum of exactly 1 is no proof of percent, so the table is
+    # refused as a whole (fractions), not by its row below the chance floor
+    p = _write(tmp_path, "# unit: percent\n# dataset: cifar10\nkey,accuracy\na,0.9\nb,1\n")
+    with pytest.raises(GroundTruthError, match=r"gt\.csv:1: .*no accuracy exceeds 1"):
+        read_table(p)
+
+
+def test_the_first_of_several_fractions_among_percentages_is_named(tmp_path):
+    p = _write(tmp_path, "# unit: percent\n# dataset: cifar10\nkey,accuracy\na,0.9\nb,0.8\nc,90\n")
+    with pytest.raises(GroundTruthError, match=r"gt\.csv:4: key 'a': accuracy = 0\.9%"):
+        read_table(p)
+
+
+def test_declared_space_of_a_large_table_with_a_character_across_the_cut(tmp_path):
+    # the head read is 64 KiB; a two-byte character whose first byte is the last byte read
+    # must not make the head undecodable
+    from nasheur.groundtruth.table import declared_space
+
+    head = b"# space: nb201\n# unit: fraction\nkey,accuracy\n"
+    pad = (1 << 16) - 1 - len(head) - len(",0.5\n")
+    body = head + b"x" * pad + b",0.5\n" + "\u00e9,0.5\n".encode()
+    assert body[(1 << 16) - 1 : (1 << 16) + 1] == "\u00e9".encode()
+    p = tmp_path / "gt.csv"
+    p.write_bytes(body + b"y,0.5\n" * 10)
+    assert declared_space(p) == "nb201"
+
+
+def test_declared_space_of_the_nb201_layout_with_more_columns(tmp_path):
+    # read_table takes the layout by its first four columns; so does the space check
+    from nasheur.groundtruth.table import declared_space
+
+    p = _write(tmp_path, "index,arch_str,valid_acc,test_acc,train_acc\n0,|a~0|,90,89,99\n")
+    assert read_table(p).meta["space"] == "nb201"
+    assert declared_space(p) == "nb201"
+
+
+def test_a_quoted_field_over_two_lines_names_them(tmp_path):
+    p = _write(tmp_path, '# unit: percent\nkey,accuracy\na,"50\nb",60\nc,70\n')
+    with pytest.raises(GroundTruthError, match=r"gt\.csv:3: a quoted field runs over lines 3 to 4"):
+        read_table(p)
+
+
+def test_own_layout_key_column_anywhere_in_the_header(tmp_path):
+    # the header must contain `key` and the value column; other columns are ignored
+    p = _write(tmp_path, "# unit: percent\nnote,key,accuracy\nx,a,50\ny,b,60\n")
+    gt = read_table(p)
+    assert gt.keys == ("a", "b") and gt["b"] == 0.6
+
+
+def test_the_key_column_is_no_value_column(tmp_path):
+    # numeric keys would read as accuracies; the key column is not among those offered
+    p = _write(tmp_path, "# unit: percent\nkey,accuracy\n7,50\n8,60\n")
+    with pytest.raises(
+        GroundTruthError,
+        match=r"gt\.csv:2: column 'key' holds the keys; available columns: accuracy",
+    ):
+        read_table(p, column="key")
+
+
+def test_a_repeated_column_name_is_refused(tmp_path):
+    # two 'accuracy' columns: which one is meant is not sure
+    p = _write(tmp_path, "# unit: percent\nkey,accuracy,accuracy\na,50,60\n")
+    with pytest.raises(GroundTruthError, match=r"gt\.csv:2: repeated column name"):
+        read_table(p)
+
+
+def test_write_refuses_what_would_not_read_back(tmp_path):
+    # read_table strips fields and splits '# name: value' at the first colon: a padded key
+    # or a meta name with a colon would come back as something else
+    p = tmp_path / "x.csv"
+    for key in (" a", "a "):
+        with pytest.raises(ValueError, match="padded"):
+            write_table(p, [key], [0.5], meta={})
+    with pytest.raises(ValueError, match="unwritable meta entry"):
+        write_table(p, ["a"], [0.5], meta={"a:b": "c"})
+    assert not p.exists()
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    from nasheur.io import atomic_path
+
+    p = tmp_path / "gt.csv"
+    write_table(p, ["a"], [0.5], meta={})
+    before = p.read_bytes()
+    with pytest.raises(RuntimeError, match="interrupted"), atomic_path(p) as tmp:
+        tmp.write_text("half a table")
+        raise RuntimeError("interrupted")
+    assert p.read_bytes() == before
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["gt.csv"]
+
+
+# ----------------------------------------------------------------------------- nasheur.io (the
+# atomic writes that write_table and the job records use)
+
+
+def test_a_written_table_is_readable_by_others(tmp_path):
+    # the temporary file is made 0600; the table it becomes is an ordinary 0644 file
+    p = tmp_path / "gt.csv"
+    write_table(p, ["a"], [0.5], meta={})
+    assert p.stat().st_mode & 0o777 == 0o644
+
+
+def test_only_atomic_path_temporaries_of_the_named_files_are_removed(tmp_path):
+    import tempfile
+
+    from nasheur.io import remove_stale_temporaries
+
+    # what atomic_path leaves when killed: tempfile's 8 random characters between the dots
+    fd, left = tempfile.mkstemp(prefix=".metrics.json.", suffix=".tmp", dir=tmp_path)
+    os.close(fd)
+    keep = [
+        ".metrics.json.backup.tmp",  # a user's file: 6 characters
+        ".metrics.json.abcdefghij.tmp",  # 10
+        ".other.json.abcdefgh.tmp",  # another file's
+    ]
+    for name in keep:
+        (tmp_path / name).write_text("mine")
+    assert remove_stale_temporaries(tmp_path, ("metrics.json",)) == [Path(left)]
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted(keep)
+
+
+def test_json_records_hold_null_for_non_finite_numbers(tmp_path):
+    # JSON has no NaN: a metric that is nan (a tau over ties) is written as null
+    import json
+
+    from nasheur.io import atomic_write_json, read_json
+
+    p = tmp_path / "m.json"
+    atomic_write_json(p, {"tau": float("nan"), "inf": float("-inf"), "x": np.float64(0.5)})
+    assert json.loads(p.read_text()) == {"tau": None, "inf": None, "x": 0.5}
+    p.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        read_json(p)

@@ -752,3 +752,159 @@ def test_a_crafted_nds_file_gives_an_error_that_names_it(tmp_path, text, message
         read_source(path)
     with pytest.raises(GroundTruthError, match=message):
         read_source(path)
+
+
+# ----------------------------------------------------------------------------- audit additions
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (  # NB201 stores percentages: 150 is none (fractions are caught by the chance floor)
+            lambda o: _run(o)["eval_acc1es"].update({"ori-test@199": 150.0}),
+            r"architecture 0, cifar10 seed 777: eval_acc1es\['ori-test@199'\] = 150\.0 is not a "
+            "percentage",
+        ),
+        (
+            lambda o: o["arch2infos"].update({4: o["arch2infos"][0]}),
+            r"architecture 4: index outside meta_archs \(0\.\.3\)",
+        ),
+        (
+            lambda o: o["arch2infos"].pop(3),
+            r"1 of 4 architectures have no results \(first: index 3\)",
+        ),
+        (
+            lambda o: o["arch2infos"][2]["full"].update(arch_str=ARCHS[3]),
+            r"architecture 2: arch_str '.*' differs from meta_archs\[2\]",
+        ),
+        (
+            lambda o: (
+                o["arch2infos"][1]["full"].pop("arch_str"),
+                o["meta_archs"].__setitem__(
+                    1, "|conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+                ),
+            ),
+            r"meta_archs\[1\]: .*conv_9x9",
+        ),
+        (lambda o: o.update(meta_archs=[], arch2infos={}), r"'meta_archs' is empty"),
+    ],
+    ids=[
+        "above 100%",
+        "index past meta_archs",
+        "an architecture missing",
+        "arch_str",
+        "a bad arch",
+        "no archs",
+    ],
+)
+def test_nb201_entries_that_do_not_fit_meta_archs_are_refused(tmp_path, change, message):
+    obj = nb201_dict()
+    change(obj)
+    path = _pbz2(tmp_path, obj)
+    with pytest.raises(GroundTruthError, match=r"NATS-tss-v1_0-3ffb9\.pickle\.pbz2: " + message):
+        read_nats_pbz2(path)
+
+
+def test_a_global_of_an_allowed_module_is_still_refused(tmp_path):
+    # the allow-list names (module, name) pairs: collections.OrderedDict admits nothing else of
+    # collections
+    obj = {"meta_archs": list(ARCHS), "x": _Reduce(collections.namedtuple, ("P", "a b"))}
+    path = _pbz2(tmp_path, obj)
+    with pytest.raises(
+        UnsafePickleError, match=r"refusing to load the global collections\.namedtuple"
+    ):
+        load_pbz2(path)
+    # numpy.ndarray and numpy.dtype are listed: numpy.save is not
+    with pytest.raises(UnsafePickleError, match=r"crafted\.pkl: refusing .* numpy\.save") as info:
+        load(b"\x80\x02cnumpy\nsave\n.")
+    assert info.value.refused == ("numpy", "save")
+
+
+class _PersistentPickler(pickle.Pickler):
+    """Writes "tensor" as a persistent reference, as torch.save writes its storages."""
+
+    def persistent_id(self, obj):
+        return "storage-0" if obj == "tensor" else None
+
+
+def test_a_persistent_reference_is_refused_not_read_as_none():
+    buffer = io.BytesIO()
+    _PersistentPickler(buffer, protocol=2).dump({"weights": "tensor"})
+    with pytest.raises(UnsafePickleError, match=r"crafted\.pkl: refusing a persistent reference"):
+        load(buffer.getvalue())
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_zip_entries_compressed_any_way_are_refused(tmp_path, method):
+    # torch.save stores its entries; bzip2 and lzma inflate as deflate does
+    import torch
+
+    plain = tmp_path / "plain.pth"
+    torch.save(nb201_dict(), plain)
+    packed = tmp_path / "packed.pth"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(packed, "w", method) as dst:
+        for entry in src.infolist():
+            dst.writestr(entry.filename, src.read(entry))
+    assert zip_inflation(packed).startswith("compressed entries: ")
+    with pytest.raises(UnsafePickleError, match=r"packed\.pth: refused.*compressed entries"):
+        load_pth(packed)
+
+
+def test_a_refusal_by_torch_load_gives_no_advice_to_allow_the_global(tmp_path):
+    # torch's message goes on: "Please use `torch.serialization.add_safe_globals([print])`",
+    # which would let the file's global run; the error keeps only what was refused
+    import torch
+
+    path = tmp_path / "evil.pth"
+    torch.save({"t": torch.ones(2), "x": _Direct(print, ("hi",))}, path)
+    with pytest.raises(UnsafePickleError, match=r"evil\.pth: refused by torch\.load") as info:
+        load_pth(path)
+    said = str(info.value)
+    assert "print" in said and "add_safe_globals" not in said and "Please use" not in said
+
+
+def test_bytes_and_codecs_stand_ins_take_only_what_pickle_writes():
+    # __builtin__.bytes() is b"" only: bytes(n) would allocate n bytes the file never held
+    with pytest.raises(UnsafePickleError, match=r"crafted\.pkl: refusing bytes\(\) with arg"):
+        load(pickle.dumps(_Reduce(bytes, (1 << 20,)), protocol=2))
+    assert load(pickle.dumps(b"", protocol=2)) == b""
+    assert load(pickle.dumps(b"\xe9\x00", protocol=2)) == b"\xe9\x00"  # _codecs.encode latin1
+    import codecs
+
+    with pytest.raises(UnsafePickleError, match=r"refusing _codecs\.encode\(str, 'utf-8'\)"):
+        load(pickle.dumps(_Reduce(codecs.encode, ("\xe9", "utf-8")), protocol=2))
+
+
+def test_an_allow_list_of_a_module_takes_names_not_a_string():
+    # {"collections": "OrderedDict"} would allow the globals O, r, d, e ... of collections
+    with pytest.raises(TypeError, match="collection of names"):
+        safe_load(io.BytesIO(pickle.dumps(1)), {"collections": "OrderedDict"}, source="x")
+
+
+def test_array_payloads_that_numpy_would_misread_are_refused_by_the_stand_ins():
+    # each refused by the stand-ins themselves (UnsafePickleError), not left to numpy
+    cases = {
+        "a list payload": (reconstructed([1], np.dtype("i1")), "object arrays are not allowed"),
+        "more bytes than elements": (reconstructed(b"\0" * 16, np.dtype("f8")), "need 8 bytes"),
+        "more bytes, _frombuffer": (frombuffer(b"\0" * 16, np.dtype("f8")), "need 8 bytes"),
+        "_frombuffer of an array": (
+            _Reduce(numeric._frombuffer, (np.arange(8, dtype=np.uint8), np.dtype("u1"), (8,), "C")),
+            "refusing _frombuffer of a UnpickledArray",
+        ),
+    }
+    for name, (payload, said) in cases.items():
+        for protocol in (2, 4):
+            with pytest.raises(UnsafePickleError, match=r"^crafted\.pkl: .*" + re.escape(said)):
+                load(pickle.dumps([payload], protocol=protocol))
+            assert name
+
+
+def test_a_reconstructed_array_takes_one_build():
+    # numpy would let a second BUILD replace the data of an array the file refers to again
+    made = _piece(reconstructed(b"A" * 8, np.dtype("u1"), shape=(8,)))
+    again = _piece((1, (8,), np.dtype("u1"), False, b"B" * 8))
+    with pytest.raises(
+        UnsafePickleError, match=r"crafted\.pkl: refusing to set an array's state twice"
+    ):
+        load(b"\x80\x02" + made + again + b"b.")
+    assert load(b"\x80\x02" + made + b".").tobytes() == b"A" * 8

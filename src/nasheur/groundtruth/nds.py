@@ -142,6 +142,8 @@ def read_nds(path: str | os.PathLike[str]) -> NDSGroundTruth:
             "NDS stores top-1 errors in percent (this file is not as NDS released it)"
         )
     fraction.check()  # all errors <= 1, and a mean rounded just below 0.99
+    # the configured epochs where every job records them, else the curves' lengths for all
+    # (one measure for the whole header, not a mix)
     epochs = _summary(max_eps) if len(max_eps) == len(jobs) else _summary(curve_lens)
     lo, hi = int(repeats.min()), int(repeats.max())
     meta = {

@@ -378,10 +378,11 @@ def read_table(
     ]
     if value_col == key_col or value_col not in header:
         what = "column" if column is not None else "default column"
+        why = "holds the keys" if value_col == key_col else "not in the header"
         raise _err(
             source,
             header_lineno,
-            f"{what} {brief(value_col)} not in the header; available columns: {', '.join(available)}",
+            f"{what} {brief(value_col)} {why}; available columns: {', '.join(available)}",
         )
     if len(set(header)) != len(header):
         raise _err(source, header_lineno, f"repeated column name in header {header}")
