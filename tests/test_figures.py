@@ -483,3 +483,79 @@ def test_fig_6_says_when_no_trained_run_is_left_to_compare(monkeypatch):
     assert sum("no trained run (super-net accuracy < 40%)" in t for t in titles) == 2
     assert sum("(runs=4)" in t for t in titles) == 1 and not any("nan" in t for t in titles)
     assert all(t.startswith("NAS-Bench-201\n") for t in titles)  # the space on a line its own
+
+
+def test_a_learnt_default_is_the_most_common_value_among_the_other_experiments():
+    # lr is varied by lr_ablation; its default is learnt from the runs of experiments that
+    # do not vary it: three at 0.025, one try at 0.1 beside them. The most common, 0.025, is
+    # the baseline row, so the bar is lr=0.1 (README, Fig. 17)
+    def other(seed, experiment, lr):
+        return _record("nb201", seed, experiment, ["protocol.epochs"], {"protocol.lr": lr})
+
+    lr = [
+        _record("nb201", s, "lr_ablation", ["protocol.lr"], {"protocol.lr": v})
+        for s in range(2)
+        for v in (0.025, 0.1)
+    ]
+    others = [other(s, "other", 0.025) for s in range(3)] + [other(9, "try", 0.1)]
+    assert figures._defaults(lr + others)[("nb201", "protocol.lr")] == "0.025"
+    bars = figures.influence_bars(lr + others)["nb201"]
+    assert [(exp, label) for exp, label, _, _ in bars] == [("lr_ablation", "lr=0.1")]
+
+
+@pytest.mark.parametrize("given", [0.1, {"nb201": 0.1}])
+def test_a_given_baseline_wins_over_the_learnt_default(given):
+    # baselines={"protocol.lr": 0.1} (or per space): the 0.1 row is the reference, so the bar
+    # is lr=0.025 at mean(final at 0.025) - mean(final at 0.1), in percent points
+    records = [
+        _record("nb201", s, "lr_ablation", ["protocol.lr"], {"protocol.lr": v})
+        for s in range(2)
+        for v in (0.025, 0.1)
+    ]
+    final = {
+        v: np.mean(
+            [
+                r["metrics"]["final_performance"]
+                for r in records
+                if select(r, "config.protocol.lr") == v
+            ]
+        )
+        for v in (0.025, 0.1)
+    }
+    ((exp, label, mean, _),) = figures.influence_bars(records, baselines={"protocol.lr": given})[
+        "nb201"
+    ]
+    assert (exp, label) == ("lr_ablation", "lr=0.025")
+    assert mean == pytest.approx(100 * (final[0.025] - final[0.1]))
+
+
+def test_a_low_fidelity_factor_is_measured_against_the_runs_fidelity_baseline():
+    # the embedded space's default super-net has 1 cell per stage, its fidelity.baseline 3
+    # (README, Fig. 17: "for the low-fidelity factors, the space's fidelity.baseline"): the
+    # reference row is layers=3, not the config's default of 1
+    records = []
+    for s in range(2):
+        for layers in (1, 2, 3):
+            r = _record("embedded", s, "layers_ablation", ["fidelity.layers"])
+            r["config"]["fidelity"].update(layers=layers, baseline={"layers": 3})
+            records.append(r)
+    bars = figures.influence_bars(records)["embedded"]
+    assert sorted(label for _, label, _, _ in bars) == ["layers=1", "layers=2"]
+
+
+def test_fig_12_leaves_a_run_with_an_undefined_metric_out_of_its_point(monkeypatch):
+    # a collapsed super-net's S-KdT is undefined (null): the point at 100 epochs is the mean
+    # of the other two runs, (0.2 + 0.4) / 2, not (0.2 + 0.4 + 0) / 3
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, stem: drawn.setdefault("fig", fig) and [])
+    recs = []
+    for epochs, taus in ((100, (0.2, 0.4, None)), (200, (0.5, 0.5, 0.5))):
+        for seed, tau in enumerate(taus):
+            r = _record(
+                "nb201", seed, "epochs_ablation", ["protocol.epochs"], {"protocol.epochs": epochs}
+            )
+            r["metrics"]["sparse_kendall_tau"] = tau
+            recs.append(r)
+    figures.metric_vs_epochs(recs, "unused")
+    ((xs, ys),) = (line.get_data() for line in drawn["fig"].axes[1].lines)
+    assert list(xs) == [100, 200] and list(ys) == pytest.approx([0.3, 0.5])

@@ -1681,3 +1681,149 @@ def test_a_damaged_fingerprint_counts_as_a_changed_ground_truth(path):
     from nasheur.groundtruth.convert import source_changed
 
     assert source_changed({"path": path, "stamp": "1-2", "sha256": "0" * 64}) is True
+
+
+def test_a_cell_is_the_mean_and_the_population_std_over_its_seeds(tmp_path):
+    # three seeds: final performance 0.90, 0.93, 0.99; S-KdT 0.2, 0.5, 0.8; P>R 0.5, 0.7, 0.9;
+    # super-net accuracy 0.6, 0.7, 0.8 with pool stds 0.1, 0.2, 0.3. By hand: means 0.94,
+    # 0.5, 0.7, 0.7, 0.2; population stds (ddof=0, README) sqrt((0.04² + 0.01² + 0.05²) / 3)
+    # = sqrt(0.0014) and sqrt((0.3² + 0 + 0.3²) / 3) = sqrt(0.06) (ddof=1: sqrt(0.0021), 0.3)
+    recs = [record("nb201", s, 0.025) for s in range(3)]
+    for r, final, tau, p, acc, pool in zip(
+        recs,
+        (0.90, 0.93, 0.99),
+        (0.2, 0.5, 0.8),
+        (0.5, 0.7, 0.9),
+        (0.6, 0.7, 0.8),
+        (0.1, 0.2, 0.3),
+        strict=True,
+    ):
+        r["metrics"].update(
+            final_performance=final,
+            sparse_kendall_tau=tau,
+            p_beat_random=p,
+            supernet_acc_mean=acc,
+            supernet_acc_std=pool,
+        )
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0)
+    cell = table.blocks[0].cells[((0.025,), "nb201")]
+    assert cell.mean["final_performance"] == pytest.approx(0.94)
+    assert cell.std["final_performance"] == pytest.approx(0.0014**0.5)
+    assert cell.std["sparse_kendall_tau"] == pytest.approx(0.06**0.5)
+    row = next(x for x in to_markdown(table).splitlines() if x.startswith("| lr=0.025 |"))
+    # the NB201 columns: acc ± the pools' mean std, S-KdT ± std, P>R plain, final % ± std %
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:5] == ["0.700±0.20", "0.500±0.24", "0.700", "94.00±3.74"]
+    (csv_row,) = list(csv.DictReader(io.StringIO(to_csv(table))))
+    assert float(csv_row["final_performance_std"]) == pytest.approx(0.0014**0.5)
+    assert float(csv_row["supernet_acc_mean_std"]) == pytest.approx((0.02 / 3) ** 0.5)
+    assert float(csv_row["supernet_acc_std_mean"]) == pytest.approx(0.2)
+
+
+def test_table_3_leaves_out_a_space_of_two_runs(tmp_path):
+    # README: "A space with fewer than 3 such runs is left out with a note" (two runs always
+    # rank-correlate perfectly); three runs are correlated
+    from nasheur.results.tables import correlation_notes
+
+    two = load_records([write(tmp_path / "two", [record("nb201", s, 0.025) for s in range(2)])])
+    assert correlation_table(two) == {}
+    assert "NAS-Bench-201: 2 run(s), fewer than the 3 a correlation needs; left out" in (
+        correlation_notes(two)
+    )
+    recs = [record("nb201", s, 0.025, skdt_shift=0.01 * s) for s in range(3)]
+    three = load_records([write(tmp_path / "three", recs)])
+    assert correlation_table(three)["nb201"]["runs"] == 3 and not correlation_notes(three)
+
+
+def test_yes_no_rows_are_spelt_as_the_command_line_spells_them(tmp_path):
+    # `protocol.bn_track=true` on the command line, so `bn_track=true` in the row (not Python's
+    # `True`), in every format
+    recs = [
+        _with(
+            record("nb201", 0, 0.025),
+            protocol__bn_track=track,
+            protocol__bn_affine=True,
+            experiment__name="bn_ablation",
+            experiment__factors=["protocol.bn_track", "protocol.bn_affine"],
+        )
+        for track in (False, True)
+    ]
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0)
+    md = to_markdown(table)
+    assert "| bn_track=false, bn_affine=true |" in md
+    assert "| bn_track=true, bn_affine=true |" in md and "True" not in md
+    assert [r["row"] for r in csv.DictReader(io.StringIO(to_csv(table)))] == [
+        "bn_track=false, bn_affine=true",
+        "bn_track=true, bn_affine=true",
+    ]
+
+
+def test_the_main_setting_counts_the_images_of_every_epoch(tmp_path):
+    # as many completed runs each, epochs of equal size: a one-epoch try trained 100 images per
+    # run, the sweep of 3 epochs 300 (README: "the most training images per run"), so the
+    # sweep is the main setting though "1" sorts before "3"
+    def run(s, epochs):
+        rec = _with(record("nb201", s, 0.025), protocol__epochs=epochs)
+        rec["history"] = [{"epoch": e, "images": 100} for e in range(1, epochs + 1)]
+        return rec
+
+    recs = [run(s, 1) for s in range(3)] + [run(s, 3) for s in range(3)]
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0)
+    assert [b.title for b in table.blocks] == ["Learning rate", "Learning rate [protocol.epochs=1]"]
+
+
+@pytest.mark.parametrize(("width", "readable"), [(0, False), (1, False), (0.01, True)])
+def test_a_records_bin_width_must_lie_strictly_between_0_and_1(tmp_path, width, readable):
+    # metrics.skdt_threshold is a fraction below 1 (README) and a bin of width 0 holds
+    # nothing: such a record is unreadable, named by its key
+    rec = record("nb201", 0, 0.025)
+    rec["config"]["metrics"]["skdt_threshold"] = width
+    (loaded,) = load_records([write(tmp_path / "s", [rec])])
+    if readable:
+        assert loaded["status"] == "completed"
+    else:
+        assert loaded["status"] == "broken"
+        assert (
+            f"config.metrics.skdt_threshold is {width}, not a number in (0, 1)" in (loaded["error"])
+        )
+
+
+@pytest.mark.parametrize(
+    "metric", ["kendall_tau", "sparse_kendall_tau", "spearman", "sparse_spearman"]
+)
+def test_a_negative_rank_correlation_is_a_result_not_a_damaged_record(tmp_path, metric):
+    # rank correlations lie in [-1, 1] (README): a super-net that ranks backwards is a result,
+    # averaged like any other
+    recs = [record("nb201", s, 0.025) for s in range(3)]
+    recs[1]["metrics"][metric] = -0.4
+    loaded = load_records([write(tmp_path / "s", recs)])
+    assert [r["status"] for r in loaded] == ["completed"] * 3
+    cell = build_table(loaded, "11", bootstrap=0).blocks[0].cells[((0.025,), "nb201")]
+    want = {"kendall_tau": 0.5, "sparse_kendall_tau": 0.5}.get(metric, 0.6)
+    assert cell.mean[metric] == pytest.approx((2 * want - 0.4) / 3)
+
+
+def test_the_summary_says_when_the_super_net_is_untrained(tmp_path):
+    # README: below 40% mean super-net accuracy the run counts as untrained; the summary says
+    # so beside the accuracy (mean ± pool std, in percent)
+    from nasheur.results.summary import summary_table
+
+    for acc, said in ((0.2, "20.00% ± 10.00%  (untrained)"), (0.7, "70.00% ± 10.00%")):
+        rec = record("nb201", 0, 0.025, acc=acc)
+        line = next(x for x in summary_table(rec, tmp_path).splitlines() if "super-net" in x)
+        assert line.split("super-net accuracy", 1)[1].strip() == said
+
+
+def test_the_summary_names_the_part_of_the_space_that_p_r_counts_in(tmp_path):
+    # P>R's N is the space searched (README, eval.searched): said where the job searched a
+    # part of its space, not where it searched all of it
+    from nasheur.results.summary import summary_table
+
+    def p_line(searched: dict) -> str:
+        rec = record("nb101", 0, 0.025)
+        rec["eval"] = {"searched": searched}
+        return next(x for x in summary_table(rec, tmp_path).splitlines() if "P>R" in x)
+
+    part = p_line({"space": "NB101SubSpace(subspace=4)", "architectures": 10467})
+    assert part.endswith("0.9000  (among the 10,467 of NB101SubSpace(subspace=4))")
+    assert p_line({"space": "nb101", "architectures": 423624}).endswith("0.9000")

@@ -164,3 +164,152 @@ def test_an_optimizer_of_some_parameters_moves_only_those():
     )
     moved = {p for k, p in net.named_parameters() if not torch.equal(before[k], p)}
     assert moved == set(head)
+
+
+def test_the_cosine_starts_at_lr_and_ends_at_lr_min_whatever_lr_min():
+    # lr_e = lr_min + (lr - lr_min) (1 + cos(pi e / E)) / 2 (README: "Cosine per epoch from
+    # protocol.lr to protocol.lr_min"): at e = 0 the full lr, half way their mean
+    assert math.isclose(cosine_lr(0, 10, 0.1, 0.01), 0.1)
+    assert math.isclose(cosine_lr(5, 10, 0.1, 0.01), 0.055)
+    assert math.isclose(cosine_lr(10, 10, 0.1, 0.01), 0.01)
+
+
+class TwoPaths(nn.Module):
+    """A super-net of two bias-free linear paths; an architecture names the one it takes."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(2, 3, bias=False), nn.Linear(2, 3, bias=False)
+        with torch.no_grad():
+            self.a.weight.copy_(torch.tensor([[0.5, -1.0], [1.5, 0.25], [-0.5, 2.0]]))
+            self.b.weight.copy_(torch.tensor([[1.0, 1.0], [-2.0, 0.5], [0.0, -1.0]]))
+        self.modes: list[bool] = []  # the training flag of every forward pass
+
+    def forward(self, x, arch):
+        self.modes.append(self.training)
+        return (self.a if arch == "a" else self.b)(x)
+
+
+X = torch.tensor([[1.0, 2.0], [-1.0, 0.5], [0.5, -1.5], [2.0, 0.0]])
+Y = torch.tensor([0, 2, 1, 2])
+
+
+def ce_grad(w: np.ndarray) -> np.ndarray:
+    """d mean CE / dW of logits X W^T, by hand: (softmax - onehot)^T X / N."""
+    x, y = X.double().numpy(), Y.numpy()
+    z = x @ w.T
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    p[np.arange(len(y)), y] -= 1
+    return p.T @ x / len(y)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_two_steps_follow_sgd_by_hand_on_the_path_alone(momentum):
+    """d_t = g_t + wd W_t; buffer b_t = momentum b_{t-1} + d_t (b_0 = d_0); W_{t+1} = W_t - lr
+    b_t. With momentum 0 the second step forgets the first; the path not taken keeps its
+    weights, untouched by weight decay."""
+    net = TwoPaths()
+    b_before = net.b.weight.detach().clone()
+    lr, wd = 0.1, 0.01
+    step = TrainStep(
+        net, build_optimizer(net, lr=lr, momentum=momentum, weight_decay=wd), grad_clip=1e9
+    )
+    w = net.a.weight.detach().double().numpy().copy()
+    buf = np.zeros_like(w)
+    for _ in range(2):
+        step(X, Y, ["a"])
+        d = ce_grad(w) + wd * w
+        buf = momentum * buf + d
+        w = w - lr * buf
+        np.testing.assert_allclose(net.a.weight.detach().double().numpy(), w, rtol=0, atol=1e-6)
+    assert torch.equal(net.b.weight, b_before)
+
+
+@pytest.mark.parametrize("archs", [["a"], ["a", "a"]])
+@pytest.mark.parametrize("ratio", [0.1, 10.0])
+def test_the_clipping_scales_the_gradient_before_weight_decay(ratio, archs):
+    # README: protocol.grad_clip bounds the global norm of the step's gradient (FairNAS: of
+    # the passes' average, here g again): above it g * clip / (||g|| + 1e-6), below it g as
+    # it is; then SGD adds wd W
+    net = TwoPaths()
+    w = net.a.weight.detach().double().numpy().copy()
+    g = ce_grad(w)
+    clip, lr, wd = ratio * np.linalg.norm(g), 0.5, 0.01
+    opt = build_optimizer(net, lr=lr, momentum=0.9, weight_decay=wd)
+    TrainStep(net, opt, grad_clip=float(clip))(X, Y, archs)
+    scale = min(1.0, clip / (np.linalg.norm(g) + 1e-6))
+    want = w - lr * (g * scale + wd * w)
+    np.testing.assert_allclose(net.a.weight.detach().double().numpy(), want, rtol=0, atol=1e-6)
+
+
+def test_fairnas_passes_are_averaged_not_summed():
+    # two passes of one path on one batch: the average of two equal gradients is one of them
+    net = TwoPaths()
+    w = net.a.weight.detach().double().numpy().copy()
+    opt = build_optimizer(net, lr=0.1, momentum=0.0, weight_decay=0.0)
+    TrainStep(net, opt, grad_clip=1e9)(X, Y, ["a", "a"])
+    want = w - 0.1 * ce_grad(w)
+    np.testing.assert_allclose(net.a.weight.detach().double().numpy(), want, rtol=0, atol=1e-6)
+
+
+class Batches:
+    """A loader of five copies of the batch (X, Y)."""
+
+    def train_batches(self, generator):
+        return iter([(X, Y)] * 5)
+
+
+class Passes:
+    def __init__(self, archs):
+        self.archs = archs
+
+    def step_archs(self, rng):
+        return list(self.archs)
+
+
+@pytest.mark.parametrize("archs", [["a"], ["a", "b"]])
+def test_an_epoch_reports_the_mean_loss_and_accuracy_per_image_and_path(archs):
+    """With lr 0 the weights stay, so every step sees the same logits: the epoch's loss is the
+    mean CE per (image, path) and its accuracy the hits over images x paths (README: an image
+    counts once per path it trains); at most max_steps steps, in training mode."""
+    from nasheur.training import train_epoch
+
+    net = TwoPaths()
+    net.eval()  # the epoch puts it in training mode
+    opt = build_optimizer(net, lr=0.0, momentum=0.9, weight_decay=0.0)
+    stats = train_epoch(
+        net,
+        opt,
+        Batches(),
+        Passes(archs),
+        rng=np.random.default_rng(0),
+        generator=torch.Generator(),
+        grad_clip=5.0,
+        max_steps=2,
+    )
+    x, y = X.double().numpy(), Y.numpy()
+    losses, hits = [], 0
+    for arch in archs:
+        z = x @ getattr(net, arch).weight.detach().double().numpy().T
+        logp = z - z.max(1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+        losses.append(-logp[np.arange(len(y)), y].mean())
+        hits += int((z.argmax(1) == y).sum())
+    assert stats.steps == 2 and stats.images == 2 * len(Y) * len(archs)
+    assert stats.loss == pytest.approx(np.mean(losses), abs=1e-6)
+    assert stats.acc == pytest.approx(hits / (len(Y) * len(archs)))
+    assert net.modes == [True] * (2 * len(archs))
+
+
+def test_the_step_takes_the_lr_that_the_schedule_set_for_the_epoch():
+    # the job writes each epoch's cosine lr into the optimizer's group; the update uses it,
+    # not the lr the optimizer was built with: W - 0.025 g
+    net = TwoPaths()
+    w = net.a.weight.detach().double().numpy().copy()
+    opt = build_optimizer(net, lr=0.1, momentum=0.9, weight_decay=0.0)
+    for group in opt.param_groups:
+        group["lr"] = 0.025
+    TrainStep(net, opt, grad_clip=1e9)(X, Y, ["a"])
+    want = w - 0.025 * ce_grad(w)
+    np.testing.assert_allclose(net.a.weight.detach().double().numpy(), want, rtol=0, atol=1e-6)
