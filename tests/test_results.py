@@ -1471,6 +1471,14 @@ def test_a_table_of_a_partial_sweep_says_which_jobs_it_lacks(tmp_path):
     # another table's sweeps are not this table's business
     other = results("table", str(sweep.parent), "--table", "13", "--bootstrap", "0")
     assert "have no metrics.json yet" not in other.stdout + other.stderr
+    # a job running now has no record yet either
+    from nasheur.jobguard import hold_folder
+
+    with hold_folder(next(sweep.rglob("*seed=4-hash4"))):
+        held = results("table", str(sweep.parent), "--table", "11", "--bootstrap", "0")
+    assert "- 3 job(s) of these sweeps have no metrics.json yet (1 running, 2 not started)" in (
+        held.stdout
+    )
 
 
 def test_a_partial_sweep_in_a_folder_of_any_name_still_says_which_jobs_it_lacks(tmp_path):
