@@ -172,3 +172,199 @@ def test_a_sweep_job_whose_config_fails_on_its_node_leaves_a_failed_record(tmp_p
     record = json.loads(path.read_text())
     assert record["status"] == "failed" and record["config_hash"]
     assert record["error"] == f"ConfigError: ground_truth.path={missing}: no such file or folder"
+
+
+def option_type(kind: str):
+    """The argument type of nasheur's command lines (src/nasheur/cli_args.py) named `kind`."""
+    from nasheur.cli_args import at_least, bin_width, rate
+
+    return {
+        "at_least(0)": at_least(0),
+        "at_least(1)": at_least(1),
+        "rate": rate,
+        "bin_width": bin_width,
+    }[kind]
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "value"),
+    [
+        ("at_least(1)", "1", 1),  # the bound itself is allowed (">= low")
+        ("at_least(0)", "0", 0),
+        ("rate", "0", 0.0),  # no weight decay is a valid choice
+        ("rate", "0.025", 0.025),
+        ("bin_width", "0.5", 0.5),
+        ("bin_width", "0.001", 0.001),
+    ],
+)
+def test_each_option_type_takes_the_edges_of_its_range(kind, text, value):
+    assert option_type(kind)(text) == value
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "said"),
+    [
+        ("at_least(1)", "0", "must be >= 1, got 0"),
+        ("at_least(1)", "1.5", "expects an integer, got '1.5'"),
+        ("rate", "-0.1", "must be a finite number >= 0, got '-0.1'"),
+        ("rate", "inf", "must be a finite number >= 0, got 'inf'"),
+        ("rate", "nan", "must be a finite number >= 0, got 'nan'"),
+        ("rate", "x", "expects a number, got 'x'"),
+        ("bin_width", "0", "must be a fraction in (0, 1), got '0'"),
+        ("bin_width", "1", "must be a fraction in (0, 1), got '1'"),  # one bin: every tie
+    ],
+)
+def test_each_option_type_refuses_what_lies_outside_its_range(kind, text, said):
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError) as refused:
+        option_type(kind)(text)
+    assert str(refused.value) == said
+
+
+def test_a_file_to_write_must_be_a_file_path_that_can_be_made(tmp_path):
+    import argparse
+
+    from nasheur.cli_args import file_path
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    deep = tmp_path / "new" / "deeper" / "out.json"  # folders made when it is written
+    assert file_path(str(deep)) == str(deep) and file_path(str(afile)) == str(afile)
+    for text, said in [
+        ("", "expects a file path, got an empty one"),
+        ("   ", "expects a file path, got an empty one"),
+        (str(tmp_path), f"{tmp_path} is a folder, not a file"),
+        (f"{afile}/out.json", f"{afile}/out.json: {afile} is a file, not a folder"),
+        (f"{afile}/a/out.json", f"{afile}/a/out.json: {afile} is a file, not a folder"),
+    ]:
+        with pytest.raises(argparse.ArgumentTypeError) as refused:
+            file_path(text)
+        assert str(refused.value) == said, text
+
+
+def test_a_folder_to_write_into_may_exist_or_be_made_but_not_be_a_file(tmp_path):
+    import argparse
+
+    from nasheur.cli_args import folder_path
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert folder_path(str(tmp_path)) == str(tmp_path)  # an existing folder: written into
+    assert folder_path(str(tmp_path / "new" / "out")) == str(tmp_path / "new" / "out")
+    for text, said in [
+        ("  ", "expects a folder, got an empty path"),
+        (str(afile), f"{afile} is not a folder"),
+        (f"{afile}/out", f"{afile}/out: {afile} is a file, not a folder"),
+    ]:
+        with pytest.raises(argparse.ArgumentTypeError) as refused:
+            folder_path(text)
+        assert str(refused.value) == said, text
+
+
+# `python -m nasheur` with the job itself (`_run`) standing in for a job that ends as said:
+# how the command says it, its exit status and what it leaves in the job's folder
+STUB = """
+import sys
+from pathlib import Path
+
+import nasheur.__main__ as m
+from nasheur.config import ConfigError
+from nasheur.jobguard import Terminated
+
+WRITES, ENDING = sys.argv.pop(1), sys.argv.pop(1)
+
+
+def stub(hc, config, out, refused=None):
+    for name in WRITES.split(","):  # files the job wrote before it ended
+        if name == "claimed":  # the folder claimed, as run_job's on_claimed does
+            m._keep_hydra_record(out / ".hydra", m._read_hydra_record(out / ".hydra"))
+        elif name:
+            (out / name).write_text("{}")
+    raise eval(ENDING)
+
+
+m._run = stub
+m.cli()
+"""
+
+
+def stubbed_job(
+    tmp_path: Path, ending: str, writes: str, folder: Path | None = None, more: tuple = ()
+):
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    args = [*TINY_JOB, f"ground_truth.path={gt}", *more]
+    if folder is not None:
+        args.append(f"hydra.run.dir={folder}")
+    return subprocess.run(
+        [PYTHON, "-c", STUB, writes, ending, *args],
+        cwd=REPO,
+        env=run_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    ("ending", "code", "said"),
+    [
+        ("KeyboardInterrupt()", 130, "nasheur: interrupted; the same command starts it again"),
+        ("Terminated()", 143, "nasheur: stopped by SIGTERM; the same command starts it again"),
+        ("Terminated(1)", 129, "nasheur: stopped by SIGHUP; the same command starts it again"),
+        ("FloatingPointError('training loss is nan')", 1, "nasheur: failed: training loss"),
+    ],
+    ids=["Ctrl-C", "SIGTERM", "SIGHUP", "diverged"],
+)
+def test_a_stopped_or_failed_job_exits_with_its_status_and_one_line(tmp_path, ending, code, said):
+    # the README's statuses: Ctrl-C 130, SIGTERM 143, SIGHUP 129, a failure 1
+    folder = tmp_path / "job"
+    done = stubbed_job(tmp_path, ending, "metrics.json", folder)
+    assert done.returncode == code, done.stderr[-3000:]
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("nasheur:")]
+    assert line.startswith(said)
+    if code == 1:
+        assert line.endswith(f"(record: {folder / 'metrics.json'})")
+    else:  # no checkpoint yet: it starts again in the same folder
+        assert line.endswith(f"in {folder} (it stopped before its first checkpoint)")
+    assert (folder / "metrics.json").is_file()  # its record stays: it resumes from it
+
+
+def test_bad_input_found_by_a_new_job_leaves_nothing_behind(tmp_path):
+    # a folder made for this command only (and claimed by its job): its record, pool and
+    # lock go with it, and with ./runs/<space>/ under $NASHEUR_RUNS, which the user named
+    # and which stays
+    writes = "claimed,metrics.json,pool.json,job.lock"
+    done = stubbed_job(tmp_path, "ConfigError('the data moved')", writes)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert [x for x in done.stderr.splitlines() if x.startswith("nasheur:")] == [
+        "nasheur: input error: the data moved"
+    ]
+    assert (tmp_path / "runs").is_dir() and list((tmp_path / "runs").iterdir()) == []
+    # a folder the user named: only what the command wrote there goes, not the folder
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    done = stubbed_job(tmp_path, "ConfigError('the data moved')", "metrics.json,job.lock", mine)
+    assert done.returncode == 2 and mine.is_dir() and list(mine.iterdir()) == []
+
+
+def test_bad_input_found_by_a_resumed_job_keeps_its_folder(tmp_path):
+    # a job that trained before (its checkpoint there) keeps its folder and its failed record
+    folder = tmp_path / "job"
+    folder.mkdir()
+    (folder / "checkpoint.pt").write_bytes(b"epochs of work")
+    done = stubbed_job(tmp_path, "ConfigError('the data moved')", "metrics.json,pool.json", folder)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "nasheur: input error: the data moved" in done.stderr
+    assert (folder / "checkpoint.pt").read_bytes() == b"epochs of work"
+    assert (folder / "metrics.json").is_file() and (folder / "pool.json").is_file()
+
+
+@pytest.mark.parametrize("launcher", ["basic", "local"])
+def test_a_single_run_may_name_a_launcher_that_runs_it_here(tmp_path, launcher):
+    # hydra/launcher=local (or Hydra's basic) runs a job in this process, as a single run
+    # does: the job runs (here it is stopped at once), not refused as a sweep's option
+    more = (f"hydra/launcher={launcher}",)
+    done = stubbed_job(tmp_path, "KeyboardInterrupt()", "", tmp_path / "job", more)
+    assert done.returncode == 130, done.stderr[-3000:]
+    assert "nasheur: interrupted;" in done.stderr

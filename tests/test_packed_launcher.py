@@ -293,3 +293,129 @@ def test_every_jobs_per_task_above_one_packs_the_jobs(monkeypatch, per_task, pac
     launcher.jobs_per_task, launcher.mps = per_task, False
     assert launcher.launch([["seed=0"], ["seed=1"], ["seed=2"]], 0) == ["launched"]
     assert used == ([] if packed is None else [packed])
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        (-signal.SIGKILL, "killed by SIGKILL, the out-of-memory killer's?"),  # what it sends
+        (-signal.SIGTERM, "killed by SIGTERM"),
+        (-signal.SIGSEGV, "killed by SIGSEGV"),
+        (-200, "killed by signal 200"),  # no signal of that number here
+        (0, "exit code 0"),
+        (3, "exit code 3"),
+    ],
+)
+def test_how_a_jobs_process_ended_is_said_from_its_exit_code(code, said):
+    # multiprocessing's exitcode: negative, the signal that killed the process
+    from hydra_plugins.nasheur_ablation.packed_launcher import _ended
+
+    assert _ended(code) == said
+
+
+def exits_or_returns_a_lock(overrides, _key, num, _id, _state):
+    import threading
+
+    if num in (0, 1):
+        os._exit(3 * num)  # ends itself, nothing sent back (no exception to report)
+    # a result that cannot be pickled back to the task
+    return JobReturn(
+        overrides=overrides, status=JobStatus.COMPLETED, _return_value=threading.Lock()
+    )
+
+
+def test_a_job_that_ends_itself_without_a_result_fails_as_no_record_only_if_killed():
+    results = run_in_processes(exits_or_returns_a_lock, job_args(3), at_once=3)
+    assert [r.status for r in results] == [JobStatus.FAILED] * 3
+    assert [r.overrides for r in results] == [[f"seed={i}"] for i in range(3)]
+    exited0, exited3, unpicklable = (r._return_value for r in results)
+    # an exit of its own is not the cluster's or the kernel's doing: no NoResult for either
+    for num, (error, code) in enumerate([(exited0, 0), (exited3, 3)]):
+        assert type(error) is RuntimeError
+        assert str(error) == f"the process of job #{num} ended without a result (exit code {code})"
+    # the job ran, but its result does not travel: said as text, not lost with the task
+    assert type(unpicklable) is RuntimeError and str(unpicklable).startswith("TypeError: ")
+    assert "lock" in str(unpicklable)
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_omp_num_threads_is_no_choice_of_the_users(monkeypatch, value):
+    # `export OMP_NUM_THREADS=` sets nothing: the jobs get their share all the same
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert cpu_share(2) == "4" and cpu_share(3) == "2" and cpu_share(16) == "1"
+
+
+def test_nested_wraps_of_map_array_come_off_in_turn():
+    # the sweeper's wrap holds for its whole sweep, the packing's for one launch of it: a
+    # packing left on after its launch would pack the next launch's packs again
+    import submitit
+
+    from hydra_plugins.nasheur_ablation.submitit_arrays import map_array_wrapped
+
+    def outer(original, executor, fn, *iterables):
+        return ["outer"]
+
+    def inner(original, executor, fn, *iterables):
+        return ["inner", *original(executor, fn, *iterables)]
+
+    before = submitit.AutoExecutor.__dict__.get("map_array")
+    with map_array_wrapped(outer):
+        with map_array_wrapped(inner):
+            assert submitit.AutoExecutor.map_array(None, print, [1]) == ["inner", "outer"]
+        assert submitit.AutoExecutor.map_array(None, print, [1]) == ["outer"]
+    assert submitit.AutoExecutor.__dict__.get("map_array") is before
+
+
+def test_the_last_job_killed_without_a_result_is_seen_to_end():
+    # the only (so the last started) job of a launch: its end is seen, not waited for forever
+    (result,) = run_in_processes(dies_or_fails, job_args(1), at_once=1)
+    assert result.status is JobStatus.FAILED and isinstance(result._return_value, NoResult)
+
+
+def test_the_mps_daemon_is_stopped_however_the_jobs_end(tmp_path, monkeypatch):
+    # a task stopped while its jobs run (Ctrl-C, a requeue) stops its daemon all the same
+    monkeypatch.setenv("NASHEUR_MPS_CONTROL", str(fake_control(tmp_path)))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(Pack.__call__.__globals__, "run_in_processes", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        Pack(started(), mps=True)(job_args(2))
+    log = (tmp_path / "control.log").read_text().splitlines()
+    assert len(log) == 2 and log[0].startswith("start ") and log[1] == "stdin quit"
+
+
+@pytest.mark.parametrize(
+    ("at_once", "jobs", "daemon"),
+    [(1, 3, False), (2, 1, False), (2, 2, True), (3, 5, True)],
+)
+def test_a_local_sweep_runs_one_job_at_a_time_if_told_and_shares_only_between_jobs(
+    tmp_path, monkeypatch, at_once, jobs, daemon
+):
+    # jobs_at_once=1 is allowed (at least one); an MPS daemon only where two jobs run at once
+    from contextlib import contextmanager
+
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.nasheur_ablation.packed_launcher import LocalParallelLauncher
+
+    started_daemons, ran = [], []
+
+    @contextmanager
+    def daemon_here():
+        started_daemons.append(True)
+        yield
+
+    glob = LocalParallelLauncher.launch.__globals__
+    monkeypatch.setitem(glob, "private_mps", daemon_here)
+    monkeypatch.setitem(glob, "configure_log", lambda *args: None)
+    monkeypatch.setitem(glob, "run_in_processes", lambda run, js, n: ran.append((len(js), n)) or [])
+    launcher = LocalParallelLauncher(jobs_at_once=at_once, mps=True)
+    launcher.config = OmegaConf.create(
+        {"hydra": {"hydra_logging": None, "verbose": False, "sweep": {"dir": str(tmp_path)}}}
+    )
+    assert launcher.launch([[f"seed={i}"] for i in range(jobs)], 0) == []
+    assert ran == [(jobs, at_once)] and bool(started_daemons) is daemon
