@@ -43,6 +43,23 @@ format:
 clean:
 	rm -rf build dist *.egg-info src/*.egg-info .pytest_cache .ruff_cache
 
+# the fast suite against the oldest releases pyproject.toml allows (tests/oldest-requirements.txt)
+# on Python 3.10, the oldest it allows, in a venv of its own made once in OLDEST_VENV (some
+# 5 GB: PyPI's torch 2.6 is a CUDA build; it runs on the CPU)
+PYTHON_OLDEST ?= python3.10
+OLDEST_VENV ?= $(ROOT)/.venv-oldest
+.PHONY: test-oldest
+test-oldest:
+	@test -x "$(OLDEST_VENV)/bin/python" || { \
+	  py=$$(for p in "$(PYTHON_OLDEST)" $$HOME/.pyenv/versions/3.10*/bin/python3.10; do \
+	    "$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null \
+	      && { echo "$$p"; break; }; done); \
+	  test -n "$$py" || { echo "test-oldest: no Python 3.10 here (PYTHON_OLDEST=...)" >&2; exit 1; }; \
+	  echo "$$py -m venv $(OLDEST_VENV)"; "$$py" -m venv "$(OLDEST_VENV)"; }
+	"$(OLDEST_VENV)/bin/python" -m pip install -q -r "$(ROOT)/tests/oldest-requirements.txt"
+	"$(OLDEST_VENV)/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$(ROOT)"
+	cd "$(ROOT)" && "$(OLDEST_VENV)/bin/python" -m pytest -q -m "not slow and not slurm"
+
 # wheels of nasheur and its pure-Python needs, for a GPU node without a package index
 # (launch/wheelhouse.sh says how to install them there)
 wheelhouse:

@@ -78,7 +78,9 @@ def test_fast_and_plain_paths_give_the_same_parameters():
 
 
 def _counts(step, model, x, y, rng) -> tuple[int, int]:
-    """Operators and Python calls of ten steps on the paths `rng` samples, after two."""
+    """Operators other than autograd's detaches (how many of those the engine dispatches
+    changes with torch's version) and Python calls of ten steps on the paths `rng` samples,
+    after two."""
     ops = calls = 0
     for i in range(12):
         archs = [SPACE.sample(rng)]
@@ -88,7 +90,7 @@ def _counts(step, model, x, y, rng) -> tuple[int, int]:
         counter = OpCounter()
         with counter:
             step(x, y, archs)
-        ops += counter.count
+        ops += counter.others
         calls += count_python_calls(lambda archs=archs: step(x, y, archs))
     return ops, calls
 
@@ -96,7 +98,10 @@ def _counts(step, model, x, y, rng) -> tuple[int, int]:
 def test_the_fast_step_dispatches_at_most_half_the_plain_steps_operators_and_calls():
     """The target of the speed issue, as the benchmark counts it, at NB201's depth (5 cells per
     stage; the count does not depend on the width), summed over a few sampled paths; and the
-    Python calls, the host work a GPU cannot hide (the plain step walks every module twice)."""
+    Python calls, the host work a GPU cannot hide (the plain step walks every module twice).
+    Operators other than detach: with all of them the step is 0.47 of the plain step's with
+    torch 2.13 but 0.51 with torch 2.6, whose autograd engine dispatches more detaches (which
+    launch no kernel) in both steps; the others are 0.39 with either."""
     torch.manual_seed(0)
     plain, fast = PlainNB201SuperNet(4, 5), nb201_supernet(layers=5)
     x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
@@ -122,12 +127,26 @@ def test_the_benchmark_writes_a_report(tmp_path):
     # each space at its own images: the paper's 32 pixels, the embedded benchmark's 12
     assert report["spaces"]["nb201"]["image_size"] == 32
     assert report["spaces"]["embedded"]["image_size"] == 12
-    assert report["spaces"]["nb201"]["ops_per_step_vs_plain"] <= 0.5
+    assert report["spaces"]["nb201"]["other_ops_per_step_vs_plain"] <= 0.5
+    # autograd's detaches are some of a step's operators, not all of them
+    train = report["spaces"]["nb201"]["train"]
+    assert 0 < train["other_ops_per_step"] < train["ops_per_step"]
     assert {"cuda", "cudnn", "mps", "nasheur", "commit"} <= set(report)
     # --quick counts nothing, and says so with null, not with 0
     assert main([*args, "--quick"]) == 0
     quick = json.loads(out.read_text())["spaces"]["embedded"]
     assert quick["train"]["ops_per_step"] is None and quick["eval"]["ops_per_batch"] is None
+
+
+def test_the_op_counter_counts_detaches_apart():
+    x = torch.ones(3, requires_grad=True)
+    counter = OpCounter()
+    with counter:
+        y = (x * 2).detach()
+        y.add_(1)
+    # a mul and an add_; torch 2.6 dispatches the one detach as two, torch 2.13 as one
+    assert counter.others == 2 and counter.detaches >= 1
+    assert counter.count == counter.others + counter.detaches
 
 
 def test_the_profiler_splits_a_steps_host_time_by_operator():

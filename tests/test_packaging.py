@@ -12,19 +12,69 @@ import pytest
 
 from tests.conftest import REPO
 
-tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+def _pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
 def test_every_package_folder_is_listed_in_pyproject():
-    listed = set(
-        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    )
+    listed = set(_pyproject()["tool"]["setuptools"]["packages"])
     found = {
         ".".join(p.parent.relative_to(REPO / "src").parts)
         for p in (REPO / "src").rglob("__init__.py")
     }
     assert found | {"nasheur.conf"} == listed
     assert "hydra_plugins.nasheur_ablation" in found
+
+
+def _release(text: str) -> tuple[int, ...]:
+    parts = tuple(int(p) for p in text.split("."))
+    return parts + (0,) * (3 - len(parts))  # 1.24 is 1.24.0
+
+
+def test_make_test_oldest_pins_the_lower_bounds_pyproject_allows():
+    """`make test-oldest` tests what pyproject.toml promises: each dependency's lower bound."""
+    project = _pyproject()["project"]
+    deps = project["dependencies"] + project["optional-dependencies"]["test"]
+    bounds = {}
+    for dep in deps:
+        name, _, rest = dep.partition(">=")
+        assert rest, f"{dep}: every dependency has a lower bound"
+        bounds[name.strip().lower()] = _release(rest.split(",")[0].strip())
+    pins = {}
+    for line in (REPO / "tests" / "oldest-requirements.txt").read_text().splitlines():
+        name, _, version = line.split("#")[0].strip().partition("==")
+        if version:
+            pins[name.lower()] = _release(version)
+    assert {n: pins.get(n) for n in bounds} == bounds
+    assert project["requires-python"].startswith(">=3.10,")
+    assert "PYTHON_OLDEST ?= python3.10" in (REPO / "Makefile").read_text()
+
+
+def test_hydras_plugin_scan_can_check_every_name_of_the_plugin_modules():
+    """Hydra imports every module under hydra_plugins (where the plugins are installed as plain
+    files: a wheel, `pip install .`) and asks of each name that `inspect.isclass` takes for a
+    class whether it subclasses Plugin. On Python 3.10 a generic alias such as
+    ``tuple[Any, ...]`` passes `isclass`, and `issubclass` then raises: every run failed there
+    when one stood among a plugin module's names."""
+    import importlib
+    import inspect
+    import pkgutil
+    import types
+
+    from hydra.plugins.plugin import Plugin
+
+    import hydra_plugins.nasheur_ablation as package
+
+    names = [m.name for m in pkgutil.iter_modules(package.__path__, package.__name__ + ".")]
+    assert len(names) == 3
+    for name in names:
+        for attr, value in vars(importlib.import_module(name)).items():
+            # what Python 3.10 takes for a class (typing's aliases, hydra's TaskFunction, are not)
+            assert not isinstance(value, types.GenericAlias), f"{name}.{attr} is a generic alias"
+            if inspect.isclass(value):
+                issubclass(value, Plugin)  # Hydra's own check (hydra.core.plugins)
 
 
 def test_conf_is_the_installed_nasheur_conf():

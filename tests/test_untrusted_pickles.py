@@ -418,6 +418,8 @@ def test_a_pth_cannot_make_the_types_torch_may_build_by_their_names(tmp_path, wh
     # far outside the item (read out of bounds), an array with any state
     import torch
 
+    if what == "dtype class" and not hasattr(np, "dtypes"):
+        pytest.skip("numpy < 1.25 has no numpy.dtypes: a file cannot name a dtype's class")
     far = (3, "|", None, ("a",), {"a": (np.dtype("f8"), 1 << 20)}, 8, 1, 0)
     crafted = (
         _Direct(np.dtypes.BytesDType, (8,), far)

@@ -9,8 +9,9 @@ already resident on the device, it measures
   per-parameter SGD and clipping, `none` as a multiplication by zero) where the space has one
   (NB201);
 * per training step, averaged over a few sampled paths: dispatched operators (counted with a
-  TorchDispatchMode) and Python calls (counted with a profile hook), the host work that
-  bounds a GPU step and that no kernel speed hides; both mean the same on a CPU-only machine;
+  TorchDispatchMode; all, and those other than autograd's detaches, whose number changes with
+  torch's version) and Python calls (counted with a profile hook), the host work that bounds
+  a GPU step and that no kernel speed hides; both mean the same on a CPU-only machine;
 * host time per step (wall time of the Python that issues a step, without waiting for the
   device; on a CPU it includes the arithmetic);
 * evaluation: architectures/s on `--eval-images` validation images with batch statistics at
@@ -79,14 +80,28 @@ def paper_settings(name: str) -> Settings:
     return Settings(spec_from_config(cfg, num_classes=10), cfg.fidelity.batch_size, image, cfg.run)
 
 
+_DETACH = torch.ops.aten.detach.default
+
+
 class OpCounter(TorchDispatchMode):
+    """Counts the operators dispatched, and among them autograd's ``detach``es: those launch
+    no kernel, and how many the engine dispatches changes with torch's version (per NB201
+    step of the job 204 with torch 2.13, 340 with torch 2.6, the other operators the same)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.count = 0
+        self.detaches = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.count += 1
+        self.detaches += func is _DETACH
         return func(*args, **(kwargs or {}))
+
+    @property
+    def others(self) -> int:
+        """The operators other than ``detach``."""
+        return self.count - self.detaches
 
 
 class PlainNB201SuperNet(nn.Module):
@@ -151,6 +166,8 @@ class _Zero(nn.Module):
 class StepResult:
     images_per_s: float
     ops_per_step: float | None  # None: not counted (--quick)
+    # of those, the ones other than autograd's detaches (OpCounter), which torch versions vary
+    other_ops_per_step: float | None
     python_calls_per_step: float | None
     host_ms_per_step: float
     seconds: float
@@ -293,6 +310,7 @@ def time_training(
     result = StepResult(
         batch * steps / seconds,
         counter.count / COUNTED_STEPS if count else None,
+        counter.others / COUNTED_STEPS if count else None,
         calls / COUNTED_STEPS if count else None,
         1000 * host / steps,
         seconds,
@@ -559,7 +577,7 @@ def run(args: argparse.Namespace, out: str | None = None) -> dict[str, Any]:
             entry["train_plain"] = asdict(
                 time_training(plain_step(plain), plain, space, batch, image, device, args.steps)
             )
-            for key in ("ops_per_step", "python_calls_per_step"):
+            for key in ("ops_per_step", "other_ops_per_step", "python_calls_per_step"):
                 entry[f"{key}_vs_plain"] = entry["train"][key] / entry["train_plain"][key]
         evaluation = eval_settings(args, settings.run, device)
         entry["eval_settings"] = evaluation
@@ -652,7 +670,8 @@ def _line(name: str, e: dict[str, Any]) -> str:
         text += (
             f"; plain step {p['images_per_s']:,.0f} img/s{_device_ms(p)}, "
             f"{p['ops_per_step']:.0f} ops "
-            f"(x{e['ops_per_step_vs_plain']:.2f}), {p['python_calls_per_step']:,.0f} Python "
+            f"(x{e['ops_per_step_vs_plain']:.2f}; other than detach "
+            f"x{e['other_ops_per_step_vs_plain']:.2f}), {p['python_calls_per_step']:,.0f} Python "
             f"calls (x{e['python_calls_per_step_vs_plain']:.2f})"
         )
     return text

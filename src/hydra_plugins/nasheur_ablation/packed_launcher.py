@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
@@ -60,9 +60,10 @@ from nasheur.jobguard import NoResult, usable_cpus
 
 log = logging.getLogger(__name__)
 
-# a job's arguments to BaseSubmititLauncher.__call__: (overrides, job_dir_key, job_num,
-# job_id, singleton_state), as hydra-submitit-launcher builds them for one array task each
-JobArgs = tuple[Any, ...]
+if TYPE_CHECKING:  # no generic alias among a plugin module's names (tests/test_packaging.py)
+    # a job's arguments to BaseSubmititLauncher.__call__: (overrides, job_dir_key, job_num,
+    # job_id, singleton_state), as hydra-submitit-launcher builds them for one array task each
+    JobArgs = tuple[Any, ...]
 
 
 @dataclass
