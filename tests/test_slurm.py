@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from nasheur.results.collect import load_records
+from nasheur.reuse import slurm_job_state
 from tests.conftest import TINY_JOB, pid_alive, run_env, start_nasheur, write_nb201_gt
 from tests.test_with_mps import fake_control
 
@@ -149,8 +150,9 @@ def tail(path: Path, n: int = 3000) -> str:
 
 
 def job_state(job_id: str) -> str:
-    proc = _sh("squeue", "-h", "-j", job_id, "-o", "%T")
-    return proc.stdout.strip() if proc.returncode == 0 else ""
+    """squeue's state of the job, "" once it lists it no more: as a sweep asks it of a twin
+    left to it (nasheur.reuse)."""
+    return slurm_job_state(job_id) or ""
 
 
 def accounted_states(job_id: str) -> list[str]:
@@ -211,6 +213,9 @@ def test_a_two_job_sweep_runs_on_slurm_and_merges(env, submitit_folder, budget, 
             lambda j=job_id: accounted_states(j) == ["COMPLETED"],
             budget(30),
         )
+    # each job's claim names the SLURM job that ran it, for a sweep that finds it queued
+    claims = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob(".nasheur-claims/*")]
+    assert sorted(c.get("slurm_submitted") for c in claims) == ids, claims
 
 
 def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(

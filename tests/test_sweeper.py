@@ -445,6 +445,41 @@ def test_each_submitit_job_ended_without_a_result_becomes_a_failed_result():
     assert "job 7_1 ended without a result (state: CANCELLED)" in str(results[1]._return_value)
 
 
+@pytest.mark.parametrize("cluster", ["slurm", "local"])
+@pytest.mark.parametrize("per_task", [1, 2])
+def test_each_job_slurm_took_is_handed_on_with_its_slurm_job(cluster, per_task):
+    # a claim names the SLURM job of its job (nasheur.reuse): a packed task's jobs share one
+    import submitit
+
+    from hydra_plugins.nasheur_ablation.ablation_sweeper import _each_job_settled
+    from hydra_plugins.nasheur_ablation.packed_launcher import _packing
+
+    class Job:
+        def __init__(self, n):
+            self.job_id = f"9_{n}"
+
+    class Executor:
+        def __init__(self):
+            self.cluster = cluster
+
+        def _internal_process_submissions(self, submissions):
+            return [Job(n) for n in range(len(submissions))]
+
+    got: list = []
+    overrides = [[f"a={i}"] for i in range(3)]
+    # (overrides, job_dir_key, job_num, job_id, singleton_state), as the launcher builds them
+    job_args = [(o, "hydra.sweep.dir", i, f"job_id_for_{i}", {}) for i, o in enumerate(overrides)]
+    packing = _packing(per_task) if per_task > 1 else contextlib.nullcontext()
+    with _each_job_settled(lambda o, job: got.append((list(o), job))), packing:  # in this order
+        submitit.AutoExecutor.map_array(Executor(), print, *zip(*job_args, strict=True))
+    if cluster != "slurm":
+        assert got == []  # a local executor's ids are no SLURM jobs
+    elif per_task == 1:
+        assert got == [(["a=0"], "9_0"), (["a=1"], "9_1"), (["a=2"], "9_2")]
+    else:
+        assert got == [(["a=0"], "9_0"), (["a=1"], "9_0"), (["a=2"], "9_1")]
+
+
 # ---------------------------------------------------------------------------------------------
 # a job that another experiment's sweep completed
 
@@ -722,6 +757,127 @@ def test_a_job_running_for_a_sweep_that_stopped_waiting_is_waited_for(args, tmp_
     thread.join(10)
     assert len(bn.launcher.launched) == 3
     assert sum("reused_from" in j for j in listed(tmp_path)) == 1
+
+
+def fake_squeue(tmp_path, monkeypatch, job: str = "552_4") -> Path:
+    """An ``squeue`` first on PATH that lists SLURM job `job` as PENDING while the returned
+    file exists, then as ended (``Invalid job id``, as SLURM says of a job it forgot); it
+    logs each call's arguments in ``squeue.log``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    queued = tmp_path / "queued"
+    queued.write_text("PENDING\n")
+    script = bin_dir / "squeue"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> "{tmp_path}/squeue.log"\n'
+        f'case " $* " in *" {job} "*) ;; *) echo "unexpected job" >&2; exit 3 ;; esac\n'
+        f'if [ -f "{queued}" ]; then cat "{queued}"; exit 0; fi\n'
+        'echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return queued
+
+
+def _queued_for_lr(tmp_path, job: str = "552_4"):
+    """lr_ablation's launch as a later sweep finds it after Ctrl-C on the login node, its
+    baseline still queued in SLURM: the claim free, its file naming the SLURM job that launch
+    submitted, the job's record not there yet (put aside). Returns the claim's path and the
+    baseline's folder."""
+    from nasheur.reuse import Claims
+
+    source = _lr_baseline(tmp_path)
+    record = json.loads((source / "metrics.json").read_text())
+    (source / "metrics.json").rename(source / "metrics.json.aside")
+    lr_dir = tmp_path / "runs" / "sweeps" / "lr_ablation"
+    claims = Claims(lr_dir)
+    assert claims.take(source, record["config_hash"]) is None
+    claims.note_submitted(source, record["config_hash"], job)
+    claims.release()  # the launch stopped waiting: its job stays queued
+    return claims.path(source, record["config_hash"]), source
+
+
+def test_a_job_queued_for_a_sweep_that_stopped_waiting_is_left_to_it_then_copied(
+    args, tmp_path, monkeypatch, capsys
+):
+    # the job twice in SLURM was the gap: a queued job holds no folder and its launch's
+    # claim is gone, so only the claim file's record of the SLURM job says it will run
+    import threading
+    import time
+
+    from hydra_plugins.nasheur_ablation import ablation_sweeper as sweeper_module
+    from nasheur.jobguard import recorded_details
+
+    monkeypatch.setattr(sweeper_module, "RUNNING_TWIN_POLL_S", 0.05)
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    queued = fake_squeue(tmp_path, monkeypatch)
+    claim, source = _queued_for_lr(tmp_path)
+    before = recorded_details(claim)
+    lr_dir = (tmp_path / "runs" / "sweeps" / "lr_ablation").resolve()
+    assert before["sweep"] == str(lr_dir) and before["slurm_submitted"] == "552_4"
+
+    capsys.readouterr()
+    dry, task = sweeper_for([*args, "hydra.sweeper.dry_run=true"])
+    dry.sweep(task)
+    out = capsys.readouterr().out
+    assert f"leave (the sweep in {lr_dir} trains it (SLURM job 552_4, pending)" in out
+    assert "3 to run, 1 to leave" in out
+
+    bn, task = sweeper_for(args)
+    seen: list = []
+
+    def end() -> None:  # SLURM runs the job and it completes, once bn_ablation waits for it
+        deadline = time.monotonic() + 120
+        while len(bn.launcher.launched) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        seen.append(recorded_details(claim))  # put back as bn_ablation found it
+        (source / "metrics.json.aside").rename(source / "metrics.json")
+        queued.unlink()
+
+    thread = threading.Thread(target=end, daemon=True)
+    thread.start()
+    bn.sweep(task)
+    thread.join(10)
+    assert len(bn.launcher.launched) == 3  # of 4: the baseline was left to the queued job
+    assert seen == [before]
+    (entry,) = [j for j in listed(tmp_path) if "reused_from" in j]
+    assert entry["after"] == "completed" and entry["reused_from"] == str(source)
+    out = capsys.readouterr().out
+    assert "4 completed (1 copied from other sweeps, where they completed)" in out
+    calls = (tmp_path / "squeue.log").read_text().splitlines()
+    assert calls[-1] == "--noheader --array --jobs 552_4 --format %T"
+
+
+@pytest.mark.parametrize("squeue", ["ended", "absent", "no controller"])
+def test_a_job_whose_queued_twin_squeue_does_not_list_is_trained_here(
+    args, tmp_path, monkeypatch, caplog, squeue
+):
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    queued = fake_squeue(tmp_path, monkeypatch)
+    _queued_for_lr(tmp_path)
+    queued.unlink()  # ended: SLURM no longer knows the job
+    script = tmp_path / "bin" / "squeue"
+    if squeue == "absent":
+        script.unlink()
+        monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no squeue anywhere
+    elif squeue == "no controller":
+        script.write_text(
+            "#!/bin/sh\necho 'slurm_load_jobs error: Unable to contact slurm controller' >&2\n"
+            "exit 1\n"
+        )
+    bn, task = sweeper_for(args)
+    with caplog.at_level(logging.WARNING):
+        bn.sweep(task)
+    assert len(bn.launcher.launched) == 4
+    warned = [r.getMessage() for r in caplog.records if "squeue" in r.getMessage()]
+    if squeue == "ended":
+        assert warned == []  # a job SLURM forgot is no error
+    else:
+        assert len(warned) == 1 and "552_4" in warned[0]
+        assert ("Unable to contact" in warned[0]) == (squeue == "no controller")
 
 
 def test_a_second_launch_of_the_same_sweep_is_not_left_to_the_first(args, tmp_path):

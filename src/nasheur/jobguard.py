@@ -110,6 +110,26 @@ def _read_details(fd: int) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def write_details(fd: int, details: dict[str, Any]) -> None:
+    """Replace the details recorded in the lock file open as `fd` (one this process holds)."""
+    os.ftruncate(fd, 0)
+    if details:
+        os.pwrite(fd, (json.dumps(details) + "\n").encode("utf-8"), 0)
+
+
+def recorded_details(path: str | Path) -> dict[str, Any]:
+    """The details last written in the lock file `path`, whether a process holds it now or
+    held it last (``{}`` where there are none: no such file, an empty or unreadable one)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return {}
+    try:
+        return _read_details(fd)
+    finally:
+        os.close(fd)
+
+
 def _try_lock(fd: int, operation: int) -> bool:
     """Take the lock without blocking: True, or False where another holds it. Raises OSError
     where the file system refuses locks (errno in _UNSUPPORTED) or on other errors."""
@@ -156,8 +176,7 @@ def hold_folder(
             return
         details = holder_details()
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(details) + "\n").encode("utf-8"), 0)
+            write_details(fd, details)
         except OSError as err:  # the lock holds all the same
             log.warning("%s: could not record this job's details (%s)", path, err)
         try:
@@ -209,12 +228,15 @@ def lock_holder(path: str | Path) -> dict[str, Any] | None:
         os.close(fd)
 
 
-def try_hold(path: str | Path, details: dict[str, Any]) -> tuple[int | None, dict[str, Any] | None]:
+def try_hold(
+    path: str | Path, details: dict[str, Any], *, before: dict[str, Any] | None = None
+) -> tuple[int | None, dict[str, Any] | None]:
     """Take the lock file `path` (created if missing) without waiting beyond a look's instant:
     ``(fd, None)`` where this process holds it now, with `details` and this process's written
-    in it (closing `fd` releases it); ``(None, the holder's details)`` where another process
-    holds it (``{}`` if it wrote none yet); ``(None, None)`` where it cannot be taken here (no
-    locks on this file system, an unwritable folder)."""
+    in it (closing `fd` releases it), and `before` (where given) updated with the details its
+    last holder wrote; ``(None, the holder's details)`` where another process holds it
+    (``{}`` if it wrote none yet); ``(None, None)`` where it cannot be taken here (no locks on
+    this file system, an unwritable folder)."""
     if fcntl is None:
         return None, None
     try:
@@ -226,8 +248,9 @@ def try_hold(path: str | Path, details: dict[str, Any]) -> tuple[int | None, dic
             holder = _read_details(fd)
             os.close(fd)
             return None, holder
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps({**holder_details(), **details}) + "\n").encode("utf-8"), 0)
+        if before is not None:
+            before.update(_read_details(fd))
+        write_details(fd, {**holder_details(), **details})
     except OSError:
         os.close(fd)
         return None, None

@@ -29,11 +29,16 @@ job it could copy (one it never started) whose claim another launch holds leaves
 that launch (``left to another sweep``), launches its other jobs, then waits for that claim
 (no GPU is held: the sweep's own process waits, on the login node) and copies the job once
 it completed; where the other launch ended without completing it, the job is ``not run`` and
-the same command runs it. A claim lasts as long as its launch waits for its jobs: where that
-launch stopped waiting (Ctrl-C, a lost login session) while the job runs on, a running twin
-(its folder held) is waited for as well; a job still queued in SLURM for a launch that
-stopped waiting is not seen, and is trained again here. A launch releases its claims before it waits on others', so two
-sweeps that leave jobs to each other do not wait forever. ``hydra.sweeper.reuse=false`` turns
+the same command runs it. A claim lasts as long as its launch waits for its jobs; where that
+launch stopped waiting (Ctrl-C, a lost login session) while its job goes on in SLURM, the
+job is waited for all the same: running, it holds its folder (:func:`running_twin`); queued,
+the claim file still names the SLURM job that launch submitted for it (``slurm_submitted``,
+written once ``sbatch`` returned), which ``squeue`` still lists (:meth:`Claims.queued_twin`).
+A launch that finds such a queued twin leaves the job to it as to a running one, and puts the
+claim file's record back as it found it, so that later launches see the twin too. Where
+``squeue`` cannot answer (no SLURM here, its controller down), no queued twin is seen and the
+job is trained here. A launch releases its claims before it waits on others', so two sweeps
+that leave jobs to each other do not wait forever. ``hydra.sweeper.reuse=false`` turns
 adoption and claims off.
 """
 
@@ -43,6 +48,7 @@ import contextlib
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -58,7 +64,9 @@ from nasheur.jobguard import (
     folder_holder,
     hold_folder,
     lock_holder,
+    recorded_details,
     try_hold,
+    write_details,
 )
 
 log = logging.getLogger(__name__)
@@ -66,6 +74,8 @@ log = logging.getLogger(__name__)
 MANIFEST = "sweep.json"
 CLAIMS = ".nasheur-claims"  # beside the sweep folders: the jobs that running launches train
 LEFT = "left to another sweep"  # a job's state after a launch that left it to a sibling's
+SUBMITTED = "slurm_submitted"  # a claim's record: the SLURM job its launch submitted for it
+SQUEUE_TIMEOUT_S = 60.0  # a controller that has not answered by then is taken as no answer
 
 
 def manifest_key(folder: Any) -> str:
@@ -167,11 +177,13 @@ def adopt(source: Path, folder: Path, experiment: dict[str, Any]) -> bool:
 
 class Claims:
     """The claims of one launch of the sweep in `sweep_dir` on the jobs it trains (module doc):
-    :meth:`take` before the launch, :meth:`release` once its jobs have ended."""
+    :meth:`take` before the launch, :meth:`note_submitted` once SLURM took its job,
+    :meth:`release` once its jobs have ended."""
 
     def __init__(self, sweep_dir: Path) -> None:
         self.sweep_dir = sweep_dir
         self._held: dict[Path, int] = {}
+        self._before: dict[Path, dict[str, Any]] = {}  # what a taken claim's file said before
 
     def path(self, folder: Path, config_hash: str) -> Path:
         return self.sweep_dir.parent / CLAIMS / f"{folder.parent.name}-{config_hash}.lock"
@@ -187,15 +199,36 @@ class Claims:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError:
             return None
-        fd, holder = try_hold(path, {"sweep": str(self.sweep_dir.resolve())})
+        before: dict[str, Any] = {}
+        fd, holder = try_hold(path, {"sweep": str(self.sweep_dir.resolve())}, before=before)
         if fd is not None:
             self._held[path] = fd
+            self._before[path] = before
         return holder
 
+    def note_submitted(self, folder: Path, config_hash: str, slurm_job: str) -> None:
+        """Record in the job's claim (where this launch holds it) the SLURM job that trains
+        it, so that a later launch sees it queued after this one stopped waiting."""
+        fd = self._held.get(self.path(folder, config_hash))
+        if fd is None:
+            return
+        details = recorded_details(self.path(folder, config_hash))
+        try:
+            write_details(fd, {**details, SUBMITTED: str(slurm_job)})
+        except OSError as err:
+            log.warning(
+                "could not record SLURM job %s in the claim of %s (%s)", slurm_job, folder, err
+            )
+
     def drop(self, folder: Path, config_hash: str) -> None:
-        """Let one claim go (the job was copied after all)."""
-        fd = self._held.pop(self.path(folder, config_hash), None)
+        """Let one claim go (the job was copied after all, or is left to a twin), its file
+        put back as this launch found it: a queued twin that it named stays named."""
+        path = self.path(folder, config_hash)
+        fd = self._held.pop(path, None)
+        before = self._before.pop(path, {})
         if fd is not None:
+            with contextlib.suppress(OSError):
+                write_details(fd, before)
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -203,10 +236,29 @@ class Claims:
         """The launch that holds the job's claim, without taking it (a dry run's look)."""
         return lock_holder(self.path(folder, config_hash))
 
+    def queued_twin(self, folder: Path, config_hash: str) -> dict[str, Any] | None:
+        """The SLURM job that another sweep's launch, no longer holding the job's claim,
+        submitted for it and that SLURM still lists (queued or running): that launch's
+        details with ``slurm_state``; None where there is none, or squeue cannot tell."""
+        path = self.path(folder, config_hash)
+        if path in self._held:
+            details = self._before.get(path, {})
+        elif lock_holder(path) is None:
+            details = recorded_details(path)
+        else:
+            return None  # a launch holds the claim: it is that launch's to wait for
+        job, sweep = details.get(SUBMITTED), details.get("sweep")
+        if not job or sweep == str(self.sweep_dir.resolve()):
+            return None  # this sweep's own job: its folder lock settles who trains it
+        state = slurm_job_state(str(job))
+        return None if state is None else {**details, "slurm_state": state}
+
     def release(self) -> None:
         while self._held:
+            path, fd = self._held.popitem()
+            self._before.pop(path, None)
             with contextlib.suppress(OSError):
-                os.close(self._held.popitem()[1])
+                os.close(fd)
 
     def wait(self, folder: Path, config_hash: str) -> None:
         """Until no launch holds the job's claim (its launch ended, or its process died)."""
@@ -214,6 +266,30 @@ class Claims:
         if path.is_file():
             with exclusive(path):
                 pass
+
+
+def slurm_job_state(job: str) -> str | None:
+    """The state in which ``squeue`` lists the SLURM job (``1234`` or an array task,
+    ``1234_5``): ``PENDING``, ``RUNNING``, ``COMPLETING``...; None where it lists it no more
+    (ended, or never known), or cannot be asked (no squeue, no answer from the controller)."""
+    try:
+        done = subprocess.run(
+            ["squeue", "--noheader", "--array", "--jobs", job, "--format", "%T"],
+            capture_output=True,
+            text=True,
+            timeout=SQUEUE_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as err:
+        log.warning("could not ask squeue about SLURM job %s (%s)", job, err)
+        return None
+    if done.returncode != 0:
+        if "invalid job id" not in done.stderr.lower():  # an ended job SLURM forgot is no error
+            said = (done.stderr or done.stdout).strip().splitlines()
+            log.warning("squeue about SLURM job %s: %s", job, said[0] if said else done.returncode)
+        return None
+    states = done.stdout.split()
+    return states[0] if states else None
 
 
 def running_twin(folder: Path, config_hash: str, sweep_dir: Path) -> dict[str, Any] | None:

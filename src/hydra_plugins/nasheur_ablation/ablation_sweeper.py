@@ -85,6 +85,7 @@ from nasheur.results.settings import natural_key
 from nasheur.reuse import (
     LEFT,
     MANIFEST,
+    SUBMITTED,
     Claims,
     adopt,
     completed_twin,
@@ -698,7 +699,7 @@ class AblationSweeper(Sweeper):
                             claims.drop(folder, chash)
                             outcome.copied(source)
                             continue
-                        trainer = running_twin(folder, chash, sweep_dir)  # its launch gone
+                        trainer = _twin_on_its_own(claims, folder, chash, sweep_dir)
                         if trainer is not None:
                             claims.drop(folder, chash)
                     if _of_another_sweep(trainer, sweep_dir):
@@ -751,7 +752,8 @@ class AblationSweeper(Sweeper):
         try:
             # SIGTERM to this process (kill, a session's end) ends the sweep with its summary
             # like Ctrl-C; a job run here sets its own handler while it runs
-            with stop_on_sigterm("the sweep (its summary follows)"), _each_job_settled():
+            submitted = _note_submitted(todo, claims)
+            with stop_on_sigterm("the sweep (its summary follows)"), _each_job_settled(submitted):
                 for start in range(0, len(todo), size):
                     batch = [o.overrides for o in todo[start : start + size]]
                     results.extend(self.launcher.launch(batch, initial_job_idx=start))
@@ -835,7 +837,34 @@ def _of_another_sweep(trainer: dict[str, Any] | None, sweep_dir: Path) -> bool:
 
 
 def _trained_by(holder: dict[str, Any]) -> str:
-    return f"the sweep in {holder.get('sweep', '?')} trains it ({describe_holder(holder)})"
+    if holder.get("slurm_state"):  # its launch stopped waiting; SLURM has it still
+        how = f"SLURM job {holder.get(SUBMITTED)}, {str(holder['slurm_state']).lower()}"
+    else:
+        how = describe_holder(holder)
+    return f"the sweep in {holder.get('sweep', '?')} trains it ({how})"
+
+
+def _twin_on_its_own(
+    claims: Claims, folder: Path, chash: str, sweep_dir: Path
+) -> dict[str, Any] | None:
+    """The twin of another sweep that goes on after its launch stopped waiting for it (Ctrl-C,
+    a lost login session): running (its folder held), or still listed by SLURM under the job
+    named in its claim; None where there is none."""
+    running = running_twin(folder, chash, sweep_dir)
+    return running if running is not None else claims.queued_twin(folder, chash)
+
+
+def _note_submitted(todo: list[_Outcome], claims: Claims | None) -> Any:
+    """What :func:`_each_job_settled` calls with each job's overrides and the SLURM job that
+    runs it: the job's claim records that SLURM job (:meth:`Claims.note_submitted`)."""
+    of = {tuple(o.overrides): o for o in todo}
+
+    def note(overrides: Sequence[str], slurm_job: str) -> None:
+        o = of.get(tuple(overrides))
+        if o is not None and claims is not None:
+            claims.note_submitted(o.folder, o.config_hash, slurm_job)
+
+    return note
 
 
 RUNNING_TWIN_POLL_S = 30.0  # how often a sweep looks whether a twin left to it still runs
@@ -858,12 +887,14 @@ def _wait_and_copy(
         "; ".join(sweeps[:3]) + (f" and {len(sweeps) - 3} more" if len(sweeps) > 3 else ""),
     )
     for o in left:
-        try:
-            claims.wait(o.folder, o.config_hash)
-        except OSError as err:  # a lock the file system lost (NFS): look at the twin now
-            log.warning("could not wait for the claim of %s (%s)", o.folder, err)
-        # its launch stopped waiting while the twin's job runs on (Ctrl-C, a lost session)
-        while running_twin(o.folder, o.config_hash, sweep_dir) is not None:
+        while True:
+            try:
+                claims.wait(o.folder, o.config_hash)
+            except OSError as err:  # a lock the file system lost (NFS): look at the twin now
+                log.warning("could not wait for the claim of %s (%s)", o.folder, err)
+            # its launch stopped waiting while the twin's job goes on (Ctrl-C, a lost session)
+            if _twin_on_its_own(claims, o.folder, o.config_hash, sweep_dir) is None:
+                break
             time.sleep(RUNNING_TWIN_POLL_S)
         # another launch of this sweep, meanwhile: completed it, or runs it now
         if _recorded(o.folder, o.config_hash) == "completed":
@@ -909,8 +940,10 @@ def _dry_run_lines(
         verb, detail = _DRY_RUN.get(state, ("run again", state))
         trainer = None
         if source is None and _copyable(state, folder, listed) and reuse:
-            trainer = Claims(sweep_dir).holder(folder, chash)
-            trainer = trainer if trainer is not None else running_twin(folder, chash, sweep_dir)
+            claims = Claims(sweep_dir)
+            trainer = claims.holder(folder, chash)
+            if trainer is None:
+                trainer = _twin_on_its_own(claims, folder, chash, sweep_dir)
             trainer = trainer if _of_another_sweep(trainer, sweep_dir) else None
         if source is not None:
             verb, detail = "copy", f"completed in {source}"
@@ -1311,22 +1344,37 @@ class _Settled:
 
 
 @contextlib.contextmanager
-def _each_job_settled() -> Iterator[None]:
+def _each_job_settled(submitted: Any = None) -> Iterator[None]:
     """hydra-submitit-launcher waits for its jobs in turn, and the first that SLURM ended
     without a result (``scancel``, a lost node) raises submitit's UncompletedJobError out of
     ``launch``, while the array's other jobs still run. Within this context submitit's
     ``map_array`` hands out :class:`_Settled` jobs, so each such job becomes a failed result and
-    the launcher waits for all."""
+    the launcher waits for all. Each job that SLURM took is also handed, with its SLURM job id,
+    to `submitted(overrides, job_id)`, where given."""
 
     def settled(original: Any, executor: Any, fn: Any, *iterables: Any) -> list[Any]:
         jobs = original(executor, fn, *iterables)
         overrides = list(iterables[0]) if iterables else []
         if len(overrides) != len(jobs):
             overrides = [None] * len(jobs)
+        if submitted is not None and getattr(executor, "cluster", None) == "slurm":
+            for job, item in zip(jobs, overrides, strict=True):
+                for each in _job_overrides(item):
+                    submitted(each, str(job.job_id))
         return [_Settled(job, o) for job, o in zip(jobs, overrides, strict=True)]
 
     with map_array_wrapped(settled):
         yield
+
+
+def _job_overrides(item: Any) -> list[Sequence[str]]:
+    """The overrides of the jobs an array task runs, from its item in ``map_array``: one
+    job's overrides, or a packed task's jobs (each ``(overrides, ...)``, packed_launcher)."""
+    if not item:
+        return []
+    if isinstance(item[0], str):
+        return [item]
+    return [args[0] for args in item if isinstance(args, (tuple, list)) and args]
 
 
 # ------------------------------------------------------------------ folders and sweep.json
