@@ -1096,7 +1096,8 @@ def _merge_many(sweep: str, first: int, barrier) -> None:
 
 
 def test_sweep_json_keeps_every_entry_of_launches_side_by_side(tmp_path):
-    ctx = multiprocessing.get_context("fork")
+    # spawn: a fork of this multi-threaded process may deadlock (Python 3.12+ warns of it)
+    ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(4)
     procs = [
         ctx.Process(target=_merge_many, args=(str(tmp_path), 10 * k, barrier)) for k in range(4)
