@@ -400,6 +400,95 @@ def test_a_job_folder_spells_values_as_the_command_line_and_is_found_by_its_hash
         assert Path(str(cfg.hydra.run.dir)) == first.parent / f"x-{first.name.rsplit('-', 1)[1]}"
 
 
+def test_the_first_run_of_a_config_reserves_its_folder_name_for_every_spelling(tmp_path):
+    import threading
+
+    from nasheur.config import NAMES, _reserved_name
+
+    space = tmp_path / "nb201"
+    assert _reserved_name(space, "abc123", "lr=0.05-abc123") == "lr=0.05-abc123"
+    assert (space / NAMES / "abc123").read_text() == "lr=0.05-abc123\n"
+    assert _reserved_name(space, "abc123", "lr=0.050-abc123") == "lr=0.05-abc123"
+    assert _reserved_name(space, "def456", "lr=0.1-def456") == "lr=0.1-def456"  # its own
+    # many spellings at once: one wins the O_EXCL creation, every other reads its name
+    got: list[str] = []
+    names = [f"lr={0.2:.{d}f}-fff999" for d in range(1, 9)]
+    threads = [
+        threading.Thread(target=lambda n=n: got.append(_reserved_name(space, "fff999", n)))
+        for n in names
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(got) == 8 and len(set(got)) == 1 and got[0] in names
+
+
+@pytest.mark.parametrize("reserved", ["../x-abc123", "/tmp/x-abc123", "other-zzz", ".."])
+def test_a_reserved_name_that_is_no_folder_name_of_the_config_is_not_followed(tmp_path, reserved):
+    from nasheur.config import NAMES, _reserved_name
+
+    (tmp_path / NAMES).mkdir()
+    (tmp_path / NAMES / "abc123").write_text(reserved)
+    assert _reserved_name(tmp_path, "abc123", "lr=0.05-abc123") == "lr=0.05-abc123"
+
+
+def test_a_runs_folder_where_nothing_can_be_written_keeps_the_runs_own_name(tmp_path):
+    from nasheur.config import _reserved_name
+
+    (tmp_path / "file").write_text("")  # no folder can be made under a file
+    assert _reserved_name(tmp_path / "file", "abc123", "a-abc123") == "a-abc123"
+
+
+def test_two_spellings_resolved_before_either_folder_is_made_name_one_folder(tmp_path, monkeypatch):
+    # the race of two runs started at once: each resolves hydra.run.dir before Hydra makes it
+    from hydra import compose, initialize_config_module
+
+    from nasheur.config import register_configs, register_resolvers
+
+    monkeypatch.setenv("NASHEUR_RUNS", str(tmp_path))
+    register_configs()
+    register_resolvers()
+    with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
+        dirs = [
+            str(
+                compose(
+                    "config", [f"protocol.lr={lr}", *mode], return_hydra_config=True
+                ).hydra.run.dir
+            )
+            for lr, mode in [
+                ("0.05", ["hydra.mode=RUN"]),
+                ("0.050", ["hydra.mode=RUN"]),
+                ("0.0500", []),
+            ]
+        ]
+    assert dirs[0] == dirs[1] and Path(dirs[0]).name.startswith("lr=0.05-")
+    assert not Path(dirs[0]).exists()  # only its name is reserved; Hydra makes the folder
+    # a look at names outside a single run (a sweep's plan, a dry run) reserves nothing
+    assert Path(dirs[2]).name.startswith("lr=0.0500-")
+
+
+def test_two_spellings_of_one_run_started_at_once_train_it_once(tmp_path):
+    # both find no folder of their config yet; the name the first reserved sends the second
+    # to the same folder, whose lock refuses it (or which it finds completed)
+    from tests.conftest import start_nasheur
+
+    tiny = ["search_space=embedded", "+preset=debug", "eval.pool_size=8"]
+    procs = [
+        start_nasheur([*tiny, f"protocol.lr={lr}"], run_env(tmp_path), tmp_path / f"{i}.log")
+        for i, lr in enumerate(["0.05", "0.050"])
+    ]
+    codes = [p.wait(timeout=300) for p in procs]
+    logs = [(tmp_path / f"{i}.log").read_text() for i in range(2)]
+    folders = [p for p in (tmp_path / "runs" / "embedded").iterdir() if not p.name.startswith(".")]
+    assert len(folders) == 1, (folders, logs)
+    assert sum("epoch 1/1" in log for log in logs) == 1, logs  # trained once
+    assert 0 in codes and (folders[0] / "metrics.json").is_file()
+    for code, log in zip(codes, logs, strict=True):
+        if code != 0:
+            assert "is in use by a running job" in log, log
+
+
 def test_a_command_line_sweep_is_checked_whole_before_any_job_runs(tmp_path):
     # no experiment: the command line's own sweep, through the same sweeper
     proc = nasheur_cli(["+preset=debug", "protocol.lr=0.07,-1,0.06", "-m"], tmp_path)

@@ -27,6 +27,7 @@ from nasheur.config import (
     check_groups,
     composed,
     composition_said,
+    drop_reserved_name,
     raise_composition_errors,
     register_configs,
     register_resolvers,
@@ -76,6 +77,7 @@ def _drop_empty_run_folder(folder: Path, *, new: bool = False) -> None:
                 path.unlink(missing_ok=True)
         return
     shutil.rmtree(folder, ignore_errors=True)
+    drop_reserved_name(folder)
     with contextlib.suppress(OSError):  # runs/<space>/ too, if this was its only job
         folder.parent.rmdir()
         if not named_root:  # and the ./runs that Hydra made for it (not a root one named)

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import time
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
@@ -601,11 +602,45 @@ def _dir_resolver(root: str = "", *, _root_: DictConfig) -> str:
     short = ",".join(_short_override(item) for item in items)
     readable = re.sub(r"[^A-Za-z0-9=,._+-]", "_", short)[:100].rstrip(",") or "default"
     space, chash = data["search_space"]["name"], config_hash(data)
+    name = f"{readable}-{chash}"
     if root:
         existing = sorted(Path(root, space).glob(f"*-{chash}"))
         if len(existing) == 1 and existing[0].is_dir():
             return f"{space}/{existing[0].name}"
-    return f"{space}/{readable}-{chash}"
+        # a single run (a sweep's launch merges its jobs by hash), not a dry look at names
+        if getattr(OmegaConf.select(_root_, "hydra.mode"), "name", None) == "RUN":
+            name = _reserved_name(Path(root, space), chash, name)
+    return f"{space}/{name}"
+
+
+NAMES = ".nasheur-names"  # in a space's runs folder: the folder name reserved for each hash
+
+
+def _reserved_name(space_dir: Path, chash: str, name: str) -> str:
+    """The folder name of the job `chash` under `space_dir`: `name`, reserved for it in
+    ``<space_dir>/.nasheur-names/<chash>`` (made with O_EXCL: one run is first), or the name
+    an earlier run reserved there. Where nothing can be written there, `name` (the run's own
+    folder, as it would have been)."""
+    path = space_dir / NAMES / chash
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        for _ in range(40):  # its first run writes the name right after creating the file
+            try:
+                reserved = path.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError):
+                return name
+            if reserved:  # another's name of this job, never a path elsewhere
+                ok = reserved.endswith(f"-{chash}") and "/" not in reserved and "\\" not in reserved
+                return reserved if ok and reserved not in (".", "..") else name
+            time.sleep(0.05)
+        return name
+    except OSError:
+        return name
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(name + "\n")
+    return name
 
 
 def _sweep_name(*, _root_: DictConfig) -> str:
@@ -614,6 +649,20 @@ def _sweep_name(*, _root_: DictConfig) -> str:
     if "experiment" not in _root_:
         return "<experiment name>"
     return str(_root_.experiment.name)
+
+
+def drop_reserved_name(folder: Path) -> None:
+    """Let the name of `folder`, a job folder removed because its job never started (a
+    rejected command line), go with it: its reservation (:func:`_reserved_name`), where it
+    names this folder, and the reservations' folder if that leaves it empty."""
+    path = folder.parent / NAMES / folder.name.rpartition("-")[2]
+    try:
+        if path.read_text(encoding="utf-8").strip() != folder.name:
+            return
+        path.unlink()
+        path.parent.rmdir()
+    except (OSError, UnicodeDecodeError):
+        return
 
 
 def site_env_file() -> str:
