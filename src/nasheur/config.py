@@ -633,7 +633,7 @@ def _reserved_name(space_dir: Path, chash: str, name: str) -> str:
                 return name
             if reserved:  # another's name of this job, never a path elsewhere
                 ok = reserved.endswith(f"-{chash}") and "/" not in reserved and "\\" not in reserved
-                return reserved if ok and reserved not in (".", "..") else name
+                return reserved if ok else name
             time.sleep(0.05)
         return name
     except OSError:

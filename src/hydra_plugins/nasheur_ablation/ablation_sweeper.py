@@ -856,12 +856,15 @@ def _twin_on_its_own(
 
 def _note_submitted(todo: list[_Outcome], claims: Claims | None) -> Any:
     """What :func:`_each_job_settled` calls with each job's overrides and the SLURM job that
-    runs it: the job's claim records that SLURM job (:meth:`Claims.note_submitted`)."""
+    runs it: the job's claim records that SLURM job (:meth:`Claims.note_submitted`). None
+    without claims."""
+    if claims is None:
+        return None
     of = {tuple(o.overrides): o for o in todo}
 
     def note(overrides: Sequence[str], slurm_job: str) -> None:
         o = of.get(tuple(overrides))
-        if o is not None and claims is not None:
+        if o is not None:
             claims.note_submitted(o.folder, o.config_hash, slurm_job)
 
     return note
