@@ -9,7 +9,8 @@
 # (hydra.launcher.mps=true does the same from within the sweep, as does NASHEUR_SLURM_MPS=true
 # for a packed SLURM task.)
 # The daemon's pipe and log folders are private to this run (under TMPDIR) and the daemon is
-# stopped when the command ends, however it ends; the command's exit status is returned.
+# stopped when the command ends, however it ends; the command's exit status is returned. SIGTERM
+# and SIGHUP sent to this script are handed to the command.
 # Where nvidia-cuda-mps-control is missing, or the daemon does not start, the command runs
 # without MPS, with a note on stderr. With MPS a CUDA error in one process can stop the others.
 set -uo pipefail
@@ -36,6 +37,25 @@ if [[ -n ${CUDA_VISIBLE_DEVICES:-} ]]; then
 fi
 stop() { echo quit | "$control" >/dev/null 2>&1; rm -rf "$dir"; }
 trap stop EXIT
-trap 'exit 143' TERM
-trap 'exit 130' INT
-"$@"
+# The command runs in the background, so that a SIGTERM or SIGHUP sent to this script alone
+# (kill PID, SLURM's --signal=B:TERM@SECONDS, scancel --batch) is handed on at once: bash holds
+# its traps back while a foreground command runs, and the command would never hear of it.
+# Bash makes background commands ignore SIGINT and SIGQUIT; the subshell gives them back. A
+# Ctrl-C (a terminal's, srun's) reaches the command itself, so SIGINT is not handed on: a
+# second one would make a sweep stop its jobs at once instead of letting them end.
+( trap - INT QUIT; exec "$@" ) <&0 &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null' TERM
+trap 'kill -HUP "$child" 2>/dev/null' HUP
+trap ':' INT
+while :; do
+    wait "$child"
+    status=$?  # the command's, or 128 + a signal that interrupted the wait
+    kill -0 "$child" 2>/dev/null || break
+done
+if ((status > 128)); then  # the command may have ended while a signal's trap ran
+    wait "$child" 2>/dev/null
+    last=$?
+    ((last == 127)) || status=$last  # 127: this bash reported the status already
+fi
+exit "$status"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,3 +73,68 @@ def test_the_command_names_the_gpus_as_the_server_numbers_them(tmp_path, given, 
     # without a daemon the task's own numbers hold
     out = run(tmp_path, show, "no-such-control", CUDA_VISIBLE_DEVICES=given)
     assert out.stdout.strip() == f"gpus={given}"
+
+
+# a command that says when it is ready, counts the signals it gets and ends 0.5 s after the
+# first, with status 40 + how many it got (and says how SIGINT was set when it started)
+COUNTING = (
+    "import signal, sys, time\n"
+    "got = []\n"
+    "print('int', signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)\n"
+    "for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):\n"
+    "    signal.signal(s, lambda n, f: got.append(n))\n"
+    "print('ready', flush=True)\n"
+    "while not got: time.sleep(0.02)\n"
+    "time.sleep(0.5)\n"
+    "sys.exit(40 + len(got))\n"
+)
+
+
+def start_counting(tmp_path: Path) -> subprocess.Popen:
+    fake = fake_control(tmp_path)
+    env = {**os.environ, "NASHEUR_MPS_CONTROL": str(fake), "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        ["bash", str(SCRIPT), sys.executable, "-c", COUNTING],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    assert proc.stdout.readline().split() == ["int", "True"]  # SIGINT not left ignored
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_sent_to_the_script_alone_reaches_the_command(tmp_path, sig):
+    # kill PID, SLURM's --signal=B:TERM@60: before, bash held the signal until the command
+    # ended on its own, and the command never heard of it
+    proc = start_counting(tmp_path)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=30) == 41  # the command got it once, and its status came back
+    log = (tmp_path / "control.log").read_text().splitlines()
+    assert log[-1] == "stdin quit"  # the daemon was stopped after the command
+    assert not list(tmp_path.glob("nasheur-mps.*"))
+
+
+def test_a_ctrl_c_reaches_the_command_once(tmp_path):
+    # a terminal's Ctrl-C goes to the whole foreground group: the command gets it itself, and
+    # the script does not hand it on a second time
+    proc = start_counting(tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=30) == 41
+    assert (tmp_path / "control.log").read_text().splitlines()[-1] == "stdin quit"
+
+
+def test_the_command_reads_the_scripts_stdin(tmp_path):
+    fake = fake_control(tmp_path)
+    env = {**os.environ, "NASHEUR_MPS_CONTROL": str(fake), "TMPDIR": str(tmp_path)}
+    out = subprocess.run(
+        ["bash", str(SCRIPT), "cat"],
+        input="given\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and out.stdout == "given\n", out.stderr
