@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from nasheur.results.collect import load_records
-from nasheur.reuse import slurm_job_state
+from nasheur.reuse import slurm_job_status
 from tests.conftest import TINY_JOB, pid_alive, run_env, start_nasheur, write_nb201_gt
 from tests.test_with_mps import fake_control
 
@@ -152,7 +152,8 @@ def tail(path: Path, n: int = 3000) -> str:
 def job_state(job_id: str) -> str:
     """squeue's state of the job, "" once it lists it no more: as a sweep asks it of a twin
     left to it (nasheur.reuse)."""
-    return slurm_job_state(job_id) or ""
+    status = slurm_job_status(job_id)
+    return "" if status is None else status[0]
 
 
 def accounted_states(job_id: str) -> list[str]:
@@ -445,3 +446,45 @@ def test_a_preempted_packed_task_requeues_and_its_jobs_resume(
         lambda: accounted_states(job_id) == ["REQUEUED", "COMPLETED"],
         budget(30),
     )
+
+
+def test_squeue_says_why_a_held_job_waits(cluster):
+    # the state and reason a sweep waiting on a queued twin reads, as this SLURM gives them
+    from nasheur.reuse import stuck_reason
+
+    done = _sh("sbatch", "--parsable", "--hold", "-p", PARTITION, "--wrap", "true")
+    assert done.returncode == 0, done.stderr
+    job = done.stdout.strip().split(";")[0]
+    try:
+        assert slurm_job_status(job) == ("PENDING", "JobHeldUser")
+        assert f"scontrol release {job}" in stuck_reason(job, "JobHeldUser")
+        assert _sh("scontrol", "release", job).returncode == 0
+        # released, it waits for its turn or runs: nothing left to do about it
+        state, reason = slurm_job_status(job) or ("", "")
+        assert state in {"PENDING", "RUNNING", "COMPLETING", ""}
+        assert stuck_reason(job, reason) is None
+    finally:
+        _sh("scancel", job)
+    assert wait_until(
+        "the cancelled job to leave squeue", lambda: slurm_job_status(job) is None, 60
+    )
+
+
+def test_squeue_says_a_dependency_can_never_be_met(cluster, budget):
+    from nasheur.reuse import stuck_reason
+
+    failed = _sh("sbatch", "--parsable", "-p", PARTITION, "--wrap", "exit 1").stdout.strip()
+    done = _sh(
+        "sbatch", "--parsable", "-p", PARTITION, f"--dependency=afterok:{failed}", "--wrap", "true"
+    )
+    assert done.returncode == 0, done.stderr
+    job = done.stdout.strip().split(";")[0]
+    try:
+        status = wait_until(
+            "SLURM to see the dependency fail",
+            lambda: (s := slurm_job_status(job)) and s[1] == "DependencyNeverSatisfied" and s,
+            budget(60),
+        )
+        assert status[0] == "PENDING" and stuck_reason(job, status[1]) is not None
+    finally:
+        _sh("scancel", job, failed)

@@ -760,13 +760,14 @@ def test_a_job_running_for_a_sweep_that_stopped_waiting_is_waited_for(args, tmp_
 
 
 def fake_squeue(tmp_path, monkeypatch, job: str = "552_4") -> Path:
-    """An ``squeue`` first on PATH that lists SLURM job `job` as PENDING while the returned
-    file exists, then as ended (``Invalid job id``, as SLURM says of a job it forgot); it
-    logs each call's arguments in ``squeue.log``."""
+    """An ``squeue`` first on PATH that lists SLURM job `job` as the returned file says
+    (``PENDING|Priority``, squeue's ``%T|%r``) while the file exists, then as ended
+    (``Invalid job id``, as SLURM says of a job it forgot); it logs each call's arguments in
+    ``squeue.log``."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     queued = tmp_path / "queued"
-    queued.write_text("PENDING\n")
+    queued.write_text("PENDING|Priority\n")
     script = bin_dir / "squeue"
     script.write_text(
         "#!/bin/sh\n"
@@ -847,7 +848,68 @@ def test_a_job_queued_for_a_sweep_that_stopped_waiting_is_left_to_it_then_copied
     out = capsys.readouterr().out
     assert "4 completed (1 copied from other sweeps, where they completed)" in out
     calls = (tmp_path / "squeue.log").read_text().splitlines()
-    assert calls[-1] == "--noheader --array --jobs 552_4 --format %T"
+    assert calls[-1] == "--noheader --array --jobs 552_4 --format %T|%r"
+
+
+def test_a_held_twin_is_said_with_what_to_do_then_waited_for(
+    args, tmp_path, monkeypatch, caplog, capsys
+):
+    # a queued twin that SLURM holds never starts by itself: the waiting sweep says so, and
+    # how to go on, once per state or reason it sees
+    import threading
+    import time
+
+    from hydra_plugins.nasheur_ablation import ablation_sweeper as sweeper_module
+
+    monkeypatch.setattr(sweeper_module, "RUNNING_TWIN_POLL_S", 0.05)
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    queued = fake_squeue(tmp_path, monkeypatch)
+    queued.write_text("PENDING|JobHeldUser\n")
+    _, source = _queued_for_lr(tmp_path)
+    capsys.readouterr()
+    dry, task = sweeper_for([*args, "hydra.sweeper.dry_run=true"])
+    dry.sweep(task)
+    advice = (
+        "(SLURM job 552_4, pending: held by its user: `scontrol release 552_4` lets it run; "
+        "it will not start by itself (after `scancel 552_4` the same command trains the job "
+        "here))"
+    )
+    assert advice in capsys.readouterr().out
+    queued.write_text("PENDING|Priority\n")
+
+    def said(text: str) -> list[logging.LogRecord]:
+        return [r for r in list(caplog.records) if text in r.getMessage()]
+
+    def hold_release_then_end() -> None:  # held while the sweep waits, released, run, done
+        deadline = time.monotonic() + 120
+        while not said("552_4, pending)") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        queued.write_text("PENDING|JobHeldUser\n")
+        while not said("scontrol release 552_4") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        queued.write_text("RUNNING|None\n")
+        while not said("552_4, running") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (source / "metrics.json.aside").rename(source / "metrics.json")
+        queued.unlink()
+
+    thread = threading.Thread(target=hold_release_then_end, daemon=True)
+    thread.start()
+    bn, task = sweeper_for(args)
+    with caplog.at_level(logging.INFO, logger=sweeper_module.__name__):
+        bn.sweep(task)
+    thread.join(10)
+    # the line that lists what the sweep waits for, not said again while nothing changes
+    assert len(said("552_4, pending)")) == 1
+    (held,) = said("scontrol release 552_4")  # once, though seen at every poll
+    assert held.levelno == logging.WARNING and advice in held.getMessage()
+    (running,) = said("552_4, running")
+    assert running.levelno == logging.INFO and "scancel" not in running.getMessage()
+    assert len(bn.launcher.launched) == 3  # the baseline was copied, not trained twice
+    assert "4 completed (1 copied from other sweeps, where they completed)" in (
+        capsys.readouterr().out
+    )
 
 
 @pytest.mark.parametrize("squeue", ["ended", "absent", "no controller"])

@@ -239,7 +239,8 @@ class Claims:
     def queued_twin(self, folder: Path, config_hash: str) -> dict[str, Any] | None:
         """The SLURM job that another sweep's launch, no longer holding the job's claim,
         submitted for it and that SLURM still lists (queued or running): that launch's
-        details with ``slurm_state``; None where there is none, or squeue cannot tell."""
+        details with ``slurm_state`` and ``slurm_reason`` (squeue's); None where there is
+        none, or squeue cannot tell."""
         path = self.path(folder, config_hash)
         if path in self._held:
             details = self._before.get(path, {})
@@ -250,8 +251,10 @@ class Claims:
         job, sweep = details.get(SUBMITTED), details.get("sweep")
         if not job or sweep == str(self.sweep_dir.resolve()):
             return None  # this sweep's own job: its folder lock settles who trains it
-        state = slurm_job_state(str(job))
-        return None if state is None else {**details, "slurm_state": state}
+        status = slurm_job_status(str(job))
+        if status is None:
+            return None
+        return {**details, "slurm_state": status[0], "slurm_reason": status[1]}
 
     def release(self) -> None:
         while self._held:
@@ -268,13 +271,24 @@ class Claims:
                 pass
 
 
-def slurm_job_state(job: str) -> str | None:
+# what squeue's reason (%r) says of a pending job that waits until someone acts, and what to do
+STUCK_REASONS = {
+    "JobHeldUser": "held by its user: `scontrol release {job}` lets it run",
+    "JobHeldAdmin": "held by an administrator: `scontrol release {job}` (as one) lets it run",
+    "launch_failed_requeued_held": "held after its launch failed: `scontrol release {job}` "
+    "lets it run",
+    "DependencyNeverSatisfied": "its dependency can never be satisfied",
+}
+
+
+def slurm_job_status(job: str) -> tuple[str, str] | None:
     """The state in which ``squeue`` lists the SLURM job (``1234`` or an array task,
-    ``1234_5``): ``PENDING``, ``RUNNING``, ``COMPLETING``...; None where it lists it no more
-    (ended, or never known), or cannot be asked (no squeue, no answer from the controller)."""
+    ``1234_5``) and the reason it gives (``PENDING``, ``Priority``; ``RUNNING``, ``None``;
+    a held job ``PENDING``, ``JobHeldUser``); None where it lists it no more (ended, or never
+    known), or cannot be asked (no squeue, no answer from the controller)."""
     try:
         done = subprocess.run(
-            ["squeue", "--noheader", "--array", "--jobs", job, "--format", "%T"],
+            ["squeue", "--noheader", "--array", "--jobs", job, "--format", "%T|%r"],
             capture_output=True,
             text=True,
             timeout=SQUEUE_TIMEOUT_S,
@@ -288,8 +302,17 @@ def slurm_job_state(job: str) -> str | None:
             said = (done.stderr or done.stdout).strip().splitlines()
             log.warning("squeue about SLURM job %s: %s", job, said[0] if said else done.returncode)
         return None
-    states = done.stdout.split()
-    return states[0] if states else None
+    lines = done.stdout.strip().splitlines()
+    if not lines:
+        return None
+    state, _, reason = lines[0].partition("|")  # a reason may hold spaces and commas
+    return state.strip(), reason.strip()
+
+
+def stuck_reason(job: str, reason: str) -> str | None:
+    """Why a pending SLURM job will not start by itself, and what to do; None where it will."""
+    said = STUCK_REASONS.get(reason)
+    return None if said is None else said.format(job=job)
 
 
 def running_twin(folder: Path, config_hash: str, sweep_dir: Path) -> dict[str, Any] | None:

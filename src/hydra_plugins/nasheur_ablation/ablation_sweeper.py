@@ -92,6 +92,7 @@ from nasheur.reuse import (
     listed_jobs,
     manifest_key,
     running_twin,
+    stuck_reason,
 )
 
 log = logging.getLogger(__name__)
@@ -837,11 +838,23 @@ def _of_another_sweep(trainer: dict[str, Any] | None, sweep_dir: Path) -> bool:
 
 
 def _trained_by(holder: dict[str, Any]) -> str:
-    if holder.get("slurm_state"):  # its launch stopped waiting; SLURM has it still
-        how = f"SLURM job {holder.get(SUBMITTED)}, {str(holder['slurm_state']).lower()}"
-    else:
-        how = describe_holder(holder)
+    # a SLURM job: its launch stopped waiting, and SLURM has it still
+    how = _slurm_twin(holder) if holder.get("slurm_state") else describe_holder(holder)
     return f"the sweep in {holder.get('sweep', '?')} trains it ({how})"
+
+
+def _slurm_twin(holder: dict[str, Any]) -> str:
+    """``SLURM job 552_4, pending``, and where SLURM keeps it waiting until someone acts,
+    why and what to do."""
+    job = str(holder.get(SUBMITTED))
+    said = f"SLURM job {job}, {str(holder['slurm_state']).lower()}"
+    stuck = stuck_reason(job, str(holder.get("slurm_reason", "")))
+    if stuck is not None:
+        said += (
+            f": {stuck}; it will not start by itself (after `scancel {job}` the same command "
+            "trains the job here)"
+        )
+    return said
 
 
 def _twin_on_its_own(
@@ -890,14 +903,22 @@ def _wait_and_copy(
         "; ".join(sweeps[:3]) + (f" and {len(sweeps) - 3} more" if len(sweeps) > 3 else ""),
     )
     for o in left:
+        said = f"waiting for {o.folder.name}: {o.detail}"  # as the line above said it
         while True:
             try:
                 claims.wait(o.folder, o.config_hash)
             except OSError as err:  # a lock the file system lost (NFS): look at the twin now
                 log.warning("could not wait for the claim of %s (%s)", o.folder, err)
             # its launch stopped waiting while the twin's job goes on (Ctrl-C, a lost session)
-            if _twin_on_its_own(claims, o.folder, o.config_hash, sweep_dir) is None:
+            twin = _twin_on_its_own(claims, o.folder, o.config_hash, sweep_dir)
+            if twin is None:
                 break
+            if twin.get("slurm_state"):  # said again when SLURM's state or reason changes
+                now = f"waiting for {o.folder.name}: {_trained_by(twin)}"
+                if now != said:
+                    stuck = stuck_reason(str(twin.get(SUBMITTED)), str(twin.get("slurm_reason")))
+                    log.log(logging.WARNING if stuck else logging.INFO, "%s", now)
+                    said = now
             time.sleep(RUNNING_TWIN_POLL_S)
         # another launch of this sweep, meanwhile: completed it, or runs it now
         if _recorded(o.folder, o.config_hash) == "completed":
