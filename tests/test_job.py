@@ -226,6 +226,47 @@ def test_an_interrupted_job_resumes_to_the_same_metrics(tiny, tmp_path, monkeypa
     assert strip(resumed["history"]) == strip(whole["history"])
 
 
+def test_a_job_keeps_its_progress_in_its_lock_file(tiny, tmp_path, monkeypatch):
+    # what `results show` and a refused second copy print: each epoch as it ends, then the
+    # evaluation's quarters; a resumed job says at once how far its checkpoint got
+    from nasheur import jobguard
+
+    noted: list[dict] = []
+    original_note = jobguard.Holding.note
+
+    def spy(self, **progress):
+        original_note(self, **progress)
+        noted.append(dict(self["progress"]))
+        # what a look at the folder reads now, from the file
+        assert jobguard.recorded_details(tmp_path / "job" / "job.lock") == dict(self)
+
+    monkeypatch.setattr(jobguard.Holding, "note", spy)
+    calls = {"n": 0}
+    original_save = training.save_checkpoint
+
+    def save_then_stop(*args, **kwargs):
+        original_save(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(tiny, output_dir=tmp_path / "job")
+    assert [(n["epoch"], n["epochs"]) for n in noted] == [(1, 3)]  # epoch 2 stopped in its save
+    assert noted[0]["eta_s"] >= 0 and noted[0]["at"]
+    noted.clear()
+    monkeypatch.setattr(training, "save_checkpoint", original_save)
+    run_job(tiny, output_dir=tmp_path / "job")
+    trimmed = [{k: v for k, v in n.items() if k not in ("at", "eta_s")} for n in noted]
+    assert trimmed == [
+        {"epoch": 2, "epochs": 3},  # resumed from the checkpoint of epoch 2
+        {"epoch": 3, "epochs": 3},
+        *({"evaluated": k, "of": 12} for k in (3, 6, 9, 12)),
+    ]
+    assert "eta_s" not in noted[0] and noted[1]["eta_s"] == 0
+
+
 def test_a_resumed_job_takes_the_cpu_threads_it_began_with(tiny, tmp_path, monkeypatch, caplog):
     # the CPU's sums depend on torch's threads: a job resumed by a launch that gives it
     # another count (a sweep's last job left to run alone) goes on with the count it began

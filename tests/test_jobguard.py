@@ -20,11 +20,13 @@ from nasheur.jobguard import (
     FolderLocked,
     Terminated,
     describe_holder,
+    describe_progress,
     exclusive,
     folder_holder,
     hold_folder,
     lock_holder,
     preemption_signal,
+    recorded_details,
     stop_on_sigterm,
     try_hold,
     usable_cpus,
@@ -123,6 +125,69 @@ def test_the_lock_file_says_this_holder_whole_over_a_longer_last_one(tmp_path):
     finally:
         os.close(fd)
     assert lock_holder(lock) is None  # closing it let go
+
+
+def test_a_job_notes_its_progress_where_others_read_who_holds_the_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(jobguard.time, "sleep", lambda s: None)
+    with hold_folder(tmp_path) as holding:
+        holding.note(epoch=412, epochs=1000, eta_s=18720.0)
+        seen = folder_holder(tmp_path)
+        assert seen == holding and seen["pid"] == os.getpid()
+        said = describe_holder(seen)
+        assert said.startswith(f"pid {os.getpid()}")
+        stamp = seen["progress"]["at"]
+        assert f"; epoch 412/1000 done at {stamp}, about 5:12:00 of training left" in said
+        with pytest.raises(FolderLocked) as refused, hold_folder(tmp_path):
+            pytest.fail("a second holder")
+        assert "epoch 412/1000 done" in str(refused.value)  # a second copy is told too
+        holding.note(evaluated=150, of=200)  # replaces the epoch
+        assert describe_progress(folder_holder(tmp_path)["progress"]) == (
+            f"trained; evaluated 150/200 architectures at {holding['progress']['at']}"
+        )
+    # the process gone, its last word stays in the file
+    assert recorded_details(tmp_path / "job.lock")["progress"]["evaluated"] == 150
+
+
+@pytest.mark.parametrize(
+    ("progress", "said"),
+    [
+        (
+            {"epoch": 3, "epochs": 10, "eta_s": 90.4},
+            "epoch 3/10 done, about 0:01:30 of training left",
+        ),
+        ({"epoch": 10, "epochs": 10, "eta_s": 0.0}, "epoch 10/10 done"),  # nothing left
+        ({"epoch": 3, "epochs": 10}, "epoch 3/10 done"),  # a resumed job's first word
+        ({"epoch": "x", "epochs": 10}, ""),  # another version's file, or a damaged one
+        ({"evaluated": 5}, ""),
+        (None, ""),
+        ([1, 2], ""),
+    ],
+)
+def test_progress_is_said_plainly_or_not_at_all(progress, said):
+    assert describe_progress(progress) == said
+
+
+def test_a_stopped_jobs_progress_is_said_without_time_left():
+    assert (
+        describe_progress({"epoch": 3, "epochs": 10, "eta_s": 90}, left=False) == "epoch 3/10 done"
+    )
+
+
+def test_a_look_between_a_rewrite_and_its_cut_reads_the_new_details(tmp_path):
+    # write_details writes over the old details, then cuts the file to length: a look in
+    # between finds the new details and the old ones' tail, never an empty file
+    lock = tmp_path / "job.lock"
+    lock.write_text(json.dumps({"pid": 2, "host": "a-much-longer-host-name"}) + "\n")
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        os.pwrite(fd, (json.dumps({"pid": 1}) + "\n").encode(), 0)  # not cut yet
+        assert recorded_details(lock) == {"pid": 1}
+        jobguard.write_details(fd, {"pid": 3})
+        assert lock.read_text() == '{"pid": 3}\n'  # cut to its own length
+        jobguard.write_details(fd, {})
+        assert lock.read_text() == "" and recorded_details(lock) == {}
+    finally:
+        os.close(fd)
 
 
 def test_a_sweeps_look_is_not_a_holder(tmp_path, other_open):

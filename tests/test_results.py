@@ -413,12 +413,19 @@ def test_show_tells_a_running_job_from_a_stopped_one(tmp_path):
     sweep = _sweep_of_every_state(tmp_path)
     stopped = next(sweep.rglob("*seed=4-hash4"))
     failed = next(sweep.rglob("*seed=3-hash3"))  # failed, then run again: running now
-    with hold_folder(stopped), hold_folder(failed):
+    with hold_folder(stopped) as holding, hold_folder(failed):
+        holding.note(epoch=7, epochs=50, eta_s=3600)  # as a job does after each epoch
         out = results("show", str(sweep)).stdout
     assert "7 job(s): 3 completed, 2 running, 2 not started" in out
-    assert f"pid {os.getpid()}" in next(x for x in out.splitlines() if "seed=4-hash4" in x)
+    running = next(x for x in out.splitlines() if "seed=4-hash4" in x)
+    assert f"pid {os.getpid()}" in running
+    assert "epoch 7/50 done at " in running and "about 1:00:00 of training left" in running
     again = results("show", str(sweep)).stdout  # the lock released: stopped again
     assert "1 failed, 1 without a record" in again
+    gone = next(x for x in again.splitlines() if "seed=4-hash4" in x)
+    # how far it got, from its lock file; no time left for a job no process runs
+    assert "; last heard of: epoch 7/50 done at " in gone and "left" not in gone
+    assert "last heard of" not in next(x for x in again.splitlines() if "seed=3-hash3" in x)
 
 
 def test_show_reads_sweep_json_tolerantly(tmp_path):

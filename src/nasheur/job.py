@@ -39,6 +39,7 @@ from nasheur.jobguard import (
     METRICS,
     POOL,
     FolderLocked,
+    Holding,
     Terminated,
     hold_folder,
     stop_on_sigterm,
@@ -204,8 +205,8 @@ def run_job(
     143)."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with hold_folder(out, refused=FolderBusy):
-        return _run_held(cfg, out, choices, on_claimed, refused)
+    with hold_folder(out, refused=FolderBusy) as holding:
+        return _run_held(cfg, out, choices, on_claimed, refused, holding)
 
 
 def _run_held(
@@ -214,6 +215,7 @@ def _run_held(
     choices: dict[str, Any] | None,
     on_claimed: Callable[[], None] | None,
     refused: Exception | None,
+    holding: Holding | None = None,
 ) -> dict[str, Any]:
     resolved = plain(cfg)
     record: dict[str, Any] = {
@@ -292,7 +294,16 @@ def _run_held(
             from nasheur.training import threads_kept  # imports torch, as _run does
 
             with threads_kept():  # a resumed job's count stays with it
-                record.update(_run(cfg, out, record["config_hash"], on_claimed, partial))
+                record.update(
+                    _run(
+                        cfg,
+                        out,
+                        record["config_hash"],
+                        on_claimed,
+                        partial,
+                        note=None if holding is None else holding.note,
+                    )
+                )
             record["status"] = "completed"
             atomic_write_json(done, record)
         except CheckpointMismatch:
@@ -374,7 +385,9 @@ def _run(
     chash: str,
     on_claimed: Callable[[], None] | None,
     partial: dict[str, Any] | None = None,
+    note: Callable[..., None] | None = None,
 ) -> dict[str, Any]:
+    """The job's work; `note` records its progress in its lock file (Holding.note)."""
     import torch
 
     from nasheur import metrics
@@ -545,7 +558,9 @@ def _run(
         else "",
         device,
     )
-    progress = EpochLog(total=epochs, done=start_epoch)
+    progress = EpochLog(total=epochs, done=start_epoch, note=note)
+    if start_epoch:  # resumed: as far as its checkpoint got, until its next epoch ends
+        progress.note(epoch=start_epoch, epochs=epochs)
     for epoch in range(start_epoch, epochs):
         lr = cosine_lr(epoch, epochs, p.lr, p.lr_min)
         for group in optimizer.param_groups:

@@ -7,7 +7,9 @@ kept by the open file description, so other opens and closes of the file in the 
 do not drop it (unlike POSIX ``lockf``); NFS emulates it with byte-range locks, so it holds
 across nodes too. A lock held by a process that died is released by the kernel (no stale
 locks); the file stays, with the details of the job that holds (or last held) it: host, pid,
-SLURM job, start time. Where the file system refuses locks, the job warns and runs unlocked.
+SLURM job, start time, and its progress (the epoch it finished last, or how far its evaluation
+got), which ``results show`` and a refused second copy print. Where the file system refuses
+locks, the job warns and runs unlocked.
 Nothing here imports torch: the sweeper asks :func:`folder_holder` before it launches a job.
 
 **SIGTERM.** ``scancel`` (SIGTERM, then SIGKILL after SLURM's KillWait) and a plain ``kill``
@@ -31,7 +33,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +87,16 @@ def holder_details() -> dict[str, Any]:
 
 
 def describe_holder(holder: dict[str, Any]) -> str:
-    """``pid 123 on node7, SLURM job 456_2, since 2026-01-02T03:04:05+00:00``."""
+    """``pid 123 on node7, SLURM job 456_2, since 2026-01-02T03:04:05+00:00``, and the job's
+    progress where it recorded some (:func:`describe_progress`)."""
     if not holder:
         return "no details recorded yet"
+    said = _describe_process(holder)
+    progress = describe_progress(holder.get(PROGRESS))
+    return f"{said}; {progress}" if progress else said
+
+
+def _describe_process(holder: dict[str, Any]) -> str:
     parts = []
     if holder.get("pid") is not None:
         parts.append(
@@ -102,19 +111,69 @@ def describe_holder(holder: dict[str, Any]) -> str:
     return ", ".join(parts) or "no details recorded"
 
 
+PROGRESS = "progress"  # the key of a job's progress in its lock file's details
+
+
+def describe_progress(progress: Any, *, left: bool = True) -> str:
+    """``epoch 412/1000 done at 2026-01-02T09:10:11+00:00, about 5:12:00 of training left``
+    (the time left only with `left`: not for a job whose process is gone), or ``trained;
+    evaluated 150/200 architectures at ...``; "" where nothing (readable) is recorded."""
+    if not isinstance(progress, dict):
+        return ""
+    at = f" at {progress['at']}" if isinstance(progress.get("at"), str) else ""
+    try:
+        if "evaluated" in progress:
+            done, of = int(progress["evaluated"]), int(progress["of"])
+            return f"trained; evaluated {done}/{of} architectures{at}"
+        said = f"epoch {int(progress['epoch'])}/{int(progress['epochs'])} done{at}"
+        eta = progress.get("eta_s")
+        if left and isinstance(eta, (int, float)) and eta > 0:
+            said += f", about {timedelta(seconds=round(eta))} of training left"
+        return said
+    except (KeyError, TypeError, ValueError, OverflowError):  # a file from another version
+        return ""
+
+
 def _read_details(fd: int) -> dict[str, Any]:
     try:
-        data = json.loads(os.pread(fd, 65536, 0).decode("utf-8") or "{}")
+        text = os.pread(fd, 65536, 0).decode("utf-8").strip()
+        # the first JSON value: a read between a rewrite and its truncation (write_details)
+        # finds the new details followed by the old ones' tail
+        data = json.JSONDecoder().raw_decode(text)[0] if text else {}
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
 def write_details(fd: int, details: dict[str, Any]) -> None:
-    """Replace the details recorded in the lock file open as `fd` (one this process holds)."""
-    os.ftruncate(fd, 0)
-    if details:
-        os.pwrite(fd, (json.dumps(details) + "\n").encode("utf-8"), 0)
+    """Replace the details recorded in the lock file open as `fd` (one this process holds):
+    written over the old ones, then cut to length, so that a reader meanwhile never finds the
+    file empty (it reads the first JSON value)."""
+    data = (json.dumps(details) + "\n").encode("utf-8") if details else b""
+    if data:
+        os.pwrite(fd, data, 0)
+    os.ftruncate(fd, len(data))
+
+
+class Holding(dict):
+    """The details a job wrote in the lock file it holds, and :meth:`note` to add its progress
+    there as it goes (for ``results show``, and the message of a second copy refused)."""
+
+    def __init__(self, fd: int, details: dict[str, Any]) -> None:
+        super().__init__(details)
+        self.fd = fd
+
+    def note(self, **progress: Any) -> None:
+        """Record the job's progress (:func:`describe_progress`), stamped with the time now.
+        Only for people to read: a failed write is logged at debug level and the job goes on."""
+        self[PROGRESS] = {
+            **progress,
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        try:
+            write_details(self.fd, dict(self))
+        except OSError as err:
+            log.debug("could not record the job's progress in its lock file (%s)", err)
 
 
 def recorded_details(path: str | Path) -> dict[str, Any]:
@@ -145,11 +204,11 @@ def _try_lock(fd: int, operation: int) -> bool:
 @contextlib.contextmanager
 def hold_folder(
     folder: str | Path, *, refused: type[FolderLocked] = FolderLocked, lock: str = LOCK
-) -> Iterator[dict[str, Any] | None]:
+) -> Iterator[Holding | None]:
     """Hold `folder` for a job: an exclusive lock on its ``job.lock`` (or the file `lock`),
-    with this process's details written in it, until the context ends. Raises `refused` at
-    once (after a few tries within a second) where another process holds it; where the file
-    system cannot lock, warns and yields None."""
+    with this process's details written in it, until the context ends; yields them as a
+    :class:`Holding`. Raises `refused` at once (after a few tries within a second) where
+    another process holds it; where the file system cannot lock, warns and yields None."""
     path = Path(folder) / lock
     if fcntl is None:
         log.warning("%s: no file locks here; a second copy of this job would not be stopped", path)
@@ -174,7 +233,7 @@ def hold_folder(
         if locked is None:
             yield None
             return
-        details = holder_details()
+        details = Holding(fd, holder_details())
         try:
             write_details(fd, details)
         except OSError as err:  # the lock holds all the same

@@ -43,10 +43,14 @@ class EpochLog:
         live: bool | None = None,
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        note: Callable[..., None] | None = None,
     ) -> None:
         self.total = total
         self.done = done
         self.seconds: list[float] = []
+        # where the job records its progress for others to read (jobguard.Holding.note):
+        # after each epoch, and at the evaluation's marks
+        self.note = note if note is not None else lambda **progress: None
         self.stream = stream if stream is not None else sys.stderr
         self.live = interactive(self.stream) if live is None else live
         self.clock = clock
@@ -112,6 +116,8 @@ class EpochLog:
         self.done = entry["epoch"]
         self.seconds.append(entry["seconds"])
         per_epoch = sum(self.seconds) / len(self.seconds)
+        left = per_epoch * (self.total - self.done)
+        self.note(epoch=self.done, epochs=self.total, eta_s=round(left, 1))
         log.info(
             "epoch %d/%d  loss %.4f  acc %.2f%%  lr %.5f  %s img/s  %.1f s  eta %s",
             self.done,
@@ -121,7 +127,7 @@ class EpochLog:
             entry["lr"],
             f"{entry['images_per_s']:,.0f}",
             entry["seconds"],
-            _clock(per_epoch * (self.total - self.done)),
+            _clock(left),
         )
 
     def evaluation(self, total: int) -> Callable[[int], None]:
@@ -132,6 +138,7 @@ class EpochLog:
         def report(done: int) -> None:
             tick(done)
             if done in marks:
+                self.note(evaluated=done, of=total)
                 self.clear()
                 spent = self.clock() - start
                 log.info(

@@ -22,7 +22,7 @@ from typing import Any
 
 from nasheur.cli_args import at_least, bin_width, folder_path
 from nasheur.io import atomic_write_text, run_piped
-from nasheur.jobguard import describe_holder
+from nasheur.jobguard import LOCK, PROGRESS, describe_holder, describe_progress, recorded_details
 from nasheur.results.collect import (
     METRICS,
     NO_RECORD,
@@ -259,7 +259,10 @@ def _detail(job: Job) -> str:
         return describe_holder(job.holder or {})
     if job.state == NO_RECORD:
         written = _ago(job.modified)
-        return ", ".join(job.files) + (f"; checkpoint/pool written {written}" if written else "")
+        said = ", ".join(job.files) + (f"; checkpoint/pool written {written}" if written else "")
+        # how far it got, as its lock file last said (the process that wrote it is gone)
+        last = describe_progress(recorded_details(job.folder / LOCK).get(PROGRESS), left=False)
+        return said + (f"; last heard of: {last}" if last else "")
     parts = [job.error] if job.error else []
     if job.resumed:
         parts.append(f"run again since this record (checkpoint/pool written {_ago(job.modified)})")
