@@ -267,6 +267,77 @@ def test_a_job_keeps_its_progress_in_its_lock_file(tiny, tmp_path, monkeypatch):
     assert "eta_s" not in noted[0] and noted[1]["eta_s"] == 0
 
 
+def _evaluation_twin(tmp_path):
+    """tiny's training with another evaluation: a pool of 8, BN recalibrated, top 2."""
+    cfg = compose_job(
+        [
+            *TINY_JOB,
+            f"ground_truth.path={tmp_path / 'gt.csv'}",
+            "eval.pool_size=8",
+            "eval.bn=recalibrate",
+            "eval.recalibrate_batches=2",
+            "metrics.top_n=2",
+        ]
+    )
+    validate(cfg)
+    return cfg
+
+
+def test_a_job_evaluates_a_trained_twins_super_net_as_if_it_had_trained_it(
+    tiny, tmp_path, monkeypatch
+):
+    from nasheur import reuse
+    from nasheur.config import training_hash
+
+    other = _evaluation_twin(tmp_path)
+    assert training_hash(plain(other)) == training_hash(plain(tiny))
+    assert config_hash(plain(other)) != config_hash(plain(tiny))
+    run_job(tiny, output_dir=tmp_path / "twin")
+    run_job(other, output_dir=tmp_path / "alone")  # its own training, as without a twin
+    assert reuse.adopt_training(tmp_path / "twin", tmp_path / "evaluates")
+    assert os.path.samefile(tmp_path / "twin" / CHECKPOINT, tmp_path / "evaluates" / CHECKPOINT)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a job that evaluates a trained twin's super-net trained")
+
+    monkeypatch.setattr(training, "train_epoch", no_training)
+    got = run_job(other, output_dir=tmp_path / "evaluates")
+    alone = read(tmp_path / "alone")
+    assert got["status"] == "completed" and got["config_hash"] == alone["config_hash"]
+    # the same super-net, so the same accuracies, bit for bit on this CPU, in its own pool
+    assert got["archs"] == alone["archs"] and len(got["archs"]) == 8
+    assert got["metrics"] == alone["metrics"]
+    strip = lambda h: [(e["epoch"], e["lr"], e["train_loss"], e["train_acc"]) for e in h]  # noqa: E731
+    assert strip(got["history"]) == strip(alone["history"])
+    assert got["trained_in"] == str((tmp_path / "twin").resolve()) and "trained_in" not in alone
+    # run again (a changed ground truth, say): it evaluates the same checkpoint again
+    (tmp_path / "evaluates" / "metrics.json").unlink()
+    assert run_job(other, output_dir=tmp_path / "evaluates")["archs"] == alone["archs"]
+    # so does a copy of it in another sweep (a completed twin's copy), which needs the note
+    assert reuse.adopt(tmp_path / "evaluates", tmp_path / "copy", plain(other)["experiment"])
+    (tmp_path / "copy" / "metrics.json").unlink()
+    again = run_job(other, output_dir=tmp_path / "copy")
+    assert again["archs"] == alone["archs"] and again["trained_in"] == got["trained_in"]
+
+
+@pytest.mark.parametrize("note", ["other training", "other source", "none"])
+def test_a_checkpoint_of_another_config_needs_a_note_naming_a_twin(tiny, tmp_path, note):
+    # trained_in.json must name both the checkpoint's config and this job's training
+    from nasheur import reuse
+
+    run_job(tiny, output_dir=tmp_path / "twin")
+    assert reuse.adopt_training(tmp_path / "twin", tmp_path / "evaluates")
+    path = tmp_path / "evaluates" / reuse.TRAINED_IN
+    said = json.loads(path.read_text())
+    if note == "none":
+        path.unlink()
+    else:
+        said["training_hash" if note == "other training" else "config_hash"] = "0123456789ab"
+        path.write_text(json.dumps(said))
+    with pytest.raises(CheckpointMismatch, match="another config"):
+        run_job(_evaluation_twin(tmp_path), output_dir=tmp_path / "evaluates")
+
+
 def test_a_resumed_job_takes_the_cpu_threads_it_began_with(tiny, tmp_path, monkeypatch, caplog):
     # the CPU's sums depend on torch's threads: a job resumed by a launch that gives it
     # another count (a sweep's last job left to run alone) goes on with the count it began

@@ -104,6 +104,14 @@ def sweeper_for(overrides: list[str], outcome=lambda o: "completed", stand_in: b
     return sweeper, OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False)
 
 
+def dry_run(overrides: list[str], capsys) -> str:
+    """What a dry run of the sweep `overrides` prints (what was printed before is dropped)."""
+    capsys.readouterr()
+    sweeper, task = sweeper_for([*overrides, "hydra.sweeper.dry_run=true"])
+    sweeper.sweep(task)
+    return capsys.readouterr().out
+
+
 @pytest.fixture
 def args(tmp_path, monkeypatch) -> list[str]:
     """bn_ablation on NB201, one seed, with a small GT table: 4 jobs."""
@@ -522,6 +530,94 @@ def test_a_job_another_sweep_completed_is_copied_not_trained(args, tmp_path, cap
     assert again.launcher.launched == []
 
 
+def test_a_job_whose_super_net_another_sweep_trained_only_evaluates_it(
+    args, tmp_path, capsys, caplog
+):
+    # lr_ablation's baseline with a pool of 8 instead of 12: the same training, another
+    # evaluation (as Table 10's NB201 jobs, pool 100, are of best's and the baselines')
+    import os
+
+    from nasheur.reuse import TRAINED_IN
+
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    source = _lr_baseline(tmp_path)
+    (source / "checkpoint.pt").write_bytes(b"the final checkpoint")
+    other = [*args, "eval.pool_size=8"]
+    out = dry_run(other, capsys)
+    assert f"evaluate (its super-net, trained in {source})" in out
+    assert "3 to run, 1 to evaluate" in out
+    bn, task = sweeper_for(other)
+    with caplog.at_level(logging.INFO):
+        bn.sweep(task)
+    assert len(bn.launcher.launched) == 4  # launched all the same: it evaluates
+    (entry,) = [j for j in listed(tmp_path) if "trained_in" in j]
+    folder = Path(entry["folder"])
+    assert entry["trained_in"] == str(source) and "bn_affine=true" in folder.name
+    assert "lr=" not in folder.name and "reused_from" not in entry
+    assert os.path.samefile(folder / "checkpoint.pt", source / "checkpoint.pt")
+    note = json.loads((folder / TRAINED_IN).read_text())
+    record = json.loads((source / "metrics.json").read_text())
+    assert note["source"] == str(source.resolve())
+    assert note["config_hash"] == record["config_hash"] != entry["config_hash"]
+    assert "4 to run (1 only to evaluate: their super-nets trained already)" in (caplog.text)
+    # a job this sweep started before (here: completed) is not touched again
+    again, task = sweeper_for(other)
+    again.sweep(task)
+    assert again.launcher.launched == []
+
+
+def test_another_evaluation_of_a_finished_sweep_evaluates_its_super_nets(args, tmp_path):
+    # the same experiment with eval.bn=recalibrate: new jobs in the same sweep folder, whose
+    # twins are that folder's own jobs
+    bn, task = sweeper_for(args)
+    bn.sweep(task)
+    for record in sweep_dir(tmp_path).rglob("metrics.json"):
+        (record.parent / "checkpoint.pt").write_bytes(b"x")
+    again, task = sweeper_for([*args, "eval.bn=recalibrate"])
+    again.sweep(task)
+    assert len(again.launcher.launched) == 4
+    entries = [j for j in listed(tmp_path) if j.get("state_at_launch") == "new"]
+    twins = {Path(j["folder"]).name: Path(j.get("trained_in", "")).name for j in entries}
+    assert len(twins) == 8 and sum(bool(t) for t in twins.values()) == 4
+    for job, twin in twins.items():  # each the twin of its own BN setting
+        if twin:
+            assert job.rpartition("-")[0] == twin.rpartition("-")[0] and job != twin
+
+
+def test_no_super_net_is_taken_from_a_job_of_another_training(args, tmp_path):
+    # only a twin of the same training with its checkpoint gives its super-net, and only
+    # where reuse is on
+    def evaluating(experiment: str) -> list[str]:
+        manifest = tmp_path / "runs" / "sweeps" / experiment / "sweep.json"
+        return sorted(
+            Path(j["folder"]).name
+            for j in json.loads(manifest.read_text())["jobs"]
+            if "trained_in" in j
+        )
+
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    wsbn, task = sweeper_for([*_other_experiment(args, "wsbn_ablation"), "eval.pool_size=8"])
+    wsbn.sweep(task)
+    assert evaluating("wsbn_ablation") == []  # the baseline's twin has no checkpoint.pt
+    (_lr_baseline(tmp_path) / "checkpoint.pt").write_bytes(b"x")
+    ofa, task = sweeper_for([*_other_experiment(args, "ofa_ablation"), "eval.pool_size=8"])
+    ofa.sweep(task)
+    assert len(ofa.launcher.launched) == 2
+    (baseline,) = evaluating("ofa_ablation")  # the OFA kernel trains another super-net
+    assert "ofa_kernel=false" in baseline
+    off, task = sweeper_for(
+        [
+            *_other_experiment(args, "path_dropout_ablation"),
+            "eval.pool_size=8",
+            "hydra.sweeper.reuse=false",
+        ]
+    )
+    off.sweep(task)
+    assert evaluating("path_dropout_ablation") == []
+
+
 def test_no_copy_when_reuse_is_off(args, tmp_path):
     # (a held twin is waited for, then copied: test_a_job_running_for_a_sweep_that_stopped_…)
     lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
@@ -819,10 +915,7 @@ def test_a_job_queued_for_a_sweep_that_stopped_waiting_is_left_to_it_then_copied
     lr_dir = (tmp_path / "runs" / "sweeps" / "lr_ablation").resolve()
     assert before["sweep"] == str(lr_dir) and before["slurm_submitted"] == "552_4"
 
-    capsys.readouterr()
-    dry, task = sweeper_for([*args, "hydra.sweeper.dry_run=true"])
-    dry.sweep(task)
-    out = capsys.readouterr().out
+    out = dry_run(args, capsys)
     assert f"leave (the sweep in {lr_dir} trains it (SLURM job 552_4, pending)" in out
     assert "3 to run, 1 to leave" in out
 
@@ -867,15 +960,12 @@ def test_a_held_twin_is_said_with_what_to_do_then_waited_for(
     queued = fake_squeue(tmp_path, monkeypatch)
     queued.write_text("PENDING|JobHeldUser\n")
     _, source = _queued_for_lr(tmp_path)
-    capsys.readouterr()
-    dry, task = sweeper_for([*args, "hydra.sweeper.dry_run=true"])
-    dry.sweep(task)
     advice = (
         "(SLURM job 552_4, pending: held by its user: `scontrol release 552_4` lets it run; "
         "it will not start by itself (after `scancel 552_4` the same command trains the job "
         "here))"
     )
-    assert advice in capsys.readouterr().out
+    assert advice in dry_run(args, capsys)
     queued.write_text("PENDING|Priority\n")
 
     def said(text: str) -> list[logging.LogRecord]:
@@ -949,7 +1039,7 @@ def test_a_second_launch_of_the_same_sweep_is_not_left_to_the_first(args, tmp_pa
     bn, task = sweeper_for(args)
     plan = bn._check(bn.plan(task))
     first = Claims(sweep_dir(tmp_path))  # the first launch, still checking its inputs
-    assert all(first.take(folder, chash) is None for _, folder, chash, _, _ in plan)
+    assert all(first.take(job.folder, job.config_hash) is None for job in plan)
     import threading
 
     late = threading.Timer(60, first.release)  # a sweep that waited on itself fails, not hangs
@@ -1315,9 +1405,7 @@ def test_a_dry_run_leaves_a_benchmark_files_conversion_to_the_launch(args, tmp_p
         f"ground_truth.path={bench}",
     ]
     cache = tmp_path / ".nasheur-gt-cache"
-    dry, task = sweeper_for([*ours, "hydra.sweeper.dry_run=true"])
-    dry.sweep(task)
-    assert "would fail on their input" not in capsys.readouterr().out and not cache.exists()
+    assert "would fail on their input" not in dry_run(ours, capsys) and not cache.exists()
     launch, task = sweeper_for(ours)
     with pytest.raises(SystemExit):
         launch.sweep(task)
@@ -1683,10 +1771,7 @@ def test_a_dry_run_says_what_a_launch_would_do_and_writes_nothing(
     # once they ran: skipped
     bn, task = sweeper_for(args)
     bn.sweep(task)
-    capsys.readouterr()
-    dry, task = sweeper_for([*args, "hydra.sweeper.dry_run=true"])
-    dry.sweep(task)
-    assert "(4 to skip); nothing" in capsys.readouterr().out
+    assert "(4 to skip); nothing" in dry_run(args, capsys)
 
 
 @pytest.mark.parametrize(

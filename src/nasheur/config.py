@@ -563,6 +563,20 @@ def config_hash(data: dict[str, Any], *, ground_truth: Any = _FROM_ENV) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+# the sections that only a job's evaluation reads: nothing of them reaches its training (the
+# pool is drawn from a stream of its own), so jobs that differ only there train one super-net
+EVALUATION_ONLY = ("eval", "metrics", "ground_truth")
+
+
+def training_hash(data: dict[str, Any]) -> str:
+    """The identity of a job's training: :func:`config_hash` of its resolved config without
+    the sections only its evaluation reads (:data:`EVALUATION_ONLY`). Jobs that share it
+    train the same super-net, step for step; one of them may evaluate another's
+    (:mod:`nasheur.reuse`, "trained twins")."""
+    trained = {k: v for k, v in data.items() if k not in EVALUATION_ONLY}
+    return config_hash(trained, ground_truth=None)
+
+
 def _short_override(item: str) -> str:
     key, _, value = item.partition("=")
     return f"{key.rpartition('.')[2]}={value}"

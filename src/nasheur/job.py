@@ -30,6 +30,7 @@ from nasheur.config import (
     ground_truth_path,
     plain,
     resolve_bn_mode,
+    training_hash,
     wsbn_unused,
 )
 from nasheur.io import atomic_write_json, read_json, remove_stale_temporaries
@@ -46,6 +47,7 @@ from nasheur.jobguard import (
 )
 from nasheur.progress import EpochLog
 from nasheur.results.summary import summary_table
+from nasheur.reuse import TRAINED_IN, trained_in
 from nasheur.training import CheckpointMismatch
 
 log = logging.getLogger("nasheur")
@@ -418,7 +420,16 @@ def _run(
 
     # a checkpoint of another config in this folder: refused before anything is written here
     ckpt = out / CHECKPOINT
-    state = load_checkpoint(ckpt, device=device, config_hash=chash) if ckpt.is_file() else None
+    # the final checkpoint of a trained twin, which a sweep linked here: this job evaluates it
+    twin, state = None, None
+    if ckpt.is_file():
+        twin = trained_in(out, training_hash(plain(cfg)))
+        trained_as = None if twin is None else twin["config_hash"]
+        state = load_checkpoint(ckpt, device=device, config_hash=chash, trained_as=trained_as)
+        if state["config_hash"] == chash:
+            twin = None  # its own training: resumed as any job's
+        else:
+            log.info("evaluating the super-net trained in %s (%s)", twin["source"], TRAINED_IN)
     if on_claimed is not None:
         on_claimed()
     # ours, under the lock: writes that were killed
@@ -723,6 +734,8 @@ def _run(
             "parameters": n_params,
         },
     }
+    if twin is not None:  # its training is the trained twin's, whose checkpoint it evaluated
+        record["trained_in"] = str(twin["source"])
     if results:  # the second pools: the same fields as the main one's, by name
         record["extra_pools"] = results
     return record

@@ -17,6 +17,18 @@ as the source would. ``metrics.json`` is written last: an adoption cut short lea
 and the next launch cleans up and adopts again (or, with the checkpoint there, resumes it,
 which only evaluates).
 
+**Trained twins.** A job that differs from a completed one only in what its evaluation reads
+(``eval.*``, ``metrics.*``, ``ground_truth.*``: the same :func:`nasheur.config.training_hash`)
+would train the same super-net, step for step: Table 10's NB201 jobs, whose pool is 100, train
+what ``best`` and the baselines trained. A sweep that plans such a job (one it never started)
+and finds, in a sibling sweep or its own, a completed job of the same training hash with its
+checkpoint links that final checkpoint into the job's folder beside ``trained_in.json``, which
+names the source, and launches the job as usual: it resumes after its last epoch, so it only evaluates
+(:func:`adopt_training`). The job takes that checkpoint as its own only where
+``trained_in.json`` names the checkpoint's config hash and the job's own training hash
+(:func:`trained_in`), and its record says ``trained_in``. Only completed sources count: a
+twin still training is not waited for (launch such sweeps after the ones that train).
+
 A job that this sweep listed before and whose folder is gone was deleted to run it again: it
 is trained, not copied back. A job it listed but never ran (the scheduler refused the
 submission, or the sweep was stopped before it) had no folder to delete: it is copied.
@@ -76,6 +88,7 @@ CLAIMS = ".nasheur-claims"  # beside the sweep folders: the jobs that running la
 LEFT = "left to another sweep"  # a job's state after a launch that left it to a sibling's
 SUBMITTED = "slurm_submitted"  # a claim's record: the SLURM job its launch submitted for it
 SQUEUE_TIMEOUT_S = 60.0  # a controller that has not answered by then is taken as no answer
+TRAINED_IN = "trained_in.json"  # beside a checkpoint that a trained twin's training wrote
 
 
 def manifest_key(folder: Any) -> str:
@@ -115,9 +128,6 @@ def completed_twin(folder: Path, config_hash: str, sweep_dir: Path) -> Path | No
     """A completed job of `config_hash` that a sweep beside `sweep_dir` lists (same space),
     whose record is readable, whose ground truth has not changed and that no process holds;
     None if there is none."""
-    from nasheur.groundtruth.convert import fingerprint_of, source_changed
-    from nasheur.results.collect import record_problem
-
     space = folder.parent.name
     own = sweep_dir.resolve()
     for candidate in sorted(sweep_dir.parent.glob(f"*/{space}/*-{config_hash}")):
@@ -126,21 +136,9 @@ def completed_twin(folder: Path, config_hash: str, sweep_dir: Path) -> Path | No
             continue
         if manifest_key(candidate) not in listed_jobs(sweep):
             continue  # not a sweep's job: a run of its own, a folder put aside
-        try:
-            record = read_json(candidate / METRICS)
-            if (
-                not isinstance(record, dict)
-                or record.get("status") != "completed"
-                or record.get("config_hash") != config_hash
-                or record_problem(record) is not None
-                or folder_holder(candidate) is not None
-            ):
-                continue
-            if source_changed(fingerprint_of(record)):
-                continue
-        except (OSError, ValueError, AttributeError, TypeError):
-            continue  # a record this version cannot read is no source
-        return candidate
+        record = _usable_record(candidate)
+        if record is not None and record.get("config_hash") == config_hash:
+            return candidate
     return None
 
 
@@ -156,9 +154,11 @@ def adopt(source: Path, folder: Path, experiment: dict[str, Any]) -> bool:
             if (folder / METRICS).exists():
                 return False
             remove_stale_temporaries(
-                folder, JOB_FILES
+                folder, (*JOB_FILES, TRAINED_IN)
             )  # of an adoption or a job killed here before
-            for name in (POOL, CHECKPOINT):
+            # a trained twin's note too: the checkpoint is that twin's, and the copy needs the
+            # note to evaluate it again
+            for name in (POOL, CHECKPOINT, TRAINED_IN):
                 if (source / name).is_file():
                     _link_or_copy(source / name, folder / name)
             record["config"] = {**(record.get("config") or {}), "experiment": experiment}
@@ -173,6 +173,123 @@ def adopt(source: Path, folder: Path, experiment: dict[str, Any]) -> bool:
         log.warning("could not copy %s into %s (%s): the job runs instead", source, folder, err)
         return False
     return True
+
+
+def _usable_record(folder: Path) -> dict[str, Any] | None:
+    """The completed record in `folder` that tables can read and whose ground truth has not
+    changed, where no process holds the folder; None otherwise."""
+    from nasheur.groundtruth.convert import fingerprint_of, source_changed
+    from nasheur.results.collect import record_problem
+
+    try:
+        record = read_json(folder / METRICS)
+        if (
+            not isinstance(record, dict)
+            or record.get("status") != "completed"
+            or record_problem(record) is not None
+            or folder_holder(folder) is not None
+            or source_changed(fingerprint_of(record))
+        ):
+            return None
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None  # a record this version cannot read is no source
+    return record
+
+
+class TrainedTwins:
+    """The completed jobs of the sweeps beside `sweep_dir`, and of that sweep itself (an
+    evaluation setting given on the command line makes new jobs there), that have their
+    checkpoint, by space and training hash: read once per space and launch, however many
+    jobs look."""
+
+    def __init__(self, sweep_dir: Path) -> None:
+        self.sweep_dir = sweep_dir
+        self._by_space: dict[str, dict[str, list[Path]]] = {}
+
+    def find(self, folder: Path, training: str) -> Path | None:
+        """A completed job that trained the super-net of `folder`'s job (`training`, its
+        training hash), still completed and unheld now; None if there is none."""
+        space = folder.parent.name
+        if space not in self._by_space:
+            self._by_space[space] = self._index(space)
+        for candidate in self._by_space[space].get(training, []):
+            if candidate.resolve() == folder.resolve():
+                continue  # its own record, if it has one, is not another training's
+            if (candidate / CHECKPOINT).is_file() and _usable_record(candidate) is not None:
+                return candidate
+        return None
+
+    def _index(self, space: str) -> dict[str, list[Path]]:
+        from nasheur.config import training_hash
+
+        index: dict[str, list[Path]] = {}
+        if not self.sweep_dir.parent.is_dir():  # a dry run's first sweep
+            return index
+        for sweep in sorted(p for p in self.sweep_dir.parent.iterdir() if p.is_dir()):
+            if not (sweep / MANIFEST).is_file():
+                continue
+            jobs = listed_jobs(sweep)  # not a run of its own, nor a folder put aside
+            for candidate in sorted((sweep / space).glob("*")):
+                if manifest_key(candidate) not in jobs or not (candidate / CHECKPOINT).is_file():
+                    continue
+                record = _usable_record(candidate)
+                try:
+                    key = None if record is None else training_hash(record["config"])
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    key = None
+                if key is not None:
+                    index.setdefault(key, []).append(candidate)
+        return index
+
+
+def adopt_training(source: Path, folder: Path) -> bool:
+    """Link the final checkpoint of `source`, a trained twin, into `folder`, with
+    ``trained_in.json`` naming it; the job launched there then only evaluates. False where a
+    process holds `folder`, it has a record or checkpoint by now, or the files cannot be
+    linked or copied (the job then trains as usual)."""
+    from nasheur.config import training_hash
+
+    try:
+        record = read_json(source / METRICS)
+        note = {
+            "source": str(source.resolve()),
+            "config_hash": record["config_hash"],
+            "training_hash": training_hash(record["config"]),
+        }
+        folder.mkdir(parents=True, exist_ok=True)
+        with hold_folder(folder):
+            if (folder / METRICS).exists() or (folder / CHECKPOINT).exists():
+                return False
+            remove_stale_temporaries(folder, (*JOB_FILES, TRAINED_IN))
+            atomic_write_json(folder / TRAINED_IN, note)  # first: the checkpoint needs it
+            _link_or_copy(source / CHECKPOINT, folder / CHECKPOINT)
+    except FolderLocked:
+        return False
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        log.warning(
+            "could not take the checkpoint of %s into %s (%s): the job trains instead",
+            source,
+            folder,
+            err,
+        )
+        return False
+    log.info("%s: evaluates the super-net trained in %s", folder, source)
+    return True
+
+
+def trained_in(folder: Path, training: str) -> dict[str, Any] | None:
+    """What ``trained_in.json`` in `folder` says (``source``, ``config_hash``) where it names
+    a twin of `training` (the job's own training hash); None where there is none, or it names
+    another training."""
+    try:
+        note = read_json(folder / TRAINED_IN)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(note, dict) or note.get("training_hash") != training:
+        return None
+    if not isinstance(note.get("config_hash"), str):
+        return None
+    return note
 
 
 class Claims:

@@ -336,10 +336,14 @@ class UnreadableCheckpoint(RuntimeError):
     """The folder's checkpoint is damaged or not a nasheur checkpoint (the job fails)."""
 
 
-def load_checkpoint(path: Path, *, device: torch.device, config_hash: str) -> dict[str, Any]:
+def load_checkpoint(
+    path: Path, *, device: torch.device, config_hash: str, trained_as: str | None = None
+) -> dict[str, Any]:
     """Read a checkpoint without unpickling arbitrary objects (``weights_only``).
 
-    A checkpoint of another config is refused rather than mixed into this run.
+    A checkpoint of another config is refused rather than mixed into this run, except that of
+    `trained_as`: a trained twin's config hash, whose training this job's is, step for step
+    (:func:`nasheur.reuse.trained_in`).
     """
     packed = zip_inflation(path)
     if packed:
@@ -373,7 +377,7 @@ def load_checkpoint(path: Path, *, device: torch.device, config_hash: str) -> di
             f"format {CHECKPOINT_FORMAT}): not a checkpoint of this version; delete it, or move "
             "it aside, to restart the job from its first epoch"
         )
-    if state.get("config_hash") != config_hash:
+    if state.get("config_hash") not in (config_hash, trained_as):
         raise CheckpointMismatch(
             f"{path} was written by a run with another config (hash {state.get('config_hash')}, "
             f"this run {config_hash}); refusing to resume into it. Use another output folder "

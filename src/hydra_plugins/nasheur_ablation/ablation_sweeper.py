@@ -55,7 +55,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -87,7 +87,9 @@ from nasheur.reuse import (
     MANIFEST,
     SUBMITTED,
     Claims,
+    TrainedTwins,
     adopt,
+    adopt_training,
     completed_twin,
     listed_jobs,
     manifest_key,
@@ -483,11 +485,10 @@ class AblationSweeper(Sweeper):
                 "launched"
             ) from None
 
-    def _check(
-        self, jobs: list[list[str]]
-    ) -> list[tuple[list[str], Path, str, dict[str, Any], _Reads]]:
+    def _check(self, jobs: list[list[str]]) -> list[_Planned]:
         """Compose and validate every job before any runs; its folder, config hash, resolved
-        ``experiment`` node and what it reads that a launch looks at first (:class:`_Reads`).
+        ``experiment`` node, what it reads that a launch looks at first (:class:`_Reads`) and
+        its training hash.
 
         Jobs whose configs are the same (the same folder) run once."""
         from nasheur.config import (
@@ -496,6 +497,7 @@ class AblationSweeper(Sweeper):
             config_hash,
             plain,
             to_config,
+            training_hash,
             validate,
             wsbn_unused,
         )
@@ -532,7 +534,16 @@ class AblationSweeper(Sweeper):
             data = resolved["dataset"]
             root = str(data["root"]) if self.check_data and data["name"] == "cifar10" else None
             reads = _Reads(root, typed if self.check_data else None)
-            checked.append((job, folder, config_hash(resolved), resolved["experiment"], reads))
+            checked.append(
+                _Planned(
+                    job,
+                    folder,
+                    config_hash(resolved),
+                    resolved["experiment"],
+                    reads,
+                    training_hash(resolved),
+                )
+            )
         for space, why in inert.items():  # before the GPU hours: such a row repeats wsbn=false
             log.info(
                 "search_space=%s: supernet.wsbn=true changes nothing there (%s); its runs will "
@@ -661,11 +672,7 @@ class AblationSweeper(Sweeper):
                 claims.release()
 
     def _launch(
-        self,
-        sweep_dir: Path,
-        jobs: list[tuple[list[str], Path, str, dict[str, Any], _Reads]],
-        made: bool,
-        claims: Claims | None,
+        self, sweep_dir: Path, jobs: list[_Planned], made: bool, claims: Claims | None
     ) -> Any:
         """Copy, claim and check the jobs, launch those to run, wait for those left to other
         sweeps, report."""
@@ -678,7 +685,8 @@ class AblationSweeper(Sweeper):
         # one it listed but never ran (sbatch refused it, the sweep stopped first) was not
         listed = listed_jobs(sweep_dir, started_only=True) if self.reuse else None
         data_of: dict[Path, _Reads] = {}
-        for job, folder, chash, experiment, data in jobs:
+        trained = TrainedTwins(sweep_dir) if self.reuse else None
+        for job, folder, chash, experiment, data, training in jobs:
             data_of[folder], experiment_of[folder] = data, experiment
             state, holder, source = _at_launch(folder, chash, sweep_dir, listed)
             outcome = _Outcome(job, folder, chash, before=state)
@@ -708,6 +716,12 @@ class AblationSweeper(Sweeper):
                         outcome.detail = _trained_by(trainer)
                         left.append(outcome)
                         continue
+                if trained is not None and _copyable(state, folder, listed):
+                    # a completed job (of this sweep or another) trained its super-net: it
+                    # evaluates that one
+                    source = trained.find(folder, training)
+                    if source is not None and adopt_training(source, folder):
+                        outcome.trained_in = str(source)
                 outcome.launched = True
                 todo.append(outcome)
         # the data and ground truth of the jobs to run (completed ones need none): each
@@ -732,13 +746,17 @@ class AblationSweeper(Sweeper):
         merge_manifest(sweep_dir, [o.entry() for o in outcomes])
         elsewhere = [o for o in outcomes if o.before == RUNNING]
         copied = sum(bool(o.reused) for o in outcomes)
+        evaluate_only = sum(bool(o.trained_in) for o in todo)
         log.info(
-            "sweep of %d job%s: %d already completed%s, %d to run%s%s, in %s",
+            "sweep of %d job%s: %d already completed%s, %d to run%s%s%s, in %s",
             len(jobs),
             "" if len(jobs) == 1 else "s",
             sum(o.before == "completed" and not o.launched for o in outcomes),
             f" ({copied} of them copied from other sweeps)" if copied else "",
             len(todo),
+            f" ({evaluate_only} only to evaluate: their super-nets trained already)"
+            if evaluate_only
+            else "",
             _side_by_side(self.launcher, len(todo), self.max_batch_size),
             (f", {len(elsewhere)} running elsewhere (left to them)" if elsewhere else "")
             + (f", {len(left)} left to other sweeps, which train them" if left else ""),
@@ -950,16 +968,12 @@ _DRY_RUN = {
 }
 
 
-def _dry_run_lines(
-    sweep_dir: Path,
-    jobs: list[tuple[list[str], Path, str, dict[str, Any], _Reads]],
-    reuse: bool,
-    local: bool,
-) -> list[str]:
+def _dry_run_lines(sweep_dir: Path, jobs: list[_Planned], reuse: bool, local: bool) -> list[str]:
     """The plan as a launch would carry it out, read without writing anything."""
     listed = listed_jobs(sweep_dir, started_only=True) if reuse else None
     lines, counts, reads = [], {}, []
-    for job, folder, chash, _experiment, data in jobs:
+    trained = TrainedTwins(sweep_dir) if reuse else None
+    for job, folder, chash, _experiment, data, training in jobs:
         state, _, source = _at_launch(folder, chash, sweep_dir, listed)
         verb, detail = _DRY_RUN.get(state, ("run again", state))
         trainer = None
@@ -969,10 +983,15 @@ def _dry_run_lines(
             if trainer is None:
                 trainer = _twin_on_its_own(claims, folder, chash, sweep_dir)
             trainer = trainer if _of_another_sweep(trainer, sweep_dir) else None
+        twin = None
+        if source is None and trainer is None and trained is not None and verb == "run":
+            twin = trained.find(folder, training) if _copyable(state, folder, listed) else None
         if source is not None:
             verb, detail = "copy", f"completed in {source}"
         elif trainer is not None:
             verb, detail = "leave", _trained_by(trainer) + "; copied once it completed"
+        elif twin is not None:
+            verb, detail = "evaluate", f"its super-net, trained in {twin}"
         if verb not in ("skip", "leave", "copy"):
             reads.append((job, data))  # the jobs that would read their data
         counts[verb] = counts.get(verb, 0) + 1
@@ -989,6 +1008,17 @@ def _dry_run_lines(
         *(["no CIFAR-10 for the jobs to run:", *missing] if missing else []),
         *(["jobs to run that would fail on their input:", bad] if bad else []),
     ]
+
+
+class _Planned(NamedTuple):
+    """A job as a launch plans it (:meth:`AblationSweeper._check`)."""
+
+    overrides: list[str]
+    folder: Path
+    config_hash: str
+    experiment: dict[str, Any]  # the resolved ``experiment`` node
+    reads: _Reads
+    training: str  # its training hash (nasheur.config.training_hash)
 
 
 @dataclass(frozen=True)
@@ -1121,6 +1151,7 @@ class _Outcome:
     detail: str = ""  # the error's first line, a SLURM state, who holds the folder
     launched: bool = False  # by this launch
     reused: str = ""  # the folder of another sweep's completed job copied into this one
+    trained_in: str = ""  # the folder of a trained twin whose super-net this job evaluates
 
     def copied(self, source: Path, before: str = "completed") -> None:
         """The job was copied from `source`, another sweep's completed twin."""
@@ -1137,6 +1168,7 @@ class _Outcome:
             "state_at_launch": self.before,
             **({"after": self.after} if self.after else {}),
             **({"reused_from": self.reused} if self.reused else {}),
+            **({"trained_in": self.trained_in} if self.trained_in else {}),
         }
 
 
