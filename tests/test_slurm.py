@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from nasheur.results.collect import load_records
-from nasheur.reuse import slurm_job_status
+from nasheur.reuse import slurm_job_status, stuck_reason
 from tests.conftest import TINY_JOB, pid_alive, run_env, start_nasheur, write_nb201_gt
 from tests.test_with_mps import fake_control
 
@@ -448,11 +448,13 @@ def test_a_preempted_packed_task_requeues_and_its_jobs_resume(
     )
 
 
+# a job of a test's own: its id alone on stdout, and no slurm-<id>.out where the tests run
+QUIET = ("--parsable", "-p", PARTITION, "--output=/dev/null")
+
+
 def test_squeue_says_why_a_held_job_waits(cluster):
     # the state and reason a sweep waiting on a queued twin reads, as this SLURM gives them
-    from nasheur.reuse import stuck_reason
-
-    done = _sh("sbatch", "--parsable", "--hold", "-p", PARTITION, "--wrap", "true")
+    done = _sh("sbatch", *QUIET, "--hold", "--wrap", "true")
     assert done.returncode == 0, done.stderr
     job = done.stdout.strip().split(";")[0]
     try:
@@ -471,12 +473,8 @@ def test_squeue_says_why_a_held_job_waits(cluster):
 
 
 def test_squeue_says_a_dependency_can_never_be_met(cluster, budget):
-    from nasheur.reuse import stuck_reason
-
-    failed = _sh("sbatch", "--parsable", "-p", PARTITION, "--wrap", "exit 1").stdout.strip()
-    done = _sh(
-        "sbatch", "--parsable", "-p", PARTITION, f"--dependency=afterok:{failed}", "--wrap", "true"
-    )
+    failed = _sh("sbatch", *QUIET, "--wrap", "exit 1").stdout.strip()
+    done = _sh("sbatch", *QUIET, f"--dependency=afterok:{failed}", "--wrap", "true")
     assert done.returncode == 0, done.stderr
     job = done.stdout.strip().split(";")[0]
     try:

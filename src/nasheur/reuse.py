@@ -23,8 +23,8 @@ would train the same super-net, step for step: Table 10's NB201 jobs, whose pool
 what ``best`` and the baselines trained. A sweep that plans such a job (one it never started)
 and finds, in a sibling sweep or its own, a completed job of the same training hash with its
 checkpoint links that final checkpoint into the job's folder beside ``trained_in.json``, which
-names the source, and launches the job as usual: it resumes after its last epoch, so it only evaluates
-(:func:`adopt_training`). The job takes that checkpoint as its own only where
+names the source, and launches the job as usual: it resumes after its last epoch, so it only
+evaluates (:func:`adopt_training`). The job takes that checkpoint as its own only where
 ``trained_in.json`` names the checkpoint's config hash and the job's own training hash
 (:func:`trained_in`), and its record says ``trained_in``. Only completed sources count: a
 twin still training is not waited for (launch such sweeps after the ones that train).
