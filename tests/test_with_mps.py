@@ -90,6 +90,13 @@ COUNTING = (
 )
 
 
+def _signals_at_their_defaults() -> None:
+    # as a terminal starts a command: the tests themselves may run where these signals are
+    # ignored (a `nohup ... &` job), which a shell passes on and cannot undo
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def start_counting(tmp_path: Path) -> subprocess.Popen:
     fake = fake_control(tmp_path)
     env = {**os.environ, "NASHEUR_MPS_CONTROL": str(fake), "TMPDIR": str(tmp_path)}
@@ -99,6 +106,7 @@ def start_counting(tmp_path: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=_signals_at_their_defaults,
     )
     assert proc.stdout.readline().split() == ["int", "True"]  # SIGINT not left ignored
     assert proc.stdout.readline().strip() == "ready"
