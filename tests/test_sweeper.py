@@ -585,6 +585,32 @@ def test_another_evaluation_of_a_finished_sweep_evaluates_its_super_nets(args, t
             assert job.rpartition("-")[0] == twin.rpartition("-")[0] and job != twin
 
 
+def test_a_twin_whose_ground_truth_changed_still_gives_its_super_net(args, tmp_path):
+    # its results are stale (it is not copied), its training is not: nor is its ground-truth
+    # file hashed again for that
+    from nasheur.groundtruth import convert
+
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    source = _lr_baseline(tmp_path)
+    (source / "checkpoint.pt").write_bytes(b"x")
+    record = json.loads((source / "metrics.json").read_text())
+    stale = {"path": str(tmp_path / "gt.csv"), "stamp": "0-0", "sha256": "0" * 64}
+    record["ground_truth"] = {"fingerprint": stale}
+    (source / "metrics.json").write_text(json.dumps(record))
+    assert convert.source_changed(stale)
+    hashed = []
+    real = convert.source_sha256
+    convert.source_sha256 = lambda path: hashed.append(path) or real(path)
+    try:
+        bn, task = sweeper_for([*args, "eval.pool_size=8"])
+        bn.sweep(task)
+    finally:
+        convert.source_sha256 = real
+    (entry,) = [j for j in listed(tmp_path) if "trained_in" in j]
+    assert entry["trained_in"] == str(source) and hashed == []
+
+
 def test_no_super_net_is_taken_from_a_job_of_another_training(args, tmp_path):
     # only a twin of the same training with its checkpoint gives its super-net, and only
     # where reuse is on

@@ -175,9 +175,10 @@ def adopt(source: Path, folder: Path, experiment: dict[str, Any]) -> bool:
     return True
 
 
-def _usable_record(folder: Path) -> dict[str, Any] | None:
-    """The completed record in `folder` that tables can read and whose ground truth has not
-    changed, where no process holds the folder; None otherwise."""
+def _usable_record(folder: Path, *, evaluation: bool = True) -> dict[str, Any] | None:
+    """The completed record in `folder` that tables can read and, with `evaluation` (its
+    results are taken, not only its training), whose ground truth has not changed, where no
+    process holds the folder; None otherwise."""
     from nasheur.groundtruth.convert import fingerprint_of, source_changed
     from nasheur.results.collect import record_problem
 
@@ -188,7 +189,8 @@ def _usable_record(folder: Path) -> dict[str, Any] | None:
             or record.get("status") != "completed"
             or record_problem(record) is not None
             or folder_holder(folder) is not None
-            or source_changed(fingerprint_of(record))
+            # (hashing a touched file again for each of a sweep's trained twins: not needed)
+            or (evaluation and source_changed(fingerprint_of(record)))
         ):
             return None
     except (OSError, ValueError, AttributeError, TypeError):
@@ -215,7 +217,8 @@ class TrainedTwins:
         for candidate in self._by_space[space].get(training, []):
             if candidate.resolve() == folder.resolve():
                 continue  # its own record, if it has one, is not another training's
-            if (candidate / CHECKPOINT).is_file() and _usable_record(candidate) is not None:
+            usable = _usable_record(candidate, evaluation=False)
+            if (candidate / CHECKPOINT).is_file() and usable is not None:
                 return candidate
         return None
 
@@ -232,7 +235,7 @@ class TrainedTwins:
             for candidate in sorted((sweep / space).glob("*")):
                 if manifest_key(candidate) not in jobs or not (candidate / CHECKPOINT).is_file():
                     continue
-                record = _usable_record(candidate)
+                record = _usable_record(candidate, evaluation=False)
                 try:
                     key = None if record is None else training_hash(record["config"])
                 except (KeyError, TypeError, ValueError, AttributeError):
