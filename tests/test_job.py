@@ -188,19 +188,26 @@ def test_seed_changes_the_pool_and_the_run(tiny, tmp_path):
     ]
 
 
+def stop_in_save(monkeypatch, epoch: int, stop: BaseException):
+    """Make the checkpoint of `epoch` raise `stop` once written (a job stopped right after
+    it); returns the real save_checkpoint, to put back."""
+    original = training.save_checkpoint
+    calls = {"n": 0}
+
+    def save_then_stop(*args, **kwargs):
+        original(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == epoch:
+            raise stop
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_stop)
+    return original
+
+
 def test_an_interrupted_job_resumes_to_the_same_metrics(tiny, tmp_path, monkeypatch):
     run_job(tiny, output_dir=tmp_path / "whole")
 
-    calls = {"n": 0}
-    original = training.save_checkpoint
-
-    def save_then_die(*args, **kwargs):
-        original(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("killed after epoch 2")
-
-    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
+    original = stop_in_save(monkeypatch, 2, KeyboardInterrupt("killed after epoch 2"))
     with pytest.raises(KeyboardInterrupt):
         run_job(tiny, output_dir=tmp_path / "resumed")
     stopped = read(tmp_path / "resumed")
@@ -241,16 +248,7 @@ def test_a_job_keeps_its_progress_in_its_lock_file(tiny, tmp_path, monkeypatch):
         assert jobguard.recorded_details(tmp_path / "job" / "job.lock") == dict(self)
 
     monkeypatch.setattr(jobguard.Holding, "note", spy)
-    calls = {"n": 0}
-    original_save = training.save_checkpoint
-
-    def save_then_stop(*args, **kwargs):
-        original_save(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(training, "save_checkpoint", save_then_stop)
+    original_save = stop_in_save(monkeypatch, 2, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         run_job(tiny, output_dir=tmp_path / "job")
     assert [(n["epoch"], n["epochs"]) for n in noted] == [(1, 3)]  # epoch 2 stopped in its save
