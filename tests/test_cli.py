@@ -368,3 +368,29 @@ def test_a_single_run_may_name_a_launcher_that_runs_it_here(tmp_path, launcher):
     done = stubbed_job(tmp_path, "KeyboardInterrupt()", "", tmp_path / "job", more)
     assert done.returncode == 130, done.stderr[-3000:]
     assert "nasheur: interrupted;" in done.stderr
+
+
+def test_a_single_run_copies_or_evaluates_what_a_sweep_trained(tmp_path):
+    # a sweep of one job; the same config without -m is copied, another evaluation of it
+    # evaluates the sweep's super-net (the accuracies of a run that trains it itself), and
+    # hydra.sweeper.reuse=false trains it
+    gt = write_nb201_gt(tmp_path / "gt.csv")
+    env = run_env(tmp_path)
+    job = [*TINY_JOB, "protocol.epochs=2", f"ground_truth.path={gt}"]
+    swept = nasheur([*job, "seed=0", "-m"], env, timeout=900)
+    assert swept.returncode == 0, swept.stderr[-3000:]
+    (source,) = [p.parent for p in (tmp_path / "runs" / "sweeps").rglob("metrics.json")]
+
+    def single(name: str, *more: str) -> tuple[dict, str]:
+        done = nasheur([*job, *more, f"hydra.run.dir={tmp_path / name}"], env, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        record = json.loads((tmp_path / name / "metrics.json").read_text())
+        return record, done.stderr + done.stdout
+
+    copied, said = single("copied")
+    assert copied["reused_from"] == str(source.resolve()) and "epoch 1/2" not in said
+    evaluated, said = single("evaluated", "eval.pool_size=8")
+    assert evaluated["trained_in"] == str(source.resolve()) and "epoch 1/2" not in said
+    trained, said = single("trained", "eval.pool_size=8", "hydra.sweeper.reuse=false")
+    assert "trained_in" not in trained and "epoch 1/2" in said
+    assert evaluated["archs"] == trained["archs"] and evaluated["metrics"] == trained["metrics"]

@@ -653,6 +653,54 @@ def test_no_copy_when_reuse_is_off(args, tmp_path):
     assert len(off.launcher.launched) == 2  # OFA off (the baseline) and on: both trained
 
 
+def test_a_single_run_takes_what_the_sweeps_completed(args, tmp_path, caplog):
+    # `python -m nasheur` without -m: a sweep's completed job of its config is copied, else a
+    # sweep's completed super-net of its training is evaluated; nothing else is taken
+    import os
+
+    from nasheur.config import config_hash
+    from nasheur.jobguard import CHECKPOINT, METRICS
+    from nasheur.reuse import TRAINED_IN, reuse_in_single_run
+
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    source = _lr_baseline(tmp_path)
+    config = json.loads((source / METRICS).read_text())["config"]
+    sweeps, runs = tmp_path / "runs" / "sweeps", tmp_path / "runs" / "nb201"
+    own = runs / f"single-{config_hash(config)}"
+    assert reuse_in_single_run(own, config, sweeps) == source
+    copied = json.loads((own / METRICS).read_text())
+    assert copied["reused_from"] == str(source.resolve())
+    assert copied["config_hash"] == config_hash(config)
+    # another pool: the same training, which needs the twin's final checkpoint
+    other = {**config, "eval": {**config["eval"], "pool_size": 8}}
+    assert config_hash(other) != config_hash(config)
+    evaluates = runs / f"single-{config_hash(other)}"
+    assert reuse_in_single_run(evaluates, other, sweeps) is None
+    assert not evaluates.exists()
+    (source / CHECKPOINT).write_bytes(b"the final checkpoint")
+    assert reuse_in_single_run(evaluates, other, sweeps) == source
+    assert os.path.samefile(evaluates / CHECKPOINT, source / CHECKPOINT)
+    assert json.loads((evaluates / TRAINED_IN).read_text())["source"] == str(source.resolve())
+    assert not (evaluates / METRICS).exists()  # the run evaluates it, and records that
+    # a folder that holds a job already keeps it: its checkpoint is resumed
+    assert reuse_in_single_run(evaluates, other, sweeps) is None
+    mine = runs / "mine"
+    mine.mkdir()
+    (mine / CHECKPOINT).write_bytes(b"its own")
+    assert reuse_in_single_run(mine, config, sweeps) is None
+    assert (mine / CHECKPOINT).read_bytes() == b"its own"
+    # a training that no sweep completed has no twin
+    lr = {**config, "protocol": {**config["protocol"], "lr": 0.0125}}
+    assert reuse_in_single_run(runs / "lr", lr, sweeps) is None
+    # a sweep's job of its config that runs now: said, and trained here too
+    (source / METRICS).unlink()
+    with hold_folder(source), caplog.at_level(logging.WARNING):
+        assert reuse_in_single_run(runs / "again", config, sweeps) is None
+    assert f"this job runs now in a sweep, in {source.parent.parent}" in caplog.text
+    assert not (runs / "again").exists()
+
+
 def _lr_baseline(tmp_path) -> Path:
     (source,) = [
         p.parent

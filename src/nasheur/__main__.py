@@ -28,14 +28,17 @@ from nasheur.config import (
     composed,
     composition_said,
     drop_reserved_name,
+    plain,
     raise_composition_errors,
     register_configs,
     register_resolvers,
+    runs_root,
     to_config,
     validate,
 )
 from nasheur.io import atomic_path
 from nasheur.jobguard import CHECKPOINT, LOCK, METRICS, POOL, folder_holder
+from nasheur.reuse import reuse_in_single_run
 
 register_configs()
 register_resolvers()
@@ -64,8 +67,8 @@ def _drop_empty_run_folder(folder: Path, *, new: bool = False) -> None:
         _restore_hydra_record(folder / ".hydra")
         return
     logging.shutdown()  # close the log file before it goes
-    named_root = os.environ.get("NASHEUR_RUNS")
-    root = Path(named_root or "runs").resolve()
+    named_root = bool(os.environ.get("NASHEUR_RUNS", "").strip())
+    root = runs_root().resolve()
     if folder.resolve().parent.parent != root:
         # hydra.run.dir named another place, which the user may have made (`.`, even): only
         # what this command wrote there goes
@@ -190,6 +193,9 @@ def main(cfg: DictConfig) -> float | None:
         UnreadableCheckpoint,  # a damaged checkpoint: the error says to delete it
     )
     try:
+        if hc.sweeper.get("reuse", True):
+            # what the sweeps completed: their copy of this job, or its super-net to evaluate
+            reuse_in_single_run(out, plain(config), runs_root() / "sweeps")
         return _run(hc, config, out)
     except bad_input as err:
         print(f"nasheur: input error: {err}", file=sys.stderr)

@@ -701,6 +701,12 @@ def _env_or(name: str, default: str) -> str:
     return os.environ.get(name, "").strip() or default
 
 
+def runs_root() -> Path:
+    """Where jobs and sweeps go: ``$NASHEUR_RUNS``, else ``runs`` (as the config's
+    ``hydra.run.dir`` and ``hydra.sweep.dir`` say)."""
+    return Path(_env_or("NASHEUR_RUNS", "runs"))
+
+
 def _site_count(name: str, default: int | None, need: str = "") -> int | None:
     """A whole-number sbatch option from the environment: `default` when the variable is
     unset or empty, None (the option left out) when it is ``null``, unless `need` says why

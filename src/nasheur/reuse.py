@@ -29,6 +29,11 @@ evaluates (:func:`adopt_training`). The job takes that checkpoint as its own onl
 (:func:`trained_in`), and its record says ``trained_in``. Only completed sources count: a
 twin still training is not waited for (launch such sweeps after the ones that train).
 
+**Single runs** (``python -m nasheur`` without ``-m``) take the same two things from the
+sweeps, before they start in a folder that holds no job yet: a sweep's completed job of their
+config is copied, else a sweep's completed job of their training lends its final checkpoint
+(:func:`reuse_in_single_run`).
+
 A job that this sweep listed before and whose folder is gone was deleted to run it again: it
 is trained, not copied back. A job it listed but never ran (the scheduler refused the
 submission, or the sweep was stopped before it) had no folder to delete: it is copied.
@@ -72,6 +77,7 @@ from nasheur.jobguard import (
     METRICS,
     POOL,
     FolderLocked,
+    describe_holder,
     exclusive,
     folder_holder,
     hold_folder,
@@ -124,17 +130,34 @@ def listed_jobs(sweep_dir: Path, *, started_only: bool = False) -> set[str]:
     }
 
 
+def sweep_twins(
+    sweeps: Path, space: str, config_hash: str, *, besides: Path | None = None
+) -> list[Path]:
+    """The folders of jobs of `config_hash` (space `space`) in the sweep folders under
+    `sweeps`, less those of the sweep `besides` (its own)."""
+    own = None if besides is None else besides.resolve()
+    return [
+        candidate
+        for candidate in sorted(sweeps.glob(f"*/{space}/*-{config_hash}"))
+        if candidate.parent.parent.resolve() != own
+    ]
+
+
 def completed_twin(folder: Path, config_hash: str, sweep_dir: Path) -> Path | None:
     """A completed job of `config_hash` that a sweep beside `sweep_dir` lists (same space),
     whose record is readable, whose ground truth has not changed and that no process holds;
     None if there is none."""
-    space = folder.parent.name
-    own = sweep_dir.resolve()
-    for candidate in sorted(sweep_dir.parent.glob(f"*/{space}/*-{config_hash}")):
-        sweep = candidate.parent.parent
-        if sweep.resolve() == own or not (candidate / METRICS).is_file():
+    twins = sweep_twins(sweep_dir.parent, folder.parent.name, config_hash, besides=sweep_dir)
+    return first_completed(twins, config_hash)
+
+
+def first_completed(candidates: list[Path], config_hash: str) -> Path | None:
+    """The first of the job folders `candidates` that a sweep lists and that holds a usable
+    completed record of `config_hash` (:func:`completed_twin`)."""
+    for candidate in candidates:
+        if not (candidate / METRICS).is_file():
             continue
-        if manifest_key(candidate) not in listed_jobs(sweep):
+        if manifest_key(candidate) not in listed_jobs(candidate.parent.parent):
             continue  # not a sweep's job: a run of its own, a folder put aside
         record = _usable_record(candidate)
         if record is not None and record.get("config_hash") == config_hash:
@@ -199,19 +222,20 @@ def _usable_record(folder: Path, *, evaluation: bool = True) -> dict[str, Any] |
 
 
 class TrainedTwins:
-    """The completed jobs of the sweeps beside `sweep_dir`, and of that sweep itself (an
-    evaluation setting given on the command line makes new jobs there), that have their
+    """The completed jobs of the sweep folders under `sweeps` (a sweep's own among them: an
+    evaluation setting given on the command line makes new jobs there) that have their
     checkpoint, by space and training hash: read once per space and launch, however many
     jobs look."""
 
-    def __init__(self, sweep_dir: Path) -> None:
-        self.sweep_dir = sweep_dir
+    def __init__(self, sweeps: Path) -> None:
+        self.sweeps = sweeps
         self._by_space: dict[str, dict[str, list[Path]]] = {}
 
-    def find(self, folder: Path, training: str) -> Path | None:
+    def find(self, folder: Path, training: str, space: str | None = None) -> Path | None:
         """A completed job that trained the super-net of `folder`'s job (`training`, its
-        training hash), still completed and unheld now; None if there is none."""
-        space = folder.parent.name
+        training hash; `space`, by default the name of `folder`'s parent), still completed
+        and unheld now; None if there is none."""
+        space = space or folder.parent.name
         if space not in self._by_space:
             self._by_space[space] = self._index(space)
         for candidate in self._by_space[space].get(training, []):
@@ -226,9 +250,9 @@ class TrainedTwins:
         from nasheur.config import training_hash
 
         index: dict[str, list[Path]] = {}
-        if not self.sweep_dir.parent.is_dir():  # a dry run's first sweep
+        if not self.sweeps.is_dir():  # a dry run's first sweep
             return index
-        for sweep in sorted(p for p in self.sweep_dir.parent.iterdir() if p.is_dir()):
+        for sweep in sorted(p for p in self.sweeps.iterdir() if p.is_dir()):
             if not (sweep / MANIFEST).is_file():
                 continue
             jobs = listed_jobs(sweep)  # not a run of its own, nor a folder put aside
@@ -293,6 +317,40 @@ def trained_in(folder: Path, training: str) -> dict[str, Any] | None:
     if not isinstance(note.get("config_hash"), str):
         return None
     return note
+
+
+def reuse_in_single_run(folder: Path, config: dict[str, Any], sweeps: Path) -> Path | None:
+    """What a single run (no ``-m``) of the resolved `config` in `folder` takes from the sweep
+    folders under `sweeps` before it starts, where its folder holds no job yet (no record, no
+    checkpoint): a sweep's completed job of its config is copied in (:func:`adopt`: the run
+    returns that record at once), else the final checkpoint of a sweep's completed job of its
+    training is linked in (:func:`adopt_training`: the run only evaluates). The source taken,
+    or None. A sweep's job of its config that runs now is not waited for: a warning says
+    that this run trains it too."""
+    from nasheur.config import config_hash, training_hash
+
+    if any((folder / name).exists() for name in (METRICS, CHECKPOINT)):
+        return None  # its own job: resumed or returned as it is
+    space, chash = config["search_space"]["name"], config_hash(config)
+    # (a run folder named inside a sweep, with hydra.run.dir, is not its own twin)
+    twins = [t for t in sweep_twins(sweeps, space, chash) if t.resolve() != folder.resolve()]
+    source = first_completed(twins, chash)
+    if source is not None and adopt(source, folder, config["experiment"]):
+        log.info("%s: copied from %s, where a sweep completed this job", folder, source)
+        return source
+    source = TrainedTwins(sweeps).find(folder, training_hash(config), space)
+    if source is not None and adopt_training(source, folder):
+        return source
+    running = first_running(twins)
+    if running is not None:
+        log.warning(
+            "this job runs now in a sweep, in %s (%s); this run trains it too, in %s (Ctrl-C "
+            "and the same command once that one completed copies its results)",
+            running["sweep"],
+            describe_holder(running),
+            folder,
+        )
+    return None
 
 
 class Claims:
@@ -438,14 +496,18 @@ def stuck_reason(job: str, reason: str) -> str | None:
 def running_twin(folder: Path, config_hash: str, sweep_dir: Path) -> dict[str, Any] | None:
     """The job of `config_hash` that runs now in a sweep beside `sweep_dir` (same space): the
     details of the process that holds its folder, with ``sweep``; None where none runs."""
-    own = sweep_dir.resolve()
-    for candidate in sorted(sweep_dir.parent.glob(f"*/{folder.parent.name}/*-{config_hash}")):
-        sweep = candidate.parent.parent.resolve()
-        if sweep == own:
-            continue
+    return first_running(
+        sweep_twins(sweep_dir.parent, folder.parent.name, config_hash, besides=sweep_dir)
+    )
+
+
+def first_running(candidates: list[Path]) -> dict[str, Any] | None:
+    """The details of the process that holds the first of the job folders `candidates` that
+    one holds, with its ``sweep``; None where none is held."""
+    for candidate in candidates:
         holder = folder_holder(candidate)
         if holder is not None:
-            return {**holder, "sweep": str(sweep)}
+            return {**holder, "sweep": str(candidate.parent.parent.resolve())}
     return None
 
 

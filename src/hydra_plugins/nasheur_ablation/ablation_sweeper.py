@@ -685,7 +685,7 @@ class AblationSweeper(Sweeper):
         # one it listed but never ran (sbatch refused it, the sweep stopped first) was not
         listed = listed_jobs(sweep_dir, started_only=True) if self.reuse else None
         data_of: dict[Path, _Reads] = {}
-        trained = TrainedTwins(sweep_dir) if self.reuse else None
+        trained = TrainedTwins(sweep_dir.parent) if self.reuse else None
         for job, folder, chash, experiment, data, training in jobs:
             data_of[folder], experiment_of[folder] = data, experiment
             state, holder, source = _at_launch(folder, chash, sweep_dir, listed)
@@ -972,7 +972,7 @@ def _dry_run_lines(sweep_dir: Path, jobs: list[_Planned], reuse: bool, local: bo
     """The plan as a launch would carry it out, read without writing anything."""
     listed = listed_jobs(sweep_dir, started_only=True) if reuse else None
     lines, counts, reads = [], {}, []
-    trained = TrainedTwins(sweep_dir) if reuse else None
+    trained = TrainedTwins(sweep_dir.parent) if reuse else None
     for job, folder, chash, _experiment, data, training in jobs:
         state, _, source = _at_launch(folder, chash, sweep_dir, listed)
         verb, detail = _DRY_RUN.get(state, ("run again", state))
