@@ -701,6 +701,20 @@ def test_a_single_run_takes_what_the_sweeps_completed(args, tmp_path, caplog):
     assert not (runs / "again").exists()
 
 
+def test_a_single_run_that_cannot_read_the_sweeps_runs_as_it_is(tmp_path, monkeypatch, caplog):
+    from nasheur import reuse
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "sweeps" / "theirs"))
+
+    monkeypatch.setattr(reuse, "sweep_twins", unreadable)
+    config = {"search_space": {"name": "nb201"}, "experiment": {}}
+    with caplog.at_level(logging.WARNING):
+        assert reuse.reuse_in_single_run(tmp_path / "job", config, tmp_path / "sweeps") is None
+    assert f"could not look for this job in {tmp_path / 'sweeps'}" in caplog.text
+    assert "Permission denied" in caplog.text and not (tmp_path / "job").exists()
+
+
 def _lr_baseline(tmp_path) -> Path:
     (source,) = [
         p.parent

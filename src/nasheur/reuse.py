@@ -327,10 +327,18 @@ def reuse_in_single_run(folder: Path, config: dict[str, Any], sweeps: Path) -> P
     training is linked in (:func:`adopt_training`: the run only evaluates). The source taken,
     or None. A sweep's job of its config that runs now is not waited for: a warning says
     that this run trains it too."""
-    from nasheur.config import config_hash, training_hash
-
     if any((folder / name).exists() for name in (METRICS, CHECKPOINT)):
         return None  # its own job: resumed or returned as it is
+    try:
+        return _take_from_sweeps(folder, config, sweeps)
+    except OSError as err:  # another user's unreadable sweep, a file system gone: no twin
+        log.warning("could not look for this job in %s (%s): it runs here", sweeps, err)
+        return None
+
+
+def _take_from_sweeps(folder: Path, config: dict[str, Any], sweeps: Path) -> Path | None:
+    from nasheur.config import config_hash, training_hash
+
     space, chash = config["search_space"]["name"], config_hash(config)
     # (a run folder named inside a sweep, with hydra.run.dir, is not its own twin)
     twins = [t for t in sweep_twins(sweeps, space, chash) if t.resolve() != folder.resolve()]
