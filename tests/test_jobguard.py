@@ -140,9 +140,10 @@ def test_a_job_notes_its_progress_where_others_read_who_holds_the_folder(tmp_pat
         with pytest.raises(FolderLocked) as refused, hold_folder(tmp_path):
             pytest.fail("a second holder")
         assert "epoch 412/1000 done" in str(refused.value)  # a second copy is told too
-        holding.note(evaluated=150, of=200)  # replaces the epoch
+        holding.note(evaluated=150, of=200, eta_s=4.6)  # replaces the epoch
         assert describe_progress(folder_holder(tmp_path)["progress"]) == (
-            f"trained; evaluated 150/200 architectures at {holding['progress']['at']}"
+            f"trained; evaluated 150/200 architectures at {holding['progress']['at']}, about "
+            "0:00:05 of evaluation left"
         )
     # the process gone, its last word stays in the file
     assert recorded_details(tmp_path / "job.lock")["progress"]["evaluated"] == 150
@@ -159,6 +160,8 @@ def test_a_job_notes_its_progress_where_others_read_who_holds_the_folder(tmp_pat
         ({"epoch": 3, "epochs": 10}, "epoch 3/10 done"),  # a resumed job's first word
         ({"epoch": "x", "epochs": 10}, ""),  # another version's file, or a damaged one
         ({"evaluated": 5}, ""),
+        ({"evaluated": 200, "of": 200, "eta_s": 0.0}, "trained; evaluated 200/200 architectures"),
+        ({"evaluated": 50, "of": 200}, "trained; evaluated 50/200 architectures"),  # older job
         (None, ""),
         ([1, 2], ""),
     ],

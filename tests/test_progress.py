@@ -96,7 +96,10 @@ def test_the_evaluation_lines_give_the_time_left_not_the_total(caplog):
     """The evaluation's quarter lines: spent / done * (total - done) is left (hand count:
     2 s per architecture, 8 architectures: 12 s left after 2, none after 8)."""
     clock = Clock()
-    progress = EpochLog(total=1, live=False, stream=io.StringIO(), clock=clock)
+    notes: list[dict] = []
+    progress = EpochLog(
+        total=1, live=False, stream=io.StringIO(), clock=clock, note=lambda **p: notes.append(p)
+    )
     with caplog.at_level(logging.INFO, logger="nasheur"):
         report = progress.evaluation(8)
         for done in range(1, 9):
@@ -105,6 +108,8 @@ def test_the_evaluation_lines_give_the_time_left_not_the_total(caplog):
     said = [r.getMessage() for r in caplog.records]
     assert said[0] == "evaluated 2/8 architectures  4.0 s  eta 0:00:12"
     assert said[-1] == "evaluated 8/8 architectures  16.0 s  eta 0:00:00"
+    # and the job's lock file says the same time left, for `results show`
+    assert [(n["evaluated"], n["eta_s"]) for n in notes] == [(2, 12.0), (4, 8.0), (6, 4.0), (8, 0)]
 
 
 def test_a_log_every_line_is_not_repeated_by_the_epochs_last_step(caplog):

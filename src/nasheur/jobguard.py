@@ -116,19 +116,22 @@ PROGRESS = "progress"  # the key of a job's progress in its lock file's details
 
 def describe_progress(progress: Any, *, left: bool = True) -> str:
     """``epoch 412/1000 done at 2026-01-02T09:10:11+00:00, about 5:12:00 of training left``
-    (the time left only with `left`: not for a job whose process is gone), or ``trained;
-    evaluated 150/200 architectures at ...``; "" where nothing (readable) is recorded."""
+    or ``trained; evaluated 150/200 architectures at ..., about 0:00:05 of evaluation left``
+    (the time left only with `left`: not for a job whose process is gone); "" where nothing
+    (readable) is recorded."""
     if not isinstance(progress, dict):
         return ""
     at = f" at {progress['at']}" if isinstance(progress.get("at"), str) else ""
     try:
         if "evaluated" in progress:
             done, of = int(progress["evaluated"]), int(progress["of"])
-            return f"trained; evaluated {done}/{of} architectures{at}"
-        said = f"epoch {int(progress['epoch'])}/{int(progress['epochs'])} done{at}"
+            said, stage = f"trained; evaluated {done}/{of} architectures{at}", "evaluation"
+        else:
+            said = f"epoch {int(progress['epoch'])}/{int(progress['epochs'])} done{at}"
+            stage = "training"
         eta = progress.get("eta_s")
         if left and isinstance(eta, (int, float)) and eta > 0:
-            said += f", about {timedelta(seconds=round(eta))} of training left"
+            said += f", about {timedelta(seconds=round(eta))} of {stage} left"
         return said
     except (KeyError, TypeError, ValueError, OverflowError):  # a file from another version
         return ""

@@ -138,15 +138,16 @@ class EpochLog:
         def report(done: int) -> None:
             tick(done)
             if done in marks:
-                self.note(evaluated=done, of=total)
-                self.clear()
                 spent = self.clock() - start
+                left = spent / done * (total - done)
+                self.note(evaluated=done, of=total, eta_s=round(left, 1))
+                self.clear()
                 log.info(
                     "evaluated %d/%d architectures  %.1f s  eta %s",
                     done,
                     total,
                     spent,
-                    _clock(spent / done * (total - done)),
+                    _clock(left),
                 )
 
         return report
