@@ -318,6 +318,36 @@ def test_a_job_evaluates_a_trained_twins_super_net_as_if_it_had_trained_it(
     assert again["archs"] == alone["archs"] and again["trained_in"] == got["trained_in"]
 
 
+def test_a_job_that_trains_says_which_training_in_its_lock(tiny, tmp_path, monkeypatch):
+    # for a sweep that would train the same super-net meanwhile (nasheur.reuse); a job that
+    # only evaluates a twin's super-net does not say so
+    from nasheur import evaluation, reuse
+    from nasheur.config import training_hash
+    from nasheur.jobguard import folder_holder
+
+    seen: dict[str, list] = {"train": [], "evaluate": []}
+    train, evaluate = training.train_epoch, evaluation.evaluate_archs
+
+    def train_epoch(*args, **kwargs):
+        seen["train"].append(folder_holder(tmp_path / seen["folder"]).get("training"))
+        return train(*args, **kwargs)
+
+    def evaluate_archs(*args, **kwargs):
+        seen["evaluate"].append(folder_holder(tmp_path / seen["folder"]).get("training"))
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_epoch", train_epoch)
+    monkeypatch.setattr(evaluation, "evaluate_archs", evaluate_archs)
+    seen["folder"] = "twin"
+    run_job(tiny, output_dir=tmp_path / "twin")
+    assert seen["train"] == [training_hash(plain(tiny))] * tiny.protocol.epochs
+    assert seen["evaluate"] and set(seen["evaluate"]) == {training_hash(plain(tiny))}
+    seen.update(folder="evaluates", train=[], evaluate=[])
+    assert reuse.adopt_training(tmp_path / "twin", tmp_path / "evaluates")
+    run_job(_evaluation_twin(tmp_path), output_dir=tmp_path / "evaluates")
+    assert seen["train"] == [] and seen["evaluate"] and set(seen["evaluate"]) == {None}
+
+
 @pytest.mark.parametrize("note", ["other training", "other source", "none"])
 def test_a_checkpoint_of_another_config_needs_a_note_naming_a_twin(tiny, tmp_path, note):
     # trained_in.json must name both the checkpoint's config and this job's training

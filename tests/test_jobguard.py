@@ -145,6 +145,9 @@ def test_a_job_notes_its_progress_where_others_read_who_holds_the_folder(tmp_pat
             f"trained; evaluated 150/200 architectures at {holding['progress']['at']}, about "
             "0:00:05 of evaluation left"
         )
+        holding.record(training="0123456789ab")  # beside the progress, for others to read
+        seen = folder_holder(tmp_path)
+        assert seen["training"] == "0123456789ab" and seen["progress"]["evaluated"] == 150
     # the process gone, its last word stays in the file
     assert recorded_details(tmp_path / "job.lock")["progress"]["evaluated"] == 150
 

@@ -585,6 +585,33 @@ def test_another_evaluation_of_a_finished_sweep_evaluates_its_super_nets(args, t
             assert job.rpartition("-")[0] == twin.rpartition("-")[0] and job != twin
 
 
+def test_a_job_whose_super_net_another_sweep_trains_now_is_said_and_trained(
+    args, tmp_path, capsys, caplog
+):
+    # not waited for (only completed twins give their super-net), but said: launched after
+    # that job completed, the sweep would only evaluate it
+    from nasheur.config import training_hash
+
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    source = _lr_baseline(tmp_path)
+    config = json.loads((source / "metrics.json").read_text())["config"]
+    (source / "metrics.json").unlink()
+    other = [*args, "eval.pool_size=8"]
+    with hold_folder(source) as holding:
+        holding.note(epoch=7, epochs=50, eta_s=3600)
+        assert f"its super-net trains now in {source}" not in dry_run(other, capsys)
+        holding.record(training=training_hash(config))  # as a job that trains records
+        said = f"its super-net trains now in {source} (pid {os.getpid()}"
+        out = dry_run(other, capsys)
+        assert said in out and "epoch 7/50 done" in out and "4 to run" in out
+        bn, task = sweeper_for(other)
+        with caplog.at_level(logging.WARNING):
+            bn.sweep(task)
+    assert len(bn.launcher.launched) == 4 and said in caplog.text
+    assert not [j for j in listed(tmp_path) if "trained_in" in j]
+
+
 def test_a_twin_whose_ground_truth_changed_still_gives_its_super_net(args, tmp_path):
     # its results are stale (it is not copied), its training is not: nor is its ground-truth
     # file hashed again for that
@@ -658,7 +685,7 @@ def test_a_single_run_takes_what_the_sweeps_completed(args, tmp_path, caplog):
     # sweep's completed super-net of its training is evaluated; nothing else is taken
     import os
 
-    from nasheur.config import config_hash
+    from nasheur.config import config_hash, training_hash
     from nasheur.jobguard import CHECKPOINT, METRICS
     from nasheur.reuse import TRAINED_IN, reuse_in_single_run
 
@@ -699,6 +726,11 @@ def test_a_single_run_takes_what_the_sweeps_completed(args, tmp_path, caplog):
         assert reuse_in_single_run(runs / "again", config, sweeps) is None
     assert f"this job runs now in a sweep, in {source.parent.parent}" in caplog.text
     assert not (runs / "again").exists()
+    # and one of its training (recorded by a job of this version)
+    with hold_folder(source) as holding, caplog.at_level(logging.WARNING):
+        holding.record(training=training_hash(config))
+        assert reuse_in_single_run(runs / "other", other, sweeps) is None
+    assert f"its super-net trains now in {source} (pid {os.getpid()}" in caplog.text
 
 
 def test_a_single_run_that_cannot_read_the_sweeps_runs_as_it_is(tmp_path, monkeypatch, caplog):

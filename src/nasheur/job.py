@@ -286,6 +286,10 @@ def _run_held(
                 recorded["path"],
             )
             reevaluated = previous
+    training = training_hash(resolved)
+    if holding is not None and reevaluated is None and trained_in(out, training) is None:
+        # the super-net it trains, for a sweep that would train it too (nasheur.reuse)
+        holding.record(training=training)
     partial: dict[str, Any] = {}  # what _run has done so far: a stopped job records it
     with stop_on_sigterm():
         try:

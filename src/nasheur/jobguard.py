@@ -169,14 +169,17 @@ class Holding(dict):
     def note(self, **progress: Any) -> None:
         """Record the job's progress (:func:`describe_progress`), stamped with the time now.
         Only for people to read: a failed write is logged at debug level and the job goes on."""
-        self[PROGRESS] = {
-            **progress,
-            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.record(**{PROGRESS: {**progress, "at": at}})
+
+    def record(self, **details: Any) -> None:
+        """Add `details` to those in the lock file (a failed write is logged at debug level:
+        they are for others to read, and the job goes on)."""
+        self.update(details)
         try:
             write_details(self.fd, dict(self))
         except OSError as err:
-            log.debug("could not record the job's progress in its lock file (%s)", err)
+            log.debug("could not record %s in the job's lock file (%s)", ", ".join(details), err)
 
 
 def recorded_details(path: str | Path) -> dict[str, Any]:

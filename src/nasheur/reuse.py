@@ -27,7 +27,9 @@ names the source, and launches the job as usual: it resumes after its last epoch
 evaluates (:func:`adopt_training`). The job takes that checkpoint as its own only where
 ``trained_in.json`` names the checkpoint's config hash and the job's own training hash
 (:func:`trained_in`), and its record says ``trained_in``. Only completed sources count: a
-twin still training is not waited for (launch such sweeps after the ones that train).
+twin still training is not waited for (launch such sweeps after the ones that train); a job
+that trains records its training hash in the lock it holds, so that a launch can say which
+of its jobs a running one trains already (:meth:`TrainedTwins.training_now`).
 
 **Single runs** (``python -m nasheur`` without ``-m``) take the same two things from the
 sweeps, before they start in a folder that holds no job yet: a sweep's completed job of their
@@ -230,6 +232,7 @@ class TrainedTwins:
     def __init__(self, sweeps: Path) -> None:
         self.sweeps = sweeps
         self._by_space: dict[str, dict[str, list[Path]]] = {}
+        self._running: dict[str, dict[str, list[dict[str, Any]]]] = {}
 
     def find(self, folder: Path, training: str, space: str | None = None) -> Path | None:
         """A completed job that trained the super-net of `folder`'s job (`training`, its
@@ -244,6 +247,30 @@ class TrainedTwins:
             usable = _usable_record(candidate, evaluation=False)
             if (candidate / CHECKPOINT).is_file() and usable is not None:
                 return candidate
+        return None
+
+    def training_now(
+        self, folder: Path, training: str, space: str | None = None
+    ) -> dict[str, Any] | None:
+        """The job of a sweep that trains the super-net of `folder`'s job now (a job that
+        records `training` in the lock it holds): its holder's details, with ``folder`` and
+        ``sweep``; None where none does. (Once it completed, a launch only evaluates it.)"""
+        space = space or folder.parent.name
+        if space not in self._running:
+            self._running[space] = {}
+            for candidate in sorted(self.sweeps.glob(f"*/{space}/*")):
+                holder = folder_holder(candidate)
+                if holder and isinstance(holder.get("training"), str):
+                    self._running[space].setdefault(holder["training"], []).append(
+                        {
+                            **holder,
+                            "folder": str(candidate),
+                            "sweep": str(candidate.parent.parent.resolve()),
+                        }
+                    )
+        for holder in self._running[space].get(training, []):
+            if Path(holder["folder"]).resolve() != folder.resolve():
+                return holder
         return None
 
     def _index(self, space: str) -> dict[str, list[Path]]:
@@ -319,6 +346,15 @@ def trained_in(folder: Path, training: str) -> dict[str, Any] | None:
     return note
 
 
+def trained_elsewhere_now(holder: dict[str, Any]) -> str:
+    """What a launch that trains a job says of a twin that trains its super-net now
+    (:meth:`TrainedTwins.training_now`)."""
+    return (
+        f"its super-net trains now in {holder['folder']} ({describe_holder(holder)}); it is "
+        "trained here too, where after that job completed it would only be evaluated"
+    )
+
+
 def reuse_in_single_run(folder: Path, config: dict[str, Any], sweeps: Path) -> Path | None:
     """What a single run (no ``-m``) of the resolved `config` in `folder` takes from the sweep
     folders under `sweeps` before it starts, where its folder holds no job yet (no record, no
@@ -346,7 +382,8 @@ def _take_from_sweeps(folder: Path, config: dict[str, Any], sweeps: Path) -> Pat
     if source is not None and adopt(source, folder, config["experiment"]):
         log.info("%s: copied from %s, where a sweep completed this job", folder, source)
         return source
-    source = TrainedTwins(sweeps).find(folder, training_hash(config), space)
+    trained, training = TrainedTwins(sweeps), training_hash(config)
+    source = trained.find(folder, training, space)
     if source is not None and adopt_training(source, folder):
         return source
     running = first_running(twins)
@@ -358,6 +395,8 @@ def _take_from_sweeps(folder: Path, config: dict[str, Any], sweeps: Path) -> Pat
             describe_holder(running),
             folder,
         )
+    elif (now := trained.training_now(folder, training, space)) is not None:
+        log.warning("%s (Ctrl-C, and the same command then)", trained_elsewhere_now(now))
     return None
 
 

@@ -95,6 +95,7 @@ from nasheur.reuse import (
     manifest_key,
     running_twin,
     stuck_reason,
+    trained_elsewhere_now,
 )
 
 log = logging.getLogger(__name__)
@@ -722,6 +723,8 @@ class AblationSweeper(Sweeper):
                     source = trained.find(folder, training)
                     if source is not None and adopt_training(source, folder):
                         outcome.trained_in = str(source)
+                    elif (now := trained.training_now(folder, training)) is not None:
+                        log.warning("%s: %s", folder, trained_elsewhere_now(now))
                 outcome.launched = True
                 todo.append(outcome)
         # the data and ground truth of the jobs to run (completed ones need none): each
@@ -983,15 +986,19 @@ def _dry_run_lines(sweep_dir: Path, jobs: list[_Planned], reuse: bool, local: bo
             if trainer is None:
                 trainer = _twin_on_its_own(claims, folder, chash, sweep_dir)
             trainer = trainer if _of_another_sweep(trainer, sweep_dir) else None
-        twin = None
-        if source is None and trainer is None and trained is not None and verb == "run":
-            twin = trained.find(folder, training) if _copyable(state, folder, listed) else None
+        twin = now = None
+        new = verb == "run" and _copyable(state, folder, listed)
+        if source is None and trainer is None and trained is not None and new:
+            twin = trained.find(folder, training)
+            now = None if twin is not None else trained.training_now(folder, training)
         if source is not None:
             verb, detail = "copy", f"completed in {source}"
         elif trainer is not None:
             verb, detail = "leave", _trained_by(trainer) + "; copied once it completed"
         elif twin is not None:
             verb, detail = "evaluate", f"its super-net, trained in {twin}"
+        elif now is not None:
+            detail = trained_elsewhere_now(now)
         if verb not in ("skip", "leave", "copy"):
             reads.append((job, data))  # the jobs that would read their data
         counts[verb] = counts.get(verb, 0) + 1
