@@ -396,7 +396,10 @@ def _take_from_sweeps(folder: Path, config: dict[str, Any], sweeps: Path) -> Pat
             folder,
         )
     elif (now := trained.training_now(folder, training, space)) is not None:
-        log.warning("%s (Ctrl-C, and the same command then)", trained_elsewhere_now(now))
+        log.warning(
+            "%s (Ctrl-C now, and the same command once it completed only evaluates)",
+            trained_elsewhere_now(now),
+        )
     return None
 
 
