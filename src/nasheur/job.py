@@ -308,6 +308,7 @@ def _run_held(
                         on_claimed,
                         partial,
                         note=None if holding is None else holding.note,
+                        training=training,
                     )
                 )
             record["status"] = "completed"
@@ -391,9 +392,12 @@ def _run(
     chash: str,
     on_claimed: Callable[[], None] | None,
     partial: dict[str, Any] | None = None,
+    *,
+    training: str,
     note: Callable[..., None] | None = None,
 ) -> dict[str, Any]:
-    """The job's work; `note` records its progress in its lock file (Holding.note)."""
+    """The job's work; `training`: the config's training hash; `note` records its progress
+    in its lock file (Holding.note)."""
     import torch
 
     from nasheur import metrics
@@ -427,7 +431,7 @@ def _run(
     # the final checkpoint of a trained twin, which a sweep linked here: this job evaluates it
     twin, state = None, None
     if ckpt.is_file():
-        twin = trained_in(out, training_hash(plain(cfg)))
+        twin = trained_in(out, training)
         trained_as = None if twin is None else twin["config_hash"]
         state = load_checkpoint(ckpt, device=device, config_hash=chash, trained_as=trained_as)
         if state["config_hash"] == chash:
