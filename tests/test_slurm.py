@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from nasheur.results.collect import load_records
-from nasheur.reuse import slurm_job_status, stuck_reason
+from nasheur.reuse import current_user, slurm_job_status, stuck_reason
 from tests.conftest import TINY_JOB, pid_alive, run_env, start_nasheur, write_nb201_gt
 from tests.test_with_mps import fake_control
 
@@ -458,11 +458,12 @@ def test_squeue_says_why_a_held_job_waits(cluster):
     assert done.returncode == 0, done.stderr
     job = done.stdout.strip().split(";")[0]
     try:
-        assert slurm_job_status(job) == ("PENDING", "JobHeldUser")
+        # the user as the claims of a sweep record it (nasheur.reuse.current_user)
+        assert slurm_job_status(job) == ("PENDING", "JobHeldUser", current_user())
         assert f"scontrol release {job}" in stuck_reason(job, "JobHeldUser")
         assert _sh("scontrol", "release", job).returncode == 0
         # released, it waits for its turn or runs: nothing left to do about it
-        state, reason = slurm_job_status(job) or ("", "")
+        state, reason, _ = slurm_job_status(job) or ("", "", "")
         assert state in {"PENDING", "RUNNING", "COMPLETING", ""}
         assert stuck_reason(job, reason) is None
     finally:

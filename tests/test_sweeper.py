@@ -977,19 +977,24 @@ def test_a_job_running_for_a_sweep_that_stopped_waiting_is_waited_for(args, tmp_
 
 def fake_squeue(tmp_path, monkeypatch, job: str = "552_4") -> Path:
     """An ``squeue`` first on PATH that lists SLURM job `job` as the returned file says
-    (``PENDING|Priority``, squeue's ``%T|%r``) while the file exists, then as ended
-    (``Invalid job id``, as SLURM says of a job it forgot); it logs each call's arguments in
-    ``squeue.log``."""
+    (``PENDING|Priority``: squeue's ``%T|%r``; it adds this process's user as ``%u`` between
+    them, or the user that a file ``user`` beside it names) while the file exists, then as
+    ended (``Invalid job id``, as SLURM says of a job it forgot); it logs each call's
+    arguments in ``squeue.log``."""
+    from nasheur.reuse import current_user
+
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     queued = tmp_path / "queued"
     queued.write_text("PENDING|Priority\n")
+    user = tmp_path / "user"
     script = bin_dir / "squeue"
     script.write_text(
         "#!/bin/sh\n"
         f'echo "$@" >> "{tmp_path}/squeue.log"\n'
         f'case " $* " in *" {job} "*) ;; *) echo "unexpected job" >&2; exit 3 ;; esac\n'
-        f'if [ -f "{queued}" ]; then cat "{queued}"; exit 0; fi\n'
+        f'u="{current_user()}"; if [ -f "{user}" ]; then u=$(cat "{user}"); fi\n'
+        f'if [ -f "{queued}" ]; then sed "s/|/|$u|/" "{queued}"; exit 0; fi\n'
         'echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1\n'
     )
     script.chmod(0o755)
@@ -1061,7 +1066,7 @@ def test_a_job_queued_for_a_sweep_that_stopped_waiting_is_left_to_it_then_copied
     out = capsys.readouterr().out
     assert "4 completed (1 copied from other sweeps, where they completed)" in out
     calls = (tmp_path / "squeue.log").read_text().splitlines()
-    assert calls[-1] == "--noheader --array --jobs 552_4 --format %T|%r"
+    assert calls[-1] == "--noheader --array --jobs 552_4 --format %T|%u|%r"
 
 
 def test_a_held_twin_is_said_with_what_to_do_then_waited_for(
@@ -1150,6 +1155,31 @@ def test_a_job_whose_queued_twin_squeue_does_not_list_is_trained_here(
     else:
         assert len(warned) == 1 and "552_4" in warned[0]
         assert ("Unable to contact" in warned[0]) == (squeue == "no controller")
+
+
+def test_a_claim_whose_slurm_job_number_another_user_has_now_is_stale(
+    args, tmp_path, monkeypatch, caplog
+):
+    # SLURM numbers jobs anew after MaxJobId (and from 1 on a controller set up again): the
+    # job a claim names may have ended long ago, its number now another user's pending job
+    from nasheur.jobguard import recorded_details
+    from nasheur.reuse import current_user
+
+    lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
+    lr.sweep(task)
+    fake_squeue(tmp_path, monkeypatch)
+    (tmp_path / "user").write_text("someone-else\n")
+    claim, source = _queued_for_lr(tmp_path)
+    assert recorded_details(claim)["user"] == current_user()
+    bn, task = sweeper_for(args)
+    with caplog.at_level(logging.WARNING):
+        bn.sweep(task)
+    assert len(bn.launcher.launched) == 4  # the baseline too: nobody else trains it
+    (said,) = [r.getMessage() for r in caplog.records if "552_4" in r.getMessage()]
+    assert f"is now someone-else's job, not {current_user()}'s" in said
+    baseline = sweep_dir(tmp_path) / "nb201" / "bn_track=false,bn_affine=true"  # the twin
+    assert said.startswith(str(baseline)) and f": the sweep in {source.parent.parent} " in said
+    assert said.endswith("this one is trained here")
 
 
 def test_a_second_launch_of_the_same_sweep_is_not_left_to_the_first(args, tmp_path):

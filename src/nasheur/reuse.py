@@ -56,7 +56,8 @@ written once ``sbatch`` returned), which ``squeue`` still lists (:meth:`Claims.q
 A launch that finds such a queued twin leaves the job to it as to a running one, and puts the
 claim file's record back as it found it, so that later launches see the twin too. Where
 ``squeue`` cannot answer (no SLURM here, its controller down), no queued twin is seen and the
-job is trained here. A launch releases its claims before it waits on others', so two sweeps
+job is trained here. SLURM numbers its jobs anew after ``MaxJobId``: a claim records the user
+of its launch too, and a number that ``squeue`` lists under another user is a stale claim's. A launch releases its claims before it waits on others', so two sweeps
 that leave jobs to each other do not wait forever. ``hydra.sweeper.reuse=false`` turns
 adoption and claims off.
 """
@@ -71,6 +72,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
+
+try:
+    import pwd
+except ImportError:  # not POSIX
+    pwd = None  # type: ignore[assignment]
 
 from nasheur.io import atomic_write_json, read_json, remove_stale_temporaries
 from nasheur.jobguard import (
@@ -95,6 +101,7 @@ MANIFEST = "sweep.json"
 CLAIMS = ".nasheur-claims"  # beside the sweep folders: the jobs that running launches train
 LEFT = "left to another sweep"  # a job's state after a launch that left it to a sibling's
 SUBMITTED = "slurm_submitted"  # a claim's record: the SLURM job its launch submitted for it
+USER = "user"  # a claim's record: the user of the launch that holds it
 SQUEUE_TIMEOUT_S = 60.0  # a controller that has not answered by then is taken as no answer
 TRAINED_IN = "trained_in.json"  # beside a checkpoint that a trained twin's training wrote
 
@@ -428,7 +435,9 @@ class Claims:
         except OSError:
             return None
         before: dict[str, Any] = {}
-        fd, holder = try_hold(path, {"sweep": str(self.sweep_dir.resolve())}, before=before)
+        fd, holder = try_hold(
+            path, {"sweep": str(self.sweep_dir.resolve()), USER: current_user()}, before=before
+        )
         if fd is not None:
             self._held[path] = fd
             self._before[path] = before
@@ -482,7 +491,23 @@ class Claims:
         status = slurm_job_status(str(job))
         if status is None:
             return None
-        return {**details, "slurm_state": status[0], "slurm_reason": status[1]}
+        state, reason, user = status
+        submitter = details.get(USER)  # absent in claims of versions before 2026-12-05
+        if submitter is not None and user != str(submitter):
+            # SLURM gave the number to another job since: job ids start again after
+            # MaxJobId, and at 1 on a controller set up anew
+            log.warning(
+                "%s: the sweep in %s submitted SLURM job %s for this config, and that number "
+                "is now %s's job, not %s's: the job it named ended long ago (its claim is "
+                "stale), and this one is trained here",
+                folder,
+                sweep,
+                job,
+                user,
+                submitter,
+            )
+            return None
+        return {**details, "slurm_state": state, "slurm_reason": reason}
 
     def release(self) -> None:
         while self._held:
@@ -509,14 +534,15 @@ STUCK_REASONS = {
 }
 
 
-def slurm_job_status(job: str) -> tuple[str, str] | None:
+def slurm_job_status(job: str) -> tuple[str, str, str] | None:
     """The state in which ``squeue`` lists the SLURM job (``1234`` or an array task,
-    ``1234_5``) and the reason it gives (``PENDING``, ``Priority``; ``RUNNING``, ``None``;
-    a held job ``PENDING``, ``JobHeldUser``); None where it lists it no more (ended, or never
-    known), or cannot be asked (no squeue, no answer from the controller)."""
+    ``1234_5``), the reason it gives and the job's user (``PENDING``, ``Priority``, ``ana``;
+    ``RUNNING``, ``None``; a held job ``PENDING``, ``JobHeldUser``); None where it lists it
+    no more (ended, or never known), or cannot be asked (no squeue, no answer from the
+    controller)."""
     try:
         done = subprocess.run(
-            ["squeue", "--noheader", "--array", "--jobs", job, "--format", "%T|%r"],
+            ["squeue", "--noheader", "--array", "--jobs", job, "--format", "%T|%u|%r"],
             capture_output=True,
             text=True,
             timeout=SQUEUE_TIMEOUT_S,
@@ -533,8 +559,20 @@ def slurm_job_status(job: str) -> tuple[str, str] | None:
     lines = done.stdout.strip().splitlines()
     if not lines:
         return None
-    state, _, reason = lines[0].partition("|")  # a reason may hold spaces and commas
-    return state.strip(), reason.strip()
+    state, _, rest = lines[0].partition("|")
+    user, _, reason = rest.partition("|")  # the reason last: it may hold spaces and commas
+    return state.strip(), reason.strip(), user.strip()
+
+
+def current_user() -> str:
+    """This process's user name as SLURM says it (``squeue``'s ``%u``: the passwd entry of
+    the uid, not $USER, which ``su`` and ``sudo`` may leave as it was)."""
+    if pwd is None:  # not POSIX: no SLURM either
+        return ""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a uid without a passwd entry: squeue prints the number
+        return str(os.getuid())
 
 
 def stuck_reason(job: str, reason: str) -> str | None:
