@@ -20,12 +20,15 @@ from nasheur.bench import (
     count_python_calls,
     device_time_per_step,
     fast_step,
+    host_phases,
     main,
     plain_step,
+    seeded_supernet,
     shared_gpu,
 )
 from nasheur.spaces import get_space
 from nasheur.spaces.nb201 import OPS
+from nasheur.supernet import SupernetSpec
 from nasheur.training import TrainStep, build_optimizer
 from tests.conftest import nb201_supernet
 
@@ -132,10 +135,28 @@ def test_the_benchmark_writes_a_report(tmp_path):
     train = report["spaces"]["nb201"]["train"]
     assert 0 < train["other_ops_per_step"] < train["ops_per_step"]
     assert {"cuda", "cudnn", "mps", "nasheur", "commit"} <= set(report)
+    # where the host's time goes: the forward and the backward timed apart, the rest the update
+    phases = train["host_ms_by_phase"]
+    assert set(phases) == {"forward", "backward", "rest"}
+    assert phases["forward"] > 0 and phases["backward"] > 0
     # --quick counts nothing, and says so with null, not with 0
     assert main([*args, "--quick"]) == 0
     quick = json.loads(out.read_text())["spaces"]["embedded"]
     assert quick["train"]["ops_per_step"] is None and quick["eval"]["ops_per_batch"] is None
+
+
+def test_timing_the_phases_of_a_step_changes_no_parameter():
+    # forward and backward only: the super-net the benchmark times next is the one it built
+    space = get_space("nb201")
+    model = seeded_supernet("nb201", SupernetSpec(2, 1, 10), torch.device("cpu"))
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
+    phases = host_phases(model, space, x, y, 3)
+    assert set(phases) == {"forward", "backward"} and min(phases.values()) > 0
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_the_op_counter_counts_detaches_apart():

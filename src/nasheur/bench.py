@@ -13,7 +13,8 @@ already resident on the device, it measures
   torch's version) and Python calls (counted with a profile hook), the host work that bounds
   a GPU step and that no kernel speed hides; both mean the same on a CPU-only machine;
 * host time per step (wall time of the Python that issues a step, without waiting for the
-  device; on a CPU it includes the arithmetic);
+  device; on a CPU it includes the arithmetic), and how much of it the forward and the
+  backward take (timed apart; the rest is the update);
 * evaluation: architectures/s on `--eval-images` validation images with batch statistics at
   the training batch size, and the operators and Python calls per batch;
 * on CUDA, the aggregate training throughput of K processes sharing the GPU (K = 1, 2, 4, 8).
@@ -178,6 +179,9 @@ class StepResult:
     device_ms_per_step: float | None = None
     top_kernels_ms_per_step: dict[str, float] | None = None
     top_host_ops_ms_per_step: dict[str, float] | None = None  # under the profiler
+    # the host's time per step in the forward (with the loss) and in the backward, timed
+    # apart (host_phases); the rest of host_ms_per_step is the update and the bookkeeping
+    host_ms_by_phase: dict[str, float] | None = None
 
 
 def _sync(device: torch.device) -> None:
@@ -241,6 +245,39 @@ def count_python_calls(fn: Callable[[], object]) -> int:
     finally:
         sys.setprofile(None)
     return calls
+
+
+def host_phases(
+    model: nn.Module,
+    space: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    *,
+    bf16: bool = False,
+) -> dict[str, float]:
+    """The host's milliseconds per step in the forward (the loss included) and in the
+    backward of `steps` sampled paths, each timed on its own without waiting for the device:
+    where a step's host time goes. On a GPU the backward's operators are issued by autograd's
+    device thread while the caller waits, so its time is host time too. The model's
+    parameters do not change (no update); every gradient is None afterwards."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    device_type = params[0].device.type
+    rng = np.random.default_rng(1)
+    forward = backward = 0.0
+    for _ in range(steps):
+        arch = space.sample(rng)  # outside the timed parts, as the step's update is
+        t0 = time.perf_counter()
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x, arch)
+        loss = F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), y)
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        forward, backward = forward + t1 - t0, backward + t2 - t1
+        for p in params:
+            p.grad = None
+    return {"forward": 1000 * forward / steps, "backward": 1000 * backward / steps}
 
 
 def plain_step(
@@ -316,6 +353,10 @@ def time_training(
         seconds,
         (wall_start, wall_start + seconds),
     )
+    if count:
+        phases = host_phases(model, space, x, y, steps, bf16=getattr(step_fn, "bf16", False))
+        phases["rest"] = result.host_ms_per_step - phases["forward"] - phases["backward"]
+        result.host_ms_by_phase = phases
     if profile and device.type == "cuda":
         try:  # a measure to read, not one to die for: a profiler that fails leaves a note
             (
@@ -656,7 +697,7 @@ def _line(name: str, e: dict[str, Any]) -> str:
             if counted
             else ""
         )
-        + f"host {t['host_ms_per_step']:.1f} ms/step{_device_ms(t)}; "
+        + f"host {t['host_ms_per_step']:.1f} ms/step{_phases(t)}{_device_ms(t)}; "
         f"eval {ev['seconds_per_arch']:.3f} s/arch{_device_s(e)}"
         + (
             f", {ev['ops_per_batch']:.0f} ops and {ev['python_calls_per_batch']:,.0f} Python "
@@ -675,6 +716,11 @@ def _line(name: str, e: dict[str, Any]) -> str:
             f"calls (x{e['python_calls_per_step_vs_plain']:.2f})"
         )
     return text
+
+
+def _phases(t: dict[str, Any]) -> str:
+    ms = t.get("host_ms_by_phase")
+    return "" if not ms else " (" + ", ".join(f"{k} {v:.1f}" for k, v in ms.items()) + ")"
 
 
 def _device_ms(t: dict[str, Any]) -> str:
