@@ -371,6 +371,40 @@ def test_flags_first_moves_only_the_multirun_flag():
     assert flags_first(["nasheur", "a=-m"]) == ["nasheur", "a=-m"]  # a value, not the flag
 
 
+def test_one_level_of_a_fidelity_key_in_a_multirun_is_a_sweep_of_it():
+    # Hydra checks a plain value's type before the sweeper could resolve the level
+    from nasheur.__main__ import levels_as_sweeps
+
+    args = ["-m", "fidelity.channels=base/2", "'fidelity.layers=base-1'", "protocol.lr=0.1"]
+    assert levels_as_sweeps(args) == [
+        "-m",
+        "fidelity.channels=choice(base/2)",
+        "'fidelity.layers=base-1'",  # quoted as a whole by the shell's user: left to Hydra
+        "protocol.lr=0.1",
+    ]
+    kept = ["-m", "fidelity.channels=base/2,base", "fidelity.baseline.channels=base", "a=base"]
+    assert levels_as_sweeps(kept) == kept  # a list already, a baseline, not a fidelity key
+    assert levels_as_sweeps(["--multirun", "fidelity.layers='base+1'"])[1] == (
+        "fidelity.layers=choice(base+1)"
+    )
+    with pytest.raises(ConfigError, match=r"fidelity.layers=base-1: a level .* add -m"):
+        levels_as_sweeps(["fidelity.layers=base-1"])
+
+
+def test_a_level_is_refused_in_a_single_run_and_swept_in_a_multirun(tmp_path):
+    single = nasheur_cli(["fidelity.channels=base/2"], tmp_path)
+    assert single.returncode == 2
+    assert single.stderr.startswith(
+        "nasheur: config error: fidelity.channels=base/2: a level of the space's baseline "
+        "(fidelity.baseline.channels)"
+    )
+    dry = ["fidelity.channels=base/2", "-m", "hydra.sweeper.dry_run=true"]
+    swept = nasheur_cli(dry, tmp_path)
+    assert swept.returncode == 0, swept.stderr[-2000:]
+    assert "fidelity.channels=4 " in swept.stdout  # the embedded space's 8, halved
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_job_folder_spells_values_as_the_command_line_and_is_found_by_its_hash(
     tmp_path, monkeypatch
 ):

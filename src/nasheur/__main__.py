@@ -36,6 +36,7 @@ from nasheur.config import (
     to_config,
     validate,
 )
+from nasheur.fidelity import LEVEL
 from nasheur.io import atomic_path
 from nasheur.jobguard import CHECKPOINT, LOCK, METRICS, POOL, folder_holder
 from nasheur.reuse import reuse_in_single_run
@@ -266,11 +267,37 @@ def flags_first(argv: list[str]) -> list[str]:
     return argv[:1] + flags + [a for a in argv[1:] if a not in MULTIRUN_FLAGS]
 
 
+def levels_as_sweeps(args: list[str]) -> list[str]:
+    """`args` with each single level of a low-fidelity key (``fidelity.channels=base/2``)
+    written as a sweep of that one value (``fidelity.channels=choice(base/2)``) where `args`
+    ask for a multirun: the sweeper resolves levels against each space's baseline, but Hydra
+    checks a plain value's type (a number) before the sweeper sees it. A single run has no
+    sweeper to resolve a level: refused, with what to write instead (ConfigError)."""
+    multirun = any(a in MULTIRUN_FLAGS for a in args)
+    out = []
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        level = value.strip().strip("'\"")
+        field = name.removeprefix("fidelity.")
+        if eq and field != name and "." not in field and LEVEL.fullmatch(level):
+            if not multirun:
+                raise ConfigError(
+                    f"{arg}: a level of the space's baseline (fidelity.baseline.{field}) is "
+                    "resolved by a sweep, not by a single run: add -m to run it as a sweep of "
+                    f"one job, or give {name} a value"
+                )
+            arg = f"{name}=choice({level})"
+        out.append(arg)
+    return out
+
+
 def cli() -> None:
     """The command (``python -m nasheur``, the ``nasheur`` script): :func:`main` with the
-    multirun flag accepted anywhere among the overrides."""
+    multirun flag accepted anywhere among the overrides, and a single level of a fidelity key
+    in a multirun taken as a sweep of it (:func:`levels_as_sweeps`)."""
     sys.argv = flags_first(sys.argv)
     try:
+        sys.argv = sys.argv[:1] + levels_as_sweeps(sys.argv[1:])
         check_command_line(sys.argv[1:])
     except ConfigError as err:
         print(f"nasheur: config error: {err}", file=sys.stderr)
