@@ -188,6 +188,14 @@ def test_fewer_layers_prolong_the_epochs_by_the_cells_saved(layers, epochs):
     assert effective_epochs(100, cfg.fidelity) == epochs
 
 
+def test_prolonged_epochs_round_to_the_nearest_whole_epoch():
+    # 50 x 5/3 = 83.3 epochs: 83, not 84 (rounded, not rounded up); 100 x 5/3 = 166.7: 167
+    cfg = compose_job(["search_space=nb201", "fidelity.layers=3"])
+    cfg.fidelity.compensate_epochs = True
+    assert effective_epochs(50, cfg.fidelity) == 83
+    assert effective_epochs(100, cfg.fidelity) == 167
+
+
 def test_the_job_follows_the_cosine_schedule_over_its_prolonged_epochs(tmp_path):
     # lr_e = 0.1 * (1 + cos(pi e / 4)) / 2 for e = 0..3, from the formula, not the code;
     # half the channels with compensation turn 2 epochs into the same 4-epoch schedule

@@ -313,13 +313,12 @@ def test_super_net_accuracy_is_shown_with_the_pools_std(sweep):
     assert float(rows[0]["supernet_acc_std_mean"]) == pytest.approx(0.1)
 
 
-def test_the_sub_space_mean_is_per_seed_then_over_seeds(tmp_path):
-    # four sub-spaces, two seeds: seed 0 gives (0.90, 0.96, 0.90, 0.96), seed 1 gives (0.92,
-    # 0.94, 0.92, 0.94); the per-seed means are 0.93 and 0.93, so the std over seeds is 0
-    # (over sub-spaces it is not)
+def _subspace_mean_cell(tmp_path: Path, finals: dict[int, tuple[float, ...]]):
+    """Table 5's mean row for NB101 under `disabled`: each seed's final performance in
+    sub-spaces 1 to 4 as `finals` gives it."""
     recs = []
-    for seed, finals in ((0, (0.90, 0.96) * 2), (1, (0.92, 0.94) * 2)):
-        for sub, final in zip((1, 2, 3, 4), finals, strict=True):
+    for seed, values in finals.items():
+        for sub, final in zip((1, 2, 3, 4), values, strict=True):
             rec = _with(
                 record("nb101", seed, 0.025),
                 supernet__dynamic_channels="disabled",
@@ -331,10 +330,26 @@ def test_the_sub_space_mean_is_per_seed_then_over_seeds(tmp_path):
             recs.append(rec)
     table = build_table(load_records([write(tmp_path / "s", recs)]), "5", bootstrap=0)
     (block,) = table.blocks
-    mean = block.cells[(("disabled", "mean"), "nb101")]
+    return block.cells[(("disabled", "mean"), "nb101")]
+
+
+def test_the_sub_space_mean_is_per_seed_then_over_seeds(tmp_path):
+    # four sub-spaces, two seeds: seed 0 gives (0.90, 0.96, 0.90, 0.96), seed 1 gives (0.92,
+    # 0.94, 0.92, 0.94); the per-seed means are 0.93 and 0.93, so the std over seeds is 0
+    # (over sub-spaces it is not)
+    mean = _subspace_mean_cell(tmp_path, {0: (0.90, 0.96) * 2, 1: (0.92, 0.94) * 2})
     assert mean.runs == 2
     assert mean.mean["final_performance"] == pytest.approx(0.93)
     assert mean.std["final_performance"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_the_sub_space_mean_over_seeds_is_a_mean_not_a_median(tmp_path):
+    # three seeds whose per-seed means (over the four sub-spaces) are 0.90, 0.91 and 0.95:
+    # mean 0.92 (the median would be 0.91), std with ddof 0 sqrt((0.0004 + 0.0001 + 0.0009)/3)
+    mean = _subspace_mean_cell(tmp_path, {0: (0.90,) * 4, 1: (0.91,) * 4, 2: (0.95,) * 4})
+    assert mean.runs == 3
+    assert mean.mean["final_performance"] == pytest.approx(0.92)
+    assert mean.std["final_performance"] == pytest.approx((0.0014 / 3) ** 0.5)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,8 +15,46 @@ from nasheur.spaces.nb201 import unique_str
 
 NB201 = get_space("nb201")
 
-# (FairNAS's per-position orders and Random-A's choice of an encoding are pinned in
-# test_nb201_space.py, test_darts_space.py and test_supernet_nb201.py)
+# (FairNAS's per-position coverage and Random-A's choice of an encoding are pinned in
+# test_nb101_space.py, test_darts_space.py and test_supernet_nb201.py; the orders are here)
+
+
+def _ops_by_position(space: str, path) -> list:
+    """The op of each position (NB201 edge, NB101 interior vertex, DARTS op slot) of a path."""
+    if space == "nb201":
+        return list(path.ops)
+    if space == "nb101":
+        return list(path.ops[1:-1])
+    return [op for cell in (path.normal, path.reduce) for op, _ in cell.pairs]
+
+
+@pytest.mark.parametrize("space", ["nb201", "nb101", "darts_nds"])
+def test_fairnas_orders_are_uniform_permutations_per_position(space):
+    # spec: "a random permutation of the o ops per position". Each op once per position is
+    # checked elsewhere; here the order: under a uniform permutation the ops of the first
+    # two paths at a position are each of the o(o-1) ordered pairs with chance 1/(o(o-1)).
+    # A random cyclic shift (o of the o! orders) would give only o of those pairs.
+    searched = get_space(space)
+    rng = np.random.default_rng(0)
+    pairs: Counter = Counter()
+    for _ in range(400):
+        first, second = (_ops_by_position(space, p) for p in searched.fair_paths(rng)[:2])
+        pairs.update(zip(first, second, strict=True))
+    ops = {a for a, _ in pairs} | {b for _, b in pairs}
+    ordered = [(a, b) for a in ops for b in ops if a != b]
+    assert set(pairs) == set(ordered), sorted(set(ordered) - set(pairs))
+    assert stats.chisquare([pairs[k] for k in ordered]).pvalue > 1e-3
+
+
+def test_nb201_fairnas_draws_each_edges_order_on_its_own():
+    # one order shared by the 6 edges would make each of the 5 paths a single-op cell
+    rng = np.random.default_rng(0)
+    draws = [NB201.fair_paths(rng) for _ in range(1_000)]
+    orders = [[tuple(p.ops[e] for p in paths) for e in range(6)] for paths in draws]
+    same = sum(o[0] == o[1] for o in orders)  # 1,000 / 120 = 8.3 expected
+    assert same < 30
+    single = sum(len(set(p.ops)) == 1 for paths in draws for p in paths)
+    assert single < 20  # 5,000 paths x 5 / 5^6 = 1.6 expected
 
 
 def test_random_a_on_nb201_draws_every_unique_cell_alike():

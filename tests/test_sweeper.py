@@ -256,6 +256,8 @@ def test_levels_resolve_exactly_against_each_spaces_baseline():
         ("base+1", 5, "-"),
         ("base/4", 128, "/"),
         ("base*2", 128, "/"),
+        ("base/16", 128, "/"),  # two digits
+        ("base/36", 36, "/"),  # down to 1
     ],
 )
 def test_a_tables_level_is_the_level_the_sweep_ran(text, base, how):
