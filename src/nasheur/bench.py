@@ -14,7 +14,7 @@ already resident on the device, it measures
   a GPU step and that no kernel speed hides; both mean the same on a CPU-only machine;
 * host time per step (wall time of the Python that issues a step, without waiting for the
   device; on a CPU it includes the arithmetic), and how much of it the forward and the
-  backward take (timed apart; the rest is the update);
+  backward take (timed apart; the rest is mostly the update);
 * evaluation: architectures/s on `--eval-images` validation images with batch statistics at
   the training batch size, and the operators and Python calls per batch;
 * on CUDA, the aggregate training throughput of K processes sharing the GPU (K = 1, 2, 4, 8).
@@ -180,7 +180,8 @@ class StepResult:
     top_kernels_ms_per_step: dict[str, float] | None = None
     top_host_ops_ms_per_step: dict[str, float] | None = None  # under the profiler
     # the host's time per step in the forward (with the loss) and in the backward, timed
-    # apart (host_phases); the rest of host_ms_per_step is the update and the bookkeeping
+    # apart (host_phases); the rest of host_ms_per_step is the sampling, the step's loss and
+    # hits, and the update
     host_ms_by_phase: dict[str, float] | None = None
 
 
