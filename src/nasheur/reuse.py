@@ -57,14 +57,15 @@ A launch that finds such a queued twin leaves the job to it as to a running one,
 claim file's record back as it found it, so that later launches see the twin too. Where
 ``squeue`` cannot answer (no SLURM here, its controller down), no queued twin is seen and the
 job is trained here. SLURM numbers its jobs anew after ``MaxJobId``: a claim records the user
-of its launch too, and a number that ``squeue`` lists under another user is a stale claim's. A launch releases its claims before it waits on others', so two sweeps
-that leave jobs to each other do not wait forever. ``hydra.sweeper.reuse=false`` turns
-adoption and claims off.
+of its launch too, and a number that ``squeue`` lists under another user is a stale claim's.
+A launch releases its claims before it waits on others', so two sweeps that leave jobs to
+each other do not wait forever. ``hydra.sweeper.reuse=false`` turns adoption and claims off.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -564,6 +565,7 @@ def slurm_job_status(job: str) -> tuple[str, str, str] | None:
     return state.strip(), reason.strip(), user.strip()
 
 
+@functools.cache  # one look-up per process: a directory service may be slow to answer
 def current_user() -> str:
     """This process's user name as SLURM says it (``squeue``'s ``%u``: the passwd entry of
     the uid, not $USER, which ``su`` and ``sudo`` may leave as it was)."""
