@@ -152,7 +152,8 @@ def test_timing_the_phases_of_a_step_changes_no_parameter():
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
-    phases = host_phases(model, space, x, y, 3)
+    rng = np.random.default_rng(0)
+    phases = host_phases(model, [space.sample(rng) for _ in range(3)], x, y)
     assert set(phases) == {"forward", "backward"} and min(phases.values()) > 0
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -216,23 +217,41 @@ def test_k_processes_share_a_device():
     assert list(rates) == [2] and rates[2] > 0 and said == [(2, rates[2])]
 
 
+def _time_three_steps(step_fn, space, **kwargs) -> None:
+    """time_training of a step that computes nothing: three timed steps on tiny images."""
+    device = torch.device("cpu")
+    module = torch.nn.Linear(1, 1)
+    bench.time_training(step_fn, module, space, 2, 4, device, 3, profile=False, **kwargs)
+
+
 def test_the_timed_window_starts_after_the_warm_up():
     """K sharing processes meet at `ready` once warmed up, so their timed windows coincide."""
     calls, at_ready = [], []
     space = type("Space", (), {"sample": staticmethod(lambda rng: None)})()
-    bench.time_training(
+    _time_three_steps(
         lambda x, y, archs: calls.append(1),
-        torch.nn.Linear(1, 1),
         space,
-        batch=2,
-        image=4,
-        device=torch.device("cpu"),
-        steps=3,
         count=False,
-        profile=False,
         ready=lambda: at_ready.append(len(calls)),
     )
     assert at_ready == [2] and len(calls) == 5  # two warm-up steps, then the three timed
+
+
+def test_the_phases_are_timed_on_the_paths_the_timed_steps_drew(monkeypatch):
+    """On a CPU a path's arithmetic varies a lot between paths: the forward and the backward
+    timed on other draws than the timed steps' gave a negative rest."""
+    draws = iter(range(1000))
+    space = type("Space", (), {"sample": staticmethod(lambda rng: next(draws))})()
+    stepped, phased = [], []
+    monkeypatch.setattr(bench, "count_python_calls", lambda fn: 0)
+    monkeypatch.setattr(
+        bench,
+        "host_phases",
+        lambda m, archs, x, y, bf16: phased.extend(archs) or {"forward": 0, "backward": 0},
+    )
+    _time_three_steps(lambda x, y, archs: stepped.append(archs[0]), space)
+    assert len(stepped) == 2 + bench.COUNTED_STEPS + 3  # warm-up, counted, timed
+    assert phased == stepped[-3:]
 
 
 def test_kernel_names_cut_alike_add_up():

@@ -250,24 +250,23 @@ def count_python_calls(fn: Callable[[], object]) -> int:
 
 def host_phases(
     model: nn.Module,
-    space: Any,
+    archs: list,
     x: torch.Tensor,
     y: torch.Tensor,
-    steps: int,
     *,
     bf16: bool = False,
 ) -> dict[str, float]:
     """The host's milliseconds per step in the forward (the loss included) and in the
-    backward of `steps` sampled paths, each timed on its own without waiting for the device:
-    where a step's host time goes. On a GPU the backward's operators are issued by autograd's
-    device thread while the caller waits, so its time is host time too. The model's
-    parameters do not change (no update); every gradient is None afterwards."""
+    backward of the paths `archs`, each timed on its own without waiting for the device:
+    where a step's host time goes. Given the paths the timed steps drew, the rest of their
+    host time is the step's other work (on a CPU a path's arithmetic varies too much between
+    paths for other draws to compare). On a GPU the backward's operators are issued by
+    autograd's device thread while the caller waits, so its time is host time too. The
+    model's parameters do not change (no update); every gradient is None afterwards."""
     params = [p for p in model.parameters() if p.requires_grad]
     device_type = params[0].device.type
-    rng = np.random.default_rng(1)
     forward = backward = 0.0
-    for _ in range(steps):
-        arch = space.sample(rng)  # outside the timed parts, as the step's update is
+    for arch in archs:
         t0 = time.perf_counter()
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x, arch)
@@ -278,7 +277,7 @@ def host_phases(
         forward, backward = forward + t1 - t0, backward + t2 - t1
         for p in params:
             p.grad = None
-    return {"forward": 1000 * forward / steps, "backward": 1000 * backward / steps}
+    return {"forward": 1000 * forward / len(archs), "backward": 1000 * backward / len(archs)}
 
 
 def plain_step(
@@ -322,9 +321,11 @@ def time_training(
     x = torch.randn(batch, 3, image, image, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     rng = np.random.default_rng(0)
+    drawn: list = []  # the paths of the steps, for host_phases to time the same ones
 
     def step() -> None:
-        step_fn(x, y, [space.sample(rng)])
+        drawn.append(space.sample(rng))
+        step_fn(x, y, drawn[-1:])
 
     for _ in range(2):  # warm-up: allocator, cuDNN algorithm choice, momentum buffers
         step()
@@ -338,6 +339,7 @@ def time_training(
     if ready is not None:  # warmed up: K processes sharing a GPU start timing together
         ready()
     host = 0.0
+    drawn.clear()
     wall_start, start = time.time(), time.perf_counter()
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -355,7 +357,7 @@ def time_training(
         (wall_start, wall_start + seconds),
     )
     if count:
-        phases = host_phases(model, space, x, y, steps, bf16=getattr(step_fn, "bf16", False))
+        phases = host_phases(model, drawn, x, y, bf16=getattr(step_fn, "bf16", False))
         phases["rest"] = result.host_ms_per_step - phases["forward"] - phases["backward"]
         result.host_ms_by_phase = phases
     if profile and device.type == "cuda":
