@@ -6,6 +6,11 @@ PYTHON ?= python3
 # e.g. `make install TORCH="torch --index-url https://download.pytorch.org/whl/cu124"`.
 TORCH ?= torch==2.13.0
 PYTEST ?= $(PYTHON) -m pytest
+# worker processes of the fast suite (pytest-xdist; 1: none): its time is mostly Python that
+# composes configs, on one core per process. The slow suite stays in one process: its jobs
+# train on every core, and side by side they only wait on one another (measured: slower).
+TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
+XDIST = $(if $(filter-out 0 1,$(TEST_JOBS)),-n $(TEST_JOBS))
 # this checkout, so that `make -f path/to/Makefile` from another folder finds its scripts (and
 # its launch/site.env); runs/, tables/ and figures/ stay relative to the folder make runs in
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
@@ -16,9 +21,9 @@ install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install $(TORCH)
 	$(PYTHON) -m pip install -e "$(ROOT)[dev]"
 
-# the fast suite (a few minutes on 2 cores); slow end-to-end and SLURM tests are marked
+# the fast suite (about 6 minutes on 2 cores); slow end-to-end and SLURM tests are marked
 test:
-	cd "$(ROOT)" && $(PYTEST) -q -m "not slow and not slurm"
+	cd "$(ROOT)" && $(PYTEST) -q $(XDIST) -m "not slow and not slurm"
 
 test-slow:
 	cd "$(ROOT)" && $(PYTEST) -q -m "slow and not slurm"
@@ -58,7 +63,7 @@ test-oldest:
 	  echo "$$py -m venv $(OLDEST_VENV)"; "$$py" -m venv "$(OLDEST_VENV)"; }
 	"$(OLDEST_VENV)/bin/python" -m pip install -q -r "$(ROOT)/tests/oldest-requirements.txt"
 	"$(OLDEST_VENV)/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$(ROOT)"
-	cd "$(ROOT)" && "$(OLDEST_VENV)/bin/python" -m pytest -q -m "not slow and not slurm"
+	cd "$(ROOT)" && "$(OLDEST_VENV)/bin/python" -m pytest -q $(XDIST) -m "not slow and not slurm"
 
 # wheels of nasheur and its pure-Python needs, for a GPU node without a package index
 # (launch/wheelhouse.sh says how to install them there)

@@ -977,6 +977,14 @@ def test_a_job_running_for_a_sweep_that_stopped_waiting_is_waited_for(args, tmp_
     assert sum("reused_from" in j for j in listed(tmp_path)) == 1
 
 
+def queue_says(queued: Path, line: str) -> None:
+    """What the fake squeue lists from now on, written whole: a squeue that read the file
+    while write_text had emptied it would list nothing, as for an ended job."""
+    part = queued.with_name(queued.name + ".part")
+    part.write_text(line + "\n")
+    os.replace(part, queued)
+
+
 def fake_squeue(tmp_path, monkeypatch, job: str = "552_4") -> Path:
     """An ``squeue`` first on PATH that lists SLURM job `job` as the returned file says
     (``PENDING|Priority``: squeue's ``%T|%r``; it adds this process's user as ``%u`` between
@@ -988,7 +996,7 @@ def fake_squeue(tmp_path, monkeypatch, job: str = "552_4") -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     queued = tmp_path / "queued"
-    queued.write_text("PENDING|Priority\n")
+    queue_says(queued, "PENDING|Priority")
     user = tmp_path / "user"
     script = bin_dir / "squeue"
     script.write_text(
@@ -1085,7 +1093,7 @@ def test_a_held_twin_is_said_with_what_to_do_then_waited_for(
     lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
     lr.sweep(task)
     queued = fake_squeue(tmp_path, monkeypatch)
-    queued.write_text("PENDING|JobHeldUser\n")
+    queue_says(queued, "PENDING|JobHeldUser")
     _, source = _queued_for_lr(tmp_path)
     advice = (
         "(SLURM job 552_4, pending: held by its user: `scontrol release 552_4` lets it run; "
@@ -1093,7 +1101,7 @@ def test_a_held_twin_is_said_with_what_to_do_then_waited_for(
         "here))"
     )
     assert advice in dry_run(args, capsys)
-    queued.write_text("PENDING|Priority\n")
+    queue_says(queued, "PENDING|Priority")
 
     def said(text: str) -> list[logging.LogRecord]:
         return [r for r in list(caplog.records) if text in r.getMessage()]
@@ -1102,10 +1110,10 @@ def test_a_held_twin_is_said_with_what_to_do_then_waited_for(
         deadline = time.monotonic() + 120
         while not said("552_4, pending)") and time.monotonic() < deadline:
             time.sleep(0.02)
-        queued.write_text("PENDING|JobHeldUser\n")
+        queue_says(queued, "PENDING|JobHeldUser")
         while not said("scontrol release 552_4") and time.monotonic() < deadline:
             time.sleep(0.02)
-        queued.write_text("RUNNING|None\n")
+        queue_says(queued, "RUNNING|None")
         while not said("552_4, running") and time.monotonic() < deadline:
             time.sleep(0.02)
         (source / "metrics.json.aside").rename(source / "metrics.json")
