@@ -378,7 +378,9 @@ def test_each_validation_image_is_counted_once_whatever_the_packing(mode, pack):
 
 def test_recalibration_gives_up_after_the_k_batches_and_at_most_the_extra_cap(monkeypatch):
     # a channel that no batch draws: calibration feeds the K batches, then at most
-    # MAX_EXTRA_CALIBRATION more (here 5), so K + 5 forwards in all before the error
+    # MAX_EXTRA_CALIBRATION more (here 5), so K + 5 forwards in all before the error; the
+    # batches beyond K go on with the K batches' own pass before another pass starts, so no
+    # batch counts twice in the equal-weight mean before every batch of the pass counted once
     from contextlib import nullcontext
 
     from nasheur import evaluation
@@ -388,16 +390,23 @@ def test_recalibration_gives_up_after_the_k_batches_and_at_most_the_extra_cap(mo
         def uncalibrated(self) -> torch.Tensor:
             return torch.tensor(1)
 
-    class Batches:  # 3 batches a pass, passes without end
+    class Batches:  # passes without end; pass p holds the batches (p, 0), (p, 1), (p, 2)
+        passes = 0
+
         def train_batches(self, gen):
-            return iter([(torch.zeros(1), None)] * 3)
+            p, self.passes = self.passes, self.passes + 1
+            return iter([(torch.tensor([p, i]), None) for i in range(3)])
 
     forwards = []
     monkeypatch.setattr(evaluation, "MAX_EXTRA_CALIBRATION", 5)
     bn = NeverDrawn(4, affine=True, track=False)
     gen = torch.Generator().manual_seed(0)
+
+    def forward(x, arch):
+        forwards.append((arch, tuple(x.tolist())))
+
     with pytest.raises(RuntimeError, match=r"1 BN channel\(s\) drawn by no batch after 7 batches"):
-        evaluation._recalibrate(
-            lambda x, arch: forwards.append(arch), [bn], "A", Batches(), 2, gen, nullcontext()
-        )
-    assert forwards == ["A"] * 7
+        evaluation._recalibrate(forward, [bn], "A", Batches(), 2, gen, nullcontext())
+    # K = 2 batches, the third of their pass, a whole second pass and the first of a third
+    batches = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0)]
+    assert forwards == [("A", b) for b in batches]

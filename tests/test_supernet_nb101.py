@@ -388,6 +388,33 @@ def test_sliced_batch_norm_updates_exactly_its_channels():
     assert torch.equal(bn.running_mean[[0, 1, 4, 5]], torch.zeros(4))  # reset, not touched
 
 
+@pytest.mark.parametrize("sel", [slice(0, 3), torch.tensor([1, 3, 5])], ids=["slice", "subset"])
+def test_running_mode_normalises_a_narrower_vertex_with_its_channels_running_statistics(sel):
+    # `running` is eval mode on every path: a vertex narrower than its layer (`fixed`,
+    # `shuffle`) uses its own channels' tracked statistics and affine parameters, never the
+    # batch's, and leaves the statistics as they are
+    bn = SlicedBatchNorm2d(6, affine=True, track=True)
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.tensor([1.0, -2.0, 3.0, 0.5, -1.0, 2.0]))
+        bn.running_var.copy_(torch.tensor([4.0, 0.25, 1.0, 9.0, 2.0, 0.5]))
+        bn.weight.copy_(torch.tensor([1.0, 2.0, -1.0, 0.5, 3.0, 1.5]))
+        bn.bias.copy_(torch.tensor([0.0, 1.0, -2.0, 0.25, 0.5, -1.0]))
+    bn.eval()
+    assert bn.stats is BNStats.running  # a tracking BN's mode outside training
+    mean, var = bn.running_mean.clone(), bn.running_var.clone()
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 4, 4) * 5 + 7  # batch statistics far from the running ones
+    picked = [0, 1, 2] if isinstance(sel, slice) else sel.tolist()
+
+    def of(t: torch.Tensor) -> torch.Tensor:  # the picked channels, shaped to broadcast
+        return t.detach()[picked].view(1, 3, 1, 1)
+
+    expected = (x - of(mean)) / torch.sqrt(of(var) + bn.eps) * of(bn.weight) + of(bn.bias)
+    with torch.no_grad():
+        torch.testing.assert_close(bn(x, sel), expected)
+    assert torch.equal(bn.running_mean, mean) and torch.equal(bn.running_var, var)
+
+
 # ---------------------------------------------------------------------------------------------
 # single path and the other factors
 

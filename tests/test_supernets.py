@@ -155,3 +155,22 @@ def test_wsbn_changes_the_supernet_exactly_where_wsbn_inert_says(space, affine, 
     same = torch.allclose(outputs[0], outputs[1], rtol=0, atol=1e-12)
     assert same == (wsbn_inert("node", affine, mode) is not None)
     assert wsbn_inert("edge", affine, mode) is not None  # one input per op set: one slot
+
+
+@pytest.mark.parametrize(
+    ("c_out", "c_in", "sizes"), [(16, 16, (3, 1)), (8, 1, (3, 5))], ids=["conv", "depthwise"]
+)
+def test_the_ofa_kernel_starts_as_the_conv_of_its_largest_size_would(c_out, c_in, sizes):
+    # the OFA ablation compares sharing, not two initialisations: from the same seed the
+    # shared kernel is the weight of PyTorch's own conv of the largest size (kaiming-uniform
+    # with a = sqrt(5)), as each op's conv is without OFA
+    from torch import nn
+
+    from nasheur.supernet.ofa import OFAKernel
+
+    torch.manual_seed(0)
+    shared = OFAKernel(c_out, c_in, sizes).weight
+    torch.manual_seed(0)
+    groups = c_out if c_in == 1 else 1  # DARTS's depthwise convs: one input channel each
+    conv = nn.Conv2d(c_in * groups, c_out, max(sizes), groups=groups, bias=False)
+    assert torch.equal(shared, conv.weight)
