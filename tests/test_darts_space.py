@@ -135,6 +135,31 @@ def test_the_reduce_cell_and_the_op_input_pairing_are_part_of_the_key():
     )
 
 
+@pytest.mark.parametrize("concat", [(2, 2, 3), (1, 2, 3, 4, 5), (0, 2), (2, 6)])
+def test_a_concat_that_repeats_a_node_or_names_no_intermediate_node_is_refused(concat):
+    # the cell concatenates intermediate nodes 2..5: (2, 2, 3) names node 2 twice, 0 and 1
+    # are the cell's inputs, 6 lies past the 4 nodes; refused as a value and as a key
+    with pytest.raises(ValueError, match="concat"):
+        Cell(DARTS_V2.normal.pairs, concat)
+    normal = DARTS_V2_KEY[: DARTS_V2_KEY.index("]")]
+    key = f"{normal}|concat={','.join(map(str, concat))}{DARTS_V2_KEY[DARTS_V2_KEY.index(']') :]}"
+    with pytest.raises(ValueError, match="DARTS genotype key"):
+        SPACE.validate_key(key)
+    ordered = key.replace("concat=" + ",".join(map(str, concat)), "concat=2,3,5")
+    assert SPACE.parse(ordered).normal.concat == (2, 3, 5)  # the same key, well formed
+
+
+def test_the_concat_order_is_part_of_the_key_as_it_is_of_the_network():
+    # the network concatenates the nodes in the order given: another order permutes the
+    # cell's output channels, which the space keeps as another architecture (as it keeps a
+    # swap of two independent nodes); the key says the order and reads back to it
+    reordered = Genotype(Cell(DARTS_V2.normal.pairs, (3, 2, 4, 5)), DARTS_V2.reduce)
+    key = SPACE.key(reordered)
+    assert key != DARTS_V2_KEY and "|concat=3,2,4,5]" in key
+    assert SPACE.parse(key) == reordered.canonical()
+    assert reordered.canonical().normal.concat == (3, 2, 4, 5)
+
+
 def test_keys_are_collision_free_over_many_samples():
     rng = np.random.default_rng(0)
     samples = [SPACE.sample(rng) for _ in range(3000)]

@@ -379,11 +379,36 @@ def test_resampled_correlations_never_leave_minus_one_one():
         np.ones((2, 4), dtype=int),
         np.full((1, 5), 0.4),
         -np.ones((1, 5), dtype=int),
+        np.array([[0, 1, 0, 0, 0]]),  # one draw: a correlation needs two
     ],
 )
 def test_resampled_correlations_refuse_counts_that_are_no_resamples(counts):
     with pytest.raises(ValueError, match="counts"):
         M.resampled_correlations(np.arange(5.0), np.arange(5.0), counts)
+
+
+def test_two_draws_of_one_architecture_are_a_resample_without_a_correlation():
+    # the boundary: two copies of one architecture are a resample (2 draws) whose two sides
+    # are constant, so every correlation is undefined, as kendall_tau([1, 1], [1, 1]) is
+    got = M.resampled_correlations(np.arange(5.0), np.arange(5.0), np.array([[0, 2, 0, 0, 0]]))
+    assert set(got) == set(M.RANK_CORRELATIONS)
+    assert all(math.isnan(v[0]) for v in got.values())
+
+
+def test_the_default_bin_width_is_the_papers_everywhere():
+    # spec section 5: t = 0.001 by default (the authors' 0.01 is an option, never the default),
+    # for the job's config, the metrics and a table's record that does not say its width
+    from nasheur.config import MetricsConfig
+    from nasheur.results.tables import RECOMPUTED_WIDTH, sparse_width
+
+    assert MetricsConfig().skdt_threshold == M.BIN_WIDTH == 0.001
+    assert sparse_width({}) == sparse_width({"config": {"metrics": {}}}) == 0.001
+    # a record's own width wins, and the one a table recomputed with wins over that
+    assert sparse_width({"config": {"metrics": {"skdt_threshold": 0.01}}}) == 0.01
+    assert (
+        sparse_width({"config": {"metrics": {"skdt_threshold": 0.01}}, RECOMPUTED_WIDTH: 0.005})
+        == 0.005
+    )
 
 
 # --- boundaries that the cases above leave open (mutation audit) ------------------------------

@@ -274,3 +274,13 @@ def test_the_average_pool_leaves_the_padding_out():
         torch.testing.assert_close(pool(torch.ones(1, 1, 4, 4)), torch.ones(1, 1, 4, 4))
         assert y[0, 0, 0, 0] == (0 + 1 + 4 + 5) / 4
         assert y[0, 0, 1, 1] == x[0, 0, :3, :3].mean()
+
+
+@pytest.mark.parametrize("bad", [len(OPS), -1])
+def test_an_op_index_outside_the_five_ops_is_refused_when_the_cell_is_made(bad):
+    # 5 ops, indices 0..4: 5 or -1 names no op (-1 would silently be the last in Python)
+    with pytest.raises(ValueError, match="op indices"):
+        NB201Arch((bad, 0, 0, 0, 0, 0))
+    with pytest.raises(ValueError, match="op indices"):
+        SPACE.key([0, 0, 0, 0, 0, bad])
+    assert NB201Arch((4,) * 6).op_names() == ("avg_pool_3x3",) * 6  # the last index is an op

@@ -343,6 +343,15 @@ def test_the_sub_space_mean_is_per_seed_then_over_seeds(tmp_path):
     assert mean.std["final_performance"] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_each_seeds_sub_space_mean_is_a_mean_not_a_median(tmp_path):
+    # seed 0 gives (0.90, 0.90, 0.90, 0.98): mean 0.92, median 0.90; seed 1 gives 0.94 in each.
+    # Over the seeds: mean 0.93 and std (ddof 0) 0.01 (medians would give 0.92 and 0.02)
+    mean = _subspace_mean_cell(tmp_path, {0: (0.90, 0.90, 0.90, 0.98), 1: (0.94,) * 4})
+    assert mean.runs == 2
+    assert mean.mean["final_performance"] == pytest.approx(0.93)
+    assert mean.std["final_performance"] == pytest.approx(0.01)
+
+
 def test_the_sub_space_mean_over_seeds_is_a_mean_not_a_median(tmp_path):
     # three seeds whose per-seed means (over the four sub-spaces) are 0.90, 0.91 and 0.95:
     # mean 0.92 (the median would be 0.91), std with ddof 0 sqrt((0.0004 + 0.0001 + 0.0009)/3)

@@ -193,7 +193,7 @@ class EvalConfig:
 
 @dataclass
 class MetricsConfig:
-    skdt_threshold: float = 0.001
+    skdt_threshold: float = 0.001  # metrics.BIN_WIDTH (not imported: scipy is slow to load)
     top_n: int = 3
 
 

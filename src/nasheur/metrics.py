@@ -14,6 +14,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
+BIN_WIDTH = 0.001
+"""The default GT bin width t of the sparse correlations: the paper's 0.1% (the authors'
+code used 0.01, which is an option, never the default; ``metrics.skdt_threshold``)."""
+
 UNTRAINED_ACC = 0.4
 """Runs whose mean super-net accuracy is below this are flagged untrained (paper Fig. 6)."""
 
@@ -63,7 +67,7 @@ def spearman(s: ArrayLike, g: ArrayLike) -> float:
     return _correlation(stats.spearmanr, *_pair(s, g))
 
 
-def gt_bins(g: ArrayLike, threshold: float = 0.001) -> np.ndarray:
+def gt_bins(g: ArrayLike, threshold: float = BIN_WIDTH) -> np.ndarray:
     """Bin index ``floor(g / threshold + 1e-9)`` per GT accuracy, as int64.
 
     Architectures in the same ``threshold``-wide bin share a rank; the 1e-9 keeps a value on a
@@ -74,13 +78,13 @@ def gt_bins(g: ArrayLike, threshold: float = 0.001) -> np.ndarray:
     return np.floor(g_arr / t + _BIN_EPS).astype(np.int64)
 
 
-def sparse_kendall_tau(s: ArrayLike, g: ArrayLike, threshold: float = 0.001) -> float:
+def sparse_kendall_tau(s: ArrayLike, g: ArrayLike, threshold: float = BIN_WIDTH) -> float:
     """Sparse Kendall tau (s-KdT): tau-b between ``s`` and ``gt_bins(g, threshold)``."""
     s_arr, g_arr = _pair(s, g)
     return _correlation(stats.kendalltau, s_arr, gt_bins(g_arr, threshold).astype(np.float64))
 
 
-def sparse_spearman(s: ArrayLike, g: ArrayLike, threshold: float = 0.001) -> float:
+def sparse_spearman(s: ArrayLike, g: ArrayLike, threshold: float = BIN_WIDTH) -> float:
     """Spearman rho between ``s`` and ``gt_bins(g, threshold)``."""
     s_arr, g_arr = _pair(s, g)
     return _correlation(stats.spearmanr, s_arr, gt_bins(g_arr, threshold).astype(np.float64))
@@ -95,7 +99,7 @@ RANK_CORRELATIONS = ("kendall_tau", "sparse_kendall_tau", "spearman", "sparse_sp
 
 
 def resampled_correlations(
-    s: ArrayLike, g: ArrayLike, counts: ArrayLike, threshold: float = 0.001
+    s: ArrayLike, g: ArrayLike, counts: ArrayLike, threshold: float = BIN_WIDTH
 ) -> dict[str, np.ndarray]:
     """The four rank correlations (keyed as in ``metrics.json``) of many resamples of one pool
     at once, for bootstrap intervals; nan where a resample leaves one side constant.
@@ -242,7 +246,7 @@ def summarize(
     g: ArrayLike,
     space_gt: ArrayLike,
     *,
-    threshold: float = 0.001,
+    threshold: float = BIN_WIDTH,
     top_n: int = 3,
 ) -> dict[str, float | None]:
     """All per-run metrics as plain floats, keyed as in ``metrics.json``.

@@ -211,7 +211,7 @@ def sparse_width(record: dict[str, Any]) -> float:
     """The GT bin width of a run's sparse correlations (``metrics.skdt_threshold``, or the
     width `at_threshold` computed them with)."""
     width = record.get(RECOMPUTED_WIDTH) or select(record, "config.metrics.skdt_threshold")
-    return float(width or 0.001)
+    return float(width or metrics.BIN_WIDTH)
 
 
 def at_threshold(record: dict[str, Any], threshold: float) -> dict[str, Any]:
