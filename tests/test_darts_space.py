@@ -149,17 +149,6 @@ def test_a_concat_that_repeats_a_node_or_names_no_intermediate_node_is_refused(c
     assert SPACE.parse(ordered).normal.concat == (2, 3, 5)  # the same key, well formed
 
 
-def test_the_concat_order_is_part_of_the_key_as_it_is_of_the_network():
-    # the network concatenates the nodes in the order given: another order permutes the
-    # cell's output channels, which the space keeps as another architecture (as it keeps a
-    # swap of two independent nodes); the key says the order and reads back to it
-    reordered = Genotype(Cell(DARTS_V2.normal.pairs, (3, 2, 4, 5)), DARTS_V2.reduce)
-    key = SPACE.key(reordered)
-    assert key != DARTS_V2_KEY and "|concat=3,2,4,5]" in key
-    assert SPACE.parse(key) == reordered.canonical()
-    assert reordered.canonical().normal.concat == (3, 2, 4, 5)
-
-
 def test_keys_are_collision_free_over_many_samples():
     rng = np.random.default_rng(0)
     samples = [SPACE.sample(rng) for _ in range(3000)]

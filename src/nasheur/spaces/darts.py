@@ -14,10 +14,10 @@ Keys are :meth:`Genotype.key`: both cells, every op paired with its input, the t
 node sorted (they are summed, so their order does not change the network), e.g.
 ``normal[sep_conv_3x3~0+sep_conv_3x3~1|...]reduce[max_pool_3x3~0+max_pool_3x3~1|...]``.
 The space is far too large to enumerate (the paper: over 10^13 architectures); its
-architectures with ground truth are the NDS samples. ``unique_key`` is the key: sorting a
-node's terms is the only equivalence the key folds (swapping two independent nodes, or two
-nodes of the ``concat``, permutes the channels of the cell's output and is kept as another
-architecture).
+architectures with ground truth are the NDS samples. ``unique_key`` is the key: it folds
+the order of a node's two terms and the order of the ``concat`` (which only permutes the
+cell's output channels), nothing else (swapping two independent nodes, a graph isomorphism,
+is kept as another architecture).
 
 Sampling. Random-NAS draws, for every node of both cells, each of its two inputs uniformly
 among 0 .. i+1 and each of its two ops uniformly among the 7, all independently. **The two

@@ -65,13 +65,14 @@ class Cell:
         return self.pairs[2 * node], self.pairs[2 * node + 1]
 
     def canonical(self) -> Cell:
-        """The same cell with each node's two terms in sorted order. The concat keeps its
-        order: the network concatenates the nodes in that order, and another order permutes
-        the cell's output channels (kept as another architecture; see nasheur.spaces.darts)."""
+        """The same cell with each node's two terms, and the concat, in sorted order (another
+        order of the concat only permutes the cell's output channels, which the next cell's
+        1x1 preprocessing and the classifier take alike: the same network up to a
+        permutation of weights)."""
         pairs: list[Pair] = []
         for node in range(NODES):
             pairs.extend(sorted(self.node_terms(node), key=lambda p: (p[1], p[0])))
-        return Cell(tuple(pairs), self.concat)
+        return Cell(tuple(pairs), tuple(sorted(self.concat)))
 
     def key(self) -> str:
         c = self.canonical()
