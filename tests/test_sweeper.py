@@ -980,9 +980,9 @@ def test_a_job_running_for_a_sweep_that_stopped_waiting_is_waited_for(args, tmp_
 def queue_says(queued: Path, line: str) -> None:
     """What the fake squeue lists from now on, written whole: a squeue that read the file
     while write_text had emptied it would list nothing, as for an ended job."""
-    part = queued.with_name(queued.name + ".part")
-    part.write_text(line + "\n")
-    os.replace(part, queued)
+    from nasheur.io import atomic_write_text
+
+    atomic_write_text(queued, line + "\n")
 
 
 def fake_squeue(tmp_path, monkeypatch, job: str = "552_4") -> Path:
