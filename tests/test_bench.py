@@ -80,6 +80,23 @@ def test_fast_and_plain_paths_give_the_same_parameters():
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
 
 
+def test_the_plain_reference_computes_none_as_zero_either_way():
+    """`none` contributes nothing (spec section 1): multiplied by zero (zero_as_mul=True, as
+    public code does) or skipped, the plain super-net gives the same logits, also on a cell
+    whose nodes are fed by `none` alone."""
+    torch.manual_seed(0)
+    mul, skip = PlainNB201SuperNet(4, 1), PlainNB201SuperNet(4, 1, zero_as_mul=False)
+    skip.load_state_dict(mul.state_dict())
+    x = torch.randn(4, 3, 8, 8)
+    keys = [
+        "|none~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|avg_pool_3x3~2|",
+        "|none~0|+|none~0|skip_connect~1|+|none~0|avg_pool_3x3~1|nor_conv_1x1~2|",
+    ]
+    for key in keys:
+        arch = SPACE.parse(key)
+        torch.testing.assert_close(mul(x, arch), skip(x, arch), rtol=0, atol=0)
+
+
 def _counts(step, model, x, y, rng) -> tuple[int, int]:
     """Operators other than autograd's detaches (how many of those the engine dispatches
     changes with torch's version) and Python calls of ten steps on the paths `rng` samples,

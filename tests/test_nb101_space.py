@@ -303,6 +303,32 @@ def test_the_standalone_network_runs():
         SPACE.standalone(HASHED, stacks=2)
 
 
+def test_a_cell_of_input_to_output_alone_is_the_projection():
+    """Spec section 1: with no interior vertex the output has nothing to concatenate, and is
+    the input projected by conv1x1-BN-ReLU to c_out channels (official NB101: the V=2 graph),
+    recomputed here with torch.nn.functional, batch statistics."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from nasheur.spaces.nb101_net import NB101Cell
+
+    torch.manual_seed(0)
+    spec = make_spec([[0, 1], [0, 0]], [INPUT, OUTPUT])
+    cell = NB101Cell(spec, 3, 5).double()
+    with torch.no_grad():
+        for p in cell.parameters():
+            p.normal_(0.0, 0.5)
+    conv = next(m for m in cell.modules() if isinstance(m, nn.Conv2d))
+    bn = next(m for m in cell.modules() if isinstance(m, nn.BatchNorm2d))
+    x = torch.randn(4, 3, 6, 6, dtype=torch.float64)
+    y = F.batch_norm(F.conv2d(x, conv.weight), None, None, bn.weight, bn.bias, training=True)
+    torch.testing.assert_close(cell.train()(x), F.relu(y))
+    net = SPACE.standalone(spec, channels=4, layers=1)  # 4 -> 4, 4 -> 8, 8 -> 16 channels
+    assert n_params(net) == expected_params(spec, 4, 1)
+    assert net(torch.randn(2, 3, 8, 8)).shape == (2, 10)
+
+
 def test_the_max_pools_of_a_cell_and_between_stacks():
     """Spec section 1: the vertex op maxpool3x3 (stride 1, TF 'same' padding, which never
     wins a max) and the 2x2 max-pool between stacks ('same': an odd side rounds up), against

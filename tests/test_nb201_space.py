@@ -261,6 +261,35 @@ def test_the_reduction_block_is_a_residual_block_with_an_avg_pool_shortcut():
     assert not torch.allclose(block(x), expected)
 
 
+def test_the_reduction_block_adds_both_branches_as_nas_bench_201_does():
+    """NB201's ResNetBasicblock at stride 2: ReLU-conv3x3(stride 2)-BN, then ReLU-conv3x3-BN,
+    added to avg-pool2x2 + conv1x1 of the input. Every weight and BN affine random (so a sign
+    or a scale would show), recomputed here with torch.nn.functional, batch statistics."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from nasheur.spaces.nb201_net import ResidualReduction
+
+    torch.manual_seed(0)
+    block = ResidualReduction(3, 6, nn.BatchNorm2d).double()
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0.0, 0.5)
+
+    def relu_conv_bn(x, branch, stride):
+        conv = next(m for m in branch if isinstance(m, nn.Conv2d))
+        bn = next(m for m in branch if isinstance(m, nn.BatchNorm2d))
+        y = F.conv2d(F.relu(x), conv.weight, stride=stride, padding=1)
+        return F.batch_norm(y, None, None, bn.weight, bn.bias, training=True, eps=1e-5)
+
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    branch = relu_conv_bn(relu_conv_bn(x, block.conv_a, 2), block.conv_b, 1)
+    conv1x1 = next(m for m in block.shortcut if isinstance(m, nn.Conv2d))
+    shortcut = F.conv2d(F.avg_pool2d(x, 2), conv1x1.weight)
+    torch.testing.assert_close(block.train()(x), shortcut + branch)
+
+
 def test_the_average_pool_leaves_the_padding_out():
     """NB201's avg_pool_3x3 (count_include_pad=False): a border pixel averages only the
     pixels inside the image."""

@@ -138,6 +138,9 @@ def test_a_path_of_the_supernet_is_the_standalone_cell(arch, factors):
     x = torch.randn(6, 3, 8, 8)
     net.train(), standalone.train()
     torch.testing.assert_close(net(x, arch), standalone(x), rtol=1e-5, atol=1e-5)
+    # with the running statistics that forward left in both (the same BN momentum)
+    net.eval(), standalone.eval()
+    torch.testing.assert_close(net(x, arch), standalone(x), rtol=1e-5, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,8 +8,10 @@ input projected by conv1x1-BN-ReLU to its width, those from other vertices trunc
 (their first channels), then applies its op (conv-BN-ReLU, or a 3x3 max-pool that keeps the
 width); the output concatenates the vertices feeding it and adds the projected input when
 input->output is an edge (or is that projection alone when no interior vertex feeds it).
-Convolutions have no bias; BN uses PyTorch's defaults (momentum 0.1, eps 1e-5; the TF
-momentum 0.997 of the benchmark's code is not a PyTorch momentum). The trainable-parameter
+Convolutions have no bias; BN uses PyTorch's defaults (momentum 0.1, eps 1e-5), as the
+super-net's BNs do. The benchmark's TF code decays its running statistics by 0.997 per batch,
+PyTorch's momentum 0.003; passing 0.997 to PyTorch, as the authors' super-net code did, would
+keep little more than the last batch (spec section 7). The trainable-parameter
 counts equal the benchmark's: 2,694,282 and 6,315,018 for the two specs of spec section 1.
 """
 
