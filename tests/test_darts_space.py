@@ -57,7 +57,9 @@ def n_params(module) -> int:
 
 def expected_params(g: Genotype, channels: int, layers: int, num_classes: int = 10) -> int:
     """Independent count of f_proxy: stem, preprocessing (a factorized reduce has as many
-    weights as a conv1x1), the ops of each cell, the classifier."""
+    weights as a conv1x1), the ops of each cell, the classifier. The widths follow the spec:
+    reductions at layers // 3 and 2 * layers // 3 double C, and a cell outputs its concat's
+    nodes, len(concat) * C channels."""
     per_op = {
         "sep_conv_3x3": lambda c: 2 * (9 * c + c * c + 2 * c),
         "sep_conv_5x5": lambda c: 2 * (25 * c + c * c + 2 * c),
@@ -67,14 +69,20 @@ def expected_params(g: Genotype, channels: int, layers: int, num_classes: int = 
         "avg_pool_3x3": lambda c: 0,
     }
     total = 27 * 3 * channels + 2 * 3 * channels
-    for c_pp, c_p, c, reduction, _ in cell_plan(channels, layers):
+    c_pp = c_p = 3 * channels
+    c = channels
+    for i in range(layers):
+        reduction = i in (layers // 3, 2 * layers // 3)
+        c = 2 * c if reduction else c
+        cell = g.reduce if reduction else g.normal
         total += c_pp * c + 2 * c + c_p * c + 2 * c
-        for op, inp in (g.reduce if reduction else g.normal).pairs:
+        for op, inp in cell.pairs:
             if op == "skip_connect":
                 total += c * c + 2 * c if reduction and inp < 2 else 0
             else:
                 total += per_op[op](c)
-    return total + 4 * cell_plan(channels, layers)[-1][2] * num_classes + num_classes
+        c_pp, c_p = c_p, len(cell.concat) * c
+    return total + c_p * num_classes + num_classes
 
 
 def test_registry_and_class_attributes():
@@ -298,11 +306,11 @@ def test_fairnas_draws_the_two_cells_on_their_own():
     assert same_inputs <= 1 and same_ops <= 1, (same_inputs, same_ops)
 
 
-@pytest.mark.parametrize("size", [6, 5])
-def test_factorized_reduce_reads_the_input_and_the_input_shifted_by_a_pixel(size):
+@pytest.mark.parametrize(("size", "width"), [(6, 6), (5, 5), (5, 6), (6, 5)])
+def test_factorized_reduce_reads_the_input_and_the_input_shifted_by_a_pixel(size, width):
     """DARTS's FactorizedReduce: ReLU, then conv1x1 at stride 2 on x and on x[:, :, 1:, 1:]
-    (an odd side zero-padded at the end first), concatenated: with 0/1 kernels that pick
-    channels, the two halves are the even and the odd pixels of ReLU(x)."""
+    (an odd side zero-padded at the end first, each side on its own), concatenated: with 0/1
+    kernels that pick channels, the two halves are the even and the odd pixels of ReLU(x)."""
     import torch.nn.functional as F
     from torch import nn
 
@@ -312,9 +320,9 @@ def test_factorized_reduce_reads_the_input_and_the_input_shifted_by_a_pixel(size
     with torch.no_grad():
         fr.conv_1.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
         fr.conv_2.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
-    x = torch.randn(3, 2, size, size)
-    r = F.pad(F.relu(x), (0, size % 2, 0, size % 2))
-    expected = torch.cat([r[:, :, 0:size:2, 0:size:2], r[:, :, 1::2, 1::2]], dim=1)
+    x = torch.randn(3, 2, size, width)
+    r = F.pad(F.relu(x), (0, width % 2, 0, size % 2))
+    expected = torch.cat([r[:, :, 0:size:2, 0:width:2], r[:, :, 1::2, 1::2]], dim=1)
     torch.testing.assert_close(fr(x), expected)
 
 
@@ -337,3 +345,95 @@ def test_dilated_convs_have_dilation_2(name, reach):
     hit = {(i - 6, j - 6) for i, j in (y != 0).nonzero().tolist()}
     steps = range(-reach, reach + 1, 2)
     assert hit == {(a, b) for a in steps for b in steps}
+
+
+def test_an_odd_factorized_reduce_gives_the_extra_channel_to_the_shifted_half():
+    # NAS-Bench-201's (AutoDL's) FactorizedReduce: C_outs = [C_out // 2, C_out - C_out // 2]
+    from torch import nn
+
+    from nasheur.spaces.darts_net import FactorizedReduce
+
+    fr = FactorizedReduce(3, 5, lambda c: nn.Identity())
+    assert (fr.conv_1.out_channels, fr.conv_2.out_channels) == (2, 3)
+    assert fr(torch.randn(1, 3, 4, 4)).shape == (1, 5, 2, 2)
+
+
+def test_a_cell_input_is_preprocessed_by_relu_conv1x1_bn():
+    """ReLU-conv1x1-BN: with an identity kernel (and BN left out) it is ReLU(x)."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from nasheur.spaces.darts_net import relu_conv_bn
+
+    pre = relu_conv_bn(2, 2, lambda c: nn.Identity())
+    (conv,) = [m for m in pre.modules() if isinstance(m, nn.Conv2d)]
+    assert conv.kernel_size == (1, 1) and conv.bias is None
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
+    x = torch.randn(3, 2, 5, 5)
+    torch.testing.assert_close(pre(x), F.relu(x))
+
+
+def test_the_auxiliary_head_is_the_darts_head():
+    """DARTS's AuxiliaryHeadCIFAR on 8x8 maps, written here with torch.nn.functional from the
+    head's own weights: ReLU, 5x5 average pool of stride 3 without padding (2x2 out), conv1x1
+    to 128, BN, ReLU, conv2x2 to 768 (1x1 out), BN, ReLU, linear."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from nasheur.spaces.darts_net import AuxiliaryHead
+
+    torch.manual_seed(0)
+    head = AuxiliaryHead(6, 7)
+    convs = [m for m in head.modules() if isinstance(m, nn.Conv2d)]
+    bns = [m for m in head.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert [(m.in_channels, m.out_channels, m.kernel_size) for m in convs] == [
+        (6, 128, (1, 1)),
+        (128, 768, (2, 2)),
+    ]
+    with torch.no_grad():  # BN statistics and affine that are not the identity
+        for bn in bns:
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.weight.uniform_(0.5, 2)
+            bn.bias.uniform_(-1, 1)
+    head.eval()
+
+    def bn(y, m):
+        return F.batch_norm(y, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+
+    x = torch.randn(3, 6, 8, 8)
+    y = F.avg_pool2d(F.relu(x), 5, stride=3)
+    assert y.shape == (3, 6, 2, 2)
+    y = F.relu(bn(F.conv2d(y, convs[0].weight), bns[0]))
+    y = F.relu(bn(F.conv2d(y, convs[1].weight), bns[1]))
+    expected = F.linear(y.flatten(1), head.classifier.weight, head.classifier.bias)
+    torch.testing.assert_close(head(x), expected)
+
+
+def test_the_auxiliary_head_reads_the_cell_at_two_thirds():
+    # 6 cells: reductions at 2 and 4, the head on cell 2 * 6 // 3 = 4 (cell 5 has its shape)
+    net = SPACE.standalone(DARTS_V2, channels=4, layers=6, auxiliary=True)
+    net.train()
+    outputs, read = {}, []
+    for i, cell in enumerate(net.cells):
+        cell.register_forward_hook(lambda m, args, out, i=i: outputs.__setitem__(i, out))
+    net.aux_head.register_forward_hook(lambda m, args, out: read.append(args[0]))
+    net.forward_aux(torch.randn(2, 3, 32, 32))
+    assert len(read) == 1 and outputs[4].shape == outputs[5].shape
+    assert torch.equal(read[0], outputs[4]) and not torch.equal(read[0], outputs[5])
+
+
+def test_a_concat_of_fewer_nodes_makes_a_narrower_standalone_cell():
+    # a normal cell that outputs nodes 0, 1 and 3 only: 3 C channels to the next cells
+    g = Genotype(Cell(DARTS_V2.normal.pairs, (2, 3, 5)), DARTS_V2.reduce)
+    net = SPACE.standalone(g, channels=4, layers=4)
+    assert n_params(net) == expected_params(g, 4, 4)
+    assert n_params(net) != expected_params(DARTS_V2, 4, 4)
+    assert net(torch.randn(2, 3, 8, 8)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("macro", [{"layers": 0}, {"channels": 0}])
+def test_a_network_without_cells_or_channels_is_refused(macro):
+    with pytest.raises(ValueError, match="must be >= 1"):
+        SPACE.standalone(DARTS_V2, **macro)

@@ -991,6 +991,63 @@ def test_a_collapsed_run_leaves_the_interval_of_the_others_as_it_was():
         assert with_it[m] == alone[m]
 
 
+def test_runs_of_two_concordant_architectures_have_the_interval_of_perfect_agreement():
+    # a resample of a two-architecture pool either draws both (every correlation is 1, the
+    # pool agreeing) or one twice (constant: no correlation), so every draw that counts is
+    # 1: the interval is (1, 1), and no draw with an undefined run may enter it
+    from nasheur.results.tables import RANKING, _bootstrap
+
+    recs = [record("nb201", seed, 0.025) for seed in range(3)]
+    for r in recs:
+        r["archs"] = [
+            {"key": "a", "supernet_acc": 0.5, "gt_acc": 0.8},
+            {"key": "b", "supernet_acc": 0.6, "gt_acc": 0.9},
+        ]
+    got = _bootstrap(recs, 200, np.random.default_rng(0))
+    assert got == dict.fromkeys(RANKING, (1.0, 1.0))
+
+
+def test_a_run_whose_ground_truth_fills_one_bin_is_left_out_of_the_sparse_intervals_only():
+    # at its own bin width (0.5) a run's GT accuracies (0.8 to 0.95) share one bin: its sparse
+    # correlations are undefined, its plain ones not. The sparse intervals are then those of
+    # the other run alone (one run drawn per resample, not three of which two are dropped,
+    # which would narrow them by about 1/sqrt(3)); other random streams, so up to noise
+    from nasheur.results.tables import _bootstrap
+
+    good = record("nb201", 0, 0.025)
+    one_bin = [record("nb201", seed, 0.025) for seed in (1, 2)]
+    for r in one_bin:
+        r["config"]["metrics"]["skdt_threshold"] = 0.5
+    with_them = _bootstrap([good, *one_bin], 1000, np.random.default_rng(0))
+    alone = _bootstrap([good], 1000, np.random.default_rng(1))
+    for m in ("sparse_kendall_tau", "sparse_spearman"):
+        (lo, hi), (lo1, hi1) = with_them[m], alone[m]
+        assert 0.85 < (hi - lo) / (hi1 - lo1) < 1.15, (m, with_them[m], alone[m])
+        assert lo == pytest.approx(lo1, abs=0.03) and hi == pytest.approx(hi1, abs=0.03)
+    assert with_them["kendall_tau"] != alone["kendall_tau"]  # three runs there
+
+
+def test_a_failed_run_beside_a_cell_leaves_its_interval_as_it_was(tmp_path):
+    # the cell's generator comes from its completed runs: a failed try of a job beside them
+    # (left out of the cell's values) does not move the interval either
+    done = [record("nb201", s, 0.025) for s in range(3)]
+    failed = record("nb201", 3, 0.025, status="failed")
+    alone = build_table(load_records([write(tmp_path / "a", done)]), "11", bootstrap=50)
+    beside = build_table(load_records([write(tmp_path / "b", [*done, failed])]), "11", bootstrap=50)
+    key = ((0.025,), "nb201")
+    assert beside.blocks[0].cells[key].failed == 1
+    assert beside.blocks[0].cells[key].ci == alone.blocks[0].cells[key].ci
+
+
+def test_the_generator_of_a_cell_does_not_depend_on_the_order_of_its_runs():
+    from nasheur.results.tables import cell_rng
+
+    runs = [{**record("nb201", s, 0.025), "config_hash": f"job{s}"} for s in range(3)]
+    first = cell_rng(0, runs).random(4)
+    assert np.array_equal(first, cell_rng(0, runs[::-1]).random(4))
+    assert not np.array_equal(first, cell_rng(0, runs[:2]).random(4))
+
+
 def test_a_cells_interval_does_not_change_with_other_runs(tmp_path):
     base = [record("nb201", s, 0.025) for s in range(3)]
     other = [record("nb201", s, 0.1) for s in range(3)]
