@@ -42,6 +42,7 @@ from nasheur.groundtruth.nb201 import (
     load_pth,
     read_nats_folder,
     read_nats_pbz2,
+    read_nb201,
     read_nb201_pth,
 )
 from nasheur.groundtruth.nds import read_nds
@@ -523,6 +524,13 @@ def test_nb201_refuses_12_epoch_only_and_bad_protocols(tmp_path):
     torch.save(obj, tmp_path / "fractions.pth")
     with pytest.raises(GroundTruthError, match=r"fractions\.pth: every eval_acc1es.* at most 1"):
         read_nb201_pth(tmp_path / "fractions.pth")
+    # the bound itself: every value exactly 1 (100% as a fraction) is the whole-file case too
+    for infos in obj["arch2infos"].values():
+        for run in infos["full"]["all_results"].values():
+            run["eval_acc1es"] = dict.fromkeys(run["eval_acc1es"], 1.0)
+    torch.save(obj, tmp_path / "ones.pth")
+    with pytest.raises(GroundTruthError, match=r"ones\.pth: every eval_acc1es.* at most 1"):
+        read_nb201_pth(tmp_path / "ones.pth")
 
 
 def _nats_with(tmp_path, change) -> Path:
@@ -587,6 +595,52 @@ def test_nats_folder_missing_file(nats_dir):
     (nats_dir / "000003.pickle.pbz2").unlink()
     with pytest.raises(GroundTruthError, match=r"000003\.pickle\.pbz2 \(architecture 3\)"):
         read_nats_folder(nats_dir)
+
+
+def test_nats_folder_progress_and_its_meta_file(nats_dir):
+    calls = []
+    read_nats_folder(nats_dir, progress=lambda done, total: calls.append((done, total)))
+    n = len(ARCHS)
+    assert calls == [(i, n) for i in range(1, n + 1)]
+    meta = nats_dir / "meta.pickle.pbz2"
+    with pytest.raises(
+        GroundTruthError,
+        match=r"meta\.pickle\.pbz2: no 'arch2infos' dict \(a -simple folder's meta file\? pass "
+        r"the folder itself\)",
+    ):
+        read_nats_pbz2(meta)
+    meta.unlink()
+    with pytest.raises(
+        GroundTruthError, match=re.escape(f"{nats_dir}: no meta.pickle.pbz2 in this folder")
+    ):
+        read_nats_folder(nats_dir)
+
+
+def test_nats_budgets_keyed_by_ints_and_a_wrapper_beside_other_entries(tmp_path):
+    # the budgets as ints (12 / 200), and architecture 2's ArchResults one level down after
+    # a dict that is not one: the 200-epoch results are found and read either way
+    def change(infos):
+        for i, entry in infos.items():
+            infos[i] = {12: entry["12"], 200: entry["200"]}
+        infos[2][200] = {"info": {"note": "no results"}, "arch_results": infos[2][200]}
+
+    path = _nats_with(tmp_path, change)
+    for dataset, name in (("cifar10", "ori-test"), ("cifar10-valid", "x-valid")):
+        gt = read_nats_pbz2(path, dataset=dataset).gt
+        expected = expected_nb201(dataset, name, FEWER)
+        np.testing.assert_allclose(gt.acc, expected, rtol=0, atol=1e-15)
+
+
+def test_read_nb201_picks_the_reader_by_the_path(nb201_pth, nats_pbz2, nats_dir, tmp_path):
+    expected = expected_nb201("cifar10-valid", "x-valid", FEWER)
+    for path, benchmark in ((nb201_pth, "nb201"), (nats_pbz2, "nats-tss"), (nats_dir, "nats-tss")):
+        gt = read_nb201(path, dataset="cifar10-valid").gt
+        assert gt.meta["benchmark"] == benchmark
+        np.testing.assert_allclose(gt.acc, expected, rtol=0, atol=1e-15)
+    other = tmp_path / "NAS-Bench-201-v1_1-096897.pickle"
+    other.write_bytes(nb201_pth.read_bytes())
+    with pytest.raises(GroundTruthError, match=r"not a NAS-Bench-201 \.pth, a NATS-Bench"):
+        read_nb201(other)
 
 
 class _Payload:
@@ -731,7 +785,8 @@ def test_nds_repeats_are_averaged(nds_list, nds_dict):
     expected = expected_nds()
     for path in (nds_list, nds_dict):
         res = read_nds(path)
-        assert set(res.gt.keys) == set(expected)
+        # in the order each genotype first appears (a dict's lists in the dict's order)
+        assert res.gt.keys == tuple(expected)
         for key, (value, repeats) in expected.items():
             assert res.gt[key] == pytest.approx(value, abs=1e-15)
             assert res.repeats[res.gt.index(key)] == repeats
@@ -946,6 +1001,43 @@ def test_nds_entries_and_errors_outside_the_format_are_refused(tmp_path):
         GroundTruthError, match=r"job 1: the last test_ep_top1 -5\.0 is not an error"
     ):
         read_nds(path)
+
+
+@pytest.mark.parametrize(
+    ("curve", "message"),
+    [
+        ([50.0, 150.0], r"job 1: the last test_ep_top1 150\.0 is not an error in %"),
+        ([50.0, True], r"job 1: the last test_ep_top1 True is not a number"),
+        ([50.0, "7.5"], r"job 1: the last test_ep_top1 '7\.5' is not a number"),
+        ([], r"job 1 has no test_ep_top1"),
+    ],
+    ids=["above 100", "a bool", "text", "empty"],
+)
+def test_nds_last_errors_that_are_not_percentages_are_refused(tmp_path, curve, message):
+    jobs = json.loads(json.dumps(NDS_JOBS))
+    jobs[1]["test_ep_top1"] = curve
+    path = tmp_path / "DARTS.json"
+    path.write_text(json.dumps(jobs))
+    with pytest.raises(GroundTruthError, match=r"DARTS\.json: " + message):
+        read_nds(path)
+
+
+def test_nds_epochs_are_max_ep_of_every_job_or_the_curve_lengths_of_every_job(tmp_path):
+    path = tmp_path / "DARTS.json"
+    jobs = [
+        job(G1, [80.0, 7.5], epochs=100),
+        job(G2, [70.0, 40.0, 9.25], epochs=50),
+        job(G3, [90.0, 50.0, 30.0, 12.0], epochs=80),
+    ]
+    path.write_text(json.dumps(jobs))
+    assert read_nds(path).gt.meta["epochs"] == "50-100"
+    # one job without max_ep: the curves' lengths (2, 3, 4) for all, not the others' max_ep
+    del jobs[1]["optim"]["max_ep"]
+    path.write_text(json.dumps(jobs))
+    assert read_nds(path).gt.meta["epochs"] == "2-4"
+    jobs[1]["optim"]["max_ep"] = True  # no epoch count
+    path.write_text(json.dumps(jobs))
+    assert read_nds(path).gt.meta["epochs"] == "2-4"
 
 
 def test_nds_without_jobs_or_with_only_errors_of_at_most_1_is_refused(tmp_path):

@@ -454,6 +454,14 @@ def _run(obj):
     return obj["arch2infos"][0]["full"]["all_results"][("cifar10", 777)]
 
 
+def _without_cifar10(obj):
+    """Architecture 0 with no cifar10 runs (and no cifar10 seeds listed)."""
+    arch = obj["arch2infos"][0]["full"]
+    del arch["dataset_seed"]["cifar10"]
+    for key in [k for k in arch["all_results"] if k[0] == "cifar10"]:
+        del arch["all_results"][key]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -499,6 +507,44 @@ def _run(obj):
         (
             lambda o: o["arch2infos"].update({"0": o["arch2infos"][0]}),
             r"arch2infos has two entries for architecture 0 \(keys 0 and '0'\)",
+        ),
+        (  # int(1.9) would read it as architecture 1's, without a word
+            lambda o: o["arch2infos"].update({1.9: o["arch2infos"].pop(1)}),
+            r"arch2infos key 1\.9 is not an index",
+        ),
+        (
+            lambda o: o["arch2infos"].update({True: o["arch2infos"].pop(1)}),
+            r"arch2infos key True is not an index",
+        ),
+        (
+            lambda o: o["arch2infos"].update({"one": o["arch2infos"].pop(1)}),
+            r"arch2infos key 'one' is not an index",
+        ),
+        (  # neither an ArchResults state dict nor a dict wrapping one
+            lambda o: o["arch2infos"][0].update(full={"epochs": 200, "info": {"note": 1}}),
+            r"architecture 0: the 'full' entry has no 'all_results' \(not an ArchResults",
+        ),
+        (  # averaged over the other two seeds, it would read as a 3-seed mean
+            lambda o: o["arch2infos"][0]["full"]["all_results"].pop(("cifar10", 888)),
+            r"architecture 0: dataset_seed lists seed 888 of 'cifar10', but all_results has no "
+            "such run",
+        ),
+        (
+            lambda o: o["arch2infos"][0]["full"]["all_results"].update({("cifar10", 777): [93.5]}),
+            r"architecture 0, cifar10 seed 777: the run is not a ResultsCount state dict",
+        ),
+        (
+            lambda o: o["arch2infos"].update({0: [o["arch2infos"][0]["full"]]}),
+            r"architecture 0: expected a dict of training budgets, got <class 'list'>",
+        ),
+        (
+            _without_cifar10,
+            r"architecture 0: no results for dataset 'cifar10' \(datasets: cifar10-valid, "
+            r"cifar100\)",
+        ),
+        (  # neither budget: no hint of a 12-epoch entry that is not there
+            lambda o: o["arch2infos"].update({2: {"x": o["arch2infos"][2]["full"]}}),
+            r"architecture 2: no 200-epoch entry \('full' or '200'\); keys: \['x'\]$",
         ),
     ],
 )
@@ -687,7 +733,7 @@ def _shared_nest(depth: int) -> list:
     [
         (
             lambda o: o["arch2infos"].update({float("inf"): o["arch2infos"].pop(0)}),
-            r"not a well-formed nats-pbz2 file \(OverflowError: ",
+            r"arch2infos key inf is not an index",
         ),
         (
             lambda o: o["arch2infos"][0]["full"]["dataset_seed"].update(cifar10=[[1]]),
@@ -789,6 +835,11 @@ def test_a_crafted_nds_file_gives_an_error_that_names_it(tmp_path, text, message
             r"meta_archs\[1\]: .*conv_9x9",
         ),
         (lambda o: o.update(meta_archs=[], arch2infos={}), r"'meta_archs' is empty"),
+        (
+            lambda o: o["meta_archs"].__setitem__(1, 5),
+            r"'meta_archs' is not a list of arch strings",
+        ),
+        (lambda o: o.pop("arch2infos"), r"no 'arch2infos' dict$"),
     ],
     ids=[
         "above 100%",
@@ -797,6 +848,8 @@ def test_a_crafted_nds_file_gives_an_error_that_names_it(tmp_path, text, message
         "arch_str",
         "a bad arch",
         "no archs",
+        "an arch not a string",
+        "no arch2infos",
     ],
 )
 def test_nb201_entries_that_do_not_fit_meta_archs_are_refused(tmp_path, change, message):

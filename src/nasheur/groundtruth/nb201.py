@@ -552,6 +552,18 @@ def _meta_archs(obj: Any, source: str) -> list[str]:
     return list(archs)
 
 
+def _arch_index(key: Any) -> int | None:
+    """An arch2infos key as an architecture index: an int (the files' own keys) or its
+    decimal digits; None for anything else, a float or a bool among them (``int(1.9)`` would
+    quietly read architecture 1)."""
+    if isinstance(key, str):
+        text = key.strip()
+        return int(text) if text.isascii() and text.isdigit() else None
+    if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+        return int(key)
+    return None
+
+
 def _from_dict(
     obj: Any, source: str, *, dataset: str | None, metric: str | None, benchmark: str
 ) -> NB201GroundTruth:
@@ -568,12 +580,9 @@ def _from_dict(
     def entries() -> Iterator[tuple[int, Any]]:
         keys: dict[int, Any] = {}
         for key, value in infos.items():
-            try:
-                index = int(key)
-            except (TypeError, ValueError):
-                raise GroundTruthError(
-                    f"{source}: arch2infos key {brief(key)} is not an index"
-                ) from None
+            index = _arch_index(key)
+            if index is None:
+                raise GroundTruthError(f"{source}: arch2infos key {brief(key)} is not an index")
             if index in keys:  # e.g. 0 and "0": neither may silently win
                 raise GroundTruthError(
                     f"{source}: arch2infos has two entries for architecture {index} "
