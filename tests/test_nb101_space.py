@@ -146,16 +146,23 @@ def test_the_hash_tells_different_architectures_apart():
     assert spec_hash(moved, ops) != spec_hash(m, ops)
 
 
-def test_pruning_drops_vertices_off_every_path():
-    # vertex 2 has no input (unreachable), vertex 3 reaches nothing (dead end)
-    m = [
+# vertex 2 has no input (unreachable), vertex 3 reaches nothing (dead end): pruned, the chain
+# input -> conv3x3 -> output
+DANGLING = (
+    [
         [0, 1, 0, 1, 0],
         [0, 0, 0, 0, 1],
         [0, 0, 0, 0, 1],
         [0, 0, 0, 0, 0],
         [0, 0, 0, 0, 0],
-    ]
-    spec = make_spec(m, [INPUT, C3, C1, MP, OUTPUT])
+    ],
+    [INPUT, C3, C1, MP, OUTPUT],
+)
+
+
+def test_pruning_drops_vertices_off_every_path():
+    m = DANGLING[0]
+    spec = make_spec(*DANGLING)
     p = spec.pruned()
     assert p.matrix == ((0, 1, 0), (0, 0, 1), (0, 0, 0)) and p.ops == (INPUT, C3, OUTPUT)
     assert spec_hash(m, spec.ops) == spec_hash(p.matrix, p.ops)
@@ -218,6 +225,41 @@ def test_keys_parse_back_to_the_canonical_encoding():
     assert spec == canonical(make_spec(*README)) and SPACE.key(spec) == key
     with pytest.raises(ValueError, match="not an NB101 key"):
         SPACE.validate_key("ff92c322")
+    # the official hashes are lowercase hex: a key in capitals would match no architecture
+    with pytest.raises(ValueError, match="not an NB101 key"):
+        SPACE.validate_key("ff92c322c5d9d3d587d9c146a63d0807".upper())
+
+
+def test_a_spec_given_to_the_space_is_pruned_before_it_is_keyed():
+    """A spec object is pruned like a (matrix, ops) pair: vertex 2 has no input and vertex 3
+    reaches nothing, so the space keys the chain input -> conv3x3 -> output, and a spec whose
+    input and output are disconnected has no key."""
+    m = DANGLING[0]
+    spec = make_spec(*DANGLING)
+    chain = make_spec([[0, 1, 0], [0, 0, 1], [0, 0, 0]], [INPUT, C3, OUTPUT])
+    assert SPACE.spec(spec) == chain
+    assert SPACE.key(spec) == SPACE.key((m, spec.ops)) == spec_hash(chain.matrix, chain.ops)
+    with pytest.raises(ValueError, match="disconnected"):
+        SPACE.key(make_spec([[0, 0, 0], [0, 0, 1], [0, 0, 0]], [INPUT, C3, OUTPUT]))
+
+
+def test_a_keyed_hash_parses_without_the_enumeration(tmp_path, monkeypatch):
+    """The class docstring: the enumeration is needed to parse a hash not keyed in this
+    process; one keyed here parses back from memory (no cache file, no enumeration)."""
+    import nasheur.spaces.nb101 as nb
+
+    def enumerated(*args, **kwargs):
+        raise AssertionError("parse enumerated the space")
+
+    monkeypatch.setenv("NASHEUR_CACHE", str(tmp_path))  # no cache file there
+    monkeypatch.setattr(nb, "build_catalogue", enumerated)
+    monkeypatch.setattr(nb, "_KEYED", {})
+    nb._catalogue_at.cache_clear()  # keys are remembered only while no catalogue is loaded
+    try:
+        key = SPACE.key(README)
+        assert SPACE.parse(key) == canonical(make_spec(*README))
+    finally:
+        nb._catalogue_at.cache_clear()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,6 +334,10 @@ def test_width_rule_cases():
     assert vertex_widths(inner, 8, 9) == [8, 5, 5, 4, 9]  # max of its successors
     with pytest.raises(ValueError, match="at least one channel"):
         vertex_widths(three, 2, 2)
+    # an interior vertex and none feeding the output (an unpruned cell): no rule applies
+    with pytest.raises(ValueError, match="has one feeding the output"):
+        vertex_widths([[0, 1, 1], [0, 0, 0], [0, 0, 0]], 8, 8)
+    assert vertex_widths([[0, 1], [0, 0]], 3, 8) == [3, 8]  # input -> output alone
 
 
 def test_the_standalone_network_runs():
@@ -375,6 +421,36 @@ def test_random_nas_draws_every_interior_op_uniformly():
     assert sum(counts) > 1000 and stats.chisquare(counts).pvalue > 1e-3, counts
 
 
+def test_random_nas_vertex_counts_match_an_exhaustive_count():
+    """Random-NAS (spec section 3): each of the 21 edges on with probability 1/2, pruned,
+    rejected until valid. The chance of each pruned vertex count is counted here over all 2^21
+    matrices (pruning written again: keep the vertices reachable from the input that reach the
+    output; valid if the output is reached and at most 9 edges remain) and compared with
+    10,000 draws. A sampler that never drew one of the edges (say vertex 5 -> output) would
+    never keep 7 vertices (0.3% of the valid matrices)."""
+    n = 7
+    slots = [(s, d) for d in range(n) for s in range(d)]
+    masks = np.arange(1 << len(slots), dtype=np.uint32)
+    edge = {sd: ((masks >> b) & 1).astype(bool) for b, sd in enumerate(slots)}
+    fwd = [np.ones(masks.shape, dtype=bool)]
+    for d in range(1, n):
+        fwd.append(np.logical_or.reduce([fwd[s] & edge[s, d] for s in range(d)]))
+    bwd = [None] * (n - 1) + [np.ones(masks.shape, dtype=bool)]
+    for s in range(n - 2, -1, -1):
+        bwd[s] = np.logical_or.reduce([bwd[d] & edge[s, d] for d in range(s + 1, n)])
+    keep = [f & b for f, b in zip(fwd, bwd, strict=True)]
+    edges = sum((edge[s, d] & keep[s] & keep[d]).astype(np.int64) for s, d in slots)
+    vertices = sum(k.astype(np.int64) for k in keep)
+    valid = fwd[-1] & (edges <= 9)
+    exact = np.bincount(vertices[valid], minlength=n + 1)[2:]
+    rng = np.random.default_rng(0)
+    drawn = Counter(random_spec(rng).num_vertices for _ in range(10_000))
+    observed = [drawn[v] for v in range(2, n + 1)]
+    expected = exact / exact.sum() * sum(observed)
+    assert drawn[7] > 10, observed  # about 31 expected
+    assert stats.chisquare(observed, expected).pvalue > 1e-3, (observed, expected.round())
+
+
 def test_random_a_is_uniform_over_unique_architectures(small_catalogue):
     keep = small_catalogue.vertices <= 4  # the 91 architectures of at most 4 vertices
     cat = Catalogue(*(getattr(small_catalogue, f)[keep] for f in Catalogue.FIELDS))
@@ -434,6 +510,20 @@ def test_the_small_enumeration_matches_brute_force(small_catalogue):
     for i in range(0, len(small_catalogue), 97):
         spec = small_catalogue[i]
         assert canonical(spec) == spec and space.parse(small_catalogue.key(i)) == spec
+
+
+def test_the_enumeration_is_in_the_generators_order(small_catalogue):
+    """The entries are ascending by (vertex count, bitmask, op code), the hashed catalogue entry
+    for entry the hash-free listing: a random subset draws indices in the listing and looks
+    their hashes up in the catalogue."""
+    from nasheur.spaces.nb101 import unique_archs
+
+    cat = small_catalogue
+    order = np.lexsort((cat.ops, cat.matrices, cat.vertices))
+    assert (order == np.arange(len(cat))).all()
+    listed = unique_archs(5)
+    for name in ("vertices", "matrices", "ops"):
+        assert (getattr(listed, name) == getattr(cat, name)).all(), name
 
 
 def test_fairnas_gives_every_vertex_each_op_once():
@@ -509,6 +599,34 @@ def test_subspace_sizes_of_the_small_enumeration(small_catalogue):
         len(small_catalogue) - sizes[0]
     )
     assert sizes[0] == 1  # input -> output alone: in no sub-space
+
+
+def test_the_subspace_of_a_spec_is_decided_after_pruning():
+    # vertex 2 feeds the output but has no input: pruned away, the cell has k = 1, not 2
+    m = [[0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]]
+    spec = make_spec(m, [INPUT, C3, C1, OUTPUT])
+    assert NB101SubSpace(1).contains(spec) and not NB101SubSpace(2).contains(spec)
+    # input -> output alone (k = 0) belongs to no sub-space
+    bare = make_spec([[0, 1], [0, 0]], [INPUT, OUTPUT])
+    assert NB101Space.subspace_of(bare) is None
+    assert not any(NB101SubSpace(k).contains(bare) for k in SUBSPACES)
+    assert NB101Space.subspace_of(make_spec(*README)) == 4  # vertices 1, 2, 3, 5 feed the output
+
+
+def test_subspace_membership_by_hash_counts_the_feeders(small_catalogue, monkeypatch):
+    """in_space of a key not met in this process looks it up in the catalogue: sub-space k
+    holds exactly the entries with k interior vertices wired to the output, counted here."""
+    import nasheur.spaces.nb101 as nb
+
+    monkeypatch.setattr(nb, "_KEYED", {})  # keys met by other tests would skip the lookup
+    feeders = []
+    for spec in small_catalogue:
+        n = spec.num_vertices
+        feeders.append(sum(spec.matrix[v][n - 1] for v in range(1, n - 1)))
+    keys = small_catalogue.keys()
+    for k in SUBSPACES:
+        sub = NB101SubSpace(k, catalogue=small_catalogue)
+        assert [sub.in_space(key) for key in keys] == [f == k for f in feeders]
 
 
 def test_for_config_without_disabled_is_the_whole_space():
@@ -628,6 +746,20 @@ def test_bad_nb101_configs_fail_validation(overrides, match, tmp_path):
     cfg = compose_job(["search_space=nb101", f"ground_truth.path={gt}", *overrides])
     with pytest.raises(ConfigError, match=match):
         validate(cfg)
+
+
+def test_a_subspace_needs_as_many_channels_as_its_k(tmp_path):
+    """dynamic_channels=disabled splits a cell's channels over the k vertices of its own
+    sub-space only (C >= k: sub-space 2 trains with C = 2); dynamic channels serve every k up
+    to 4, so they need C >= 4."""
+    gt = tmp_path / "gt.csv"
+    gt.write_text("key,accuracy\n")
+    base = ["search_space=nb101", f"ground_truth.path={gt}"]
+    disabled = [*base, "supernet.dynamic_channels=disabled", "supernet.subspace=2"]
+    validate(compose_job([*disabled, "fidelity.channels=2"]))
+    with pytest.raises(ConfigError, match=r"fidelity\.channels=1 is out of range"):
+        validate(compose_job([*disabled, "fidelity.channels=1"]))
+    validate(compose_job([*base, "fidelity.channels=4"]))
 
 
 def test_the_paper_defaults():
