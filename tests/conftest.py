@@ -164,15 +164,29 @@ def completed_job(overrides: list[str], folder: Path) -> dict:
     return rec
 
 
-def nb201_supernet(**kw):
-    """A small NB201 super-net (4 channels, 1 cell per stage) with the given factors."""
+# the smallest size each space's macro skeleton allows (embedded: NB201's cells and skeleton)
+TINY_SUPERNETS = {
+    "nb101": {"channels": 8, "layers": 1, "ops_on": "node"},
+    "nb201": {"channels": 4, "layers": 1},
+    "darts_nds": {"channels": 4, "layers": 3},
+}
+
+
+def tiny_supernet(space: str, **factors):
+    """The space's super-net at its smallest size, seeded, with the given factors (which may
+    also change the size)."""
     import torch
 
     from nasheur.supernet import SupernetSpec, build_supernet
 
-    spec = SupernetSpec(**{"channels": 4, "layers": 1, "num_classes": 10, **kw})
+    size = TINY_SUPERNETS.get(space, TINY_SUPERNETS["nb201"])
     torch.manual_seed(0)
-    return build_supernet("nb201", spec)
+    return build_supernet(space, SupernetSpec(**{**size, "num_classes": 10, **factors}))
+
+
+def nb201_supernet(**kw):
+    """A small NB201 super-net (4 channels, 1 cell per stage) with the given factors."""
+    return tiny_supernet("nb201", **kw)
 
 
 def two_sgd_steps(net, arch, *, weight_decay: float, image: int = 8):

@@ -24,8 +24,8 @@ from nasheur.data.loader import DeviceLoader
 from nasheur.evaluation import evaluate_archs
 from nasheur.samplers import build_sampler
 from nasheur.spaces import get_space
-from nasheur.supernet import SupernetSpec, build_supernet
 from nasheur.training import build_optimizer, train_epoch
+from tests.conftest import tiny_supernet
 
 aten = torch.ops.aten
 WAITS = {  # a read of a value, a tensor from host data, and outputs sized by values
@@ -109,13 +109,6 @@ def _loader(images: int, device: str, *, seed: int = 0) -> DeviceLoader:
     )
 
 
-def _supernet(space: str, device: str, **factors):
-    torch.manual_seed(0)
-    layers = 2 if space == "darts_nds" else 1
-    spec = SupernetSpec(channels=4, layers=layers, num_classes=10, **factors)
-    return build_supernet(space, spec).to(device)
-
-
 # every way the step's code differs: each space, FairNAS, dropout, WSBN, tracked BN, OFA
 # kernels, the dynamic-channel strategies, ops on nodes, bf16 autocast
 TRAINED = [
@@ -135,7 +128,7 @@ TRAINED = [
 def test_an_epoch_reads_the_device_once_at_its_end(host_syncs, device, space, sampler, factors):
     factors = dict(factors)
     bf16 = factors.pop("bf16", False)
-    model = _supernet(space, device, **factors)
+    model = tiny_supernet(space, **factors).to(device)
     opt = build_optimizer(model, lr=0.1, momentum=0.9, weight_decay=5e-4)
     loader = _loader(4 * BATCH, device)
 
@@ -171,7 +164,7 @@ EVALUATED = [
 def test_an_architectures_evaluation_waits_for_the_device_at_no_batch(
     host_syncs, device, pack, space, factors, bn
 ):
-    model = _supernet(space, device, **factors)
+    model = tiny_supernet(space, **factors).to(device)
     val = _loader(4 * BATCH, device, seed=1)
     archs = [get_space(space).sample(np.random.default_rng(i)) for i in range(3)]
 

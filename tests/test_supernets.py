@@ -11,19 +11,9 @@ import torch
 from nasheur.spaces import get_space
 from nasheur.supernet import SupernetSpec, build_supernet
 from nasheur.supernet.batchnorm import SuperBatchNorm2d
+from tests.conftest import TINY_SUPERNETS as TINY
+from tests.conftest import tiny_supernet as tiny
 from tests.conftest import two_sgd_steps
-
-# the smallest size each space's macro skeleton allows
-TINY = {
-    "nb101": {"channels": 8, "layers": 1, "ops_on": "node"},
-    "nb201": {"channels": 4, "layers": 1},
-    "darts_nds": {"channels": 4, "layers": 3},
-}
-
-
-def tiny(space: str, **factors):
-    torch.manual_seed(0)
-    return build_supernet(space, SupernetSpec(**TINY[space], num_classes=10, **factors))
 
 
 def arch_of(space: str):
