@@ -11,8 +11,8 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from hydra_plugins.nasheur_ablation.ablation_sweeper import expand
 from nasheur.config import register_configs, register_resolvers
+from nasheur.sweep.plan import expand
 from tests.conftest import REPO
 
 register_configs()

@@ -68,7 +68,7 @@ def test_hydras_plugin_scan_can_check_every_name_of_the_plugin_modules():
     import hydra_plugins.nasheur_ablation as package
 
     names = [m.name for m in pkgutil.iter_modules(package.__path__, package.__name__ + ".")]
-    assert len(names) == 3
+    assert len(names) == 2  # the sweeper and the launchers; their machinery: nasheur.sweep
     for name in names:
         for attr, value in vars(importlib.import_module(name)).items():
             # what Python 3.10 takes for a class (typing's aliases, hydra's TaskFunction, are not)

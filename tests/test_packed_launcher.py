@@ -262,12 +262,12 @@ def test_the_lines_of_jobs_that_share_an_output_say_whose_they_are():
     ],
 )
 def test_the_sweep_says_how_many_jobs_run_side_by_side(per_task, at_once, jobs, batch, said):
-    from hydra_plugins.nasheur_ablation.ablation_sweeper import _side_by_side
+    from nasheur.sweep.launchers import side_by_side
 
     class Launcher:
         jobs_per_task, jobs_at_once = per_task, at_once
 
-    assert _side_by_side(Launcher(), jobs, batch) == said
+    assert side_by_side(Launcher(), jobs, batch) == said
 
 
 @pytest.mark.parametrize(("per_task", "packed"), [(1, None), (2, 2), (3, 3)])
@@ -351,7 +351,7 @@ def test_nested_wraps_of_map_array_come_off_in_turn():
     # packing left on after its launch would pack the next launch's packs again
     import submitit
 
-    from hydra_plugins.nasheur_ablation.submitit_arrays import map_array_wrapped
+    from nasheur.sweep.launchers import map_array_wrapped
 
     def outer(original, executor, fn, *iterables):
         return ["outer"]

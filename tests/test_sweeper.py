@@ -216,10 +216,10 @@ def test_a_key_inside_a_swept_group_is_refused(args):
 def test_a_value_goes_back_to_hydra_as_it_came():
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from hydra_plugins.nasheur_ablation.ablation_sweeper import _fmt
+    from nasheur.sweep.plan import format_value
 
     values = [None, True, False, 3, 0.25, "fairnas"]
-    parsed = OverridesParser.create().parse_overrides([f"k={_fmt(v)}" for v in values])
+    parsed = OverridesParser.create().parse_overrides([f"k={format_value(v)}" for v in values])
     assert [o.value() for o in parsed] == values
 
 
@@ -305,12 +305,12 @@ def test_a_key_no_block_sweeps_still_applies_to_every_job(args):
 def test_the_summary_names_each_table_an_experiment_fills(tmp_path):
     from omegaconf import OmegaConf
 
-    from hydra_plugins.nasheur_ablation.ablation_sweeper import _summary
+    from nasheur.sweep.outcomes import summary
 
     config = OmegaConf.create(
         {"experiment": {"name": "dynamic_channels_ablation", "table": "5,6,7"}}
     )
-    lines = _summary(config, tmp_path, [], [])
+    lines = summary(config, tmp_path, [], [])
     assert [x.rpartition(" --table ")[2] for x in lines if "--table" in x] == ["5", "6", "7"]
 
 
@@ -428,8 +428,8 @@ def test_each_submitit_job_ended_without_a_result_becomes_a_failed_result():
     import submitit
     from submitit.core.utils import UncompletedJobError
 
-    from hydra_plugins.nasheur_ablation.ablation_sweeper import _each_job_settled
     from nasheur.jobguard import NoResult
+    from nasheur.sweep.launchers import each_job_settled
 
     class Job:
         def __init__(self, n):
@@ -445,7 +445,7 @@ def test_each_submitit_job_ended_without_a_result_becomes_a_failed_result():
             return [Job(n) for n in range(len(submissions))]
 
     original = submitit.AutoExecutor.map_array
-    with _each_job_settled():
+    with each_job_settled():
         jobs = submitit.AutoExecutor.map_array(Executor(), print, [["a=0"], ["a=1"], ["a=2"]])
         results = [j.results()[0] for j in jobs]
     assert submitit.AutoExecutor.map_array is original  # put back
@@ -461,8 +461,8 @@ def test_each_job_slurm_took_is_handed_on_with_its_slurm_job(cluster, per_task):
     # a claim names the SLURM job of its job (nasheur.reuse): a packed task's jobs share one
     import submitit
 
-    from hydra_plugins.nasheur_ablation.ablation_sweeper import _each_job_settled
     from hydra_plugins.nasheur_ablation.packed_launcher import _packing
+    from nasheur.sweep.launchers import each_job_settled
 
     class Job:
         def __init__(self, n):
@@ -480,7 +480,7 @@ def test_each_job_slurm_took_is_handed_on_with_its_slurm_job(cluster, per_task):
     # (overrides, job_dir_key, job_num, job_id, singleton_state), as the launcher builds them
     job_args = [(o, "hydra.sweep.dir", i, f"job_id_for_{i}", {}) for i, o in enumerate(overrides)]
     packing = _packing(per_task) if per_task > 1 else contextlib.nullcontext()
-    with _each_job_settled(lambda o, job: got.append((list(o), job))), packing:  # in this order
+    with each_job_settled(lambda o, job: got.append((list(o), job))), packing:  # in this order
         submitit.AutoExecutor.map_array(Executor(), print, *zip(*job_args, strict=True))
     if cluster != "slurm":
         assert got == []  # a local executor's ids are no SLURM jobs
@@ -955,10 +955,10 @@ def test_without_reuse_a_sweep_trains_a_job_another_sweep_trains_too(args, tmp_p
 def test_a_job_running_for_a_sweep_that_stopped_waiting_is_waited_for(args, tmp_path, monkeypatch):
     # lr_ablation's launch is gone (Ctrl-C on the login node) but its baseline job runs on
     # in SLURM: no claim, the job's folder held; bn_ablation leaves it to that job and waits
-    from hydra_plugins.nasheur_ablation import ablation_sweeper as sweeper_module
     from nasheur.jobguard import hold_folder
+    from nasheur.sweep import twins
 
-    monkeypatch.setattr(sweeper_module, "RUNNING_TWIN_POLL_S", 0.05)
+    monkeypatch.setattr(twins, "RUNNING_TWIN_POLL_S", 0.05)
     lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
     lr.sweep(task)
     source = _lr_baseline(tmp_path)
@@ -1038,10 +1038,10 @@ def test_a_job_queued_for_a_sweep_that_stopped_waiting_is_left_to_it_then_copied
     import threading
     import time
 
-    from hydra_plugins.nasheur_ablation import ablation_sweeper as sweeper_module
     from nasheur.jobguard import recorded_details
+    from nasheur.sweep import twins
 
-    monkeypatch.setattr(sweeper_module, "RUNNING_TWIN_POLL_S", 0.05)
+    monkeypatch.setattr(twins, "RUNNING_TWIN_POLL_S", 0.05)
     lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
     lr.sweep(task)
     queued = fake_squeue(tmp_path, monkeypatch)
@@ -1087,9 +1087,9 @@ def test_a_held_twin_is_said_with_what_to_do_then_waited_for(
     import threading
     import time
 
-    from hydra_plugins.nasheur_ablation import ablation_sweeper as sweeper_module
+    from nasheur.sweep import twins
 
-    monkeypatch.setattr(sweeper_module, "RUNNING_TWIN_POLL_S", 0.05)
+    monkeypatch.setattr(twins, "RUNNING_TWIN_POLL_S", 0.05)
     lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
     lr.sweep(task)
     queued = fake_squeue(tmp_path, monkeypatch)
@@ -1122,7 +1122,7 @@ def test_a_held_twin_is_said_with_what_to_do_then_waited_for(
     thread = threading.Thread(target=hold_release_then_end, daemon=True)
     thread.start()
     bn, task = sweeper_for(args)
-    with caplog.at_level(logging.INFO, logger=sweeper_module.__name__):
+    with caplog.at_level(logging.INFO, logger=twins.__name__):
         bn.sweep(task)
     thread.join(10)
     # the line that lists what the sweep waits for, not said again while nothing changes
@@ -1943,10 +1943,10 @@ def test_a_dry_run_says_what_a_launch_would_do_and_writes_nothing(
     ],
 )
 def test_a_jobs_state_reads_any_record_without_a_traceback(tmp_path, content, state):
-    from hydra_plugins.nasheur_ablation.ablation_sweeper import _state
+    from nasheur.sweep.manifest import job_state
 
     (tmp_path / "metrics.json").write_bytes(content)
-    assert _state(tmp_path, "h") == state
+    assert job_state(tmp_path, "h") == state
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1998,16 +1998,17 @@ def test_rows_of_one_config_launch_one_job(args, tmp_path):
 def test_a_jobs_state_at_launch_follows_its_folder(tmp_path):
     # module doc: completed jobs are skipped, interrupted ones (a checkpoint, no record yet)
     # resume from it, failed ones run again; a record of another config is not this job's
-    from hydra_plugins.nasheur_ablation.ablation_sweeper import _DRY_RUN, _state
+    from nasheur.sweep.dry_run import DRY_RUN
+    from nasheur.sweep.manifest import job_state
 
-    assert _state(tmp_path, "h") == "new"
+    assert job_state(tmp_path, "h") == "new"
     (tmp_path / "checkpoint.pt").write_bytes(b"x")
-    assert _state(tmp_path, "h") == "interrupted"
-    assert _DRY_RUN["interrupted"] == ("resume", "from its checkpoint")
+    assert job_state(tmp_path, "h") == "interrupted"
+    assert DRY_RUN["interrupted"] == ("resume", "from its checkpoint")
     for status in ("failed", "completed"):
         (tmp_path / "metrics.json").write_text(json.dumps({"config_hash": "h", "status": status}))
-        assert _state(tmp_path, "h") == status
-    assert _state(tmp_path, "other") == "other-config"
+        assert job_state(tmp_path, "h") == status
+    assert job_state(tmp_path, "other") == "other-config"
 
 
 def test_a_completed_job_whose_ground_truth_changed_is_launched_again(args, tmp_path):
@@ -2089,15 +2090,15 @@ def test_the_size_of_a_generated_set_is_part_of_a_jobs_identity(tmp_path):
 def test_a_launched_jobs_end_is_what_its_result_and_record_say(tmp_path):
     # a failed result whose record says interrupted (SIGTERM, a requeue) resumes: interrupted;
     # a job its cluster ended without a result is what its record, written since, says
-    from hydra_plugins.nasheur_ablation.ablation_sweeper import _Outcome, _settle
     from nasheur.jobguard import NoResult
+    from nasheur.sweep.outcomes import Outcome, settle
 
     def job(name, status, value):
         folder = tmp_path / "nb201" / name
         folder.mkdir(parents=True)
         record = {"config_hash": name, "status": status}
         (folder / "metrics.json").write_text(json.dumps(record))
-        outcome = _Outcome([f"seed={len(name)}"], folder, name, before="new", launched=True)
+        outcome = Outcome([f"seed={len(name)}"], folder, name, before="new", launched=True)
         returned = JobReturn(overrides=[], status=JobStatus.FAILED, _return_value=value)
         return outcome, returned
 
@@ -2109,38 +2110,40 @@ def test_a_launched_jobs_end_is_what_its_result_and_record_say(tmp_path):
     }
     made = [job(name, status, value) for name, (status, value, _) in cases.items()]
     todo = [o for o, _ in made]
-    _settle(todo, [r for _, r in made])
+    settle(todo, [r for _, r in made])
     assert [o.after for o in todo] == [after for *_, after in cases.values()]
 
 
 def test_sweep_json_records_how_a_job_left_to_another_launch_ended(tmp_path):
-    from hydra_plugins.nasheur_ablation.ablation_sweeper import RUNNING, _Outcome, _record_after
+    from nasheur.sweep.manifest import RUNNING
+    from nasheur.sweep.outcomes import Outcome, record_after
 
     folder = tmp_path / "nb201" / "x-h"
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps({"config_hash": "h", "status": "completed"}))
-    left = _Outcome(["seed=0"], folder, "h", before=RUNNING, after="running elsewhere")
-    _record_after(tmp_path, [left])
+    left = Outcome(["seed=0"], folder, "h", before=RUNNING, after="running elsewhere")
+    record_after(tmp_path, [left])
     (entry,) = json.loads((tmp_path / "sweep.json").read_text())["jobs"]
     assert entry["state_at_launch"] == RUNNING and entry["after"] == "completed"
 
 
-def test_the_no_result_class_survives_hydras_plugin_scan():
+def test_the_classes_the_sweep_checks_survive_hydras_plugin_scan():
     """Hydra's scan of ``hydra_plugins`` executes each plugin module again where the plugins
     are installed as plain files (a wheel, PYTHONPATH): a class defined in a plugin module is
     then made twice, and the sweeper's ``isinstance`` check of a job that its cluster ended
-    would miss the launcher's. NoResult lives outside the plugins, so both find one class.
+    would miss the launcher's. NoResult, SweepError and the rest of the sweep's machinery live
+    outside the plugins (nasheur.sweep), so every module finds one class.
     (In a fresh interpreter: modules executed again would change this one's classes.)"""
     code = """if True:
         import importlib
         from hydra_plugins.nasheur_ablation import ablation_sweeper, packed_launcher
-        from hydra_plugins.nasheur_ablation import submitit_arrays
         from nasheur.jobguard import NoResult
-        for module in (submitit_arrays, packed_launcher, ablation_sweeper):  # as Hydra's scan
+        from nasheur.sweep.plan import SweepError
+        for module in (packed_launcher, ablation_sweeper):  # as Hydra's scan
             importlib.util.find_spec(module.__name__).loader.exec_module(module)
-        assert submitit_arrays.NoResult is NoResult, "submitit_arrays"
         assert packed_launcher.NoResult is NoResult, "packed_launcher"
         assert ablation_sweeper.NoResult is NoResult, "ablation_sweeper"
+        assert ablation_sweeper.SweepError is SweepError, "SweepError"
     """
     proc = subprocess.run(
         [PYTHON, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120

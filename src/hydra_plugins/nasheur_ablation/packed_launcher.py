@@ -55,8 +55,8 @@ from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import DictConfig, open_dict
 
-from hydra_plugins.nasheur_ablation.submitit_arrays import map_array_wrapped
 from nasheur.jobguard import NoResult, usable_cpus
+from nasheur.sweep.launchers import map_array_wrapped
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,9 @@ def _composed(experiment: str, space: str) -> tuple[dict[str, Any], tuple[dict, 
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from hydra_plugins.nasheur_ablation.ablation_sweeper import block_applies
     from nasheur.config import plain, register_configs, register_resolvers, to_config
     from nasheur.spaces import space_info
+    from nasheur.sweep.plan import block_applies
 
     if GlobalHydra.instance().is_initialized():  # inside a Hydra app: not ours to reset
         return None

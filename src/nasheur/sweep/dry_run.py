@@ -1,0 +1,69 @@
+"""``hydra.sweeper.dry_run=true``: the checked plan as a launch would carry it out, read
+without writing anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nasheur.reuse import Claims, TrainedTwins, listed_jobs, trained_elsewhere_now
+from nasheur.sweep.manifest import RUNNING
+from nasheur.sweep.plan import Planned, grouped
+from nasheur.sweep.preflight import bad_inputs, missing_data
+from nasheur.sweep.twins import at_launch, copyable, of_another_sweep, trained_by, twin_on_its_own
+
+# what a launch would do with a job in each state (job_state; RUNNING: a process holds it)
+DRY_RUN = {
+    "new": ("run", ""),
+    "completed": ("skip", "completed"),
+    "interrupted": ("resume", "from its checkpoint"),
+    "failed": ("run again", "failed"),
+    "ground truth changed": ("evaluate again", "ground truth changed"),
+    RUNNING: ("leave", "running elsewhere"),
+}
+
+
+def dry_run_lines(sweep_dir: Path, jobs: list[Planned], reuse: bool, local: bool) -> list[str]:
+    """The plan as a launch would carry it out, read without writing anything."""
+    listed = listed_jobs(sweep_dir, started_only=True) if reuse else None
+    lines, counts, reads = [], {}, []
+    trained = TrainedTwins(sweep_dir.parent) if reuse else None
+    for job, folder, chash, _experiment, data, training in jobs:
+        state, _, source = at_launch(folder, chash, sweep_dir, listed)
+        verb, detail = DRY_RUN.get(state, ("run again", state))
+        trainer = None
+        if source is None and copyable(state, folder, listed) and reuse:
+            claims = Claims(sweep_dir)
+            trainer = claims.holder(folder, chash)
+            if trainer is None:
+                trainer = twin_on_its_own(claims, folder, chash, sweep_dir)
+            trainer = trainer if of_another_sweep(trainer, sweep_dir) else None
+        twin = now = None
+        new = verb == "run" and copyable(state, folder, listed)
+        if source is None and trainer is None and trained is not None and new:
+            twin = trained.find(folder, training)
+            now = None if twin is not None else trained.training_now(folder, training)
+        if source is not None:
+            verb, detail = "copy", f"completed in {source}"
+        elif trainer is not None:
+            verb, detail = "leave", trained_by(trainer) + "; copied once it completed"
+        elif twin is not None:
+            verb, detail = "evaluate", f"its super-net, trained in {twin}"
+        elif now is not None:
+            detail = trained_elsewhere_now(now)
+        if verb not in ("skip", "leave", "copy"):
+            reads.append((job, data))  # the jobs that would read their data
+        counts[verb] = counts.get(verb, 0) + 1
+        said = f"{verb} ({detail})" if detail else verb
+        lines.append(f"  {said}: {' '.join(job)}\n    in {folder}")
+    summary = ", ".join(f"{n} to {verb}" for verb, n in counts.items())
+    jobs_ = f"{len(jobs)} job" + ("s" if len(jobs) != 1 else "")
+    head = f"dry run: {jobs_} in {sweep_dir} ({summary}); nothing was launched or written"
+    missing = missing_data({r.cifar for _, r in reads if r.cifar is not None})
+    bad = grouped(bad_inputs(reads, local, convert=False))
+    return [
+        head,
+        *lines,
+        *(["no CIFAR-10 for the jobs to run:", *missing] if missing else []),
+        *(["jobs to run that would fail on their input:", bad] if bad else []),
+    ]
