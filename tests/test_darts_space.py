@@ -143,10 +143,11 @@ def test_the_reduce_cell_and_the_op_input_pairing_are_part_of_the_key():
     )
 
 
-@pytest.mark.parametrize("concat", [(2, 2, 3), (1, 2, 3, 4, 5), (0, 2), (2, 6)])
+@pytest.mark.parametrize("concat", [(2, 2, 3), (1, 2, 3, 4, 5), (0, 2), (2, 6), ()])
 def test_a_concat_that_repeats_a_node_or_names_no_intermediate_node_is_refused(concat):
     # the cell concatenates intermediate nodes 2..5: (2, 2, 3) names node 2 twice, 0 and 1
-    # are the cell's inputs, 6 lies past the 4 nodes; refused as a value and as a key
+    # are the cell's inputs, 6 lies past the 4 nodes, () outputs nothing; refused as a value
+    # and as a key
     with pytest.raises(ValueError, match="concat"):
         Cell(DARTS_V2.normal.pairs, concat)
     normal = DARTS_V2_KEY[: DARTS_V2_KEY.index("]")]
@@ -155,6 +156,104 @@ def test_a_concat_that_repeats_a_node_or_names_no_intermediate_node_is_refused(c
         SPACE.validate_key(key)
     ordered = key.replace("concat=" + ",".join(map(str, concat)), "concat=2,3,5")
     assert SPACE.parse(ordered).normal.concat == (2, 3, 5)  # the same key, well formed
+
+
+@pytest.mark.parametrize("n_pairs", [7, 9])
+def test_a_cell_has_two_terms_for_each_of_its_four_nodes(n_pairs):
+    pairs = (DARTS_V2.normal.pairs * 2)[:n_pairs]
+    with pytest.raises(ValueError, match=r"a DARTS cell has 8 \(op, input\) pairs, got"):
+        Cell(pairs)
+    nds = {**DARTS_V2.to_nds(), "normal": [list(p) for p in pairs]}
+    with pytest.raises(ValueError, match="8 \\(op, input\\) pairs"):
+        from_nds(nds)
+
+
+@pytest.mark.parametrize("inp", [1.0, "1"])
+def test_a_cell_input_that_is_not_an_int_is_refused(inp):
+    # 1.0 would pass the range check 0 <= inp < 2 and give the key "sep_conv_3x3~1.0"
+    with pytest.raises(ValueError, match=r"slot 0 \(node 0\) reads input"):
+        _set(DARTS_V2.normal, 0, ("sep_conv_3x3", inp))
+
+
+def test_a_bool_or_float_in_a_cell_is_refused_as_it_would_change_the_key():
+    # True == 1 and 2.0 == 2, so such a cell compares (and hashes) equal to the int one, but
+    # its key would read "sep_conv_3x3~True" or "concat=2.0,3", which parse_key refuses
+    with pytest.raises(ValueError, match=r"slot 1 \(node 0\) reads input True"):
+        _set(DARTS_V2.normal, 1, ("sep_conv_3x3", True))
+    with pytest.raises(ValueError, match=r"concat \(2\.0, 3\) must name distinct nodes"):
+        Cell(DARTS_V2.normal.pairs, (2.0, 3))
+
+
+def test_terms_that_read_the_same_input_have_one_key_in_either_order():
+    # NDS may give both terms of a node the same input; the sum does not depend on their
+    # order, so ordering the terms by input alone would leave two keys for one network
+    a = _set(_set(DARTS_V2.normal, 0, ("sep_conv_3x3", 0)), 1, ("max_pool_3x3", 0))
+    b = _swap_terms(a, 0)
+    assert a != b and a.key() == b.key()
+    assert Genotype(a, DARTS_V2.reduce).key() == Genotype(b, DARTS_V2.reduce).key()
+
+
+def test_the_concat_order_does_not_change_the_key():
+    # another order of the concat only permutes the cell's output channels (module doc)
+    shuffled = Genotype(Cell(DARTS_V2.normal.pairs, (5, 3, 2)), DARTS_V2.reduce)
+    ordered = Genotype(Cell(DARTS_V2.normal.pairs, (2, 3, 5)), DARTS_V2.reduce)
+    assert shuffled != ordered and SPACE.key(shuffled) == SPACE.key(ordered)
+    assert SPACE.key(shuffled.to_nds()) == SPACE.key(ordered)
+    assert SPACE.parse(SPACE.key(shuffled)).normal.concat == (2, 3, 5)
+
+
+def test_the_nds_form_keeps_each_cells_own_concat():
+    # two different concats, one of them not sorted: to_nds and from_nds must neither swap
+    # the cells' concats nor reorder them (the order is the channel order of the output)
+    g = Genotype(Cell(DARTS_V2.normal.pairs, (5, 2)), Cell(DARTS_V2.reduce.pairs, (3, 4, 5)))
+    nds = g.to_nds()
+    assert nds["normal_concat"] == [5, 2] and nds["reduce_concat"] == [3, 4, 5]
+    assert from_nds(nds) == g
+
+
+def _nds_with(field: str, slot: int | None, value):
+    nds = DARTS_V2.to_nds()
+    if slot is None:
+        nds[field] = value
+    else:
+        nds[field][slot] = value
+    return nds
+
+
+@pytest.mark.parametrize(
+    ("field", "slot", "value", "said"),
+    [
+        ("normal", None, "sep_conv_3x3~0", r"normal must be a list of \[op, input\] pairs"),
+        ("normal", None, 42, r"normal must be a list of \[op, input\] pairs"),
+        ("normal", 0, ["sep_conv_3x3", 0, 1], r"normal: \['sep_conv_3x3', 0, 1\] is not an \["),
+        ("normal", 0, 7, r"normal: 7 is not an \[op, input\] pair"),
+        # a bool is an int to Python, but not a node number
+        ("reduce", 0, ["max_pool_3x3", True], r"reduce: input True of 'max_pool_3x3' is not an"),
+        ("reduce", 0, ["max_pool_3x3", "0"], r"reduce: input '0' of 'max_pool_3x3' is not an"),
+        ("normal_concat", None, 5, r"normal_concat 5 must be a list of node numbers"),
+        ("normal_concat", None, "2345", r"normal_concat '2345' must be a list of node numbers"),
+        ("reduce_concat", None, ["2", "3"], r"reduce_concat: '2' is not an integer node number"),
+        # the error names the key of the NDS form, not only the cell's concat
+        ("reduce_concat", None, [], r"reduce_concat \[\] must name distinct nodes among 2..5"),
+        ("reduce_concat", None, [1, 2], r"reduce_concat \[1, 2\] must name distinct nodes"),
+    ],
+    ids=[
+        "ops as a string",
+        "ops as a number",
+        "a triple",
+        "a number as a pair",
+        "a bool input",
+        "a string input",
+        "concat as a number",
+        "concat as a string",
+        "concat of strings",
+        "empty concat",
+        "concat with an input",
+    ],
+)
+def test_a_malformed_nds_genotype_names_the_field(field, slot, value, said):
+    with pytest.raises(ValueError, match=said):
+        from_nds(_nds_with(field, slot, value))
 
 
 def test_keys_are_collision_free_over_many_samples():

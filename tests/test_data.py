@@ -119,6 +119,27 @@ def test_copies_of_one_cifar_batch_are_said(tmp_path, caplog, monkeypatch):
     assert "(data_batch_4 = data_batch_1)" in said
 
 
+@pytest.mark.parametrize("differs", ["labels", "images"])
+def test_batches_that_share_only_images_or_only_labels_are_not_copies(
+    tmp_path, caplog, monkeypatch, differs
+):
+    # a copy is the same images with the same labels: batch 2 made of batch 1's images with
+    # other labels (or batch 1's labels on other images) is a different batch
+    folder = tmp_path / "cifar-10-batches-py"
+    x, y = write_fake_cifar(folder)
+    monkeypatch.setattr("nasheur.data.cifar10.IMAGES_PER_BATCH", 20)  # the size is the release's
+    data, labels = x[:20].reshape(20, -1), y[:20]
+    if differs == "labels":
+        labels = (labels + 1) % 10
+    else:
+        data = 255 - data
+    batch = {b"data": data, b"labels": labels.tolist()}
+    (folder / "data_batch_2").write_bytes(pickle.dumps(batch, protocol=2))
+    with caplog.at_level("WARNING", logger="nasheur"):
+        load_cifar10_train(folder)
+    assert not caplog.records
+
+
 def test_load_image_data_cifar_from_fake_release(tmp_path):
     x_ref, y_ref = write_fake_cifar(tmp_path / "cifar-10-batches-py")
     d = load_image_data("cifar10", train_portion=0.9, val_portion=0.1, root=str(tmp_path))
@@ -139,12 +160,70 @@ def test_cifar_missing_folder_names_path(tmp_path):
     assert isinstance(info.value, FileNotFoundError)
 
 
-def test_cifar_missing_batch_file(tmp_path):
+@pytest.mark.parametrize("name", ["data_batch_1", "data_batch_4"])
+def test_cifar_missing_batch_file(tmp_path, name):
+    # data_batch_1 is the file the folder is recognised by: without it the folder is still
+    # the one named cifar-10-batches-py, and the error says which batch is missing
     folder = tmp_path / "cifar-10-batches-py"
     write_fake_cifar(folder)
-    (folder / "data_batch_4").unlink()
-    with pytest.raises(DatasetNotFoundError, match="data_batch_4"):
+    (folder / name).unlink()
+    with pytest.raises(DatasetNotFoundError, match=rf"CIFAR-10 incomplete: missing .*{name}"):
         load_cifar10_train(tmp_path)
+
+
+def test_an_existing_directory_without_the_release_names_the_folder_it_expected(tmp_path):
+    # the directory exists but holds no batches: the error points at the folder the release
+    # extracts to, not at batch files missing from the directory itself
+    with pytest.raises(DatasetNotFoundError, match="CIFAR-10 not found") as info:
+        load_cifar10_train(tmp_path)
+    assert str(tmp_path / "cifar-10-batches-py") in str(info.value)
+
+
+def test_the_extracted_folder_is_read_before_stray_batches_beside_it(tmp_path):
+    # a directory that holds cifar-10-batches-py is read through that folder, even when other
+    # batch files lie in the directory itself
+    x_ref, y_ref = write_fake_cifar(tmp_path / "cifar-10-batches-py")
+    write_fake_cifar(tmp_path / "stray", n_per_batch=3)
+    for stray in (tmp_path / "stray").iterdir():
+        stray.rename(tmp_path / stray.name)
+    x, y = load_cifar10_train(tmp_path)
+    assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref)
+
+
+def test_a_cifar_batch_with_str_keys_is_read(tmp_path):
+    # a batch re-saved by Python 3 from a decoded dict has the keys "data" and "labels"
+    folder = tmp_path / "cifar-10-batches-py"
+    x_ref, y_ref = write_fake_cifar(folder)
+    batch = {"data": x_ref[20:40].reshape(20, -1), "labels": y_ref[20:40].tolist()}
+    (folder / "data_batch_2").write_bytes(pickle.dumps(batch, protocol=2))
+    x, y = load_cifar10_train(folder)
+    assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref)
+
+
+def test_cifar_labels_stored_as_a_small_array_come_back_as_int64(tmp_path):
+    # labels saved as a uint8 array (not the release's list of ints) in every batch: the
+    # reader's documented int64 must not depend on how the batches stored them
+    folder = tmp_path / "cifar-10-batches-py"
+    x_ref, y_ref = write_fake_cifar(folder)
+    for i in range(5):
+        share = slice(20 * i, 20 * (i + 1))
+        labels = y_ref[share].astype(np.uint8)
+        batch = {b"data": x_ref[share].reshape(20, -1), b"labels": labels}
+        (folder / f"data_batch_{i + 1}").write_bytes(pickle.dumps(batch, protocol=2))
+    x, y = load_cifar10_train(folder)
+    assert y.dtype == np.int64 and np.array_equal(y, y_ref) and np.array_equal(x, x_ref)
+
+
+def test_an_empty_cifar_batch_is_read_as_a_subset(tmp_path, caplog):
+    # no labels at all: the 0..9 range check has no minimum to take, and the batch is said
+    folder = tmp_path / "cifar-10-batches-py"
+    write_fake_cifar(folder)
+    batch = {b"data": np.zeros((0, 3072), np.uint8), b"labels": np.zeros(0, np.int64)}
+    (folder / "data_batch_5").write_bytes(pickle.dumps(batch, protocol=2))
+    with caplog.at_level("WARNING", logger="nasheur"):
+        x, y = load_cifar10_train(folder)
+    assert x.shape == (80, 3, 32, 32) and y.shape == (80,)
+    assert any("data_batch_5 0" in r.getMessage() for r in caplog.records)
 
 
 def test_cifar_wrong_shape_names_file(tmp_path):
@@ -230,20 +309,51 @@ def test_split_deterministic_and_seeded():
     assert not np.array_equal(a.train_idx, c.train_idx)
 
 
+_TRAIN_RANGE = r"fidelity\.train_portion must lie in \(0, 1\]"
+_VAL_RANGE = r"dataset\.val_portion must lie in \(0, 1\)"
+
+
 @pytest.mark.parametrize(
-    ("train", "val", "name"),
+    ("train", "val", "said"),
     [
-        (0.0, 0.1, "fidelity.train_portion"),
-        (1.5, 0.1, "fidelity.train_portion"),
-        (-0.1, 0.1, "fidelity.train_portion"),
-        (0.5, 0.0, "dataset.val_portion"),
-        (0.5, 1.0, "dataset.val_portion"),
-        (float("nan"), 0.1, "fidelity.train_portion"),
+        # a portion of 0 is refused as out of range, not only by the empty share it leaves
+        (0.0, 0.1, _TRAIN_RANGE),
+        (1.5, 0.1, _TRAIN_RANGE),
+        (-0.1, 0.1, _TRAIN_RANGE),
+        (0.5, 0.0, _VAL_RANGE),
+        (0.5, 1.0, _VAL_RANGE),
+        (float("nan"), 0.1, _TRAIN_RANGE),
+        (None, 0.1, r"fidelity\.train_portion must be a number, got None"),
+        (0.5, "a tenth", r"dataset\.val_portion must be a number"),
+        # in range, but 0.001 of 100 images rounds to none
+        (0.001, 0.1, r"fidelity\.train_portion=0\.001 leaves no training image out of 100"),
+        (0.5, 0.001, r"dataset\.val_portion=0\.001 leaves no validation image out of 100"),
     ],
 )
-def test_split_range_errors(train, val, name):
-    with pytest.raises(ValueError, match=name):
+def test_split_range_errors(train, val, said):
+    with pytest.raises(ValueError, match=said):
         split_train_val(100, train, val)
+
+
+def test_a_single_image_is_not_split():
+    # portions that overlap would give train and validation the same one image
+    with pytest.raises(ValueError, match="need at least 2 images to split, got 1"):
+        split_train_val(1, 1.0, 0.9)
+
+
+def test_the_default_validation_share_is_the_papers_ten_percent():
+    # spec section 3: CIFAR-10's 50,000 training images split 90/10 into train/validation
+    s = split_train_val(50_000, 0.9)
+    assert len(s.train_idx) == 45_000 and len(s.val_idx) == 5_000
+    assert len(np.union1d(s.train_idx, s.val_idx)) == 50_000 and not s.val_overlaps_train
+
+
+def test_split_indices_are_read_only():
+    # a Split is frozen, and so are the index arrays that every share is gathered by
+    s = split_train_val(100, 0.5)
+    for idx in (s.train_idx, s.val_idx):
+        with pytest.raises(ValueError, match="read-only"):
+            idx[0] = 0
 
 
 def test_load_image_data_synthetic_and_unknown():
@@ -381,14 +491,55 @@ def test_eval_batches_cover_once(n, bs, valid):
     assert counted == list(range(n))
 
 
-def test_loader_rejects_bad_input():
+_IMAGES = r"images must be a uint8 \(N, C, H, W\) tensor"
+_LABELS = r"labels must be an int64 \(N,\) tensor"
+_PER_CHANNEL = r"mean and std need 3 values \(one per channel\)"
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"images": lambda x: x.float()}, _IMAGES),
+        ({"images": lambda x: x[:, 0]}, _IMAGES),  # no channel axis
+        ({"labels": lambda y: y.to(torch.int32)}, _LABELS),
+        ({"labels": lambda y: y[:, None]}, _LABELS),
+        ({"labels": lambda y: y[:3]}, "4 images but 3 labels"),
+        # a device other than the images' (meta stands in for a GPU on a CPU-only machine)
+        ({"labels": lambda y: torch.empty(4, dtype=torch.int64, device="meta")}, "move both"),
+        ({"images": lambda x: x[:0], "labels": lambda y: y[:0]}, "no images"),
+        ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
+        ({"mean": MEAN[:2]}, _PER_CHANNEL),
+        ({"std": STD[:2]}, _PER_CHANNEL),
+        ({"std": (0.2, 0.0, 0.3)}, r"std must be positive"),  # a division by zero
+        ({"std": (0.2, float("nan"), 0.3)}, r"mean and std must be finite"),  # NaN > 0 fails
+        ({"mean": (0.5, float("inf"), 0.5)}, r"mean and std must be finite"),
+        ({"images": lambda x: x[:, :, :, :6]}, r"square images expected, got \(8, 6\)"),
+    ],
+    ids=[
+        "float images",
+        "3-D images",
+        "int32 labels",
+        "2-D labels",
+        "a label short",
+        "labels elsewhere",
+        "empty set",
+        "batch 0",
+        "two means",
+        "two stds",
+        "zero std",
+        "NaN std",
+        "infinite mean",
+        "not square",
+    ],
+)
+def test_loader_rejects_bad_input(change, said):
     x, y = _indexed_set(4)
-    with pytest.raises(ValueError):
-        DeviceLoader(x.float(), y, batch_size=2, mean=MEAN, std=STD, augment=False)
-    with pytest.raises(ValueError):
-        DeviceLoader(x, y[:3], batch_size=2, mean=MEAN, std=STD, augment=False)
-    with pytest.raises(ValueError):
-        DeviceLoader(x, y, batch_size=0, mean=MEAN, std=STD, augment=False)
+    kw = {"batch_size": 2, "mean": MEAN, "std": STD, "augment": False}
+    kw.update({k: v for k, v in change.items() if k not in ("images", "labels")})
+    x = change.get("images", lambda t: t)(x)
+    y = change.get("labels", lambda t: t)(y)
+    with pytest.raises(ValueError, match=said):
+        DeviceLoader(x, y, **kw)
 
 
 @pytest.mark.cuda
@@ -414,19 +565,54 @@ def test_a_truncated_cifar_batch_is_named(tmp_path):
         load_cifar10_train(tmp_path)
 
 
+def _batch(data, labels) -> bytes:
+    return pickle.dumps({b"data": data, b"labels": labels}, protocol=2)
+
+
+_TWO_IMAGES = np.zeros((2, 3072), np.uint8)
+_DAMAGED = r"a damaged or truncated CIFAR-10 batch \("
+
+
 @pytest.mark.parametrize(
     ("content", "said"),
     [
         # an APPEND on an int: the unpickler raises AttributeError
-        (b"\x80\x02K\x01K\x02a.", r"a damaged or truncated CIFAR-10 batch \(AttributeError"),
+        (b"\x80\x02K\x01K\x02a.", _DAMAGED + "AttributeError"),
+        # each kind of error a damaged byte stream raises is said as a damaged batch: an empty
+        # file, a list as a dict key, an unknown codec for bytes, a string longer than memory
+        (b"", _DAMAGED + "EOFError"),
+        (b"\x80\x02}(]]u.", _DAMAGED + "TypeError"),
         (
-            pickle.dumps(
-                {b"data": np.zeros((2, 3072), np.uint8), b"labels": [[1, 2], [3]]}, protocol=2
-            ),
-            r"'labels' is not a list of integers",
+            b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00abcX\x04\x00\x00\x00nope\x86R.",
+            _DAMAGED + "LookupError",
         ),
+        (b"\x80\x04\x8d" + (2**63).to_bytes(8, "little") + b".", _DAMAGED + "OverflowError"),
+        (pickle.dumps(5, protocol=2), r"not a CIFAR-10 batch \(a int, not a dict\)"),
+        (_batch(_TWO_IMAGES, [[1, 2], [3]]), r"'labels' is not a list of integers"),
+        # the pixels: uint8 rows of 3072, whatever else would reshape to 3 x 32 x 32
+        (_batch(_TWO_IMAGES.astype(np.float32), [0, 1]), r"'data' must be a 2-D uint8 array"),
+        (_batch(_TWO_IMAGES[:, :, None], [0, 1]), r"'data' must be a 2-D uint8 array"),
+        (_batch(_TWO_IMAGES.tobytes(), [0, 1]), r"'data' must be a 2-D uint8 array"),
+        # the labels: one integer per image
+        (_batch(_TWO_IMAGES, [[0], [1]]), r"\(2, 1\) labels for 2 images"),
+        (_batch(_TWO_IMAGES, [0, 1, 2]), r"\(3,\) labels for 2 images"),
+        (_batch(_TWO_IMAGES, [0.0, 1.0]), r"labels must be integers, got dtype float64"),
     ],
-    ids=["attribute error", "ragged labels"],
+    ids=[
+        "attribute error",
+        "empty file",
+        "type error",
+        "lookup error",
+        "overflow error",
+        "not a dict",
+        "ragged labels",
+        "float pixels",
+        "3-D pixels",
+        "pixels as bytes",
+        "2-D labels",
+        "a label too many",
+        "float labels",
+    ],
 )
 def test_a_crafted_cifar_batch_is_named_whatever_breaks(tmp_path, content, said):
     folder = tmp_path / "cifar-10-batches-py"

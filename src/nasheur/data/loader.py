@@ -11,6 +11,7 @@ draws are made on the CPU and moved), but a CUDA generator is faster for CUDA te
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -61,6 +62,8 @@ class DeviceLoader:
         channels = images_u8.shape[1]
         if len(mean) != channels or len(std) != channels:
             raise ValueError(f"mean and std need {channels} values (one per channel)")
+        if not all(math.isfinite(float(v)) for v in (*mean, *std)):  # NaN images otherwise
+            raise ValueError(f"mean and std must be finite, got {tuple(mean)} and {tuple(std)}")
         if any(float(s) <= 0 for s in std):
             raise ValueError(f"std must be positive, got {tuple(std)}")
         if images_u8.shape[2] != images_u8.shape[3]:

@@ -48,12 +48,14 @@ class Cell:
             node = slot // 2
             if op not in OPS:
                 raise ValueError(f"unknown op {op!r} in slot {slot} (ops: {', '.join(OPS)})")
-            if not isinstance(inp, int) or not 0 <= inp < node + 2:
+            # a bool is an int equal to 0 or 1 whose key would read True or False
+            if isinstance(inp, bool) or not isinstance(inp, int) or not 0 <= inp < node + 2:
                 raise ValueError(
                     f"slot {slot} (node {node}) reads input {inp!r}; allowed 0..{node + 1}"
                 )
         if (
             not self.concat
+            or any(isinstance(c, bool) or not isinstance(c, int) for c in self.concat)
             or any(not 2 <= c < NODES + 2 for c in self.concat)
             or len(set(self.concat)) != len(self.concat)
         ):
