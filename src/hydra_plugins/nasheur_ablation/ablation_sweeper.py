@@ -39,6 +39,9 @@ latest launch's state wins). A failing job does not stop the others; the sweep e
 summary (what completed, what failed, where the results are and how to read them). The
 sweeper's own errors end it with one message and exit status 2 (a bad plan, nothing launched)
 or 1 (jobs that did not complete).
+
+This module is the plugin: its config and the plan-check-launch-report of a sweep. Its parts
+live in :mod:`nasheur.sweep`, outside ``hydra_plugins`` (whose scan runs a plugin module again).
 """
 
 from __future__ import annotations
