@@ -147,6 +147,9 @@ UNBACKED = {
         b"", _Reduce(np.dtype, ("S5", False, True), S0_STATE), shape=(10**18,)
     ),
     "S0 scalar": _Reduce(multiarray.scalar, (np.dtype("S0"), b"")),
+    "S5 dtype whose BUILD makes it S0, scalar": _Reduce(  # no array shape to check there
+        multiarray.scalar, (_Reduce(np.dtype, ("S5", False, True), S0_STATE), b"")
+    ),
     "empty f8 array of 10**18 rows": reconstructed(b"", np.dtype("f8"), shape=(10**18, 0)),
     "empty f8 array of 10**18 rows, _frombuffer": _Reduce(
         numeric._frombuffer, (b"", np.dtype("f8"), (10**18, 0), "C")

@@ -197,12 +197,14 @@ def torch_refusal(exc: BaseException) -> str:
         return detail.split(" Please use", 1)[0]
     # other refusals (a blocked module, torch >= 2.6) put the reason on a line of its own,
     # between the advice to load unsafely and a pointer to the documentation
+    # (where a module must be imported first, the reason follows torch's opening words)
     lines = [line.strip() for line in detail.splitlines() if line.strip()]
     said = [
-        line
+        reason
         for line in lines
-        if not line.startswith(("Weights only load failed", "Check the documentation"))
-        and "weights_only" not in line
+        if (reason := line.removeprefix("Weights only load failed.").strip())
+        and not reason.startswith("Check the documentation")
+        and "weights_only" not in reason
     ]
     return said[0] if said else type(exc).__name__
 
