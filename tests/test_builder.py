@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
 import os
+import re
 import signal
 
 import numpy as np
@@ -460,3 +462,229 @@ def test_a_batch_of_all_the_training_images_is_allowed():
 def test_the_progress_file_of_a_table_named_in_capitals():
     assert progress_path("tables/GT.CSV").as_posix() == "tables/GT.progress.jsonl"
     assert per_seed_path("tables/GT.CSV").as_posix() == "tables/GT.per-seed.csv"
+
+
+# -------------------------------------------------------------- settings, options and progress
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        *[
+            ({name: 0}, f"{name} must be >= 1, got 0")
+            for name in ("archs", "train_images", "test_images", "epochs", "batch_size", "threads")
+        ],
+        ({"seeds": ()}, "seeds must be distinct and non-empty"),
+        ({"seeds": (0, -1)}, r"seeds must be >= 0, got \(0, -1\)"),
+        *[
+            ({name: -1}, f"{name} must be >= 0, got -1")
+            for name in ("arch_seed", "data_seed", "test_seed")
+        ],
+    ],
+)
+def test_settings_out_of_range_are_named(change, said):
+    with pytest.raises(ValueError, match=said):
+        BuildSettings(**{**TINY.__dict__, **change})
+
+
+def test_synthetic_data_may_share_the_test_seed():
+    # synthetic data splits one generated set into train and test: one seed draws both, so
+    # only procedural data (two sets, each from its own seed) needs two different seeds
+    settings = BuildSettings(**{**TINY.__dict__, "dataset": "synthetic", "test_seed": 0})
+    assert settings.data_seed == settings.test_seed == 0
+
+
+def test_tables_with_other_suffixes_keep_them_in_their_progress_file():
+    # only .csv is dropped: gt.v1 and gt.v2 must not share one progress file
+    assert progress_path("tables/gt.v1").as_posix() == "tables/gt.v1.progress.jsonl"
+    assert progress_path("tables/gt.v2") != progress_path("tables/gt.v1")
+    assert per_seed_path("tables/gt.v1").as_posix() == "tables/gt.v1.per-seed.csv"
+
+
+class _FewCells:
+    """A space of `n` unique cells, each drawn under two keys (`i` and `i'`): a stand-in
+    whose sample must skip cells it drew already."""
+
+    name = "few"
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.macro_defaults = {"channels": 8, "affine": True}
+
+    def num_unique(self) -> int:
+        return self.n
+
+    def sample_unique(self, rng) -> str:
+        i = int(rng.integers(self.n))
+        return f"{i}'" if rng.random() < 0.5 else str(i)
+
+    def unique_key(self, arch: str) -> str:
+        return arch.rstrip("'")
+
+    def key(self, arch: str) -> str:
+        return arch
+
+    def standalone(self, arch: str, **macro) -> torch.nn.Module:
+        return torch.nn.Identity()
+
+
+def test_the_sample_holds_each_unique_cell_once(monkeypatch):
+    keys = sample_architectures(_FewCells(3), 3, seed=0)
+    assert sorted(k.rstrip("'") for k in keys) == ["0", "1", "2"]
+    with pytest.raises(ValueError, match="could not draw 4 distinct architectures of few"):
+        sample_architectures(_FewCells(3), 4, seed=0)
+    # a build may take every unique cell of a space, and no more
+    import nasheur.spaces
+
+    monkeypatch.setattr(nasheur.spaces, "get_space", lambda name: _FewCells(3))
+    assert len(builder.check_build(BuildSettings(**{**TINY.__dict__, "archs": 3}))[1]) == 3
+    with pytest.raises(ValueError, match="--archs 4: embedded has 3 unique architectures"):
+        builder.check_build(BuildSettings(**{**TINY.__dict__, "archs": 4}))
+
+
+@pytest.mark.parametrize(
+    ("macro", "said"),
+    [
+        (("affine", 1), "--macro affine=1: expects true or false (default True)"),
+        (("channels", True), "--macro channels=True: expects an integer >= 1 (default 8)"),
+    ],
+)
+def test_a_macro_value_of_another_type_than_its_default_is_refused(macro, said):
+    # `--macro channels=true` reads as a bool, which Python counts as the integer 1
+    settings = BuildSettings(**{**TINY.__dict__, "macro": (macro,)})
+    with pytest.raises(ValueError, match=re.escape(said)):
+        builder._check_macro(_FewCells(3), settings)
+    builder._check_macro(
+        _FewCells(3), BuildSettings(**{**TINY.__dict__, "macro": (("affine", False),)})
+    )
+
+
+def test_a_macro_key_the_space_does_not_list_leaves_the_others_checked():
+    # keys are sorted: the unknown "aaa" (the network says whether it takes it) comes first
+    settings = BuildSettings(**{**TINY.__dict__, "macro": (("aaa", 1), ("channels", 0))})
+    with pytest.raises(ValueError, match=r"--macro channels=0: expects an integer >= 1"):
+        builder._check_macro(_FewCells(3), settings)
+
+
+def test_the_network_has_as_many_outputs_as_the_data_has_classes():
+    from nasheur.spaces.embedded import EmbeddedSpace
+
+    space = EmbeddedSpace()
+    settings = BuildSettings(**{**TINY.__dict__, "num_classes": 5})
+    key = sample_architectures(space, 1, seed=0)[0]
+    net = builder._standalone(space, key, settings)
+    with torch.no_grad():
+        assert net(torch.zeros(2, 3, 8, 8)).shape == (2, 5)
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"", "no settings line"),
+        (b'{"format": 1, "sett', "no settings line"),  # a crash while writing it
+    ],
+    ids=["empty", "cut-settings-line"],
+)
+def test_a_progress_file_without_its_settings_line_is_refused(tmp_path, content, said):
+    out = tmp_path / "gt.csv"
+    progress_path(out).write_bytes(content)
+    with pytest.raises(BuildMismatchError, match=said):
+        build(out, TINY, log=None)
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        (
+            '{"key": 5, "seed": 0, "accuracy": 0.5}',
+            r":8: not a result line \(accuracy 0\.5 of key 5",
+        ),
+        ('{"key": "KEY", "seed": 0, "accuracy": -0.5}', r":8: not a result line \(accuracy -0\.5"),
+    ],
+    ids=["key-number", "accuracy-negative"],
+)
+def test_progress_lines_a_result_cannot_be_are_named(tmp_path, line, said):
+    out, keys, _ = _prepared_build(tmp_path, TINY)
+    with open(progress_path(out), "a") as f:
+        f.write(line.replace("KEY", keys[0]) + "\n")
+    with pytest.raises(BuildMismatchError, match=said):
+        build(out, TINY, log=None)
+
+
+def test_blank_lines_in_the_progress_file_are_skipped(tmp_path):
+    out, keys, accs = _prepared_build(tmp_path, TINY)
+    text = progress_path(out).read_text().splitlines(keepends=True)
+    progress_path(out).write_text("".join([text[0], "\n", *text[1:3], "  \n", *text[3:]]))
+    result = build(out, TINY, log=None)
+    assert result is not None and result.trained == 0
+    assert read_table(out)[keys[0]] == pytest.approx((accs[(keys[0], 0)] + accs[(keys[0], 1)]) / 2)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("flag=true", True),
+        ("flag=False", False),
+        ("channels=4", 4),
+        ("drop=0.25", 0.25),
+        ("name=wide", "wide"),
+        (" layers = 2 ", 2),
+    ],
+)
+def test_macro_options_read_as_bool_int_float_or_text(text, value):
+    name, got = builder._macro(text)
+    assert name == text.split("=")[0].strip() and got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "said"),
+    [
+        (builder._macro, "channels", "expects KEY=VALUE"),
+        (builder._macro, " =4", "expects KEY=VALUE"),
+        (builder._seeds, "0,0", "expects distinct seeds"),
+        (builder._seeds, ",", "expects distinct seeds, at least one"),
+        (builder._seeds, "0,-1", "expects seeds >= 0"),
+        (builder._seeds, "0,x", "expects comma-separated integers"),
+    ],
+)
+def test_option_values_are_refused_in_the_option_s_words(parse, text, said):
+    with pytest.raises(argparse.ArgumentTypeError, match=said):
+        parse(text)
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (["--data-seed", "3", "--test-seed", "3"], "--data-seed and --test-seed must differ"),
+        (["--num-classes", "NMAX"], "--num-classes NMAX: procedural data has at most"),
+        (["--image-size", "4"], "--image-size 4: procedural images are >= 8"),
+        (
+            ["--image-size", "10"],
+            "--image-size 10: search space embedded's networks take a multiple of 4",
+        ),
+    ],
+    ids=["same-seeds", "classes", "image-small", "image-multiple"],
+)
+def test_options_that_do_not_fit_together_name_the_options(tmp_path, extra, said):
+    from nasheur.data.procedural import MAX_CLASSES
+
+    too_many = str(MAX_CLASSES + 1)
+    argv = ["--out", str(tmp_path / "gt.csv"), *[a.replace("NMAX", too_many) for a in extra]]
+    args = builder._parser().parse_args(argv)
+    with pytest.raises(ValueError, match=re.escape(said.replace("NMAX", too_many))):
+        builder.settings_from_args(args)
+    # synthetic data: one set split in two (one seed) and images down to 4 pixels
+    args = builder._parser().parse_args(
+        [
+            *argv[:2],
+            "--dataset",
+            "synthetic",
+            "--data-seed",
+            "3",
+            "--test-seed",
+            "3",
+            "--image-size",
+            "4",
+        ]
+    )
+    assert builder.settings_from_args(args).image_size == 4

@@ -1,18 +1,30 @@
 """Format details of the ground-truth readers: NDS concat lists, the NB201 CSV layout's
-metric, and the NB101 evaluation count (fixtures from the loader tests' own writers)."""
+metric, and NB101's evaluation count, TFRecord framing, protobuf decoding and record checks
+(fixtures from the loader tests' own writers)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import sys
+import types
 
 import numpy as np
 import pytest
 
-from nasheur.groundtruth import GroundTruthError, load_ground_truth, read_table
+from nasheur.groundtruth import GroundTruthError, load_ground_truth, nb101, read_table
 from nasheur.groundtruth.convert import convert_file, default_output
-from nasheur.groundtruth.nb101 import TFRecordError, decode_model_metrics, iter_nb101, read_nb101
+from nasheur.groundtruth.nb101 import (
+    EvaluationData,
+    TFRecordError,
+    crc32c_backend,
+    decode_model_metrics,
+    iter_nb101,
+    iter_tfrecords,
+    read_nb101,
+)
 from nasheur.groundtruth.nds import read_nds
 from nasheur.spaces.darts_genotype import from_nds, parse_key
 from tests.test_groundtruth_loaders import (
@@ -21,6 +33,7 @@ from tests.test_groundtruth_loaders import (
     HASH_A,
     NDS_JOBS,
     OPS,
+    crc32c_bitwise,
     evaluation_data,
     model_metrics,
     nb101_record,
@@ -240,11 +253,13 @@ def _nb101_file(tmp_path, records: list[bytes]):
     ("bad", "said"),
     [
         (_record(_evals(3), epochs="108"), "epochs '108' is not an integer"),
+        # equal to the budget, but no integer: refused like 36.0 is, not read as 108
+        (_record(_evals(3), epochs=108.0), "epochs 108.0 is not an integer"),
         (_record(_evals(3), h="abc123"), "'abc123' is not an MD5 module hash"),
         (nb101_record(HASH_A, 108, 0.91, 93.5, 1234, 1), "test=93.5, valid=0.91 are not fractions"),
         (nb101_record(HASH_A, 108, 0.91, 0.90, 999, 1), "999 trainable parameters, but an earlier"),
     ],
-    ids=["epochs as text", "short hash", "percent", "other params"],
+    ids=["epochs as text", "epochs as a float", "short hash", "percent", "other params"],
 )
 def test_nb101_records_a_reader_must_not_take(tmp_path, bad, said):
     good = nb101_record(HASH_A, 108, 0.91, 0.90, 1234, 0)
@@ -295,3 +310,300 @@ def test_nb101_an_unknown_field_in_the_place_of_test_accuracy_is_no_test_accurac
     path, _ = _nb101_file(tmp_path, [_record([*_evals(2), final])])
     with pytest.raises(TFRecordError, match=r"final evaluation \(index 2\) has no test_accuracy"):
         read_nb101(path)
+
+
+# ============================================================================ NB101 framing
+
+
+def _three_runs() -> list[bytes]:
+    return [nb101_record(HASH_A, 108, 0.91, 0.90, 1234, i) for i in range(3)]
+
+
+def _offsets_until_error(path, **kwargs) -> tuple[list[int], TFRecordError]:
+    seen = []
+    with pytest.raises(TFRecordError) as info:
+        for off, _ in iter_tfrecords(path, **kwargs):
+            seen.append(off)
+    return seen, info.value
+
+
+@pytest.mark.parametrize("backend", ["numpy", "python"])
+def test_an_empty_tfrecord_file_has_no_records(tmp_path, backend):
+    # the batch left to check at the end of the file is empty: numpy's CRC of no chunks
+    path = tmp_path / "empty.tfrecord"
+    path.write_bytes(b"")
+    assert list(iter_tfrecords(path, backend=backend)) == []
+    assert crc32c_backend(backend)[1]([]).tolist() == []
+    with pytest.raises(GroundTruthError, match=r"empty\.tfrecord: no record trained for 108"):
+        read_nb101(path, backend=backend)
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_a_record_cut_inside_its_crc_says_how_many_bytes_follow(tmp_path, verify):
+    records = _three_runs()
+    path, offsets = _nb101_file(tmp_path, records)
+    blob = path.read_bytes()
+    path.write_bytes(blob[:-2])  # the last data CRC lost 2 of its 4 bytes
+    n = len(records[2])
+    seen, err = _offsets_until_error(path, verify=verify)
+    assert str(err) == (
+        f"{path}: truncated record at byte offset {offsets[2]}: it declares {n} data bytes "
+        f"plus a 4-byte CRC, but only {n + 2} bytes follow"
+    )
+    assert seen == offsets[:2]  # the whole records before it are delivered
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_a_length_past_the_end_is_a_crc_error_only_when_verifying(tmp_path, verify):
+    records = _three_runs()
+    path, offsets = _nb101_file(tmp_path, records)
+    blob = path.read_bytes()
+    bad = bytearray(blob)
+    bad[offsets[1] + 1] ^= 0x20  # record 1's length grows by 8192: past the end of the file
+    path.write_bytes(bytes(bad))
+    seen, err = _offsets_until_error(path, verify=verify)
+    assert seen == offsets[:1]
+    if verify:  # the stored length CRC says the length itself is damaged
+        assert "corrupt record at byte offset" in str(err) and "length CRC" in str(err)
+    else:  # no CRC is read: what is left is a record the file cannot hold
+        declared = len(records[1]) + 8192
+        assert f"it declares {declared} data bytes" in str(err)
+    assert f"byte offset {offsets[1]}:" in str(err)
+
+
+def test_records_before_a_truncated_header_are_delivered(tmp_path):
+    path, offsets = _nb101_file(tmp_path, _three_runs())
+    blob = path.read_bytes()
+    path.write_bytes(blob[: offsets[2] + 5])
+    seen, err = _offsets_until_error(path)
+    assert seen == offsets[:2]
+    assert f"byte offset {offsets[2]}: 5 header bytes where 12 are needed" in str(err)
+
+
+def test_a_file_that_shrinks_while_read_names_the_record(tmp_path, monkeypatch):
+    # the size taken at the start promises the whole record; the read then comes up short
+    path, offsets = _nb101_file(tmp_path, _three_runs())
+    blob = path.read_bytes()
+    path.write_bytes(blob[: offsets[2] + 40])
+    monkeypatch.setattr(os.path, "getsize", lambda p: len(blob))
+    seen, err = _offsets_until_error(path)
+    assert seen == offsets[:2]
+    assert (
+        str(err) == f"{path}: truncated record at byte offset {offsets[2]}: the file ends inside it"
+    )
+
+
+def test_every_record_is_delivered_once_across_batches(tmp_path, monkeypatch):
+    # batches of 2: records 0-1, 2-3, 4; a record left in a checked batch would come twice
+    records = [nb101_record(HASH_A, 108, 0.91, 0.90, 1234, i) for i in range(5)]
+    path, offsets = _nb101_file(tmp_path, records)
+    blob = path.read_bytes()
+    monkeypatch.setattr(nb101, "_BATCH", 2)
+    got = list(iter_tfrecords(path))
+    assert [off for off, _ in got] == offsets and [d for _, d in got] == records
+    bad = bytearray(blob)
+    bad[offsets[3] + 12 + 20] ^= 0x20  # data of record 3, in the second batch
+    path.write_bytes(bytes(bad))
+    seen, err = _offsets_until_error(path)
+    assert seen == offsets[:3] and "data CRC" in str(err)
+
+
+class _ByteCount:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def update(self, data: bytes) -> None:
+        self.n += len(data)
+
+
+def test_a_suspiciously_long_record_has_its_length_checked_before_it_is_read(tmp_path, monkeypatch):
+    # every length counts as suspicious here: records read one by one, each once
+    records = _three_runs()
+    path, offsets = _nb101_file(tmp_path, records)
+    blob = path.read_bytes()
+    monkeypatch.setattr(nb101, "_SUSPICIOUS_LENGTH", 0)
+    assert [d for _, d in iter_tfrecords(path)] == records
+    # a bad length CRC stops the read at the header: the data it declares is never read
+    bad = bytearray(blob)
+    bad[offsets[1] + 9] ^= 0x20  # the stored length CRC of record 1
+    path.write_bytes(bytes(bad))
+    counted = _ByteCount()
+    seen, err = _offsets_until_error(path, hasher=counted)
+    assert seen == offsets[:1] and "length CRC" in str(err)
+    assert counted.n == offsets[1] + 12
+
+
+def test_crc_backend_choice_and_its_fallbacks(monkeypatch):
+    with pytest.raises(ValueError, match="unknown CRC backend 'fast'"):
+        crc32c_backend("fast")
+    monkeypatch.setitem(sys.modules, "crc32c", None)  # neither package importable
+    monkeypatch.setitem(sys.modules, "google_crc32c", None)
+    assert crc32c_backend("auto")[0] == "numpy"
+    with pytest.raises(ValueError, match="neither the crc32c nor the google_crc32c"):
+        crc32c_backend("package")
+    # a package that fails the check value is not trusted
+    broken = types.ModuleType("crc32c")
+    broken.crc32c = lambda data, value=0: 0
+    monkeypatch.setitem(sys.modules, "crc32c", broken)
+    assert crc32c_backend("auto")[0] == "numpy"
+    google = types.ModuleType("google_crc32c")
+    google.value = crc32c_bitwise
+    monkeypatch.setitem(sys.modules, "google_crc32c", google)
+    name, many = crc32c_backend("package")
+    assert name == "google_crc32c" and many([b"123456789"]).tolist() == [0xE3069283]
+
+
+# ============================================================================ NB101 protobuf
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        128,  # varint 0x80 0x01: a first byte of exactly 0x80 continues
+        2_694_282,
+        2**31 - 1,
+        -(2**31),  # int32's minimum: ten bytes on the wire, sign-extended
+        -1,
+    ],
+)
+def test_trainable_parameters_as_int32(params):
+    assert decode_model_metrics(pb_field(2, 0, pb_varint(params))).trainable_parameters == params
+
+
+@pytest.mark.parametrize(
+    ("blob", "said"),
+    [
+        (pb_field(2, 0, b"\x80"), "truncated varint"),  # the value's last byte continues
+        (b"\x0a", "truncated varint"),  # an evaluation's tag, then the end: no length
+        (b"\x80", "truncated varint"),  # a tag that continues past the end
+        (pb_field(2, 0, b"\xff" * 10 + b"\x01"), "varint longer than 10 bytes"),
+        (pb_double(0, 1.0), "field number 0 in ModelMetrics"),
+        (pb_bytes(1, pb_double(0, 1.0)), "field number 0 in EvaluationData"),
+        # a checkpoint path longer than its evaluation, with more of the outer message after
+        (
+            pb_bytes(1, pb_double(1, 1.0) + pb_field(6, 2, pb_varint(10) + b"abc"))
+            + pb_field(2, 0, pb_varint(1234)),
+            "checkpoint_path is truncated",
+        ),
+    ],
+    ids=["value", "length", "tag", "eleven-bytes", "field-0", "eval-field-0", "path"],
+)
+def test_malformed_protobuf_is_refused(blob, said):
+    with pytest.raises(ValueError, match=said):
+        decode_model_metrics(blob)
+
+
+def test_evaluations_decode_in_any_field_order_and_length():
+    # shuffled: the fields in reverse order (no fast path); the path makes the evaluation
+    # exactly 128 bytes (a two-byte length, 0x80 0x01) and then 301
+    for path in ("p" * 81, "q" * 253):
+        ev = evaluation_data(108.0, 0.99, 0.91, 0.90, path=path, shuffled=True)
+        assert len(ev) == 47 + len(path) + (len(path) >= 128)
+        (got,) = decode_model_metrics(pb_bytes(1, ev)).evaluation_data
+        assert got == EvaluationData(108.0, 1350.0, 0.99, 0.91, 0.90, path)
+    # a checkpoint path is bookkeeping: a byte that is not UTF-8 does not refuse the run
+    ev = pb_double(5, 0.9) + pb_bytes(6, b"/ckpt/\xff")
+    (got,) = decode_model_metrics(pb_bytes(1, ev)).evaluation_data
+    assert (got.test_accuracy, got.checkpoint_path) == (0.9, "/ckpt/\ufffd")
+
+
+def test_fields_with_two_byte_tags_are_skipped():
+    # field 16 (tag 0x80 0x01) and field 2047 in both messages: unknown, skipped
+    unknown = pb_field(16, 0, pb_varint(5)) + pb_bytes(2047, b"later")
+    ev = evaluation_data(108.0, 0.99, 0.91, 0.90) + unknown
+    m = decode_model_metrics(unknown + pb_bytes(1, ev) + pb_field(2, 0, pb_varint(1234)))
+    assert m.trainable_parameters == 1234
+    assert m.evaluation_data == (EvaluationData(108.0, 1350.0, 0.99, 0.91, 0.90),)
+
+
+def test_a_known_field_number_with_another_wire_type_is_an_unknown_field():
+    # as protobuf's parsers do: the field is skipped, the declared field keeps its default
+    ev = b"".join(pb_double(k, v) for k, v in ((1, 108.0), (2, 1.0), (3, 0.99), (4, 0.91)))
+    ev += pb_field(5, 0, pb_varint(1)) + pb_field(6, 0, pb_varint(200))
+    m = decode_model_metrics(pb_field(1, 0, pb_varint(0)) + pb_bytes(1, ev))
+    assert m.evaluation_data == (EvaluationData(108.0, 1.0, 0.99, 0.91, 0.0, ""),)
+    assert decode_model_metrics(pb_double(2, 7.0)).trainable_parameters == 0
+
+
+# ============================================================================ NB101 records
+
+
+def _row(**change) -> bytes:
+    row = json.loads(nb101_record(HASH_A, 108, 0.91, 0.90, 1234, 1))
+    for i, name in enumerate(("hash", "epochs", "adjacency", "operations", "metrics")):
+        if name in change:
+            row[i] = change[name]
+    return json.dumps(row).encode()
+
+
+GOOD_B64 = json.loads(_row())[4]
+
+# records no NAS-Bench-101 reader can decode, for either reader
+UNDECODABLE = [
+    pytest.param(b"[1, 2", "is not UTF-8 JSON", id="not-json"),
+    pytest.param(b'["\xff"]', "is not UTF-8 JSON", id="not-utf8"),
+    pytest.param(
+        json.dumps([HASH_A, 108, ADJ, OPS]).encode(),
+        "is not the NAS-Bench-101 list",
+        id="four-items",
+    ),
+    pytest.param(
+        _row(metrics=base64.b64encode(pb_double(3, 1.0)[:-1]).decode()),
+        "bad ModelMetrics",
+        id="cut-protobuf",
+    ),
+    pytest.param(_row(metrics=12345), "bad ModelMetrics", id="metrics-number"),
+    # a character outside base64 is an error, not skipped over
+    pytest.param(
+        _row(metrics=GOOD_B64[:4] + "!" + GOOD_B64[4:]), "bad ModelMetrics", id="not-base64"
+    ),
+]
+
+
+@pytest.mark.parametrize(("bad", "said"), UNDECODABLE)
+@pytest.mark.parametrize(
+    "reader", [read_nb101, lambda p: list(iter_nb101(p))], ids=["read", "iter"]
+)
+def test_undecodable_records_name_the_file_and_offset(tmp_path, reader, bad, said):
+    path, offsets = _nb101_file(tmp_path, [_row(), bad])
+    where = f"{path}: record at byte offset {offsets[1]}"
+    with pytest.raises(TFRecordError, match=re.escape(where) + ".*" + said):
+        reader(path)
+
+
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [
+        (_row(hash="g" * 32), f"{'g' * 32!r} is not an MD5 module hash"),  # 32, not hex
+        (_row(hash=12345), "12345 is not an MD5 module hash"),
+        (nb101_record(HASH_A, 108, 93.5, 0.90, 1234, 1), "test=0.9, valid=93.5 are not fractions"),
+        (nb101_record(HASH_A, 108, 0.91, -0.1, 1234, 1), "test=-0.1, valid=0.91 are not fractions"),
+        (nb101_record(HASH_A, 108, float("nan"), 0.9, 1234, 1), "valid=nan are not fractions"),
+    ],
+    ids=["hash-not-hex", "hash-number", "valid-percent", "test-negative", "valid-nan"],
+)
+def test_nb101_values_a_ground_truth_cannot_hold(tmp_path, bad, said):
+    path, offsets = _nb101_file(tmp_path, [_row(), bad])
+    with pytest.raises(
+        TFRecordError, match=re.escape(f"record at byte offset {offsets[1]}")
+    ) as info:
+        read_nb101(path)
+    assert said in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("adjacency", "operations"),
+    [
+        (ADJ + "0", OPS),  # 50 characters: no V x V matrix
+        (ADJ, OPS.rsplit(",", 1)[0]),  # 7 x 7, but 6 operations
+        ("", []),  # no vertex at all
+        (ADJ, OPS.split(",")),  # operations as a list, not the comma-separated string
+    ],
+    ids=["not-square", "ops-short", "empty", "ops-list"],
+)
+def test_nb101_cells_that_are_no_v_vertex_cell(tmp_path, adjacency, operations):
+    path, offsets = _nb101_file(
+        tmp_path, [_row(), _row(adjacency=adjacency, operations=operations)]
+    )
+    with pytest.raises(TFRecordError, match=rf"byte offset {offsets[1]}: adjacency .*V-vertex"):
+        list(iter_nb101(path))

@@ -590,12 +590,13 @@ def read_nb101(
         records += 1
         row = _parse_json(source, offset, data)
         module_hash, rec_epochs = row[0], row[1]
+        # the type first: 108.0 (and True for 1) would equal the budget and pass unseen
+        if isinstance(rec_epochs, bool) or not isinstance(rec_epochs, int):
+            raise TFRecordError(
+                f"{source}: record at byte offset {offset}: epochs {brief(rec_epochs)} is not "
+                "an integer"
+            )
         if rec_epochs != epochs:
-            if not isinstance(rec_epochs, int):
-                raise TFRecordError(
-                    f"{source}: record at byte offset {offset}: epochs {brief(rec_epochs)} is not "
-                    "an integer"
-                )
             continue
         if not (isinstance(module_hash, str) and len(module_hash) == 32) or not _HEX.issuperset(
             module_hash
