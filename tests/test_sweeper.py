@@ -1453,6 +1453,11 @@ def test_a_removed_group_is_refused_before_anything_is_launched(args, group, cap
             "hydra.sweeper.blocks=[{protocol.lr:[0.1],_spaces:nb201}]",
             "hydra.sweeper.blocks[0]._spaces='nb201': expected a list",
         ),
+        # an empty list names no space either: the block would silently run nothing
+        (
+            "hydra.sweeper.blocks=[{protocol.lr:[0.1],_spaces:[]}]",
+            "hydra.sweeper.blocks[0]._spaces=[]: a block for no search space would run nothing",
+        ),
     ],
 )
 def test_an_experiment_naming_an_unknown_space_is_refused(args, override, said, capsys):

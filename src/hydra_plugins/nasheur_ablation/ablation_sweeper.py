@@ -330,6 +330,11 @@ class AblationSweeper(Sweeper):
         for key, names in named:
             if isinstance(names, str) or not isinstance(names, Sequence):
                 raise SweepError(f"{key}={names!r}: expected a list of search spaces")
+            if not names and key != "hydra.sweeper.spaces":  # spaces=[]: the composed one
+                raise SweepError(
+                    f"{key}=[]: a block for no search space would run nothing; list its spaces, "
+                    "or drop _spaces to sweep it on every space; nothing was launched"
+                )
             unknown = [str(n) for n in names if n not in space_names()]
             if unknown:
                 raise SweepError(
