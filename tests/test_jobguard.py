@@ -4,14 +4,18 @@ within `stop_on_sigterm`. tests/test_job.py runs them within whole jobs."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
 import os
 import pickle
 import signal
+import socket
+import subprocess
 import sys
 import threading
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -24,6 +28,7 @@ from nasheur.jobguard import (
     exclusive,
     folder_holder,
     hold_folder,
+    holder_details,
     lock_holder,
     preemption_signal,
     recorded_details,
@@ -165,6 +170,10 @@ def test_a_job_notes_its_progress_where_others_read_who_holds_the_folder(tmp_pat
         ({"evaluated": 5}, ""),
         ({"evaluated": 200, "of": 200, "eta_s": 0.0}, "trained; evaluated 200/200 architectures"),
         ({"evaluated": 50, "of": 200}, "trained; evaluated 50/200 architectures"),  # older job
+        ({"epoch": None, "epochs": 10}, ""),  # damaged: not a number at all
+        ({"epoch": 3, "epochs": 10, "eta_s": "90"}, "epoch 3/10 done"),  # a time left unread
+        # JSON reads "Infinity" as a float that no time span holds: nothing said, no error
+        ({"epoch": 3, "epochs": 10, "eta_s": float("inf")}, ""),
         (None, ""),
         ([1, 2], ""),
     ],
@@ -341,6 +350,30 @@ def test_sigterm_after_submitits_requeue_stays_with_submitit(handlers_back, monk
     assert signal.getsignal(signal.SIGUSR2) is requeue
 
 
+def test_sigterm_after_a_requeue_ends_the_process_where_its_handler_was_the_default():
+    # the requeue handler has run, and SIGTERM's previous handler is the default: SIGTERM
+    # ends the process, as it would have without stop_on_sigterm (not ignored, not Terminated)
+    code = """if True:
+        import signal, sys
+        from nasheur.jobguard import stop_on_sigterm
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGUSR2, lambda signum, frame: sys.exit(-1))
+        with stop_on_sigterm("the test"):
+            try:
+                signal.raise_signal(signal.SIGUSR2)
+            except SystemExit:
+                pass
+            signal.raise_signal(signal.SIGTERM)
+            print("still running")
+    """
+    env = {k: v for k, v in os.environ.items() if k != "SUBMITIT_PREEMPT_SIGNAL"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert proc.returncode == -signal.SIGTERM, (proc.returncode, proc.stdout, proc.stderr)
+    assert "still running" not in proc.stdout
+
+
 def test_a_requeue_that_failed_leaves_sigterm_to_stop_the_job(handlers_back, monkeypatch):
     # submitit's last time-out: its handler raises instead of requeueing, and a scancel
     # afterwards must still end the job as interrupted
@@ -413,3 +446,286 @@ def test_a_lock_that_fails_otherwise_than_unsupported_is_an_error(tmp_path, monk
     with pytest.raises(OSError) as failed, hold_folder(tmp_path):
         pytest.fail("ran unlocked")
     assert failed.value.errno == errno.EIO
+
+
+def test_the_holder_record_names_this_process_its_slurm_job_and_a_utc_start(monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "457")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "456")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    details = holder_details()
+    assert details["host"] == socket.gethostname() and details["pid"] == os.getpid()
+    assert details["slurm_job_id"] == "457"
+    assert (details["slurm_array_job_id"], details["slurm_array_task_id"]) == ("456", "2")
+    assert ", SLURM job 456_2, since " in describe_holder(details)
+    # a start another node can compare with its own clock: in UTC, said so
+    assert datetime.fromisoformat(details["started"]).utcoffset() == timedelta(0)
+    # a job outside an array; an empty variable says nothing
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "")
+    plain = holder_details()
+    assert "slurm_array_job_id" not in plain and "slurm_array_task_id" not in plain
+    assert ", SLURM job 457, since " in describe_holder(plain)
+
+
+def test_progress_is_stamped_in_utc(tmp_path):
+    with hold_folder(tmp_path) as holding:
+        holding.note(epoch=1, epochs=2)
+        stamp = folder_holder(tmp_path)["progress"]["at"]
+    assert datetime.fromisoformat(stamp).utcoffset() == timedelta(0)
+
+
+def test_a_refusal_without_details_says_so():
+    # a holder that wrote nothing yet (it just took the lock)
+    refused = FolderLocked("/runs/x")
+    assert refused.holder == {} and "(no details recorded yet)" in str(refused)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",  # a job that took the lock and wrote nothing yet
+        b"not json\n",  # damaged
+        b'{"pid": "\xff\xfe"}',  # bytes that are not UTF-8
+        b"[1, 2]\n",  # JSON, but not a record
+    ],
+)
+def test_an_unreadable_lock_file_records_no_details(tmp_path, other_open, content):
+    # `results show` and a refused second copy read these: a bad file must not stop them
+    lock = tmp_path / "job.lock"
+    lock.write_bytes(content)
+    assert recorded_details(lock) == {}
+    fcntl.flock(other_open(lock), fcntl.LOCK_EX)  # held by a running job
+    assert lock_holder(lock) == {}
+    assert recorded_details(tmp_path / "missing.lock") == {}
+
+
+def test_a_long_holder_record_is_read_whole(tmp_path):
+    # a claim's record names its sweep folder, and a path can be thousands of bytes long
+    lock = tmp_path / "claim.lock"
+    details = {"pid": 1, "sweep": "/" + "d" * 3000}
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        jobguard.write_details(fd, details)
+    finally:
+        os.close(fd)
+    assert recorded_details(lock) == details
+
+
+def test_a_failed_progress_note_does_not_stop_the_job(tmp_path):
+    # progress is only for people to read: a write that fails (a full disk) is no error
+    lock = tmp_path / "job.lock"
+    lock.write_text("")
+    fd = os.open(lock, os.O_RDONLY)  # every write to it fails
+    try:
+        holding = jobguard.Holding(fd, {"pid": 1})
+        holding.note(epoch=1, epochs=2)
+        assert holding["progress"]["epoch"] == 1  # kept in memory all the same
+    finally:
+        os.close(fd)
+
+
+def test_a_job_that_cannot_write_its_details_still_holds_its_folder(tmp_path, monkeypatch):
+    def full_disk(fd, details):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(jobguard, "write_details", full_disk)
+    monkeypatch.setattr(jobguard.time, "sleep", lambda s: None)
+    with hold_folder(tmp_path) as holding:
+        assert holding is not None and holding["pid"] == os.getpid()
+        assert folder_holder(tmp_path) == {}  # held, with no details
+        with pytest.raises(FolderLocked), hold_folder(tmp_path):
+            pytest.fail("a second holder")
+
+
+def test_the_lock_file_is_readable_by_others(tmp_path):
+    # a sweep or `results show` of another user asks who holds the folder (a read-only open)
+    old = os.umask(0o022)
+    try:
+        with hold_folder(tmp_path):
+            pass
+    finally:
+        os.umask(old)
+    assert (tmp_path / "job.lock").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_refusal_is_the_callers_kind_on_the_callers_lock_file(tmp_path, monkeypatch):
+    class BuildLocked(FolderLocked):
+        """A ground-truth build's own refusal."""
+
+    monkeypatch.setattr(jobguard.time, "sleep", lambda s: None)
+    with hold_folder(tmp_path, lock="build.lock"):
+        assert lock_holder(tmp_path / "build.lock")["pid"] == os.getpid()
+        assert folder_holder(tmp_path) is None  # not the job lock
+        with (
+            pytest.raises(BuildLocked),
+            hold_folder(tmp_path, refused=BuildLocked, lock="build.lock"),
+        ):
+            pytest.fail("a second holder")
+
+
+def test_a_job_tries_a_few_times_within_a_second_then_refuses(tmp_path, other_open, monkeypatch):
+    # the docstring's promise: refused "at once (after a few tries within a second)"
+    fcntl.flock(other_open(tmp_path / "job.lock"), fcntl.LOCK_EX)  # a running job
+    tries, waits = [], []
+    real_try = jobguard._try_lock
+
+    def counted(fd, operation):
+        tries.append(operation)
+        return real_try(fd, operation)
+
+    monkeypatch.setattr(jobguard, "_try_lock", counted)
+    monkeypatch.setattr(jobguard.time, "sleep", waits.append)
+    with pytest.raises(FolderLocked), hold_folder(tmp_path):
+        pytest.fail("a second holder")
+    assert len(tries) == jobguard.RETRIES > 1
+    assert len(waits) == len(tries) - 1  # no wait after the last try
+    assert sum(waits) < 1.0
+
+
+def test_a_claim_held_elsewhere_names_its_holder_and_keeps_no_file_open(tmp_path, other_open):
+    lock = tmp_path / "claim.lock"
+    lock.write_text(json.dumps({"pid": 99, "sweep": "/sweeps/a"}) + "\n")
+    fcntl.flock(other_open(lock), fcntl.LOCK_EX)  # another launch holds it
+    opened = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    fd, holder = try_hold(lock, {"sweep": "/sweeps/b"})
+    assert fd is None and holder == {"pid": 99, "sweep": "/sweeps/a"}
+    if opened is not None:  # a launch asks for hundreds of claims
+        assert len(os.listdir("/proc/self/fd")) == opened
+    assert try_hold(tmp_path / "missing" / "claim.lock", {}) == (None, None)  # no folder
+
+
+def test_taking_a_claim_hands_back_the_last_holders_details(tmp_path):
+    # a claim let go is put back as it was found (reuse.py's drop)
+    lock = tmp_path / "claim.lock"
+    last = {"pid": 99, "sweep": "/sweeps/a", "submitted": "123"}
+    lock.write_text(json.dumps(last) + "\n")
+    before: dict = {}
+    fd, _ = try_hold(lock, {"sweep": "/sweeps/b"}, before=before)
+    assert fd is not None
+    try:
+        assert before == last
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("err", [errno.ENOLCK, errno.EOPNOTSUPP], ids=["ENOLCK", "EOPNOTSUPP"])
+def test_a_file_system_without_locks_runs_unlocked_with_a_warning(
+    tmp_path, monkeypatch, caplog, err
+):
+    # NFS without its lock daemon says ENOLCK: the job runs (warned); a look sees no holder
+    def refuse(fd, operation):
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(jobguard.fcntl, "flock", refuse)
+    with caplog.at_level(logging.WARNING, logger="nasheur"):
+        with hold_folder(tmp_path) as holding:
+            assert holding is None
+        with exclusive(tmp_path / "sweep.json.lock"):
+            pass
+    assert caplog.text.count("the file system refuses locks") == 2
+    assert lock_holder(tmp_path / "job.lock") is None
+    assert try_hold(tmp_path / "claim.lock", {}) == (None, None)
+
+
+def test_a_stop_during_a_write_to_the_root_loggers_handler_goes_to_stderr(handlers_back, capfd):
+    # the usual set-up: the program's handler sits on the root logger, and nasheur's records
+    # reach it by propagation; pytest's own handlers sit there too, not writing
+    written: list[str] = []
+
+    class Stream:
+        def write(self, text):
+            written.append(text)
+
+        def flush(self):
+            """Nothing buffered."""
+
+    handler = logging.StreamHandler(Stream())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with pytest.raises(Terminated), stop_on_sigterm("the test"), handler.lock:
+            signal.raise_signal(signal.SIGTERM)
+    finally:
+        root.removeHandler(handler)
+    assert "SIGTERM: stopping the test\n" in capfd.readouterr().err
+    assert not any("SIGTERM" in text for text in written)
+
+
+def test_outside_the_main_thread_signals_are_left_alone(handlers_back):
+    # Python sets signal handlers only from the main thread: elsewhere the job runs as is
+    before = signal.getsignal(signal.SIGTERM)
+    seen, errors = [], []
+
+    def job():
+        try:
+            with stop_on_sigterm("the test"):
+                seen.append(signal.getsignal(signal.SIGTERM))
+        except BaseException as err:  # said by the test
+            errors.append(err)
+
+    thread = threading.Thread(target=job, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert errors == [] and seen == [before]
+
+
+def test_a_hang_up_handler_of_the_programs_own_is_left_in_place(handlers_back):
+    # only a default SIGHUP (which would kill the job without a record) becomes a stop
+    def own(signum, frame):
+        """The program's."""
+
+    signal.signal(signal.SIGHUP, own)
+    with stop_on_sigterm("the test"):
+        assert signal.getsignal(signal.SIGHUP) is own
+    assert signal.getsignal(signal.SIGHUP) is own
+
+
+def test_sigterm_stops_the_job_even_where_submitit_requeues_on_sigterm(handlers_back, monkeypatch):
+    # submitit sets its SIGTERM handler (which ignores it) after its requeue handler: with
+    # SUBMITIT_PREEMPT_SIGNAL=TERM, SIGTERM must still end the job as interrupted, not be
+    # handed to a handler that ignores it until SLURM's SIGKILL
+    monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", "TERM")
+    seen, bypass = _submitit_like(lambda signum, frame: None)
+    with pytest.raises(Terminated), stop_on_sigterm("the test"):
+        signal.raise_signal(signal.SIGTERM)
+    assert seen == []
+    assert signal.getsignal(signal.SIGTERM) is bypass
+
+
+def test_without_an_affinity_the_usable_cpus_are_the_machines(monkeypatch):
+    # macOS has no sched_getaffinity; os.cpu_count() may not know (None): at least one
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert usable_cpus() == 8
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert usable_cpus() == 1
+
+
+def test_a_claim_waits_out_a_sweeps_look_too(tmp_path, other_open, monkeypatch):
+    # a launch claiming a job whose claim another sweep is looking at must not see a holder
+    lock = tmp_path / "claim.lock"
+    look = other_open(lock)
+    fcntl.flock(look, fcntl.LOCK_SH)
+    monkeypatch.setattr(jobguard.time, "sleep", lambda s: fcntl.flock(look, fcntl.LOCK_UN))
+    fd, holder = try_hold(lock, {"sweep": "/sweeps/b"})
+    assert holder is None and fd is not None
+    os.close(fd)
+
+
+def test_the_requeue_signal_submitit_was_told_is_the_one_watched(handlers_back, monkeypatch):
+    # SUBMITIT_PREEMPT_SIGNAL=USR1: a requeue on USR1 leaves the SIGTERM after it to submitit
+    monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", "USR1")
+    signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+
+    def requeue(signum, frame):
+        sys.exit(-1)
+
+    seen, _ = _submitit_like(lambda signum, frame: None)
+    signal.signal(signal.SIGUSR1, requeue)
+    with stop_on_sigterm("the test"):
+        with pytest.raises(SystemExit) as ended:
+            signal.raise_signal(signal.SIGUSR1)
+        assert type(ended.value) is SystemExit and ended.value.code == -1
+        signal.raise_signal(signal.SIGTERM)  # no Terminated
+    assert seen == ["SIGTERM bypassed"]
+    assert signal.getsignal(signal.SIGUSR1) is requeue

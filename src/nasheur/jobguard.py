@@ -440,6 +440,9 @@ def stop_on_sigterm(
         if state["requeueing"]:  # SLURM ends a job that submitit just requeued: its handler
             if callable(previous):
                 previous(signum, frame)
+            elif previous == signal.SIG_DFL:  # the default's: the process ends, as without us
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
             return
         name = signal.Signals(signum).name
         if state["stopping"]:
