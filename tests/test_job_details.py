@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,8 +15,8 @@ import torch
 
 import nasheur.evaluation as evaluation
 import nasheur.training as training
-from nasheur.config import validate
-from nasheur.job import run_job
+from nasheur.config import ConfigError, validate
+from nasheur.job import _out_of_memory, gt_data_differs, pick_device, run_job, searched_archs
 from nasheur.seeding import derive_seed, numpy_rng
 from nasheur.training import EpochStats
 from tests.conftest import TINY_JOB, compose_job, write_nb201_gt
@@ -101,15 +102,29 @@ def test_the_record_flags_untrained_by_the_mean_and_counts_the_validation_share(
     assert rec["untrained"] is False
     assert rec["eval"]["val_images"] == 16 == rec["data"]["val_images"]
     assert rec["data"]["train_images"] == 144
+    # the pool evaluated (eval.pool_size=12) among the table's 60 architectures
+    assert rec["eval"]["pool_size"] == len(rec["archs"]) == 12
+    assert rec["ground_truth"]["architectures"] == 60
     assert seeds == [derive_seed(3, "evaluate")]
     pool = json.loads((tmp_path / "job" / "pool.json").read_text())
     assert pool["ground_truth"] == str(tmp_path / "gt.csv")
+    # images per second, per epoch and over the training (README: counted as in history):
+    # the stub's 16 images in 0.01 s, each epoch
+    assert [h["images_per_s"] for h in rec["history"]] == pytest.approx([16 / 0.01] * 3)
+    assert rec["timing"]["train_images_per_s"] == pytest.approx(16 / 0.01)
+    # one pool, and a table that names no data: no second pool's keys, no difference said
+    assert "extra" not in pool and "extra_pools" not in rec
+    assert "data_differs" not in rec["ground_truth"]
 
 
-def test_a_diverged_epoch_fails_the_job_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    """A non-finite training loss ends the job as failed, naming the epoch; that epoch is not
-    checkpointed (a resume would start from diverged weights), the one before it is."""
-    monkeypatch.setattr(training, "train_epoch", StubEpochs(losses={2: math.nan}))
+@pytest.mark.parametrize("loss", [math.nan, math.inf])
+def test_a_diverged_epoch_fails_the_job_and_keeps_the_last_good_checkpoint(
+    tmp_path, monkeypatch, loss
+):
+    """A non-finite training loss (README: NaN or infinite) ends the job as failed, naming
+    the epoch; that epoch is not checkpointed (a resume would start from diverged weights),
+    the one before it is."""
+    monkeypatch.setattr(training, "train_epoch", StubEpochs(losses={2: loss}))
     cfg = _job(tmp_path)
     with pytest.raises(FloatingPointError, match="epoch 2"):
         run_job(cfg, output_dir=tmp_path / "job")
@@ -182,7 +197,15 @@ def test_a_second_pool_has_its_own_draw_and_evaluation_stream_but_the_same_calib
     )
     assert [c["seed"] for c in calls] == [derive_seed(0, "evaluate"), derive_seed(0, "evaluate", 1)]
     assert [c["calib"] for c in calls] == [derive_seed(0, "calibrate")] * 2
-    timing = json.loads((tmp_path / "job" / "metrics.json").read_text())["timing"]
+    rec = json.loads((tmp_path / "job" / "metrics.json").read_text())
+    # each pool's record names the part of NB101 it searched (not plain "nb101": P>R's N is
+    # that part's architectures with GT)
+    assert rec["eval"]["searched"] == {"space": repr(subset), "architectures": len(member_keys)}
+    assert rec["extra_pools"]["subspace"]["searched"] == {
+        "space": repr(NB101SubSpace(4)),
+        "architectures": len(sub4_keys),
+    }
+    timing = rec["timing"]
     # the rate counts the architectures of both pools, 12 + 12
     assert timing["eval_archs_per_s"] * timing["eval_seconds"] == pytest.approx(24)
 
@@ -281,3 +304,264 @@ def test_submitits_last_time_out_leaves_an_interrupted_record(tmp_path, monkeypa
     assert rec["status"] == "interrupted"
     assert rec["error"] == "UncompletedJobError: job 7 timed out"
     assert [h["epoch"] for h in rec["history"]] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "error"),
+    [
+        # a Ctrl-C carries no message of its own: the record says what stopped the job
+        (KeyboardInterrupt(), "interrupted", "KeyboardInterrupt: Ctrl-C"),
+        # an error without a message is named alone, without a dangling ": "
+        (RuntimeError(), "failed", "RuntimeError"),
+    ],
+    ids=["Ctrl-C", "no message"],
+)
+def test_an_error_without_a_message_is_still_named_in_the_record(
+    tmp_path, monkeypatch, raised, status, error
+):
+    stub = StubEpochs()
+
+    def stops_in_epoch_2(*args, **kw):
+        if stub.seen:
+            raise raised
+        return stub(*args, **kw)
+
+    monkeypatch.setattr(training, "train_epoch", stops_in_epoch_2)
+    with pytest.raises(type(raised)):
+        run_job(_job(tmp_path), output_dir=tmp_path / "job")
+    rec = _read(tmp_path / "job")
+    assert rec["status"] == status and rec["error"] == error
+    assert [h["epoch"] for h in rec["history"]] == [1]
+
+
+# --- the job's parts on their own: the device, errors of memory, a table's data line -----------
+
+
+@pytest.mark.parametrize("visible", [" ", " -1 ", "NoDevFiles\n"])
+def test_device_auto_reads_a_padded_hiding_value_as_hiding(monkeypatch, visible):
+    # `export CUDA_VISIBLE_DEVICES=" -1"` hides every GPU as "-1" does: the CPU, no refusal
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert pick_device("auto") == torch.device("cpu")
+
+
+def test_device_auto_takes_cuda_where_torch_sees_it_and_cuda_insists_on_it(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert pick_device("auto") == torch.device("cuda")
+    # README: device=cuda without one is an input error, found in the job's first seconds
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="device=cuda but torch sees no CUDA device"):
+        pick_device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("built_with", "why"),
+    [(None, r"torch \S+ is built without CUDA"), ("12.1", "CUDA did not start")],
+    ids=["CPU-only torch", "CUDA torch"],
+)
+def test_device_auto_says_why_the_gpu_it_was_given_is_unusable(monkeypatch, built_with, why):
+    # a CPU-only torch needs another install; a CUDA torch, a look at the driver or MPS
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", built_with)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with pytest.raises(ConfigError, match=why):
+        pick_device("auto")
+
+
+def _with_context(error: BaseException, context: BaseException) -> BaseException:
+    error.__context__ = context
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "oom"),
+    [
+        (torch.OutOfMemoryError("CUDA out of memory"), True),  # torch's type, whatever it says
+        (
+            _with_context(SystemError("returned a result with an exception set"), MemoryError()),
+            True,
+        ),
+        # a C call's SystemError over another error, or over none, is no lack of memory
+        (
+            _with_context(SystemError("returned a result with an exception set"), KeyError("k")),
+            False,
+        ),
+        (SystemError("returned NULL without setting an exception"), False),
+        (RuntimeError("mat1 and mat2 shapes cannot be multiplied"), False),
+    ],
+    ids=["torch's type", "SystemError over MemoryError", "over another", "alone", "a shape"],
+)
+def test_only_a_lack_of_memory_reads_as_out_of_memory(error, oom):
+    # out of memory: "use fewer channels or layers"; anything else is the error it is
+    assert _out_of_memory(error) is oom
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ("   ", None),  # a blank line says nothing
+        ("procedural image_size=12", None),  # names no classes: nothing to compare there
+        ("procedural image_size=16", "dataset.image_size: 16 there, 12 here"),
+        ("procedural image_size=12 num_classes=5", "dataset.num_classes: 5 there, 10 here"),
+    ],
+)
+def test_a_builder_line_is_compared_on_what_it_says(line, said):
+    ours = compose_job(["search_space=embedded"]).dataset  # procedural, 12 pixels, 10 classes
+    assert gt_data_differs(line, ours) == said
+
+
+class _Table:
+    """A ground-truth table as searched_archs reads it: its keys, in order, and its size."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+class _Part:
+    """A part of NB201 (as an NB101 sub-space is of NB101): the keys it holds."""
+
+    name = "nb201"
+
+    def __init__(self, *keys: str) -> None:
+        self.held = set(keys)
+
+    def in_space(self, key: str) -> bool:
+        return key in self.held
+
+    def __repr__(self) -> str:
+        return "part of nb201"
+
+
+def test_each_pool_searches_the_architectures_of_its_space_that_have_ground_truth():
+    table = _Table(["a", "b", "c", "d"])
+    cfg = SimpleNamespace(eval=SimpleNamespace(pool_size=2))
+    # the table's keys in its order, those of the part only (P>R's N counts these)
+    assert searched_archs(cfg, "gt.csv", table, {"": _Part("c", "b", "x")}) == {"": ["b", "c"]}
+    with pytest.raises(
+        ConfigError, match=r"none of its 4 architectures is in the space searched \(part of nb201\)"
+    ):
+        searched_archs(cfg, "gt.csv", table, {"": _Part("x")})
+    # a second pool's space is named as such
+    with pytest.raises(
+        ConfigError,
+        match=r"eval\.pool_size=2 exceeds the 1 architectures of the space of the 'sub' pool",
+    ):
+        searched_archs(cfg, "gt.csv", table, {"": _Part("a", "b"), "sub": _Part("d")})
+
+
+def test_a_job_refused_on_its_node_claims_its_folder_and_records_the_refusal(tmp_path):
+    # a config error met on the node (a GT file moved since the sweep's check): the folder is
+    # the job's (on_claimed, as for a job that runs) and its record says failed, and why
+    claimed = []
+    refusal = ConfigError("ground_truth.path=x: no such file")
+    with pytest.raises(ConfigError, match="no such file"):
+        run_job(
+            _job(tmp_path),
+            output_dir=tmp_path / "job",
+            on_claimed=lambda: claimed.append(True),
+            refused=refusal,
+        )
+    assert claimed == [True]
+    rec = _read(tmp_path / "job")
+    assert rec["status"] == "failed" and rec["error"] == f"ConfigError: {refusal}"
+    assert rec["history"] == []
+
+
+def test_a_job_evaluated_again_does_not_say_it_trains(tmp_path, monkeypatch):
+    # a completed job evaluated again for a changed GT file trains nothing: its lock must not
+    # name a training that a sweep of the same super-net would wait for (nasheur.reuse)
+    from nasheur.config import plain, training_hash
+    from nasheur.jobguard import folder_holder
+
+    monkeypatch.setattr(training, "train_epoch", StubEpochs())
+    seen = []
+    evaluate = evaluation.evaluate_archs
+
+    def evaluate_archs(*args, **kw):
+        seen.append(folder_holder(tmp_path / "job").get("training"))
+        return evaluate(*args, **kw)
+
+    monkeypatch.setattr(evaluation, "evaluate_archs", evaluate_archs)
+    cfg = _job(tmp_path)
+    run_job(cfg, output_dir=tmp_path / "job")
+    assert seen == [training_hash(plain(cfg))]
+    write_nb201_gt(tmp_path / "gt.csv", bins=8, seed=1)  # other contents at the same path
+    seen.clear()
+    assert run_job(cfg, output_dir=tmp_path / "job")["status"] == "completed"
+    assert seen == [None]
+
+
+def test_a_failed_record_that_cannot_be_written_leaves_the_jobs_own_error(
+    tmp_path, monkeypatch, caplog
+):
+    # a full disk: the job's own error is the news (raised, and logged with the write's)
+    import nasheur.job
+
+    monkeypatch.setattr(training, "train_epoch", StubEpochs(losses={1: math.nan}))
+    write = nasheur.job.atomic_write_json
+
+    def full_disk(path, *args, **kw):
+        if path.name == "metrics.json":
+            raise OSError(28, "No space left on device")
+        return write(path, *args, **kw)
+
+    monkeypatch.setattr(nasheur.job, "atomic_write_json", full_disk)
+    with pytest.raises(FloatingPointError, match="epoch 1"):
+        run_job(_job(tmp_path), output_dir=tmp_path / "job")
+    assert "could not be written" in caplog.text and "No space left" in caplog.text
+    assert not (tmp_path / "job" / "metrics.json").exists()
+
+
+def test_only_the_splits_own_value_error_becomes_a_config_error(tmp_path, monkeypatch):
+    # a split that leaves a share empty names the key (a config error); a data file's own
+    # error (a ValueError subclass: unsafe, unreadable) stays what it is
+    import nasheur.data
+
+    class UnsafeFile(ValueError):
+        pass
+
+    for n, error in enumerate(
+        [ValueError("dataset.val_portion=0.001 leaves no image"), UnsafeFile("data_batch_1")]
+    ):
+
+        def load(*args, error=error, **kw):
+            raise error
+
+        monkeypatch.setattr(nasheur.data, "load_image_data", load)
+        expected = ConfigError if type(error) is ValueError else UnsafeFile
+        with pytest.raises(expected, match=str(error)) as raised:
+            run_job(_job(tmp_path), output_dir=tmp_path / f"job{n}")
+        assert type(raised.value) is expected
+
+
+def test_a_pool_key_that_does_not_parse_fails_before_training(tmp_path, monkeypatch):
+    # an NB101 key's check while reading is its form only: the pool's keys are parsed when
+    # drawn, so that a bad one fails the job at once, naming it, not after the training
+    import nasheur.job
+    from nasheur.groundtruth.table import GroundTruthError
+
+    stub = StubEpochs()
+    monkeypatch.setattr(training, "train_epoch", stub)
+    spaces_of = nasheur.job.pool_spaces_of
+
+    class Unparsable:
+        def __init__(self, space) -> None:
+            self.space = space
+
+        def __getattr__(self, name: str):
+            return getattr(self.space, name)
+
+        def parse(self, key: str):
+            raise ValueError("not a cell of this space")
+
+    def strict(cfg):
+        return {name: Unparsable(space) for name, space in spaces_of(cfg).items()}
+
+    monkeypatch.setattr(nasheur.job, "pool_spaces_of", strict)
+    with pytest.raises(GroundTruthError, match=r"gt\.csv: key '.+': not a cell of this space"):
+        run_job(_job(tmp_path), output_dir=tmp_path / "job")
+    assert stub.seen == []

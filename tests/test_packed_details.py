@@ -1,0 +1,190 @@
+"""Details of the packed and local-parallel launchers (hydra_plugins/nasheur_ablation/
+packed_launcher.py) that tests/test_packed_launcher.py leaves open: which jobs a local sweep
+hands its processes, when a daemon starts (only with ``mps=true``), the GPUs that jobs see
+under a daemon where none was named, the refusal of no job per task, and what a stop of the
+launching process does to the jobs still running."""
+
+from __future__ import annotations
+
+import multiprocessing.connection
+import os
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from hydra.core.utils import JobReturn, JobStatus
+
+from hydra_plugins.nasheur_ablation.packed_launcher import Pack, run_in_processes
+from tests.test_packed_launcher import job_args, pipe_dir, started
+from tests.test_with_mps import fake_control
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+def local_launcher(monkeypatch, tmp_path, *, at_once: int, mps: bool):
+    """A LocalParallelLauncher whose processes, daemon and log set-up are stubbed: (the
+    launcher, the (jobs, at_once) of each run_in_processes call, the daemons started)."""
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.nasheur_ablation.packed_launcher import LocalParallelLauncher
+
+    ran, daemons = [], []
+
+    @contextmanager
+    def daemon_here():
+        daemons.append(True)
+        yield
+
+    glob = LocalParallelLauncher.launch.__globals__
+    monkeypatch.setitem(glob, "private_mps", daemon_here)
+    monkeypatch.setitem(glob, "configure_log", lambda *args: None)
+    monkeypatch.setitem(glob, "run_in_processes", lambda run, js, n: ran.append((js, n)) or [])
+    launcher = LocalParallelLauncher(jobs_at_once=at_once, mps=mps)
+    launcher.config = OmegaConf.create(
+        {"hydra": {"hydra_logging": None, "verbose": False, "sweep": {"dir": str(tmp_path)}}}
+    )
+    return launcher, ran, daemons
+
+
+def test_a_local_sweep_numbers_its_jobs_from_the_launchs_first_index(tmp_path, monkeypatch):
+    # Hydra's sweepers launch in batches: the second batch's jobs go on from the first's
+    # numbers (the job's folder, hydra.job.num and the [#n] of its log lines), each job with
+    # the sweep's folder key and Hydra's singleton state, as hydra-submitit-launcher's are
+    from hydra.core.singleton import Singleton
+
+    launcher, ran, _ = local_launcher(monkeypatch, tmp_path, at_once=2, mps=False)
+    launcher.launch([["seed=5"], ["seed=6"]], 3)
+    ((jobs, at_once),) = ran
+    assert at_once == 2
+    assert [job[:4] for job in jobs] == [
+        (["seed=5"], "hydra.sweep.dir", 3, "3"),
+        (["seed=6"], "hydra.sweep.dir", 4, "4"),
+    ]
+    assert all(job[4].keys() == Singleton.get_state().keys() for job in jobs)
+
+
+def test_a_local_sweep_without_mps_starts_no_daemon_however_many_jobs_share(tmp_path, monkeypatch):
+    # mps=false (the default) is the user's choice: jobs side by side take turns on the GPU
+    launcher, ran, daemons = local_launcher(monkeypatch, tmp_path, at_once=3, mps=False)
+    launcher.launch([[f"seed={i}"] for i in range(5)], 0)
+    assert len(ran) == 1 and daemons == []
+
+
+def test_no_job_at_once_is_refused_by_the_local_launcher_itself(tmp_path, monkeypatch):
+    # the launcher's own check, whoever launches it (the sweeper checks before it too)
+    launcher, ran, _ = local_launcher(monkeypatch, tmp_path, at_once=0, mps=False)
+    with pytest.raises(ValueError, match="jobs_at_once=0: at least one job runs at once"):
+        launcher.launch([["seed=0"]], 0)
+    assert ran == []
+
+
+def test_a_pack_without_mps_starts_no_daemon(tmp_path, monkeypatch):
+    # the daemon is asked for (mps=true), never implied by a pack of several jobs
+    monkeypatch.setenv("NASHEUR_MPS_CONTROL", str(fake_control(tmp_path)))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY", raising=False)
+    results = Pack(pipe_dir, mps=False)(job_args(2))
+    assert [r.return_value for r in results] == [None, None]
+    assert not (tmp_path / "control.log").exists()
+
+
+def test_under_mps_jobs_of_a_task_that_names_no_gpus_see_them_all(tmp_path, monkeypatch):
+    # CUDA_VISIBLE_DEVICES unset: every GPU is the task's. Renumbering nothing must not set
+    # it empty, which would hide every GPU from the jobs (and train them on the CPU)
+    monkeypatch.setenv("NASHEUR_MPS_CONTROL", str(fake_control(tmp_path)))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    results = Pack(started(), mps=True)(job_args(2))
+    assert [r.return_value[1] for r in results] == [None, None]
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_no_job_per_task_is_refused(monkeypatch):
+    # jobs_per_task=0 would submit empty tasks (or none): refused, naming the key
+    from hydra_plugins.nasheur_ablation import packed_launcher
+
+    cls = packed_launcher.PackedSlurmLauncher
+    monkeypatch.setattr(cls.__bases__[0], "launch", lambda self, jobs, idx: ["launched"])
+    launcher = object.__new__(cls)
+    launcher.jobs_per_task, launcher.mps = 0, False
+    with pytest.raises(ValueError, match="jobs_per_task=0: a task runs at least one job"):
+        launcher.launch([["seed=0"]], 0)
+
+
+def ends_soon(overrides, _key, num, _id, _state):
+    """Says it started, ends on its own some seconds later and says so (unless stopped
+    before)."""
+    flags = Path(os.environ["NASHEUR_TEST_FLAG"])
+    (flags / "started").touch()
+    time.sleep(float(os.environ["NASHEUR_TEST_SLEEP"]))
+    (flags / "ended").touch()
+    return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value="done")
+
+
+@pytest.mark.parametrize(
+    ("stop", "ends_itself", "runs_for"),
+    [
+        # a SIGINT to the launching process alone: the job got none, but it is given its
+        # grace (15 s) to end as a terminal's Ctrl-C would end it
+        (KeyboardInterrupt(), True, 0.5),
+        # SIGTERM (SystemExit): passed on at once, the job ends as interrupted (a job that
+        # would run long, so that a slow machine's delay cannot pass for its termination)
+        (SystemExit(143), False, 20.0),
+    ],
+    ids=["Ctrl-C", "SIGTERM"],
+)
+def test_a_stopped_launch_waits_for_or_terminates_its_running_jobs(
+    tmp_path, monkeypatch, stop, ends_itself, runs_for
+):
+    monkeypatch.setenv("NASHEUR_TEST_FLAG", str(tmp_path))
+    monkeypatch.setenv("NASHEUR_TEST_SLEEP", str(runs_for))
+    wait = multiprocessing.connection.wait
+    calls = []
+
+    def stopped_while_waiting(objects, timeout=None):
+        # the stop arrives while the launcher waits for its running job, once it runs
+        if not calls:
+            calls.append(True)
+            deadline = time.monotonic() + 30
+            while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            raise stop
+        return wait(objects, timeout)
+
+    monkeypatch.setattr(multiprocessing.connection, "wait", stopped_while_waiting)
+    with pytest.raises(type(stop)):
+        run_in_processes(ends_soon, job_args(1), at_once=1)
+    assert (tmp_path / "started").exists()
+    assert (tmp_path / "ended").exists() is ends_itself
+
+
+def test_a_local_job_runs_with_its_own_number_and_id(monkeypatch):
+    # each job's config says which job of the sweep it is (its folder, hydra.job.num in the
+    # sweep's summary): the number and id the launch gave it, set in its own process
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.nasheur_ablation.packed_launcher import LocalParallelLauncher
+
+    ran = []
+
+    class Loader:
+        def load_sweep_config(self, config, overrides):
+            return OmegaConf.create({"hydra": {"job": {"id": None, "num": None}}, "o": overrides})
+
+    glob = LocalParallelLauncher.__call__.__globals__
+    monkeypatch.setitem(glob, "run_job", lambda **kw: ran.append(kw) or "result")
+    # Hydra's own state, as the launching process had it: not this test's concern
+    monkeypatch.setitem(glob, "Singleton", SimpleNamespace(set_state=lambda state: None))
+    launcher = LocalParallelLauncher()
+    launcher.config = OmegaConf.create({})
+    launcher.hydra_context = SimpleNamespace(config_loader=Loader())
+    launcher.task_function = print
+    assert launcher(["seed=7"], "hydra.sweep.dir", 4, "4", {}) == "result"
+    ((kw,),) = [ran]
+    assert kw["config"].hydra.job.num == 4 and kw["config"].hydra.job.id == "4"
+    assert list(kw["config"].o) == ["seed=7"]
+    assert kw["job_dir_key"] == "hydra.sweep.dir" and kw["job_subdir_key"] == "hydra.sweep.subdir"
