@@ -868,16 +868,10 @@ def nb201_cfg(gt_file):
 
 
 def _with(cfg, **changes):
-    import copy
+    """A copy of `cfg` with its keys set, each written with ``__`` for its dots."""
+    from tests.test_config_rules import changed
 
-    out = copy.deepcopy(cfg)
-    for dotted, value in changes.items():
-        *parents, last = dotted.split("__")
-        node = out
-        for p in parents:
-            node = getattr(node, p)
-        setattr(node, last, value)
-    return out
+    return changed(cfg, {key.replace("__", "."): value for key, value in changes.items()})
 
 
 @pytest.mark.parametrize(

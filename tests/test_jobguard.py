@@ -411,7 +411,13 @@ def test_the_folder_is_let_go_when_the_job_ends_even_with_a_forked_child_alive(t
         os.waitpid(child, 0)
 
 
-def test_a_stop_during_a_log_write_goes_to_stderr_not_into_that_write(handlers_back, capfd):
+# nasheur's own logger, and the root logger: the usual set-up, where the program's handler
+# sits on the root and nasheur's records reach it by propagation (pytest's handlers sit there
+# too, not writing)
+@pytest.mark.parametrize("logger_name", ["nasheur", ""], ids=["nasheur", "root"])
+def test_a_stop_during_a_log_write_goes_to_stderr_not_into_that_write(
+    handlers_back, capfd, logger_name
+):
     # the stream of a record being written cannot take another write from the handler (a
     # buffered stream raises "reentrant call"): the line goes to stderr, past that stream
     written: list[str] = []
@@ -424,7 +430,7 @@ def test_a_stop_during_a_log_write_goes_to_stderr_not_into_that_write(handlers_b
             """Nothing buffered."""
 
     handler = logging.StreamHandler(Stream())
-    logger = logging.getLogger("nasheur")
+    logger = logging.getLogger(logger_name)
     logger.addHandler(handler)
     try:
         with pytest.raises(Terminated), stop_on_sigterm("the test"), handler.lock:
@@ -625,30 +631,6 @@ def test_a_file_system_without_locks_runs_unlocked_with_a_warning(
     assert caplog.text.count("the file system refuses locks") == 2
     assert lock_holder(tmp_path / "job.lock") is None
     assert try_hold(tmp_path / "claim.lock", {}) == (None, None)
-
-
-def test_a_stop_during_a_write_to_the_root_loggers_handler_goes_to_stderr(handlers_back, capfd):
-    # the usual set-up: the program's handler sits on the root logger, and nasheur's records
-    # reach it by propagation; pytest's own handlers sit there too, not writing
-    written: list[str] = []
-
-    class Stream:
-        def write(self, text):
-            written.append(text)
-
-        def flush(self):
-            """Nothing buffered."""
-
-    handler = logging.StreamHandler(Stream())
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
-        with pytest.raises(Terminated), stop_on_sigterm("the test"), handler.lock:
-            signal.raise_signal(signal.SIGTERM)
-    finally:
-        root.removeHandler(handler)
-    assert "SIGTERM: stopping the test\n" in capfd.readouterr().err
-    assert not any("SIGTERM" in text for text in written)
 
 
 def test_outside_the_main_thread_signals_are_left_alone(handlers_back):

@@ -10,42 +10,16 @@ import multiprocessing.connection
 import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
 
 from hydra_plugins.nasheur_ablation.packed_launcher import Pack, run_in_processes
-from tests.test_packed_launcher import job_args, pipe_dir, started
+from tests.test_packed_launcher import job_args, local_launcher, pipe_dir, started
 from tests.test_with_mps import fake_control
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-
-
-def local_launcher(monkeypatch, tmp_path, *, at_once: int, mps: bool):
-    """A LocalParallelLauncher whose processes, daemon and log set-up are stubbed: (the
-    launcher, the (jobs, at_once) of each run_in_processes call, the daemons started)."""
-    from omegaconf import OmegaConf
-
-    from hydra_plugins.nasheur_ablation.packed_launcher import LocalParallelLauncher
-
-    ran, daemons = [], []
-
-    @contextmanager
-    def daemon_here():
-        daemons.append(True)
-        yield
-
-    glob = LocalParallelLauncher.launch.__globals__
-    monkeypatch.setitem(glob, "private_mps", daemon_here)
-    monkeypatch.setitem(glob, "configure_log", lambda *args: None)
-    monkeypatch.setitem(glob, "run_in_processes", lambda run, js, n: ran.append((js, n)) or [])
-    launcher = LocalParallelLauncher(jobs_at_once=at_once, mps=mps)
-    launcher.config = OmegaConf.create(
-        {"hydra": {"hydra_logging": None, "verbose": False, "sweep": {"dir": str(tmp_path)}}}
-    )
-    return launcher, ran, daemons
 
 
 def test_a_local_sweep_numbers_its_jobs_from_the_launchs_first_index(tmp_path, monkeypatch):

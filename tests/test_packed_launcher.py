@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -388,6 +389,31 @@ def test_the_mps_daemon_is_stopped_however_the_jobs_end(tmp_path, monkeypatch):
     assert len(log) == 2 and log[0].startswith("start ") and log[1] == "stdin quit"
 
 
+def local_launcher(monkeypatch, tmp_path, *, at_once: int, mps: bool):
+    """A LocalParallelLauncher whose processes, daemon and log set-up are stubbed: (the
+    launcher, the (jobs, at_once) of each run_in_processes call, the daemons started)."""
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.nasheur_ablation.packed_launcher import LocalParallelLauncher
+
+    ran, daemons = [], []
+
+    @contextmanager
+    def daemon_here():
+        daemons.append(True)
+        yield
+
+    glob = LocalParallelLauncher.launch.__globals__
+    monkeypatch.setitem(glob, "private_mps", daemon_here)
+    monkeypatch.setitem(glob, "configure_log", lambda *args: None)
+    monkeypatch.setitem(glob, "run_in_processes", lambda run, js, n: ran.append((js, n)) or [])
+    launcher = LocalParallelLauncher(jobs_at_once=at_once, mps=mps)
+    launcher.config = OmegaConf.create(
+        {"hydra": {"hydra_logging": None, "verbose": False, "sweep": {"dir": str(tmp_path)}}}
+    )
+    return launcher, ran, daemons
+
+
 @pytest.mark.parametrize(
     ("at_once", "jobs", "daemon"),
     [(1, 3, False), (2, 1, False), (2, 2, True), (3, 5, True)],
@@ -396,26 +422,6 @@ def test_a_local_sweep_runs_one_job_at_a_time_if_told_and_shares_only_between_jo
     tmp_path, monkeypatch, at_once, jobs, daemon
 ):
     # jobs_at_once=1 is allowed (at least one); an MPS daemon only where two jobs run at once
-    from contextlib import contextmanager
-
-    from omegaconf import OmegaConf
-
-    from hydra_plugins.nasheur_ablation.packed_launcher import LocalParallelLauncher
-
-    started_daemons, ran = [], []
-
-    @contextmanager
-    def daemon_here():
-        started_daemons.append(True)
-        yield
-
-    glob = LocalParallelLauncher.launch.__globals__
-    monkeypatch.setitem(glob, "private_mps", daemon_here)
-    monkeypatch.setitem(glob, "configure_log", lambda *args: None)
-    monkeypatch.setitem(glob, "run_in_processes", lambda run, js, n: ran.append((len(js), n)) or [])
-    launcher = LocalParallelLauncher(jobs_at_once=at_once, mps=True)
-    launcher.config = OmegaConf.create(
-        {"hydra": {"hydra_logging": None, "verbose": False, "sweep": {"dir": str(tmp_path)}}}
-    )
+    launcher, ran, daemons = local_launcher(monkeypatch, tmp_path, at_once=at_once, mps=True)
     assert launcher.launch([[f"seed={i}"] for i in range(jobs)], 0) == []
-    assert ran == [(jobs, at_once)] and bool(started_daemons) is daemon
+    assert [(len(js), n) for js, n in ran] == [(jobs, at_once)] and bool(daemons) is daemon
