@@ -16,6 +16,19 @@ from scipy import stats
 from nasheur.config import ConfigError, validate
 from nasheur.spaces import get_space, space_names
 from nasheur.spaces.nb101 import (
+    NB101RandomSubset,
+    NB101Space,
+    NB101SubSpace,
+    random_spec,
+)
+from nasheur.spaces.nb101_catalogue import (
+    Catalogue,
+    build_catalogue,
+    canonical,
+    read_catalogue,
+    save_catalogue,
+)
+from nasheur.spaces.nb101_cell import (
     CONV1X1,
     CONV3X3,
     INPUT,
@@ -24,17 +37,8 @@ from nasheur.spaces.nb101 import (
     OPS,
     OUTPUT,
     SUBSPACES,
-    Catalogue,
-    NB101RandomSubset,
-    NB101Space,
     NB101Spec,
-    NB101SubSpace,
-    build_catalogue,
-    canonical,
     make_spec,
-    random_spec,
-    read_catalogue,
-    save_catalogue,
     spec_hash,
     vertex_widths,
 )
@@ -246,7 +250,7 @@ def test_a_spec_given_to_the_space_is_pruned_before_it_is_keyed():
 def test_a_keyed_hash_parses_without_the_enumeration(tmp_path, monkeypatch):
     """The class docstring: the enumeration is needed to parse a hash not keyed in this
     process; one keyed here parses back from memory (no cache file, no enumeration)."""
-    import nasheur.spaces.nb101 as nb
+    import nasheur.spaces.nb101_catalogue as nb
 
     def enumerated(*args, **kwargs):
         raise AssertionError("parse enumerated the space")
@@ -467,13 +471,13 @@ def test_random_a_is_uniform_over_unique_architectures(small_catalogue):
 
 
 def test_the_unique_architectures_are_listed_without_hashing(monkeypatch):
-    import nasheur.spaces.nb101 as nb
+    import nasheur.spaces.nb101_catalogue as nb
 
     def hashed(*args, **kwargs):
         raise AssertionError("the listing computed an MD5")
 
     nb.unique_archs.cache_clear()  # listed here, not taken from an earlier test's listing
-    for name in ("_md5", "_md5_rows", "_fast_md5"):
+    for name in ("md5_hex", "_md5_rows", "_fast_md5"):
         monkeypatch.setattr(nb, name, hashed)
     archs = SPACE.enumerate()  # one representative per isomorphism class, no MD5 at all
     monkeypatch.undo()
@@ -516,7 +520,7 @@ def test_the_enumeration_is_in_the_generators_order(small_catalogue):
     """The entries are ascending by (vertex count, bitmask, op code), the hashed catalogue entry
     for entry the hash-free listing: a random subset draws indices in the listing and looks
     their hashes up in the catalogue."""
-    from nasheur.spaces.nb101 import unique_archs
+    from nasheur.spaces.nb101_catalogue import unique_archs
 
     cat = small_catalogue
     order = np.lexsort((cat.ops, cat.matrices, cat.vertices))
@@ -616,7 +620,7 @@ def test_the_subspace_of_a_spec_is_decided_after_pruning():
 def test_subspace_membership_by_hash_counts_the_feeders(small_catalogue, monkeypatch):
     """in_space of a key not met in this process looks it up in the catalogue: sub-space k
     holds exactly the entries with k interior vertices wired to the output, counted here."""
-    import nasheur.spaces.nb101 as nb
+    import nasheur.spaces.nb101_catalogue as nb
 
     monkeypatch.setattr(nb, "_KEYED", {})  # keys met by other tests would skip the lookup
     feeders = []
@@ -797,7 +801,7 @@ def _swapped(cat: Catalogue, i: int, j: int) -> Catalogue:
 def small_cache(tmp_path, monkeypatch, small_catalogue):
     """A good cache of the small enumeration in $NASHEUR_CACHE; yields its path and the list
     of catalogues built since (a rebuild appends one)."""
-    import nasheur.spaces.nb101 as nb
+    import nasheur.spaces.nb101_catalogue as nb
 
     built = []
 
@@ -822,7 +826,7 @@ def _assert_is(cat, want):
 
 
 def test_a_good_nb101_cache_is_read_not_rebuilt(small_cache, small_catalogue):
-    import nasheur.spaces.nb101 as nb
+    import nasheur.spaces.nb101_catalogue as nb
 
     _, built = small_cache
     _assert_is(nb.catalogue(), small_catalogue)
@@ -830,7 +834,7 @@ def test_a_good_nb101_cache_is_read_not_rebuilt(small_cache, small_catalogue):
 
 
 def test_a_truncated_or_byte_flipped_nb101_cache_is_rebuilt(small_cache, small_catalogue, caplog):
-    import nasheur.spaces.nb101 as nb
+    import nasheur.spaces.nb101_catalogue as nb
 
     path, built = small_cache
     good = path.read_bytes()
@@ -883,7 +887,7 @@ def test_a_truncated_or_byte_flipped_nb101_cache_is_rebuilt(small_cache, small_c
 def test_an_nb101_cache_that_fails_its_checks_is_rebuilt(
     small_cache, small_catalogue, caplog, change
 ):
-    import nasheur.spaces.nb101 as nb
+    import nasheur.spaces.nb101_catalogue as nb
 
     path, built = small_cache
     with np.load(path) as z:
@@ -898,7 +902,7 @@ def test_an_nb101_cache_that_fails_its_checks_is_rebuilt(
 
 def test_parse_never_answers_with_another_architecture(small_cache, small_catalogue, monkeypatch):
     """Two entries swapped where no spot check looks: the cache loads, but parse notices."""
-    import nasheur.spaces.nb101 as nb
+    import nasheur.spaces.nb101_catalogue as nb
 
     path, built = small_cache
     monkeypatch.setattr(nb, "_SPOT_RANDOM", 0)
@@ -932,7 +936,7 @@ def test_parse_never_answers_with_another_architecture(small_cache, small_catalo
 
 @pytest.mark.slow
 def test_the_full_enumeration(tmp_path, monkeypatch):
-    import nasheur.spaces.nb101 as nb101
+    import nasheur.spaces.nb101_catalogue as nb101
 
     monkeypatch.setenv("NASHEUR_CACHE", str(tmp_path))
     nb101._catalogue_at.cache_clear()

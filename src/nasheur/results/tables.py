@@ -60,7 +60,7 @@ from nasheur.results.settings import (
     select,
     setting_labels,
 )
-from nasheur.spaces.nb101 import SUBSPACE_POOL, SUBSPACES  # numpy only
+from nasheur.spaces.nb101_cell import SUBSPACE_POOL, SUBSPACES  # numpy only
 
 SPACES = ("nb101", "nb201", "darts_nds", "embedded")  # the paper's three, then nasheur's own
 SPACE_TITLES = {

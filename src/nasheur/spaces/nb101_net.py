@@ -3,7 +3,7 @@
 Stem conv3x3 (3 -> C) + BN + ReLU; 3 stacks of `layers` cells; a 2x2 max-pool between stacks,
 the channels doubled by the first cell of stacks 2 and 3; global average pool; linear. In a
 cell of c_in -> c_out channels the interior vertex widths follow the NB101 rule
-(:func:`nasheur.spaces.nb101.vertex_widths`); a vertex sums its inputs, those from the cell
+(:func:`nasheur.spaces.nb101_cell.vertex_widths`); a vertex sums its inputs, those from the cell
 input projected by conv1x1-BN-ReLU to its width, those from other vertices truncated to it
 (their first channels), then applies its op (conv-BN-ReLU, or a 3x3 max-pool that keeps the
 width); the output concatenates the vertices feeding it and adds the projected input when
@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nasheur.spaces.nb101 import (
+from nasheur.spaces.nb101_cell import (
     CONV1X1,
     CONV3X3,
     MAXPOOL3X3,

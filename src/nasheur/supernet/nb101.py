@@ -11,7 +11,7 @@ per interior vertex index of a pruned spec (vertex v uses position v - 1), each 
 
 all at the position's C_max channels; the cell also holds the projection of its input into the
 output (c_in -> c_out). Each sampled spec gets the NB101 widths
-(:func:`nasheur.spaces.nb101.vertex_widths`), and ``dynamic_channels`` decides how a vertex of
+(:func:`nasheur.spaces.nb101_cell.vertex_widths`), and ``dynamic_channels`` decides how a vertex of
 width C uses its position's C_max channels (:mod:`nasheur.supernet.channels`):
 
 * ``fixed`` / ``shuffle`` / ``interpolate``: C_max is the cell's output width (a vertex has it
@@ -44,7 +44,7 @@ from functools import lru_cache, partial
 import torch
 from torch import nn
 
-from nasheur.spaces.nb101 import (
+from nasheur.spaces.nb101_cell import (
     CONV1X1,
     CONV3X3,
     MAX_VERTICES,
