@@ -63,6 +63,142 @@ def test_synthetic_has_class_structure():
     assert acc > 0.2, acc
 
 
+# the limits each generator documents (synthetic: S >= 4 and no class maximum, 50 standing for
+# many; procedural: S >= 8 and 2..10 classes; both: at least one image and two classes)
+@pytest.mark.parametrize(
+    ("make", "min_size", "max_classes"),
+    [(make_synthetic, 4, 50), (make_procedural, 8, 10)],
+    ids=["synthetic", "procedural"],
+)
+def test_generated_sets_take_their_documented_limits(make, min_size, max_classes):
+    x, y = make(1, min_size, 2, seed=0)  # one image, the smallest size, two classes
+    assert x.shape == (1, 3, min_size, min_size) and y.shape == (1,)
+    x, y = make(max_classes, min_size, max_classes, seed=0)  # one image per class
+    assert sorted(y.tolist()) == list(range(max_classes))
+
+
+@pytest.mark.parametrize(
+    ("make", "min_size"), [(make_synthetic, 4), (make_procedural, 8)], ids=["syn", "proc"]
+)
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        ((0, None, 2), "num_images"),
+        ((-1, None, 2), "num_images"),
+        ((1, "below", 2), "image_size"),  # one pixel under the documented minimum
+        ((1, None, 1), "num_classes"),  # a single class is no classification task
+        ((1, None, 0), "num_classes"),
+    ],
+)
+def test_generated_sets_refuse_arguments_just_past_their_limits(make, min_size, args, key):
+    n, size, classes = args
+    size = min_size - 1 if size == "below" else min_size
+    with pytest.raises(ValueError, match=key):
+        make(n, size, classes, seed=0)
+
+
+@pytest.mark.parametrize("make", [make_synthetic, make_procedural])
+def test_generated_labels_come_shuffled(make):
+    # "order shuffled": labels in the cyclic order 0, 1, ..., C-1, 0, ... would put every
+    # class at fixed indices of every share
+    _, y = make(100, 8, 5, seed=0)
+    assert not np.array_equal(y, np.arange(100) % 5)
+    assert np.array_equal(np.bincount(y), [20] * 5)  # still balanced
+
+
+def test_synthetic_upsampling_is_bilinear_with_aligned_corners():
+    # bilinear interpolation reproduces a linear function exactly, and "aligned corners" puts
+    # grid point i at pixel i * (S - 1) / (G - 1): so a ramp 3*i + 5*j on a 4x4 grid becomes
+    # the ramp 3*y*3/(S-1) + 5*x*3/(S-1) on S x S pixels, its corners the grid's corners
+    from nasheur.data.synthetic import _upsample
+
+    g, s = 4, 10
+    i, j = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
+    grid = (3.0 * i + 5.0 * j).astype(np.float32)[None, None]  # (1, 1, G, G)
+    yy, xx = np.meshgrid(np.arange(s), np.arange(s), indexing="ij")
+    want = 3.0 * yy * (g - 1) / (s - 1) + 5.0 * xx * (g - 1) / (s - 1)
+    np.testing.assert_allclose(_upsample(grid, s)[0, 0], want, atol=1e-4)
+
+
+def test_the_synthetic_distractor_belongs_to_no_class(monkeypatch):
+    # the module docstring: the colour blob is "shared by no class". With the class signal
+    # switched off, the nearest class mean must fall to chance (1/4): a distractor picked by
+    # the label would still give the class away
+    monkeypatch.setattr("nasheur.data.synthetic._CONTRAST", (0.0, 0.0))
+    x, y = make_synthetic(2000, 8, 4, seed=1)
+    f = x.reshape(len(x), -1).astype(np.float64)
+    tr, te = slice(0, 1000), slice(1000, 2000)
+    means = np.stack([f[tr][y[tr] == c].mean(0) for c in range(4)])
+    pred = np.argmin(((f[te][:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    assert (pred == y[te]).mean() < 0.35
+
+
+def test_synthetic_pixels_are_rounded_around_128(monkeypatch):
+    # "to uint8 around 128": with only the brightness left (a uniform draw in +-0.3, i.e.
+    # +-30 steps, constant over an image's channel), rounding to the nearest step gives the
+    # values 98..158, centred on 128; truncation would give 98..157
+    monkeypatch.setattr("nasheur.data.synthetic._CONTRAST", (0.0, 0.0))
+    monkeypatch.setattr("nasheur.data.synthetic._DISTRACTOR", 0.0)
+    monkeypatch.setattr("nasheur.data.synthetic._NOISE", 0.0)
+    x, _ = make_synthetic(3000, 4, 2, seed=0)
+    assert (x == x[:, :, :1, :1]).all()  # one value per image and channel
+    assert (x.min(), x.max()) == (98, 158)
+
+
+def test_synthetic_images_are_shifted_windows_of_their_class_stripes(monkeypatch):
+    # with the smooth patterns and blobs flattened to zero, the noise off and the contrast 1,
+    # an image is its class's stripe texture plus a brightness per channel. Every class is
+    # striped (two levels in its strongest channel), the two levels lie the class's fixed
+    # stripe colour apart in every image (a contrast range (1, 1) is exactly 1, rounding aside),
+    # and a class's images do not all show one window (the random shift, at least one pixel
+    # even for 4-pixel images)
+    import nasheur.data.synthetic as synthetic
+
+    monkeypatch.setattr(
+        synthetic, "_upsample", lambda g, size: np.zeros((*g.shape[:-2], size, size), np.float32)
+    )
+    monkeypatch.setattr(synthetic, "_NOISE", 0.0)
+    monkeypatch.setattr(synthetic, "_CONTRAST", (1.0, 1.0))
+    x, y = make_synthetic(500, 4, 10, seed=0)
+    for c in range(10):
+        imgs = x[y == c].astype(np.int64)
+        channel = np.argmax(np.ptp(imgs[0].reshape(3, -1), axis=1))  # its strongest colour
+        plane = imgs[:, channel].reshape(len(imgs), -1)
+        steps = np.ptp(plane, axis=1)
+        assert steps.min() >= 2 and np.ptp(steps) <= 1, (c, steps)
+        above = plane > plane.mean(1)[:, None]
+        assert len({a.tobytes() for a in above}) > 1, c  # not all one window
+
+
+# what the procedural module's table says each class is, in (row y, column x) of the texture
+_TEXTURE_TABLE = {
+    "hstripes2": lambda y, x: y % 2 == 0,  # horizontal stripes, period 2
+    "vstripes2": lambda y, x: x % 2 == 0,
+    "checker2": lambda y, x: (y + x) % 2 == 0,
+    "hlines3": lambda y, x: y % 3 == 0,  # one row in three
+    "vlines3": lambda y, x: x % 3 == 0,
+    "dots3": lambda y, x: (y % 3 == 0) & (x % 3 == 0),  # a dot every 3 pixels both ways
+    "grid3": lambda y, x: (y % 3 == 0) | (x % 3 == 0),
+    "hstripes4": lambda y, x: y % 4 < 2,  # two rows on, two off
+    "vstripes4": lambda y, x: x % 4 < 2,
+    "checker4": lambda y, x: (y // 2 + x // 2) % 2 == 0,  # 2x2 blocks
+}
+
+
+def test_each_procedural_label_draws_the_texture_its_name_says():
+    # label k is TEXTURES[k]: its map is the table's pattern at some phase (up to 12 per axis)
+    from nasheur.data.procedural import MAX_CLASSES, TEXTURES, texture_maps
+
+    size = 12
+    assert MAX_CLASSES == len(TEXTURES) == 10 and set(TEXTURES) == set(_TEXTURE_TABLE)
+    yy, xx = np.meshgrid(np.arange(size + 12), np.arange(size + 12), indexing="ij")
+    for k, name in enumerate(TEXTURES):
+        got = texture_maps(np.array([k]), np.array([0]), np.array([0]), size)[0]
+        table = _TEXTURE_TABLE[name](yy, xx).astype(np.float32)
+        shifts = [table[py : py + size, px : px + size] for py in range(12) for px in range(12)]
+        assert any(np.array_equal(got, s) for s in shifts), name
+
+
 # ----------------------------------------------------------------------------- CIFAR-10
 
 
@@ -214,11 +350,13 @@ def test_cifar_labels_stored_as_a_small_array_come_back_as_int64(tmp_path):
     assert y.dtype == np.int64 and np.array_equal(y, y_ref) and np.array_equal(x, x_ref)
 
 
-def test_an_empty_cifar_batch_is_read_as_a_subset(tmp_path, caplog):
-    # no labels at all: the 0..9 range check has no minimum to take, and the batch is said
+@pytest.mark.parametrize("labels", [np.zeros(0, np.int64), []], ids=["array", "list"])
+def test_an_empty_cifar_batch_is_read_as_a_subset(tmp_path, caplog, labels):
+    # no labels at all: the 0..9 range check has no minimum to take, and the batch is said;
+    # the release's form, a list, is empty too (numpy reads `[]` as float64: not refused)
     folder = tmp_path / "cifar-10-batches-py"
     write_fake_cifar(folder)
-    batch = {b"data": np.zeros((0, 3072), np.uint8), b"labels": np.zeros(0, np.int64)}
+    batch = {b"data": np.zeros((0, 3072), np.uint8), b"labels": labels}
     (folder / "data_batch_5").write_bytes(pickle.dumps(batch, protocol=2))
     with caplog.at_level("WARNING", logger="nasheur"):
         x, y = load_cifar10_train(folder)

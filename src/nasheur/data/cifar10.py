@@ -128,6 +128,8 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(
             f"{path}: {labels_arr.shape} labels for {data.shape[0]} images; expected one per image"
         )
+    if labels_arr.size == 0:  # `[]`: numpy reads float64, yet it is an empty list of ints
+        labels_arr = labels_arr.astype(np.int64)
     if not np.issubdtype(labels_arr.dtype, np.integer):
         raise ValueError(f"{path}: labels must be integers, got dtype {labels_arr.dtype}")
     if labels_arr.size and (labels_arr.min() < 0 or labels_arr.max() >= NUM_CLASSES):
