@@ -212,6 +212,7 @@ def test_each_option_type_takes_the_edges_of_its_range(kind, text, value):
         ("rate", "x", "expects a number, got 'x'"),
         ("bin_width", "0", "must be a fraction in (0, 1), got '0'"),
         ("bin_width", "1", "must be a fraction in (0, 1), got '1'"),  # one bin: every tie
+        ("bin_width", "nan", "must be a fraction in (0, 1), got 'nan'"),  # compares false
     ],
 )
 def test_each_option_type_refuses_what_lies_outside_its_range(kind, text, said):
@@ -259,6 +260,25 @@ def test_a_folder_to_write_into_may_exist_or_be_made_but_not_be_a_file(tmp_path)
     ]:
         with pytest.raises(argparse.ArgumentTypeError) as refused:
             folder_path(text)
+        assert str(refused.value) == said, text
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_named_pipe_is_neither_a_folder_nor_a_folder_to_write_under(tmp_path):
+    # a pipe exists but is no folder (nor a regular file): nothing can be made inside it
+    import argparse
+
+    from nasheur.cli_args import file_path, folder_path
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    for check, text, said in [
+        (folder_path, str(pipe), f"{pipe} is not a folder"),
+        (folder_path, f"{pipe}/out", f"{pipe}/out: {pipe} is a file, not a folder"),
+        (file_path, f"{pipe}/out.json", f"{pipe}/out.json: {pipe} is a file, not a folder"),
+    ]:
+        with pytest.raises(argparse.ArgumentTypeError) as refused:
+            check(text)
         assert str(refused.value) == said, text
 
 

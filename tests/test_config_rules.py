@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,11 @@ SYNTHETIC = {"dataset.name": DatasetName.synthetic}  # the generated sets' sizes
         ),
         ("dataset.image_size", 8, 7, SYNTHETIC),  # 8: NB201's two halvings leave 2 pixels
         ("dataset.num_classes", 2, 1, SYNTHETIC),
+        # open upper edges: a value just below 1 is allowed, 1 itself is not
+        ("protocol.momentum", 0.999, 1.0, {}),  # 1 never forgets a gradient: no SGD
+        ("metrics.skdt_threshold", 0.999, 1.0, {}),  # a bin of 1 holds every accuracy
+        # 0.99 of CIFAR-10's 50,000 validate, the other 500 train: room for a batch of 128
+        ("dataset.val_portion", 0.99, 1.0, {}),
     ],
 )
 def test_each_edge_is_accepted_and_the_value_past_it_refused_naming_it(
@@ -254,6 +260,36 @@ def test_a_missing_file_is_named_by_the_key_that_gave_it(tmp_path, monkeypatch):
         validate(nb201_job(tmp_path / "absent.csv"))
 
 
+def test_a_nats_simple_folder_is_a_ground_truth_but_another_folder_is_not(tmp_path):
+    # README "Ground truth": NATS-Bench's -simple folder (its meta.pickle.pbz2 beside one file
+    # per architecture) is NB201's benchmark, known from its layout before it is read
+    folder = tmp_path / "NATS-tss-v1_0-3ffb9-simple"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=r"^ground_truth\.path=.*not a NATS-Bench -simple"):
+        validate(nb201_job(folder))
+    (folder / "meta.pickle.pbz2").write_bytes(b"")
+    validate(nb201_job(folder))
+
+
+def test_a_file_of_no_known_format_is_a_config_error_naming_the_key(tmp_path):
+    # said in one line before any work, not as a traceback from the loader
+    table = tmp_path / "gt.dat"
+    table.write_bytes(bytes(range(256)))
+    with pytest.raises(ConfigError, match=r"^ground_truth\.path=.*unknown ground-truth format"):
+        validate(nb201_job(table))
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="needs unix sockets")
+def test_a_file_that_cannot_be_opened_is_a_config_error_naming_the_key(tmp_path, monkeypatch):
+    # a socket exists but cannot be opened (as root too, which reads any file whatever its
+    # mode): the OS error is said as the key's, not raised as a traceback
+    monkeypatch.chdir(tmp_path)  # a short relative name: socket paths have a length limit
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind("gt.sock")
+        with pytest.raises(ConfigError, match=r"^ground_truth\.path=gt\.sock: "):
+            validate(nb201_job(Path("gt.sock")))
+
+
 def test_a_table_of_another_space_is_refused(tmp_path):
     # a table that says it measured the embedded space is not NAS-Bench-201's accuracies
     table = tmp_path / "gt.csv"
@@ -360,6 +396,38 @@ def test_a_recorded_change_of_an_added_key_changes_the_identity(gt_file):
     on = plain(changed(nb201_job(gt_file), {"supernet.random_subspace": True}))
     assert config_hash(on) != config_hash(base)
     assert training_hash(on) != training_hash(base)
+
+
+@pytest.mark.parametrize("dataset", [DatasetName.synthetic, DatasetName.procedural])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("dataset.num_images", 400), ("dataset.image_size", 32), ("dataset.num_classes", 5)],
+)
+def test_generated_image_sizes_make_the_training_but_not_on_cifar10(gt_file, dataset, key, value):
+    # a generated set is made from these: another size is other data; CIFAR-10 reads none
+    generated = changed(nb201_job(gt_file), {"dataset.name": dataset})
+    other = changed(generated, {key: value})
+    assert training_hash(plain(other)) != training_hash(plain(generated))
+    cifar10 = nb201_job(gt_file)
+    assert config_hash(plain(changed(cifar10, {key: value}))) == config_hash(plain(cifar10))
+
+
+@pytest.mark.parametrize("bn", list(EvalBN))
+def test_recalibration_batches_count_only_where_evaluation_recalibrates(gt_file, bn):
+    # eval.recalibrate_batches is read by eval.bn=recalibrate alone (spec section 4)
+    job = changed(nb201_job(gt_file), {"eval.bn": bn})
+    more = changed(job, {"eval.recalibrate_batches": 3})
+    assert (config_hash(plain(more)) != config_hash(plain(job))) == (bn is EvalBN.recalibrate)
+
+
+def test_a_record_from_before_an_added_key_keeps_its_identity(gt_file):
+    # ADDED_KEYS: a job recorded before supernet.random_subspace existed has no such key; it is
+    # the same job as one that has it at its default, and so keeps its folder
+    base = plain(nb201_job(gt_file))
+    older = copy.deepcopy(base)
+    del older["supernet"]["random_subspace"]
+    assert config_hash(older) == config_hash(base)
+    assert training_hash(older) == training_hash(base)
 
 
 # --- WSBN that cannot act --------------------------------------------------------------------

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from nasheur.bench import fast_step, paper_settings, seeded_supernet
-from nasheur.cli_args import at_least
+from nasheur.cli_args import at_least, file_path
 from nasheur.io import atomic_write_json
 from nasheur.spaces import get_space
 from nasheur.supernet import SupernetSpec
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", type=at_least(1), default=20, help="counted steps (default: %(default)s)"
     )
     p.add_argument("--warmup", type=at_least(1), default=10, help="uncounted first steps")
-    p.add_argument("--out", default="host_instructions.json")
+    p.add_argument("--out", type=file_path, default="host_instructions.json")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
