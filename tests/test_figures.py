@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import warnings
 import zlib
 
 import numpy as np
@@ -137,7 +138,8 @@ def test_factor_influence_baseline_rule():
     unknown = copy.deepcopy(records)
     for r in unknown:
         r["config"]["search_space"]["name"] = "nosuch"
-    with pytest.warns(UserWarning, match="lr_ablation"), pytest.raises(ValueError):
+    said = r"lr_ablation on nosuch: no baseline row \(default unknown\)"
+    with pytest.warns(UserWarning, match=said), pytest.raises(ValueError):
         figures.factor_influence(unknown, "/nonexistent/x")
     learnt = figures._defaults([*records, _record("nb201", 0, "other", ["protocol.epochs"])])
     assert learnt[("nb201", "protocol.lr")] == "0.025"
@@ -559,3 +561,415 @@ def test_fig_12_leaves_a_run_with_an_undefined_metric_out_of_its_point(monkeypat
     figures.metric_vs_epochs(recs, "unused")
     ((xs, ys),) = (line.get_data() for line in drawn["fig"].axes[1].lines)
     assert list(xs) == [100, 200] and list(ys) == pytest.approx([0.3, 0.5])
+
+
+# ------------------------------------------ what each figure reads, groups, orders, refuses
+def _drawn(monkeypatch):
+    """Capture the figure a function would save instead of writing files."""
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, stem: drawn.setdefault("fig", fig) and [])
+    return drawn
+
+
+def test_fig_17_uses_completed_runs_only():
+    # a failed job's record keeps its config (and here stale metrics): its final performance
+    # must not enter the lr=0.1 row's mean (README: only completed runs are used)
+    recs = []
+    for seed in range(2):
+        for lr, final in ((0.025, 0.90), (0.1, 0.93)):
+            r = _record("nb201", seed, "lr_ablation", ["protocol.lr"], {"protocol.lr": lr})
+            r["metrics"]["final_performance"] = final
+            recs.append(r)
+    failed = _record("nb201", 2, "lr_ablation", ["protocol.lr"], {"protocol.lr": 0.1})
+    failed["status"], failed["metrics"]["final_performance"] = "failed", 0.50
+    ((_, label, mean, _),) = figures.influence_bars([*recs, failed])["nb201"]
+    assert label == "lr=0.1" and mean == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("n, accepted", [(1, False), (2, True)])
+def test_single_run_figures_need_two_architectures(records, monkeypatch, n, accepted):
+    # a ranking needs two architectures at least: one is refused, two are enough
+    _drawn(monkeypatch)
+    rec = {**records[0], "archs": records[0]["archs"][:n]}
+    for draw in (figures.rank_disorder, figures.accuracy_scatter):
+        if accepted:
+            draw(rec, "unused")
+        else:
+            with pytest.raises(ValueError, match=f"{n} architecture"):
+                draw(rec, "unused")
+
+
+def test_single_run_figures_refuse_a_list_of_records(records):
+    # `records` (what load_records returns) passed where one record belongs: said plainly
+    with pytest.raises(TypeError, match="expected one record"):
+        figures.rank_disorder(records[:2], "/nonexistent/x")
+
+
+def test_fig_9_lays_out_tracking_left_and_spaces_in_the_papers_order(monkeypatch):
+    # README: "a row per space, tracking statistics left and not right"; rows in the paper's
+    # order (NB201 before DARTS-NDS, not by name), a space it does not know after them
+    drawn = _drawn(monkeypatch)
+    bn = ["protocol.bn_track", "protocol.bn_affine"]
+    recs = [
+        _record(space, 0, "bn_ablation", bn, {bn[0]: t, bn[1]: a}, n=6)
+        for space in ("custom", "darts_nds", "nb201")
+        for t in (False, True)
+        for a in (False, True)
+    ]
+    figures.bn_histograms(recs, "unused")
+    titles = [ax.get_title() for ax in drawn["fig"].axes]
+    assert titles == [
+        f"{space}\ntrack={track}"
+        for space in ("NAS-Bench-201", "DARTS-NDS", "custom")
+        for track in ("true", "false")
+    ]
+
+
+@pytest.mark.parametrize(
+    "extra, pool",
+    [
+        ({"protocol.epochs": 1}, True),  # a debug try beside the sweep: same BN setting
+        ({"protocol.bn_affine": None}, True),  # a run that does not say its affine setting
+        ({"protocol.bn_track": True}, False),  # another BN setting, but no `archs` to plot
+    ],
+)
+def test_fig_9_leaves_out_a_space_of_one_bn_setting_whatever_else_its_runs_differ_in(
+    tmp_path, extra, pool
+):
+    # no extra run makes a second BN setting to draw: the space has one, nothing to compare
+    bn = ["protocol.bn_track", "protocol.bn_affine"]
+    recs = [_record("nb201", s, "bn_ablation", bn) for s in range(3)]
+    recs.append(_record("nb201", 9, "bn_ablation", bn, extra))
+    if not pool:
+        recs[-1]["archs"] = []
+    with pytest.warns(UserWarning, match="one BN setting"), pytest.raises(ValueError, match="two"):
+        figures.bn_histograms(recs, tmp_path / "x")
+
+
+def test_fig_9_labels_a_try_beside_the_sweep_with_what_differs(records, monkeypatch):
+    drawn = _drawn(monkeypatch)
+    bn = [r for r in records if select(r, "config.experiment.name") == "bn_ablation"]
+    try_ = copy.deepcopy(bn[0])  # nb201, seed 0, track=false, affine=false
+    try_["seed"], try_["config"]["protocol"]["epochs"] = 99, 1
+    figures.bn_histograms([*bn, try_], "unused")
+    legend = [t.get_text() for t in drawn["fig"].axes[1].get_legend().get_texts()]
+    assert "affine=false (runs=3)" in legend  # the sweep's three seeds, the try apart
+    assert "affine=false (runs=1) [protocol.epochs=1]" in legend
+
+
+def test_fig_9_draws_a_collapsed_pool_of_equal_accuracies(monkeypatch):
+    # an untrained super-net scores every architecture alike: the bins must still have a
+    # width, so each histogram is one visible bar holding every architecture
+    drawn = _drawn(monkeypatch)
+    bn = ["protocol.bn_track", "protocol.bn_affine"]
+    recs = []
+    for t in (False, True):
+        r = _record("nb201", 0, "bn_ablation", bn, {bn[0]: t}, n=5)
+        for a in r["archs"]:
+            a["supernet_acc"] = 0.1
+        recs.append(r)
+    figures.bn_histograms(recs, "unused")
+    for ax in drawn["fig"].axes:
+        bars = [p for p in ax.patches if p.get_height() > 0]
+        assert len(bars) == 1 and bars[0].get_height() == 5 and bars[0].get_width() > 0
+
+
+def test_fig_12_takes_every_run_where_none_is_of_epochs_ablation(monkeypatch):
+    # "else every run": a sweep of epochs under another experiment's name still draws
+    drawn = _drawn(monkeypatch)
+    recs = [
+        _record("nb201", s, "my_epochs", ["protocol.epochs"], {"protocol.epochs": e})
+        for s in range(2)
+        for e in (50, 100)
+    ]
+    figures.metric_vs_epochs(recs, "unused")
+    ((xs, _),) = (line.get_data() for line in drawn["fig"].axes[0].lines)
+    assert list(xs) == [50, 100]
+
+
+def test_fig_12_orders_the_epochs_by_value_whatever_order_the_runs_come_in(monkeypatch):
+    drawn = _drawn(monkeypatch)
+    recs = [
+        _record("nb201", s, "epochs_ablation", ["protocol.epochs"], {"protocol.epochs": e})
+        for e in (200, 50, 100)
+        for s in range(2)
+    ]
+    figures.metric_vs_epochs(recs, "unused")
+    ((xs, _),) = (line.get_data() for line in drawn["fig"].axes[0].lines)
+    assert list(xs) == [50, 100, 200]
+
+
+def test_fig_6_compares_over_trained_runs_whichever_side_supernet_accuracy_is_on():
+    v = np.array([[0.1, 0.8, 0.9], [0.6, 0.9, 0.5], [0.7, 0.91, 0.6]])
+    for i, j in ((0, 1), (1, 0), (2, 0), (0, 2)):
+        assert figures.runs_compared(v, i, j).tolist() == v[1:].tolist()
+    assert figures.runs_compared(v, 1, 2).tolist() == v.tolist()  # no accuracy: all runs
+
+
+def test_fig_6_correlates_three_trained_runs():
+    # 3 runs are enough for a Spearman correlation (fewer leave it undefined)
+    v = np.array([[0.5, 0.90, 0.1], [0.6, 0.92, 0.3], [0.7, 0.91, 0.2], [0.2, 0.99, 0.9]])
+    corr = figures.pair_correlations(v)
+    assert corr[0, 1] == pytest.approx(stats.spearmanr([0.5, 0.6, 0.7], [0.90, 0.92, 0.91])[0])
+    assert corr[0, 2] == pytest.approx(0.5)
+    assert np.diag(corr).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_fig_6_draws_a_space_of_exactly_three_runs_each_with_all_three_metrics(monkeypatch):
+    # a run whose sparse Kendall tau is undefined has not all three metrics: left out, and
+    # the three others are enough for the row
+    drawn = _drawn(monkeypatch)
+    recs = [_record("nb201", s, "lr_ablation", ["protocol.lr"]) for s in range(4)]
+    recs[3]["metrics"]["sparse_kendall_tau"] = None
+    figures.metric_pairs(recs, "unused")
+    titles = [ax.get_title() for ax in drawn["fig"].axes[:3]]
+    assert all("(runs=3)" in t for t in titles), titles
+
+
+def test_fig_17_draws_another_setting_of_an_experiment_apart():
+    # a 1-epoch try of lr_ablation beside the real sweep: its rows are not averaged into the
+    # sweep's, it gets bars of its own, labelled with what differs
+    recs = [
+        _record("nb201", s, "lr_ablation", ["protocol.lr"], {"protocol.lr": lr})
+        for s in range(2)
+        for lr in (0.025, 0.1)
+    ]
+    recs += [
+        _record(
+            "nb201", 9, "lr_ablation", ["protocol.lr"], {"protocol.lr": lr, "protocol.epochs": 1}
+        )
+        for lr in (0.025, 0.1)
+    ]
+    bars = figures.influence_bars(recs)["nb201"]
+    assert sorted((exp, label) for exp, label, _, _ in bars) == [
+        ("lr_ablation", "lr=0.1"),
+        ("lr_ablation [protocol.epochs=1]", "lr=0.1"),
+    ]
+
+
+def test_fig_17_a_factor_of_no_config_has_an_unknown_default():
+    # a sweep alone over a key that no config has: no default to measure against, said as
+    # such (not as a missing run at "None")
+    recs = [
+        _record("nb201", s, "odd_ablation", ["protocol.nosuch"], {"protocol.nosuch": v})
+        for s in range(2)
+        for v in (1, 2)
+    ]
+    with pytest.warns(
+        UserWarning, match=r"odd_ablation on nb201: no baseline row \(default unknown\)"
+    ):
+        assert not figures.influence_bars(recs)
+
+
+def test_fig_6_makes_no_row_of_a_run_that_names_no_space(monkeypatch):
+    # a completed record without config.search_space.name belongs to no row: no "None"
+    # space, and no warning about one
+    _drawn(monkeypatch)
+    recs = [_record("nb201", s, "lr_ablation", ["protocol.lr"]) for s in range(3)]
+    nameless = _record("nb201", 7, "lr_ablation", ["protocol.lr"])
+    del nameless["config"]["search_space"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figures.metric_pairs([*recs, nameless], "unused")
+
+
+def test_values_sort_numbers_by_value_then_the_rest_as_text():
+    # rows and panels order numbers by value, also as text ("200" before 1000), and put
+    # the rest (null, names, booleans as `true`) after them by their text
+    values = ["None", 1000, True, "200", "abc", 0.5]
+    assert sorted(values, key=figures._sort_key) == [0.5, "200", 1000, "None", "abc", True]
+
+
+def test_fig_12_refuses_runs_that_name_no_space(tmp_path):
+    # epochs vary, but no run says its search space: no row to draw, said as missing data
+    recs = [
+        _record("nb201", 0, "epochs_ablation", ["protocol.epochs"], {"protocol.epochs": e})
+        for e in (50, 100)
+    ]
+    for r in recs:
+        del r["config"]["search_space"]
+    with pytest.raises(ValueError, match=r"two or more values of protocol\.epochs"):
+        figures.metric_vs_epochs(recs, tmp_path / "x")
+
+
+def _lr_sweep(finals):
+    """lr_ablation on NB201: {lr: final performance per seed}."""
+    recs = []
+    for lr, per_seed in finals.items():
+        for seed, final in enumerate(per_seed):
+            r = _record("nb201", seed, "lr_ablation", ["protocol.lr"], {"protocol.lr": lr})
+            r["metrics"]["final_performance"] = final
+            recs.append(r)
+    return recs
+
+
+def test_fig_17_leaves_a_run_without_final_performance_out_of_its_row():
+    # the lr=0.1 row is the mean of its defined runs, (0.93 + 0.93) / 2, not NaN
+    recs = _lr_sweep({0.025: (0.90, 0.90), 0.1: (0.93, 0.93, None)})
+    ((_, label, mean, spread),) = figures.influence_bars(recs)["nb201"]
+    assert label == "lr=0.1" and mean == pytest.approx(3.0) and spread == pytest.approx(0.0)
+
+
+def test_a_learnt_default_wins_over_the_space_s_config():
+    # the other experiments all ran at lr=0.1 (NB201's config says 0.025): the runs show
+    # the default, so 0.1 is the baseline row and the bar is lr=0.025 (README, Fig. 17)
+    recs = _lr_sweep({0.025: (0.90, 0.90), 0.1: (0.93, 0.93)})
+    recs += [
+        _record("nb201", s, "other", ["protocol.epochs"], {"protocol.lr": 0.1}) for s in range(2)
+    ]
+    bars = figures.influence_bars(recs)["nb201"]
+    assert [
+        (label, pytest.approx(mean)) for exp, label, mean, _ in bars if exp == "lr_ablation"
+    ] == [("lr=0.025", -3.0)]
+
+
+def test_fig_17_leaves_out_runs_that_name_no_space():
+    recs = _lr_sweep({0.025: (0.90, 0.90), 0.1: (0.93, 0.93)})
+    for r in recs:
+        del r["config"]["search_space"]
+    assert figures.influence_bars(recs, baselines={"protocol.lr": 0.025}) == {}
+
+
+def test_an_experiment_this_version_cannot_compose_holds_what_all_its_rows_share():
+    # "my_wsbn" is no experiment of conf/: the factor every row sets alike (ops on nodes) is
+    # a condition, not the default's edge; one row alone varies nothing and gets no bar
+    wsbn = ["supernet.wsbn", "supernet.ops_on"]
+    given = {"supernet.wsbn": False, "supernet.ops_on": "edge"}
+    recs = [
+        _with(_record("nb201", s, "my_wsbn", wsbn), f, wsbn=on, ops_on="node")
+        for s in range(2)
+        for on, f in ((False, 0.90), (True, 0.93))
+    ]
+    ((exp, label, mean, _),) = figures.influence_bars(recs, baselines=given)["nb201"]
+    assert (exp, label) == ("my_wsbn", "wsbn=true") and mean == pytest.approx(3.0)
+    with pytest.warns(UserWarning, match="my_wsbn on nb201: no baseline row"):
+        assert not figures.influence_bars(recs[1:2], baselines=given)
+
+
+def test_a_run_without_the_factor_s_key_says_nothing_about_its_default():
+    # two other runs lack protocol.lr (written by hand, or by a version without it): they
+    # do not vote "None"; the one run that has it, at 0.1, shows the default
+    recs = _lr_sweep({0.025: (0.90, 0.90), 0.1: (0.93, 0.93)})
+    others = [_record("nb201", s, "other", ["protocol.epochs"]) for s in range(3)]
+    for r in others[:2]:
+        del r["config"]["protocol"]["lr"]
+    others[2]["config"]["protocol"]["lr"] = 0.1
+    assert figures._defaults(recs + others)[("nb201", "protocol.lr")] == "0.1"
+
+
+def _pool(record, gt, sn):
+    """`record` with the pool replaced by architectures of the given accuracies."""
+    archs = [
+        {"key": f"a{i}", "supernet_acc": s, "gt_acc": g}
+        for i, (g, s) in enumerate(zip(gt, sn, strict=True))
+    ]
+    return {**record, "archs": archs}
+
+
+def test_fig_4_joins_each_gt_rank_on_the_left_to_its_supernet_rank_on_the_right(
+    records, monkeypatch
+):
+    # GT 0.9 > 0.8 > 0.7 ranks 1, 2, 3; the super-net's 0.5, 0.7, 0.6 ranks them 3, 1, 2
+    drawn = _drawn(monkeypatch)
+    figures.rank_disorder(_pool(records[0], [0.9, 0.8, 0.7], [0.5, 0.7, 0.6]), "unused")
+    ax = drawn["fig"].axes[0]
+    joined = {tuple(line.get_ydata()) for line in ax.lines}
+    assert all(list(line.get_xdata()) == [0, 1] for line in ax.lines)
+    assert joined == {(1, 3), (2, 1), (3, 2)}
+
+
+def test_accuracy_scatter_puts_gt_accuracy_on_x_in_percent(records, monkeypatch):
+    drawn = _drawn(monkeypatch)
+    figures.accuracy_scatter(_pool(records[0], [0.9, 0.8, 0.7], [0.5, 0.7, 0.6]), "unused")
+    points = drawn["fig"].axes[0].collections[0].get_offsets()
+    got = sorted(map(tuple, np.round(np.asarray(points), 6)))
+    assert got == [(70, 60), (80, 70), (90, 50)]  # (GT %, super-net %) of each architecture
+
+
+def test_fig_12_says_an_epoch_count_where_a_metric_is_undefined_in_every_run(monkeypatch):
+    # both runs at 200 epochs have no sparse Kendall tau: no point there (NaN, not 0)
+    drawn = _drawn(monkeypatch)
+    recs = []
+    for epochs in (100, 200):
+        for seed in range(2):
+            r = _record(
+                "nb201", seed, "epochs_ablation", ["protocol.epochs"], {"protocol.epochs": epochs}
+            )
+            r["metrics"]["sparse_kendall_tau"] = 0.5 if epochs == 100 else None
+            recs.append(r)
+    said = "Sparse Kendall tau at 200 epochs is undefined in all 2 run"
+    with pytest.warns(UserWarning, match=said):
+        figures.metric_vs_epochs(recs, "unused")
+    ((xs, ys),) = (line.get_data() for line in drawn["fig"].axes[1].lines)
+    assert list(xs) == [100, 200] and ys[0] == pytest.approx(0.5) and np.isnan(ys[1])
+
+
+def test_a_low_fidelity_factor_without_a_recorded_baseline_takes_the_learnt_default():
+    # a record without config.fidelity.baseline (an older version's): the default is learnt
+    # from the other experiments' runs (0.9), as for any factor, not taken as "None"
+    recs = []
+    for s in range(2):
+        for portion in (0.5, 0.9):
+            r = _record(
+                "nb201",
+                s,
+                "portion_ablation",
+                ["fidelity.train_portion"],
+                {"fidelity.train_portion": portion},
+            )
+            del r["config"]["fidelity"]["baseline"]
+            recs.append(r)
+        recs.append(_record("nb201", s, "lr_ablation", ["protocol.lr"]))
+    bars = figures.influence_bars(recs, baselines={"protocol.lr": 0.025})["nb201"]
+    assert [(exp, label) for exp, label, _, _ in bars] == [
+        ("portion_ablation", "train_portion=0.5")
+    ]
+
+
+def _shared_baseline(first, second):
+    """Two one-factor sweeps on NB201 that each keep a copy of one baseline job (one config
+    hash per seed), `first`'s copy read first; each sweep's other row at lr=0.1 or 200 epochs."""
+    other = {"lr_ablation": {"protocol.lr": 0.1}, "epochs_ablation": {"protocol.epochs": 200}}
+    factors = {"lr_ablation": ["protocol.lr"], "epochs_ablation": ["protocol.epochs"]}
+    recs = []
+    for s in range(2):
+        for exp in (first, second):
+            base = _record("nb201", s, exp, factors[exp])
+            base["config_hash"] = f"base{s}"
+            recs.append(base)
+        for exp in (first, second):
+            r = _record("nb201", s, exp, factors[exp], other[exp])
+            r["config_hash"] = f"{exp}{s}"
+            recs.append(r)
+    return recs
+
+
+def test_fig_17_gives_each_sweep_its_copy_of_a_shared_baseline_job():
+    # the baseline job is the same in both sweeps (the experiment's name is outside a job's
+    # identity); each sweep's bar is measured against its own copy, none is lost
+    recs = _shared_baseline("epochs_ablation", "lr_ablation")
+    bars = figures.influence_bars(recs, baselines={"protocol.lr": 0.025, "protocol.epochs": 100})
+    assert sorted((exp, label) for exp, label, _, _ in bars["nb201"]) == [
+        ("epochs_ablation", "epochs=200"),
+        ("lr_ablation", "lr=0.1"),
+    ]
+
+
+def test_fig_9_keeps_bn_ablation_s_copy_of_a_baseline_job_another_sweep_shares(monkeypatch):
+    # lr_ablation's copy of the (track=false, affine=true) job is read first: bn_ablation's
+    # own copy still counts for Fig. 9, three seeds in that histogram
+    drawn = _drawn(monkeypatch)
+    bn = ["protocol.bn_track", "protocol.bn_affine"]
+    recs = []
+    for s in range(3):
+        shared = _record("nb201", s, "lr_ablation", ["protocol.lr"])  # track=false, affine=true
+        shared["config_hash"] = f"base{s}"
+        recs.append(shared)
+        for t in (False, True):
+            for a in (False, True):
+                r = _record("nb201", s, "bn_ablation", bn, {bn[0]: t, bn[1]: a})
+                r["config_hash"] = f"base{s}" if (t, a) == (False, True) else f"bn{t}{a}{s}"
+                recs.append(r)
+    figures.bn_histograms(recs, "unused")
+    legend = [t.get_text() for t in drawn["fig"].axes[1].get_legend().get_texts()]
+    assert legend == ["affine=false (runs=3)", "affine=true (runs=3)"]
