@@ -14,7 +14,8 @@ import pytest
 from scipy import stats
 
 from nasheur.results import load_records
-from nasheur.results.tables import at_threshold, build_table, sparse_width, to_markdown
+from nasheur.results.render import to_markdown
+from nasheur.results.tables import at_threshold, build_table, sparse_width
 from tests.test_results import _with, record, write
 
 

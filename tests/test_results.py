@@ -16,7 +16,8 @@ import pytest
 from scipy import stats
 
 from nasheur.results import load_records
-from nasheur.results.tables import build_table, correlation_table, to_csv, to_latex, to_markdown
+from nasheur.results.render import to_csv, to_latex, to_markdown
+from nasheur.results.tables import build_table, correlation_table
 from tests.conftest import PYTHON, REPO
 
 
@@ -131,7 +132,7 @@ def test_csv_and_latex_carry_the_same_numbers(sweep):
 
 
 def test_latex_escapes_every_special_character_once():
-    from nasheur.results.tables import _tex
+    from nasheur.results.render import _tex
 
     assert _tex("lr (#2) 5% a_b {x} $ & ~^ \\") == (
         r"lr (\#2) 5\% a\_b \{x\} \$ \& \textasciitilde{}\textasciicircum{} \textbackslash{}"

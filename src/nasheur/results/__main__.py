@@ -32,21 +32,23 @@ from nasheur.results.collect import (
     find_jobs,
     load_records,
 )
+from nasheur.results.render import (
+    correlation_csv,
+    correlation_latex,
+    correlation_markdown,
+    to_csv,
+    to_latex,
+    to_markdown,
+)
 from nasheur.results.settings import distinct_jobs, experiment_name, main_settings
 from nasheur.results.tables import (
     TABLES,
     at_threshold,
     build_table,
-    correlation_csv,
-    correlation_latex,
-    correlation_markdown,
     correlation_notes,
     correlation_table,
     left_out_notes,
     select,
-    to_csv,
-    to_latex,
-    to_markdown,
 )
 from nasheur.reuse import LEFT
 
