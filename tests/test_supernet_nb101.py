@@ -17,9 +17,6 @@ import torch.nn.functional as F
 from nasheur.samplers import build_sampler
 from nasheur.spaces import get_space
 from nasheur.spaces.nb101 import (
-    random_spec,
-)
-from nasheur.spaces.nb101_cell import (
     CONV1X1,
     CONV3X3,
     INPUT,
@@ -28,6 +25,7 @@ from nasheur.spaces.nb101_cell import (
     OUTPUT,
     NB101Spec,
     make_spec,
+    random_spec,
     vertex_widths,
 )
 from nasheur.supernet import SupernetSpec, build_supernet

@@ -6,7 +6,8 @@ Encodings and ground-truth bookkeeping only (no torch at import): the stand-alon
 
 The cells themselves (specs, pruning, the official hash, widths) are
 :mod:`nasheur.spaces.nb101_cell`; the enumeration of every unique architecture and the lookup of
-a hash, :mod:`nasheur.spaces.nb101_catalogue`.
+a hash, :mod:`nasheur.spaces.nb101_catalogue`. This module re-exports their public names
+(``from nasheur.spaces.nb101 import spec_hash``, as the spec writes it).
 
 Samplers (spec section 3): Random-NAS (:meth:`NB101Space.sample`) draws each of the 21
 upper-triangular edges with probability 1/2 and each of the 5 interior ops uniformly, prunes,
@@ -36,16 +37,24 @@ from nasheur.spaces import nb101_catalogue
 from nasheur.spaces.nb101_catalogue import (
     Catalogue,
     CatalogueView,
+    build_catalogue,
     canonical,
     canonical_code,
     catalogue,
     lookup,
+    read_catalogue,
+    save_catalogue,
     unique_archs,
 )
 from nasheur.spaces.nb101_cell import (
+    CONV1X1,
+    CONV3X3,
     INPUT,
+    MAX_EDGES,
     MAX_VERTICES,
+    MAXPOOL3X3,
     NUM_EDGE_SLOTS,
+    NUM_UNIQUE,
     OPS,
     OUTPUT,
     SUBSPACE_POOL,
@@ -53,10 +62,51 @@ from nasheur.spaces.nb101_cell import (
     NB101Spec,
     bits_matrix,
     check_key,
+    edge_bit,
     graph_hash,
     make_spec,
+    output_feeders,
+    spec_hash,
     valid_pruned,
+    vertex_widths,
 )
+
+# the space's own names, and those of its cells and catalogue that users import from here
+# (the spec names nasheur.spaces.nb101.spec_hash)
+__all__ = [
+    "CONV1X1",
+    "CONV3X3",
+    "INPUT",
+    "MAXPOOL3X3",
+    "MAX_EDGES",
+    "MAX_VERTICES",
+    "NUM_EDGE_SLOTS",
+    "NUM_UNIQUE",
+    "OPS",
+    "OUTPUT",
+    "SUBSPACES",
+    "SUBSPACE_POOL",
+    "Catalogue",
+    "NB101RandomSubset",
+    "NB101Space",
+    "NB101Spec",
+    "NB101SubSpace",
+    "build_catalogue",
+    "canonical",
+    "catalogue",
+    "edge_bit",
+    "graph_hash",
+    "lookup",
+    "make_spec",
+    "output_feeders",
+    "random_spec",
+    "read_catalogue",
+    "save_catalogue",
+    "spec_hash",
+    "unique_archs",
+    "valid_pruned",
+    "vertex_widths",
+]
 
 
 def random_spec(rng: np.random.Generator) -> NB101Spec:
