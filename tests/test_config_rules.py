@@ -30,6 +30,7 @@ from nasheur.config import (
     SpaceName,
     check_groups,
     config_hash,
+    inactive_keys,
     plain,
     resolve_ground_truth,
     to_config,
@@ -428,6 +429,9 @@ def test_a_record_from_before_an_added_key_keeps_its_identity(gt_file):
     del older["supernet"]["random_subspace"]
     assert config_hash(older) == config_hash(base)
     assert training_hash(older) == training_hash(base)
+    # said as such, not only hashed alike: a missing added key is at its default
+    assert "supernet.random_subspace" in inactive_keys(older)
+    assert "supernet.random_subspace" in inactive_keys(base)
 
 
 # --- WSBN that cannot act --------------------------------------------------------------------
