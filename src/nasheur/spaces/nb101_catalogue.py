@@ -587,6 +587,8 @@ def known(key: str) -> NB101Spec | None:
 
 
 def remember(spec: NB101Spec, key: str) -> None:
+    """Keep `key`'s canonical spec for :func:`lookup`, while no catalogue is loaded (once one
+    is, it answers for every key)."""
     if key not in _KEYED and not _catalogue_at.cache_info().currsize:
         _KEYED[key] = canonical(spec)
 
