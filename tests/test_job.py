@@ -348,6 +348,29 @@ def test_a_job_that_trains_says_which_training_in_its_lock(tiny, tmp_path, monke
     assert seen["train"] == [] and seen["evaluate"] and set(seen["evaluate"]) == {None}
 
 
+def test_a_twin_that_evaluated_a_twins_super_net_lends_it_on(tiny, tmp_path):
+    # a third evaluation of one training may find the second (it has the checkpoint and a
+    # completed record): the note it gets names the config that wrote the checkpoint
+    from nasheur import reuse
+
+    other = _evaluation_twin(tmp_path)
+    third = compose_job([*TINY_JOB, f"ground_truth.path={tmp_path / 'gt.csv'}", "eval.pool_size=9"])
+    validate(third)
+    run_job(tiny, output_dir=tmp_path / "twin")
+    assert reuse.adopt_training(tmp_path / "twin", tmp_path / "evaluates")
+    run_job(other, output_dir=tmp_path / "evaluates")
+    assert reuse.adopt_training(tmp_path / "evaluates", tmp_path / "third")
+    note = json.loads((tmp_path / "third" / reuse.TRAINED_IN).read_text())
+    assert note["config_hash"] == config_hash(plain(tiny))
+    got = run_job(third, output_dir=tmp_path / "third")
+    assert got["status"] == "completed" and len(got["archs"]) == 9
+    assert got["trained_in"] == str((tmp_path / "twin").resolve())
+    # without its note, such a source cannot say whose checkpoint it holds: not lent
+    (tmp_path / "evaluates" / reuse.TRAINED_IN).unlink()
+    assert not reuse.adopt_training(tmp_path / "evaluates", tmp_path / "fourth")
+    assert not (tmp_path / "fourth" / CHECKPOINT).exists()
+
+
 @pytest.mark.parametrize("note", ["other training", "other source", "none"])
 def test_a_checkpoint_of_another_config_needs_a_note_naming_a_twin(tiny, tmp_path, note):
     # trained_in.json must name both the checkpoint's config and this job's training
@@ -519,6 +542,25 @@ def test_a_failing_job_records_the_error(tmp_path):
     assert rec["status"] == "failed" and "bogus" in rec["error"]
     assert rec["history"] == []  # spec section 8's key, with no epoch trained
     assert not (tmp_path / "job" / CHECKPOINT).exists()  # it failed before training
+
+
+def test_a_resumed_job_that_fails_before_training_keeps_the_epochs_on_record(
+    tiny, tmp_path, monkeypatch
+):
+    # README, metrics.json: a failed record has the epochs trained so far; a resumed job
+    # that fails on its ground truth before it restored its checkpoint trained them still
+    out = tmp_path / "job"
+    original = stop_in_save(monkeypatch, 2, KeyboardInterrupt("killed after epoch 2"))
+    with pytest.raises(KeyboardInterrupt):
+        run_job(tiny, output_dir=out)
+    monkeypatch.setattr(training, "save_checkpoint", original)
+    assert [h["epoch"] for h in read(out)["history"]] == [1, 2]
+    gt = Path(tiny.ground_truth.path)
+    gt.write_text(gt.read_text() + "|bogus|,0.5\n")  # a row its reader refuses
+    with pytest.raises(ValueError):
+        run_job(tiny, output_dir=out)
+    rec = read(out)
+    assert rec["status"] == "failed" and [h["epoch"] for h in rec["history"]] == [1, 2]
 
 
 def test_bf16_autocast_runs_and_is_recorded(tmp_path):

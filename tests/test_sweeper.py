@@ -2000,6 +2000,18 @@ def test_rows_of_one_config_launch_one_job(args, tmp_path):
     assert len(folders) == len(set(folders)) == 3
 
 
+def test_one_config_spelt_two_ways_is_one_job(args, tmp_path):
+    # eval.recalibrate_batches is no part of a job's identity under eval.bn=batch: the two
+    # values name two folders of one config hash, which a launch must not run side by side
+    sweeper, task = sweeper_for(
+        [*_no_experiment(args), "eval.bn=batch", "eval.recalibrate_batches=3,10"]
+    )
+    jobs = sweeper.plan(task)
+    assert len(jobs) == 2
+    (kept,) = sweeper._check(jobs)
+    assert "eval.recalibrate_batches=3" in kept.overrides
+
+
 def test_a_jobs_state_at_launch_follows_its_folder(tmp_path):
     # module doc: completed jobs are skipped, interrupted ones (a checkpoint, no record yet)
     # resume from it, failed ones run again; a record of another config is not this job's

@@ -236,6 +236,10 @@ def _run_held(
                 "away or use another output folder (hydra.run.dir=...)"
             )
     reevaluated: dict[str, Any] | None = None  # a completed record, evaluated again
+    # the epochs that a stopped or failed record of this job lists: its checkpoint's, which a
+    # job that fails again before it restored that checkpoint (its data, its ground truth)
+    # still has trained
+    earlier: list[dict[str, Any]] = []
     if done.is_file():
         try:
             previous = read_json(done)
@@ -255,6 +259,8 @@ def _run_held(
                 f"{out} holds a job of another config (hash {previous.get('config_hash')}, this "
                 f"one {record['config_hash']}); use another output folder (hydra.run.dir=...)"
             )
+        if previous.get("status") in ("interrupted", "failed"):
+            earlier = previous.get("history") if isinstance(previous.get("history"), list) else []
         if previous.get("status") == "completed":
             from nasheur.groundtruth.convert import fingerprint_of, source_changed
             from nasheur.results.collect import record_problem
@@ -344,7 +350,7 @@ def _run_held(
                 traceback=traceback.format_exc(),
             )
             # the epochs trained (the checkpoint holds them too); none before the first
-            record["history"] = list(partial.get("history") or [])
+            record["history"] = list(partial.get("history") or earlier)
             try:
                 atomic_write_json(done, record)
             except OSError as unwritten:  # a full disk: the job's own error is the news

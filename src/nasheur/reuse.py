@@ -313,10 +313,17 @@ def adopt_training(source: Path, folder: Path) -> bool:
 
     try:
         record = read_json(source / METRICS)
+        training = training_hash(record["config"])
+        # a source that itself evaluated a twin's checkpoint (its record says trained_in) lends
+        # that twin's: the note names the config that wrote the checkpoint, which is what
+        # load_checkpoint compares
+        lent = trained_in(source, training) if record.get("trained_in") else None
+        if record.get("trained_in") and lent is None:
+            raise ValueError(f"its {TRAINED_IN}, which names the checkpoint's config, is gone")
         note = {
-            "source": str(source.resolve()),
-            "config_hash": record["config_hash"],
-            "training_hash": training_hash(record["config"]),
+            "source": str(lent["source"]) if lent else str(source.resolve()),
+            "config_hash": lent["config_hash"] if lent else record["config_hash"],
+            "training_hash": training,
         }
         folder.mkdir(parents=True, exist_ok=True)
         with hold_folder(folder):

@@ -405,7 +405,8 @@ class AblationSweeper(Sweeper):
         ``experiment`` node, what it reads that a launch looks at first (:class:`Reads`) and
         its training hash.
 
-        Jobs whose configs are the same (the same folder) run once."""
+        Jobs whose configs are the same (the same config hash, in whatever folder their
+        overrides would name) run once."""
         from nasheur.config import (
             ConfigError,
             check_groups,
@@ -419,6 +420,7 @@ class AblationSweeper(Sweeper):
 
         assert self.config is not None and self.hydra_context is not None
         checked, folders = [], set()
+        identities: set[tuple[str, str]] = set()  # (space, config hash) of the jobs kept
         inert: dict[str, str] = {}  # space -> why WSBN, a factor of the sweep, changes nothing
         errors: dict[str, list[list[str]]] = {}  # each message, and the jobs that got it
         for job in jobs:
@@ -446,6 +448,12 @@ class AblationSweeper(Sweeper):
             if why and "supernet.wsbn" in typed.experiment.factors:
                 inert.setdefault(typed.search_space.name.value, why)
             resolved = plain(typed)
+            chash = config_hash(resolved)
+            # one config spelt two ways (a key outside its identity, eval.recalibrate_batches
+            # under eval.bn=batch; 0.050 for 0.05) is one job too: its jobs share one folder
+            if (folder.parent.name, chash) in identities:
+                continue
+            identities.add((folder.parent.name, chash))
             data = resolved["dataset"]
             root = str(data["root"]) if self.check_data and data["name"] == "cifar10" else None
             reads = Reads(root, typed if self.check_data else None)
@@ -453,7 +461,7 @@ class AblationSweeper(Sweeper):
                 Planned(
                     job,
                     folder,
-                    config_hash(resolved),
+                    chash,
                     resolved["experiment"],
                     reads,
                     training_hash(resolved),
