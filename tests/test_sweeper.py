@@ -1535,6 +1535,23 @@ def test_a_pool_larger_than_the_ground_truth_is_refused_before_launching(args, t
     assert len(sweeper.launcher.launched) == 4
 
 
+def test_check_data_false_still_needs_the_ground_truth_file_where_the_sweep_runs(
+    args, tmp_path, capsys
+):
+    # check_data=false leaves CIFAR-10, the table's rows and the pool size to the jobs, not the
+    # file itself: each job's config check reads its format, and its path is the job's identity
+    ours = [a for a in args if not a.startswith("ground_truth.path=")]
+    missing = tmp_path / "node-local" / "gt.csv"
+    sweeper, task = sweeper_for(
+        [*ours, f"ground_truth.path={missing}", "hydra.sweeper.check_data=false"]
+    )
+    with pytest.raises(SystemExit) as refused:
+        sweeper.sweep(task)
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and sweeper.launcher.launched == []
+    assert f"ground_truth.path={missing}: no such file or folder" in err
+
+
 def test_a_bad_ground_truth_row_is_refused_once_for_all_jobs(args, tmp_path, capsys, monkeypatch):
     import nasheur.job
 

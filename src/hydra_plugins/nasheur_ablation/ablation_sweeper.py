@@ -144,7 +144,7 @@ class AblationSweeperConf:
     max_batch_size: int | None = None  # jobs handed to the launcher at once (None: all)
     reuse: bool = True  # copy a job that another sweep completed instead of training it again
     # look at each job's CIFAR-10, ground truth (and pool size) and, run here, device before
-    # launching (false: files only on the compute nodes)
+    # launching (false: a CIFAR-10 only the compute nodes see; the GT file must exist here)
     check_data: bool = True
     # print the checked plan (each job, its folder and what a launch would do) and stop
     dry_run: bool = False
