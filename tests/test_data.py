@@ -18,6 +18,7 @@ from nasheur.data import (
     make_synthetic,
     split_train_val,
 )
+from nasheur.data.cifar10 import BadBatchError
 from nasheur.data.loader import PAD
 from nasheur.data.procedural import make_procedural
 from nasheur.safe_pickle import NUMPY_ARRAY_GLOBALS, UnsafePickleError, safe_load
@@ -699,7 +700,9 @@ def test_a_truncated_cifar_batch_is_named(tmp_path):
     batch = folder / "data_batch_3"
     data = batch.read_bytes()
     batch.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match=r"data_batch_3: .*extract cifar-10-python\.tar\.gz again"):
+    with pytest.raises(
+        BadBatchError, match=r"data_batch_3: .*extract cifar-10-python\.tar\.gz again"
+    ):
         load_cifar10_train(tmp_path)
 
 
@@ -756,7 +759,7 @@ def test_a_crafted_cifar_batch_is_named_whatever_breaks(tmp_path, content, said)
     folder = tmp_path / "cifar-10-batches-py"
     write_fake_cifar(folder)
     (folder / "data_batch_4").write_bytes(content)
-    with pytest.raises(ValueError, match=r"data_batch_4: " + said):
+    with pytest.raises(BadBatchError, match=r"data_batch_4: " + said):
         load_cifar10_train(tmp_path)
 
 

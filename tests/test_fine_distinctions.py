@@ -69,6 +69,25 @@ def test_a_touched_but_identical_gt_file_is_unchanged(tmp_path):
     assert source_changed(fp) is True
 
 
+def test_a_touched_gt_file_is_read_once_for_all_the_records_checked(tmp_path, monkeypatch):
+    # a sweep checks each completed record against its ground truth: after a touch (or a
+    # copy) the stamps differ, and a benchmark of gigabytes must not be hashed per record
+    from nasheur.groundtruth import convert
+
+    path = tmp_path / "gt.csv"
+    path.write_text("# unit: fraction\nkey,accuracy\na,0.5\nb,0.6\n")
+    records = [convert.source_fingerprint(path) for _ in range(3)]
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000_000))
+    reads = []
+    sha = convert.source_sha256
+    monkeypatch.setattr(convert, "source_sha256", lambda p: reads.append(p) or sha(p))
+    assert [convert.source_changed(fp) for fp in records] == [False] * 3
+    assert len(reads) == 1
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 20_000_000_000))  # touched again
+    assert convert.source_changed(records[0]) is False and len(reads) == 2
+
+
 def test_user_cache_names_differ_for_two_sources_of_one_name(tmp_path, monkeypatch):
     from nasheur.groundtruth import convert
 

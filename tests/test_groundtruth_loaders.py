@@ -908,6 +908,27 @@ def test_load_ground_truth_caches(nats_pbz2, monkeypatch):
         load_ground_truth(nats_pbz2, dataset="cifar10-valid")
 
 
+def test_a_simple_folder_with_a_file_replaced_keeping_its_size_is_converted_again(
+    nats_dir, monkeypatch
+):
+    from nasheur.groundtruth import convert, nb201
+
+    load_ground_truth(nats_dir, dataset="cifar10-valid")
+    old = nats_dir / "000000.pickle.pbz2"
+    newest = max(f.stat().st_mtime_ns for f in nats_dir.iterdir())
+    # `cp -p` of another file of the same size from a backup: its mtime older than the newest
+    old.write_bytes(bytes(b ^ 1 for b in old.read_bytes()))
+    os.utime(old, ns=(newest - 10**9, newest - 10**9))
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the source was read again")
+
+    monkeypatch.setattr(nb201, "read_nats_folder", boom)
+    monkeypatch.setattr(convert, "_file_sha256", boom)
+    with pytest.raises(AssertionError, match="read again"):
+        load_ground_truth(nats_dir, dataset="cifar10-valid")
+
+
 def test_load_ground_truth_cache_dirs(nds_list, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     # an explicit cache_dir

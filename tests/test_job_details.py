@@ -538,6 +538,31 @@ def test_only_the_splits_own_value_error_becomes_a_config_error(tmp_path, monkey
         assert type(raised.value) is expected
 
 
+def test_a_damaged_cifar_batch_is_recorded_as_a_data_error_not_a_config_error(tmp_path):
+    # the reader's refusal is a ValueError subclass: the job keeps its type, so a sweep's
+    # record says the file is damaged rather than that the config is wrong
+    from nasheur.data.cifar10 import BadBatchError
+    from tests.conftest import write_fake_cifar
+
+    folder = tmp_path / "cifar-10-batches-py"
+    write_fake_cifar(folder)
+    (folder / "data_batch_2").write_bytes(b"\x80\x02K\x01K\x02a.")  # APPEND on an int
+    write_nb201_gt(tmp_path / "gt.csv", bins=8)
+    keep = [o for o in TINY_JOB if not o.startswith("dataset")]  # the generated set's keys
+    cfg = compose_job(
+        [
+            *keep,
+            "dataset=cifar10",
+            f"dataset.root={tmp_path}",
+            f"ground_truth.path={tmp_path}/gt.csv",
+        ]
+    )
+    validate(cfg)
+    with pytest.raises(BadBatchError, match="data_batch_2: a damaged or truncated"):
+        run_job(cfg, output_dir=tmp_path / "job")
+    assert _read(tmp_path / "job")["error"].startswith("BadBatchError: ")
+
+
 def test_a_pool_key_that_does_not_parse_fails_before_training(tmp_path, monkeypatch):
     # an NB101 key's check while reading is its form only: the pool's keys are parsed when
     # drawn, so that a bad one fails the job at once, naming it, not after the training

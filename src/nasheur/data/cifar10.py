@@ -27,6 +27,7 @@ from nasheur.safe_pickle import (
 __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
+    "BadBatchError",
     "DatasetNotFoundError",
     "find_cifar10",
     "load_cifar10_train",
@@ -60,6 +61,11 @@ class DatasetNotFoundError(FileNotFoundError):
     """The image data set is not where the configuration says it is."""
 
 
+class BadBatchError(ValueError):
+    """A CIFAR-10 batch file that cannot be read as one (damaged, truncated, or another
+    file): a data file's error, which a job records as such, not as a config error."""
+
+
 def _resolve_folder(root: str | Path) -> Path:
     root = Path(root).expanduser()
     candidates = [root] if root.name == FOLDER_NAME else [root / FOLDER_NAME, root]
@@ -80,7 +86,7 @@ def _get(batch: dict[Any, Any], name: str, path: Path) -> Any:
     for key in (name.encode(), name):
         if key in batch:
             return batch[key]
-    raise ValueError(f"{path}: not a CIFAR-10 batch (no {name!r} entry)")
+    raise BadBatchError(f"{path}: not a CIFAR-10 batch (no {name!r} entry)")
 
 
 # what a damaged or crafted batch makes the unpickler raise (a byte flipped can give any of
@@ -107,33 +113,33 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         except UnsafePickleError:
             raise
         except _DAMAGED as exc:
-            raise ValueError(
+            raise BadBatchError(
                 f"{path}: a damaged or truncated CIFAR-10 batch ({type(exc).__name__}: {exc}); "
                 "extract cifar-10-python.tar.gz again"
             ) from None
     if not isinstance(batch, dict):
-        raise ValueError(f"{path}: not a CIFAR-10 batch (a {type(batch).__name__}, not a dict)")
+        raise BadBatchError(f"{path}: not a CIFAR-10 batch (a {type(batch).__name__}, not a dict)")
     data = _get(batch, "data", path)
     labels = _get(batch, "labels", path)
     row = int(np.prod(IMAGE_SHAPE))
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
-        raise ValueError(f"{path}: 'data' must be a 2-D uint8 array (N, {row})")
+        raise BadBatchError(f"{path}: 'data' must be a 2-D uint8 array (N, {row})")
     if data.shape[1] != row:
-        raise ValueError(f"{path}: 'data' has shape {data.shape}; expected (N, {row})")
+        raise BadBatchError(f"{path}: 'data' has shape {data.shape}; expected (N, {row})")
     try:
         labels_arr = np.asarray(labels)
     except (ValueError, TypeError) as exc:  # a ragged or odd list: numpy's words, our file
-        raise ValueError(f"{path}: 'labels' is not a list of integers ({exc})") from None
+        raise BadBatchError(f"{path}: 'labels' is not a list of integers ({exc})") from None
     if labels_arr.ndim != 1 or labels_arr.shape[0] != data.shape[0]:
-        raise ValueError(
+        raise BadBatchError(
             f"{path}: {labels_arr.shape} labels for {data.shape[0]} images; expected one per image"
         )
     if labels_arr.size == 0:  # `[]`: numpy reads float64, yet it is an empty list of ints
         labels_arr = labels_arr.astype(np.int64)
     if not np.issubdtype(labels_arr.dtype, np.integer):
-        raise ValueError(f"{path}: labels must be integers, got dtype {labels_arr.dtype}")
+        raise BadBatchError(f"{path}: labels must be integers, got dtype {labels_arr.dtype}")
     if labels_arr.size and (labels_arr.min() < 0 or labels_arr.max() >= NUM_CLASSES):
-        raise ValueError(f"{path}: labels must lie in 0..{NUM_CLASSES - 1}")
+        raise BadBatchError(f"{path}: labels must lie in 0..{NUM_CLASSES - 1}")
     images = data.reshape((data.shape[0], *IMAGE_SHAPE))
     return images, labels_arr.astype(np.int64)
 

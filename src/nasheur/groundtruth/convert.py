@@ -29,8 +29,9 @@ files in sorted name order), ``source_bytes``, ``benchmark``, ``space``, ``datas
 ``split`` (the exact field read), ``epochs``, and the seeds or repeats averaged.
 
 :func:`load_ground_truth` converts an official file once into a cache table whose name comes
-from the source's name, size and modification time (never from a checksum, so a multi-GB file
-is not re-hashed to find its cache) and the protocol; later calls read the cache.
+from the source's name, size and modification time (a folder's: each file's name, size and
+modification time; never from a checksum, so a multi-GB file is not re-hashed to find its
+cache) and the protocol; later calls read the cache.
 """
 
 from __future__ import annotations
@@ -247,9 +248,22 @@ def source_changed(recorded: Any) -> bool:
         return True
     p = Path(path)
     try:
-        return _stamp(p)[1] != recorded.get("stamp") and source_sha256(p) != recorded.get("sha256")
+        stamp = _stamp(p)[1]
+        return stamp != recorded.get("stamp") and _sha256_at(p, stamp) != recorded.get("sha256")
     except OSError:  # gone or unreadable: the job says so when it runs
         return True
+
+
+# sha256 of a source by (path, stamp), in this process: a sweep checks every record of a
+# touched (or copied) benchmark against it, and reads the file once, not once per record
+_SHA256_AT: dict[tuple[str, str], str] = {}
+
+
+def _sha256_at(p: Path, stamp: str) -> str:
+    key = (str(p.resolve()), stamp)
+    if key not in _SHA256_AT:
+        _SHA256_AT[key] = source_sha256(p)
+    return _SHA256_AT[key]
 
 
 def fingerprint_of(record: dict[str, Any]) -> Any:
@@ -264,17 +278,16 @@ def _stamp(p: Path) -> tuple[int, str]:
     if not p.is_dir():
         st = p.stat()
         return st.st_size, f"{st.st_size}-{st.st_mtime_ns}"
-    size = 0
-    count = 0
-    newest = p.stat().st_mtime_ns
-    with os.scandir(p) as it:  # the -simple folder is flat
-        for entry in it:
-            if entry.is_file():
-                st = entry.stat()
-                size += st.st_size
-                count += 1
-                newest = max(newest, st.st_mtime_ns)
-    return size, f"{count}f-{size}-{newest}"
+    # every file's name, size and mtime (the -simple folder is flat): a file replaced by
+    # one of the same size whose mtime is older than the newest (`cp -p` from a backup)
+    # still changes the stamp, as it would for a single file
+    with os.scandir(p) as it:
+        files = sorted((entry.name, entry.stat()) for entry in it if entry.is_file())
+    h = hashlib.sha256()
+    for name, st in files:
+        h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    size = sum(st.st_size for _, st in files)
+    return size, f"{len(files)}f-{size}-{h.hexdigest()[:16]}"
 
 
 # --------------------------------------------------------------------------------------------
