@@ -929,6 +929,19 @@ def test_a_simple_folder_with_a_file_replaced_keeping_its_size_is_converted_agai
         load_ground_truth(nats_dir, dataset="cifar10-valid")
 
 
+def test_a_cache_of_another_converter_version_is_not_read(nds_list, monkeypatch):
+    # a corrected reader must not go on serving the table an earlier one cached
+    from nasheur.groundtruth import convert
+
+    first = load_ground_truth(nds_list)
+    assert list(load_ground_truth(nds_list).acc) == list(first.acc)  # the cache, as is
+    monkeypatch.setattr(convert, "CONVERTER_VERSION", convert.CONVERTER_VERSION + 1)
+    reads = []
+    read = convert._read_format
+    monkeypatch.setattr(convert, "_read_format", lambda *a, **k: reads.append(a) or read(*a, **k))
+    assert list(load_ground_truth(nds_list).acc) == list(first.acc) and len(reads) == 1
+
+
 def test_load_ground_truth_cache_dirs(nds_list, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     # an explicit cache_dir

@@ -73,6 +73,9 @@ __all__ = [
 
 FORMATS = ("nb101", "nb201-pth", "nats-pbz2", "nats-dir", "nds-json", "table")
 CACHE_DIRNAME = ".nasheur-gt-cache"
+# part of every cache table's name: raise it whenever a reader's output changes (a fix of what
+# a benchmark file yields), so that no cache an earlier reader wrote is read again
+CONVERTER_VERSION = 1
 NATS_META = "meta.pickle.pbz2"
 _CHUNK = 1 << 20
 
@@ -516,7 +519,7 @@ def _cache_name(p: Path, stamp: str, tag: str, with_path: bool) -> str:
     parts = [p.name]
     if with_path:
         parts.append(hashlib.sha256(str(p.resolve()).encode()).hexdigest()[:12])
-    parts += [stamp, tag, "gt.csv"]
+    parts += [stamp, tag, f"v{CONVERTER_VERSION}", "gt.csv"]
     return ".".join(parts)
 
 
