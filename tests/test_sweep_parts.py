@@ -283,8 +283,29 @@ def test_a_job_without_a_result_is_what_its_folder_says(tmp_path, status, after)
     o = _launched(tmp_path / "a")
     if status:
         write_record(o.folder, status=status)
+    o.launch()  # the records above are from before this launch
     settle([o], [], pending="not run")
     assert o.after == after
+
+
+def test_a_job_that_failed_in_this_launch_before_it_stopped_is_failed(tmp_path):
+    # Ctrl-C under the default launcher loses the results of the jobs it ran already: a job
+    # that failed in this launch is failed (with its error), not "not run"
+    o = _launched(tmp_path / "a")
+    o.launch()
+    write_record(o.folder, status="failed", error="GroundTruthError: bad row\nmore")
+    settle([o], [], pending="not run")
+    assert (o.after, o.detail) == ("failed", "GroundTruthError: bad row")
+
+
+def test_a_job_its_cluster_ended_with_only_an_older_record_has_no_record(tmp_path):
+    # killed (the OOM killer) in this launch: the failed record of an earlier launch is not
+    # why, and does not say why
+    o = _launched(tmp_path / "a")
+    write_record(o.folder, status="failed", error="UnreadableCheckpoint: an old one")
+    o.launch()
+    settle([o], [_returned(NoResult("the process of job #0 ended without a result"))])
+    assert (o.after, o.detail) == ("no record", "the process of job #0 ended without a result")
 
 
 def test_a_job_without_a_result_that_runs_now_is_not_finished(tmp_path):
@@ -325,8 +346,9 @@ def test_a_job_left_to_another_launch_is_said_as_it_ended(tmp_path):
     assert [j["after"] for j in jobs] == ["running elsewhere", "failed", "no record"]
 
 
-def _outcome(name: str, after: str, before: str = "new", **kw) -> Outcome:
-    return Outcome([f"j={name}"], Path("/s/nb201") / name, "h", before=before, after=after, **kw)
+def _outcome(name: str, after: str, before: str = "new", folder=None, **kw) -> Outcome:
+    folder = folder or Path("/s/nb201") / name
+    return Outcome([f"j={name}"], folder, "h", before=before, after=after, **kw)
 
 
 def test_the_summary_counts_each_state_in_order_and_says_where_the_results_are(tmp_path):
@@ -409,9 +431,29 @@ def test_all_launched_jobs_completed_is_no_failure():
         ),
     ],
 )
-def test_the_failure_message_counts_what_did_not_complete(afters, message):
-    said = failure_message([_outcome(str(i), a) for i, a in enumerate(afters)], None)
+def test_the_failure_message_counts_what_did_not_complete(tmp_path, afters, message):
+    todo = [_outcome(str(i), a, folder=tmp_path / str(i)) for i, a in enumerate(afters)]
+    for o in todo:
+        if o.after == "failed":  # its record of the failure, written by this launch
+            write_record(o.folder, status="failed", error="RuntimeError: x")
+    said = failure_message(todo, None)
     assert said.startswith(message)
+
+
+def test_a_failure_without_a_record_of_its_own_is_not_said_to_be_in_metrics_json(tmp_path):
+    # a checkpoint of another config: refused, and nothing written (CheckpointMismatch)
+    refused = _outcome("a", "failed", folder=tmp_path / "a")
+    old = write_record(tmp_path / "b", status="failed", error="UnreadableCheckpoint: earlier")
+    stale = _outcome("b", "failed", folder=old)
+    stale.launch()  # that record is from before this launch
+    recorded = _outcome("c", "failed", folder=tmp_path / "c")
+    write_record(recorded.folder, status="failed", error="RuntimeError: x")
+    assert "(the summary above says why)" in failure_message([refused], None)
+    assert "(the summary above says why)" in failure_message([stale], None)
+    assert "(metrics.json says why)" in failure_message([recorded], None)
+    assert "(metrics.json or the summary above says why)" in failure_message(
+        [refused, recorded], None
+    )
 
 
 def test_a_stopped_launch_says_the_jobs_may_still_run_in_slurm():
@@ -673,6 +715,24 @@ def test_a_missing_or_damaged_sweep_json_lists_no_job(tmp_path):
     assert listed_jobs(tmp_path) == set()
     (tmp_path / "sweep.json").write_text("{")
     assert listed_jobs(tmp_path) == set()
+
+
+def test_a_sweep_whose_own_sweep_json_is_damaged_copies_none_of_its_jobs(tmp_path, caplog):
+    # a job deleted to run it again cannot be told from one never started: none is copied
+    # back from a sibling sweep (README: a deleted job is trained, not copied back)
+    source = sibling(tmp_path)
+    sweep = tmp_path / "sweeps" / "bn"
+    mine = sweep / "nb201" / "job-h"
+    assert reuse.started_jobs(sweep) == set()  # a first launch: everything may be copied
+    write_manifest(sweep, mine, state_at_launch="completed", after="completed")
+    assert reuse.started_jobs(sweep) == {"nb201/job-h"}
+    (sweep / "sweep.json").write_text('{"jobs": [{"folder": "')  # cut short
+    with caplog.at_level(logging.WARNING, logger="nasheur.reuse"):
+        listed = reuse.started_jobs(sweep)
+    assert listed is None and "none is copied" in caplog.text
+    assert twins.at_launch(mine, "h", sweep, listed) == ("new", None, None)
+    assert not twins.copyable("new", mine, listed)
+    assert completed_twin(mine, "h", sweep) == source  # a source for other sweeps still
 
 
 def test_a_job_left_to_another_sweep_never_started(tmp_path):
@@ -1163,9 +1223,10 @@ def test_a_copied_job_counts_as_copied_not_as_completed_before(tmp_path):
     )
 
 
-def test_a_launch_that_was_not_stopped_says_nothing_of_submissions():
+def test_a_launch_that_was_not_stopped_says_nothing_of_submissions(tmp_path):
     # `submitted` matters only where the launch stopped: a job that failed was submitted
-    said = failure_message([_outcome("a", "failed")], None, submitted=False)
+    failed = _outcome("a", "failed", folder=write_record(tmp_path / "a", status="failed"))
+    said = failure_message([failed], None, submitted=False)
     assert said == (
         "1 of 1 launched job failed (metrics.json says why). Run the same command again to "
         "retry it once the cause is fixed (completed jobs are skipped, interrupted ones resume "

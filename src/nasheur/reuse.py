@@ -140,6 +140,27 @@ def listed_jobs(sweep_dir: Path, *, started_only: bool = False) -> set[str]:
     }
 
 
+def started_jobs(sweep_dir: Path) -> set[str] | None:
+    """The jobs that the sweep in `sweep_dir` started before (:func:`listed_jobs` with
+    `started_only`), or None where its ``sweep.json`` is there but cannot be read: a job whose
+    folder is gone may then have been deleted to run it again, so none of its jobs is copied
+    from a sibling sweep (or evaluates a twin's super-net) at this launch; each is trained."""
+    from nasheur.results.collect import read_manifest
+
+    path = sweep_dir / MANIFEST
+    if path.is_file():
+        try:
+            read_manifest(path)
+        except ValueError as err:
+            log.warning(
+                "%s; which of this sweep's jobs were deleted to run again cannot be told, so "
+                "none is copied from another sweep at this launch: each is trained",
+                err,
+            )
+            return None
+    return listed_jobs(sweep_dir, started_only=True)
+
+
 def sweep_twins(
     sweeps: Path, space: str, config_hash: str, *, besides: Path | None = None
 ) -> list[Path]:

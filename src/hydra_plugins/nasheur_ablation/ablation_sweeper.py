@@ -75,7 +75,7 @@ from nasheur.reuse import (
     adopt,
     adopt_training,
     completed_twin,
-    listed_jobs,
+    started_jobs,
     trained_elsewhere_now,
 )
 from nasheur.sweep.dry_run import dry_run_lines
@@ -606,7 +606,7 @@ class AblationSweeper(Sweeper):
         experiment_of: dict[Path, dict[str, Any]] = {}
         # a job this sweep listed before whose folder is gone was deleted to run it again;
         # one it listed but never ran (sbatch refused it, the sweep stopped first) was not
-        listed = listed_jobs(sweep_dir, started_only=True) if self.reuse else None
+        listed = started_jobs(sweep_dir) if self.reuse else None
         data_of: dict[Path, Reads] = {}
         trained = TrainedTwins(sweep_dir.parent) if self.reuse else None
         for job, folder, chash, experiment, data, training in jobs:
@@ -647,7 +647,7 @@ class AblationSweeper(Sweeper):
                         outcome.trained_in = str(source)
                     elif (now := trained.training_now(folder, training)) is not None:
                         log.warning("%s: %s", folder, trained_elsewhere_now(now))
-                outcome.launched = True
+                outcome.launch()
                 todo.append(outcome)
         # the data and ground truth of the jobs to run (completed ones need none): each
         # would fail without them, on the cluster after its wait in the queue

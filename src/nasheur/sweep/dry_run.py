@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nasheur.reuse import Claims, TrainedTwins, listed_jobs, trained_elsewhere_now
+from nasheur.reuse import Claims, TrainedTwins, started_jobs, trained_elsewhere_now
 from nasheur.sweep.manifest import RUNNING
 from nasheur.sweep.plan import Planned, grouped
 from nasheur.sweep.preflight import bad_inputs, missing_data
@@ -25,7 +25,7 @@ DRY_RUN = {
 
 def dry_run_lines(sweep_dir: Path, jobs: list[Planned], reuse: bool, local: bool) -> list[str]:
     """The plan as a launch would carry it out, read without writing anything."""
-    listed = listed_jobs(sweep_dir, started_only=True) if reuse else None
+    listed = started_jobs(sweep_dir) if reuse else None
     lines, counts, reads = [], {}, []
     trained = TrainedTwins(sweep_dir.parent) if reuse else None
     for job, folder, chash, _experiment, data, training in jobs:

@@ -34,6 +34,19 @@ class Outcome:
     launched: bool = False  # by this launch
     reused: str = ""  # the folder of another sweep's completed job copied into this one
     trained_in: str = ""  # the folder of a trained twin whose super-net this job evaluates
+    # its metrics.json as the launch found it (record_stamp; None: none): a record that
+    # differs by the end was written during this launch
+    stamp: tuple[int, int, int] | None = None
+
+    def launch(self) -> None:
+        """Mark the job as launched by this launch, noting its record as it is now."""
+        self.launched = True
+        self.stamp = record_stamp(self.folder)
+
+    def recorded_since_launch(self) -> bool:
+        """Whether its folder holds a metrics.json written since the launch noted it."""
+        now = record_stamp(self.folder)
+        return now is not None and now != self.stamp
 
     def copied(self, source: Path, before: str = "completed") -> None:
         """The job was copied from `source`, another sweep's completed twin."""
@@ -54,6 +67,16 @@ class Outcome:
         }
 
 
+def record_stamp(folder: Path) -> tuple[int, int, int] | None:
+    """What tells one metrics.json in `folder` from another (written atomically: a new file
+    each time); None where there is none."""
+    try:
+        st = (folder / "metrics.json").stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def first_line(err: BaseException) -> str:
     text = str(err).strip()
     line = f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
@@ -72,8 +95,11 @@ def settle(
         if isinstance(value, FolderLocked):  # another copy started first: left to it
             o.after, o.detail = "running elsewhere", describe_holder(value.holder)
         elif isinstance(value, NoResult):  # its record, if written since the launch, stands
+            fresh = o.recorded_since_launch()
             o.after = (
-                recorded if recorded in ("completed", "interrupted", "failed") else "no record"
+                recorded
+                if fresh and recorded in ("completed", "interrupted", "failed")
+                else "no record"
             )
             o.detail = "" if o.after == "completed" else str(value)
         elif r is not None and r.status == JobStatus.COMPLETED:
@@ -85,7 +111,10 @@ def settle(
             holder = folder_holder(o.folder)
             if holder is not None:  # running now (a resubmission): its old record is stale
                 o.after, o.detail = "not finished", f"running, {describe_holder(holder)}"
-            else:
+            elif recorded == "failed" and o.recorded_since_launch():  # failed before the stop
+                o.after = "failed"
+                o.detail = recorded_error(o.folder).removeprefix(": ")
+            else:  # an older failed record says nothing of this launch
                 o.after = recorded if recorded in ("completed", "interrupted") else pending
 
 
@@ -172,6 +201,11 @@ def summary(
     return lines
 
 
+def _recorded_failure(o: Outcome) -> bool:
+    """Whether the job's folder holds its own failed record, written by this launch."""
+    return o.recorded_since_launch() and recorded_state(o.folder, o.config_hash) == "failed"
+
+
 _UNFINISHED = ("failed", "interrupted", "no record", "not finished", "not run")
 
 
@@ -193,7 +227,16 @@ def failure_message(todo: list[Outcome], stopped: str | None, submitted: bool = 
         head = f"{len(bad)} of {launched} {jobs} did not complete"
         notes.append(", ".join(f"{n} {s}" for s, n in counts.items() if n))
     if counts["failed"]:
-        notes.append("metrics.json says why")
+        # a job refused before it wrote anything (a checkpoint or record of another config in
+        # its folder) has no record of this failure: the summary's lines above say why
+        told = sum(o.after == "failed" and _recorded_failure(o) for o in bad)
+        notes.append(
+            "metrics.json says why"
+            if told == counts["failed"]
+            else "the summary above says why"
+            if not told
+            else "metrics.json or the summary above says why"
+        )
     others = launched - len(bad)
     if stopped and not submitted:
         from nasheur.config import site_env_file  # which imports the sweeper, and it this
