@@ -313,3 +313,11 @@ def test_an_op_index_outside_the_five_ops_is_refused_when_the_cell_is_made(bad):
     with pytest.raises(ValueError, match="op indices"):
         SPACE.key([0, 0, 0, 0, 0, bad])
     assert NB201Arch((4,) * 6).op_names() == ("avg_pool_3x3",) * 6  # the last index is an op
+
+
+@pytest.mark.parametrize("bad", [1.7, 0.9, True, "2"])
+def test_an_op_index_that_is_not_an_integer_is_refused_not_truncated(bad):
+    # int() would read 1.7 as 1 (skip_connect) and True as 1: a silent wrong cell
+    with pytest.raises(ValueError, match="op indices must be integers"):
+        SPACE.key([0, 0, 0, 0, 0, bad])
+    assert SPACE.key([0, 0, 0, 0, 0, np.int64(3)]) == SPACE.key([0, 0, 0, 0, 0, 3])

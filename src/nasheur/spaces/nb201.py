@@ -194,4 +194,7 @@ class NB201Space:
             return arch
         if isinstance(arch, str):
             return parse(arch)
-        return NB201Arch(tuple(int(o) for o in arch))
+        # op indices as given, integers only: int() would turn 1.7 into 1 and True into 1
+        if any(isinstance(o, bool) or not hasattr(o, "__index__") for o in arch):
+            raise ValueError(f"an NB201 cell's op indices must be integers: {list(arch)!r}")
+        return NB201Arch(tuple(o.__index__() for o in arch))
