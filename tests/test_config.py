@@ -284,9 +284,27 @@ def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
         (["ground_truth.path="], "config error: ground_truth.path='' names no file"),
         (["hydra.run.dir="], "config error: hydra.run.dir= names the current folder"),
         (["-m", "hydra.sweep.dir=."], "config error: hydra.sweep.dir=. names the current folder"),
+        (["hydra.run.dir=./"], "config error: hydra.run.dir=./ names the current folder"),
+        (
+            ["-m", f"hydra.sweep.dir={REPO}"],
+            f"config error: hydra.sweep.dir={REPO} names the current folder",
+        ),
+        # the key without its group: the embedded space's settings under NB201's name
+        (
+            ["search_space.name=nb201"],
+            "config error: search_space.name=nb201: choose the search space with "
+            "search_space=<space>",
+        ),
         # OmegaConf reads a number as a yes/no (2 is true): a typo would train another config
         (["supernet.ofa_kernel=2"], "config error: supernet.ofa_kernel=2 is not a yes/no value"),
         (["-m", "supernet.wsbn=true,2"], "config error: supernet.wsbn=2 is not a yes/no value"),
+        # a sweep function is expanded by the sweeper, which checks each job's values too
+        (
+            ["-m", "supernet.wsbn=choice(2)", "supernet.ops_on=node"],
+            "config error: 1 of 1 jobs have a bad config; nothing was launched:\n  "
+            "search_space=embedded seed=0 supernet.wsbn=2 supernet.ops_on=node: "
+            "supernet.wsbn=2 is not a yes/no value",
+        ),
         # Hydra's own composition errors, said in one line too (they were 5 to 20 lines)
         (
             ["protocol.epochs=1.5"],

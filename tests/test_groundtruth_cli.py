@@ -229,7 +229,9 @@ def test_convert_errors_are_reported(tmp_path):
         (["--data-seed", "-1"], "argument --data-seed: must be >= 0, got -1"),
         (["--test-seed", "-5"], "argument --test-seed: must be >= 0, got -5"),
         (["--limit", "-1"], "argument --limit: must be >= 0"),
-        (["--lr", "nan"], "argument --lr: must be a finite number >= 0"),
+        (["--lr", "nan"], "argument --lr: must be a finite number > 0"),
+        (["--lr", "0"], "argument --lr: must be a finite number > 0"),  # nothing would train
+        (["--weight-decay", "-1"], "argument --weight-decay: must be a finite number >= 0"),
         (["--space", "nosuch"], "argument --space: invalid choice: 'nosuch'"),
         (["--progress", "{tmp}"], "argument --progress: {tmp} is a folder, not a file"),
         (["--num-classes", "0"], "argument --num-classes: must be >= 2, got 0"),

@@ -161,7 +161,7 @@ def test_the_command_writes_every_format_and_survives_a_failed_job(sweep, tmp_pa
             "--out",
             str(out),
             "--bootstrap",
-            "20",
+            "40",
         ],
         cwd=REPO,
         capture_output=True,
@@ -1313,6 +1313,10 @@ def test_a_negative_bootstrap_or_seed_is_an_argument_error(sweep):
         table = results("table", str(sweep), "--table", "11", option, "-1")
         assert table.returncode == 2 and f"argument {option}: must be >= 0" in table.stderr
         assert "Traceback" not in table.stderr
+    # 1 resample made an "interval" of one value, which could miss the cell's own mean
+    for count in ("1", "39"):
+        table = results("table", str(sweep), "--table", "11", "--bootstrap", count)
+        assert table.returncode == 2 and "must be 0 (no interval) or at least 40" in table.stderr
 
 
 def test_figures_of_given_jobs_alone_need_no_folders(sweep, tmp_path):

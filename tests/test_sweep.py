@@ -59,7 +59,7 @@ def test_a_sweep_with_a_failed_job_still_gives_its_table(tmp_path):
             "--table",
             "11",
             "--bootstrap",
-            "10",
+            "40",
             "--out",
             str(tmp_path / "t"),
         ],

@@ -24,6 +24,22 @@ def at_least(low: int) -> Callable[[str], int]:
     return integer
 
 
+# a 95% percentile interval's ends are the 2.5% and 97.5% quantiles of the resamples: with
+# fewer than 40 neither has a resample beyond it, and with 1 the "interval" is that one value
+MIN_BOOTSTRAP = 40
+
+
+def bootstrap_count(text: str) -> int:
+    """The ``--bootstrap`` option's type: 0 (no interval) or at least :data:`MIN_BOOTSTRAP`."""
+    value = at_least(0)(text)
+    if 0 < value < MIN_BOOTSTRAP:
+        raise argparse.ArgumentTypeError(
+            f"must be 0 (no interval) or at least {MIN_BOOTSTRAP} (a 95% interval's ends need "
+            f"resamples beyond them), got {value}"
+        )
+    return value
+
+
 def _number(text: str, ok: Callable[[float], bool], what: str) -> float:
     try:
         value = float(text)
@@ -35,8 +51,13 @@ def _number(text: str, ok: Callable[[float], bool], what: str) -> float:
 
 
 def rate(text: str) -> float:
-    """A learning rate or weight decay: a finite number >= 0."""
+    """A weight decay: a finite number >= 0."""
     return _number(text, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+
+
+def learning_rate(text: str) -> float:
+    """A learning rate: a finite number > 0 (at 0 nothing trains), as ``protocol.lr``."""
+    return _number(text, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 
 
 def bin_width(text: str) -> float:

@@ -366,7 +366,16 @@ def check_command_line(args: list[str]) -> None:
         key = name.lstrip("+~")
         if key in GROUPS and (name.startswith("~") or (eq and value.strip() in ("", "null"))):
             raise ConfigError(_removed_group(key, arg))
-        if key in OUTPUT_DIRS and eq and value.strip().strip("'\"") in ("", "."):
+        if key == "search_space.name" and eq:
+            # the supernet, fidelity, protocol and dataset groups follow the search_space
+            # group, not this key: the job would search one space at another's settings
+            raise ConfigError(
+                f"{arg}: choose the search space with search_space=<space>, the group that "
+                "brings that space's supernet, fidelity, protocol and dataset defaults; the key "
+                "alone keeps the defaults of the group's space"
+            )
+        folder = value.strip().strip("'\"")
+        if key in OUTPUT_DIRS and eq and (folder in ("", ".") or _is_cwd(folder)):
             # the job's files (its lock, checkpoint, record) would land among whatever is here
             raise ConfigError(
                 f"{arg} names the current folder: give the run a folder of its own, or leave "
@@ -377,6 +386,14 @@ def check_command_line(args: list[str]) -> None:
         for one in value.split(","):  # a value, or a sweep's list
             if one.strip().lower() not in _TRUE + _FALSE:
                 raise ConfigError(f"{key}={one} is not a yes/no value: expected true or false")
+
+
+def _is_cwd(folder: str) -> bool:
+    """Whether `folder` names the current folder however it is spelt (``./``, its path)."""
+    try:
+        return Path(os.path.expanduser(folder)).resolve() == Path.cwd().resolve()
+    except (OSError, RuntimeError, ValueError):
+        return False
 
 
 def omegaconf_said(err: OmegaConfBaseException) -> str:

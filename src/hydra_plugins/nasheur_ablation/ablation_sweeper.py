@@ -409,6 +409,7 @@ class AblationSweeper(Sweeper):
         overrides would name) run once."""
         from nasheur.config import (
             ConfigError,
+            check_command_line,
             check_groups,
             config_hash,
             plain,
@@ -424,6 +425,13 @@ class AblationSweeper(Sweeper):
         inert: dict[str, str] = {}  # space -> why WSBN, a factor of the sweep, changes nothing
         errors: dict[str, list[list[str]]] = {}  # each message, and the jobs that got it
         for job in jobs:
+            # a job's own overrides, its sweep functions expanded (`supernet.wsbn=choice(2)`
+            # is `supernet.wsbn=2` here, which OmegaConf would read as true)
+            try:
+                check_command_line(job)
+            except ConfigError as err:
+                errors.setdefault(str(err), []).append(job)
+                continue
             # a value of the wrong type, a key it does not know, a missing value that the
             # folder's name (an interpolation) needs
             try:

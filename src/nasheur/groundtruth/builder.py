@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from nasheur.cli_args import at_least, file_path, rate
+from nasheur.cli_args import at_least, file_path, learning_rate, rate
 from nasheur.io import atomic_path
 from nasheur.jobguard import FolderLocked, describe_holder, hold_folder
 
@@ -713,7 +713,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--test-seed", type=at_least(0), default=d.test_seed)
     p.add_argument("--epochs", type=at_least(1), default=d.epochs)
     p.add_argument("--batch-size", type=at_least(1), default=d.batch_size)
-    p.add_argument("--lr", type=rate, default=d.lr)
+    p.add_argument("--lr", type=learning_rate, default=d.lr)
     p.add_argument("--weight-decay", type=rate, default=d.weight_decay)
     p.add_argument("--augment", action="store_true", help="train with random crop (pad 4) and flip")
     p.add_argument(

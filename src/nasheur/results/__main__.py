@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from nasheur.cli_args import at_least, bin_width, folder_path
+from nasheur.cli_args import at_least, bin_width, bootstrap_count, folder_path
 from nasheur.io import atomic_write_text, run_piped
 from nasheur.jobguard import LOCK, PROGRESS, describe_holder, describe_progress, recorded_details
 from nasheur.results.collect import (
@@ -516,7 +516,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     t.add_argument("--out", type=folder_path, help="folder for table-<id>.md/.csv/.tex")
     t.add_argument(
-        "--bootstrap", type=at_least(0), default=200, help="bootstrap resamples (0: none)"
+        "--bootstrap",
+        type=bootstrap_count,
+        default=200,
+        help="bootstrap resamples for the 95%% intervals (0: none; else at least 40)",
     )
     t.add_argument("--seed", type=at_least(0), default=0, help="seed of the bootstrap")
     t.add_argument("--skdt-threshold", **SKDT_THRESHOLD)
