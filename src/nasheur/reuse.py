@@ -119,16 +119,39 @@ def listed_jobs(sweep_dir: Path, *, started_only: bool = False) -> set[str]:
     not run them (``after: not run``: the scheduler refused them, or the sweep stopped first;
     or ``left to another sweep``).
     A job whose latest launch did not say how it ended (the sweep was killed) counts as
-    started."""
+    started. A missing or unreadable ``sweep.json`` lists none."""
+    try:
+        return _keys(_entries(sweep_dir), started_only)
+    except ValueError:
+        return set()
+
+
+def started_jobs(sweep_dir: Path) -> set[str] | None:
+    """The jobs that the sweep in `sweep_dir` started before (:func:`listed_jobs` with
+    `started_only`), or None where its ``sweep.json`` is there but cannot be read: a job whose
+    folder is gone may then have been deleted to run it again, so none of its jobs is copied
+    from a sibling sweep (or evaluates a twin's super-net) at this launch; each is trained."""
+    try:
+        return _keys(_entries(sweep_dir), started_only=True)
+    except ValueError as err:
+        log.warning(
+            "%s; which of this sweep's jobs were deleted to run again cannot be told, so "
+            "none is copied from another sweep at this launch: each is trained",
+            err,
+        )
+        return None
+
+
+def _entries(sweep_dir: Path) -> list[dict[str, Any]]:
+    """The entries of the sweep's ``sweep.json`` ([] where there is none); ValueError where it
+    cannot be read."""
     from nasheur.results.collect import read_manifest
 
     path = sweep_dir / MANIFEST
-    if not path.is_file():
-        return set()
-    try:
-        entries = read_manifest(path)
-    except ValueError:
-        return set()
+    return read_manifest(path) if path.is_file() else []
+
+
+def _keys(entries: list[dict[str, Any]], started_only: bool) -> set[str]:
     return {
         manifest_key(e["folder"])
         for e in entries
@@ -138,27 +161,6 @@ def listed_jobs(sweep_dir: Path, *, started_only: bool = False) -> set[str]:
             and e.get("after") in ("not run", LEFT)
         )
     }
-
-
-def started_jobs(sweep_dir: Path) -> set[str] | None:
-    """The jobs that the sweep in `sweep_dir` started before (:func:`listed_jobs` with
-    `started_only`), or None where its ``sweep.json`` is there but cannot be read: a job whose
-    folder is gone may then have been deleted to run it again, so none of its jobs is copied
-    from a sibling sweep (or evaluates a twin's super-net) at this launch; each is trained."""
-    from nasheur.results.collect import read_manifest
-
-    path = sweep_dir / MANIFEST
-    if path.is_file():
-        try:
-            read_manifest(path)
-        except ValueError as err:
-            log.warning(
-                "%s; which of this sweep's jobs were deleted to run again cannot be told, so "
-                "none is copied from another sweep at this launch: each is trained",
-                err,
-            )
-            return None
-    return listed_jobs(sweep_dir, started_only=True)
 
 
 def sweep_twins(

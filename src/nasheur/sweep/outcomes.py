@@ -14,7 +14,7 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
-from nasheur.jobguard import FolderLocked, NoResult, describe_holder, folder_holder
+from nasheur.jobguard import METRICS, FolderLocked, NoResult, describe_holder, folder_holder
 from nasheur.reuse import LEFT
 from nasheur.sweep.manifest import merge_manifest, recorded_error, recorded_state
 
@@ -71,7 +71,7 @@ def record_stamp(folder: Path) -> tuple[int, int, int] | None:
     """What tells one metrics.json in `folder` from another (written atomically: a new file
     each time); None where there is none."""
     try:
-        st = (folder / "metrics.json").stat()
+        st = (folder / METRICS).stat()
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
