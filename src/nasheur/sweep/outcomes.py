@@ -5,6 +5,7 @@ sweep ends with, and the error that ends a sweep whose jobs did not all complete
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,7 +72,10 @@ def record_stamp(folder: Path) -> tuple[int, int, int] | None:
     """What tells one metrics.json in `folder` from another (written atomically: a new file
     each time); None where there is none."""
     try:
-        st = (folder / METRICS).stat()
+        # opened, not only stat-ed: on NFS an open revalidates what a compute node wrote,
+        # where a stat may answer from the client's attribute cache
+        with (folder / METRICS).open("rb") as f:
+            st = os.fstat(f.fileno())
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
