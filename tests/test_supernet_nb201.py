@@ -328,3 +328,10 @@ def test_fairnas_runs_every_op_of_every_position_once_per_step(bn_track):
     assert (len(expected) == 6 * 4) == bn_track  # this draw has a path with a dead node
     again = sampler.step_archs(np.random.default_rng(0))
     assert again == paths and paths[0] is not again[0]  # new specs each time, same draw
+
+
+def test_an_unknown_ops_on_is_a_value_error_as_in_darts():
+    from nasheur.supernet import SupernetSpec, build_supernet
+
+    with pytest.raises(ValueError, match="ops_on='nodes'"):
+        build_supernet("nb201", SupernetSpec(channels=4, layers=1, num_classes=10, ops_on="nodes"))

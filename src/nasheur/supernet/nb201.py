@@ -98,6 +98,8 @@ def cell_plan(
 class SuperCell(nn.Module):
     def __init__(self, channels: int, spec: SupernetSpec) -> None:
         super().__init__()
+        if spec.ops_on not in POSITION_OF_EDGE:
+            raise ValueError(f"ops_on={spec.ops_on!r}: one of {', '.join(POSITION_OF_EDGE)}")
         self.position = POSITION_OF_EDGE[spec.ops_on]
         self.path_dropout = spec.path_dropout
         # A node from which no path without `none` reaches the output changes neither the
