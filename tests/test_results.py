@@ -1928,3 +1928,69 @@ def test_the_summary_names_the_part_of_the_space_that_p_r_counts_in(tmp_path):
     part = p_line({"space": "NB101SubSpace(subspace=4)", "architectures": 10467})
     assert part.endswith("0.9000  (among the 10,467 of NB101SubSpace(subspace=4))")
     assert p_line({"space": "nb101", "architectures": 423624}).endswith("0.9000")
+
+
+def _gt_run(seed: int, shift: float, read: str, named: str | None, status: str = "completed"):
+    """An NB201 lr=0.025 run whose config leaves ground_truth.path null: `named`, the file
+    $NASHEUR_GT_NB201 named (None: unset), is part of its hash; `read`, the file it read."""
+    from nasheur.config import config_hash
+
+    r = record("nb201", seed, 0.025, skdt_shift=shift, status=status)
+    r["config"] = _composed("lr_ablation", "nb201", "protocol.lr=0.025", f"seed={seed}")
+    r["config_hash"] = config_hash(r["config"], ground_truth=named)
+    if status == "completed":
+        r["ground_truth"] = {"path": read}
+    return r
+
+
+def test_runs_against_another_ground_truth_file_of_the_environment_are_shown_apart(
+    tmp_path, monkeypatch
+):
+    # $NASHEUR_GT_NB201 named the file: not in the config but in the job's identity (its
+    # hash); two files are two settings, never one cell (README "Ground truth"). A failed
+    # job, whose record names no file, goes with the file its hash was made with.
+    monkeypatch.delenv("NASHEUR_GT_NB201", raising=False)
+    a, b = "/data/gtA.csv", "/data/gtB.csv"
+    recs = [_gt_run(seed, 0.0, a, a) for seed in range(3)]
+    recs += [_gt_run(seed, 0.3, b, b) for seed in range(3)]
+    recs.append(_gt_run(3, 0.0, "", a, status="failed"))
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0)
+    main, other = table.blocks
+    assert other.settings == f"ground_truth.path={b}"
+    (cell,) = main.cells.values()
+    assert (cell.runs, cell.failed) == (3, 1)
+    assert cell.mean["final_performance"] == pytest.approx(0.93)
+    (cell,) = other.cells.values()
+    assert (cell.runs, cell.failed) == (3, 0)
+    assert cell.mean["final_performance"] == pytest.approx(0.63)
+
+
+def test_a_shipped_ground_truth_read_from_two_installs_is_one_setting(tmp_path, monkeypatch):
+    # no file named by the environment: the table the space ships with is read from wherever
+    # nasheur is installed (a laptop's clone, a cluster's), which is not part of the hash
+    monkeypatch.delenv("NASHEUR_GT_NB201", raising=False)
+    recs = [_gt_run(s, 0.0, f"/install{s % 2}/gt.csv", None) for s in range(4)]
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0)
+    (block,) = table.blocks
+    (cell,) = block.cells.values()
+    assert cell.runs == 4
+
+
+def test_runs_evaluated_against_other_contents_of_one_file_are_named_in_a_note(tmp_path):
+    # the file was replaced and one job was evaluated again (or its evaluation failed):
+    # one setting, so one cell, but a note says the cell mixes two versions of the file
+    recs = [record("nb201", seed, 0.025) for seed in range(3)]
+    for r, sha in zip(recs, ("a" * 64, "b" * 64, "b" * 64), strict=True):
+        r["ground_truth"] = {"fingerprint": {"path": "/data/gt.csv", "sha256": sha}}
+    folder = write(tmp_path / "s", recs)
+    notes = build_table(load_records([folder]), "11", bootstrap=0).notes
+    (line,) = [n for n in notes if "versions of" in n]
+    assert "2 versions of /data/gt.csv" in line
+    assert "sha256 aaaaaaaaaaaa: 1 run(s), sha256 bbbbbbbbbbbb: 2 run(s)" in line
+    from nasheur.results.tables import correlation_notes
+
+    (said,) = [n for n in correlation_notes(load_records([folder])) if "versions of" in n]
+    assert line.endswith(said)  # Table 3 says it too (a table's note names its block)
+    recs[0]["ground_truth"]["fingerprint"]["sha256"] = "b" * 64
+    notes = build_table(load_records([write(tmp_path / "t", recs)]), "11", bootstrap=0).notes
+    assert not [n for n in notes if "versions of" in n]

@@ -16,6 +16,7 @@ tables and figures show it apart, under that name.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -65,12 +66,19 @@ def flat_config(data: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def setting(record: dict[str, Any], varied: Iterable[str]) -> tuple[tuple[str, str], ...]:
+def setting(
+    record: dict[str, Any], varied: Iterable[str], files: Iterable[str] = ()
+) -> tuple[tuple[str, str], ...]:
     """The record's setting: its config as sorted (dotted key, JSON value) pairs, without the
-    seed, the `varied` keys (and their sub-keys) and the keys outside a job's identity."""
+    seed, the `varied` keys (and their sub-keys) and the keys outside a job's identity; where
+    ``$NASHEUR_GT_<SPACE>`` named the job's ground truth, that file as ``ground_truth.path``
+    (:func:`ground_truth_named`, `files`: the candidates)."""
     config = record.get("config") or {}
     skip = ("seed", *IDENTITY_EXCLUDED, *inactive_keys(config), *varied)
     flat = flat_config(config)
+    named = ground_truth_named(record, files)
+    if named is not None:  # another file is another job (its hash): never one setting
+        flat["ground_truth.path"] = named
     return tuple(
         sorted(
             (k, json.dumps(v, sort_keys=True))
@@ -78,6 +86,62 @@ def setting(record: dict[str, Any], varied: Iterable[str]) -> tuple[tuple[str, s
             if not any(k == s or k.startswith(s + ".") for s in skip)
         )
     )
+
+
+def _read(record: dict[str, Any]) -> str | None:
+    """The ground-truth file a completed record says its job read (an absolute path)."""
+    gt = record.get("ground_truth")
+    read = gt.get("path") if isinstance(gt, dict) else None
+    return os.path.abspath(read) if isinstance(read, str) and read and "\0" not in read else None
+
+
+def ground_truth_files(records: Iterable[dict[str, Any]]) -> list[str]:
+    """The ground-truth files that the records say their jobs read."""
+    return sorted({p for p in map(_read, records) if p is not None})
+
+
+def ground_truth_named(record: dict[str, Any], files: Iterable[str]) -> str | None:
+    """The file that ``$NASHEUR_GT_<SPACE>`` named for a job whose config leaves
+    ``ground_truth.path`` null: part of its identity (its config hash) though not of its
+    config. None where the config names the file or the environment named none (a space's
+    shipped table, read from wherever nasheur is installed, is not part of the hash); else
+    the one of `files` that reproduces the record's hash (a failed job's record names no
+    file), or where none does (a record of an earlier version) the file the record names."""
+    config, stored = record.get("config"), record.get("config_hash")
+    if not isinstance(config, dict) or select(config, "ground_truth.path") is not None:
+        return None
+    try:
+        if not stored or config_hash(config, ground_truth=None) == stored:
+            return None
+        for path in files:
+            if config_hash(config, ground_truth=path) == stored:
+                return path
+    except (AttributeError, TypeError, ValueError):  # a hand-edited config
+        pass
+    return _read(record)
+
+
+def ground_truth_versions(records: Iterable[dict[str, Any]]) -> list[str]:
+    """A line for each ground-truth file whose completed records were evaluated against
+    different contents (their fingerprints' sha256: the file was replaced and only some jobs
+    were evaluated again, or one failed to be): their results do not compare, though they
+    are one setting. The same command that launched the sweep evaluates the stale ones again
+    from their checkpoints."""
+    versions: dict[str, Counter] = defaultdict(Counter)
+    for r in records:
+        fingerprint = select(r, "ground_truth.fingerprint")
+        if r.get("status") != "completed" or not isinstance(fingerprint, dict):
+            continue
+        path, sha = fingerprint.get("path"), fingerprint.get("sha256")
+        if isinstance(path, str) and isinstance(sha, str):
+            versions[path][sha] += 1
+    return [
+        f"runs evaluated against {len(shas)} versions of {path} ("
+        + ", ".join(f"sha256 {sha[:12]}: {n} run(s)" for sha, n in sorted(shas.items()))
+        + "); launch the sweep again to evaluate the stale ones with the current file"
+        for path, shas in sorted(versions.items())
+        if len(shas) > 1
+    ]
 
 
 def experiment_factors(records: Iterable[dict[str, Any]]) -> list[str]:
@@ -155,7 +219,8 @@ def setting_labels(records: Sequence[dict[str, Any]], varied: Iterable[str]) -> 
     completed runs, then the most runs), else the keys where its setting differs (``protocol.epochs=1``).
     Two settings that differ only beyond the first keys named still get distinct labels."""
     varied = tuple(varied)
-    settings = [setting(r, varied) for r in records]
+    files = ground_truth_files(records)
+    settings = [setting(r, varied, files) for r in records]
     runs: dict[Any, Counter] = defaultdict(Counter)  # space -> setting -> runs
     done: dict[Any, Counter] = defaultdict(Counter)  # space -> setting -> completed runs
     for r, s in zip(records, settings, strict=True):

@@ -53,6 +53,7 @@ from nasheur.results.settings import (
     experiment_name,
     factor_name,
     factor_value,
+    ground_truth_versions,
     main_settings,
     select,
     setting_labels,
@@ -461,6 +462,7 @@ def build_table(
             left_out = [r for r in by_setting[label] if r.get("status") != "completed"]
             if left_out and done:  # none done: said above
                 notes.append(f"{shown}: {_unfinished(left_out)} left out")
+            notes += [f"{shown}: {n}" for n in ground_truth_versions(by_setting[label])]
             if not label:  # the main setting: is it the experiment's own?
                 done_here = [r for r in by_setting[label] if r.get("status") == "completed"]
                 for space, keys in off_defaults(done_here, experiment, factors).items():
@@ -849,7 +851,9 @@ def correlation_notes(records: Sequence[dict[str, Any]]) -> list[str]:
     """Table 3's notes: what it leaves out (`left_out_notes`) and the spaces with too few
     runs to correlate."""
     notes = left_out_notes(records)
-    for space, (_, done) in _correlated_runs(records).items():
+    runs = _correlated_runs(records)
+    notes += ground_truth_versions(r for _, done in runs.values() for r in done)
+    for space, (_, done) in runs.items():
         if len(done) < CORRELATED_RUNS:
             notes.append(
                 f"{SPACE_TITLES.get(space, space)}: {len(done)} run(s), fewer than the "
