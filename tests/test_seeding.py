@@ -1,4 +1,5 @@
-"""The derived random streams: one per (seed, stream, epoch or stage), distinct and reproducible."""
+"""The derived random streams: one per (seed, stream, epoch or stage), reproducible, and
+distinct where the numbers differ other than by trailing zeros."""
 
 from __future__ import annotations
 
@@ -52,3 +53,10 @@ def test_an_unknown_stream_is_refused_by_name():
         derive_seed(0, "sampler2")
     with pytest.raises(KeyError, match="unknown random stream 'Data'"):
         numpy_rng(0, "Data")  # names are case-sensitive
+
+
+def test_trailing_zeros_name_the_same_stream():
+    # SeedSequence pads its entropy with zeros (derive_seed's docstring): (s, pool) is
+    # (s, pool, 0), which is why the job numbers its extra pools' streams from 1
+    assert derive_seed(3, "pool") == derive_seed(3, "pool", 0)
+    assert derive_seed(3, "pool") != derive_seed(3, "pool", 1)

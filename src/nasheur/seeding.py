@@ -20,7 +20,11 @@ def _stream_id(stream: str) -> int:
 
 
 def derive_seed(seed: int, stream: str, *more: int) -> int:
-    """A 63-bit seed for `stream`, stable across platforms and numpy versions."""
+    """A 63-bit seed for `stream`, stable across platforms and numpy versions.
+
+    numpy's SeedSequence pads its entropy with zeros, so trailing zeros of `more` name the
+    same stream: ``(seed, "pool")`` is ``(seed, "pool", 0)``. A stream called both with and
+    without a number starts its numbers at 1 (the job's extra pools do)."""
     state = np.random.SeedSequence([seed, _stream_id(stream), *more]).generate_state(1, np.uint64)
     return int(state[0] >> np.uint64(1))
 
