@@ -285,6 +285,18 @@ def test_a_k_whose_workers_fail_is_reported_and_the_others_still_run():
     assert list(rates) == [1] and "nosuch" in rates[1]
 
 
+def test_a_worker_that_fails_before_the_barrier_breaks_it_for_the_others():
+    # the others stop waiting at once, so the K records this worker's error, not a time-out
+    import threading
+
+    from nasheur.bench import _shared_worker
+
+    barrier = threading.Barrier(2, timeout=60)
+    with pytest.raises(Exception, match="nosuch"):
+        _shared_worker(("nosuch", "cpu", 8, 1, False, False, barrier))
+    assert barrier.broken
+
+
 def test_the_aggregate_rate_spans_all_runs():
     """Two runs of 100 images in 1 s each, the second starting half a second late: 200 images
     in 1.5 s, not the 200 images/s that adding their rates would claim."""

@@ -483,27 +483,33 @@ def seeded_supernet(
 def _shared_worker(args: tuple[str, str, int, int, bool, bool, Any]) -> tuple[int, float, float]:
     """One of K trainers: the images it trained and the wall-clock window it took."""
     name, device_name, batch, steps, bf16, channels_last, barrier = args
-    device = torch.device(device_name)
-    allow_tf32(device)
-    settings = paper_settings(name)
-    model = seeded_supernet(name, settings.spec, device, channels_last)
-    image = settings.image_size
-    step_fn = fast_step(model, bf16=bf16)
-    space = get_space(name)
-    # the barrier after each one's warm-up (cuDNN's autotuning, lazy module loading), so that
-    # the timed windows coincide
-    result = time_training(
-        step_fn,
-        model,
-        space,
-        batch,
-        image,
-        device,
-        steps,
-        count=False,
-        profile=False,
-        ready=barrier.wait,
-    )
+    try:
+        device = torch.device(device_name)
+        allow_tf32(device)
+        settings = paper_settings(name)
+        model = seeded_supernet(name, settings.spec, device, channels_last)
+        image = settings.image_size
+        step_fn = fast_step(model, bf16=bf16)
+        space = get_space(name)
+        # the barrier after each one's warm-up (cuDNN's autotuning, lazy module loading), so
+        # that the timed windows coincide
+        result = time_training(
+            step_fn,
+            model,
+            space,
+            batch,
+            image,
+            device,
+            steps,
+            count=False,
+            profile=False,
+            ready=barrier.wait,
+        )
+    except BaseException:
+        # the others waiting at the barrier stop now (BrokenBarrierError), so that the K's
+        # result is this error, not a time-out once they have waited out theirs
+        barrier.abort()
+        raise
     return batch * steps, *result.window
 
 
