@@ -169,7 +169,7 @@ def test_space_choices_are_the_spaces_a_build_can_train(tmp_path, capsys):
     [
         ("num_classes=5", "--macro num_classes=5 contradicts --num-classes 10"),
         ("channels=0", "--macro channels=0: expects an integer >= 1 (default 8)"),
-        ("width=abc", "unknown NB201 macro settings ['width']"),  # the network says so
+        ("width=abc", "unknown embedded macro settings ['width']"),  # the network says so
         ("layers=2.5", "--macro layers=2.5: expects an integer >= 1 (default 3)"),
         # not --macro, but known before any training too
         ("--archs=7000", "--archs 7000: embedded has 6,466 unique architectures"),

@@ -13,7 +13,7 @@ from scipy import stats
 from nasheur.spaces import get_space, space_names
 from nasheur.spaces.darts import SLOTS, as_genotype
 from nasheur.spaces.darts_genotype import NODES, OPS, Cell, Genotype, from_nds, parse_key
-from nasheur.spaces.darts_net import cell_plan
+from nasheur.spaces.darts_net import DartsNetwork, cell_plan
 
 SPACE = get_space("darts_nds")
 
@@ -318,7 +318,7 @@ def test_standalone_forward_macro_settings_and_auxiliary_head():
     assert logits.shape == aux.shape == (2, 10)
     aux_net.eval()
     assert aux_net.forward_aux(torch.randn(2, 3, 32, 32))[1] is None
-    with pytest.raises(TypeError, match="unknown DARTS macro"):
+    with pytest.raises(TypeError, match="unknown darts_nds macro"):
         SPACE.standalone(DARTS_V2, depth=3)
     assert dict(SPACE.macro_defaults) == {
         "channels": 36,
@@ -534,5 +534,7 @@ def test_a_concat_of_fewer_nodes_makes_a_narrower_standalone_cell():
 
 @pytest.mark.parametrize("macro", [{"layers": 0}, {"channels": 0}])
 def test_a_network_without_cells_or_channels_is_refused(macro):
-    with pytest.raises(ValueError, match="must be >= 1"):
+    with pytest.raises(ValueError, match="must be an integer >= 1"):
         SPACE.standalone(DARTS_V2, **macro)
+    with pytest.raises(ValueError, match="must be >= 1"):  # the network itself too
+        DartsNetwork(as_genotype(DARTS_V2), **{"channels": 4, "layers": 3, **macro})

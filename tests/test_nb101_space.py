@@ -348,7 +348,7 @@ def test_the_standalone_network_runs():
 
     net = SPACE.standalone(HASHED, channels=8, layers=1)
     assert net(torch.randn(2, 3, 16, 16)).shape == (2, 10)
-    with pytest.raises(TypeError, match="unknown NB101 macro"):
+    with pytest.raises(TypeError, match="unknown nb101 macro"):
         SPACE.standalone(HASHED, stacks=2)
 
 

@@ -151,7 +151,7 @@ def test_standalone_forward_and_macro_overrides():
 
     net = SPACE.standalone(str(ALL[1234]), channels=8, layers=1, num_classes=7)
     assert net(torch.randn(2, 3, 16, 16)).shape == (2, 7)
-    with pytest.raises(TypeError, match="unknown NB201 macro"):
+    with pytest.raises(TypeError, match="unknown nb201 macro"):
         SPACE.standalone(ALL[0], depth=3)
 
 

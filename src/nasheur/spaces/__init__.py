@@ -7,7 +7,9 @@ supports from the class attributes ``ops_on``, ``dynamic_channels`` and ``sample
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from functools import cache
+from numbers import Integral
 from typing import Any
 
 # name -> "module:Class"; the names are the values of `search_space=`
@@ -39,3 +41,25 @@ def space_info(name: str) -> Any:
 def get_space(name: str) -> Any:
     """The search space called `name` (one shared instance; spaces are stateless)."""
     return _space_class(name)()
+
+
+# the macro settings of f_proxy that count something: an integer >= 1 each
+COUNTED_MACRO = ("channels", "layers", "num_classes")
+
+
+def macro_settings(
+    space: str, defaults: Mapping[str, Any], macro: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A space's f_proxy settings: `defaults` overridden by `macro`, refused where `macro`
+    names a setting the space lacks (TypeError) or a count that is not an integer >= 1
+    (ValueError: a network of 0 layers would build and fail only in its forward pass)."""
+    unknown = set(macro) - set(defaults)
+    if unknown:
+        raise TypeError(
+            f"unknown {space} macro settings {sorted(unknown)}; known: {sorted(defaults)}"
+        )
+    for name in COUNTED_MACRO:
+        value = macro.get(name, 1)
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise ValueError(f"{space} {name} must be an integer >= 1, not {value!r}")
+    return {**defaults, **macro}

@@ -146,11 +146,9 @@ class DartsSpace:
     def standalone(self, arch: Genotype | str | Mapping[str, Any], **macro: Any):
         """f_proxy: the DARTS stand-alone network (``channels``, ``layers``, ``auxiliary``,
         ``num_classes``; defaults :attr:`macro_defaults`)."""
+        from nasheur.spaces import macro_settings
         from nasheur.spaces.darts_net import DartsNetwork
 
-        unknown = set(macro) - set(self.macro_defaults)
-        if unknown:
-            raise TypeError(
-                f"unknown DARTS macro settings {sorted(unknown)}; known: {sorted(self.macro_defaults)}"
-            )
-        return DartsNetwork(as_genotype(arch), **{**self.macro_defaults, **macro})
+        return DartsNetwork(
+            as_genotype(arch), **macro_settings(self.name, self.macro_defaults, macro)
+        )

@@ -321,14 +321,12 @@ class NB101Space:
     # f_proxy --------------------------------------------------------------------------------
     def standalone(self, arch: Arch, **macro: Any):
         """f_proxy: the NB101 stand-alone network (``channels``, ``layers``, ``num_classes``)."""
+        from nasheur.spaces import macro_settings
         from nasheur.spaces.nb101_net import NB101Network
 
-        unknown = set(macro) - set(self.macro_defaults)
-        if unknown:
-            raise TypeError(
-                f"unknown NB101 macro settings {sorted(unknown)}; known: {sorted(self.macro_defaults)}"
-            )
-        return NB101Network(self.spec(arch), **{**self.macro_defaults, **macro})
+        return NB101Network(
+            self.spec(arch), **macro_settings(self.name, self.macro_defaults, macro)
+        )
 
 
 class _NB101Part(NB101Space):

@@ -179,14 +179,12 @@ class NB201Space:
 
     def standalone(self, arch: NB201Arch | str, **macro: Any):
         """f_proxy: the NB201 stand-alone network (``channels``, ``layers``, ``num_classes``)."""
+        from nasheur.spaces import macro_settings
         from nasheur.spaces.nb201_net import NB201Network
 
-        unknown = set(macro) - set(self.macro_defaults)
-        if unknown:
-            raise TypeError(
-                f"unknown NB201 macro settings {sorted(unknown)}; known: {sorted(self.macro_defaults)}"
-            )
-        return NB201Network(self._arch(arch), **{**self.macro_defaults, **macro})
+        return NB201Network(
+            self._arch(arch), **macro_settings(self.name, self.macro_defaults, macro)
+        )
 
     @staticmethod
     def _arch(arch: NB201Arch | str | Sequence[int]) -> NB201Arch:
