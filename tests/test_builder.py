@@ -500,6 +500,15 @@ def test_synthetic_data_may_share_the_test_seed():
     assert settings.data_seed == settings.test_seed == 0
 
 
+def test_synthetic_header_does_not_name_a_test_seed_it_never_used(tmp_path):
+    # synthetic test images are the tail of the data_seed set: --test-seed changes nothing,
+    # so the table's dataset line must not claim the test images were drawn with it
+    settings = BuildSettings(**{**TINY.__dict__, "dataset": "synthetic", "test_seed": 7})
+    result = build(tmp_path / "gt.csv", settings, log=None)
+    assert "test_seed" not in result.meta["dataset"]
+    assert "test_from=data_seed" in result.meta["dataset"]
+
+
 def test_tables_with_other_suffixes_keep_them_in_their_progress_file():
     # only .csv is dropped: gt.v1 and gt.v2 must not share one progress file
     assert progress_path("tables/gt.v1").as_posix() == "tables/gt.v1.progress.jsonl"
@@ -675,3 +684,30 @@ def test_options_that_do_not_fit_together_name_the_options(tmp_path, extra, said
         ]
     )
     assert builder.settings_from_args(args).image_size == 4
+
+
+def test_data_the_generator_refuses_leaves_no_progress_file_behind(tmp_path):
+    # a progress file made before the data would hold the refused settings, and the
+    # corrected build would then be refused as another build's
+    out = tmp_path / "gt.csv"
+    bad = BuildSettings(**{**TINY.__dict__, "num_classes": 11, "archs": 1, "seeds": (0,)})
+    with pytest.raises(ValueError, match="num_classes"):
+        build(out, bad, log=None)
+    assert not progress_path(out).exists()
+    good = BuildSettings(**{**TINY.__dict__, "archs": 1, "seeds": (0,)})
+    assert build(out, good, log=None) is not None
+
+
+def test_images_beyond_memory_are_said_with_the_options(tmp_path, monkeypatch):
+    from nasheur import data
+
+    def refuse(*args):
+        raise MemoryError
+
+    monkeypatch.setitem(data.GENERATED, "procedural", (refuse, *data.GENERATED["procedural"][1:]))
+    out = tmp_path / "gt.csv"
+    with pytest.raises(
+        ValueError, match=r"--train-images 48 and --test-images 32 of --image-size 8"
+    ):
+        build(out, TINY, log=None)
+    assert not progress_path(out).exists()

@@ -221,13 +221,20 @@ def _make_data(s: BuildSettings) -> _Data:
     from nasheur.data import GENERATED
 
     make, mean, std = GENERATED[s.dataset]
-    if s.dataset == "procedural":  # the test images are drawn with their own seed
-        tx, ty = make(s.train_images, s.image_size, s.num_classes, s.data_seed)
-        vx, vy = make(s.test_images, s.image_size, s.num_classes, s.test_seed)
-    else:  # synthetic: the seed also draws the classes, so split one generated set
-        x, y = make(s.train_images + s.test_images, s.image_size, s.num_classes, s.data_seed)
-        n = s.train_images
-        tx, ty, vx, vy = x[:n], y[:n], x[n:], y[n:]
+    try:
+        if s.dataset == "procedural":  # the test images are drawn with their own seed
+            tx, ty = make(s.train_images, s.image_size, s.num_classes, s.data_seed)
+            vx, vy = make(s.test_images, s.image_size, s.num_classes, s.test_seed)
+        else:  # synthetic: the seed also draws the classes, so split one generated set
+            x, y = make(s.train_images + s.test_images, s.image_size, s.num_classes, s.data_seed)
+            n = s.train_images
+            tx, ty, vx, vy = x[:n], y[:n], x[n:], y[n:]
+    except MemoryError:  # numpy's refusal of one large array: said with the options
+        raise ValueError(
+            f"--train-images {s.train_images} and --test-images {s.test_images} of "
+            f"--image-size {s.image_size}: generating the {s.dataset} images ran out of "
+            "memory; use fewer or smaller images"
+        ) from None
 
     def t(a: np.ndarray) -> Any:
         return torch.from_numpy(np.ascontiguousarray(a))
@@ -516,6 +523,10 @@ def _build(
 ) -> BuildResult | None:
     import torch
 
+    # the data before the progress file: settings its generator refuses (too many classes,
+    # more images than memory holds) leave no progress file that a corrected build would
+    # then refuse as another build's
+    data = _make_data(settings)
     done = _read_progress(progress, settings)
     unknown = {k for k, _ in done} - set(keys)
     if unknown:
@@ -526,7 +537,6 @@ def _build(
         threads = torch.get_num_threads()
         torch.set_num_threads(settings.threads)
         try:
-            data = _make_data(settings)
             for key, seed in todo:
                 if limit is not None and state.trained >= limit:
                     break
@@ -585,7 +595,10 @@ def _write_outputs(
         "dataset": (
             f"{s.dataset} image_size={s.image_size} num_classes={s.num_classes} "
             f"train_images={s.train_images} data_seed={s.data_seed} "
-            f"test_images={s.test_images} test_seed={s.test_seed}"
+            f"test_images={s.test_images} "
+            # synthetic: the test images are the last ones of the data_seed set (_make_data);
+            # test_seed draws nothing there, so the header must not name it
+            + (f"test_seed={s.test_seed}" if s.dataset == "procedural" else "test_from=data_seed")
         ),
         "macro": " ".join(f"{k}={v}" for k, v in macro.items()) or "space defaults",
         "epochs": str(s.epochs),
