@@ -974,3 +974,11 @@ def test_the_full_enumeration(tmp_path, monkeypatch):
         assert (read_catalogue(tmp_path / "copy.npz").ops == cat.ops).all()
     finally:
         nb101._catalogue_at.cache_clear()
+
+
+def test_a_mapping_is_refused_with_what_to_pass_instead():
+    # a two-key dict unpacks into its keys' names: 'matrix' then failed as int('m')
+    matrix, ops = HASHED
+    with pytest.raises(ValueError, match=r"not a mapping \(keys \['matrix', 'ops'\]\)"):
+        SPACE.spec({"matrix": matrix, "ops": ops})
+    assert SPACE.key((matrix, ops)) == "ff92c322c5d9d3d587d9c146a63d0807"

@@ -164,6 +164,11 @@ class NB101Space:
             return valid_pruned(arch)
         if isinstance(arch, str):
             return self.parse(arch)
+        if isinstance(arch, Mapping):  # it would unpack into its two keys' names
+            raise ValueError(
+                f"an NB101 architecture is a spec, a hash or a (matrix, ops) pair, not a "
+                f"mapping (keys {sorted(map(str, arch))}); pass its matrix and ops as a pair"
+            )
         try:
             matrix, ops = arch
         except (TypeError, ValueError):
@@ -354,7 +359,7 @@ class _NB101Part(NB101Space):
 
     def sample(self, rng: np.random.Generator) -> NB101Spec:
         """Random-NAS inside: drawn as in the full space, rejected until a member (sub-space
-        4 gets 1.1% of Random-NAS's draws, about 90 tries each; a random subset as large 2%,
+        4 gets about 1% of Random-NAS's draws, some 100 tries each; a random subset as large 2%,
         about 50)."""
         while True:
             spec = random_spec(rng)
