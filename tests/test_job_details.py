@@ -156,14 +156,15 @@ def test_the_pool_is_the_seeds_draw_whatever_the_training_factors(tmp_path, monk
     assert json.loads((other_seed / "pool.json").read_text())["keys"] != pools[0]
 
 
-def test_a_second_pool_has_its_own_draw_and_evaluation_stream_but_the_same_calibration(
+def test_a_second_pool_is_the_disabled_jobs_draw_with_its_own_evaluation_stream(
     tmp_path, monkeypatch
 ):
     """Table 7's job (a random subset of NB101, also tested on sub-space 4, Table 6): each
-    pool is drawn from its own space's architectures with GT with a stream of its own (the
-    main pool's as a plain job's, the second's numbered 1), each is evaluated from its own
-    "evaluate" stream, and both are recalibrated on the same batches (one calib seed for every
-    architecture of every pool, so the two pools' accuracies compare)."""
+    pool is drawn from its own space's architectures with GT on the run's pool stream (the
+    sub-space pool is then the `disabled` job's pool of the same seed: Table 6's rows test N
+    score the same architectures), each is evaluated from its own "evaluate" stream (the
+    second's numbered 1), and both are recalibrated on the same batches (one calib seed for
+    every architecture of every pool, so the two pools' accuracies compare)."""
     from nasheur.spaces import get_space
     from nasheur.spaces.nb101 import NB101SubSpace
     from tests.test_nb101_job import NB101_TINY, write_keys_gt
@@ -192,9 +193,18 @@ def test_a_second_pool_has_its_own_draw_and_evaluation_stream_but_the_same_calib
     run_job(cfg, output_dir=tmp_path / "job")
     pools = json.loads((tmp_path / "job" / "pool.json").read_text())
     assert pools["keys"] == evaluation.draw_pool(member_keys, 12, numpy_rng(0, "pool"))
-    assert pools["extra"]["subspace"] == evaluation.draw_pool(
-        sub4_keys, 12, numpy_rng(0, "pool", 1)
-    )
+    assert pools["extra"]["subspace"] == evaluation.draw_pool(sub4_keys, 12, numpy_rng(0, "pool"))
+    # the pool that train N / test N (dynamic channels disabled, sub-space 4) scores
+    plain = [b for b in base if b != "supernet.random_subspace=true"]
+    plain = [
+        *plain,
+        "supernet.dynamic_channels=disabled",
+        f"ground_truth.path={tmp_path / 'gt.csv'}",
+    ]
+    run_job(compose_job(plain), output_dir=tmp_path / "disabled")
+    disabled = json.loads((tmp_path / "disabled" / "pool.json").read_text())
+    assert disabled["keys"] == pools["extra"]["subspace"]
+    calls = calls[:2]
     assert [c["seed"] for c in calls] == [derive_seed(0, "evaluate"), derive_seed(0, "evaluate", 1)]
     assert [c["calib"] for c in calls] == [derive_seed(0, "calibrate")] * 2
     rec = json.loads((tmp_path / "job" / "metrics.json").read_text())

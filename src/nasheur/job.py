@@ -489,10 +489,14 @@ def _run(
     # among them), and the pool drawn from them
     searched = searched_archs(cfg, gt_path, gt, pool_spaces)
     pools: dict[str, list[str]] = {}
-    # a second pool's streams carry its number; the main pool's are as they always were
+    # a second pool's evaluation stream carries its number (the main pool's is as it always
+    # was); every pool is drawn on the run's one pool stream, so that a random subset's
+    # sub-space-k pool (Table 6's train Y / test N) is the very pool that the `disabled` job
+    # of sub-space k and the same seed scores (train N / test N): the two rows then differ
+    # by the training alone, not by another draw of architectures as well
     stream = {name: [i] if i else [] for i, name in enumerate(pool_spaces)}
     for name, sp in pool_spaces.items():
-        rng = numpy_rng(cfg.seed, "pool", *stream[name])
+        rng = numpy_rng(cfg.seed, "pool")
         pools[name] = draw_pool(searched[name], cfg.eval.pool_size, rng)
         for k in pools[name]:  # now, not after training: an NB101 key's check is its form only
             try:
