@@ -204,7 +204,8 @@ def test_the_figures_command_draws_what_the_runs_allow(sweep, tmp_path):
         "rank_disorder-nb201.pdf",
         "accuracy_scatter-nb101.png",
     } <= names
-    assert "skipped bn_histograms" in proc.stderr  # these runs have no BN settings to compare
+    assert "skipped bn_histograms: no search space" in proc.stderr  # no BN settings to compare
+    assert "bn_histograms: bn_histograms" not in proc.stderr  # the name once
 
 
 def _with(rec: dict, **config: object) -> dict:

@@ -1362,6 +1362,21 @@ def test_a_stopped_sweep_reports_a_running_job_as_running_not_by_its_old_record(
     assert "interrupted:" not in err and "not finished: " in err and "running, pid " in err
 
 
+def test_the_launch_line_counts_the_jobs_it_resumes_as_the_dry_run_does(
+    args, tmp_path, caplog, capsys
+):
+    first, task = sweeper_for(args)
+    first.sweep(task)
+    folder = sorted(p.parent for p in sweep_dir(tmp_path).rglob("metrics.json"))[0]
+    record = json.loads((folder / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**record, "status": "interrupted"}))
+    assert "(1 to resume, 3 to skip)" in dry_run(args, capsys)
+    again, task = sweeper_for(args)
+    with caplog.at_level(logging.INFO):
+        again.sweep(task)
+    assert "3 already completed, 1 to run (1 to resume from their checkpoints)" in caplog.text
+
+
 def test_sweep_json_merges_the_launches_into_one_sweep_folder(args, tmp_path):
     for seed in (0, 1):
         sweeper, task = sweeper_for([*args, f"seed={seed}"])

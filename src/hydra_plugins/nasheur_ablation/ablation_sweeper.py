@@ -680,6 +680,15 @@ class AblationSweeper(Sweeper):
         elsewhere = [o for o in outcomes if o.before == RUNNING]
         copied = sum(bool(o.reused) for o in outcomes)
         evaluate_only = sum(bool(o.trained_in) for o in todo)
+        resumed = sum(o.before == "interrupted" for o in todo)  # as the dry run counts them
+        how = [
+            *([f"{resumed} to resume from their checkpoints"] if resumed else []),
+            *(
+                [f"{evaluate_only} only to evaluate: their super-nets trained already"]
+                if evaluate_only
+                else []
+            ),
+        ]
         log.info(
             "sweep of %d job%s: %d already completed%s, %d to run%s%s%s, in %s",
             len(jobs),
@@ -687,9 +696,7 @@ class AblationSweeper(Sweeper):
             sum(o.before == "completed" and not o.launched for o in outcomes),
             f" ({copied} of them copied from other sweeps)" if copied else "",
             len(todo),
-            f" ({evaluate_only} only to evaluate: their super-nets trained already)"
-            if evaluate_only
-            else "",
+            f" ({'; '.join(how)})" if how else "",
             side_by_side(self.launcher, len(todo), self.max_batch_size),
             (f", {len(elsewhere)} running elsewhere (left to them)" if elsewhere else "")
             + (f", {len(left)} left to other sweeps, which train them" if left else ""),

@@ -369,7 +369,8 @@ def _draw(name: str, draw: Any, *args: Any) -> list[Path]:
     except ValueError as err:
         stem = Path(args[-1])
         gone = _remove_stale([stem.with_name(f"{stem.name}.{fmt}") for fmt in FORMATS])
-        print(f"skipped {name}: {err}{gone}", file=sys.stderr)
+        why = str(err).removeprefix(f"{name}: ")  # a figure's own error names it already
+        print(f"skipped {name}: {why}{gone}", file=sys.stderr)
         written = []
     for w in said:  # what a figure left out, as a note rather than Python's warning format
         print(f"note: {w.message}", file=sys.stderr)
