@@ -414,3 +414,17 @@ def test_a_single_run_copies_or_evaluates_what_a_sweep_trained(tmp_path):
     trained, said = single("trained", "eval.pool_size=8", "hydra.sweeper.reuse=false")
     assert "trained_in" not in trained and "epoch 1/2" in said
     assert evaluated["archs"] == trained["archs"] and evaluated["metrics"] == trained["metrics"]
+
+
+def test_a_missing_cifar10_names_the_key_and_the_variable_that_set_it(tmp_path):
+    # a stale $NASHEUR_DATA (launch/site.env) is easy to miss: the line says where the
+    # folder came from
+    env = {**run_env(tmp_path), "NASHEUR_DATA": str(tmp_path / "nowhere")}
+    done = nasheur(["dataset=cifar10"], env, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("nasheur:")]
+    assert line.startswith(
+        f"nasheur: input error: dataset.root={tmp_path / 'nowhere'} (from $NASHEUR_DATA): CIFAR-10 not found"
+    )
+    done = nasheur(["dataset=cifar10", f"dataset.root={tmp_path}"], env, timeout=300)
+    assert f"input error: dataset.root={tmp_path}: CIFAR-10 not found" in done.stderr

@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -199,7 +200,7 @@ def main(cfg: DictConfig) -> float | None:
             reuse_in_single_run(out, plain(config), runs_root() / "sweeps")
         return _run(hc, config, out)
     except bad_input as err:
-        print(f"nasheur: input error: {err}", file=sys.stderr)
+        print(f"nasheur: input error: {_with_key(err, config)}", file=sys.stderr)
         if new:  # its failed record says what the line above says
             for name in (METRICS, POOL):
                 (out / name).unlink(missing_ok=True)
@@ -218,6 +219,18 @@ def main(cfg: DictConfig) -> float | None:
             file=sys.stderr,
         )
         raise
+
+
+def _with_key(err: Exception, config: Any) -> str:
+    """A bad input's line; a missing CIFAR-10 also names the key its folder came from (and
+    the variable that set it, where one did: a stale $NASHEUR_DATA is easy to miss)."""
+    from nasheur.data import DatasetNotFoundError
+
+    root = config.dataset.root
+    if not isinstance(err, DatasetNotFoundError) or root is None:
+        return str(err)
+    came = " (from $NASHEUR_DATA)" if os.environ.get("NASHEUR_DATA") == root else ""
+    return f"dataset.root={root}{came}: {err}"
 
 
 def _resumes(out: Path) -> str:
