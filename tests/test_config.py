@@ -262,7 +262,20 @@ def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
         (["hydra/launcher=slurm"], "config error: hydra/launcher=slurm takes effect in a sweep"),
         (["experiment.table=11"], "config error: experiment.table=11 marks a job of an experim"),
         # a key Hydra lets into a typed node (`+`) that nothing would read, a group removed
-        (["+preset=debug", "+supernet.wbsn=true"], "config error: unknown key supernet.wbsn:"),
+        (
+            ["+preset=debug", "+supernet.wbsn=true"],
+            "config error: unknown key supernet.wbsn: not in the config; did you mean "
+            "supernet.wsbn?",
+        ),
+        # a misspelt key without '+': not Hydra's advice to append it, which fails as above
+        (
+            ["+preset=debug", "protocol.lrr=0.1"],
+            "config error: unknown key protocol.lrr: not in the config; did you mean protocol.lr?",
+        ),
+        (
+            ["+preset=debug", "protocol.zzzz=1"],
+            "config error: unknown key protocol.zzzz: not in the config (python -m nasheur --cfg",
+        ),
         (["+preset=debug", "~sampler"], "config error: ~sampler: the sampler group cannot be"),
         (["+preset=debug", "~supernet"], "config error: ~supernet: the supernet group cannot"),
         # another space's paper defaults, under this space's name

@@ -19,6 +19,7 @@ import os
 import re
 import time
 import typing
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from pathlib import Path
@@ -305,9 +306,32 @@ def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
     if unknown:
         raise ConfigError(
             f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: not in the "
-            "config (python -m nasheur --cfg job shows the keys)"
+            f"config{did_you_mean(unknown)} (python -m nasheur --cfg job shows the keys)"
         )
     return config  # type: ignore[return-value]
+
+
+def config_keys() -> list[str]:
+    """Every key of the config, dotted (``protocol.lr``)."""
+
+    def walk(obj: Any, prefix: str) -> Iterator[str]:
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            if is_dataclass(value):
+                yield from walk(value, f"{prefix}{f.name}.")
+            else:
+                yield f"{prefix}{f.name}"
+
+    return sorted(walk(Config(), ""))
+
+
+def did_you_mean(unknown: Iterable[str]) -> str:
+    """ "; did you mean protocol.lr?" for misspelt keys that are close to known ones."""
+    import difflib
+
+    keys = config_keys()
+    close = [m for key in unknown for m in difflib.get_close_matches(key, keys, n=1, cutoff=0.8)]
+    return f"; did you mean {' or '.join(dict.fromkeys(close))}?" if close else ""
 
 
 # the config groups of conf/config.yaml's defaults: every job takes one option of each
@@ -444,6 +468,15 @@ def composition_said(err: BaseException) -> str:
         return (
             f"override {override!r}: {first} (a value with '=', ',', spaces or brackets in "
             "it goes in quotes: key='a=b')"
+        )
+    missing = re.match(r"Could not override '([^']+)'", str(err))
+    if missing and re.search(r"Key '[^']+' not in ", str(err.__cause__ or err)):
+        # Hydra's advice, to append the key with '+', only trades this error for "unknown
+        # key": a misspelt key is the likelier story
+        key = missing.group(1)
+        return (
+            f"unknown key {key}: not in the config{did_you_mean([key])} (python -m nasheur "
+            "--cfg job shows the keys)"
         )
     text = str(err).split("Config search path:", 1)[0]  # where Hydra looked: not the error
     lines = [line.strip().rstrip(".") for line in text.splitlines() if line.strip()]
