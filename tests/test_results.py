@@ -1995,3 +1995,18 @@ def test_runs_evaluated_against_other_contents_of_one_file_are_named_in_a_note(t
     recs[0]["ground_truth"]["fingerprint"]["sha256"] = "b" * 64
     notes = build_table(load_records([write(tmp_path / "t", recs)]), "11", bootstrap=0).notes
     assert not [n for n in notes if "versions of" in n]
+
+
+def test_a_table_without_a_completed_run_still_says_which_jobs_have_not_ended(tmp_path):
+    sweep = _sweep_of_every_state(tmp_path)  # lr_ablation: 2 not started, 1 without a record
+    for path in sweep.rglob("metrics.json"):
+        rec = json.loads(path.read_text())
+        if rec.get("status") == "completed":
+            path.write_text(json.dumps({**rec, "status": "failed", "error": "E: x"}))
+    for table in ("11", "3"):
+        proc = results("table", str(sweep.parent), "--table", table, "--bootstrap", "0")
+        assert proc.returncode == 1 and "no completed run" in proc.stderr
+        assert (
+            "3 job(s) of these sweeps have no metrics.json yet (1 without a record, 2 not "
+            "started)" in proc.stderr
+        )
