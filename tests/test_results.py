@@ -814,6 +814,34 @@ def test_table_3_leaves_out_a_debug_try_beside_a_sweep(tmp_path):
     assert t3["nb201"]["sparse_kendall_tau"] == pytest.approx(1.0)
 
 
+def test_table_3_picks_the_main_setting_as_fig_6_does_whatever_failed_runs(tmp_path):
+    # three runs of the sweep and three of a 1-epoch try, the try with one failed run more:
+    # Table 3 ("in the same setting as Figure 6") correlates the runs Fig. 6 compares
+    from nasheur.results.figures import _completed
+    from nasheur.results.settings import main_settings
+
+    sweep = [record("nb201", s, 0.025, skdt_shift=0.01 * s) for s in range(3)]
+    for r in sweep:
+        r["history"] = [{"images": 10_000}]
+    tries = [_with(record("nb201", 10 + s, 0.025), protocol__epochs=1) for s in range(3)]
+    tries.append(_with(record("nb201", 13, 0.025, status="failed"), protocol__epochs=1))
+    for i, r in enumerate(tries[:3]):
+        r["history"] = [{"images": 10}]
+        r["metrics"]["sparse_kendall_tau"] = 0.9 - 0.1 * i
+        r["metrics"]["final_performance"] = 0.80 + 0.01 * i
+    recs = load_records([write(tmp_path / "s", sweep + tries)])
+    fig_6 = main_settings(_completed(recs, per_experiment=False))[0]
+    assert {r["seed"] for r in fig_6} == {0, 1, 2}
+    t3 = correlation_table(recs)
+    assert (t3["nb201"]["runs"], t3["nb201"]["other_settings"]) == (3, 3)
+    assert t3["nb201"]["sparse_kendall_tau"] == pytest.approx(1.0)
+    # and Table 11 shows the sweep as its main block, the try apart (its failed run no tie-break)
+    main, other = build_table(recs, "11", bootstrap=0).blocks
+    assert other.settings == "protocol.epochs=1"
+    (cell,) = main.cells.values()
+    assert (cell.runs, cell.failed) == (3, 0)
+
+
 def test_runs_of_no_experiment_are_all_kept_for_table_3(tmp_path):
     # plain jobs (and `-m` sweeps without +experiment) record the schema's default experiment,
     # {"name": "multirun", "table": null, "factors": []}: nothing says which of them is a try,

@@ -83,7 +83,7 @@ def _legend(t: Table) -> str:
         + "± over seeds: population std (ddof=0); "
         "† untrained run(s) (super-net accuracy < 0.4); ‡ validated partly on training images "
         "(train portion + validation portion > 1); — no completed run; N/A undefined in every run of "
-        "the cell (all their super-net accuracies equal); (n=k) k runs, not 3 as the paper's; "
+        "the cell (a constant input: all super-net accuracies equal, or all GT in one bin); (n=k) k runs, not 3 as the paper's; "
         "(n=k of m) the metric is undefined in m-k of the cell's runs, which its mean leaves "
         "out"
     )

@@ -216,7 +216,8 @@ def _label(this: tuple[tuple[str, str], ...], main: tuple[tuple[str, str], ...])
 
 def setting_labels(records: Sequence[dict[str, Any]], varied: Iterable[str]) -> list[str]:
     """For each record, "" when it has its search space's main setting (the one with the most
-    completed runs, then the most runs), else the keys where its setting differs (``protocol.epochs=1``).
+    completed runs, then the most training images per completed run, then the most runs), else
+    the keys where its setting differs (``protocol.epochs=1``).
     Two settings that differ only beyond the first keys named still get distinct labels."""
     varied = tuple(varied)
     files = ground_truth_files(records)
@@ -226,17 +227,21 @@ def setting_labels(records: Sequence[dict[str, Any]], varied: Iterable[str]) -> 
     for r, s in zip(records, settings, strict=True):
         runs[space_of(r)][s] += 1
         done[space_of(r)][s] += r.get("status") == "completed"
-    # the setting with the most completed runs, then the most runs, then the most training
-    # images per run (a `+preset=debug` try of 5 steps an epoch beside the real sweep); among
-    # equals, the first in sorted order (no dependence on the order the files were found in)
+    # the setting with the most completed runs, then the most training images per completed
+    # run (a `+preset=debug` try of 5 steps an epoch beside the real sweep, whatever failed
+    # runs either has: so the choice is the same from the completed runs alone, as Table 3
+    # and Fig. 6 make it), then the most runs; among equals, the first in sorted order (no
+    # dependence on the order the files were found in)
     images: dict[Any, Counter] = defaultdict(Counter)  # space -> setting -> images trained
     for r, s in zip(records, settings, strict=True):
-        images[space_of(r)][s] += _images(r)
+        if r.get("status") == "completed":
+            images[space_of(r)][s] += _images(r)
+
+    def rank(s: Any, c: Counter, d: Counter, n: Counter) -> tuple[Any, ...]:
+        return (-d[s], -n[s] / d[s] if d[s] else 0.0, -c[s], s)
+
     main = {
-        space: min(
-            counts,
-            key=lambda s, c=counts, d=done[space], n=images[space]: (-d[s], -c[s], -n[s] / c[s], s),
-        )
+        space: min(counts, key=lambda s, c=counts, sp=space: rank(s, c, done[sp], images[sp]))
         for space, counts in runs.items()
     }
     labels: dict[tuple[Any, tuple[tuple[str, str], ...]], str] = {}

@@ -834,7 +834,10 @@ def _correlated_runs(
     (each job once, however many experiments' sweeps hold it; not a debug try beside a
     sweep)."""
     records = distinct_jobs(records)[0]
-    main = {id(r) for r in main_settings(records)[0]}
+    # the main setting among the completed runs, as Fig. 6 (`figures.metric_pairs`) picks it:
+    # a failed run of a debug try must not make the try the setting Table 3 correlates
+    done = [r for r in records if r.get("status") == "completed"]
+    main = {id(r) for r in main_settings(done)[0]}
     runs = {}
     for space in SPACES:
         every = [
