@@ -118,6 +118,17 @@ def test_each_job_of_a_pack_ends_on_its_own():
     assert done == "done"
 
 
+def warned(overrides, _key, num, _id, _state):
+    os.kill(os.getpid(), signal.SIGUSR1)  # SLURM's warning, where submitit was told USR1
+    return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value="done")
+
+
+def test_a_packed_job_goes_on_through_the_warning_submitit_was_told(monkeypatch):
+    monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", "USR1")
+    (result,) = Pack(warned)(job_args(1))
+    assert result.status is JobStatus.COMPLETED and result._return_value == "done"
+
+
 def test_a_packed_job_gives_its_own_result_or_its_task_failure():
     pack = job_args(2)
 

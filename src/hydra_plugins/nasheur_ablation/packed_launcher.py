@@ -55,7 +55,7 @@ from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import DictConfig, open_dict
 
-from nasheur.jobguard import NoResult, usable_cpus
+from nasheur.jobguard import NoResult, preemption_signal, usable_cpus
 from nasheur.sweep.launchers import map_array_wrapped
 
 log = logging.getLogger(__name__)
@@ -370,9 +370,11 @@ def _failed(args: JobArgs, error: BaseException) -> JobReturn:
 def _run_one(job: bytes, send: Any) -> None:
     """One job of :func:`run_in_processes`, in its own process; its result goes back through
     `send`."""
-    usr2 = getattr(signal, "SIGUSR2", None)
-    if usr2 is not None:  # SLURM's warning: the task's process requeues, the job goes on
-        signal.signal(usr2, signal.SIG_IGN)
+    # SLURM's warning (submitit's signal, $SUBMITIT_PREEMPT_SIGNAL, USR2 unless told): the
+    # task's process requeues, the job goes on (SIGTERM, if that is the one, stops it as ever)
+    warning = preemption_signal() or getattr(signal, "SIGUSR2", None)
+    if warning is not None and warning != signal.SIGTERM:
+        signal.signal(warning, signal.SIG_IGN)
     import cloudpickle
 
     run_job, args = pickle.loads(job)
