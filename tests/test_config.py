@@ -1026,3 +1026,29 @@ def test_a_jobs_identity_is_the_sha256_of_its_config_without_the_excluded_keys(n
         del node[last]
     text = json.dumps(expected, sort_keys=True, separators=(",", ":"))
     assert config_hash(data) == hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def test_the_slurm_profile_hands_srun_the_cpus_per_task(monkeypatch, tmp_path):
+    # SLURM 22.05 stopped srun from inheriting sbatch's --cpus-per-task: under CPU binding a
+    # job would get one CPU. The profile's setup lines, in the sbatch script before srun,
+    # export SRUN_CPUS_PER_TASK from the job's count, and do nothing where it has none
+    import os
+    import subprocess
+
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    with slurm_profile(monkeypatch, "6", "CPUS") as cfg:
+        launcher = cfg.hydra.launcher
+        script = _make_sbatch_string(
+            command="echo SRUN_CPUS_PER_TASK=${SRUN_CPUS_PER_TASK:-unset}",
+            folder=tmp_path,
+            cpus_per_task=launcher.cpus_per_task,
+            setup=list(launcher.setup),
+            use_srun=False,
+        )
+    assert "#SBATCH --cpus-per-task=6" in script
+    for cpus, said in (("6", "SRUN_CPUS_PER_TASK=6"), (None, "SRUN_CPUS_PER_TASK=unset")):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SRUN_"))}
+        env.update({"SLURM_CPUS_PER_TASK": cpus} if cpus else {})
+        done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True)
+        assert done.returncode == 0 and said in done.stdout, done.stderr
