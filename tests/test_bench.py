@@ -297,6 +297,29 @@ def test_a_worker_that_fails_before_the_barrier_breaks_it_for_the_others():
     assert barrier.broken
 
 
+def test_a_ks_error_is_the_failed_workers_not_the_broken_barrier_it_left():
+    # the workers' errors arrive in any order: the one that failed names the K's error
+    import threading
+
+    from nasheur.bench import _all_results
+
+    class Ended:
+        def __init__(self, result):
+            self.result = result
+
+        def get(self, timeout):
+            if isinstance(self.result, BaseException):
+                raise self.result
+            return self.result
+
+    broken, real = threading.BrokenBarrierError(), RuntimeError("CUDA out of memory")
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        _all_results([Ended(broken), Ended(real), Ended(broken)], 1e18, 60)
+    with pytest.raises(threading.BrokenBarrierError):  # a start slower than the barrier
+        _all_results([Ended(broken), Ended((8, 0.0, 1.0))], 1e18, 60)
+    assert _all_results([Ended((8, 0.0, 1.0))] * 2, 1e18, 60) == [(8, 0.0, 1.0)] * 2
+
+
 def test_the_aggregate_rate_spans_all_runs():
     """Two runs of 100 images in 1 s each, the second starting half a second late: 200 images
     in 1.5 s, not the 200 images/s that adding their rates would claim."""

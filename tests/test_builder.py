@@ -711,3 +711,23 @@ def test_images_beyond_memory_are_said_with_the_options(tmp_path, monkeypatch):
     ):
         build(out, TINY, log=None)
     assert not progress_path(out).exists()
+
+
+def test_a_progress_file_without_results_takes_the_corrected_settings(tmp_path, monkeypatch):
+    # the first training diverged (or ran out of memory): the progress file holds its
+    # settings line alone, and the build with a lower --lr must not be refused as another's
+    out = tmp_path / "gt.csv"
+    real = builder.train_standalone
+
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("loss is nan")
+
+    monkeypatch.setattr(builder, "train_standalone", diverge)
+    with pytest.raises(FloatingPointError):
+        build(out, BuildSettings(**{**TINY.__dict__, "lr": 10.0}), log=None)
+    monkeypatch.setattr(builder, "train_standalone", real)
+    good = BuildSettings(**{**TINY.__dict__, "archs": 1, "seeds": (0,)})
+    assert build(out, good, log=None) is not None
+    # a file that holds results of other settings is still refused
+    with pytest.raises(BuildMismatchError, match="other settings"):
+        build(out, BuildSettings(**{**good.__dict__, "lr": 0.05}), log=None)

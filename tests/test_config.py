@@ -273,6 +273,11 @@ def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
             "config error: unknown key protocol.lrr: not in the config; did you mean protocol.lr?",
         ),
         (
+            ["+preset=debug", "hydra.job.chdr=true"],
+            "config error: unknown key hydra.job.chdr: not in the config (python -m nasheur "
+            "--cfg hydra shows the keys)",
+        ),
+        (
             ["+preset=debug", "protocol.zzzz=1"],
             "config error: unknown key protocol.zzzz: not in the config (python -m nasheur --cfg",
         ),
@@ -1028,24 +1033,34 @@ def test_a_jobs_identity_is_the_sha256_of_its_config_without_the_excluded_keys(n
     assert config_hash(data) == hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def test_the_slurm_profile_hands_srun_the_cpus_per_task(monkeypatch, tmp_path):
+@pytest.mark.parametrize("site_setup", [None, ["set -u", "module load cuda/12.4"]])
+def test_the_slurm_launcher_hands_srun_the_cpus_per_task(site_setup, monkeypatch, tmp_path):
     # SLURM 22.05 stopped srun from inheriting sbatch's --cpus-per-task: under CPU binding a
-    # job would get one CPU. The profile's setup lines, in the sbatch script before srun,
-    # export SRUN_CPUS_PER_TASK from the job's count, and do nothing where it has none
+    # job would get one CPU. The launcher's first setup line, in the sbatch script before
+    # srun, exports SRUN_CPUS_PER_TASK from the job's count and does nothing where it has
+    # none; a site's own lines (launch/README.md: 'hydra.launcher.setup=[...]') come after
+    # it, a `set -u` of theirs included
     import os
     import subprocess
 
+    from hydra.utils import instantiate
     from submitit.slurm.slurm import _make_sbatch_string
 
+    from hydra_plugins.nasheur_ablation.packed_launcher import SRUN_CPUS_SETUP
+
     with slurm_profile(monkeypatch, "6", "CPUS") as cfg:
-        launcher = cfg.hydra.launcher
-        script = _make_sbatch_string(
-            command="echo SRUN_CPUS_PER_TASK=${SRUN_CPUS_PER_TASK:-unset}",
-            folder=tmp_path,
-            cpus_per_task=launcher.cpus_per_task,
-            setup=list(launcher.setup),
-            use_srun=False,
-        )
+        if site_setup is not None:
+            cfg.hydra.launcher.setup = site_setup
+        launcher = instantiate(cfg.hydra.launcher)
+    setup = launcher.params["setup"]
+    assert setup == [SRUN_CPUS_SETUP, *(site_setup or [])]
+    script = _make_sbatch_string(
+        command="echo SRUN_CPUS_PER_TASK=${SRUN_CPUS_PER_TASK:-unset}",
+        folder=tmp_path,
+        cpus_per_task=launcher.params["cpus_per_task"],
+        setup=[line for line in setup if not line.startswith("module ")],  # no modules here
+        use_srun=False,
+    )
     assert "#SBATCH --cpus-per-task=6" in script
     for cpus, said in (("6", "SRUN_CPUS_PER_TASK=6"), (None, "SRUN_CPUS_PER_TASK=unset")):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SRUN_"))}

@@ -2038,3 +2038,76 @@ def test_a_table_without_a_completed_run_still_says_which_jobs_have_not_ended(tm
             "3 job(s) of these sweeps have no metrics.json yet (1 without a record, 2 not "
             "started)" in proc.stderr
         )
+
+
+def test_failed_runs_do_not_pick_the_main_setting_between_equal_completed_ones(
+    tmp_path, monkeypatch
+):
+    # two ground-truth files, 3 completed runs each and the same training: the tables' main
+    # block must be the setting Table 3 and Fig. 6 correlate (chosen from completed runs
+    # alone), not the one with a failed run more
+    from nasheur.results.settings import main_settings
+    from nasheur.results.tables import _correlated_runs
+
+    monkeypatch.delenv("NASHEUR_GT_NB201", raising=False)
+    a, b = "/data/gtA.csv", "/data/gtB.csv"
+    recs = [_gt_run(s, 0.0, a, a) for s in range(3)] + [_gt_run(s, 0.3, b, b) for s in range(3)]
+    recs.append(_gt_run(3, 0.3, "", b, status="failed"))
+    recs = load_records([write(tmp_path / "s", recs)])
+    done = [r for r in recs if r.get("status") == "completed"]
+    chosen = {r["ground_truth"]["path"] for r in main_settings(done)[0]}
+    ((_, (_, correlated)),) = _correlated_runs(recs).items()
+    assert {r["ground_truth"]["path"] for r in correlated} == chosen
+    _, other = build_table(recs, "11", bootstrap=0).blocks
+    assert other.settings == f"ground_truth.path={b if chosen == {a} else a}"
+
+
+def test_a_relative_ground_truth_path_is_the_file_its_job_read(tmp_path, monkeypatch):
+    # ground_truth.path=gt.csv from two folders names two files (two hashes): two settings
+    from nasheur.config import config_hash
+
+    recs = []
+    for folder, shift in (("/clusterA/work", 0.0), ("/home/u/nas", 0.3)):
+        monkeypatch.chdir("/")
+        for seed in range(2):
+            r = record("nb201", seed, 0.025, skdt_shift=shift)
+            r["config"] = _composed(
+                "lr_ablation",
+                "nb201",
+                "protocol.lr=0.025",
+                f"seed={seed}",
+                "ground_truth.path=gt.csv",
+            )
+            gt = r["config"]["ground_truth"]
+            r["config_hash"] = config_hash(
+                {**r["config"], "ground_truth": {**gt, "path": f"{folder}/gt.csv"}}
+            )
+            r["ground_truth"] = {"path": f"{folder}/gt.csv"}
+            recs.append(r)
+    main, other = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0).blocks
+    assert other.settings == "ground_truth.path=/home/u/nas/gt.csv"
+    assert [c.runs for c in main.cells.values()] == [2] == [c.runs for c in other.cells.values()]
+
+
+def test_older_records_of_a_shipped_table_stay_in_one_setting_with_current_ones(tmp_path):
+    # a record whose hash this version does not reproduce (an earlier hash rule) names the
+    # embedded space's shipped table from another install: never a setting of its own
+    from nasheur.config import config_hash
+
+    recs = []
+    for seed, install in (
+        (0, None),
+        (1, None),
+        (2, "/old/site-packages"),
+        (3, "/old/site-packages"),
+    ):
+        r = record("embedded", seed, 0.025)
+        r["config"] = _composed("lr_ablation", "embedded", "protocol.lr=0.025", f"seed={seed}")
+        r["config_hash"] = (
+            config_hash(r["config"], ground_truth=None) if install is None else f"0123456789a{seed}"
+        )
+        where = install or "/work/nasheur/src"
+        r["ground_truth"] = {"path": f"{where}/nasheur/groundtruth/embedded/embedded-gt.csv"}
+        recs.append(r)
+    (block,) = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0).blocks
+    assert [c.runs for c in block.cells.values()] == [4]

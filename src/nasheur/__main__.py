@@ -229,7 +229,7 @@ def _with_key(err: Exception, config: Any) -> str:
     root = config.dataset.root
     if not isinstance(err, DatasetNotFoundError) or root is None:
         return str(err)
-    came = " (from $NASHEUR_DATA)" if os.environ.get("NASHEUR_DATA") == root else ""
+    came = " (from $NASHEUR_DATA)" if os.environ.get("NASHEUR_DATA", "").strip() == root else ""
     return f"dataset.root={root}{came}: {err}"
 
 

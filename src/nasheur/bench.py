@@ -32,6 +32,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -536,17 +537,30 @@ def shared_gpu(
                 # gets there, or dies, must not leave the others (and the report) waiting
                 barrier = manager.Barrier(k, timeout=SHARED_SETUP_S)
                 work = (name, str(device), batch, steps, bf16, channels_last, barrier)
-                runs = pool.map_async(_shared_worker, [work] * k)
+                runs = [pool.apply_async(_shared_worker, (work,)) for _ in range(k)]
                 limit = SHARED_SETUP_S + SHARED_STEP_S * steps
-                try:
-                    out[k] = aggregate_rate(runs.get(limit))
-                except mp.TimeoutError:
-                    raise TimeoutError(f"no result within {limit:.0f} s") from None
+                out[k] = aggregate_rate(_all_results(runs, time.monotonic() + limit, limit))
         except Exception as err:  # this K's error in the report; the other Ks still run
             out[k] = f"{type(err).__name__}: {err}"
         if each is not None:
             each(k, out[k])
     return out
+
+
+def _all_results(runs: list[Any], deadline: float, limit: float) -> list[Any]:
+    """Every worker's result; else the error of one that failed, not the broken barrier that
+    its failure left the others (whichever of them ended first)."""
+    results, broken = [], None
+    for run in runs:
+        try:
+            results.append(run.get(max(deadline - time.monotonic(), 0.0)))
+        except mp.TimeoutError:
+            raise TimeoutError(f"no result within {limit:.0f} s") from None
+        except threading.BrokenBarrierError as err:  # another's failure, or a slow start
+            broken = broken or err
+    if broken is not None:
+        raise broken
+    return results
 
 
 SHARED_SETUP_S = 120.0  # seconds for K processes to start CUDA, build and warm up super-nets

@@ -474,9 +474,10 @@ def composition_said(err: BaseException) -> str:
         # Hydra's advice, to append the key with '+', only trades this error for "unknown
         # key": a misspelt key is the likelier story
         key = missing.group(1)
+        shown = "hydra" if key.startswith("hydra.") else "job"  # Hydra's own keys apart
         return (
             f"unknown key {key}: not in the config{did_you_mean([key])} (python -m nasheur "
-            "--cfg job shows the keys)"
+            f"--cfg {shown} shows the keys)"
         )
     text = str(err).split("Config search path:", 1)[0]  # where Hydra looked: not the error
     lines = [line.strip().rstrip(".") for line in text.splitlines() if line.strip()]

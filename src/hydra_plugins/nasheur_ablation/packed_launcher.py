@@ -90,11 +90,22 @@ for _name, _node in (
     ConfigStore.instance().store(group="hydra/launcher", name=_name, node=_node, provider="nasheur")
 
 
+# the first line of every sbatch script's setup (conf/hydra/launcher/slurm.yaml): from SLURM
+# 22.05 srun no longer takes the job's --cpus-per-task, and under CPU binding a job would get
+# one CPU. Kept however `hydra.launcher.setup` is overridden (a site's `module load` lines
+# replace the list), and first, before any `set -u` of theirs
+SRUN_CPUS_SETUP = (
+    'if [ -n "$SLURM_CPUS_PER_TASK" ]; then export SRUN_CPUS_PER_TASK="$SLURM_CPUS_PER_TASK"; fi'
+)
+
+
 class PackedSlurmLauncher(SlurmLauncher):
     """hydra-submitit-launcher's SLURM launcher, plus ``jobs_per_task`` (see the module)."""
 
     def __init__(self, jobs_per_task: int = 1, mps: bool = False, **params: Any) -> None:
         super().__init__(**params)
+        setup = [line for line in self.params.get("setup") or [] if line != SRUN_CPUS_SETUP]
+        self.params["setup"] = [SRUN_CPUS_SETUP, *setup]
         self.jobs_per_task = jobs_per_task
         self.mps = mps
 

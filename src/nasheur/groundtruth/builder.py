@@ -415,6 +415,12 @@ def _read_progress(path: Path, settings: BuildSettings) -> dict[tuple[str, int],
     except ValueError:  # not JSON, or not UTF-8 text
         raise BuildMismatchError(f"{path}: unreadable settings line; delete it") from None
     if first != json.loads(json.dumps(header, sort_keys=True)):
+        same_format = isinstance(first, dict) and first.get("format") == PROGRESS_FORMAT
+        if same_format and not any(line.strip() for line in complete[1:]):
+            # no result yet (the first training of an earlier build failed: it diverged, or
+            # ran out of memory): nothing to mix, so the corrected settings start it over
+            path.unlink()
+            return _read_progress(path, settings)
         old = first.get("settings", {}) if isinstance(first, dict) else {}
         new = header["settings"]
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

@@ -20,6 +20,7 @@ import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from nasheur.config import (
@@ -101,24 +102,52 @@ def ground_truth_files(records: Iterable[dict[str, Any]]) -> list[str]:
 
 
 def ground_truth_named(record: dict[str, Any], files: Iterable[str]) -> str | None:
-    """The file that ``$NASHEUR_GT_<SPACE>`` named for a job whose config leaves
-    ``ground_truth.path`` null: part of its identity (its config hash) though not of its
-    config. None where the config names the file or the environment named none (a space's
-    shipped table, read from wherever nasheur is installed, is not part of the hash); else
-    the one of `files` that reproduces the record's hash (a failed job's record names no
-    file), or where none does (a record of an earlier version) the file the record names."""
+    """The ground-truth file of a job whose config does not name it by an absolute path: a
+    null ``ground_truth.path`` stands for the file ``$NASHEUR_GT_<SPACE>`` named, and a
+    relative one for a file of the folder the job was launched from; either file is part of
+    the job's identity (its config hash), not of its config. None where the config names
+    the file itself, or the environment named none (a space's shipped table, read from
+    wherever nasheur is installed, is not part of the hash); else the one of `files` that
+    reproduces the record's hash (a failed job's record names no file), or where none does
+    (a record of an earlier version) the file the record names, unless that is a shipped
+    table."""
     config, stored = record.get("config"), record.get("config_hash")
-    if not isinstance(config, dict) or select(config, "ground_truth.path") is not None:
+    if not isinstance(config, dict):
+        return None
+    given = select(config, "ground_truth.path")
+    if given is not None and not (isinstance(given, str) and _relative(given)):
         return None
     try:
-        if not stored or config_hash(config, ground_truth=None) == stored:
+        if given is None and (not stored or config_hash(config, ground_truth=None) == stored):
             return None
-        for path in files:
-            if config_hash(config, ground_truth=path) == stored:
+        gt = config.get("ground_truth") or {}
+        for path in files if stored else ():
+            if config_hash({**config, "ground_truth": {**gt, "path": path}}) == stored:
                 return path
     except (AttributeError, TypeError, ValueError):  # a hand-edited config
         pass
-    return _read(record)
+    read = _read(record)
+    return None if read is None or _shipped(read, space_of(record)) else read
+
+
+def _relative(path: str) -> bool:
+    return not os.path.isabs(os.path.expanduser(path))
+
+
+def _shipped(path: str, space: Any) -> bool:
+    """Whether `path` is the table `space` ships with, in this install or another (the same
+    place inside the package)."""
+    from nasheur.spaces import space_info
+
+    try:
+        shipped = getattr(space_info(space), "shipped_ground_truth", None)
+    except (KeyError, TypeError):  # a record of an unknown space
+        return False
+    if shipped is None:
+        return False
+    package = Path(__file__).resolve().parents[1]  # .../nasheur
+    inside = ("nasheur", *Path(shipped()).resolve().relative_to(package).parts)
+    return Path(path).parts[-len(inside) :] == inside
 
 
 def ground_truth_versions(records: Iterable[dict[str, Any]]) -> list[str]:
@@ -216,8 +245,8 @@ def _label(this: tuple[tuple[str, str], ...], main: tuple[tuple[str, str], ...])
 
 def setting_labels(records: Sequence[dict[str, Any]], varied: Iterable[str]) -> list[str]:
     """For each record, "" when it has its search space's main setting (the one with the most
-    completed runs, then the most training images per completed run, then the most runs), else
-    the keys where its setting differs (``protocol.epochs=1``).
+    completed runs, then the most training images per completed run; where none completed, the
+    most runs), else the keys where its setting differs (``protocol.epochs=1``).
     Two settings that differ only beyond the first keys named still get distinct labels."""
     varied = tuple(varied)
     files = ground_truth_files(records)
@@ -230,7 +259,7 @@ def setting_labels(records: Sequence[dict[str, Any]], varied: Iterable[str]) -> 
     # the setting with the most completed runs, then the most training images per completed
     # run (a `+preset=debug` try of 5 steps an epoch beside the real sweep, whatever failed
     # runs either has: so the choice is the same from the completed runs alone, as Table 3
-    # and Fig. 6 make it), then the most runs; among equals, the first in sorted order (no
+    # and Fig. 6 make it), then (where none completed) the most runs; among equals, the first in sorted order (no
     # dependence on the order the files were found in)
     images: dict[Any, Counter] = defaultdict(Counter)  # space -> setting -> images trained
     for r, s in zip(records, settings, strict=True):
@@ -238,7 +267,10 @@ def setting_labels(records: Sequence[dict[str, Any]], varied: Iterable[str]) -> 
             images[space_of(r)][s] += _images(r)
 
     def rank(s: Any, c: Counter, d: Counter, n: Counter) -> tuple[Any, ...]:
-        return (-d[s], -n[s] / d[s] if d[s] else 0.0, -c[s], s)
+        # the most runs only where none completed: else the failed runs would still decide
+        # between settings of equal completed runs and images, which Table 3 and the figures
+        # (completed runs alone) then choose otherwise
+        return (-d[s], -n[s] / d[s] if d[s] else 0.0, 0 if d[s] else -c[s], s)
 
     main = {
         space: min(counts, key=lambda s, c=counts, sp=space: rank(s, c, done[sp], images[sp]))
