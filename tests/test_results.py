@@ -2111,3 +2111,18 @@ def test_older_records_of_a_shipped_table_stay_in_one_setting_with_current_ones(
         recs.append(r)
     (block,) = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0).blocks
     assert [c.runs for c in block.cells.values()] == [4]
+
+
+def test_a_table_whose_sweeps_have_no_record_yet_still_counts_their_jobs(tmp_path):
+    # only another table's records have ended: the table's own sweep is still running
+    sweep = _sweep_of_every_state(tmp_path)
+    for path in sweep.rglob("metrics.json"):
+        path.unlink()
+    other = record("nb201", 0, 0.1)
+    other["config"]["experiment"] = {"name": "ofa_ablation", "table": "13", "factors": []}
+    write(tmp_path / "runs" / "sweeps" / "ofa_ablation", [other])
+    proc = results("table", str(tmp_path / "runs" / "sweeps"), "--table", "11", "--bootstrap", "0")
+    assert proc.returncode == 1 and "is of Table 11's experiments" in proc.stderr
+    assert "7 job(s) of these sweeps have no metrics.json yet (1 without a record, 6 not " in (
+        proc.stderr
+    )

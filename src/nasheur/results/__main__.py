@@ -152,8 +152,8 @@ def _table(args: argparse.Namespace) -> int:
                     _none_completed(f"Table {args.table}'s", distinct_jobs(ours)[0]),
                     file=sys.stderr,
                 )
-                for note in _pending_note(args, records, names):  # and those yet to end
-                    print(note, file=sys.stderr)
+            for note in _pending_note(args, records, names):  # and the jobs yet to end
+                print(note, file=sys.stderr)
             return _nothing_to_merge(args, f"{show} and their errors")
         ours = [n for n, _ in TABLES[args.table]]
         table.notes += _width_note(args) + _pending_note(args, records, ours)
