@@ -72,8 +72,8 @@ def setting(
 ) -> tuple[tuple[str, str], ...]:
     """The record's setting: its config as sorted (dotted key, JSON value) pairs, without the
     seed, the `varied` keys (and their sub-keys) and the keys outside a job's identity; where
-    ``$NASHEUR_GT_<SPACE>`` named the job's ground truth, that file as ``ground_truth.path``
-    (:func:`ground_truth_named`, `files`: the candidates)."""
+    ``$NASHEUR_GT_<SPACE>`` or a relative path named the job's ground truth, that file as
+    ``ground_truth.path`` (:func:`ground_truth_named`, `files`: the candidates)."""
     config = record.get("config") or {}
     skip = ("seed", *IDENTITY_EXCLUDED, *inactive_keys(config), *varied)
     flat = flat_config(config)
