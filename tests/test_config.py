@@ -101,10 +101,13 @@ def test_every_offered_option_validates(overrides, gt_file):
         (["run.eval_pack=0"], "run.eval_pack"),
         (["dataset=procedural", "dataset.num_classes=11"], "dataset.num_classes"),
         # the sweep's folder, runs/sweeps/<name>: not the sweeps' root, not a path out of it
-        (["experiment.name="], "experiment.name=''"),
-        (["experiment.name=../../escape"], "experiment.name='../../escape'"),
+        (["experiment.name="], "experiment.name='' is no plain folder name: expected"),
+        (["experiment.name=../../escape"], "experiment.name='../../escape' is no plain folder"),
         (["experiment.name=.."], "experiment.name='..'"),
-        (["experiment.factors=[protocol.lr,no.such.key]"], "experiment.factors='no.such.key'"),
+        (
+            ["experiment.factors=[protocol.lr,no.such.key]"],
+            "experiment.factors='no.such.key' is no key of the config",
+        ),
     ],
 )
 def test_out_of_range_values_name_the_key(overrides, key, gt_file):
@@ -271,6 +274,16 @@ def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
         (
             ["+preset=debug", "protocol.lrr=0.1"],
             "config error: unknown key protocol.lrr: not in the config; did you mean protocol.lr?",
+        ),
+        # a misspelt group, a key of another section
+        (
+            ["+preset=debug", "protcol=nb201"],
+            "config error: unknown key protcol: not in the config; did you mean protocol? ",
+        ),
+        (
+            ["+preset=debug", "fidelity.epochs=3"],
+            "config error: unknown key fidelity.epochs: not in the config; did you mean "
+            "protocol.epochs?",
         ),
         (
             ["+preset=debug", "hydra.job.chdr=true"],
@@ -1067,3 +1080,44 @@ def test_the_slurm_launcher_hands_srun_the_cpus_per_task(site_setup, monkeypatch
         env.update({"SLURM_CPUS_PER_TASK": cpus} if cpus else {})
         done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True)
         assert done.returncode == 0 and said in done.stdout, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [
+        ("eval.seed", "; did you mean seed?"),  # a top-level key under a section
+        ("run.epochs", "; did you mean protocol.epochs?"),
+        ("supernet.wsbm", "; did you mean supernet.wsbn?"),
+        ("expriment", "; did you mean experiment?"),
+        ("sampler", ""),  # never the name typed
+        ("zzzz.qqqq", ""),
+    ],
+)
+def test_did_you_mean_names_the_closest_known_key_or_group(key, said):
+    from nasheur.config import did_you_mean
+
+    assert did_you_mean([key]) == said
+
+
+def test_a_key_set_that_nothing_reads_is_said(gt_file, caplog):
+    from nasheur.__main__ import _warn_unread
+
+    cfg = compose_config(["dataset=synthetic", "dataset.root=/x", "eval.bn=batch"], gt_file)
+    overrides = ["dataset=synthetic", "+dataset.root=/x", "eval.recalibrate_batches=3", "seed=2"]
+    with caplog.at_level("WARNING", logger="nasheur"):
+        _warn_unread(overrides, cfg)
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        "+dataset.root=/x is not read: dataset=synthetic generates its images; only cifar10 "
+        "reads a folder",
+        "eval.recalibrate_batches=3 is not read: eval.bn=batch: only eval.bn=recalibrate reads it",
+    ]
+    caplog.clear()
+    cifar = compose_config(["dataset=cifar10", "eval.bn=recalibrate"], gt_file)
+    with caplog.at_level("WARNING", logger="nasheur"):
+        _warn_unread(
+            ["dataset.root=/x", "eval.recalibrate_batches=3", "dataset.image_size=8"], cifar
+        )
+    assert [r.getMessage().split(" is not read")[0] for r in caplog.records] == [
+        "dataset.image_size=8"
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import sys
 import warnings
 import zlib
@@ -353,6 +354,22 @@ def test_fig_17_error_bars_combine_both_rows_spreads():
             recs.append(r)
     ((_, _, mean, spread),) = figures.influence_bars(recs)["nb201"]
     assert mean == pytest.approx(2.0) and spread == pytest.approx(1.0)  # pp: not 0
+    # one run of a row: no spread to show, not a spread of 0
+    ((_, _, mean, spread),) = figures.influence_bars(recs[:3])["nb201"]
+    assert mean == pytest.approx(2.0) and math.isnan(spread)
+
+
+def test_fig_17_labels_a_bar_of_one_run(monkeypatch):
+    recs = []
+    for lr, final in ((0.025, 0.90), (0.1, 0.93)):
+        r = _record("nb201", 0, "lr_ablation", ["protocol.lr"], {"protocol.lr": lr})
+        r["metrics"]["final_performance"] = final
+        recs.append(r)
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, stem: drawn.setdefault("fig", fig) and [])
+    figures.factor_influence(recs, "unused")
+    ax = drawn["fig"].axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["lr=0.1 (one run)"]
 
 
 def test_the_figures_command_skips_what_it_cannot_draw_and_picks_a_defined_best_run(

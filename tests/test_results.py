@@ -1021,6 +1021,22 @@ def test_a_collapsed_run_leaves_the_interval_of_the_others_as_it_was():
         assert with_it[m] == alone[m]
 
 
+def test_a_run_without_its_pool_leaves_the_metrics_it_reports_without_an_interval():
+    # the cell's mean counts such a run (a record written elsewhere, no `archs`): an interval
+    # over the other runs alone would not be that mean's; a metric it does not report keeps
+    # the interval of the runs that do
+    from nasheur.results.tables import RANKING, _bootstrap
+
+    good = [record("nb201", seed, 0.025) for seed in range(2)]
+    bare = record("nb201", 2, 0.025)
+    del bare["archs"]
+    bare["metrics"]["spearman"] = None
+    got = _bootstrap([*good, bare], 100, np.random.default_rng(3))
+    alone = _bootstrap(good, 100, np.random.default_rng(3))
+    assert got["spearman"] == alone["spearman"] is not None
+    assert all(got[m] is None for m in RANKING if m != "spearman")
+
+
 def test_runs_of_two_concordant_architectures_have_the_interval_of_perfect_agreement():
     # a resample of a two-architecture pool either draws both (every correlation is 1, the
     # pool agreeing) or one twice (constant: no correlation), so every draw that counts is

@@ -35,6 +35,7 @@ from nasheur.config import (
     register_resolvers,
     runs_root,
     to_config,
+    unread_keys,
     validate,
 )
 from nasheur.fidelity import LEVEL
@@ -146,6 +147,16 @@ def _sweep_only(hc, config) -> None:
         )
 
 
+def _warn_unread(overrides: list[str], config) -> None:
+    """A key set on the command line that nothing reads under this config (dataset.root
+    with generated images, say) is said, not dropped in silence: it was likely meant to act."""
+    unread = unread_keys(plain(config))
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in unread:
+            log.warning("%s is not read: %s", override, unread[key])
+
+
 # whether Hydra has called the task function: an OSError before it is Hydra's (or the
 # sweeper's) making of the output folder, one after it the job's own
 _task_started = False
@@ -165,6 +176,7 @@ def main(cfg: DictConfig) -> float | None:
         validate(config)
         if hc.mode != RunMode.MULTIRUN:
             _sweep_only(hc, config)
+        _warn_unread(list(hc.overrides.task), config)
     except ConfigError as err:
         if hc.mode == RunMode.MULTIRUN:
             if config is None:

@@ -326,11 +326,23 @@ def config_keys() -> list[str]:
 
 
 def did_you_mean(unknown: Iterable[str]) -> str:
-    """ "; did you mean protocol.lr?" for misspelt keys that are close to known ones."""
+    """ "; did you mean protocol.lr?" for misspelt keys and groups close to known ones, and
+    for a known key under the wrong section (`fidelity.epochs`: protocol.epochs)."""
     import difflib
 
     keys = config_keys()
-    close = [m for key in unknown for m in difflib.get_close_matches(key, keys, n=1, cutoff=0.8)]
+    by_leaf: dict[str, list[str]] = {}
+    for key in keys:
+        by_leaf.setdefault(key.rpartition(".")[2], []).append(key)
+    close: list[str] = []
+    for key in unknown:
+        found = difflib.get_close_matches(key, keys, n=1, cutoff=0.8)
+        if not found and "." in key:  # a known name in another section
+            leaf = difflib.get_close_matches(key.rpartition(".")[2], by_leaf, n=1, cutoff=0.85)
+            found = by_leaf[leaf[0]] if leaf else []
+        if not found:  # a group's name (protcol=nb201)
+            found = difflib.get_close_matches(key, [*GROUPS, "experiment"], n=1, cutoff=0.8)
+        close += [f for f in found if f != key]
     return f"; did you mean {' or '.join(dict.fromkeys(close))}?" if close else ""
 
 
@@ -516,16 +528,31 @@ def plain(cfg: Config | DictConfig) -> dict[str, Any]:
 ADDED_KEYS: dict[str, Any] = {"supernet.random_subspace": False}
 
 
+def unread_keys(data: dict[str, Any]) -> dict[str, str]:
+    """Keys that nothing reads under a config (a dict, as a record holds it), each with why:
+    the folder of CIFAR-10 under a generated image set, the sizes of generated image sets
+    under CIFAR-10, the recalibration batches under another BN mode."""
+    dataset = (data.get("dataset") or {}).get("name")
+    keys: dict[str, str] = {}
+    if dataset == "cifar10":
+        why = "dataset=cifar10 takes the sizes of its files"
+        keys |= dict.fromkeys(
+            ("dataset.num_images", "dataset.image_size", "dataset.num_classes"), why
+        )
+    elif dataset is not None:
+        keys["dataset.root"] = (
+            f"dataset={dataset} generates its images; only cifar10 reads a folder"
+        )
+    bn = (data.get("eval") or {}).get("bn")
+    if bn != "recalibrate":
+        keys["eval.recalibrate_batches"] = f"eval.bn={bn}: only eval.bn=recalibrate reads it"
+    return keys
+
+
 def inactive_keys(data: dict[str, Any]) -> tuple[str, ...]:
     """Keys left out of a config's identity besides `IDENTITY_EXCLUDED`: those that nothing
-    reads under it (the sizes of generated image sets on CIFAR-10, the recalibration batches
-    of another BN mode), and those of `ADDED_KEYS` at their defaults."""
-    dataset = (data.get("dataset") or {}).get("name")
-    keys: list[str] = []
-    if dataset == "cifar10":  # sizes of generated image sets
-        keys += ["dataset.num_images", "dataset.image_size", "dataset.num_classes"]
-    if (data.get("eval") or {}).get("bn") != "recalibrate":
-        keys.append("eval.recalibrate_batches")
+    reads under it (:func:`unread_keys`), and those of `ADDED_KEYS` at their defaults."""
+    keys = list(unread_keys(data))
     for dotted, default in ADDED_KEYS.items():
         section, _, key = dotted.partition(".")
         if (data.get(section) or {}).get(key, default) == default:
@@ -802,9 +829,11 @@ def register_resolvers() -> None:
 # validation
 
 
-def _check(ok: bool, key: str, value: object, expected: str) -> None:
+def _check(
+    ok: bool, key: str, value: object, expected: str, *, fault: str = "out of range"
+) -> None:
     if not ok:
-        raise ConfigError(f"{key}={value!r} is out of range: expected {expected}")
+        raise ConfigError(f"{key}={value!r} is {fault}: expected {expected}")
 
 
 def _check_choice(key: str, value: str, allowed: tuple[str, ...], why: str) -> None:
@@ -999,9 +1028,16 @@ def validate(cfg: Config) -> None:
         "experiment.name",
         x.name,
         "a folder name (runs/sweeps/<name>): letters, digits, '_', '-' and '.', not a path",
+        fault="no plain folder name",
     )
     for factor in x.factors:  # the keys whose values name a table's rows and job folders
-        _check(_is_key(cfg, factor), "experiment.factors", factor, "keys of the config")
+        _check(
+            _is_key(cfg, factor),
+            "experiment.factors",
+            factor,
+            "keys of the config",
+            fault="no key of the config",
+        )
     steps = cfg.run.max_steps_per_epoch
     _check(steps is None or steps >= 1, "run.max_steps_per_epoch", steps, "null or an integer >= 1")
     _check(cfg.run.log_every >= 0, "run.log_every", cfg.run.log_every, "an integer >= 0")

@@ -561,7 +561,8 @@ def factor_influence(
 ) -> list[Path]:
     """Fig. 17: per space, one bar per non-baseline row of each experiment: its mean final
     performance minus the baseline row's (percent points), means over seeds; the error bar
-    combines both rows' stds over seeds (sqrt(std_row^2 + std_base^2)).
+    combines both rows' stds over seeds (sqrt(std_row^2 + std_base^2)); where either row has
+    one run there is none (NaN in the bar, "(one run)" in its label).
 
     The baseline row is the row whose every factor equals the space's default:
     1. `baselines[factor]` when given (a value, or a mapping space -> value);
@@ -592,11 +593,12 @@ def factor_influence(
         ax.barh(
             y,
             [b[2] for b in items],
-            xerr=[b[3] for b in items],
+            xerr=[0.0 if math.isnan(b[3]) else b[3] for b in items],
             color=[colour[b[0]] for b in items],
             error_kw={"lw": 0.8},
         )
-        ax.set_yticks(y, [b[1] for b in items], fontsize=7)
+        labels = [b[1] + (" (one run)" if math.isnan(b[3]) else "") for b in items]
+        ax.set_yticks(y, labels, fontsize=7)
         ax.invert_yaxis()
         ax.axvline(0, color="k", lw=0.8)
         ax.set_xlabel("Δ final performance vs. the factor's default (pp)")
@@ -680,7 +682,10 @@ def influence_bars(
                 if x != b
             )
             diffs = 100 * (np.array(rows[row]) - ref)
-            # the spread of a difference of two means over independent runs: both rows' stds
-            spread = 100 * math.hypot(np.std(rows[row]), np.std(rows[base]))
+            # the spread of a difference of two means over independent runs: both rows' stds;
+            # none where a row has one run (a std of 0 would read as no spread), as a table's
+            # cell of one run has no std
+            one = min(len(rows[row]), len(rows[base])) < 2
+            spread = math.nan if one else 100 * math.hypot(np.std(rows[row]), np.std(rows[base]))
             bars[space].append((exp, label, float(diffs.mean()), float(spread)))
     return dict(bars)

@@ -238,13 +238,19 @@ def _bootstrap(
     Each metric's interval resamples the runs where the metric is defined, as its mean counts
     them: a collapsed run (constant accuracies) has no correlation in any resample, and
     keeping it among the runs drawn would keep only the draws that miss it, as if fewer
-    seeds varied more."""
+    seeds varied more. A metric that a run reports without the pool's accuracies to resample
+    (a record written elsewhere, with no `archs`) has no interval: one over the other runs
+    would not be the interval of the mean the cell shows."""
     pools = []
+    unresampled: set[str] = set()
     for r in runs:
         s, g = pool_accuracies(r)
         t = sparse_width(r)
         if len(s) >= 2:  # a correlation needs two architectures
             pools.append((s, g, t))
+        else:
+            # what the cell's mean counts (:func:`_cell`)
+            unresampled.update(m for m in RANKING if select(r, f"metrics.{m}") is not None)
     out: dict[str, tuple[float, float] | None] = dict.fromkeys(RANKING)
     if not pools or n <= 0:
         return out
@@ -255,7 +261,7 @@ def _bootstrap(
     by_runs: dict[tuple[int, ...], list[str]] = {}  # the defined runs -> their metrics
     for m in RANKING:
         defined = tuple(i for i, w in enumerate(whole) if np.isfinite(w[m][0]))
-        if defined:
+        if defined and m not in unresampled:
             by_runs.setdefault(defined, []).append(m)
     for defined, names in by_runs.items():
         out.update(_intervals([pools[i] for i in defined], names, n, rng))
