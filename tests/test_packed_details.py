@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import multiprocessing.connection
 import os
+import signal
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
@@ -134,10 +136,38 @@ def test_a_stopped_launch_waits_for_or_terminates_its_running_jobs(
     assert (tmp_path / "ended").exists() is ends_itself
 
 
+class WarnedAtStart(multiprocessing.get_context("spawn").Process):
+    """A job's process that gets SLURM's warning as soon as it is started."""
+
+    def start(self):
+        super().start()
+        os.kill(self.pid, signal.SIGUSR2)  # while its interpreter starts
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no signal masks here")
+def test_slurms_warning_while_a_jobs_interpreter_starts_does_not_kill_the_job(
+    tmp_path, monkeypatch
+):
+    # SLURM's warning (USR2) goes to every process of the task; a job's process that gets it
+    # before it could ignore it would die of its default action (a failed job). The process
+    # starts with it blocked, and ignores it once it runs
+    from hydra_plugins.nasheur_ablation import packed_launcher
+
+    monkeypatch.setenv("NASHEUR_TEST_FLAG", str(tmp_path))
+    monkeypatch.setenv("NASHEUR_TEST_SLEEP", "0")
+    monkeypatch.delenv("SUBMITIT_PREEMPT_SIGNAL", raising=False)
+    spawn = multiprocessing.get_context("spawn")
+    context = SimpleNamespace(Process=WarnedAtStart, Pipe=spawn.Pipe)
+    monkeypatch.setattr(packed_launcher.multiprocessing, "get_context", lambda _: context)
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    (result,) = run_in_processes(ends_soon, job_args(1), at_once=1)
+    assert result.status is JobStatus.COMPLETED, result._return_value
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == before  # this process's mask
+
+
 def test_a_local_job_runs_with_its_own_number_and_id(monkeypatch):
     # each job's config says which job of the sweep it is (its folder, hydra.job.num in the
     # sweep's summary): the number and id the launch gave it, set in its own process
-    from types import SimpleNamespace
 
     from omegaconf import OmegaConf
 

@@ -287,7 +287,10 @@ def run_in_processes(run_job: Any, jobs: list[JobArgs], at_once: int) -> list[Jo
                 # when a short one's freed another
                 busy = Counter(g for _, _, g in running.values())
                 gpu = min(devices, key=lambda d: busy[d]) if devices else None
-                with _environment(CUDA_VISIBLE_DEVICES=gpu, OMP_NUM_THREADS=threads):
+                with (
+                    _environment(CUDA_VISIBLE_DEVICES=gpu, OMP_NUM_THREADS=threads),
+                    _warning_held(),
+                ):
                     process.start()
                 send.close()  # the child's end: EOF here once the child is gone
                 running[receive] = (process, i, gpu)
@@ -378,14 +381,42 @@ def _failed(args: JobArgs, error: BaseException) -> JobReturn:
     return JobReturn(overrides=list(args[0]), status=JobStatus.FAILED, _return_value=error)
 
 
+def _warning() -> signal.Signals | None:
+    """SLURM's warning before a time limit (submitit's signal, $SUBMITIT_PREEMPT_SIGNAL, USR2
+    unless told), which the task's process answers and its jobs ignore; None where it is
+    SIGTERM, which stops a job as ever, or the platform has no such signal."""
+    warning = preemption_signal() or getattr(signal, "SIGUSR2", None)
+    return None if warning is None or warning == signal.SIGTERM else warning
+
+
+@contextmanager
+def _warning_held():
+    """The warning blocked in this process for the block: a process started within it starts
+    with it blocked (the mask survives fork and exec), so that a warning sent to the whole
+    task while the job's interpreter starts waits until :func:`_run_one` ignores it, instead
+    of killing the job with the signal's default action. One that reached this process
+    meanwhile is answered as the block ends."""
+    warning = _warning()
+    if warning is None or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {warning})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def _run_one(job: bytes, send: Any) -> None:
     """One job of :func:`run_in_processes`, in its own process; its result goes back through
     `send`."""
-    # SLURM's warning (submitit's signal, $SUBMITIT_PREEMPT_SIGNAL, USR2 unless told): the
-    # task's process requeues, the job goes on (SIGTERM, if that is the one, stops it as ever)
-    warning = preemption_signal() or getattr(signal, "SIGUSR2", None)
-    if warning is not None and warning != signal.SIGTERM:
+    # SLURM's warning: the task's process requeues, the job goes on. It started blocked
+    # (:func:`_warning_held`); one that came meanwhile is dropped as it is unblocked
+    warning = _warning()
+    if warning is not None:
         signal.signal(warning, signal.SIG_IGN)
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {warning})
     import cloudpickle
 
     run_job, args = pickle.loads(job)
