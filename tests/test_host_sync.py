@@ -210,3 +210,18 @@ def test_the_watch_sees_each_kind_of_host_sync(host_syncs):
     w = torch.randn(3, 3, requires_grad=True)
     quiet = host_syncs(lambda: (w.relu() * 2).sum().backward())
     assert quiet == []
+
+
+def test_a_forward_copies_nothing_from_another_device():
+    """A copy between devices counts on CUDA only, where these tests run too; here `meta`
+    stands in for the GPU, so a tensor made on the host and moved inside a forward (NB101's
+    `interpolate` matrices, once per pair of widths) is seen on the CPU too."""
+    space = get_space("nb101")
+    model = tiny_supernet("nb101", ops_on="node", dynamic_channels="interpolate").to("meta")
+    x = torch.empty(IMAGE, 3, IMAGE, IMAGE, device="meta")
+    for seed in range(3):
+        arch = space.sample(np.random.default_rng(seed))
+        with HostSyncs() as mode:
+            model(x, arch)
+        assert mode.seen == [], (seed, mode.seen)
+    assert len(model.strategy._matrices) > 0  # the forwards did resample

@@ -191,17 +191,23 @@ class InterpolateChannels:
         return c, c_max
 
     def matrix(self, c_from: int, c_to: int, like: torch.Tensor) -> torch.Tensor:
-        """The (c_to, c_from) matrix of the resampling, built by F.interpolate itself."""
+        """The (c_to, c_from) matrix of the resampling, built by F.interpolate itself, once
+        per pair of widths, device and dtype, on the device itself: a copy from the host
+        would make a GPU's host wait in the first steps that meet a pair."""
         key = (c_from, c_to, like.device, like.dtype)
         m = self._matrices.get(key)
         if m is None:
             # the channels on the last axis of a 1 x C grid: with torch 2.13 on CPU the
             # antialiased kernel gives wrong weights when the resampled axis is H and W = 1
-            eye = torch.eye(c_from, dtype=torch.float64).reshape(c_from, 1, 1, c_from)
+            eye = torch.eye(c_from, dtype=torch.float64, device=like.device)
             out = F.interpolate(
-                eye, size=(1, c_to), mode="bilinear", align_corners=False, antialias=True
+                eye.reshape(c_from, 1, 1, c_from),
+                size=(1, c_to),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
             )
-            m = out.reshape(c_from, c_to).t().contiguous().to(like.device, like.dtype)
+            m = out.reshape(c_from, c_to).t().contiguous().to(like.dtype)
             self._matrices[key] = m
         return m
 
