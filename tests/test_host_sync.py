@@ -15,6 +15,8 @@ The same tests run on CUDA where there is one (`make test-cuda`).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -212,16 +214,44 @@ def test_the_watch_sees_each_kind_of_host_sync(host_syncs):
     assert quiet == []
 
 
-def test_a_forward_copies_nothing_from_another_device():
+# each factor that changes what a forward runs, one at a time from the space's tiny super-net
+FACTORS_ON_META = [
+    ("nb201", {}),
+    ("nb201", {"ops_on": "node", "wsbn": True}),
+    ("nb201", {"ofa_kernel": True}),
+    ("nb201", {"path_dropout": 0.2, "global_dropout": 0.3}),
+    ("nb201", {"bn_track": True, "bn_affine": False}),
+    ("darts_nds", {}),
+    ("darts_nds", {"ops_on": "node", "wsbn": True}),
+    ("darts_nds", {"ofa_kernel": True, "path_dropout": 0.2, "bn_track": True}),
+    ("nb101", {"ops_on": "node"}),
+    ("nb101", {"ops_on": "node", "dynamic_channels": "shuffle", "wsbn": True}),
+    ("nb101", {"ops_on": "node", "dynamic_channels": "interpolate", "ofa_kernel": True}),
+    ("nb101", {"ops_on": "node", "dynamic_channels": "disabled", "subspace": 2}),
+    ("embedded", {"ops_on": "node", "wsbn": True, "path_dropout": 0.2}),
+]
+
+
+@pytest.mark.parametrize(("space", "factors"), FACTORS_ON_META)
+def test_a_forward_and_backward_copy_nothing_from_another_device(space, factors, monkeypatch):
     """A copy between devices counts on CUDA only, where these tests run too; here `meta`
-    stands in for the GPU, so a tensor made on the host and moved inside a forward (NB101's
-    `interpolate` matrices, once per pair of widths) is seen on the CPU too."""
-    space = get_space("nb101")
-    model = tiny_supernet("nb101", ops_on="node", dynamic_channels="interpolate").to("meta")
+    stands in for the GPU, so that a tensor made on the host and moved inside a forward or
+    backward (NB101's `interpolate` matrices once were, per pair of widths) is seen on the CPU
+    too, and so is a host tensor meeting a device one (an error)."""
+    autocast_on = torch.is_autocast_enabled  # which knows no `meta` device
+    monkeypatch.setattr(
+        torch, "is_autocast_enabled", lambda *a: False if a[:1] == ("meta",) else autocast_on(*a)
+    )
+    sp = get_space(space)
+    model = tiny_supernet(space, **factors).to("meta")
     x = torch.empty(IMAGE, 3, IMAGE, IMAGE, device="meta")
-    for seed in range(3):
-        arch = space.sample(np.random.default_rng(seed))
+    y = torch.zeros(IMAGE, dtype=torch.long, device="meta")
+    archs = (sp.sample(np.random.default_rng(seed)) for seed in range(200))
+    if factors.get("subspace"):  # the sub-space's architectures only
+        archs = (a for a in archs if a.output_inputs() == factors["subspace"])
+    for arch in itertools.islice(archs, 3):
         with HostSyncs() as mode:
-            model(x, arch)
-        assert mode.seen == [], (seed, mode.seen)
-    assert len(model.strategy._matrices) > 0  # the forwards did resample
+            torch.nn.functional.cross_entropy(model.train()(x, arch), y).backward()
+            with torch.no_grad():
+                model.eval()(x, arch)
+        assert mode.seen == [], (arch, mode.seen)
