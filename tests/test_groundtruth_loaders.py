@@ -13,6 +13,7 @@ import os
 import pickle
 import re
 import struct
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -940,6 +941,36 @@ def test_a_cache_of_another_converter_version_is_not_read(nds_list, monkeypatch)
     read = convert._read_format
     monkeypatch.setattr(convert, "_read_format", lambda *a, **k: reads.append(a) or read(*a, **k))
     assert list(load_ground_truth(nds_list).acc) == list(first.acc) and len(reads) == 1
+
+
+def test_processes_side_by_side_convert_a_file_once(nds_list, monkeypatch):
+    # the sweeps of one table, launched at once, each check the ground truth before they
+    # submit: one reads the benchmark file, the others wait for its table
+    import threading
+
+    from nasheur.groundtruth import convert
+
+    reads, inside = [], threading.Event()
+    read = convert._read_format
+
+    def slow_read(*args, **kwargs):
+        reads.append(args)
+        inside.set()
+        time.sleep(0.3)  # long enough for the other caller to reach the conversion
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(convert, "_read_format", slow_read)
+    got = []
+    first = threading.Thread(target=lambda: got.append(load_ground_truth(nds_list)))
+    first.start()
+    assert inside.wait(10)
+    got.append(load_ground_truth(nds_list))  # meanwhile, in another "process"
+    first.join()
+    assert len(reads) == 1
+    assert [list(g.acc) for g in got] == [list(got[0].acc)] * 2
+    assert [p.name for p in (nds_list.parent / ".nasheur-gt-cache").iterdir()] == [
+        cache_path(nds_list).name
+    ]  # no lock file left
 
 
 def test_load_ground_truth_cache_dirs(nds_list, tmp_path, monkeypatch):

@@ -43,7 +43,7 @@ import pickle
 import stat
 import struct
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -596,27 +596,58 @@ def load_ground_truth(
         )
     target = cache_path(p, dataset=dataset, metric=metric, cache_dir=cache_dir)
     if not target.is_file():
-        try:
-            gt = read_source(p, dataset=dataset, metric=metric, fmt=fmt)
-        except BaseException:
-            with contextlib.suppress(OSError):  # the cache folder made for it, left empty
-                target.parent.rmdir()
-            raise
-        try:
-            write_table(target, gt.keys, gt.acc, meta=gt.meta)
-        except OSError as exc:
-            import warnings
-
-            warnings.warn(
-                f"could not write the ground-truth cache {target}: {exc}; converting {p} "
-                "again next time",
-                stacklevel=2,
-            )
-            if validate_key is not None:
-                for key in gt.keys:
-                    try:
-                        validate_key(key)
-                    except ValueError as err:
-                        raise GroundTruthError(f"{p}: key {key!r} rejected: {err}") from err
-            return gt
+        with _converting(target):
+            if not target.is_file():  # else converted by another process while this one waited
+                gt = read_source(p, dataset=dataset, metric=metric, fmt=fmt)
+                try:
+                    write_table(target, gt.keys, gt.acc, meta=gt.meta)
+                except OSError as exc:
+                    return _uncached(gt, p, target, exc, validate_key)
     return read_table(target, validate_key=validate_key)
+
+
+@contextlib.contextmanager
+def _converting(target: Path) -> Iterator[None]:
+    """Hold the conversion into `target` (a lock file beside it), so that processes started
+    side by side (the sweeps of one table launched at once, each checking its ground truth
+    before it submits) read a benchmark file once: the others wait, then read its table.
+    Where no lock file can be made there, each converts as before. The lock file goes again
+    afterwards, and so does a cache folder that a failed conversion left empty."""
+    from nasheur.jobguard import exclusive
+
+    lock = target.with_name(f".{target.name}.lock")
+    held = contextlib.ExitStack()
+    with contextlib.suppress(OSError):
+        held.enter_context(exclusive(lock))
+    try:
+        with held:
+            yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        with contextlib.suppress(OSError):  # the cache folder made for it, left empty
+            target.parent.rmdir()
+
+
+def _uncached(
+    gt: GroundTruth,
+    p: Path,
+    target: Path,
+    exc: OSError,
+    validate_key: Callable[[str], None] | None,
+) -> GroundTruth:
+    """The table read from `p`, whose cache `target` could not be written (`exc`), with its
+    keys checked as reading the cache would have checked them."""
+    import warnings
+
+    warnings.warn(
+        f"could not write the ground-truth cache {target}: {exc}; converting {p} again next time",
+        stacklevel=3,
+    )
+    if validate_key is not None:
+        for key in gt.keys:
+            try:
+                validate_key(key)
+            except ValueError as err:
+                raise GroundTruthError(f"{p}: key {key!r} rejected: {err}") from err
+    return gt
