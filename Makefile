@@ -121,7 +121,7 @@ EXPERIMENTS_14 := best
 # after the tables it lists: := expands them here
 EXPERIMENTS_3 := $(EXPERIMENTS_11) $(EXPERIMENTS_12) $(EXPERIMENTS_13)
 
-.PHONY: bench host-instructions figures
+.PHONY: bench host-instructions figures tables
 sweep-%:
 	@test -n "$(strip $(EXPERIMENTS_$*))" || { echo "no experiments for table $*$(if $(filter 8,$*), (Table 8 by the paper's captions is Table 9 here: make sweep-9))" >&2; exit 2; }
 	exec env NASHEUR_RUNS="$(RUNS)" PYTHON="$(PYTHON)" bash $(ROOT)/launch/with_site_env.sh \
@@ -130,6 +130,15 @@ sweep-%:
 
 table-%:
 	$(PYTHON) -m nasheur.results table $(SWEEPS) --table $* --out $(TABLES)
+
+# every table that the sweeps under $(SWEEPS) can fill so far; one without runs yet (status 1)
+# is skipped with its reason, any other failure fails the target once all were tried
+TABLE_IDS := 3 4 5 6 7 9 10 11 12 13 14
+tables:
+	@made=0; bad=0; for t in $(TABLE_IDS); do \
+	  $(PYTHON) -m nasheur.results table $(SWEEPS) --table $$t --out $(TABLES); rc=$$?; \
+	  case $$rc in 0) made=$$((made + 1));; 1) echo "table $$t: skipped";; *) bad=$$rc;; esac; \
+	done; echo "$$made of $(words $(TABLE_IDS)) tables written to $(TABLES)/"; exit $$bad
 
 # training images/s, evaluation architectures/s, operators and host time per step (bench.json)
 bench:
