@@ -867,7 +867,7 @@ def test_the_stop_line_names_a_checkpoint_only_where_one_exists(tmp_path):
 
     assert "before its first checkpoint" in _resumes(tmp_path)
     (tmp_path / "checkpoint.pt").write_bytes(b"")
-    assert _resumes(tmp_path) == f"resumes from the last epoch's checkpoint in {tmp_path}"
+    assert _resumes(tmp_path) == f"resumes from the last checkpoint in {tmp_path}"
 
 
 @pytest.mark.parametrize("value", ["", "  "])
@@ -933,7 +933,8 @@ def _with(cfg, **changes):
         {"protocol__weight_decay": 0.0},
         {"protocol__momentum": 0.0},
         {"supernet__path_dropout": 0.0, "supernet__global_dropout": 0.0},
-        {"run__max_steps_per_epoch": 1, "run__log_every": 0},
+        {"run__max_steps_per_epoch": 1, "run__log_every": 0, "run__checkpoint_every_s": 0.0},
+        {"run__checkpoint_every_s": math.inf},  # after the last epoch only
         {"eval__recalibrate_batches": 1},
         {"fidelity__batch_size": 5000},  # the validation share holds exactly one batch
     ],
@@ -961,6 +962,8 @@ def test_the_edges_of_each_documented_range_are_accepted(nb201_cfg, changes):
         ({"metrics__top_n": 0}, "metrics.top_n"),
         ({"fidelity__batch_size": 5001}, "fidelity.batch_size"),  # above the 5,000 val images
         ({"run__log_every": -1}, "run.log_every"),
+        ({"run__checkpoint_every_s": -1.0}, "run.checkpoint_every_s"),
+        ({"run__checkpoint_every_s": math.nan}, "run.checkpoint_every_s"),
     ],
 )
 def test_just_past_each_edge_is_refused_naming_the_key(nb201_cfg, changes, key):
@@ -1025,6 +1028,7 @@ def test_a_jobs_identity_is_the_sha256_of_its_config_without_the_excluded_keys(n
         "device",
         "dataset.root",
         "run.log_every",
+        "run.checkpoint_every_s",
         "run.eval_graphs",
         "run.eval_streams",
         "run.eval_pack",

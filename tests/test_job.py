@@ -233,6 +233,69 @@ def test_an_interrupted_job_resumes_to_the_same_metrics(tiny, tmp_path, monkeypa
     assert strip(resumed["history"]) == strip(whole["history"])
 
 
+def test_checkpoint_every_s_saves_once_that_long_passed_and_a_resume_repeats_the_epochs_since(
+    tiny, tmp_path, monkeypatch
+):
+    # run.checkpoint_every_s: a checkpoint after an epoch once that many seconds passed since
+    # the last (or the start), and after the last epoch; a job stopped in between resumes
+    # from the one before and ends as an uninterrupted job ends
+    import time
+    import types
+
+    from nasheur import job as job_module
+    from nasheur import jobguard
+
+    run_job(tiny, output_dir=tmp_path / "whole")
+    clock = {"t": 0.0}
+    real_train, real_save = training.train_epoch, training.save_checkpoint
+    calls: dict[str, list[int]] = {"train": [], "saved": []}
+    stop_at = {"call": 0}
+
+    def train_ten_seconds(*args, **kwargs):  # every epoch takes 10 s of the job's clock
+        calls["train"].append(len(calls["train"]) + 1)
+        if len(calls["train"]) == stop_at["call"]:
+            raise KeyboardInterrupt
+        clock["t"] += 10.0
+        return real_train(*args, **kwargs)
+
+    def save(*args, **kwargs):
+        calls["saved"].append(kwargs["epoch"])
+        real_save(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_epoch", train_ten_seconds)
+    monkeypatch.setattr(training, "save_checkpoint", save)
+    shim = types.SimpleNamespace(monotonic=lambda: clock["t"], perf_counter=time.perf_counter)
+    monkeypatch.setattr(job_module, "time", shim)
+    noted: list[dict] = []
+    original_note = jobguard.Holding.note
+
+    def spy(self, **progress):
+        original_note(self, **progress)
+        noted.append(dict(self["progress"]))
+
+    monkeypatch.setattr(jobguard.Holding, "note", spy)
+    tiny.run.checkpoint_every_s = 15.0
+    assert config_hash(plain(tiny)) == read(tmp_path / "whole")["config_hash"]  # no identity
+    run_job(tiny, output_dir=tmp_path / "every")
+    assert calls["saved"] == [2, 3]  # 10 s < 15 s after epoch 1; 20 s; the last epoch
+    assert [n.get("checkpoint") for n in noted if "epoch" in n] == [0, None, None]
+    assert "done at " in (said := jobguard.describe_progress(noted[0]))
+    assert "(no checkpoint yet), about" in said
+
+    # stopped in epoch 2, with epoch 1 done but not saved: the resume starts from scratch
+    calls["train"].clear(), calls["saved"].clear()
+    stop_at["call"] = 2
+    with pytest.raises(KeyboardInterrupt):
+        run_job(tiny, output_dir=tmp_path / "stopped")
+    assert calls["saved"] == [] and not (tmp_path / "stopped" / CHECKPOINT).exists()
+    stop_at["call"] = 0
+    calls["train"].clear()
+    run_job(tiny, output_dir=tmp_path / "stopped")
+    assert len(calls["train"]) == 3  # epoch 1 again
+    whole, resumed = read(tmp_path / "whole"), read(tmp_path / "stopped")
+    assert resumed["metrics"] == whole["metrics"] and resumed["archs"] == whole["archs"]
+
+
 def test_a_job_keeps_its_progress_in_its_lock_file(tiny, tmp_path, monkeypatch):
     # what `results show` and a refused second copy print: each epoch as it ends, then the
     # evaluation's quarters; a resumed job says at once how far its checkpoint got

@@ -249,7 +249,7 @@ def _resumes(out: Path) -> str:
     """What rerunning a stopped job does: before its first epoch ended there is no checkpoint
     to resume from, and saying so would send a user looking for one."""
     if (out / CHECKPOINT).is_file():
-        return f"resumes from the last epoch's checkpoint in {out}"
+        return f"resumes from the last checkpoint in {out}"
     return f"starts it again in {out} (it stopped before its first checkpoint)"
 
 

@@ -204,6 +204,9 @@ class RunConfig:
 
     max_steps_per_epoch: int | None = None  # cut epochs short (debugging); null: full epochs
     log_every: int = 0  # also log every N steps; 0: per epoch only
+    # a checkpoint after an epoch only once this many seconds passed since the last one (and
+    # after the last epoch); 0: after every epoch. A resume repeats the epochs since, exactly
+    checkpoint_every_s: float = 0.0
     bf16: bool = False  # bfloat16 autocast in training and evaluation (TF32 is on for CUDA anyway)
     # speed knobs that leave the arithmetic as it is (README, "Speed")
     eval_graphs: bool = True  # CUDA: replay a CUDA graph of each architecture's eval forward
@@ -262,6 +265,7 @@ IDENTITY_EXCLUDED = (
     "device",
     "dataset.root",
     "run.log_every",
+    "run.checkpoint_every_s",
     "run.eval_graphs",
     "run.eval_streams",
     "run.eval_pack",
@@ -1041,6 +1045,13 @@ def validate(cfg: Config) -> None:
     steps = cfg.run.max_steps_per_epoch
     _check(steps is None or steps >= 1, "run.max_steps_per_epoch", steps, "null or an integer >= 1")
     _check(cfg.run.log_every >= 0, "run.log_every", cfg.run.log_every, "an integer >= 0")
+    every = cfg.run.checkpoint_every_s
+    _check(
+        every >= 0,  # NaN is not; inf is: after the last epoch only
+        "run.checkpoint_every_s",
+        every,
+        "seconds >= 0 (0: a checkpoint after every epoch; inf: after the last only)",
+    )
     _check(cfg.run.eval_streams >= 1, "run.eval_streams", cfg.run.eval_streams, "an integer >= 1")
     _check(cfg.run.eval_pack >= 1, "run.eval_pack", cfg.run.eval_pack, "an integer >= 1")
 

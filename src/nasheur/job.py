@@ -590,6 +590,10 @@ def _run(
     progress = EpochLog(total=epochs, done=start_epoch, note=note)
     if start_epoch:  # resumed: as far as its checkpoint got, until its next epoch ends
         progress.note(epoch=start_epoch, epochs=epochs)
+    # run.checkpoint_every_s: a slow checkpoint (NB101's super-net: some 450 MB) is written
+    # once that many seconds passed since the last one or the start; the epochs since repeat
+    # exactly on resume, each epoch drawing from streams of its own
+    checkpointed, saved = time.monotonic(), start_epoch
     for epoch in range(start_epoch, epochs):
         lr = cosine_lr(epoch, epochs, p.lr, p.lr_min)
         for group in optimizer.param_groups:
@@ -623,15 +627,17 @@ def _run(
             raise FloatingPointError(
                 f"training loss is {stats.loss} in epoch {epoch + 1}; lower protocol.lr?"
             )
-        save_checkpoint(
-            ckpt,
-            model=model,
-            optimizer=optimizer,
-            epoch=epoch + 1,
-            history=history,
-            config_hash=chash,
-        )
-        progress.epoch(entry)
+        if epoch + 1 == epochs or time.monotonic() - checkpointed >= cfg.run.checkpoint_every_s:
+            save_checkpoint(
+                ckpt,
+                model=model,
+                optimizer=optimizer,
+                epoch=epoch + 1,
+                history=history,
+                config_hash=chash,
+            )
+            checkpointed, saved = time.monotonic(), epoch + 1
+        progress.epoch(entry, checkpoint=saved)
 
     bn_mode = resolve_bn_mode(cfg.eval.bn.value, p.bn_track)
     calib_loader = None

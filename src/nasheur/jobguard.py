@@ -128,6 +128,9 @@ def describe_progress(progress: Any, *, left: bool = True) -> str:
             said, stage = f"trained; evaluated {done}/{of} architectures{at}", "evaluation"
         else:
             said = f"epoch {int(progress['epoch'])}/{int(progress['epochs'])} done{at}"
+            if "checkpoint" in progress:  # run.checkpoint_every_s: a resume starts there
+                saved = int(progress["checkpoint"])
+                said += f" (checkpoint: epoch {saved})" if saved else " (no checkpoint yet)"
             stage = "training"
         eta = progress.get("eta_s")
         if left and isinstance(eta, (int, float)) and eta > 0:

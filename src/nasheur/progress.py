@@ -111,13 +111,16 @@ class EpochLog:
 
         return step
 
-    def epoch(self, entry: dict[str, Any]) -> None:
+    def epoch(self, entry: dict[str, Any], checkpoint: int | None = None) -> None:
+        """An epoch ended; `checkpoint`: the epoch the job's checkpoint holds, where that is
+        an earlier one (``run.checkpoint_every_s``): where a resume would start."""
         self.clear()
         self.done = entry["epoch"]
         self.seconds.append(entry["seconds"])
         per_epoch = sum(self.seconds) / len(self.seconds)
         left = per_epoch * (self.total - self.done)
-        self.note(epoch=self.done, epochs=self.total, eta_s=round(left, 1))
+        behind = {} if checkpoint in (None, self.done) else {"checkpoint": checkpoint}
+        self.note(epoch=self.done, epochs=self.total, eta_s=round(left, 1), **behind)
         log.info(
             "epoch %d/%d  loss %.4f  acc %.2f%%  lr %.5f  %s img/s  %.1f s  eta %s",
             self.done,
