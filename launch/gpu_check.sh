@@ -5,6 +5,9 @@
 # a package index takes it from launch/wheelhouse.sh's wheels (its header says how).
 #   usage: bash launch/gpu_check.sh [DIR [STAGE...]]    (default: gpu-check/, every stage)
 # Stages (NB201 at the paper's settings, batch 128, unless named otherwise):
+#   targets  the speed goal's three numbers, briefly (rates only): one job's training images/s
+#            and evaluation seconds per architecture, then the aggregate of K = 1, 2, 4, 8
+#            jobs per GPU under CUDA MPS (time-sliced where there is no MPS control)
 #   bench    the job's step and evaluation, the plain step, K = 1, 2, 4, 8 jobs per GPU
 #   eager    evaluation one batch at a time without CUDA graphs (the plain forward), and with
 #            eval_speed=graphs (graphs, 4 streams, no packing), for comparison
@@ -22,7 +25,7 @@ shift || true
 stages=${*:-bench eager nhwc bf16 tests mps others}
 py=${PYTHON:-python3}
 steps=${STEPS:-200}
-known=" bench eager nhwc bf16 tests mps others "
+known=" targets bench eager nhwc bf16 tests mps others "
 for s in $stages; do  # a misspelt stage fails now, not after the stages before it
     [[ $known == *" $s "* ]] || { echo "gpu_check: no stage $s (stages:$known)" >&2; exit 2; }
 done
@@ -41,6 +44,16 @@ bench=("$py" -m nasheur.bench --steps "$steps")
 quick=("${bench[@]}" --spaces nb201 --quick)
 for s in $stages; do
     case $s in
+    targets)
+        stage "$out/bench.log" 150 "${quick[@]}" --out "$out/bench-targets.json"
+        if command -v nvidia-cuda-mps-control >/dev/null; then
+            stage "$out/bench.log" 240 bash "$here/with_mps.sh" "${quick[@]}" --eval-archs 2 \
+                --shared 1 2 4 8 --out "$out/bench-targets-mps.json"
+        else
+            stage "$out/bench.log" 240 "${quick[@]}" --eval-archs 2 --shared 1 2 4 8 \
+                --out "$out/bench-targets-shared.json"
+        fi
+        ;;
     bench) stage "$out/bench.log" 420 "${bench[@]}" --spaces nb201 --out "$out/bench-bench.json" ;;
     eager)
         stage "$out/bench.log" 120 "${quick[@]}" --no-eval-graphs --eval-pack 1 --shared \

@@ -341,6 +341,9 @@ def test_the_gpu_check_says_plainly_when_there_is_no_gpu(tmp_path):
     bad = [*done.args[:3], "bench", "nhcw"]  # a misspelt stage: named, before any work
     done = subprocess.run(bad, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no stage nhcw" in done.stderr
+    known = [*done.args[:3], "targets", "tests"]  # stages it knows: only the GPU is missing
+    done = subprocess.run(known, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "torch sees no CUDA device" in done.stderr
 
 
 def test_an_out_that_is_a_folder_is_refused_before_anything_is_timed(tmp_path, capsys):
