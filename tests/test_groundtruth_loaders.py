@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import bz2
+import contextlib
 import json
 import os
 import pickle
@@ -971,6 +972,38 @@ def test_processes_side_by_side_convert_a_file_once(nds_list, monkeypatch):
     assert [p.name for p in (nds_list.parent / ".nasheur-gt-cache").iterdir()] == [
         cache_path(nds_list).name
     ]  # no lock file left
+
+
+@pytest.mark.parametrize("fails", ["read", "write"])
+def test_a_failed_conversion_leaves_a_cache_folder_that_was_there_before(
+    nds_list, tmp_path, monkeypatch, fails
+):
+    # ground_truth.cache_dir: the user's own folder, empty; only a folder that the conversion
+    # made goes again when it is left empty
+    import errno
+
+    from nasheur.groundtruth import convert
+
+    mine = tmp_path / "my-cache"
+    mine.mkdir()
+
+    def refused(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(convert, "_read_format" if fails == "read" else "write_table", refused)
+    with (
+        contextlib.suppress(OSError),
+        pytest.warns(UserWarning) if fails == "write" else contextlib.nullcontext(),
+    ):
+        load_ground_truth(nds_list, cache_dir=mine)
+    assert mine.is_dir() and list(mine.iterdir()) == []
+    made = tmp_path / "made-here"
+    with (
+        contextlib.suppress(OSError),
+        pytest.warns(UserWarning) if fails == "write" else contextlib.nullcontext(),
+    ):
+        load_ground_truth(nds_list, cache_dir=made)
+    assert not made.exists()
 
 
 def test_load_ground_truth_cache_dirs(nds_list, tmp_path, monkeypatch):

@@ -165,6 +165,45 @@ def test_slurms_warning_while_a_jobs_interpreter_starts_does_not_kill_the_job(
     assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == before  # this process's mask
 
 
+class InterruptedAtStart(multiprocessing.get_context("spawn").Process):
+    """A job's process that gets SIGINT, the warning named here, as soon as it is started."""
+
+    def start(self):
+        super().start()
+        os.kill(self.pid, signal.SIGINT)
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no signal masks here")
+def test_a_warning_of_int_is_held_too_when_the_first_start_launches_the_resource_tracker(
+    tmp_path, monkeypatch
+):
+    # multiprocessing's resource tracker, launched by spawn's first start, unblocks SIGINT
+    # and SIGTERM in the launching thread: a warning of INT must still reach the job blocked
+    from multiprocessing import resource_tracker
+
+    from hydra_plugins.nasheur_ablation import packed_launcher
+
+    fresh = resource_tracker.ResourceTracker()  # not running yet, as in a task's first start
+    monkeypatch.setattr(resource_tracker, "_resource_tracker", fresh)
+    monkeypatch.setattr(resource_tracker, "ensure_running", fresh.ensure_running)
+    monkeypatch.setattr(resource_tracker, "getfd", fresh.getfd)
+    monkeypatch.setenv("NASHEUR_TEST_FLAG", str(tmp_path))
+    monkeypatch.setenv("NASHEUR_TEST_SLEEP", "0")
+    monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", "INT")
+    spawn = multiprocessing.get_context("spawn")
+    context = SimpleNamespace(Process=InterruptedAtStart, Pipe=spawn.Pipe)
+    monkeypatch.setattr(packed_launcher.multiprocessing, "get_context", lambda _: context)
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    try:
+        (result,) = run_in_processes(ends_soon, job_args(1), at_once=1)
+    finally:
+        if fresh._fd is not None:  # the tracker ends as its pipe closes
+            os.close(fresh._fd)
+            os.waitpid(fresh._pid, 0)
+    assert result.status is JobStatus.COMPLETED, result._return_value
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == before
+
+
 def test_a_local_job_runs_with_its_own_number_and_id(monkeypatch):
     # each job's config says which job of the sweep it is (its folder, hydra.job.num in the
     # sweep's summary): the number and id the launch gave it, set in its own process

@@ -1969,6 +1969,18 @@ def test_a_dry_run_says_what_a_launch_would_do_and_writes_nothing(
     bn, task = sweeper_for(args)
     bn.sweep(task)
     assert "(4 to skip); nothing" in dry_run(args, capsys)
+    # one stopped with a checkpoint resumes from it; one stopped before its first checkpoint
+    # (run.checkpoint_every_s) starts again
+    folders = [Path(j["folder"]) for j in listed(tmp_path)[:2]]
+    for folder in folders:
+        record = json.loads((folder / "metrics.json").read_text())
+        (folder / "metrics.json").write_text(json.dumps({**record, "status": "interrupted"}))
+    (folders[0] / "checkpoint.pt").write_bytes(b"x")
+    (folders[1] / "checkpoint.pt").unlink(missing_ok=True)
+    out = dry_run(args, capsys)
+    assert "  resume (from its checkpoint): " in out
+    assert "  resume (from the start: it stopped before its first checkpoint): " in out
+    assert out.index(str(folders[1])) > out.index("from the start")
 
 
 @pytest.mark.parametrize(
@@ -2051,6 +2063,11 @@ def test_a_jobs_state_at_launch_follows_its_folder(tmp_path):
     from nasheur.sweep.manifest import job_state
 
     assert job_state(tmp_path, "h") == "new"
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({"config_hash": "h", "status": "interrupted"})
+    )
+    assert job_state(tmp_path, "h") == "interrupted"
+    (tmp_path / "metrics.json").unlink()
     (tmp_path / "checkpoint.pt").write_bytes(b"x")
     assert job_state(tmp_path, "h") == "interrupted"
     assert DRY_RUN["interrupted"] == ("resume", "from its checkpoint")

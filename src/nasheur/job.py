@@ -236,9 +236,10 @@ def _run_held(
                 "away or use another output folder (hydra.run.dir=...)"
             )
     reevaluated: dict[str, Any] | None = None  # a completed record, evaluated again
-    # the epochs that a stopped or failed record of this job lists: its checkpoint's, which a
-    # job that fails again before it restored that checkpoint (its data, its ground truth)
-    # still has trained
+    # the epochs that a stopped or failed record of this job lists: those it trained, which a
+    # job that fails again before it restored its checkpoint (its data, its ground truth)
+    # keeps on record (the checkpoint holds them, or with run.checkpoint_every_s the first
+    # of them, the rest to be trained again)
     earlier: list[dict[str, Any]] = []
     if done.is_file():
         try:
@@ -349,7 +350,8 @@ def _run_held(
                 error=f"{type(err).__name__}: {said}" if said else type(err).__name__,
                 traceback=traceback.format_exc(),
             )
-            # the epochs trained (the checkpoint holds them too); none before the first
+            # the epochs trained; none before the first. The checkpoint holds them, or with
+            # run.checkpoint_every_s those up to its last write (a resume repeats the others)
             record["history"] = list(partial.get("history") or earlier)
             try:
                 atomic_write_json(done, record)

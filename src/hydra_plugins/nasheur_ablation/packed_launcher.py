@@ -400,8 +400,15 @@ def _warning_held():
     if warning is None or not hasattr(signal, "pthread_sigmask"):
         yield
         return
+    from multiprocessing import resource_tracker
+
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {warning})
     try:
+        # spawn's first start launches multiprocessing's resource tracker, which unblocks
+        # SIGINT and SIGTERM in this thread once it has: a warning of INT would then reach the
+        # job's interpreter unblocked. The tracker started here, the warning blocked again
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {warning})
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)

@@ -594,9 +594,10 @@ def load_ground_truth(
             f"{p}: ground_truth.column and ground_truth.unit apply to CSV tables only; "
             f"this is a {fmt} benchmark file (accuracies are converted to fractions)"
         )
+    existed = {folder for folder, _ in _cache_dirs(p, cache_dir) if folder.is_dir()}
     target = cache_path(p, dataset=dataset, metric=metric, cache_dir=cache_dir)
     if not target.is_file():
-        with _converting(target):
+        with _converting(target, made=target.parent not in existed):
             if not target.is_file():  # else converted by another process while this one waited
                 gt = read_source(p, dataset=dataset, metric=metric, fmt=fmt)
                 try:
@@ -607,12 +608,13 @@ def load_ground_truth(
 
 
 @contextlib.contextmanager
-def _converting(target: Path) -> Iterator[None]:
+def _converting(target: Path, *, made: bool = True) -> Iterator[None]:
     """Hold the conversion into `target` (a lock file beside it), so that processes started
     side by side (the sweeps of one table launched at once, each checking its ground truth
     before it submits) read a benchmark file once: the others wait, then read its table.
     Where no lock file can be made there, each converts as before. The lock file goes again
-    afterwards, and so does a cache folder that a failed conversion left empty."""
+    afterwards, and so does a cache folder left empty that this call `made` (never a folder
+    that was there before, such as the user's ``ground_truth.cache_dir``)."""
     from nasheur.jobguard import exclusive
 
     lock = target.with_name(f".{target.name}.lock")
@@ -625,8 +627,9 @@ def _converting(target: Path) -> Iterator[None]:
     finally:
         with contextlib.suppress(OSError):
             lock.unlink()
-        with contextlib.suppress(OSError):  # the cache folder made for it, left empty
-            target.parent.rmdir()
+        if made:
+            with contextlib.suppress(OSError):  # the cache folder made for it, left empty
+                target.parent.rmdir()
 
 
 def _uncached(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nasheur.jobguard import CHECKPOINT
 from nasheur.reuse import Claims, TrainedTwins, started_jobs, trained_elsewhere_now
 from nasheur.sweep.manifest import RUNNING
 from nasheur.sweep.plan import Planned, grouped
@@ -31,6 +32,9 @@ def dry_run_lines(sweep_dir: Path, jobs: list[Planned], reuse: bool, local: bool
     for job, folder, chash, _experiment, data, training in jobs:
         state, _, source = at_launch(folder, chash, sweep_dir, listed)
         verb, detail = DRY_RUN.get(state, ("run again", state))
+        if state == "interrupted" and not (folder / CHECKPOINT).is_file():
+            # stopped before its first checkpoint (run.checkpoint_every_s makes that common)
+            detail = "from the start: it stopped before its first checkpoint"
         trainer = None
         if source is None and copyable(state, folder, listed) and reuse:
             claims = Claims(sweep_dir)
