@@ -352,3 +352,15 @@ def test_an_out_that_is_a_folder_is_refused_before_anything_is_timed(tmp_path, c
         bench.main(["--spaces", "embedded", "--quick", "--out", str(tmp_path)])
     assert refused.value.code == 2
     assert f"argument --out: {tmp_path} is a folder, not a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["nasheur.bench", "nasheur.host_instructions"])
+def test_the_help_is_said_under_python_oo(module):
+    # -OO drops the docstrings that the descriptions are cut from
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-OO", "-m", module, "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]

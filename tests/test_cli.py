@@ -244,6 +244,18 @@ def test_a_file_to_write_must_be_a_file_path_that_can_be_made(tmp_path):
         assert str(refused.value) == said, text
 
 
+def test_a_path_to_write_to_starting_with_a_tilde_is_under_home(tmp_path, monkeypatch):
+    # `--out=~/tables`: the shell leaves the ~ after `=`; not a folder named ~ here
+    from nasheur.cli_args import file_path, folder_path
+    from nasheur.config import runs_root
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert folder_path("~/tables") == str(tmp_path / "tables")
+    assert file_path("~/gt/out.json") == str(tmp_path / "gt" / "out.json")
+    monkeypatch.setenv("NASHEUR_RUNS", "~/runs")
+    assert runs_root() == tmp_path / "runs"
+
+
 def test_a_folder_to_write_into_may_exist_or_be_made_but_not_be_a_file(tmp_path):
     import argparse
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -398,6 +399,36 @@ def test_an_output_folder_that_cannot_be_made_is_said_in_one_line(args, said, tm
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"nasheur: config error: {said.format(file=file)}" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_log_file_that_cannot_be_opened_is_said_in_one_line(tmp_path):
+    # Hydra opens nasheur.log before the job starts (another user's log in a shared runs
+    # folder, a read-only one); a folder in its place fails the same way, even for root
+    folder = tmp_path / "job"
+    (folder / "nasheur.log").mkdir(parents=True)
+    proc = nasheur_cli(["+preset=debug", f"hydra.run.dir={folder}"], tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"nasheur: cannot open the job's log file {folder / 'nasheur.log'}: " in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_jobs_log_keeps_its_summary_whatever_bytes_its_path_holds(tmp_path):
+    # a runs folder named in another encoding (an old share's latin-1 name): the log lines
+    # that name it are written, escaped, not dropped with a "Logging error" on stderr
+    env = run_env(tmp_path)
+    env["NASHEUR_RUNS"] = runs = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9")
+    proc = subprocess.run(
+        [PYTHON, "-m", "nasheur", "+preset=debug"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=300,
+    )
+    assert proc.returncode == 0 and "Logging error" not in proc.stderr, proc.stderr[-2000:]
+    (log,) = Path(runs).rglob("nasheur.log")
+    assert "sparse Kendall tau" in log.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("flag", ["-m", "--multirun"])

@@ -488,9 +488,16 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 
 def test_a_written_table_is_readable_by_others(tmp_path):
-    # the temporary file is made 0600; the table it becomes is an ordinary 0644 file
+    # the temporary file is made 0600; the table it becomes is an ordinary file, 0644 under
+    # the common umask
+    import os
+
     p = tmp_path / "gt.csv"
-    write_table(p, ["a"], [0.5], meta={})
+    old = os.umask(0o022)
+    try:
+        write_table(p, ["a"], [0.5], meta={})
+    finally:
+        os.umask(old)
     assert p.stat().st_mode & 0o777 == 0o644
 
 

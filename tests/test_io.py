@@ -91,6 +91,17 @@ def test_writes_leave_no_file_open(tmp_path):
     assert open_files() == before
 
 
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_a_written_file_has_the_mode_the_umask_gives(tmp_path, umask, mode):
+    # a runs folder shared by a group: the next member rewrites Hydra's record in place
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "a.yaml", "a: 1\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.yaml").stat().st_mode) == mode
+
+
 def test_only_temporaries_that_atomic_path_could_have_made_are_removed(tmp_path):
     # tempfile's names use only "abcdefghijklmnopqrstuvwxyz0123456789_": anything else beside
     # a job's files is the user's own; each named file's temporaries go, not just the first's

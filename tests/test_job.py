@@ -501,6 +501,28 @@ def test_a_checkpoint_that_cannot_be_written_fails_the_job_naming_it(tiny, tmp_p
     assert not list(out.glob(".checkpoint.pt.*.tmp"))  # the temporary went with the error
 
 
+def test_results_that_cannot_be_written_fail_the_job_naming_the_file(tiny, tmp_path, monkeypatch):
+    import errno
+
+    import nasheur.job as job
+
+    written = job.atomic_write_json
+
+    def full(path, obj):
+        if obj.get("status") == "completed":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written(path, obj)
+
+    monkeypatch.setattr(job, "atomic_write_json", full)
+    out = tmp_path / "job"
+    with pytest.raises(job.RecordWriteError, match=r"metrics\.json: the results could not be"):
+        run_job(tiny, output_dir=out)
+    assert (out / CHECKPOINT).is_file()  # the training stands
+    monkeypatch.setattr(job, "atomic_write_json", written)
+    again = run_job(tiny, output_dir=out)  # space again: evaluated from the checkpoint
+    assert again["status"] == "completed" and read(out)["status"] == "completed"
+
+
 def test_a_completed_job_is_not_run_again(tiny, tmp_path):
     out = tmp_path / "job"
     first = run_job(tiny, output_dir=out)

@@ -554,6 +554,20 @@ def test_the_lock_file_is_readable_by_others(tmp_path):
     assert (tmp_path / "job.lock").stat().st_mode & 0o777 == 0o644
 
 
+def test_lock_files_are_writable_by_the_group_where_the_umask_says_so(tmp_path):
+    # a runs folder shared by a group: another member resumes the job, relaunches the sweep
+    old = os.umask(0o002)
+    try:
+        with hold_folder(tmp_path), exclusive(tmp_path / "sweep.lock"):
+            pass
+        fd, _ = try_hold(tmp_path / "claim.lock", {})
+        os.close(fd)
+    finally:
+        os.umask(old)
+    for name in ("job.lock", "sweep.lock", "claim.lock"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o664, name
+
+
 def test_a_refusal_is_the_callers_kind_on_the_callers_lock_file(tmp_path, monkeypatch):
     class BuildLocked(FolderLocked):
         """A ground-truth build's own refusal."""

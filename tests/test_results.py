@@ -586,6 +586,23 @@ def test_table_says_when_no_record_is_of_its_experiments(tmp_path):
     assert table.returncode == 1 and "is of Table 13's experiments" in table.stderr
 
 
+def test_an_out_folder_that_cannot_be_written_is_said_in_one_line(tmp_path, monkeypatch, capsys):
+    # a read-only --out, a full disk: one line naming the file, not a traceback
+    import errno
+
+    import nasheur.results.__main__ as cli
+
+    def refused(path, text):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(cli, "atomic_write_text", refused)
+    folder = write(tmp_path / "s", [record("nb201", s, 0.1) for s in range(3)])
+    out = tmp_path / "tables"
+    assert cli.main(["table", str(folder), "--table", "11", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"nasheur.results: {out / 'table-11.md'}: Permission denied" in err
+
+
 def test_a_table_with_nothing_to_merge_removes_its_earlier_files(tmp_path):
     # `make table-11` writes to one folder: the table of an earlier sweep must not pass for
     # the one that failed to merge; other tables' files stay

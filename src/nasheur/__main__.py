@@ -194,6 +194,7 @@ def main(cfg: DictConfig) -> float | None:
     # is said in one line, like a config error, and a folder made only for it goes again
     from nasheur.data import DatasetNotFoundError
     from nasheur.groundtruth.table import GroundTruthError
+    from nasheur.job import RecordWriteError
     from nasheur.jobguard import Terminated
     from nasheur.safe_pickle import UnsafePickleError
     from nasheur.training import CheckpointWriteError, UnreadableCheckpoint
@@ -218,6 +219,9 @@ def main(cfg: DictConfig) -> float | None:
                 (out / name).unlink(missing_ok=True)
         _drop_empty_run_folder(out, new=new)
         raise SystemExit(2) from None
+    except RecordWriteError as err:  # a full disk at the end: no record to point at
+        print(f"nasheur: failed: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     except (FloatingPointError, CheckpointWriteError) as err:  # diverged; a full disk
         print(f"nasheur: failed: {err} (record: {out / METRICS})", file=sys.stderr)
         raise SystemExit(1) from None
@@ -334,6 +338,19 @@ def cli() -> None:
         if not ours:
             raise
         print(f"nasheur: config error: {composition_said(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ValueError as err:
+        # Hydra opens the job's log file before the job starts; logging reports a file it
+        # cannot open (another user's nasheur.log, a read-only runs folder) as a ValueError
+        cause = err.__cause__
+        if _task_started or not isinstance(cause, OSError):
+            raise
+        print(
+            f"nasheur: cannot open the job's log file {cause.filename}: "
+            f"{cause.strerror or cause} (runs go under $NASHEUR_RUNS, default runs/; "
+            "hydra.run.dir= names another folder)",
+            file=sys.stderr,
+        )
         raise SystemExit(2) from None
     except OSError as err:
         if _task_started:

@@ -758,7 +758,7 @@ def _device_s(e: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m nasheur.bench", description=__doc__.split("\n\n")[0]
+        prog="python -m nasheur.bench", description=(__doc__ or "").split("\n\n")[0]
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,9 +77,11 @@ def _under_a_folder(text: str) -> None:
 
 
 def file_path(text: str) -> str:
-    """A file to write: not empty, not an existing folder, not inside a file."""
+    """A file to write: not empty, not an existing folder, not inside a file. A leading ``~``
+    is the home folder, as where a shell expands it (``--out=~/x`` it leaves as it is)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("expects a file path, got an empty one")
+    text = os.path.expanduser(text)
     if Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
     _under_a_folder(text)
@@ -87,9 +90,10 @@ def file_path(text: str) -> str:
 
 def folder_path(text: str) -> str:
     """A folder to write into (made if missing): not empty, not an existing file, not inside
-    a file."""
+    a file. A leading ``~`` is the home folder (:func:`file_path`)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("expects a folder, got an empty path")
+    text = os.path.expanduser(text)
     if Path(text).exists() and not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text} is not a folder")
     _under_a_folder(text)

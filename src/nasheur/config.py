@@ -779,8 +779,10 @@ def _site_option(name: str, default: Any = None) -> Any:
 
 def _env_or(name: str, default: str) -> str:
     """A folder from the environment: `default` when the variable is unset or empty (Hydra's
-    ``oc.env`` would take an empty one as the path "", putting runs under ``/``)."""
-    return os.environ.get(name, "").strip() or default
+    ``oc.env`` would take an empty one as the path "", putting runs under ``/``). A leading
+    ``~`` is the home folder, as in ``NASHEUR_GT_*`` (a quoted ``"~/runs"`` is not expanded by
+    the shell, and would be a folder named ``~`` here)."""
+    return os.path.expanduser(os.environ.get(name, "").strip()) or default
 
 
 def runs_root() -> Path:

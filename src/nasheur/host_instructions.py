@@ -130,7 +130,7 @@ def _child(job: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m nasheur.host_instructions", description=__doc__.split("\n\n")[0]
+        prog="python -m nasheur.host_instructions", description=(__doc__ or "").split("\n\n")[0]
     )
     p.add_argument("--spaces", nargs="+", default=["nb201"])
     p.add_argument(

@@ -25,12 +25,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; the umask decides
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    """This process's umask, read without setting it where Linux says it (another thread may
+    be making a file meanwhile): a runs folder shared by a group (umask 002) keeps the files
+    that a member rewrites (Hydra's record among them) writable by the others."""
+    with (
+        contextlib.suppress(OSError, ValueError),
+        open("/proc/self/status", encoding="ascii", errors="replace") as fh,
+    ):
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def remove_stale_temporaries(folder: str | Path, names: tuple[str, ...]) -> list[Path]:

@@ -53,6 +53,10 @@ from nasheur.training import CheckpointMismatch
 log = logging.getLogger("nasheur")
 
 
+class RecordWriteError(OSError):
+    """A completed job's metrics.json could not be written (a full disk, a quota)."""
+
+
 class FolderBusy(CheckpointMismatch, FolderLocked):
     """A running job holds the folder: refused before anything is read or written there (a
     refusal, like a folder of another config: ``python -m nasheur`` says so in one line)."""
@@ -319,7 +323,13 @@ def _run_held(
                     )
                 )
             record["status"] = "completed"
-            atomic_write_json(done, record)
+            try:
+                atomic_write_json(done, record)
+            except OSError as err:  # a full disk, a quota: the checkpoint stands
+                raise RecordWriteError(
+                    f"{done}: the results could not be written ({err.strerror or err}); the "
+                    "checkpoint stands: free some space, then the same command evaluates it again"
+                ) from None
         except CheckpointMismatch:
             raise  # the folder belongs to another config: leave its files alone
         except BaseException as err:  # leave a record whatever ended the job

@@ -45,6 +45,9 @@ except ImportError:  # not POSIX: no locks, with a warning
 log = logging.getLogger("nasheur")
 
 LOCK = "job.lock"
+# a lock file's mode before the umask: each job and launch opens it to write (its lock, its
+# details), so a runs folder shared by a group (umask 002) lets each member take it over
+LOCK_MODE = 0o666
 # the job folder's other files, named once for the job, the sweeper and the tables
 METRICS, POOL, CHECKPOINT = "metrics.json", "pool.json", "checkpoint.pt"
 JOB_FILES = (METRICS, POOL, CHECKPOINT)  # what a job writes (atomically) in its folder
@@ -223,7 +226,7 @@ def hold_folder(
         log.warning("%s: no file locks here; a second copy of this job would not be stopped", path)
         yield None
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, LOCK_MODE)
     try:
         try:
             locked = _lock_exclusive(fd)
@@ -308,7 +311,7 @@ def try_hold(
     if fcntl is None:
         return None, None
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, LOCK_MODE)
     except OSError:
         return None, None
     try:
@@ -333,7 +336,7 @@ def exclusive(path: str | Path) -> Iterator[None]:
     if fcntl is None:
         yield
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, LOCK_MODE)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -561,6 +561,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, KeyError, BadArgument) as err:
         print(f"nasheur.results: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # the reader went away: run_piped's
+    except OSError as err:  # --out read-only, a full disk, a quota
+        where = err.filename or getattr(args, "out", None)
+        said = err.strerror or str(err)
+        print(f"nasheur.results: {f'{where}: ' if where else ''}{said}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
