@@ -31,7 +31,10 @@ read -r -a experiments <<<"$2"
 shift 2
 overrides=("$@")
 python=${PYTHON:-python3}
-logs=${NASHEUR_RUNS:-runs}/sweeps
+logs=${NASHEUR_RUNS:-runs}
+# a leading ~ (quoted in site.env, where no shell expands it) is the home folder, as for nasheur
+case $logs in "~" | "~/"*) logs=$HOME${logs#\~} ;; esac
+logs=$logs/sweeps
 declare -A status=() pid=()
 stopped=""
 stop() {  # $1: the signal, $2: this script's exit status; every sweep still there gets $1

@@ -440,3 +440,7 @@ def test_a_missing_cifar10_names_the_key_and_the_variable_that_set_it(tmp_path):
     )
     done = nasheur(["dataset=cifar10", f"dataset.root={tmp_path}"], env, timeout=300)
     assert f"input error: dataset.root={tmp_path}: CIFAR-10 not found" in done.stderr
+    # a quoted ~ (site.env) is the home folder: still named as the variable's
+    env = {**env, "HOME": str(tmp_path), "NASHEUR_DATA": "~/nowhere"}
+    done = nasheur(["dataset=cifar10"], env, timeout=300)
+    assert f"dataset.root={tmp_path / 'nowhere'} (from $NASHEUR_DATA): CIFAR-10" in done.stderr

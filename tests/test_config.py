@@ -401,6 +401,17 @@ def test_an_output_folder_that_cannot_be_made_is_said_in_one_line(args, said, tm
     assert "Traceback" not in proc.stderr
 
 
+def test_an_output_folder_that_cannot_be_written_names_no_none(tmp_path):
+    # a full disk as Hydra writes its record: the write names no file
+    folder = tmp_path / "job"
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").symlink_to("/dev/full")
+    proc = nasheur_cli(["+preset=debug", f"hydra.run.dir={folder}"], tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "cannot write the output folder: No space left on device" in proc.stderr
+    assert "None" not in proc.stderr
+
+
 def test_a_log_file_that_cannot_be_opened_is_said_in_one_line(tmp_path):
     # Hydra opens nasheur.log before the job starts (another user's log in a shared runs
     # folder, a read-only one); a folder in its place fails the same way, even for root
@@ -417,6 +428,7 @@ def test_the_jobs_log_keeps_its_summary_whatever_bytes_its_path_holds(tmp_path):
     # that name it are written, escaped, not dropped with a "Logging error" on stderr
     env = run_env(tmp_path)
     env["NASHEUR_RUNS"] = runs = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9")
+    env["PYTHONIOENCODING"] = "utf-8"  # strict, as under en_US.UTF-8 (C.UTF-8 escapes)
     proc = subprocess.run(
         [PYTHON, "-m", "nasheur", "+preset=debug"],
         cwd=REPO,
@@ -429,6 +441,7 @@ def test_the_jobs_log_keeps_its_summary_whatever_bytes_its_path_holds(tmp_path):
     assert proc.returncode == 0 and "Logging error" not in proc.stderr, proc.stderr[-2000:]
     (log,) = Path(runs).rglob("nasheur.log")
     assert "sparse Kendall tau" in log.read_text(encoding="utf-8")
+    assert "sparse Kendall tau" in proc.stdout  # the summary on the console too
 
 
 @pytest.mark.parametrize("flag", ["-m", "--multirun"])
@@ -552,6 +565,23 @@ def test_a_runs_folder_where_nothing_can_be_written_keeps_the_runs_own_name(tmp_
 
     (tmp_path / "file").write_text("")  # no folder can be made under a file
     assert _reserved_name(tmp_path / "file", "abc123", "a-abc123") == "a-abc123"
+
+
+def test_a_reservation_that_cannot_be_written_is_not_left_empty(tmp_path, monkeypatch):
+    # a full disk: the run keeps its own name (Hydra then says the folder cannot be made),
+    # and no empty reservation is left for each later run of the config to wait on
+    import errno
+    import os
+
+    import nasheur.config as config
+
+    def full(fd, *args, **kwargs):
+        os.close(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(config.os, "fdopen", full)
+    assert config._reserved_name(tmp_path, "abc123", "a-abc123") == "a-abc123"
+    assert not (tmp_path / config.NAMES / "abc123").exists()
 
 
 def test_two_spellings_resolved_before_either_folder_is_made_name_one_folder(tmp_path, monkeypatch):

@@ -523,6 +523,31 @@ def test_results_that_cannot_be_written_fail_the_job_naming_the_file(tiny, tmp_p
     assert again["status"] == "completed" and read(out)["status"] == "completed"
 
 
+def test_results_of_a_new_evaluation_that_cannot_be_written_keep_the_completed_record(
+    tiny, tmp_path, monkeypatch
+):
+    # a changed ground truth evaluated again, its record unwritable: the earlier one stands
+    import errno
+
+    import nasheur.job as job
+    from tests.conftest import write_nb201_gt
+
+    out = tmp_path / "job"
+    first = run_job(tiny, output_dir=out)
+    write_nb201_gt(tmp_path / "gt.csv", seed=1)
+    written = job.atomic_write_json
+
+    def full(path, obj):
+        if obj.get("status") == "completed":
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        written(path, obj)
+
+    monkeypatch.setattr(job, "atomic_write_json", full)
+    with pytest.raises(job.RecordWriteError):
+        run_job(tiny, output_dir=out)
+    assert read(out) == first
+
+
 def test_a_completed_job_is_not_run_again(tiny, tmp_path):
     out = tmp_path / "job"
     first = run_job(tiny, output_dir=out)

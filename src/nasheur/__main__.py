@@ -245,7 +245,9 @@ def _with_key(err: Exception, config: Any) -> str:
     root = config.dataset.root
     if not isinstance(err, DatasetNotFoundError) or root is None:
         return str(err)
-    came = " (from $NASHEUR_DATA)" if os.environ.get("NASHEUR_DATA", "").strip() == root else ""
+    from nasheur.config import _env_or
+
+    came = " (from $NASHEUR_DATA)" if _env_or("NASHEUR_DATA", "") == root else ""
     return f"dataset.root={root}{came}: {err}"
 
 
@@ -325,6 +327,11 @@ def cli() -> None:
     multirun flag accepted anywhere among the overrides, and a single level of a fidelity key
     in a multirun taken as a sweep of it (:func:`levels_as_sweeps`)."""
     sys.argv = flags_first(sys.argv)
+    # the log lines on stdout too: a path's bytes in another encoding are escaped there, as
+    # in the log file, not a "Logging error" (a UTF-8 locale other than C.UTF-8 is strict)
+    with contextlib.suppress(AttributeError, ValueError):
+        if sys.stdout.errors == "strict":
+            sys.stdout.reconfigure(errors="backslashreplace")
     try:
         sys.argv = sys.argv[:1] + levels_as_sweeps(sys.argv[1:])
         check_command_line(sys.argv[1:])
@@ -355,8 +362,12 @@ def cli() -> None:
     except OSError as err:
         if _task_started:
             raise
+        # a write (Hydra's record on a full disk) names no file
+        what = (
+            f"make the output folder {err.filename}" if err.filename else "write the output folder"
+        )
         print(
-            f"nasheur: config error: cannot make the output folder {err.filename}: "
+            f"nasheur: config error: cannot {what}: "
             f"{err.strerror or err} (runs go under $NASHEUR_RUNS, default runs/; "
             "hydra.run.dir= or hydra.sweep.dir= names another folder)",
             file=sys.stderr,

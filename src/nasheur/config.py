@@ -12,6 +12,7 @@ fidelity), ``protocol`` (the hyper-parameters of P_ws) and ``sampler``; beside t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -720,7 +721,7 @@ def _reserved_name(space_dir: Path, chash: str, name: str) -> str:
     path = space_dir / NAMES / chash
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask decides
     except FileExistsError:
         for _ in range(40):  # its first run writes the name right after creating the file
             try:
@@ -734,8 +735,12 @@ def _reserved_name(space_dir: Path, chash: str, name: str) -> str:
         return name
     except OSError:
         return name
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(name + "\n")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(name + "\n")
+    except OSError:  # a full disk: no empty reservation left that later runs wait on
+        with contextlib.suppress(OSError):
+            path.unlink()
     return name
 
 

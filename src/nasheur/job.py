@@ -339,7 +339,9 @@ def _run_held(
                 atomic_write_json(done, record)
                 log.warning("stopped while recording the results; recorded as completed: %s", done)
                 raise
-            if reevaluated is not None and record["status"] != "completed":
+            if reevaluated is not None and (
+                record["status"] != "completed" or isinstance(err, RecordWriteError)
+            ):
                 # its results and history stand until an evaluation with the new ground
                 # truth completes (the next launch tries again)
                 log.warning(

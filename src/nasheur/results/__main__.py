@@ -563,11 +563,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         raise  # the reader went away: run_piped's
-    except OSError as err:  # --out read-only, a full disk, a quota
-        where = err.filename or getattr(args, "out", None)
+    except OSError as err:  # --out read-only, a full disk, a quota; a folder it cannot read
+        # status 2, as for a bad --out given: 1 says there was nothing to merge, which
+        # `make tables` skips
+        out, where = getattr(args, "out", None), err.filename
+        if out is not None and where is not None and Path(where).parent == Path(out):
+            where = f"cannot write into {out}"  # the file or its temporary: the folder is news
         said = err.strerror or str(err)
         print(f"nasheur.results: {f'{where}: ' if where else ''}{said}", file=sys.stderr)
-        return 1
+        return 2
 
 
 if __name__ == "__main__":
