@@ -501,19 +501,28 @@ def test_a_checkpoint_that_cannot_be_written_fails_the_job_naming_it(tiny, tmp_p
     assert not list(out.glob(".checkpoint.pt.*.tmp"))  # the temporary went with the error
 
 
-def test_results_that_cannot_be_written_fail_the_job_naming_the_file(tiny, tmp_path, monkeypatch):
-    import errno
-
+def completed_records_fail(monkeypatch, code: int, said: str):
+    """A job's writes of a completed record raise OSError `code` (a full disk, a quota);
+    returns the real writer, to put back."""
     import nasheur.job as job
 
     written = job.atomic_write_json
 
     def full(path, obj):
         if obj.get("status") == "completed":
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(code, said)
         written(path, obj)
 
     monkeypatch.setattr(job, "atomic_write_json", full)
+    return written
+
+
+def test_results_that_cannot_be_written_fail_the_job_naming_the_file(tiny, tmp_path, monkeypatch):
+    import errno
+
+    import nasheur.job as job
+
+    written = completed_records_fail(monkeypatch, errno.ENOSPC, "No space left on device")
     out = tmp_path / "job"
     with pytest.raises(job.RecordWriteError, match=r"metrics\.json: the results could not be"):
         run_job(tiny, output_dir=out)
@@ -535,14 +544,7 @@ def test_results_of_a_new_evaluation_that_cannot_be_written_keep_the_completed_r
     out = tmp_path / "job"
     first = run_job(tiny, output_dir=out)
     write_nb201_gt(tmp_path / "gt.csv", seed=1)
-    written = job.atomic_write_json
-
-    def full(path, obj):
-        if obj.get("status") == "completed":
-            raise OSError(errno.EDQUOT, "Disk quota exceeded")
-        written(path, obj)
-
-    monkeypatch.setattr(job, "atomic_write_json", full)
+    completed_records_fail(monkeypatch, errno.EDQUOT, "Disk quota exceeded")
     with pytest.raises(job.RecordWriteError):
         run_job(tiny, output_dir=out)
     assert read(out) == first
