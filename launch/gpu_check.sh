@@ -42,17 +42,18 @@ stage() {  # stage LOG SECONDS COMMAND...: run under a time limit, append to LOG
 }
 bench=("$py" -m nasheur.bench --steps "$steps")
 quick=("${bench[@]}" --spaces nb201 --quick)
+under_mps() {  # under_mps REPORT: K = 1, 2, 4, 8 jobs per GPU under MPS; status 1 without MPS
+    command -v nvidia-cuda-mps-control >/dev/null || return 1
+    stage "$out/bench.log" 240 bash "$here/with_mps.sh" "${quick[@]}" --eval-archs 2 \
+        --shared 1 2 4 8 --out "$out/$1"
+}
 for s in $stages; do
     case $s in
     targets)
         stage "$out/bench.log" 150 "${quick[@]}" --out "$out/bench-targets.json"
-        if command -v nvidia-cuda-mps-control >/dev/null; then
-            stage "$out/bench.log" 240 bash "$here/with_mps.sh" "${quick[@]}" --eval-archs 2 \
-                --shared 1 2 4 8 --out "$out/bench-targets-mps.json"
-        else
+        under_mps bench-targets-mps.json ||
             stage "$out/bench.log" 240 "${quick[@]}" --eval-archs 2 --shared 1 2 4 8 \
                 --out "$out/bench-targets-shared.json"
-        fi
         ;;
     bench) stage "$out/bench.log" 420 "${bench[@]}" --spaces nb201 --out "$out/bench-bench.json" ;;
     eager)
@@ -64,14 +65,7 @@ for s in $stages; do
     nhwc) stage "$out/bench.log" 180 "${quick[@]}" --channels-last --shared 8 --out "$out/bench-nhwc.json" ;;
     bf16) stage "$out/bench.log" 120 "${quick[@]}" --bf16 --shared --out "$out/bench-bf16.json" ;;
     tests) stage "$out/test-cuda.log" 300 "$py" -m pytest -q -m cuda -p no:cacheprovider "$here/../tests" ;;
-    mps)
-        if command -v nvidia-cuda-mps-control >/dev/null; then
-            stage "$out/bench.log" 240 bash "$here/with_mps.sh" "${quick[@]}" --eval-archs 2 \
-                --shared 1 2 4 8 --out "$out/bench-mps.json"
-        else
-            echo "== mps: no nvidia-cuda-mps-control here" | tee -a "$out/bench.log"
-        fi
-        ;;
+    mps) under_mps bench-mps.json || echo "== mps: no nvidia-cuda-mps-control here" | tee -a "$out/bench.log" ;;
     others) stage "$out/bench.log" 420 "${bench[@]}" --spaces embedded nb101 darts_nds --shared \
         --out "$out/bench-others.json" ;;
     esac
