@@ -288,6 +288,8 @@ def test_checkpoint_every_s_saves_once_that_long_passed_and_a_resume_repeats_the
     with pytest.raises(KeyboardInterrupt):
         run_job(tiny, output_dir=tmp_path / "stopped")
     assert calls["saved"] == [] and not (tmp_path / "stopped" / CHECKPOINT).exists()
+    stopped = read(tmp_path / "stopped")  # where its resume starts, for `results show`
+    assert (len(stopped["history"]), stopped["epochs"], stopped["checkpoint_epoch"]) == (1, 3, 0)
     stop_at["call"] = 0
     calls["train"].clear()
     run_job(tiny, output_dir=tmp_path / "stopped")

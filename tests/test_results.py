@@ -496,6 +496,28 @@ def test_show_says_when_a_failed_job_ran_again_since_its_record(tmp_path):
     assert "run again since this record" in show.stdout
 
 
+def test_show_says_how_far_a_stopped_job_got_and_where_its_resume_starts(tmp_path):
+    # the record's history and checkpoint epoch (run.checkpoint_every_s can leave the
+    # checkpoint behind); an older record without `epochs` says nothing of it
+    epoch = {"epoch": 1, "lr": 0.1, "train_loss": 1.0, "train_acc": 0.5}
+
+    def stopped(seed: int, status: str, trained: int, **more) -> dict:
+        return {**record("nb201", seed, 0.1, status=status), "history": [epoch] * trained, **more}
+
+    recs = [
+        stopped(0, "interrupted", 12, epochs=200, checkpoint_epoch=10),
+        stopped(1, "failed", 3, epochs=200, checkpoint_epoch=3),
+        stopped(2, "interrupted", 2, epochs=200, checkpoint_epoch=0),
+        stopped(3, "interrupted", 2),
+    ]
+    lines = results("show", str(write(tmp_path / "s", recs)), "--all").stdout.splitlines()
+    said = [next(x for x in lines if f"job{i}" in x) for i in range(4)]
+    assert "epoch 12/200 done (checkpoint: epoch 10)" in said[0]
+    assert "epoch 3/200 done" in said[1] and "checkpoint" not in said[1]
+    assert "epoch 2/200 done (no checkpoint yet)" in said[2]
+    assert "epoch" not in said[3]
+
+
 def test_show_lists_a_few_of_each_state_unless_asked_for_all(tmp_path):
     recs = [record("nb201", s, 0.1, status="failed") for s in range(25)]
     folder = write(tmp_path / "s", recs)

@@ -365,6 +365,7 @@ def _run_held(
             # the epochs trained; none before the first. The checkpoint holds them, or with
             # run.checkpoint_every_s those up to its last write (a resume repeats the others)
             record["history"] = list(partial.get("history") or earlier)
+            record.update({k: partial[k] for k in ("epochs", "checkpoint_epoch") if k in partial})
             try:
                 atomic_write_json(done, record)
             except OSError as unwritten:  # a full disk: the job's own error is the news
@@ -585,6 +586,8 @@ def _run(
         log.info("resuming from %s after epoch %d of %d", ckpt, start_epoch, epochs)
     if partial is not None:
         partial["history"] = history  # the same list: each epoch's entry lands there too
+        # where a resume starts, which run.checkpoint_every_s can leave behind the history
+        partial.update(epochs=epochs, checkpoint_epoch=start_epoch)
 
     n_params = sum(t.numel() for t in model.parameters())
     steps = min(train_loader.steps_per_epoch, cfg.run.max_steps_per_epoch or 1 << 62)
@@ -651,6 +654,8 @@ def _run(
                 config_hash=chash,
             )
             checkpointed, saved = time.monotonic(), epoch + 1
+            if partial is not None:
+                partial["checkpoint_epoch"] = saved
         progress.epoch(entry, checkpoint=saved)
 
     bn_mode = resolve_bn_mode(cfg.eval.bn.value, p.bn_track)

@@ -250,6 +250,22 @@ def _ago(stamp: float | None) -> str:
     return f"{s:.0f} s ago"
 
 
+def _trained(record: dict) -> str:
+    """How far a failed or interrupted record's job got, and where a resume starts
+    (``epoch 12/200 done (checkpoint: epoch 10)``); "" for a completed one or where the
+    record does not say (one written before 2026-12-06)."""
+    history, epochs = record.get("history"), record.get("epochs")
+    if record.get("status") == "completed" or not isinstance(history, list):
+        return ""
+    if not isinstance(epochs, int) or isinstance(epochs, bool):
+        return ""
+    progress: dict[str, Any] = {"epoch": len(history), "epochs": epochs}
+    saved = record.get("checkpoint_epoch")
+    if isinstance(saved, int) and not isinstance(saved, bool) and saved != len(history):
+        progress["checkpoint"] = saved
+    return describe_progress(progress, left=False)
+
+
 def _detail(job: Job) -> str:
     """What a listed job's line says after its folder."""
     if job.state == NOT_STARTED:
@@ -270,6 +286,9 @@ def _detail(job: Job) -> str:
         last = describe_progress(recorded_details(job.folder / LOCK).get(PROGRESS), left=False)
         return said + (f"; last heard of: {last}" if last else "")
     parts = [job.error] if job.error else []
+    trained = _trained(job.record or {})
+    if trained:
+        parts.append(trained)
     if job.resumed:
         parts.append(f"run again since this record (checkpoint/pool written {_ago(job.modified)})")
     return "; ".join(parts)
