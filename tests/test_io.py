@@ -145,6 +145,22 @@ def test_text_is_written_and_json_read_as_utf8_whatever_the_locale(tmp_path):
         read_json(path)
 
 
+def test_a_closed_stdout_is_no_error():
+    # `python -m nasheur.results show runs >&-`: sys.stdout is None, print writes nothing
+    program = (
+        "import sys; from nasheur.io import run_piped; sys.exit(run_piped(lambda: print('x') or 3))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        ["bash", "-c", f'"{sys.executable}" -c "{program}" >&-'],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert (done.returncode, done.stderr) == (3, "")
+
+
 def test_a_reader_gone_before_the_output_is_flushed_is_exit_141(tmp_path):
     # output short enough to sit in stdout's buffer fails only when flushed: run_piped must
     # flush it itself, or the interpreter's flush at exit prints a traceback (and exits 120)

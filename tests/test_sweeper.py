@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -326,6 +327,15 @@ def test_a_sweep_that_succeeds_ends_with_a_summary(args, tmp_path, capsys):
     sweeper.sweep(task)
     assert sweeper.launcher.launched == []
     assert "4 jobs: 4 completed (4 before this launch)" in capsys.readouterr().out
+
+
+def test_a_sweep_with_stdout_closed_ends_as_usual(args, monkeypatch):
+    # `... -m >&-` (a batch script that closes stdout): Python's sys.stdout is None, print
+    # writes nothing, and the summary's flush must not fail the sweep that completed
+    sweeper, task = sweeper_for(args)
+    monkeypatch.setattr(sys, "stdout", None)
+    sweeper.sweep(task)
+    assert len(sweeper.launcher.launched) == 4  # its 4 jobs, launched and completed
 
 
 def test_sweep_errors_are_one_clean_message(tmp_path, monkeypatch, capsys):

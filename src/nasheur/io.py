@@ -109,12 +109,19 @@ def read_json(path: str | Path) -> Any:
             raise ValueError("JSON nested too deeply to read") from None
 
 
+def flush_stdout() -> None:
+    """Flush stdout; nothing where it is closed (``>&-``: ``sys.stdout`` is None, and print
+    writes nothing)."""
+    if sys.stdout is not None:
+        sys.stdout.flush()
+
+
 def run_piped(main: Callable[[], int]) -> int:
     """`main()`'s exit status; 141, without a traceback, when the reader of its output went
     away (``python -m nasheur.results show runs | head``), as a shell tool exits on SIGPIPE."""
     try:
         status = main()
-        sys.stdout.flush()
+        flush_stdout()
     except BrokenPipeError:
         # the interpreter flushes stdout again at exit: point it at nothing first
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

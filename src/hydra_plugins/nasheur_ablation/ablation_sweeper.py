@@ -65,7 +65,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nasheur.io import atomic_path
+from nasheur.io import atomic_path, flush_stdout
 from nasheur.jobguard import NoResult, Terminated, describe_holder, stop_on_sigterm
 from nasheur.results.settings import natural_key
 from nasheur.reuse import (
@@ -203,7 +203,7 @@ class AblationSweeper(Sweeper):
                 cause = cause.__cause__ or cause.__context__
             if cause is None:
                 raise
-            sys.stdout.flush()
+            flush_stdout()
             print(f"nasheur: config error: {cause}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
 
@@ -558,7 +558,7 @@ class AblationSweeper(Sweeper):
         try:
             return self._sweep(arguments)
         except SweepError as err:
-            sys.stdout.flush()
+            flush_stdout()
             kind = "config error: " if err.status == 2 else ""
             print(f"nasheur: {kind}{err}", file=sys.stderr, flush=True)
             raise SystemExit(err.status) from None
@@ -580,7 +580,7 @@ class AblationSweeper(Sweeper):
             raise SweepError(f"{_said(err)}; nothing was launched") from None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         if self.dry_run:
-            sys.stdout.flush()
+            flush_stdout()
             lines = dry_run_lines(sweep_dir, jobs, self.reuse, local=not submits(self.launcher))
             print("\n".join(lines), flush=True)
             return []
@@ -747,13 +747,13 @@ class AblationSweeper(Sweeper):
                 )
             else:
                 lines.append("the same command resumes the sweep")
-            sys.stdout.flush()
+            flush_stdout()
             print("\n".join(lines), file=sys.stderr, flush=True)
             # said in full above: no traceback; 130 for Ctrl-C as a shell reports it
             raise SystemExit(130 if isinstance(err, KeyboardInterrupt) else err.code) from None
         settle(todo, results, pending="not run" if refused else "not finished")
         record_after(sweep_dir, outcomes)
-        sys.stdout.flush()
+        flush_stdout()
         print("\n".join(summary(self.config, sweep_dir, outcomes, todo, stopped)), flush=True)
         message = failure_message(todo, stopped, submitted=not refused)
         unrun = sum(o.after == "not run" for o in left)  # their other launch did not complete

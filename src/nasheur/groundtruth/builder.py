@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from nasheur.cli_args import at_least, file_path, learning_rate, rate
-from nasheur.io import atomic_path
+from nasheur.io import atomic_path, flush_stdout
 from nasheur.jobguard import FolderLocked, describe_holder, hold_folder
 
 __all__ = [
@@ -853,7 +853,7 @@ def build_main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Terminated) as exc:  # every finished result is in the progress
-        sys.stdout.flush()
+        flush_stdout()
         how = signal.Signals(exc.signum).name if isinstance(exc, Terminated) else "Ctrl-C"
         print(
             f"stopped by {how}; the results so far are kept: rerun the same command to continue",
