@@ -366,6 +366,13 @@ def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
             "config error: override 'dataset.root=/x=y': mismatched input '=' expecting <EOF> "
             "(a value with '=', ',', spaces or brackets in it goes in quotes: key='a=b')",
         ),
+        # under -m a comma sweeps a value, and Hydra's own keys cannot be swept
+        (
+            ["-m", "hydra.sweep.dir=/tmp/a,b"],
+            "config error: Sweeping over Hydra's configuration is not supported : "
+            "'hydra.sweep.dir=/tmp/a,b': a ',' in a value sweeps it; a value with ',' goes in "
+            "quotes: key='a,b'",
+        ),
     ],
 )
 def test_what_a_single_run_cannot_do_is_said_in_one_line(overrides, said, tmp_path):

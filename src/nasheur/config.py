@@ -496,6 +496,12 @@ def composition_said(err: BaseException) -> str:
             f"unknown key {key}: not in the config{did_you_mean([key])} (python -m nasheur "
             f"--cfg {shown} shows the keys)"
         )
+    if str(err).startswith("Sweeping over Hydra's configuration is not supported"):
+        # hydra.sweep.dir=/a,b under -m: the comma made a sweep of a folder name
+        return (
+            f"{str(err).strip()}: a ',' in a value sweeps it; a value with ',' goes in quotes: "
+            "key='a,b'"
+        )
     text = str(err).split("Config search path:", 1)[0]  # where Hydra looked: not the error
     lines = [line.strip().rstrip(".") for line in text.splitlines() if line.strip()]
     cause = err.__cause__
