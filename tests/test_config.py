@@ -1163,6 +1163,9 @@ def test_the_slurm_launcher_hands_srun_the_cpus_per_task(site_setup, monkeypatch
         ("expriment", "; did you mean experiment?"),
         ("sampler", ""),  # never the name typed
         ("zzzz.qqqq", ""),
+        # Hydra's own keys: a leaf close to one of nasheur's is no suggestion
+        ("hydra.job.nme", ""),
+        ("hydra.launcher.sed", ""),
     ],
 )
 def test_did_you_mean_names_the_closest_known_key_or_group(key, said):

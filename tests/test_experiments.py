@@ -308,7 +308,8 @@ def test_make_tables_writes_every_table_it_can_and_fails_on_errors_only(tmp_path
     fake = tmp_path / "python"
     fake.write_text(
         '#!/bin/sh\necho "$*" >> "$CALLS"\n'
-        'case "$*" in *"--table 4 "*) exit 1;; *"--table 9 "*) exit "$NINE";; esac\n'
+        'case "$*" in *"--table 4 "*) echo "nothing to merge (no runs)" >&2; exit 1;;\n'
+        '*"--table 9 "*) exit "$NINE";; esac\n'
     )
     fake.chmod(0o755)
     env = {**os.environ, "CALLS": str(tmp_path / "calls")}
@@ -336,6 +337,11 @@ def test_make_tables_writes_every_table_it_can_and_fails_on_errors_only(tmp_path
     proc = tables(2)
     assert proc.returncode != 0
     assert len((tmp_path / "calls").read_text().splitlines()) == len(every)
+    # a crash (a traceback, a module that cannot be imported) exits with status 1 too, without
+    # "nothing to merge": a failure, not a table without runs
+    proc = tables(1)
+    assert proc.returncode != 0 and "table 9: skipped" not in proc.stdout
+    assert "table 4: skipped" in proc.stdout
 
 
 def test_table_4_runs_at_twice_each_spaces_batch_size():

@@ -341,6 +341,8 @@ def did_you_mean(unknown: Iterable[str]) -> str:
         by_leaf.setdefault(key.rpartition(".")[2], []).append(key)
     close: list[str] = []
     for key in unknown:
+        if key.partition(".")[0] == "hydra":  # Hydra's own keys: none of nasheur's is meant
+            continue
         found = difflib.get_close_matches(key, keys, n=1, cutoff=0.8)
         if not found and "." in key:  # a known name in another section
             leaf = difflib.get_close_matches(key.rpartition(".")[2], by_leaf, n=1, cutoff=0.85)
