@@ -1859,6 +1859,29 @@ def test_a_batch_of_no_jobs_is_refused_before_launch(args, tmp_path, capsys, val
     assert sweeper.launcher.launched == [] and not (sweep_dir(tmp_path) / "sweep.json").exists()
 
 
+@pytest.mark.parametrize(("every", "warned"), [("inf", True), ("1200", True), ("1199", False)])
+def test_a_checkpoint_rarer_than_a_slurm_run_is_warned_about_before_launch(
+    args, monkeypatch, caplog, capsys, every, warned
+):
+    # a run of 22 min (1,320 s, less the 120 s signal delay: 1,200 s) that ends before
+    # run.checkpoint_every_s passed saves nothing: a requeued job would start over each time
+    monkeypatch.setenv("NASHEUR_SLURM_TIME_MIN", "22")
+    overrides = [*args, "hydra/launcher=slurm", "hydra.sweeper.dry_run=true"]
+    sweeper, task = sweeper_for([*overrides, f"run.checkpoint_every_s={every}"], stand_in=False)
+    with caplog.at_level(logging.WARNING):
+        sweeper.sweep(task)
+    said = [r.getMessage() for r in caplog.records if "checkpoint_every_s" in r.getMessage()]
+    assert bool(said) == warned, said
+    if warned:
+        assert "not below a SLURM run's 1200 s" in said[0] and "starts again" in said[0]
+    capsys.readouterr()
+    caplog.clear()
+    sweeper, task = sweeper_for([*args, f"run.checkpoint_every_s={every}"])  # run here
+    with caplog.at_level(logging.WARNING):
+        sweeper.sweep(task)
+    assert not [r for r in caplog.records if "checkpoint_every_s" in r.getMessage()]
+
+
 def test_the_slurm_profile_packs_one_job_per_task_by_default(args, monkeypatch):
     monkeypatch.delenv("NASHEUR_SLURM_JOBS_PER_TASK", raising=False)
     sweeper, _ = sweeper_for([*args, "hydra/launcher=slurm"], stand_in=False)

@@ -423,6 +423,7 @@ class AblationSweeper(Sweeper):
         checked, folders = [], set()
         identities: set[tuple[str, str]] = set()  # (space, config hash) of the jobs kept
         inert: dict[str, str] = {}  # space -> why WSBN, a factor of the sweep, changes nothing
+        sparse = 0.0  # the longest run.checkpoint_every_s among the jobs
         errors: dict[str, list[list[str]]] = {}  # each message, and the jobs that got it
         for job in jobs:
             # a job's own overrides, its sweep functions expanded (`supernet.wsbn=choice(2)`
@@ -452,6 +453,7 @@ class AblationSweeper(Sweeper):
             except ConfigError as err:
                 errors.setdefault(str(err), []).append(job)
                 continue
+            sparse = max(sparse, typed.run.checkpoint_every_s)
             why = wsbn_unused(typed)
             if why and "supernet.wsbn" in typed.experiment.factors:
                 inert.setdefault(typed.search_space.name.value, why)
@@ -482,6 +484,7 @@ class AblationSweeper(Sweeper):
                 space,
                 why,
             )
+        self._warn_unsaved_runs(sparse)
         if errors:
             n = sum(len(bad) for bad in errors.values())
             raise SweepError(
@@ -489,6 +492,29 @@ class AblationSweeper(Sweeper):
                 + grouped(errors)
             )
         return checked
+
+    def _warn_unsaved_runs(self, every_s: float) -> None:
+        """A SLURM run that ends (time limit, preemption) before ``run.checkpoint_every_s``
+        passed leaves no checkpoint: a job longer than one run would start again from its
+        first epoch at each requeue, for ever. Said before launching; not refused, since a job
+        that fits in one run loses nothing."""
+        assert self.config is not None
+        if every_s <= 0 or not submits(self.launcher):
+            return
+        minutes = OmegaConf.select(self.config.hydra.launcher, "timeout_min", default=None)
+        delay = OmegaConf.select(self.config.hydra.launcher, "signal_delay_s", default=0) or 0
+        if not isinstance(minutes, (int, float)) or every_s < minutes * 60 - delay:
+            return
+        log.warning(
+            "run.checkpoint_every_s=%g is not below a SLURM run's %d s "
+            "(hydra.launcher.timeout_min=%g, less signal_delay_s=%d): a job that a time limit "
+            "or a preemption stops before it ends is requeued without a checkpoint and starts "
+            "again from its first epoch, each time; set run.checkpoint_every_s below that",
+            every_s,
+            minutes * 60 - delay,
+            minutes,
+            delay,
+        )
 
     # ------------------------------------------------------------------ running
 
