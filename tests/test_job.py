@@ -484,22 +484,31 @@ def test_a_resumed_job_takes_the_cpu_threads_it_began_with(tiny, tmp_path, monke
         torch.set_num_threads(before)
 
 
-def test_a_checkpoint_that_cannot_be_written_fails_the_job_naming_it(tiny, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("code", "said", "asked"),
+    [
+        ("ENOSPC", "No space left on device", "is the disk full or over quota?"),
+        ("EFBIG", "File too large", "is the file over a size limit (ulimit -f)?"),
+    ],
+)
+def test_a_checkpoint_that_cannot_be_written_fails_the_job_naming_it(
+    tiny, tmp_path, monkeypatch, code, said, asked
+):
     import errno
 
     import torch
 
     def full(obj, f, *args, **kwargs):
         Path(f).write_bytes(b"partly")
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise OSError(getattr(errno, code), said)
 
     monkeypatch.setattr(torch, "save", full)
     out = tmp_path / "job"
     with pytest.raises(training.CheckpointWriteError, match=r"checkpoint\.pt: the checkpoint"):
         run_job(tiny, output_dir=out)
     rec = read(out)
-    assert rec["status"] == "failed" and "No space left on device" in rec["error"]
-    assert "is the disk full" in rec["error"] and not (out / CHECKPOINT).exists()
+    assert rec["status"] == "failed" and said in rec["error"]
+    assert f"bytes free there; {asked}" in rec["error"] and not (out / CHECKPOINT).exists()
     assert not list(out.glob(".checkpoint.pt.*.tmp"))  # the temporary went with the error
 
 

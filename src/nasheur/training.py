@@ -274,18 +274,22 @@ def _write_failure(exc: BaseException, path: Path) -> str:
     pos"), the free space."""
     said = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     said = said.strip().splitlines()[0] if said.strip() else "?"
-    space = (
-        exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-        if isinstance(exc, OSError)
-        else "unexpected pos" in str(exc)
-    )
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        question = "is the disk full or over quota?"
+    elif code == errno.EFBIG:  # the process's file size limit (ulimit -f), or the file system's
+        question = "is the file over a size limit (ulimit -f)?"
+    elif code is None and "unexpected pos" in str(exc):  # torch's words for any of them
+        question = "is the disk full or over quota, or the file over a size limit (ulimit -f)?"
+    else:
+        question = ""
     hint = ""
-    if space:
+    if question:
         try:
             free = f"{shutil.disk_usage(path.parent).free:,} bytes free there; "
         except OSError:
             free = ""
-        hint = f"; {free}is the disk full or over quota?"
+        hint = f"; {free}{question}"
     return (
         f"{path}: the checkpoint could not be written ({type(exc).__name__}: {said}){hint}"
         " An earlier checkpoint, if any, stands"
