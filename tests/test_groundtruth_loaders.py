@@ -1026,6 +1026,32 @@ def test_load_ground_truth_cache_dirs(nds_list, tmp_path, monkeypatch):
     assert set(again.keys) == set(gt.keys)
 
 
+@pytest.mark.parametrize(
+    ("source_mode", "table_mode", "folder_mode"),
+    [
+        (0o644, 0o644, 0o755),  # a benchmark file others may read: so may they its table
+        (0o640, 0o640, 0o750),  # its group
+        (0o600, 0o600, 0o700),  # nobody else: the umask's private modes stay
+    ],
+)
+def test_a_cache_table_is_as_readable_as_its_benchmark_file(
+    nds_list, source_mode, table_mode, folder_mode
+):
+    # a group shares $NASHEUR_DATA; the member who converts first has umask 077
+    nds_list.chmod(source_mode)
+    before = os.umask(0o077)
+    try:
+        load_ground_truth(nds_list)
+    finally:
+        os.umask(before)
+    folder = nds_list.parent / ".nasheur-gt-cache"
+    (table,) = folder.glob("DARTS.json.*.gt.csv")
+    assert (table.stat().st_mode & 0o777, folder.stat().st_mode & 0o777) == (
+        table_mode,
+        folder_mode,
+    )
+
+
 def test_load_ground_truth_tables_and_options(nb101_file, tmp_path):
     gt = load_ground_truth(nb101_file, metric="valid")
     assert gt.meta["metric"] == "valid" and gt.meta["benchmark"] == "nb101"

@@ -604,7 +604,21 @@ def load_ground_truth(
                     write_table(target, gt.keys, gt.acc, meta=gt.meta)
                 except OSError as exc:
                     return _uncached(gt, p, target, exc, validate_key)
+                _readable_as(p, target, folder_made=target.parent not in existed)
     return read_table(target, validate_key=validate_key)
+
+
+def _readable_as(source: Path, table: Path, *, folder_made: bool) -> None:
+    """Whoever may read the benchmark file may read its cache table: the table takes the
+    file's read permissions on top of the umask's mode (a group sharing $NASHEUR_DATA, where
+    the member who converted it has umask 077), and a cache folder made for it the matching
+    read and search permissions. Never removes a permission."""
+    with contextlib.suppress(OSError):  # another's folder, a file system without modes
+        read = source.stat().st_mode & 0o444
+        os.chmod(table, (table.stat().st_mode & 0o7777) | read)
+        if folder_made:
+            folder = table.parent
+            os.chmod(folder, (folder.stat().st_mode & 0o7777) | read | (read >> 2))  # r -> x
 
 
 @contextlib.contextmanager
