@@ -430,14 +430,19 @@ def test_a_log_file_that_cannot_be_opened_is_said_in_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_the_jobs_log_keeps_its_summary_whatever_bytes_its_path_holds(tmp_path):
+@pytest.mark.parametrize(
+    "launch",
+    [[], ["seed=0", "hydra/launcher=local_parallel", "-m"]],  # the job in a process of its own
+    ids=["run", "sweep"],
+)
+def test_the_jobs_log_keeps_its_summary_whatever_bytes_its_path_holds(tmp_path, launch):
     # a runs folder named in another encoding (an old share's latin-1 name): the log lines
     # that name it are written, escaped, not dropped with a "Logging error" on stderr
     env = run_env(tmp_path)
     env["NASHEUR_RUNS"] = runs = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9")
     env["PYTHONIOENCODING"] = "utf-8"  # strict, as under en_US.UTF-8 (C.UTF-8 escapes)
     proc = subprocess.run(
-        [PYTHON, "-m", "nasheur", "+preset=debug"],
+        [PYTHON, "-m", "nasheur", "+preset=debug", *launch],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -445,7 +450,8 @@ def test_the_jobs_log_keeps_its_summary_whatever_bytes_its_path_holds(tmp_path):
         errors="replace",
         timeout=300,
     )
-    assert proc.returncode == 0 and "Logging error" not in proc.stderr, proc.stderr[-2000:]
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Logging error" not in said, proc.stderr[-2000:]
     (log,) = Path(runs).rglob("nasheur.log")
     assert "sparse Kendall tau" in log.read_text(encoding="utf-8")
     assert "sparse Kendall tau" in proc.stdout  # the summary on the console too

@@ -162,10 +162,21 @@ def _warn_unread(overrides: list[str], config) -> None:
 _task_started = False
 
 
+def tolerant_console() -> None:
+    """The log lines on stdout too: a path's bytes in another encoding are escaped there, as
+    in the log file, not a "Logging error" (a UTF-8 locale other than C.UTF-8 is strict).
+    The command calls it, and so does each job, which a launcher (submitit, a packed task)
+    may run in a process of its own whose stdout is a file."""
+    with contextlib.suppress(AttributeError, ValueError):  # no stdout (>&-), or not a text file
+        if sys.stdout.errors == "strict":
+            sys.stdout.reconfigure(errors="backslashreplace")
+
+
 @hydra.main(version_base="1.3", config_path="pkg://nasheur.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     global _task_started
     _task_started = True
+    tolerant_console()
     composed()
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
@@ -327,11 +338,7 @@ def cli() -> None:
     multirun flag accepted anywhere among the overrides, and a single level of a fidelity key
     in a multirun taken as a sweep of it (:func:`levels_as_sweeps`)."""
     sys.argv = flags_first(sys.argv)
-    # the log lines on stdout too: a path's bytes in another encoding are escaped there, as
-    # in the log file, not a "Logging error" (a UTF-8 locale other than C.UTF-8 is strict)
-    with contextlib.suppress(AttributeError, ValueError):
-        if sys.stdout.errors == "strict":
-            sys.stdout.reconfigure(errors="backslashreplace")
+    tolerant_console()
     try:
         sys.argv = sys.argv[:1] + levels_as_sweeps(sys.argv[1:])
         check_command_line(sys.argv[1:])
