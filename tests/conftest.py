@@ -41,6 +41,19 @@ def _no_ground_truth_env(monkeypatch):
         monkeypatch.delenv(key)
 
 
+@pytest.fixture(autouse=True)
+def _torch_backend_flags():
+    """A test that runs a job or the benchmark on CUDA turns TF32 and cuDNN's autotuning on for
+    the whole process (nasheur.training.allow_tf32); the next test starts from the flags as
+    they were, so that no CUDA test's numbers depend on which tests ran before it."""
+    import torch
+
+    backends = torch.backends
+    flags = (backends.cudnn.benchmark, backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32)
+    yield
+    backends.cudnn.benchmark, backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32 = flags
+
+
 def run_env(tmp_path: Path) -> dict[str, str]:
     """Environment for a `python -m nasheur` subprocess writing under tmp_path."""
     # a developer's own NASHEUR_GT_<SPACE> must not leak into the runs a test checks
