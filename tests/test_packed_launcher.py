@@ -436,3 +436,24 @@ def test_a_local_sweep_runs_one_job_at_a_time_if_told_and_shares_only_between_jo
     launcher, ran, daemons = local_launcher(monkeypatch, tmp_path, at_once=at_once, mps=True)
     assert launcher.launch([[f"seed={i}"] for i in range(jobs)], 0) == []
     assert [(len(js), n) for js, n in ran] == [(jobs, at_once)] and bool(daemons) is daemon
+
+
+def stopped_with_its_task(overrides, _key, num, _id, _state):
+    # SLURM's SIGTERM (`scancel`, `scontrol requeue`, a preemption by SIGTERM) reaches every
+    # process of the step: the task's own, and the job, which ends itself as interrupted
+    os.kill(os.getppid(), signal.SIGTERM)
+    time.sleep(0.5)
+    raise SystemExit(143)
+
+
+def test_a_packed_task_stopped_by_sigterm_ends_without_a_result_as_an_unpacked_job_does():
+    # submitit's handler leaves SIGTERM be in the task's process; had the task then returned
+    # its jobs' interrupted results, submitit would write them as the task's end, and the
+    # sweep would stop waiting for a task that SLURM requeued (`scontrol requeue`)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        with pytest.raises(SystemExit) as ended:
+            Pack(stopped_with_its_task)(job_args(2))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert ended.value.code == 143

@@ -1568,3 +1568,24 @@ def test_a_pinned_value_only_another_spaces_block_lists_replaces_this_spaces_val
     blocks = [{"_spaces": ["darts"], "protocol.lr": [0.3]}, {"protocol.lr": [0.1]}]
     jobs = expand(["nb201"], [0], blocks, {}, pinned={"protocol.lr": [0.3]})
     assert jobs == [["search_space=nb201", "protocol.lr=0.3", "seed=0"]]
+
+
+def test_the_summary_counts_the_jobs_that_only_evaluated_a_trained_twin():
+    # README, "Trained twins": the sweep's summary counts these jobs, as it counts copies
+    twin = _outcome("t", "completed", launched=True, trained_in="/bn/nb201/t")
+    done = [_outcome("a", "completed", launched=True), twin]
+    line = summary(OmegaConf.create({}), Path("/s"), done, done)[0]
+    assert line == (
+        "nasheur: sweep s: 2 jobs: 2 completed (1 only evaluated: its super-net trained in "
+        "another job)"
+    )
+    two = [*done, _outcome("u", "completed", launched=True, trained_in="/bn/nb201/u")]
+    assert summary(OmegaConf.create({}), Path("/s"), two, two)[0].endswith(
+        "3 completed (2 only evaluated: their super-nets trained in other jobs)"
+    )
+    # evaluated in an earlier launch: counted among those completed before this one
+    earlier = _outcome("t", "completed", before="completed", trained_in="/bn/nb201/t")
+    again = [_outcome("a", "completed", launched=True), earlier]
+    assert summary(OmegaConf.create({}), Path("/s"), again, again)[0].endswith(
+        "2 completed (1 before this launch)"
+    )

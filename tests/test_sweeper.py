@@ -1671,6 +1671,13 @@ def test_a_swept_baseline_is_refused_not_resolved_against_another(args):
     [
         ("NASHEUR_SLURM_CPUS", "four", "NASHEUR_SLURM_CPUS='four' is not a whole number (or null)"),
         ("NASHEUR_SLURM_MPS", "maybe", "NASHEUR_SLURM_MPS='maybe' is not true or false"),
+        # the three that submitit always writes take no null: the line does not offer it
+        ("NASHEUR_SLURM_TIME_MIN", "1h", "NASHEUR_SLURM_TIME_MIN='1h' is not a whole number"),
+        (
+            "NASHEUR_SLURM_MAX_NUM_TIMEOUT",
+            "abc",
+            "NASHEUR_SLURM_MAX_NUM_TIMEOUT='abc' is not a whole number",
+        ),
     ],
 )
 def test_a_bad_site_variable_is_one_line_naming_it(args, monkeypatch, capsys, name, value, said):

@@ -816,7 +816,9 @@ def _site_count(name: str, default: int | None, need: str = "") -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"{name}={value!r} is not a whole number (or null)") from None
+        # null is offered only where the option may be left out
+        also = "" if need else " (or null)"
+        raise ValueError(f"{name}={value!r} is not a whole number{also}") from None
 
 
 def _site_flag(name: str, default: bool) -> bool:

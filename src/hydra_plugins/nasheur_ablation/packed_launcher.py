@@ -55,7 +55,7 @@ from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import DictConfig, open_dict
 
-from nasheur.jobguard import NoResult, preemption_signal, usable_cpus
+from nasheur.jobguard import NoResult, preemption_signal, stop_on_sigterm, usable_cpus
 from nasheur.sweep.launchers import map_array_wrapped
 
 log = logging.getLogger(__name__)
@@ -246,7 +246,15 @@ class Pack:
         self.mps = mps
 
     def __call__(self, pack: list[JobArgs]) -> list[JobReturn]:
-        with private_mps() if self.mps and len(pack) > 1 else nullcontext():
+        # A SIGTERM (`scancel`, `scontrol requeue`, a preemption by SIGTERM) reaches the jobs
+        # too, and each records itself interrupted; the task then ends without a result, as
+        # an unpacked job does, so that the sweep waits for a task that SLURM requeued rather
+        # than take its jobs' interrupted results for its end (submitit's requeue on USR2 is
+        # left to submitit, as in a job).
+        with (
+            stop_on_sigterm("the task's jobs, each recorded interrupted"),
+            private_mps() if self.mps and len(pack) > 1 else nullcontext(),
+        ):
             return run_in_processes(self.run_job, pack, at_once=len(pack))
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
