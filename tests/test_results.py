@@ -454,6 +454,35 @@ def test_show_tells_a_running_job_from_a_stopped_one(tmp_path):
     assert "last heard of" not in next(x for x in again.splitlines() if "seed=3-hash3" in x)
 
 
+def test_show_says_which_not_started_jobs_a_launch_in_progress_has_queued(tmp_path):
+    # a SLURM sweep waiting on its pending array tasks: their folders do not exist yet, and
+    # sweep.json has no outcome for them; the launch's claims say it submitted them
+    from nasheur.reuse import Claims
+
+    sweep = _sweep_of_every_state(tmp_path)
+    listed = json.loads((sweep / "sweep.json").read_text())["jobs"]
+    for entry in listed:  # seeds 5 and 6: listed by a launch that has not ended
+        entry.pop("after", None)
+    (sweep / "sweep.json").write_text(json.dumps({"jobs": listed}))
+    claims = Claims(sweep.resolve())
+    queued, waiting = (sweep.resolve() / "nb201" / f"lr=0.1,seed={s}-hash{s}" for s in (6, 5))
+    assert claims.take(queued, "hash6") is None and claims.take(waiting, "hash5") is None
+    claims.note_submitted(queued, "hash6", "616_0")
+    try:
+        lines = results("show", str(sweep)).stdout.splitlines()
+    finally:
+        claims.release()
+    six, five = (next(x for x in lines if f"seed={s}-hash{s}" in x) for s in (6, 5))
+    assert (
+        f"folder missing; queued: SLURM job 616_0, submitted by the launch in progress (pid {os.getpid()} on "
+        in six
+    )
+    assert f"waiting for its turn in the launch in progress (pid {os.getpid()} on " in five
+    # once the launch ended (its claims released), nothing is said of a launch in progress
+    again = results("show", str(sweep)).stdout
+    assert "launch in progress" not in again and "folder missing" in again
+
+
 def test_show_reads_sweep_json_tolerantly(tmp_path):
     # jobs keyed by folder (launches merged), an absolute folder from another machine, and
     # extra keys: each listed job is found in this sweep folder or counted as not started

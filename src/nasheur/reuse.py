@@ -565,6 +565,13 @@ STUCK_REASONS = {
 }
 
 
+def launch_holding(sweep_dir: Path, folder: Path, config_hash: str) -> dict[str, Any] | None:
+    """The details of the launch in progress that claims a job of the sweep in `sweep_dir`
+    (its process, and the SLURM job it submitted for it once SLURM took it: ``SUBMITTED``);
+    None where no launch holds its claim now."""
+    return lock_holder(Claims(sweep_dir).path(folder, config_hash))
+
+
 def slurm_job_status(job: str) -> tuple[str, str, str] | None:
     """The state in which ``squeue`` lists the SLURM job (``1234`` or an array task,
     ``1234_5``), the reason it gives and the job's user (``PENDING``, ``Priority``, ``ana``;

@@ -50,7 +50,7 @@ from nasheur.results.tables import (
     left_out_notes,
     select,
 )
-from nasheur.reuse import LEFT
+from nasheur.reuse import LEFT, SUBMITTED
 
 
 def _folders(args: argparse.Namespace) -> str:
@@ -276,6 +276,15 @@ def _detail(job: Job) -> str:
         # the sweep's own word: stopped (Ctrl-C, sbatch refusing the submission) before it ran
         if job.after == LEFT:  # the sweep waits for another's launch to copy it
             return found + "; the last launch left it to another sweep's, to copy it from there"
+        if job.queued is not None:  # a launch in progress claims it
+            pid, host = job.queued.get("pid"), job.queued.get("host")
+            by = "the launch in progress"
+            if pid is not None:
+                by += f" (pid {pid}" + (f" on {host})" if host else ")")
+            submitted = job.queued.get(SUBMITTED)
+            if submitted:
+                return found + f"; queued: SLURM job {submitted}, submitted by {by}"
+            return found + f"; waiting for its turn in {by}"
         return found + ("; the last launch did not run it" if job.after == "not run" else "")
     if job.state == RUNNING:
         return describe_holder(job.holder or {})

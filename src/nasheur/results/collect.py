@@ -24,6 +24,7 @@ from nasheur.io import read_json
 from nasheur.jobguard import CHECKPOINT, METRICS, POOL, folder_holder
 from nasheur.metrics import is_untrained
 from nasheur.results.settings import natural_key, select
+from nasheur.reuse import launch_holding
 
 SWEEP = "sweep.json"  # the sweeper's list of a sweep's jobs (and their state at launch)
 # a job's own files besides its record: written once it runs (the log from its start)
@@ -278,6 +279,9 @@ class Job:
     resumed: bool = False  # a checkpoint or pool written after the record: run again since
     holder: dict[str, Any] | None = None  # who runs it (host, pid, SLURM job), when RUNNING
     after: str | None = None  # its state after the last launch, as sweep.json lists it
+    # not started, and claimed by a launch in progress: that launch's process and the SLURM
+    # job it submitted for it (nasheur.reuse.launch_holding)
+    queued: dict[str, Any] | None = None
 
     @property
     def error(self) -> str:
@@ -429,4 +433,7 @@ def find_jobs(
                 job.overrides = [str(o) for o in overrides]
             if isinstance(entry.get("after"), str) and job.after is None:
                 job.after = entry["after"]
+            elif job.state == NOT_STARTED and "after" not in entry and entry.get("config_hash"):
+                # listed by a launch that has not ended: queued, or waiting for its turn
+                job.queued = launch_holding(sweep, folder, str(entry["config_hash"]))
     return sorted(jobs.values(), key=lambda j: natural_key(str(j.folder))), notes
