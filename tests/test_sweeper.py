@@ -1682,11 +1682,17 @@ def test_a_swept_baseline_is_refused_not_resolved_against_another(args):
 )
 def test_a_bad_site_variable_is_one_line_naming_it(args, monkeypatch, capsys, name, value, said):
     monkeypatch.setenv(name, value)
-    with pytest.raises(SystemExit) as stop:
-        sweeper_for([*args, "hydra/launcher=slurm"])
-    err = capsys.readouterr().err
-    assert stop.value.code == 2 and "Traceback" not in err
-    assert err.strip() == f"nasheur: config error: {said}"
+    for profile in ("", "/site/cluster.env"):  # and where it may come from
+        monkeypatch.setenv("NASHEUR_SITE_ENV", profile)
+        with pytest.raises(SystemExit) as stop:
+            sweeper_for([*args, "hydra/launcher=slurm"])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "Traceback" not in err
+        where = profile or "launch/site.env"
+        assert err.strip() == (
+            f"nasheur: config error: {said} (set in the environment or in the site profile, "
+            f"{where})"
+        )
 
 
 def _no_experiment(args: list[str]) -> list[str]:

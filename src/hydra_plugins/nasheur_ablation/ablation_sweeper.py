@@ -203,8 +203,15 @@ class AblationSweeper(Sweeper):
                 cause = cause.__cause__ or cause.__context__
             if cause is None:
                 raise
+            from nasheur.config import site_env_file
+
             flush_stdout()
-            print(f"nasheur: config error: {cause}", file=sys.stderr, flush=True)
+            print(
+                f"nasheur: config error: {cause} (set in the environment or in the site "
+                f"profile, {site_env_file()})",
+                file=sys.stderr,
+                flush=True,
+            )
             raise SystemExit(2) from None
 
     # ------------------------------------------------------------------ planning
