@@ -1052,6 +1052,20 @@ def test_a_cache_table_is_as_readable_as_its_benchmark_file(
     )
 
 
+def test_a_table_converted_by_hand_is_as_readable_as_its_benchmark_file(nds_list):
+    # `python -m nasheur.groundtruth convert` writes beside the source, in the shared
+    # $NASHEUR_DATA: as readable as the cache table of the same conversion
+    from nasheur.groundtruth.convert import convert_file
+
+    nds_list.chmod(0o644)
+    before = os.umask(0o077)
+    try:
+        out, _ = convert_file(nds_list)
+    finally:
+        os.umask(before)
+    assert out.parent == nds_list.parent and out.stat().st_mode & 0o777 == 0o644
+
+
 def test_load_ground_truth_tables_and_options(nb101_file, tmp_path):
     gt = load_ground_truth(nb101_file, metric="valid")
     assert gt.meta["metric"] == "valid" and gt.meta["benchmark"] == "nb101"

@@ -677,13 +677,16 @@ def test_a_resumed_job_that_fails_before_training_keeps_the_epochs_on_record(
     with pytest.raises(KeyboardInterrupt):
         run_job(tiny, output_dir=out)
     monkeypatch.setattr(training, "save_checkpoint", original)
-    assert [h["epoch"] for h in read(out)["history"]] == [1, 2]
+    first = read(out)
+    assert [h["epoch"] for h in first["history"]] == [1, 2] and first["epochs"] == 3
     gt = Path(tiny.ground_truth.path)
     gt.write_text(gt.read_text() + "|bogus|,0.5\n")  # a row its reader refuses
     with pytest.raises(ValueError):
         run_job(tiny, output_dir=out)
     rec = read(out)
     assert rec["status"] == "failed" and [h["epoch"] for h in rec["history"]] == [1, 2]
+    # and how far they go, and where its resume starts (`results show`), as the earlier said
+    assert (rec.get("epochs"), rec.get("checkpoint_epoch")) == (3, first["checkpoint_epoch"])
 
 
 def test_bf16_autocast_runs_and_is_recorded(tmp_path):

@@ -483,6 +483,30 @@ def test_show_says_which_not_started_jobs_a_launch_in_progress_has_queued(tmp_pa
     assert "launch in progress" not in again and "folder missing" in again
 
 
+def test_show_says_nothing_of_a_claim_that_a_sibling_sweeps_launch_holds(tmp_path):
+    # the claims folder is shared by the sweeps beside each other: a twin's claim, held by
+    # another sweep's launch, is not this sweep's job queued (that SLURM job trains the
+    # other sweep's folder; this one is copied only when its own sweep launches again)
+    from nasheur.reuse import Claims
+
+    sweep = _sweep_of_every_state(tmp_path)
+    listed = json.loads((sweep / "sweep.json").read_text())["jobs"]
+    for entry in listed:  # its launch ended without writing `after` (killed), say
+        entry.pop("after", None)
+    (sweep / "sweep.json").write_text(json.dumps({"jobs": listed}))
+    sibling = sweep.parent.resolve() / "wd_ablation"
+    claims = Claims(sibling)
+    twin = sibling / "nb201" / "baseline-hash6"
+    assert claims.take(twin, "hash6") is None
+    claims.note_submitted(twin, "hash6", "777_3")
+    try:
+        lines = results("show", str(sweep)).stdout.splitlines()
+    finally:
+        claims.release()
+    six = next(x for x in lines if "seed=6-hash6" in x)
+    assert "folder missing" in six and "777_3" not in six and "in progress" not in six, six
+
+
 def test_show_reads_sweep_json_tolerantly(tmp_path):
     # jobs keyed by folder (launches merged), an absolute folder from another machine, and
     # extra keys: each listed job is found in this sweep folder or counted as not started

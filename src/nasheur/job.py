@@ -245,6 +245,7 @@ def _run_held(
     # keeps on record (the checkpoint holds them, or with run.checkpoint_every_s the first
     # of them, the rest to be trained again)
     earlier: list[dict[str, Any]] = []
+    earlier_progress: dict[str, Any] = {}
     if done.is_file():
         try:
             previous = read_json(done)
@@ -266,6 +267,11 @@ def _run_held(
             )
         if previous.get("status") in ("interrupted", "failed"):
             earlier = previous.get("history") if isinstance(previous.get("history"), list) else []
+            # and how far they go, and where a resume starts: its checkpoint is untouched
+            # until this run restores it
+            earlier_progress = {
+                k: previous[k] for k in ("epochs", "checkpoint_epoch") if k in previous
+            }
         if previous.get("status") == "completed":
             from nasheur.groundtruth.convert import fingerprint_of, source_changed
             from nasheur.results.collect import record_problem
@@ -365,7 +371,8 @@ def _run_held(
             # the epochs trained; none before the first. The checkpoint holds them, or with
             # run.checkpoint_every_s those up to its last write (a resume repeats the others)
             record["history"] = list(partial.get("history") or earlier)
-            record.update({k: partial[k] for k in ("epochs", "checkpoint_epoch") if k in partial})
+            progress = partial if "epochs" in partial else earlier_progress
+            record.update({k: progress[k] for k in ("epochs", "checkpoint_epoch") if k in progress})
             try:
                 atomic_write_json(done, record)
             except OSError as unwritten:  # a full disk: the job's own error is the news

@@ -568,8 +568,14 @@ STUCK_REASONS = {
 def launch_holding(sweep_dir: Path, folder: Path, config_hash: str) -> dict[str, Any] | None:
     """The details of the launch in progress that claims a job of the sweep in `sweep_dir`
     (its process, and the SLURM job it submitted for it once SLURM took it: ``SUBMITTED``);
-    None where no launch holds its claim now."""
-    return lock_holder(Claims(sweep_dir).path(folder, config_hash))
+    None where no launch holds its claim now, or where the launch that holds it is another
+    sweep's: the claims folder is shared by sibling sweeps, and a twin's claim says nothing of
+    this sweep's job (its launch left it to that one, or ended, or runs with reuse=false)."""
+    holder = lock_holder(Claims(sweep_dir).path(folder, config_hash))
+    ours = str(Path(sweep_dir).resolve())
+    if holder is None or str(holder.get("sweep", ours)) != ours:
+        return None
+    return holder
 
 
 def slurm_job_status(job: str) -> tuple[str, str, str] | None:

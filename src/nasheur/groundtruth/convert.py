@@ -469,6 +469,8 @@ def convert_file(
         )
     gt = read_source(path, dataset=dataset, metric=metric, column=column, unit=unit)
     write_table(target, gt.keys, gt.acc, meta=gt.meta)
+    # as the cache's table: whoever may read the benchmark file may read its table
+    _readable_as(Path(os.path.normpath(path)), target, folder_made=False)
     return target, gt
 
 
