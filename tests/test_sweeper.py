@@ -1892,6 +1892,10 @@ def test_a_checkpoint_rarer_than_a_slurm_run_is_warned_about_before_launch(
     sweeper, task = sweeper_for([*args, f"run.checkpoint_every_s={every}"])  # run here
     with caplog.at_level(logging.WARNING):
         sweeper.sweep(task)
+    local = [*args, "hydra/launcher=submitit_local", "hydra.sweeper.dry_run=true"]
+    sweeper, task = sweeper_for([*local, f"run.checkpoint_every_s={every}"], stand_in=False)
+    with caplog.at_level(logging.WARNING):
+        sweeper.sweep(task)  # submitit's local executor: no SLURM run to outlast
     assert not [r for r in caplog.records if "checkpoint_every_s" in r.getMessage()]
 
 
