@@ -506,8 +506,8 @@ class AblationSweeper(Sweeper):
         first epoch at each requeue, for ever. Said before launching; not refused, since a job
         that fits in one run loses nothing."""
         assert self.config is not None
-        slurm = any(c.__name__ == "SlurmLauncher" for c in type(self.launcher).__mro__)
-        if every_s <= 0 or not (submits(self.launcher) and slurm):  # not submitit_local
+        # SLURM's launchers only (as in _check_scheduler), not submitit's local executor
+        if every_s <= 0 or getattr(self.launcher, "_EXECUTOR", None) != "slurm":
             return
         minutes = OmegaConf.select(self.config.hydra.launcher, "timeout_min", default=None)
         delay = OmegaConf.select(self.config.hydra.launcher, "signal_delay_s", default=0) or 0
