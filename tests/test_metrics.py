@@ -448,3 +448,34 @@ def test_top_n_ties_go_to_the_earlier_entry_in_a_large_pool():
     g = np.linspace(0.5, 0.95, 200)
     expected = (g[7] + g[150] + g[0]) / 3
     assert M.final_performance(s, g) == pytest.approx(expected)
+
+
+def test_bins_of_the_real_nb201_table_follow_its_percent_strings(shared_nb201_csv):
+    """The real table's accuracies are percent strings, read as fractions: 995 test accuracies
+    (93.1, 81.52, ...) lie on a 0.1% boundary, where plain floor(g / t) loses 91 of them to
+    rounding (0.931 / 0.001 == 930.999...). Each bin must be the one exact decimal arithmetic
+    on the string gives, and the sparse correlations (valid against test accuracy, a super-net
+    that ranks well) scipy's on those bins."""
+    import csv
+    from decimal import ROUND_FLOOR, Decimal
+
+    from nasheur.groundtruth import load_ground_truth
+
+    with open(shared_nb201_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    keys = [r["arch_str"] for r in rows]
+    s = np.asarray(load_ground_truth(shared_nb201_csv, metric="valid").lookup(keys))
+    g = np.asarray(load_ground_truth(shared_nb201_csv, metric="test").lookup(keys))
+    for t, width in ((0.001, Decimal("0.1")), (0.01, Decimal("1"))):
+        exact = np.array(
+            [int((Decimal(r["test_acc"]) / width).to_integral_value(ROUND_FLOOR)) for r in rows]
+        )
+        assert np.array_equal(M.gt_bins(g, t), exact), t
+        assert M.sparse_kendall_tau(s, g, t) == pytest.approx(
+            stats.kendalltau(s, exact).statistic, abs=1e-12
+        )
+        assert M.sparse_spearman(s, g, t) == pytest.approx(
+            stats.spearmanr(s, exact).statistic, abs=1e-12
+        )
+    # the table has such boundaries: without them this test would check nothing
+    assert np.count_nonzero(np.floor(g / 0.001) != M.gt_bins(g)) > 50

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
@@ -134,6 +135,35 @@ def test_a_stopped_launch_waits_for_or_terminates_its_running_jobs(
         run_in_processes(ends_soon, job_args(1), at_once=1)
     assert (tmp_path / "started").exists()
     assert (tmp_path / "ended").exists() is ends_itself
+
+
+class StoppedAtStart(multiprocessing.get_context("spawn").Process):
+    """A job's process whose launcher is stopped (SIGTERM) just after starting it, before it
+    could list it among its running jobs."""
+
+    started: ClassVar[list] = []
+
+    def start(self):
+        super().start()
+        StoppedAtStart.started.append(self)
+        raise SystemExit(143)
+
+
+def test_a_launch_stopped_as_it_starts_a_job_stops_that_job_too(tmp_path, monkeypatch):
+    # the job would run for 20 s and end on its own; stopped with its launcher, it ends at once
+    from hydra_plugins.nasheur_ablation import packed_launcher
+
+    monkeypatch.setenv("NASHEUR_TEST_FLAG", str(tmp_path))
+    monkeypatch.setenv("NASHEUR_TEST_SLEEP", "20")
+    spawn = multiprocessing.get_context("spawn")
+    context = SimpleNamespace(Process=StoppedAtStart, Pipe=spawn.Pipe)
+    monkeypatch.setattr(packed_launcher.multiprocessing, "get_context", lambda _: context)
+    monkeypatch.setattr(StoppedAtStart, "started", [])
+    with pytest.raises(SystemExit):
+        run_in_processes(ends_soon, job_args(2), at_once=2)
+    (process,) = StoppedAtStart.started  # the second job was never started
+    assert not process.is_alive() and process.exitcode != 0
+    assert not (tmp_path / "ended").exists()
 
 
 class WarnedAtStart(multiprocessing.get_context("spawn").Process):

@@ -167,6 +167,27 @@ def test_an_optimizer_of_some_parameters_moves_only_those():
     assert moved == set(head)
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_step_runs_the_forward_under_bf16_autocast_only_when_asked(bf16):
+    class Probe(nn.Module):  # a super-net of one linear layer that records its output dtype
+        def __init__(self):
+            super().__init__()
+            self.fc, self.seen = nn.Linear(3 * 4 * 4, 10), []
+
+        def forward(self, x, arch):
+            out = self.fc(x.flatten(1))
+            self.seen.append(out.dtype)
+            return out
+
+    net = Probe()
+    opt = build_optimizer(net, lr=0.1, momentum=0.9, weight_decay=0.0)
+    loss, _ = TrainStep(net, opt, grad_clip=5.0, bf16=bf16)(
+        torch.randn(4, 3, 4, 4), torch.zeros(4, dtype=torch.long), [None, None]
+    )
+    assert net.seen == [torch.bfloat16 if bf16 else torch.float32] * 2
+    assert loss.dtype == torch.float32  # the loss itself in float32 either way
+
+
 def test_the_cosine_starts_at_lr_and_ends_at_lr_min_whatever_lr_min():
     # lr_e = lr_min + (lr - lr_min) (1 + cos(pi e / E)) / 2 (README: "Cosine per epoch from
     # protocol.lr to protocol.lr_min"): at e = 0 the full lr, half way their mean

@@ -51,7 +51,7 @@ from nasheur.config import RunConfig
 from nasheur.io import atomic_write_json
 from nasheur.spaces import get_space
 from nasheur.supernet import SupernetSpec, build_supernet
-from nasheur.training import TrainStep, allow_tf32, build_optimizer
+from nasheur.training import TrainStep, allow_tf32, build_optimizer, forward_logits
 
 SPACES = ("nb201", "nb101", "darts_nds", "embedded")
 COUNTED_STEPS = 8  # steps whose operators and Python calls are counted (then averaged)
@@ -265,12 +265,10 @@ def host_phases(
     autograd's device thread while the caller waits, so its time is host time too. The
     model's parameters do not change (no update); every gradient is None afterwards."""
     params = [p for p in model.parameters() if p.requires_grad]
-    device_type = params[0].device.type
     forward = backward = 0.0
     for arch in archs:
         t0 = time.perf_counter()
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x, arch)
+        logits = forward_logits(model, x, arch, bf16=bf16)
         loss = F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), y)
         t1 = time.perf_counter()
         loss.backward()

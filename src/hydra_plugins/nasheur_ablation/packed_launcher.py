@@ -282,6 +282,7 @@ def run_in_processes(run_job: Any, jobs: list[JobArgs], at_once: int) -> list[Jo
     results: list[JobReturn | None] = [None] * len(jobs)
     running: dict[Any, tuple[Any, int, str | None]] = {}  # receiving end -> (process, index, GPU)
     todo = iter(enumerate(jobs))
+    starting: tuple[Any, ...] | None = None  # a process being started, not yet in `running`
     try:
         while True:
             while len(running) < at_once and (item := next(todo, None)) is not None:
@@ -295,6 +296,7 @@ def run_in_processes(run_job: Any, jobs: list[JobArgs], at_once: int) -> list[Jo
                 # when a short one's freed another
                 busy = Counter(g for _, _, g in running.values())
                 gpu = min(devices, key=lambda d: busy[d]) if devices else None
+                starting = (receive, send, process, i, gpu)
                 with (
                     _environment(CUDA_VISIBLE_DEVICES=gpu, OMP_NUM_THREADS=threads),
                     _warning_held(),
@@ -302,12 +304,18 @@ def run_in_processes(run_job: Any, jobs: list[JobArgs], at_once: int) -> list[Jo
                     process.start()
                 send.close()  # the child's end: EOF here once the child is gone
                 running[receive] = (process, i, gpu)
+                starting = None
             if not running:
                 break
             for receive in multiprocessing.connection.wait(list(running)):
                 process, i, _ = running.pop(receive)
                 results[i] = _result_of(process, receive, jobs[i])
     except BaseException as stop:
+        if starting is not None:  # stopped as a process started: it is stopped as the others
+            receive, send, process, i, gpu = starting
+            send.close()
+            if process.pid is not None:  # it did start
+                running[receive] = (process, i, gpu)
         late = list(running)
         if isinstance(stop, KeyboardInterrupt):
             # a terminal's Ctrl-C reaches the jobs too, and each ends itself as interrupted;
