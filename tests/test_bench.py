@@ -162,6 +162,24 @@ def test_the_benchmark_writes_a_report(tmp_path):
     assert quick["train"]["ops_per_step"] is None and quick["eval"]["ops_per_batch"] is None
 
 
+def test_a_benchmark_cut_off_during_evaluation_keeps_its_training_numbers(tmp_path, monkeypatch):
+    # a GPU check's stage has a time limit: what was measured before it struck is written
+    # (and said) at once, not only once the space's evaluation has ended
+    out = tmp_path / "bench.json"
+    rate = bench.StepResult(1234.0, None, None, None, 5.0, 1.0)
+    monkeypatch.setattr(bench, "time_training", lambda *a, **k: rate)
+
+    def cut_off(*args, **kwargs):
+        raise KeyboardInterrupt  # as `timeout` ends the stage
+
+    monkeypatch.setattr(bench, "time_evaluation", cut_off)
+    args = ["--device", "cpu", "--spaces", "embedded", "--quick", "--out", str(out)]
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    entry = json.loads(out.read_text())["spaces"]["embedded"]
+    assert entry["train"]["images_per_s"] == 1234.0 and "eval" not in entry
+
+
 def test_timing_the_phases_of_a_step_changes_no_parameter():
     # forward and backward only: the super-net the benchmark times next is the one it built
     space = get_space("nb201")

@@ -609,6 +609,11 @@ def run(args: argparse.Namespace, out: str | None = None) -> dict[str, Any]:
         },
         "spaces": {},
     }
+
+    def save() -> None:  # after each part: a run cut off later (a time limit) keeps the rest
+        if out is not None:
+            atomic_write_json(out, report)
+
     for name in args.spaces:
         try:
             space = get_space(name)
@@ -633,6 +638,9 @@ def run(args: argparse.Namespace, out: str | None = None) -> dict[str, Any]:
                 count=count,
             )
         )
+        report["spaces"][name] = entry
+        save()
+        print(f"{name}: train {entry['train']['images_per_s']:,.0f} img/s", file=sys.stderr)
         if name == "nb201" and count:
             torch.manual_seed(0)
             plain = PlainNB201SuperNet(spec.channels, spec.layers).to(device)
@@ -641,6 +649,7 @@ def run(args: argparse.Namespace, out: str | None = None) -> dict[str, Any]:
             )
             for key in ("ops_per_step", "other_ops_per_step", "python_calls_per_step"):
                 entry[f"{key}_vs_plain"] = entry["train"][key] / entry["train_plain"][key]
+            save()
         evaluation = eval_settings(args, settings.run, device)
         entry["eval_settings"] = evaluation
         entry["eval"] = asdict(
@@ -657,17 +666,14 @@ def run(args: argparse.Namespace, out: str | None = None) -> dict[str, Any]:
                 count=count,
             )
         )
-        report["spaces"][name] = entry
-        if out is not None:  # after each stage: a run cut off later keeps what it measured
-            atomic_write_json(out, report)
+        save()
         print(_line(name, entry), file=sys.stderr)
         if device.type == "cuda" and args.shared:
             entry["shared_gpu_images_per_s"] = {}
 
             def each(k: int, result: float | str, name: str = name, entry: dict = entry) -> None:
                 entry["shared_gpu_images_per_s"][k] = result
-                if out is not None:
-                    atomic_write_json(out, report)
+                save()
                 print(f"{name}: shared GPU {_shared({k: result})}", file=sys.stderr)
 
             shared = shared_gpu(
