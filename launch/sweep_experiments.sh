@@ -31,9 +31,19 @@ read -r -a experiments <<<"$2"
 shift 2
 overrides=("$@")
 python=${PYTHON:-python3}
-logs=${NASHEUR_RUNS:-runs}
-# a leading ~ (quoted in site.env, where no shell expands it) is the home folder, as for nasheur
-case $logs in "~" | "~/"*) logs=$HOME${logs#\~} ;; esac
+# the runs folder as nasheur reads it (nasheur.config.runs_root): spaces around it dropped,
+# a leading ~ or ~user (quoted in site.env, where no shell expands it) a home folder
+logs=${NASHEUR_RUNS-}
+logs=${logs#"${logs%%[![:space:]]*}"}
+logs=${logs%"${logs##*[![:space:]]}"}
+logs=${logs:-runs}
+if [[ $logs == "~"* ]]; then
+    head=${logs%%/*}
+    user=${head#\~}
+    home=${HOME-}
+    [[ -z $user ]] || home=$(getent passwd "$user" 2>/dev/null | cut -d: -f6)
+    [[ -z $home ]] || logs=$home${logs#"$head"}
+fi
 logs=$logs/sweeps
 declare -A status=() pid=()
 stopped=""

@@ -209,3 +209,43 @@ def test_launch_logs_go_under_the_home_folder_of_a_quoted_tilde(fake, tmp_path):
     )
     assert (tmp_path / "home" / "runs" / "sweeps" / "bn_ablation.launch.log").is_file(), proc
     assert not (tmp_path / "~").exists()
+
+
+@pytest.mark.parametrize(
+    ("runs", "where"),
+    [
+        ("  ~/runs \t", "home/runs"),  # spaces around it dropped, as nasheur drops them
+        ("~someone/runs", "someone/runs"),  # another user's home folder
+        ("~nosuchuser/runs", "~nosuchuser/runs"),  # no such user: a folder of that name here
+        ("   ", "runs"),  # blank: the default
+    ],
+)
+def test_launch_logs_go_where_nasheur_puts_the_sweeps(fake, tmp_path, monkeypatch, runs, where):
+    bin_dir = tmp_path / "bin"  # a passwd that knows one more user
+    bin_dir.mkdir()
+    getent = bin_dir / "getent"
+    getent.write_text(
+        f'#!/bin/sh\n[ "$2" = someone ] && echo "someone:x:9:9::{tmp_path}/someone:/bin/sh"\n'
+    )
+    getent.chmod(0o755)
+    env = {
+        **fake,
+        "HOME": str(tmp_path / "home"),
+        "NASHEUR_RUNS": runs,
+        "PATH": f"{bin_dir}:{fake['PATH']}",
+    }
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "slurm", "bn_ablation"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (tmp_path / where / "sweeps" / "bn_ablation.launch.log").is_file(), proc
+    if "someone" not in runs:  # nasheur's own reading (Python's passwd is not the fake's)
+        from nasheur.config import runs_root
+
+        monkeypatch.setenv("HOME", env["HOME"])
+        monkeypatch.setenv("NASHEUR_RUNS", runs)
+        assert tmp_path / runs_root() == tmp_path / where
