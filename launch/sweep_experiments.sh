@@ -100,7 +100,7 @@ if [[ $launcher == local || -n $dry ]]; then
         fi
     done
 else
-    mkdir -p "$logs"
+    mkdir -p -- "$logs"
     for e in "${experiments[@]}"; do
         [[ -n $stopped ]] && break
         # appended: an earlier launch's summary stays, below a line dating this one

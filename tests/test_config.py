@@ -795,6 +795,17 @@ def test_a_rejected_run_in_a_fresh_folder_leaves_no_runs_folder(tmp_path):
     assert proc.returncode == 2 and named.is_dir() and list(named.iterdir()) == []
 
 
+def test_a_runs_folder_whose_name_holds_an_interpolation_is_refused_by_name(tmp_path):
+    # Hydra reads "${" in each path made from it as an interpolation: its error named neither
+    # the variable nor the folder (and a folder of that name was made first)
+    env = {**run_env(tmp_path), "NASHEUR_RUNS": str(tmp_path / "a${b}")}
+    args = [PYTHON, "-m", "nasheur", "protocol.epochs=1"]
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert f"NASHEUR_RUNS='{tmp_path}/a${{b}}'" in proc.stderr and "'${'" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_keys_nothing_reads_are_not_part_of_a_jobs_identity(gt_file):
     # a generated data set reads no folder ($NASHEUR_DATA exported for CIFAR-10 must not move
     # every embedded job to a new folder); recalibration batches count only under recalibrate

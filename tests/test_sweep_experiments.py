@@ -218,6 +218,7 @@ def test_launch_logs_go_under_the_home_folder_of_a_quoted_tilde(fake, tmp_path):
         ("~someone/runs", "someone/runs"),  # another user's home folder
         ("~nosuchuser/runs", "~nosuchuser/runs"),  # no such user: a folder of that name here
         ("   ", "runs"),  # blank: the default
+        ("-runs", "-runs"),  # a name like an option is still a folder
     ],
 )
 def test_launch_logs_go_where_nasheur_puts_the_sweeps(fake, tmp_path, monkeypatch, runs, where):

@@ -795,7 +795,10 @@ def _env_or(name: str, default: str) -> str:
     ``oc.env`` would take an empty one as the path "", putting runs under ``/``). A leading
     ``~`` is the home folder, as in ``NASHEUR_GT_*`` (a quoted ``"~/runs"`` is not expanded by
     the shell, and would be a folder named ``~`` here)."""
-    return os.path.expanduser(os.environ.get(name, "").strip()) or default
+    value = os.path.expanduser(os.environ.get(name, "").strip())
+    if "${" in value:  # Hydra would read it as an interpolation in each path made from it
+        raise ValueError(f"{name}={value!r}: a folder whose name holds '${{' cannot be used")
+    return value or default
 
 
 def runs_root() -> Path:
