@@ -382,3 +382,14 @@ def test_the_help_is_said_under_python_oo(module):
         [sys.executable, "-OO", "-m", module, "--help"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where torch sees no GPU")
+def test_device_cuda_without_one_is_refused_before_anything_is_timed(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    with pytest.raises(SystemExit) as refused:
+        bench.main(["--device", "cuda", "--spaces", "embedded", "--quick", "--out", str(out)])
+    assert refused.value.code == 2
+    said = capsys.readouterr().err
+    assert "--device cuda: torch sees no CUDA device here" in said and "Traceback" not in said
+    assert not out.exists()  # nothing timed, nothing written

@@ -2234,3 +2234,44 @@ def test_a_table_whose_sweeps_have_no_record_yet_still_counts_their_jobs(tmp_pat
     assert "7 job(s) of these sweeps have no metrics.json yet (1 without a record, 6 not " in (
         proc.stderr
     )
+
+
+def test_a_missing_runs_path_names_where_nasheur_runs_put_the_runs(tmp_path, monkeypatch, capsys):
+    # the README's `results show runs/embedded` with $NASHEUR_RUNS set: the runs are elsewhere
+    from nasheur.results.__main__ import main
+
+    moved = tmp_path / "elsewhere"
+    (moved / "embedded").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NASHEUR_RUNS", str(moved))
+    assert main(["show", "runs/embedded"]) == 2
+    said = capsys.readouterr().err
+    assert "no such folder: runs/embedded" in said
+    assert f"$NASHEUR_RUNS={moved}" in said and f"did you mean {moved / 'embedded'}?" in said
+    assert main(["table", "runs/sweeps", "--table", "11", "--out", str(tmp_path / "t")]) == 2
+    said = capsys.readouterr().err
+    assert f"$NASHEUR_RUNS={moved}" in said and "did you mean" not in said  # none there either
+    monkeypatch.delenv("NASHEUR_RUNS")  # runs/ is where they go: the plain refusal
+    assert main(["show", "runs/embedded"]) == 2
+    assert capsys.readouterr().err.strip() == "nasheur.results: no such folder: runs/embedded"
+
+
+def test_among_settings_of_equal_runs_the_main_one_is_the_experiments_own(tmp_path):
+    # a sweep at the experiment's pool of 200 beside a try with a pool of 20, as many runs of
+    # each and as long: the try is the one shown apart, not the sweep at the default
+    recs = []
+    for pool in ([], ["eval.pool_size=20"]):
+        for seed in range(2):
+            for track in ("true", "false"):
+                r = record("nb201", seed, 0.025)
+                r["config"] = _composed(
+                    "bn_ablation", "nb201", f"protocol.bn_track={track}", f"seed={seed}", *pool
+                )
+                recs.append(r)
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0)
+    apart = [n for n in table.notes if "shown apart" in n]
+    assert apart == [
+        "Batch norm [eval.pool_size=20]: 4 run(s) whose settings differ from the main sweep's "
+        "beyond the factors and the seed, shown apart"
+    ]
+    assert not [n for n in table.notes if "not at the experiment's own settings" in n]

@@ -835,6 +835,12 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=file_path, default="bench.json", help="the JSON report (default: %(default)s)"
     )
     args = p.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        # else torch's own AssertionError, with its stack, once the report asks for the name
+        p.error(
+            "--device cuda: torch sees no CUDA device here (a CPU-only torch, or no GPU "
+            "visible); use --device cpu or auto"
+        )
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     if args.eval_graphs and not cuda:
         p.error("--eval-graphs needs CUDA")

@@ -499,9 +499,25 @@ def _job_path(given: str, option: str) -> None:
         missing = (
             f"{option}{given}: no such folder or file" if option else f"no such folder: {given}"
         )
-        raise FileNotFoundError(missing)
+        raise FileNotFoundError(missing + _moved_runs(path))
     if not path.is_dir() and path.name != METRICS:
         raise BadArgument(f"{option}{given} is neither a folder nor a {METRICS}")
+
+
+def _moved_runs(path: Path) -> str:
+    """Where a missing ``runs/...`` path lies when ``$NASHEUR_RUNS`` moves ``runs/`` (as the
+    README's commands spell it): a hint for the refusal, empty where none applies."""
+    from nasheur.config import runs_root
+
+    try:
+        root = runs_root()
+    except ValueError:  # a root nasheur refuses: no runs went there
+        return ""
+    if path.is_absolute() or not path.parts or path.parts[0] != "runs" or root == Path("runs"):
+        return ""
+    moved = Path(root, *path.parts[1:])
+    where = f"; did you mean {moved}?" if moved.exists() else ""
+    return f" ($NASHEUR_RUNS={root} puts the runs there, not under runs/{where})"
 
 
 TABLE_IDS = sorted([*TABLES, "3"], key=int)

@@ -243,10 +243,23 @@ def _label(this: tuple[tuple[str, str], ...], main: tuple[tuple[str, str], ...])
     return ", ".join(shown) + (f", +{more} more" if more > 0 else "")
 
 
+def _off_default(experiment: str | None, space: Any, this: tuple[tuple[str, str], ...]) -> int:
+    """How many keys of the setting `this` differ from `experiment`'s baseline on `space` as
+    this version composes it (0 where it cannot: no experiment, an unknown one)."""
+    from nasheur.results.defaults import experiment_defaults  # it imports this module
+
+    composed = experiment_defaults(experiment, str(space)) if experiment else None
+    if composed is None:
+        return 0
+    default = {k: json.dumps(v, sort_keys=True) for k, v in flat_config(composed[0]).items()}
+    return sum(default[k] != v for k, v in this if k in default)
+
+
 def setting_labels(records: Sequence[dict[str, Any]], varied: Iterable[str]) -> list[str]:
     """For each record, "" when it has its search space's main setting (the one with the most
     completed runs, then the most training images per completed run; where none completed, the
-    most runs), else the keys where its setting differs (``protocol.epochs=1``).
+    most runs; then the fewest keys off the experiment's own settings), else the keys where its
+    setting differs (``protocol.epochs=1``).
     Two settings that differ only beyond the first keys named still get distinct labels."""
     varied = tuple(varied)
     files = ground_truth_files(records)
@@ -270,12 +283,21 @@ def setting_labels(records: Sequence[dict[str, Any]], varied: Iterable[str]) -> 
         # the most runs only where none completed: else the failed runs would still decide
         # between settings of equal completed runs and images, which Table 3 and the figures
         # (completed runs alone) then choose otherwise
-        return (-d[s], -n[s] / d[s] if d[s] else 0.0, 0 if d[s] else -c[s], s)
+        return (-d[s], -n[s] / d[s] if d[s] else 0.0, 0 if d[s] else -c[s])
 
-    main = {
-        space: min(counts, key=lambda s, c=counts, sp=space: rank(s, c, done[sp], images[sp]))
-        for space, counts in runs.items()
-    }
+    names = {experiment_name(r) for r in records}
+    experiment = names.pop() if len(names) == 1 else None
+    main = {}
+    for space, counts in runs.items():
+        ranks = {s: rank(s, counts, done[space], images[space]) for s in counts}
+        tied = sorted(s for s in counts if ranks[s] == min(ranks.values()))
+        # among equals, the one nearer the experiment's own settings (a sweep at its default
+        # pool beside a try with a pool of 20, both as long), then the first in sorted order
+        main[space] = (
+            tied[0]
+            if len(tied) == 1
+            else min(tied, key=lambda s, sp=space: (_off_default(experiment, sp, s), s))
+        )
     labels: dict[tuple[Any, tuple[tuple[str, str], ...]], str] = {}
     taken: set[tuple[Any, str]] = set()
     for space, counts in runs.items():
