@@ -393,3 +393,18 @@ def test_device_cuda_without_one_is_refused_before_anything_is_timed(tmp_path, c
     said = capsys.readouterr().err
     assert "--device cuda: torch sees no CUDA device here" in said and "Traceback" not in said
     assert not out.exists()  # nothing timed, nothing written
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (["--shared", "2"], "--shared needs CUDA"),  # else silently no K on a CPU
+        (["--batch-size", "1"], "--batch-size"),  # a job refuses it too: BN needs a batch
+    ],
+)
+def test_benchmark_options_that_cannot_run_here_are_refused(tmp_path, capsys, extra, said):
+    out = tmp_path / "bench.json"
+    with pytest.raises(SystemExit) as refused:
+        bench.main(["--device", "cpu", "--spaces", "embedded", "--out", str(out), *extra])
+    assert refused.value.code == 2 and said in capsys.readouterr().err
+    assert not out.exists()

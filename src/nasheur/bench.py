@@ -788,12 +788,12 @@ def main(argv: list[str] | None = None) -> int:
         "--shared",
         type=at_least(1),
         nargs="*",
-        default=[1, 2, 4, 8],
-        help="K processes per GPU (CUDA only)",
+        default=None,
+        help="K processes per GPU (CUDA only; default: 1 2 4 8 on CUDA; none: no K)",
     )
     p.add_argument(
         "--batch-size",
-        type=at_least(1),
+        type=at_least(2),  # as a job's: BN needs a batch
         default=None,
         help="default: each space's (paper) batch size",
     )
@@ -844,6 +844,9 @@ def main(argv: list[str] | None = None) -> int:
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     if args.eval_graphs and not cuda:
         p.error("--eval-graphs needs CUDA")
+    if args.shared and not cuda:  # else nothing would say that no K ran
+        p.error("--shared needs CUDA: K processes sharing one GPU")
+    args.shared = [1, 2, 4, 8] if args.shared is None else args.shared
     args.steps = args.steps or (50 if cuda else 3)
     args.eval_images = args.eval_images or (10_000 if cuda else 512)
     args.eval_archs = args.eval_archs or (20 if cuda else 2)
