@@ -349,6 +349,14 @@ def test_sweep_errors_are_one_clean_message(tmp_path, monkeypatch, capsys):
     assert err.startswith("nasheur: config error: no ground truth for search_space nb101")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "or restrict the sweep to the others (search_space=nb201)" in err
+    assert "no such file" not in err
+    # the other's file named but not there: said at once, not after the sweep is restricted
+    monkeypatch.setenv("NASHEUR_GT_NB201", str(tmp_path / "missing.csv"))
+    sweeper, task = sweeper_for(["+experiment=bn_ablation"])
+    with pytest.raises(SystemExit):
+        sweeper.sweep(task)
+    err = capsys.readouterr().err
+    assert f"; and no such file: NASHEUR_GT_NB201={tmp_path / 'missing.csv'};" in err
     # an experiment of one space: no other space to restrict it to
     monkeypatch.delenv("NASHEUR_GT_NB101", raising=False)
     sweeper, task = sweeper_for(["+experiment=dynamic_channels_ablation"])

@@ -369,6 +369,12 @@ class AblationSweeper(Sweeper):
         family = getattr(space_info(default), "paper_space", default)
         if len(missing) < len(self.spaces) or family not in self.spaces:
             others = [s for s in self.spaces if s not in missing]
+            # a named file that is not there: said now, not after the user restricts to it
+            absent = [
+                f"{ground_truth_env(s)}={found}"
+                for s in others
+                if not Path(found := str(resolve_ground_truth(s, None))).exists()
+            ]
             raise SweepError(
                 f"no ground truth for search_space {', '.join(missing)}: set {envs} (e.g. in "
                 f"{site_env_file()})"
@@ -377,6 +383,7 @@ class AblationSweeper(Sweeper):
                     if others
                     else ""
                 )
+                + (f"; and no such file: {', '.join(absent)}" if absent else "")
                 + "; nothing was launched"
             )
         if submits(self.launcher):  # a site.env without its NASHEUR_GT_* lines, surely
