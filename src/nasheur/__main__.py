@@ -258,7 +258,10 @@ def _with_key(err: Exception, config: Any) -> str:
         return str(err)
     from nasheur.config import _env_or
 
-    came = " (from $NASHEUR_DATA)" if _env_or("NASHEUR_DATA", "") == root else ""
+    try:
+        came = " (from $NASHEUR_DATA)" if _env_or("NASHEUR_DATA", "") == root else ""
+    except ValueError:  # a $NASHEUR_DATA that nasheur refuses did not name this root
+        came = ""
     return f"dataset.root={root}{came}: {err}"
 
 
