@@ -113,7 +113,9 @@ class TrainStep:
             logits = forward_logits(self.model, x, arch, bf16=self.bf16)
             # the loss in float32 at least (bf16 logits are cast up; float64 stays)
             loss = F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), y)
-            (loss / len(archs)).backward()
+            # FairNAS averages its passes; one path's loss is divided by nothing (the same
+            # gradient, exactly, without a division and its backward on the GPU's queue)
+            (loss / len(archs) if len(archs) > 1 else loss).backward()
             step_loss = loss.detach() * len(y)
             step_hits = (logits.detach().argmax(1) == y).sum()
             loss_sum = step_loss if loss_sum is None else loss_sum + step_loss
