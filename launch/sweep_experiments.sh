@@ -40,8 +40,16 @@ logs=${logs:-runs}
 if [[ $logs == "~"* ]]; then
     head=${logs%%/*}
     user=${head#\~}
-    home=${HOME-}
-    [[ -z $user ]] || home=$(getent passwd "$user" 2>/dev/null | cut -d: -f6)
+    if [[ -z $user ]]; then  # $HOME, else (unset) this user's own entry, as Python's
+        home=${HOME-$(getent passwd "$(id -u)" 2>/dev/null | cut -d: -f6)}
+    else
+        # by name only, as Python's getpwnam: getent takes a number for a uid (~0: root's)
+        entry=$(getent passwd "$user" 2>/dev/null)
+        home=
+        if [[ -n $entry && ($user == *[!0-9]* || ${entry%%:*} == "$user") ]]; then
+            home=$(cut -d: -f6 <<<"$entry")
+        fi
+    fi
     [[ -z $home ]] || logs=$home${logs#"$head"}
 fi
 logs=$logs/sweeps

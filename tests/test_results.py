@@ -2256,6 +2256,27 @@ def test_a_missing_runs_path_names_where_nasheur_runs_put_the_runs(tmp_path, mon
     assert capsys.readouterr().err.strip() == "nasheur.results: no such folder: runs/embedded"
 
 
+@pytest.mark.parametrize("named", ["absolute", "link"])
+def test_a_missing_runs_path_gives_no_hint_where_nasheur_runs_is_runs_itself(
+    tmp_path, monkeypatch, capsys, named
+):
+    # $NASHEUR_RUNS naming ./runs by its full path (site.env's NASHEUR_RUNS=$PWD/runs), or the
+    # folder that ./runs links to: the runs are under runs/, and the hint would contradict it
+    from nasheur.results.__main__ import main
+
+    (tmp_path / "runs").mkdir()
+    root = tmp_path / "runs"
+    if named == "link":
+        root = tmp_path / "scratch"
+        root.mkdir()
+        (tmp_path / "runs").rmdir()
+        (tmp_path / "runs").symlink_to(root)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NASHEUR_RUNS", str(root))
+    assert main(["show", "runs/embedded"]) == 2
+    assert capsys.readouterr().err.strip() == "nasheur.results: no such folder: runs/embedded"
+
+
 def test_among_settings_of_equal_runs_the_main_one_is_the_experiments_own(tmp_path):
     # a sweep at the experiment's pool of 200 beside a try with a pool of 20, as many runs of
     # each and as long: the try is the one shown apart, not the sweep at the default
@@ -2273,5 +2294,31 @@ def test_among_settings_of_equal_runs_the_main_one_is_the_experiments_own(tmp_pa
     assert apart == [
         "Batch norm [eval.pool_size=20]: 4 run(s) whose settings differ from the main sweep's "
         "beyond the factors and the seed, shown apart"
+    ]
+    assert not [n for n in table.notes if "not at the experiment's own settings" in n]
+
+
+def test_among_settings_of_equal_runs_a_blocks_own_value_is_the_experiments_setting(tmp_path):
+    # Table 10's NB201 block sets a pool of 100 (the baseline's is 200): the sweep at that pool
+    # is at the experiment's own settings, a try with `eval.pool_size=10` is not, though "10"
+    # sorts before "100"
+    recs = []
+    for pool in ("100", "10"):
+        for seed in range(2):
+            for sampler in ("random_nas", "fairnas"):
+                r = record("nb201", seed, 0.025)
+                r["config"] = _composed(
+                    "final_search",
+                    "nb201",
+                    f"sampler={sampler}",
+                    f"seed={seed}",
+                    f"eval.pool_size={pool}",
+                )
+                recs.append(r)
+    table = build_table(load_records([write(tmp_path / "s", recs)]), "10", bootstrap=0)
+    apart = [n for n in table.notes if "shown apart" in n]
+    assert apart == [
+        "Final search [eval.pool_size=10]: 4 run(s) whose settings differ from the main "
+        "sweep's beyond the factors and the seed, shown apart"
     ]
     assert not [n for n in table.notes if "not at the experiment's own settings" in n]

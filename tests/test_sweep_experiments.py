@@ -250,3 +250,48 @@ def test_launch_logs_go_where_nasheur_puts_the_sweeps(fake, tmp_path, monkeypatc
         monkeypatch.setenv("HOME", env["HOME"])
         monkeypatch.setenv("NASHEUR_RUNS", runs)
         assert tmp_path / runs_root() == tmp_path / where
+
+
+@pytest.mark.parametrize(
+    ("runs", "home", "where"),
+    [
+        # getent reads a number as a uid (~0 would be root's home); Python's getpwnam a name
+        ("~9/runs", "home", "~9/runs"),
+        ("~someone/runs", "home", "someone/runs"),
+        # no $HOME: this user's entry, as Python's expanduser reads it
+        ("~/runs", None, "me/runs"),
+    ],
+)
+def test_launch_logs_of_a_numeric_tilde_or_without_home_go_where_nasheur_puts_them(
+    fake, tmp_path, monkeypatch, runs, home, where
+):
+    bin_dir = tmp_path / "bin"  # a passwd as glibc's getent reads it: a number is a uid
+    bin_dir.mkdir()
+    getent = bin_dir / "getent"
+    getent.write_text(
+        "#!/bin/sh\n"
+        'case "$2" in\n'
+        f'    someone | 9) echo "someone:x:9:9::{tmp_path}/someone:/bin/sh" ;;\n'
+        f'    {os.getuid()}) echo "me:x:{os.getuid()}:0::{tmp_path}/me:/bin/sh" ;;\n'
+        "    *) exit 2 ;;\n"
+        "esac\n"
+    )
+    getent.chmod(0o755)
+    env = {**fake, "NASHEUR_RUNS": runs, "PATH": f"{bin_dir}:{fake['PATH']}"}
+    env.pop("HOME", None)
+    if home is not None:
+        env["HOME"] = str(tmp_path / home)
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "slurm", "bn_ablation"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (tmp_path / where / "sweeps" / "bn_ablation.launch.log").is_file(), proc
+    if runs.startswith("~9"):  # nasheur's own reading (no user is named 9 here)
+        from nasheur.config import runs_root
+
+        monkeypatch.setenv("NASHEUR_RUNS", runs)
+        assert tmp_path / runs_root() == tmp_path / where

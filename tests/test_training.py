@@ -188,6 +188,29 @@ def test_the_step_runs_the_forward_under_bf16_autocast_only_when_asked(bf16):
     assert loss.dtype == torch.float32  # the loss itself in float32 either way
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_a_step_without_bf16_enters_no_autocast_context(bf16, monkeypatch):
+    # a disabled autocast context costs some 25 Python calls per step (README's counts): the
+    # step and the benchmark's phases make none at all without bf16, one per path with it
+    from nasheur import bench
+
+    made = []
+    real = torch.autocast
+
+    def counted(*args, **kwargs):
+        made.append(kwargs.get("enabled", True))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", counted)
+    net = nb201_supernet()
+    opt = build_optimizer(net, lr=0.1, momentum=0.9, weight_decay=0.0)
+    archs = [NB201Arch((3,) * 6), NB201Arch((3, 0, 0, 0, 1, 0))]
+    x, y = torch.randn(2, 3, 8, 8), torch.zeros(2, dtype=torch.long)
+    TrainStep(net, opt, grad_clip=5.0, bf16=bf16)(x, y, archs)
+    bench.host_phases(net, archs, x, y, bf16=bf16)
+    assert made == ([True] * 4 if bf16 else [])
+
+
 def test_the_cosine_starts_at_lr_and_ends_at_lr_min_whatever_lr_min():
     # lr_e = lr_min + (lr - lr_min) (1 + cos(pi e / E)) / 2 (README: "Cosine per epoch from
     # protocol.lr to protocol.lr_min"): at e = 0 the full lr, half way their mean

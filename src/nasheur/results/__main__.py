@@ -513,8 +513,13 @@ def _moved_runs(path: Path) -> str:
         root = runs_root()
     except ValueError:  # a root nasheur refuses: no runs went there
         return ""
-    if path.is_absolute() or not path.parts or path.parts[0] != "runs" or root == Path("runs"):
+    if path.is_absolute() or not path.parts or path.parts[0] != "runs":
         return ""
+    try:  # ./runs itself, named by its full path or through a link: no hint
+        if root.resolve() == Path("runs").resolve():
+            return ""
+    except (OSError, RuntimeError):  # a link loop: not ./runs
+        pass
     moved = Path(root, *path.parts[1:])
     where = f"; did you mean {moved}?" if moved.exists() else ""
     return f" ($NASHEUR_RUNS={root} puts the runs there, not under runs/{where})"

@@ -244,15 +244,33 @@ def _label(this: tuple[tuple[str, str], ...], main: tuple[tuple[str, str], ...])
 
 
 def _off_default(experiment: str | None, space: Any, this: tuple[tuple[str, str], ...]) -> int:
-    """How many keys of the setting `this` differ from `experiment`'s baseline on `space` as
-    this version composes it (0 where it cannot: no experiment, an unknown one)."""
-    from nasheur.results.defaults import experiment_defaults  # it imports this module
+    """How many keys of the setting `this` differ from `experiment`'s own settings on `space`
+    as this version composes them (0 where it cannot: no experiment, an unknown one): a key
+    that the experiment's blocks set is off where its value is none of theirs (Table 10's
+    NB201 pool of 100, not the baseline's 200), any other where it is not the baseline's."""
+    from nasheur.results.defaults import _composed, _same  # it imports this module
 
-    composed = experiment_defaults(experiment, str(space)) if experiment else None
+    composed = _composed(experiment, str(space)) if experiment else None
     if composed is None:
         return 0
-    default = {k: json.dumps(v, sort_keys=True) for k, v in flat_config(composed[0]).items()}
-    return sum(default[k] != v for k, v in this if k in default)
+    baseline, blocks = composed
+    given: dict[str, set[str]] = {}  # a key the blocks set -> each of its values
+    for block in blocks:
+        for key, v in block.items():
+            given.setdefault(key, set()).update(
+                _same(x) for x in (v if isinstance(v, list) else [v])
+            )
+    default = {k: _same(v) for k, v in flat_config(baseline).items()}
+    off = 0
+    for key, value in this:
+        ran = _same(json.loads(value))
+        # a config group (``sampler: [fairnas]``) is its `name` in a record
+        block_key = key if key in given or not key.endswith(".name") else key[: -len(".name")]
+        if block_key in given:
+            off += ran not in given[block_key]
+        elif key in default:
+            off += ran != default[key]
+    return off
 
 
 def setting_labels(records: Sequence[dict[str, Any]], varied: Iterable[str]) -> list[str]:
