@@ -1484,19 +1484,26 @@ def _composed(experiment: str, space: str, *overrides: str) -> dict:
     return plain(to_config(cfg))
 
 
+def _nb201_runs(experiment: str, factor: str, values: tuple[str, ...], *extra: str) -> list[dict]:
+    """Records of NB201 runs of `experiment` for seeds 0 and 1 and each of `factor`'s
+    `values`, each composed with `extra` overrides."""
+    recs = []
+    for seed in range(2):
+        for value in values:
+            r = record("nb201", seed, 0.025)
+            r["config"] = _composed(
+                experiment, "nb201", f"{factor}={value}", f"seed={seed}", *extra
+            )
+            recs.append(r)
+    return recs
+
+
 @pytest.mark.parametrize("cut", [True, False])
 def test_a_table_says_when_all_runs_of_an_experiment_are_off_its_settings(tmp_path, cut):
     # a whole sweep at 1 epoch is the block's main setting: the note says it is not the
     # experiment's own (NB201 trains 1,000 epochs, Table 14)
     extra = ["protocol.epochs=1", "run.max_steps_per_epoch=5"] if cut else []
-    recs = []
-    for seed in range(2):
-        for track in ("true", "false"):
-            r = record("nb201", seed, 0.025)
-            r["config"] = _composed(
-                "bn_ablation", "nb201", f"protocol.bn_track={track}", f"seed={seed}", *extra
-            )
-            recs.append(r)
+    recs = _nb201_runs("bn_ablation", "protocol.bn_track", ("true", "false"), *extra)
     table = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0)
     notes = [n for n in table.notes if "not at the experiment's own settings" in n]
     if not cut:
@@ -2280,15 +2287,11 @@ def test_a_missing_runs_path_gives_no_hint_where_nasheur_runs_is_runs_itself(
 def test_among_settings_of_equal_runs_the_main_one_is_the_experiments_own(tmp_path):
     # a sweep at the experiment's pool of 200 beside a try with a pool of 20, as many runs of
     # each and as long: the try is the one shown apart, not the sweep at the default
-    recs = []
-    for pool in ([], ["eval.pool_size=20"]):
-        for seed in range(2):
-            for track in ("true", "false"):
-                r = record("nb201", seed, 0.025)
-                r["config"] = _composed(
-                    "bn_ablation", "nb201", f"protocol.bn_track={track}", f"seed={seed}", *pool
-                )
-                recs.append(r)
+    recs = [
+        r
+        for pool in ([], ["eval.pool_size=20"])
+        for r in _nb201_runs("bn_ablation", "protocol.bn_track", ("true", "false"), *pool)
+    ]
     table = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0)
     apart = [n for n in table.notes if "shown apart" in n]
     assert apart == [
@@ -2302,19 +2305,13 @@ def test_among_settings_of_equal_runs_a_blocks_own_value_is_the_experiments_sett
     # Table 10's NB201 block sets a pool of 100 (the baseline's is 200): the sweep at that pool
     # is at the experiment's own settings, a try with `eval.pool_size=10` is not, though "10"
     # sorts before "100"
-    recs = []
-    for pool in ("100", "10"):
-        for seed in range(2):
-            for sampler in ("random_nas", "fairnas"):
-                r = record("nb201", seed, 0.025)
-                r["config"] = _composed(
-                    "final_search",
-                    "nb201",
-                    f"sampler={sampler}",
-                    f"seed={seed}",
-                    f"eval.pool_size={pool}",
-                )
-                recs.append(r)
+    recs = [
+        r
+        for pool in ("100", "10")
+        for r in _nb201_runs(
+            "final_search", "sampler", ("random_nas", "fairnas"), f"eval.pool_size={pool}"
+        )
+    ]
     table = build_table(load_records([write(tmp_path / "s", recs)]), "10", bootstrap=0)
     apart = [n for n in table.notes if "shown apart" in n]
     assert apart == [

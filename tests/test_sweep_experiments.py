@@ -212,57 +212,19 @@ def test_launch_logs_go_under_the_home_folder_of_a_quoted_tilde(fake, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("runs", "where"),
-    [
-        ("  ~/runs \t", "home/runs"),  # spaces around it dropped, as nasheur drops them
-        ("~someone/runs", "someone/runs"),  # another user's home folder
-        ("~nosuchuser/runs", "~nosuchuser/runs"),  # no such user: a folder of that name here
-        ("   ", "runs"),  # blank: the default
-        ("-runs", "-runs"),  # a name like an option is still a folder
-    ],
-)
-def test_launch_logs_go_where_nasheur_puts_the_sweeps(fake, tmp_path, monkeypatch, runs, where):
-    bin_dir = tmp_path / "bin"  # a passwd that knows one more user
-    bin_dir.mkdir()
-    getent = bin_dir / "getent"
-    getent.write_text(
-        f'#!/bin/sh\n[ "$2" = someone ] && echo "someone:x:9:9::{tmp_path}/someone:/bin/sh"\n'
-    )
-    getent.chmod(0o755)
-    env = {
-        **fake,
-        "HOME": str(tmp_path / "home"),
-        "NASHEUR_RUNS": runs,
-        "PATH": f"{bin_dir}:{fake['PATH']}",
-    }
-    proc = subprocess.run(
-        ["bash", str(SCRIPT), "slurm", "bn_ablation"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert (tmp_path / where / "sweeps" / "bn_ablation.launch.log").is_file(), proc
-    if "someone" not in runs:  # nasheur's own reading (Python's passwd is not the fake's)
-        from nasheur.config import runs_root
-
-        monkeypatch.setenv("HOME", env["HOME"])
-        monkeypatch.setenv("NASHEUR_RUNS", runs)
-        assert tmp_path / runs_root() == tmp_path / where
-
-
-@pytest.mark.parametrize(
     ("runs", "home", "where"),
     [
+        ("  ~/runs \t", "home", "home/runs"),  # spaces around it dropped, as nasheur drops them
+        ("~someone/runs", "home", "someone/runs"),  # another user's home folder
+        ("~nosuchuser/runs", "home", "~nosuchuser/runs"),  # no such user: a folder of that name
+        ("   ", "home", "runs"),  # blank: the default
+        ("-runs", "home", "-runs"),  # a name like an option is still a folder
         # getent reads a number as a uid (~0 would be root's home); Python's getpwnam a name
         ("~9/runs", "home", "~9/runs"),
-        ("~someone/runs", "home", "someone/runs"),
-        # no $HOME: this user's entry, as Python's expanduser reads it
-        ("~/runs", None, "me/runs"),
+        ("~/runs", None, "me/runs"),  # no $HOME: this user's entry, as Python's expanduser
     ],
 )
-def test_launch_logs_of_a_numeric_tilde_or_without_home_go_where_nasheur_puts_them(
+def test_launch_logs_go_where_nasheur_puts_the_sweeps(
     fake, tmp_path, monkeypatch, runs, home, where
 ):
     bin_dir = tmp_path / "bin"  # a passwd as glibc's getent reads it: a number is a uid
@@ -290,8 +252,9 @@ def test_launch_logs_of_a_numeric_tilde_or_without_home_go_where_nasheur_puts_th
         timeout=60,
     )
     assert (tmp_path / where / "sweeps" / "bn_ablation.launch.log").is_file(), proc
-    if runs.startswith("~9"):  # nasheur's own reading (no user is named 9 here)
-        from nasheur.config import runs_root
+    if home is not None and "someone" not in runs:  # nasheur's own reading (its passwd is
+        from nasheur.config import runs_root  # not the fake's)
 
+        monkeypatch.setenv("HOME", env["HOME"])
         monkeypatch.setenv("NASHEUR_RUNS", runs)
         assert tmp_path / runs_root() == tmp_path / where
