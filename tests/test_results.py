@@ -2284,38 +2284,42 @@ def test_a_missing_runs_path_gives_no_hint_where_nasheur_runs_is_runs_itself(
     assert capsys.readouterr().err.strip() == "nasheur.results: no such folder: runs/embedded"
 
 
-def test_among_settings_of_equal_runs_the_main_one_is_the_experiments_own(tmp_path):
-    # a sweep at the experiment's pool of 200 beside a try with a pool of 20, as many runs of
-    # each and as long: the try is the one shown apart, not the sweep at the default
+@pytest.mark.parametrize(
+    ("experiment", "table", "factor", "values", "pools", "apart"),
+    [
+        # a sweep at the experiment's pool of 200 beside a try with a pool of 20, as many runs
+        # of each and as long: the try is the one shown apart, not the sweep at the default
+        (
+            "bn_ablation",
+            "11",
+            "protocol.bn_track",
+            ("true", "false"),
+            ("200", "20"),
+            "Batch norm [eval.pool_size=20]: 4 run(s) whose settings differ from the main "
+            "sweep's beyond the factors and the seed, shown apart",
+        ),
+        # Table 10's NB201 block sets a pool of 100 (the baseline's is 200): the sweep at that
+        # pool is at the experiment's own settings, a try with a pool of 10 is not, though
+        # "10" sorts before "100"
+        (
+            "final_search",
+            "10",
+            "sampler",
+            ("random_nas", "fairnas"),
+            ("100", "10"),
+            "Final search [eval.pool_size=10]: 4 run(s) whose settings differ from the main "
+            "sweep's beyond the factors and the seed, shown apart",
+        ),
+    ],
+)
+def test_among_settings_of_equal_runs_the_main_one_is_the_experiments_own(
+    tmp_path, experiment, table, factor, values, pools, apart
+):
     recs = [
         r
-        for pool in ([], ["eval.pool_size=20"])
-        for r in _nb201_runs("bn_ablation", "protocol.bn_track", ("true", "false"), *pool)
+        for pool in pools
+        for r in _nb201_runs(experiment, factor, values, f"eval.pool_size={pool}")
     ]
-    table = build_table(load_records([write(tmp_path / "s", recs)]), "11", bootstrap=0)
-    apart = [n for n in table.notes if "shown apart" in n]
-    assert apart == [
-        "Batch norm [eval.pool_size=20]: 4 run(s) whose settings differ from the main sweep's "
-        "beyond the factors and the seed, shown apart"
-    ]
-    assert not [n for n in table.notes if "not at the experiment's own settings" in n]
-
-
-def test_among_settings_of_equal_runs_a_blocks_own_value_is_the_experiments_setting(tmp_path):
-    # Table 10's NB201 block sets a pool of 100 (the baseline's is 200): the sweep at that pool
-    # is at the experiment's own settings, a try with `eval.pool_size=10` is not, though "10"
-    # sorts before "100"
-    recs = [
-        r
-        for pool in ("100", "10")
-        for r in _nb201_runs(
-            "final_search", "sampler", ("random_nas", "fairnas"), f"eval.pool_size={pool}"
-        )
-    ]
-    table = build_table(load_records([write(tmp_path / "s", recs)]), "10", bootstrap=0)
-    apart = [n for n in table.notes if "shown apart" in n]
-    assert apart == [
-        "Final search [eval.pool_size=10]: 4 run(s) whose settings differ from the main "
-        "sweep's beyond the factors and the seed, shown apart"
-    ]
-    assert not [n for n in table.notes if "not at the experiment's own settings" in n]
+    built = build_table(load_records([write(tmp_path / "s", recs)]), table, bootstrap=0)
+    assert [n for n in built.notes if "shown apart" in n] == [apart]
+    assert not [n for n in built.notes if "not at the experiment's own settings" in n]
