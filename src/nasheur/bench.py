@@ -51,7 +51,7 @@ from nasheur.config import RunConfig
 from nasheur.io import atomic_write_json
 from nasheur.spaces import get_space
 from nasheur.supernet import SupernetSpec, build_supernet
-from nasheur.training import TrainStep, allow_tf32, build_optimizer, forward_logits
+from nasheur.training import TrainStep, allow_tf32, build_optimizer, forward_loss
 
 SPACES = ("nb201", "nb101", "darts_nds", "embedded")
 COUNTED_STEPS = 8  # steps whose operators and Python calls are counted (then averaged)
@@ -268,8 +268,7 @@ def host_phases(
     forward = backward = 0.0
     for arch in archs:
         t0 = time.perf_counter()
-        logits = forward_logits(model, x, arch, bf16=bf16)
-        loss = F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), y)
+        _, loss = forward_loss(model, x, y, arch, bf16=bf16)
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()

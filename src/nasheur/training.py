@@ -110,9 +110,7 @@ class TrainStep:
         loss_sum: torch.Tensor | None = None
         hits: torch.Tensor | None = None
         for arch in archs:
-            logits = forward_logits(self.model, x, arch, bf16=self.bf16)
-            # the loss in float32 at least (bf16 logits are cast up; float64 stays)
-            loss = F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), y)
+            logits, loss = forward_loss(self.model, x, y, arch, bf16=self.bf16)
             # FairNAS averages its passes; one path's loss is divided by nothing (the same
             # gradient, exactly, without a division and its backward on the GPU's queue)
             (loss / len(archs) if len(archs) > 1 else loss).backward()
@@ -137,13 +135,19 @@ class TrainStep:
         return loss_sum, hits
 
 
-def forward_logits(model: nn.Module, x: torch.Tensor, arch: Any, *, bf16: bool) -> torch.Tensor:
-    """The super-net's logits for `arch`, under bf16 autocast if `bf16`. Without it no
-    autocast context at all: a disabled one still costs some 25 Python calls per step."""
-    if not bf16:
-        return model(x, arch)
-    with torch.autocast(x.device.type, dtype=torch.bfloat16):
-        return model(x, arch)
+def forward_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, arch: Any, *, bf16: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The super-net's logits for `arch` and their cross-entropy loss, the forward under bf16
+    autocast if `bf16`. Without it no autocast context at all: a disabled one still costs
+    some 25 Python calls per step."""
+    if bf16:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            logits = model(x, arch)
+    else:
+        logits = model(x, arch)
+    # the loss in float32 at least (bf16 logits are cast up; float64 stays)
+    return logits, F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), y)
 
 
 @torch.no_grad()

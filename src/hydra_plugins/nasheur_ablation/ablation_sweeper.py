@@ -362,7 +362,8 @@ class AblationSweeper(Sweeper):
             return [default]
         if OmegaConf.select(self.config, "ground_truth.path") is not None:
             return self.spaces  # one file for every space: validation checks it fits
-        missing = [s for s in self.spaces if resolve_ground_truth(s, None) is None]
+        found = {s: resolve_ground_truth(s, None) for s in self.spaces}
+        missing = [s for s in self.spaces if found[s] is None]
         if not missing:
             return self.spaces
         envs = ", ".join(ground_truth_env(s) for s in missing)
@@ -371,9 +372,9 @@ class AblationSweeper(Sweeper):
             others = [s for s in self.spaces if s not in missing]
             # a named file that is not there: said now, not after the user restricts to it
             absent = [
-                f"{ground_truth_env(s)}={found}"
+                f"{ground_truth_env(s)}={found[s]}"
                 for s in others
-                if not Path(found := str(resolve_ground_truth(s, None))).exists()
+                if not Path(str(found[s])).exists()
             ]
             raise SweepError(
                 f"no ground truth for search_space {', '.join(missing)}: set {envs} (e.g. in "

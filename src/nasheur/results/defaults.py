@@ -147,11 +147,7 @@ def _off_blocks(
     composed = _composed(experiment, space)
     if composed is None:
         return []
-    given: dict[str, dict[str, str]] = {}  # key -> each value it takes, compared -> as written
-    for block in composed[1]:
-        for key, v in block.items():
-            for x in v if isinstance(v, list) else [v]:
-                given.setdefault(key, {})[_same(x)] = json.dumps(x, sort_keys=True)
+    given = _block_values(composed[1])
     differ = []
     for key, values in sorted(given.items()):
         # a config group (``sampler: [fairnas]``) is its `name` in a record
@@ -163,6 +159,41 @@ def _off_blocks(
             shown = ", ".join(spelt(x) for x in sorted(values.values()))
             differ.append(f"{flat}={spelt(json.dumps(theirs[0][flat]))} (the experiment's {shown})")
     return differ
+
+
+def keys_off(experiment: str | None, space: str, setting: tuple[tuple[str, str], ...]) -> int:
+    """How many keys of `setting` ((key, JSON value) pairs) differ from `experiment`'s own
+    settings on `space` as this version composes them (0 where it cannot: no experiment, an
+    unknown one): a key that the experiment's blocks set is off where its value is none of
+    theirs (Table 10's NB201 pool of 100, not the baseline's 200), any other where it is not
+    the baseline's."""
+    composed = _composed(experiment, space) if experiment else None
+    if composed is None:
+        return 0
+    baseline, blocks = composed
+    given = _block_values(blocks)
+    default = {k: _same(v) for k, v in flat_config(baseline).items()}
+    off = 0
+    for key, value in setting:
+        ran = _same(json.loads(value))
+        # a config group (``sampler: [fairnas]``) is its `name` in a record
+        block_key = key if key in given or not key.endswith(".name") else key[: -len(".name")]
+        if block_key in given:
+            off += ran not in given[block_key]
+        elif key in default:
+            off += ran != default[key]
+    return off
+
+
+def _block_values(blocks: tuple[dict, ...]) -> dict[str, dict[str, str]]:
+    """Each key the blocks set -> each value it takes there, as compared (:func:`_same`) ->
+    as written."""
+    given: dict[str, dict[str, str]] = {}
+    for block in blocks:
+        for key, v in block.items():
+            for x in v if isinstance(v, list) else [v]:
+                given.setdefault(key, {})[_same(x)] = json.dumps(x, sort_keys=True)
+    return given
 
 
 def _same(value: Any) -> str:

@@ -243,36 +243,6 @@ def _label(this: tuple[tuple[str, str], ...], main: tuple[tuple[str, str], ...])
     return ", ".join(shown) + (f", +{more} more" if more > 0 else "")
 
 
-def _off_default(experiment: str | None, space: Any, this: tuple[tuple[str, str], ...]) -> int:
-    """How many keys of the setting `this` differ from `experiment`'s own settings on `space`
-    as this version composes them (0 where it cannot: no experiment, an unknown one): a key
-    that the experiment's blocks set is off where its value is none of theirs (Table 10's
-    NB201 pool of 100, not the baseline's 200), any other where it is not the baseline's."""
-    from nasheur.results.defaults import _composed, _same  # it imports this module
-
-    composed = _composed(experiment, str(space)) if experiment else None
-    if composed is None:
-        return 0
-    baseline, blocks = composed
-    given: dict[str, set[str]] = {}  # a key the blocks set -> each of its values
-    for block in blocks:
-        for key, v in block.items():
-            given.setdefault(key, set()).update(
-                _same(x) for x in (v if isinstance(v, list) else [v])
-            )
-    default = {k: _same(v) for k, v in flat_config(baseline).items()}
-    off = 0
-    for key, value in this:
-        ran = _same(json.loads(value))
-        # a config group (``sampler: [fairnas]``) is its `name` in a record
-        block_key = key if key in given or not key.endswith(".name") else key[: -len(".name")]
-        if block_key in given:
-            off += ran not in given[block_key]
-        elif key in default:
-            off += ran != default[key]
-    return off
-
-
 def setting_labels(records: Sequence[dict[str, Any]], varied: Iterable[str]) -> list[str]:
     """For each record, "" when it has its search space's main setting (the one with the most
     completed runs, then the most training images per completed run; where none completed, the
@@ -303,18 +273,21 @@ def setting_labels(records: Sequence[dict[str, Any]], varied: Iterable[str]) -> 
         # (completed runs alone) then choose otherwise
         return (-d[s], -n[s] / d[s] if d[s] else 0.0, 0 if d[s] else -c[s])
 
+    from nasheur.results.defaults import keys_off  # it imports this module
+
     names = {experiment_name(r) for r in records}
     experiment = names.pop() if len(names) == 1 else None
     main = {}
     for space, counts in runs.items():
         ranks = {s: rank(s, counts, done[space], images[space]) for s in counts}
-        tied = sorted(s for s in counts if ranks[s] == min(ranks.values()))
+        best = min(ranks.values())
+        tied = sorted(s for s in counts if ranks[s] == best)
         # among equals, the one nearer the experiment's own settings (a sweep at its default
         # pool beside a try with a pool of 20, both as long), then the first in sorted order
         main[space] = (
             tied[0]
             if len(tied) == 1
-            else min(tied, key=lambda s, sp=space: (_off_default(experiment, sp, s), s))
+            else min(tied, key=lambda s, sp=space: (keys_off(experiment, str(sp), s), s))
         )
     labels: dict[tuple[Any, tuple[tuple[str, str], ...]], str] = {}
     taken: set[tuple[Any, str]] = set()

@@ -174,21 +174,21 @@ def summary(
     reused = sum(bool(o.reused) for o in outcomes)
     # trained twins (README): completed in this launch by evaluating another job's super-net
     evaluated = sum(bool(o.trained_in) and o.launched and o.after == "completed" for o in outcomes)
+    notes = [f"{before} before this launch"] if before else []  # of the completed jobs
+    if reused:
+        notes.append(f"{reused} copied from other sweeps, where they completed")
+    if evaluated:
+        notes.append(
+            f"{evaluated} only evaluated: "
+            + (
+                "its super-net trained in another job"
+                if evaluated == 1
+                else "their super-nets trained in other jobs"
+            )
+        )
     parts = []
     for state, n in counts.items():
         if n:
-            notes = [f"{before} before this launch"] if before else []
-            if reused:
-                notes.append(f"{reused} copied from other sweeps, where they completed")
-            if evaluated:
-                notes.append(
-                    f"{evaluated} only evaluated: "
-                    + (
-                        "its super-net trained in another job"
-                        if evaluated == 1
-                        else "their super-nets trained in other jobs"
-                    )
-                )
             note = f" ({', '.join(notes)})" if state == "completed" and notes else ""
             parts.append(f"{n} {state}{note}")
     name = OmegaConf.select(config, "experiment.name") or sweep_dir.name
