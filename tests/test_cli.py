@@ -392,6 +392,23 @@ def test_bad_input_found_by_a_resumed_job_keeps_its_folder(tmp_path):
     assert (folder / "metrics.json").is_file() and (folder / "pool.json").is_file()
 
 
+def test_a_damaged_cifar_batch_is_said_in_one_line(tmp_path):
+    # a data file the job found damaged is bad input as a missing one is: one line naming
+    # it, status 2, no traceback; the resumed job's checkpoint and record stay
+    folder = tmp_path / "job"
+    folder.mkdir()
+    (folder / "checkpoint.pt").write_bytes(b"epochs of work")
+    bad = "__import__('nasheur.data.cifar10').data.cifar10.BadBatchError('data_batch_3: damaged')"
+    done = stubbed_job(tmp_path, bad, "metrics.json", folder)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert [x for x in done.stderr.splitlines() if x.startswith("nasheur:")] == [
+        "nasheur: input error: data_batch_3: damaged"
+    ]
+    assert "Traceback" not in done.stderr
+    assert (folder / "checkpoint.pt").read_bytes() == b"epochs of work"
+    assert (folder / "metrics.json").is_file()
+
+
 @pytest.mark.parametrize("launcher", ["basic", "local"])
 def test_a_single_run_may_name_a_launcher_that_runs_it_here(tmp_path, launcher):
     # hydra/launcher=local (or Hydra's basic) runs a job in this process, as a single run

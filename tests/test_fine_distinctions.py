@@ -255,6 +255,34 @@ def test_a_misnumbered_history_is_refused(tmp_path):
         restore(state, model=model, optimizer=opt, epochs=5, path=tmp_path / "c.pt")
 
 
+@pytest.mark.parametrize(
+    ("optimizer_state", "said"),
+    [
+        ([], r"its tensors do not fit this super-net \('list' object"),  # no dict: torch's
+        ({0: 5}, r"the optimizer state of weight is 5, no buffers"),
+        ({"x": {"momentum_buffer": 1.0}}, r"its optimizer holds a state for 'x', no parameter"),
+    ],
+    ids=["a list", "not a dict of buffers", "no parameter's"],
+)
+def test_a_malformed_optimizer_state_is_refused_with_the_advice(tmp_path, optimizer_state, said):
+    # a checkpoint of this config whose optimizer state is damaged: refused like the other
+    # damage (the job's one-line input error), not a raw AttributeError out of torch's loader
+    from torch import nn
+
+    from nasheur.training import UnreadableCheckpoint, build_optimizer, restore
+
+    model = nn.Linear(2, 2)
+    opt = build_optimizer(model, lr=0.1, momentum=0.9, weight_decay=0.0)
+    state = {
+        "epoch": 1,
+        "history": [{"epoch": 1, "images": 1, "seconds": 1.0}],
+        "model": model.state_dict(),
+        "optimizer": {**opt.state_dict(), "state": optimizer_state},
+    }
+    with pytest.raises(UnreadableCheckpoint, match=rf"c\.pt: {said}.*delete it to restart"):
+        restore(state, model=model, optimizer=opt, epochs=5, path=tmp_path / "c.pt")
+
+
 def test_resumed_threads_are_capped_at_the_usable_cpus(monkeypatch):
     import torch
 

@@ -309,3 +309,23 @@ def test_convert_and_show_honour_unit_and_report_refusals(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "refusing to load the global" in err
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["nds", "nats-dir"])
+def test_convert_refuses_an_out_that_is_its_source(tmp_path, kind):
+    # `--out` naming the downloaded file (or a link to it, or a file of a -simple folder)
+    # would replace the benchmark with its table: refused before it is read, the file intact
+    src = _make(kind, tmp_path)
+    inside = src / "000000.pickle.pbz2" if src.is_dir() else src
+    link = tmp_path / "link"
+    link.symlink_to(inside)
+    before = _sha(inside)
+    for out in (inside, link):
+        done = run_cli("convert", src, "--out", out)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert f"error: {out}: the output table" in done.stderr, done.stderr
+        assert _sha(inside) == before
+    if src.is_dir():
+        done = run_cli("convert", src, "--out", src / "table.csv")
+        assert done.returncode == 1 and "inside the source folder" in done.stderr
+        assert not (src / "table.csv").exists()

@@ -204,6 +204,7 @@ def main(cfg: DictConfig) -> float | None:
     # one job on the command line: bad input found by the job (data, ground truth, device)
     # is said in one line, like a config error, and a folder made only for it goes again
     from nasheur.data import DatasetNotFoundError
+    from nasheur.data.cifar10 import BadBatchError
     from nasheur.groundtruth.table import GroundTruthError
     from nasheur.job import RecordWriteError
     from nasheur.jobguard import Terminated
@@ -214,6 +215,7 @@ def main(cfg: DictConfig) -> float | None:
     bad_input = (
         ConfigError,
         DatasetNotFoundError,
+        BadBatchError,  # a damaged data file: the error names it and says to extract it again
         GroundTruthError,
         UnsafePickleError,
         UnreadableCheckpoint,  # a damaged checkpoint: the error says to delete it

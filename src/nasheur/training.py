@@ -9,6 +9,7 @@ import errno
 import gc
 import math
 import pickle
+import reprlib
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -460,7 +461,8 @@ def restore(
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        # (AttributeError: an optimizer state that is no dict of dicts, read by torch's loader)
         first = str(exc).strip().splitlines()[:2]
         raise refuse(f"its tensors do not fit this super-net ({' '.join(first)})") from None
     # the settings both name: another torch version may add or drop a key
@@ -474,6 +476,12 @@ def restore(
         raise refuse(f"its optimizer's {', '.join(changed)} differ from this config's")
     names = {p: n for n, p in model.named_parameters()}
     for p, buffers in optimizer.state.items():
+        if p not in names:  # torch keeps a state whose key is no parameter index as it is
+            raise refuse(f"its optimizer holds a state for {reprlib.repr(p)}, no parameter of it")
+        if not isinstance(buffers, dict):
+            raise refuse(
+                f"the optimizer state of {names[p]} is {reprlib.repr(buffers)}, no buffers"
+            )
         for key, buf in buffers.items():
             if not isinstance(buf, torch.Tensor) or not buf.is_floating_point():
                 continue

@@ -467,11 +467,31 @@ def convert_file(
             f"{target.parent}: not writable (its mode bits), so the table cannot go beside "
             "the source; name it with --out <table.csv>"
         )
+    _check_not_the_source(Path(path), target)  # before a long read, too
     gt = read_source(path, dataset=dataset, metric=metric, column=column, unit=unit)
     write_table(target, gt.keys, gt.acc, meta=gt.meta)
     # as the cache's table: whoever may read the benchmark file may read its table
     _readable_as(Path(os.path.normpath(path)), target, folder_made=False)
     return target, gt
+
+
+def _check_not_the_source(source: Path, target: Path) -> None:
+    """Refuse an output table that would replace the source file itself (the same path, or
+    a link to it) or go inside a source folder (a NATS ``-simple`` folder's files, whose
+    checksum and stamp it would change): the download would be lost to its table."""
+    same = target.resolve() == source.resolve()
+    with contextlib.suppress(OSError):
+        same = same or (target.exists() and os.path.samefile(source, target))
+    if same:
+        raise GroundTruthError(
+            f"{target}: the output table is the source file itself, which writing it would "
+            "replace; name another --out <table.csv>"
+        )
+    if source.is_dir() and target.resolve().is_relative_to(source.resolve()):
+        raise GroundTruthError(
+            f"{target}: the output table would go inside the source folder {source}; name "
+            "one outside it with --out <table.csv>"
+        )
 
 
 # --------------------------------------------------------------------------------------------
