@@ -862,7 +862,14 @@ def test_a_trained_twin_lends_its_checkpoint_with_a_note(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "note",
-    ["{", "[]", '{"training_hash": "t"}', '{"training_hash": "t", "config_hash": 3}'],
+    [
+        "{",
+        "[]",
+        '{"training_hash": "t"}',
+        '{"training_hash": "t", "config_hash": 3, "source": "/s"}',
+        '{"training_hash": "t", "config_hash": "h"}',
+        '{"training_hash": "t", "config_hash": "h", "source": null}',
+    ],
 )
 def test_a_note_that_names_no_twin_of_this_training_is_none(tmp_path, note):
     (tmp_path / "trained_in.json").write_text(note)

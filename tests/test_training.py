@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 
 import numpy as np
 import pytest
@@ -104,6 +105,15 @@ def test_a_checkpoint_that_asks_for_code_is_not_unpickled(tmp_path, capsys):
         load_checkpoint(path, device=torch.device("cpu"), config_hash="abc")
     assert "executed" not in capsys.readouterr().out
     assert "weights_only" not in str(info.value)  # no advice to load it unsafely
+
+
+def test_a_checkpoint_of_random_bytes_may_be_damaged(tmp_path):
+    # bytes that the safe unpickler reads as an opcode it refuses are as likely damage as a
+    # crafted file: the refusal says both
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(random.Random(0).randbytes(4096))
+    with pytest.raises(UnreadableCheckpoint, match=r"refused, damaged or holding.*; delete it"):
+        load_checkpoint(path, device=torch.device("cpu"), config_hash="abc")
 
 
 @pytest.mark.parametrize(

@@ -379,8 +379,8 @@ def trained_in(folder: Path, training: str) -> dict[str, Any] | None:
         return None
     if not isinstance(note, dict) or note.get("training_hash") != training:
         return None
-    if not isinstance(note.get("config_hash"), str):
-        return None
+    if not all(isinstance(note.get(key), str) for key in ("config_hash", "source")):
+        return None  # a damaged note names no twin, as an unreadable one
     return note
 
 

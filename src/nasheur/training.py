@@ -373,8 +373,8 @@ def load_checkpoint(
         state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's refusal of a global it does not allow
         raise UnreadableCheckpoint(
-            f"{path}: refused, it holds what a checkpoint of nasheur never holds (nothing in it "
-            f"was run: {torch_refusal(exc)}); delete it to restart the job"
+            f"{path}: refused, damaged or holding what a checkpoint of nasheur never holds "
+            f"(nothing in it was run: {torch_refusal(exc)}); delete it to restart the job"
         ) from None
     except Exception as exc:  # a truncated or damaged file (torch says RuntimeError, EOFError)
         # the advice first: a sweep's summary cuts a long line, and torch's can run long
