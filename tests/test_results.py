@@ -1269,12 +1269,25 @@ def test_another_sweeps_job_of_the_same_config_is_not_this_sweeps(tmp_path):
         ),
         (lambda r: r.__setitem__("config_hash", [1]), "config_hash is [1], not a text"),
         (
+            lambda r: r.__setitem__("data", {"val_overlaps_train": "false"}),
+            "data.val_overlaps_train is 'false', not true or false",
+        ),
+        (
             lambda r: r["config"]["search_space"].__setitem__("name", [1]),
             "config.search_space.name is [1], not a text",
         ),
         (
             lambda r: r["config"]["experiment"].__setitem__("name", [1]),
             "config.experiment.name is [1], not a text",
+        ),
+        # a completed run of no known space has no column: it would vanish from the table
+        (
+            lambda r: r["config"].pop("search_space"),
+            "config.search_space.name is missing, not one of nb101, nb201",
+        ),
+        (
+            lambda r: r["config"]["search_space"].__setitem__("name", "nb999"),
+            "config.search_space.name is 'nb999', not one of nb101, nb201",
         ),
         (
             lambda r: r.__setitem__("skdt_threshold_recomputed", "x"),
@@ -1647,6 +1660,23 @@ def test_a_table_at_another_bin_width_computes_the_sparse_metrics_again(tmp_path
     assert at_threshold(failed, 0.01) is failed
     bad = results("table", str(sweep), "--table", "11", "--skdt-threshold", "1")
     assert bad.returncode == 2 and "must be a fraction in (0, 1)" in bad.stderr
+
+
+def test_a_table_at_another_bin_width_says_which_runs_it_cannot_compute_again(tmp_path):
+    # a run recorded without its pool's accuracies has no sparse correlation at the new
+    # width: the table says so, rather than passing it for a collapsed super-net (N/A)
+    recs = [record("nb201", s, 0.025) for s in range(3)]
+    del recs[0]["archs"]
+    sweep = write(tmp_path / "s", recs)
+    proc = results(
+        "table", str(sweep), "--table", "11", "--bootstrap", "0", "--skdt-threshold", "0.01"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "(n=2 of 3)" in proc.stdout
+    said = "1 pool(s) in the folders record fewer than two architectures' accuracies"
+    assert said in proc.stdout
+    plain = results("table", str(sweep), "--table", "11", "--bootstrap", "0")
+    assert "architectures' accuracies" not in plain.stdout  # the records' own values: all 3
 
 
 def test_one_baseline_held_by_two_experiments_has_one_interval(tmp_path):

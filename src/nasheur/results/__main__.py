@@ -48,6 +48,7 @@ from nasheur.results.tables import (
     correlation_notes,
     correlation_table,
     left_out_notes,
+    pool_accuracies,
     select,
 )
 from nasheur.reuse import LEFT, SUBMITTED
@@ -64,14 +65,28 @@ def _load(paths: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
     return records if width is None else [at_threshold(r, width) for r in records]
 
 
-def _width_note(args: argparse.Namespace) -> list[str]:
+def _width_note(args: argparse.Namespace, records: list[dict[str, Any]]) -> list[str]:
     width = getattr(args, "skdt_threshold", None)
     if width is None:
         return []
-    return [
+    notes = [
         f"S-KdT and sparse Spearman at GT bins {width:g} wide (--skdt-threshold), computed "
         "again from each run's pool"
     ]
+    # a pool recorded without its architectures' accuracies (no `archs`) has nothing to
+    # compute them from: `at_threshold` leaves them undefined, which is not a collapsed run
+    lacking = sum(
+        len(pool_accuracies(pool)[0]) < 2
+        for r in records
+        if r.get("status") == "completed"
+        for pool in [r, *(r.get("extra_pools") or {}).values()]
+    )
+    if lacking:
+        notes.append(
+            f"{lacking} pool(s) in the folders record fewer than two architectures' "
+            f"accuracies (`archs`): their sparse correlations cannot be computed at {width:g} and are left out"
+        )
+    return notes
 
 
 def _pending_note(
@@ -127,7 +142,11 @@ def _table(args: argparse.Namespace) -> int:
                 print(note, file=sys.stderr)
             return _nothing_to_merge(args, f"{show} and their errors")
         table3 = correlation_table(records)
-        notes = _width_note(args) + correlation_notes(records) + _pending_note(args, records, None)
+        notes = (
+            _width_note(args, records)
+            + correlation_notes(records)
+            + _pending_note(args, records, None)
+        )
         text = correlation_markdown(table3) + "".join(f"- {n}\n" for n in notes)
         outputs = {
             "md": text,
@@ -156,7 +175,7 @@ def _table(args: argparse.Namespace) -> int:
                 print(note, file=sys.stderr)
             return _nothing_to_merge(args, f"{show} and their errors")
         ours = [n for n, _ in TABLES[args.table]]
-        table.notes += _width_note(args) + _pending_note(args, records, ours)
+        table.notes += _width_note(args, records) + _pending_note(args, records, ours)
         text = to_markdown(table)
         outputs = {"md": text, "csv": to_csv(table), "tex": to_latex(table)}
     print(text, end="")

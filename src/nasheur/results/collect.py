@@ -74,6 +74,7 @@ def load_records(folders: Iterable[str | Path]) -> list[dict[str, Any]]:
             record = {"status": "broken", "error": f"{type(err).__name__}: {err}"}
         else:  # tables, figures and show read these keys: say which one is wrong
             problem = record_problem(record) if isinstance(record, dict) else "not a JSON object"
+            problem = problem or _space_problem(record)
             if problem:
                 record = {"status": "broken", "error": f"{problem} (read {path})"}
         for pool in _pools(record):  # the README's † is by accuracy, whatever a flag says
@@ -141,6 +142,18 @@ def record_problem(record: dict[str, Any]) -> str | None:
     return None
 
 
+def _space_problem(record: dict[str, Any]) -> str | None:
+    """Where a completed run names no search space that tables know: its column (and Table 3's
+    row) is its space's, so it would be left out of every table without a word."""
+    from nasheur.spaces import space_names
+
+    name = select(record, "config.search_space.name")
+    if record.get("status") != "completed" or name in space_names():
+        return None
+    said = "missing" if name is None else repr(name)
+    return f"config.search_space.name is {said}, not one of {', '.join(space_names())}"
+
+
 # what tables, figures, ``show`` and the sweeper read of any record besides its config's
 # sections and pools, with the type each must have where present (null is absent)
 TOP_LEVEL: dict[str, type | tuple[type, ...]] = {
@@ -150,6 +163,7 @@ TOP_LEVEL: dict[str, type | tuple[type, ...]] = {
     "ground_truth.fingerprint": dict,
     "ground_truth.fingerprint.path": str,
     "skdt_threshold_recomputed": (int, float),
+    "data.val_overlaps_train": bool,  # the tables' ‡: "false" would read as true
 }
 IN_CONFIG: dict[str, type | tuple[type, ...]] = {"search_space.name": str, "experiment.name": str}
 
@@ -165,7 +179,7 @@ def _shape_problem(
             return f"{prefix}{dotted} holds a NUL character"
         wrong = value is not None and (
             not isinstance(value, kind)
-            or isinstance(value, bool)
+            or (isinstance(value, bool) and kind is not bool)
             or (isinstance(value, float) and not math.isfinite(value))
         )
         if wrong:
@@ -174,7 +188,7 @@ def _shape_problem(
 
 
 def _type_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a text", dict: "an object", list: "a list"}
+    names = {str: "a text", dict: "an object", list: "a list", bool: "true or false"}
     return names.get(kind, "a number") if isinstance(kind, type) else "a number"
 
 
