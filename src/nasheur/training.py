@@ -50,6 +50,7 @@ def build_optimizer(
 ) -> torch.optim.SGD:
     # Parameters off the sampled path have no gradient in a step, and SGD skips them: their
     # weights, momentum buffers and weight decay stay as they were (single-path semantics).
+    # A tensor of which the path uses a slice (NB101's vertex widths) is updated whole.
     # foreach: one multi-tensor kernel per update instead of a few per parameter (CPU too).
     opt = torch.optim.SGD(
         model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True

@@ -31,8 +31,9 @@ every edge into the output (the concatenated vertices and the projected input), 
 and in training only; global dropout acts before the classifier. Every BN (stem, projections,
 ops) is a :class:`~nasheur.supernet.batchnorm.SuperBatchNorm2d` built with the BN switches.
 Single path: a step gives gradients only to the positions, ops, BN slots and projections the
-sampled spec uses (with ``fixed``, ``shuffle`` and ``disabled`` only to the slices it uses;
-weight decay then still acts on whole tensors).
+sampled spec uses (with ``fixed``, ``shuffle`` and ``disabled`` only to the slices it uses:
+the rest of such a tensor gets a zero gradient, not none, so SGD's weight decay and momentum
+still move it, as they do in any super-net of sliced weights updated by a plain optimizer).
 """
 
 from __future__ import annotations
