@@ -2353,3 +2353,23 @@ def test_among_settings_of_equal_runs_the_main_one_is_the_experiments_own(
     built = build_table(load_records([write(tmp_path / "s", recs)]), table, bootstrap=0)
     assert [n for n in built.notes if "shown apart" in n] == [apart]
     assert not [n for n in built.notes if "not at the experiment's own settings" in n]
+
+
+def test_table_14_gives_each_spaces_layers_with_its_unit(tmp_path):
+    # the paper's Table 14 gives NB101 9 layers, NB201 5 and DARTS-NDS 12: NB101's config
+    # counts cells per stack (3), which the note must not pass for the paper's 9
+    depth = {"nb101": 3, "nb201": 5, "darts_nds": 12}
+    recs = [
+        _with(
+            record(space, s, 0.025),
+            fidelity__layers=layers,
+            experiment={"name": "best", "table": "14", "factors": []},
+        )
+        for space, layers in depth.items()
+        for s in range(3)
+    ]
+    notes = build_table(load_records([write(tmp_path / "b", recs)]), "14", bootstrap=0).notes
+    said = {m[1]: n for n in notes if (m := re.match(r"Best settings: (.+?) settings: ", n))}
+    assert "layers 3 per stack, 9 cells," in said["NAS-Bench-101"]
+    assert "layers 5 per stage, 15 cells," in said["NAS-Bench-201"]
+    assert "layers 12 cells," in said["DARTS-NDS"]

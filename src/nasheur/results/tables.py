@@ -38,6 +38,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -604,6 +605,20 @@ TABLE_14_SETTINGS = (
 )
 
 
+# how each space counts `fidelity.layers`, and its number of stacks or stages: the paper's
+# Table 14 gives NB101's depth in cells (9), where its other tables and the config count
+# cells per stack (3)
+LAYERS_UNIT = {"nb101": ("per stack", 3), "nb201": ("per stage", 3), "embedded": ("per stage", 3)}
+
+
+def _layers_text(space: str, value: Any) -> str:
+    """A layers value with its space's unit (``3 per stack, 9 cells``)."""
+    unit = LAYERS_UNIT.get(space)
+    if unit is None or isinstance(value, bool) or not isinstance(value, int):
+        return f"{_fmt_value(value)} cells" if space == "darts_nds" else _fmt_value(value)
+    return f"{value} {unit[0]}, {value * unit[1]} cells"
+
+
 def _settings_of(records: Sequence[dict[str, Any]]) -> list[str]:
     """Per space, the values of Table 14's settings in its completed runs (``a / b`` where
     runs differ)."""
@@ -618,7 +633,8 @@ def _settings_of(records: Sequence[dict[str, Any]]) -> list[str]:
             continue
         values = []
         for label, key in TABLE_14_SETTINGS:
-            seen = dict.fromkeys(_fmt_value(factor_value(r.get("config", {}), key)) for r in runs)
+            fmt = partial(_layers_text, space) if label == "layers" else _fmt_value
+            seen = dict.fromkeys(fmt(factor_value(r.get("config", {}), key)) for r in runs)
             values.append(f"{label} {' / '.join(seen)}")
         notes.append(f"{SPACE_TITLES.get(space, space)} settings: {', '.join(values)}")
     return notes
