@@ -479,9 +479,9 @@ def _check_not_the_source(source: Path, target: Path) -> None:
     """Refuse an output table that would replace the source file itself (the same path, or
     a link to it) or go inside a source folder (a NATS ``-simple`` folder's files, whose
     checksum and stamp it would change): the download would be lost to its table."""
-    same = target.resolve() == source.resolve()
-    with contextlib.suppress(OSError):
-        same = same or (target.exists() and os.path.samefile(source, target))
+    same = False
+    with contextlib.suppress(OSError):  # no such target (or source): not the same file
+        same = os.path.samefile(source, target)
     if same:
         raise GroundTruthError(
             f"{target}: the output table is the source file itself, which writing it would "

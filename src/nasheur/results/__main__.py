@@ -84,7 +84,8 @@ def _width_note(args: argparse.Namespace, records: list[dict[str, Any]]) -> list
     if lacking:
         notes.append(
             f"{lacking} pool(s) in the folders record fewer than two architectures' "
-            f"accuracies (`archs`): their sparse correlations cannot be computed at {width:g} and are left out"
+            f"accuracies (`archs`): their sparse correlations cannot be computed at {width:g} "
+            "and are left out"
         )
     return notes
 
