@@ -1148,8 +1148,11 @@ def test_nds_entries_and_errors_outside_the_format_are_refused(tmp_path):
         ([50.0, True], r"job 1: the last test_ep_top1 True is not a number"),
         ([50.0, "7.5"], r"job 1: the last test_ep_top1 '7\.5' is not a number"),
         ([], r"job 1 has no test_ep_top1"),
+        # past float's range: refused by name, not an OverflowError
+        ([50.0, 10**400], r"job 1: the last test_ep_top1 1000.* is not an error in %"),
+        ([50.0, float("inf")], r"job 1: the last test_ep_top1 inf is not a number"),
     ],
-    ids=["above 100", "a bool", "text", "empty"],
+    ids=["above 100", "a bool", "text", "empty", "a 401-digit int", "infinite"],
 )
 def test_nds_last_errors_that_are_not_percentages_are_refused(tmp_path, curve, message):
     jobs = json.loads(json.dumps(NDS_JOBS))
@@ -1173,9 +1176,14 @@ def test_nds_epochs_are_max_ep_of_every_job_or_the_curve_lengths_of_every_job(tm
     del jobs[1]["optim"]["max_ep"]
     path.write_text(json.dumps(jobs))
     assert read_nds(path).gt.meta["epochs"] == "2-4"
-    jobs[1]["optim"]["max_ep"] = True  # no epoch count
+    # no epoch count: neither an error nor a guess (1e400 is read as an infinity)
+    for none in (True, "100", 1e400, float("nan"), 99.5, 0):
+        jobs[1]["optim"]["max_ep"] = none
+        path.write_text(json.dumps(jobs))
+        assert read_nds(path).gt.meta["epochs"] == "2-4", none
+    jobs[1]["optim"]["max_ep"] = 50.0  # a whole float is a count
     path.write_text(json.dumps(jobs))
-    assert read_nds(path).gt.meta["epochs"] == "2-4"
+    assert read_nds(path).gt.meta["epochs"] == "50-100"
 
 
 def test_nds_without_jobs_or_with_only_errors_of_at_most_1_is_refused(tmp_path):

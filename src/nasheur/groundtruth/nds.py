@@ -10,10 +10,11 @@ refused: no DARTS network errs below 1% (on CIFAR-10 or ImageNet), while an erro
 fraction is always at most 1. Jobs whose genotypes have the same
 canonical key (:meth:`nasheur.spaces.darts_genotype.Genotype.key`: both cells, every op paired
 with its input, the two terms of a node in sorted order) are repeats of one network and are
-averaged; the repeat count is kept.
+averaged; the repeat count is kept. The key is the genotype alone, as the spec has it: a job's
+``net.width`` and ``net.depth`` (which NDS files other than ``_fix-w-d`` vary) are not in it.
 
-The training budget recorded in the table's header is ``optim.max_ep`` where jobs carry it,
-else the length of ``test_ep_top1``.
+The training budget recorded in the table's header is ``optim.max_ep`` where every job carries
+a count of epochs there, else the length of ``test_ep_top1``.
 """
 
 from __future__ import annotations
@@ -81,16 +82,25 @@ def _job_value(job: Any, label: str, source: str) -> tuple[str, float, int, int 
     if not isinstance(curve, list) or not curve:
         raise GroundTruthError(f"{where} has no test_ep_top1 (per-epoch top-1 errors)")
     last = curve[-1]
-    if isinstance(last, bool) or not isinstance(last, (int, float)) or not math.isfinite(last):
+    # an int is finite however long (math.isfinite would overflow on one past float's range)
+    finite = isinstance(last, int) or (isinstance(last, float) and math.isfinite(last))
+    if isinstance(last, bool) or not finite:
         raise GroundTruthError(f"{where}: the last test_ep_top1 {brief(last)} is not a number")
     if not 0.0 <= last <= 100.0:
         raise GroundTruthError(f"{where}: the last test_ep_top1 {brief(last)} is not an error in %")
     optim = job.get("optim")
     max_ep = optim.get("max_ep") if isinstance(optim, Mapping) else None
-    max_ep = (
-        int(max_ep) if isinstance(max_ep, (int, float)) and not isinstance(max_ep, bool) else None
-    )
-    return key, float(last), len(curve), max_ep
+    return key, float(last), len(curve), _epoch_count(max_ep)
+
+
+def _epoch_count(value: Any) -> int | None:
+    """``optim.max_ep`` as a count of epochs, or None where it holds none (a bool, a text,
+    NaN, an infinity, a fraction, zero or less)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if value > 0 else None
 
 
 def _summary(values: list[int]) -> str:
