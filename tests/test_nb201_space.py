@@ -129,6 +129,19 @@ def test_shared_table_reproduces_the_known_facts(shared_nb201_csv):
     assert {float(r["test_acc"]) for r in no_path} == {10.0}
 
 
+def test_the_real_table_loads_with_key_checks_and_covers_every_enumerated_cell(
+    shared_nb201_csv, tmp_path
+):
+    from nasheur.groundtruth.convert import load_ground_truth
+
+    gt = load_ground_truth(shared_nb201_csv, validate_key=SPACE.validate_key, cache_dir=tmp_path)
+    keys = [SPACE.key(a) for a in ALL]
+    assert len(gt) == len(set(keys)) == 15_625
+    assert all(k in gt for k in keys)
+    acc = gt.lookup(keys)
+    assert np.all((acc > 0.0) & (acc < 1.0))  # fractions: the table's percent were converted
+
+
 def test_known_parameter_counts():
     conv3 = parse(
         "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
