@@ -297,6 +297,7 @@ def test_a_named_pipe_is_neither_a_folder_nor_a_folder_to_write_under(tmp_path):
 # `python -m nasheur` with the job itself (`_run`) standing in for a job that ends as said:
 # how the command says it, its exit status and what it leaves in the job's folder
 STUB = """
+import os
 import sys
 from pathlib import Path
 
@@ -316,14 +317,30 @@ def stub(hc, config, out, refused=None):
     raise eval(ENDING)
 
 
+def takes(out, config, sweeps):  # a sweep's final checkpoint linked in, as adopt_training does
+    out.mkdir(parents=True, exist_ok=True)
+    os.link(Path(TAKES, "checkpoint.pt"), out / "checkpoint.pt")
+    (out / "trained_in.json").write_text("{}")
+    return Path(TAKES)
+
+
 m._run = stub
+TAKES = os.environ.get("STUB_TAKES")
+if TAKES:
+    m.reuse_in_single_run = takes
 m.cli()
 """
 
 
 def stubbed_job(
-    tmp_path: Path, ending: str, writes: str, folder: Path | None = None, more: tuple = ()
+    tmp_path: Path,
+    ending: str,
+    writes: str,
+    folder: Path | None = None,
+    more: tuple = (),
+    takes: Path | None = None,
 ):
+    # takes: a sweep's job folder whose checkpoint the run links in first (trained twins)
     gt = write_nb201_gt(tmp_path / "gt.csv")
     args = [*TINY_JOB, f"ground_truth.path={gt}", *more]
     if folder is not None:
@@ -331,7 +348,7 @@ def stubbed_job(
     return subprocess.run(
         [PYTHON, "-c", STUB, writes, ending, *args],
         cwd=REPO,
-        env=run_env(tmp_path),
+        env={**run_env(tmp_path), **({"STUB_TAKES": str(takes)} if takes else {})},
         capture_output=True,
         text=True,
         timeout=300,
@@ -378,6 +395,21 @@ def test_bad_input_found_by_a_new_job_leaves_nothing_behind(tmp_path):
     mine.mkdir()
     done = stubbed_job(tmp_path, "ConfigError('the data moved')", "metrics.json,job.lock", mine)
     assert done.returncode == 2 and mine.is_dir() and list(mine.iterdir()) == []
+
+
+def test_bad_input_found_after_taking_a_sweeps_super_net_leaves_nothing_behind(tmp_path):
+    # a new folder into which the run linked a sweep's final checkpoint (a trained twin) and
+    # whose evaluation then met bad input (a pool larger than the GT) was made for this
+    # command only: it goes, link and note too; the sweep's checkpoint stays
+    source = tmp_path / "sweep-job"
+    source.mkdir()
+    (source / "checkpoint.pt").write_bytes(b"the sweep's super-net")
+    writes = "claimed,metrics.json,pool.json,job.lock"
+    done = stubbed_job(tmp_path, "ConfigError('pool too large')", writes, takes=source)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "nasheur: input error: pool too large" in done.stderr
+    assert list((tmp_path / "runs").iterdir()) == []
+    assert (source / "checkpoint.pt").read_bytes() == b"the sweep's super-net"
 
 
 def test_bad_input_found_by_a_resumed_job_keeps_its_folder(tmp_path):

@@ -41,7 +41,7 @@ from nasheur.config import (
 from nasheur.fidelity import LEVEL
 from nasheur.io import atomic_path
 from nasheur.jobguard import CHECKPOINT, LOCK, METRICS, POOL, folder_holder
-from nasheur.reuse import reuse_in_single_run
+from nasheur.reuse import TRAINED_IN, reuse_in_single_run
 
 register_configs()
 register_resolvers()
@@ -220,15 +220,18 @@ def main(cfg: DictConfig) -> float | None:
         UnsafePickleError,
         UnreadableCheckpoint,  # a damaged checkpoint: the error says to delete it
     )
+    taken = None
     try:
         if hc.sweeper.get("reuse", True):
             # what the sweeps completed: their copy of this job, or its super-net to evaluate
-            reuse_in_single_run(out, plain(config), runs_root() / "sweeps")
+            taken = reuse_in_single_run(out, plain(config), runs_root() / "sweeps")
         return _run(hc, config, out)
     except bad_input as err:
         print(f"nasheur: input error: {_with_key(err, config)}", file=sys.stderr)
         if new:  # its failed record says what the line above says
-            for name in (METRICS, POOL):
+            # and what it took from a sweep (a copy, a linked checkpoint) stays in the sweep
+            took = (CHECKPOINT, TRAINED_IN) if taken is not None else ()
+            for name in (METRICS, POOL, *took):
                 (out / name).unlink(missing_ok=True)
         _drop_empty_run_folder(out, new=new)
         raise SystemExit(2) from None
