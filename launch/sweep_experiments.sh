@@ -93,7 +93,13 @@ await() {  # the exit status of experiment $1's sweep, once it ended
 }
 dry=
 for o in ${overrides[@]+"${overrides[@]}"}; do
-    [[ $o == hydra.sweeper.dry_run=true ]] && dry=1
+    o=${o#"${o%%[!+]*}"}  # with its + or ++ too
+    [[ ${o%%=*} == hydra.sweeper.dry_run ]] || continue
+    # the values the sweeper's bool field reads as true, in any case (OmegaConf's), the last wins
+    case ${o#*=} in
+    [Tt][Rr][Uu][Ee] | [Yy][Ee][Ss] | [Yy] | [Oo][Nn] | 1) dry=1 ;;
+    *) dry= ;;
+    esac
 done
 # a dry run prints each plan here, one after another, whatever the launcher: no launch log
 if [[ $launcher == local || -n $dry ]]; then

@@ -99,6 +99,24 @@ def test_a_dry_run_ends_with_plans_not_with_done(tmp_path, fake, launcher):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    ("overrides", "dry"),
+    [
+        (("hydra.sweeper.dry_run=True",), True),
+        (("++hydra.sweeper.dry_run=yes",), True),
+        (("+hydra.sweeper.dry_run=ON",), True),
+        (("hydra.sweeper.dry_run=1",), True),
+        (("hydra.sweeper.dry_run=true", "hydra.sweeper.dry_run=false"), False),
+        (("hydra.sweeper.dry_run=no",), False),
+    ],
+)
+def test_a_dry_run_is_seen_in_each_spelling_the_sweeper_reads(tmp_path, fake, overrides, dry):
+    # a SLURM dry run prints its plan here; a launch goes to the background and its log
+    proc = sweep(fake, "slurm", "a", *overrides)
+    assert proc.communicate(timeout=60) and proc.returncode == 0
+    assert (tmp_path / "runs" / "sweeps" / "a.launch.log").is_file() is not dry
+
+
 def test_a_cluster_launch_log_keeps_the_earlier_launches(tmp_path, fake):
     for _ in range(2):
         proc = sweep(fake, "slurm", "a", "seed=0")
