@@ -260,6 +260,56 @@ def test_command_line_fails_fast_naming_the_key(override, key, tmp_path):
 
 
 @pytest.mark.parametrize(
+    "arg", ["hydra.sweeper.dry_run=2", "hydra.sweeper.check_data=5", "hydra.launcher.mps=2"]
+)
+def test_a_number_for_a_yes_no_key_of_the_sweep_is_refused(arg):
+    """OmegaConf read `hydra.sweeper.dry_run=2` as true without a word, as it would the
+    job's `supernet.wsbn=2`."""
+    from nasheur.config import check_command_line
+
+    with pytest.raises(ConfigError, match=re.escape(f"{arg} is not a yes/no value")):
+        check_command_line(["-m", arg])
+    check_command_line(["-m", arg.replace("=5", "=0").replace("=2", "=true")])
+
+
+def test_the_yes_no_keys_of_the_sweep_are_those_of_its_schemas():
+    import typing
+    from dataclasses import fields
+
+    from hydra_plugins.nasheur_ablation.ablation_sweeper import AblationSweeperConf
+    from hydra_plugins.nasheur_ablation.packed_launcher import (
+        LocalParallelConf,
+        PackedSlurmQueueConf,
+    )
+    from nasheur.config import HYDRA_BOOL_KEYS
+
+    found = {
+        f"hydra.{where}.{f.name}"
+        for where, schema in (
+            ("sweeper", AblationSweeperConf),
+            ("launcher", LocalParallelConf),
+            ("launcher", PackedSlurmQueueConf),
+        )
+        for f in fields(schema)
+        if typing.get_type_hints(schema)[f.name] is bool
+    }
+    assert found == HYDRA_BOOL_KEYS
+
+
+@pytest.mark.parametrize(
+    "args", [["dataset.name=synthetic"], ["-m", "+dataset.name=procedural,synthetic"]]
+)
+def test_the_dataset_key_alone_is_refused_for_its_group(args):
+    """`dataset.name=synthetic` kept the group's other keys (the embedded space's procedural
+    sizes, split and augmentation): another image set than `dataset=synthetic` gives."""
+    from nasheur.config import check_command_line
+
+    with pytest.raises(ConfigError, match=r"dataset\.name=.*choose the images with dataset="):
+        check_command_line(args)
+    check_command_line(["dataset=synthetic", "dataset.num_images=3000"])  # the group: fine
+
+
+@pytest.mark.parametrize(
     ("overrides", "said"),
     [
         (["+experiment=bn_ablation"], "config error: +experiment=bn_ablation is a sweep: add -m"),

@@ -256,6 +256,17 @@ def _bool_keys(cls: type, prefix: str = "") -> set[str]:
 
 
 BOOL_KEYS = frozenset(_bool_keys(Config))
+# the yes/no keys of the sweeper's and the launcher profiles' schemas (hydra_plugins), which
+# OmegaConf reads from a number as it does the job's (`hydra.sweeper.check_data=2` is true)
+HYDRA_BOOL_KEYS = frozenset(
+    (
+        "hydra.sweeper.reuse",
+        "hydra.sweeper.check_data",
+        "hydra.sweeper.dry_run",
+        "hydra.launcher.mps",
+        "hydra.launcher.stderr_to_stdout",
+    )
+)
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")  # as OmegaConf reads them
 
 
@@ -403,7 +414,8 @@ def check_command_line(args: list[str]) -> None:
     """What Hydra would take badly from the command line, refused before it composes:
     a group removed, as :func:`check_groups` refuses it (``sampler=null`` and ``sampler=``
     would end in a Python traceback, ``~search_space`` in an interpolation error naming none
-    of them), and a yes/no key given a number (OmegaConf reads ``supernet.wsbn=2`` as true)."""
+    of them), the key of a group's option set alone (``search_space.name``, ``dataset.name``),
+    and a yes/no key given a number (OmegaConf reads ``supernet.wsbn=2`` as true)."""
     for arg in args:
         name, eq, value = arg.partition("=")
         key = name.lstrip("+~")
@@ -417,6 +429,14 @@ def check_command_line(args: list[str]) -> None:
                 "brings that space's supernet, fidelity, protocol and dataset defaults; the key "
                 "alone keeps the defaults of the group's space"
             )
+        if key == "dataset.name" and eq:
+            # the other dataset keys come with the group's option, not this key: it would
+            # generate one image set at another's sizes, split and augmentation
+            raise ConfigError(
+                f"{arg}: choose the images with dataset=<name>, the group that brings that "
+                "image set's sizes, split and augmentation; the key alone keeps the settings "
+                "of the group's image set"
+            )
         folder = value.strip().strip("'\"")
         if key in OUTPUT_DIRS and eq and (folder in ("", ".") or _is_cwd(folder)):
             # the job's files (its lock, checkpoint, record) would land among whatever is here
@@ -424,7 +444,8 @@ def check_command_line(args: list[str]) -> None:
                 f"{arg} names the current folder: give the run a folder of its own, or leave "
                 f"{key} out (runs go under $NASHEUR_RUNS, default runs/)"
             )
-        if not eq or key not in BOOL_KEYS or any(c in value for c in "()[]{}*"):
+        yes_no = key in BOOL_KEYS or key in HYDRA_BOOL_KEYS
+        if not eq or not yes_no or any(c in value for c in "()[]{}*"):
             continue  # sweep functions and globs: the sweeper's to expand
         for one in value.split(","):  # a value, or a sweep's list
             if one.strip().lower() not in _TRUE + _FALSE:
