@@ -35,6 +35,23 @@ def gt_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.parametrize(
+    ("overrides", "graphs", "streams", "pack"),
+    [  # README, "Device and speed": each space's eval_speed, and a choice over it
+        (["search_space=nb201"], False, 1, 16),
+        (["search_space=embedded"], False, 1, 16),
+        (["search_space=nb101"], True, 4, 1),
+        (["search_space=darts_nds"], True, 4, 1),
+        (["search_space=nb201", "eval_speed=graphs"], True, 4, 1),
+        (["search_space=nb101", "eval_speed=packed"], False, 1, 16),
+        (["search_space=nb201", "eval_speed=graphs", "run.eval_pack=8"], True, 4, 8),
+    ],
+)
+def test_eval_speed_sets_how_the_pool_is_evaluated(overrides, graphs, streams, pack):
+    run = compose_config(overrides).run
+    assert (run.eval_graphs, run.eval_streams, run.eval_pack) == (graphs, streams, pack)
+
+
 def test_nb201_defaults_follow_table_14(gt_file):
     cfg = compose_config([], gt_file)
     validate(cfg)
