@@ -379,6 +379,15 @@ def test_a_stopped_or_failed_job_exits_with_its_status_and_one_line(tmp_path, en
     assert (folder / "metrics.json").is_file()  # its record stays: it resumes from it
 
 
+def test_a_failed_job_whose_record_could_not_be_written_points_at_no_record(tmp_path):
+    folder = tmp_path / "job"
+    ending = "setattr(e := FloatingPointError('training loss is nan'), 'unrecorded', 'lost') or e"
+    done = stubbed_job(tmp_path, ending, "", folder)
+    assert done.returncode == 1, done.stderr[-3000:]
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("nasheur:")]
+    assert line == "nasheur: failed: training loss is nan (lost)"
+
+
 def test_bad_input_found_by_a_new_job_leaves_nothing_behind(tmp_path):
     # a folder made for this command only (and claimed by its job): its record, pool and
     # lock go with it, and with ./runs/<space>/ under $NASHEUR_RUNS, which the user named

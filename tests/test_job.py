@@ -512,6 +512,34 @@ def test_a_checkpoint_that_cannot_be_written_fails_the_job_naming_it(
     assert not list(out.glob(".checkpoint.pt.*.tmp"))  # the temporary went with the error
 
 
+def test_a_failure_whose_record_cannot_be_written_says_so(tiny, tmp_path, monkeypatch):
+    # a folder that takes no new file (a read-only mount): neither the checkpoint nor the
+    # failed record can be written, and the command must not point at a record
+    import errno
+
+    import torch
+
+    import nasheur.job as job
+
+    def refused(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    written = job.atomic_write_json
+
+    def records_refused(path, obj):  # pool.json was written before
+        if obj.get("status") == "failed":
+            refused()
+        written(path, obj)
+
+    monkeypatch.setattr(torch, "save", refused)
+    monkeypatch.setattr(job, "atomic_write_json", records_refused)
+    out = tmp_path / "job"
+    with pytest.raises(training.CheckpointWriteError) as failed:
+        run_job(tiny, output_dir=out)
+    assert not (out / "metrics.json").exists()
+    assert failed.value.unrecorded.startswith(f"{out / 'metrics.json'} could not be written")
+
+
 def completed_records_fail(monkeypatch, code: int, said: str):
     """A job's writes of a completed record raise OSError `code` (a full disk, a quota);
     returns the real writer, to put back."""

@@ -1596,3 +1596,23 @@ def test_the_summary_counts_the_jobs_that_only_evaluated_a_trained_twin():
     assert summary(OmegaConf.create({}), Path("/s"), again, again)[0].endswith(
         "2 completed (1 before this launch)"
     )
+
+
+def test_a_copy_cut_short_never_leaves_a_twins_checkpoint_without_its_note(tmp_path, monkeypatch):
+    # a checkpoint alone reads as an interrupted job, which resumes from it: one written by a
+    # trained twin, without the note that names it, would be refused as another config's
+    source = sibling(tmp_path)
+    (source / "checkpoint.pt").write_bytes(b"ckpt")
+    (source / "trained_in.json").write_text('{"config_hash": "t", "training_hash": "T"}')
+    link = reuse._link_or_copy
+
+    def full_disk_for_the_note(src, dst):
+        if dst.name == "trained_in.json":
+            raise OSError(28, "No space left on device")
+        link(src, dst)
+
+    monkeypatch.setattr(reuse, "_link_or_copy", full_disk_for_the_note)
+    folder = tmp_path / "copy" / "nb201" / "job-h"
+    assert not adopt(source, folder, {"name": "bn"})
+    assert not (folder / "checkpoint.pt").exists()
+    assert manifest.job_state(folder, "h") == "new"  # copied at the next launch

@@ -239,7 +239,8 @@ def main(cfg: DictConfig) -> float | None:
         print(f"nasheur: failed: {err}", file=sys.stderr)
         raise SystemExit(1) from None
     except (FloatingPointError, CheckpointWriteError) as err:  # diverged; a full disk
-        print(f"nasheur: failed: {err} (record: {out / METRICS})", file=sys.stderr)
+        record = getattr(err, "unrecorded", None) or f"record: {out / METRICS}"
+        print(f"nasheur: failed: {err} ({record})", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         print(f"nasheur: interrupted; the same command {_resumes(out)}", file=sys.stderr)

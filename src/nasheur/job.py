@@ -377,8 +377,12 @@ def _run_held(
                 atomic_write_json(done, record)
             except OSError as unwritten:  # a full disk: the job's own error is the news
                 log.error("%s could not be written (%s): %s", done, unwritten, record["error"])
-            if isinstance(err, Terminated):
-                log.warning("recorded as interrupted: %s", done)
+                # for the command's last line, which would point at a record that is not there
+                # (or an earlier run's)
+                err.unrecorded = f"{done} could not be written: {unwritten}"  # type: ignore[union-attr]
+            else:
+                if isinstance(err, Terminated):
+                    log.warning("recorded as interrupted: %s", done)
             release_frames(err)
             raise
     log.info("summary\n%s", summary_table(record, done))

@@ -213,8 +213,9 @@ def adopt(source: Path, folder: Path, experiment: dict[str, Any]) -> bool:
                 folder, (*JOB_FILES, TRAINED_IN)
             )  # of an adoption or a job killed here before
             # a trained twin's note too: the checkpoint is that twin's, and the copy needs the
-            # note to evaluate it again
-            for name in (POOL, CHECKPOINT, TRAINED_IN):
+            # note to evaluate it again. The note before the checkpoint: a copy cut short with
+            # the checkpoint alone would be resumed, and refused as another config's
+            for name in (POOL, TRAINED_IN, CHECKPOINT):
                 if (source / name).is_file():
                     _link_or_copy(source / name, folder / name)
             record["config"] = {**(record.get("config") or {}), "experiment": experiment}
