@@ -165,6 +165,24 @@ def test_packing_makes_an_array_of_one_task_per_pack(tmp_path):
     assert len({r.return_value[0] for r in results}) == 5  # a process each
 
 
+def test_the_last_task_of_a_packed_sweep_gives_its_jobs_a_full_tasks_threads(tmp_path, monkeypatch):
+    import submitit
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    executor = submitit.AutoExecutor(folder=tmp_path, cluster="debug")  # runs in this process
+    # 3 jobs at 2 per task: the second task holds one job, which must get the 4 threads of
+    # its share, as a job of a full task does (and as it would if a relaunch ran it alone):
+    # the CPU's sums depend on the threads
+    with _packing(2):
+        jobs = executor.map_array(threads, *zip(*job_args(3), strict=True))
+    assert [j.results()[0].return_value[0] for j in jobs] == ["4", "4", "4"]
+    # a task pickled before it knew its size shares the CPUs among its own jobs
+    legacy = Pack(threads)
+    del legacy.size
+    assert [r.return_value[0] for r in legacy(job_args(1))] == ["8"]
+
+
 def pipe_dir(overrides, _key, num, _id, _state):
     value = os.environ.get("CUDA_MPS_PIPE_DIRECTORY")
     return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=value)

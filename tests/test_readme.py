@@ -167,3 +167,24 @@ def test_site_env_values_yield_to_the_callers(tmp_path):
     assert "NASHEUR_GT_NB201=/mine.csv" in lines  # the caller's value wins
     for name in ("NASHEUR_SLURM_QOS", "NASHEUR_DATA"):  # empty: unset, the default
         assert not any(line.startswith(f"{name}=") for line in lines)
+
+
+def test_the_recalibration_example_sweeps_beside_the_finished_sweep(tmp_path, monkeypatch):
+    # the README's example of a sweep whose jobs only evaluate bn_ablation's super-nets: its
+    # folder must lie beside bn_ablation's, under $NASHEUR_RUNS/sweeps, where trained twins
+    # are looked for, not under a runs/ of wherever the command runs
+    text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    example = re.search(r"eval\.bn=recalibrate '?hydra\.sweep\.dir=([^ '`]+)", text)
+    assert example is not None
+    from hydra import compose, initialize_config_module
+
+    from nasheur.config import register_configs, register_resolvers
+
+    register_configs()
+    register_resolvers()
+    monkeypatch.setenv("NASHEUR_RUNS", str(tmp_path / "shared"))
+    monkeypatch.chdir(tmp_path)
+    overrides = ["+experiment=bn_ablation", f"hydra.sweep.dir={example.group(1)}"]
+    with initialize_config_module(version_base="1.3", config_module="nasheur.conf"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    assert Path(str(cfg.hydra.sweep.dir)).parent == tmp_path / "shared" / "sweeps"

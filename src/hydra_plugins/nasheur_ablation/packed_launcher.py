@@ -201,7 +201,7 @@ def _packing(size: int, mps: bool = False):
     def packed(original: Any, executor: Any, fn: Any, *iterables: Any) -> list[Any]:
         jobs = list(zip(*iterables, strict=True))
         packs = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-        submitted = original(executor, Pack(fn, mps), packs)
+        submitted = original(executor, Pack(fn, mps, size), packs)
         return [
             PackedJob(task, pack, i)
             for task, pack in zip(submitted, packs, strict=True)
@@ -239,11 +239,15 @@ class PackedJob:
 class Pack:
     """The function of a packed array task: runs its jobs, one process each, all at once,
     and returns their results in order. ``checkpoint`` is submitit's requeue hook, as on the
-    launcher itself: the task is submitted again with the same jobs."""
+    launcher itself: the task is submitted again with the same jobs. Each job's CPU threads
+    are its share of `size` jobs (``jobs_per_task``), however many this task holds: the last
+    task of a sweep, or one relaunched for a job that did not complete, gives its jobs what a
+    full task gives them (the CPU's sums depend on the threads)."""
 
-    def __init__(self, run_job: Any, mps: bool = False) -> None:
+    def __init__(self, run_job: Any, mps: bool = False, size: int | None = None) -> None:
         self.run_job = run_job  # the launcher: run_job(*args) runs one job, returns its result
         self.mps = mps
+        self.size = size  # jobs_per_task; None: the task's own jobs
 
     def __call__(self, pack: list[JobArgs]) -> list[JobReturn]:
         # A SIGTERM (`scancel`, `scontrol requeue`, a preemption by SIGTERM) reaches the jobs
@@ -255,7 +259,9 @@ class Pack:
             stop_on_sigterm("the task's jobs, each recorded interrupted"),
             private_mps() if self.mps and len(pack) > 1 else nullcontext(),
         ):
-            return run_in_processes(self.run_job, pack, at_once=len(pack))
+            # a task pickled before `size` existed (requeued across an upgrade) has none
+            share = getattr(self, "size", None) or len(pack)
+            return run_in_processes(self.run_job, pack, at_once=len(pack), share=share)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         import submitit
@@ -263,12 +269,15 @@ class Pack:
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
-def run_in_processes(run_job: Any, jobs: list[JobArgs], at_once: int) -> list[JobReturn]:
+def run_in_processes(
+    run_job: Any, jobs: list[JobArgs], at_once: int, share: int | None = None
+) -> list[JobReturn]:
     """``run_job(*args)`` for each of `jobs`, each in a fresh process of its own, at most
     `at_once` at a time (the next starts when one ends); their results in the order of `jobs`.
     Each job takes the GPU, of those this process sees (``CUDA_VISIBLE_DEVICES``), that runs
     the fewest of them as it starts (the first such in order: job i of the first n takes GPU
-    i), and its share of the CPUs (:func:`cpu_share`). A job whose
+    i), and its share of the CPUs among `share` jobs (:func:`cpu_share`; `at_once` unless
+    told). A job whose
     process dies without a result fails on its own. If this process is stopped meanwhile
     (Ctrl-C, which reaches the jobs too, or SIGTERM, passed on to them), it waits for the
     running jobs to end, as interrupted, and stops."""
@@ -278,7 +287,7 @@ def run_in_processes(run_job: Any, jobs: list[JobArgs], at_once: int) -> list[Jo
     devices = visible_gpus()
     # the share of `at_once` jobs, however many this launch has: a job's CPU sums depend on
     # its threads, and a sweep run again for its last job must give what one run through gave
-    threads = cpu_share(at_once)
+    threads = cpu_share(share or at_once)
     results: list[JobReturn | None] = [None] * len(jobs)
     running: dict[Any, tuple[Any, int, str | None]] = {}  # receiving end -> (process, index, GPU)
     todo = iter(enumerate(jobs))
