@@ -1832,7 +1832,7 @@ def test_a_time_limit_within_the_requeue_signal_is_refused(
         ("NASHEUR_SLURM_CPUS", "cpus_per_task", "-3", "expected a whole number >= 1"),
         ("NASHEUR_SLURM_CPUS", "cpus_per_task", "0", "expected a whole number >= 1"),
         ("NASHEUR_SLURM_GPUS", "gpus_per_node", "0", "expected a whole number >= 1"),
-        ("NASHEUR_SLURM_MEM_GB", "mem_gb", "-16", "expected a whole number >= 1"),
+        ("NASHEUR_SLURM_MEM_GB", "mem_gb", "-16", "expected a whole number >= 0"),
         (
             "NASHEUR_SLURM_ARRAY_PARALLELISM",
             "array_parallelism",
@@ -1861,7 +1861,8 @@ def test_a_slurm_count_below_its_least_is_refused_before_launch(
     "env", ["NASHEUR_SLURM_GPUS", "NASHEUR_SLURM_CPUS", "NASHEUR_SLURM_MEM_GB"]
 )
 def test_a_slurm_count_of_null_or_at_its_least_passes_the_check(args, monkeypatch, env):
-    for value in ("null", "1"):
+    # --mem=0 is SLURM's "all the node's memory"
+    for value in ("null", "0" if env == "NASHEUR_SLURM_MEM_GB" else "1"):
         monkeypatch.setenv(env, value)
         monkeypatch.setenv("NASHEUR_SLURM_MAX_NUM_TIMEOUT", "0")  # no requeue after a time-out
         sweeper, _ = sweeper_for([*args, "hydra/launcher=slurm", "hydra.sweeper.dry_run=true"])

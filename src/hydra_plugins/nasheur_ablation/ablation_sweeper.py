@@ -125,10 +125,11 @@ __all__ = [
 
 
 # the SLURM profile's whole-number options, the site variable of each, and their least value
+# (mem_gb=0 is SLURM's --mem=0: all the memory of the node, which some sites ask for)
 SLURM_COUNTS = (
     ("gpus_per_node", "NASHEUR_SLURM_GPUS", 1),
     ("cpus_per_task", "NASHEUR_SLURM_CPUS", 1),
-    ("mem_gb", "NASHEUR_SLURM_MEM_GB", 1),
+    ("mem_gb", "NASHEUR_SLURM_MEM_GB", 0),
     ("timeout_min", "NASHEUR_SLURM_TIME_MIN", 1),
     ("array_parallelism", "NASHEUR_SLURM_ARRAY_PARALLELISM", 1),
     ("max_num_timeout", "NASHEUR_SLURM_MAX_NUM_TIMEOUT", 0),
