@@ -837,7 +837,7 @@ def test_an_unreadable_record_is_named_and_left_alone(tiny, tmp_path, text, said
     assert (out / "metrics.json").read_text() == text
 
 
-@pytest.mark.parametrize("name", ["metrics.json", "checkpoint.pt", "pool.json"])
+@pytest.mark.parametrize("name", ["metrics.json", "checkpoint.pt", "pool.json", "job.lock"])
 def test_a_folder_where_a_job_writes_a_file_is_refused_before_any_work(tiny, tmp_path, name):
     from nasheur.training import CheckpointMismatch
 

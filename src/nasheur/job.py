@@ -37,6 +37,7 @@ from nasheur.io import atomic_write_json, read_json, remove_stale_temporaries
 from nasheur.jobguard import (
     CHECKPOINT,
     JOB_FILES,
+    LOCK,
     METRICS,
     POOL,
     FolderLocked,
@@ -211,6 +212,13 @@ def run_job(
     143)."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for name in (LOCK, *JOB_FILES):  # before any work: a job would train for
+        path = out / name  # hours and then fail to write there (the lock: fail at once)
+        if path.exists() and not path.is_file():
+            raise CheckpointMismatch(
+                f"{path}: a folder or other non-file where the job writes a file; move it "
+                "away or use another output folder (hydra.run.dir=...)"
+            )
     with hold_folder(out, refused=FolderBusy) as holding:
         return _run_held(cfg, out, choices, on_claimed, refused, holding)
 
@@ -233,12 +241,6 @@ def _run_held(
         "nasheur_version": __version__,
     }
     done = out / METRICS
-    for path in (done, out / CHECKPOINT, out / POOL):  # before any work: a job would train
-        if path.exists() and not path.is_file():  # for hours and then fail to write there
-            raise CheckpointMismatch(
-                f"{path}: a folder or other non-file where the job writes a file; move it "
-                "away or use another output folder (hydra.run.dir=...)"
-            )
     reevaluated: dict[str, Any] | None = None  # a completed record, evaluated again
     # the epochs that a stopped or failed record of this job lists: those it trained, which a
     # job that fails again before it restored its checkpoint (its data, its ground truth)
