@@ -254,6 +254,15 @@ def test_a_blank_ground_truth_path_names_no_file(gt_file):
         validate(changed(nb201_job(gt_file), {"ground_truth.path": "  "}))
 
 
+def test_a_blank_ground_truth_cache_dir_names_no_folder(gt_file):
+    # an empty folder name would cache converted tables in the current folder
+    for blank in ("", " "):
+        with pytest.raises(
+            ConfigError, match=rf"ground_truth\.cache_dir='{blank}' names no folder"
+        ):
+            validate(changed(nb201_job(gt_file), {"ground_truth.cache_dir": blank}))
+
+
 def test_a_missing_file_is_named_by_the_key_that_gave_it(tmp_path, monkeypatch):
     # the key given wins over the environment's variable, and the message names the key
     monkeypatch.setenv("NASHEUR_GT_NB201", str(tmp_path / "from-env.csv"))

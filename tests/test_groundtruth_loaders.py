@@ -1268,3 +1268,21 @@ def test_a_cache_folder_inside_a_simple_folder_is_not_part_of_its_checksum(nats_
     inner.mkdir()
     (inner / "meta.pickle.pbz2.1-2.cifar10.gt.csv").write_text("# unit: fraction\n")
     assert source_sha256(nats_dir) == first
+
+
+def test_a_job_caches_its_table_under_the_home_a_tilde_names(nds_list, tmp_path, monkeypatch):
+    # ground_truth.cache_dir=~/gt-cache given quoted reaches the job with its tilde, as
+    # ground_truth.path may: a folder named "~" in the job's folder would be a surprise
+    from nasheur.config import Config, GroundTruthConfig, SearchSpaceConfig, SpaceName
+    from nasheur.job import read_ground_truth
+    from nasheur.spaces import get_space
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    cfg = Config(
+        search_space=SearchSpaceConfig(name=SpaceName.darts_nds),
+        ground_truth=GroundTruthConfig(path=str(nds_list), cache_dir="~/gt-cache"),
+    )
+    read_ground_truth(cfg, get_space("darts_nds"))
+    assert len(list((tmp_path / "home" / "gt-cache").glob("DARTS.json.*.gt.csv"))) == 1
+    assert not (tmp_path / "~").exists()

@@ -927,6 +927,13 @@ def ground_truth_path(cfg: Config) -> str | None:
     return resolve_ground_truth(cfg.search_space.name.value, cfg.ground_truth.path)
 
 
+def ground_truth_cache_dir(cfg: Config) -> str | None:
+    """Where a job caches its converted GT table: ground_truth.cache_dir with ``~`` expanded
+    (given quoted, it reaches the job unexpanded), or None for the default folders."""
+    folder = cfg.ground_truth.cache_dir
+    return None if folder is None else os.path.expanduser(folder)
+
+
 CIFAR10_TRAIN_IMAGES = 50_000  # what dataset=cifar10 splits: the release's training batches
 
 
@@ -1066,6 +1073,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"ground_truth.path={gt_path!r} names no file: give one, or null for "
             f"{ground_truth_env(cfg.search_space.name.value)} or the space's own"
+        )
+    cache_dir = cfg.ground_truth.cache_dir
+    if cache_dir is not None and not cache_dir.strip():  # would cache in the current folder
+        raise ConfigError(
+            f"ground_truth.cache_dir={cache_dir!r} names no folder: give one, or null for "
+            "beside the ground-truth file"
         )
     x = cfg.experiment
     _check(

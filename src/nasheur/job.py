@@ -27,6 +27,7 @@ from nasheur.config import (
     ConfigError,
     check_batch_fits,
     config_hash,
+    ground_truth_cache_dir,
     ground_truth_path,
     plain,
     resolve_bn_mode,
@@ -134,7 +135,7 @@ def read_ground_truth(cfg: Config, space: Any) -> tuple[str, Any]:
         column=g.column,
         unit=g.unit.value,
         validate_key=space.validate_key,
-        cache_dir=g.cache_dir,
+        cache_dir=ground_truth_cache_dir(cfg),
     )
     return gt_path, gt
 

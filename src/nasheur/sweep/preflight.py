@@ -37,7 +37,7 @@ def bad_inputs(
     conversion, cached, happens here instead of in every job; without `convert`, as a dry
     run writes nothing, such a file is left to the jobs) against their spaces and
     ``eval.pool_size``, and where the jobs run here (`local`) their device."""
-    from nasheur.config import ConfigError, ground_truth_path
+    from nasheur.config import ConfigError, ground_truth_cache_dir, ground_truth_path
     from nasheur.groundtruth.convert import cached_table, detect_format
     from nasheur.job import pick_device, pool_spaces_of, read_ground_truth, searched_archs
 
@@ -57,14 +57,14 @@ def bad_inputs(
         try:
             spaces = pool_spaces_of(cfg)
             g = cfg.ground_truth
-            key = (ground_truth_path(cfg), g.dataset, g.metric, g.column, g.unit, g.cache_dir)
-            key += (cfg.search_space.name,)
+            key = (ground_truth_path(cfg), g.dataset, g.metric, g.column, g.unit)
+            key += (ground_truth_cache_dir(cfg), cfg.search_space.name)
             if key not in read:
                 try:
                     if not convert and detect_format(key[0]) != "table":
                         metric = None if g.metric is None else g.metric.value
                         cached = cached_table(
-                            key[0], dataset=g.dataset, metric=metric, cache_dir=g.cache_dir
+                            key[0], dataset=g.dataset, metric=metric, cache_dir=key[5]
                         )
                         if cached is None:
                             read[key] = None  # its conversion writes a cache: the jobs' to do
