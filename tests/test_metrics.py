@@ -479,3 +479,45 @@ def test_bins_of_the_real_nb201_table_follow_its_percent_strings(shared_nb201_cs
         )
     # the table has such boundaries: without them this test would check nothing
     assert np.count_nonzero(np.floor(g / 0.001) != M.gt_bins(g)) > 50
+
+
+# --- boundaries of GT values as the loaders make them, n = 2, a space of NB101's size ------
+
+
+def test_bins_of_gt_made_as_the_loaders_make_it():
+    """GT values are sums, means and percent conversions, which miss an exact 0.1% boundary by
+    one ulp (spec 5: b = floor(g / t + 1e-9)): the mean of three NB101 repeats, NDS's
+    (100 - error) / 100, 0.1 + 0.2. Each must land in the bin of its exact decimal value."""
+    mean_of_repeats = (0.9007 + 0.901 + 0.9013) / 3  # 0.9009999999999999
+    nds = (100 - 6.9) / 100  # 0.9309999999999999 (NDS stores the error in percent)
+    assert math.floor(mean_of_repeats / 0.001) == 900 and math.floor(nds / 0.001) == 930
+    assert M.gt_bins([mean_of_repeats, nds, 0.1 + 0.2]).tolist() == [901, 931, 300]
+    assert M.gt_bins([1 - 0.07], threshold=0.01).tolist() == [93]  # 0.9299999999999999
+    # so two architectures at the same exact GT, one computed each way, share a rank
+    s = [0.2, 0.1, 0.3]
+    g = [mean_of_repeats, 0.901, 0.95]
+    assert M.kendall_tau(s, g) == pytest.approx(1 / 3)  # the ulp orders the pair (0, 1)
+    assert M.sparse_kendall_tau(s, g) == pytest.approx(2 / math.sqrt(6))  # tied in the bins
+
+
+def test_two_architectures():
+    """n = 2, the smallest pool a correlation takes: +-1, or undefined (NaN) where the two
+    share a GT bin; the top 1 of two is a choice, so P>R and final performance are defined."""
+    s, g = [0.6, 0.4], [0.93, 0.91]
+    for fn in (M.kendall_tau, M.spearman, M.sparse_kendall_tau, M.sparse_spearman):
+        assert fn(s, g) == pytest.approx(1.0) and fn(s, g[::-1]) == pytest.approx(-1.0)
+    assert math.isnan(M.sparse_kendall_tau(s, [0.9301, 0.9309]))
+    assert math.isnan(M.sparse_spearman(s, [0.9301, 0.9309]))
+    assert M.final_performance(s, g, top_n=1) == 0.93
+    assert M.p_beat_random(s, g, [0.91, 0.93], top_n=1) == pytest.approx(0.5)
+
+
+def test_p_beat_random_over_nb101_sized_space_is_not_the_papers_complement():
+    """Spec 5: P>R = (1 - r/N)^n with N = 423,624 on NB101; the paper prints 1 - (1 - r/N)^n,
+    which would be near 0 here. The best of the space found (r = 1) with n = 3."""
+    n_archs = 423_624
+    space = np.linspace(0.1, 0.95, n_archs)
+    s, g = [0.9, 0.8, 0.7, 0.1], [space[-1], 0.5, 0.4, 0.3]
+    p = M.p_beat_random(s, g, space)
+    assert p == pytest.approx((1 - 1 / n_archs) ** 3, rel=1e-15)
+    assert p > 0.99999
