@@ -487,13 +487,13 @@ class _Launcher:
     [
         ({}, 5, None, ""),
         ({"jobs_per_task": 4}, 1, None, ""),  # one job: one at a time
-        ({"jobs_per_task": 4}, 8, None, " (2 SLURM tasks of up to 4 jobs each)"),
-        ({"jobs_per_task": 4}, 9, None, " (3 SLURM tasks of up to 4 jobs each)"),
-        ({"jobs_per_task": 4}, 2, None, " (1 SLURM task of up to 4 jobs each)"),
+        ({"jobs_per_task": 4}, 8, None, "2 SLURM tasks of up to 4 jobs each"),
+        ({"jobs_per_task": 4}, 9, None, "3 SLURM tasks of up to 4 jobs each"),
+        ({"jobs_per_task": 4}, 2, None, "1 SLURM task of up to 4 jobs each"),
         # batches of 5 packed on their own: 5 -> 2 tasks, 5 -> 2, 1 -> 1
-        ({"jobs_per_task": 4}, 11, 5, " (5 SLURM tasks of up to 4 jobs each)"),
-        ({"jobs_at_once": 3}, 7, None, " (3 at a time)"),
-        ({"jobs_at_once": 3}, 2, None, " (2 at a time)"),
+        ({"jobs_per_task": 4}, 11, 5, "5 SLURM tasks of up to 4 jobs each"),
+        ({"jobs_at_once": 3}, 7, None, "3 at a time"),
+        ({"jobs_at_once": 3}, 2, None, "2 at a time"),
         ({"jobs_at_once": 3}, 1, None, ""),
     ],
 )

@@ -1908,6 +1908,29 @@ def test_a_checkpoint_rarer_than_a_slurm_run_is_warned_about_before_launch(
     assert not [r for r in caplog.records if "checkpoint_every_s" in r.getMessage()]
 
 
+def test_a_dry_run_says_how_the_launcher_packs_the_jobs_it_launches(
+    args, tmp_path, monkeypatch, capsys
+):
+    # the 4 jobs to run go in 2 SLURM array tasks of 3 and 1, as a launch's summary says
+    monkeypatch.setenv("NASHEUR_SLURM_JOBS_PER_TASK", "3")
+    monkeypatch.setenv("PATH", str(tmp_path / "no-slurm-here"))
+    dry, task = sweeper_for(
+        [*args, "hydra.sweeper.dry_run=true", "hydra/launcher=slurm"], stand_in=False
+    )
+    dry.sweep(task)
+    head = capsys.readouterr().out.splitlines()[0]
+    assert head.endswith(
+        "(4 to run: 2 SLURM tasks of up to 3 jobs each); nothing was launched or written"
+    )
+    # one job per task (the default): nothing to say
+    monkeypatch.delenv("NASHEUR_SLURM_JOBS_PER_TASK")
+    dry, task = sweeper_for(
+        [*args, "hydra.sweeper.dry_run=true", "hydra/launcher=slurm"], stand_in=False
+    )
+    dry.sweep(task)
+    assert "(4 to run); nothing" in capsys.readouterr().out.splitlines()[0]
+
+
 def test_the_slurm_profile_packs_one_job_per_task_by_default(args, monkeypatch):
     monkeypatch.delenv("NASHEUR_SLURM_JOBS_PER_TASK", raising=False)
     sweeper, _ = sweeper_for([*args, "hydra/launcher=slurm"], stand_in=False)

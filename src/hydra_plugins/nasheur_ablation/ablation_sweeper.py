@@ -624,7 +624,13 @@ class AblationSweeper(Sweeper):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         if self.dry_run:
             flush_stdout()
-            lines = dry_run_lines(sweep_dir, jobs, self.reuse, local=not submits(self.launcher))
+            lines = dry_run_lines(
+                sweep_dir,
+                jobs,
+                self.reuse,
+                local=not submits(self.launcher),
+                packing=lambda n: side_by_side(self.launcher, n, self.max_batch_size),
+            )
             print("\n".join(lines), flush=True)
             return []
         made = not sweep_dir.exists()
@@ -732,6 +738,7 @@ class AblationSweeper(Sweeper):
                 else []
             ),
         ]
+        packing = side_by_side(self.launcher, len(todo), self.max_batch_size)
         log.info(
             "sweep of %d job%s: %d already completed%s, %d to run%s%s%s, in %s",
             len(jobs),
@@ -740,7 +747,7 @@ class AblationSweeper(Sweeper):
             f" ({copied} of them copied from other sweeps)" if copied else "",
             len(todo),
             f" ({'; '.join(how)})" if how else "",
-            side_by_side(self.launcher, len(todo), self.max_batch_size),
+            f" ({packing})" if packing else "",
             (f", {len(elsewhere)} running elsewhere (left to them)" if elsewhere else "")
             + (f", {len(left)} left to other sweeps, which train them" if left else ""),
             sweep_dir,

@@ -4,6 +4,7 @@ without writing anything.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from nasheur.jobguard import CHECKPOINT
@@ -24,8 +25,15 @@ DRY_RUN = {
 }
 
 
-def dry_run_lines(sweep_dir: Path, jobs: list[Planned], reuse: bool, local: bool) -> list[str]:
-    """The plan as a launch would carry it out, read without writing anything."""
+def dry_run_lines(
+    sweep_dir: Path,
+    jobs: list[Planned],
+    reuse: bool,
+    local: bool,
+    packing: Callable[[int], str] = lambda n: "",
+) -> list[str]:
+    """The plan as a launch would carry it out, read without writing anything. `packing`:
+    how the launcher runs n jobs side by side (:func:`~nasheur.sweep.launchers.side_by_side`)."""
     listed = started_jobs(sweep_dir) if reuse else None
     lines, counts, reads = [], {}, []
     trained = TrainedTwins(sweep_dir.parent) if reuse else None
@@ -62,6 +70,8 @@ def dry_run_lines(sweep_dir: Path, jobs: list[Planned], reuse: bool, local: bool
         lines.append(f"  {said}: {' '.join(job)}\n    in {folder}")
     summary = ", ".join(f"{n} to {verb}" for verb, n in counts.items())
     jobs_ = f"{len(jobs)} job" + ("s" if len(jobs) != 1 else "")
+    launched = packing(len(reads))  # the jobs that would read their data: those launched
+    summary += f": {launched}" if launched else ""
     head = f"dry run: {jobs_} in {sweep_dir} ({summary}); nothing was launched or written"
     missing = missing_data({r.cifar for _, r in reads if r.cifar is not None})
     bad = grouped(bad_inputs(reads, local, convert=False))

@@ -25,16 +25,15 @@ if TYPE_CHECKING:
 
 def side_by_side(launcher: Any, jobs: int, batch: int | None = None) -> str:
     """How a launcher that runs several jobs at once runs `jobs` (handed to it `batch` at a
-    time): `` (2 SLURM tasks of up to 4 jobs each)``, `` (3 at a time)``; "" for one at a
-    time."""
+    time): ``2 SLURM tasks of up to 4 jobs each``, ``3 at a time``; "" for one at a time."""
     per_task = getattr(launcher, "jobs_per_task", 1)
     at_once = getattr(launcher, "jobs_at_once", 1)
     if jobs > 1 and per_task > 1:
         batch = batch or jobs  # each batch is packed on its own
         tasks = sum(-(-min(batch, jobs - i) // per_task) for i in range(0, jobs, batch))
-        return f" ({tasks} SLURM task{'s' if tasks != 1 else ''} of up to {per_task} jobs each)"
+        return f"{tasks} SLURM task{'s' if tasks != 1 else ''} of up to {per_task} jobs each"
     if jobs > 1 and at_once > 1:
-        return f" ({min(at_once, jobs)} at a time)"
+        return f"{min(at_once, jobs)} at a time"
     return ""
 
 
