@@ -1,7 +1,8 @@
 """Details of one job that its end-to-end tests leave open: the random stream of each epoch,
-the learning rate of each epoch, the flags and counts of its record, a diverged epoch, and the
-pool's independence of the training factors. Training is stubbed where only the wiring is
-pinned, so that each test takes about a second."""
+the learning rate of each epoch, the flags and counts of its record, a diverged epoch, the
+pool's independence of the training factors, and the config keys that reach the job's data,
+ground truth and training (dataset.augment, ground_truth.*, protocol.*, run.*). Training is
+stubbed where only the wiring is pinned, so that each test takes about a second."""
 
 from __future__ import annotations
 
@@ -218,6 +219,189 @@ def test_a_second_pool_is_the_disabled_jobs_draw_with_its_own_evaluation_stream(
     timing = rec["timing"]
     # the rate counts the architectures of both pools, 12 + 12
     assert timing["eval_archs_per_s"] * timing["eval_seconds"] == pytest.approx(24)
+
+
+# --- dataset.augment, ground_truth.column and ground_truth.unit reach the job --------------
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_dataset_augment_decides_whether_the_jobs_training_batches_are_cropped_and_flipped(
+    tmp_path, monkeypatch, augment
+):
+    """dataset.augment (README: random crop with 4-pixel padding and horizontal flip) is what
+    the job's training loader does: with false every training image reaches the super-net as
+    it is, with true almost none does (an image is left as it was only by the centre crop, 1 in
+    81, without a flip). The loader's batches are drawn with the epoch's own generator."""
+    unchanged: list[bool] = []
+    stub = StubEpochs()
+
+    def epoch(model, optimizer, loader, sampler, *, rng, generator, **kw):
+        raw = loader.normalize(loader.images).flatten(1)  # the share's images, not augmented
+        for x, _ in loader.train_batches(generator):
+            same = (x.flatten(1)[:, None, :] == raw[None]).all(-1).any(1)
+            unchanged.extend(same.tolist())
+        return stub(model, optimizer, loader, sampler, rng=rng, generator=generator, **kw)
+
+    monkeypatch.setattr(training, "train_epoch", epoch)
+    cfg = _job(tmp_path, f"dataset.augment={str(augment).lower()}", "protocol.epochs=2")
+    assert cfg.dataset.augment is augment
+    run_job(cfg, output_dir=tmp_path / "job")
+    assert len(unchanged) == 2 * 144  # 2 epochs of the 144 training images, batches of 16
+    if augment:
+        assert sum(unchanged) < len(unchanged) / 10
+    else:
+        assert all(unchanged)
+
+
+def _gt_with_columns(path, n: int = 30) -> dict[str, dict[str, float]]:
+    """A table of `n` NB201 cells with three value columns and no '# unit:' line: `accuracy`
+    (the default column) and `frac` in fractions, `pct` in percent. Returns each column's
+    values by key, as written."""
+    from nasheur.spaces import get_space
+
+    space = get_space("nb201")
+    archs = space.enumerate()
+    rng = np.random.default_rng(1)
+    keys = [space.key(archs[int(i)]) for i in rng.choice(len(archs), n, replace=False)]
+    cols = {
+        "accuracy": rng.uniform(0.1, 0.95, n).round(4),
+        "frac": rng.uniform(0.1, 0.95, n).round(4),
+        "pct": rng.uniform(10, 95, n).round(2),
+    }
+    rows = [
+        ",".join(["key", *cols]),
+        *(",".join([k, *(str(c[i]) for c in cols.values())]) for i, k in enumerate(keys)),
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    return {name: dict(zip(keys, map(float, vals), strict=True)) for name, vals in cols.items()}
+
+
+@pytest.mark.parametrize(
+    ("column", "unit", "scale"),
+    [(None, "fraction", 1), ("frac", "fraction", 1), ("pct", "percent", 100)],
+)
+def test_ground_truth_column_and_unit_give_the_accuracies_a_job_ranks_against(
+    tmp_path, monkeypatch, column, unit, scale
+):
+    """ground_truth.column picks the table's value column (null: `accuracy`) and
+    ground_truth.unit says how it is written (a table without a '# unit:' line): the job's
+    record holds, per architecture of its pool, that column's value as a fraction."""
+    monkeypatch.setattr(training, "train_epoch", StubEpochs())
+    monkeypatch.setattr(
+        evaluation,
+        "evaluate_archs",
+        lambda model, archs, loader, **kw: np.linspace(0.5, 0.6, len(archs)),
+    )
+    table = _gt_with_columns(tmp_path / "gt.csv")
+    named = [] if column is None else [f"ground_truth.column={column}"]
+    run_job(_job(tmp_path, *named, f"ground_truth.unit={unit}"), output_dir=tmp_path / "job")
+    rec = _read(tmp_path / "job")
+    assert rec["status"] == "completed"
+    got = {a["key"]: a["gt_acc"] for a in rec["archs"]}
+    assert len(got) == 12
+    want = table[column or "accuracy"]
+    assert got == pytest.approx({k: want[k] / scale for k in got}, rel=1e-12)
+    for other in set(table) - {column or "accuracy"}:  # the columns differ: a mix-up shows
+        assert got != pytest.approx({k: table[other][k] / scale for k in got})
+
+
+@pytest.mark.parametrize(
+    ("head", "overrides", "said"),
+    [
+        # the file does not say its unit and the config leaves it to the file
+        ("", [], r"unit is not declared.*ground_truth\.unit=percent\|fraction"),
+        ("", ["ground_truth.unit=auto"], r"unit is not declared.*ground_truth\.unit="),
+        # percent values read as fractions, fractions read as percent
+        ("", ["ground_truth.column=pct", "ground_truth.unit=fraction"], r"pct .* outside \[0, 1\]"),
+        ("", ["ground_truth.column=frac", "ground_truth.unit=percent"], r"no frac exceeds 1"),
+        # a column the table has not, named with the ones it has
+        (
+            "",
+            ["ground_truth.column=test", "ground_truth.unit=fraction"],
+            r"column 'test' not in the header; available columns: accuracy, frac, pct",
+        ),
+        # a unit that contradicts the file's own
+        (
+            "# unit: fraction\n",
+            ["ground_truth.unit=percent"],
+            r"declares unit 'fraction' but ground_truth\.unit='percent'",
+        ),
+    ],
+)
+def test_ground_truth_column_and_unit_are_refused_where_they_do_not_fit_the_table(
+    tmp_path, head, overrides, said
+):
+    """What the job reads its table with (nasheur.job.read_ground_truth, which the sweep's
+    preflight calls too): a unit or column that does not fit the file fails, naming the key."""
+    from nasheur.groundtruth.table import GroundTruthError
+    from nasheur.job import pool_spaces_of, read_ground_truth
+
+    gt = tmp_path / "gt.csv"
+    _gt_with_columns(gt)
+    gt.write_text(head + gt.read_text())
+    cfg = _job(tmp_path, *overrides)
+    with pytest.raises(GroundTruthError, match=said):
+        read_ground_truth(cfg, pool_spaces_of(cfg)[""])
+
+
+def test_the_protocol_and_run_keys_reach_each_training_epoch(tmp_path, monkeypatch, caplog):
+    """protocol.momentum and protocol.weight_decay are the optimizer's, protocol.grad_clip,
+    run.max_steps_per_epoch and run.bf16 what each epoch trains with, and run.log_every
+    logs a line every that many of the epoch's steps (the last step's left to the epoch's)."""
+    import logging
+
+    seen: list[dict] = []
+    stub = StubEpochs()
+
+    def epoch(model, optimizer, loader, sampler, *, rng, generator, **kw):
+        group = optimizer.param_groups[0]
+        seen.append({k: group[k] for k in ("momentum", "weight_decay")} | kw)
+        for step in range(1, 5):  # run.max_steps_per_epoch=4 of the share's 9 batches
+            kw["on_step"](step)
+        return stub(model, optimizer, loader, sampler, rng=rng, generator=generator)
+
+    monkeypatch.setattr(training, "train_epoch", epoch)
+    keys = ["protocol.momentum=0.5", "protocol.weight_decay=0.003", "protocol.grad_clip=2.5"]
+    keys += ["run.max_steps_per_epoch=4", "run.bf16=true", "run.log_every=2"]
+    cfg = _job(tmp_path, *keys, "protocol.epochs=2")
+    with caplog.at_level(logging.INFO, logger="nasheur"):
+        run_job(cfg, output_dir=tmp_path / "job")
+    assert len(seen) == 2
+    for e in seen:
+        assert (e["momentum"], e["weight_decay"]) == (0.5, 0.003)
+        assert (e["grad_clip"], e["max_steps"], e["bf16"]) == (2.5, 4, True)
+    steps = [m for r in caplog.records if " step " in (m := r.getMessage())]
+    assert [s.split("  ")[:2] for s in steps] == [
+        ["epoch 1/2", "step 2/4"],
+        ["epoch 2/2", "step 2/4"],
+    ]
+
+
+def test_ground_truth_dataset_metric_and_cache_dir_reach_the_jobs_benchmark_file(tmp_path):
+    """On an official NB201 file, ground_truth.dataset and ground_truth.metric pick which of
+    its accuracies the job ranks against (null: cifar10 test; cifar10-valid: valid), and the
+    conversion is cached in ground_truth.cache_dir, not beside the file."""
+    from nasheur.job import pool_spaces_of, read_ground_truth
+    from tests.test_groundtruth_loaders import nb201_dict
+
+    pth = tmp_path / "NAS-Bench-201-v1_1-096897.pth"
+    torch.save(nb201_dict(), pth)
+    cache = tmp_path / "cache"
+    read = {}
+    for dataset, metric in [(None, None), ("cifar10-valid", None), ("cifar10-valid", "test")]:
+        keys = [f"ground_truth.path={pth}", f"ground_truth.cache_dir={cache}"]
+        keys += [
+            f"ground_truth.{k}={v}" for k, v in (("dataset", dataset), ("metric", metric)) if v
+        ]
+        cfg = compose_job([*TINY_JOB, *keys])
+        _, gt = read_ground_truth(cfg, pool_spaces_of(cfg)[""])
+        read[dataset, metric] = gt
+    protocols = [(gt.meta["dataset"], gt.meta["metric"]) for gt in read.values()]
+    assert protocols == [("cifar10", "test"), ("cifar10-valid", "valid"), ("cifar10-valid", "test")]
+    values = [tuple(gt.acc) for gt in read.values()]
+    assert len(set(values)) == 3  # three columns of the file, none read twice
+    assert len(list(cache.glob("*.gt.csv"))) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["NAS-Bench-201-v1_1-096897.pth", "cache"]
 
 
 # --- adoption of a job another sweep completed (nasheur.reuse) --------------------------------
