@@ -22,6 +22,7 @@ from nasheur.config import (
     FidelityBaseline,
     FidelityConfig,
     GroundTruthConfig,
+    GTUnit,
     OpsOn,
     ProtocolConfig,
     SamplerConfig,
@@ -261,6 +262,26 @@ def test_a_blank_ground_truth_cache_dir_names_no_folder(gt_file):
             ConfigError, match=rf"ground_truth\.cache_dir='{blank}' names no folder"
         ):
             validate(changed(nb201_job(gt_file), {"ground_truth.cache_dir": blank}))
+
+
+@pytest.mark.parametrize(
+    ("changes", "said"),
+    [
+        ({"ground_truth.unit": GTUnit.percent}, "ground_truth.unit=percent: these"),
+        ({"ground_truth.column": "acc"}, "ground_truth.column=acc: these"),
+        (
+            {"ground_truth.column": "acc", "ground_truth.unit": GTUnit.fraction},
+            "ground_truth.column=acc, ground_truth.unit=fraction: these",
+        ),
+    ],
+)
+def test_table_keys_on_a_benchmark_file_are_refused_by_the_config_check(tmp_path, changes, said):
+    # the job would refuse them too, but only once it has loaded its data
+    pth = tmp_path / "NAS-Bench-201-v1_1-096897.pth"  # its format is known by its name
+    pth.write_bytes(b"")
+    with pytest.raises(ConfigError, match=re.escape(said) + " apply to CSV tables only"):
+        validate(changed(nb201_job(pth), changes))
+    validate(changed(nb201_job(pth), {"ground_truth.unit": GTUnit.auto}))  # the default: no word
 
 
 def test_a_missing_file_is_named_by_the_key_that_gave_it(tmp_path, monkeypatch):

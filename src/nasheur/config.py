@@ -1163,13 +1163,28 @@ def validate(cfg: Config) -> None:
     )
     if not Path(gt).exists():
         raise ConfigError(f"{named}={gt}: no such file or folder")
-    from nasheur.groundtruth.convert import check_protocol, space_of_file  # numpy only
+    from nasheur.groundtruth.convert import (  # numpy only
+        check_protocol,
+        detect_format,
+        space_of_file,
+    )
 
     try:
         made_for = space_of_file(gt)
+        fmt = detect_format(gt)
     except (OSError, ValueError) as exc:  # an unknown format (GroundTruthError), unreadable
         raise ConfigError(f"{named}={gt}: {exc}") from None
     g = cfg.ground_truth
+    table_keys = [
+        f"ground_truth.{k}={v}"
+        for k, v in (("column", g.column), ("unit", g.unit.value))
+        if v is not None and v != "auto"
+    ]
+    if fmt != "table" and table_keys:  # the job would refuse them once its data are loaded
+        raise ConfigError(
+            f"{', '.join(table_keys)}: these apply to CSV tables only; {named}={gt} is a {fmt} "
+            "benchmark file, whose accuracies are converted to fractions (leave them unset)"
+        )
     metric = None if g.metric is None else g.metric.value
     if g.dataset is not None or metric is not None:
         try:
