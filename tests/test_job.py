@@ -779,10 +779,13 @@ def test_a_folder_of_another_config_is_refused_and_left_intact(tiny, tmp_path):
     out = tmp_path / "job"
     run_job(tiny, output_dir=out)
     before = (out / "metrics.json").read_bytes()
+    lock = (out / "job.lock").read_bytes()  # the job's details: its last progress, its host
+    assert b'"progress"' in lock
     tiny.protocol.lr = 0.05
     with pytest.raises(CheckpointMismatch, match="another config"):
         run_job(tiny, output_dir=out)
     assert (out / "metrics.json").read_bytes() == before
+    assert (out / "job.lock").read_bytes() == lock  # `results show` still says its last step
     (out / "metrics.json").unlink()  # an interrupted job of the first config: its checkpoint
     pool = (out / "pool.json").read_bytes()
     tiny.seed = 1  # another pool too: the refusal comes before the pool is written

@@ -220,7 +220,8 @@ def run_job(
                 f"{path}: a folder or other non-file where the job writes a file; move it "
                 "away or use another output folder (hydra.run.dir=...)"
             )
-    with hold_folder(out, refused=FolderBusy) as holding:
+    # a folder of another config is refused: its job's details stay in the lock file
+    with hold_folder(out, refused=FolderBusy, not_ours=(CheckpointMismatch,)) as holding:
         return _run_held(cfg, out, choices, on_claimed, refused, holding)
 
 

@@ -215,12 +215,18 @@ def _try_lock(fd: int, operation: int) -> bool:
 
 @contextlib.contextmanager
 def hold_folder(
-    folder: str | Path, *, refused: type[FolderLocked] = FolderLocked, lock: str = LOCK
+    folder: str | Path,
+    *,
+    refused: type[FolderLocked] = FolderLocked,
+    lock: str = LOCK,
+    not_ours: tuple[type[BaseException], ...] = (),
 ) -> Iterator[Holding | None]:
     """Hold `folder` for a job: an exclusive lock on its ``job.lock`` (or the file `lock`),
     with this process's details written in it, until the context ends; yields them as a
     :class:`Holding`. Raises `refused` at once (after a few tries within a second) where
-    another process holds it; where the file system cannot lock, warns and yields None."""
+    another process holds it; where the file system cannot lock, warns and yields None.
+    Where the block raises one of `not_ours` (the folder is another job's), the details found
+    there are put back: the last progress of that job stays on record."""
     path = Path(folder) / lock
     if fcntl is None:
         log.warning("%s: no file locks here; a second copy of this job would not be stopped", path)
@@ -245,6 +251,7 @@ def hold_folder(
         if locked is None:
             yield None
             return
+        found = _read_details(fd)
         details = Holding(fd, holder_details())
         try:
             write_details(fd, details)
@@ -252,6 +259,10 @@ def hold_folder(
             log.warning("%s: could not record this job's details (%s)", path, err)
         try:
             yield details
+        except not_ours:
+            with contextlib.suppress(OSError):
+                write_details(fd, found)
+            raise
         finally:
             with contextlib.suppress(OSError):
                 fcntl.flock(fd, fcntl.LOCK_UN)
