@@ -825,6 +825,28 @@ def test_a_damaged_checkpoint_fails_the_job_naming_the_file(tiny, tmp_path):
     assert rec["status"] == "failed" and str(ckpt) in rec["error"]
 
 
+def test_a_checkpoint_with_a_flipped_bit_fails_the_job_naming_the_entry(tiny, tmp_path):
+    # torch.load reads a tensor's bytes without checking them: a flipped bit would resume the
+    # super-net with one weight changed, silently. The zip's CRC-32 of each entry catches it.
+    import zipfile
+
+    out = tmp_path / "job"
+    run_job(tiny, output_dir=out)
+    (out / "metrics.json").unlink()  # as if stopped after its last checkpoint
+    ckpt = out / CHECKPOINT
+    with zipfile.ZipFile(ckpt) as archive:
+        entry = next(i for i in archive.infolist() if "/data/" in i.filename and i.file_size)
+        tensor = archive.read(entry)
+    data = bytearray(ckpt.read_bytes())
+    at = data.find(tensor) + len(tensor) // 2  # a byte inside the tensor, not the pickle
+    data[at] ^= 0x10
+    ckpt.write_bytes(bytes(data))
+    with pytest.raises(training.UnreadableCheckpoint, match=r"checkpoint\.pt: damaged") as err:
+        run_job(tiny, output_dir=out)
+    assert f"Bad CRC-32 for file '{entry.filename}'" in str(err.value)
+    assert read(out)["status"] == "failed"
+
+
 @pytest.mark.parametrize(
     ("text", "said"),
     [('{"status": "compl', "unreadable"), ("[1, 2]", "a JSON list, not a job record")],

@@ -31,6 +31,7 @@ from nasheur.safe_pickle import (
     checking_numpy,
     safe_load,
     torch_refusal,
+    zip_damage,
     zip_inflation,
 )
 from tests.test_untrusted_pickles import (
@@ -173,6 +174,32 @@ def test_stored_entries_may_claim_at_most_the_files_size_together(tmp_path, size
     path.write_bytes(bytes(data))
     assert [e.file_size for e in zipfile.ZipFile(path).infolist()] == list(claimed)
     assert zip_inflation(path) == ("entries larger than the file" if refused else None)
+
+
+def test_zip_damage_names_the_entry_whose_crc_fails_and_nothing_else(tmp_path):
+    import torch
+
+    good = tmp_path / "good.pt"
+    torch.save({"w": torch.arange(64, dtype=torch.float32)}, good)
+    assert zip_damage(good) is None
+    data = bytearray(good.read_bytes())
+    at = data.find(torch.arange(64, dtype=torch.float32).numpy().tobytes()) + 100
+    data[at] ^= 1
+    (tmp_path / "flipped.pt").write_bytes(bytes(data))
+    assert zip_damage(tmp_path / "flipped.pt") == "Bad CRC-32 for file 'good/data/0'"
+    # left to the loader, which names them: not a zip (torch's legacy format), cut short
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"w": 1}, legacy, _use_new_zipfile_serialization=False)
+    (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:300])
+    assert zip_damage(legacy) is None and zip_damage(tmp_path / "cut.pt") is None
+    # an entry stored without a CRC (torch's compute_crc32 off) is not checked
+    nocrc = _zip(tmp_path / "nocrc.pt", [("a", b"x" * 8, zipfile.ZIP_STORED)])
+    raw = bytearray(nocrc.read_bytes())
+    for sig, offset in ((b"PK\x03\x04", 14), (b"PK\x01\x02", 16)):  # local, central CRC
+        at = raw.index(sig) + offset
+        raw[at : at + 4] = bytes(4)
+    nocrc.write_bytes(bytes(raw))
+    assert zipfile.ZipFile(nocrc).infolist()[0].CRC == 0 and zip_damage(nocrc) is None
 
 
 # ----------------------------------------------------------------------------- torch's refusals

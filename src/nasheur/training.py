@@ -25,7 +25,7 @@ from torch.optim.sgd import sgd as sgd_update
 
 from nasheur.io import atomic_path
 from nasheur.jobguard import usable_cpus
-from nasheur.safe_pickle import torch_refusal, zip_inflation
+from nasheur.safe_pickle import torch_refusal, zip_damage, zip_inflation
 from nasheur.samplers import Sampler
 
 CHECKPOINT_FORMAT = 1
@@ -369,6 +369,12 @@ def load_checkpoint(
         raise UnreadableCheckpoint(
             f"{path}: refused, not as torch.save writes it ({packed}); nothing in it was read. "
             "Delete it to restart the job from its first epoch"
+        )
+    damaged = zip_damage(path)
+    if damaged:
+        raise UnreadableCheckpoint(
+            f"{path}: damaged, its bytes are not those written ({damaged}); delete it to "
+            "restart the job from its first epoch"
         )
     try:
         state = torch.load(path, map_location=device, weights_only=True)
