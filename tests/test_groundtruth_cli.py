@@ -329,3 +329,26 @@ def test_convert_refuses_an_out_that_is_its_source(tmp_path, kind):
         done = run_cli("convert", src, "--out", src / "table.csv")
         assert done.returncode == 1 and "inside the source folder" in done.stderr
         assert not (src / "table.csv").exists()
+
+
+def test_show_names_its_own_flag_and_refuses_a_folder_in_one_line(tmp_path, capsys):
+    # on the command line the unit is --unit: a refusal names it beside the config key, and a
+    # folder given to `show` is one line naming it, not the OS's bare "[Errno 21]"
+    from nasheur.groundtruth.__main__ import main
+
+    plain = tmp_path / "plain.csv"
+    plain.write_text("key,accuracy\na,93.5\nb,10\n")
+    assert main(["show", str(plain)]) == 1
+    assert "--unit percent|fraction" in capsys.readouterr().err
+    nb201 = tmp_path / "nb201.csv"
+    nb201.write_text(
+        "index,arch_str,valid_acc,test_acc\n"
+        "0,|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|,91.0,90.5\n"
+    )
+    assert main(["show", str(nb201), "--unit", "fraction"]) == 1
+    err = capsys.readouterr().err
+    assert "NB201's layout" in err and "--unit 'fraction'" in err, err
+    assert main(["show", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path}: a folder, not a ground-truth table"), err
+    assert "Errno" not in err

@@ -281,6 +281,11 @@ def _rows(reader: Any, source: str, header_lineno: int) -> Iterator[list[str]]:
         yield row
 
 
+def _unit_asked(value: str) -> str:
+    """Where a job or a user names the unit: the config key, or the groundtruth command's flag."""
+    return f"ground_truth.unit={value} (or --unit {value})"
+
+
 def read_table(
     path: str | os.PathLike[str],
     *,
@@ -316,6 +321,11 @@ def read_table(
             lines = _lines(_decode(f.read(), source))
     except FileNotFoundError:
         raise FileNotFoundError(f"ground-truth file not found: {source}") from None
+    except IsADirectoryError:
+        raise GroundTruthError(
+            f"{source}: a folder, not a ground-truth table (a CSV file); a benchmark folder "
+            "(NATS-Bench -simple) is converted first: python -m nasheur.groundtruth convert"
+        ) from None
 
     # ---- metadata comments and the header row
     meta: dict[str, str] = {}
@@ -400,7 +410,7 @@ def read_table(
                 source,
                 None,
                 "the accuracy unit is not declared: add a '# unit: percent' (or fraction) line "
-                "before the header, or pass ground_truth.unit=percent|fraction",
+                f"before the header, or pass {_unit_asked('percent|fraction')}",
             )
         the_unit = declared
     else:
@@ -409,7 +419,12 @@ def read_table(
             raise _err(
                 source,
                 meta_line.get("unit"),
-                f"the file declares unit {brief(declared)} but ground_truth.unit={brief(the_unit)}",
+                (
+                    f"the file declares unit {brief(declared)}"
+                    if "unit" in meta
+                    else f"the table is in NB201's layout, whose unit is {brief(declared)},"
+                )
+                + f" but {_unit_asked(brief(the_unit))}",
             )
     scale, upper = (100.0, 100.0) if the_unit == "percent" else (1.0, 1.0)
 
@@ -495,7 +510,7 @@ def read_table(
             source,
             meta_line.get("unit") or header_lineno,
             f"the table is read in percent, but no {value_col} exceeds 1: they look like "
-            "fractions; declare '# unit: fraction' (or ground_truth.unit=fraction)",
+            f"fractions; declare '# unit: fraction', or pass {_unit_asked('fraction')}",
         )
     if chance is not None:  # after the whole-table check: its message is the better one
         chance.check()
