@@ -2373,3 +2373,22 @@ def test_table_14_gives_each_spaces_layers_with_its_unit(tmp_path):
     assert "layers 3 per stack, 9 cells," in said["NAS-Bench-101"]
     assert "layers 5 per stage, 15 cells," in said["NAS-Bench-201"]
     assert "layers 12 cells," in said["DARTS-NDS"]
+
+
+def test_a_job_running_again_is_not_counted_twice_under_a_table(tmp_path):
+    # a failed (or interrupted) job relaunched keeps its record while it runs: the table
+    # counts that record as a failed run left out, so the jobs "without a metrics.json yet"
+    # must not count it once more (it has one), but say that it runs again
+    from nasheur.jobguard import hold_folder
+
+    sweep = _sweep_of_every_state(tmp_path)  # seed 3: failed, with its record
+    with hold_folder(next(sweep.rglob("*seed=3-hash3"))):
+        held = results("table", str(sweep.parent), "--table", "11", "--bootstrap", "0")
+    assert held.returncode == 0, held.stderr
+    assert "1 failed run(s) left out" in held.stdout, held.stdout
+    assert "- 3 job(s) of these sweeps have no metrics.json yet (1 without a record, 2 not " in (
+        held.stdout
+    )
+    assert "1 job(s) of these sweeps with a failed or interrupted record run again now" in (
+        held.stdout
+    )

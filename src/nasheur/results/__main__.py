@@ -102,11 +102,13 @@ def _pending_note(
     sweeps' names (None: all)."""
     jobs, unread = find_jobs(args.folders, records)
     notes = [f"{n}: the jobs it lists that never started are not counted" for n in unread]
+    ours = [j for j in jobs if experiments is None or _of_experiments(j, experiments)]
+    # a job that runs again (resumed, or rerun after a failure) still has its earlier record,
+    # which the notes on failed and interrupted runs count: it is said apart, not counted twice
     states = [
         j.state
-        for j in jobs
-        if j.state in (NOT_STARTED, NO_RECORD, RUNNING)
-        and (experiments is None or _of_experiments(j, experiments))
+        for j in ours
+        if j.state in (NOT_STARTED, NO_RECORD) or (j.state == RUNNING and j.record is None)
     ]
     if states:
         counted = ", ".join(f"{states.count(s)} {STATES[s][0]}" for s in STATES if s in states)
@@ -114,6 +116,12 @@ def _pending_note(
             f"{len(states)} job(s) of these sweeps have no metrics.json yet ({counted}): their "
             f"runs are not in {where} (`python -m nasheur.results show {_folders(args)}` lists "
             "them)"
+        )
+    again = sum(j.state == RUNNING and j.record is not None for j in ours)
+    if again:
+        notes.append(
+            f"{again} job(s) of these sweeps with a failed or interrupted record run again now: "
+            f"their runs are not in {where} until they complete"
         )
     return notes
 
