@@ -2104,6 +2104,21 @@ def test_the_summary_names_the_part_of_the_space_that_p_r_counts_in(tmp_path):
     assert p_line({"space": "nb101", "architectures": 423624}).endswith("0.9000")
 
 
+def test_the_summary_says_where_an_evaluate_only_job_was_trained(tmp_path):
+    # a job that evaluated its twin's super-net records the twin's training speed: the summary
+    # names the folder it was trained in beside it
+    from nasheur.results.summary import summary_table
+
+    def training_line(rec: dict) -> str:
+        return next(x for x in summary_table(rec, tmp_path).splitlines() if "training" in x)
+
+    rec = record("nb201", 0, 0.025)
+    rec["timing"] = {"train_images_per_s": 360.0}
+    assert training_line(rec).endswith(" 360 images/s")
+    rec["trained_in"] = "/runs/sweeps/bn_ablation/a"
+    assert training_line(rec).endswith("360 images/s  (in /runs/sweeps/bn_ablation/a)")
+
+
 def _gt_run(seed: int, shift: float, read: str, named: str | None, status: str = "completed"):
     """An NB201 lr=0.025 run whose config leaves ground_truth.path null: `named`, the file
     $NASHEUR_GT_NB201 named (None: unset), is part of its hash; `read`, the file it read."""

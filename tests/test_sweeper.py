@@ -580,7 +580,7 @@ def test_a_job_whose_super_net_another_sweep_trained_only_evaluates_it(
     record = json.loads((source / "metrics.json").read_text())
     assert note["source"] == str(source.resolve())
     assert note["config_hash"] == record["config_hash"] != entry["config_hash"]
-    assert "4 to run (1 only to evaluate: their super-nets trained already)" in (caplog.text)
+    assert "4 to run (1 only to evaluate: its super-net trained already)" in (caplog.text)
     # a job this sweep started before (here: completed) is not touched again
     again, task = sweeper_for(other)
     again.sweep(task)
@@ -1392,7 +1392,7 @@ def test_the_launch_line_counts_the_jobs_it_resumes_as_the_dry_run_does(
     again, task = sweeper_for(args)
     with caplog.at_level(logging.INFO):
         again.sweep(task)
-    assert "3 already completed, 1 to run (1 to resume from their checkpoints)" in caplog.text
+    assert "3 already completed, 1 to run (1 to resume from its checkpoint)" in caplog.text
 
 
 def test_sweep_json_merges_the_launches_into_one_sweep_folder(args, tmp_path):

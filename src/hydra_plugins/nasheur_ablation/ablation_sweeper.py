@@ -731,9 +731,23 @@ class AblationSweeper(Sweeper):
         evaluate_only = sum(bool(o.trained_in) for o in todo)
         resumed = sum(o.before == "interrupted" for o in todo)  # as the dry run counts them
         how = [
-            *([f"{resumed} to resume from their checkpoints"] if resumed else []),
             *(
-                [f"{evaluate_only} only to evaluate: their super-nets trained already"]
+                [
+                    f"{resumed} to resume from {'its checkpoint' if resumed == 1 else 'their checkpoints'}"
+                ]
+                if resumed
+                else []
+            ),
+            *(
+                [
+                    f"{evaluate_only} only to evaluate: "
+                    + (
+                        "its super-net trained"
+                        if evaluate_only == 1
+                        else "their super-nets trained"
+                    )
+                    + " already"
+                ]
                 if evaluate_only
                 else []
             ),

@@ -31,7 +31,12 @@ def summary_table(record: dict[str, Any], path: Path) -> str:
         ("P>R", num(m.get("p_beat_random")) + _among(record)),
         ("final performance", num(m.get("final_performance"), True)),
         ("wall time", num(t.get("wall_seconds"), fmt=".1f", unit=" s")),
-        ("training", num(t.get("train_images_per_s"), fmt=",.0f", unit=" images/s")),
+        (
+            "training",
+            num(t.get("train_images_per_s"), fmt=",.0f", unit=" images/s")
+            # only evaluated here: the speed is that of the twin that trained its super-net
+            + (f"  (in {record['trained_in']})" if record.get("trained_in") else ""),
+        ),
         ("evaluation", num(t.get("eval_archs_per_s"), fmt=".2f", unit=" architectures/s")),
         ("metrics", str(path)),
     ]
