@@ -553,6 +553,7 @@ def test_show_says_how_far_a_stopped_job_got_and_where_its_resume_starts(tmp_pat
     # the record's history and checkpoint epoch (run.checkpoint_every_s can leave the
     # checkpoint behind); an older record without `epochs` says nothing of it
     epoch = {"epoch": 1, "lr": 0.1, "train_loss": 1.0, "train_acc": 0.5}
+    nan_epoch = {**epoch, "train_loss": None, "train_acc": 0.1}
 
     def stopped(seed: int, status: str, trained: int, **more) -> dict:
         return {**record("nb201", seed, 0.1, status=status), "history": [epoch] * trained, **more}
@@ -562,13 +563,21 @@ def test_show_says_how_far_a_stopped_job_got_and_where_its_resume_starts(tmp_pat
         stopped(1, "failed", 3, epochs=200, checkpoint_epoch=3),
         stopped(2, "interrupted", 2, epochs=200, checkpoint_epoch=0),
         stopped(3, "interrupted", 2),
+        # a loss that turned NaN in epoch 1 (written as null): no epoch done, none saved
+        {**stopped(4, "failed", 0, epochs=1, checkpoint_epoch=0), "history": [nan_epoch]},
+        {
+            **stopped(5, "failed", 3, epochs=200, checkpoint_epoch=3),
+            "history": [epoch] * 3 + [nan_epoch],
+        },
     ]
     lines = results("show", str(write(tmp_path / "s", recs)), "--all").stdout.splitlines()
-    said = [next(x for x in lines if f"job{i}" in x) for i in range(4)]
+    said = [next(x for x in lines if f"job{i}" in x) for i in range(6)]
     assert "epoch 12/200 done (checkpoint: epoch 10)" in said[0]
     assert "epoch 3/200 done" in said[1] and "checkpoint" not in said[1]
     assert "epoch 2/200 done (no checkpoint yet)" in said[2]
     assert "epoch" not in said[3]
+    assert "diverged in epoch 1/1" in said[4] and "done" not in said[4]
+    assert "epoch 3/200 done; diverged in epoch 4/200" in said[5]
 
 
 def test_show_lists_a_few_of_each_state_unless_asked_for_all(tmp_path):

@@ -287,11 +287,19 @@ def _trained(record: dict) -> str:
         return ""
     if not isinstance(epochs, int) or isinstance(epochs, bool):
         return ""
-    progress: dict[str, Any] = {"epoch": len(history), "epochs": epochs}
+    done = len(history)
+    last = history[-1] if history else None
+    # a diverged epoch is on record (its NaN loss written as null) but neither done nor saved
+    diverged = isinstance(last, dict) and "train_loss" in last and last["train_loss"] is None
+    done -= diverged
+    progress: dict[str, Any] = {"epoch": done, "epochs": epochs}
     saved = record.get("checkpoint_epoch")
-    if isinstance(saved, int) and not isinstance(saved, bool) and saved != len(history):
+    if isinstance(saved, int) and not isinstance(saved, bool) and saved != done:
         progress["checkpoint"] = saved
-    return describe_progress(progress, left=False)
+    said = describe_progress(progress, left=False) if done or not diverged else ""
+    if diverged:
+        said += ("; " if said else "") + f"diverged in epoch {done + 1}/{epochs}"
+    return said
 
 
 def _detail(job: Job) -> str:
