@@ -358,6 +358,22 @@ def test_the_dataset_key_alone_is_refused_for_its_group(args):
             "config error: unknown key hydra.job.chdr: not in the config (python -m nasheur "
             "--cfg hydra shows the keys)",
         ),
+        # a key of another launcher profile than the one composed: that profile is named
+        (
+            ["-m", "+preset=debug", "hydra.launcher.jobs_at_once=2"],
+            "config error: unknown key hydra.launcher.jobs_at_once: a key of "
+            "hydra/launcher=local_parallel, not of the launcher chosen (choose it: "
+            "hydra/launcher=local_parallel hydra.launcher.jobs_at_once=...)",
+        ),
+        (
+            [
+                "-m",
+                "+preset=debug",
+                "hydra/launcher=local_parallel",
+                "hydra.launcher.partition=gpu",
+            ],
+            "config error: unknown key hydra.launcher.partition: a key of hydra/launcher=slurm",
+        ),
         (
             ["+preset=debug", "protocol.zzzz=1"],
             "config error: unknown key protocol.zzzz: not in the config (python -m nasheur --cfg",

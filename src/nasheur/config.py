@@ -496,6 +496,29 @@ def composed() -> None:
         _full_error_set = False
 
 
+def _launchers_with(key: str) -> list[str]:
+    """The project's launcher profiles (``hydra/launcher=local_parallel``, ``=slurm``) whose
+    schema has `key` (``hydra.launcher.jobs_at_once``); [] for any other key."""
+    if not key.startswith("hydra.launcher."):
+        return []
+    from dataclasses import fields
+
+    from hydra_plugins.nasheur_ablation.packed_launcher import (
+        LocalParallelConf,
+        PackedSlurmQueueConf,
+    )
+
+    name = key.split(".")[2]
+    return [
+        f"hydra/launcher={profile}"
+        for profile, schema in (
+            ("local_parallel", LocalParallelConf),
+            ("slurm", PackedSlurmQueueConf),
+        )
+        if name in {f.name for f in fields(schema)} - {"_target_"}
+    ]
+
+
 def composition_said(err: BaseException) -> str:
     """A Hydra composition error in one line: OmegaConf's names the key (its full_key),
     Hydra's the override, with its cause's first line; a group's options (Hydra's "Available
@@ -515,6 +538,13 @@ def composition_said(err: BaseException) -> str:
         # key": a misspelt key is the likelier story
         key = missing.group(1)
         shown = "hydra" if key.startswith("hydra.") else "job"  # Hydra's own keys apart
+        owners = _launchers_with(key)
+        if owners:  # a key of another launcher profile than the one composed
+            return (
+                f"unknown key {key}: a key of {' and '.join(owners)}, not of the launcher "
+                f"chosen ({'choose one, e.g.' if len(owners) > 1 else 'choose it:'} "
+                f"{owners[0]} {key}=...)"
+            )
         return (
             f"unknown key {key}: not in the config{did_you_mean([key])} (python -m nasheur "
             f"--cfg {shown} shows the keys)"
