@@ -6,8 +6,9 @@
 # The overrides come as separate words, as the shell split them (quotes and all), e.g.
 # 'hydra.launcher.setup=["module load cuda/12.4"]' stays one override.
 #
-# LAUNCHER `local` runs the experiments one after the other on this machine. A cluster
-# profile (`slurm`) starts them all at once, since each sweep waits for its own job array:
+# LAUNCHER `local` or `local_parallel` runs the experiments one after the other on this
+# machine (local_parallel's jobs_at_once jobs side by side within each). A cluster profile
+# (`slurm`) starts them all at once, since each sweep waits for its own job array:
 # their output is appended to <runs>/sweeps/<experiment>.launch.log. Every experiment runs even if
 # another fails; the exit status is that of the first that failed, and a list says which.
 # A dry run (hydra.sweeper.dry_run=true) prints each experiment's plan here, one after
@@ -22,12 +23,15 @@ set -uo pipefail
 # each sweep in a process group of its own: a Ctrl-C reaches this script alone, which passes
 # it on as SIGINT (a sweep started with `&` without this would ignore SIGINT)
 set -m
-if [[ $# -lt 2 ]]; then
+usage() {
     echo "usage: $0 LAUNCHER \"EXPERIMENT...\" [OVERRIDE...]" >&2
     exit 2
-fi
+}
+[[ $# -ge 2 ]] || usage
 launcher=$1
 read -r -a experiments <<<"$2"
+# an empty list (a blank make variable) is a mistake, not a run of nothing that succeeds
+((${#experiments[@]})) || usage
 shift 2
 overrides=("$@")
 python=${PYTHON:-python3}
@@ -101,8 +105,9 @@ for o in ${overrides[@]+"${overrides[@]}"}; do
     *) dry= ;;
     esac
 done
-# a dry run prints each plan here, one after another, whatever the launcher: no launch log
-if [[ $launcher == local || -n $dry ]]; then
+# a dry run prints each plan here, one after another, whatever the launcher: no launch log;
+# so do the profiles that run on this machine (sweeps at once would share its one GPU)
+if [[ $launcher == local || $launcher == local_parallel || -n $dry ]]; then
     for e in "${experiments[@]}"; do
         [[ -n $stopped ]] && break
         start "$e" &

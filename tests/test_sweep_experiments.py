@@ -125,10 +125,23 @@ def test_a_cluster_launch_log_keeps_the_earlier_launches(tmp_path, fake):
     assert len(log) == 2 and all(line.endswith(": launch of sweep a") for line in log)
 
 
-def test_no_experiments_is_a_usage_error(fake):
-    proc = subprocess.run(["bash", str(SCRIPT), "local"], env=fake, capture_output=True, text=True)
+@pytest.mark.parametrize("args", [["local"], ["local", ""], ["slurm", "  "]])
+def test_no_experiments_is_a_usage_error(fake, args):
+    # an empty list (an unset make variable, say) is refused, not a success that ran nothing
+    proc = subprocess.run(["bash", str(SCRIPT), *args], env=fake, capture_output=True, text=True)
     err = proc.stderr
-    assert proc.returncode == 2 and err.startswith("usage: ")
+    assert proc.returncode == 2 and err.startswith("usage: "), (proc.stdout, err)
+
+
+def test_local_parallel_runs_the_experiments_one_after_the_other_here(tmp_path, fake):
+    # a profile that runs on this machine: the sweeps take turns (each already runs its
+    # jobs_at_once jobs side by side), their output comes here, and no launch log is written
+    proc = sweep(fake, "local_parallel", "a fail b")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, (out, err)
+    assert [c.split()[0] for c in calls(tmp_path)] == ["a", "fail", "b"]
+    assert "sweep a: done" in out and "sweep b: done" in out
+    assert not (tmp_path / "runs" / "sweeps").exists()
 
 
 def test_a_sweep_stopped_by_ctrl_c_stops_the_experiments_after_it(tmp_path, fake):
