@@ -45,8 +45,9 @@ format:
 	cd "$(ROOT)" && $(PYTHON) -m ruff check --fix src tests
 	cd "$(ROOT)" && $(PYTHON) -m ruff format src tests
 
+# the checkout's build outputs, wherever make runs (not that folder's own build/ or dist/)
 clean:
-	rm -rf build dist *.egg-info src/*.egg-info .pytest_cache .ruff_cache
+	cd "$(ROOT)" && rm -rf build dist *.egg-info src/*.egg-info .pytest_cache .ruff_cache
 
 # the fast suite against the oldest releases pyproject.toml allows (tests/oldest-requirements.txt)
 # on Python 3.10, the oldest it allows, in a venv of its own made once in OLDEST_VENV (some

@@ -157,3 +157,25 @@ def test_the_wheelhouse_runs_the_benchmark_without_an_install(tmp_path):
     assert proc.returncode == 0, proc.stderr
     nasheur, plugin, batch = proc.stdout.split()
     assert nasheur.startswith(str(site)) and plugin.startswith(str(site)) and batch == "128"
+
+
+def test_make_clean_cleans_the_checkout_not_the_folder_make_runs_in(tmp_path):
+    # `make -f path/to/Makefile` works from another folder (ROOT); clean must not delete
+    # that folder's own build/ and dist/ (a copy of the Makefile stands for the checkout)
+    checkout, elsewhere = tmp_path / "checkout", tmp_path / "elsewhere"
+    for root in (checkout, elsewhere):
+        (root / "build").mkdir(parents=True)
+        (root / "dist").mkdir()
+    (checkout / "Makefile").write_text((REPO / "Makefile").read_text())
+    env = {**os.environ, "MAKEFLAGS": "", "NASHEUR_SITE_ENV": ""}
+    out = subprocess.run(
+        ["make", "-s", "-f", str(checkout / "Makefile"), "clean"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (elsewhere / "build").is_dir() and (elsewhere / "dist").is_dir()
+    assert not (checkout / "build").exists() and not (checkout / "dist").exists()
