@@ -13,10 +13,13 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 file=${NASHEUR_SITE_ENV:-$here/site.env}
 if [[ -f $file ]]; then
     # remember what the caller set, read the file, then put the caller's values back
+    # (by name, not by parsing `env`: a value may end in "=" or hold a newline)
     declare -A caller=()
-    while IFS='=' read -r name value; do
-        [[ -n $value ]] && caller[$name]=$value
-    done < <(env | grep -E '^NASHEUR_[A-Z0-9_]*=' || true)
+    for name in $(compgen -e); do
+        if [[ $name == NASHEUR_* && -n ${!name} ]]; then
+            caller[$name]=${!name}
+        fi
+    done
     set -a
     # shellcheck disable=SC1090
     . "$file"

@@ -169,6 +169,29 @@ def test_site_env_values_yield_to_the_callers(tmp_path):
         assert not any(line.startswith(f"{name}=") for line in lines)
 
 
+def test_a_callers_value_is_kept_as_it_is(tmp_path):
+    # the caller's values are put back whole: one that ends in "=" keeps it, and one that
+    # holds a line like a variable's sets nothing else
+    site = tmp_path / "site.env"
+    site.write_text("NASHEUR_DATA=/site/data\nNASHEUR_SLURM_QOS=site-qos\n")
+    env = {
+        **run_env(tmp_path),
+        "NASHEUR_SITE_ENV": str(site),
+        "NASHEUR_DATA": "/data/x=",
+        "NASHEUR_GT_NB201": "/gt.csv\nNASHEUR_SLURM_QOS=mine",
+    }
+    show = 'printf "%s|%s|%s" "$NASHEUR_DATA" "$NASHEUR_SLURM_QOS" "$NASHEUR_GT_NB201"'
+    proc = subprocess.run(
+        ["bash", str(REPO / "launch" / "with_site_env.sh"), "bash", "-c", show],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "/data/x=|site-qos|/gt.csv\nNASHEUR_SLURM_QOS=mine"
+
+
 def test_the_recalibration_example_sweeps_beside_the_finished_sweep(tmp_path, monkeypatch):
     # the README's example of a sweep whose jobs only evaluate bn_ablation's super-nets: its
     # folder must lie beside bn_ablation's, under $NASHEUR_RUNS/sweeps, where trained twins
