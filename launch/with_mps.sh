@@ -11,8 +11,9 @@
 # The daemon's pipe and log folders are private to this run (under TMPDIR) and the daemon is
 # stopped when the command ends, however it ends; the command's exit status is returned. SIGTERM
 # and SIGHUP sent to this script are handed to the command.
-# Where nvidia-cuda-mps-control is missing, or the daemon does not start, the command runs
-# without MPS, with a note on stderr. With MPS a CUDA error in one process can stop the others.
+# Where nvidia-cuda-mps-control is missing, TMPDIR has no room for its folders, or the daemon
+# does not start, the command runs without MPS, with a note on stderr. With MPS a CUDA error in
+# one process can stop the others.
 set -uo pipefail
 [[ $# -ge 1 ]] || { echo "usage: with_mps.sh COMMAND [ARG...]" >&2; exit 2; }
 control=${NASHEUR_MPS_CONTROL:-nvidia-cuda-mps-control}
@@ -20,9 +21,15 @@ if ! command -v "$control" >/dev/null; then
     echo "with_mps: no $control here; running without MPS" >&2
     exec "$@"
 fi
-dir=$(mktemp -d "${TMPDIR:-/tmp}/nasheur-mps.XXXXXX")
+# no private folder (a TMPDIR that is gone or full): no daemon, rather than one whose pipe is
+# /pipe, made at the root and left there
+if ! dir=$(mktemp -d "${TMPDIR:-/tmp}/nasheur-mps.XXXXXX") ||
+    ! mkdir -p "$dir/pipe" "$dir/log"; then
+    echo "with_mps: no private folder for the MPS daemon under ${TMPDIR:-/tmp}; running without MPS" >&2
+    [[ -z ${dir:-} ]] || rm -rf "$dir"
+    exec "$@"
+fi
 export CUDA_MPS_PIPE_DIRECTORY=$dir/pipe CUDA_MPS_LOG_DIRECTORY=$dir/log
-mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
 if ! "$control" -d; then
     echo "with_mps: the MPS daemon did not start (logs: $CUDA_MPS_LOG_DIRECTORY); running without MPS" >&2
     unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY

@@ -62,6 +62,17 @@ def test_a_daemon_that_does_not_start_leaves_the_command_alone(tmp_path):
     assert "did not start" in out.stderr
 
 
+def test_without_a_private_folder_the_daemon_is_not_started(tmp_path):
+    # mktemp fails (a TMPDIR that is gone): no daemon with its pipe at /pipe (the folders
+    # would be made at the root by root, and left there); the command runs without MPS
+    fake = fake_control(tmp_path)
+    show = 'echo "pipe=${CUDA_MPS_PIPE_DIRECTORY:-none}"; exit 5'
+    out = run(tmp_path, show, str(fake), TMPDIR=str(tmp_path / "gone"))
+    assert out.returncode == 5 and out.stdout.strip() == "pipe=none", out.stderr
+    assert "running without MPS" in out.stderr
+    assert not (tmp_path / "control.log").exists()  # never started, nothing to stop
+
+
 @pytest.mark.parametrize(("given", "seen"), [("2,3", "0,1"), ("5", "0"), ("", "")])
 def test_the_command_names_the_gpus_as_the_server_numbers_them(tmp_path, given, seen):
     # NVIDIA's MPS guide: the server numbers the GPUs it was started with from 0; a client
