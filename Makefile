@@ -122,14 +122,16 @@ EXPERIMENTS_14 := best
 # after the tables it lists: := expands them here
 EXPERIMENTS_3 := $(EXPERIMENTS_11) $(EXPERIMENTS_12) $(EXPERIMENTS_13)
 
-.PHONY: bench host-instructions figures tables
-sweep-%:
+.PHONY: bench host-instructions figures tables FORCE
+# pattern rules cannot be phony: FORCE runs them even where a file is named sweep-11
+FORCE:
+sweep-%: FORCE
 	@test -n "$(strip $(EXPERIMENTS_$*))" || { echo "no experiments for table $*$(if $(filter 8,$*), (Table 8 by the paper's captions is Table 9 here: make sweep-9))" >&2; exit 2; }
 	exec env NASHEUR_RUNS="$(RUNS)" PYTHON="$(PYTHON)" bash $(ROOT)/launch/with_site_env.sh \
 	  bash $(ROOT)/launch/sweep_experiments.sh \
 	  "$(LAUNCHER)" "$(EXPERIMENTS_$*)" $(ARGS)
 
-table-%:
+table-%: FORCE
 	$(PYTHON) -m nasheur.results table $(SWEEPS) --table $* --out $(TABLES)
 
 # every table that the sweeps under $(SWEEPS) can fill so far; one without runs yet (status 1

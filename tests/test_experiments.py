@@ -297,6 +297,27 @@ def test_the_tables_targets_read_the_runs_folder_of_site_env(tmp_path):
     assert f"figures {tmp_path / 'site-runs'} --out" in proc.stdout
 
 
+def test_a_file_named_like_a_pattern_target_does_not_stop_it(tmp_path):
+    # sweep-% and table-% are pattern rules, which .PHONY cannot cover: a file `table-11` in
+    # the folder make runs in would make the target "up to date" and do nothing
+    import os
+    import subprocess
+
+    for name in ("table-11", "sweep-11"):
+        (tmp_path / name).write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NASHEUR_")}
+    env["NASHEUR_SITE_ENV"] = ""
+    for target, says in (("table-11", "--table 11"), ("sweep-11", "sweep_experiments.sh")):
+        proc = subprocess.run(
+            ["make", "-n", "-f", str(REPO / "Makefile"), target],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0 and says in proc.stdout, (proc.stdout, proc.stderr)
+
+
 def test_make_tables_writes_every_table_it_can_and_fails_on_errors_only(tmp_path):
     # status 1 of `results table` (no runs of the table yet) is a skip; another status fails
     # the target, after every table was tried
