@@ -69,7 +69,7 @@ test-oldest:
 # wheels of nasheur and its pure-Python needs, for a GPU node without a package index
 # (launch/wheelhouse.sh says how to install them there)
 wheelhouse:
-	PYTHON=$(PYTHON) bash $(ROOT)/launch/wheelhouse.sh .whl
+	PYTHON=$(PYTHON) bash $(ROOT)/launch/wheelhouse.sh $(ROOT)/.whl
 
 # SLURM (launch/README.md): a one-node cluster on this machine, the tests that need one, and
 # sweeps through the launcher profile with this site's settings (launch/site.env).

@@ -38,7 +38,7 @@ stage() {  # stage LOG SECONDS COMMAND...: run under a time limit, append to LOG
     local log=$1 secs=$2
     shift 2
     echo "== $(date +%T) $* (limit ${secs}s)" | tee -a "$log"
-    timeout "$secs" "$@" 2>&1 | tee -a "$log" || { echo "== failed: rc ${PIPESTATUS[0]}" | tee -a "$log"; rc=1; }
+    timeout -k 30 "$secs" "$@" 2>&1 | tee -a "$log" || { echo "== failed: rc ${PIPESTATUS[0]}" | tee -a "$log"; rc=1; }
 }
 bench=("$py" -m nasheur.bench --steps "$steps")
 quick=("${bench[@]}" --spaces nb201 --quick)

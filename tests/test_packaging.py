@@ -113,6 +113,23 @@ def test_the_wheel_carries_every_config(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_wheelhouse_writes_a_relative_folder_where_it_was_asked(tmp_path):
+    # `cd /scratch; bash ~/nasheur/launch/wheelhouse.sh wheels`: /scratch/wheels, not the
+    # checkout's wheels/ (whose *.whl it would remove first)
+    made = subprocess.run(
+        ["bash", str(REPO / "launch" / "wheelhouse.sh"), "rel-wheels"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert made.returncode == 0, made.stderr
+    assert len(list((tmp_path / "rel-wheels").glob("*.whl"))) == 6
+    assert not (REPO / "rel-wheels").exists()
+
+
+@pytest.mark.slow
 def test_the_wheelhouse_runs_the_benchmark_without_an_install(tmp_path):
     # a GPU node without a package index: the wheels, unpacked into a folder on PYTHONPATH
     wheels, site = tmp_path / "whl", tmp_path / "site"

@@ -24,6 +24,10 @@ set -euo pipefail
 CLUSTER=${NASHEUR_SLURM_CLUSTER:-nasheur}
 PARTITION=${NASHEUR_SLURM_DEV_PARTITION:-debug}
 WAIT_S=${NASHEUR_SLURM_WAIT_S:-60}
+if [[ ! $WAIT_S =~ ^[0-9]+$ ]]; then
+    echo "start_cluster: NASHEUR_SLURM_WAIT_S=$WAIT_S: expected a whole number of seconds" >&2
+    exit 2
+fi
 
 ETC=/etc/slurm
 LOGS=/var/log/slurm
