@@ -32,6 +32,15 @@ launcher=$1
 read -r -a experiments <<<"$2"
 # an empty list (a blank make variable) is a mistake, not a run of nothing that succeeds
 ((${#experiments[@]})) || usage
+# one sweep per experiment: a name given twice would launch it twice (on a cluster at once,
+# the second's wait losing the first's)
+declare -A seen=()
+unique=()
+for e in "${experiments[@]}"; do
+    [[ -n ${seen[$e]:-} ]] || unique+=("$e")
+    seen[$e]=1
+done
+experiments=("${unique[@]}")
 shift 2
 overrides=("$@")
 python=${PYTHON:-python3}

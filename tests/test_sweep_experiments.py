@@ -144,6 +144,15 @@ def test_local_parallel_runs_the_experiments_one_after_the_other_here(tmp_path, 
     assert not (tmp_path / "runs" / "sweeps").exists()
 
 
+@pytest.mark.parametrize("launcher", ["local", "slurm"])
+def test_an_experiment_named_twice_is_swept_once(tmp_path, fake, launcher):
+    # on a cluster the two sweeps would run at once, and the wait for the second lose the first
+    proc = sweep(fake, launcher, "a b a")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (out, err)
+    assert sorted(c.split()[0] for c in calls(tmp_path)) == ["a", "b"]
+
+
 def test_a_sweep_stopped_by_ctrl_c_stops_the_experiments_after_it(tmp_path, fake):
     proc = sweep(fake, "local", "a stop b fail")
     _, err = proc.communicate(timeout=60)
