@@ -282,12 +282,12 @@ def test_the_lines_of_jobs_that_share_an_output_say_whose_they_are():
 @pytest.mark.parametrize(
     ("per_task", "at_once", "jobs", "batch", "said"),
     [
-        (4, 1, 9, None, " (3 SLURM tasks of up to 4 jobs each)"),
-        (4, 1, 10, None, " (3 SLURM tasks of up to 4 jobs each)"),
-        (4, 1, 10, 5, " (4 SLURM tasks of up to 4 jobs each)"),  # batches of 5 = 4 + 1, twice
+        (4, 1, 9, None, "3 SLURM tasks of up to 4 jobs each"),
+        (4, 1, 10, None, "3 SLURM tasks of up to 4 jobs each"),
+        (4, 1, 10, 5, "4 SLURM tasks of up to 4 jobs each"),  # batches of 5 = 4 + 1, twice
         (2, 1, 1, None, ""),
-        (1, 3, 9, None, " (3 at a time)"),
-        (1, 3, 2, None, " (2 at a time)"),
+        (1, 3, 9, None, "3 at a time"),
+        (1, 3, 2, None, "2 at a time"),
         (1, 1, 9, None, ""),
     ],
 )
