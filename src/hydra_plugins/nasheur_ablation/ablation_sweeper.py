@@ -730,28 +730,13 @@ class AblationSweeper(Sweeper):
         copied = sum(bool(o.reused) for o in outcomes)
         evaluate_only = sum(bool(o.trained_in) for o in todo)
         resumed = sum(o.before == "interrupted" for o in todo)  # as the dry run counts them
-        how = [
-            *(
-                [
-                    f"{resumed} to resume from {'its checkpoint' if resumed == 1 else 'their checkpoints'}"
-                ]
-                if resumed
-                else []
-            ),
-            *(
-                [
-                    f"{evaluate_only} only to evaluate: "
-                    + (
-                        "its super-net trained"
-                        if evaluate_only == 1
-                        else "their super-nets trained"
-                    )
-                    + " already"
-                ]
-                if evaluate_only
-                else []
-            ),
-        ]
+        how = []
+        if resumed:
+            theirs = "its checkpoint" if resumed == 1 else "their checkpoints"
+            how.append(f"{resumed} to resume from {theirs}")
+        if evaluate_only:
+            theirs = "its super-net" if evaluate_only == 1 else "their super-nets"
+            how.append(f"{evaluate_only} only to evaluate: {theirs} trained already")
         packing = side_by_side(self.launcher, len(todo), self.max_batch_size)
         log.info(
             "sweep of %d job%s: %d already completed%s, %d to run%s%s%s, in %s",
