@@ -315,6 +315,22 @@ def test_a_str_where_a_dtype_belongs_is_refused(payload):
 
 
 @pytest.mark.parametrize(
+    "args",
+    [(np.dtype("S1000000"),), (np.dtype("f8"), b"\0" * 16), (np.dtype("f8"), 1.5)],
+    ids=["no data", "more bytes", "a float"],
+)
+def test_a_scalar_without_its_items_bytes_is_refused(args):
+    # numpy would allocate and zero the item itself: 2 GB and seconds per call of a 100-byte file
+    with pytest.raises(UnsafePickleError, match=r"^crafted\.pkl: refusing a numpy scalar"):
+        load(pickle.dumps(_Reduce(multiarray.scalar, args), protocol=2))
+
+
+@pytest.mark.parametrize("value", [np.float64(1.5), np.bytes_(b"ab"), np.str_("ab")])
+def test_numpys_own_scalar_pickles_load(value):
+    assert load(pickle.dumps(value, protocol=2)) == value
+
+
+@pytest.mark.parametrize(
     "spec",
     [5, [("a", "O")], {"names": ["a"], "formats": ["f8"]}, ("f8", ())],
     ids=["int", "list", "dict", "tuple numpy reads as f8"],

@@ -98,13 +98,35 @@ class Payload:
 def test_a_checkpoint_that_asks_for_code_is_not_unpickled(tmp_path, capsys):
     path = tmp_path / "checkpoint.pt"
     torch.save({"format": 1, "config_hash": "abc", "model": Payload()}, path)
-    # torch names the global `print` (2.13) or `builtins.print` (2.6)
     with pytest.raises(
-        UnreadableCheckpoint, match=r"checkpoint\.pt: refused.*GLOBAL (builtins\.)?print"
+        UnreadableCheckpoint,
+        match=r"checkpoint\.pt: refused.*the global (builtins|__builtin__)\.print",
     ) as info:
         load_checkpoint(path, device=torch.device("cpu"), config_hash="abc")
     assert "executed" not in capsys.readouterr().out
     assert "weights_only" not in str(info.value)  # no advice to load it unsafely
+
+
+class ByteBomb:
+    def __reduce__(self):
+        return (bytearray, (1 << 20,))
+
+
+def test_a_global_torch_load_would_take_is_refused_before_torch_load_runs(tmp_path, monkeypatch):
+    # torch's own list takes bytearray: bytearray(n) in a 1 kB file allocates n bytes
+    net = small_net()
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"format": 1, "model": net.state_dict(), "x": ByteBomb()}, path)
+
+    def no_torch_load(*args, **kwargs):
+        raise AssertionError("torch.load ran on a checkpoint the allow-list refuses")
+
+    monkeypatch.setattr(torch, "load", no_torch_load)
+    with pytest.raises(
+        UnreadableCheckpoint,
+        match=r"checkpoint\.pt: refused.*the global (builtins|__builtin__)\.bytearray",
+    ):
+        load_checkpoint(path, device=torch.device("cpu"), config_hash="abc")
 
 
 def test_a_checkpoint_of_random_bytes_may_be_damaged(tmp_path):

@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import warnings
 import zipfile
 
 import numpy as np
@@ -706,8 +707,8 @@ def test_a_refusal_names_the_global_and_never_advises_loading_unsafely(tmp_path)
 
 
 def test_a_global_that_torch_cannot_reach_is_named_not_called_damage(tmp_path):
-    # a zip .pth whose pickle uses an opcode torch's own reader lacks (STACK_GLOBAL): torch
-    # stops there, the allow-list reads on to the global and refuses it; that is the error
+    # a zip .pth whose pickle uses an opcode torch's own reader lacks (STACK_GLOBAL): the
+    # allow-list reads on to the global and refuses it before torch.load is tried
     def text(s: bytes) -> bytes:  # BINUNICODE
         return b"X" + len(s).to_bytes(4, "little") + s
 
@@ -720,7 +721,53 @@ def test_a_global_that_torch_cannot_reach_is_named_not_called_damage(tmp_path):
         load_pth(path)
     said = str(info.value)
     assert said.startswith(f"{path}: refusing to load the global os.system")
-    assert "cannot read the file either" in said
+
+
+@pytest.mark.parametrize("tensor", [False, True], ids=["alone", "after a tensor"])
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
+def test_a_global_torch_load_allows_but_the_allow_list_does_not_is_refused(
+    tmp_path, monkeypatch, tensor, zipped
+):
+    # torch's own list takes bytearray: bytearray(n) of a 1 kB file pins n bytes no file
+    # holds (GBs each); the allow-list reads on past torch's globals and refuses it first
+    import torch
+
+    obj = {"t": torch.ones(2)} if tensor else {}
+    obj["x"] = _Direct(bytearray, (1 << 20,))
+    path = tmp_path / "bomb.pth"
+    torch.save(obj, path, _use_new_zipfile_serialization=zipped)
+
+    def no_torch_load(*args, **kwargs):
+        raise AssertionError("torch.load ran on a file the allow-list refuses")
+
+    monkeypatch.setattr(torch, "load", no_torch_load)
+    with pytest.raises(
+        UnsafePickleError, match=r"bomb\.pth: refusing to load the global .*bytearray"
+    ):
+        load_pth(path)
+
+
+@pytest.mark.parametrize("bomb_first", [True, False], ids=["bomb first", "bomb last"])
+def test_every_data_pkl_of_a_zip_pth_is_read_through_the_allow_list(tmp_path, bomb_first):
+    # a second entry of the same name: zipfile opens one, torch.load may read the other
+    import torch
+
+    src = tmp_path / "src.pth"
+    torch.save({"t": torch.ones(2), "x": _Direct(bytearray, (1 << 20,))}, src)
+    plain = pickle.dumps({"plain": 1}, protocol=2)
+    path = tmp_path / "two.pth"
+    with zipfile.ZipFile(src) as archive, zipfile.ZipFile(path, "w") as out:
+        for entry in archive.infolist():
+            own = archive.read(entry)
+            pair = [own, plain] if bomb_first else [plain, own]
+            for data in pair if entry.filename.endswith("/data.pkl") else [own]:
+                with warnings.catch_warnings():  # "Duplicate name"
+                    warnings.simplefilter("ignore")
+                    out.writestr(entry.filename, data)
+    with pytest.raises(
+        UnsafePickleError, match=r"two\.pth: refusing to load the global .*bytearray"
+    ):
+        load_pth(path)
 
 
 def _shared_nest(depth: int) -> list:
@@ -919,16 +966,17 @@ def test_zip_entries_compressed_any_way_are_refused(tmp_path, method):
 
 
 def test_a_refusal_by_torch_load_gives_no_advice_to_allow_the_global(tmp_path):
-    # torch's message goes on: "Please use `torch.serialization.add_safe_globals([print])`",
+    # torch's message goes on: "Please use `torch.serialization.add_safe_globals([relu])`",
     # which would let the file's global run; the error keeps only what was refused
     import torch
 
     path = tmp_path / "evil.pth"
-    torch.save({"t": torch.ones(2), "x": _Direct(print, ("hi",))}, path)
+    # a torch global (the allow-list leaves torch's to torch.load) that torch does not allow
+    torch.save({"t": torch.ones(2), "x": _Direct(torch.nn.functional.relu, (torch.ones(1),))}, path)
     with pytest.raises(UnsafePickleError, match=r"evil\.pth: refused by torch\.load") as info:
         load_pth(path)
     said = str(info.value)
-    assert "print" in said and "add_safe_globals" not in said and "Please use" not in said
+    assert "relu" in said and "add_safe_globals" not in said and "Please use" not in said
 
 
 def test_bytes_and_codecs_stand_ins_take_only_what_pickle_writes():

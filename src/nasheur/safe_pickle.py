@@ -22,12 +22,14 @@ import codecs
 import contextlib
 import contextvars
 import importlib
+import io
 import math
 import operator
 import os
 import pickle
 import zipfile
 from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import numpy as np
@@ -35,13 +37,16 @@ import numpy as np
 __all__ = [
     "LATIN1_BYTES_GLOBALS",
     "NUMPY_ARRAY_GLOBALS",
+    "Deferred",
     "PickleMemoryError",
+    "Placeholder",
     "UnpickledArray",
     "UnsafePickleError",
     "checking_numpy",
     "out_of_memory",
     "safe_load",
     "torch_refusal",
+    "torch_save_objects",
 ]
 
 _IMPORT = object()  # marker: resolve the global by importing it
@@ -91,16 +96,63 @@ def _import_global(module: str, name: str) -> Any:
     return obj
 
 
+@dataclass
+class Deferred:
+    """Globals of ``package`` (a top-level name, e.g. ``"torch"``) and persistent references
+    that :func:`safe_load` leaves to another reader: each loads as an inert
+    :class:`Placeholder`, so that the read goes on to the end and meets every other global
+    the file names. ``seen`` lists those deferred."""
+
+    package: str
+    seen: list[str] = field(default_factory=list)
+
+
+class Placeholder:
+    """What a deferred global (and whatever it makes) stands for: takes any call, BUILD or
+    item, and holds nothing (BUILD and APPEND on the class itself too: ``*args``)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Placeholder:
+        return super().__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Placeholder:
+        return Placeholder()
+
+    def __setstate__(*args: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def append(*args: Any) -> None:
+        pass
+
+    def extend(*args: Any) -> None:
+        pass
+
+
 class _AllowListUnpickler(pickle.Unpickler):
     def __init__(
-        self, fileobj: IO[bytes], table: dict[tuple[str, str], Any], source: str, **kwargs: Any
+        self,
+        fileobj: IO[bytes],
+        table: dict[tuple[str, str], Any],
+        source: str,
+        defer: Deferred | None = None,
+        **kwargs: Any,
     ):
         super().__init__(fileobj, **kwargs)
         self._table = table
         self._source = source
+        self._defer = defer
 
     def find_class(self, module: str, name: str) -> Any:
         key = (module, name)
+        deferred = self._defer is not None and module.split(".")[0] == self._defer.package
+        if key not in self._table and deferred:
+            self._defer.seen.append(f"{module}.{name}")  # type: ignore[union-attr]
+            return Placeholder
         if key not in self._table:
             err = UnsafePickleError(
                 f"{self._source}: refusing to load the global {module}.{name} "
@@ -115,6 +167,9 @@ class _AllowListUnpickler(pickle.Unpickler):
         return obj
 
     def persistent_load(self, pid: Any) -> Any:
+        if self._defer is not None:
+            self._defer.seen.append("a persistent reference")
+            return Placeholder()
         raise UnsafePickleError(
             f"{self._source}: refusing a persistent reference {pid!r} (not supported)"
         )
@@ -128,6 +183,7 @@ def safe_load(
     *,
     source: str,
     encoding: str = "ASCII",
+    defer: Deferred | None = None,
 ) -> Any:
     """Unpickle ``fileobj`` resolving only the globals in ``allowed``.
 
@@ -135,12 +191,13 @@ def safe_load(
     :class:`pickle.Unpickler` (use ``"bytes"`` for Python 2 pickles such as CIFAR-10's, or
     ``"latin1"`` for Python 2 pickles holding numpy arrays that should decode strings).
     Raises :class:`UnsafePickleError` for any global not allowed; the global is never imported
-    or called. Other malformed input raises what :mod:`pickle` raises.
+    or called; ``defer`` (a :class:`Deferred`) loads another reader's globals as placeholders.
+    Other malformed input raises what :mod:`pickle` raises.
     """
     table = _normalise(allowed)
     try:
         with checking_numpy(source):
-            return _AllowListUnpickler(fileobj, table, source, encoding=encoding).load()
+            return _AllowListUnpickler(fileobj, table, source, defer, encoding=encoding).load()
     except UnsafePickleError as exc:
         if str(exc).startswith(f"{source}:"):
             raise
@@ -185,6 +242,40 @@ def zip_inflation(path: str | os.PathLike[str]) -> str | None:
     if sum(e.file_size for e in entries) > os.path.getsize(path):
         return "entries larger than the file"
     return None
+
+
+_TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # opens a legacy (pre-zip) torch.save file
+
+
+def torch_save_objects(
+    path: str | os.PathLike[str], allowed: Mapping[Any, Any], *, defer: Deferred
+) -> list[Any]:
+    """The objects pickled in a ``torch.save`` file, read through :func:`safe_load` with
+    ``defer``'s globals (torch's) as placeholders, so that every other global the file names
+    is met and refused before ``torch.load``, whose own list takes some that no file should
+    (``bytearray(n)`` allocates n bytes the file does not hold). A zip container gives one
+    object per ``data.pkl`` entry: each is read, as of two of one name torch reads the other;
+    a legacy container its one object after the header. ``ValueError`` for a file that is
+    neither. Refuse compressed zip entries first (:func:`zip_inflation`)."""
+    source = str(path)
+    with open(path, "rb") as f:
+        if f.read(4) == b"PK\x03\x04":  # torch >= 1.6: <name>/data.pkl in a zip
+            f.seek(0)
+            objs = []
+            with zipfile.ZipFile(f) as archive:
+                for entry in archive.infolist():
+                    if entry.filename.rsplit("/", 1)[-1] == "data.pkl":
+                        with archive.open(entry) as pkl:
+                            stream = io.BufferedReader(pkl, 1 << 20)  # type: ignore[arg-type]
+                            objs.append(safe_load(stream, allowed, source=source, defer=defer))
+            return objs
+        # the legacy container: magic number, protocol, sys_info, then the object
+        f.seek(0)
+        if safe_load(f, {}, source=source) != _TORCH_MAGIC:
+            raise ValueError(f"{source}: not a torch.save file")
+        safe_load(f, {}, source=source)
+        safe_load(f, {}, source=source)
+        return [safe_load(f, allowed, source=source, defer=defer)]
 
 
 def zip_damage(path: str | os.PathLike[str]) -> str | None:
@@ -423,7 +514,17 @@ def _numpy_array_globals() -> dict[tuple[str, str], Any]:
         return UnpickledArray((0,), dtype=np.int8)
 
     def scalar(dtype: Any, *data: Any) -> Any:
-        return multiarray.scalar(_plain_dtype(dtype), *data)
+        plain = _plain_dtype(dtype)
+        # numpy pickles a scalar with its item's bytes (a str: Python 2's, read as latin-1);
+        # without them numpy allocates and zeroes the item itself, up to 2 GB per call
+        raw = data[0] if len(data) == 1 else None
+        if not isinstance(raw, (bytes, bytearray, str)) or len(raw) != plain.itemsize:
+            given = f"{len(raw):,} bytes" if isinstance(raw, (bytes, bytearray, str)) else "none"
+            raise UnsafePickleError(
+                f"refusing a numpy scalar of dtype {plain}: its item needs "
+                f"{plain.itemsize:,} bytes, the file gives {given}"
+            )
+        return multiarray.scalar(plain, raw)
 
     def frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> UnpickledArray:
         # the file's own bytes only (another array's memory could be freed under the view),

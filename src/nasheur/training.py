@@ -4,6 +4,7 @@ checkpoint at the end of every epoch."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import gc
@@ -25,7 +26,14 @@ from torch.optim.sgd import sgd as sgd_update
 
 from nasheur.io import atomic_path
 from nasheur.jobguard import usable_cpus
-from nasheur.safe_pickle import torch_refusal, zip_damage, zip_inflation
+from nasheur.safe_pickle import (
+    Deferred,
+    UnsafePickleError,
+    torch_refusal,
+    torch_save_objects,
+    zip_damage,
+    zip_inflation,
+)
 from nasheur.samplers import Sampler
 
 CHECKPOINT_FORMAT = 1
@@ -355,6 +363,17 @@ class UnreadableCheckpoint(RuntimeError):
     """The folder's checkpoint is damaged or not a nasheur checkpoint (the job fails)."""
 
 
+# the one global of a checkpoint's pickle besides torch's (a state dict's class)
+_CHECKPOINT_GLOBALS = {("collections", "OrderedDict"): collections.OrderedDict}
+
+
+def _refused(path: Path, reason: str) -> UnreadableCheckpoint:
+    return UnreadableCheckpoint(
+        f"{path}: refused, damaged or holding what a checkpoint of nasheur never holds "
+        f"(nothing in it was run: {reason}); delete it to restart the job"
+    )
+
+
 def load_checkpoint(
     path: Path, *, device: torch.device, config_hash: str, trained_as: str | None = None
 ) -> dict[str, Any]:
@@ -376,13 +395,19 @@ def load_checkpoint(
             f"{path}: damaged, its bytes are not those written ({damaged}); delete it to "
             "restart the job from its first epoch"
         )
+    try:  # torch's globals aside, what it names: torch.load takes more (bytearray(n) too)
+        torch_save_objects(path, _CHECKPOINT_GLOBALS, defer=Deferred("torch"))
+    except UnsafePickleError as exc:
+        said = str(exc).removeprefix(f"{path}: ")
+        raise _refused(
+            path, f"the global {'.'.join(exc.refused)}" if exc.refused else said
+        ) from None
+    except Exception:  # damage, truncation, not a torch.save file: torch.load says which
+        pass
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's refusal of a global it does not allow
-        raise UnreadableCheckpoint(
-            f"{path}: refused, damaged or holding what a checkpoint of nasheur never holds "
-            f"(nothing in it was run: {torch_refusal(exc)}); delete it to restart the job"
-        ) from None
+        raise _refused(path, torch_refusal(exc)) from None
     except Exception as exc:  # a truncated or damaged file (torch says RuntimeError, EOFError)
         # the advice first: a sweep's summary cuts a long line, and torch's can run long
         said = (str(exc).strip().splitlines() or [""])[0]

@@ -4,8 +4,9 @@ Three containers are read, none of them with a plain ``pickle.load``:
 
 * ``NAS-Bench-201-v1_0-e61699.pth`` / ``NAS-Bench-201-v1_1-096897.pth``: a ``torch.save``d
   dict. Its pickle (in either torch container, zip or legacy) is read with the C unpickler under
-  the allow-list below when it holds plain data only; otherwise (tensors, other globals) with
-  ``torch.load(weights_only=True)`` (numpy scalars and arrays allow-listed, nothing else).
+  the allow-list below when it holds plain data only; otherwise (tensors: torch's globals) with
+  ``torch.load(weights_only=True)`` (numpy scalars and arrays allow-listed), once the
+  allow-list has read it through (torch's globals as placeholders) and met no other global.
   torch's own ``weights_only`` unpickler is pure Python and about ten times slower, which for
   a multi-GB file means tens of minutes. It holds ``meta_archs`` (the 15,625 arch strings, index = position) and
   ``arch2infos`` ``{index: {'less': <12-epoch>, 'full': <200-epoch>}}``.
@@ -57,7 +58,6 @@ import io
 import os
 import pickle
 import secrets
-import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +76,7 @@ from nasheur.groundtruth.table import (
 from nasheur.safe_pickle import (
     LATIN1_BYTES_GLOBALS,
     NUMPY_ARRAY_GLOBALS,
+    Deferred,
     PickleMemoryError,
     UnpickledArray,
     UnsafePickleError,
@@ -83,6 +84,7 @@ from nasheur.safe_pickle import (
     out_of_memory,
     safe_load,
     torch_refusal,
+    torch_save_objects,
     zip_inflation,
 )
 
@@ -157,7 +159,6 @@ def _gc_paused() -> Iterator[None]:
 
 
 _NOT_PLAIN = object()
-_TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # opens a legacy (pre-zip) torch.save file
 
 
 def _load_pth_plain(path: str | os.PathLike[str]) -> tuple[Any, UnsafePickleError | None]:
@@ -166,41 +167,25 @@ def _load_pth_plain(path: str | os.PathLike[str]) -> tuple[Any, UnsafePickleErro
     torch's ``weights_only`` unpickler is written in Python and takes minutes per GB; a file
     of plain dicts and numbers (what the NAS-Bench-201 files are) is read here with the C
     unpickler under the same kind of allow-list instead. Returns ``_NOT_PLAIN`` when the file
-    is not such a file (a tensor, i.e. a persistent id, or any other global): the caller then
-    uses ``torch.load(weights_only=True)``. Nothing is executed either way. With it comes the
-    allow-list's refusal of a global from outside torch, if any (said when torch cannot read
-    the file either). The caller has refused compressed zip entries already
-    (``zip_inflation``).
+    is not such a file (it names torch's globals, e.g. a tensor's): the caller then uses
+    ``torch.load(weights_only=True)``. Nothing is executed either way. With it comes the
+    allow-list's refusal of a global from outside torch, if any: torch's own list takes some
+    (``bytearray(n)`` allocates n bytes that no file holds), so the caller refuses the file.
+    torch's globals load as placeholders here, so that the read goes on past them to every
+    other global. The caller has refused compressed zip entries already (``zip_inflation``).
     """
-    source = str(path)
-    with open(path, "rb") as f:
-        head = f.read(4)
-        f.seek(0)
-        try:
-            if head == b"PK\x03\x04":  # torch >= 1.6 zip container: <name>/data.pkl
-                with zipfile.ZipFile(f) as archive:
-                    names = [n for n in archive.namelist() if n.rsplit("/", 1)[-1] == "data.pkl"]
-                    if len(names) != 1:
-                        return _NOT_PLAIN, None
-                    with archive.open(names[0]) as pkl:
-                        obj = safe_load(
-                            io.BufferedReader(pkl, 1 << 20), _PICKLE_GLOBALS, source=source
-                        )
-                        return obj, None
-            # the legacy container: magic number, protocol, sys_info, then the object
-            if safe_load(f, {}, source=source) != _TORCH_MAGIC:
-                return _NOT_PLAIN, None
-            safe_load(f, {}, source=source)
-            safe_load(f, {}, source=source)
-            return safe_load(f, _PICKLE_GLOBALS, source=source), None
-        except PickleMemoryError:  # torch.load would ask for the same memory
-            raise
-        except UnsafePickleError as exc:  # a tensor, or another global: torch.load decides
-            # torch's own globals (a tensor's rebuild, its storages) are torch.load's to judge
-            foreign = exc.refused is not None and exc.refused[0].split(".")[0] != "torch"
-            return _NOT_PLAIN, exc if foreign else None
-        except Exception:  # not this layout: torch.load decides (safely)
-            return _NOT_PLAIN, None
+    deferred = Deferred("torch")
+    try:
+        objs = torch_save_objects(path, _PICKLE_GLOBALS, defer=deferred)
+    except PickleMemoryError:  # torch.load would ask for the same memory
+        raise
+    except UnsafePickleError as exc:  # a global outside torch: torch.load must not run it
+        return _NOT_PLAIN, exc
+    except Exception:  # not this layout: torch.load decides (safely)
+        return _NOT_PLAIN, None
+    if len(objs) != 1 or deferred.seen:  # tensors (or a zip of two objects): torch.load's
+        return _NOT_PLAIN, None
+    return objs[0], None
 
 
 def load_pth(path: str | os.PathLike[str]) -> Any:
@@ -219,6 +204,8 @@ def load_pth(path: str | os.PathLike[str]) -> Any:
         )
     with _gc_paused():
         obj, refusal = _load_pth_plain(path)
+    if refusal is not None:
+        raise refusal
     if obj is not _NOT_PLAIN:
         return obj
 
@@ -242,12 +229,7 @@ def load_pth(path: str | os.PathLike[str]) -> Any:
     except pickle.UnpicklingError as exc:
         detail = torch_refusal(exc)
         if detail.startswith("Unsupported operand"):  # an opcode torch's reader lacks
-            if refusal is not None:  # the allow-list read on, to a global it refused
-                raise UnsafePickleError(
-                    f"{refusal} (torch.load(weights_only=True) cannot read the file either: "
-                    f"{detail})"
-                ) from None
-            raise GroundTruthError(  # else: damage
+            raise GroundTruthError(  # damage
                 f"{path}: not a readable torch.save file (corrupt pickle: {detail})"
             ) from None
         raise UnsafePickleError(
