@@ -395,18 +395,18 @@ def load_checkpoint(
             f"{path}: damaged, its bytes are not those written ({damaged}); delete it to "
             "restart the job from its first epoch"
         )
-    try:  # torch's globals aside, what it names: torch.load takes more (bytearray(n) too)
+    try:
+        # through the allow-list first, torch's globals as placeholders: torch.load's own list
+        # takes more (bytearray(n) allocates n bytes the file does not hold), and a file the
+        # allow-list cannot read through is not left to torch's other reader
         torch_save_objects(path, _CHECKPOINT_GLOBALS, defer=Deferred("torch"))
-    except UnsafePickleError as exc:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except UnsafePickleError as exc:  # a global off the allow-list; out of memory
         said = str(exc).removeprefix(f"{path}: ")
         raise _refused(
             path, f"the global {'.'.join(exc.refused)}" if exc.refused else said
         ) from None
-    except Exception:  # damage, truncation, not a torch.save file: torch.load says which
-        pass
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as exc:  # torch's refusal of a global it does not allow
+    except pickle.UnpicklingError as exc:  # torch's refusal, or bytes no pickle has
         raise _refused(path, torch_refusal(exc)) from None
     except Exception as exc:  # a truncated or damaged file (torch says RuntimeError, EOFError)
         # the advice first: a sweep's summary cuts a long line, and torch's can run long

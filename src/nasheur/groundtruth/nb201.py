@@ -77,7 +77,6 @@ from nasheur.safe_pickle import (
     LATIN1_BYTES_GLOBALS,
     NUMPY_ARRAY_GLOBALS,
     Deferred,
-    PickleMemoryError,
     UnpickledArray,
     UnsafePickleError,
     checking_numpy,
@@ -161,31 +160,32 @@ def _gc_paused() -> Iterator[None]:
 _NOT_PLAIN = object()
 
 
-def _load_pth_plain(path: str | os.PathLike[str]) -> tuple[Any, UnsafePickleError | None]:
+def _load_pth_plain(path: str | os.PathLike[str]) -> Any:
     """The object of a ``torch.save`` file that holds no tensors, through the allow-list.
 
     torch's ``weights_only`` unpickler is written in Python and takes minutes per GB; a file
     of plain dicts and numbers (what the NAS-Bench-201 files are) is read here with the C
     unpickler under the same kind of allow-list instead. Returns ``_NOT_PLAIN`` when the file
-    is not such a file (it names torch's globals, e.g. a tensor's): the caller then uses
-    ``torch.load(weights_only=True)``. Nothing is executed either way. With it comes the
-    allow-list's refusal of a global from outside torch, if any: torch's own list takes some
-    (``bytearray(n)`` allocates n bytes that no file holds), so the caller refuses the file.
-    torch's globals load as placeholders here, so that the read goes on past them to every
-    other global. The caller has refused compressed zip entries already (``zip_inflation``).
+    names torch's globals (a tensor's): the caller then uses ``torch.load(weights_only=True)``,
+    on a file whose every other global the allow-list has read and allowed, torch's loading as
+    placeholders here: torch's own list takes some that no file should (``bytearray(n)``
+    allocates n bytes the file does not hold). Raises :class:`UnsafePickleError` for any such
+    global and :class:`GroundTruthError` for a file the allow-list cannot read through (never
+    left to torch.load, whose reader is another). Nothing is executed. The caller has refused
+    compressed zip entries already (``zip_inflation``).
     """
     deferred = Deferred("torch")
     try:
         objs = torch_save_objects(path, _PICKLE_GLOBALS, defer=deferred)
-    except PickleMemoryError:  # torch.load would ask for the same memory
+    except (UnsafePickleError, FileNotFoundError):
         raise
-    except UnsafePickleError as exc:  # a global outside torch: torch.load must not run it
-        return _NOT_PLAIN, exc
-    except Exception:  # not this layout: torch.load decides (safely)
-        return _NOT_PLAIN, None
+    except Exception as exc:  # a damaged zip or pickle, not a torch.save file
+        raise GroundTruthError(
+            f"{path}: not a readable torch.save file (corrupt: {type(exc).__name__}: {exc})"
+        ) from None
     if len(objs) != 1 or deferred.seen:  # tensors (or a zip of two objects): torch.load's
-        return _NOT_PLAIN, None
-    return objs[0], None
+        return _NOT_PLAIN
+    return objs[0]
 
 
 def load_pth(path: str | os.PathLike[str]) -> Any:
@@ -203,9 +203,7 @@ def load_pth(path: str | os.PathLike[str]) -> Any:
             f"{path}: refused, not as torch.save writes it ({packed}); nothing in it was read"
         )
     with _gc_paused():
-        obj, refusal = _load_pth_plain(path)
-    if refusal is not None:
-        raise refusal
+        obj = _load_pth_plain(path)
     if obj is not _NOT_PLAIN:
         return obj
 
