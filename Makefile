@@ -132,7 +132,7 @@ sweep-%: FORCE
 	  "$(LAUNCHER)" "$(EXPERIMENTS_$*)" $(ARGS)
 
 table-%: FORCE
-	$(PYTHON) -m nasheur.results table $(SWEEPS) --table $* --out $(TABLES)
+	$(PYTHON) -m nasheur.results table "$(SWEEPS)" --table $* --out "$(TABLES)"
 
 # every table that the sweeps under $(SWEEPS) can fill so far; one without runs yet (status 1
 # and "nothing to merge") is skipped with its reason, any other failure (a traceback, which
@@ -140,7 +140,7 @@ table-%: FORCE
 TABLE_IDS := 3 4 5 6 7 9 10 11 12 13 14
 tables:
 	@made=0; bad=0; said=$$(mktemp) || exit 2; for t in $(TABLE_IDS); do \
-	  $(PYTHON) -m nasheur.results table $(SWEEPS) --table $$t --out $(TABLES) 2>"$$said"; rc=$$?; \
+	  $(PYTHON) -m nasheur.results table "$(SWEEPS)" --table $$t --out "$(TABLES)" 2>"$$said"; rc=$$?; \
 	  cat "$$said" >&2; \
 	  case $$rc in 0) made=$$((made + 1));; \
 	    1) if grep -q "^nothing to merge" "$$said"; then echo "table $$t: skipped"; else bad=1; fi;; \
@@ -158,4 +158,4 @@ host-instructions:
 
 # the paper's figures (Fig. 4, 6, 9, 12, 17 and a scatter) from all runs: figures/*.png, *.pdf
 figures:
-	$(PYTHON) -m nasheur.results figures $(RUNS) --out $(FIGURES)
+	$(PYTHON) -m nasheur.results figures "$(RUNS)" --out "$(FIGURES)"

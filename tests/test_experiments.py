@@ -293,8 +293,36 @@ def test_the_tables_targets_read_the_runs_folder_of_site_env(tmp_path):
         ["make", "-n", "table-11", "figures"], cwd=REPO, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
-    assert f"table {tmp_path / 'site-runs'}/sweeps --table 11" in proc.stdout
-    assert f"figures {tmp_path / 'site-runs'} --out" in proc.stdout
+    runs = tmp_path / "site-runs"
+    assert f'table "{runs}/sweeps" --table 11' in proc.stdout
+    assert f'figures "{runs}" --out' in proc.stdout
+
+
+def test_the_tables_targets_take_folders_with_spaces(tmp_path):
+    # `make sweep-11 RUNS="/data/my runs"` quotes the folder: the targets that read it too
+    import os
+    import subprocess
+
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\nprintf "%s|" "$@" >> "$CALLS"; echo >> "$CALLS"\n')
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NASHEUR_")}
+    env.update(CALLS=str(tmp_path / "calls"), NASHEUR_SITE_ENV="")
+    runs, out = tmp_path / "my runs", tmp_path / "my tables"
+    folders = [f"RUNS={runs}", f"TABLES={out}", f"FIGURES={out}"]
+    proc = subprocess.run(
+        ["make", "-s", "table-11", "figures", f"PYTHON={fake}", *folders],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "calls").read_text().splitlines() == [
+        f"-m|nasheur.results|table|{runs}/sweeps|--table|11|--out|{out}|",
+        f"-m|nasheur.results|figures|{runs}|--out|{out}|",
+    ]
 
 
 def test_a_file_named_like_a_pattern_target_does_not_stop_it(tmp_path):

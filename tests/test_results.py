@@ -687,6 +687,50 @@ def test_an_out_folder_that_cannot_be_written_is_said_in_one_line(tmp_path, monk
     assert f"nasheur.results: cannot write into {out}: Permission denied" in err
 
 
+def test_folders_and_records_starting_with_a_tilde_are_under_home(tmp_path, monkeypatch, capsys):
+    # quoted, `--record=~/x` or a make variable: no shell expanded the ~, as for --out
+    import nasheur.results.__main__ as cli
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write(tmp_path / "runs", [record("nb201", s, 0.1) for s in range(3)])
+    assert cli.main(["show", "~/runs"]) == 0
+    assert "3 job(s): 3 completed" in capsys.readouterr().out
+    assert cli.main(["table", "~/runs", "--table", "11", "--bootstrap", "0"]) == 0
+    assert "## Table 11" in capsys.readouterr().out
+    pytest.importorskip("matplotlib")
+    figures = ["figures", "--record=~/runs/job0/metrics.json", "--only", "rank_disorder"]
+    assert cli.main([*figures, "--out", str(tmp_path / "f")]) == 0
+    assert (tmp_path / "f" / "rank_disorder-nb201-job0.png").is_file()
+
+
+def test_a_table_that_cannot_be_written_whole_leaves_none_of_its_files(
+    tmp_path, monkeypatch, capsys
+):
+    # a disk that fills up after the .md: the new .md beside the earlier .csv and .tex would
+    # pass for one table; a write's own error names no file
+    import errno
+
+    import nasheur.results.__main__ as cli
+
+    folder = write(tmp_path / "s", [record("nb201", s, 0.1) for s in range(3)])
+    out = tmp_path / "tables"
+    table = ["table", str(folder), "--out", str(out), "--bootstrap", "0", "--table"]
+    assert cli.main([*table, "11"]) == 0 and cli.main([*table, "3"]) == 0
+    written = cli.atomic_write_text
+
+    def full(path, text):
+        if Path(path).suffix == ".csv":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written(path, text)
+
+    monkeypatch.setattr(cli, "atomic_write_text", full)
+    capsys.readouterr()
+    assert cli.main([*table, "11"]) == 2
+    err = capsys.readouterr().err
+    assert f"nasheur.results: cannot write into {out}: No space left on device" in err
+    assert sorted(p.name for p in out.iterdir()) == ["table-3.csv", "table-3.md", "table-3.tex"]
+
+
 def test_a_table_with_nothing_to_merge_removes_its_earlier_files(tmp_path):
     # `make table-11` writes to one folder: the table of an earlier sweep must not pass for
     # the one that failed to merge; other tables' files stay
@@ -1319,6 +1363,13 @@ def test_another_sweeps_job_of_the_same_config_is_not_this_sweeps(tmp_path):
             lambda r: r["config"]["experiment"].__setitem__("factors", ["protocol.bn_afine"]),
             "config.experiment.factors names protocol.bn_afine, which config does not hold",
         ),
+        # what `show` prints of a run: its seed (--all), the space it searched (one job)
+        (lambda r: r.__setitem__("seed", [1]), "seed is [1], not a whole number"),
+        (lambda r: r.__setitem__("eval", ["bn"]), "eval is ['bn'], not an object"),
+        (
+            lambda r: r.__setitem__("eval", {"searched": {"space": "x", "architectures": "9"}}),
+            "eval.searched.architectures is '9', not a whole number",
+        ),
     ],
 )
 def test_a_malformed_record_is_named_with_its_key_not_a_traceback(tmp_path, edit, problem):
@@ -1364,6 +1415,13 @@ def test_a_factors_value_must_be_one_its_key_takes(factor, value, fits):
     rec["config"]["experiment"]["factors"] = [factor]
     problem = record_problem(rec)
     assert (problem is None) == fits, problem
+
+
+def test_show_all_of_a_record_without_a_seed_says_so(tmp_path):
+    folder = write(tmp_path / "s", [dict(record("nb201", 0, 0.1), seed=None)])
+    show = results("show", str(folder), "--all")
+    assert show.returncode == 0, show.stderr
+    assert re.search(r"nb201 +\? +0\.700", show.stdout), show.stdout
 
 
 def test_show_of_an_older_record_says_n_a_for_what_it_lacks(tmp_path):

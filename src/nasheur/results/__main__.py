@@ -13,7 +13,9 @@ every job, the completed ones with their metrics); `figures` draws the paper's f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
 import sys
 import time
 import warnings
@@ -189,14 +191,35 @@ def _table(args: argparse.Namespace) -> int:
         outputs = {"md": text, "csv": to_csv(table), "tex": to_latex(table)}
     print(text, end="")
     if args.out:
-        for ext, content in outputs.items():
-            path = _table_file(args, ext)
-            atomic_write_text(path, content)
-            print(f"wrote {path}", file=sys.stderr)
+        _write_table(args, outputs)
     return 0
 
 
 TABLE_FORMATS = ("md", "csv", "tex")
+
+
+def _write_table(args: argparse.Namespace, outputs: dict[str, str]) -> None:
+    """The table's files in `--out`, each atomically. Where one cannot be written (a full
+    disk, a quota), none of the table's files is left there: those written already beside an
+    earlier call's would pass for one table. The error names the file (a failed write's own
+    does not)."""
+    for ext, content in outputs.items():
+        path = _table_file(args, ext)
+        try:
+            atomic_write_text(path, content)
+        except OSError as err:
+            with contextlib.suppress(OSError):  # a read-only folder: nothing was written
+                gone = [_table_file(args, e) for e in TABLE_FORMATS]
+                gone = [p for p in gone if p.is_file()]
+                for stale in gone:
+                    stale.unlink()
+                if gone:
+                    names = ", ".join(p.name for p in gone)
+                    print(f"removed {names}: a table is written whole or not", file=sys.stderr)
+            if err.filename is None:
+                err.filename = str(path)
+            raise
+        print(f"wrote {path}", file=sys.stderr)
 
 
 def _nothing_to_merge(args: argparse.Namespace, show: str) -> int:
@@ -346,9 +369,10 @@ def _metrics_line(r: dict) -> str:
         v = m.get(key)
         return f"{'-':>{width}}" if v is None else f"{scale * v:>{width}.{digits}f}"
 
+    seed = "?" if r.get("seed") is None else r["seed"]
     # as the tables print them: fractions to 3 places, the final performance in % to 2
     return (
-        f"{select(r, 'config.search_space.name') or '?':<10} {r.get('seed', '?'):>4} "
+        f"{select(r, 'config.search_space.name') or '?':<10} {seed:>4} "
         f"{num('supernet_acc_mean')} {num('sparse_kendall_tau')} {num('p_beat_random', width=6)} "
         f"{num('final_performance', 100, digits=2)}"
     )
@@ -561,6 +585,13 @@ def _moved_runs(path: Path) -> str:
     return f" ($NASHEUR_RUNS={root} puts the runs there, not under runs/{where})"
 
 
+def _given(text: str) -> str:
+    """A job or sweep folder or a metrics.json to read; a leading ``~`` is the home folder, as
+    for ``--out`` (:func:`nasheur.cli_args.folder_path`): where no shell expanded it (quoted,
+    ``--record=~/x``, a make variable)."""
+    return os.path.expanduser(text)
+
+
 TABLE_IDS = sorted([*TABLES, "3"], key=int)
 
 
@@ -593,7 +624,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("table", help="merge sweep folders into a paper table")
-    t.add_argument("folders", nargs="+", help="job or sweep folders (searched for metrics.json)")
+    t.add_argument(
+        "folders", nargs="+", type=_given, help="job or sweep folders (searched for metrics.json)"
+    )
     fed_by = "; ".join(
         f"{t}: {', '.join(name for name, _ in experiments)}" for t, experiments in TABLES.items()
     )
@@ -618,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
         "show",
         help="count the jobs of folders by state and list those that did not complete",
     )
-    s.add_argument("folders", nargs="+", help="job or sweep folders")
+    s.add_argument("folders", nargs="+", type=_given, help="job or sweep folders")
     s.add_argument(
         "--all",
         action="store_true",
@@ -627,13 +660,17 @@ def main(argv: list[str] | None = None) -> int:
     s.set_defaults(run=_show)
     f = sub.add_parser("figures", help="the paper's figures from jobs and sweeps (PNG and PDF)")
     f.add_argument(
-        "folders", nargs="*", help="job or sweep folders (none: only the jobs of --record)"
+        "folders",
+        nargs="*",
+        type=_given,
+        help="job or sweep folders (none: only the jobs of --record)",
     )
     f.add_argument("--out", type=folder_path, default="figures")
     f.add_argument("--only", nargs="*", default=[], choices=[*MULTI_RUN_FIGURES, *JOB_FIGURES])
     f.add_argument(
         "--record",
         nargs="*",
+        type=_given,
         default=[],
         help="metrics.json of jobs to draw Fig. 4 and the scatter for",
     )

@@ -164,6 +164,11 @@ TOP_LEVEL: dict[str, type | tuple[type, ...]] = {
     "ground_truth.fingerprint.path": str,
     "skdt_threshold_recomputed": (int, float),
     "data.val_overlaps_train": bool,  # the tables' ‡: "false" would read as true
+    # what `show` prints of a job: its seed (--all), the part of the space it searched
+    "seed": int,
+    "eval": dict,
+    "eval.searched": dict,
+    "eval.searched.architectures": int,
 }
 IN_CONFIG: dict[str, type | tuple[type, ...]] = {"search_space.name": str, "experiment.name": str}
 
@@ -188,7 +193,13 @@ def _shape_problem(
 
 
 def _type_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a text", dict: "an object", list: "a list", bool: "true or false"}
+    names = {
+        str: "a text",
+        dict: "an object",
+        list: "a list",
+        bool: "true or false",
+        int: "a whole number",
+    }
     return names.get(kind, "a number") if isinstance(kind, type) else "a number"
 
 
