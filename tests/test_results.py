@@ -746,6 +746,13 @@ def test_a_table_with_nothing_to_merge_removes_its_earlier_files(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["table-3.csv", "table-3.md", "table-3.tex"]
 
 
+def test_the_show_command_a_table_suggests_can_be_pasted_for_a_folder_with_a_space(tmp_path):
+    empty = tmp_path / "my runs"
+    empty.mkdir()
+    said = results("table", str(empty), "--table", "11").stderr
+    assert f"python -m nasheur.results show '{empty}'" in said, said
+
+
 def test_show_of_a_copied_sweep_looks_in_the_copy(tmp_path):
     # sweep.json names the folders where the sweep ran (absolute here); in a copy of the sweep
     # folder, a job missing from the copy is not started there, even if the original has it

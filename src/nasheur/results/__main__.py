@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import math
 import os
+import shlex
 import sys
 import time
 import warnings
@@ -57,7 +58,8 @@ from nasheur.reuse import LEFT, SUBMITTED
 
 
 def _folders(args: argparse.Namespace) -> str:
-    return " ".join(str(f) for f in args.folders)
+    """The folders as a shell takes them back (a path with a space quoted)."""
+    return " ".join(shlex.quote(str(f)) for f in args.folders)
 
 
 def _load(paths: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
