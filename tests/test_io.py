@@ -79,6 +79,17 @@ def test_the_data_reaches_the_disk_before_the_rename_and_the_rename_after_it(tmp
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="lists open files on Linux")
+def test_a_failed_write_names_the_file_it_was_for(tmp_path):
+    # a full disk fails the write of an open file, whose OSError names none: the one meant
+    import errno
+
+    path = tmp_path / "table-11.csv"
+    with pytest.raises(OSError) as info, atomic_path(path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert info.value.filename == str(path)
+    assert not list(tmp_path.iterdir())
+
+
 def test_writes_leave_no_file_open(tmp_path):
     # a job writes its records thousands of times: a descriptor left open each time runs
     # the process out of them

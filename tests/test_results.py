@@ -711,6 +711,7 @@ def test_a_table_that_cannot_be_written_whole_leaves_none_of_its_files(
     import errno
 
     import nasheur.results.__main__ as cli
+    from nasheur.io import atomic_path
 
     folder = write(tmp_path / "s", [record("nb201", s, 0.1) for s in range(3)])
     out = tmp_path / "tables"
@@ -720,7 +721,8 @@ def test_a_table_that_cannot_be_written_whole_leaves_none_of_its_files(
 
     def full(path, text):
         if Path(path).suffix == ".csv":
-            raise OSError(errno.ENOSPC, "No space left on device")
+            with atomic_path(path):  # as a full disk fails its write: no file named
+                raise OSError(errno.ENOSPC, "No space left on device")
         written(path, text)
 
     monkeypatch.setattr(cli, "atomic_write_text", full)

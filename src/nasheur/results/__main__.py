@@ -203,13 +203,12 @@ TABLE_FORMATS = ("md", "csv", "tex")
 def _write_table(args: argparse.Namespace, outputs: dict[str, str]) -> None:
     """The table's files in `--out`, each atomically. Where one cannot be written (a full
     disk, a quota), none of the table's files is left there: those written already beside an
-    earlier call's would pass for one table. The error names the file (a failed write's own
-    does not)."""
+    earlier call's would pass for one table."""
     for ext, content in outputs.items():
         path = _table_file(args, ext)
         try:
             atomic_write_text(path, content)
-        except OSError as err:
+        except OSError:
             with contextlib.suppress(OSError):  # a read-only folder: nothing was written
                 gone = [_table_file(args, e) for e in TABLE_FORMATS]
                 gone = [p for p in gone if p.is_file()]
@@ -218,8 +217,6 @@ def _write_table(args: argparse.Namespace, outputs: dict[str, str]) -> None:
                 if gone:
                     names = ", ".join(p.name for p in gone)
                     print(f"removed {names}: a table is written whole or not", file=sys.stderr)
-            if err.filename is None:
-                err.filename = str(path)
             raise
         print(f"wrote {path}", file=sys.stderr)
 
