@@ -495,6 +495,10 @@ class _Launcher:
         ({"jobs_at_once": 3}, 7, None, "3 at a time"),
         ({"jobs_at_once": 3}, 2, None, "2 at a time"),
         ({"jobs_at_once": 3}, 1, None, ""),
+        # hydra.sweeper.max_batch_size: a batch ends before the next is launched
+        ({"jobs_at_once": 3}, 7, 1, ""),
+        ({"jobs_at_once": 3}, 7, 2, "2 at a time"),
+        ({"jobs_at_once": 3}, 7, 5, "3 at a time"),
     ],
 )
 def test_how_a_launcher_runs_jobs_side_by_side(kw, jobs, batch, said):

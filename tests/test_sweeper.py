@@ -550,6 +550,37 @@ def test_a_job_another_sweep_completed_is_copied_not_trained(args, tmp_path, cap
     assert again.launcher.launched == []
 
 
+def test_a_sweep_folder_of_another_experiment_is_refused(args, tmp_path, capsys):
+    # lr_ablation's baseline is bn_ablation's (one config hash): in bn_ablation's folder it
+    # would be bn's completed job, its record bn's, and lr_ablation's table would lack it
+    bn, task = sweeper_for(args)
+    bn.sweep(task)
+    before = listed(tmp_path)
+    capsys.readouterr()
+    into = f"hydra.sweep.dir={sweep_dir(tmp_path)}"
+    for extra in (["hydra.sweeper.dry_run=true"], []):
+        lr, task = sweeper_for([*_other_experiment(args, "lr_ablation"), into, *extra])
+        with pytest.raises(SystemExit) as stop:
+            lr.sweep(task)
+        assert stop.value.code == 2 and lr.launcher.launched == []
+        err = capsys.readouterr().err
+        assert f"hydra.sweep.dir={sweep_dir(tmp_path)} holds the sweep of bn_ablation" in err
+        assert "sweep lr_ablation into another hydra.sweep.dir" in err
+        assert "nothing was launched" in err
+    assert listed(tmp_path) == before
+    # the same experiment into its own folder, also beside an entry that names no overrides
+    # (rebuilt from a folder without Hydra's record), and a command line's own sweep into
+    # another's
+    merge_manifest(sweep_dir(tmp_path), [{"folder": str(tmp_path / "x"), "overrides": []}])
+    again, task = sweeper_for(args)
+    again.sweep(task)
+    plain = [a for a in args if a != "+experiment=bn_ablation"]
+    own, task = sweeper_for([*plain, into])
+    with pytest.raises(SystemExit):
+        own.sweep(task)
+    assert "holds the sweep of bn_ablation" in capsys.readouterr().err
+
+
 def test_a_job_whose_super_net_another_sweep_trained_only_evaluates_it(
     args, tmp_path, capsys, caplog
 ):
@@ -2063,6 +2094,15 @@ def test_a_dry_run_says_what_a_launch_would_do_and_writes_nothing(
     assert "  resume (from its checkpoint): " in out
     assert "  resume (from the start: it stopped before its first checkpoint): " in out
     assert out.index(str(folders[1])) > out.index("from the start")
+    # one whose record cannot be read: the job, launched, refuses it (it is not overwritten)
+    (folders[0] / "metrics.json").write_text('{"status": "compl')
+    out = dry_run(args, capsys)
+    assert "(1 to fail, 1 to resume, 2 to skip)" in out
+    said = "  fail (its metrics.json cannot be read: move it away to run the job): "
+    assert said in out and out.index(str(folders[0])) > out.index(said)
+    bn, task = sweeper_for(args)
+    bn.sweep(task)
+    assert len(bn.launcher.launched) == 2  # launched with the one to resume, as said
 
 
 @pytest.mark.parametrize(

@@ -87,7 +87,7 @@ from nasheur.sweep.launchers import (
     uncompleted_errors,
     uncompleted_line,
 )
-from nasheur.sweep.manifest import RUNNING, merge_manifest
+from nasheur.sweep.manifest import RUNNING, experiment_of, experiments_listed, merge_manifest
 from nasheur.sweep.outcomes import Outcome, failure_message, record_after, settle, summary
 from nasheur.sweep.plan import (
     Planned,
@@ -622,6 +622,7 @@ class AblationSweeper(Sweeper):
         except (HydraException, OmegaConfBaseException) as err:  # the composed config's own
             raise SweepError(f"{_said(err)}; nothing was launched") from None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        self._check_one_experiment(sweep_dir, experiment_of(arguments))
         if self.dry_run:
             flush_stdout()
             lines = dry_run_lines(
@@ -650,6 +651,27 @@ class AblationSweeper(Sweeper):
         finally:
             if claims is not None:
                 claims.release()
+
+    @staticmethod
+    def _check_one_experiment(sweep_dir: Path, ours: str | None) -> None:
+        """A sweep folder holds the jobs of one experiment: a job that two experiments share
+        (their baseline) would land in the folder of the first, its record under that one's
+        name, and the other's table would lack it."""
+        others = sorted(experiments_listed(sweep_dir) - {ours}, key=str)
+        if not others:
+            return
+
+        def said(name: str | None) -> str:
+            return "a sweep without +experiment" if name is None else name
+
+        raise SweepError(
+            f"hydra.sweep.dir={sweep_dir} holds the sweep of {', '.join(map(said, others))} "
+            "(its sweep.json); a sweep folder holds one experiment's jobs, since a job two "
+            "experiments share would be recorded under one of them only: sweep "
+            f"{said(ours)} into another hydra.sweep.dir (by default "
+            "$NASHEUR_RUNS/sweeps/<experiment>, where the jobs the other sweep completed are "
+            "copied); nothing was launched"
+        )
 
     def _launch(
         self, sweep_dir: Path, jobs: list[Planned], made: bool, claims: Claims | None

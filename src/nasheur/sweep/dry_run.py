@@ -22,6 +22,9 @@ DRY_RUN = {
     "failed": ("run again", "failed"),
     "ground truth changed": ("evaluate again", "ground truth changed"),
     RUNNING: ("leave", "running elsewhere"),
+    # launched, the job refuses a record it cannot read or of another config (nasheur.job)
+    "broken": ("fail", "its metrics.json cannot be read: move it away to run the job"),
+    "other-config": ("fail", "its metrics.json is another config's: move it away"),
 }
 
 

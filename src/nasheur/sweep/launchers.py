@@ -32,9 +32,9 @@ def side_by_side(launcher: Any, jobs: int, batch: int | None = None) -> str:
         batch = batch or jobs  # each batch is packed on its own
         tasks = sum(-(-min(batch, jobs - i) // per_task) for i in range(0, jobs, batch))
         return f"{tasks} SLURM task{'s' if tasks != 1 else ''} of up to {per_task} jobs each"
-    if jobs > 1 and at_once > 1:
-        return f"{min(at_once, jobs)} at a time"
-    return ""
+    # each batch is launched once the one before has ended: no more than a batch at once
+    most = min(at_once, batch or jobs, jobs)
+    return f"{most} at a time" if most > 1 else ""
 
 
 def submits(launcher: Any) -> bool:

@@ -115,6 +115,30 @@ def merge_manifest(sweep_dir: Path, entries: list[dict[str, Any]]) -> None:
         atomic_write_json(path, {"jobs": list(merged.values())})
 
 
+def experiment_of(overrides: Any) -> str | None:
+    """The experiment that a job's overrides name (``+experiment=<name>``), None for none (a
+    command line's own sweep)."""
+    for override in overrides if isinstance(overrides, list) else []:
+        key, _, value = str(override).lstrip("+~").partition("=")
+        if key == "experiment":
+            return value
+    return None
+
+
+def experiments_listed(sweep_dir: Path) -> set[str | None]:
+    """The experiments of the jobs that the sweep folder's sweep.json lists (:func:`experiment_of`;
+    empty where there is none or it cannot be read). An entry without overrides (rebuilt from
+    a folder without Hydra's record: :func:`jobs_in_folders`) says none."""
+    from nasheur.results.collect import read_manifest
+
+    path = Path(sweep_dir) / MANIFEST
+    try:
+        entries = read_manifest(path) if path.is_file() else []
+    except ValueError:  # the launch keeps it aside and rebuilds it (read_or_rebuild)
+        return set()
+    return {experiment_of(e["overrides"]) for e in entries if e.get("overrides")}
+
+
 def recorded_error(folder: Path) -> str:
     """``: <the error's first line>`` of a failed job's metrics.json, or ""."""
     try:
