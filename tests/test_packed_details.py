@@ -100,6 +100,26 @@ def ends_soon(overrides, _key, num, _id, _state):
     return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value="done")
 
 
+class TwoPartError(Exception):
+    """Pickles as ``TwoPartError("a and b")``, which does not load: __init__ takes two."""
+
+    def __init__(self, a, b):
+        super().__init__(f"{a} and {b}")
+
+
+def fails_oddly(overrides, _key, num, _id, _state):
+    if num == 0:
+        raise TwoPartError("a", "b")
+    return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value="done")
+
+
+def test_a_job_error_that_pickles_but_does_not_load_fails_that_job_alone():
+    first, second = run_in_processes(fails_oddly, job_args(2), at_once=1)
+    assert first.status is JobStatus.FAILED
+    assert str(first._return_value) == "TwoPartError: a and b"
+    assert second.status is JobStatus.COMPLETED
+
+
 @pytest.mark.parametrize(
     ("stop", "ends_itself", "runs_for"),
     [

@@ -158,7 +158,13 @@ class LocalParallelLauncher(Launcher):
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        log.info("Launching %d jobs here, %d at a time", len(job_overrides), self.jobs_at_once)
+        at_once = min(self.jobs_at_once, len(job_overrides))
+        log.info(
+            "Launching %d job%s here%s",
+            len(job_overrides),
+            "" if len(job_overrides) == 1 else "s",
+            f", {at_once} at a time" if at_once > 1 else "",
+        )
         state = Singleton.get_state()
         jobs = []
         for num, overrides in enumerate(job_overrides, initial_job_idx):
@@ -373,6 +379,9 @@ def _result_of(process: Any, receive: Any, args: JobArgs) -> JobReturn:
         got = pickle.loads(receive.recv_bytes())
     except EOFError:  # the process died before it sent anything
         got = None
+    except Exception as err:  # checked as it was sent; not to stop the other jobs if not
+        process.join()
+        return _failed(args, RuntimeError(f"the result of job #{args[2]} cannot be read: {err}"))
     process.join()
     if got is not None:
         return got
@@ -462,8 +471,13 @@ def _run_one(job: bytes, send: Any) -> None:
         result = _failed(args, err)
     try:
         payload = cloudpickle.dumps(result)
-    except Exception as err:  # a result that does not pickle: said as text
-        payload = cloudpickle.dumps(_failed(args, RuntimeError(f"{type(err).__name__}: {err}")))
+        # as the launcher will: an exception whose __init__ takes other arguments than its
+        # args pickles, but does not load, and would stop the sweep there
+        pickle.loads(payload)
+    except Exception as err:  # a result that does not pickle or load: said as text
+        error = getattr(result, "_return_value", None)
+        said = error if isinstance(error, BaseException) else err
+        payload = cloudpickle.dumps(_failed(args, RuntimeError(f"{type(said).__name__}: {said}")))
     send.send_bytes(payload)
     send.close()
 
