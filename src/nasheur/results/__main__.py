@@ -55,6 +55,7 @@ from nasheur.results.tables import (
     select,
 )
 from nasheur.reuse import LEFT, SUBMITTED
+from nasheur.sweep.manifest import experiment_of
 
 
 def _folders(args: argparse.Namespace) -> str:
@@ -134,10 +135,9 @@ def _of_experiments(job: Job, experiments: list[str]) -> bool:
     """Whether a job without a record is of one of `experiments`: by its ``+experiment=``
     override where sweep.json lists it (the sweep folder may have any name), else by a folder
     it lies in (``<sweeps>/<experiment>/<space>/<job>``)."""
-    for override in job.overrides:
-        key, _, value = override.lstrip("+~").partition("=")
-        if key == "experiment":
-            return value in experiments
+    named = experiment_of(job.overrides)
+    if named is not None:
+        return named in experiments
     return any(p.name in experiments for p in job.folder.parents)
 
 
@@ -210,12 +210,8 @@ def _write_table(args: argparse.Namespace, outputs: dict[str, str]) -> None:
             atomic_write_text(path, content)
         except OSError:
             with contextlib.suppress(OSError):  # a read-only folder: nothing was written
-                gone = [_table_file(args, e) for e in TABLE_FORMATS]
-                gone = [p for p in gone if p.is_file()]
-                for stale in gone:
-                    stale.unlink()
-                if gone:
-                    names = ", ".join(p.name for p in gone)
+                names = _remove_stale([_table_file(args, e) for e in TABLE_FORMATS])
+                if names:
                     print(f"removed {names}: a table is written whole or not", file=sys.stderr)
             raise
         print(f"wrote {path}", file=sys.stderr)
@@ -226,7 +222,7 @@ def _nothing_to_merge(args: argparse.Namespace, show: str) -> int:
     `--out` (`make table-<id>` writes to one folder), which would pass for this data's."""
     gone = ""
     if args.out:
-        gone = _remove_stale([_table_file(args, ext) for ext in TABLE_FORMATS])
+        gone = _earlier(_remove_stale([_table_file(args, ext) for ext in TABLE_FORMATS]))
     print(f"nothing to merge ({show}){gone}", file=sys.stderr)
     return 1
 
@@ -236,11 +232,15 @@ def _table_file(args: argparse.Namespace, ext: str) -> Path:
 
 
 def _remove_stale(paths: list[Path]) -> str:
-    """Remove those of `paths` that are files; `` (removed the earlier a, b)`` or ""."""
+    """Remove those of `paths` that are files; their names (``a, b``), or ""."""
     stale = [p for p in paths if p.is_file()]
     for path in stale:
         path.unlink()
-    return f" (removed the earlier {', '.join(p.name for p in stale)})" if stale else ""
+    return ", ".join(p.name for p in stale)
+
+
+def _earlier(names: str) -> str:
+    return f" (removed the earlier {names})" if names else ""
 
 
 def _none_completed(whose: str, records: list[dict]) -> str:
@@ -459,7 +459,7 @@ def _draw(name: str, draw: Any, *args: Any) -> list[Path]:
             written = draw(*args)
     except ValueError as err:
         stem = Path(args[-1])
-        gone = _remove_stale([stem.with_name(f"{stem.name}.{fmt}") for fmt in FORMATS])
+        gone = _earlier(_remove_stale([stem.with_name(f"{stem.name}.{fmt}") for fmt in FORMATS]))
         why = str(err).removeprefix(f"{name}: ")  # a figure's own error names it already
         print(f"skipped {name}: {why}{gone}", file=sys.stderr)
         written = []
