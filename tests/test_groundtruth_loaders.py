@@ -639,6 +639,10 @@ def test_read_nb201_picks_the_reader_by_the_path(nb201_pth, nats_pbz2, nats_dir,
         gt = read_nb201(path, dataset="cifar10-valid").gt
         assert gt.meta["benchmark"] == benchmark
         np.testing.assert_allclose(gt.acc, expected, rtol=0, atol=1e-15)
+    # the suffix in capitals, as detect_format (which picked nb201-pth) reads it
+    upper = tmp_path / "NAS-BENCH-201-V1_1-096897.PTH"
+    upper.write_bytes(nb201_pth.read_bytes())
+    assert read_nb201(upper, dataset="cifar10-valid").gt.meta["benchmark"] == "nb201"
     other = tmp_path / "NAS-Bench-201-v1_1-096897.pickle"
     other.write_bytes(nb201_pth.read_bytes())
     with pytest.raises(GroundTruthError, match=r"not a NAS-Bench-201 \.pth, a NATS-Bench"):
@@ -820,6 +824,18 @@ def test_nds_bad_jobs_are_named(tmp_path):
     path.write_text(json.dumps(jobs))
     with pytest.raises(GroundTruthError, match=r"a\.json: every last test_ep_top1 is at most 1"):
         read_nds(path)
+
+
+@pytest.mark.parametrize("name", ["DARTS_in.json", "DARTS_lr-wd_in.json", "darts_IN.JSON"])
+def test_nds_imagenet_results_are_refused_by_their_name(tmp_path, name):
+    # NDS's ImageNet jobs carry no dataset field; ranking a CIFAR-10 super-net against them
+    # would run to the end without an error
+    path = tmp_path / name
+    path.write_text(json.dumps(NDS_JOBS))
+    with pytest.raises(GroundTruthError, match=rf"{re.escape(name)}: NDS's ImageNet results"):
+        read_nds(path)
+    (tmp_path / "DARTS_fix-w-d.json").write_text(json.dumps(NDS_JOBS))
+    assert read_nds(tmp_path / "DARTS_fix-w-d.json").jobs == 4
 
 
 @pytest.mark.parametrize("label", ["0", "2", "3"])

@@ -624,9 +624,10 @@ def read_nb201(
     p = Path(path)
     if p.is_dir():
         return read_nats_folder(p, dataset=dataset, metric=metric)
-    if p.suffix == ".pth":
+    suffix = p.suffix.lower()  # as detect_format picks the format: ``.PTH`` is a .pth
+    if suffix == ".pth":
         return read_nb201_pth(p, dataset=dataset, metric=metric)
-    if p.suffix == ".pbz2":
+    if suffix == ".pbz2":
         return read_nats_pbz2(p, dataset=dataset, metric=metric)
     raise GroundTruthError(
         f"{path}: not a NAS-Bench-201 .pth, a NATS-Bench .pickle.pbz2 or a -simple folder"

@@ -13,6 +13,11 @@ with its input, the two terms of a node in sorted order) are repeats of one netw
 averaged; the repeat count is kept. The key is the genotype alone, as the spec has it: a job's
 ``net.width`` and ``net.depth`` (which NDS files other than ``_fix-w-d`` vary) are not in it.
 
+NDS names its ImageNet results ``<space>_in.json`` (``DARTS_in.json``, ``DARTS_lr-wd_in.json``);
+their jobs do not record a dataset, so the name is the only sign. Such a file is refused: the
+DARTS-NDS super-net is trained and ranked on CIFAR-10, and ImageNet errors would rank it
+against another task's ground truth without any error.
+
 The training budget recorded in the table's header is ``optim.max_ep`` where every job carries
 a count of epochs there, else the length of ``test_ep_top1``.
 """
@@ -24,6 +29,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -111,6 +117,11 @@ def _summary(values: list[int]) -> str:
 def read_nds(path: str | os.PathLike[str]) -> NDSGroundTruth:
     """Ground truth of an NDS ``DARTS.json`` (see the module docstring)."""
     source = str(path)
+    if Path(path).stem.lower().endswith("_in"):
+        raise GroundTruthError(
+            f"{source}: NDS's ImageNet results (NDS names them <space>_in.json); DARTS-NDS "
+            "ground truth here is CIFAR-10: use DARTS.json (or rename a CIFAR-10 file)"
+        )
     try:
         with open(path, encoding="utf-8") as f:
             obj = json.load(f)
