@@ -636,7 +636,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="{" + ",".join(TABLE_IDS) + "}",
         help=f"the paper table, from the runs of its experiments ({fed_by}; 3: all runs)",
     )
-    t.add_argument("--out", type=folder_path, help="folder for table-<id>.md/.csv/.tex")
+    t.add_argument(
+        "--out",
+        type=folder_path,
+        help="folder for table-<id>.md/.csv/.tex (default: none, only the markdown on stdout)",
+    )
     t.add_argument(
         "--bootstrap",
         type=bootstrap_count,
@@ -664,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
         type=_given,
         help="job or sweep folders (none: only the jobs of --record)",
     )
-    f.add_argument("--out", type=folder_path, default="figures")
+    f.add_argument("--out", type=folder_path, default="figures", help="folder (default: figures)")
     f.add_argument("--only", nargs="*", default=[], choices=[*MULTI_RUN_FIGURES, *JOB_FIGURES])
     f.add_argument(
         "--record",
