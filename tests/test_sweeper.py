@@ -26,7 +26,7 @@ from hydra_plugins.nasheur_ablation.ablation_sweeper import (
     merge_manifest,
 )
 from nasheur.fidelity import level_of, resolve_level
-from nasheur.jobguard import hold_folder
+from nasheur.jobguard import CHECKPOINT, hold_folder
 from tests.conftest import PYTHON, REPO, TINY_JOB, write_nb201_gt
 
 
@@ -737,7 +737,7 @@ def test_a_single_run_takes_what_the_sweeps_completed(args, tmp_path, caplog):
     import os
 
     from nasheur.config import config_hash, training_hash
-    from nasheur.jobguard import CHECKPOINT, METRICS
+    from nasheur.jobguard import METRICS
     from nasheur.reuse import TRAINED_IN, reuse_in_single_run
 
     lr, task = sweeper_for(_other_experiment(args, "lr_ablation"))
@@ -1419,11 +1419,25 @@ def test_the_launch_line_counts_the_jobs_it_resumes_as_the_dry_run_does(
     folder = sorted(p.parent for p in sweep_dir(tmp_path).rglob("metrics.json"))[0]
     record = json.loads((folder / "metrics.json").read_text())
     (folder / "metrics.json").write_text(json.dumps({**record, "status": "interrupted"}))
+    (folder / CHECKPOINT).write_bytes(b"where it stopped")  # (the stub job writes none)
     assert "(1 to resume, 3 to skip)" in dry_run(args, capsys)
     again, task = sweeper_for(args)
     with caplog.at_level(logging.INFO):
         again.sweep(task)
     assert "3 already completed, 1 to run (1 to resume from its checkpoint)" in caplog.text
+    # stopped before its first checkpoint, it starts over, as the dry run's line says
+    record = json.loads((folder / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**record, "status": "interrupted"}))
+    (folder / CHECKPOINT).unlink(missing_ok=True)
+    assert "resume (from the start: it stopped before its first checkpoint)" in dry_run(
+        args, capsys
+    )
+    caplog.clear()
+    again, task = sweeper_for(args)
+    with caplog.at_level(logging.INFO):
+        again.sweep(task)
+    said = "1 to run (1 interrupted before its first checkpoint, to run from the start)"
+    assert said in caplog.text and "to resume from" not in caplog.text
 
 
 def test_sweep_json_merges_the_launches_into_one_sweep_folder(args, tmp_path):

@@ -78,7 +78,7 @@ from nasheur.reuse import (
     started_jobs,
     trained_elsewhere_now,
 )
-from nasheur.sweep.dry_run import dry_run_lines
+from nasheur.sweep.dry_run import dry_run_lines, has_checkpoint
 from nasheur.sweep.launchers import (
     each_job_settled,
     refused_submission,
@@ -751,11 +751,17 @@ class AblationSweeper(Sweeper):
         elsewhere = [o for o in outcomes if o.before == RUNNING]
         copied = sum(bool(o.reused) for o in outcomes)
         evaluate_only = sum(bool(o.trained_in) for o in todo)
-        resumed = sum(o.before == "interrupted" for o in todo)  # as the dry run counts them
+        # as the dry run says them
+        interrupted = [o for o in todo if o.before == "interrupted"]
+        resumed = sum(has_checkpoint(o.folder) for o in interrupted)
         how = []
         if resumed:
             theirs = "its checkpoint" if resumed == 1 else "their checkpoints"
             how.append(f"{resumed} to resume from {theirs}")
+        if len(interrupted) > resumed:
+            n = len(interrupted) - resumed
+            theirs = "its first checkpoint" if n == 1 else "their first checkpoints"
+            how.append(f"{n} interrupted before {theirs}, to run from the start")
         if evaluate_only:
             theirs = "its super-net" if evaluate_only == 1 else "their super-nets"
             how.append(f"{evaluate_only} only to evaluate: {theirs} trained already")

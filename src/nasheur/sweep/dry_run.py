@@ -28,6 +28,12 @@ DRY_RUN = {
 }
 
 
+def has_checkpoint(folder: Path) -> bool:
+    """Whether an interrupted job in `folder` resumes from a checkpoint rather than starting
+    over (one stopped before its first checkpoint: run.checkpoint_every_s makes that common)."""
+    return (folder / CHECKPOINT).is_file()
+
+
 def dry_run_lines(
     sweep_dir: Path,
     jobs: list[Planned],
@@ -43,8 +49,7 @@ def dry_run_lines(
     for job, folder, chash, _experiment, data, training in jobs:
         state, _, source = at_launch(folder, chash, sweep_dir, listed)
         verb, detail = DRY_RUN.get(state, ("run again", state))
-        if state == "interrupted" and not (folder / CHECKPOINT).is_file():
-            # stopped before its first checkpoint (run.checkpoint_every_s makes that common)
+        if state == "interrupted" and not has_checkpoint(folder):
             detail = "from the start: it stopped before its first checkpoint"
         trainer = None
         if source is None and copyable(state, folder, listed) and reuse:
