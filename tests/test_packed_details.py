@@ -18,7 +18,7 @@ from typing import ClassVar
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
 
-from hydra_plugins.nasheur_ablation.packed_launcher import Pack, run_in_processes
+from hydra_plugins.nasheur_ablation.packed_launcher import Pack, _result_of, run_in_processes
 from tests.test_packed_launcher import job_args, local_launcher, pipe_dir, started
 from tests.test_with_mps import fake_control
 
@@ -118,6 +118,19 @@ def test_a_job_error_that_pickles_but_does_not_load_fails_that_job_alone():
     assert first.status is JobStatus.FAILED
     assert str(first._return_value) == "TwoPartError: a and b"
     assert second.status is JobStatus.COMPLETED
+
+
+def test_a_result_the_launcher_cannot_load_fails_that_job_alone():
+    # the job's process checks that its result loads; one that still does not load in the
+    # launcher's (a module only the job's process can import) fails that job, not the sweep
+    receive, send = multiprocessing.Pipe(duplex=False)
+    send.send_bytes(b"cno_such_module_here\nThing\n.")  # protocol 0: a global, then STOP
+    joined = []
+    process = SimpleNamespace(join=lambda: joined.append(True), exitcode=0)
+    got = _result_of(process, receive, job_args(4)[3])
+    assert got.status is JobStatus.FAILED and got.overrides == ["seed=3"] and joined
+    said = str(got._return_value)
+    assert said.startswith("the result of job #3 cannot be read") and "no_such_module" in said
 
 
 @pytest.mark.parametrize(
