@@ -400,9 +400,18 @@ def test_the_figures_command_skips_what_it_cannot_draw_and_picks_a_defined_best_
     assert proc.returncode == 1  # nothing drawn: the best defined run has no pool
     # without that run the best defined one is job2, not job1 (whose tau is NaN)
     (tmp_path / "s" / "job0" / "metrics.json").unlink()
+    # a space with no run in these folders keeps no best-run figure of an earlier call; a
+    # figure not asked for (--only) is left alone
+    for earlier in ("rank_disorder-darts_nds.png", "rank_disorder-darts_nds.pdf"):
+        (tmp_path / earlier).write_text("an earlier figure")
+    (tmp_path / "accuracy_scatter-darts_nds.png").write_text("not asked for")
     proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "rank_disorder-nb201.png").exists()
+    said = "removed rank_disorder-darts_nds.png, rank_disorder-darts_nds.pdf: no best run of "
+    assert said + "darts_nds in these folders" in proc.stderr
+    assert not (tmp_path / "rank_disorder-darts_nds.png").exists()
+    assert (tmp_path / "accuracy_scatter-darts_nds.png").exists()
 
 
 def test_fig_6_leaves_out_a_debug_try_beside_a_sweep(records, tmp_path):

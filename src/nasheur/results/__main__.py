@@ -55,6 +55,7 @@ from nasheur.results.tables import (
     select,
 )
 from nasheur.reuse import LEFT, SUBMITTED
+from nasheur.spaces import space_names
 from nasheur.sweep.manifest import experiment_of
 
 
@@ -468,6 +469,24 @@ def _draw(name: str, draw: Any, *args: Any) -> list[Path]:
     return written
 
 
+def _remove_unbested(args: argparse.Namespace, out: Path, drawn: set[Any]) -> None:
+    """Remove the best-run figures of the spaces that have no best run in these folders
+    (`make figures` writes to one folder): an earlier call's would pass for this data's."""
+    from nasheur.results.figures import FORMATS
+
+    for name in JOB_FIGURES:
+        if args.only and name not in args.only:
+            continue
+        for space in space_names():
+            if space not in drawn:
+                stems = [out / f"{name}-{space}.{fmt}" for fmt in FORMATS]
+                gone = _remove_stale(stems)
+                if gone:
+                    print(
+                        f"removed {gone}: no best run of {space} in these folders", file=sys.stderr
+                    )
+
+
 def _best_runs(done: list[dict]) -> list[dict]:
     """The run of each space with the highest sparse Kendall tau (an undefined one never),
     among the experiments' main settings (not a short try beside a sweep, whose small pool
@@ -518,6 +537,7 @@ def _figures(args: argparse.Namespace) -> int:
         jobs += [(r, f"-{Path(r['path']).parent.name}") for r in found]
     if not args.record:
         jobs = [(r, "") for r in _best_runs(done)]
+        _remove_unbested(args, out, {select(r, "config.search_space.name") for r, _ in jobs})
     for r, suffix in jobs:
         space = select(r, "config.search_space.name")
         for name in JOB_FIGURES:
