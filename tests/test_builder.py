@@ -404,8 +404,22 @@ def test_a_build_writes_each_result_under_its_seed_and_a_command_that_remakes_it
             r":8: not a result line \(accuracy 0\.5 of key 5",
         ),
         ('{"key": "KEY", "seed": 0, "accuracy": -0.5}', r":8: not a result line \(accuracy -0\.5"),
+        # int() filed these under seed 0 and 1, and raised OverflowError (a traceback)
+        ('{"key": "KEY", "seed": 0.5, "accuracy": 0.5}', r":8: not a result line \(seed 0\.5"),
+        ('{"key": "KEY", "seed": true, "accuracy": 0.5}', r":8: not a result line \(seed True"),
+        ('{"key": "KEY", "seed": 1e400, "accuracy": 0.5}', r":8: not a result line \(seed inf"),
+        ('{"key": "KEY", "seed": 0, "accuracy": 1' + "0" * 400 + "}", r":8: not a result line"),
     ],
-    ids=["accuracy-above-1", "key-outside", "key-number", "accuracy-negative"],
+    ids=[
+        "accuracy-above-1",
+        "key-outside",
+        "key-number",
+        "accuracy-negative",
+        "seed-fraction",
+        "seed-bool",
+        "seed-infinite",
+        "accuracy-past-float",
+    ],
 )
 def test_a_progress_file_with_results_this_build_cannot_have_is_refused(tmp_path, line, said):
     out, keys, _ = _prepared_build(tmp_path, TINY)
@@ -413,6 +427,19 @@ def test_a_progress_file_with_results_this_build_cannot_have_is_refused(tmp_path
         f.write(line.replace("KEY", keys[0]) + "\n")
     with pytest.raises(BuildMismatchError, match=said):
         build(out, TINY, log=None)
+    assert not out.exists()
+
+
+def test_a_result_for_a_seed_outside_the_build_is_refused(tmp_path):
+    # it counted towards the results done: with one missing, the build went on to write and
+    # failed on the missing result (a bare KeyError) instead of stopping at --limit
+    out, keys, _ = _prepared_build(tmp_path, TINY)
+    path = progress_path(out)
+    *lines, _ = path.read_text().splitlines(keepends=True)
+    lines.append(json.dumps({"key": keys[0], "seed": 7, "accuracy": 0.5}) + "\n")
+    path.write_text("".join(lines))
+    with pytest.raises(BuildMismatchError, match=r"seeds outside this build \(\[7\]\)"):
+        build(out, TINY, limit=0, log=None)
     assert not out.exists()
 
 

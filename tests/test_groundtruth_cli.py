@@ -311,6 +311,20 @@ def test_convert_and_show_honour_unit_and_report_refusals(tmp_path, capsys):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("flag", [["--column", "validation_accuracy"], ["--unit", "percent"]])
+def test_convert_refuses_csv_only_flags_for_a_benchmark_file(tmp_path, capsys, flag):
+    # --column / --unit were ignored for a benchmark file: the default (test) accuracy was
+    # written as if the column asked for had been read
+    from nasheur.groundtruth.__main__ import main
+
+    src = _make("nb101", tmp_path)
+    out = tmp_path / "out.csv"
+    assert main(["convert", str(src), *flag, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {src}: --column and --unit apply to CSV tables only"), err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("kind", ["nds", "nats-dir"])
 def test_convert_refuses_an_out_that_is_its_source(tmp_path, kind):
     # `--out` naming the downloaded file (or a link to it, or a file of a -simple folder)

@@ -619,6 +619,27 @@ def test_a_completed_job_is_evaluated_again_when_its_ground_truth_changed(tiny, 
     assert read(out) == again
 
 
+def test_a_ground_truth_rewritten_during_training_is_evaluated_again(tiny, tmp_path, monkeypatch):
+    # the record's fingerprint is of the table the job read, not of the one at its path
+    # when training ended: a table rewritten meanwhile is found changed by the next launch
+    out = tmp_path / "job"
+    gt = tmp_path / "gt.csv"
+    real_train, rewritten = training.train_epoch, []
+
+    def train_and_rewrite(*args, **kwargs):
+        if not rewritten:
+            rewritten.append(write_nb201_gt(gt, seed=1))
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_epoch", train_and_rewrite)
+    first = run_job(tiny, output_dir=out)
+    monkeypatch.setattr(training, "train_epoch", real_train)
+    again = run_job(tiny, output_dir=out)
+    table = {k: float(v) for k, v in (row.split(",") for row in gt.read_text().splitlines()[2:])}
+    assert again != first and again["history"] == first["history"]  # evaluated, not trained
+    assert all(a["gt_acc"] == pytest.approx(table[a["key"]]) for a in again["archs"])
+
+
 def test_a_failed_evaluation_with_a_changed_ground_truth_keeps_the_completed_record(tiny, tmp_path):
     from nasheur.groundtruth.table import GroundTruthError
 

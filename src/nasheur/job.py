@@ -507,6 +507,9 @@ def _run(
         d.val_portion,
     )
     gt_path, gt = read_ground_truth(cfg, space)
+    # the file as it was read, not as it is after hours of training: a table rewritten (or
+    # moved) meanwhile is then found changed, and evaluated again, by the next launch
+    fingerprint = source_fingerprint(gt_path, gt.meta)
     data_differs = gt_data_differs(gt.meta.get("dataset"), cfg.dataset)
     if data_differs:
         log.warning(
@@ -770,7 +773,7 @@ def _run(
             "header": dict(gt.meta),
             # the file's contents, which the config hash (its path) does not cover: a completed
             # job evaluated against another file at the same path runs its evaluation again
-            "fingerprint": source_fingerprint(gt_path, gt.meta),
+            "fingerprint": fingerprint,
             **({"data_differs": data_differs} if data_differs else {}),
         },
         "data": {

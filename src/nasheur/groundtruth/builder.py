@@ -434,10 +434,15 @@ def _read_progress(path: Path, settings: BuildSettings) -> dict[tuple[str, int],
             continue
         try:
             rec = json.loads(line)
-            key, seed, acc = rec["key"], int(rec["seed"]), float(rec["accuracy"])
+            key, seed, acc = rec["key"], rec["seed"], float(rec["accuracy"])
+            # the build writes its seeds as ints: int() would file 0.5 (or true) under seed 0
+            # (or 1), and raise OverflowError for 1e400
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ValueError(f"seed {seed!r} of key {key!r}")
             if not isinstance(key, str) or not math.isfinite(acc) or not 0 <= acc <= 1:
                 raise ValueError(f"accuracy {acc!r} of key {key!r}")
-        except (ValueError, TypeError, KeyError) as exc:  # JSONDecodeError is a ValueError
+        # JSONDecodeError is a ValueError; OverflowError: an accuracy past float's range
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
             what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
             raise BuildMismatchError(
                 f"{path}:{n}: not a result line ({what}); remove the line (or the file) and run "
@@ -537,6 +542,12 @@ def _build(
     unknown = {k for k, _ in done} - set(keys)
     if unknown:
         raise BuildMismatchError(f"{progress}: results for architectures outside this build")
+    # a seed outside it would count towards the total: the table then written lacks a result
+    other_seeds = {s for _, s in done} - set(settings.seeds)
+    if other_seeds:
+        raise BuildMismatchError(
+            f"{progress}: results for seeds outside this build ({sorted(other_seeds)})"
+        )
     todo = [(k, s) for k in keys for s in settings.seeds if (k, s) not in done]
     state = _Progress(total=len(keys) * len(settings.seeds), done=len(done))
     if todo and (limit is None or limit > 0):

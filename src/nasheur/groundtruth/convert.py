@@ -360,6 +360,15 @@ def _said(err: BaseException) -> str:
     return first[:200] if isinstance(first, str) else brief(first)
 
 
+def _table_options_only(p: Path, fmt: str, column: str | None, unit: str, named: str) -> None:
+    """Refuse a column or unit for a benchmark file (a table's options), `named` as given."""
+    if fmt != "table" and (column is not None or unit != "auto"):
+        raise GroundTruthError(
+            f"{p}: {named} apply to CSV tables only; this is a {fmt} benchmark file (its "
+            "accuracies, converted to fractions, are picked by dataset and metric)"
+        )
+
+
 def read_source(
     path: str | os.PathLike[str],
     *,
@@ -372,6 +381,9 @@ def read_source(
     """Read any supported file; the result's ``meta`` is the header a converted table gets."""
     p = Path(path)
     fmt = detect_format(p) if fmt is None else fmt
+    # a benchmark's readers take neither: convert would write its default accuracy as if the
+    # column (or unit) asked for had been read
+    _table_options_only(p, fmt, column, unit, "--column and --unit")
     proto = _protocol(fmt, dataset, metric, column)
     size, _ = _stamp(p)
     try:
@@ -611,11 +623,7 @@ def load_ground_truth(
         gt = read_table(p, column=column, metric=metric, unit=unit, validate_key=validate_key)
         _check_table_protocol(gt, dataset, metric)
         return gt
-    if column is not None or unit != "auto":
-        raise GroundTruthError(
-            f"{p}: ground_truth.column and ground_truth.unit apply to CSV tables only; "
-            f"this is a {fmt} benchmark file (accuracies are converted to fractions)"
-        )
+    _table_options_only(p, fmt, column, unit, "ground_truth.column and ground_truth.unit")
     existed = {folder for folder, _ in _cache_dirs(p, cache_dir) if folder.is_dir()}
     target = cache_path(p, dataset=dataset, metric=metric, cache_dir=cache_dir)
     if not target.is_file():
