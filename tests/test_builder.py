@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import shlex
 import signal
 
 import numpy as np
@@ -125,6 +126,12 @@ def test_a_half_written_last_line_is_dropped(tmp_path):
     result = build(out, TINY, log=None)
     assert result is not None and result.trained == 5
     assert len(_results(progress_path(out))) == 6
+
+
+def test_the_regenerate_line_quotes_what_a_shell_would_split():
+    settings = BuildSettings(**{**TINY.__dict__, "macro": (("stem", "conv 3x3"),)})
+    line = builder._cli_args(settings, "my tables/t.csv")
+    assert shlex.split(line)[-4:] == ["--macro", "stem=conv 3x3", "--out", "my tables/t.csv"]
 
 
 @pytest.mark.parametrize(
@@ -362,7 +369,6 @@ def _prepared_build(tmp_path, settings):
 
 
 def test_a_build_writes_each_result_under_its_seed_and_a_command_that_remakes_it(tmp_path):
-    import shlex
 
     settings = BuildSettings(
         **{

@@ -667,10 +667,11 @@ def _cli_args(s: BuildSettings, out: Path | str) -> str:
         ("weight-decay", s.weight_decay),
         ("threads", s.threads),
     ]
-    args += [f"--{name} {value}" for name, value in pairs]
+    # quoted: the line is run by a shell (a macro's text value may hold a space)
+    args += [f"--{name} {shlex.quote(str(value))}" for name, value in pairs]
     if s.augment:
         args.append("--augment")
-    args += [f"--macro {k}={v}" for k, v in s.macro]
+    args += [f"--macro {shlex.quote(f'{k}={v}')}" for k, v in s.macro]
     args.append(f"--out {shlex.quote(str(out))}")
     return " ".join(args)
 
