@@ -800,6 +800,11 @@ def test_nds_repeats_are_averaged(nds_list, nds_dict):
         assert res.gt.meta["epochs"] == "100" and res.gt.meta["space"] == "darts_nds"
 
 
+def test_nds_json_saved_with_a_bom_is_read(nds_list):
+    nds_list.write_bytes(b"\xef\xbb\xbf" + nds_list.read_bytes())
+    assert read_nds(nds_list).jobs == 4
+
+
 def test_nds_bad_jobs_are_named(tmp_path):
     jobs = json.loads(json.dumps(NDS_JOBS))
     del jobs[2]["test_ep_top1"]

@@ -123,7 +123,7 @@ def read_nds(path: str | os.PathLike[str]) -> NDSGroundTruth:
             "ground truth here is CIFAR-10: use DARTS.json (or rename a CIFAR-10 file)"
         )
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # a BOM, as a CSV table may have one
             obj = json.load(f)
     except json.JSONDecodeError as exc:
         raise GroundTruthError(f"{source}: not JSON: {exc}") from None
