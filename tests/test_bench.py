@@ -269,7 +269,30 @@ def test_the_timed_window_starts_after_the_warm_up():
         count=False,
         ready=lambda: at_ready.append(len(calls)),
     )
-    assert at_ready == [2] and len(calls) == 5  # two warm-up steps, then the three timed
+    # the warm-up of a counted run (two steps, then the counted ones), then the three timed
+    warm_up = 2 + 2 * bench.COUNTED_STEPS
+    assert at_ready == [warm_up] and len(calls) == warm_up + 3
+
+
+def test_quick_runs_time_the_paths_of_a_counted_run_after_as_long_a_warm_up(monkeypatch):
+    """--quick (and each of K sharing processes) counts nothing: after two warm-up steps
+    alone its timed steps met paths, and on CUDA conv shapes for cuDNN to tune, that a
+    counted run's warm-up had met; both time the same draws after the same ones."""
+    monkeypatch.setattr(bench, "host_phases", lambda *a, **k: {"forward": 0, "backward": 0})
+    timed = {}
+    for count in (True, False):
+        draws = iter(range(1000))
+        space = type("Space", (), {"sample": staticmethod(lambda rng, d=draws: next(d))})()
+        stepped, ready = [], []
+        _time_three_steps(
+            lambda x, y, archs, s=stepped: s.append(archs[0]),
+            space,
+            count=count,
+            ready=lambda s=stepped, r=ready: r.append(len(s)),
+        )
+        timed[count] = stepped[ready[0] :]
+    warm_up = 2 + 2 * bench.COUNTED_STEPS
+    assert timed[False] == timed[True] == [warm_up, warm_up + 1, warm_up + 2]
 
 
 def test_the_phases_are_timed_on_the_paths_the_timed_steps_drew(monkeypatch):
@@ -370,6 +393,23 @@ def test_an_out_that_is_a_folder_is_refused_before_anything_is_timed(tmp_path, c
         bench.main(["--spaces", "embedded", "--quick", "--out", str(tmp_path)])
     assert refused.value.code == 2
     assert f"argument --out: {tmp_path} is a folder, not a file" in capsys.readouterr().err
+
+
+def test_an_out_that_cannot_be_written_is_said_before_anything_is_timed(monkeypatch, capsys):
+    # a read-only folder (or a full disk): said in one line before the first space's
+    # training, not a traceback once it has been timed
+    def refuse(path, obj):
+        raise PermissionError(13, "Permission denied", f"{path}.tmp")
+
+    def timed(*args, **kwargs):
+        raise AssertionError("timed before the report was first written")
+
+    monkeypatch.setattr(bench, "atomic_write_json", refuse)
+    monkeypatch.setattr(bench, "time_training", timed)
+    args = ["--device", "cpu", "--spaces", "embedded", "--quick", "--out", "/ro/bench.json"]
+    assert bench.main(args) == 2
+    err = capsys.readouterr().err
+    assert "error: cannot write /ro/bench.json (/ro/bench.json.tmp): Permission denied" in err
 
 
 @pytest.mark.parametrize("module", ["nasheur.bench", "nasheur.host_instructions"])

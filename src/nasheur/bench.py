@@ -333,6 +333,12 @@ def time_training(
             for _ in range(COUNTED_STEPS):
                 step()
         calls = count_python_calls(lambda: [step() for _ in range(COUNTED_STEPS)])
+    else:
+        # the counted steps' paths as more warm-up: cuDNN tunes each conv shape as a path
+        # first meets it, which two paths leave to the timed steps; so --quick and the K
+        # processes time after the same warm-up, and on the same paths, as a counted run
+        for _ in range(2 * COUNTED_STEPS):
+            step()
     _sync(device)
     if ready is not None:  # warmed up: K processes sharing a GPU start timing together
         ready()
@@ -611,8 +617,9 @@ def run(args: argparse.Namespace, out: str | None = None) -> dict[str, Any]:
 
     def save() -> None:  # after each part: a run cut off later (a time limit) keeps the rest
         if out is not None:
-            atomic_write_json(out, report)
+            write_report(out, report)
 
+    save()  # first before any timing: an --out that cannot be written fails at once
     for name in args.spaces:
         try:
             space = get_space(name)
@@ -687,6 +694,18 @@ def run(args: argparse.Namespace, out: str | None = None) -> dict[str, Any]:
             )
             print(f"{name}: shared GPU {_shared(shared)}", file=sys.stderr)
     return report
+
+
+class ReportNotWritten(Exception):
+    """The report's file cannot be written (a read-only folder, a full disk, a quota)."""
+
+
+def write_report(out: str, report: dict[str, Any]) -> None:
+    try:
+        atomic_write_json(out, report)
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename and str(err.filename) != str(out) else ""
+        raise ReportNotWritten(f"cannot write {out}{where}: {err.strerror or err}") from None
 
 
 def _commit() -> str | None:
@@ -849,8 +868,12 @@ def main(argv: list[str] | None = None) -> int:
     args.steps = args.steps or (50 if cuda else 3)
     args.eval_images = args.eval_images or (10_000 if cuda else 512)
     args.eval_archs = args.eval_archs or (20 if cuda else 2)
-    report = run(args, args.out)
-    atomic_write_json(args.out, report)
+    try:
+        report = run(args, args.out)
+        write_report(args.out, report)
+    except ReportNotWritten as err:  # said in one line, as argparse says a bad --out
+        print(f"{p.prog}: error: {err}", file=sys.stderr)
+        return 2
     print(json.dumps({k: v for k, v in report.items() if k != "spaces"}), file=sys.stderr)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
