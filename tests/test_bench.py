@@ -25,6 +25,7 @@ from nasheur.bench import (
     plain_step,
     seeded_supernet,
     shared_gpu,
+    time_evaluation,
 )
 from nasheur.spaces import get_space
 from nasheur.spaces.nb201 import OPS
@@ -293,6 +294,26 @@ def test_quick_runs_time_the_paths_of_a_counted_run_after_as_long_a_warm_up(monk
         timed[count] = stepped[ready[0] :]
     warm_up = 2 + 2 * bench.COUNTED_STEPS
     assert timed[False] == timed[True] == [warm_up, warm_up + 1, warm_up + 2]
+
+
+def test_a_quick_evaluation_times_its_pool_after_the_warm_up_of_a_counted_one(monkeypatch):
+    # as for training: architectures first met in the timed pool (on CUDA, conv shapes for
+    # cuDNN to tune) would be tuned inside the timing of --quick and the K processes
+    import nasheur.evaluation
+
+    seen: list[list[int]] = []
+    monkeypatch.setattr(
+        nasheur.evaluation, "evaluate_archs", lambda m, some, *a, **k: seen.append(list(some))
+    )
+    met = {}
+    for count in (True, False):
+        seen.clear()
+        draws = iter(range(1000))
+        space = type("Space", (), {"sample": staticmethod(lambda rng, d=draws: next(d))})()
+        time_evaluation(None, space, 8, 4, torch.device("cpu"), 16, 3, count=count)
+        *before, timed = seen
+        met[count] = ({a for some in before for a in some}, timed)
+    assert met[False] == met[True] == (set(range(1 + 3 + bench.MARGINAL)) - {1, 2}, [0, 1, 2])
 
 
 def test_the_phases_are_timed_on_the_paths_the_timed_steps_drew(monkeypatch):

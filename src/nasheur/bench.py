@@ -446,6 +446,8 @@ def time_evaluation(
             count_python_calls(lambda: evaluate(extra))
             - count_python_calls(lambda: evaluate(extra[:1]))
         ) / per
+    else:  # the counted run's architectures as warm-up: the timed pool after the same ones
+        evaluate(extra)
     _sync(device)
     start = time.perf_counter()
     evaluate(pool)
