@@ -1263,6 +1263,7 @@ def test_the_slurm_launcher_hands_srun_the_cpus_per_task(site_setup, monkeypatch
         ("expriment", "; did you mean experiment?"),
         ("sampler", ""),  # never the name typed
         ("zzzz.qqqq", ""),
+        ("protocol.foo", ""),  # a key under a group: the group itself is no suggestion
         # Hydra's own keys: a leaf close to one of nasheur's is no suggestion
         ("hydra.job.nme", ""),
         ("hydra.launcher.sed", ""),

@@ -358,7 +358,7 @@ def did_you_mean(unknown: Iterable[str]) -> str:
         if not found and "." in key:  # a known name in another section
             leaf = difflib.get_close_matches(key.rpartition(".")[2], by_leaf, n=1, cutoff=0.85)
             found = by_leaf[leaf[0]] if leaf else []
-        if not found:  # a group's name (protcol=nb201)
+        if not found and "." not in key:  # a group's name (protcol=nb201)
             found = difflib.get_close_matches(key, [*GROUPS, "experiment"], n=1, cutoff=0.8)
         close += [f for f in found if f != key]
     return f"; did you mean {' or '.join(dict.fromkeys(close))}?" if close else ""
