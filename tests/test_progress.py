@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from nasheur.progress import EpochLog, interactive
+from nasheur.progress import EpochLog, _clock, interactive
 
 
 class Clock:
@@ -153,3 +153,9 @@ def test_a_dumb_terminal_gets_no_status_line(monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     monkeypatch.setenv("TERM", "dumb")
     assert interactive(Tty()) is False
+
+
+def test_an_estimate_past_a_timedeltas_range_is_said_in_years():
+    # protocol.epochs=10**20 is valid config; its first epoch's estimate must not end the job
+    assert _clock(3661.4) == "1:01:01"
+    assert _clock(1e20) == "3.17e+12 years"

@@ -19,7 +19,10 @@ log = logging.getLogger("nasheur")
 
 
 def _clock(seconds: float) -> str:
-    return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
+    try:
+        return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
+    except OverflowError:  # an estimate past timedelta's range (protocol.epochs=10**20)
+        return f"{seconds / 86400 / 365.25:.3g} years"
 
 
 def interactive(stream: TextIO) -> bool:
