@@ -999,3 +999,25 @@ def test_fig_9_keeps_bn_ablation_s_copy_of_a_baseline_job_another_sweep_shares(m
     figures.bn_histograms(recs, "unused")
     legend = [t.get_text() for t in drawn["fig"].axes[1].get_legend().get_texts()]
     assert legend == ["affine=false (runs=3)", "affine=true (runs=3)"]
+
+
+def test_a_figure_is_written_whole_or_not(tmp_path, monkeypatch):
+    # the .pdf fails (a full disk) after the .png was written: neither is left, nor an earlier
+    # call's .pdf, which beside this call's .png would pass for one figure
+    import errno
+
+    plt = figures._plt()
+    fig = plt.figure()
+    stem = tmp_path / "fig"
+    (tmp_path / "fig.pdf").write_text("an earlier figure")
+    savefig = fig.savefig
+
+    def full_disk(where, format, **kw):
+        if format == "pdf":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        savefig(where, format=format, **kw)
+
+    monkeypatch.setattr(fig, "savefig", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        figures._save(fig, stem)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -95,6 +95,13 @@ def _save(fig, stem: str | Path) -> list[Path]:
             with atomic_path(path) as tmp:
                 fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight")
             written.append(path)
+    except BaseException:
+        # a figure is written whole or not: a .png beside an earlier call's .pdf (a full disk)
+        # would pass for one figure
+        for fmt in FORMATS:
+            with contextlib.suppress(OSError):
+                stem.with_name(f"{stem.name}.{fmt}").unlink(missing_ok=True)
+        raise
     finally:
         plt.close(fig)
     return written
