@@ -330,7 +330,16 @@ def test_the_dataset_key_alone_is_refused_for_its_group(args):
     ("overrides", "said"),
     [
         (["+experiment=bn_ablation"], "config error: +experiment=bn_ablation is a sweep: add -m"),
-        (["hydra/launcher=slurm"], "config error: hydra/launcher=slurm takes effect in a sweep"),
+        (
+            ["hydra/launcher=slurm"],
+            "config error: hydra/launcher=slurm takes effect in a sweep only; without -m this job "
+            "would run here, not through it. Add -m to submit it",
+        ),
+        (
+            ["hydra/launcher=local_parallel"],
+            "config error: hydra/launcher=local_parallel takes effect in a sweep only; without -m "
+            "this job would run here, not through it. Add -m to launch it (a sweep of one job)",
+        ),
         (["experiment.table=11"], "config error: experiment.table=11 marks a job of an experim"),
         # a key Hydra lets into a typed node (`+`) that nothing would read, a group removed
         (

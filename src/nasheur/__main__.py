@@ -133,7 +133,8 @@ def _sweep_only(hc, config) -> None:
     if launcher not in (None, "basic", "local"):
         raise ConfigError(
             f"hydra/launcher={launcher} takes effect in a sweep only; without -m this job would "
-            "run here, on this machine. Add -m to submit it (a sweep of one job)"
+            f"run here, not through it. Add -m to {'submit' if launcher == 'slurm' else 'launch'} "
+            "it (a sweep of one job)"
         )
     if config.experiment.table is not None:
         chosen = hc.runtime.choices.get("experiment")

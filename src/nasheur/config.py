@@ -1168,8 +1168,8 @@ def validate(cfg: Config) -> None:
         ):
             if value != default:
                 raise ConfigError(
-                    f"{key}={_dir_value(value)} needs sub-spaces (NB101's, of "
-                    f"dynamic_channels=disabled), which search_space={space.name} does not have"
+                    f"{key}={_dir_value(value)} needs sub-spaces (NB101's, by the number of "
+                    f"incoming edges), which search_space={space.name} does not have"
                 )
     if hasattr(space, "validate_config"):  # rules only one space has
         space.validate_config(cfg)
