@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import math
 import os
 import shlex
@@ -452,15 +453,14 @@ def _draw(name: str, draw: Any, *args: Any) -> list[Path]:
     """One figure: its files, or none with the reason printed; what it left out as notes. A
     figure skipped leaves no files of an earlier run at its place (`make figures` writes to
     one folder), which would pass for this data's."""
-    from nasheur.results.figures import FORMATS
+    from nasheur.results.figures import figure_files
 
     try:
         with warnings.catch_warnings(record=True) as said:
             warnings.simplefilter("always", UserWarning)
             written = draw(*args)
     except ValueError as err:
-        stem = Path(args[-1])
-        gone = _earlier(_remove_stale([stem.with_name(f"{stem.name}.{fmt}") for fmt in FORMATS]))
+        gone = _earlier(_remove_stale(figure_files(args[-1])))
         why = str(err).removeprefix(f"{name}: ")  # a figure's own error names it already
         print(f"skipped {name}: {why}{gone}", file=sys.stderr)
         written = []
@@ -472,19 +472,18 @@ def _draw(name: str, draw: Any, *args: Any) -> list[Path]:
 def _remove_unbested(args: argparse.Namespace, out: Path, drawn: set[Any]) -> None:
     """Remove the best-run figures of the spaces that have no best run in these folders
     (`make figures` writes to one folder): an earlier call's would pass for this data's."""
-    from nasheur.results.figures import FORMATS
+    from nasheur.results.figures import figure_files
 
-    for name in JOB_FIGURES:
-        if args.only and name not in args.only:
-            continue
-        for space in space_names():
-            if space not in drawn:
-                stems = [out / f"{name}-{space}.{fmt}" for fmt in FORMATS]
-                gone = _remove_stale(stems)
-                if gone:
-                    print(
-                        f"removed {gone}: no best run of {space} in these folders", file=sys.stderr
-                    )
+    unbested = [space for space in space_names() if space not in drawn]
+    for name, space in itertools.product(_job_figures(args), unbested):
+        gone = _remove_stale(figure_files(out / f"{name}-{space}"))
+        if gone:
+            print(f"removed {gone}: no best run of {space} in these folders", file=sys.stderr)
+
+
+def _job_figures(args: argparse.Namespace) -> list[str]:
+    """The per-job figures to draw (``--only``'s, else all)."""
+    return [name for name in JOB_FIGURES if not args.only or name in args.only]
 
 
 def _best_runs(done: list[dict]) -> list[dict]:
@@ -540,14 +539,10 @@ def _figures(args: argparse.Namespace) -> int:
         _remove_unbested(args, out, {select(r, "config.search_space.name") for r, _ in jobs})
     for r, suffix in jobs:
         space = select(r, "config.search_space.name")
-        for name in JOB_FIGURES:
-            if not args.only or name in args.only:
-                written += _draw(
-                    f"{name} of {r['path']}",
-                    getattr(figures, name),
-                    r,
-                    out / f"{name}-{space}{suffix}",
-                )
+        for name in _job_figures(args):
+            written += _draw(
+                f"{name} of {r['path']}", getattr(figures, name), r, out / f"{name}-{space}{suffix}"
+            )
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
     return 0 if written else 1

@@ -84,23 +84,27 @@ def _integer_ticks():
     return MaxNLocator(integer=True)
 
 
+def figure_files(stem: str | Path) -> list[Path]:
+    """The files of the figure `stem`: ``<stem>.png``, ``<stem>.pdf``."""
+    stem = Path(stem)
+    return [stem.with_name(f"{stem.name}.{fmt}") for fmt in FORMATS]
+
+
 def _save(fig, stem: str | Path) -> list[Path]:
     """Write `<stem>.png` and `<stem>.pdf` atomically, close the figure, return the paths."""
     plt = _plt()
-    stem = Path(stem)
     written = []
     try:
-        for fmt in FORMATS:
-            path = stem.with_name(f"{stem.name}.{fmt}")
+        for fmt, path in zip(FORMATS, figure_files(stem), strict=True):
             with atomic_path(path) as tmp:
                 fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight")
             written.append(path)
     except BaseException:
         # a figure is written whole or not: a .png beside an earlier call's .pdf (a full disk)
         # would pass for one figure
-        for fmt in FORMATS:
+        for path in figure_files(stem):
             with contextlib.suppress(OSError):
-                stem.with_name(f"{stem.name}.{fmt}").unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
         raise
     finally:
         plt.close(fig)
