@@ -387,6 +387,37 @@ def test_the_dataset_key_alone_is_refused_for_its_group(args):
             ["+preset=debug", "protocol.zzzz=1"],
             "config error: unknown key protocol.zzzz: not in the config (python -m nasheur --cfg",
         ),
+        # a key added under a plugin of the sweep that it does not take: its settings named
+        (
+            ["-m", "+preset=debug", "+hydra.sweeper.dryrun=true"],
+            "config error: unknown key hydra.sweeper.dryrun: not a setting of hydra.sweeper "
+            "(AblationSweeper: spaces, seeds, blocks, max_batch_size, reuse, check_data, "
+            "dry_run); did you mean hydra.sweeper.dry_run?",
+        ),
+        (
+            [
+                "-m",
+                "+preset=debug",
+                "hydra/launcher=local_parallel",
+                "+hydra.launcher.jobs_at_onec=2",
+                "hydra.sweeper.dry_run=true",
+            ],
+            "config error: unknown key hydra.launcher.jobs_at_onec: not a setting of "
+            "hydra.launcher (LocalParallelLauncher: jobs_at_once, mps); did you mean "
+            "hydra.launcher.jobs_at_once?",
+        ),
+        # the SLURM launcher takes any key: submitit would refuse it only as the sweep submits
+        (
+            [
+                "-m",
+                "+preset=debug",
+                "hydra/launcher=slurm",
+                "+hydra.launcher.tiemout_min=5",
+                "hydra.sweeper.dry_run=true",
+            ],
+            "config error: unknown key hydra.launcher.tiemout_min: not a setting of "
+            "hydra.launcher (PackedSlurmLauncher: submitit_folder, timeout_min,",
+        ),
         (["+preset=debug", "~sampler"], "config error: ~sampler: the sampler group cannot be"),
         (["+preset=debug", "~supernet"], "config error: ~supernet: the supernet group cannot"),
         # another space's paper defaults, under this space's name

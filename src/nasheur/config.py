@@ -519,12 +519,47 @@ def _launchers_with(key: str) -> list[str]:
     ]
 
 
+def unknown_plugin_setting(err: BaseException) -> str | None:
+    """Hydra's error for a key added under hydra.sweeper or hydra.launcher (``+hydra.sweeper.
+    dryrun=true``) that the plugin's constructor does not take, in one line that names the key
+    and the plugin's settings; None for any other error."""
+    import difflib
+    import importlib
+    import inspect
+
+    text = str(err)
+    name = re.search(r"unexpected keyword argument '(\w+)'", text)
+    owner = re.search(r"full_key: (hydra\.(?:sweeper|launcher))\b", text)
+    target = re.search(r"Error in call to target '([\w.]+)\.(\w+)'", text)
+    if not (name and owner and target):
+        return None
+    key = f"{owner.group(1)}.{name.group(1)}"
+    try:
+        plugin = getattr(importlib.import_module(target.group(1)), target.group(2))
+        params = inspect.signature(plugin.__init__).parameters.values()
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return f"unknown key {key}: not a setting of {owner.group(1)}"
+    # a plugin that takes **params names its settings (PackedSlurmLauncher.SETTINGS)
+    settings = list(getattr(plugin, "SETTINGS", ())) or [
+        p.name for p in params if p.name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    close = difflib.get_close_matches(name.group(1), settings, n=1, cutoff=0.7)
+    hint = f"; did you mean {owner.group(1)}.{close[0]}?" if close else ""
+    return (
+        f"unknown key {key}: not a setting of {owner.group(1)} ({target.group(2)}: "
+        f"{', '.join(settings)}){hint}"
+    )
+
+
 def composition_said(err: BaseException) -> str:
     """A Hydra composition error in one line: OmegaConf's names the key (its full_key),
     Hydra's the override, with its cause's first line; a group's options (Hydra's "Available
     options in 'sampler':" and one line each) on that line."""
     if isinstance(err, OmegaConfBaseException):
         return omegaconf_said(err)
+    setting = unknown_plugin_setting(err)
+    if setting is not None:
+        return setting
     override = getattr(err, "override", None)  # Hydra's OverrideParseException: its text
     if isinstance(override, str):
         first = str(err).strip().splitlines()[0] if str(err).strip() else "cannot be parsed"

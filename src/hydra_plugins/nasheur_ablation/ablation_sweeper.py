@@ -198,17 +198,22 @@ class AblationSweeper(Sweeper):
             self.launcher = Plugins.instance().instantiate_launcher(
                 hydra_context=hydra_context, task_function=task_function, config=config
             )
-        except Exception as err:  # a bad NASHEUR_SLURM_* value: the variable, in one line
-            cause: BaseException | None = err
-            while cause is not None and not str(cause).startswith("NASHEUR_"):
-                cause = cause.__cause__ or cause.__context__
-            if cause is None:
-                raise
-            from nasheur.config import site_env_file
+        except Exception as err:
+            # a key the launcher does not take (+hydra.launcher.jobs_at_onec=2), or a bad
+            # NASHEUR_SLURM_* value: the key or the variable, in one line
+            from nasheur.config import site_env_file, unknown_plugin_setting
 
+            said = unknown_plugin_setting(err)
+            cause: BaseException | None = err
+            while said is None and cause is not None and not str(cause).startswith("NASHEUR_"):
+                cause = cause.__cause__ or cause.__context__
+            if said is None and cause is None:
+                raise
             flush_stdout()
             print(
-                f"nasheur: config error: {cause} (set in the environment or in the site "
+                f"nasheur: config error: {said}"
+                if said is not None
+                else f"nasheur: config error: {cause} (set in the environment or in the site "
                 f"profile, {site_env_file()})",
                 file=sys.stderr,
                 flush=True,

@@ -35,7 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,7 +102,17 @@ SRUN_CPUS_SETUP = (
 class PackedSlurmLauncher(SlurmLauncher):
     """hydra-submitit-launcher's SLURM launcher, plus ``jobs_per_task`` (see the module)."""
 
+    # what hydra.launcher takes (the schema's keys): the base launcher takes any key, and
+    # submitit would refuse a misspelt one only as the sweep submits, after its checks
+    SETTINGS = tuple(f.name for f in fields(PackedSlurmQueueConf) if f.name != "_target_")
+
     def __init__(self, jobs_per_task: int = 1, mps: bool = False, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.SETTINGS))
+        if unknown:  # Python's own words, as for the other plugins (config.unknown_plugin_setting)
+            raise TypeError(
+                f"{type(self).__name__}.__init__() got an unexpected keyword argument "
+                f"'{unknown[0]}'"
+            )
         super().__init__(**params)
         setup = [line for line in self.params.get("setup") or [] if line != SRUN_CPUS_SETUP]
         self.params["setup"] = [SRUN_CPUS_SETUP, *setup]
