@@ -592,6 +592,26 @@ def test_nb101_values_a_ground_truth_cannot_hold(tmp_path, bad, said):
 
 
 @pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"epochs": 108.7}, "epochs 108.7 is not an integer"),  # int() would read it as 108
+        ({"epochs": "108"}, "epochs '108' is not an integer"),
+        ({"epochs": None}, "epochs None is not an integer"),
+        ({"epochs": True}, "epochs True is not an integer"),
+        ({"hash": 12345}, "12345 is not an MD5 module hash"),
+        ({"hash": "x" * 32}, "is not an MD5 module hash"),
+    ],
+    ids=["epochs-float", "epochs-str", "epochs-null", "epochs-bool", "hash-int", "hash-not-hex"],
+)
+def test_nb101_records_whose_hash_or_epochs_are_of_another_kind(tmp_path, change, said):
+    path, offsets = _nb101_file(tmp_path, [_row(), _row(**change)])
+    with pytest.raises(TFRecordError, match=rf"byte offset {offsets[1]}: .*{re.escape(said)}"):
+        list(iter_nb101(path))
+    with pytest.raises(TFRecordError, match=rf"byte offset {offsets[1]}: .*{re.escape(said)}"):
+        read_nb101(path)
+
+
+@pytest.mark.parametrize(
     ("adjacency", "operations"),
     [
         (ADJ + "0", OPS),  # 50 characters: no V x V matrix

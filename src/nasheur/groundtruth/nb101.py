@@ -522,6 +522,28 @@ def _decode_metrics(source: str, offset: int, raw: Any) -> ModelMetrics:
         ) from None
 
 
+def _check_epochs(source: str, offset: int, epochs: Any) -> int:
+    """A record's epoch budget, an int: 108.0 and True (for 1) would equal a budget and pass
+    unseen, and int() would read 108.7 as 108."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int):
+        raise TFRecordError(
+            f"{source}: record at byte offset {offset}: epochs {brief(epochs)} is not an integer"
+        )
+    return epochs
+
+
+def _check_hash(source: str, offset: int, module_hash: Any) -> str:
+    """A record's module hash: 32 hexadecimal digits, the MD5 that names the cell."""
+    if not (isinstance(module_hash, str) and len(module_hash) == 32) or not _HEX.issuperset(
+        module_hash
+    ):
+        raise TFRecordError(
+            f"{source}: record at byte offset {offset}: {brief(module_hash)} is not an MD5 "
+            "module hash"
+        )
+    return module_hash
+
+
 def iter_nb101(
     path: str | os.PathLike[str], *, verify: bool = True, backend: str = "auto"
 ) -> Iterator[NB101Record]:
@@ -529,6 +551,8 @@ def iter_nb101(
     source = str(path)
     for offset, data in iter_tfrecords(path, verify=verify, backend=backend):
         module_hash, epochs, adjacency, operations, raw = _parse_json(source, offset, data)
+        _check_epochs(source, offset, epochs)
+        _check_hash(source, offset, module_hash)
         n = math.isqrt(len(adjacency)) if isinstance(adjacency, str) else -1
         ops = tuple(operations.split(",")) if isinstance(operations, str) else ()
         if n < 1 or n * n != len(adjacency) or len(ops) != n or set(adjacency) - {"0", "1"}:
@@ -538,7 +562,7 @@ def iter_nb101(
             )
         matrix = tuple(tuple(int(adjacency[r * n + c]) for c in range(n)) for r in range(n))
         yield NB101Record(
-            offset, str(module_hash), int(epochs), matrix, ops, _decode_metrics(source, offset, raw)
+            offset, module_hash, epochs, matrix, ops, _decode_metrics(source, offset, raw)
         )
 
 
@@ -589,22 +613,10 @@ def read_nb101(
     for offset, data in iter_tfrecords(path, verify=verify, backend=backend, hasher=hasher):
         records += 1
         row = _parse_json(source, offset, data)
-        module_hash, rec_epochs = row[0], row[1]
-        # the type first: 108.0 (and True for 1) would equal the budget and pass unseen
-        if isinstance(rec_epochs, bool) or not isinstance(rec_epochs, int):
-            raise TFRecordError(
-                f"{source}: record at byte offset {offset}: epochs {brief(rec_epochs)} is not "
-                "an integer"
-            )
-        if rec_epochs != epochs:
+        module_hash = row[0]
+        if _check_epochs(source, offset, row[1]) != epochs:
             continue
-        if not (isinstance(module_hash, str) and len(module_hash) == 32) or not _HEX.issuperset(
-            module_hash
-        ):
-            raise TFRecordError(
-                f"{source}: record at byte offset {offset}: {brief(module_hash)} is not an MD5 "
-                "module hash"
-            )
+        _check_hash(source, offset, module_hash)
         try:
             final, n_params, n_evals, present = _final_metrics(b64decode(row[4], validate=True))
         except (binascii.Error, TypeError, ValueError) as exc:
