@@ -118,6 +118,13 @@ def test_every_offered_option_validates(overrides, gt_file):
         (["run.eval_streams=0"], "run.eval_streams"),
         (["run.eval_pack=0"], "run.eval_pack"),
         (["dataset=procedural", "dataset.num_classes=11"], "dataset.num_classes"),
+        # beyond int64, torch's sizes and seeds: its error was a C++ traceback
+        (["fidelity.channels=100000000000000000000"], "fidelity.channels=100000000000000000000 is"),
+        (
+            ["seed=9223372036854775808"],
+            "seed=9223372036854775808 is out of range: expected a whole",
+        ),
+        (["dataset.split_seed=18446744073709551616"], "dataset.split_seed=18446744073709551616 is"),
         # the sweep's folder, runs/sweeps/<name>: not the sweeps' root, not a path out of it
         (["experiment.name="], "experiment.name='' is no plain folder name: expected"),
         (["experiment.name=../../escape"], "experiment.name='../../escape' is no plain folder"),

@@ -946,6 +946,23 @@ def _check(
         raise ConfigError(f"{key}={value!r} is {fault}: expected {expected}")
 
 
+# the integers torch, numpy and the C code under them take (a size, a seed, a count)
+INT64_MAX = 2**63 - 1
+
+
+def _ints_beyond_int64(obj: Any, prefix: str = "") -> Iterator[tuple[str, int]]:
+    """(key, value) of the int fields of the dataclasses in `obj` outside int64."""
+    if not is_dataclass(obj):
+        return
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not -INT64_MAX - 1 <= value <= INT64_MAX:
+                yield f"{prefix}{f.name}", value
+        else:
+            yield from _ints_beyond_int64(value, f"{prefix}{f.name}.")
+
+
 def _check_choice(key: str, value: str, allowed: tuple[str, ...], why: str) -> None:
     if value not in allowed:
         where = f" {why}" if why else ""
@@ -1045,6 +1062,8 @@ def validate(cfg: Config) -> None:
     """Ranges and combinations, checked before any data is read. Raises :class:`ConfigError`."""
     from nasheur.spaces import space_info
 
+    for key, value in _ints_beyond_int64(cfg):  # torch would fail on it with a traceback
+        _check(False, key, value, "a whole number in int64's range (-2**63 to 2**63 - 1)")
     f, p, d, e, m = cfg.fidelity, cfg.protocol, cfg.dataset, cfg.eval, cfg.metrics
     b = f.baseline  # first: the values that follow it would be named instead
     _check(b.layers >= 1, "fidelity.baseline.layers", b.layers, "an integer >= 1")
