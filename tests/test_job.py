@@ -738,6 +738,30 @@ def test_a_resumed_job_that_fails_before_training_keeps_the_epochs_on_record(
     assert (rec.get("epochs"), rec.get("checkpoint_epoch")) == (3, first["checkpoint_epoch"])
 
 
+def test_a_restart_from_nothing_records_none_of_the_earlier_runs_epochs(
+    tiny, tmp_path, monkeypatch
+):
+    # its checkpoint deleted, the job trains again from epoch 0: stopped in its first epoch,
+    # its record lists no epoch (not those of the run before, whose checkpoint is gone)
+    out = tmp_path / "job"
+    original = stop_in_save(monkeypatch, 2, KeyboardInterrupt("killed after epoch 2"))
+    with pytest.raises(KeyboardInterrupt):
+        run_job(tiny, output_dir=out)
+    monkeypatch.setattr(training, "save_checkpoint", original)
+    assert [h["epoch"] for h in read(out)["history"]] == [1, 2]
+    (out / CHECKPOINT).unlink()
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt("stopped in epoch 1")
+
+    monkeypatch.setattr(training, "train_epoch", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(tiny, output_dir=out)
+    rec = read(out)
+    assert rec["status"] == "interrupted" and rec["history"] == []
+    assert (rec["epochs"], rec["checkpoint_epoch"]) == (3, 0)
+
+
 def test_bf16_autocast_runs_and_is_recorded(tmp_path):
     gt = write_nb201_gt(tmp_path / "gt.csv")
     cfg = compose_job(

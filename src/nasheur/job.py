@@ -374,7 +374,9 @@ def _run_held(
             )
             # the epochs trained; none before the first. The checkpoint holds them, or with
             # run.checkpoint_every_s those up to its last write (a resume repeats the others)
-            record["history"] = list(partial.get("history") or earlier)
+            # (once this run restored its checkpoint or started afresh, its own history: a
+            # restart from nothing lists none of the epochs an earlier run trained)
+            record["history"] = list(partial.get("history", earlier))
             progress = partial if "epochs" in partial else earlier_progress
             record.update({k: progress[k] for k in ("epochs", "checkpoint_epoch") if k in progress})
             try:
