@@ -716,18 +716,25 @@ def test_a_failing_job_records_the_error(tmp_path):
     assert not (tmp_path / "job" / CHECKPOINT).exists()  # it failed before training
 
 
+def _stopped_after_epoch_2(cfg, out: Path, monkeypatch) -> dict:
+    """Run the 3-epoch job in `out`, stopped right after its checkpoint of epoch 2; its
+    record."""
+    original = stop_in_save(monkeypatch, 2, KeyboardInterrupt("killed after epoch 2"))
+    with pytest.raises(KeyboardInterrupt):
+        run_job(cfg, output_dir=out)
+    monkeypatch.setattr(training, "save_checkpoint", original)
+    record = read(out)
+    assert [h["epoch"] for h in record["history"]] == [1, 2] and record["epochs"] == 3
+    return record
+
+
 def test_a_resumed_job_that_fails_before_training_keeps_the_epochs_on_record(
     tiny, tmp_path, monkeypatch
 ):
     # README, metrics.json: a failed record has the epochs trained so far; a resumed job
     # that fails on its ground truth before it restored its checkpoint trained them still
     out = tmp_path / "job"
-    original = stop_in_save(monkeypatch, 2, KeyboardInterrupt("killed after epoch 2"))
-    with pytest.raises(KeyboardInterrupt):
-        run_job(tiny, output_dir=out)
-    monkeypatch.setattr(training, "save_checkpoint", original)
-    first = read(out)
-    assert [h["epoch"] for h in first["history"]] == [1, 2] and first["epochs"] == 3
+    first = _stopped_after_epoch_2(tiny, out, monkeypatch)
     gt = Path(tiny.ground_truth.path)
     gt.write_text(gt.read_text() + "|bogus|,0.5\n")  # a row its reader refuses
     with pytest.raises(ValueError):
@@ -744,11 +751,7 @@ def test_a_restart_from_nothing_records_none_of_the_earlier_runs_epochs(
     # its checkpoint deleted, the job trains again from epoch 0: stopped in its first epoch,
     # its record lists no epoch (not those of the run before, whose checkpoint is gone)
     out = tmp_path / "job"
-    original = stop_in_save(monkeypatch, 2, KeyboardInterrupt("killed after epoch 2"))
-    with pytest.raises(KeyboardInterrupt):
-        run_job(tiny, output_dir=out)
-    monkeypatch.setattr(training, "save_checkpoint", original)
-    assert [h["epoch"] for h in read(out)["history"]] == [1, 2]
+    _stopped_after_epoch_2(tiny, out, monkeypatch)
     (out / CHECKPOINT).unlink()
 
     def stopped(*args, **kwargs):
