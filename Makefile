@@ -9,7 +9,7 @@ PYTEST ?= $(PYTHON) -m pytest
 # worker processes of the test suites (pytest-xdist; 1: none). The fast suite's time is mostly
 # Python that composes configs, on one core per process. The slow suite's jobs train on the
 # CPU: each worker's jobs get one intra-op thread (OMP_NUM_THREADS=1 unless set), so that the
-# workers share the cores instead of waiting on one another (on 2 cores: 14.5 min, against
+# workers share the cores instead of waiting on one another (on 2 cores: 11 to 15 min, against
 # 20 min in one process with 2 threads).
 TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
 XDIST = $(if $(filter-out 0 1,$(TEST_JOBS)),-n $(TEST_JOBS))
