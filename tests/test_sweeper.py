@@ -299,6 +299,49 @@ def test_a_key_no_block_sweeps_still_applies_to_every_job(args):
     assert len(jobs) == 8 and all(keys(j).count("protocol.lr") == 1 for j in jobs)
 
 
+def test_quoted_values_on_the_command_line_are_planned_as_hydra_reads_them(args):
+    # Hydra's grammar quotes any value ('fairnas', 'base/2'): the sweeper takes the values,
+    # not their quotes (nor an object of the parser's, which no job could compose)
+    base = [a for a in args if a not in ("+experiment=bn_ablation", "search_space=nb201")]
+    sweeper, task = sweeper_for(
+        [
+            *base,
+            "+experiment=sampler_ablation",
+            "search_space='nb201'",
+            "sampler='fairnas',random_a",
+        ]
+    )
+    jobs = sweeper.plan(task)
+    assert sorted(j[1] for j in jobs) == ["sampler=fairnas", "sampler=random_a"]
+    assert all(j[0] == "search_space=nb201" for j in jobs)
+    # a level in quotes, on a key the experiment sweeps and on one it does not
+    sweeper, task = sweeper_for(
+        [
+            *base,
+            "+experiment=channels_ablation",
+            "search_space=nb201",
+            "fidelity.channels='base/2','base'",
+        ]
+    )
+    assert sorted(
+        o for j in sweeper.plan(task) for o in j if o.startswith("fidelity.channels")
+    ) == [
+        "fidelity.channels=2",
+        "fidelity.channels=4",
+    ]
+    sweeper, task = sweeper_for(
+        [*args, "protocol.bn_track=true", "fidelity.channels='base/2',base"]
+    )
+    assert sorted(
+        o for j in sweeper.plan(task) for o in j if o.startswith("fidelity.channels")
+    ) == [
+        "fidelity.channels=2",
+        "fidelity.channels=2",
+        "fidelity.channels=4",
+        "fidelity.channels=4",
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # the end of a sweep, its errors
 

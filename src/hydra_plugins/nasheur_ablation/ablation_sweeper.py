@@ -98,6 +98,7 @@ from nasheur.sweep.plan import (
     format_value,
     grouped,
     names_levels,
+    values_of,
 )
 from nasheur.sweep.preflight import bad_inputs, missing_data
 from nasheur.sweep.twins import (
@@ -260,16 +261,16 @@ class AblationSweeper(Sweeper):
                 if o.is_sweep_override()
                 else [o.get_value_element_as_str()]
             )
-            if key == "search_space":
-                spaces = values
-            elif key == "seed":
-                seeds = values
+            if key in ("search_space", "seed"):  # each job names its own: unquoted
+                named = [format_value(v) for v in values_of(o)]
+                if key == "search_space":
+                    spaces = named
+                else:
+                    seeds = named
             elif (o.key_or_group in swept or names_levels(o)) and o.package is None:
                 if o.is_delete():
                     raise SweepError(f"{key}: the experiment sweeps this key; it cannot be deleted")
-                pinned[o.key_or_group] = (
-                    list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
-                )
+                pinned[o.key_or_group] = values_of(o)
             else:
                 group = next((s for s in swept if o.key_or_group.startswith(f"{s}.")), None)
                 if group is not None:  # sampler.name=fairnas: each block's sampler=... wins

@@ -123,14 +123,22 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def values_of(o: Override) -> list[Any]:
+    """An override's values as Hydra sets them: typed, and without the quotes the grammar
+    allows around any of them (``sampler='fairnas',random_nas``; a sweep's elements keep
+    them, as the parser's own objects, where a plain value loses them)."""
+    if not o.is_sweep_override():
+        return [o.value()]
+    return [Override._convert_value(v) for v in o.sweep_iterator()]
+
+
 def names_levels(o: Override) -> bool:
     """Whether the command line gives a low-fidelity key levels (``fidelity.channels=base/2,
     base``), which only the sweeper can resolve, against each space's baseline."""
     key = o.key_or_group
     if not key.startswith("fidelity.") or key.startswith("fidelity.baseline.") or o.is_delete():
         return False
-    values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
-    return any(isinstance(v, str) and LEVEL.fullmatch(v) for v in values)
+    return any(isinstance(v, str) and LEVEL.fullmatch(v) for v in values_of(o))
 
 
 class Planned(NamedTuple):
