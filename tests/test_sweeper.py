@@ -293,6 +293,34 @@ def test_a_pinned_value_the_experiment_lists_runs_only_where_it_lists_it(args):
     assert sum("supernet.random_subspace=true" in j for j in jobs) == 1
 
 
+def test_a_sweep_with_no_job_is_refused_and_leaves_no_folder(args, tmp_path, capsys):
+    # two values the experiment lists, in different blocks: no row has both; an empty range of
+    # seeds is no seed (not the experiment's three)
+    base = [a for a in args if a != "+experiment=bn_ablation"]
+    for extra, said in (
+        (
+            [
+                "+experiment=low_fidelity_budget",
+                "fidelity.channels=choice(base/2)",
+                "fidelity.layers=2",
+            ],
+            "no job of the sweep has the command line's fidelity.channels=base/2, "
+            "fidelity.layers=2: ",
+        ),
+        (["+experiment=bn_ablation", "seed=range(0,0)"], "seed=range(0,0): names no value"),
+        (["+experiment=bn_ablation", "protocol.lr=range(0,0)"], "protocol.lr=range(0,0): names"),
+    ):
+        for dry in ([], ["hydra.sweeper.dry_run=true"]):
+            sweeper, task = sweeper_for([*base, *extra, *dry])
+            with pytest.raises(SystemExit) as stop:
+                sweeper.sweep(task)
+            err = capsys.readouterr().err
+            assert stop.value.code == 2, err
+            assert err.startswith(f"nasheur: config error: {said}"), err
+            assert err.rstrip().endswith("nothing was launched") and sweeper.launcher.launched == []
+            assert not (tmp_path / "runs").exists()
+
+
 def test_a_key_no_block_sweeps_still_applies_to_every_job(args):
     sweeper, task = sweeper_for([*args, "protocol.lr=0.05,0.1"])
     jobs = sweeper.plan(task)

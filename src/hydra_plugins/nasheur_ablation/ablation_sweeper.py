@@ -261,6 +261,11 @@ class AblationSweeper(Sweeper):
                 if o.is_sweep_override()
                 else [o.get_value_element_as_str()]
             )
+            if not values:  # seed=range(0,0): no value (not "the experiment's seeds")
+                raise SweepError(
+                    f"{o.input_line or key}: names no value to sweep, so the sweep would have no "
+                    "job; nothing was launched"
+                )
             if key in ("search_space", "seed"):  # each job names its own: unquoted
                 named = [format_value(v) for v in values_of(o)]
                 if key == "search_space":
@@ -320,6 +325,19 @@ class AblationSweeper(Sweeper):
         family = {s: getattr(space_info(s), "paper_space", s) for s in spaces}
         seeds = cli_seeds or self.seeds or [OmegaConf.select(self.config, "seed")]
         jobs = expand(spaces, seeds, self.blocks, baselines, extra, family, pinned)
+        if not jobs:  # two restricting values that no block sweeps together
+            said = ", ".join(
+                f"{k}={','.join(format_value(v) for v in vs)}" for k, vs in pinned.items()
+            )
+            raise SweepError(
+                (
+                    f"no job of the sweep has the command line's {said}: the experiment lists "
+                    "these values, but in no one row together (run a sweep for each)"
+                    if pinned
+                    else "the sweep has no job"
+                )
+                + "; nothing was launched"
+            )
         idle = [s for s in spaces if f"search_space={s}" not in {j[0] for j in jobs}]
         if pinned and idle:  # final_search eval.pool_size=100: NB201's value only
             log.info(
