@@ -266,6 +266,30 @@ def test_a_tables_level_is_the_level_the_sweep_ran(text, base, how):
     assert level_of(resolve_level(text, base), base, how) == text
 
 
+def test_the_log_says_whether_a_pinned_value_restricts_or_replaces_in_the_spaces_swept(
+    args, caplog
+):
+    # final_search lists pool 100 for NB201 alone: swept on NB101 it replaces NB101's values
+    # (the pool's default), and the log must not list NB201's 100 as if it restricted them
+    experiment = _other_experiment(args, "final_search")
+    sweeper, task = sweeper_for([*experiment, "search_space=nb101", "eval.pool_size=100"])
+    with caplog.at_level(logging.INFO):
+        jobs = sweeper.plan(task)
+    assert jobs and all("eval.pool_size=100" in j for j in jobs)
+    assert (
+        "eval.pool_size: the command line names 100, which replace the experiment's values "
+        "(none in search_space nb101)"
+    ) in caplog.text
+    caplog.clear()
+    sweeper, task = sweeper_for([*args, "protocol.bn_track=true"])
+    with caplog.at_level(logging.INFO):
+        sweeper.plan(task)
+    assert (
+        "protocol.bn_track: the command line names true, which restrict the experiment's "
+        "values (false, true in search_space nb201)"
+    ) in caplog.text
+
+
 def test_a_pinned_value_the_experiment_lists_runs_only_where_it_lists_it(args):
     # epochs 1200 is listed for NB201 alone (its longer block): not run on NB101 too
     base = [a for a in args if a != "+experiment=bn_ablation"]

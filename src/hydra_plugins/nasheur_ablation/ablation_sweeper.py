@@ -98,6 +98,7 @@ from nasheur.sweep.plan import (
     format_value,
     grouped,
     names_levels,
+    restricting,
     values_of,
 )
 from nasheur.sweep.preflight import bad_inputs, missing_data
@@ -302,19 +303,6 @@ class AblationSweeper(Sweeper):
 
         self._check_space_names()
         extra, cli_spaces, cli_seeds, pinned = self._command_line(arguments)
-        for key, values in pinned.items():
-            if key not in self._swept_keys():  # levels of a key no block sweeps
-                continue
-            ours = sorted(
-                {format_value(v) for b in self.blocks if key in b for v in b[key]}, key=natural_key
-            )
-            log.info(
-                "%s: the command line names %s (the experiment's values: %s; one it does not "
-                "list replaces them, else they restrict them)",
-                key,
-                ", ".join(format_value(v) for v in values),
-                ", ".join(ours),
-            )
         spaces = cli_spaces or self._spaces_with_ground_truth()
         # each space's baseline as its jobs see it: with the experiment and the command line's
         # fixed overrides (fidelity.baseline.channels=64 makes base/2 mean 32)
@@ -324,6 +312,30 @@ class AblationSweeper(Sweeper):
         }
         family = {s: getattr(space_info(s), "paper_space", s) for s in spaces}
         seeds = cli_seeds or self.seeds or [OmegaConf.select(self.config, "seed")]
+        restricts = restricting(spaces, self.blocks, baselines, family, pinned)
+        for key, values in pinned.items():
+            if key not in self._swept_keys():  # levels of a key no block sweeps
+                continue
+            # the values of the spaces swept here: a value only another space's block lists
+            # (protocol.weight_decay=0.001 with search_space=nb201) replaces this one's
+            ours = sorted(
+                {
+                    format_value(v)
+                    for s in spaces
+                    for b in self.blocks
+                    if key in b and block_applies(b, s, family[s])
+                    for v in b[key]
+                },
+                key=natural_key,
+            )
+            log.info(
+                "%s: the command line names %s, which %s the experiment's values (%s%s)",
+                key,
+                ", ".join(format_value(v) for v in values),
+                "restrict" if restricts[key] else "replace",
+                ", ".join(ours) or "none",
+                f" in search_space {', '.join(spaces)}" if self.spaces else "",
+            )
         jobs = expand(spaces, seeds, self.blocks, baselines, extra, family, pinned)
         if not jobs:  # two restricting values that no block sweeps together
             said = ", ".join(

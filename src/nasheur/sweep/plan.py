@@ -72,24 +72,11 @@ def expand(
     jobs: list[list[str]] = []
     seen: set[tuple[tuple[str, str], ...]] = set()
     baseline_of = {s: OmegaConf.create(baselines.get(s) or {}) for s in spaces}
+    restricts = restricting(spaces, blocks, baselines, paper_space, pinned)
 
     def applies(block: dict[str, Any], space: str) -> bool:
         return block_applies(block, space, (paper_space or {}).get(space, space))
 
-    def held(block: dict[str, Any], space: str, key: str, values: Sequence[Any]) -> list[Any]:
-        """The block's values of `key` that the command line names (as the jobs spell them)."""
-        wanted = {format_value(resolve_relative(key, v, baseline_of[space])) for v in values}
-        return [
-            v
-            for v in block.get(key, [])
-            if format_value(resolve_relative(key, v, baseline_of[space])) in wanted
-        ]
-
-    every = [(b, s) for s in spaces for b in blocks or [{}] if applies(b, s)]
-    restricts = {
-        key: all(any(held(b, s, key, [v]) for b, s in every) for v in values)
-        for key, values in (pinned or {}).items()
-    }
     for space in spaces:
         baseline = baseline_of[space]
         for block in blocks or [{}]:
@@ -97,7 +84,11 @@ def expand(
                 continue
             block = dict(block)
             for key, values in (pinned or {}).items():
-                block[key] = held(block, space, key, values) if restricts[key] else list(values)
+                block[key] = (
+                    _held(block, key, values, baseline_of[space])
+                    if restricts[key]
+                    else list(values)
+                )
             keys = [k for k in block if k != "_spaces"]
             for combo in itertools.product(*(block[k] for k in keys)):
                 items = [
@@ -112,6 +103,38 @@ def expand(
                             seen.add(ident)
                             jobs.append(job)
     return jobs
+
+
+def _held(
+    block: dict[str, Any], key: str, values: Sequence[Any], baseline: DictConfig
+) -> list[Any]:
+    """The block's values of `key` that the command line names (as the jobs spell them)."""
+    wanted = {format_value(resolve_relative(key, v, baseline)) for v in values}
+    return [
+        v for v in block.get(key, []) if format_value(resolve_relative(key, v, baseline)) in wanted
+    ]
+
+
+def restricting(
+    spaces: Sequence[str],
+    blocks: Sequence[dict[str, Any]],
+    baselines: dict[str, Any],
+    paper_space: dict[str, str] | None = None,
+    pinned: dict[str, Sequence[Any]] | None = None,
+) -> dict[str, bool]:
+    """For each key of `pinned`, whether its values restrict the sweep of `spaces` (every one
+    of them is a value that a block of one of these spaces lists) or replace its values."""
+    baseline_of = {s: OmegaConf.create(baselines.get(s) or {}) for s in spaces}
+    every = [
+        (b, s)
+        for s in spaces
+        for b in blocks or [{}]
+        if block_applies(b, s, (paper_space or {}).get(s, s))
+    ]
+    return {
+        key: all(any(_held(b, key, [v], baseline_of[s]) for b, s in every) for v in values)
+        for key, values in (pinned or {}).items()
+    }
 
 
 def format_value(value: Any) -> str:
